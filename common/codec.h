@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The JSON frame codec (protocol.md sections 4 and 6): parse a frame's
+ * payload into a typed Frame with every member validated (JSON types,
+ * sizes, strict base64, user names, envelopes), and build each frame type.
+ *
+ * Parsing is strict: the payload must be valid UTF-8 holding exactly one
+ * JSON object (no trailing data) with a known string "type"; required
+ * members must be present with the right types; unknown members are
+ * ignored (forward compatibility) except inside envelopes. Any failure is
+ * -EBADMSG with a short reason for the peer's error message (never
+ * containing input bytes), or -EINVAL for a bad user name (so the caller can
+ * answer bad_username).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "envelope.h"
+#include "handshake.h"
+
+typedef enum FrameType {
+        FRAME_HELLO,
+        FRAME_AUTH,
+        FRAME_WELCOME,
+        FRAME_ERROR,
+        FRAME_PRESENCE,
+        FRAME_LOOKUP,
+        FRAME_KEY,
+        FRAME_SEND,
+        FRAME_ACCEPTED,
+        FRAME_DELIVER,
+        FRAME_ACK,
+        FRAME_SYNCED,
+        FRAME_RECEIPT,
+        FRAME_PING,
+        FRAME_PONG,
+        FRAME_BYE,
+        _FRAME_TYPE_MAX,
+        _FRAME_TYPE_INVALID = -1,
+} FrameType;
+
+const char *frame_type_to_string(FrameType t);    /* "hello", ... */
+FrameType frame_type_from_string(const char *s);  /* -1 if unknown */
+
+typedef struct FrameLimits {
+        uint64_t max_frame;
+        uint64_t max_text;
+        uint64_t queue_ttl;
+} FrameLimits;
+
+typedef enum PresenceKind {
+        PRESENCE_LIST,      /* {"users":[KEYPACKAGE...]} */
+        PRESENCE_ONLINE,    /* {"event":"online","package":KEYPACKAGE} */
+        PRESENCE_OFFLINE,   /* {"event":"offline","user":...} */
+} PresenceKind;
+
+/* Integer ids and seqs are JSON integers in 0..2^53-1. */
+typedef struct Frame {
+        FrameType type;
+        union {
+                struct {
+                        unsigned proto;
+                        uint8_t *server_key; size_t server_key_len;
+                        uint8_t nonce[NONCE_LEN];
+                        char **suites; size_t n_suites;
+                } hello;
+                struct {
+                        char user[USERNAME_MAX + 1];
+                        uint8_t *key; size_t key_len;
+                        uint8_t nonce[NONCE_LEN];
+                        bool receive;
+                        uint8_t *sig; size_t sig_len;
+                } auth;
+                struct {
+                        uint8_t *sig; size_t sig_len;
+                        KeyPackage *self;
+                        char session[65];
+                        FrameLimits limits;
+                } welcome;
+                struct {
+                        bool has_id; uint64_t id;
+                        char code[64];
+                        char *message;          /* may be NULL */
+                } error;
+                struct {
+                        PresenceKind kind;
+                        KeyPackage **users; size_t n_users;   /* LIST */
+                        KeyPackage *package;                   /* ONLINE */
+                        char user[USERNAME_MAX + 1];           /* OFFLINE */
+                } presence;
+                struct { uint64_t id; char user[USERNAME_MAX + 1]; } lookup;
+                struct { uint64_t id; KeyPackage *package; } key;
+                struct { uint64_t id; Envelope *envelope; json_object *raw; } send;
+                struct { uint64_t id; char msg[32]; bool queued; } accepted;
+                struct { uint64_t seq; Envelope *envelope; json_object *raw; } deliver;
+                struct { uint64_t seq; } ack;
+                struct { char msg[32]; char status[32]; } receipt;
+        };
+} Frame;
+
+/* "msg" ids in accepted/receipt are the envelope id in base64 (24 chars). */
+
+Frame *frame_free(Frame *f);
+static inline void frame_freep(Frame **f) { frame_free(*f); }
+
+/* Parse a payload (without the length prefix). On -EBADMSG/-EINVAL,
+ * *ret_reason (if not NULL) points to a static string. For send/deliver the
+ * envelope is parsed with envelope_from_json() and the original JSON object
+ * is kept in .raw (a reference the Frame owns) so a relay can store it
+ * unchanged. */
+int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason);
+
+/* Key packages as JSON objects, both ways (also used for local storage). */
+int key_package_to_json(const KeyPackage *kp, json_object **ret);
+int key_package_from_json(json_object *o, KeyPackage **ret);
+
+/* Builders. Each returns a new json_object (refcount 1) or NULL on ENOMEM.
+ * Binary arguments are base64-encoded by the builder. */
+json_object *frame_new_hello(const uint8_t *server_key, size_t server_key_len,
+                             const uint8_t nonce[NONCE_LEN]);
+json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len,
+                            const uint8_t nonce[NONCE_LEN], bool receive,
+                            const uint8_t *sig, size_t sig_len);
+json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
+                               const char *session, const FrameLimits *limits);
+json_object *frame_new_error(const uint64_t *id, const char *code, const char *message);
+json_object *frame_new_presence_list(KeyPackage *const *users, size_t n);
+json_object *frame_new_presence_online(const KeyPackage *kp);
+json_object *frame_new_presence_offline(const char *user);
+json_object *frame_new_lookup(uint64_t id, const char *user);
+json_object *frame_new_key(uint64_t id, const KeyPackage *kp);
+/* envelope_json is taken by reference (json_object_get), not copied. */
+json_object *frame_new_send(uint64_t id, json_object *envelope_json);
+json_object *frame_new_accepted(uint64_t id, const char *msg, bool queued);
+json_object *frame_new_deliver(uint64_t seq, json_object *envelope_json);
+json_object *frame_new_ack(uint64_t seq);
+json_object *frame_new_synced(void);
+json_object *frame_new_receipt(const char *msg, const char *status);
+json_object *frame_new_simple(FrameType t);     /* ping, pong, bye, synced */
+
+/* Serialize compactly and frame it: u32be(N) || JSON. -EMSGSIZE if over
+ * max_frame. */
+int frame_to_wire(json_object *o, size_t max_frame, uint8_t **ret, size_t *ret_len);

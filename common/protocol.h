@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * SecureChat protocol version 1: every constant of the wire protocol in one
+ * place (see man/securechat-protocol.7). Bump PROTOCOL_VERSION on any change
+ * to the framing, the handshake transcripts, key packages or the envelope.
+ */
+#pragma once
+
+#define PROTOCOL_VERSION 1                       /* bump on change */
+#define PROTOCOL_SUITE "rsa-oaep-sha256+des-ede3-cbc+hmac-sha256"
+
+#define DEFAULT_PORT 5000
+#define DEFAULT_MAX_FRAME 65536u
+#define DEFAULT_MAX_TEXT 16384u
+#define DEFAULT_QUEUE_TTL (7u * 24 * 3600)      /* seconds */
+#define MAX_FRAME_LIMIT (16u * 1024 * 1024)     /* hard ceiling for max-frame */
+
+#define NONCE_LEN 32
+#define MSG_ID_LEN 16
+#define ENVELOPE_SECRET_LEN 32
+#define ENVELOPE_IV_LEN 8
+#define ENVELOPE_MAC_LEN 32
+#define ENVELOPE_OKM_LEN 56
+#define ENVELOPE_FUTURE_SKEW 300                 /* seconds a ts may be ahead */
+
+/* Domain separation strings (exact). */
+#define CTX_CLIENT_AUTH "securechat/1 client-auth"
+#define CTX_SERVER_AUTH "securechat/1 server-auth"
+#define CTX_KEY_PACKAGE "securechat/1 key-package"
+#define CTX_ENVELOPE "securechat/1 envelope"
+#define CTX_ENVELOPE_KEY "securechat/1 envelope-key"   /* OAEP label */
+#define CTX_HKDF_INFO_PREFIX "securechat/1 "           /* || suite */
+
+/* Error codes carried in {"type":"error","code":...}. */
+#define ERR_BAD_FRAME "bad_frame"
+#define ERR_BAD_REQUEST "bad_request"
+#define ERR_BAD_USERNAME "bad_username"
+#define ERR_AUTH_FAILED "auth_failed"
+#define ERR_KEY_MISMATCH "key_mismatch"
+#define ERR_REGISTRATION_CLOSED "registration_closed"
+#define ERR_REPLACED "replaced"
+#define ERR_TIMEOUT "timeout"
+#define ERR_NO_SUCH_USER "no_such_user"
+#define ERR_TOO_LARGE "too_large"
+#define ERR_QUEUE_FULL "queue_full"
+#define ERR_RATE_LIMITED "rate_limited"
+#define ERR_SERVER_BUSY "server_busy"
+#define ERR_INTERNAL "internal"
+#define ERR_KICKED "kicked"
+#define ERR_SHUTDOWN "shutdown"

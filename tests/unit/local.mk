@@ -1,0 +1,38 @@
+# SPDX-License-Identifier: MIT
+UNIT_TESTS = \
+	tests/unit/test-util \
+	tests/unit/test-crypto \
+	tests/unit/test-rsa \
+	tests/unit/test-envelope \
+	tests/unit/test-handshake \
+	tests/unit/test-frame \
+	tests/unit/test-codec
+check_PROGRAMS += $(UNIT_TESTS)
+TESTS += $(UNIT_TESTS)
+UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
+	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS)
+UNIT_LDADD = $(COMMON_LIBS) $(CHECK_LIBS)
+EXTRA_DIST += tests/unit/test-main.h
+
+tests_unit_test_util_SOURCES = tests/unit/test-util.c
+tests_unit_test_util_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_util_LDADD = $(UNIT_LDADD)
+tests_unit_test_crypto_SOURCES = tests/unit/test-crypto.c
+tests_unit_test_crypto_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_crypto_LDADD = $(UNIT_LDADD)
+tests_unit_test_rsa_SOURCES = tests/unit/test-rsa.c
+tests_unit_test_rsa_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_rsa_LDADD = $(UNIT_LDADD)
+tests_unit_test_envelope_SOURCES = tests/unit/test-envelope.c
+tests_unit_test_envelope_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_envelope_LDADD = $(UNIT_LDADD)
+tests_unit_test_handshake_SOURCES = tests/unit/test-handshake.c
+tests_unit_test_handshake_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_handshake_LDADD = $(UNIT_LDADD)
+tests_unit_test_frame_SOURCES = tests/unit/test-frame.c
+tests_unit_test_frame_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_frame_LDADD = $(UNIT_LDADD)
+tests_unit_test_codec_SOURCES = tests/unit/test-codec.c
+tests_unit_test_codec_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_codec_LDADD = $(UNIT_LDADD)
+EXTRA_DIST += tests/vectors
