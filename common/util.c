@@ -1,1 +1,166 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <nettle/memops.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "util.h"
+
+int random_bytes(void *buf, size_t len) {
+        uint8_t *p = buf;
+
+        while (len > 0) {
+                /* Blocks until the pool is initialised, then never fails
+                 * short except for signals or requests above 32 MiB. */
+                ssize_t n = getrandom(p, len, 0);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+void secure_wipe(void *p, size_t len) {
+        if (p)
+                explicit_bzero(p, len);
+}
+
+void *secure_free(void *p, size_t len) {
+        secure_wipe(p, len);
+        free(p);
+        return NULL;
+}
+
+bool memeq_ct(const void *a, const void *b, size_t len) {
+        return nettle_memeql_sec(a, b, len) != 0;
+}
+
+/* Length of the UTF-8 sequence at s (at most len bytes), or 0 when it is
+ * not the shortest encoding of a scalar value in U+0001..U+10FFFF. The
+ * ranges of the second byte are those of RFC 3629 section 4, which rule out
+ * overlongs, surrogates and values above U+10FFFF in one place. */
+static size_t utf8_sequence_len(const uint8_t *s, size_t len) {
+        uint8_t c = s[0], lo = 0x80, hi = 0xBF;
+        size_t n;
+
+        if (c == 0)
+                return 0;        /* user text never holds NUL */
+        if (c < 0x80)
+                return 1;
+        if (c >= 0xC2 && c <= 0xDF)
+                n = 2;
+        else if (c >= 0xE0 && c <= 0xEF) {
+                n = 3;
+                if (c == 0xE0)
+                        lo = 0xA0;        /* overlong below U+0800 */
+                else if (c == 0xED)
+                        hi = 0x9F;        /* surrogates U+D800..U+DFFF */
+        } else if (c >= 0xF0 && c <= 0xF4) {
+                n = 4;
+                if (c == 0xF0)
+                        lo = 0x90;        /* overlong below U+10000 */
+                else if (c == 0xF4)
+                        hi = 0x8F;        /* above U+10FFFF */
+        } else
+                return 0;        /* continuation byte, C0, C1, F5..FF */
+
+        if (len < n)
+                return 0;
+        if (s[1] < lo || s[1] > hi)
+                return 0;
+        for (size_t i = 2; i < n; i++)
+                if (s[i] < 0x80 || s[i] > 0xBF)
+                        return 0;
+        return n;
+}
+
+bool utf8_valid(const void *s, size_t len) {
+        const uint8_t *p = s;
+
+        while (len > 0) {
+                size_t n = utf8_sequence_len(p, len);
+                if (n == 0)
+                        return false;
+                p += n;
+                len -= n;
+        }
+        return true;
+}
+
+static bool username_char(char c, bool first) {
+        if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+                return true;
+        return !first && (c == '.' || c == '_' || c == '-');
+}
+
+bool username_valid(const char *s) {
+        size_t i;
+
+        if (!s)
+                return false;
+        for (i = 0; s[i] != '\0'; i++) {
+                if (i >= USERNAME_MAX)
+                        return false;
+                if (!username_char(s[i], i == 0))
+                        return false;
+        }
+        return i > 0;
+}
+
+static uint64_t clock_usec(clockid_t clock) {
+        struct timespec ts;
+
+        /* Cannot fail for these clocks on Linux. */
+        (void) clock_gettime(clock, &ts);
+        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+}
+
+uint64_t now_unix(void) {
+        return clock_usec(CLOCK_REALTIME) / 1000000u;
+}
+
+uint64_t now_monotonic_usec(void) {
+        return clock_usec(CLOCK_MONOTONIC);
+}
+
+static int unhex(char c) {
+        if (c >= '0' && c <= '9')
+                return c - '0';
+        if (c >= 'a' && c <= 'f')
+                return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F')
+                return c - 'A' + 10;
+        return -1;
+}
+
+int hex_decode(const char *hex, uint8_t **ret, size_t *ret_len) {
+        size_t len = strlen(hex);
+        uint8_t *out;
+
+        if (len % 2 != 0)
+                return -EINVAL;
+
+        /* At least one byte, so that "" yields a valid pointer too. */
+        out = malloc(len / 2 + 1);
+        if (!out)
+                return -ENOMEM;
+
+        for (size_t i = 0; i < len / 2; i++) {
+                int h = unhex(hex[2 * i]), l = unhex(hex[2 * i + 1]);
+                if (h < 0 || l < 0) {
+                        free(out);
+                        return -EINVAL;
+                }
+                out[i] = (uint8_t) (h << 4 | l);
+        }
+
+        *ret = out;
+        *ret_len = len / 2;
+        return 0;
+}

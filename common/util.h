@@ -20,7 +20,8 @@ void *secure_free(void *p, size_t len);
  * on len). Returns true when equal. */
 bool memeq_ct(const void *a, const void *b, size_t len);
 
-/* Strict UTF-8 validation (no overlongs, no surrogates, max U+10FFFF). */
+/* Strict UTF-8 validation (no overlongs, no surrogates, max U+10FFFF); also
+ * refuses NUL bytes, which user text never contains. */
 bool utf8_valid(const void *s, size_t len);
 
 /* ^[a-z0-9][a-z0-9._-]{0,31}$ */
