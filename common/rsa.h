@@ -37,7 +37,9 @@ static inline void rsa_key_freep(RsaKey **k) { rsa_key_free(*k); }
 int rsa_key_generate(unsigned bits, RsaKey **ret);
 
 /* Public key from DER SPKI (rsaEncryption). Refuses keys under
- * RSA_MIN_BITS or over RSA_MAX_BITS and e that is even or < 3 (-EINVAL). */
+ * RSA_MIN_BITS or over RSA_MAX_BITS, an even n, e that is even, < 3 or >= n,
+ * and DER that does not re-encode to the same bytes, so that every key has
+ * exactly one encoding and one fingerprint (-EINVAL). */
 int rsa_key_from_spki(const uint8_t *der, size_t len, RsaKey **ret);
 
 /* A private key from PKCS#8 or PKCS#1 PEM/DER in memory (tests use the
