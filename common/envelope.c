@@ -1,1 +1,549 @@
 /* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b64.h"
+#include "buf.h"
+#include "crypto.h"
+#include "envelope.h"
+#include "macro.h"
+
+/* Sizes a well-formed envelope may have. ek and sig are one RSA block of a
+ * 2048..4096-bit key. */
+#define RSA_BLOCK_MIN (RSA_MIN_BITS / 8)
+#define RSA_BLOCK_MAX (RSA_MAX_BITS / 8)
+
+/* ts travels as a JSON integer; keep it within what every JSON
+ * implementation represents exactly (2^53 - 1). */
+#define ENVELOPE_TS_MAX ((UINT64_C(1) << 53) - 1)
+
+static const char *const envelope_error_table[_ENVELOPE_ERROR_MAX] = {
+        [ENVELOPE_OK] = "ok",
+        [ENVELOPE_MALFORMED] = "malformed",
+        [ENVELOPE_BAD_VERSION] = "bad_version",
+        [ENVELOPE_BAD_SUITE] = "bad_suite",
+        [ENVELOPE_WRONG_RECIPIENT] = "wrong_recipient",
+        [ENVELOPE_UNKNOWN_SENDER] = "unknown_sender",
+        [ENVELOPE_BAD_SIGNATURE] = "bad_signature",
+        [ENVELOPE_FROM_FUTURE] = "from_future",
+        [ENVELOPE_EXPIRED] = "expired",
+        [ENVELOPE_REPLAY] = "replay",
+        [ENVELOPE_BAD_KEY] = "bad_key",
+        [ENVELOPE_BAD_MAC] = "bad_mac",
+        [ENVELOPE_BAD_PADDING] = "bad_padding",
+        [ENVELOPE_BAD_UTF8] = "bad_utf8",
+        [ENVELOPE_TOO_LARGE] = "too_large",
+};
+
+const char *envelope_error_to_string(EnvelopeError e) {
+        if ((int) e < 0 || e >= _ENVELOPE_ERROR_MAX)
+                return NULL;
+        return envelope_error_table[e];
+}
+
+Envelope *envelope_free(Envelope *e) {
+        if (!e)
+                return NULL;
+        free(e->ek);
+        free(e->ct);
+        free(e->sig);
+        free(e);
+        return NULL;
+}
+
+/* Everything of step 1 of opening except "to is me", on the decoded
+ * structure: an Envelope built in memory gets the same checks as one
+ * parsed from JSON. */
+static EnvelopeError envelope_check(const Envelope *e) {
+        if (e->v != PROTOCOL_VERSION)
+                return ENVELOPE_BAD_VERSION;
+        if (strcmp(e->suite, PROTOCOL_SUITE) != 0)
+                return ENVELOPE_BAD_SUITE;
+        if (!username_valid(e->from) || !username_valid(e->to))
+                return ENVELOPE_MALFORMED;
+        if (e->ts > ENVELOPE_TS_MAX)
+                return ENVELOPE_MALFORMED;
+        if (!e->ek || e->ek_len < RSA_BLOCK_MIN || e->ek_len > RSA_BLOCK_MAX)
+                return ENVELOPE_MALFORMED;
+        if (!e->sig || e->sig_len < RSA_BLOCK_MIN || e->sig_len > RSA_BLOCK_MAX)
+                return ENVELOPE_MALFORMED;
+        if (!e->ct || e->ct_len == 0 || e->ct_len % TDES_BLOCK_LEN != 0)
+                return ENVELOPE_MALFORMED;
+        return ENVELOPE_OK;
+}
+
+int envelope_mac_input(const Envelope *e, uint8_t **ret, size_t *ret_len) {
+        _cleanup_(buf_donep) Buf b = BUF_INIT;
+
+        if (!e || !ret || !ret_len)
+                return -EINVAL;
+
+        buf_put_lp_str(&b, CTX_ENVELOPE);
+        buf_put_lp_str(&b, e->suite);
+        buf_put_lp(&b, e->id, sizeof(e->id));
+        buf_put_lp_str(&b, e->from);
+        buf_put_lp_str(&b, e->to);
+        buf_put_u64(&b, e->ts);
+        buf_put_lp(&b, e->ek, e->ek_len);
+        buf_put_lp(&b, e->iv, sizeof(e->iv));
+        buf_put_lp(&b, e->ct, e->ct_len);
+        return buf_steal(&b, ret, ret_len);
+}
+
+/* What the sender signs: H || lp(mac). */
+static int envelope_signed_input(const uint8_t *h, size_t h_len, const uint8_t mac[ENVELOPE_MAC_LEN],
+                                 uint8_t **ret, size_t *ret_len) {
+        _cleanup_(buf_donep) Buf b = BUF_INIT;
+
+        buf_put(&b, h, h_len);
+        buf_put_lp(&b, mac, ENVELOPE_MAC_LEN);
+        return buf_steal(&b, ret, ret_len);
+}
+
+/* okm = HKDF-SHA256(salt = id, IKM = secret, info = "securechat/1 " || suite). */
+static int envelope_derive(const uint8_t id[MSG_ID_LEN], const uint8_t secret[ENVELOPE_SECRET_LEN],
+                           uint8_t okm[ENVELOPE_OKM_LEN]) {
+        static const char info[] = CTX_HKDF_INFO_PREFIX PROTOCOL_SUITE;
+
+        return hkdf_sha256(id, MSG_ID_LEN, secret, ENVELOPE_SECRET_LEN,
+                           info, sizeof(info) - 1, okm, ENVELOPE_OKM_LEN);
+}
+
+#define OKM_K_ENC(okm) (okm)
+#define OKM_K_MAC(okm) ((okm) + TDES_KEY_LEN)
+#define K_MAC_LEN (ENVELOPE_OKM_LEN - TDES_KEY_LEN)
+
+int envelope_seal(const char *from, const RsaKey *sender, const char *to,
+                  const RsaKey *recipient, uint64_t ts, const void *text, size_t len,
+                  Envelope **ret) {
+        _cleanup_(envelope_freep) Envelope *e = NULL;
+        _cleanup_(freep) uint8_t *h = NULL, *signed_input = NULL;
+        uint8_t secret[ENVELOPE_SECRET_LEN], okm[ENVELOPE_OKM_LEN];
+        size_t h_len, signed_len;
+        int r;
+
+        if (!from || !sender || !to || !recipient || !ret || (!text && len > 0))
+                return -EINVAL;
+        if (!sender->has_private)
+                return -EINVAL;
+        if (!username_valid(from) || !username_valid(to))
+                return -EINVAL;
+        if (ts > ENVELOPE_TS_MAX)
+                return -EINVAL;
+        if (!text)
+                text = "";
+        if (!utf8_valid(text, len))
+                return -EINVAL;
+
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        e->v = PROTOCOL_VERSION;
+        strcpy(e->suite, PROTOCOL_SUITE);
+        strcpy(e->from, from);
+        strcpy(e->to, to);
+        e->ts = ts;
+
+        /* Step 1: fresh randomness for every message. */
+        r = random_bytes(secret, sizeof(secret));
+        if (r < 0)
+                goto finish;
+        r = random_bytes(e->id, sizeof(e->id));
+        if (r < 0)
+                goto finish;
+        r = random_bytes(e->iv, sizeof(e->iv));
+        if (r < 0)
+                goto finish;
+
+        /* Step 2: the secret, to the recipient. */
+        r = rsa_oaep_encrypt(recipient, CTX_ENVELOPE_KEY, strlen(CTX_ENVELOPE_KEY),
+                             secret, sizeof(secret), &e->ek, &e->ek_len);
+        if (r < 0)
+                goto finish;
+
+        /* Steps 3 and 4: derive, encrypt. */
+        r = envelope_derive(e->id, secret, okm);
+        if (r < 0)
+                goto finish;
+        r = tdes_cbc_encrypt(OKM_K_ENC(okm), e->iv, text, len, &e->ct, &e->ct_len);
+        if (r < 0)
+                goto finish;
+
+        /* Steps 5 to 7: MAC the ciphertext and everything around it, then
+         * sign the lot together with the MAC. */
+        r = envelope_mac_input(e, &h, &h_len);
+        if (r < 0)
+                goto finish;
+        hmac_sha256(OKM_K_MAC(okm), K_MAC_LEN, h, h_len, e->mac);
+
+        r = envelope_signed_input(h, h_len, e->mac, &signed_input, &signed_len);
+        if (r < 0)
+                goto finish;
+        r = rsa_pss_sign(sender, signed_input, signed_len, &e->sig, &e->sig_len);
+        if (r < 0)
+                goto finish;
+
+        /* Refuse to emit what a receiver would call malformed (e.g. a key
+         * outside 2048..4096 bits). */
+        if (envelope_check(e) != ENVELOPE_OK) {
+                r = -EINVAL;
+                goto finish;
+        }
+
+        *ret = TAKE_PTR(e);
+        r = 0;
+finish:
+        secure_wipe(secret, sizeof(secret));
+        secure_wipe(okm, sizeof(okm));
+        return r;
+}
+
+static int json_add_b64(json_object *o, const char *key, const void *data, size_t len) {
+        _cleanup_(freep) char *s = NULL;
+        json_object *v;
+        int r;
+
+        r = b64_encode(data, len, &s);
+        if (r < 0)
+                return r;
+        v = json_object_new_string(s);
+        if (!v)
+                return -ENOMEM;
+        if (json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+static int json_add(json_object *o, const char *key, json_object *v) {
+        if (!v)
+                return -ENOMEM;
+        if (json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int envelope_to_json(const Envelope *e, json_object **ret) {
+        json_object *o;
+        int r;
+
+        if (!e || !ret)
+                return -EINVAL;
+        if (envelope_check(e) != ENVELOPE_OK)
+                return -EINVAL;
+
+        o = json_object_new_object();
+        if (!o)
+                return -ENOMEM;
+
+        /* Member order as in protocol.md; json-c keeps insertion order. */
+        if ((r = json_add(o, "v", json_object_new_int(e->v))) < 0 ||
+            (r = json_add(o, "suite", json_object_new_string(e->suite))) < 0 ||
+            (r = json_add_b64(o, "id", e->id, sizeof(e->id))) < 0 ||
+            (r = json_add(o, "from", json_object_new_string(e->from))) < 0 ||
+            (r = json_add(o, "to", json_object_new_string(e->to))) < 0 ||
+            (r = json_add(o, "ts", json_object_new_int64((int64_t) e->ts))) < 0 ||
+            (r = json_add_b64(o, "ek", e->ek, e->ek_len)) < 0 ||
+            (r = json_add_b64(o, "iv", e->iv, sizeof(e->iv))) < 0 ||
+            (r = json_add_b64(o, "ct", e->ct, e->ct_len)) < 0 ||
+            (r = json_add_b64(o, "mac", e->mac, sizeof(e->mac))) < 0 ||
+            (r = json_add_b64(o, "sig", e->sig, e->sig_len)) < 0) {
+                json_object_put(o);
+                return r;
+        }
+
+        *ret = o;
+        return 0;
+}
+
+/* The members of an envelope, all required; anything else is refused. */
+static const char *const envelope_members[] = {
+        "v", "suite", "id", "from", "to", "ts", "ek", "iv", "ct", "mac", "sig",
+};
+
+static bool envelope_member_known(const char *key) {
+        for (size_t i = 0; i < ELEMENTSOF(envelope_members); i++)
+                if (strcmp(key, envelope_members[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* A JSON string member, as a pointer into o and its length (which may hold
+ * embedded NULs: callers compare lengths). */
+static int json_get_string(json_object *o, const char *key, const char **ret, size_t *ret_len) {
+        json_object *v;
+        int n;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        n = json_object_get_string_len(v);
+        if (n < 0)
+                return -EBADMSG;
+        *ret = json_object_get_string(v);
+        *ret_len = (size_t) n;
+        return 0;
+}
+
+static int json_get_username(json_object *o, const char *key, char out[USERNAME_MAX + 1]) {
+        const char *s;
+        size_t n;
+
+        if (json_get_string(o, key, &s, &n) < 0)
+                return -EBADMSG;
+        if (n > USERNAME_MAX || strlen(s) != n || !username_valid(s))
+                return -EBADMSG;
+        memcpy(out, s, n + 1);
+        return 0;
+}
+
+/* Strict base64 of a decoded size within [min, max]. */
+static int json_get_b64(json_object *o, const char *key, size_t min, size_t max,
+                        uint8_t **ret, size_t *ret_len) {
+        _cleanup_(freep) uint8_t *data = NULL;
+        const char *s;
+        size_t n, len;
+        int r;
+
+        if (json_get_string(o, key, &s, &n) < 0)
+                return -EBADMSG;
+        /* Decoding cannot be asked to allocate more than the string holds,
+         * and the string is bounded by the frame it came in; still, do not
+         * decode what is obviously too long. */
+        if (n / 4 * 3 > max + 2)
+                return -EBADMSG;
+        r = b64_decode(s, n, &data, &len);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || len < min || len > max)
+                return -EBADMSG;
+
+        *ret = TAKE_PTR(data);
+        *ret_len = len;
+        return 0;
+}
+
+static int json_get_b64_fixed(json_object *o, const char *key, uint8_t *out, size_t len) {
+        _cleanup_(freep) uint8_t *data = NULL;
+        size_t n;
+        int r;
+
+        r = json_get_b64(o, key, len, len, &data, &n);
+        if (r < 0)
+                return r;
+        memcpy(out, data, len);
+        return 0;
+}
+
+/* A non-negative JSON integer (not a float, not a string) <= max. */
+static int json_get_uint(json_object *o, const char *key, uint64_t max, uint64_t *ret) {
+        json_object *v;
+        int64_t i;
+
+        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        /* json-c clamps out-of-range values to INT64_MAX/INT64_MIN, which the
+         * bound below refuses. */
+        i = json_object_get_int64(v);
+        if (i < 0 || (uint64_t) i > max)
+                return -EBADMSG;
+        *ret = (uint64_t) i;
+        return 0;
+}
+
+int envelope_from_json(json_object *o, Envelope **ret, EnvelopeError *ret_error) {
+        _cleanup_(envelope_freep) Envelope *e = NULL;
+        EnvelopeError error = ENVELOPE_MALFORMED;
+        const char *suite;
+        uint64_t v;
+        size_t n;
+        int r;
+
+        if (!ret)
+                return -EINVAL;
+        if (!o || !json_object_is_type(o, json_type_object))
+                goto refuse;
+
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+
+        /* Version and suite first, so that an envelope of a later protocol
+         * (which may have other members) is reported as such. */
+        if (json_get_uint(o, "v", INT32_MAX, &v) < 0)
+                goto refuse;
+        if (v != PROTOCOL_VERSION) {
+                error = ENVELOPE_BAD_VERSION;
+                goto refuse;
+        }
+        e->v = (int) v;
+
+        if (json_get_string(o, "suite", &suite, &n) < 0)
+                goto refuse;
+        if (n != strlen(PROTOCOL_SUITE) || memcmp(suite, PROTOCOL_SUITE, n) != 0) {
+                error = ENVELOPE_BAD_SUITE;
+                goto refuse;
+        }
+        memcpy(e->suite, PROTOCOL_SUITE, sizeof(PROTOCOL_SUITE));
+
+        json_object_object_foreach(o, key, val) {
+                (void) val;
+                if (!envelope_member_known(key))
+                        goto refuse;
+        }
+
+        if (json_get_username(o, "from", e->from) < 0 ||
+            json_get_username(o, "to", e->to) < 0 ||
+            json_get_uint(o, "ts", ENVELOPE_TS_MAX, &e->ts) < 0)
+                goto refuse;
+
+        if ((r = json_get_b64_fixed(o, "id", e->id, sizeof(e->id))) < 0 ||
+            (r = json_get_b64(o, "ek", RSA_BLOCK_MIN, RSA_BLOCK_MAX, &e->ek, &e->ek_len)) < 0 ||
+            (r = json_get_b64_fixed(o, "iv", e->iv, sizeof(e->iv))) < 0 ||
+            (r = json_get_b64(o, "ct", TDES_BLOCK_LEN, SIZE_MAX / 2, &e->ct, &e->ct_len)) < 0 ||
+            (r = json_get_b64_fixed(o, "mac", e->mac, sizeof(e->mac))) < 0 ||
+            (r = json_get_b64(o, "sig", RSA_BLOCK_MIN, RSA_BLOCK_MAX, &e->sig, &e->sig_len)) < 0) {
+                if (r == -ENOMEM)
+                        return r;
+                goto refuse;
+        }
+        if (e->ct_len % TDES_BLOCK_LEN != 0)
+                goto refuse;
+
+        *ret = TAKE_PTR(e);
+        if (ret_error)
+                *ret_error = ENVELOPE_OK;
+        return 0;
+
+refuse:
+        if (ret_error)
+                *ret_error = error;
+        return -EBADMSG;
+}
+
+static int envelope_refuse(EnvelopeError error, EnvelopeError *ret_error) {
+        if (ret_error)
+                *ret_error = error;
+        return -EBADMSG;
+}
+
+int envelope_open(const Envelope *e, const EnvelopeOpenParams *p,
+                  char **ret_text, size_t *ret_len, EnvelopeError *ret_error) {
+        _cleanup_(freep) uint8_t *h = NULL, *signed_input = NULL;
+        uint8_t *secret = NULL, *pt = NULL;
+        uint8_t okm[ENVELOPE_OKM_LEN], mac[ENVELOPE_MAC_LEN];
+        size_t h_len, signed_len, secret_len = 0, pt_len = 0;
+        EnvelopeError error;
+        char *text;
+        int r;
+
+        if (!e || !p || !p->me || !p->my_key || !p->my_key->has_private || !ret_text || !ret_len)
+                return -EINVAL;
+
+        /* 1. Known version and suite, well formed, addressed to me. */
+        error = envelope_check(e);
+        if (error != ENVELOPE_OK)
+                return envelope_refuse(error, ret_error);
+        if (strcmp(e->to, p->me) != 0)
+                return envelope_refuse(ENVELOPE_WRONG_RECIPIENT, ret_error);
+
+        /* 2. The caller looked up from's key (server-signed, pinned). */
+        if (!p->sender_key)
+                return envelope_refuse(ENVELOPE_UNKNOWN_SENDER, ret_error);
+
+        /* 3. The signature covers everything, the MAC included: nothing
+         * below runs on bytes the sender did not sign. */
+        r = envelope_mac_input(e, &h, &h_len);
+        if (r < 0)
+                return r;
+        r = envelope_signed_input(h, h_len, e->mac, &signed_input, &signed_len);
+        if (r < 0)
+                return r;
+        r = rsa_pss_verify(p->sender_key, signed_input, signed_len, e->sig, e->sig_len);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return envelope_refuse(ENVELOPE_BAD_SIGNATURE, ret_error);
+
+        /* 4. Freshness, then replay. Written without now + skew or
+         * now - window so that neither can wrap. */
+        if (e->ts > p->now && e->ts - p->now > ENVELOPE_FUTURE_SKEW)
+                return envelope_refuse(ENVELOPE_FROM_FUTURE, ret_error);
+        if (e->ts < p->now && p->now - e->ts > p->window)
+                return envelope_refuse(ENVELOPE_EXPIRED, ret_error);
+        if (p->seen) {
+                r = p->seen(p->userdata, e->from, e->id, e->ts);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        return envelope_refuse(ENVELOPE_REPLAY, ret_error);
+        }
+
+        /* 5. Recover the secret. Every decoding failure, a secret of the
+         * wrong size included, is the one error bad_key. */
+        r = rsa_oaep_decrypt(p->my_key, CTX_ENVELOPE_KEY, strlen(CTX_ENVELOPE_KEY),
+                             e->ek, e->ek_len, &secret, &secret_len);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || secret_len != ENVELOPE_SECRET_LEN) {
+                error = ENVELOPE_BAD_KEY;
+                goto refuse;
+        }
+
+        r = envelope_derive(e->id, secret, okm);
+        if (r < 0)
+                goto finish;
+
+        hmac_sha256(OKM_K_MAC(okm), K_MAC_LEN, h, h_len, mac);
+        if (!memeq_ct(mac, e->mac, sizeof(mac))) {
+                error = ENVELOPE_BAD_MAC;
+                goto refuse;
+        }
+
+        r = tdes_cbc_decrypt(OKM_K_ENC(okm), e->iv, e->ct, e->ct_len, &pt, &pt_len);
+        if (r == -EBADMSG) {
+                error = ENVELOPE_BAD_PADDING;
+                goto refuse;
+        }
+        if (r < 0)
+                goto finish;
+
+        if (!utf8_valid(pt, pt_len)) {
+                error = ENVELOPE_BAD_UTF8;
+                goto refuse;
+        }
+        if (p->max_text > 0 && pt_len > p->max_text) {
+                error = ENVELOPE_TOO_LARGE;
+                goto refuse;
+        }
+
+        /* NUL-terminated copy for the caller (utf8_valid() refused any NUL
+         * inside). */
+        text = malloc(pt_len + 1);
+        if (!text) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        if (pt_len > 0)
+                memcpy(text, pt, pt_len);
+        text[pt_len] = '\0';
+
+        *ret_text = text;
+        *ret_len = pt_len;
+        if (ret_error)
+                *ret_error = ENVELOPE_OK;
+        r = 0;
+        goto finish;
+
+refuse:
+        r = envelope_refuse(error, ret_error);
+finish:
+        secure_free(secret, secret_len);
+        secure_free(pt, pt_len);
+        secure_wipe(okm, sizeof(okm));
+        secure_wipe(mac, sizeof(mac));
+        return r;
+}
