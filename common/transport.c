@@ -1,1 +1,493 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The byte transport of a chat connection: GnuTLS (TLS 1.3 only) or plain
+ * TCP on a non-blocking socket.
+ *
+ * The client does not verify the server's certificate, on purpose: what a
+ * client trusts is the relay's identity key, pinned on first use, and the
+ * handshake transcript signed with that key includes the RFC 9266
+ * tls-exporter value of this very TLS session. A man in the middle holding
+ * another certificate therefore produces a different binding, and the
+ * server's signature over the transcript does not verify. The certificate
+ * only has to exist so that TLS can run.
+ *
+ * SIGPIPE: every send goes out with MSG_NOSIGNAL (GNUTLS_NO_SIGNAL makes
+ * GnuTLS do the same), so a peer that vanishes yields -EPIPE, never a
+ * signal.
+ *
+ * On failure, transport_new_*() leave the fd with the caller.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/x509.h>
+
+#include "macro.h"
+#include "transport.h"
+#include "util.h"
+
+/* TLS 1.3 and nothing else; NORMAL supplies the usual ciphers and groups. */
+#define TLS_PRIORITY "NORMAL:-VERS-ALL:+VERS-TLS1.3"
+
+#define CERT_VALIDITY ((time_t) 3650 * 24 * 3600)      /* ten years */
+#define CERT_SERIAL_LEN 16
+
+struct Transport {
+        int fd;
+        gnutls_session_t session;                   /* NULL: plain TCP */
+        gnutls_certificate_credentials_t own_creds; /* client side only */
+        bool handshake_done;
+        bool wants_write;
+};
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(gnutls_x509_crt_t, gnutls_x509_crt_deinit);
+DEFINE_TRIVIAL_CLEANUP_FUNC(gnutls_x509_privkey_t, gnutls_x509_privkey_deinit);
+DEFINE_TRIVIAL_CLEANUP_FUNC(gnutls_certificate_credentials_t, gnutls_certificate_free_credentials);
+
+Transport *transport_free(Transport *t) {
+        if (!t)
+                return NULL;
+
+        if (t->session) {
+                /* One non-blocking attempt at close_notify, so that the peer
+                 * sees an orderly EOF rather than a truncation; whatever it
+                 * returns, we are closing. */
+                if (t->handshake_done)
+                        (void) gnutls_bye(t->session, GNUTLS_SHUT_WR);
+                gnutls_deinit(t->session);
+        }
+        if (t->own_creds)
+                gnutls_certificate_free_credentials(t->own_creds);
+        safe_close(t->fd);
+        free(t);
+        return NULL;
+}
+
+static int transport_alloc(int fd, Transport **ret) {
+        Transport *t;
+
+        if (fd < 0)
+                return -EBADF;
+
+        t = calloc(1, sizeof(*t));
+        if (!t)
+                return -ENOMEM;
+        t->fd = fd;
+        *ret = t;
+        return 0;
+}
+
+static int session_setup(Transport *t, unsigned flags, gnutls_certificate_credentials_t creds) {
+        int r;
+
+        /* No session tickets: nothing here resumes sessions. */
+        r = gnutls_init(&t->session,
+                        flags | GNUTLS_NONBLOCK | GNUTLS_NO_SIGNAL | GNUTLS_NO_TICKETS);
+        if (r < 0) {
+                t->session = NULL;
+                return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EPROTO;
+        }
+
+        r = gnutls_priority_set_direct(t->session, TLS_PRIORITY, NULL);
+        if (r < 0)
+                return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EPROTO;
+        r = gnutls_credentials_set(t->session, GNUTLS_CRD_CERTIFICATE, creds);
+        if (r < 0)
+                return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EPROTO;
+
+        gnutls_transport_set_int(t->session, t->fd);
+        return 0;
+}
+
+/* A host name that may go into SNI: not an address literal, and made of
+ * DNS characters (RFC 6066 forbids literal addresses in server_name). */
+static bool sni_name_ok(const char *name) {
+        struct in6_addr a6;
+        struct in_addr a4;
+        size_t len;
+
+        if (!name)
+                return false;
+        len = strlen(name);
+        if (len == 0 || len > 253)
+                return false;
+        if (inet_pton(AF_INET, name, &a4) == 1 || inet_pton(AF_INET6, name, &a6) == 1)
+                return false;
+        return strspn(name, "abcdefghijklmnopqrstuvwxyz"
+                            "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                            "0123456789.-") == len;
+}
+
+int transport_new_server(int fd, gnutls_certificate_credentials_t creds, Transport **ret) {
+        Transport *t;
+        int r;
+
+        r = transport_alloc(fd, &t);
+        if (r < 0)
+                return r;
+
+        if (creds) {
+                r = session_setup(t, GNUTLS_SERVER, creds);
+                if (r < 0) {
+                        t->fd = -EBADF;
+                        transport_free(t);
+                        return r;
+                }
+        }
+
+        *ret = t;
+        return 0;
+}
+
+int transport_new_client(int fd, bool tls, const char *server_name, Transport **ret) {
+        Transport *t;
+        int r;
+
+        r = transport_alloc(fd, &t);
+        if (r < 0)
+                return r;
+
+        if (tls) {
+                /* Empty credentials: we present no certificate and verify
+                 * none (see the top of this file). */
+                r = gnutls_certificate_allocate_credentials(&t->own_creds);
+                if (r < 0) {
+                        t->own_creds = NULL;
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                r = session_setup(t, GNUTLS_CLIENT, t->own_creds);
+                if (r < 0)
+                        goto fail;
+                if (sni_name_ok(server_name)) {
+                        r = gnutls_server_name_set(t->session, GNUTLS_NAME_DNS,
+                                                   server_name, strlen(server_name));
+                        if (r < 0) {
+                                r = -ENOMEM;
+                                goto fail;
+                        }
+                }
+        }
+
+        *ret = t;
+        return 0;
+
+fail:
+        t->fd = -EBADF;
+        transport_free(t);
+        return r;
+}
+
+int transport_fd(const Transport *t) {
+        return t->fd;
+}
+
+bool transport_is_tls(const Transport *t) {
+        return t->session != NULL;
+}
+
+static bool gnutls_again(int r) {
+        return r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED;
+}
+
+int transport_handshake(Transport *t, const char **ret_error) {
+        int r;
+
+        if (!t->session || t->handshake_done)
+                return 0;
+
+        for (;;) {
+                r = gnutls_handshake(t->session);
+                if (r >= 0)
+                        break;
+                if (gnutls_again(r)) {
+                        t->wants_write = gnutls_record_get_direction(t->session) == 1;
+                        return -EAGAIN;
+                }
+                /* Warning alerts and the like: keep going. */
+                if (!gnutls_error_is_fatal(r))
+                        continue;
+
+                if (ret_error)
+                        *ret_error = gnutls_strerror(r);
+                if (r == GNUTLS_E_PREMATURE_TERMINATION)
+                        return -ECONNRESET;
+                if (r == GNUTLS_E_MEMORY_ERROR)
+                        return -ENOMEM;
+                return -EPROTO;
+        }
+
+        /* The priority string allows nothing else, but the binding's
+         * meaning depends on it, so check rather than assume. */
+        if (gnutls_protocol_get_version(t->session) != GNUTLS_TLS1_3) {
+                if (ret_error)
+                        *ret_error = "TLS 1.3 not negotiated";
+                return -EPROTO;
+        }
+
+        t->handshake_done = true;
+        t->wants_write = false;
+        return 0;
+}
+
+static ssize_t map_gnutls_io_error(Transport *t, ssize_t r) {
+        if (gnutls_again((int) r)) {
+                t->wants_write = gnutls_record_get_direction(t->session) == 1;
+                return -EAGAIN;
+        }
+        switch (r) {
+        case GNUTLS_E_PREMATURE_TERMINATION:
+                return -ECONNRESET;
+        case GNUTLS_E_PUSH_ERROR:
+                return -EPIPE;
+        case GNUTLS_E_PULL_ERROR:
+                return -ECONNRESET;
+        case GNUTLS_E_MEMORY_ERROR:
+                return -ENOMEM;
+        default:
+                return -EPROTO;
+        }
+}
+
+ssize_t transport_read(Transport *t, void *buf, size_t len) {
+        ssize_t n;
+
+        if (!t->session) {
+                n = read(t->fd, buf, len);
+                if (n >= 0)
+                        return n;
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                        t->wants_write = false;
+                        return -EAGAIN;
+                }
+                return -errno;
+        }
+
+        for (;;) {
+                n = gnutls_record_recv(t->session, buf, len);
+                if (n >= 0)
+                        return n;
+                /* Non-fatal conditions (a warning alert, a post-handshake
+                 * message) consumed a record: try the next one. */
+                if (!gnutls_again((int) n) && !gnutls_error_is_fatal((int) n))
+                        continue;
+                return map_gnutls_io_error(t, n);
+        }
+}
+
+ssize_t transport_write(Transport *t, const void *buf, size_t len) {
+        ssize_t n;
+
+        if (!t->session) {
+                n = send(t->fd, buf, len, MSG_NOSIGNAL);
+                if (n >= 0)
+                        return n;
+                if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+                        t->wants_write = true;
+                        return -EAGAIN;
+                }
+                return -errno;
+        }
+
+        n = gnutls_record_send(t->session, buf, len);
+        if (n >= 0)
+                return n;
+        return map_gnutls_io_error(t, n);
+}
+
+bool transport_pending(const Transport *t) {
+        return t->session && gnutls_record_check_pending(t->session) > 0;
+}
+
+bool transport_wants_write(const Transport *t) {
+        return t->wants_write;
+}
+
+int transport_channel_binding(Transport *t, uint8_t out[CHANNEL_BINDING_LEN], size_t *ret_len) {
+        gnutls_datum_t cb = { NULL, 0 };
+        int r;
+
+        if (!t->session) {
+                *ret_len = 0;
+                return 0;
+        }
+        if (!t->handshake_done)
+                return -EBUSY;
+
+        r = gnutls_session_channel_binding(t->session, GNUTLS_CB_TLS_EXPORTER, &cb);
+        if (r < 0)
+                return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EPROTO;
+        if (cb.size != CHANNEL_BINDING_LEN) {
+                gnutls_free(cb.data);
+                return -EPROTO;
+        }
+
+        memcpy(out, cb.data, CHANNEL_BINDING_LEN);
+        gnutls_free(cb.data);
+        *ret_len = CHANNEL_BINDING_LEN;
+        return 0;
+}
+
+int tls_credentials_load(const char *cert_path, const char *key_path,
+                         gnutls_certificate_credentials_t *ret) {
+        _cleanup_(gnutls_certificate_free_credentialsp)
+                gnutls_certificate_credentials_t creds = NULL;
+        int r;
+
+        /* GnuTLS reports unreadable files only as GNUTLS_E_FILE_ERROR; ask
+         * the kernel first so the caller can log a real reason. */
+        if (access(cert_path, R_OK) < 0 || access(key_path, R_OK) < 0)
+                return -errno;
+
+        r = gnutls_certificate_allocate_credentials(&creds);
+        if (r < 0) {
+                creds = NULL;
+                return -ENOMEM;
+        }
+
+        r = gnutls_certificate_set_x509_key_file(creds, cert_path, key_path, GNUTLS_X509_FMT_PEM);
+        if (r < 0)
+                return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+
+        *ret = TAKE_PTR(creds);
+        return 0;
+}
+
+static int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode) {
+        _cleanup_(freep) char *tmp = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        const uint8_t *p = data;
+        int r;
+
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
+                tmp = NULL;
+                return -ENOMEM;
+        }
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+
+        if (fchmod(fd, mode) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        goto fail;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        if (fsync(fd) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = close(TAKE_FD(fd));
+        if (r < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        return 0;
+
+fail:
+        (void) unlink(tmp);
+        return r;
+}
+
+static int gnutls_to_errno(int r) {
+        return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EINVAL;
+}
+
+int tls_make_self_signed(const RsaKey *key, const char *cn, const char *cert_path) {
+        _cleanup_(gnutls_x509_privkey_deinitp) gnutls_x509_privkey_t pk = NULL;
+        _cleanup_(gnutls_x509_crt_deinitp) gnutls_x509_crt_t crt = NULL;
+        uint8_t serial[CERT_SERIAL_LEN], key_id[64];
+        size_t key_id_len = sizeof(key_id);
+        gnutls_datum_t pem = { NULL, 0 }, key_datum;
+        char *key_pem = NULL;
+        size_t key_pem_len = 0;
+        time_t now = time(NULL);
+        int r;
+
+        if (!key || !key->has_private || !cn || !*cn)
+                return -EINVAL;
+
+        r = gnutls_x509_privkey_init(&pk);
+        if (r < 0) {
+                pk = NULL;
+                return -ENOMEM;
+        }
+        r = rsa_key_export_private_pem(key, &key_pem, &key_pem_len);
+        if (r < 0)
+                return r;
+        key_datum = (gnutls_datum_t) { (unsigned char *) key_pem, (unsigned) key_pem_len };
+        r = gnutls_x509_privkey_import2(pk, &key_datum, GNUTLS_X509_FMT_PEM, NULL, 0);
+        secure_free(key_pem, key_pem_len);
+        if (r < 0)
+                return gnutls_to_errno(r);
+
+        r = gnutls_x509_crt_init(&crt);
+        if (r < 0) {
+                crt = NULL;
+                return -ENOMEM;
+        }
+
+        /* A positive 16-byte serial with its top byte non-zero (RFC 5280:
+         * at most 20 octets, positive). */
+        r = random_bytes(serial, sizeof(serial));
+        if (r < 0)
+                return r;
+        serial[0] = (serial[0] & 0x7f) | 0x40;
+
+        if ((r = gnutls_x509_crt_set_version(crt, 3)) < 0 ||
+            (r = gnutls_x509_crt_set_serial(crt, serial, sizeof(serial))) < 0 ||
+            /* an hour back: tolerate a peer whose clock is a little behind */
+            (r = gnutls_x509_crt_set_activation_time(crt, now - 3600)) < 0 ||
+            (r = gnutls_x509_crt_set_expiration_time(crt, now + CERT_VALIDITY)) < 0 ||
+            (r = gnutls_x509_crt_set_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0,
+                                               cn, (unsigned) strlen(cn))) < 0 ||
+            (r = gnutls_x509_crt_set_key(crt, pk)) < 0 ||
+            (r = gnutls_x509_crt_set_basic_constraints(crt, 0, -1)) < 0 ||
+            (r = gnutls_x509_crt_set_key_usage(crt, GNUTLS_KEY_DIGITAL_SIGNATURE |
+                                                    GNUTLS_KEY_KEY_ENCIPHERMENT)) < 0 ||
+            (r = gnutls_x509_crt_set_key_purpose_oid(crt, GNUTLS_KP_TLS_WWW_SERVER, 0)) < 0 ||
+            (r = gnutls_x509_crt_get_key_id(crt, 0, key_id, &key_id_len)) < 0 ||
+            (r = gnutls_x509_crt_set_subject_key_id(crt, key_id, key_id_len)) < 0)
+                return gnutls_to_errno(r);
+
+        if (sni_name_ok(cn)) {
+                r = gnutls_x509_crt_set_subject_alt_name(crt, GNUTLS_SAN_DNSNAME, cn,
+                                                         (unsigned) strlen(cn), GNUTLS_FSAN_SET);
+                if (r < 0)
+                        return gnutls_to_errno(r);
+        }
+
+        r = gnutls_x509_crt_sign2(crt, crt, pk, GNUTLS_DIG_SHA256, 0);
+        if (r < 0)
+                return gnutls_to_errno(r);
+
+        r = gnutls_x509_crt_export2(crt, GNUTLS_X509_FMT_PEM, &pem);
+        if (r < 0)
+                return gnutls_to_errno(r);
+
+        r = write_file_atomic(cert_path, pem.data, pem.size, 0644);
+        gnutls_free(pem.data);
+        return r;
+}

@@ -25,7 +25,8 @@
 
 typedef struct Transport Transport;
 
-/* Take ownership of fd. creds NULL = plain TCP. The server side takes a
+/* Take ownership of fd on success; on failure the fd stays the caller's to
+ * close. creds NULL = plain TCP. The server side takes a
  * reference-less pointer to creds, which must outlive the transport. */
 int transport_new_server(int fd, gnutls_certificate_credentials_t creds, Transport **ret);
 int transport_new_client(int fd, bool tls, const char *server_name, Transport **ret);

@@ -1,1 +1,35 @@
 # SPDX-License-Identifier: MIT
+#
+# libFuzzer targets over the parsers a peer reaches. Build them with clang:
+#   CC=clang ./configure --enable-fuzzing \
+#       CFLAGS="-g -O1 -fsanitize=fuzzer-no-link,address,undefined"
+# Only the fuzz programs get -fsanitize=fuzzer (libFuzzer's main); the
+# library is built with the CFLAGS above. fuzz/run-fuzzers.sh runs them.
+EXTRA_DIST += fuzz/run-fuzzers.sh fuzz/corpus
+
+if ENABLE_FUZZING
+FUZZ_TARGETS = fuzz/fuzz-frame fuzz/fuzz-codec fuzz/fuzz-envelope
+noinst_PROGRAMS += $(FUZZ_TARGETS)
+FUZZ_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
+	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS)
+FUZZ_LINKFLAGS = $(AM_LDFLAGS) -fsanitize=fuzzer
+
+fuzz_fuzz_frame_SOURCES = fuzz/fuzz-frame.c
+fuzz_fuzz_frame_CFLAGS = $(FUZZ_CFLAGS)
+fuzz_fuzz_frame_LDFLAGS = $(FUZZ_LINKFLAGS)
+fuzz_fuzz_frame_LDADD = $(COMMON_LIBS)
+
+fuzz_fuzz_codec_SOURCES = fuzz/fuzz-codec.c
+fuzz_fuzz_codec_CFLAGS = $(FUZZ_CFLAGS)
+fuzz_fuzz_codec_LDFLAGS = $(FUZZ_LINKFLAGS)
+fuzz_fuzz_codec_LDADD = $(COMMON_LIBS)
+
+fuzz_fuzz_envelope_SOURCES = fuzz/fuzz-envelope.c
+fuzz_fuzz_envelope_CFLAGS = $(FUZZ_CFLAGS)
+fuzz_fuzz_envelope_LDFLAGS = $(FUZZ_LINKFLAGS)
+fuzz_fuzz_envelope_LDADD = $(COMMON_LIBS)
+
+# "make fuzz-targets" builds the fuzzers alone (CI).
+fuzz-targets: $(FUZZ_TARGETS)
+.PHONY: fuzz-targets
+endif

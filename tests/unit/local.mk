@@ -6,7 +6,8 @@ UNIT_TESTS = \
 	tests/unit/test-envelope \
 	tests/unit/test-handshake \
 	tests/unit/test-frame \
-	tests/unit/test-codec
+	tests/unit/test-codec \
+	tests/unit/test-transport
 check_PROGRAMS += $(UNIT_TESTS)
 TESTS += $(UNIT_TESTS)
 UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
@@ -35,4 +36,7 @@ tests_unit_test_frame_LDADD = $(UNIT_LDADD)
 tests_unit_test_codec_SOURCES = tests/unit/test-codec.c
 tests_unit_test_codec_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_codec_LDADD = $(UNIT_LDADD)
+tests_unit_test_transport_SOURCES = tests/unit/test-transport.c
+tests_unit_test_transport_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_transport_LDADD = $(UNIT_LDADD)
 EXTRA_DIST += tests/vectors

@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libFuzzer target for frame_parse(), the first code to see every frame a
+ * peer sends. Input: one frame payload (JSON text, no length prefix).
+ *
+ * Besides the sanitizers: a refusal must come with a reason and only with
+ * the documented errors; whatever is accepted must hold the invariants the
+ * rest of the code relies on, and must survive being rebuilt with the
+ * builders and parsed again.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec.h"
+#include "macro.h"
+#include "protocol.h"
+#include "util.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static void json_object_putp(json_object **o) {
+        if (*o)
+                json_object_put(*o);
+}
+
+static void check_package(const KeyPackage *kp) {
+        if (!kp || !username_valid(kp->user) || !kp->key || kp->key_len == 0 ||
+            !kp->sig || kp->sig_len == 0)
+                abort();
+}
+
+static bool package_eq(const KeyPackage *a, const KeyPackage *b) {
+        return strcmp(a->user, b->user) == 0 && a->registered == b->registered &&
+               a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0 &&
+               a->sig_len == b->sig_len && memcmp(a->sig, b->sig, a->sig_len) == 0;
+}
+
+static void check_invariants(const Frame *f) {
+        switch (f->type) {
+        case FRAME_HELLO:
+                if (!f->hello.server_key || f->hello.n_suites == 0)
+                        abort();
+                for (size_t i = 0; i < f->hello.n_suites; i++)
+                        if (!f->hello.suites[i] || !*f->hello.suites[i])
+                                abort();
+                break;
+        case FRAME_AUTH:
+                if (!username_valid(f->auth.user) || !f->auth.key || !f->auth.sig)
+                        abort();
+                break;
+        case FRAME_WELCOME:
+                check_package(f->welcome.self);
+                if (!f->welcome.sig || !*f->welcome.session)
+                        abort();
+                break;
+        case FRAME_ERROR:
+                if (!*f->error.code || strspn(f->error.code, "abcdefghijklmnopqrstuvwxyz_") !=
+                                       strlen(f->error.code))
+                        abort();
+                if (f->error.message && !utf8_valid(f->error.message, strlen(f->error.message)))
+                        abort();
+                break;
+        case FRAME_PRESENCE:
+                if (f->presence.kind == PRESENCE_LIST) {
+                        for (size_t i = 0; i < f->presence.n_users; i++)
+                                check_package(f->presence.users[i]);
+                } else if (f->presence.kind == PRESENCE_ONLINE)
+                        check_package(f->presence.package);
+                else if (f->presence.kind != PRESENCE_OFFLINE || !username_valid(f->presence.user))
+                        abort();
+                break;
+        case FRAME_LOOKUP:
+                if (!username_valid(f->lookup.user))
+                        abort();
+                break;
+        case FRAME_KEY:
+                check_package(f->key.package);
+                break;
+        case FRAME_SEND:
+                if (!f->send.envelope || !f->send.raw)
+                        abort();
+                break;
+        case FRAME_DELIVER:
+                if (!f->deliver.envelope || !f->deliver.raw)
+                        abort();
+                break;
+        case FRAME_ACCEPTED:
+                if (strlen(f->accepted.msg) != 24)
+                        abort();
+                break;
+        case FRAME_RECEIPT:
+                if (strlen(f->receipt.msg) != 24 || !*f->receipt.status)
+                        abort();
+                break;
+        case FRAME_ACK:
+        case FRAME_SYNCED:
+        case FRAME_PING:
+        case FRAME_PONG:
+        case FRAME_BYE:
+                break;
+        default:
+                abort();
+        }
+}
+
+static json_object *rebuild(const Frame *f) {
+        switch (f->type) {
+        case FRAME_HELLO:
+                return frame_new_hello(f->hello.server_key, f->hello.server_key_len, f->hello.nonce);
+        case FRAME_AUTH:
+                return frame_new_auth(f->auth.user, f->auth.key, f->auth.key_len, f->auth.nonce,
+                                      f->auth.receive, f->auth.sig, f->auth.sig_len);
+        case FRAME_WELCOME:
+                return frame_new_welcome(f->welcome.sig, f->welcome.sig_len, f->welcome.self,
+                                         f->welcome.session, &f->welcome.limits);
+        case FRAME_ERROR:
+                return frame_new_error(f->error.has_id ? &f->error.id : NULL, f->error.code,
+                                       f->error.message);
+        case FRAME_PRESENCE:
+                if (f->presence.kind == PRESENCE_LIST)
+                        return frame_new_presence_list(f->presence.users, f->presence.n_users);
+                if (f->presence.kind == PRESENCE_ONLINE)
+                        return frame_new_presence_online(f->presence.package);
+                return frame_new_presence_offline(f->presence.user);
+        case FRAME_LOOKUP:
+                return frame_new_lookup(f->lookup.id, f->lookup.user);
+        case FRAME_KEY:
+                return frame_new_key(f->key.id, f->key.package);
+        case FRAME_SEND:
+                return frame_new_send(f->send.id, f->send.raw);
+        case FRAME_ACCEPTED:
+                return frame_new_accepted(f->accepted.id, f->accepted.msg, f->accepted.queued);
+        case FRAME_DELIVER:
+                return frame_new_deliver(f->deliver.seq, f->deliver.raw);
+        case FRAME_ACK:
+                return frame_new_ack(f->ack.seq);
+        case FRAME_RECEIPT:
+                return frame_new_receipt(f->receipt.msg, f->receipt.status);
+        default:
+                return frame_new_simple(f->type);
+        }
+}
+
+static bool same(const Frame *a, const Frame *b) {
+        if (a->type != b->type)
+                return false;
+
+        switch (a->type) {
+        case FRAME_HELLO:
+                return a->hello.server_key_len == b->hello.server_key_len &&
+                       memcmp(a->hello.server_key, b->hello.server_key, a->hello.server_key_len) == 0 &&
+                       memcmp(a->hello.nonce, b->hello.nonce, NONCE_LEN) == 0;
+        case FRAME_AUTH:
+                return strcmp(a->auth.user, b->auth.user) == 0 && a->auth.receive == b->auth.receive &&
+                       a->auth.key_len == b->auth.key_len &&
+                       memcmp(a->auth.key, b->auth.key, a->auth.key_len) == 0 &&
+                       memcmp(a->auth.nonce, b->auth.nonce, NONCE_LEN) == 0 &&
+                       a->auth.sig_len == b->auth.sig_len &&
+                       memcmp(a->auth.sig, b->auth.sig, a->auth.sig_len) == 0;
+        case FRAME_WELCOME:
+                return package_eq(a->welcome.self, b->welcome.self) &&
+                       strcmp(a->welcome.session, b->welcome.session) == 0 &&
+                       memcmp(&a->welcome.limits, &b->welcome.limits, sizeof(FrameLimits)) == 0 &&
+                       a->welcome.sig_len == b->welcome.sig_len &&
+                       memcmp(a->welcome.sig, b->welcome.sig, a->welcome.sig_len) == 0;
+        case FRAME_ERROR:
+                return a->error.has_id == b->error.has_id && a->error.id == b->error.id &&
+                       strcmp(a->error.code, b->error.code) == 0 &&
+                       !a->error.message == !b->error.message &&
+                       (!a->error.message || strcmp(a->error.message, b->error.message) == 0);
+        case FRAME_PRESENCE:
+                if (a->presence.kind != b->presence.kind)
+                        return false;
+                if (a->presence.kind == PRESENCE_OFFLINE)
+                        return strcmp(a->presence.user, b->presence.user) == 0;
+                if (a->presence.kind == PRESENCE_ONLINE)
+                        return package_eq(a->presence.package, b->presence.package);
+                if (a->presence.n_users != b->presence.n_users)
+                        return false;
+                for (size_t i = 0; i < a->presence.n_users; i++)
+                        if (!package_eq(a->presence.users[i], b->presence.users[i]))
+                                return false;
+                return true;
+        case FRAME_LOOKUP:
+                return a->lookup.id == b->lookup.id && strcmp(a->lookup.user, b->lookup.user) == 0;
+        case FRAME_KEY:
+                return a->key.id == b->key.id && package_eq(a->key.package, b->key.package);
+        case FRAME_SEND:
+                return a->send.id == b->send.id && json_object_equal(a->send.raw, b->send.raw);
+        case FRAME_DELIVER:
+                return a->deliver.seq == b->deliver.seq &&
+                       json_object_equal(a->deliver.raw, b->deliver.raw);
+        case FRAME_ACCEPTED:
+                return a->accepted.id == b->accepted.id && a->accepted.queued == b->accepted.queued &&
+                       strcmp(a->accepted.msg, b->accepted.msg) == 0;
+        case FRAME_ACK:
+                return a->ack.seq == b->ack.seq;
+        case FRAME_RECEIPT:
+                return strcmp(a->receipt.msg, b->receipt.msg) == 0 &&
+                       strcmp(a->receipt.status, b->receipt.status) == 0;
+        default:
+                return true;
+        }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        _cleanup_(frame_freep) Frame *f = NULL, *g = NULL;
+        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(freep) uint8_t *wire = NULL;
+        const char *reason = NULL;
+        size_t wire_len;
+        int r;
+
+        if (size > MAX_FRAME_LIMIT)
+                return 0;
+
+        r = frame_parse(data, size, &f, &reason);
+        if (r == -ENOMEM)
+                return 0;
+        if (r < 0) {
+                if ((r != -EBADMSG && r != -EINVAL) || !reason || f)
+                        abort();
+                return 0;
+        }
+        check_invariants(f);
+
+        o = rebuild(f);
+        if (!o)
+                abort();
+        r = frame_to_wire(o, MAX_FRAME_LIMIT, &wire, &wire_len);
+        if (r < 0)
+                abort();
+        r = frame_parse(wire + 4, wire_len - 4, &g, &reason);
+        if (r < 0 || !same(f, g))
+                abort();
+        return 0;
+}

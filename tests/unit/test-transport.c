@@ -1,0 +1,499 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Unit tests for transport.c: both ends of a non-blocking socketpair driven
+ * with poll() from one thread, TLS 1.3 with a certificate made by
+ * tls_make_self_signed(), and plain mode.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <gnutls/abstract.h>
+#include <gnutls/x509.h>
+
+#include "macro.h"
+#include "rsa.h"
+#include "test-main.h"
+#include "transport.h"
+#include "util.h"
+
+#define POLL_TIMEOUT_MS 10000
+#define BIG (200 * 1024)        /* several TLS records each way */
+
+static RsaKey *key;             /* made once in main(), before check forks */
+
+static char tmpdir[] = "/tmp/test-transport-XXXXXX";
+static char cert_path[sizeof(tmpdir) + 16], key_path[sizeof(tmpdir) + 16];
+static gnutls_certificate_credentials_t creds;
+
+static void tls_setup(void) {
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+        snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", tmpdir);
+        snprintf(key_path, sizeof(key_path), "%s/key.pem", tmpdir);
+        ck_assert_int_eq(tls_make_self_signed(key, "relay.example", cert_path), 0);
+        ck_assert_int_eq(rsa_key_save_private(key, key_path), 0);
+        ck_assert_int_eq(tls_credentials_load(cert_path, key_path, &creds), 0);
+}
+
+static void tls_teardown(void) {
+        if (creds)
+                gnutls_certificate_free_credentials(creds);
+        creds = NULL;
+        (void) unlink(cert_path);
+        (void) unlink(key_path);
+        (void) rmdir(tmpdir);
+        strcpy(tmpdir, "/tmp/test-transport-XXXXXX");
+}
+
+static void make_pair(int fds[2]) {
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+}
+
+static short events_for(Transport *t) {
+        return transport_wants_write(t) ? POLLOUT : POLLIN;
+}
+
+static void wait_for(Transport *a, Transport *b) {
+        struct pollfd p[2];
+        nfds_t n = 0;
+
+        if (a)
+                p[n++] = (struct pollfd) { .fd = transport_fd(a), .events = events_for(a) };
+        if (b)
+                p[n++] = (struct pollfd) { .fd = transport_fd(b), .events = events_for(b) };
+        ck_assert_int_gt(poll(p, n, POLL_TIMEOUT_MS), 0);
+}
+
+/* Run both handshakes to completion; either failing fails the test. */
+static void handshake_both(Transport *s, Transport *c) {
+        bool s_done = false, c_done = false;
+
+        while (!s_done || !c_done) {
+                const char *err = NULL;
+                int r;
+
+                if (!s_done) {
+                        r = transport_handshake(s, &err);
+                        if (r < 0 && r != -EAGAIN)
+                                ck_abort_msg("server handshake: %d %s", r, err ? err : "");
+                        s_done = r == 0;
+                }
+                if (!c_done) {
+                        r = transport_handshake(c, &err);
+                        if (r < 0 && r != -EAGAIN)
+                                ck_abort_msg("client handshake: %d %s", r, err ? err : "");
+                        c_done = r == 0;
+                }
+                if (!s_done || !c_done)
+                        wait_for(s_done ? NULL : s, c_done ? NULL : c);
+        }
+}
+
+/* One direction of a bulk transfer. */
+typedef struct Flow {
+        Transport *t;
+        const uint8_t *out;
+        size_t out_len, out_done, chunk;
+        uint8_t *in;
+        size_t in_len, in_have;
+} Flow;
+
+/* Returns whether anything moved. */
+static bool flow_step(Flow *f) {
+        bool progress = false;
+        ssize_t n;
+
+        while (f->out_done < f->out_len) {
+                /* Same pointer and length after -EAGAIN, as GnuTLS wants. */
+                n = transport_write(f->t, f->out + f->out_done, MIN(f->chunk, f->out_len - f->out_done));
+                if (n == -EAGAIN)
+                        break;
+                ck_assert_int_gt(n, 0);
+                f->out_done += (size_t) n;
+                progress = true;
+        }
+        while (f->in_have < f->in_len) {
+                n = transport_read(f->t, f->in + f->in_have, f->in_len - f->in_have);
+                if (n == -EAGAIN)
+                        break;
+                ck_assert_int_gt(n, 0);
+                f->in_have += (size_t) n;
+                progress = true;
+        }
+        return progress;
+}
+
+static void exchange(Transport *s, Transport *c) {
+        _cleanup_(freep) uint8_t *to_c = malloc(BIG), *to_s = malloc(BIG + 1);
+        _cleanup_(freep) uint8_t *got_c = malloc(BIG), *got_s = malloc(BIG + 1);
+        Flow fs, fc;
+
+        ck_assert_ptr_nonnull(to_c);
+        ck_assert_ptr_nonnull(to_s);
+        ck_assert_ptr_nonnull(got_c);
+        ck_assert_ptr_nonnull(got_s);
+        ck_assert_int_eq(random_bytes(to_c, BIG), 0);
+        ck_assert_int_eq(random_bytes(to_s, BIG + 1), 0);
+
+        fs = (Flow) { .t = s, .out = to_c, .out_len = BIG, .chunk = 40000, .in = got_s, .in_len = BIG + 1 };
+        fc = (Flow) { .t = c, .out = to_s, .out_len = BIG + 1, .chunk = 7777, .in = got_c, .in_len = BIG };
+
+        while (fs.in_have < fs.in_len || fc.in_have < fc.in_len ||
+               fs.out_done < fs.out_len || fc.out_done < fc.out_len) {
+                bool a = flow_step(&fs), b = flow_step(&fc);
+
+                if (!a && !b) {
+                        struct pollfd p[2] = {
+                                { .fd = transport_fd(s),
+                                  .events = POLLIN | (fs.out_done < fs.out_len ? POLLOUT : 0) },
+                                { .fd = transport_fd(c),
+                                  .events = POLLIN | (fc.out_done < fc.out_len ? POLLOUT : 0) },
+                        };
+                        ck_assert_int_gt(poll(p, 2, POLL_TIMEOUT_MS), 0);
+                }
+        }
+
+        ck_assert_mem_eq(got_s, to_s, BIG + 1);
+        ck_assert_mem_eq(got_c, to_c, BIG);
+}
+
+/* After the peer went away: reads give 0 (orderly) once it is seen. */
+static void expect_eof(Transport *t) {
+        for (;;) {
+                ssize_t n = transport_read(t, (uint8_t[16]) {}, 16);
+
+                if (n == -EAGAIN) {
+                        struct pollfd p = { .fd = transport_fd(t), .events = POLLIN };
+
+                        ck_assert_int_gt(poll(&p, 1, POLL_TIMEOUT_MS), 0);
+                        continue;
+                }
+                ck_assert_int_eq(n, 0);
+                break;
+        }
+        /* And it stays at EOF. */
+        ck_assert_int_eq(transport_read(t, (uint8_t[16]) {}, 16), 0);
+}
+
+START_TEST(test_tls_session) {
+        _cleanup_(transport_freep) Transport *s = NULL, *c = NULL;
+        uint8_t bs[CHANNEL_BINDING_LEN], bc[CHANNEL_BINDING_LEN], zero[CHANNEL_BINDING_LEN] = {};
+        size_t ls = 0, lc = 0;
+        int fds[2];
+
+        make_pair(fds);
+        ck_assert_int_eq(transport_new_server(fds[0], creds, &s), 0);
+        ck_assert_int_eq(transport_new_client(fds[1], true, "relay.example", &c), 0);
+        ck_assert(transport_is_tls(s));
+        ck_assert(transport_is_tls(c));
+        ck_assert_int_eq(transport_fd(s), fds[0]);
+
+        /* No binding before the handshake. */
+        ck_assert_int_lt(transport_channel_binding(c, bc, &lc), 0);
+
+        handshake_both(s, c);
+
+        ck_assert_int_eq(transport_channel_binding(s, bs, &ls), 0);
+        ck_assert_int_eq(transport_channel_binding(c, bc, &lc), 0);
+        ck_assert_uint_eq(ls, CHANNEL_BINDING_LEN);
+        ck_assert_uint_eq(lc, CHANNEL_BINDING_LEN);
+        ck_assert_mem_eq(bs, bc, CHANNEL_BINDING_LEN);
+        ck_assert_mem_ne(bs, zero, CHANNEL_BINDING_LEN);
+        /* Handshake again is a no-op. */
+        ck_assert_int_eq(transport_handshake(s, NULL), 0);
+
+        exchange(s, c);
+
+        /* The client leaves (close_notify, then close): orderly EOF. */
+        c = transport_free(c);
+        expect_eof(s);
+}
+END_TEST
+
+START_TEST(test_tls_bindings_differ) {
+        uint8_t b[2][CHANNEL_BINDING_LEN];
+
+        for (int i = 0; i < 2; i++) {
+                _cleanup_(transport_freep) Transport *s = NULL, *c = NULL;
+                uint8_t other[CHANNEL_BINDING_LEN];
+                size_t len;
+                int fds[2];
+
+                make_pair(fds);
+                ck_assert_int_eq(transport_new_server(fds[0], creds, &s), 0);
+                ck_assert_int_eq(transport_new_client(fds[1], true, NULL, &c), 0);
+                handshake_both(s, c);
+                ck_assert_int_eq(transport_channel_binding(s, b[i], &len), 0);
+                ck_assert_int_eq(transport_channel_binding(c, other, &len), 0);
+                ck_assert_mem_eq(b[i], other, CHANNEL_BINDING_LEN);
+        }
+        /* Each session has its own binding. */
+        ck_assert_mem_ne(b[0], b[1], CHANNEL_BINDING_LEN);
+}
+END_TEST
+
+START_TEST(test_tls_peer_vanishes) {
+        _cleanup_(transport_freep) Transport *s = NULL, *c = NULL;
+        uint8_t buf[4096] = {};
+        ssize_t n;
+        int fds[2];
+
+        make_pair(fds);
+        ck_assert_int_eq(transport_new_server(fds[0], creds, &s), 0);
+        ck_assert_int_eq(transport_new_client(fds[1], true, "127.0.0.1", &c), 0);
+        handshake_both(s, c);
+
+        /* Close the raw fd under the client: no close_notify. */
+        ck_assert_int_eq(shutdown(transport_fd(c), SHUT_RDWR), 0);
+
+        /* The server sees a truncation, not an orderly EOF... */
+        for (;;) {
+                n = transport_read(s, buf, sizeof(buf));
+                if (n != -EAGAIN)
+                        break;
+                wait_for(s, NULL);
+        }
+        ck_assert_int_eq(n, -ECONNRESET);
+
+        /* ...and writing fails with an error instead of killing us by
+         * SIGPIPE (the default action is restored in main()). */
+        do
+                n = transport_write(s, buf, sizeof(buf));
+        while (n > 0);
+        ck_assert_int_lt(n, 0);
+        ck_assert_int_ne(n, -EAGAIN);
+}
+END_TEST
+
+START_TEST(test_tls_garbage_client) {
+        /* _i selects what the "client" sends instead of a ClientHello. */
+        static const char *const garbage[] = {
+                "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                "\x16\x03\x01\x00\x05hello",                      /* a record header, then junk */
+                "\x16\x03\x01\xff\xff",                           /* an oversized record */
+                "",                                               /* nothing, then close */
+        };
+        _cleanup_(transport_freep) Transport *s = NULL;
+        _cleanup_(closep) int peer = -EBADF;
+        const char *err = NULL;
+        int fds[2], r;
+
+        make_pair(fds);
+        peer = fds[1];
+        ck_assert_int_eq(transport_new_server(fds[0], creds, &s), 0);
+        ck_assert_int_eq(send(peer, garbage[_i], strlen(garbage[_i]), MSG_NOSIGNAL),
+                         (ssize_t) strlen(garbage[_i]));
+        ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
+
+        for (;;) {
+                r = transport_handshake(s, &err);
+                if (r != -EAGAIN)
+                        break;
+                wait_for(s, NULL);
+        }
+        ck_assert_int_lt(r, 0);
+        ck_assert_ptr_nonnull(err);
+}
+END_TEST
+
+START_TEST(test_tls_client_vs_garbage_server) {
+        _cleanup_(transport_freep) Transport *c = NULL;
+        _cleanup_(closep) int peer = -EBADF;
+        const char *err = NULL;
+        char hello[512];
+        int fds[2], r;
+
+        make_pair(fds);
+        peer = fds[0];
+        ck_assert_int_eq(transport_new_client(fds[1], true, "relay.example", &c), 0);
+        ck_assert_int_eq(transport_handshake(c, &err), -EAGAIN);
+        ck_assert(!transport_wants_write(c));
+        /* Swallow the ClientHello, answer with nonsense. */
+        ck_assert_int_gt(recv(peer, hello, sizeof(hello), 0), 0);
+        ck_assert_int_eq(send(peer, "SSH-2.0-OpenSSH_9.2\r\n", 21, MSG_NOSIGNAL), 21);
+
+        for (;;) {
+                r = transport_handshake(c, &err);
+                if (r != -EAGAIN)
+                        break;
+                wait_for(c, NULL);
+        }
+        ck_assert_int_lt(r, 0);
+        ck_assert_ptr_nonnull(err);
+}
+END_TEST
+
+START_TEST(test_plain) {
+        _cleanup_(transport_freep) Transport *s = NULL, *c = NULL;
+        uint8_t b[CHANNEL_BINDING_LEN];
+        size_t len = 99;
+        int fds[2];
+
+        make_pair(fds);
+        ck_assert_int_eq(transport_new_server(fds[0], NULL, &s), 0);
+        ck_assert_int_eq(transport_new_client(fds[1], false, "relay.example", &c), 0);
+        ck_assert(!transport_is_tls(s));
+        ck_assert(!transport_is_tls(c));
+
+        ck_assert_int_eq(transport_handshake(s, NULL), 0);
+        ck_assert_int_eq(transport_handshake(c, NULL), 0);
+        ck_assert_int_eq(transport_channel_binding(s, b, &len), 0);
+        ck_assert_uint_eq(len, 0);
+        len = 99;
+        ck_assert_int_eq(transport_channel_binding(c, b, &len), 0);
+        ck_assert_uint_eq(len, 0);
+        ck_assert(!transport_pending(s));
+
+        exchange(s, c);
+
+        c = transport_free(c);
+        expect_eof(s);
+}
+END_TEST
+
+START_TEST(test_plain_epipe) {
+        _cleanup_(transport_freep) Transport *s = NULL;
+        int fds[2];
+
+        make_pair(fds);
+        ck_assert_int_eq(transport_new_server(fds[0], NULL, &s), 0);
+        safe_close(fds[1]);
+        /* SIGPIPE is at its default (fatal) action: surviving is the test. */
+        ck_assert_int_eq(transport_write(s, "x", 1), -EPIPE);
+}
+END_TEST
+
+START_TEST(test_bad_fd) {
+        Transport *t = (Transport *) 0x1;
+
+        ck_assert_int_eq(transport_new_server(-1, NULL, &t), -EBADF);
+        ck_assert_int_eq(transport_new_client(-1, true, NULL, &t), -EBADF);
+        ck_assert_ptr_eq(t, (Transport *) 0x1);
+}
+END_TEST
+
+START_TEST(test_self_signed_cert) {
+        _cleanup_(freep) char *pem = NULL;
+        gnutls_x509_crt_t crt;
+        gnutls_pubkey_t pub;
+        gnutls_datum_t d = {}, der = {};
+        char cn[256];
+        size_t cn_len = sizeof(cn);
+        unsigned verify = 0;
+        struct stat st;
+        time_t now = time(NULL);
+        FILE *f;
+        long len;
+
+        ck_assert_int_eq(stat(cert_path, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0644);
+
+        f = fopen(cert_path, "re");
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+        len = ftell(f);
+        ck_assert_int_gt(len, 0);
+        rewind(f);
+        pem = malloc((size_t) len);
+        ck_assert_ptr_nonnull(pem);
+        ck_assert_uint_eq(fread(pem, 1, (size_t) len, f), (size_t) len);
+        fclose(f);
+        ck_assert_int_eq(strncmp(pem, "-----BEGIN CERTIFICATE-----", 27), 0);
+
+        d = (gnutls_datum_t) { (unsigned char *) pem, (unsigned) len };
+        ck_assert_int_eq(gnutls_x509_crt_init(&crt), 0);
+        ck_assert_int_eq(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_PEM), 0);
+        ck_assert_int_eq(gnutls_x509_crt_get_version(crt), 3);
+        ck_assert_int_eq(gnutls_x509_crt_get_dn_by_oid(crt, GNUTLS_OID_X520_COMMON_NAME, 0, 0,
+                                                       cn, &cn_len), 0);
+        ck_assert_str_eq(cn, "relay.example");
+        ck_assert_int_eq(gnutls_x509_crt_get_signature_algorithm(crt), GNUTLS_SIGN_RSA_SHA256);
+        ck_assert_int_le(gnutls_x509_crt_get_activation_time(crt), now);
+        /* Ten years, give or take leap days and the hour of slack. */
+        ck_assert_int_gt(gnutls_x509_crt_get_expiration_time(crt), now + 3649L * 86400);
+        ck_assert_int_lt(gnutls_x509_crt_get_expiration_time(crt), now + 3651L * 86400);
+
+        /* Self-signed, and by the identity key. */
+        ck_assert_int_eq(gnutls_x509_crt_verify(crt, &crt, 1, 0, &verify), 0);
+        ck_assert_uint_eq(verify, 0);
+        ck_assert_int_eq(gnutls_pubkey_init(&pub), 0);
+        ck_assert_int_eq(gnutls_pubkey_import_x509(pub, crt, 0), 0);
+        ck_assert_int_eq(gnutls_pubkey_export2(pub, GNUTLS_X509_FMT_DER, &der), 0);
+        ck_assert_uint_eq(der.size, key->spki_len);
+        ck_assert_mem_eq(der.data, key->spki, key->spki_len);
+
+        gnutls_free(der.data);
+        gnutls_pubkey_deinit(pub);
+        gnutls_x509_crt_deinit(crt);
+}
+END_TEST
+
+START_TEST(test_cert_refusals) {
+        _cleanup_(rsa_key_freep) RsaKey *pub = NULL;
+        gnutls_certificate_credentials_t c = NULL;
+        char path[sizeof(tmpdir) + 32];
+
+        /* A public key cannot sign a certificate. */
+        ck_assert_int_eq(rsa_key_from_spki(key->spki, key->spki_len, &pub), 0);
+        snprintf(path, sizeof(path), "%s/other.pem", tmpdir);
+        ck_assert_int_eq(tls_make_self_signed(pub, "x", path), -EINVAL);
+        ck_assert_int_eq(access(path, F_OK), -1);
+
+        /* Missing files and mismatched pairs. */
+        ck_assert_int_eq(tls_credentials_load(path, key_path, &c), -ENOENT);
+        ck_assert_int_eq(tls_credentials_load(cert_path, cert_path, &c), -EINVAL);
+        ck_assert_ptr_null(c);
+
+        /* Unwritable destination. */
+        ck_assert_int_eq(tls_make_self_signed(key, "x", "/nonexistent-dir/cert.pem"), -ENOENT);
+}
+END_TEST
+
+static Suite *transport_suite(void) {
+        Suite *s = suite_create("transport");
+        TCase *tc;
+
+        tc = tcase_create("tls");
+        tcase_add_checked_fixture(tc, tls_setup, tls_teardown);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, test_self_signed_cert);
+        tcase_add_test(tc, test_cert_refusals);
+        tcase_add_test(tc, test_tls_session);
+        tcase_add_test(tc, test_tls_bindings_differ);
+        tcase_add_test(tc, test_tls_peer_vanishes);
+        tcase_add_loop_test(tc, test_tls_garbage_client, 0, 4);
+        tcase_add_test(tc, test_tls_client_vs_garbage_server);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("plain");
+        tcase_add_test(tc, test_plain);
+        tcase_add_test(tc, test_plain_epipe);
+        tcase_add_test(tc, test_bad_fd);
+        suite_add_tcase(s, tc);
+
+        return s;
+}
+
+int main(void) {
+        int r;
+
+        /* The transport must not rely on SIGPIPE being ignored. */
+        signal(SIGPIPE, SIG_DFL);
+
+        if (rsa_key_generate(2048, &key) < 0) {
+                fprintf(stderr, "rsa_key_generate failed\n");
+                return EXIT_FAILURE;
+        }
+        r = run_suite(transport_suite());
+        rsa_key_free(key);
+        return r;
+}
