@@ -1,1 +1,51 @@
 # SPDX-License-Identifier: MIT
+#
+# securechatd: main.c plus a convenience library of its modules, which the
+# unit tests link as well.
+
+DAEMON_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
+	$(JSONC_CFLAGS) $(SYSTEMD_CFLAGS) $(SQLITE_CFLAGS) $(INIH_CFLAGS)
+DAEMON_LIBS = daemon/libsecurechatd.a $(COMMON_LIBS) $(SYSTEMD_LIBS) $(SQLITE_LIBS) \
+	$(INIH_LIBS)
+
+noinst_LIBRARIES += daemon/libsecurechatd.a
+daemon_libsecurechatd_a_SOURCES = \
+	daemon/events.h \
+	daemon/log.c daemon/log.h \
+	daemon/conf.c daemon/conf.h \
+	daemon/sockets.c daemon/sockets.h \
+	daemon/store.c daemon/store.h \
+	daemon/state.c daemon/state.h \
+	daemon/session.c daemon/session.h \
+	daemon/relay.c daemon/relay.h \
+	daemon/manager.c daemon/manager.h
+daemon_libsecurechatd_a_CFLAGS = $(DAEMON_CFLAGS)
+
+sbin_PROGRAMS += securechatd
+securechatd_SOURCES = daemon/main.c
+securechatd_CFLAGS = $(DAEMON_CFLAGS)
+securechatd_LDADD = $(DAEMON_LIBS)
+
+# Unit tests of the daemon's modules (TAP through check, like tests/unit).
+DAEMON_UNIT_TESTS = \
+	tests/unit/test-config \
+	tests/unit/test-store
+check_PROGRAMS += $(DAEMON_UNIT_TESTS)
+TESTS += $(DAEMON_UNIT_TESTS)
+tests_unit_test_config_SOURCES = tests/unit/test-config.c
+tests_unit_test_config_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_config_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
+tests_unit_test_store_SOURCES = tests/unit/test-store.c
+tests_unit_test_store_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_store_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
+
+dist_man_MANS += man/securechatd.8 man/securechatd.conf.5
+EXTRA_DIST += daemon/securechatd.conf.example
+
+# A scriptable raw-protocol client for integration tests (garbage,
+# zero-length and oversized frames, out-of-order frames, slow readers).
+check_PROGRAMS += tests/integration/sc-raw
+tests_integration_sc_raw_SOURCES = tests/integration/sc-raw.c
+tests_integration_sc_raw_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
+	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS)
+tests_integration_sc_raw_LDADD = $(COMMON_LIBS)

@@ -1,0 +1,816 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <ini.h>
+
+#include "conf.h"
+#include "log.h"
+#include "macro.h"
+#include "protocol.h"
+
+/* One key: how to parse and print it, its range and default, the way
+ * systemd-timesyncd's gperf table does it. An empty value ("key =") resets
+ * the key to its default, so a drop-in can undo the main file. */
+typedef struct ConfigItem ConfigItem;
+typedef int (*ConfigParseFn)(const ConfigItem *it, const char *value, Config *c, void *data,
+                             char *err, size_t errlen);
+typedef void (*ConfigFormatFn)(const void *data, char *buf, size_t size);
+
+struct ConfigItem {
+        const char *section;
+        const char *key;
+        ConfigParseFn parse;
+        ConfigFormatFn format;
+        size_t offset;
+        uint64_t min, max;
+        const char *default_value;   /* NULL: unset (optional keys) */
+};
+
+/* ---- value syntaxes ---------------------------------------------------- */
+
+static int parse_u64(const char **p, uint64_t *ret) {
+        uint64_t v = 0;
+        const char *s = *p;
+
+        if (!isdigit((unsigned char) *s))
+                return -EINVAL;
+        for (; isdigit((unsigned char) *s); s++) {
+                unsigned d = (unsigned) (*s - '0');
+                if (v > (UINT64_MAX - d) / 10)
+                        return -ERANGE;
+                v = v * 10 + d;
+        }
+        *p = s;
+        *ret = v;
+        return 0;
+}
+
+int config_parse_duration(const char *s, uint64_t *ret_usec) {
+        static const struct {
+                const char *suffix;
+                uint64_t usec;
+        } units[] = {
+                /* Longest first, so "ms" is not read as "m" + "s". */
+                { "min", 60 * USEC_PER_SEC },
+                { "ms", 1000 },
+                { "us", 1 },
+                { "s", USEC_PER_SEC },
+                { "m", 60 * USEC_PER_SEC },
+                { "h", 3600 * USEC_PER_SEC },
+                { "d", 86400 * USEC_PER_SEC },
+                { "w", 7 * 86400 * USEC_PER_SEC },
+        };
+        uint64_t total = 0;
+        bool any = false;
+
+        if (!s)
+                return -EINVAL;
+        for (;;) {
+                uint64_t v, mult = 0;
+                size_t n = 0;
+                int r;
+
+                while (*s == ' ')
+                        s++;
+                if (*s == '\0')
+                        break;
+                r = parse_u64(&s, &v);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < ELEMENTSOF(units); i++) {
+                        n = strlen(units[i].suffix);
+                        if (strncmp(s, units[i].suffix, n) == 0 && !isalpha((unsigned char) s[n])) {
+                                mult = units[i].usec;
+                                break;
+                        }
+                }
+                if (mult == 0) {
+                        /* A bare number is seconds, but only on its own. */
+                        if (any || (*s != '\0' && *s != ' '))
+                                return -EINVAL;
+                        mult = USEC_PER_SEC;
+                        n = 0;
+                }
+                s += n;
+                if (v > UINT64_MAX / mult || total > UINT64_MAX - v * mult)
+                        return -ERANGE;
+                total += v * mult;
+                any = true;
+                if (n == 0)
+                        break;
+        }
+        while (*s == ' ')
+                s++;
+        if (!any || *s != '\0')
+                return -EINVAL;
+        *ret_usec = total;
+        return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *ret) {
+        uint64_t v, mult = 1;
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        r = parse_u64(&s, &v);
+        if (r < 0)
+                return r;
+        switch (*s) {
+        case 'K': case 'k': mult = UINT64_C(1) << 10; s++; break;
+        case 'M': case 'm': mult = UINT64_C(1) << 20; s++; break;
+        case 'G': case 'g': mult = UINT64_C(1) << 30; s++; break;
+        default: break;
+        }
+        if (*s == 'B' && mult == 1)
+                s++;
+        if (*s != '\0')
+                return -EINVAL;
+        if (v > UINT64_MAX / mult)
+                return -ERANGE;
+        *ret = v * mult;
+        return 0;
+}
+
+int config_parse_bool(const char *s, bool *ret) {
+        static const char *const yes[] = { "yes", "true", "on", "1" };
+        static const char *const no[] = { "no", "false", "off", "0" };
+
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
+                if (strcasecmp(s, yes[i]) == 0) {
+                        *ret = true;
+                        return 0;
+                }
+                if (strcasecmp(s, no[i]) == 0) {
+                        *ret = false;
+                        return 0;
+                }
+        }
+        return -EINVAL;
+}
+
+char *config_format_duration(uint64_t usec, char *buf, size_t size) {
+        static const struct {
+                const char *suffix;
+                uint64_t usec;
+        } units[] = {
+                { "d", 86400 * USEC_PER_SEC },
+                { "h", 3600 * USEC_PER_SEC },
+                { "m", 60 * USEC_PER_SEC },
+                { "s", USEC_PER_SEC },
+                { "ms", 1000 },
+                { "us", 1 },
+        };
+        size_t len = 0;
+
+        if (usec == 0) {
+                snprintf(buf, size, "0");
+                return buf;
+        }
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(units) && usec > 0; i++) {
+                uint64_t n = usec / units[i].usec;
+                if (n == 0)
+                        continue;
+                usec -= n * units[i].usec;
+                if (len < size)
+                        len += (size_t) snprintf(buf + len, size - len, "%" PRIu64 "%s", n,
+                                                 units[i].suffix);
+        }
+        return buf;
+}
+
+char *config_format_size(uint64_t bytes, char *buf, size_t size) {
+        if (bytes >= (UINT64_C(1) << 20) && bytes % (UINT64_C(1) << 20) == 0)
+                snprintf(buf, size, "%" PRIu64 "M", bytes >> 20);
+        else if (bytes >= 1024 && bytes % 1024 == 0)
+                snprintf(buf, size, "%" PRIu64 "K", bytes >> 10);
+        else
+                snprintf(buf, size, "%" PRIu64, bytes);
+        return buf;
+}
+
+uint64_t config_max_envelope_frame(uint64_t max_text) {
+        uint64_t ct = config_max_ciphertext(max_text);
+        /* The base64 of the ciphertext, plus everything else of the
+         * largest send/deliver frame: ek and sig of a 4096-bit key (684
+         * base64 characters each), id, iv and mac, two 32-byte user names,
+         * the suite, numbers, member names and punctuation (under 2 KiB). */
+        return (ct + 2) / 3 * 4 + 2048;
+}
+
+/* ---- parsers and printers ---------------------------------------------- */
+
+#define FIELD(c, type, it) ((type *) ((uint8_t *) (c) + (it)->offset))
+
+static int set_string(char **field, const char *value) {
+        char *s = NULL;
+
+        if (value) {
+                s = strdup(value);
+                if (!s)
+                        return -ENOMEM;
+        }
+        free(*field);
+        *field = s;
+        return 0;
+}
+
+static int conf_parse_path(const ConfigItem *it, const char *value, Config *c, void *data,
+                           char *err, size_t errlen) {
+        if (!value) {   /* optional key reset to unset */
+                free(*(char **) data);
+                *(char **) data = NULL;
+                return 0;
+        }
+        if (strlen(value) >= 4096) {
+                snprintf(err, errlen, "path too long");
+                return -EINVAL;
+        }
+        return set_string(data, value);
+}
+
+static void conf_format_string(const void *data, char *buf, size_t size) {
+        const char *s = *(char *const *) data;
+        snprintf(buf, size, "%s", s ? s : "");
+}
+
+static int conf_parse_listen(const ConfigItem *it, const char *value, Config *c, void *data,
+                             char *err, size_t errlen) {
+        SocketAddress a;
+
+        if (socket_address_parse(value, &a) < 0) {
+                snprintf(err, errlen, "expected ADDRESS:PORT, [IPV6]:PORT or PORT (numeric)");
+                return -EINVAL;
+        }
+        if (set_string(data, value) < 0)
+                return -ENOMEM;
+        c->listen_address = a;
+        return 0;
+}
+
+static int conf_parse_bool(const ConfigItem *it, const char *value, Config *c, void *data,
+                           char *err, size_t errlen) {
+        if (config_parse_bool(value, data) < 0) {
+                snprintf(err, errlen, "expected yes or no");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void conf_format_bool(const void *data, char *buf, size_t size) {
+        snprintf(buf, size, "%s", *(const bool *) data ? "yes" : "no");
+}
+
+static int conf_parse_key_bits(const ConfigItem *it, const char *value, Config *c, void *data,
+                               char *err, size_t errlen) {
+        if (strcmp(value, "2048") == 0)
+                *(unsigned *) data = 2048;
+        else if (strcmp(value, "3072") == 0)
+                *(unsigned *) data = 3072;
+        else if (strcmp(value, "4096") == 0)
+                *(unsigned *) data = 4096;
+        else {
+                snprintf(err, errlen, "expected 2048, 3072 or 4096");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void conf_format_unsigned(const void *data, char *buf, size_t size) {
+        snprintf(buf, size, "%u", *(const unsigned *) data);
+}
+
+static int conf_parse_registration(const ConfigItem *it, const char *value, Config *c,
+                                   void *data, char *err, size_t errlen) {
+        if (strcmp(value, "open") == 0)
+                *(bool *) data = true;
+        else if (strcmp(value, "closed") == 0)
+                *(bool *) data = false;
+        else {
+                snprintf(err, errlen, "expected open or closed");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static void conf_format_registration(const void *data, char *buf, size_t size) {
+        snprintf(buf, size, "%s", *(const bool *) data ? "open" : "closed");
+}
+
+static int conf_parse_duration(const ConfigItem *it, const char *value, Config *c, void *data,
+                               char *err, size_t errlen) {
+        char lo[32], hi[32];
+        uint64_t v;
+
+        if (config_parse_duration(value, &v) < 0 || v < it->min || v > it->max) {
+                snprintf(err, errlen, "expected a duration (like 30s, 5m, 2h, 7d, 1h30m) from %s to %s",
+                         config_format_duration(it->min, lo, sizeof(lo)),
+                         config_format_duration(it->max, hi, sizeof(hi)));
+                return -ERANGE;
+        }
+        *(uint64_t *) data = v;
+        return 0;
+}
+
+static void conf_format_duration(const void *data, char *buf, size_t size) {
+        config_format_duration(*(const uint64_t *) data, buf, size);
+}
+
+static int conf_parse_number(const ConfigItem *it, const char *value, Config *c, void *data,
+                             char *err, size_t errlen) {
+        const char *p = value;
+        uint64_t v;
+
+        if (parse_u64(&p, &v) < 0 || *p != '\0' || v < it->min || v > it->max) {
+                snprintf(err, errlen, "expected a number from %" PRIu64 " to %" PRIu64,
+                         it->min, it->max);
+                return -ERANGE;
+        }
+        *(uint64_t *) data = v;
+        return 0;
+}
+
+static void conf_format_number(const void *data, char *buf, size_t size) {
+        snprintf(buf, size, "%" PRIu64, *(const uint64_t *) data);
+}
+
+static int conf_parse_size(const ConfigItem *it, const char *value, Config *c, void *data,
+                           char *err, size_t errlen) {
+        char lo[32], hi[32];
+        uint64_t v;
+
+        if (config_parse_size(value, &v) < 0 || v < it->min || v > it->max) {
+                snprintf(err, errlen, "expected a size in bytes (like 65536, 64K, 1M) from %s to %s",
+                         config_format_size(it->min, lo, sizeof(lo)),
+                         config_format_size(it->max, hi, sizeof(hi)));
+                return -ERANGE;
+        }
+        *(uint64_t *) data = v;
+        return 0;
+}
+
+static void conf_format_size(const void *data, char *buf, size_t size) {
+        config_format_size(*(const uint64_t *) data, buf, size);
+}
+
+static int conf_parse_group(const ConfigItem *it, const char *value, Config *c, void *data,
+                            char *err, size_t errlen) {
+        /* The portable user/group name set (what useradd accepts). */
+        size_t n = strlen(value);
+
+        if (n == 0 || n > 32 || value[0] == '-' ||
+            strspn(value, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n) {
+                snprintf(err, errlen, "expected a group name");
+                return -EINVAL;
+        }
+        return set_string(data, value);
+}
+
+static int conf_parse_log_level(const ConfigItem *it, const char *value, Config *c, void *data,
+                                char *err, size_t errlen) {
+        int l = log_level_from_string(value);
+
+        if (l < 0) {
+                snprintf(err, errlen, "expected err, warning, notice, info or debug");
+                return -EINVAL;
+        }
+        *(int *) data = l;
+        return 0;
+}
+
+static void conf_format_log_level(const void *data, char *buf, size_t size) {
+        snprintf(buf, size, "%s", log_level_to_string(*(const int *) data));
+}
+
+#define USEC(s) ((uint64_t) (s) * USEC_PER_SEC)
+
+static const ConfigItem config_items[] = {
+        { "server", "listen", conf_parse_listen, conf_format_string,
+          offsetof(Config, listen), 0, 0, DEFAULT_LISTEN },
+        { "server", "control", conf_parse_path, conf_format_string,
+          offsetof(Config, control), 0, 0, DEFAULT_CONTROL },
+        { "server", "state-directory", conf_parse_path, conf_format_string,
+          offsetof(Config, state_directory), 0, 0, DEFAULT_STATE_DIRECTORY },
+        { "server", "tls", conf_parse_bool, conf_format_bool,
+          offsetof(Config, tls), 0, 0, "yes" },
+        { "server", "tls-certificate", conf_parse_path, conf_format_string,
+          offsetof(Config, tls_certificate), 0, 0, NULL },
+        { "server", "tls-key", conf_parse_path, conf_format_string,
+          offsetof(Config, tls_key), 0, 0, NULL },
+        { "server", "key-bits", conf_parse_key_bits, conf_format_unsigned,
+          offsetof(Config, key_bits), 0, 0, "3072" },
+        { "server", "registration", conf_parse_registration, conf_format_registration,
+          offsetof(Config, registration_open), 0, 0, "open" },
+        { "server", "handshake-timeout", conf_parse_duration, conf_format_duration,
+          offsetof(Config, handshake_timeout_usec), USEC(1), USEC(3600), "30s" },
+        { "server", "idle-timeout", conf_parse_duration, conf_format_duration,
+          offsetof(Config, idle_timeout_usec), USEC(1), USEC(7 * 86400), "300s" },
+        { "server", "max-sessions", conf_parse_number, conf_format_number,
+          offsetof(Config, max_sessions), 1, 1000000, "1024" },
+        { "server", "max-sessions-per-user", conf_parse_number, conf_format_number,
+          offsetof(Config, max_sessions_per_user), 1, 1024, "8" },
+        { "server", "max-frame", conf_parse_size, conf_format_size,
+          offsetof(Config, max_frame), 4096, MAX_FRAME_LIMIT, "65536" },
+        { "server", "max-text", conf_parse_size, conf_format_size,
+          offsetof(Config, max_text), 1, MAX_FRAME_LIMIT, "16384" },
+        { "server", "queue-ttl", conf_parse_duration, conf_format_duration,
+          offsetof(Config, queue_ttl_usec), USEC(1), USEC(366 * 86400), "7d" },
+        { "server", "queue-limit", conf_parse_number, conf_format_number,
+          offsetof(Config, queue_limit), 1, 10000000, "1000" },
+        { "server", "admin-group", conf_parse_group, conf_format_string,
+          offsetof(Config, admin_group), 0, 0, DEFAULT_ADMIN_GROUP },
+        { "server", "log-level", conf_parse_log_level, conf_format_log_level,
+          offsetof(Config, log_level), 0, 0, "info" },
+};
+
+/* systemd sets $STATE_DIRECTORY (colon-separated when several) from
+ * StateDirectory=; it is the default, files and flags still override. */
+static int default_state_directory(char **ret) {
+        const char *e = getenv("STATE_DIRECTORY");
+        size_t n;
+
+        if (!e || !*e) {
+                *ret = strdup(DEFAULT_STATE_DIRECTORY);
+                return *ret ? 0 : -ENOMEM;
+        }
+        n = strcspn(e, ":");
+        *ret = strndup(e, n);
+        return *ret ? 0 : -ENOMEM;
+}
+
+static int item_set(const ConfigItem *it, Config *c, const char *value, char *err, size_t errlen) {
+        _cleanup_(freep) char *def = NULL;
+
+        if (*value == '\0') {
+                /* Reset to the default. */
+                if (it->offset == offsetof(Config, state_directory)) {
+                        if (default_state_directory(&def) < 0)
+                                return -ENOMEM;
+                        value = def;
+                } else
+                        value = it->default_value;   /* NULL: unset */
+        }
+        return it->parse(it, value, c, FIELD(c, void, it), err, errlen);
+}
+
+int config_new(Config **ret) {
+        _cleanup_(config_freep) Config *c = NULL;
+        char err[256];
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
+                int r = item_set(&config_items[i], c, "", err, sizeof(err));
+                if (r < 0)
+                        return r;   /* only ENOMEM: the defaults are valid */
+        }
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+Config *config_free(Config *c) {
+        if (!c)
+                return NULL;
+        free(c->listen);
+        free(c->control);
+        free(c->state_directory);
+        free(c->tls_certificate);
+        free(c->tls_key);
+        free(c->admin_group);
+        free(c);
+        return NULL;
+}
+
+static int config_error(char **ret_error, const char *origin, unsigned line, const char *fmt, ...)
+        _printf_(4, 5);
+
+static int config_error(char **ret_error, const char *origin, unsigned line, const char *fmt, ...) {
+        _cleanup_(freep) char *msg = NULL;
+        va_list ap;
+        int r;
+
+        if (!ret_error)
+                return 0;
+        va_start(ap, fmt);
+        r = vasprintf(&msg, fmt, ap);
+        va_end(ap);
+        if (r < 0)
+                return -ENOMEM;
+        if (line > 0)
+                r = asprintf(ret_error, "%s:%u: %s", origin, line, msg);
+        else
+                r = asprintf(ret_error, "%s: %s", origin, msg);
+        return r < 0 ? -ENOMEM : 0;
+}
+
+int config_set(Config *c, const char *section, const char *key, const char *value,
+               const char *origin, unsigned line, char **ret_error) {
+        char err[256] = "";
+        int r;
+
+        if (!section || strcmp(section, "server") != 0) {
+                if (!section || !*section)
+                        config_error(ret_error, origin, line,
+                                     "Key '%s' outside of a section (expected [server])", key);
+                else
+                        config_error(ret_error, origin, line, "Unknown section [%s]", section);
+                return -EINVAL;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
+                const ConfigItem *it = &config_items[i];
+
+                if (strcmp(it->key, key) != 0)
+                        continue;
+                if (!value) {
+                        config_error(ret_error, origin, line, "Key '%s' needs a value", key);
+                        return -EINVAL;
+                }
+                r = item_set(it, c, value, err, sizeof(err));
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        config_error(ret_error, origin, line, "Invalid value '%s' for %s: %s",
+                                     value, key, err);
+                        return r;
+                }
+                return 0;
+        }
+        config_error(ret_error, origin, line, "Unknown key '%s' in section [server]", key);
+        return -EINVAL;
+}
+
+typedef struct ParseContext {
+        Config *config;
+        const char *path;
+        FILE *f;
+        unsigned line;
+        char *error;
+        unsigned error_line;
+        int error_code;
+} ParseContext;
+
+static void context_fail(ParseContext *ctx, int r, const char *fmt, ...) _printf_(3, 4);
+
+static void context_fail(ParseContext *ctx, int r, const char *fmt, ...) {
+        _cleanup_(freep) char *msg = NULL;
+        va_list ap;
+
+        if (ctx->error_code != 0)
+                return;          /* the first error is the one to report */
+        ctx->error_code = r;
+        ctx->error_line = ctx->line;
+        va_start(ap, fmt);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL;
+        va_end(ap);
+        if (msg && asprintf(&ctx->error, "%s:%u: %s", ctx->path, ctx->line, msg) < 0)
+                ctx->error = NULL;
+}
+
+/* Feeds inih line by line so that the handler knows the line it is on, and
+ * refuses what inih would silently cut or ignore. */
+static char *context_read_line(char *str, int num, void *stream) {
+        ParseContext *ctx = stream;
+        const char *p;
+        size_t n;
+
+        if (ctx->error_code != 0)
+                return NULL;
+        if (!fgets(str, num, ctx->f))
+                return NULL;
+        ctx->line++;
+        if (!strchr(str, '\n') && !feof(ctx->f)) {
+                context_fail(ctx, -EINVAL, "Line too long");
+                return NULL;
+        }
+        /* Indentation means nothing here; to inih it would make the line
+         * the continuation of the previous value. */
+        n = strspn(str, " \t");
+        if (n > 0)
+                memmove(str, str + n, strlen(str + n) + 1);
+        /* inih never reports a section with no keys: check headers here. */
+        p = str;
+        if (*p == '[') {
+                n = strcspn(p + 1, "]");
+                if (p[1 + n] == ']' && !(n == strlen("server") && strncmp(p + 1, "server", n) == 0))
+                        context_fail(ctx, -EINVAL, "Unknown section [%.*s]", (int) n, p + 1);
+        }
+        return str;
+}
+
+static int context_handler(void *user, const char *section, const char *name, const char *value) {
+        ParseContext *ctx = user;
+        _cleanup_(freep) char *error = NULL;
+        int r;
+
+        if (ctx->error_code != 0)
+                return 0;
+        if (!name)         /* a section header, when inih reports those */
+                return 1;
+        r = config_set(ctx->config, section, name, value, ctx->path, ctx->line, &error);
+        if (r < 0) {
+                ctx->error_code = r;
+                ctx->error_line = ctx->line;
+                ctx->error = TAKE_PTR(error);
+                return 0;
+        }
+        return 1;
+}
+
+int config_parse_file(Config *c, const char *path, char **ret_error) {
+        ParseContext ctx = { .config = c, .path = path };
+        int r;
+
+        ctx.f = fopen(path, "re");
+        if (!ctx.f) {
+                r = -errno;
+                if (r != -ENOENT)
+                        config_error(ret_error, path, 0, "%s", strerror(-r));
+                return r;
+        }
+        r = ini_parse_stream(context_read_line, &ctx, context_handler, &ctx);
+        fclose(ctx.f);
+
+        if (ctx.error_code == 0 && r > 0)
+                context_fail(&ctx, -EINVAL, "Syntax error (expected KEY = VALUE or [server])");
+        else if (ctx.error_code == 0 && r < 0)
+                ctx.error_code = -ENOMEM;
+        else if (ctx.error_code != 0 && r > 0 && (unsigned) r < ctx.error_line) {
+                /* A syntax error came before the first value error. */
+                free(ctx.error);
+                ctx.error = NULL;
+                if (asprintf(&ctx.error, "%s:%d: Syntax error (expected KEY = VALUE or [server])",
+                             path, r) < 0)
+                        ctx.error = NULL;
+        }
+
+        if (ctx.error_code != 0) {
+                if (ret_error && ctx.error)
+                        *ret_error = TAKE_PTR(ctx.error);
+                free(ctx.error);
+                return ctx.error_code == -ENOMEM ? -ENOMEM : -EINVAL;
+        }
+        return 0;
+}
+
+int config_parse_override(Config *c, const char *assignment, const char *origin,
+                          char **ret_error) {
+        _cleanup_(freep) char *key = NULL, *value = NULL;
+        const char *eq;
+        size_t n;
+
+        assignment += strspn(assignment, " \t");
+        eq = strchr(assignment, '=');
+        if (!eq || eq == assignment) {
+                config_error(ret_error, origin, 0, "Expected KEY=VALUE");
+                return -EINVAL;
+        }
+        /* Trim like the files do: "-o 'max-frame = 1M'" works too. */
+        n = (size_t) (eq - assignment);
+        while (n > 0 && isspace((unsigned char) assignment[n - 1]))
+                n--;
+        key = strndup(assignment, n);
+        if (!key)
+                return -ENOMEM;
+        eq++;
+        eq += strspn(eq, " \t");
+        n = strlen(eq);
+        while (n > 0 && isspace((unsigned char) eq[n - 1]))
+                n--;
+        value = strndup(eq, n);
+        if (!value)
+                return -ENOMEM;
+        return config_set(c, "server", key, value, origin, 0, ret_error);
+}
+
+int config_verify(const Config *c, char **ret_error) {
+        char a[32], b[32], n[32];
+
+        if (config_max_envelope_frame(c->max_text) > c->max_frame) {
+                config_error(ret_error, "configuration", 0,
+                             "max-text = %s does not fit in max-frame = %s (a message of that "
+                             "size needs frames of up to %s bytes)",
+                             config_format_size(c->max_text, a, sizeof(a)),
+                             config_format_size(c->max_frame, b, sizeof(b)),
+                             config_format_size(config_max_envelope_frame(c->max_text), n, sizeof(n)));
+                return -EINVAL;
+        }
+        if (!!c->tls_certificate != !!c->tls_key) {
+                config_error(ret_error, "configuration", 0,
+                             "tls-certificate and tls-key must be set together");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+char *config_dropin_dir(const char *main_path) {
+        const char *slash = strrchr(main_path, '/');
+        char *d = NULL;
+
+        if (!slash)
+                return strdup(CONFIG_DROPIN_DIR_NAME);
+        if (asprintf(&d, "%.*s/%s", (int) (slash - main_path), main_path, CONFIG_DROPIN_DIR_NAME) < 0)
+                return NULL;
+        return d;
+}
+
+static int dropin_filter(const struct dirent *de) {
+        size_t n = strlen(de->d_name);
+
+        return de->d_name[0] != '.' && n > 5 && strcmp(de->d_name + n - 5, ".conf") == 0;
+}
+
+/* Lexical order by bytes, whatever the locale says. */
+static int dropin_compare(const struct dirent **a, const struct dirent **b) {
+        return strcmp((*a)->d_name, (*b)->d_name);
+}
+
+static int config_parse_dropins(Config *c, const char *dir, char **ret_error) {
+        struct dirent **list = NULL;
+        int n, r = 0;
+
+        n = scandir(dir, &list, dropin_filter, dropin_compare);
+        if (n < 0) {
+                if (errno == ENOENT || errno == ENOTDIR)
+                        return 0;
+                r = -errno;
+                config_error(ret_error, dir, 0, "%s", strerror(-r));
+                return r;
+        }
+        for (int i = 0; i < n; i++) {
+                _cleanup_(freep) char *path = NULL;
+                struct stat st;
+
+                if (r >= 0 && asprintf(&path, "%s/%s", dir, list[i]->d_name) < 0)
+                        r = -ENOMEM;
+                /* Directories and the like ending in .conf are not drop-ins. */
+                if (r >= 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode))
+                        r = config_parse_file(c, path, ret_error);
+                free(list[i]);
+        }
+        free(list);
+        return r;
+}
+
+int config_load(const ConfigSources *src, Config **ret, char **ret_error) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *dropins = NULL;
+        const char *path = src && src->path ? src->path : CONFIG_FILE;
+        int r;
+
+        r = config_new(&c);
+        if (r < 0)
+                return r;
+
+        r = config_parse_file(c, path, ret_error);
+        if (r == -ENOENT && src && src->path_required)
+                config_error(ret_error, path, 0, "%s", strerror(ENOENT));
+        if (r < 0 && (r != -ENOENT || (src && src->path_required)))
+                return r;
+
+        dropins = config_dropin_dir(path);
+        if (!dropins)
+                return -ENOMEM;
+        r = config_parse_dropins(c, dropins, ret_error);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; src && i < src->n_overrides; i++) {
+                r = config_parse_override(c, src->overrides[i],
+                                          src->origins && src->origins[i] ? src->origins[i] : "-o",
+                                          ret_error);
+                if (r < 0)
+                        return r;
+        }
+
+        r = config_verify(c, ret_error);
+        if (r < 0)
+                return r;
+
+        *ret = TAKE_PTR(c);
+        return 0;
+}
+
+void config_dump(const Config *c, FILE *f) {
+        fputs("[server]\n", f);
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
+                const ConfigItem *it = &config_items[i];
+                char buf[4200];
+
+                it->format(FIELD(c, const void, it), buf, sizeof(buf));
+                fprintf(f, "%s =%s%s\n", it->key, buf[0] ? " " : "", buf);
+        }
+}

@@ -1,0 +1,636 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+
+#include "manager.h"
+#include "relay.h"
+#include "session.h"
+#include "sockets.h"
+#include "state.h"
+#include "util.h"
+
+/* Connections still in their handshake may exceed max-sessions by this
+ * much, so that the ones over the limit hear "server_busy". */
+#define HANDSHAKE_SLACK 64
+/* Queue entries expired per database transaction. */
+#define EXPIRE_BATCH 256
+
+static const int handled_signals[] = { SIGTERM, SIGINT, SIGHUP };
+
+static sd_event_source *source_disable_unref(sd_event_source *es) {
+        if (es) {
+                (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
+                sd_event_source_unref(es);
+        }
+        return NULL;
+}
+
+static void manager_on_event(void *userdata, EventKind kind, const LogFields *fields,
+                             const char *message) {
+        Manager *m = userdata;
+
+        if (m->event_hook)
+                m->event_hook(m->event_hook_userdata, kind, fields, message);
+}
+
+void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata) {
+        m->event_hook = hook;
+        m->event_hook_userdata = userdata;
+}
+
+int manager_new(const ConfigSources *sources, Config *config, Manager **ret) {
+        _cleanup_(manager_freep) Manager *m = NULL;
+        int r;
+
+        m = calloc(1, sizeof(*m));
+        if (!m) {
+                config_free(config);
+                return -ENOMEM;
+        }
+        m->config = config;
+        m->sources = sources;
+        m->control_fd = -EBADF;
+        m->lock_fd = -EBADF;
+        for (size_t i = 0; i < MANAGER_MAX_LISTENERS; i++)
+                m->listen_fds[i] = -EBADF;
+
+        r = sd_event_default(&m->event);
+        if (r < 0)
+                return r;
+        log_set_event_hook(manager_on_event, m);
+
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+Manager *manager_free(Manager *m) {
+        if (!m)
+                return NULL;
+
+        /* Sessions first: they hold event sources and transports. */
+        while (m->sessions) {
+                Session *s = m->sessions;
+                m->sessions = s->next;
+                session_free(s);
+        }
+        for (size_t i = 0; i < m->n_listen; i++) {
+                source_disable_unref(m->listen_sources[i]);
+                safe_close(m->listen_fds[i]);
+        }
+        source_disable_unref(m->accept_retry);
+        for (size_t i = 0; i < ELEMENTSOF(m->signal_sources); i++)
+                source_disable_unref(m->signal_sources[i]);
+        source_disable_unref(m->expire_timer);
+        source_disable_unref(m->post);
+        safe_close(m->control_fd);
+
+        store_free(m->store);
+        if (m->tls_credentials)
+                gnutls_certificate_free_credentials(m->tls_credentials);
+        rsa_key_free(m->server_key);
+        safe_close(m->lock_fd);
+        sd_event_unref(m->event);
+        config_free(m->config);
+        free(m->status);
+        log_set_event_hook(NULL, NULL);
+        free(m);
+        return NULL;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+void manager_link_session(Manager *m, Session *s) {
+        s->prev = NULL;
+        s->next = m->sessions;
+        if (m->sessions)
+                m->sessions->prev = s;
+        m->sessions = s;
+        m->n_sessions++;
+}
+
+void manager_bury_session(Manager *m, Session *s) {
+        m->n_sessions--;
+        m->n_dead++;
+}
+
+static void manager_unlink_session(Manager *m, Session *s) {
+        if (s->prev)
+                s->prev->next = s->next;
+        else
+                m->sessions = s->next;
+        if (s->next)
+                s->next->prev = s->prev;
+        s->prev = s->next = NULL;
+}
+
+Session *manager_find_receiver(Manager *m, const char *user) {
+        for (Session *s = m->sessions; s; s = s->next)
+                if (s->state == SESSION_ACTIVE && s->receive && strcmp(s->user, user) == 0)
+                        return s;
+        return NULL;
+}
+
+/* ---- accepting ------------------------------------------------------------ */
+
+static void listeners_enable(Manager *m, bool enable) {
+        for (size_t i = 0; i < m->n_listen; i++)
+                (void) sd_event_source_set_enabled(m->listen_sources[i], enable ? SD_EVENT_ON : SD_EVENT_OFF);
+}
+
+static int on_accept_retry(sd_event_source *es, uint64_t usec, void *userdata) {
+        listeners_enable(userdata, true);
+        return 0;
+}
+
+static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        Manager *m = userdata;
+
+        /* A few per wakeup; the rest stay in the backlog for the next one. */
+        for (unsigned i = 0; i < 16; i++) {
+                char peer[SOCKET_ADDRESS_MAX];
+                int cfd, r;
+
+                cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                if (cfd < 0) {
+                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                                uint64_t now = 0;
+
+                                /* Out of descriptors: stop accepting for a
+                                 * second instead of spinning on the backlog. */
+                                log_event(EVENT_LIMIT_HIT, &(LogFields) { .reason = "file-descriptors" },
+                                          "Cannot accept connections: %m; pausing for a second");
+                                listeners_enable(m, false);
+                                (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+                                if (!m->accept_retry)
+                                        (void) sd_event_add_time(m->event, &m->accept_retry, CLOCK_MONOTONIC,
+                                                                 now + 1000000, 0, on_accept_retry, m);
+                                else {
+                                        (void) sd_event_source_set_time(m->accept_retry, now + 1000000);
+                                        (void) sd_event_source_set_enabled(m->accept_retry, SD_EVENT_ONESHOT);
+                                }
+                                return 0;
+                        }
+                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+                            errno != ECONNABORTED && errno != EPROTO)
+                                log_warning("accept() failed: %m");
+                        return 0;
+                }
+
+                if (m->n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
+                        log_event(EVENT_LIMIT_HIT,
+                                  &(LogFields) { .peer = socket_peer_address(cfd, peer), .reason = "max-sessions" },
+                                  "Refusing connection from %s: too many connections", peer);
+                        safe_close(cfd);
+                        continue;
+                }
+                r = session_new(m, cfd, NULL);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to set up a session: %m");
+        }
+        return 0;
+}
+
+static int manager_add_listener(Manager *m, int fd) {
+        int r;
+
+        if (m->n_listen >= MANAGER_MAX_LISTENERS) {
+                safe_close(fd);
+                return -E2BIG;
+        }
+        m->listen_fds[m->n_listen] = fd;
+        r = sd_event_add_io(m->event, &m->listen_sources[m->n_listen], fd, EPOLLIN, on_accept, m);
+        m->n_listen++;
+        return r;
+}
+
+static int manager_listen(Manager *m) {
+        char address[SOCKET_ADDRESS_MAX];
+        ListenFds lf;
+        int fd, r;
+
+        r = listen_fds_collect(&lf);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the sockets passed by systemd: %m");
+        m->control_fd = lf.control;
+        for (size_t i = 0; i < lf.n_chat; i++) {
+                r = manager_add_listener(m, lf.chat[i]);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch a socket-activated socket: %m");
+                m->socket_activated = true;
+        }
+
+        if (!m->socket_activated) {
+                r = socket_listen_tcp(&m->config->listen_address, SOMAXCONN, &fd);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to listen on %s: %m", m->config->listen);
+                r = manager_add_listener(m, fd);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch the listening socket: %m");
+        }
+
+        for (size_t i = 0; i < m->n_listen; i++) {
+                socket_local_address(m->listen_fds[i], address);
+                log_event(EVENT_LISTENING, &(LogFields) { .address = address },
+                          "Listening on %s%s", address, m->socket_activated ? " (socket-activated)" : "");
+        }
+        return 0;
+}
+
+/* ---- status, expiry, signals ---------------------------------------------- */
+
+static unsigned count_receiving(Manager *m) {
+        unsigned n = 0;
+
+        for (Session *s = m->sessions; s; s = s->next)
+                if (s->state == SESSION_ACTIVE && s->receive)
+                        n++;
+        return n;
+}
+
+static void manager_update_status(Manager *m) {
+        char status[160];
+
+        snprintf(status, sizeof(status), "Serving %zu sessions (%u users online), %" PRIu64 " queued messages",
+                 m->n_active, count_receiving(m), m->n_queued);
+        if (m->status && strcmp(m->status, status) == 0)
+                return;
+        free(m->status);
+        m->status = strdup(status);
+        (void) sd_notifyf(false, "STATUS=%s", status);
+}
+
+/* After every loop iteration: free what was closed, refresh STATUS=. */
+static int on_post(sd_event_source *es, void *userdata) {
+        Manager *m = userdata;
+
+        for (Session *s = m->sessions, *next; s && m->n_dead > 0; s = next) {
+                next = s->next;
+                if (s->state != SESSION_DEAD)
+                        continue;
+                manager_unlink_session(m, s);
+                session_free(s);
+                m->n_dead--;
+        }
+        manager_update_status(m);
+        return 0;
+}
+
+static uint64_t expire_interval(const Manager *m) {
+        /* Often enough that a message outlives its ttl by at most a
+         * minute (or half a short ttl). */
+        uint64_t i = m->config->queue_ttl_usec / 2;
+        return MIN(MAX(i, (uint64_t) 1000000), (uint64_t) 60 * 1000000);
+}
+
+static void on_expired(void *userdata, const StoreMessage *msg) {
+        LogFields f = {
+                .user = msg->sender,
+                .recipient = msg->recipient,
+                .msg_id = msg->msg_id,
+                .has_size = true, .size = msg->size,
+                .has_seq = true, .seq = msg->seq,
+        };
+
+        log_event(EVENT_MESSAGE_EXPIRED, &f, "Message %s from %s to %s expired undelivered", msg->msg_id,
+                  msg->sender, msg->recipient);
+}
+
+static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        Manager *m = userdata;
+        uint64_t next = usec + expire_interval(m);
+        int r;
+
+        r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
+        if (r < 0)
+                log_error_errno(r, "Failed to expire queued messages: %s", store_error(m->store));
+        else {
+                m->n_queued = m->n_queued > (uint64_t) r ? m->n_queued - (uint64_t) r : 0;
+                if (r == EXPIRE_BATCH)
+                        next = usec;   /* more are waiting: again right away */
+        }
+        (void) sd_event_source_set_time(es, next);
+        (void) sd_event_source_set_enabled(es, SD_EVENT_ON);
+        return 0;
+}
+
+static int on_terminate(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata) {
+        Manager *m = userdata;
+
+        log_info("Received %s, shutting down", strsignal((int) si->ssi_signo));
+        (void) sd_event_exit(m->event, 0);
+        return 0;
+}
+
+static int on_reload(sd_event_source *es, const struct signalfd_siginfo *si, void *userdata) {
+        (void) manager_reload(userdata, NULL);
+        return 0;
+}
+
+/* ---- start and run -------------------------------------------------------- */
+
+int manager_start(Manager *m) {
+        const Config *c = m->config;
+        _cleanup_(freep) char *db = NULL;
+        bool lax = false, created = false;
+        uint64_t now;
+        int r;
+
+        r = state_directory_prepare(c->state_directory, &lax);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create state directory %s: %m", c->state_directory);
+        if (lax)
+                log_warning("State directory %s is accessible by group or others; it should be 0700",
+                            c->state_directory);
+        r = state_lock(c->state_directory, &m->lock_fd);
+        if (r == -EBUSY)
+                return log_error_errno(r, "Another securechatd is using %s", c->state_directory);
+        if (r < 0)
+                return log_error_errno(r, "Failed to lock %s: %m", c->state_directory);
+
+        r = state_identity_load(c->state_directory, c->key_bits, &m->server_key, &created);
+        if (r == -EPERM)
+                return log_error_errno(r, "Refusing %s/%s: readable or writable by group or others",
+                                       c->state_directory, STATE_IDENTITY_FILE);
+        if (r < 0)
+                return log_error_errno(r, "Failed to load or create the identity key in %s: %m",
+                                       c->state_directory);
+        if (created)
+                log_notice("Generated a new %u-bit identity key %s", rsa_key_bits(m->server_key),
+                           m->server_key->fingerprint);
+        log_info("Server identity %s (%u bits)", m->server_key->fingerprint, rsa_key_bits(m->server_key));
+
+        if (c->tls) {
+                r = state_tls_credentials(c, c->state_directory, m->server_key, &m->tls_credentials, &created);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up TLS (%s): %m",
+                                               c->tls_certificate ?: "self-signed certificate");
+                if (created)
+                        log_notice("Created a self-signed TLS certificate %s/%s", c->state_directory,
+                                   STATE_CERTIFICATE_FILE);
+        } else
+                log_warning("TLS is off (tls = no): traffic, including user names, is not encrypted "
+                            "in transit. Use this for debugging only.");
+
+        db = state_path(c->state_directory, STATE_DATABASE_FILE);
+        if (!db)
+                return log_error_errno(-ENOMEM, "Out of memory");
+        r = store_open(db, &m->store);
+        if (r == -EPROTONOSUPPORT)
+                return log_error_errno(r, "Database %s was written by a newer securechatd", db);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open database %s: %m", db);
+        r = store_queue_total(m->store, &m->n_queued);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read database %s: %s", db, store_error(m->store));
+
+        for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++) {
+                r = sd_event_add_signal(m->event, &m->signal_sources[i], handled_signals[i],
+                                        handled_signals[i] == SIGHUP ? on_reload : on_terminate, m);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to watch signals: %m");
+        }
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        r = sd_event_add_time(m->event, &m->expire_timer, CLOCK_MONOTONIC, now, 0, on_expire_timer, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the expiry timer: %m");
+        (void) sd_event_source_set_enabled(m->expire_timer, SD_EVENT_ON);
+        r = sd_event_add_post(m->event, &m->post, on_post, m);
+        if (r < 0)
+                return log_error_errno(r, "Failed to set up the event loop: %m");
+        r = sd_event_set_watchdog(m->event, true);
+        if (r < 0)
+                log_warning_errno(r, "Failed to enable the watchdog: %m");
+
+        /* The control socket (control.c) starts after this, on
+         * m->control_fd or config->control, and stops in manager_free()
+         * before the sessions go. */
+        return manager_listen(m);
+}
+
+static void manager_shutdown(Manager *m) {
+        (void) sd_notify(false, "STOPPING=1\nSTATUS=Shutting down");
+        m->stopping = true;
+
+        /* Each session hears why, with one last non-blocking attempt to
+         * say it; nobody is waited for. */
+        for (Session *s = m->sessions; s; s = s->next) {
+                session_close(s, ERR_SHUTDOWN, "server is shutting down", "shutdown");
+                session_flush(s);
+        }
+        while (m->sessions) {
+                Session *s = m->sessions;
+                m->sessions = s->next;
+                session_free(s);
+        }
+        m->n_sessions = m->n_dead = 0;
+}
+
+int manager_run(Manager *m) {
+        int r;
+
+        (void) sd_event_now(m->event, CLOCK_REALTIME, &m->start_realtime_usec);
+        manager_update_status(m);
+        (void) sd_notify(false, "READY=1");
+        log_event(EVENT_START, NULL, "securechatd %s started (%" PRIu64 " queued messages)",
+                  PACKAGE_VERSION, m->n_queued);
+
+        r = sd_event_loop(m->event);
+        if (r < 0)
+                log_error_errno(r, "Event loop failed: %m");
+
+        manager_shutdown(m);
+        store_free(m->store);
+        m->store = NULL;
+        log_event(EVENT_STOP, NULL, "securechatd stopped");
+        return r < 0 ? r : 0;
+}
+
+/* ---- reload ---------------------------------------------------------------- */
+
+static bool streq_ptr(const char *a, const char *b) {
+        return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/* A key that only a restart can change: keep the value in force. */
+static void keep_string(char **new, char **old, const char *key) {
+        if (streq_ptr(*new, *old))
+                return;
+        log_warning("Changing %s takes effect only after a restart; keeping %s", key,
+                    *old ? *old : "(unset)");
+        free(*new);
+        *new = *old;
+        *old = NULL;
+}
+
+int manager_reload(Manager *m, char **ret_error) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *error = NULL;
+        Config *old = m->config;
+        uint64_t now = 0;
+        int r;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Reloading configuration", now);
+
+        r = config_load(m->sources, &c, &error);
+        if (r < 0) {
+                log_event(EVENT_RELOAD_FAILED, &(LogFields) { .reason = error ?: "out of memory" },
+                          "Reloading the configuration failed, keeping the old one: %s",
+                          error ?: "out of memory");
+                (void) sd_notify(false, "READY=1");
+                free(m->status);
+                m->status = NULL;   /* STATUS= again after the reload message */
+                if (ret_error)
+                        *ret_error = TAKE_PTR(error);
+                return r;
+        }
+
+        keep_string(&c->listen, &old->listen, "listen");
+        c->listen_address = old->listen_address;
+        keep_string(&c->control, &old->control, "control");
+        keep_string(&c->state_directory, &old->state_directory, "state-directory");
+        keep_string(&c->tls_certificate, &old->tls_certificate, "tls-certificate");
+        keep_string(&c->tls_key, &old->tls_key, "tls-key");
+        if (c->tls != old->tls) {
+                log_warning("Changing tls takes effect only after a restart");
+                c->tls = old->tls;
+        }
+        if (c->key_bits != old->key_bits)
+                c->key_bits = old->key_bits;   /* only used when generating the first key */
+
+        m->config = TAKE_PTR(c);
+        config_free(old);
+        log_set_max_level(m->config->log_level);
+        log_event(EVENT_RELOAD, NULL, "Configuration reloaded");
+        (void) sd_notify(false, "READY=1");
+        free(m->status);
+        m->status = NULL;
+        return 0;
+}
+
+/* ---- for the control socket ------------------------------------------------ */
+
+int manager_get_stats(Manager *m, ManagerStats *ret) {
+        ManagerStats st = {
+                .connections = m->n_sessions,
+                .sessions = m->n_active,
+                .receiving = count_receiving(m),
+                .queued = m->n_queued,
+        };
+        uint64_t now = 0;
+        int r;
+
+        r = store_user_count(m->store, &st.users_registered);
+        if (r < 0)
+                return r;
+        (void) sd_event_now(m->event, CLOCK_REALTIME, &now);
+        st.uptime_usec = now > m->start_realtime_usec ? now - m->start_realtime_usec : 0;
+        *ret = st;
+        return 0;
+}
+
+int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionInfo *i),
+                            void *userdata) {
+        for (Session *s = m->sessions; s; s = s->next) {
+                SessionInfo i;
+                int r;
+
+                if (s->state != SESSION_ACTIVE)
+                        continue;
+                i = (SessionInfo) {
+                        .id = s->id,
+                        .user = s->user,
+                        .peer = s->peer,
+                        .receive = s->receive,
+                        .tls = transport_is_tls(s->transport),
+                        .connected_realtime_usec = s->connected_realtime_usec,
+                };
+                char fp[RSA_FINGERPRINT_MAX];
+                rsa_fingerprint_spki(s->package->key, s->package->key_len, fp);
+                i.fingerprint = fp;
+                r = fn(userdata, &i);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+typedef struct UserIter {
+        Manager *manager;
+        int (*fn)(void *userdata, const UserInfo *i);
+        void *userdata;
+} UserIter;
+
+static int user_iter(void *userdata, const KeyPackage *kp, const char *fingerprint) {
+        UserIter *it = userdata;
+        UserInfo i = { .package = kp, .fingerprint = fingerprint };
+
+        for (Session *s = it->manager->sessions; s; s = s->next) {
+                if (s->state != SESSION_ACTIVE || strcmp(s->user, kp->user) != 0)
+                        continue;
+                i.n_sessions++;
+                if (s->receive)
+                        i.online = true;
+        }
+        return it->fn(it->userdata, &i);
+}
+
+int manager_foreach_user(Manager *m, int (*fn)(void *userdata, const UserInfo *i),
+                         void *userdata) {
+        UserIter it = { m, fn, userdata };
+        return store_user_foreach(m->store, user_iter, &it);
+}
+
+static int close_user_sessions(Manager *m, const char *user, const char *message, const char *reason) {
+        int n = 0;
+
+        for (Session *s = m->sessions; s; s = s->next) {
+                if (s->state != SESSION_ACTIVE || strcmp(s->user, user) != 0)
+                        continue;
+                session_close(s, ERR_KICKED, message, reason);
+                n++;
+        }
+        return n;
+}
+
+int manager_kick_user(Manager *m, const char *user, const char *by) {
+        char reason[128];
+        int n;
+
+        snprintf(reason, sizeof(reason), "kicked by %s", by ? by : "an administrator");
+        n = close_user_sessions(m, user, "kicked by an administrator", reason);
+        log_event(EVENT_USER_KICKED, &(LogFields) { .user = user, .reason = reason },
+                  "User %s kicked by %s (%d sessions closed)", user, by ? by : "an administrator", n);
+        return n;
+}
+
+int manager_reset_key(Manager *m, const char *user, const char *by) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX], reason[128];
+        int r, n;
+
+        r = store_user_get(m->store, user, &kp);
+        if (r < 0)
+                return r;
+        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+        r = store_user_delete(m->store, user);
+        if (r < 0)
+                return r;
+
+        snprintf(reason, sizeof(reason), "key reset by %s", by ? by : "an administrator");
+        n = close_user_sessions(m, user, "key reset by an administrator", reason);
+        log_event(EVENT_KEY_RESET, &(LogFields) { .user = user, .fingerprint = fingerprint, .reason = reason },
+                  "Key %s of user %s removed by %s (%d sessions closed); the next login registers again",
+                  fingerprint, user, by ? by : "an administrator", n);
+        return 0;
+}

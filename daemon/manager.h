@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The daemon's one object: the event loop, the configuration in force, the
+ * listening sockets, the state (identity key, TLS credentials, store) and
+ * every connection. Everything runs in one sd-event loop; nothing blocks on
+ * a peer.
+ *
+ * The second half of this header is what the control socket (control.c)
+ * builds on: counts, iteration over sessions and users, kick, reset-key,
+ * reload, and a hook that receives every audit event.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gnutls/gnutls.h>
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+#include "handshake.h"
+#include "log.h"
+#include "rsa.h"
+#include "store.h"
+
+#define MANAGER_MAX_LISTENERS 8
+
+typedef struct Session Session;
+
+typedef void (*ManagerEventHook)(void *userdata, EventKind kind, const LogFields *fields,
+                                 const char *message);
+
+typedef struct Manager {
+        sd_event *event;
+
+        Config *config;                 /* in force; limits of new sessions come from here */
+        const ConfigSources *sources;   /* re-read on reload; owned by the caller */
+
+        int listen_fds[MANAGER_MAX_LISTENERS];
+        sd_event_source *listen_sources[MANAGER_MAX_LISTENERS];
+        size_t n_listen;
+        bool socket_activated;          /* the chat sockets came from systemd */
+        sd_event_source *accept_retry;  /* re-enables accepting after EMFILE */
+
+        /* The control socket passed by systemd (named "control"), or
+         * -EBADF. Kept for control.c; when it is -EBADF control.c binds
+         * config->control itself. */
+        int control_fd;
+        void *control;                  /* control.c's state */
+
+        int lock_fd;
+        Store *store;
+        RsaKey *server_key;
+        gnutls_certificate_credentials_t tls_credentials;   /* NULL with tls = no */
+
+        /* Every connection, newest first. A closed session stays in the
+         * list (state SESSION_DEAD) until the end of the loop iteration, so
+         * that code walking the list never loses its place. */
+        Session *sessions;
+        size_t n_dead;                  /* sessions waiting to be freed */
+        size_t n_sessions;              /* live connections in any state */
+        bool stopping;                  /* shutting down: no presence updates */
+        size_t n_active;                /* authenticated sessions */
+        uint64_t n_queued;              /* messages in the queue */
+
+        sd_event_source *signal_sources[3];
+        sd_event_source *expire_timer;
+        sd_event_source *post;          /* frees dead sessions, updates STATUS= */
+        char *status;                   /* last STATUS= sent */
+        uint64_t start_realtime_usec;
+
+        ManagerEventHook event_hook;
+        void *event_hook_userdata;
+} Manager;
+
+/* Takes ownership of config. sources must outlive the manager. */
+int manager_new(const ConfigSources *sources, Config *config, Manager **ret);
+Manager *manager_free(Manager *m);
+static inline void manager_freep(Manager **m) { manager_free(*m); }
+
+/* Everything before serving: state directory, lock, identity key, TLS,
+ * database, listening sockets, signals, timers. Logs its own errors. */
+int manager_start(Manager *m);
+
+/* READY=1, the loop until SIGTERM/SIGINT, then every session is told
+ * "shutdown" and closed. Returns 0 or a negative errno. */
+int manager_run(Manager *m);
+
+/* ---- for control.c ---------------------------------------------------- */
+
+/* Re-read the configuration from the same sources. On failure the old one
+ * stays, and *ret_error (if not NULL) says why. Keys that only a restart
+ * can change (listen, control, state-directory, tls*, key-bits) keep their
+ * old values with a warning. New limits apply to new sessions. */
+int manager_reload(Manager *m, char **ret_error);
+
+typedef struct ManagerStats {
+        uint64_t connections;           /* every live connection, handshaking too */
+        uint64_t sessions;              /* authenticated */
+        uint64_t receiving;             /* receiving sessions = users online */
+        uint64_t users_registered;
+        uint64_t queued;
+        uint64_t uptime_usec;
+} ManagerStats;
+int manager_get_stats(Manager *m, ManagerStats *ret);
+
+typedef struct SessionInfo {
+        const char *id;                 /* 32 hex digits */
+        const char *user;
+        const char *peer;               /* "address:port" */
+        const char *fingerprint;
+        bool receive;
+        bool tls;
+        uint64_t connected_realtime_usec;
+} SessionInfo;
+/* Authenticated sessions only. fn returns <0 to stop (returned). */
+int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionInfo *i),
+                            void *userdata);
+
+typedef struct UserInfo {
+        const KeyPackage *package;
+        const char *fingerprint;
+        bool online;                    /* has a receiving session */
+        unsigned n_sessions;
+} UserInfo;
+int manager_foreach_user(Manager *m, int (*fn)(void *userdata, const UserInfo *i),
+                         void *userdata);
+
+/* Close every session of user with error "kicked". by names who asked, for
+ * the audit log. Returns the number of sessions closed. */
+int manager_kick_user(Manager *m, const char *user, const char *by);
+
+/* Unbind user's key: delete the registry entry (the next login registers
+ * again) and close the user's sessions, which were authenticated with that
+ * key. Queued messages stay. -ENOENT if user is not registered. */
+int manager_reset_key(Manager *m, const char *user, const char *by);
+
+/* Every audit event is handed to hook after it was logged, whatever
+ * log-level says (NULL to remove). */
+void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata);
+
+/* ---- for session.c and relay.c ------------------------------------------ */
+
+Session *manager_find_receiver(Manager *m, const char *user);
+void manager_link_session(Manager *m, Session *s);
+void manager_bury_session(Manager *m, Session *s);    /* s is dead: free it soon */

@@ -1,0 +1,602 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b64.h"
+#include "codec.h"
+#include "handshake.h"
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+#include "protocol.h"
+#include "relay.h"
+#include "session.h"
+#include "util.h"
+
+/* Envelopes read from the store per query while pumping. */
+#define PUMP_BATCH 16
+
+static void fields_of(const Session *s, LogFields *f) {
+        *f = (LogFields) {
+                .user = s->user[0] ? s->user : NULL,
+                .peer = s->peer,
+                .session = s->id,
+        };
+}
+
+/* A non-fatal error answer to a request. */
+static void reply_error(Session *s, const uint64_t *id, const char *code, const char *message) {
+        (void) session_send(s, frame_new_error(id, code, message));
+}
+
+/* The peer broke the protocol: say so, log it, close. */
+static void protocol_error(Session *s, const char *code, const char *message) {
+        char reason[160];
+        LogFields f;
+
+        snprintf(reason, sizeof(reason), "%s: %s", code, message);
+        fields_of(s, &f);
+        f.reason = reason;
+        log_event(EVENT_PROTOCOL_ERROR, &f, "Protocol error from %s: %s", s->peer, reason);
+        session_close(s, code, message, reason);
+}
+
+static void limit_hit(Session *s, const char *limit, const char *fmt_detail) {
+        LogFields f;
+
+        fields_of(s, &f);
+        f.reason = limit;
+        log_event(EVENT_LIMIT_HIT, &f, "Limit %s reached for %s: %s", limit,
+                  s->user[0] ? s->user : s->peer, fmt_detail);
+}
+
+void relay_transport_ready(Session *s) {
+        Manager *m = s->manager;
+        int r;
+
+        s->binding_len = 0;
+        if (transport_is_tls(s->transport)) {
+                r = transport_channel_binding(s->transport, s->binding, &s->binding_len);
+                if (r < 0) {
+                        session_close(s, NULL, NULL, "no TLS channel binding");
+                        return;
+                }
+        }
+        r = random_bytes(s->nonce, sizeof(s->nonce));
+        if (r < 0) {
+                session_close(s, NULL, NULL, "no randomness for the nonce");
+                return;
+        }
+        s->state = SESSION_AUTH;
+        (void) session_send(s, frame_new_hello(m->server_key->spki, m->server_key->spki_len, s->nonce));
+}
+
+/* ---- presence ------------------------------------------------------------ */
+
+/* The online list, split into frames that fit max_frame. Every frame but
+ * the last carries "more": true (ignored by clients that do not know it;
+ * one frame suffices up to some 40 users at the default max-frame). */
+static void send_presence_list(Session *s) {
+        Manager *m = s->manager;
+        _cleanup_(freep) KeyPackage **list = NULL;
+        size_t n = 0, start = 0, budget, used = 0;
+
+        list = calloc(m->n_sessions + 1, sizeof(*list));
+        if (!list) {
+                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                return;
+        }
+        for (Session *i = m->sessions; i; i = i->next)
+                if (i->state == SESSION_ACTIVE && i->receive && n < m->n_sessions)
+                        list[n++] = i->package;
+
+        budget = s->limits.max_frame > 1024 ? s->limits.max_frame - 1024 : s->limits.max_frame;
+        for (size_t i = 0; i <= n; i++) {
+                size_t size = 0;
+
+                if (i < n) {
+                        json_object *o = NULL;
+
+                        if (key_package_to_json(list[i], &o) < 0) {
+                                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                                return;
+                        }
+                        if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+                                                                      JSON_C_TO_STRING_NOSLASHESCAPE, &size))
+                                size = s->limits.max_frame;
+                        size += 1;      /* the comma */
+                        json_object_put(o);
+                        if (used == 0 || used + size <= budget) {
+                                used += size;
+                                continue;
+                        }
+                }
+                /* Send list[start..i) and start the next frame with i. */
+                json_object *o = frame_new_presence_list(list + start, i - start);
+                if (o && i < n)
+                        json_object_object_add(o, "more", json_object_new_boolean(1));
+                if (session_send(s, o) < 0)
+                        return;
+                start = i;
+                used = size;
+        }
+}
+
+static void broadcast_presence(Session *about, bool online) {
+        Manager *m = about->manager;
+
+        for (Session *i = m->sessions; i; i = i->next) {
+                if (i == about || i->state != SESSION_ACTIVE || !i->receive)
+                        continue;
+                (void) session_send(i, online ? frame_new_presence_online(about->package)
+                                              : frame_new_presence_offline(about->user));
+        }
+}
+
+void relay_session_closed(Session *s, bool was_active) {
+        if (!was_active)
+                return;
+        s->manager->n_active--;
+        if (s->receive && !s->replaced && !s->manager->stopping)
+                broadcast_presence(s, false);
+}
+
+/* ---- handshake --------------------------------------------------------- */
+
+static unsigned count_user_sessions(Manager *m, const char *user, const Session *except) {
+        unsigned n = 0;
+
+        for (Session *i = m->sessions; i; i = i->next)
+                if (i != except && i->state == SESSION_ACTIVE && strcmp(i->user, user) == 0)
+                        n++;
+        return n;
+}
+
+static void handle_auth(Session *s, const Frame *f) {
+        Manager *m = s->manager;
+        const char *user = f->auth.user;
+        _cleanup_(rsa_key_freep) RsaKey *key = NULL;
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        _cleanup_(freep) uint8_t *sig = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        Session *old = NULL;
+        size_t sig_len;
+        LogFields lf;
+        bool registered = false;
+        int r;
+
+        HandshakeParams p = {
+                .server_nonce = s->nonce, .server_nonce_len = sizeof(s->nonce),
+                .client_nonce = f->auth.nonce, .client_nonce_len = sizeof(f->auth.nonce),
+                .user = user,
+                .client_key = f->auth.key, .client_key_len = f->auth.key_len,
+                .server_key = m->server_key->spki, .server_key_len = m->server_key->spki_len,
+                .binding = s->binding, .binding_len = s->binding_len,
+        };
+
+        /* From here on the name is a valid user name (the codec checked). */
+        snprintf(s->user, sizeof(s->user), "%s", user);
+        rsa_fingerprint_spki(f->auth.key, f->auth.key_len, fingerprint);
+        fields_of(s, &lf);
+        lf.fingerprint = fingerprint;
+
+        r = rsa_key_from_spki(f->auth.key, f->auth.key_len, &key);
+        if (r < 0) {
+                session_close(s, ERR_AUTH_FAILED, "unusable public key",
+                              "auth_failed: unusable public key");
+                return;
+        }
+        r = handshake_verify(HANDSHAKE_CLIENT, &p, key, f->auth.sig, f->auth.sig_len);
+        if (r < 0) {
+                session_close(s, ERR_AUTH_FAILED, "signature does not verify",
+                              "auth_failed: signature does not verify");
+                return;
+        }
+
+        r = store_user_get(m->store, user, &kp);
+        if (r >= 0) {
+                if (kp->key_len != f->auth.key_len || memcmp(kp->key, f->auth.key, kp->key_len) != 0) {
+                        char registered_fp[RSA_FINGERPRINT_MAX], reason[160];
+
+                        rsa_fingerprint_spki(kp->key, kp->key_len, registered_fp);
+                        snprintf(reason, sizeof(reason), "key_mismatch: registered key is %s",
+                                 registered_fp);
+                        lf.reason = reason;
+                        log_event(EVENT_KEY_MISMATCH, &lf,
+                                  "Possible impersonation: %s from %s presented key %s, registered is %s",
+                                  user, s->peer, fingerprint, registered_fp);
+                        session_close(s, ERR_KEY_MISMATCH,
+                                      "this user is registered with another key", reason);
+                        return;
+                }
+                registered = true;
+        } else if (r == -ENOENT) {
+                if (!m->config->registration_open) {
+                        session_close(s, ERR_REGISTRATION_CLOSED, "registration is closed",
+                                      "registration_closed: unknown user");
+                        return;
+                }
+        } else {
+                log_error_errno(r, "Failed to look up user %s: %s", user, store_error(m->store));
+                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                return;
+        }
+
+        /* Limits, before anything is registered. */
+        if (m->n_active >= m->config->max_sessions) {
+                limit_hit(s, "max-sessions", "too many sessions");
+                session_close(s, ERR_SERVER_BUSY, "too many sessions", "server_busy: max-sessions");
+                return;
+        }
+        if (f->auth.receive)
+                old = manager_find_receiver(m, user);
+        if (count_user_sessions(m, user, old) >= m->config->max_sessions_per_user) {
+                limit_hit(s, "max-sessions-per-user", "too many sessions of this user");
+                session_close(s, ERR_SERVER_BUSY, "too many sessions for this user",
+                              "server_busy: max-sessions-per-user");
+                return;
+        }
+
+        if (!registered) {
+                r = key_package_sign(m->server_key, user, f->auth.key, f->auth.key_len, now_unix(), &kp);
+                if (r >= 0)
+                        r = store_user_add(m->store, kp);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to register user %s: %s", user,
+                                        r == -ENOMEM ? "out of memory" : store_error(m->store));
+                        session_close(s, ERR_INTERNAL, "internal error", "registration failed");
+                        return;
+                }
+                log_event(EVENT_USER_REGISTERED, &lf, "Registered new user %s with key %s", user,
+                          fingerprint);
+        }
+
+        r = handshake_sign(HANDSHAKE_SERVER, &p, m->server_key, &sig, &sig_len);
+        if (r < 0) {
+                log_error_errno(r, "Failed to sign the handshake: %m");
+                session_close(s, ERR_INTERNAL, "internal error", "signing failed");
+                return;
+        }
+
+        if (old) {
+                /* The newer receiving session wins; the user stays online. */
+                old->replaced = true;
+                session_close(old, ERR_REPLACED, "another receiving session logged in",
+                              "replaced by a newer receiving session");
+        }
+
+        FrameLimits limits = {
+                .max_frame = s->limits.max_frame,
+                .max_text = s->limits.max_text,
+                .queue_ttl = s->limits.queue_ttl_usec / 1000000,
+        };
+        if (session_send(s, frame_new_welcome(sig, sig_len, kp, s->id, &limits)) < 0)
+                return;
+
+        s->package = TAKE_PTR(kp);
+        s->receive = f->auth.receive;
+        s->state = SESSION_ACTIVE;
+        m->n_active++;
+        session_touch(s);
+        log_event(EVENT_HANDSHAKE_OK, &lf, "User %s logged in from %s (%s session %s)", user,
+                  s->peer, s->receive ? "receiving" : "sending", s->id);
+
+        send_presence_list(s);
+        if (!s->receive || s->state != SESSION_ACTIVE)
+                return;
+        if (!old)
+                broadcast_presence(s, true);
+
+        r = store_queue_last_seq(m->store, user, &s->sync_target);
+        if (r < 0) {
+                log_error_errno(r, "Failed to read the queue of %s: %s", user, store_error(m->store));
+                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                return;
+        }
+        s->cursor = 0;
+        s->caught_up = false;
+        relay_pump(s);
+}
+
+/* ---- delivery ------------------------------------------------------------ */
+
+static void message_fields(const StoreMessage *msg, LogFields *f) {
+        *f = (LogFields) {
+                .user = msg->sender,
+                .recipient = msg->recipient,
+                .msg_id = msg->msg_id,
+                .has_size = true, .size = msg->size,
+                .has_seq = true, .seq = msg->seq,
+        };
+}
+
+static void maybe_synced(Session *s) {
+        if (s->synced || !(s->caught_up || s->cursor >= s->sync_target))
+                return;
+        s->synced = true;
+        (void) session_send(s, frame_new_synced());
+}
+
+void relay_pump(Session *s) {
+        Manager *m = s->manager;
+
+        if (s->state != SESSION_ACTIVE || !s->receive)
+                return;
+
+        while (!s->caught_up && session_output_pending(s) < SESSION_PUMP_WATER &&
+               s->state == SESSION_ACTIVE) {
+                StoreMessage *batch = NULL;
+                size_t n = 0;
+                int r;
+
+                r = store_queue_list(m->store, s->user, s->cursor, PUMP_BATCH, &batch, &n);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to read the queue of %s: %s", s->user,
+                                        store_error(m->store));
+                        session_close(s, ERR_INTERNAL, "internal error", "store error");
+                        return;
+                }
+                for (size_t i = 0; i < n && s->state == SESSION_ACTIVE; i++) {
+                        json_object *env = json_tokener_parse(batch[i].envelope);
+                        LogFields f;
+
+                        message_fields(&batch[i], &f);
+                        f.session = s->id;
+                        s->cursor = batch[i].seq;
+                        if (!env) {
+                                /* Cannot happen with what this daemon stored. */
+                                log_error("Queued message %" PRIu64 " is not JSON, skipped", batch[i].seq);
+                                continue;
+                        }
+                        r = session_send(s, frame_new_deliver(batch[i].seq, env));
+                        json_object_put(env);
+                        if (r == -EMSGSIZE) {
+                                /* Stored under a larger max-frame than this
+                                 * session's; it stays until it expires. */
+                                f.reason = "max-frame";
+                                log_event(EVENT_LIMIT_HIT, &f,
+                                          "Message %s to %s does not fit this session's max-frame",
+                                          batch[i].msg_id, s->user);
+                                continue;
+                        }
+                        if (r < 0)
+                                break;
+                        log_event(EVENT_MESSAGE_FORWARDED, &f, "Message %s from %s sent to %s (seq %" PRIu64 ")",
+                                  batch[i].msg_id, batch[i].sender, s->user, batch[i].seq);
+                }
+                store_messages_free(batch, n);
+                if (n < PUMP_BATCH)
+                        s->caught_up = true;
+        }
+        if (s->state == SESSION_ACTIVE)
+                maybe_synced(s);
+}
+
+void relay_message_queued(Session *s) {
+        s->caught_up = false;
+        relay_pump(s);
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+static void handle_lookup(Session *s, const Frame *f) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        int r;
+
+        r = store_user_get(s->manager->store, f->lookup.user, &kp);
+        if (r == -ENOENT) {
+                reply_error(s, &f->lookup.id, ERR_NO_SUCH_USER, "no such user");
+                return;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to look up user %s: %s", f->lookup.user,
+                                store_error(s->manager->store));
+                reply_error(s, &f->lookup.id, ERR_INTERNAL, "internal error");
+                return;
+        }
+        (void) session_send(s, frame_new_key(f->lookup.id, kp));
+}
+
+static void handle_send(Session *s, const Frame *f) {
+        Manager *m = s->manager;
+        const Envelope *e = f->send.envelope;
+        const uint64_t *id = &f->send.id;
+        _cleanup_(freep) char *msg_id = NULL;
+        StoreMessage msg = {};
+        Session *recipient;
+        const char *text;
+        uint64_t count, now;
+        LogFields lf;
+        char detail[128];
+        int r;
+
+        if (strcmp(e->from, s->user) != 0) {
+                reply_error(s, id, ERR_BAD_REQUEST, "envelope.from is not the session's user");
+                return;
+        }
+        r = store_user_exists(m->store, e->to);
+        if (r == 0) {
+                reply_error(s, id, ERR_NO_SUCH_USER, "no such user");
+                return;
+        }
+        if (r < 0)
+                goto internal;
+        if (b64_encode(e->id, sizeof(e->id), &msg_id) < 0)
+                goto internal;
+
+        lf = (LogFields) {
+                .user = s->user, .recipient = e->to, .peer = s->peer, .session = s->id,
+                .msg_id = msg_id,
+        };
+        if (e->ct_len > config_max_ciphertext(s->limits.max_text)) {
+                snprintf(detail, sizeof(detail), "ciphertext of %zu bytes is over max-text", e->ct_len);
+                lf.reason = "max-text";
+                lf.has_size = true;
+                lf.size = e->ct_len;
+                log_event(EVENT_LIMIT_HIT, &lf, "Message %s from %s refused: %s", msg_id, s->user, detail);
+                reply_error(s, id, ERR_TOO_LARGE, "message text over max_text");
+                return;
+        }
+        r = store_queue_count(m->store, e->to, &count);
+        if (r < 0)
+                goto internal;
+        if (count >= s->limits.queue_limit) {
+                lf.reason = "queue-limit";
+                log_event(EVENT_LIMIT_HIT, &lf, "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
+                          msg_id, s->user, e->to, count);
+                reply_error(s, id, ERR_QUEUE_FULL, "the recipient's queue is full");
+                return;
+        }
+
+        /* Stored as the client sent it (re-serialised by json-c, without
+         * escaping '/': the same members, the same values). */
+        text = json_object_to_json_string_ext(f->send.raw, JSON_C_TO_STRING_PLAIN |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text)
+                goto internal;
+        now = now_unix();
+        snprintf(msg.recipient, sizeof(msg.recipient), "%s", e->to);
+        snprintf(msg.sender, sizeof(msg.sender), "%s", s->user);
+        snprintf(msg.msg_id, sizeof(msg.msg_id), "%s", msg_id);
+        msg.envelope = (char *) text;
+        msg.size = strlen(text);
+        msg.received = now;
+        msg.expires = now + s->limits.queue_ttl_usec / 1000000;
+
+        recipient = manager_find_receiver(m, e->to);
+        r = store_queue_add(m->store, &msg);
+        if (r == -EEXIST) {
+                /* A retry of a message already queued: same answer, no copy. */
+                (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
+                return;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(m->store));
+                reply_error(s, id, ERR_INTERNAL, "could not store the message");
+                return;
+        }
+        m->n_queued++;
+
+        lf.has_size = true;
+        lf.size = msg.size;
+        lf.has_seq = true;
+        lf.seq = msg.seq;
+        if (recipient)
+                log_event(EVENT_MESSAGE_ACCEPTED, &lf, "Message %s from %s to %s accepted (%" PRIu64 " bytes)",
+                          msg_id, s->user, e->to, msg.size);
+        else
+                log_event(EVENT_MESSAGE_QUEUED, &lf, "Message %s from %s to %s queued, recipient offline (%" PRIu64 " bytes)",
+                          msg_id, s->user, e->to, msg.size);
+
+        (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
+        if (recipient)
+                relay_message_queued(recipient);
+        return;
+
+internal:
+        log_error("Failed to handle a message from %s: %s", s->user, store_error(m->store));
+        reply_error(s, id, ERR_INTERNAL, "internal error");
+}
+
+static void handle_ack(Session *s, const Frame *f) {
+        Manager *m = s->manager;
+        uint64_t seq = f->ack.seq;
+        StoreMessage msg;
+        LogFields lf;
+        int r;
+
+        if (!s->receive || seq == 0 || seq > s->cursor) {
+                reply_error(s, NULL, ERR_BAD_REQUEST, "seq was not delivered to this session");
+                return;
+        }
+        r = store_queue_take(m->store, s->user, seq, &msg);
+        if (r == -ENOENT) {
+                /* Acked twice, or expired meanwhile. */
+                reply_error(s, NULL, ERR_BAD_REQUEST, "no such message");
+                return;
+        }
+        if (r < 0) {
+                log_error_errno(r, "Failed to delete message %" PRIu64 ": %s", seq, store_error(m->store));
+                reply_error(s, NULL, ERR_INTERNAL, "internal error");
+                return;
+        }
+        if (m->n_queued > 0)
+                m->n_queued--;
+
+        message_fields(&msg, &lf);
+        lf.session = s->id;
+        lf.peer = s->peer;
+        log_event(EVENT_MESSAGE_DELIVERED, &lf, "Message %s from %s delivered to %s", msg.msg_id,
+                  msg.sender, msg.recipient);
+
+        for (Session *i = m->sessions; i; i = i->next)
+                if (i->state == SESSION_ACTIVE && strcmp(i->user, msg.sender) == 0)
+                        (void) session_send(i, frame_new_receipt(msg.msg_id, "delivered"));
+}
+
+void relay_frame(Session *s, const uint8_t *payload, size_t len) {
+        _cleanup_(frame_freep) Frame *f = NULL;
+        const char *reason = NULL;
+        char what[96];
+        int r;
+
+        r = frame_parse(payload, len, &f, &reason);
+        if (r == -EINVAL) {
+                if (s->state == SESSION_AUTH)
+                        protocol_error(s, ERR_BAD_USERNAME, "invalid user name");
+                else
+                        reply_error(s, NULL, ERR_BAD_USERNAME, "invalid user name");
+                return;
+        }
+        if (r == -ENOMEM) {
+                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                return;
+        }
+        if (r < 0) {
+                protocol_error(s, ERR_BAD_FRAME, reason ? reason : "malformed frame");
+                return;
+        }
+
+        if (s->state == SESSION_AUTH) {
+                if (f->type != FRAME_AUTH) {
+                        snprintf(what, sizeof(what), "expected auth, got %s", frame_type_to_string(f->type));
+                        protocol_error(s, ERR_BAD_REQUEST, what);
+                        return;
+                }
+                handle_auth(s, f);
+                return;
+        }
+
+        session_touch(s);
+        switch (f->type) {
+        case FRAME_LOOKUP:
+                handle_lookup(s, f);
+                break;
+        case FRAME_SEND:
+                handle_send(s, f);
+                break;
+        case FRAME_ACK:
+                handle_ack(s, f);
+                break;
+        case FRAME_PING:
+                (void) session_send(s, frame_new_simple(FRAME_PONG));
+                break;
+        case FRAME_PONG:
+                break;
+        case FRAME_BYE:
+                session_close(s, NULL, NULL, "bye");
+                break;
+        case FRAME_ERROR:
+                /* The client is about to hang up; its code is its business. */
+                log_debug("Session %s: client reported an error (%s)", s->id, f->error.code);
+                break;
+        default:
+                snprintf(what, sizeof(what), "%s is not allowed from a client",
+                         frame_type_to_string(f->type));
+                protocol_error(s, ERR_BAD_REQUEST, what);
+                break;
+        }
+}

@@ -1,0 +1,482 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+
+#include "codec.h"
+#include "log.h"
+#include "macro.h"
+#include "manager.h"
+#include "relay.h"
+#include "session.h"
+#include "util.h"
+
+/* Reads per wakeup before other sessions get their turn. */
+#define SESSION_READS_PER_WAKEUP 16
+
+static void session_update_io(Session *s);
+static void session_disconnect(Session *s);
+
+static sd_event_source *source_disable_unref(sd_event_source *es) {
+        if (es) {
+                (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
+                sd_event_source_unref(es);
+        }
+        return NULL;
+}
+
+size_t session_output_pending(const Session *s) {
+        return s->out.len - s->out_head;
+}
+
+bool session_is_active(const Session *s) {
+        return s->state == SESSION_ACTIVE;
+}
+
+static bool session_may_read(const Session *s) {
+        return (s->state == SESSION_AUTH || s->state == SESSION_ACTIVE) &&
+               session_output_pending(s) < SESSION_READ_PAUSE;
+}
+
+static uint64_t monotonic_now(Session *s) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(s->manager->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+static void session_set_deadline(Session *s, uint64_t usec_from_now) {
+        (void) sd_event_source_set_time(s->timer, monotonic_now(s) + usec_from_now);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+void session_touch(Session *s) {
+        if (s->state == SESSION_ACTIVE)
+                session_set_deadline(s, s->limits.idle_timeout_usec);
+}
+
+static void fields_of(const Session *s, LogFields *f) {
+        *f = (LogFields) {
+                .user = s->user[0] ? s->user : NULL,
+                .peer = s->peer,
+                .session = s->id,
+        };
+}
+
+/* Whatever the state, stop talking to the peer and let the manager free
+ * the session after this loop iteration. */
+static void session_disconnect(Session *s) {
+        if (s->state == SESSION_DEAD)
+                return;
+        s->state = SESSION_DEAD;
+        (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
+        manager_bury_session(s->manager, s);
+}
+
+void session_close(Session *s, const char *code, const char *message, const char *reason) {
+        bool was_active = s->state == SESSION_ACTIVE;
+        LogFields f;
+
+        if (s->state == SESSION_CLOSING || s->state == SESSION_DEAD)
+                return;
+
+        /* The error frame goes out even over the output limit: it is the
+         * last one. Before TLS finished nothing can be sent at all. */
+        if (code && s->state != SESSION_TLS) {
+                json_object *o = frame_new_error(NULL, code, message);
+                _cleanup_(freep) uint8_t *wire = NULL;
+                size_t len;
+
+                if (o && frame_to_wire(o, s->limits.max_frame, &wire, &len) >= 0)
+                        buf_put(&s->out, wire, len);
+                json_object_put(o);
+        }
+
+        fields_of(s, &f);
+        f.reason = reason;
+        if (was_active) {
+                f.has_duration = true;
+                f.duration_usec = monotonic_now(s) - s->connected_monotonic_usec;
+                log_event(EVENT_SESSION_END, &f, "Session of %s from %s ended: %s", s->user,
+                          s->peer, reason);
+        } else
+                log_event(EVENT_HANDSHAKE_FAILED, &f, "Handshake with %s failed: %s", s->peer,
+                          reason);
+
+        s->state = SESSION_CLOSING;
+        relay_session_closed(s, was_active);
+
+        if (session_output_pending(s) == 0 || s->out.error) {
+                session_disconnect(s);
+                return;
+        }
+        session_set_deadline(s, SESSION_LINGER_USEC);
+        session_update_io(s);
+}
+
+int session_send(Session *s, json_object *o) {
+        _cleanup_(freep) uint8_t *wire = NULL;
+        size_t len;
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE) {
+                json_object_put(o);
+                return 0;
+        }
+        r = frame_to_wire(o, s->limits.max_frame, &wire, &len);
+        json_object_put(o);
+        if (r < 0)
+                return r;
+
+        buf_put(&s->out, wire, len);
+        if (s->out.error) {
+                session_close(s, NULL, NULL, "out of memory");
+                return -ENOMEM;
+        }
+        if (session_output_pending(s) > s->limits.output_max) {
+                LogFields f;
+
+                fields_of(s, &f);
+                f.reason = "output-buffer";
+                f.has_size = true;
+                f.size = session_output_pending(s);
+                log_event(EVENT_LIMIT_HIT, &f,
+                          "Disconnecting %s: client does not read, %zu bytes of output waiting",
+                          s->peer, session_output_pending(s));
+                /* Nothing more will be read by this peer: drop it all. */
+                s->out_head = s->out.len;
+                session_close(s, NULL, NULL, "output buffer limit exceeded (client not reading)");
+                return -ENOBUFS;
+        }
+        session_update_io(s);
+        return 0;
+}
+
+static void session_update_io(Session *s) {
+        uint32_t events = 0;
+
+        switch (s->state) {
+        case SESSION_TLS:
+                events = s->tls_wants_write ? EPOLLOUT : EPOLLIN;
+                break;
+        case SESSION_AUTH:
+        case SESSION_ACTIVE:
+                if (session_may_read(s))
+                        events |= s->read_wants_write ? EPOLLOUT : EPOLLIN;
+                if (session_output_pending(s) > 0)
+                        events |= EPOLLOUT;
+                break;
+        case SESSION_CLOSING:
+                if (session_output_pending(s) > 0)
+                        events = EPOLLOUT;
+                break;
+        case SESSION_DEAD:
+                return;
+        }
+        (void) sd_event_source_set_io_events(s->io, events);
+}
+
+void session_flush(Session *s) {
+        bool was_paused;
+
+        if (s->state == SESSION_TLS || s->state == SESSION_DEAD)
+                return;
+        was_paused = !session_may_read(s);
+
+        while (session_output_pending(s) > 0) {
+                ssize_t n = transport_write(s->transport, s->out.data + s->out_head,
+                                            session_output_pending(s));
+                if (n == -EAGAIN)
+                        break;
+                if (n < 0) {
+                        char reason[128];
+
+                        snprintf(reason, sizeof(reason), "write failed: %s", strerror((int) -n));
+                        s->out_head = s->out.len;
+                        session_close(s, NULL, NULL, reason);
+                        session_disconnect(s);
+                        return;
+                }
+                s->out_head += (size_t) n;
+        }
+
+        if (session_output_pending(s) == 0) {
+                s->out.len = s->out_head = 0;
+                if (s->state == SESSION_CLOSING) {
+                        session_disconnect(s);
+                        return;
+                }
+        } else if (s->out_head >= 65536 && s->out_head * 2 >= s->out.len) {
+                /* Keep the buffer from creeping forward forever. */
+                memmove(s->out.data, s->out.data + s->out_head, session_output_pending(s));
+                s->out.len -= s->out_head;
+                s->out_head = 0;
+        }
+
+        /* Reading was paused for output that has now gone: GnuTLS may hold
+         * decrypted records that epoll knows nothing about. */
+        if (was_paused && session_may_read(s))
+                (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
+        session_update_io(s);
+}
+
+static void session_feed(Session *s, const uint8_t *data, size_t len) {
+        while (len > 0 && (s->state == SESSION_AUTH || s->state == SESSION_ACTIVE)) {
+                _cleanup_(freep) uint8_t *frame = NULL;
+                size_t consumed = 0, flen = 0;
+                int r;
+
+                r = frame_decoder_feed(&s->decoder, data, len, &consumed, &frame, &flen);
+                data += consumed;
+                len -= consumed;
+                if (r == -EMSGSIZE) {
+                        LogFields f;
+
+                        fields_of(s, &f);
+                        f.reason = "max-frame";
+                        log_event(EVENT_LIMIT_HIT, &f, "Frame from %s announced more than max-frame (%llu bytes)",
+                                  s->peer, (unsigned long long) s->limits.max_frame);
+                        session_close(s, ERR_BAD_FRAME, "frame larger than max_frame",
+                                      "bad_frame: frame larger than max-frame");
+                        return;
+                }
+                if (r == -EBADMSG) {
+                        LogFields f;
+
+                        fields_of(s, &f);
+                        f.reason = "empty frame";
+                        log_event(EVENT_PROTOCOL_ERROR, &f, "Empty frame from %s", s->peer);
+                        session_close(s, ERR_BAD_FRAME, "empty frame", "bad_frame: empty frame");
+                        return;
+                }
+                if (r < 0) {
+                        session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                        return;
+                }
+                if (r == 0)
+                        return;
+                relay_frame(s, frame, flen);
+        }
+}
+
+static void session_read(Session *s) {
+        /* Bytes read here were already taken from the kernel: they are all
+         * processed, whatever happens to the output meanwhile. */
+        uint8_t buf[16384];
+
+        for (unsigned i = 0; i < SESSION_READS_PER_WAKEUP; i++) {
+                ssize_t n;
+
+                if (!session_may_read(s))
+                        return;
+                n = transport_read(s->transport, buf, sizeof(buf));
+                if (n == -EAGAIN) {
+                        s->read_wants_write = transport_wants_write(s->transport);
+                        return;
+                }
+                s->read_wants_write = false;
+                if (n == 0) {
+                        session_close(s, NULL, NULL,
+                                      frame_decoder_pending(&s->decoder)
+                                              ? "connection closed in the middle of a frame"
+                                              : "connection closed by peer");
+                        return;
+                }
+                if (n < 0) {
+                        char reason[128];
+
+                        snprintf(reason, sizeof(reason), "read failed: %s", strerror((int) -n));
+                        session_close(s, NULL, NULL, reason);
+                        return;
+                }
+                session_feed(s, buf, (size_t) n);
+        }
+        /* Give other sessions a turn, then come back for what is left. */
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
+}
+
+static void session_tls_step(Session *s) {
+        const char *error = NULL;
+        int r;
+
+        r = transport_handshake(s->transport, &error);
+        if (r == -EAGAIN) {
+                s->tls_wants_write = transport_wants_write(s->transport);
+                session_update_io(s);
+                return;
+        }
+        if (r < 0) {
+                char reason[256];
+
+                snprintf(reason, sizeof(reason), "TLS handshake failed: %s",
+                         error ? error : strerror(-r));
+                session_close(s, NULL, NULL, reason);
+                return;
+        }
+        relay_transport_ready(s);
+}
+
+/* After reading and pumping, write what is waiting. */
+static void session_after_input(Session *s) {
+        if (s->state == SESSION_ACTIVE)
+                relay_pump(s);
+        session_flush(s);
+        /* The write may have made room for more queued envelopes. */
+        if (s->state == SESSION_ACTIVE && session_output_pending(s) < SESSION_PUMP_WATER &&
+            !s->caught_up) {
+                relay_pump(s);
+                session_flush(s);
+        }
+}
+
+static int session_on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        Session *s = userdata;
+
+        if (s->state == SESSION_TLS) {
+                session_tls_step(s);
+                if (s->state == SESSION_CLOSING || s->state == SESSION_DEAD)
+                        return 0;
+        } else if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
+                   (s->read_wants_write && (revents & EPOLLOUT)))
+                session_read(s);
+
+        if (s->state != SESSION_TLS)
+                session_after_input(s);
+        return 0;
+}
+
+static int session_on_resume(sd_event_source *es, void *userdata) {
+        Session *s = userdata;
+
+        if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE)
+                return 0;
+        session_read(s);
+        session_after_input(s);
+        return 0;
+}
+
+static int session_on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        Session *s = userdata;
+
+        switch (s->state) {
+        case SESSION_TLS:
+        case SESSION_AUTH:
+                session_close(s, ERR_TIMEOUT, "handshake timeout", "timeout: handshake not finished in time");
+                break;
+        case SESSION_ACTIVE:
+                session_close(s, ERR_TIMEOUT, "idle timeout", "timeout: idle");
+                break;
+        case SESSION_CLOSING:
+                session_disconnect(s);
+                return 0;
+        case SESSION_DEAD:
+                return 0;
+        }
+        session_flush(s);
+        return 0;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out) {
+        static const char digits[] = "0123456789abcdef";
+
+        for (size_t i = 0; i < n; i++) {
+                out[2 * i] = digits[p[i] >> 4];
+                out[2 * i + 1] = digits[p[i] & 15];
+        }
+        out[2 * n] = '\0';
+}
+
+int session_new(Manager *m, int fd, Session **ret) {
+        _cleanup_(closep) int owned_fd = fd;
+        Session *s;
+        const Config *c = m->config;
+        uint8_t id[16];
+        int one = 1, r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->manager = m;
+        s->state = m->tls_credentials ? SESSION_TLS : SESSION_AUTH;
+        s->limits = (SessionLimits) {
+                .max_frame = c->max_frame,
+                .max_text = c->max_text,
+                .queue_ttl_usec = c->queue_ttl_usec,
+                .queue_limit = c->queue_limit,
+                .handshake_timeout_usec = c->handshake_timeout_usec,
+                .idle_timeout_usec = c->idle_timeout_usec,
+                /* Room for the largest burst one read can cause (about
+                 * 16 KiB of small requests answered with key packages)
+                 * on top of SESSION_READ_PAUSE, and for envelopes. */
+                .output_max = 2 * 1024 * 1024 + 2 * c->max_frame,
+        };
+        frame_decoder_init(&s->decoder, c->max_frame);
+        (void) sd_event_now(m->event, CLOCK_REALTIME, &s->connected_realtime_usec);
+        s->connected_monotonic_usec = monotonic_now(s);
+        socket_peer_address(fd, s->peer);
+        /* Small interactive frames: no Nagle delay. */
+        (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+
+        r = random_bytes(id, sizeof(id));
+        if (r < 0)
+                goto fail;
+        hex(id, sizeof(id), s->id);
+
+        /* On failure the transport leaves the fd with us. */
+        r = transport_new_server(owned_fd, m->tls_credentials, &s->transport);
+        if (r < 0)
+                goto fail;
+        owned_fd = -EBADF;
+        r = sd_event_add_io(m->event, &s->io, transport_fd(s->transport), EPOLLIN, session_on_io, s);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time(m->event, &s->timer, CLOCK_MONOTONIC,
+                              s->connected_monotonic_usec + c->handshake_timeout_usec, 0,
+                              session_on_timer, s);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_defer(m->event, &s->resume, session_on_resume, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
+
+        manager_link_session(m, s);
+        log_event(EVENT_CONNECTION, &(LogFields) { .peer = s->peer, .session = s->id },
+                  "Connection from %s", s->peer);
+
+        /* Plain TCP has no handshake of its own: hello goes out now. */
+        if (s->state == SESSION_AUTH)
+                relay_transport_ready(s);
+        else
+                session_tls_step(s);
+        if (ret)
+                *ret = s;
+        return 0;
+
+fail:
+        session_free(s);
+        return r;
+}
+
+Session *session_free(Session *s) {
+        if (!s)
+                return NULL;
+        s->io = source_disable_unref(s->io);
+        s->timer = source_disable_unref(s->timer);
+        s->resume = source_disable_unref(s->resume);
+        transport_free(s->transport);
+        frame_decoder_done(&s->decoder);
+        buf_done(&s->out);
+        key_package_free(s->package);
+        free(s);
+        return NULL;
+}

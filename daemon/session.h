@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One client connection: its transport (TLS or plain), frame decoder,
+ * bounded output buffer, timers, and the protocol state the relay keeps
+ * for it. This module moves bytes; relay.c decides what they mean.
+ *
+ * A session is never freed while a callback may still hold it: closing
+ * marks it, and the manager frees dead sessions after the loop iteration.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+#include <systemd/sd-event.h>
+
+#include "buf.h"
+#include "frame.h"
+#include "handshake.h"
+#include "protocol.h"
+#include "rsa.h"
+#include "sockets.h"
+#include "transport.h"
+
+typedef struct Manager Manager;
+
+typedef enum SessionState {
+        SESSION_TLS,            /* TLS handshake running */
+        SESSION_AUTH,           /* hello sent, waiting for auth */
+        SESSION_ACTIVE,         /* authenticated */
+        SESSION_CLOSING,        /* flushing the last frames (an error) */
+        SESSION_DEAD,           /* disconnected, waiting to be freed */
+} SessionState;
+
+/* Limits fixed when the session starts (a reload changes new sessions). */
+typedef struct SessionLimits {
+        uint64_t max_frame;
+        uint64_t max_text;
+        uint64_t queue_ttl_usec;
+        uint64_t queue_limit;
+        uint64_t handshake_timeout_usec;
+        uint64_t idle_timeout_usec;
+        uint64_t output_max;            /* more unsent output than this: disconnect */
+} SessionLimits;
+
+/* While this much output waits, the session reads no requests... */
+#define SESSION_READ_PAUSE (256u * 1024)
+/* ...and queued envelopes are pushed only while less than this waits. */
+#define SESSION_PUMP_WATER (64u * 1024)
+/* How long a closing session may take to flush its last frames. */
+#define SESSION_LINGER_USEC (2 * 1000000ull)
+
+typedef struct Session {
+        Manager *manager;
+        Session *next, *prev;           /* in manager->sessions */
+
+        SessionState state;
+        Transport *transport;
+        sd_event_source *io, *timer, *resume;
+        SessionLimits limits;
+        FrameDecoder decoder;
+        Buf out;
+        size_t out_head;                /* bytes of out already written */
+        bool tls_wants_write, read_wants_write;
+
+        char id[2 * 16 + 1];            /* session id, hex */
+        char peer[SOCKET_ADDRESS_MAX];
+        uint64_t connected_realtime_usec;
+        uint64_t connected_monotonic_usec;
+
+        /* Handshake. */
+        uint8_t nonce[NONCE_LEN];
+        uint8_t binding[CHANNEL_BINDING_LEN];
+        size_t binding_len;
+
+        /* After auth. */
+        char user[USERNAME_MAX + 1];
+        KeyPackage *package;            /* the user's registered key package */
+        bool receive;
+        bool replaced;                  /* closed for a newer receiving session */
+
+        /* Delivery, receiving sessions only: every queued envelope with
+         * seq <= cursor was sent to this session. */
+        uint64_t cursor;
+        uint64_t sync_target;           /* last seq queued at login */
+        bool caught_up;                 /* nothing after cursor, as far as we know */
+        bool synced;                    /* "synced" was sent */
+} Session;
+
+int session_new(Manager *m, int fd, Session **ret);
+Session *session_free(Session *s);
+
+/* Queue a frame (takes the reference to o). Before the handshake finished
+ * and after closing, frames are dropped, except the closing error. Returns
+ * 0, or <0 when the frame could not be built or the session had to be
+ * closed (output over its limit). */
+int session_send(Session *s, json_object *o);
+
+/* Send error {code, message, id?} and close after flushing it. reason is
+ * for the log. Safe to call from anywhere, any number of times. */
+void session_close(Session *s, const char *code, const char *message, const char *reason);
+
+/* Restart the idle timer (after every frame received). */
+void session_touch(Session *s);
+
+size_t session_output_pending(const Session *s);
+bool session_is_active(const Session *s);
+
+/* Try to write now (used at shutdown). */
+void session_flush(Session *s);

@@ -1,0 +1,149 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "state.h"
+#include "transport.h"
+
+char *state_path(const char *dir, const char *name) {
+        char *p = NULL;
+
+        if (asprintf(&p, "%s/%s", dir, name) < 0)
+                return NULL;
+        return p;
+}
+
+static int mkdir_parents(const char *path) {
+        _cleanup_(freep) char *copy = strdup(path);
+
+        if (!copy)
+                return -ENOMEM;
+        for (char *p = copy + 1; *p; p++) {
+                if (*p != '/')
+                        continue;
+                *p = '\0';
+                if (mkdir(copy, 0755) < 0 && errno != EEXIST)
+                        return -errno;
+                *p = '/';
+        }
+        return 0;
+}
+
+int state_directory_prepare(const char *dir, bool *ret_lax) {
+        struct stat st;
+        int r;
+
+        if (mkdir(dir, 0700) < 0) {
+                if (errno == ENOENT) {
+                        r = mkdir_parents(dir);
+                        if (r < 0)
+                                return r;
+                        if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+                                return -errno;
+                } else if (errno != EEXIST)
+                        return -errno;
+        }
+        if (stat(dir, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        if (ret_lax)
+                *ret_lax = (st.st_mode & 0077) != 0;
+        return 0;
+}
+
+int state_lock(const char *dir, int *ret_fd) {
+        _cleanup_(freep) char *path = state_path(dir, STATE_LOCK_FILE);
+        _cleanup_(closep) int fd = -EBADF;
+
+        if (!path)
+                return -ENOMEM;
+        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+                return errno == EWOULDBLOCK ? -EBUSY : -errno;
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_created) {
+        _cleanup_(freep) char *path = state_path(dir, STATE_IDENTITY_FILE);
+        _cleanup_(rsa_key_freep) RsaKey *k = NULL;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = rsa_key_load_private(path, &k);
+        if (r >= 0) {
+                *ret = TAKE_PTR(k);
+                if (ret_created)
+                        *ret_created = false;
+                return 0;
+        }
+        if (r != -ENOENT)
+                return r;
+
+        r = rsa_key_generate(bits, &k);
+        if (r < 0)
+                return r;
+        r = rsa_key_save_private(k, path);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(k);
+        if (ret_created)
+                *ret_created = true;
+        return 0;
+}
+
+int state_tls_credentials(const Config *c, const char *dir, const RsaKey *identity,
+                          gnutls_certificate_credentials_t *ret, bool *ret_created) {
+        _cleanup_(freep) char *cert = NULL, *key = NULL;
+        bool created = false;
+        int r;
+
+        if (c->tls_certificate)
+                return tls_credentials_load(c->tls_certificate, c->tls_key, ret);
+
+        cert = state_path(dir, STATE_CERTIFICATE_FILE);
+        key = state_path(dir, STATE_IDENTITY_FILE);
+        if (!cert || !key)
+                return -ENOMEM;
+
+        if (access(cert, F_OK) < 0) {
+                if (errno != ENOENT)
+                        return -errno;
+                r = tls_make_self_signed(identity, "securechatd", cert);
+                if (r < 0)
+                        return r;
+                created = true;
+        }
+        /* Public, but everything in the state directory is the daemon's
+         * alone. */
+        if (created && chmod(cert, 0600) < 0)
+                return -errno;
+        r = tls_credentials_load(cert, key, ret);
+        if (r < 0 && !created) {
+                /* Most likely left from an identity key that was replaced:
+                 * the certificate is ours to remake. */
+                r = tls_make_self_signed(identity, "securechatd", cert);
+                if (r < 0)
+                        return r;
+                created = true;
+                if (chmod(cert, 0600) < 0)
+                        return -errno;
+                r = tls_credentials_load(cert, key, ret);
+        }
+        if (r < 0)
+                return r;
+        if (ret_created)
+                *ret_created = created;
+        return 0;
+}

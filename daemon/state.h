@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The state directory: identity.key (the server's identity, generated on
+ * first start), tls.crt (a self-signed certificate for that key),
+ * securechatd.db (registry and queue) and a lock file that keeps a second
+ * daemon away from the same files. The directory is made 0700; files are
+ * 0600 (the daemon runs with umask 077).
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include <gnutls/gnutls.h>
+
+#include "conf.h"
+#include "rsa.h"
+
+#define STATE_IDENTITY_FILE "identity.key"
+#define STATE_CERTIFICATE_FILE "tls.crt"
+#define STATE_DATABASE_FILE "securechatd.db"
+#define STATE_LOCK_FILE "lock"
+
+/* Create dir (and missing parents) with mode 0700. Sets *ret_lax when the
+ * directory exists and group or others may enter it. */
+int state_directory_prepare(const char *dir, bool *ret_lax);
+
+/* Take an exclusive lock on dir/lock; -EBUSY when another process holds
+ * it. The fd holds the lock until closed. */
+int state_lock(const char *dir, int *ret_fd);
+
+/* Load dir/identity.key, or generate a key of bits and save it (0600).
+ * *ret_created says which happened. */
+int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_created);
+
+/* TLS credentials: tls-certificate/tls-key when configured, else
+ * dir/tls.crt with the identity key, making the certificate when missing or
+ * not matching the key. *ret_created says a certificate was made. */
+int state_tls_credentials(const Config *c, const char *dir, const RsaKey *identity,
+                          gnutls_certificate_credentials_t *ret, bool *ret_created);
+
+/* dir/name, allocated. */
+char *state_path(const char *dir, const char *name);

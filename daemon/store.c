@@ -1,0 +1,573 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sqlite3.h>
+
+#include "macro.h"
+#include "rsa.h"
+#include "store.h"
+
+/* Every statement the daemon runs, prepared once at open. */
+typedef enum StatementId {
+        STMT_USER_GET,
+        STMT_USER_ADD,
+        STMT_USER_DELETE,
+        STMT_USER_COUNT,
+        STMT_USER_ALL,
+        STMT_QUEUE_ADD,
+        STMT_QUEUE_FIND,
+        STMT_QUEUE_COUNT,
+        STMT_QUEUE_TOTAL,
+        STMT_QUEUE_LAST,
+        STMT_QUEUE_LIST,
+        STMT_QUEUE_GET,
+        STMT_QUEUE_DELETE,
+        STMT_QUEUE_EXPIRED,
+        STMT_BEGIN,
+        STMT_COMMIT,
+        STMT_ROLLBACK,
+        _STMT_MAX,
+} StatementId;
+
+static const char *const statement_sql[_STMT_MAX] = {
+        [STMT_USER_GET] = "SELECT key, registered, signature FROM users WHERE name = ?1",
+        [STMT_USER_ADD] = "INSERT INTO users (name, key, fingerprint, registered, signature) "
+                          "VALUES (?1, ?2, ?3, ?4, ?5)",
+        [STMT_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
+        [STMT_USER_COUNT] = "SELECT count(*) FROM users",
+        [STMT_USER_ALL] = "SELECT name, key, registered, signature, fingerprint FROM users "
+                          "ORDER BY name",
+        [STMT_QUEUE_ADD] = "INSERT INTO queue (recipient, sender, msg_id, envelope, size, "
+                           "received, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        [STMT_QUEUE_FIND] = "SELECT seq FROM queue WHERE sender = ?1 AND msg_id = ?2",
+        [STMT_QUEUE_COUNT] = "SELECT count(*) FROM queue WHERE recipient = ?1",
+        [STMT_QUEUE_TOTAL] = "SELECT count(*) FROM queue",
+        [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
+        [STMT_QUEUE_LIST] = "SELECT seq, recipient, sender, msg_id, size, received, expires, envelope "
+                            "FROM queue WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+        [STMT_QUEUE_GET] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
+                           "FROM queue WHERE seq = ?1 AND recipient = ?2",
+        [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE seq = ?1",
+        [STMT_QUEUE_EXPIRED] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
+                               "FROM queue WHERE expires <= ?1 ORDER BY expires, seq LIMIT ?2",
+        [STMT_BEGIN] = "BEGIN IMMEDIATE",
+        [STMT_COMMIT] = "COMMIT",
+        [STMT_ROLLBACK] = "ROLLBACK",
+};
+
+/* Version 1. A later version adds "ALTER ..." steps to migrate(). */
+static const char schema_v1[] =
+        "CREATE TABLE users ("
+        "  name TEXT PRIMARY KEY NOT NULL,"
+        "  key BLOB NOT NULL,"                  /* SPKI DER */
+        "  fingerprint TEXT NOT NULL,"          /* SHA256:... of key */
+        "  registered INTEGER NOT NULL,"        /* unix seconds */
+        "  signature BLOB NOT NULL"             /* server's key package signature */
+        ");"
+        "CREATE TABLE queue ("
+        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  recipient TEXT NOT NULL,"
+        "  sender TEXT NOT NULL,"
+        "  msg_id TEXT NOT NULL,"               /* envelope id, base64 */
+        "  envelope TEXT NOT NULL,"             /* envelope JSON */
+        "  size INTEGER NOT NULL,"
+        "  received INTEGER NOT NULL,"
+        "  expires INTEGER NOT NULL,"
+        "  UNIQUE (sender, msg_id)"
+        ");"
+        "CREATE INDEX queue_by_recipient ON queue (recipient, seq);"
+        "CREATE INDEX queue_by_expiry ON queue (expires);";
+
+struct Store {
+        sqlite3 *db;
+        sqlite3_stmt *stmt[_STMT_MAX];
+};
+
+static int errno_from_sqlite(int rc) {
+        switch (rc & 0xff) {
+        case SQLITE_OK:
+        case SQLITE_ROW:
+        case SQLITE_DONE:
+                return 0;
+        case SQLITE_NOMEM:
+                return -ENOMEM;
+        case SQLITE_CONSTRAINT:
+                return -EEXIST;
+        case SQLITE_FULL:
+                return -ENOSPC;
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+                return -EBUSY;
+        case SQLITE_PERM:
+        case SQLITE_READONLY:
+        case SQLITE_AUTH:
+                return -EACCES;
+        case SQLITE_CANTOPEN:
+                return -ENOENT;
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+                return -EBADMSG;
+        default:
+                return -EIO;
+        }
+}
+
+const char *store_error(Store *s) {
+        return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";
+}
+
+Store *store_free(Store *s) {
+        if (!s)
+                return NULL;
+        for (size_t i = 0; i < _STMT_MAX; i++)
+                sqlite3_finalize(s->stmt[i]);
+        sqlite3_close(s->db);
+        free(s);
+        return NULL;
+}
+
+static int exec(Store *s, const char *sql) {
+        return errno_from_sqlite(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+}
+
+static int pragma_int(Store *s, const char *sql, int64_t *ret) {
+        sqlite3_stmt *st = NULL;
+        int rc;
+
+        rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+                rc = sqlite3_step(st);
+                if (rc == SQLITE_ROW) {
+                        if (ret)
+                                *ret = sqlite3_column_int64(st, 0);
+                        rc = SQLITE_OK;
+                }
+        }
+        sqlite3_finalize(st);
+        return errno_from_sqlite(rc);
+}
+
+static int migrate(Store *s) {
+        int64_t version = 0;
+        int r;
+
+        r = pragma_int(s, "PRAGMA user_version", &version);
+        if (r < 0)
+                return r;
+        if (version == STORE_SCHEMA_VERSION)
+                return 0;
+        if (version > STORE_SCHEMA_VERSION)
+                return -EPROTONOSUPPORT;
+
+        r = exec(s, "BEGIN IMMEDIATE");
+        if (r < 0)
+                return r;
+        if (version < 1)
+                r = exec(s, schema_v1);
+        if (r >= 0)
+                r = exec(s, "PRAGMA user_version = 1");
+        if (r >= 0)
+                r = exec(s, "COMMIT");
+        if (r < 0)
+                (void) exec(s, "ROLLBACK");
+        return r;
+}
+
+int store_open(const char *path, Store **ret) {
+        _cleanup_(store_freep) Store *s = NULL;
+        sqlite3_stmt *st = NULL;
+        const char *mode;
+        int rc, r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+
+        rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
+        if (rc != SQLITE_OK)
+                return errno_from_sqlite(rc);
+        sqlite3_extended_result_codes(s->db, 1);
+
+        /* WAL: readers never block the writer; synchronous=FULL: a commit is
+         * on disk when it returns, WAL or not. */
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                mode = (const char *) sqlite3_column_text(st, 0);
+                rc = mode && strcmp(mode, "wal") == 0 ? SQLITE_OK : SQLITE_CANTOPEN;
+        }
+        sqlite3_finalize(st);
+        if (rc != SQLITE_OK)
+                return rc == SQLITE_CANTOPEN ? -EIO : errno_from_sqlite(rc);
+
+        r = exec(s, "PRAGMA synchronous = FULL");
+        if (r >= 0)
+                r = exec(s, "PRAGMA foreign_keys = ON");
+        if (r < 0)
+                return r;
+        r = migrate(s);
+        if (r < 0)
+                return r;
+
+        for (size_t i = 0; i < _STMT_MAX; i++) {
+                rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                        &s->stmt[i], NULL);
+                if (rc != SQLITE_OK)
+                        return errno_from_sqlite(rc);
+        }
+
+        *ret = TAKE_PTR(s);
+        return 0;
+}
+
+/* A prepared statement, reset and with its bindings cleared, ready to bind. */
+static sqlite3_stmt *stmt(Store *s, StatementId id) {
+        sqlite3_stmt *st = s->stmt[id];
+
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+        return st;
+}
+
+/* Step a statement that returns nothing, and reset it. */
+static int step_done(sqlite3_stmt *st) {
+        int rc = sqlite3_step(st);
+
+        sqlite3_reset(st);
+        return rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc) ?: -EIO;
+}
+
+/* Step a statement that returns one integer. */
+static int step_u64(sqlite3_stmt *st, uint64_t *ret) {
+        int rc = sqlite3_step(st);
+
+        if (rc == SQLITE_ROW)
+                *ret = (uint64_t) sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        return rc == SQLITE_ROW ? 0 : errno_from_sqlite(rc) ?: -ENOENT;
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *s) {
+        return errno_from_sqlite(sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC));
+}
+
+static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n) {
+        return errno_from_sqlite(sqlite3_bind_blob64(st, i, p, n, SQLITE_STATIC));
+}
+
+static int bind_u64(sqlite3_stmt *st, int i, uint64_t v) {
+        if (v > INT64_MAX)
+                return -ERANGE;
+        return errno_from_sqlite(sqlite3_bind_int64(st, i, (sqlite3_int64) v));
+}
+
+static int column_blob(sqlite3_stmt *st, int i, uint8_t **ret, size_t *ret_len) {
+        const void *p = sqlite3_column_blob(st, i);
+        int n = sqlite3_column_bytes(st, i);
+        uint8_t *copy;
+
+        if (!p || n <= 0)
+                return -EBADMSG;
+        copy = malloc((size_t) n);
+        if (!copy)
+                return -ENOMEM;
+        memcpy(copy, p, (size_t) n);
+        *ret = copy;
+        *ret_len = (size_t) n;
+        return 0;
+}
+
+static void column_name(sqlite3_stmt *st, int i, char out[static USERNAME_MAX + 1]) {
+        const char *t = (const char *) sqlite3_column_text(st, i);
+        snprintf(out, USERNAME_MAX + 1, "%s", t ? t : "");
+}
+
+/* A key package from the current row: name (given), key, registered, sig
+ * in columns k, k+1, k+2. */
+static int row_to_package(sqlite3_stmt *st, const char *user, int k, KeyPackage **ret) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        int r;
+
+        kp = calloc(1, sizeof(*kp));
+        if (!kp)
+                return -ENOMEM;
+        snprintf(kp->user, sizeof(kp->user), "%s", user);
+        r = column_blob(st, k, &kp->key, &kp->key_len);
+        if (r < 0)
+                return r;
+        kp->registered = (uint64_t) sqlite3_column_int64(st, k + 1);
+        r = column_blob(st, k + 2, &kp->sig, &kp->sig_len);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(kp);
+        return 0;
+}
+
+int store_user_get(Store *s, const char *user, KeyPackage **ret) {
+        sqlite3_stmt *st = stmt(s, STMT_USER_GET);
+        int rc, r;
+
+        r = bind_text(st, 1, user);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                r = row_to_package(st, user, 0, ret);
+        else
+                r = errno_from_sqlite(rc) ?: -ENOENT;
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_user_exists(Store *s, const char *user) {
+        sqlite3_stmt *st = stmt(s, STMT_USER_GET);
+        int rc, r;
+
+        r = bind_text(st, 1, user);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        sqlite3_reset(st);
+        if (rc == SQLITE_ROW)
+                return 1;
+        return errno_from_sqlite(rc);
+}
+
+int store_user_add(Store *s, const KeyPackage *kp) {
+        sqlite3_stmt *st = stmt(s, STMT_USER_ADD);
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        int r;
+
+        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+        if ((r = bind_text(st, 1, kp->user)) < 0 ||
+            (r = bind_blob(st, 2, kp->key, kp->key_len)) < 0 ||
+            (r = bind_text(st, 3, fingerprint)) < 0 ||
+            (r = bind_u64(st, 4, kp->registered)) < 0 ||
+            (r = bind_blob(st, 5, kp->sig, kp->sig_len)) < 0)
+                return r;
+        return step_done(st);
+}
+
+int store_user_delete(Store *s, const char *user) {
+        sqlite3_stmt *st = stmt(s, STMT_USER_DELETE);
+        int r;
+
+        r = bind_text(st, 1, user);
+        if (r < 0)
+                return r;
+        r = step_done(st);
+        if (r < 0)
+                return r;
+        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+int store_user_count(Store *s, uint64_t *ret) {
+        return step_u64(stmt(s, STMT_USER_COUNT), ret);
+}
+
+int store_user_foreach(Store *s, store_user_fn fn, void *userdata) {
+        sqlite3_stmt *st = stmt(s, STMT_USER_ALL);
+        int rc, r = 0;
+
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+                char user[USERNAME_MAX + 1];
+                const char *fp;
+
+                column_name(st, 0, user);
+                r = row_to_package(st, user, 1, &kp);
+                if (r < 0)
+                        break;
+                fp = (const char *) sqlite3_column_text(st, 4);
+                r = fn(userdata, kp, fp ? fp : "");
+                if (r < 0)
+                        break;
+        }
+        if (r >= 0 && rc != SQLITE_DONE)
+                r = errno_from_sqlite(rc) ?: -EIO;
+        sqlite3_reset(st);
+        return r < 0 ? r : 0;
+}
+
+void store_message_done(StoreMessage *m) {
+        if (!m)
+                return;
+        free(m->envelope);
+        m->envelope = NULL;
+}
+
+void store_messages_free(StoreMessage *m, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                store_message_done(&m[i]);
+        free(m);
+}
+
+int store_queue_add(Store *s, StoreMessage *m) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_ADD);
+        int r;
+
+        if ((r = bind_text(st, 1, m->recipient)) < 0 ||
+            (r = bind_text(st, 2, m->sender)) < 0 ||
+            (r = bind_text(st, 3, m->msg_id)) < 0 ||
+            (r = bind_text(st, 4, m->envelope)) < 0 ||
+            (r = bind_u64(st, 5, m->size)) < 0 ||
+            (r = bind_u64(st, 6, m->received)) < 0 ||
+            (r = bind_u64(st, 7, m->expires)) < 0)
+                return r;
+        r = step_done(st);
+        if (r == -EEXIST) {
+                /* The same message again (a client retrying after a lost
+                 * "accepted"): report the one already queued. */
+                st = stmt(s, STMT_QUEUE_FIND);
+                if (bind_text(st, 1, m->sender) < 0 || bind_text(st, 2, m->msg_id) < 0 ||
+                    step_u64(st, &m->seq) < 0)
+                        return -EIO;
+                return -EEXIST;
+        }
+        if (r < 0)
+                return r;
+        m->seq = (uint64_t) sqlite3_last_insert_rowid(s->db);
+        return 0;
+}
+
+int store_queue_count(Store *s, const char *recipient, uint64_t *ret) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_COUNT);
+        int r = bind_text(st, 1, recipient);
+
+        return r < 0 ? r : step_u64(st, ret);
+}
+
+int store_queue_total(Store *s, uint64_t *ret) {
+        return step_u64(stmt(s, STMT_QUEUE_TOTAL), ret);
+}
+
+int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_LAST);
+        int r = bind_text(st, 1, recipient);
+
+        return r < 0 ? r : step_u64(st, ret);
+}
+
+/* Columns seq, recipient, sender, msg_id, size, received, expires. */
+static void row_to_message(sqlite3_stmt *st, StoreMessage *m) {
+        const char *id;
+
+        *m = (StoreMessage) { .seq = (uint64_t) sqlite3_column_int64(st, 0) };
+        column_name(st, 1, m->recipient);
+        column_name(st, 2, m->sender);
+        id = (const char *) sqlite3_column_text(st, 3);
+        snprintf(m->msg_id, sizeof(m->msg_id), "%s", id ? id : "");
+        m->size = (uint64_t) sqlite3_column_int64(st, 4);
+        m->received = (uint64_t) sqlite3_column_int64(st, 5);
+        m->expires = (uint64_t) sqlite3_column_int64(st, 6);
+}
+
+int store_queue_list(Store *s, const char *recipient, uint64_t after, size_t max,
+                     StoreMessage **ret, size_t *ret_n) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_LIST);
+        StoreMessage *list = NULL;
+        size_t n = 0;
+        int rc = SQLITE_DONE, r;
+
+        if ((r = bind_text(st, 1, recipient)) < 0 || (r = bind_u64(st, 2, after)) < 0 ||
+            (r = bind_u64(st, 3, max)) < 0)
+                return r;
+        if (max > 0) {
+                list = calloc(max, sizeof(*list));
+                if (!list)
+                        return -ENOMEM;
+        }
+        while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *env = (const char *) sqlite3_column_text(st, 7);
+
+                row_to_message(st, &list[n]);
+                list[n].envelope = strdup(env ? env : "");
+                if (!list[n].envelope) {
+                        r = -ENOMEM;
+                        break;
+                }
+                n++;
+        }
+        if (r >= 0 && n < max && rc != SQLITE_DONE)
+                r = errno_from_sqlite(rc) ?: -EIO;
+        sqlite3_reset(st);
+        if (r < 0) {
+                store_messages_free(list, n);
+                return r;
+        }
+        *ret = list;
+        *ret_n = n;
+        return 0;
+}
+
+int store_queue_take(Store *s, const char *recipient, uint64_t seq, StoreMessage *ret) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_GET);
+        StoreMessage m;
+        int rc, r;
+
+        if ((r = bind_u64(st, 1, seq)) < 0 || (r = bind_text(st, 2, recipient)) < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                row_to_message(st, &m);
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW)
+                return errno_from_sqlite(rc) ?: -ENOENT;
+
+        st = stmt(s, STMT_QUEUE_DELETE);
+        if ((r = bind_u64(st, 1, seq)) < 0 || (r = step_done(st)) < 0)
+                return r;
+        if (ret)
+                *ret = m;
+        return 0;
+}
+
+int store_queue_expire(Store *s, uint64_t now, size_t max, store_message_fn fn, void *userdata) {
+        sqlite3_stmt *st;
+        StoreMessage *batch;
+        size_t n = 0;
+        int rc = SQLITE_DONE, r;
+
+        if (max == 0)
+                return 0;
+        batch = calloc(max, sizeof(*batch));
+        if (!batch)
+                return -ENOMEM;
+
+        st = stmt(s, STMT_QUEUE_EXPIRED);
+        if ((r = bind_u64(st, 1, now)) < 0 || (r = bind_u64(st, 2, max)) < 0)
+                goto finish;
+        while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
+                row_to_message(st, &batch[n++]);
+        if (n < max && rc != SQLITE_DONE)
+                r = errno_from_sqlite(rc) ?: -EIO;
+        sqlite3_reset(st);
+        if (r < 0 || n == 0)
+                goto finish;
+
+        /* One transaction, one sync, however many expired. */
+        r = step_done(stmt(s, STMT_BEGIN));
+        if (r < 0)
+                goto finish;
+        for (size_t i = 0; i < n; i++) {
+                st = stmt(s, STMT_QUEUE_DELETE);
+                if ((r = bind_u64(st, 1, batch[i].seq)) < 0 || (r = step_done(st)) < 0)
+                        break;
+        }
+        if (r >= 0)
+                r = step_done(stmt(s, STMT_COMMIT));
+        if (r < 0) {
+                (void) step_done(stmt(s, STMT_ROLLBACK));
+                goto finish;
+        }
+        if (fn)
+                for (size_t i = 0; i < n; i++)
+                        fn(userdata, &batch[i]);
+        r = (int) n;
+
+finish:
+        free(batch);
+        return r;
+}

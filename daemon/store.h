@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The relay's durable state in SQLite: the registry of users (their key,
+ * fingerprint, registration time and the server's signature of the key
+ * package) and the queue of envelopes not yet acknowledged by their
+ * recipient.
+ *
+ * The database runs in WAL mode with synchronous=FULL: when a write
+ * returns, it survives a crash or power loss, which is what `accepted`
+ * promises to the sender. Queue sequence numbers only ever grow
+ * (AUTOINCREMENT), so "everything after seq N" is a sound cursor.
+ *
+ * Errors are negative errno; store_error() has SQLite's description of the
+ * last one, for the log.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "handshake.h"
+#include "util.h"
+
+#define STORE_SCHEMA_VERSION 1
+#define STORE_MSG_ID_MAX 32     /* base64 of 16 bytes is 24 characters */
+
+typedef struct Store Store;
+
+typedef struct StoreMessage {
+        uint64_t seq;
+        char recipient[USERNAME_MAX + 1];
+        char sender[USERNAME_MAX + 1];
+        char msg_id[STORE_MSG_ID_MAX + 1];
+        char *envelope;         /* the envelope's JSON text (NULL in metadata-only results) */
+        uint64_t size;          /* bytes of envelope JSON */
+        uint64_t received;      /* unix seconds */
+        uint64_t expires;       /* unix seconds */
+} StoreMessage;
+
+void store_message_done(StoreMessage *m);
+void store_messages_free(StoreMessage *m, size_t n);
+
+/* Open or create the database at path, set it up (WAL, synchronous=FULL)
+ * and bring the schema to STORE_SCHEMA_VERSION. -EPROTONOSUPPORT for a
+ * database written by a newer version. */
+int store_open(const char *path, Store **ret);
+Store *store_free(Store *s);
+static inline void store_freep(Store **s) { store_free(*s); }
+const char *store_error(Store *s);
+
+/* Registry. */
+int store_user_get(Store *s, const char *user, KeyPackage **ret);      /* -ENOENT */
+int store_user_exists(Store *s, const char *user);                     /* 1, 0 */
+int store_user_add(Store *s, const KeyPackage *kp);                    /* -EEXIST */
+int store_user_delete(Store *s, const char *user);                     /* -ENOENT */
+int store_user_count(Store *s, uint64_t *ret);
+/* fn returns <0 to stop (that value is returned). */
+typedef int (*store_user_fn)(void *userdata, const KeyPackage *kp, const char *fingerprint);
+int store_user_foreach(Store *s, store_user_fn fn, void *userdata);
+
+/* Queue. add stores m (recipient, sender, msg_id, envelope, size,
+ * received, expires) and sets m->seq. A second message with the same
+ * (sender, msg_id) is not stored again: -EEXIST with m->seq set to the
+ * first one's. */
+int store_queue_add(Store *s, StoreMessage *m);
+int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
+int store_queue_total(Store *s, uint64_t *ret);
+/* Highest seq queued for recipient, 0 if none. */
+int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret);
+/* Up to max messages for recipient with seq > after, in order, with their
+ * envelopes. *ret is an array (store_messages_free). */
+int store_queue_list(Store *s, const char *recipient, uint64_t after, size_t max,
+                     StoreMessage **ret, size_t *ret_n);
+/* Delete the message seq if it is addressed to recipient, returning its
+ * metadata (no envelope). -ENOENT if there is no such message. */
+int store_queue_take(Store *s, const char *recipient, uint64_t seq, StoreMessage *ret);
+/* Delete up to max messages whose expiry is <= now, in one transaction,
+ * then call fn (may be NULL) with each one's metadata. Returns the number
+ * deleted. */
+typedef void (*store_message_fn)(void *userdata, const StoreMessage *m);
+int store_queue_expire(Store *s, uint64_t now, size_t max, store_message_fn fn, void *userdata);

@@ -1,0 +1,602 @@
+/* SPDX-License-Identifier: MIT */
+/* securechatd's configuration: syntaxes, every key and its range, files,
+ * drop-ins, overrides and the errors that name where a mistake is. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "macro.h"
+#include "test-main.h"
+
+#define SEC 1000000ull
+
+static char tmpdir[256];
+
+static void setup(void) {
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-config-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void teardown(void) {
+        char cmd[300];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
+/* Write text to tmpdir/name; returns the path (static buffer, per slot). */
+static const char *write_file(const char *name, const char *text) {
+        static char paths[16][512];
+        static unsigned slot;
+        char *path = paths[slot++ % 16];
+        FILE *f;
+
+        snprintf(path, 512, "%s/%s", tmpdir, name);
+        f = fopen(path, "we");
+        ck_assert_ptr_nonnull(f);
+        fputs(text, f);
+        ck_assert_int_eq(fclose(f), 0);
+        return path;
+}
+
+static void make_dir(const char *name) {
+        char path[512];
+
+        snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+        ck_assert_int_eq(mkdir(path, 0700), 0);
+}
+
+/* ---- value syntaxes ------------------------------------------------------ */
+
+START_TEST(test_durations) {
+        static const struct {
+                const char *s;
+                uint64_t usec;
+        } good[] = {
+                { "30", 30 * SEC }, { "30s", 30 * SEC }, { "5m", 300 * SEC },
+                { "5min", 300 * SEC }, { "2h", 7200 * SEC }, { "7d", 7 * 86400 * SEC },
+                { "1w", 7 * 86400 * SEC }, { "1h30m", 5400 * SEC }, { "1h 30m", 5400 * SEC },
+                { "500ms", 500000 }, { "0", 0 }, { "1d2h3m4s", (86400 + 7200 + 180 + 4) * SEC },
+        };
+        static const char *const bad[] = {
+                "", " ", "s", "abc", "5x", "1m30", "-1", "1.5h", "30 s", "99999999999999999999",
+                "18446744073709551615d", "5mm",
+        };
+        uint64_t v;
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                v = 1;
+                ck_assert_msg(config_parse_duration(good[i].s, &v) == 0, "%s", good[i].s);
+                ck_assert_msg(v == good[i].usec, "%s -> %llu", good[i].s, (unsigned long long) v);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_msg(config_parse_duration(bad[i], &v) < 0, "accepted '%s'", bad[i]);
+}
+END_TEST
+
+START_TEST(test_durations_format) {
+        static const uint64_t values[] = { 30 * SEC, 300 * SEC, 5400 * SEC, 7 * 86400 * SEC,
+                                           1500000, 1, 86400 * SEC + 1 };
+        char buf[64];
+
+        ck_assert_str_eq(config_format_duration(5400 * SEC, buf, sizeof(buf)), "1h30m");
+        ck_assert_str_eq(config_format_duration(7 * 86400 * SEC, buf, sizeof(buf)), "7d");
+        /* Whatever is printed parses back to the same value. */
+        for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+                uint64_t v = 0;
+                config_format_duration(values[i], buf, sizeof(buf));
+                ck_assert_int_eq(config_parse_duration(buf, &v), 0);
+                ck_assert_msg(v == values[i], "%s", buf);
+        }
+}
+END_TEST
+
+START_TEST(test_sizes) {
+        static const struct {
+                const char *s;
+                uint64_t v;
+        } good[] = {
+                { "65536", 65536 }, { "64K", 65536 }, { "64k", 65536 }, { "1M", 1048576 },
+                { "16M", 16777216 }, { "1G", 1073741824 }, { "100B", 100 }, { "0", 0 },
+        };
+        static const char *const bad[] = { "", "K", "1T", "64KB", "1.5M", "-1", "1 K", "x",
+                                           "99999999999999999999G" };
+        char buf[32];
+        uint64_t v;
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                ck_assert_msg(config_parse_size(good[i].s, &v) == 0, "%s", good[i].s);
+                ck_assert_msg(v == good[i].v, "%s", good[i].s);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_msg(config_parse_size(bad[i], &v) < 0, "accepted '%s'", bad[i]);
+        ck_assert_str_eq(config_format_size(65536, buf, sizeof(buf)), "64K");
+        ck_assert_str_eq(config_format_size(16777216, buf, sizeof(buf)), "16M");
+        ck_assert_str_eq(config_format_size(1000, buf, sizeof(buf)), "1000");
+}
+END_TEST
+
+START_TEST(test_bools) {
+        bool b;
+
+        ck_assert_int_eq(config_parse_bool("yes", &b), 0);
+        ck_assert(b);
+        ck_assert_int_eq(config_parse_bool("off", &b), 0);
+        ck_assert(!b);
+        ck_assert_int_eq(config_parse_bool("TRUE", &b), 0);
+        ck_assert(b);
+        ck_assert_int_lt(config_parse_bool("maybe", &b), 0);
+        ck_assert_int_lt(config_parse_bool("", &b), 0);
+}
+END_TEST
+
+/* ---- keys ---------------------------------------------------------------- */
+
+START_TEST(test_defaults) {
+        _cleanup_(config_freep) Config *c = NULL;
+
+        unsetenv("STATE_DIRECTORY");
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_str_eq(c->listen, "127.0.0.1:5000");
+        ck_assert_int_eq(c->listen_address.sa.sa_family, AF_INET);
+        ck_assert_int_eq(ntohs(c->listen_address.in.sin_port), 5000);
+        ck_assert_str_eq(c->control, "/run/securechat/control");
+        ck_assert_str_eq(c->state_directory, "/var/lib/securechat");
+        ck_assert(c->tls);
+        ck_assert_ptr_null(c->tls_certificate);
+        ck_assert_ptr_null(c->tls_key);
+        ck_assert_uint_eq(c->key_bits, 3072);
+        ck_assert(c->registration_open);
+        ck_assert_uint_eq(c->handshake_timeout_usec, 30 * SEC);
+        ck_assert_uint_eq(c->idle_timeout_usec, 300 * SEC);
+        ck_assert_uint_eq(c->max_sessions, 1024);
+        ck_assert_uint_eq(c->max_sessions_per_user, 8);
+        ck_assert_uint_eq(c->max_frame, 65536);
+        ck_assert_uint_eq(c->max_text, 16384);
+        ck_assert_uint_eq(c->queue_ttl_usec, 7 * 86400 * SEC);
+        ck_assert_uint_eq(c->queue_limit, 1000);
+        ck_assert_str_eq(c->admin_group, "securechat");
+        ck_assert_int_eq(c->log_level, LOG_INFO);
+        ck_assert_int_eq(config_verify(c, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_state_directory_env) {
+        _cleanup_(config_freep) Config *c = NULL;
+
+        setenv("STATE_DIRECTORY", "/var/lib/private/securechat:/var/lib/other", 1);
+        ck_assert_int_eq(config_new(&c), 0);
+        unsetenv("STATE_DIRECTORY");
+        ck_assert_str_eq(c->state_directory, "/var/lib/private/securechat");
+        /* A file still overrides it, and an empty value brings it back. */
+        ck_assert_int_eq(config_set(c, "server", "state-directory", "/srv/sc", "t", 1, NULL), 0);
+        ck_assert_str_eq(c->state_directory, "/srv/sc");
+        ck_assert_int_eq(config_set(c, "server", "state-directory", "", "t", 1, NULL), 0);
+        ck_assert_str_eq(c->state_directory, "/var/lib/securechat");
+}
+END_TEST
+
+/* Every key: values that must be accepted (checked through --check-config
+ * style output) and values that must be refused. */
+static const struct {
+        const char *key;
+        const char *good[4];
+        const char *shown[4];   /* how config_dump prints each good value */
+        const char *bad[6];
+} key_cases[] = {
+        { "listen", { "127.0.0.1:0", "[::1]:5000", "5000", "0.0.0.0:6000" },
+          { "127.0.0.1:0", "[::1]:5000", "5000", "0.0.0.0:6000" },
+          { "localhost:5000", "1.2.3.4", "1.2.3.4:70000", "[::1]5000", "::1:5000", "1.2.3.4:-1" } },
+        { "control", { "/run/sc/control", "/tmp/x" }, { "/run/sc/control", "/tmp/x" }, {} },
+        { "state-directory", { "/var/lib/x", "/tmp/h5state" }, { "/var/lib/x", "/tmp/h5state" }, {} },
+        { "tls", { "yes", "no", "false", "on" }, { "yes", "no", "no", "yes" }, { "maybe", "2" } },
+        { "tls-certificate", { "/etc/sc/cert.pem" }, { "/etc/sc/cert.pem" }, {} },
+        { "tls-key", { "/etc/sc/key.pem" }, { "/etc/sc/key.pem" }, {} },
+        { "key-bits", { "2048", "3072", "4096" }, { "2048", "3072", "4096" },
+          { "1024", "8192", "3000", "abc", "0" } },
+        { "registration", { "open", "closed" }, { "open", "closed" }, { "yes", "Open", "close" } },
+        { "handshake-timeout", { "30", "1s", "1h", "2m30s" }, { "30s", "1s", "1h", "2m30s" },
+          { "0", "500ms", "2h", "abc", "-5" } },
+        { "idle-timeout", { "300s", "5m", "7d", "1" }, { "5m", "5m", "7d", "1s" },
+          { "0", "8d", "x" } },
+        { "max-sessions", { "1", "1024", "1000000" }, { "1", "1024", "1000000" },
+          { "0", "1000001", "-1", "1K", "many" } },
+        { "max-sessions-per-user", { "1", "8", "1024" }, { "1", "8", "1024" },
+          { "0", "1025", "x" } },
+        { "max-frame", { "4096", "64K", "1M", "16M" }, { "4K", "64K", "1M", "16M" },
+          { "4095", "17M", "0", "1G", "big" } },
+        { "max-text", { "1", "1000", "16K" }, { "1", "1000", "16K" }, { "0", "17M", "x" } },
+        { "queue-ttl", { "7d", "1s", "1h30m", "366d" }, { "7d", "1s", "1h30m", "366d" },
+          { "0", "367d", "forever" } },
+        { "queue-limit", { "1", "1000", "10000000" }, { "1", "1000", "10000000" },
+          { "0", "10000001", "x" } },
+        { "admin-group", { "securechat", "wheel", "sc-admins" }, { "securechat", "wheel", "sc-admins" },
+          { "-bad", "a b", "grüppe", "abcdefghijabcdefghijabcdefghijabc" } },
+        { "log-level", { "err", "warning", "debug", "info" }, { "err", "warning", "debug", "info" },
+          { "loud", "7", "verbose" } },
+};
+
+/* The line config_dump prints for key. */
+static char *dump_line(const Config *c, const char *key) {
+        static char line[512];
+        char *buf = NULL, *p;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+
+        ck_assert_ptr_nonnull(f);
+        config_dump(c, f);
+        ck_assert_int_eq(fclose(f), 0);
+        line[0] = '\0';
+        for (p = strtok(buf, "\n"); p; p = strtok(NULL, "\n"))
+                if (strncmp(p, key, strlen(key)) == 0 && strncmp(p + strlen(key), " = ", 3) == 0)
+                        snprintf(line, sizeof(line), "%s", p + strlen(key) + 3);
+        free(buf);
+        return line;
+}
+
+START_TEST(test_every_key) {
+        for (size_t k = 0; k < ELEMENTSOF(key_cases); k++) {
+                const char *key = key_cases[k].key;
+
+                for (size_t i = 0; i < ELEMENTSOF(key_cases[k].good) && key_cases[k].good[i]; i++) {
+                        _cleanup_(config_freep) Config *c = NULL;
+                        _cleanup_(freep) char *error = NULL;
+
+                        ck_assert_int_eq(config_new(&c), 0);
+                        ck_assert_msg(config_set(c, "server", key, key_cases[k].good[i], "t", 1, &error) == 0,
+                                      "%s = %s refused: %s", key, key_cases[k].good[i], error);
+                        ck_assert_msg(strcmp(dump_line(c, key), key_cases[k].shown[i]) == 0,
+                                      "%s = %s shown as '%s'", key, key_cases[k].good[i], dump_line(c, key));
+                }
+                for (size_t i = 0; i < ELEMENTSOF(key_cases[k].bad) && key_cases[k].bad[i]; i++) {
+                        _cleanup_(config_freep) Config *c = NULL;
+                        _cleanup_(freep) char *error = NULL;
+                        char before[512];
+
+                        ck_assert_int_eq(config_new(&c), 0);
+                        snprintf(before, sizeof(before), "%s", dump_line(c, key));
+                        ck_assert_msg(config_set(c, "server", key, key_cases[k].bad[i], "f.conf", 7, &error) < 0,
+                                      "%s = %s accepted", key, key_cases[k].bad[i]);
+                        ck_assert_ptr_nonnull(error);
+                        /* Names the place, the key and the value. */
+                        ck_assert_msg(strncmp(error, "f.conf:7: ", 10) == 0, "%s", error);
+                        ck_assert_msg(strstr(error, key) != NULL, "%s", error);
+                        ck_assert_msg(strstr(error, key_cases[k].bad[i]) != NULL, "%s", error);
+                        /* A refused value changes nothing. */
+                        ck_assert_str_eq(dump_line(c, key), before);
+                }
+        }
+}
+END_TEST
+
+START_TEST(test_listen_forms) {
+        _cleanup_(config_freep) Config *c = NULL;
+
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_int_eq(config_set(c, "server", "listen", "[::1]:5001", "t", 1, NULL), 0);
+        ck_assert_int_eq(c->listen_address.sa.sa_family, AF_INET6);
+        ck_assert_int_eq(ntohs(c->listen_address.in6.sin6_port), 5001);
+        ck_assert(IN6_IS_ADDR_LOOPBACK(&c->listen_address.in6.sin6_addr));
+        ck_assert(!c->listen_address.any);
+        ck_assert_int_eq(config_set(c, "server", "listen", "*:5002", "t", 1, NULL), 0);
+        ck_assert(c->listen_address.any);
+        ck_assert_int_eq(ntohs(c->listen_address.in6.sin6_port), 5002);
+        ck_assert_int_eq(config_set(c, "server", "listen", "10.1.2.3:0", "t", 1, NULL), 0);
+        ck_assert_int_eq(c->listen_address.sa.sa_family, AF_INET);
+        ck_assert_uint_eq(ntohl(c->listen_address.in.sin_addr.s_addr), 0x0a010203);
+}
+END_TEST
+
+START_TEST(test_unknown_key_and_section) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *e1 = NULL, *e2 = NULL, *e3 = NULL;
+
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_int_eq(config_set(c, "server", "max-frames", "1M", "a.conf", 3, &e1), -EINVAL);
+        ck_assert_str_eq(e1, "a.conf:3: Unknown key 'max-frames' in section [server]");
+        ck_assert_int_eq(config_set(c, "client", "listen", "5000", "a.conf", 4, &e2), -EINVAL);
+        ck_assert_str_eq(e2, "a.conf:4: Unknown section [client]");
+        ck_assert_int_eq(config_set(c, "", "listen", "5000", "a.conf", 1, &e3), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(e3, "outside of a section"));
+}
+END_TEST
+
+START_TEST(test_empty_value_resets) {
+        _cleanup_(config_freep) Config *c = NULL;
+
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_int_eq(config_set(c, "server", "max-frame", "1M", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "tls-certificate", "/x.pem", "t", 1, NULL), 0);
+        ck_assert_uint_eq(c->max_frame, 1048576);
+        ck_assert_int_eq(config_set(c, "server", "max-frame", "", "t", 2, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "tls-certificate", "", "t", 2, NULL), 0);
+        ck_assert_uint_eq(c->max_frame, 65536);
+        ck_assert_ptr_null(c->tls_certificate);
+}
+END_TEST
+
+/* ---- files ---------------------------------------------------------------- */
+
+START_TEST(test_file) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *error = NULL;
+        const char *path = write_file("a.conf",
+                                      "# comment\n"
+                                      "; another\n"
+                                      "\n"
+                                      "[server]\n"
+                                      "listen = 127.0.0.1:6000\n"
+                                      "  max-frame=1M\n"
+                                      "registration = closed ; inline comment\n"
+                                      "queue-ttl = 1h30m\n");
+
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_msg(config_parse_file(c, path, &error) == 0, "%s", error);
+        ck_assert_str_eq(c->listen, "127.0.0.1:6000");
+        ck_assert_uint_eq(c->max_frame, 1048576);
+        ck_assert(!c->registration_open);
+        ck_assert_uint_eq(c->queue_ttl_usec, 5400 * SEC);
+}
+END_TEST
+
+START_TEST(test_file_errors) {
+        static const struct {
+                const char *text;
+                unsigned line;
+                const char *what;
+        } cases[] = {
+                { "[server]\nlisten = 1.2.3.4:5\nmax-frame = huge\n", 3, "Invalid value 'huge' for max-frame" },
+                { "[server]\n\n\nbogus = 1\n", 4, "Unknown key 'bogus'" },
+                { "[server]\nlisten = 5000\n[other]\nx = 1\n", 3, "Unknown section [other]" },
+                { "[other]\n", 1, "Unknown section [other]" },
+                { "listen = 5000\n", 1, "outside of a section" },
+                { "[server]\nthis is not an assignment\n", 2, "Syntax error" },
+                { "[server]\ntls = no\nkey-bits = 1024\nidle-timeout = 0\n", 3, "key-bits" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(config_freep) Config *c = NULL;
+                _cleanup_(freep) char *error = NULL;
+                const char *path = write_file("bad.conf", cases[i].text);
+                char prefix[600];
+
+                ck_assert_int_eq(config_new(&c), 0);
+                ck_assert_msg(config_parse_file(c, path, &error) == -EINVAL, "case %zu accepted", i);
+                ck_assert_ptr_nonnull(error);
+                snprintf(prefix, sizeof(prefix), "%s:%u: ", path, cases[i].line);
+                ck_assert_msg(strncmp(error, prefix, strlen(prefix)) == 0, "case %zu: %s", i, error);
+                ck_assert_msg(strstr(error, cases[i].what) != NULL, "case %zu: %s", i, error);
+        }
+}
+END_TEST
+
+START_TEST(test_long_line) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *error = NULL, *text = NULL;
+        const char *path;
+
+        /* A value longer than inih's line buffer is an error, not a cut. */
+        ck_assert_int_ge(asprintf(&text, "[server]\ncontrol = /%0*d\n", 5000, 0), 0);
+        path = write_file("long.conf", text);
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_int_eq(config_parse_file(c, path, &error), -EINVAL);
+        ck_assert_msg(strstr(error, ":2: ") != NULL, "%s", error);
+        ck_assert_str_eq(c->control, "/run/securechat/control");
+}
+END_TEST
+
+START_TEST(test_missing_file) {
+        _cleanup_(config_freep) Config *c = NULL, *d = NULL;
+        _cleanup_(freep) char *error = NULL, *path = NULL;
+        ConfigSources src = {};
+
+        ck_assert_int_ge(asprintf(&path, "%s/none.conf", tmpdir), 0);
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_int_eq(config_parse_file(c, path, NULL), -ENOENT);
+
+        /* The default file may be missing; one named with -c may not. */
+        src.path = path;
+        ck_assert_int_eq(config_load(&src, &d, &error), 0);
+        ck_assert_uint_eq(d->max_frame, 65536);
+        src.path_required = true;
+        config_free(d);
+        d = NULL;
+        ck_assert_int_eq(config_load(&src, &d, &error), -ENOENT);
+        ck_assert_ptr_null(d);
+        ck_assert_ptr_nonnull(strstr(error, "none.conf"));
+}
+END_TEST
+
+START_TEST(test_dropins) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *error = NULL, *dir = NULL;
+        ConfigSources src = {};
+        const char *main_path = write_file("securechatd.conf",
+                                           "[server]\nmax-frame = 1M\nqueue-limit = 10\nidle-timeout = 1m\n");
+
+        make_dir("securechatd.conf.d");
+        write_file("securechatd.conf.d/20-b.conf", "[server]\nqueue-limit = 30\n");
+        write_file("securechatd.conf.d/10-a.conf", "[server]\nqueue-limit = 20\nmax-text = 2K\n");
+        /* Not drop-ins: wrong suffix, hidden. */
+        write_file("securechatd.conf.d/30-c.conf.disabled", "[server]\nqueue-limit = 99\n");
+        write_file("securechatd.conf.d/.40-d.conf", "[server]\nqueue-limit = 98\n");
+
+        dir = config_dropin_dir(main_path);
+        ck_assert_ptr_nonnull(strstr(dir, "/securechatd.conf.d"));
+
+        src.path = main_path;
+        src.path_required = true;
+        ck_assert_msg(config_load(&src, &c, &error) == 0, "%s", error);
+        ck_assert_uint_eq(c->max_frame, 1048576);     /* main file */
+        ck_assert_uint_eq(c->idle_timeout_usec, 60 * SEC);
+        ck_assert_uint_eq(c->max_text, 2048);         /* 10-a */
+        ck_assert_uint_eq(c->queue_limit, 30);        /* 20-b after 10-a */
+}
+END_TEST
+
+START_TEST(test_dropin_error) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *error = NULL;
+        ConfigSources src = {};
+        const char *main_path = write_file("securechatd.conf", "[server]\n");
+
+        make_dir("securechatd.conf.d");
+        write_file("securechatd.conf.d/50-x.conf", "[server]\n\nqueue-limit = 0\n");
+        src.path = main_path;
+        ck_assert_int_eq(config_load(&src, &c, &error), -EINVAL);
+        ck_assert_ptr_null(c);
+        ck_assert_msg(strstr(error, "securechatd.conf.d/50-x.conf:3: ") != NULL, "%s", error);
+}
+END_TEST
+
+START_TEST(test_overrides) {
+        _cleanup_(config_freep) Config *c = NULL, *d = NULL;
+        _cleanup_(freep) char *error = NULL;
+        /* ConfigSources holds writable strings (the daemon's own copies). */
+#define W(s) ((char[]) { s })
+        char *overrides[] = { W("queue-limit=5"), W("listen=127.0.0.1:0"), W(" max-frame = 128K "),
+                              W("tls=no") };
+        char *origins[] = { W("-o queue-limit=5"), W("--listen"), W("-o"), W("-o tls=no") };
+        char *bad[] = { W("max-frame=3") };
+        char *bad_origin[] = { W("-o max-frame=3") };
+        char *unknown[] = { W("colour=blue") };
+        char *noeq[] = { W("tls") };
+#undef W
+        ConfigSources src = { .overrides = overrides, .origins = origins, .n_overrides = 4 };
+        const char *main_path = write_file("securechatd.conf", "[server]\nqueue-limit = 10\ntls = yes\n");
+
+        make_dir("securechatd.conf.d");
+        write_file("securechatd.conf.d/a.conf", "[server]\nqueue-limit = 20\n");
+        src.path = main_path;
+        ck_assert_msg(config_load(&src, &c, &error) == 0, "%s", error);
+        ck_assert_uint_eq(c->queue_limit, 5);         /* over file and drop-in */
+        ck_assert_str_eq(c->listen, "127.0.0.1:0");
+        ck_assert_uint_eq(c->max_frame, 131072);
+        ck_assert(!c->tls);
+
+        src.overrides = bad;
+        src.origins = bad_origin;
+        src.n_overrides = 1;
+        ck_assert_int_lt(config_load(&src, &d, &error), 0);
+        ck_assert_msg(strncmp(error, "-o max-frame=3: ", 16) == 0, "%s", error);
+        free(error);
+        error = NULL;
+
+        src.overrides = unknown;
+        src.origins = NULL;
+        ck_assert_int_eq(config_load(&src, &d, &error), -EINVAL);
+        ck_assert_msg(strstr(error, "Unknown key 'colour'") != NULL, "%s", error);
+        free(error);
+        error = NULL;
+
+        src.overrides = noeq;
+        ck_assert_int_eq(config_load(&src, &d, &error), -EINVAL);
+        ck_assert_msg(strstr(error, "KEY=VALUE") != NULL, "%s", error);
+        ck_assert_ptr_null(d);
+}
+END_TEST
+
+START_TEST(test_verify) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *e1 = NULL, *e2 = NULL;
+
+        ck_assert_int_eq(config_new(&c), 0);
+        /* Default text fits default frames; a text as large as the frame
+         * cannot (base64 and the envelope around it). */
+        ck_assert_uint_le(config_max_envelope_frame(16384), 65536);
+        ck_assert_int_eq(config_set(c, "server", "max-text", "64K", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_verify(c, &e1), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(e1, "max-text"));
+        ck_assert_int_eq(config_set(c, "server", "max-frame", "128K", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_verify(c, NULL), 0);
+
+        ck_assert_int_eq(config_set(c, "server", "tls-certificate", "/c.pem", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_verify(c, &e2), -EINVAL);
+        ck_assert_ptr_nonnull(strstr(e2, "tls-key"));
+        ck_assert_int_eq(config_set(c, "server", "tls-key", "/k.pem", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_verify(c, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_max_ciphertext) {
+        /* PKCS#7 pads 1..8 bytes: 16384 bytes of text make 16392. */
+        ck_assert_uint_eq(config_max_ciphertext(16384), 16392);
+        ck_assert_uint_eq(config_max_ciphertext(16383), 16384);
+        ck_assert_uint_eq(config_max_ciphertext(1), 8);
+        ck_assert_uint_eq(config_max_ciphertext(0), 8);
+}
+END_TEST
+
+START_TEST(test_dump_round_trip) {
+        _cleanup_(config_freep) Config *c = NULL, *d = NULL;
+        _cleanup_(freep) char *error = NULL, *a = NULL, *b = NULL;
+        size_t alen = 0, blen = 0;
+        char path[512];
+        FILE *f;
+
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_int_eq(config_set(c, "server", "idle-timeout", "1h30m", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "tls-certificate", "/c.pem", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "tls-key", "/k.pem", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "registration", "closed", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "log-level", "debug", "t", 1, NULL), 0);
+        snprintf(path, sizeof(path), "%s/dump.conf", tmpdir);
+        f = fopen(path, "we");
+        ck_assert_ptr_nonnull(f);
+        config_dump(c, f);
+        ck_assert_int_eq(fclose(f), 0);
+
+        /* What --check-config prints is a valid file meaning the same. */
+        ck_assert_int_eq(config_new(&d), 0);
+        ck_assert_msg(config_parse_file(d, path, &error) == 0, "%s", error);
+        f = open_memstream(&a, &alen);
+        config_dump(c, f);
+        fclose(f);
+        f = open_memstream(&b, &blen);
+        config_dump(d, f);
+        fclose(f);
+        ck_assert_str_eq(a, b);
+        ck_assert_ptr_nonnull(strstr(a, "idle-timeout = 1h30m\n"));
+        ck_assert_ptr_nonnull(strstr(a, "registration = closed\n"));
+        ck_assert_ptr_nonnull(strstr(a, "log-level = debug\n"));
+}
+END_TEST
+
+static Suite *config_suite(void) {
+        Suite *s = suite_create("config");
+        TCase *tc = tcase_create("config");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_durations);
+        tcase_add_test(tc, test_durations_format);
+        tcase_add_test(tc, test_sizes);
+        tcase_add_test(tc, test_bools);
+        tcase_add_test(tc, test_defaults);
+        tcase_add_test(tc, test_state_directory_env);
+        tcase_add_test(tc, test_every_key);
+        tcase_add_test(tc, test_listen_forms);
+        tcase_add_test(tc, test_unknown_key_and_section);
+        tcase_add_test(tc, test_empty_value_resets);
+        tcase_add_test(tc, test_file);
+        tcase_add_test(tc, test_file_errors);
+        tcase_add_test(tc, test_long_line);
+        tcase_add_test(tc, test_missing_file);
+        tcase_add_test(tc, test_dropins);
+        tcase_add_test(tc, test_dropin_error);
+        tcase_add_test(tc, test_overrides);
+        tcase_add_test(tc, test_verify);
+        tcase_add_test(tc, test_max_ciphertext);
+        tcase_add_test(tc, test_dump_round_trip);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        return run_suite(config_suite());
+}

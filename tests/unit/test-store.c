@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: MIT */
+/* The relay's SQLite store: registry, queue, expiry, durability across
+ * close and reopen, schema versioning. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "macro.h"
+#include "rsa.h"
+#include "store.h"
+#include "test-main.h"
+
+static char tmpdir[256];
+static char dbpath[300];
+
+static void setup(void) {
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-store-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+        snprintf(dbpath, sizeof(dbpath), "%s/securechatd.db", tmpdir);
+}
+
+static void teardown(void) {
+        char cmd[300];
+
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
+/* A key package with recognisable bytes; the store does not care whether
+ * they are a real key. */
+static KeyPackage *package(const char *user, uint8_t fill, uint64_t registered) {
+        KeyPackage *kp = calloc(1, sizeof(*kp));
+
+        ck_assert_ptr_nonnull(kp);
+        snprintf(kp->user, sizeof(kp->user), "%s", user);
+        kp->key_len = 294;
+        kp->key = malloc(kp->key_len);
+        kp->sig_len = 384;
+        kp->sig = malloc(kp->sig_len);
+        ck_assert_ptr_nonnull(kp->key);
+        ck_assert_ptr_nonnull(kp->sig);
+        memset(kp->key, fill, kp->key_len);
+        memset(kp->sig, fill ^ 0xff, kp->sig_len);
+        kp->registered = registered;
+        return kp;
+}
+
+static void assert_same_package(const KeyPackage *a, const KeyPackage *b) {
+        ck_assert_str_eq(a->user, b->user);
+        ck_assert_uint_eq(a->key_len, b->key_len);
+        ck_assert_mem_eq(a->key, b->key, a->key_len);
+        ck_assert_uint_eq(a->sig_len, b->sig_len);
+        ck_assert_mem_eq(a->sig, b->sig, a->sig_len);
+        ck_assert_uint_eq(a->registered, b->registered);
+}
+
+static StoreMessage message(const char *from, const char *to, const char *id, const char *envelope,
+                            uint64_t received, uint64_t expires) {
+        StoreMessage m = {
+                .envelope = (char *) envelope,
+                .size = strlen(envelope),
+                .received = received,
+                .expires = expires,
+        };
+
+        snprintf(m.sender, sizeof(m.sender), "%s", from);
+        snprintf(m.recipient, sizeof(m.recipient), "%s", to);
+        snprintf(m.msg_id, sizeof(m.msg_id), "%s", id);
+        return m;
+}
+
+typedef struct Seen {
+        unsigned n;
+        char users[8][USERNAME_MAX + 1];
+        char fingerprints[8][RSA_FINGERPRINT_MAX];
+} Seen;
+
+static int collect_user(void *userdata, const KeyPackage *kp, const char *fingerprint) {
+        Seen *seen = userdata;
+
+        ck_assert_uint_lt(seen->n, 8);
+        snprintf(seen->users[seen->n], sizeof(seen->users[0]), "%s", kp->user);
+        snprintf(seen->fingerprints[seen->n], sizeof(seen->fingerprints[0]), "%s", fingerprint);
+        seen->n++;
+        return 0;
+}
+
+START_TEST(test_registry) {
+        _cleanup_(store_freep) Store *s = NULL;
+        _cleanup_(key_package_freep) KeyPackage *alice = package("alice", 0x11, 1700000000);
+        _cleanup_(key_package_freep) KeyPackage *bob = package("bob", 0x22, 1700000100);
+        _cleanup_(key_package_freep) KeyPackage *alice2 = package("alice", 0x33, 1700000200);
+        _cleanup_(key_package_freep) KeyPackage *got = NULL;
+        char fp[RSA_FINGERPRINT_MAX];
+        Seen seen = {};
+        uint64_t n = 99;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(store_user_count(s, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_int_eq(store_user_get(s, "alice", &got), -ENOENT);
+        ck_assert_int_eq(store_user_exists(s, "alice"), 0);
+
+        ck_assert_int_eq(store_user_add(s, alice), 0);
+        ck_assert_int_eq(store_user_add(s, bob), 0);
+        /* A name is registered once: a second key is refused. */
+        ck_assert_int_eq(store_user_add(s, alice2), -EEXIST);
+
+        ck_assert_int_eq(store_user_get(s, "alice", &got), 0);
+        assert_same_package(got, alice);
+        ck_assert_int_eq(store_user_exists(s, "bob"), 1);
+        ck_assert_int_eq(store_user_exists(s, "carol"), 0);
+        ck_assert_int_eq(store_user_count(s, &n), 0);
+        ck_assert_uint_eq(n, 2);
+
+        ck_assert_int_eq(store_user_foreach(s, collect_user, &seen), 0);
+        ck_assert_uint_eq(seen.n, 2);
+        ck_assert_str_eq(seen.users[0], "alice");
+        ck_assert_str_eq(seen.users[1], "bob");
+        rsa_fingerprint_spki(bob->key, bob->key_len, fp);
+        ck_assert_str_eq(seen.fingerprints[1], fp);
+        ck_assert_int_eq(strncmp(fp, "SHA256:", 7), 0);
+
+        ck_assert_int_eq(store_user_delete(s, "alice"), 0);
+        ck_assert_int_eq(store_user_delete(s, "alice"), -ENOENT);
+        ck_assert_int_eq(store_user_exists(s, "alice"), 0);
+        /* After a reset the name can be registered with a new key. */
+        ck_assert_int_eq(store_user_add(s, alice2), 0);
+        key_package_free(got);
+        got = NULL;
+        ck_assert_int_eq(store_user_get(s, "alice", &got), 0);
+        assert_same_package(got, alice2);
+}
+END_TEST
+
+START_TEST(test_queue) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage m[4], dup, taken = {};
+        StoreMessage *list = NULL;
+        size_t n = 0;
+        uint64_t count = 0, last = 0;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        m[0] = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", 100, 1000);
+        m[1] = message("carol", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{\"n\":1}", 101, 1001);
+        m[2] = message("alice", "dave", "CCCCCCCCCCCCCCCCCCCCCC==", "{\"n\":2}", 102, 1002);
+        m[3] = message("alice", "bob", "DDDDDDDDDDDDDDDDDDDDDD==", "{\"n\":3, \"s\":\"a/b\"}", 103, 1003);
+        for (size_t i = 0; i < 4; i++) {
+                ck_assert_int_eq(store_queue_add(s, &m[i]), 0);
+                if (i > 0)
+                        ck_assert_uint_gt(m[i].seq, m[i - 1].seq);
+        }
+
+        ck_assert_int_eq(store_queue_count(s, "bob", &count), 0);
+        ck_assert_uint_eq(count, 3);
+        ck_assert_int_eq(store_queue_count(s, "nobody", &count), 0);
+        ck_assert_uint_eq(count, 0);
+        ck_assert_int_eq(store_queue_total(s, &count), 0);
+        ck_assert_uint_eq(count, 4);
+        ck_assert_int_eq(store_queue_last_seq(s, "bob", &last), 0);
+        ck_assert_uint_eq(last, m[3].seq);
+        ck_assert_int_eq(store_queue_last_seq(s, "nobody", &last), 0);
+        ck_assert_uint_eq(last, 0);
+
+        /* The same (sender, id) again is not a second message. */
+        dup = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", 200, 2000);
+        ck_assert_int_eq(store_queue_add(s, &dup), -EEXIST);
+        ck_assert_uint_eq(dup.seq, m[0].seq);
+        ck_assert_int_eq(store_queue_total(s, &count), 0);
+        ck_assert_uint_eq(count, 4);
+
+        /* In order, in pages, envelopes exactly as stored. */
+        ck_assert_int_eq(store_queue_list(s, "bob", 0, 2, &list, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_uint_eq(list[0].seq, m[0].seq);
+        ck_assert_uint_eq(list[1].seq, m[1].seq);
+        ck_assert_str_eq(list[1].envelope, "{\"n\":1}");
+        ck_assert_str_eq(list[1].sender, "carol");
+        ck_assert_str_eq(list[1].recipient, "bob");
+        ck_assert_str_eq(list[1].msg_id, "BBBBBBBBBBBBBBBBBBBBBB==");
+        ck_assert_uint_eq(list[1].size, 7);
+        ck_assert_uint_eq(list[1].received, 101);
+        ck_assert_uint_eq(list[1].expires, 1001);
+        store_messages_free(list, n);
+        ck_assert_int_eq(store_queue_list(s, "bob", m[1].seq, 2, &list, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_uint_eq(list[0].seq, m[3].seq);
+        ck_assert_str_eq(list[0].envelope, "{\"n\":3, \"s\":\"a/b\"}");
+        store_messages_free(list, n);
+        ck_assert_int_eq(store_queue_list(s, "bob", m[3].seq, 2, &list, &n), 0);
+        ck_assert_uint_eq(n, 0);
+        store_messages_free(list, n);
+
+        /* Only the recipient's own messages can be taken. */
+        ck_assert_int_eq(store_queue_take(s, "dave", m[0].seq, &taken), -ENOENT);
+        ck_assert_int_eq(store_queue_take(s, "bob", m[0].seq, &taken), 0);
+        ck_assert_uint_eq(taken.seq, m[0].seq);
+        ck_assert_str_eq(taken.sender, "alice");
+        ck_assert_str_eq(taken.msg_id, "AAAAAAAAAAAAAAAAAAAAAA==");
+        ck_assert_ptr_null(taken.envelope);
+        ck_assert_int_eq(store_queue_take(s, "bob", m[0].seq, NULL), -ENOENT);
+        ck_assert_int_eq(store_queue_count(s, "bob", &count), 0);
+        ck_assert_uint_eq(count, 2);
+}
+END_TEST
+
+START_TEST(test_seq_never_reused) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 1, 2);
+        StoreMessage b = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 1, 2);
+
+        /* A session's delivery cursor relies on seqs only growing, even
+         * after the newest message was deleted. */
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(store_queue_add(s, &a), 0);
+        ck_assert_int_eq(store_queue_take(s, "bob", a.seq, NULL), 0);
+        ck_assert_int_eq(store_queue_add(s, &b), 0);
+        ck_assert_uint_gt(b.seq, a.seq);
+}
+END_TEST
+
+typedef struct Expired {
+        unsigned n;
+        uint64_t seqs[8];
+} Expired;
+
+static void collect_expired(void *userdata, const StoreMessage *m) {
+        Expired *e = userdata;
+
+        ck_assert_uint_lt(e->n, 8);
+        ck_assert_ptr_null(m->envelope);
+        e->seqs[e->n++] = m->seq;
+}
+
+START_TEST(test_expiry) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage m[4];
+        Expired e = {};
+        uint64_t count = 0;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        m[0] = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 100, 500);
+        m[1] = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 100, 2000);
+        m[2] = message("alice", "carol", "CCCCCCCCCCCCCCCCCCCCCC==", "{}", 100, 400);
+        m[3] = message("alice", "carol", "DDDDDDDDDDDDDDDDDDDDDD==", "{}", 100, 1000);
+        for (size_t i = 0; i < 4; i++)
+                ck_assert_int_eq(store_queue_add(s, &m[i]), 0);
+
+        ck_assert_int_eq(store_queue_expire(s, 399, 10, collect_expired, &e), 0);
+        ck_assert_uint_eq(e.n, 0);
+
+        /* Oldest expiry first; at most max per call. */
+        ck_assert_int_eq(store_queue_expire(s, 1000, 1, collect_expired, &e), 1);
+        ck_assert_uint_eq(e.n, 1);
+        ck_assert_uint_eq(e.seqs[0], m[2].seq);
+        ck_assert_int_eq(store_queue_expire(s, 1000, 10, collect_expired, &e), 2);
+        ck_assert_uint_eq(e.n, 3);
+        ck_assert_uint_eq(e.seqs[1], m[0].seq);
+        ck_assert_uint_eq(e.seqs[2], m[3].seq);
+
+        ck_assert_int_eq(store_queue_total(s, &count), 0);
+        ck_assert_uint_eq(count, 1);
+        ck_assert_int_eq(store_queue_take(s, "bob", m[1].seq, NULL), 0);
+        ck_assert_int_eq(store_queue_expire(s, 5000, 10, NULL, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_reopen) {
+        _cleanup_(key_package_freep) KeyPackage *alice = package("alice", 0x44, 1700000000);
+        _cleanup_(key_package_freep) KeyPackage *got = NULL;
+        StoreMessage m = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"v\":1}", 10, 20);
+        StoreMessage *list = NULL;
+        Store *s = NULL;
+        size_t n = 0;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(store_user_add(s, alice), 0);
+        ck_assert_int_eq(store_queue_add(s, &m), 0);
+        store_free(s);
+
+        /* What was written before close is there after reopening. */
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(store_user_get(s, "alice", &got), 0);
+        assert_same_package(got, alice);
+        ck_assert_int_eq(store_queue_list(s, "bob", 0, 10, &list, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_uint_eq(list[0].seq, m.seq);
+        ck_assert_str_eq(list[0].envelope, "{\"v\":1}");
+        store_messages_free(list, n);
+        store_free(s);
+}
+END_TEST
+
+static void query_text(const char *sql, char *out, size_t size) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        snprintf(out, size, "%s", (const char *) sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+}
+
+START_TEST(test_database_setup) {
+        Store *s = NULL;
+        char value[64];
+        struct stat st;
+        mode_t old = umask(0077);
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        store_free(s);
+        umask(old);
+
+        query_text("PRAGMA journal_mode", value, sizeof(value));
+        ck_assert_str_eq(value, "wal");
+        query_text("PRAGMA user_version", value, sizeof(value));
+        ck_assert_str_eq(value, "1");
+        ck_assert_int_eq(stat(dbpath, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 0777, 0600);
+}
+END_TEST
+
+START_TEST(test_newer_schema_refused) {
+        Store *s = NULL;
+        sqlite3 *db = NULL;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        store_free(s);
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        s = NULL;
+        ck_assert_int_eq(store_open(dbpath, &s), -EPROTONOSUPPORT);
+        ck_assert_ptr_null(s);
+}
+END_TEST
+
+START_TEST(test_not_a_database) {
+        Store *s = NULL;
+        FILE *f = fopen(dbpath, "we");
+
+        ck_assert_ptr_nonnull(f);
+        fputs("this is not an SQLite database, just some text that is long enough\n", f);
+        fclose(f);
+        ck_assert_int_lt(store_open(dbpath, &s), 0);
+        ck_assert_ptr_null(s);
+}
+END_TEST
+
+static Suite *store_suite(void) {
+        Suite *s = suite_create("store");
+        TCase *tc = tcase_create("store");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_registry);
+        tcase_add_test(tc, test_queue);
+        tcase_add_test(tc, test_seq_never_reused);
+        tcase_add_test(tc, test_expiry);
+        tcase_add_test(tc, test_reopen);
+        tcase_add_test(tc, test_database_setup);
+        tcase_add_test(tc, test_newer_schema_refused);
+        tcase_add_test(tc, test_not_a_database);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        return run_suite(store_suite());
+}
