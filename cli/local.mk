@@ -1,1 +1,27 @@
 # SPDX-License-Identifier: MIT
+bin_PROGRAMS += scctl
+SCCTL_CORE = \
+	cli/cli.h cli/exit-codes.h \
+	cli/output.c cli/output-json.c cli/output.h \
+	cli/settings.c cli/settings.h \
+	cli/state.c cli/state.h
+scctl_SOURCES = \
+	$(SCCTL_CORE) \
+	cli/main.c cli/verbs.h \
+	cli/client.c cli/client.h \
+	cli/session.c cli/session.h \
+	cli/chat.c \
+	cli/connect.c
+SCCTL_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
+	$(JSONC_CFLAGS) $(INIH_CFLAGS)
+scctl_CFLAGS = $(SCCTL_CFLAGS) $(LIBEDIT_CFLAGS)
+scctl_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(LIBEDIT_LIBS)
+
+# Unit tests of the client's state directory and settings.
+check_PROGRAMS += tests/unit/test-clistate
+TESTS += tests/unit/test-clistate
+tests_unit_test_clistate_SOURCES = tests/unit/test-clistate.c $(SCCTL_CORE)
+tests_unit_test_clistate_CFLAGS = $(SCCTL_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
+tests_unit_test_clistate_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(CHECK_LIBS)
+
+dist_man_MANS += man/scctl.1

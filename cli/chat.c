@@ -1,0 +1,662 @@
+/* SPDX-License-Identifier: MIT */
+/* The chat verbs but connect: init, send, listen, inbox, users,
+ * fingerprint, trust. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "exit-codes.h"
+#include "output.h"
+#include "protocol.h"
+#include "session.h"
+#include "verbs.h"
+
+#define DEFAULT_WAIT_SEC 30
+#define BACKOFF_MIN_SEC 1
+#define BACKOFF_MAX_SEC 30
+/* Text read from stdin before the relay tells us its max_text; anything
+ * larger cannot fit in any frame anyway. */
+#define STDIN_TEXT_MAX MAX_FRAME_LIMIT
+
+enum {
+        ARG_BITS = _ARG_GLOBAL_MAX,
+        ARG_WAIT,
+        ARG_YES,
+};
+
+/* Options for verbs that have none of their own. -1 to go on. */
+static int parse_no_options(int argc, char *argv[]) {
+        static const struct option options[] = { GLOBAL_OPTIONS, {} };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
+                r = verb_option(argv[0], c, argv);
+                if (r >= 0)
+                        return r;
+        }
+        return -1;
+}
+
+/* Read the message from stdin: at most max bytes; one final newline is
+ * dropped (echo adds one). */
+static int read_text_stdin(char **ret, size_t *ret_len) {
+        _cleanup_(freep) char *buf = NULL;
+        size_t len = 0, cap = 0;
+
+        for (;;) {
+                ssize_t n;
+
+                if (len == cap) {
+                        char *b;
+
+                        if (cap > STDIN_TEXT_MAX)
+                                return log_fail(EXIT_REFUSED, 0,
+                                                "The message on standard input is larger than any relay takes.");
+                        cap = cap ? cap * 2 : 4096;
+                        b = realloc(buf, cap + 1);
+                        if (!b)
+                                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                        buf = b;
+                }
+                n = read(STDIN_FILENO, buf + len, cap - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_fail(EXIT_FAIL, -errno, "Cannot read the message from standard input: %m");
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        if (len > 0 && buf[len - 1] == '\n')
+                len--;
+        if (!buf)
+                buf = calloc(1, 1);
+        if (!buf)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+static int join_words(char **words, int n, char **ret, size_t *ret_len) {
+        size_t len = 0;
+        char *s;
+
+        for (int i = 0; i < n; i++)
+                len += strlen(words[i]) + 1;
+        s = malloc(len + 1);
+        if (!s)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        len = 0;
+        for (int i = 0; i < n; i++) {
+                size_t l = strlen(words[i]);
+
+                if (i > 0)
+                        s[len++] = ' ';
+                memcpy(s + len, words[i], l);
+                len += l;
+        }
+        s[len] = '\0';
+        *ret = s;
+        *ret_len = len;
+        return 0;
+}
+
+static int timed_out(const Session *s) {
+        return log_fail(EXIT_TIMEOUT, 0, "The relay at %s did not answer within %u s.",
+                        s->ctx->settings->address,
+                        (unsigned) (s->ctx->settings->timeout_usec / USEC_PER_SEC));
+}
+
+int verb_init(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "bits", required_argument, NULL, ARG_BITS },
+                GLOBAL_OPTIONS,
+                {}
+        };
+        _cleanup_(client_freep) Client *c = NULL;
+        unsigned bits = DEFAULT_KEY_BITS;
+        bool bits_given = false;
+        Context ctx = {};
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) >= 0)
+                switch (opt) {
+                case ARG_BITS:
+                        if (!streq(optarg, "2048") && !streq(optarg, "3072") && !streq(optarg, "4096"))
+                                return verb_usage_error(argv[0], "--bits takes 2048, 3072 or 4096");
+                        bits = (unsigned) atoi(optarg);
+                        bits_given = true;
+                        break;
+                default:
+                        r = verb_option(argv[0], opt, argv);
+                        if (r >= 0)
+                                return r;
+                }
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+
+        r = context_open(&ctx, &arg_settings, true, bits);
+        if (r < 0)
+                goto finish;
+        if (!ctx.identity_created && bits_given && rsa_key_bits(ctx.identity) != bits)
+                log_notice("%s already has a %u-bit key; --bits applies only when creating one.",
+                           arg_settings.user, rsa_key_bits(ctx.identity));
+
+        /* The handshake registers a user the relay does not know yet. */
+        r = context_connect(&ctx, false, -1, &c);
+        if (r < 0)
+                goto finish;
+        output->registered(arg_settings.user, arg_settings.address, ctx.identity->fingerprint,
+                           ctx.identity_created);
+        client_bye(c);
+        r = 0;
+finish:
+        context_done(&ctx);
+        return -r;
+}
+
+int verb_send(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "wait", optional_argument, NULL, ARG_WAIT },
+                GLOBAL_OPTIONS,
+                {}
+        };
+        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(client_freep) Client *c = NULL;
+        _cleanup_(freep) char *text = NULL;
+        const char *to;
+        unsigned wait = 0;
+        size_t len = 0;
+        uint64_t deadline;
+        Context ctx = {};
+        int opt, r;
+
+        /* '+': the message's words are never taken for options. */
+        while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) >= 0)
+                switch (opt) {
+                case ARG_WAIT:
+                        wait = DEFAULT_WAIT_SEC;
+                        if (optarg && parse_seconds(optarg, &wait) < 0)
+                                return verb_usage_error(argv[0], "--wait takes a number of seconds, not \"%s\"",
+                                                        optarg);
+                        break;
+                default:
+                        r = verb_option(argv[0], opt, argv);
+                        if (r >= 0)
+                                return r;
+                }
+        if (optind >= argc)
+                return verb_usage_error(argv[0], "name the recipient");
+        to = argv[optind++];
+        if (!username_valid(to))
+                return verb_usage_error(argv[0], "\"%s\" is not a valid user name", to);
+
+        if (optind == argc && isatty(STDIN_FILENO))
+                return verb_usage_error(argv[0], "give the message as arguments, or on standard input");
+        if (optind == argc || (optind + 1 == argc && streq(argv[optind], "-")))
+                r = read_text_stdin(&text, &len);
+        else
+                r = join_words(argv + optind, argc - optind, &text, &len);
+        if (r < 0)
+                return -r;
+        if (len == 0)
+                return verb_usage_error(argv[0], "the message is empty");
+        if (!utf8_valid(text, len))
+                return verb_usage_error(argv[0], "the message is not valid UTF-8 text");
+
+        r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+        if (r < 0)
+                goto finish;
+        r = context_connect(&ctx, false, -1, &c);
+        if (r < 0)
+                goto finish;
+        r = session_new(&ctx, false, &s);
+        if (r < 0)
+                goto finish;
+        r = session_attach(s, c);
+        if (r < 0)
+                goto finish;
+        r = session_queue_message(s, to, text, len);
+        secure_wipe(text, len);
+        if (r < 0)
+                goto finish;
+
+        deadline = deadline_in(arg_settings.timeout_usec);
+        while (s->n_accepted + s->n_refused == 0) {
+                r = session_wait(s, NULL, 0, deadline, "Cannot send");
+                if (r == CLIENT_TIMEOUT)
+                        r = timed_out(s);
+                if (r < 0)
+                        goto finish;
+        }
+        if (s->n_refused > 0) {
+                client_bye(c);
+                r = -s->status;
+                goto finish;
+        }
+
+        deadline = deadline_in((uint64_t) wait * USEC_PER_SEC);
+        while (wait > 0 && s->n_receipts == 0) {
+                r = session_wait(s, NULL, 0, deadline, "Waiting for the receipt");
+                if (r == CLIENT_TIMEOUT)
+                        r = log_fail(EXIT_TIMEOUT, 0,
+                                     "No receipt from %s within %u s; the relay keeps the message until "
+                                     "%s's client has it.", to, wait, to);
+                if (r < 0)
+                        goto finish;
+        }
+        client_bye(c);
+        r = 0;
+finish:
+        if (s)
+                session_detach(s);
+        context_done(&ctx);
+        return -r;
+}
+
+/* Sleep for sec seconds unless a signal arrives first (1). */
+static int sleep_or_signal(int sigfd, unsigned sec) {
+        struct pollfd p = { .fd = sigfd, .events = POLLIN };
+        int r;
+
+        do
+                r = poll(&p, 1, (int) sec * 1000);
+        while (r < 0 && errno == EINTR);
+        return r > 0;
+}
+
+static void drain_signal(int sigfd) {
+        struct signalfd_siginfo si;
+
+        while (read(sigfd, &si, sizeof(si)) == (ssize_t) sizeof(si))
+                ;
+}
+
+/* A receiving session: listen (forever, reconnecting) or inbox (until
+ * synced). */
+static int receive(bool inbox) {
+        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(closep) int sigfd = -EBADF;
+        unsigned backoff = BACKOFF_MIN_SEC;
+        Context ctx = {};
+        int r;
+
+        r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+        if (r < 0)
+                goto finish;
+        sigfd = signal_fd_open();
+        if (sigfd < 0) {
+                r = sigfd;
+                goto finish;
+        }
+        r = session_new(&ctx, true, &s);
+        if (r < 0)
+                goto finish;
+        s->show_presence = !inbox;
+
+        for (;;) {
+                _cleanup_(client_freep) Client *c = NULL;
+                struct pollfd p = { .fd = sigfd, .events = POLLIN };
+                uint64_t deadline;
+
+                r = context_connect(&ctx, true, sigfd, &c);
+                if (r == CLIENT_ABORTED) {
+                        r = 0;
+                        goto finish;
+                }
+                if (r == 0) {
+                        backoff = BACKOFF_MIN_SEC;
+                        r = session_attach(s, c);
+                        if (r < 0)
+                                goto finish;
+                        if (!inbox)
+                                output->connected(arg_settings.user, arg_settings.address, c->session);
+                        deadline = inbox ? deadline_in(arg_settings.timeout_usec) : UINT64_MAX;
+                        for (;;) {
+                                if (inbox && s->synced && session_idle(s)) {
+                                        output->synced(s->n_messages);
+                                        client_bye(c);
+                                        r = 0;
+                                        goto finish;
+                                }
+                                r = session_wait(s, &p, 1, deadline, "The session ended");
+                                if (r == CLIENT_READY) {
+                                        drain_signal(sigfd);
+                                        client_bye(c);
+                                        r = 0;
+                                        goto finish;
+                                }
+                                if (r == CLIENT_TIMEOUT)
+                                        r = timed_out(s);
+                                if (r < 0)
+                                        break;
+                                if (inbox)
+                                        deadline = deadline_in(arg_settings.timeout_usec);
+                        }
+                        session_detach(s);
+                }
+
+                /* Connection problems are worth retrying; being refused,
+                 * a changed key, or another session taking over are not. */
+                if (inbox || (r != -EXIT_CONNECT && r != -EXIT_TIMEOUT) ||
+                    streq(s->ended, ERR_REPLACED) || streq(s->ended, ERR_KICKED))
+                        goto finish;
+                s->ended[0] = '\0';
+                log_notice("Reconnecting to %s in %u s.", arg_settings.address, backoff);
+                if (sleep_or_signal(sigfd, backoff)) {
+                        r = 0;
+                        goto finish;
+                }
+                backoff = MIN(backoff * 2, BACKOFF_MAX_SEC);
+        }
+finish:
+        session_free(TAKE_PTR(s));
+        context_done(&ctx);
+        return -r;
+}
+
+int verb_listen(int argc, char *argv[]) {
+        int r = parse_no_options(argc, argv);
+
+        if (r >= 0)
+                return r;
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+        return receive(false);
+}
+
+int verb_inbox(int argc, char *argv[]) {
+        int r = parse_no_options(argc, argv);
+
+        if (r >= 0)
+                return r;
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+        return receive(true);
+}
+
+int verb_users(int argc, char *argv[]) {
+        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(client_freep) Client *c = NULL;
+        uint64_t deadline;
+        Context ctx = {};
+        int r;
+
+        r = parse_no_options(argc, argv);
+        if (r >= 0)
+                return r;
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+
+        r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+        if (r < 0)
+                goto finish;
+        r = context_connect(&ctx, false, -1, &c);
+        if (r < 0)
+                goto finish;
+        r = session_new(&ctx, false, &s);
+        if (r < 0)
+                goto finish;
+        r = session_attach(s, c);
+        if (r < 0)
+                goto finish;
+
+        deadline = deadline_in(arg_settings.timeout_usec);
+        while (!s->presence_listed) {
+                r = session_wait(s, NULL, 0, deadline, "Cannot list users");
+                if (r == CLIENT_TIMEOUT)
+                        r = timed_out(s);
+                if (r < 0)
+                        goto finish;
+        }
+
+        r = session_output_users(s);
+        if (r < 0)
+                goto finish;
+        client_bye(c);
+        r = 0;
+finish:
+        if (s)
+                session_detach(s);
+        context_done(&ctx);
+        return -r;
+}
+
+/* Ask the relay for user's key package. 0 with *ret_peer (its package
+ * verified under the server key), or -EXIT_*. */
+static int lookup_user(Session *s, const char *user, Peer **ret_peer) {
+        uint64_t deadline = deadline_in(arg_settings.timeout_usec);
+        Peer *p = NULL;
+        int r;
+
+        for (;;) {
+                r = session_lookup(s, user, &p);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        break;
+                r = session_wait(s, NULL, 0, deadline, "Lookup failed");
+                if (r == CLIENT_TIMEOUT)
+                        return timed_out(s);
+                if (r < 0)
+                        return r;
+        }
+        if (p->unverifiable)
+                return log_fail(EXIT_PEER_KEY, 0, "The relay's key package for %s is not signed by the relay's "
+                                "key; not trusting it.", user);
+        if (!p->package)
+                return log_fail(relay_error_status(p->error[0] ? p->error : ERR_NO_SUCH_USER), 0,
+                                "The relay at %s has no key for %s (%s).", s->ctx->settings->address, user,
+                                p->error[0] ? p->error : ERR_NO_SUCH_USER);
+        *ret_peer = p;
+        return 0;
+}
+
+/* Connect and look user up; the connection is closed again. */
+static int fetch_package(Context *ctx, const char *user, KeyPackage **ret) {
+        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(client_freep) Client *c = NULL;
+        Peer *p = NULL;
+        int r;
+
+        r = context_connect(ctx, false, -1, &c);
+        if (r < 0)
+                return r;
+        r = session_new(ctx, false, &s);
+        if (r < 0)
+                return r;
+        r = session_attach(s, c);
+        if (r >= 0)
+                r = lookup_user(s, user, &p);
+        if (r >= 0 && key_package_dup(p->package, ret) < 0)
+                r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        if (r >= 0)
+                client_bye(c);
+        session_detach(s);
+        return r;
+}
+
+int verb_fingerprint(int argc, char *argv[]) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX], pinned[RSA_FINGERPRINT_MAX];
+        const char *user = NULL;
+        Context ctx = {};
+        int r;
+
+        r = parse_no_options(argc, argv);
+        if (r >= 0)
+                return r;
+        if (optind < argc)
+                user = argv[optind++];
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+        if (user && !username_valid(user))
+                return verb_usage_error(argv[0], "\"%s\" is not a valid user name", user);
+
+        r = context_open(&ctx, &arg_settings, !user, DEFAULT_KEY_BITS);
+        if (r < 0)
+                goto finish;
+        if (!user) {
+                output->fingerprint(arg_settings.user, ctx.identity->fingerprint, FINGERPRINT_OWN);
+                goto finish;
+        }
+
+        r = state_peer_get(ctx.state, arg_settings.address, user, &kp);
+        if (r >= 0) {
+                rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+                output->fingerprint(user, fingerprint, FINGERPRINT_PINNED);
+                r = 0;
+                goto finish;
+        }
+        if (r != -ENOENT) {
+                _cleanup_(freep) char *path = state_peer_path(ctx.state, arg_settings.address, user);
+
+                r = log_fail(EXIT_FAIL, r, "Cannot read %s: %m", path ?: user);
+                goto finish;
+        }
+
+        /* Not pinned yet: ask the relay, and pin what it vouches for. */
+        context_done(&ctx);
+        r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+        if (r < 0)
+                goto finish;
+        r = fetch_package(&ctx, user, &kp);
+        if (r < 0)
+                goto finish;
+        r = state_peer_pin(ctx.state, arg_settings.address, kp, pinned);
+        if (r < 0) {
+                r = log_fail(EXIT_FAIL, r, "Cannot pin %s's key: %m", user);
+                goto finish;
+        }
+        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+        if (r == PIN_MISMATCH) {
+                r = log_fail(EXIT_PEER_KEY, 0, "%s's key was pinned meanwhile as %s, but the relay has %s; "
+                             "see 'scctl trust %s'.", user, pinned, fingerprint, user);
+                goto finish;
+        }
+        output->fingerprint(user, fingerprint, r == PIN_NEW ? FINGERPRINT_NEW : FINGERPRINT_PINNED);
+        r = 0;
+finish:
+        context_done(&ctx);
+        return -r;
+}
+
+static bool ask_yes_no(const char *question) {
+        char answer[16];
+        size_t n;
+
+        output_begin();
+        fprintf(stderr, "%s [y/N] ", question);
+        output_end();
+        if (!fgets(answer, sizeof(answer), stdin))
+                return false;
+        n = strcspn(answer, "\r\n");
+        answer[n] = '\0';
+        return strcasecmp(answer, "y") == 0 || strcasecmp(answer, "yes") == 0;
+}
+
+int verb_trust(int argc, char *argv[]) {
+        static const struct option options[] = {
+                { "yes", no_argument, NULL, ARG_YES },
+                GLOBAL_OPTIONS,
+                {}
+        };
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL, *old = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX], old_fingerprint[RSA_FINGERPRINT_MAX];
+        _cleanup_(freep) char *path = NULL;
+        const char *user;
+        bool yes = false;
+        Context ctx = {};
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+:hy", options, NULL)) >= 0)
+                switch (opt) {
+                case 'y':
+                case ARG_YES:
+                        yes = true;
+                        break;
+                default:
+                        r = verb_option(argv[0], opt, argv);
+                        if (r >= 0)
+                                return r;
+                }
+        if (optind >= argc)
+                return verb_usage_error(argv[0], "name the user whose key to trust");
+        user = argv[optind++];
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+        if (!username_valid(user))
+                return verb_usage_error(argv[0], "\"%s\" is not a valid user name", user);
+
+        r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+        if (r < 0)
+                goto finish;
+        path = state_peer_path(ctx.state, arg_settings.address, user);
+        if (!path) {
+                r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                goto finish;
+        }
+        r = fetch_package(&ctx, user, &kp);
+        if (r < 0)
+                goto finish;
+        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+
+        r = state_peer_get(ctx.state, arg_settings.address, user, &old);
+        if (r == -ENOENT) {
+                r = state_peer_set(ctx.state, arg_settings.address, kp);
+                if (r < 0) {
+                        r = log_fail(EXIT_FAIL, r, "Cannot write %s: %m", path);
+                        goto finish;
+                }
+                output->trusted(user, NULL, fingerprint);
+                r = 0;
+                goto finish;
+        }
+        if (r < 0) {
+                r = log_fail(EXIT_FAIL, r, "Cannot read %s: %m", path);
+                goto finish;
+        }
+        rsa_fingerprint_spki(old->key, old->key_len, old_fingerprint);
+        if (streq(old_fingerprint, fingerprint)) {
+                log_notice("%s's key %s is already trusted; nothing changed.", user, fingerprint);
+                output->trusted(user, old_fingerprint, fingerprint);
+                r = 0;
+                goto finish;
+        }
+
+        log_warning("The relay at %s has a new key for %s.", arg_settings.address, user);
+        log_warning("    pinned: %s", old_fingerprint);
+        log_warning("    new:    %s", fingerprint);
+        log_warning("Compare the new fingerprint with %s (in person, by phone) before accepting it:", user);
+        log_warning("%s runs 'scctl fingerprint' to see it.", user);
+        if (!yes) {
+                if (!isatty(STDIN_FILENO)) {
+                        r = log_fail(EXIT_USAGE, 0, "Not changing the pin without confirmation: run this on a "
+                                     "terminal, or pass --yes.");
+                        goto finish;
+                }
+                if (!ask_yes_no("Trust the new key?")) {
+                        r = log_fail(EXIT_PEER_KEY, 0, "Not changed: %s's new key stays refused.", user);
+                        goto finish;
+                }
+        }
+        r = state_peer_set(ctx.state, arg_settings.address, kp);
+        if (r < 0) {
+                r = log_fail(EXIT_FAIL, r, "Cannot write %s: %m", path);
+                goto finish;
+        }
+        output->trusted(user, old_fingerprint, fingerprint);
+        r = 0;
+finish:
+        context_done(&ctx);
+        return -r;
+}

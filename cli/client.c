@@ -1,0 +1,706 @@
+/* SPDX-License-Identifier: MIT */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "client.h"
+#include "exit-codes.h"
+#include "handshake.h"
+#include "output.h"
+#include "protocol.h"
+#include "util.h"
+
+/* We ping after this much silence on our side (well inside the relay's
+ * default idle-timeout of 300 s), and give up on a relay that has said
+ * nothing for this long plus the timeout. */
+#define PING_INTERVAL_USEC (30 * USEC_PER_SEC)
+/* What may wait for the socket: a relay that stops reading while it makes
+ * us answer (pings) must not make us grow without end. */
+#define OUT_MAX(c) (MAX(4 * (size_t) (c)->limits.max_frame, (size_t) 1024 * 1024))
+/* How long client_bye() waits for the relay to close. */
+#define BYE_WAIT_USEC (1 * USEC_PER_SEC)
+#define EXTRA_FDS_MAX 8
+
+uint64_t deadline_in(uint64_t usec) {
+        return now_monotonic_usec() + usec;
+}
+
+static unsigned seconds(uint64_t usec) {
+        return (unsigned) ((usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
+}
+
+/* Text from the relay (error messages) shown on our terminal: printable
+ * ASCII only, bounded. */
+static const char *sanitize(const char *s, char *buf, size_t size) {
+        size_t i;
+
+        for (i = 0; s && s[i] && i + 1 < size; i++)
+                buf[i] = s[i] >= 0x20 && s[i] < 0x7F ? s[i] : '?';
+        buf[i] = '\0';
+        return buf;
+}
+
+int relay_error_status(const char *code) {
+        static const struct {
+                const char *code;
+                int status;
+        } table[] = {
+                { ERR_AUTH_FAILED, EXIT_AUTH },
+                { ERR_KEY_MISMATCH, EXIT_AUTH },
+                { ERR_REGISTRATION_CLOSED, EXIT_AUTH },
+                { ERR_TIMEOUT, EXIT_TIMEOUT },
+                { ERR_BAD_FRAME, EXIT_CONNECT },
+                { ERR_REPLACED, EXIT_CONNECT },
+                { ERR_KICKED, EXIT_CONNECT },
+                { ERR_SHUTDOWN, EXIT_CONNECT },
+                { ERR_INTERNAL, EXIT_CONNECT },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (streq(code, table[i].code))
+                        return table[i].status;
+        /* no_such_user, too_large, queue_full, rate_limited, server_busy,
+         * bad_username, bad_request, and codes newer than us. */
+        return EXIT_REFUSED;
+}
+
+static const char *relay_error_hint(const char *code) {
+        static const struct {
+                const char *code;
+                const char *hint;
+        } table[] = {
+                { ERR_AUTH_FAILED, "the relay did not accept our proof of identity" },
+                { ERR_KEY_MISMATCH, "the relay has another key registered for this user; if the key "
+                                    "was lost, an administrator can reset it (scctl reset-key USER)" },
+                { ERR_REGISTRATION_CLOSED, "this user is not registered and the relay accepts no new "
+                                           "users; ask its administrator" },
+                { ERR_BAD_USERNAME, "the relay refused the user name" },
+                { ERR_NO_SUCH_USER, "no such user at the relay" },
+                { ERR_TOO_LARGE, "the message is larger than the relay accepts" },
+                { ERR_QUEUE_FULL, "the recipient's queue at the relay is full; try again later" },
+                { ERR_RATE_LIMITED, "too many requests; try again in a moment" },
+                { ERR_SERVER_BUSY, "the relay is busy; try again later" },
+                { ERR_REPLACED, "another receiving session of this user (listen, inbox or connect) "
+                                "took over" },
+                { ERR_KICKED, "an administrator ended this session" },
+                { ERR_SHUTDOWN, "the relay is shutting down" },
+                { ERR_TIMEOUT, "the relay gave up waiting for us" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (streq(code, table[i].code))
+                        return table[i].hint;
+        return NULL;
+}
+
+int log_relay_error(const Frame *f, const char *what) {
+        const char *hint = relay_error_hint(f->error.code);
+        char code[64], message[200];
+
+        sanitize(f->error.code, code, sizeof(code));
+        sanitize(f->error.message, message, sizeof(message));
+        return log_fail(relay_error_status(f->error.code), 0, "%s: the relay answered %s%s%s%s%s%s",
+                        what, code,
+                        message[0] ? " (\"" : "", message, message[0] ? "\")" : "",
+                        hint ? ": " : "", hint ?: "");
+}
+
+Client *client_free(Client *c) {
+        if (!c)
+                return NULL;
+        transport_free(c->transport);
+        frame_decoder_done(&c->decoder);
+        free(c->out);
+        rsa_key_free(c->server_key);
+        free(c->address);
+        free(c);
+        return NULL;
+}
+
+uint64_t client_next_id(Client *c) {
+        return c->next_id++;
+}
+
+static int client_lost(Client *c, const char *why) {
+        if (!c->closing)
+                log_warning("Connection to %s lost: %s.", c->address, why);
+        c->broken = true;
+        return -EXIT_CONNECT;
+}
+
+static int client_flush(Client *c) {
+        while (c->out_len > 0 && !c->broken) {
+                size_t len = c->out_retry ?: c->out_len;
+                ssize_t n = transport_write(c->transport, c->out, len);
+
+                if (n == -EAGAIN) {
+                        c->out_retry = len;
+                        return 0;
+                }
+                if (n <= 0) {
+                        c->broken = true;
+                        c->broken_error = n < 0 ? (int) n : -EPIPE;
+                        return c->broken_error;
+                }
+                c->out_retry = 0;
+                memmove(c->out, c->out + n, c->out_len - (size_t) n);
+                c->out_len -= (size_t) n;
+        }
+        return 0;
+}
+
+int client_send(Client *c, json_object *o) {
+        _cleanup_(freep) uint8_t *wire = NULL;
+        size_t len;
+        int r;
+
+        if (!o)
+                return log_fail(EXIT_FAIL, -ENOMEM, "Cannot build a frame: %m");
+        r = frame_to_wire(o, c->limits.max_frame, &wire, &len);
+        json_object_put(o);
+        if (r == -EMSGSIZE)
+                return log_fail(EXIT_REFUSED, 0, "The frame is larger than the relay's limit of %" PRIu64 " bytes.",
+                                c->limits.max_frame);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot build a frame: %m");
+
+        if (c->out_len + len > OUT_MAX(c)) {
+                c->broken = true;
+                c->broken_error = -ENOBUFS;
+                return log_fail(EXIT_CONNECT, 0, "The relay at %s does not read what we send; giving up.",
+                                c->address);
+        }
+        if (c->out_len + len > c->out_cap) {
+                size_t cap = MAX(c->out_cap * 2, c->out_len + len);
+                uint8_t *p = realloc(c->out, cap);
+
+                if (!p)
+                        return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                c->out = p;
+                c->out_cap = cap;
+        }
+        memcpy(c->out + c->out_len, wire, len);
+        c->out_len += len;
+        /* What counts for keepalive is that something is on its way. */
+        c->last_tx = now_monotonic_usec();
+        (void) client_flush(c);   /* errors surface in client_wait() */
+        return 0;
+}
+
+/* A relay splits a long presence list over several frames, all but the
+ * last with "more": true (a member the codec does not keep). */
+static bool payload_has_more(const uint8_t *payload, size_t len) {
+        json_tokener *tok = json_tokener_new();
+        json_object *o, *more;
+        bool r = false;
+
+        if (!tok)
+                return false;
+        o = json_tokener_parse_ex(tok, (const char *) payload, (int) len);
+        if (o && json_object_object_get_ex(o, "more", &more))
+                r = json_object_get_boolean(more);
+        json_object_put(o);
+        json_tokener_free(tok);
+        return r;
+}
+
+/* One frame from the bytes already read, if they complete one. */
+static int client_decode(Client *c, Frame **ret) {
+        while (c->in_start < c->in_end) {
+                _cleanup_(freep) uint8_t *payload = NULL;
+                const char *reason = NULL;
+                size_t consumed, len;
+                Frame *f;
+                int r;
+
+                r = frame_decoder_feed(&c->decoder, c->in + c->in_start, c->in_end - c->in_start,
+                                       &consumed, &payload, &len);
+                c->in_start += consumed;
+                if (r == 0)
+                        continue;
+                if (r == -ENOMEM)
+                        return log_fail(EXIT_FAIL, r, "%m");
+                if (r < 0)
+                        reason = r == -EMSGSIZE ? "frame too large" : "empty frame";
+                else if (frame_parse(payload, len, &f, &reason) >= 0) {
+                        c->more = f->type == FRAME_PRESENCE && f->presence.kind == PRESENCE_LIST &&
+                                  payload_has_more(payload, len);
+                        *ret = f;
+                        return 1;
+                }
+                /* Tell the relay, as protocol.md asks, then stop. */
+                (void) client_send(c, frame_new_error(NULL, ERR_BAD_FRAME, reason ?: "malformed frame"));
+                return client_lost(c, reason ? reason : "malformed frame");
+        }
+        return 0;
+}
+
+static int client_fill(Client *c) {
+        ssize_t n;
+
+        c->read_wants_write = false;
+        n = transport_read(c->transport, c->in, sizeof(c->in));
+        if (n == -EAGAIN) {
+                c->read_wants_write = transport_wants_write(c->transport);
+                return 0;
+        }
+        if (n == 0)
+                return client_lost(c, frame_decoder_pending(&c->decoder) ?
+                                   "the relay closed the connection in the middle of a frame" :
+                                   "the relay closed the connection");
+        if (n < 0) {
+                errno = (int) -n;
+                return client_lost(c, strerror(errno));
+        }
+        c->in_start = 0;
+        c->in_end = (size_t) n;
+        return 0;
+}
+
+int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadline, Frame **ret_frame) {
+        bool established = c->server_key != NULL;
+
+        if (n_extra > EXTRA_FDS_MAX)
+                return log_fail(EXIT_FAIL, -EINVAL, "Too many descriptors to wait for.");
+
+        for (;;) {
+                struct pollfd p[1 + EXTRA_FDS_MAX];
+                uint64_t now, wake = deadline;
+                Frame *f = NULL;
+                int r, timeout;
+
+                if (c->broken) {
+                        if (c->broken_error < 0) {
+                                errno = -c->broken_error;
+                                return client_lost(c, strerror(errno));
+                        }
+                        return -EXIT_CONNECT;
+                }
+
+                r = client_decode(c, &f);
+                if (r < 0)
+                        return r;
+                if (r > 0) {
+                        c->last_rx = now_monotonic_usec();
+                        if (f->type == FRAME_PING) {
+                                frame_free(f);
+                                r = client_send(c, frame_new_simple(FRAME_PONG));
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
+                        if (f->type == FRAME_PONG) {
+                                frame_free(f);
+                                continue;
+                        }
+                        *ret_frame = f;
+                        return CLIENT_FRAME;
+                }
+
+                /* Everything buffered is used up. GnuTLS may hold decrypted
+                 * records that poll() knows nothing about. */
+                if (transport_pending(c->transport)) {
+                        r = client_fill(c);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+
+                now = now_monotonic_usec();
+                if (established) {
+                        if (now >= c->last_rx + PING_INTERVAL_USEC + c->timeout_usec)
+                                return client_lost(c, "the relay stopped answering");
+                        if (now >= c->last_tx + PING_INTERVAL_USEC) {
+                                r = client_send(c, frame_new_simple(FRAME_PING));
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
+                        wake = MIN(wake, c->last_tx + PING_INTERVAL_USEC);
+                        wake = MIN(wake, c->last_rx + PING_INTERVAL_USEC + c->timeout_usec);
+                }
+                if (deadline != UINT64_MAX && now >= deadline)
+                        return CLIENT_TIMEOUT;
+
+                p[0] = (struct pollfd) {
+                        .fd = transport_fd(c->transport),
+                        .events = (c->read_wants_write ? POLLOUT : POLLIN) |
+                                  (c->out_len > 0 ? POLLOUT : 0),
+                };
+                for (size_t i = 0; i < n_extra; i++) {
+                        p[1 + i] = extra[i];
+                        p[1 + i].revents = 0;
+                }
+                if (wake == UINT64_MAX)
+                        timeout = -1;
+                else
+                        timeout = (int) MIN((wake - MIN(wake, now) + 999) / 1000, (uint64_t) INT32_MAX);
+                r = poll(p, 1 + n_extra, timeout);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return log_fail(EXIT_FAIL, -errno, "poll() failed: %m");
+                }
+
+                if ((p[0].revents & POLLOUT) && c->out_len > 0)
+                        (void) client_flush(c);
+                if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) ||
+                    (c->read_wants_write && (p[0].revents & POLLOUT))) {
+                        r = client_fill(c);
+                        if (r < 0)
+                                return r;
+                }
+
+                bool ready = false;
+                for (size_t i = 0; i < n_extra; i++) {
+                        extra[i].revents = p[1 + i].revents;
+                        ready = ready || extra[i].revents != 0;
+                }
+                if (ready)
+                        return CLIENT_READY;
+        }
+}
+
+void client_bye(Client *c) {
+        uint64_t deadline = deadline_in(BYE_WAIT_USEC);
+
+        if (c->broken)
+                return;
+        if (client_send(c, frame_new_simple(FRAME_BYE)) < 0)
+                return;
+        c->closing = true;
+        /* Wait for the relay to close: that also writes out what is queued. */
+        for (;;) {
+                Frame *f = NULL;
+                int r = client_wait(c, NULL, 0, deadline, &f);
+
+                if (r != CLIENT_FRAME)
+                        break;
+                frame_free(f);
+        }
+}
+
+/* Wait for fd to become ready for events, or abort_fd readable, until
+ * deadline. 1 ready, 0 timeout, CLIENT_ABORTED, -errno. */
+static int wait_fd(int fd, short events, int abort_fd, uint64_t deadline) {
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = fd, .events = events },
+                        { .fd = abort_fd, .events = POLLIN },
+                };
+                uint64_t now = now_monotonic_usec();
+                int r;
+
+                if (now >= deadline)
+                        return 0;
+                r = poll(p, abort_fd >= 0 ? 2 : 1, (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT32_MAX));
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (abort_fd >= 0 && p[1].revents)
+                        return CLIENT_ABORTED;
+                if (p[0].revents)
+                        return 1;
+        }
+}
+
+static int tcp_connect(const ClientParams *p, uint64_t deadline, int *ret_fd) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC };
+        struct addrinfo *ai = NULL;
+        char port[8];
+        int r, last_error = -ECONNREFUSED;
+
+        snprintf(port, sizeof(port), "%u", (unsigned) p->port);
+        r = getaddrinfo(p->host, port, &hints, &ai);
+        if (r != 0)
+                return log_fail(EXIT_CONNECT, 0, "Cannot resolve %s: %s.", p->host,
+                                r == EAI_SYSTEM ? strerror(errno) : gai_strerror(r));
+
+        for (struct addrinfo *a = ai; a; a = a->ai_next) {
+                _cleanup_(closep) int fd = -EBADF;
+                int error = 0, one = 1;
+                socklen_t len = sizeof(error);
+
+                fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+                if (fd < 0) {
+                        last_error = -errno;
+                        continue;
+                }
+                /* Chat is many small frames; do not hold them back. */
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
+                        if (errno != EINPROGRESS) {
+                                last_error = -errno;
+                                continue;
+                        }
+                        r = wait_fd(fd, POLLOUT, p->abort_fd, deadline);
+                        if (r == CLIENT_ABORTED) {
+                                freeaddrinfo(ai);
+                                return r;
+                        }
+                        if (r == 0) {
+                                last_error = -ETIMEDOUT;
+                                continue;
+                        }
+                        if (r < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0) {
+                                last_error = r < 0 ? r : -errno;
+                                continue;
+                        }
+                        if (error != 0) {
+                                last_error = -error;
+                                continue;
+                        }
+                }
+                freeaddrinfo(ai);
+                *ret_fd = TAKE_FD(fd);
+                return 0;
+        }
+        freeaddrinfo(ai);
+        return log_fail(EXIT_CONNECT, last_error,
+                        "Cannot connect to %s: %m. Is securechatd running there? (--server HOST:PORT)",
+                        p->address);
+}
+
+static int tls_handshake(Client *c, const ClientParams *p, uint64_t deadline) {
+        for (;;) {
+                const char *error = NULL;
+                int r = transport_handshake(c->transport, &error);
+
+                if (r == 0)
+                        return 0;
+                if (r != -EAGAIN) {
+                        char why[128];
+                        size_t n;
+
+                        /* GnuTLS's descriptions end with a period; ours follows. */
+                        snprintf(why, sizeof(why), "%s", error ?: strerror(-r));
+                        n = strlen(why);
+                        if (n > 0 && why[n - 1] == '.')
+                                why[n - 1] = '\0';
+                        return log_fail(EXIT_CONNECT, r,
+                                        "TLS handshake with %s failed: %s. If the relay runs without TLS, "
+                                        "use --no-tls (or tls=no in scctl.conf).", c->address, why);
+                }
+                r = wait_fd(transport_fd(c->transport),
+                            transport_wants_write(c->transport) ? POLLOUT : POLLIN, p->abort_fd, deadline);
+                if (r == CLIENT_ABORTED)
+                        return r;
+                if (r == 0)
+                        return log_fail(EXIT_TIMEOUT, 0, "TLS handshake with %s timed out after %u s.",
+                                        c->address, seconds(p->timeout_usec));
+                if (r < 0)
+                        return log_fail(EXIT_CONNECT, r, "TLS handshake with %s failed: %m", c->address);
+        }
+}
+
+/* The next frame during the handshake: expected type, else an error. */
+static int expect_frame(Client *c, const ClientParams *p, FrameType type, uint64_t deadline,
+                        Frame **ret) {
+        struct pollfd abort_poll = { .fd = p->abort_fd, .events = POLLIN };
+        Frame *f = NULL;
+        int r;
+
+        r = client_wait(c, &abort_poll, p->abort_fd >= 0 ? 1 : 0, deadline, &f);
+        if (r == CLIENT_READY)
+                return CLIENT_ABORTED;
+        if (r == CLIENT_TIMEOUT)
+                return log_fail(EXIT_TIMEOUT, 0,
+                                "The relay at %s did not answer within %u s%s.", c->address,
+                                seconds(p->timeout_usec),
+                                !p->tls && type == FRAME_HELLO ?
+                                " (if it uses TLS, connect without --no-tls)" : "");
+        if (r < 0)
+                return r;
+        if (f->type == FRAME_ERROR) {
+                r = log_relay_error(f, "Cannot log in");
+                frame_free(f);
+                return r;
+        }
+        if (f->type != type) {
+                r = log_fail(EXIT_CONNECT, 0, "The relay at %s sent \"%s\" where \"%s\" was due; giving up.",
+                             c->address, frame_type_to_string(f->type), frame_type_to_string(type));
+                frame_free(f);
+                return r;
+        }
+        *ret = f;
+        return 0;
+}
+
+static void log_server_key_changed(const ClientParams *p, const char *pinned, const char *received) {
+        _cleanup_(freep) char *file = state_path(p->state, "known_servers");
+
+        log_warning("@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@");
+        log_warning("@   WARNING: THE RELAY'S IDENTITY KEY HAS CHANGED!        @");
+        log_warning("@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@");
+        log_warning("The relay at %s presented the key", p->address);
+        log_warning("    %s", received);
+        log_warning("but the key pinned for it is");
+        log_warning("    %s", pinned);
+        log_warning("Someone may be impersonating the relay, or its key was replaced.");
+        log_warning("Not connecting. If the administrator confirms the new key, delete the line");
+        log_warning("for %s from %s and connect again.", p->address, file ?: "known_servers");
+}
+
+/* The server's key against the pin (section 4, client side). */
+static int check_server_key(const ClientParams *p, const RsaKey *key) {
+        char pinned[RSA_FINGERPRINT_MAX];
+        int r;
+
+        if (p->expected_fingerprint && !streq(p->expected_fingerprint, key->fingerprint))
+                return log_fail(EXIT_SERVER_KEY, 0,
+                                "The relay at %s presented the key %s, not the expected %s "
+                                "(--server-fingerprint). Not connecting.",
+                                p->address, key->fingerprint, p->expected_fingerprint);
+
+        r = state_server_pin(p->state, p->address, key->fingerprint, true, pinned);
+        if (r < 0) {
+                _cleanup_(freep) char *file = state_path(p->state, "known_servers");
+
+                return log_fail(EXIT_FAIL, r, "Cannot read or update %s: %m", file ?: "known_servers");
+        }
+        if (r == PIN_MISMATCH) {
+                log_server_key_changed(p, pinned, key->fingerprint);
+                return -EXIT_SERVER_KEY;
+        }
+        if (r == PIN_NEW)
+                log_notice("Pinned the key of the relay at %s: %s (first connection; compare it with "
+                           "the one the administrator publishes).", p->address, key->fingerprint);
+        return 0;
+}
+
+static bool hello_has_suite(const Frame *f) {
+        for (size_t i = 0; i < f->hello.n_suites; i++)
+                if (streq(f->hello.suites[i], PROTOCOL_SUITE))
+                        return true;
+        return false;
+}
+
+static int handshake(Client *c, const ClientParams *p) {
+        _cleanup_(frame_freep) Frame *hello = NULL, *welcome = NULL;
+        _cleanup_(rsa_key_freep) RsaKey *server_key = NULL;
+        _cleanup_(freep) uint8_t *sig = NULL;
+        uint8_t client_nonce[NONCE_LEN], binding[CHANNEL_BINDING_LEN];
+        size_t binding_len = 0, sig_len = 0;
+        HandshakeParams hp;
+        const KeyPackage *self;
+        int r;
+
+        r = expect_frame(c, p, FRAME_HELLO, deadline_in(p->timeout_usec), &hello);
+        if (r < 0)
+                return r;
+        if (hello->hello.proto != PROTOCOL_VERSION || !hello_has_suite(hello))
+                return log_fail(EXIT_CONNECT, 0,
+                                "The relay at %s speaks protocol %u without suite %s; this scctl speaks "
+                                "protocol %d. Upgrade whichever is older.",
+                                p->address, hello->hello.proto, PROTOCOL_SUITE, PROTOCOL_VERSION);
+        r = rsa_key_from_spki(hello->hello.server_key, hello->hello.server_key_len, &server_key);
+        if (r < 0)
+                return log_fail(EXIT_AUTH, r, "The relay at %s sent an unusable identity key: %m", p->address);
+        r = check_server_key(p, server_key);
+        if (r < 0)
+                return r;
+
+        r = random_bytes(client_nonce, sizeof(client_nonce));
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot get random bytes: %m");
+        r = transport_channel_binding(c->transport, binding, &binding_len);
+        if (r < 0)
+                return log_fail(EXIT_CONNECT, r, "Cannot get the TLS channel binding: %m");
+
+        hp = (HandshakeParams) {
+                .server_nonce = hello->hello.nonce, .server_nonce_len = NONCE_LEN,
+                .client_nonce = client_nonce, .client_nonce_len = NONCE_LEN,
+                .user = p->user,
+                .client_key = p->identity->spki, .client_key_len = p->identity->spki_len,
+                .server_key = server_key->spki, .server_key_len = server_key->spki_len,
+                .binding = binding, .binding_len = binding_len,
+        };
+        r = handshake_sign(HANDSHAKE_CLIENT, &hp, p->identity, &sig, &sig_len);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot sign the handshake: %m");
+        r = client_send(c, frame_new_auth(p->user, p->identity->spki, p->identity->spki_len,
+                                          client_nonce, p->receive, sig, sig_len));
+        if (r < 0)
+                return r;
+
+        r = expect_frame(c, p, FRAME_WELCOME, deadline_in(p->timeout_usec), &welcome);
+        if (r < 0)
+                return r;
+        if (handshake_verify(HANDSHAKE_SERVER, &hp, server_key, welcome->welcome.sig,
+                             welcome->welcome.sig_len) < 0)
+                return log_fail(EXIT_AUTH, 0,
+                                "The relay's signature on the handshake does not verify under its key %s: "
+                                "someone may be in the middle. Not continuing.", server_key->fingerprint);
+        self = welcome->welcome.self;
+        if (!self || key_package_verify(self, server_key) < 0 || !streq(self->user, p->user) ||
+            self->key_len != p->identity->spki_len ||
+            memcmp(self->key, p->identity->spki, self->key_len) != 0)
+                return log_fail(EXIT_AUTH, 0,
+                                "The relay's key package for %s is not signed by it or does not hold our "
+                                "key. Not continuing.", p->user);
+
+        c->limits = welcome->welcome.limits;
+        if (c->limits.max_frame == 0 || c->limits.max_frame > MAX_FRAME_LIMIT)
+                c->limits.max_frame = c->limits.max_frame ? MAX_FRAME_LIMIT : DEFAULT_MAX_FRAME;
+        if (c->limits.max_text == 0)
+                c->limits.max_text = DEFAULT_MAX_TEXT;
+        /* Between frames: the decoder holds nothing. */
+        c->decoder.max_frame = c->limits.max_frame;
+        snprintf(c->session, sizeof(c->session), "%s", welcome->welcome.session);
+        c->server_key = TAKE_PTR(server_key);
+        c->last_rx = c->last_tx = now_monotonic_usec();
+        return 0;
+}
+
+int client_connect(const ClientParams *p, Client **ret) {
+        _cleanup_(client_freep) Client *c = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        struct in6_addr dummy;
+        bool literal;
+        uint64_t deadline = deadline_in(p->timeout_usec);
+        int r;
+
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        c->address = strdup(p->address);
+        if (!c->address)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        c->timeout_usec = p->timeout_usec;
+        c->next_id = 1;
+        c->limits = (FrameLimits) { DEFAULT_MAX_FRAME, DEFAULT_MAX_TEXT, DEFAULT_QUEUE_TTL };
+        frame_decoder_init(&c->decoder, DEFAULT_MAX_FRAME);
+
+        r = tcp_connect(p, deadline, &fd);
+        if (r < 0)
+                return r;
+
+        /* SNI takes host names only, not address literals. */
+        literal = inet_pton(AF_INET, p->host, &dummy) == 1 || inet_pton(AF_INET6, p->host, &dummy) == 1;
+        r = transport_new_client(fd, p->tls, literal ? NULL : p->host, &c->transport);
+        if (r < 0)
+                return log_fail(p->tls ? EXIT_CONNECT : EXIT_FAIL, r, "Cannot set up the connection: %m");
+        fd = -EBADF;    /* the transport owns it */
+        if (p->tls) {
+                r = tls_handshake(c, p, deadline);
+                if (r < 0)
+                        return r;
+        }
+
+        r = handshake(c, p);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(c);
+        return 0;
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One connection to the relay: TCP (+ TLS), the client side of the
+ * handshake (protocol.md section 4) with the server key checked against
+ * known_servers, and frame I/O on a non-blocking socket driven by poll(2).
+ *
+ * The interface is pull-style: client_wait() runs the poll loop until a
+ * frame arrives, one of the caller's descriptors becomes readable, or the
+ * deadline passes, so each command reads as a straight sequence of steps.
+ * Keepalive (ping/pong) is handled inside.
+ *
+ * Like the rest of scctl, functions that fail have told the user why and
+ * return -EXIT_*; the one exception is CLIENT_ABORTED, returned when the
+ * caller's abort descriptor (a signalfd) became readable during connect.
+ */
+#pragma once
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "codec.h"
+#include "frame.h"
+#include "rsa.h"
+#include "state.h"
+#include "transport.h"
+
+#define CLIENT_ABORTED (-1000)
+
+typedef struct ClientParams {
+        const char *host;
+        uint16_t port;
+        const char *address;            /* "host:port", the known_servers key */
+        bool tls;
+        const char *user;
+        const RsaKey *identity;
+        bool receive;                   /* auth.receive */
+        const char *expected_fingerprint; /* --server-fingerprint, or NULL */
+        State *state;                   /* for known_servers */
+        uint64_t timeout_usec;          /* each step of connect and handshake */
+        int abort_fd;                   /* -1, or a descriptor that cancels when readable */
+} ClientParams;
+
+typedef struct Client {
+        char *address;
+        uint64_t timeout_usec;
+        Transport *transport;
+        FrameDecoder decoder;
+        bool closing;                   /* after bye: an EOF is expected */
+        bool broken;                    /* a write failed; reported by client_wait() */
+        int broken_error;
+
+        uint8_t in[16384];
+        size_t in_start, in_end;
+        uint8_t *out;                   /* bytes waiting for the socket, from out[0] */
+        size_t out_len, out_cap;
+        size_t out_retry;               /* length offered when the transport said EAGAIN */
+        bool read_wants_write;
+
+        bool more;                      /* the last frame returned had "more": true */
+
+        uint64_t next_id;
+        uint64_t last_rx, last_tx;      /* monotonic usec */
+
+        /* From the handshake. */
+        RsaKey *server_key;
+        FrameLimits limits;
+        char session[65];
+} Client;
+
+/* Connect, run TLS and the handshake. */
+int client_connect(const ClientParams *p, Client **ret);
+Client *client_free(Client *c);
+static inline void client_freep(Client **c) { client_free(*c); }
+
+/* A fresh id for lookup and send. */
+uint64_t client_next_id(Client *c);
+
+/* Queue a frame (takes the reference to o) and write what the socket takes
+ * now. -EXIT_REFUSED if it is over the relay's max_frame. Write errors show
+ * up in the next client_wait(). */
+int client_send(Client *c, json_object *o);
+
+enum {
+        CLIENT_TIMEOUT = 0,     /* the deadline passed */
+        CLIENT_FRAME = 1,       /* *ret_frame is set */
+        CLIENT_READY = 2,       /* one of the extra descriptors has revents */
+};
+
+/* Wait until deadline (monotonic usec; UINT64_MAX for none). extra may be
+ * NULL; its revents are set on CLIENT_READY. A frame that does not parse
+ * ends the connection (reported). -EXIT_CONNECT when the connection is
+ * lost (reported: "connection to ... lost"). */
+int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadline, Frame **ret_frame);
+
+/* Send bye, write out what is queued, and give the relay a moment to close
+ * its side (so that it reads our bye rather than a reset). */
+void client_bye(Client *c);
+
+/* The exit status for an error code from the relay, and its report. */
+int relay_error_status(const char *code);
+int log_relay_error(const Frame *f, const char *what);
+
+uint64_t deadline_in(uint64_t usec);

@@ -1,0 +1,351 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * scctl connect: the interactive session of the original client.
+ * "recipient:message" lines send, "quit" leaves, "/users" and "/help" help;
+ * incoming messages and presence changes show as they happen.
+ *
+ * On a terminal the line is edited with libedit's readline interface in
+ * callback mode, and every print first clears the line being typed and
+ * draws it again afterwards (output_set_hooks), so nothing gets garbled.
+ * With stdin from a pipe, lines are read as they come and sent in order;
+ * at the end of input scctl waits for the relay's answers, says bye and
+ * exits non-zero if any message was not accepted.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+
+#include "cli.h"
+#include "exit-codes.h"
+#include "output.h"
+#include "protocol.h"
+#include "session.h"
+#include "verbs.h"
+
+/* The longest line we take: a user name, a colon and max_text bytes fit
+ * with room to spare for the default limits. */
+#define LINE_MAX_LEN (64 * 1024)
+/* Input read ahead of the line being sent (pipe mode). */
+#define PENDING_MAX (LINE_MAX_LEN + 4096)
+
+typedef struct Interactive {
+        Session *session;
+        bool tty;
+        bool eof;                       /* end of input, or quit */
+        char prompt[USERNAME_MAX + 4];
+        char *pending;                  /* pipe mode: input not handled yet */
+        size_t n_pending;
+        bool input_closed;              /* pipe mode: read() said end of file */
+        bool discarding;                /* the rest of a line that was too long */
+} Interactive;
+
+/* libedit's callbacks carry no userdata. */
+static Interactive *current;
+
+static const char help_text[] =
+        "RECIPIENT:MESSAGE   send MESSAGE to RECIPIENT\n"
+        "/users              who is online, with key fingerprints\n"
+        "/help               this text\n"
+        "quit                leave (so does Ctrl-D)\n";
+
+static int line_error(Interactive *in, const char *fmt, ...) _printf_(2, 3);
+
+static int line_error(Interactive *in, const char *fmt, ...) {
+        char message[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+        log_fail(EXIT_USAGE, 0, "%s", message);
+        if (in->session->status == 0)
+                in->session->status = EXIT_USAGE;
+        return 0;
+}
+
+static char *strip(char *s) {
+        size_t n;
+
+        s += strspn(s, " \t");
+        n = strlen(s);
+        while (n > 0 && strchr(" \t\r", s[n - 1]))
+                s[--n] = '\0';
+        return s;
+}
+
+/* Is the line, blanks aside, exactly word? */
+static bool line_is(const char *line, const char *word) {
+        size_t n = strlen(word);
+
+        line += strspn(line, " \t");
+        return strncmp(line, word, n) == 0 && line[n + strspn(line + n, " \t")] == '\0';
+}
+
+/* One line of input. Returns -EXIT_* only for failures that end the
+ * session; a bad line is reported and counted. */
+static int handle_line(Interactive *in, char *line) {
+        char *colon, *to, *text;
+        size_t n = strlen(line);
+
+        if (n > 0 && line[n - 1] == '\r')
+                line[--n] = '\0';
+        if (line[strspn(line, " \t")] == '\0')
+                return 0;
+        if (line_is(line, "quit") || line_is(line, "/quit")) {
+                in->eof = true;
+                return 0;
+        }
+        if (line_is(line, "/users"))
+                return session_output_users(in->session);
+        if (line_is(line, "/help")) {
+                output->text(help_text);
+                return 0;
+        }
+
+        colon = strchr(line, ':');
+        if (!colon)
+                return line_error(in, "Expected RECIPIENT:MESSAGE (or quit, /users, /help).");
+        *colon = '\0';
+        to = strip(line);
+        text = colon + 1;
+        text += strspn(text, " \t");
+        if (!username_valid(to))
+                return line_error(in, "\"%s\" is not a valid user name.", to);
+        if (!text[0])
+                return line_error(in, "The message to %s is empty.", to);
+        if (!utf8_valid(text, strlen(text)))
+                return line_error(in, "The message to %s is not valid UTF-8 text.", to);
+        return session_queue_message(in->session, to, text, strlen(text));
+}
+
+/* Pipe mode: handle the next lines of input, one at a time: a line is
+ * taken only when the relay has answered the message before it, so that
+ * messages, their results and commands keep the order of the input. */
+static int process_pending(Interactive *in) {
+        while (!in->eof && !in->session->outgoing) {
+                char *nl = memchr(in->pending, '\n', in->n_pending);
+                size_t len, used;
+                int r;
+
+                if (nl)
+                        used = (len = (size_t) (nl - in->pending)) + 1;
+                else if (in->input_closed && in->n_pending > 0)
+                        used = len = in->n_pending;     /* a last line without newline */
+                else if (in->input_closed) {
+                        in->eof = true;
+                        break;
+                } else if (in->n_pending >= LINE_MAX_LEN) {
+                        if (!in->discarding)
+                                line_error(in, "A line is longer than %d bytes; skipped it.", LINE_MAX_LEN);
+                        in->discarding = true;
+                        in->n_pending = 0;
+                        break;
+                } else
+                        break;
+
+                if (in->discarding)
+                        in->discarding = false;
+                else {
+                        in->pending[len] = '\0';
+                        r = handle_line(in, in->pending);
+                        if (r < 0)
+                                return r;
+                }
+                memmove(in->pending, in->pending + used, in->n_pending - used);
+                in->n_pending -= used;
+        }
+        return 0;
+}
+
+static int read_input(Interactive *in) {
+        ssize_t n;
+
+        n = read(STDIN_FILENO, in->pending + in->n_pending, PENDING_MAX - in->n_pending);
+        if (n < 0) {
+                if (errno == EINTR || errno == EAGAIN)
+                        return 0;
+                return log_fail(EXIT_FAIL, -errno, "Cannot read standard input: %m");
+        }
+        if (n == 0)
+                in->input_closed = true;
+        in->n_pending += (size_t) n;
+        return 0;
+}
+
+/* Terminal mode. */
+static int tty_result;
+/* Inside the line callback the cursor is on a fresh line and libedit
+ * still shows the accepted one: prints need no clearing and no redraw. */
+static bool tty_in_callback;
+
+static void tty_line(char *line) {
+        Interactive *in = current;
+
+        if (!line) {
+                in->eof = true;
+                rl_callback_handler_remove();
+                fputc('\n', stdout);
+                return;
+        }
+        if (line[0])
+                add_history(line);
+        tty_in_callback = true;
+        if (tty_result >= 0)
+                tty_result = handle_line(in, line);
+        tty_in_callback = false;
+        free(line);
+        /* libedit keeps the accepted line on display until the next key;
+         * installing the handler again starts a fresh, empty prompt. */
+        if (!in->eof) {
+                rl_callback_handler_remove();
+                rl_callback_handler_install(in->prompt, tty_line);
+        } else
+                rl_callback_handler_remove();
+}
+
+static void tty_before(void) {
+        if (current && current->tty && !current->eof && !tty_in_callback) {
+                fputs("\r\033[K", stdout);
+                fflush(stdout);
+        }
+}
+
+static void tty_after(void) {
+        if (current && current->tty && !current->eof && !tty_in_callback)
+                rl_forced_update_display();
+}
+
+int verb_connect(int argc, char *argv[]) {
+        static const struct option options[] = { GLOBAL_OPTIONS, {} };
+        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(client_freep) Client *c = NULL;
+        _cleanup_(closep) int sigfd = -EBADF;
+        _cleanup_(freep) char *buf = NULL;
+        Interactive in = {};
+        uint64_t deadline = UINT64_MAX;
+        Context ctx = {};
+        int opt, r;
+
+        while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
+                r = verb_option(argv[0], opt, argv);
+                if (r >= 0)
+                        return r;
+        }
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+
+        r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+        if (r < 0)
+                goto finish;
+        sigfd = signal_fd_open();
+        if (sigfd < 0) {
+                r = sigfd;
+                goto finish;
+        }
+        r = context_connect(&ctx, true, sigfd, &c);
+        if (r == CLIENT_ABORTED) {
+                r = 0;
+                goto finish;
+        }
+        if (r < 0)
+                goto finish;
+        r = session_new(&ctx, true, &s);
+        if (r < 0)
+                goto finish;
+        s->show_presence = true;
+        s->interactive = true;
+        r = session_attach(s, c);
+        if (r < 0)
+                goto finish;
+
+        in.session = s;
+        in.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && !arg_settings.json;
+        snprintf(in.prompt, sizeof(in.prompt), "%s> ", arg_settings.user);
+        current = &in;
+        output->connected(arg_settings.user, arg_settings.address, c->session);
+        if (in.tty) {
+                rl_catch_signals = 0;   /* SIGINT and SIGTERM come through the signalfd */
+                output_set_hooks(tty_before, tty_after);
+                log_notice("Type RECIPIENT:MESSAGE, /help, or quit.");
+                rl_callback_handler_install(in.prompt, tty_line);
+        } else {
+                buf = malloc(PENDING_MAX + 1);
+                if (!buf) {
+                        r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                        goto finish;
+                }
+                in.pending = buf;
+        }
+
+        for (;;) {
+                struct pollfd p[2] = {
+                        { .fd = sigfd, .events = POLLIN },
+                        { .fd = STDIN_FILENO, .events = POLLIN },
+                };
+                bool want_input;
+
+                if (!in.tty) {
+                        r = process_pending(&in);
+                        if (r < 0)
+                                goto finish;
+                }
+                if (in.eof && session_idle(s))
+                        break;
+                /* While we wait for the relay (a message in flight, or
+                 * deliveries held at the end), it has the timeout to answer. */
+                if (!s->outgoing && !(in.eof && !session_idle(s)))
+                        deadline = UINT64_MAX;
+                else if (deadline == UINT64_MAX)
+                        deadline = deadline_in(arg_settings.timeout_usec);
+                want_input = in.tty ? !in.eof : !in.input_closed && in.n_pending < PENDING_MAX;
+
+                r = session_wait(s, p, want_input ? 2 : 1, deadline, "The session ended");
+                if (r == CLIENT_TIMEOUT) {
+                        r = log_fail(EXIT_TIMEOUT, 0, "The relay at %s did not answer within %u s.",
+                                     arg_settings.address, (unsigned) (arg_settings.timeout_usec / USEC_PER_SEC));
+                        goto finish;
+                }
+                if (r < 0)
+                        goto finish;
+                if (r != CLIENT_READY) {
+                        deadline = UINT64_MAX;  /* the relay answered: start again */
+                        continue;
+                }
+                if (p[0].revents) {
+                        struct signalfd_siginfo si;
+
+                        while (read(sigfd, &si, sizeof(si)) == (ssize_t) sizeof(si))
+                                ;
+                        break;
+                }
+                if (want_input && p[1].revents) {
+                        if (in.tty) {
+                                tty_result = 0;
+                                rl_callback_read_char();
+                                r = tty_result;
+                        } else
+                                r = read_input(&in);
+                        if (r < 0)
+                                goto finish;
+                }
+        }
+
+        client_bye(c);
+        r = -s->status;
+finish:
+        if (in.tty && !in.eof)
+                rl_callback_handler_remove();
+        output_set_hooks(NULL, NULL);
+        current = NULL;
+        if (s)
+                session_detach(s);
+        context_done(&ctx);
+        return -r;
+}

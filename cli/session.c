@@ -1,0 +1,809 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b64.h"
+#include "cli.h"
+#include "envelope.h"
+#include "exit-codes.h"
+#include "output.h"
+#include "protocol.h"
+#include "session.h"
+
+/* Deliveries held while the relay looks up a sender's key. Beyond this the
+ * relay is flooding us; further ones are refused (and acked) at once. */
+#define DELIVERIES_MAX 1024
+#define MIN_REPLAY_WINDOW (24 * 3600)
+/* Users a session keeps track of (presence and lookups). The relay decides
+ * how many it tells us about; this keeps a hostile one from growing us. */
+#define PEERS_MAX 100000
+
+struct Outgoing {
+        char to[USERNAME_MAX + 1];
+        char *text;
+        size_t len;
+        uint64_t send_id;               /* 0 until sent */
+        Outgoing *next;
+};
+
+struct Delivery {
+        uint64_t seq;
+        Envelope *envelope;
+        Delivery *next;
+};
+
+int context_open(Context *ctx, Settings *settings, bool identity, unsigned bits) {
+        _cleanup_(freep) char *path = NULL;
+        int r;
+
+        *ctx = (Context) { .settings = settings };
+        r = settings_resolve(settings);
+        if (r < 0)
+                return r;
+        r = state_open(settings->home, &ctx->state);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot create the state directory %s: %m", settings->home);
+        if (!identity)
+                return 0;
+
+        path = state_identity_path(ctx->state, settings->user);
+        if (!path)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        r = state_identity_load(ctx->state, settings->user, true, bits, &ctx->identity, &ctx->identity_created);
+        if (r == -EPERM)
+                return log_fail(EXIT_FAIL, 0,
+                                "The private key %s is readable or writable by other users; "
+                                "refusing to use it. Fix its mode with: chmod 600 %s", path, path);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot load or create the private key %s: %m", path);
+        if (ctx->identity_created)
+                log_notice("Created a %u-bit identity key for %s in %s (fingerprint %s).",
+                           rsa_key_bits(ctx->identity), settings->user, path, ctx->identity->fingerprint);
+        return 0;
+}
+
+void context_done(Context *ctx) {
+        rsa_key_free(ctx->identity);
+        state_free(ctx->state);
+        *ctx = (Context) {};
+}
+
+int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
+        const Settings *st = ctx->settings;
+        ClientParams p = {
+                .host = st->host,
+                .port = st->port,
+                .address = st->address,
+                .tls = st->tls,
+                .user = st->user,
+                .identity = ctx->identity,
+                .receive = receive,
+                .expected_fingerprint = st->server_fingerprint,
+                .state = ctx->state,
+                .timeout_usec = st->timeout_usec,
+                .abort_fd = abort_fd,
+        };
+
+        return client_connect(&p, ret);
+}
+
+uint64_t session_window(const Client *c) {
+        return MAX(c->limits.queue_ttl, (uint64_t) MIN_REPLAY_WINDOW);
+}
+
+int session_new(Context *ctx, bool receiving, Session **ret) {
+        Session *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        s->ctx = ctx;
+        s->receiving = receiving;
+        *ret = s;
+        return 0;
+}
+
+static void deliveries_clear(Session *s) {
+        while (s->deliveries) {
+                Delivery *d = s->deliveries;
+
+                s->deliveries = d->next;
+                envelope_free(d->envelope);
+                free(d);
+        }
+        s->deliveries_last = NULL;
+        s->n_deliveries = 0;
+}
+
+static void outgoing_pop(Session *s) {
+        Outgoing *o = s->outgoing;
+
+        if (!o)
+                return;
+        s->outgoing = o->next;
+        if (!s->outgoing)
+                s->outgoing_last = NULL;
+        s->n_outgoing--;
+        secure_free(o->text, o->len);
+        free(o);
+}
+
+Session *session_free(Session *s) {
+        if (!s)
+                return NULL;
+        deliveries_clear(s);
+        while (s->outgoing)
+                outgoing_pop(s);
+        for (size_t i = 0; i < s->n_peers; i++) {
+                key_package_free(s->peers[i].package);
+                rsa_key_free(s->peers[i].key);
+        }
+        free(s->peers);
+        seen_free(s->seen);
+        free(s);
+        return NULL;
+}
+
+int session_attach(Session *s, Client *c) {
+        int r;
+
+        s->client = c;
+        s->presence_listed = false;
+        s->synced = false;
+        if (s->receiving && !s->seen) {
+                r = seen_open(s->ctx->state, s->ctx->settings->user, session_window(c), now_unix(), &s->seen);
+                if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "Cannot read the list of seen messages in %s/seen/%s: %m",
+                                        s->ctx->settings->home, s->ctx->settings->user);
+        }
+        return 0;
+}
+
+void session_detach(Session *s) {
+        deliveries_clear(s);
+        for (size_t i = 0; i < s->n_peers; i++)
+                s->peers[i].lookup_id = 0;
+        /* A message in flight has an unknown fate; send it again on the
+         * next connection rather than lose it (the relay's copy, if it got
+         * one, has another id: the recipient sees it twice at worst). */
+        if (s->outgoing)
+                s->outgoing->send_id = 0;
+        s->client = NULL;
+}
+
+Peer *session_peer(Session *s, const char *user) {
+        Peer *p;
+
+        for (size_t i = 0; i < s->n_peers; i++)
+                if (streq(s->peers[i].user, user))
+                        return &s->peers[i];
+        if (!username_valid(user) || s->n_peers >= PEERS_MAX)
+                return NULL;
+        /* One entry per user the relay told us about or we asked about:
+         * bounded by the presence list (one frame) and our own requests. */
+        p = realloc(s->peers, (s->n_peers + 1) * sizeof(Peer));
+        if (!p)
+                return NULL;
+        s->peers = p;
+        p = &s->peers[s->n_peers++];
+        *p = (Peer) {};
+        snprintf(p->user, sizeof(p->user), "%s", user);
+        return p;
+}
+
+/* Take the relay's package for a peer (from presence or key), after
+ * checking the server's signature. A new package drops what we concluded
+ * from the old one. */
+static void peer_set_package(Session *s, Peer *p, const KeyPackage *kp) {
+        KeyPackage *copy = NULL;
+
+        if (p->package && kp && p->package->key_len == kp->key_len &&
+            memcmp(p->package->key, kp->key, kp->key_len) == 0 && !p->unverifiable) {
+                p->answered = true;
+                return;
+        }
+        p->key = rsa_key_free(p->key);
+        p->pinned[0] = '\0';
+        p->package = key_package_free(p->package);
+        p->unverifiable = false;
+        p->answered = true;
+        if (!kp)
+                return;
+        if (!streq(kp->user, p->user) || key_package_verify(kp, s->client->server_key) < 0) {
+                log_warning("The relay sent a key package for %s that is not signed by its key; "
+                            "%s's key is not trusted.", p->user, p->user);
+                p->unverifiable = true;
+                return;
+        }
+        if (key_package_dup(kp, &copy) < 0) {
+                p->answered = false;    /* out of memory: ask again later */
+                return;
+        }
+        p->package = copy;
+}
+
+/* The pin, compared without changing anything (for presence lines). */
+static const char *peer_pin_differs(Session *s, Peer *p) {
+        _cleanup_(key_package_freep) KeyPackage *pinned = NULL;
+
+        if (!p->package || state_peer_get(s->ctx->state, s->ctx->settings->address, p->user, &pinned) < 0)
+                return NULL;
+        if (pinned->key_len == p->package->key_len &&
+            memcmp(pinned->key, p->package->key, pinned->key_len) == 0)
+                return NULL;
+        rsa_fingerprint_spki(pinned->key, pinned->key_len, p->pinned);
+        return p->pinned;
+}
+
+int session_lookup(Session *s, const char *user, Peer **ret_peer) {
+        Peer *p = session_peer(s, user);
+        int r;
+
+        if (!p)
+                return log_fail(EXIT_FAIL, -ENOMEM, "Cannot keep track of %s: %m", user);
+        if (!p->answered) {
+                if (p->lookup_id == 0) {
+                        if (!s->client)
+                                return 0;
+                        p->lookup_id = client_next_id(s->client);
+                        r = client_send(s->client, frame_new_lookup(p->lookup_id, user));
+                        if (r < 0)
+                                return r;
+                }
+                return 0;
+        }
+        *ret_peer = p;
+        return 1;
+}
+
+typedef enum PeerKeyState {
+        PEER_KEY_READY,
+        PEER_KEY_WAIT,
+        PEER_KEY_UNKNOWN,
+        PEER_KEY_CHANGED,
+        PEER_KEY_UNVERIFIABLE,
+} PeerKeyState;
+
+/* The key to use for user: pinned, and what the relay has. Pins on first
+ * use. Returns a PeerKeyState or -EXIT_*. */
+static int peer_key(Session *s, const char *user, Peer **ret_peer) {
+        Peer *p = NULL;
+        int r;
+
+        r = session_lookup(s, user, &p);
+        if (r <= 0)
+                return r < 0 ? r : PEER_KEY_WAIT;
+        *ret_peer = p;
+        if (p->key)
+                return PEER_KEY_READY;
+        if (p->unverifiable)
+                return PEER_KEY_UNVERIFIABLE;
+        if (!p->package)
+                return PEER_KEY_UNKNOWN;
+
+        r = state_peer_pin(s->ctx->state, s->ctx->settings->address, p->package, p->pinned);
+        if (r < 0) {
+                _cleanup_(freep) char *path = state_peer_path(s->ctx->state, s->ctx->settings->address, user);
+
+                return log_fail(EXIT_FAIL, r, "Cannot read or write the pinned key %s: %m", path ?: user);
+        }
+        if (r == PIN_MISMATCH)
+                return PEER_KEY_CHANGED;
+        if (r == PIN_NEW) {
+                char fingerprint[RSA_FINGERPRINT_MAX];
+
+                rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprint);
+                log_notice("Pinned %s's key %s (first use; compare it with %s to be sure).",
+                           user, fingerprint, user);
+        }
+        p->pinned[0] = '\0';
+        if (rsa_key_from_spki(p->package->key, p->package->key_len, &p->key) < 0) {
+                p->unverifiable = true;
+                return PEER_KEY_UNVERIFIABLE;
+        }
+        return PEER_KEY_READY;
+}
+
+static void remember_sent(Session *s, const char *msg, const char *to) {
+        unsigned i = s->recent_next++ % SESSION_RECENT_MAX;
+
+        snprintf(s->recent[i].msg, sizeof(s->recent[i].msg), "%s", msg);
+        snprintf(s->recent[i].to, sizeof(s->recent[i].to), "%s", to);
+}
+
+static const char *recent_recipient(const Session *s, const char *msg) {
+        for (unsigned i = 0; i < SESSION_RECENT_MAX; i++)
+                if (s->recent[i].msg[0] && streq(s->recent[i].msg, msg))
+                        return s->recent[i].to;
+        return NULL;
+}
+
+static void message_refused(Session *s, const char *to, int status, const char *reason, const char *fmt, ...)
+        _printf_(5, 6);
+
+static void message_refused(Session *s, const char *to, int status, const char *reason, const char *fmt, ...) {
+        char message[512];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(message, sizeof(message), fmt, ap);
+        va_end(ap);
+
+        if (s->interactive)
+                output->refused(to, reason, message);
+        else
+                log_fail(status, 0, "Not sent to %s: %s", to, message);
+        if (s->status == 0)
+                s->status = status;
+        s->n_refused++;
+}
+
+static int send_head(Session *s) {
+        _cleanup_(envelope_freep) Envelope *e = NULL;
+        _cleanup_(freep) char *msg = NULL;
+        Outgoing *o = s->outgoing;
+        json_object *env = NULL;
+        Peer *p = NULL;
+        int r;
+
+        r = peer_key(s, o->to, &p);
+        if (r < 0)
+                return r;
+        switch (r) {
+        case PEER_KEY_WAIT:
+                return 0;
+        case PEER_KEY_UNKNOWN: {
+                const char *code = p->error[0] ? p->error : ERR_NO_SUCH_USER;
+
+                if (streq(code, ERR_NO_SUCH_USER))
+                        message_refused(s, o->to, EXIT_REFUSED, code, "no user %s at the relay", o->to);
+                else
+                        message_refused(s, o->to, relay_error_status(code), code,
+                                        "the relay did not give %s's key (%s)", o->to, code);
+                outgoing_pop(s);
+                return 1;
+        }
+        case PEER_KEY_CHANGED: {
+                char fingerprint[RSA_FINGERPRINT_MAX];
+
+                rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprint);
+                message_refused(s, o->to, EXIT_PEER_KEY, "key_changed",
+                                "%s's key changed: pinned %s, the relay now has %s; compare fingerprints "
+                                "with %s, then run 'scctl trust %s'",
+                                o->to, p->pinned, fingerprint, o->to, o->to);
+                outgoing_pop(s);
+                return 1;
+        }
+        case PEER_KEY_UNVERIFIABLE:
+                message_refused(s, o->to, EXIT_PEER_KEY, "unverifiable_key",
+                                "the relay's key package for %s does not verify", o->to);
+                outgoing_pop(s);
+                return 1;
+        default:
+                break;
+        }
+
+        r = envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, p->key, now_unix(),
+                          o->text, o->len, &e);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot seal the message to %s: %m", o->to);
+        r = envelope_to_json(e, &env);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot encode the message to %s: %m", o->to);
+        r = b64_encode(e->id, MSG_ID_LEN, &msg);
+        if (r < 0) {
+                json_object_put(env);
+                return log_fail(EXIT_FAIL, r, "%m");
+        }
+        o->send_id = client_next_id(s->client);
+        remember_sent(s, msg, o->to);
+        r = client_send(s->client, frame_new_send(o->send_id, env));
+        json_object_put(env);
+        return r < 0 ? r : 0;
+}
+
+/* Send what can be sent: the head of the queue, unless it is in flight. */
+static int process_outgoing(Session *s) {
+        while (s->client && s->outgoing && s->outgoing->send_id == 0) {
+                Outgoing *o = s->outgoing;
+                int r;
+
+                if (o->len > s->client->limits.max_text) {
+                        message_refused(s, o->to, EXIT_REFUSED, ERR_TOO_LARGE,
+                                        "the message has %zu bytes; the relay takes at most %" PRIu64,
+                                        o->len, s->client->limits.max_text);
+                        outgoing_pop(s);
+                        continue;
+                }
+                r = send_head(s);
+                if (r <= 0)
+                        return r;
+        }
+        return 0;
+}
+
+int session_queue_message(Session *s, const char *to, const char *text, size_t len) {
+        Outgoing *o = calloc(1, sizeof(*o));
+
+        if (!o)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        snprintf(o->to, sizeof(o->to), "%s", to);
+        o->text = malloc(len + 1);
+        if (!o->text) {
+                free(o);
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        }
+        memcpy(o->text, text, len);
+        o->text[len] = '\0';
+        o->len = len;
+        if (s->outgoing_last)
+                s->outgoing_last->next = o;
+        else
+                s->outgoing = o;
+        s->outgoing_last = o;
+        s->n_outgoing++;
+        return process_outgoing(s);
+}
+
+bool session_idle(const Session *s) {
+        return !s->outgoing && !s->deliveries;
+}
+
+/* Envelope ids for output. */
+static void id_string(const uint8_t id[MSG_ID_LEN], char out[32]) {
+        _cleanup_(freep) char *b = NULL;
+
+        snprintf(out, 32, "%s", b64_encode(id, MSG_ID_LEN, &b) >= 0 ? b : "?");
+}
+
+static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts) {
+        return seen_check(userdata, from, id);
+}
+
+/* Open one envelope and show it (or why not). 0 to ack, -EXIT_* when our
+ * own state failed (then we do not ack: the relay keeps the message). */
+static int open_delivery(Session *s, const Envelope *e) {
+        const char *reason = NULL, *me = s->ctx->settings->user;
+        char *text = NULL;
+        EnvelopeError error = ENVELOPE_OK;
+        char id[32];
+        size_t len = 0;
+        Peer *p = NULL;
+        int r;
+
+        id_string(e->id, id);
+        if (!streq(e->to, me))
+                reason = envelope_error_to_string(ENVELOPE_WRONG_RECIPIENT);
+        else {
+                r = peer_key(s, e->from, &p);
+                if (r < 0)
+                        return r;
+                if (r == PEER_KEY_WAIT)
+                        return 1;
+                if (r == PEER_KEY_UNKNOWN)
+                        reason = envelope_error_to_string(ENVELOPE_UNKNOWN_SENDER);
+                else if (r == PEER_KEY_CHANGED)
+                        reason = "key_changed";
+                else if (r == PEER_KEY_UNVERIFIABLE)
+                        reason = "unverifiable_key";
+        }
+
+        if (!reason) {
+                EnvelopeOpenParams params = {
+                        .me = me,
+                        .my_key = s->ctx->identity,
+                        .sender_key = p->key,
+                        .now = now_unix(),
+                        .window = session_window(s->client),
+                        .max_text = (size_t) s->client->limits.max_text,
+                        .seen = seen_cb,
+                        .userdata = s->seen,
+                };
+
+                r = envelope_open(e, &params, &text, &len, &error);
+                if (r == -EBADMSG)
+                        reason = envelope_error_to_string(error);
+                else if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "Cannot open the message %s from %s: %m", id, e->from);
+        }
+
+        if (reason) {
+                output->rejected(e->from, id, reason);
+                return 0;
+        }
+
+        output->message(&(OutputMessage) {
+                .from = e->from,
+                .to = e->to,
+                .id = id,
+                .ts = e->ts,
+                .text = text,
+                .len = len,
+        });
+        secure_free(text, len);
+        if (output_broken())
+                return log_fail(EXIT_FAIL, 0, "Cannot write message %s from %s to standard output; "
+                                "leaving it with the relay.", id, e->from);
+        s->n_messages++;
+        r = seen_add(s->seen, e->from, e->id, e->ts);
+        if (r < 0)
+                log_warning("Cannot record message %s as seen: %s; a replay of it would be shown again.",
+                            id, strerror(-r));
+        return 0;
+}
+
+static int process_deliveries(Session *s) {
+        while (s->client && s->deliveries) {
+                Delivery *d = s->deliveries;
+                int r;
+
+                r = open_delivery(s, d->envelope);
+                if (r != 0)
+                        return r < 0 ? r : 0;   /* 1: waiting for a key */
+
+                r = client_send(s->client, frame_new_ack(d->seq));
+                s->deliveries = d->next;
+                if (!s->deliveries)
+                        s->deliveries_last = NULL;
+                s->n_deliveries--;
+                envelope_free(d->envelope);
+                free(d);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int progress(Session *s) {
+        int r;
+
+        r = process_deliveries(s);
+        if (r < 0)
+                return r;
+        return process_outgoing(s);
+}
+
+static void show_online(Session *s, Peer *p) {
+        char fingerprint[RSA_FINGERPRINT_MAX];
+
+        if (!s->show_presence || streq(p->user, s->ctx->settings->user) || !p->package)
+                return;
+        rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprint);
+        output->presence("online", p->user, fingerprint, peer_pin_differs(s, p));
+}
+
+static int handle_presence(Session *s, const Frame *f) {
+        const char *me = s->ctx->settings->user;
+
+        switch (f->presence.kind) {
+        case PRESENCE_LIST:
+                /* Report the difference from what we knew: on the first
+                 * connection everyone listed comes online; after a reconnect
+                 * only the changes show. The list may come in several
+                 * frames; the last one has no "more". */
+                for (size_t i = 0; i < f->presence.n_users; i++) {
+                        const KeyPackage *kp = f->presence.users[i];
+                        Peer *p = session_peer(s, kp->user);
+                        bool was_online;
+
+                        if (!p)
+                                continue;       /* out of memory or over PEERS_MAX: not shown */
+                        was_online = p->online;
+                        peer_set_package(s, p, kp);
+                        p->online = p->listed = true;
+                        if (!was_online)
+                                show_online(s, p);
+                }
+                if (s->client->more)
+                        break;
+                for (size_t i = 0; i < s->n_peers; i++) {
+                        Peer *p = &s->peers[i];
+
+                        if (p->online && !p->listed) {
+                                p->online = false;
+                                if (s->show_presence && !streq(p->user, me))
+                                        output->presence("offline", p->user, NULL, NULL);
+                        }
+                        p->listed = false;
+                }
+                s->presence_listed = true;
+                break;
+        case PRESENCE_ONLINE: {
+                Peer *p = session_peer(s, f->presence.package->user);
+
+                if (!p)
+                        break;
+                peer_set_package(s, p, f->presence.package);
+                p->online = true;
+                show_online(s, p);
+                break;
+        }
+        case PRESENCE_OFFLINE: {
+                Peer *p = session_peer(s, f->presence.user);
+
+                if (!p)
+                        break;
+                p->online = false;
+                if (s->show_presence && !streq(p->user, me))
+                        output->presence("offline", p->user, NULL, NULL);
+                break;
+        }
+        }
+        return progress(s);
+}
+
+static Peer *peer_by_lookup(Session *s, uint64_t id) {
+        for (size_t i = 0; i < s->n_peers; i++)
+                if (s->peers[i].lookup_id == id)
+                        return &s->peers[i];
+        return NULL;
+}
+
+int session_handle(Session *s, const Frame *f) {
+        int r;
+
+        switch (f->type) {
+        case FRAME_PRESENCE:
+                r = handle_presence(s, f);
+                return r < 0 ? r : 1;
+
+        case FRAME_KEY: {
+                Peer *p = peer_by_lookup(s, f->key.id);
+
+                if (!p)
+                        return 1;       /* an answer we no longer wait for */
+                p->lookup_id = 0;
+                if (!streq(f->key.package->user, p->user)) {
+                        log_warning("The relay answered a lookup of %s with the key of %s.",
+                                    p->user, f->key.package->user);
+                        peer_set_package(s, p, NULL);
+                        p->unverifiable = true;
+                } else
+                        peer_set_package(s, p, f->key.package);
+                r = progress(s);
+                return r < 0 ? r : 1;
+        }
+
+        case FRAME_DELIVER: {
+                Delivery *d;
+
+                if (!s->receiving)
+                        return 0;
+                if (s->n_deliveries >= DELIVERIES_MAX) {
+                        char id[32];
+
+                        id_string(f->deliver.envelope->id, id);
+                        output->rejected(f->deliver.envelope->from, id, "overload");
+                        r = client_send(s->client, frame_new_ack(f->deliver.seq));
+                        return r < 0 ? r : 1;
+                }
+                d = calloc(1, sizeof(*d));
+                if (!d)
+                        return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                d->seq = f->deliver.seq;
+                if (envelope_from_json(f->deliver.raw, &d->envelope, NULL) < 0) {
+                        /* The codec parsed it once already; only memory can fail here. */
+                        free(d);
+                        return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                }
+                if (s->deliveries_last)
+                        s->deliveries_last->next = d;
+                else
+                        s->deliveries = d;
+                s->deliveries_last = d;
+                s->n_deliveries++;
+                r = progress(s);
+                return r < 0 ? r : 1;
+        }
+
+        case FRAME_ACCEPTED: {
+                Outgoing *o = s->outgoing;
+
+                if (!o || o->send_id != f->accepted.id)
+                        return 0;
+                output->sent(o->to, f->accepted.msg, f->accepted.queued, s->interactive);
+                s->n_accepted++;
+                outgoing_pop(s);
+                r = process_outgoing(s);
+                return r < 0 ? r : 1;
+        }
+
+        case FRAME_RECEIPT: {
+                const char *to = recent_recipient(s, f->receipt.msg);
+
+                if (!to)
+                        return 1;       /* for a message another session of ours sent */
+                output->receipt(to, f->receipt.msg, f->receipt.status, s->interactive);
+                s->n_receipts++;
+                return 1;
+        }
+
+        case FRAME_ERROR: {
+                Peer *p;
+
+                if (!f->error.has_id)
+                        return 0;
+                p = peer_by_lookup(s, f->error.id);
+                if (p) {
+                        p->lookup_id = 0;
+                        peer_set_package(s, p, NULL);
+                        snprintf(p->error, sizeof(p->error), "%s", f->error.code);
+                        r = progress(s);
+                return r < 0 ? r : 1;
+                }
+                if (s->outgoing && s->outgoing->send_id == f->error.id) {
+                        char message[200];
+                        size_t i;
+
+                        for (i = 0; f->error.message && f->error.message[i] && i + 1 < sizeof(message); i++)
+                                message[i] = f->error.message[i] >= 0x20 && f->error.message[i] < 0x7F ?
+                                             f->error.message[i] : '?';
+                        message[i] = '\0';
+                        message_refused(s, s->outgoing->to, relay_error_status(f->error.code), f->error.code,
+                                        "the relay refused it: %s%s%s", f->error.code,
+                                        message[0] ? ": " : "", message);
+                        outgoing_pop(s);
+                        r = process_outgoing(s);
+                return r < 0 ? r : 1;
+                }
+                return 0;
+        }
+
+        case FRAME_SYNCED:
+                s->synced = true;
+                return 1;
+
+        default:
+                return 0;
+        }
+}
+
+/* Wait for the next frame the session does not consume itself. Errors
+ * without an id end the session; frames nobody expects are skipped.
+ * Returns CLIENT_FRAME/CLIENT_TIMEOUT/CLIENT_READY or -EXIT_*. *ret_frame
+ * is NULL unless there is one for the caller. */
+int session_wait(Session *s, struct pollfd *extra, size_t n_extra, uint64_t deadline,
+                        const char *what) {
+        _cleanup_(frame_freep) Frame *f = NULL;
+        int r;
+
+        r = client_wait(s->client, extra, n_extra, deadline, &f);
+        if (r != CLIENT_FRAME)
+                return r;
+        r = session_handle(s, f);
+        if (r != 0)
+                return r < 0 ? r : CLIENT_FRAME;
+        if (f->type == FRAME_ERROR) {
+                snprintf(s->ended, sizeof(s->ended), "%s", f->error.code);
+                return log_relay_error(f, what);
+        }
+        return CLIENT_FRAME;
+}
+
+static int compare_users(const void *a, const void *b) {
+        return strcmp(((const OutputUser *) a)->user, ((const OutputUser *) b)->user);
+}
+
+int session_output_users(Session *s) {
+        _cleanup_(freep) OutputUser *users = calloc(s->n_peers + 1, sizeof(OutputUser));
+        _cleanup_(freep) char (*fingerprints)[RSA_FINGERPRINT_MAX] = calloc(s->n_peers + 1, sizeof(*fingerprints));
+        size_t n = 0;
+
+        if (!users || !fingerprints)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        for (size_t i = 0; i < s->n_peers; i++) {
+                const Peer *p = &s->peers[i];
+
+                if (!p->online || !p->package)
+                        continue;
+                rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprints[n]);
+                users[n] = (OutputUser) { p->user, fingerprints[n] };
+                n++;
+        }
+        qsort(users, n, sizeof(OutputUser), compare_users);
+        output->users(users, n);
+        return 0;
+}

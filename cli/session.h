@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A chat session on top of a Client: what listen, inbox, connect, send,
+ * users, fingerprint and trust share.
+ *
+ * - Peer keys: the relay's key packages (from presence and lookup) are
+ *   verified under the pinned server key, then compared with the local pin
+ *   (pinned on first use). A user whose key differs from the pin is refused
+ *   both ways until `scctl trust`.
+ * - Receiving: each deliver is opened with the sender's pinned key, the
+ *   replay window and the seen-id store; a deliver whose sender's key is not
+ *   known yet waits (in order) for the relay's answer to a lookup. Every
+ *   deliver is acked, whatever the outcome.
+ * - Sending: messages go out one at a time, in order; the next is sealed
+ *   only when the relay accepted or refused the previous one.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "client.h"
+#include "settings.h"
+#include "state.h"
+
+/* Size of an identity key made on first use (init --bits chooses). */
+#define DEFAULT_KEY_BITS 3072
+
+/* What every chat verb starts with: settings, the state directory, the
+ * identity. */
+typedef struct Context {
+        Settings *settings;
+        State *state;
+        RsaKey *identity;
+        bool identity_created;
+} Context;
+
+/* Open the state directory; with identity, load the user's key, creating it
+ * (bits) when missing. */
+int context_open(Context *ctx, Settings *settings, bool identity, unsigned bits);
+void context_done(Context *ctx);
+int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret);
+
+typedef struct Peer {
+        char user[USERNAME_MAX + 1];
+        KeyPackage *package;            /* the relay's, verified; NULL if it has none */
+        bool answered;                  /* package (or its absence) is the relay's answer */
+        bool unverifiable;              /* the relay's package did not verify */
+        char error[64];                 /* the relay's error code for our lookup */
+        uint64_t lookup_id;             /* outstanding lookup, 0 if none */
+        bool online;
+        bool listed;                    /* in the presence list being received */
+        RsaKey *key;                    /* the pinned key, once checked against package */
+        char pinned[RSA_FINGERPRINT_MAX]; /* the pin, when it differs from package */
+} Peer;
+
+typedef struct Outgoing Outgoing;
+typedef struct Delivery Delivery;
+
+#define SESSION_RECENT_MAX 64
+
+typedef struct Session {
+        Client *client;                 /* not owned; NULL between connections */
+        Context *ctx;
+        bool receiving;                 /* deliveries are opened and acked */
+        bool show_presence;             /* presence changes are output */
+        bool interactive;               /* refusals are output lines, not errors */
+
+        Peer *peers;
+        size_t n_peers;
+        bool presence_listed;           /* the relay sent its list of online users */
+
+        SeenStore *seen;
+        Delivery *deliveries, *deliveries_last;
+        size_t n_deliveries;
+        unsigned n_messages;            /* messages shown */
+        bool synced;
+
+        Outgoing *outgoing, *outgoing_last;
+        size_t n_outgoing;
+        unsigned n_accepted, n_refused, n_receipts;
+        int status;                     /* first failure of a message we sent */
+        char ended[64];                 /* the relay's error code that ended the session */
+        struct {
+                char msg[32];
+                char to[USERNAME_MAX + 1];
+        } recent[SESSION_RECENT_MAX];   /* our messages, for receipts */
+        unsigned recent_next;
+} Session;
+
+int session_new(Context *ctx, bool receiving, Session **ret);
+Session *session_free(Session *s);
+static inline void session_freep(Session **s) { session_free(*s); }
+
+/* Start using a (new) connection, and stop: what was pending on the old
+ * one (held deliveries, lookups) is dropped: the relay sends unacked
+ * deliveries again. */
+int session_attach(Session *s, Client *c);
+void session_detach(Session *s);
+
+/* Process a frame. Returns 1 if the session consumed it, 0 if it is the
+ * caller's (errors without an id, frames we do not expect), or -EXIT_*. */
+int session_handle(Session *s, const Frame *f);
+
+/* Wait for the next frame and let the session handle it. Errors without an
+ * id end the session (reported with what; the code is kept in s->ended);
+ * frames nobody expects are skipped. Returns CLIENT_FRAME, CLIENT_TIMEOUT,
+ * CLIENT_READY (one of extra is ready) or -EXIT_*. */
+int session_wait(Session *s, struct pollfd *extra, size_t n_extra, uint64_t deadline, const char *what);
+
+/* Queue one message; it goes out when its turn comes. */
+int session_queue_message(Session *s, const char *to, const char *text, size_t len);
+bool session_idle(const Session *s);     /* nothing outgoing or held */
+
+/* Find (and with lookup, ask the relay for) a user's key package, verified
+ * and compared with the pin, without pinning. Returns 1 when the answer is
+ * there (*ret_peer; package NULL if none), 0 while waiting, or -EXIT_*. */
+int session_lookup(Session *s, const char *user, Peer **ret_peer);
+Peer *session_peer(Session *s, const char *user);
+
+/* Output the users the relay says are online, sorted by name. */
+int session_output_users(Session *s);
+
+/* The replay window: the relay's queue_ttl, and at least a day. */
+uint64_t session_window(const Client *c);

@@ -1,0 +1,787 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "b64.h"
+#include "cli.h"
+#include "codec.h"
+#include "macro.h"
+#include "state.h"
+
+/* Bounds on what we read back from our own files, so that a damaged or
+ * planted file cannot make us allocate without limit. */
+#define KNOWN_SERVERS_MAX (1024 * 1024)
+#define PEER_FILE_MAX (64 * 1024)
+#define SEEN_FILE_MAX (64 * 1024 * 1024)
+
+/* mkdir -p with mode for every directory it creates. */
+static int mkdir_parents(const char *path, mode_t mode) {
+        _cleanup_(freep) char *p = strdup(path);
+
+        if (!p)
+                return -ENOMEM;
+        for (char *c = p + 1; ; c++) {
+                if (*c != '/' && *c != '\0')
+                        continue;
+                char saved = *c;
+
+                *c = '\0';
+                if (mkdir(p, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *c = saved;
+                if (!saved)
+                        break;
+        }
+        return 0;
+}
+
+int state_open(const char *home, State **ret) {
+        State *s;
+        int r;
+
+        r = mkdir_parents(home, 0700);
+        if (r < 0)
+                return r;
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->lock_fd = -EBADF;
+        s->home = strdup(home);
+        if (!s->home) {
+                free(s);
+                return -ENOMEM;
+        }
+        *ret = s;
+        return 0;
+}
+
+State *state_free(State *s) {
+        if (!s)
+                return NULL;
+        safe_close(s->lock_fd);
+        free(s->home);
+        free(s);
+        return NULL;
+}
+
+char *state_path(const State *s, const char *rel) {
+        char *p;
+
+        return asprintf(&p, "%s/%s", s->home, rel) < 0 ? NULL : p;
+}
+
+int state_lock(State *s) {
+        if (s->lock_depth > 0) {
+                s->lock_depth++;
+                return 0;
+        }
+        if (s->lock_fd < 0) {
+                _cleanup_(freep) char *p = state_path(s, "lock");
+
+                if (!p)
+                        return -ENOMEM;
+                s->lock_fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (s->lock_fd < 0)
+                        return -errno;
+        }
+        while (flock(s->lock_fd, LOCK_EX) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        s->lock_depth = 1;
+        return 0;
+}
+
+void state_unlock(State *s) {
+        if (s->lock_depth == 0)
+                return;
+        if (--s->lock_depth == 0)
+                (void) flock(s->lock_fd, LOCK_UN);
+}
+
+static int fsync_directory_of(const char *path) {
+        _cleanup_(freep) char *dir = strdup(path);
+        _cleanup_(closep) int fd = -EBADF;
+        char *slash;
+
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (slash == dir)
+                slash[1] = '\0';
+        else if (slash)
+                *slash = '\0';
+        else
+                strcpy(dir, ".");
+        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return fsync(fd) < 0 ? -errno : 0;
+}
+
+static int write_all(int fd, const void *data, size_t len) {
+        const uint8_t *p = data;
+
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode) {
+        _cleanup_(freep) char *tmp = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        int r;
+
+        if (asprintf(&tmp, "%s.tmpXXXXXX", path) < 0)
+                return -ENOMEM;
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (fchmod(fd, mode) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        r = write_all(fd, data, len);
+        if (r < 0)
+                goto fail;
+        if (fsync(fd) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        fd = safe_close(fd);
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        return fsync_directory_of(path);
+fail:
+        (void) unlink(tmp);
+        return r;
+}
+
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_(closep) int fd = -EBADF;
+        _cleanup_(freep) char *buf = NULL;
+        size_t len = 0, cap = 4096;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        buf = malloc(cap);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                ssize_t n;
+
+                if (len + 1 >= cap) {
+                        char *b;
+
+                        if (cap > max + 1)
+                                return -EFBIG;
+                        cap *= 2;
+                        b = realloc(buf, cap);
+                        if (!b)
+                                return -ENOMEM;
+                        buf = b;
+                }
+                n = read(fd, buf + len, cap - 1 - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+                if (len > max)
+                        return -EFBIG;
+        }
+        buf[len] = '\0';
+        *ret = TAKE_PTR(buf);
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+char *state_identity_path(const State *s, const char *user) {
+        char *p;
+
+        return asprintf(&p, "%s/identity/%s.key", s->home, user) < 0 ? NULL : p;
+}
+
+int state_identity_load(State *s, const char *user, bool create, unsigned bits,
+                        RsaKey **ret, bool *ret_created) {
+        _cleanup_(freep) char *path = state_identity_path(s, user), *dir = NULL;
+        _cleanup_(rsa_key_freep) RsaKey *k = NULL;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = rsa_key_load_private(path, &k);
+        if (r != -ENOENT || !create) {
+                if (r < 0)
+                        return r;
+                *ret = TAKE_PTR(k);
+                if (ret_created)
+                        *ret_created = false;
+                return 0;
+        }
+
+        /* Under the lock, so that two first runs at once cannot each make
+         * a key and register the one that is then overwritten. */
+        r = state_lock(s);
+        if (r < 0)
+                return r;
+        r = rsa_key_load_private(path, &k);
+        if (r == -ENOENT) {
+                dir = state_path(s, "identity");
+                r = dir ? mkdir_parents(dir, 0700) : -ENOMEM;
+                if (r >= 0)
+                        r = rsa_key_generate(bits, &k);
+                if (r >= 0)
+                        r = rsa_key_save_private(k, path);
+                if (r >= 0)
+                        r = 1;
+        }
+        state_unlock(s);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(k);
+        if (ret_created)
+                *ret_created = r > 0;
+        return 0;
+}
+
+/* known_servers: one "host:port fingerprint" per line; '#' starts a
+ * comment line. Lines we cannot parse are kept as they are. Looks up
+ * address; copies the pinned value to out. Returns 1 if found. */
+static int known_servers_find(const char *content, const char *address, char out[RSA_FINGERPRINT_MAX]) {
+        size_t alen = strlen(address);
+
+        for (const char *line = content; line && *line; ) {
+                const char *end = strchrnul(line, '\n'), *p = line, *fp;
+                size_t fplen;
+
+                while (p < end && isblank((unsigned char) *p))
+                        p++;
+                if (*p != '#' && (size_t) (end - p) > alen && strncmp(p, address, alen) == 0 &&
+                    isblank((unsigned char) p[alen])) {
+                        fp = p + alen;
+                        while (fp < end && isblank((unsigned char) *fp))
+                                fp++;
+                        fplen = strcspn(fp, " \t\r\n");
+                        snprintf(out, RSA_FINGERPRINT_MAX, "%.*s",
+                                 (int) MIN(fplen, (size_t) RSA_FINGERPRINT_MAX - 1), fp);
+                        return 1;
+                }
+                line = *end ? end + 1 : NULL;
+        }
+        return 0;
+}
+
+int state_server_pin(State *s, const char *address, const char *fingerprint, bool pin,
+                     char ret_pinned[RSA_FINGERPRINT_MAX]) {
+        _cleanup_(freep) char *path = state_path(s, "known_servers"), *content = NULL, *updated = NULL;
+        char pinned[RSA_FINGERPRINT_MAX];
+        size_t len = 0;
+        int r, n;
+
+        if (!path)
+                return -ENOMEM;
+        r = state_lock(s);
+        if (r < 0)
+                return r;
+        r = read_file(path, KNOWN_SERVERS_MAX, &content, &len);
+        if (r == -ENOENT)
+                r = 0;
+        if (r < 0)
+                goto finish;
+
+        if (content && known_servers_find(content, address, pinned)) {
+                if (streq(pinned, fingerprint))
+                        r = PIN_MATCH;
+                else {
+                        if (ret_pinned)
+                                memcpy(ret_pinned, pinned, sizeof(pinned));
+                        r = PIN_MISMATCH;
+                }
+                goto finish;
+        }
+        r = PIN_NEW;
+        if (!pin)
+                goto finish;
+
+        n = asprintf(&updated, "%s%s%s %s\n", content ?: "",
+                     len > 0 && content[len - 1] != '\n' ? "\n" : "", address, fingerprint);
+        if (n < 0) {
+                updated = NULL;
+                r = -ENOMEM;
+                goto finish;
+        }
+        r = write_file_atomic(path, updated, (size_t) n, 0600);
+        if (r >= 0)
+                r = PIN_NEW;
+finish:
+        state_unlock(s);
+        return r;
+}
+
+/* peers/HOST_PORT: the address with the port's colon made a '_', so that
+ * "[::1]:5000" gives "[::1]_5000". The address was validated by
+ * server_parse(): no '/' can appear. */
+static char *peer_dir(const State *s, const char *address) {
+        _cleanup_(freep) char *a = strdup(address);
+        char *colon, *p;
+
+        if (!a)
+                return NULL;
+        colon = strrchr(a, ':');
+        if (colon)
+                *colon = '_';
+        return asprintf(&p, "%s/peers/%s", s->home, a) < 0 ? NULL : p;
+}
+
+char *state_peer_path(const State *s, const char *address, const char *user) {
+        _cleanup_(freep) char *dir = peer_dir(s, address);
+        char *p;
+
+        if (!dir || !username_valid(user))
+                return NULL;
+        return asprintf(&p, "%s/%s", dir, user) < 0 ? NULL : p;
+}
+
+int state_peer_get(State *s, const char *address, const char *user, KeyPackage **ret) {
+        _cleanup_(freep) char *path = state_peer_path(s, address, user), *content = NULL;
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        json_tokener *tok;
+        json_object *o;
+        size_t len;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = read_file(path, PEER_FILE_MAX, &content, &len);
+        if (r < 0)
+                return r;
+
+        tok = json_tokener_new();
+        if (!tok)
+                return -ENOMEM;
+        o = json_tokener_parse_ex(tok, content, (int) len);
+        if (!o || json_tokener_get_error(tok) != json_tokener_success)
+                r = -EBADMSG;
+        json_tokener_free(tok);
+        if (r >= 0)
+                r = key_package_from_json(o, &kp);
+        json_object_put(o);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EBADMSG;
+        if (!streq(kp->user, user))
+                return -EBADMSG;
+        *ret = TAKE_PTR(kp);
+        return 0;
+}
+
+int state_peer_set(State *s, const char *address, const KeyPackage *kp) {
+        _cleanup_(freep) char *dir = peer_dir(s, address), *path = state_peer_path(s, address, kp->user);
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        json_object *o = NULL;
+        const char *text;
+        int r;
+
+        if (!dir || !path)
+                return -ENOMEM;
+        r = key_package_to_json(kp, &o);
+        if (r < 0)
+                return r;
+        /* For the human who reads the file; ignored when loading. */
+        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+        json_object_object_add(o, "fingerprint", json_object_new_string(fingerprint));
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text) {
+                json_object_put(o);
+                return -ENOMEM;
+        }
+
+        r = state_lock(s);
+        if (r >= 0) {
+                r = mkdir_parents(dir, 0700);
+                if (r >= 0) {
+                        _cleanup_(freep) char *line = NULL;
+
+                        if (asprintf(&line, "%s\n", text) < 0) {
+                                line = NULL;
+                                r = -ENOMEM;
+                        } else
+                                r = write_file_atomic(path, line, strlen(line), 0600);
+                }
+                state_unlock(s);
+        }
+        json_object_put(o);
+        return r;
+}
+
+static bool same_key(const KeyPackage *a, const KeyPackage *b) {
+        return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
+}
+
+int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
+                   char ret_pinned[RSA_FINGERPRINT_MAX]) {
+        _cleanup_(key_package_freep) KeyPackage *old = NULL;
+        int r;
+
+        r = state_lock(s);
+        if (r < 0)
+                return r;
+        r = state_peer_get(s, address, kp->user, &old);
+        if (r == -ENOENT) {
+                r = state_peer_set(s, address, kp);
+                if (r >= 0)
+                        r = PIN_NEW;
+        } else if (r >= 0) {
+                if (same_key(old, kp))
+                        r = PIN_MATCH;
+                else {
+                        if (ret_pinned)
+                                rsa_fingerprint_spki(old->key, old->key_len, ret_pinned);
+                        r = PIN_MISMATCH;
+                }
+        }
+        state_unlock(s);
+        return r;
+}
+
+/* The seen store: an open-addressing hash set of (from, id) in memory,
+ * backed by an append-only file. */
+typedef struct SeenEntry {
+        uint64_t ts;
+        uint8_t id[MSG_ID_LEN];
+        char from[USERNAME_MAX + 1];
+        bool used;
+} SeenEntry;
+
+struct SeenStore {
+        State *state;
+        char *path;
+        uint64_t window;
+        uint64_t oldest;              /* entries before this are dropped */
+        SeenEntry *table;
+        size_t size;                  /* a power of two */
+        size_t count;
+        dev_t dev;
+        ino_t ino;
+        off_t offset;                 /* how much of the file we have read */
+};
+
+static size_t seen_hash(const char *from, const uint8_t id[MSG_ID_LEN]) {
+        uint64_t h = 14695981039346656037ULL;   /* FNV-1a */
+
+        for (const char *c = from; *c; c++)
+                h = (h ^ (uint8_t) *c) * 1099511628211ULL;
+        for (size_t i = 0; i < MSG_ID_LEN; i++)
+                h = (h ^ id[i]) * 1099511628211ULL;
+        return (size_t) h;
+}
+
+static SeenEntry *seen_slot(const SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN]) {
+        size_t mask = st->size - 1;
+
+        for (size_t i = seen_hash(from, id) & mask; ; i = (i + 1) & mask) {
+                SeenEntry *e = &st->table[i];
+
+                if (!e->used || (memcmp(e->id, id, MSG_ID_LEN) == 0 && streq(e->from, from)))
+                        return e;
+        }
+}
+
+static int seen_insert(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts) {
+        SeenEntry *e;
+
+        if ((st->count + 1) * 2 > st->size) {
+                size_t n = st->size ? st->size * 2 : 256;
+                SeenEntry *old = st->table, *t = calloc(n, sizeof(SeenEntry));
+                size_t old_size = st->size;
+
+                if (!t)
+                        return -ENOMEM;
+                st->table = t;
+                st->size = n;
+                for (size_t i = 0; i < old_size; i++)
+                        if (old[i].used)
+                                *seen_slot(st, old[i].from, old[i].id) = old[i];
+                free(old);
+        }
+        e = seen_slot(st, from, id);
+        if (!e->used) {
+                e->used = true;
+                e->ts = ts;
+                memcpy(e->id, id, MSG_ID_LEN);
+                snprintf(e->from, sizeof(e->from), "%s", from);
+                st->count++;
+        }
+        return 0;
+}
+
+/* One line: "ts from id_b64". 1 if kept, 0 if dropped (malformed or old). */
+static int seen_parse_line(SeenStore *st, const char *line, size_t len) {
+        char from[USERNAME_MAX + 1], idb64[32];
+        _cleanup_(freep) uint8_t *id = NULL;
+        size_t id_len;
+        uint64_t ts;
+        char copy[128];
+        int r;
+
+        if (len >= sizeof(copy))
+                return 0;
+        memcpy(copy, line, len);
+        copy[len] = '\0';
+        if (sscanf(copy, "%" SCNu64 " %32s %31s", &ts, from, idb64) != 3)
+                return 0;
+        if (!username_valid(from) || b64_decode(idb64, strlen(idb64), &id, &id_len) < 0 ||
+            id_len != MSG_ID_LEN)
+                return 0;
+        if (ts < st->oldest)
+                return 0;
+        r = seen_insert(st, from, id, ts);
+        return r < 0 ? r : 1;
+}
+
+/* Parse the complete lines of data; returns how many bytes they took, and
+ * in *ret_dropped how many lines were not kept. */
+static ssize_t seen_parse(SeenStore *st, const char *data, size_t len, size_t *ret_dropped) {
+        size_t used = 0, dropped = 0;
+
+        for (;;) {
+                const char *nl = memchr(data + used, '\n', len - used);
+                int r;
+
+                if (!nl)
+                        break;
+                r = seen_parse_line(st, data + used, (size_t) (nl - data - used));
+                if (r < 0)
+                        return r;
+                if (r == 0)
+                        dropped++;
+                used = (size_t) (nl - data) + 1;
+        }
+        if (ret_dropped)
+                *ret_dropped = dropped;
+        return (ssize_t) used;
+}
+
+/* Read what was appended since we last looked; start over when the file
+ * was replaced. Called under the lock. */
+static int seen_refresh(SeenStore *st) {
+        _cleanup_(closep) int fd = -EBADF;
+        _cleanup_(freep) char *buf = NULL;
+        struct stat stbuf;
+        size_t len = 0;
+        ssize_t used;
+
+        fd = open(st->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (fstat(fd, &stbuf) < 0)
+                return -errno;
+        if (stbuf.st_dev != st->dev || stbuf.st_ino != st->ino) {
+                st->dev = stbuf.st_dev;
+                st->ino = stbuf.st_ino;
+                st->offset = 0;
+        }
+        if (stbuf.st_size <= st->offset)
+                return 0;
+        if (stbuf.st_size - st->offset > SEEN_FILE_MAX)
+                return -EFBIG;
+
+        buf = malloc((size_t) (stbuf.st_size - st->offset));
+        if (!buf)
+                return -ENOMEM;
+        while (len < (size_t) (stbuf.st_size - st->offset)) {
+                ssize_t n = pread(fd, buf + len, (size_t) (stbuf.st_size - st->offset) - len,
+                                  st->offset + (off_t) len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t) n;
+        }
+        used = seen_parse(st, buf, len, NULL);
+        if (used < 0)
+                return (int) used;
+        st->offset += used;
+        return 0;
+}
+
+/* Rewrite the file with only what is in memory (what is inside the window). */
+static int seen_rewrite(SeenStore *st) {
+        _cleanup_(freep) char *data = NULL;
+        size_t len = 0, cap = st->count * 100 + 1;
+        struct stat stbuf;
+        int r;
+
+        data = malloc(cap);
+        if (!data)
+                return -ENOMEM;
+        for (size_t i = 0; i < st->size; i++) {
+                const SeenEntry *e = &st->table[i];
+                _cleanup_(freep) char *id = NULL;
+
+                if (!e->used)
+                        continue;
+                r = b64_encode(e->id, MSG_ID_LEN, &id);
+                if (r < 0)
+                        return r;
+                len += (size_t) snprintf(data + len, cap - len, "%" PRIu64 " %s %s\n", e->ts, e->from, id);
+        }
+        r = write_file_atomic(st->path, data, len, 0600);
+        if (r < 0)
+                return r;
+        if (stat(st->path, &stbuf) < 0)
+                return -errno;
+        st->dev = stbuf.st_dev;
+        st->ino = stbuf.st_ino;
+        st->offset = stbuf.st_size;
+        return 0;
+}
+
+int seen_open(State *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret) {
+        _cleanup_(seen_freep) SeenStore *st = NULL;
+        _cleanup_(freep) char *dir = NULL, *content = NULL;
+        size_t len = 0, dropped = 0;
+        struct stat stbuf;
+        ssize_t used;
+        int r;
+
+        st = calloc(1, sizeof(*st));
+        if (!st)
+                return -ENOMEM;
+        st->state = s;
+        st->window = window;
+        st->oldest = now > window ? now - window : 0;
+        dir = state_path(s, "seen");
+        if (!dir || asprintf(&st->path, "%s/%s", dir, user) < 0) {
+                st->path = NULL;
+                return -ENOMEM;
+        }
+        r = mkdir_parents(dir, 0700);
+        if (r < 0)
+                return r;
+
+        r = state_lock(s);
+        if (r < 0)
+                return r;
+        r = read_file(st->path, SEEN_FILE_MAX, &content, &len);
+        if (r == -ENOENT) {
+                r = 0;
+                goto finish;
+        }
+        if (r < 0)
+                goto finish;
+        if (stat(st->path, &stbuf) < 0) {
+                r = -errno;
+                goto finish;
+        }
+        st->dev = stbuf.st_dev;
+        st->ino = stbuf.st_ino;
+        used = seen_parse(st, content, len, &dropped);
+        if (used < 0) {
+                r = (int) used;
+                goto finish;
+        }
+        st->offset = used;
+        /* Expired entries (or a damaged line, or a torn last line) make us
+         * write the file again, which also keeps it from growing forever. */
+        if (dropped > 0 || (size_t) used != len)
+                r = seen_rewrite(st);
+finish:
+        state_unlock(s);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(st);
+        return 0;
+}
+
+SeenStore *seen_free(SeenStore *st) {
+        if (!st)
+                return NULL;
+        free(st->table);
+        free(st->path);
+        free(st);
+        return NULL;
+}
+
+size_t seen_count(const SeenStore *st) {
+        return st->count;
+}
+
+int seen_check(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN]) {
+        int r;
+
+        r = state_lock(st->state);
+        if (r < 0)
+                return r;
+        r = seen_refresh(st);
+        state_unlock(st->state);
+        if (r < 0)
+                return r;
+        return st->size > 0 && seen_slot(st, from, id)->used;
+}
+
+int seen_add(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts) {
+        _cleanup_(freep) char *b64 = NULL, *line = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        int r, n;
+
+        r = b64_encode(id, MSG_ID_LEN, &b64);
+        if (r < 0)
+                return r;
+        n = asprintf(&line, "%" PRIu64 " %s %s\n", ts, from, b64);
+        if (n < 0) {
+                line = NULL;
+                return -ENOMEM;
+        }
+
+        r = state_lock(st->state);
+        if (r < 0)
+                return r;
+        /* Catch up first, so that our own line is the next thing we read. */
+        r = seen_refresh(st);
+        if (r < 0)
+                goto finish;
+        fd = open(st->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
+        if (fd < 0) {
+                r = -errno;
+                goto finish;
+        }
+        r = write_all(fd, line, (size_t) n);
+        if (r >= 0 && fdatasync(fd) < 0)
+                r = -errno;
+        if (r >= 0)
+                r = seen_refresh(st);
+        if (r >= 0)
+                r = seen_insert(st, from, id, ts);
+finish:
+        state_unlock(st->state);
+        return r;
+}

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The client's state directory (HOME, by default ~/.local/share/securechat):
+ *
+ *   identity/USER.key     the user's private key (PKCS#8 PEM, mode 0600)
+ *   known_servers         "host:port SHA256:..." lines: pinned server keys
+ *   peers/HOST_PORT/USER  pinned peer keys: the server-signed key package
+ *                         (JSON) that was trusted, per server address
+ *   seen/USER             message ids USER has received: "ts from id" lines
+ *   lock                  flock()ed around every read-modify-write
+ *
+ * Two scctl processes may run at once (a `listen` and a `send`, say): every
+ * file is replaced with temp file + fsync + rename, and every change that
+ * depends on what a file held happens under the lock, so neither can lose
+ * the other's pin or see half a file.
+ *
+ * Functions return negative errno; the callers tell the user.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "handshake.h"
+#include "protocol.h"
+#include "rsa.h"
+#include "util.h"
+
+typedef struct State {
+        char *home;
+        int lock_fd;
+        unsigned lock_depth;
+} State;
+
+/* Create home (and missing parents) with mode 0700 if needed. */
+int state_open(const char *home, State **ret);
+State *state_free(State *s);
+static inline void state_freep(State **s) { state_free(*s); }
+
+/* The lock nests: only the outermost unlock releases it. */
+int state_lock(State *s);
+void state_unlock(State *s);
+
+/* HOME/rel, allocated. */
+char *state_path(const State *s, const char *rel);
+
+/* Replace path atomically with data (temp file in the same directory, fsync,
+ * rename, fsync of the directory). */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+/* Read a whole file of at most max bytes (-EFBIG beyond), NUL-terminated. */
+int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
+
+/* Identity: HOME/identity/USER.key. Loads it, or with create (bits: 2048,
+ * 3072 or 4096) generates and saves it when missing, under the lock.
+ * -ENOENT when missing and !create; -EPERM when the file is readable or
+ * writable by others (from rsa_key_load_private). *ret_created may be NULL. */
+char *state_identity_path(const State *s, const char *user);
+int state_identity_load(State *s, const char *user, bool create, unsigned bits,
+                        RsaKey **ret, bool *ret_created);
+
+typedef enum PinResult {
+        PIN_MATCH,      /* the key is the pinned one */
+        PIN_NEW,        /* nothing was pinned; now it is */
+        PIN_MISMATCH,   /* something else is pinned: *ret_pinned says what */
+} PinResult;
+
+/* Server keys by "host:port". Compares fingerprint with the pin; pins it
+ * when none (and pin is true: with false, PIN_NEW means "not pinned, left
+ * alone"). Returns a PinResult or negative errno. ret_pinned receives the
+ * pinned fingerprint on PIN_MISMATCH (may be NULL). */
+int state_server_pin(State *s, const char *address, const char *fingerprint, bool pin,
+                     char ret_pinned[RSA_FINGERPRINT_MAX]);
+
+/* Peer keys by server address and user. The package must already be
+ * verified under the server's key. */
+char *state_peer_path(const State *s, const char *address, const char *user);
+int state_peer_get(State *s, const char *address, const char *user, KeyPackage **ret);
+int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
+                   char ret_pinned[RSA_FINGERPRINT_MAX]);
+int state_peer_set(State *s, const char *address, const KeyPackage *kp);
+
+/* Message ids seen by one user, for the replay check of an envelope. Loaded
+ * at open (dropping entries older than the window, rewriting the file when
+ * it had any), refreshed from the file when another process appended. */
+typedef struct SeenStore SeenStore;
+
+int seen_open(State *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret);
+SeenStore *seen_free(SeenStore *st);
+static inline void seen_freep(SeenStore **st) { seen_free(*st); }
+/* >0 if seen, 0 if not, <0 on error. */
+int seen_check(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN]);
+/* Record (from, id) durably. */
+int seen_add(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts);
+size_t seen_count(const SeenStore *st);

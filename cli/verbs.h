@@ -1,0 +1,77 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The verb table's entries and what they share: global options, which are
+ * accepted before the verb and among each verb's own options.
+ *
+ * A verb is `int verb_x(int argc, char *argv[])` with argv[0] the verb's
+ * name; it returns an exit status (exit-codes.h). Adding a family of verbs
+ * (admin.c) means adding its functions here and rows to the table in main.c.
+ */
+#pragma once
+
+#include <getopt.h>
+#include <stdbool.h>
+
+#include "settings.h"
+
+typedef struct Verb {
+        const char *name;
+        int (*run)(int argc, char *argv[]);
+        const char *args;               /* synopsis of the arguments, for --help */
+        const char *help;               /* one line */
+} Verb;
+
+/* Global options, filled while parsing; verbs resolve them with
+ * context_open() (settings_resolve()). */
+extern Settings arg_settings;
+
+enum {
+        ARG_SERVER = 0x100,
+        ARG_USER,
+        ARG_HOME,
+        ARG_CONFIG,
+        ARG_NO_TLS,
+        ARG_JSON,
+        ARG_SERVER_FINGERPRINT,
+        ARG_TIMEOUT,
+        ARG_VERSION,
+        _ARG_GLOBAL_MAX,                /* verbs number their own options from here */
+};
+
+#define GLOBAL_OPTIONS                                                                  \
+        { "server", required_argument, NULL, ARG_SERVER },                              \
+        { "user", required_argument, NULL, ARG_USER },                                  \
+        { "home", required_argument, NULL, ARG_HOME },                                  \
+        { "config", required_argument, NULL, ARG_CONFIG },                              \
+        { "no-tls", no_argument, NULL, ARG_NO_TLS },                                    \
+        { "json", no_argument, NULL, ARG_JSON },                                        \
+        { "server-fingerprint", required_argument, NULL, ARG_SERVER_FINGERPRINT },      \
+        { "timeout", required_argument, NULL, ARG_TIMEOUT },                            \
+        { "help", no_argument, NULL, 'h' }
+
+/* Handle what getopt_long() returned inside a verb that is not the verb's
+ * own option: a global option, -h (prints the verb's usage) or an unknown
+ * option. Returns -1 when parsing goes on, else the status to exit with
+ * (EXIT_OK after --help, EXIT_USAGE after an error). */
+int verb_option(const char *verb, int c, char *argv[]);
+
+/* Print "scctl: VERB: message; see 'scctl VERB --help'." and return
+ * EXIT_USAGE. */
+int verb_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Parse a number of seconds (1..86400*365). */
+int parse_seconds(const char *s, unsigned *ret);
+
+/* SIGINT and SIGTERM as a descriptor (blocked first), for sessions that end
+ * cleanly on them. */
+int signal_fd_open(void);
+
+/* Chat verbs (chat.c, connect.c). */
+int verb_init(int argc, char *argv[]);
+int verb_send(int argc, char *argv[]);
+int verb_listen(int argc, char *argv[]);
+int verb_inbox(int argc, char *argv[]);
+int verb_users(int argc, char *argv[]);
+int verb_fingerprint(int argc, char *argv[]);
+int verb_trust(int argc, char *argv[]);
+int verb_connect(int argc, char *argv[]);
