@@ -196,23 +196,6 @@ int client_send(Client *c, json_object *o) {
         return 0;
 }
 
-/* A relay splits a long presence list over several frames, all but the
- * last with "more": true (a member the codec does not keep). */
-static bool payload_has_more(const uint8_t *payload, size_t len) {
-        json_tokener *tok = json_tokener_new();
-        json_object *o, *more;
-        bool r = false;
-
-        if (!tok)
-                return false;
-        o = json_tokener_parse_ex(tok, (const char *) payload, (int) len);
-        if (o && json_object_object_get_ex(o, "more", &more))
-                r = json_object_get_boolean(more);
-        json_object_put(o);
-        json_tokener_free(tok);
-        return r;
-}
-
 /* One frame from the bytes already read, if they complete one. */
 static int client_decode(Client *c, Frame **ret) {
         while (c->in_start < c->in_end) {
@@ -233,7 +216,7 @@ static int client_decode(Client *c, Frame **ret) {
                         reason = r == -EMSGSIZE ? "frame too large" : "empty frame";
                 else if (frame_parse(payload, len, &f, &reason) >= 0) {
                         c->more = f->type == FRAME_PRESENCE && f->presence.kind == PRESENCE_LIST &&
-                                  payload_has_more(payload, len);
+                                  f->presence.more;
                         *ret = f;
                         return 1;
                 }

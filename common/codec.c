@@ -510,6 +510,10 @@ static int parse_presence(Frame *f, json_object *o, const char **reason) {
         users = member(o, "users", json_type_array);
         if (!users)
                 return fail(reason, "bad users");
+        /* "more" is optional; when present it must be a boolean. */
+        if (json_object_object_get_ex(o, "more", NULL) &&
+            read_bool(o, "more", "bad more", reason, &f->presence.more) < 0)
+                return -EBADMSG;
         n = json_object_array_length(users);
         if (n == 0)
                 return 0;
@@ -858,7 +862,7 @@ json_object *frame_new_error(const uint64_t *id, const char *code, const char *m
         return TAKE_PTR(o);
 }
 
-json_object *frame_new_presence_list(KeyPackage *const *users, size_t n) {
+json_object *frame_new_presence_list(KeyPackage *const *users, size_t n, bool more) {
         _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_PRESENCE);
         json_object *a;
 
@@ -877,6 +881,8 @@ json_object *frame_new_presence_list(KeyPackage *const *users, size_t n) {
                         return NULL;
                 }
         }
+        if (more && put(o, "more", json_object_new_boolean(1)) < 0)
+                return NULL;
         return TAKE_PTR(o);
 }
 

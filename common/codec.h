@@ -90,6 +90,7 @@ typedef struct Frame {
                 struct {
                         PresenceKind kind;
                         KeyPackage **users; size_t n_users;   /* LIST */
+                        bool more;             /* LIST: another list frame follows */
                         KeyPackage *package;                   /* ONLINE */
                         char user[USERNAME_MAX + 1];           /* OFFLINE */
                 } presence;
@@ -129,7 +130,8 @@ json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
                                const char *session, const FrameLimits *limits);
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message);
-json_object *frame_new_presence_list(KeyPackage *const *users, size_t n);
+/* A long list is split over several frames; all but the last have more. */
+json_object *frame_new_presence_list(KeyPackage *const *users, size_t n, bool more);
 json_object *frame_new_presence_online(const KeyPackage *kp);
 json_object *frame_new_presence_offline(const char *user);
 json_object *frame_new_lookup(uint64_t id, const char *user);

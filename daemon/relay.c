@@ -115,9 +115,7 @@ static void send_presence_list(Session *s) {
                         }
                 }
                 /* Send list[start..i) and start the next frame with i. */
-                json_object *o = frame_new_presence_list(list + start, i - start);
-                if (o && i < n)
-                        json_object_object_add(o, "more", json_object_new_boolean(1));
+                json_object *o = frame_new_presence_list(list + start, i - start, i < n);
                 if (session_send(s, o) < 0)
                         return;
                 start = i;

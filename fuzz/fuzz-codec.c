@@ -120,7 +120,7 @@ static json_object *rebuild(const Frame *f) {
                                        f->error.message);
         case FRAME_PRESENCE:
                 if (f->presence.kind == PRESENCE_LIST)
-                        return frame_new_presence_list(f->presence.users, f->presence.n_users);
+                        return frame_new_presence_list(f->presence.users, f->presence.n_users, f->presence.more);
                 if (f->presence.kind == PRESENCE_ONLINE)
                         return frame_new_presence_online(f->presence.package);
                 return frame_new_presence_offline(f->presence.user);

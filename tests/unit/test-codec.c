@@ -212,11 +212,13 @@ END_TEST
 START_TEST(test_presence_list) {
         /* _i users: 0, 1, 2 */
         KeyPackage *users[2] = { pkg_alice, pkg_bob };
-        _cleanup_(json_object_putp) json_object *o = frame_new_presence_list(users, (size_t) _i);
+        _cleanup_(json_object_putp) json_object *o =
+                frame_new_presence_list(users, (size_t) _i, _i % 2 == 1);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_PRESENCE);
 
         ck_assert_int_eq(f->presence.kind, PRESENCE_LIST);
         ck_assert_uint_eq(f->presence.n_users, (size_t) _i);
+        ck_assert(f->presence.more == (_i % 2 == 1));
         for (int i = 0; i < _i; i++)
                 assert_package_eq(f->presence.users[i], users[i]);
 }
@@ -523,7 +525,7 @@ static json_object *valid_frame(FrameType t) {
         case FRAME_ERROR:
                 return frame_new_error(&id, ERR_BAD_REQUEST, "message");
         case FRAME_PRESENCE:
-                return frame_new_presence_list(users, 1);
+                return frame_new_presence_list(users, 1, false);
         case FRAME_LOOKUP:
                 return frame_new_lookup(1, "bob");
         case FRAME_KEY:
@@ -673,6 +675,9 @@ static const Mutation mutations[] = {
         { FRAME_PRESENCE, "event", "\"online\"", -EBADMSG },           /* no package */
         { FRAME_PRESENCE, "event", "\"away\"", -EBADMSG },
         { FRAME_PRESENCE, "event", "5", -EBADMSG },
+        { FRAME_PRESENCE, "more", "true", 0 },
+        { FRAME_PRESENCE, "more", "\"yes\"", -EBADMSG },
+        { FRAME_PRESENCE, "more", "1", -EBADMSG },
         { PRESENCE_ONLINE_FRAME, "package", NULL, -EBADMSG },
         { PRESENCE_ONLINE_FRAME, "package.sig", "\"\"", -EBADMSG },
         { PRESENCE_ONLINE_FRAME, "event", "\"offline\"", -EBADMSG },   /* no user */
