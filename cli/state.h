@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "fileio.h"
 #include "handshake.h"
 #include "protocol.h"
 #include "rsa.h"
@@ -46,9 +47,6 @@ void state_unlock(State *s);
 /* HOME/rel, allocated. */
 char *state_path(const State *s, const char *rel);
 
-/* Replace path atomically with data (temp file in the same directory, fsync,
- * rename, fsync of the directory). */
-int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Read a whole file of at most max bytes (-EFBIG beyond), NUL-terminated. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
 

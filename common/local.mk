@@ -5,6 +5,7 @@ common_libcommon_a_SOURCES = \
 	common/protocol.h \
 	common/util.c common/util.h \
 	common/buf.c common/buf.h \
+	common/fileio.c common/fileio.h \
 	common/b64.c common/b64.h \
 	common/crypto.c common/crypto.h \
 	common/rsa.c common/rsa.h \

@@ -25,6 +25,7 @@
 
 #include "crypto.h"
 #include "macro.h"
+#include "fileio.h"
 #include "rsa.h"
 #include "util.h"
 
@@ -564,100 +565,6 @@ static int export_public_pem(const RsaKey *k, char **ret, size_t *ret_len) {
 }
 
 /* ---- files --------------------------------------------------------------- */
-
-static int write_all(int fd, const char *p, size_t len) {
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                p += n;
-                len -= (size_t) n;
-        }
-        return 0;
-}
-
-static int fsync_parent_dir(const char *path) {
-        _cleanup_(freep) char *dir = NULL;
-        const char *slash = strrchr(path, '/');
-        int fd, r = 0;
-
-        if (!slash)
-                dir = strdup(".");
-        else if (slash == path)
-                dir = strdup("/");
-        else
-                dir = strndup(path, (size_t) (slash - path));
-        if (!dir)
-                return -ENOMEM;
-
-        fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        if (fsync(fd) < 0)
-                r = -errno;
-        safe_close(fd);
-        return r;
-}
-
-/* Write a file atomically: a fresh temporary file next to it (never
- * following a planted symlink, never reusing an existing file), data, fsync,
- * rename over the target, fsync of the directory so the rename survives a
- * crash. The mode is set explicitly so that umask cannot change it. */
-static int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode) {
-        _cleanup_(freep) char *tmp = NULL;
-        size_t tmp_size;
-        int fd = -EBADF, r;
-
-        tmp_size = strlen(path) + sizeof(".tmp-") + 16;
-        tmp = malloc(tmp_size);
-        if (!tmp)
-                return -ENOMEM;
-
-        for (unsigned attempt = 0; fd < 0; attempt++) {
-                uint64_t rnd;
-
-                if (attempt >= 16)
-                        return -EEXIST;
-                r = random_bytes(&rnd, sizeof(rnd));
-                if (r < 0)
-                        return r;
-                snprintf(tmp, tmp_size, "%s.tmp-%016llx", path, (unsigned long long) rnd);
-                fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
-                if (fd < 0 && errno != EEXIST)
-                        return -errno;
-        }
-
-        if (fchmod(fd, mode) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        r = write_all(fd, data, len);
-        if (r < 0)
-                goto fail;
-        if (fsync(fd) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        r = close(fd);
-        fd = -EBADF;
-        if (r < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (rename(tmp, path) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        return fsync_parent_dir(path);
-
-fail:
-        safe_close(fd);
-        (void) unlink(tmp);
-        return r;
-}
 
 /* Read a whole key file of at most KEY_DATA_MAX bytes, NUL-terminated.
  * Private keys: no symlinks, and the permission check comes before any byte

@@ -31,6 +31,7 @@
 #include <gnutls/x509.h>
 
 #include "macro.h"
+#include "fileio.h"
 #include "transport.h"
 #include "util.h"
 
@@ -359,56 +360,6 @@ int tls_credentials_load(const char *cert_path, const char *key_path,
 
         *ret = TAKE_PTR(creds);
         return 0;
-}
-
-static int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode) {
-        _cleanup_(freep) char *tmp = NULL;
-        _cleanup_(closep) int fd = -EBADF;
-        const uint8_t *p = data;
-        int r;
-
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
-                tmp = NULL;
-                return -ENOMEM;
-        }
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-
-        if (fchmod(fd, mode) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        while (len > 0) {
-                ssize_t n = write(fd, p, len);
-
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        r = -errno;
-                        goto fail;
-                }
-                p += n;
-                len -= (size_t) n;
-        }
-        if (fsync(fd) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        r = close(TAKE_FD(fd));
-        if (r < 0) {
-                r = -errno;
-                goto fail;
-        }
-        if (rename(tmp, path) < 0) {
-                r = -errno;
-                goto fail;
-        }
-        return 0;
-
-fail:
-        (void) unlink(tmp);
-        return r;
 }
 
 static int gnutls_to_errno(int r) {
