@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 
+#include "admin.h"
 #include "cli.h"
 #include "exit-codes.h"
 #include "macro.h"
@@ -29,9 +30,16 @@ static const Verb verbs[] = {
         { "send", verb_send, "[--wait[=SECONDS]] USER [TEXT...|-]", "Send one message" },
         { "listen", verb_listen, "", "Print incoming messages as they arrive" },
         { "inbox", verb_inbox, "", "Print the messages queued for you, then exit" },
-        { "users", verb_users, "", "List who is online, with key fingerprints" },
+        { "users", verb_users_any, "[--registered]",
+          "List who is online, with key fingerprints (--registered: every registered user; admin)" },
         { "fingerprint", verb_fingerprint, "[USER]", "Show your key's fingerprint, or USER's" },
         { "trust", verb_trust, "[--yes] USER", "Accept USER's new key after comparing fingerprints" },
+        { "status", verb_status, "", "Show the relay's state and counters (admin)" },
+        { "sessions", verb_sessions, "", "List the relay's authenticated sessions (admin)" },
+        { "monitor", verb_monitor, "", "Print the relay's audit events as they happen (admin)" },
+        { "kick", verb_kick, "USER", "Close every session of USER (admin)" },
+        { "reset-key", verb_reset_key, "USER", "Forget USER's key so that a new one can register (admin)" },
+        { "reload", verb_reload, "", "Make the relay re-read its configuration (admin)" },
         { "help", verb_help, "[COMMAND]", "Show this help, or a command's" },
 };
 
@@ -59,6 +67,10 @@ static void usage(FILE *f) {
               "  --json                     print results as JSON, one object per line\n"
               "  -h --help                  show help\n"
               "  --version                  show the version\n"
+              "\n"
+              "Commands marked admin use the relay's control socket, not the network, and need root\n"
+              "or the relay's admin group. Their option --control PATH names the socket (default\n"
+              "$SECURECHAT_CONTROL, else " DEFAULT_CONTROL_SOCKET ").\n"
               "\n"
               "Exit statuses, files and the environment are described in scctl(1).\n", f);
 }

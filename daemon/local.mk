@@ -18,7 +18,9 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/state.c daemon/state.h \
 	daemon/session.c daemon/session.h \
 	daemon/relay.c daemon/relay.h \
-	daemon/manager.c daemon/manager.h
+	daemon/manager.c daemon/manager.h \
+	daemon/varlink.c daemon/varlink.h \
+	daemon/control.c daemon/control.h
 daemon_libsecurechatd_a_CFLAGS = $(DAEMON_CFLAGS)
 
 sbin_PROGRAMS += securechatd
@@ -29,7 +31,8 @@ securechatd_LDADD = $(DAEMON_LIBS)
 # Unit tests of the daemon's modules (TAP through check, like tests/unit).
 DAEMON_UNIT_TESTS = \
 	tests/unit/test-config \
-	tests/unit/test-store
+	tests/unit/test-store \
+	tests/unit/test-varlink
 check_PROGRAMS += $(DAEMON_UNIT_TESTS)
 TESTS += $(DAEMON_UNIT_TESTS)
 tests_unit_test_config_SOURCES = tests/unit/test-config.c
@@ -38,6 +41,9 @@ tests_unit_test_config_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
 tests_unit_test_store_SOURCES = tests/unit/test-store.c
 tests_unit_test_store_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
 tests_unit_test_store_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
+tests_unit_test_varlink_SOURCES = tests/unit/test-varlink.c
+tests_unit_test_varlink_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_varlink_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
 
 dist_man_MANS += man/securechatd.8 man/securechatd.conf.5
 EXTRA_DIST += daemon/securechatd.conf.example
@@ -49,3 +55,11 @@ tests_integration_sc_raw_SOURCES = tests/integration/sc-raw.c
 tests_integration_sc_raw_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
 	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS)
 tests_integration_sc_raw_LDADD = $(COMMON_LIBS)
+
+# A raw Varlink client for the control socket's integration tests: sends
+# calls (or any bytes) and prints every reply as one line.
+check_PROGRAMS += tests/integration/sc-varlink
+tests_integration_sc_varlink_SOURCES = tests/integration/sc-varlink.c \
+	daemon/varlink.c daemon/varlink.h
+tests_integration_sc_varlink_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) -I$(top_srcdir)/daemon
+tests_integration_sc_varlink_LDADD = $(COMMON_LIBS)

@@ -11,6 +11,7 @@
 
 #include <systemd/sd-daemon.h>
 
+#include "control.h"
 #include "manager.h"
 #include "relay.h"
 #include "session.h"
@@ -76,6 +77,7 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
+        control_stop(m);
         /* Sessions first: they hold event sources and transports. */
         while (m->sessions) {
                 Session *s = m->sessions;
@@ -411,10 +413,14 @@ int manager_start(Manager *m) {
         if (r < 0)
                 log_warning_errno(r, "Failed to enable the watchdog: %m");
 
-        /* The control socket (control.c) starts after this, on
-         * m->control_fd or config->control, and stops in manager_free()
-         * before the sessions go. */
-        return manager_listen(m);
+        r = manager_listen(m);
+        if (r < 0)
+                return r;
+
+        /* The control socket (control.c), on m->control_fd or
+         * config->control; it stops in manager_free() before the
+         * sessions go. */
+        return control_start(m);
 }
 
 static void manager_shutdown(Manager *m) {
@@ -558,6 +564,14 @@ int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionI
                 char fp[RSA_FINGERPRINT_MAX];
                 rsa_fingerprint_spki(s->package->key, s->package->key_len, fp);
                 i.fingerprint = fp;
+                /* An active session's timer is its idle deadline, set
+                 * idle-timeout ahead at every frame (session_touch()). */
+                uint64_t deadline = 0, now = 0;
+                (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+                if (sd_event_source_get_time(s->timer, &deadline) >= 0 &&
+                    deadline >= s->limits.idle_timeout_usec &&
+                    now > deadline - s->limits.idle_timeout_usec)
+                        i.idle_usec = now - (deadline - s->limits.idle_timeout_usec);
                 r = fn(userdata, &i);
                 if (r < 0)
                         return r;

@@ -113,6 +113,7 @@ typedef struct SessionInfo {
         bool receive;
         bool tls;
         uint64_t connected_realtime_usec;
+        uint64_t idle_usec;             /* since the last frame from the client */
 } SessionInfo;
 /* Authenticated sessions only. fn returns <0 to stop (returned). */
 int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionInfo *i),
