@@ -32,11 +32,8 @@
 #define CONTROL_REPLY_MAX (16u * 1024 * 1024)
 
 enum {
-        ARG_CONTROL = _ARG_GLOBAL_MAX,
-        ARG_REGISTERED,
+        ARG_REGISTERED = _ARG_GLOBAL_MAX,
 };
-
-static const char *arg_control;
 
 typedef struct ControlLink {
         int fd;
@@ -56,17 +53,12 @@ static void control_link_done(ControlLink *l) {
 static int parse_admin_options(int argc, char *argv[], bool *registered) {
         static const struct option options[] = {
                 GLOBAL_OPTIONS,
-                { "control", required_argument, NULL, ARG_CONTROL },
                 { "registered", no_argument, NULL, ARG_REGISTERED },
                 {}
         };
         int c, r;
 
         while ((c = getopt_long(argc, argv, ":h", options, NULL)) >= 0) {
-                if (c == ARG_CONTROL) {
-                        arg_control = optarg;
-                        continue;
-                }
                 if (c == ARG_REGISTERED && registered) {
                         *registered = true;
                         continue;
@@ -108,8 +100,8 @@ static int parse_user_argument(int argc, char *argv[], const char **ret_user) {
 static const char *control_path(void) {
         const char *e = getenv("SECURECHAT_CONTROL");
 
-        if (!strempty(arg_control))
-                return arg_control;
+        if (!strempty(arg_settings.arg_control))
+                return arg_settings.arg_control;
         return !strempty(e) ? e : DEFAULT_CONTROL_SOCKET;
 }
 

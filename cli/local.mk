@@ -12,12 +12,10 @@ scctl_SOURCES = \
 	cli/session.c cli/session.h \
 	cli/chat.c \
 	cli/connect.c \
-	cli/admin.c cli/admin.h \
-	daemon/varlink.c daemon/varlink.h
+	cli/admin.c cli/admin.h
 SCCTL_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
 	$(JSONC_CFLAGS) $(INIH_CFLAGS)
-# The Varlink wire format (admin.c) is the daemon's own module.
-scctl_CFLAGS = $(SCCTL_CFLAGS) $(LIBEDIT_CFLAGS) -I$(top_srcdir)/daemon
+scctl_CFLAGS = $(SCCTL_CFLAGS) $(LIBEDIT_CFLAGS)
 scctl_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(LIBEDIT_LIBS)
 
 # Unit tests of the client's state directory and settings.

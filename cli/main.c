@@ -195,6 +195,8 @@ static int global_option(const char *verb, int c, char *argv[]) {
                                          "--server-fingerprint takes SHA256: and 43 base64 characters, "
                                          "as 'scctl fingerprint' and securechatd print them.");
                 return set_string(&arg_settings.server_fingerprint, optarg);
+        case ARG_CONTROL:
+                return set_string(&arg_settings.arg_control, optarg);
         case ARG_TIMEOUT:
                 if (parse_seconds(optarg, &sec) < 0)
                         return -log_fail(EXIT_USAGE, 0, "--timeout takes a number of seconds, not \"%s\".", optarg);

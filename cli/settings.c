@@ -22,6 +22,7 @@ void settings_done(Settings *s) {
         free(s->arg_home);
         free(s->arg_config);
         free(s->server_fingerprint);
+        free(s->arg_control);
         free(s->host);
         free(s->address);
         free(s->user);

@@ -19,6 +19,7 @@ typedef struct Settings {
         int arg_tls;
         char *server_fingerprint;       /* --server-fingerprint */
         uint64_t timeout_usec;          /* --timeout */
+        char *arg_control;              /* --control: the relay's control socket */
         bool json;
 
         /* Filled by settings_resolve(). */

@@ -34,6 +34,7 @@ enum {
         ARG_JSON,
         ARG_SERVER_FINGERPRINT,
         ARG_TIMEOUT,
+        ARG_CONTROL,
         ARG_VERSION,
         _ARG_GLOBAL_MAX,                /* verbs number their own options from here */
 };
@@ -47,6 +48,7 @@ enum {
         { "json", no_argument, NULL, ARG_JSON },                                        \
         { "server-fingerprint", required_argument, NULL, ARG_SERVER_FINGERPRINT },      \
         { "timeout", required_argument, NULL, ARG_TIMEOUT },                            \
+        { "control", required_argument, NULL, ARG_CONTROL },                            \
         { "help", no_argument, NULL, 'h' }
 
 /* Handle what getopt_long() returned inside a verb that is not the verb's

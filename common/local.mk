@@ -13,7 +13,8 @@ common_libcommon_a_SOURCES = \
 	common/handshake.c common/handshake.h \
 	common/frame.c common/frame.h \
 	common/codec.c common/codec.h \
-	common/transport.c common/transport.h
+	common/transport.c common/transport.h \
+	common/varlink.c common/varlink.h
 common_libcommon_a_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
 	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS)
 

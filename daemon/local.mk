@@ -19,7 +19,6 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/session.c daemon/session.h \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \
-	daemon/varlink.c daemon/varlink.h \
 	daemon/control.c daemon/control.h
 daemon_libsecurechatd_a_CFLAGS = $(DAEMON_CFLAGS)
 
@@ -59,7 +58,6 @@ tests_integration_sc_raw_LDADD = $(COMMON_LIBS)
 # A raw Varlink client for the control socket's integration tests: sends
 # calls (or any bytes) and prints every reply as one line.
 check_PROGRAMS += tests/integration/sc-varlink
-tests_integration_sc_varlink_SOURCES = tests/integration/sc-varlink.c \
-	daemon/varlink.c daemon/varlink.h
-tests_integration_sc_varlink_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS) -I$(top_srcdir)/daemon
+tests_integration_sc_varlink_SOURCES = tests/integration/sc-varlink.c
+tests_integration_sc_varlink_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 tests_integration_sc_varlink_LDADD = $(COMMON_LIBS)

@@ -11,7 +11,7 @@
  * hands over and never holds more than its bound: a message that does not
  * end within max bytes is refused, not buffered. The rest are small
  * parsers and builders. Both the daemon (control.c) and scctl (admin.c)
- * use this file; it depends only on json-c and libcommon.
+ * use this file.
  */
 #pragma once
 
