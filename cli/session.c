@@ -359,7 +359,8 @@ static int send_head(Session *s) {
                 const char *code = p->error[0] ? p->error : ERR_NO_SUCH_USER;
 
                 if (streq(code, ERR_NO_SUCH_USER))
-                        message_refused(s, o->to, EXIT_REFUSED, code, "no user %s at the relay", o->to);
+                        message_refused(s, o->to, EXIT_REFUSED, code, "no user %s at the relay (%s)", o->to,
+                                        code);
                 else
                         message_refused(s, o->to, relay_error_status(code), code,
                                         "the relay did not give %s's key (%s)", o->to, code);

@@ -1,1 +1,30 @@
 # SPDX-License-Identifier: MIT
+#
+# Integration tests: the real securechatd on a random loopback port with a
+# temporary state directory, and real scctl processes with separate homes
+# (tests/integration/lib.sh). Each script speaks TAP. securechatd and scctl
+# come from "make all"; sc-raw (rule in daemon/local.mk) and sc-json from
+# "make check". The *-notls.sh scripts run the same scripts against a relay
+# with tls=no and clients with --no-tls.
+
+INTEGRATION_TESTS = \
+	tests/integration/chat.sh \
+	tests/integration/offline.sh \
+	tests/integration/refusals.sh \
+	tests/integration/tamper.sh \
+	tests/integration/frames.sh \
+	tests/integration/chat-notls.sh \
+	tests/integration/offline-notls.sh \
+	tests/integration/refusals-notls.sh \
+	tests/integration/tamper-notls.sh \
+	tests/integration/frames-notls.sh \
+	tests/integration/admin.sh
+
+TESTS += $(INTEGRATION_TESTS)
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh
+
+# Picks fields out of "scctl --json" output, for byte-exact comparisons.
+check_PROGRAMS += tests/integration/sc-json
+tests_integration_sc_json_SOURCES = tests/integration/sc-json.c
+tests_integration_sc_json_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
+tests_integration_sc_json_LDADD = $(JSONC_LIBS)

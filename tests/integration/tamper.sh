@@ -1,0 +1,152 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# The relay as the attacker: envelopes changed in its queue, and the same
+# envelope delivered twice (in one session and in a later one). The
+# recipient must refuse them, say why, never show their text, and still
+# ack them so that they leave the queue. The queue is edited with sqlite3
+# while the relay is stopped.
+
+SC_SCRIPT=tamper
+. "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
+
+command -v sqlite3 >/dev/null || skip_all "sqlite3 is not installed"
+[ "$(sqlite3 :memory: "SELECT json_extract('{\"a\":1}', '\$.a');" 2>/dev/null)" = 1 ] ||
+	skip_all "sqlite3 has no JSON functions"
+
+check "relay starts" relay_start || done_testing
+ok "alice registers" sc_init alice
+ok "bob registers" sc_init bob
+
+queued() {
+	db "SELECT count(*) FROM queue;"
+}
+
+# alice sends TEXT to bob, who is offline; the relay is stopped after.
+send_queued_and_stop() { # DESCRIPTION TEXT
+	local out
+	out=$(sc alice send bob "$2" 2>/dev/null)
+	is "$1: queued" "0 queued" "$? $out"
+	relay_stop
+}
+
+# ---- an envelope changed in the queue ----------------------------------------------
+
+send_queued_and_stop "a message for bob" "$(marker tampered) changed in the queue"
+is "it is in the relay's queue" 1 "$(queued)"
+# Flip the first character of the ciphertext (to another base64 letter).
+db "UPDATE queue SET envelope = json_set(envelope, '\$.ct',
+	(CASE substr(json_extract(envelope, '\$.ct'), 1, 1) WHEN 'A' THEN 'B' ELSE 'A' END) ||
+	substr(json_extract(envelope, '\$.ct'), 2));"
+is "its ciphertext was changed" 1 "$(db "SELECT count(*) FROM queue WHERE json_extract(envelope, '\$.ct') LIKE 'A%' OR json_extract(envelope, '\$.ct') LIKE 'B%';")"
+check "relay starts" relay_start
+sc bob --json inbox >"$T/inbox1.json" 2>"$T/inbox1.err"
+is "bob's inbox exits 0" 0 $?
+is "...reporting the message as rejected: bad_signature" "alice bad_signature" \
+	"$("$SC_JSON" rejected from <"$T/inbox1.json") $("$SC_JSON" rejected reason <"$T/inbox1.json")"
+is "...showing no message" 0 "$(json_count "$T/inbox1.json" message)"
+unlike "...and none of its text" "tampered" "$(cat "$T/inbox1.json" "$T/inbox1.err")"
+ok "the relay logged that bob acked it" grep -q "event=message-delivered user=alice to=bob" "$SC_RELAY_LOG"
+out=$(sc bob inbox 2>/dev/null)
+is "it is not delivered again" "0 No queued messages." "$? $out"
+
+# The human output says the same.
+send_queued_and_stop "another message" "$(marker tampered2) changed in the queue"
+db "UPDATE queue SET envelope = json_set(envelope, '\$.ts', json_extract(envelope, '\$.ts') - 1);"
+check "relay starts" relay_start
+out=$(sc bob inbox 2>/dev/null)
+is "a changed timestamp: refused (human output)" 0 $?
+like "...saying so" "^\[[0-9:]+\] refused message from alice \(id [A-Za-z0-9+/=]+\): bad_signature$" "$out"
+
+# ---- the same envelope twice, in one session ---------------------------------------------
+
+R="$(marker replay) delivered twice"
+send_queued_and_stop "a message to replay" "$R"
+# A copy under a new seq (the relay keeps (sender, msg_id) unique, so its
+# msg_id column differs; the envelope is the same, byte for byte).
+db "INSERT INTO queue (recipient, sender, msg_id, envelope, size, received, expires)
+	SELECT recipient, sender, msg_id || '-copy', envelope, size, received, expires FROM queue;"
+is "the queue holds the envelope twice" "2 1" \
+	"$(queued) $(db "SELECT count(DISTINCT envelope) FROM queue;")"
+check "relay starts" relay_start
+sc bob --json inbox >"$T/inbox2.json" 2>"$T/inbox2.err"
+is "bob's inbox exits 0" 0 $?
+is "...shows the first copy, exactly" "$R" "$("$SC_JSON" message text <"$T/inbox2.json")"
+is "...and rejects the second as a replay" "replay" "$("$SC_JSON" rejected reason <"$T/inbox2.json")"
+is "...with the same message id" "$("$SC_JSON" message id <"$T/inbox2.json")" \
+	"$("$SC_JSON" rejected id <"$T/inbox2.json")"
+is "...in that order" "message rejected synced" \
+	"$("$SC_JSON" message type <"$T/inbox2.json") $("$SC_JSON" rejected type <"$T/inbox2.json") $(tail -n 1 "$T/inbox2.json" | "$SC_JSON" synced type)"
+
+# ---- the same envelope again, in a later session ---------------------------------------
+
+R2="$(marker replay2) delivered again later"
+send_queued_and_stop "a message to replay later" "$R2"
+db "ATTACH '$T/saved.db' AS saved; CREATE TABLE saved.q AS SELECT * FROM queue;"
+check "relay starts" relay_start
+sc bob --json inbox >"$T/inbox3.json" 2>/dev/null
+is "bob reads it once" "$R2" "$("$SC_JSON" message text <"$T/inbox3.json")"
+relay_stop
+is "the queue is empty after bob's acks" 0 "$(queued)"
+db "ATTACH '$T/saved.db' AS saved;
+	INSERT INTO queue (recipient, sender, msg_id, envelope, size, received, expires)
+	SELECT recipient, sender, msg_id || '-again', envelope, size, received, expires FROM saved.q;"
+check "relay starts" relay_start
+sc bob --json inbox >"$T/inbox4.json" 2>/dev/null
+is "bob's next inbox rejects the old envelope as a replay" "replay" \
+	"$("$SC_JSON" rejected reason <"$T/inbox4.json")"
+is "...showing no message" 0 "$(json_count "$T/inbox4.json" message)"
+
+# ---- an envelope the relay swapped to another sender ------------------------------------
+
+ok "carol registers" sc_init carol
+send_queued_and_stop "a message to swap" "$(marker swapped) from alice"
+db "UPDATE queue SET sender = 'carol', envelope = json_set(envelope, '\$.from', 'carol');"
+check "relay starts" relay_start
+sc bob --json inbox >"$T/inbox5.json" 2>/dev/null
+is "an envelope whose sender was changed to carol: rejected as bad_signature" "carol bad_signature" \
+	"$("$SC_JSON" rejected from <"$T/inbox5.json") $("$SC_JSON" rejected reason <"$T/inbox5.json")"
+is "...showing no message" 0 "$(json_count "$T/inbox5.json" message)"
+
+# ---- a client replaying or forging send frames ---------------------------------------
+
+raw() { # COMMAND...: sc-raw with each argument a script line
+	local a=()
+	for c; do a+=(-e "$c"); done
+	"$SC_RAW" $SC_RAW_TLS --timeout 15 127.0.0.1 "$SC_PORT" "${a[@]}"
+}
+
+send_queued_and_stop "a message to steal" "$(marker stolen) from alice"
+stolen=$(db "SELECT envelope FROM queue;")
+check "relay starts" relay_start
+out=$(raw connect "key $T/mallory.key 2048" "auth mallory send" "expect welcome" \
+	"frame {\"type\":\"send\",\"id\":7,\"envelope\":$stolen}" "wait error bad_request" bye 2>&1)
+is "mallory sending alice's envelope as his own: bad_request" 0 $? || diag "$out"
+
+# One send frame of mallory's, recorded and written twice.
+recorded=$(raw connect "key $T/mallory.key" "auth mallory send" "expect welcome" \
+	"send bob $(marker twice) sent twice" "wait accepted" bye 2>/dev/null |
+	sed -n 's/^> \({"type":"send".*\)$/\1/p')
+like "a recorded send frame" '^\{"type":"send"' "$recorded"
+out=$(raw connect "key $T/mallory.key" "auth mallory send" "expect welcome" "frame $recorded" "wait accepted" bye 2>&1)
+is "...written again in a new session: the relay answers accepted (idempotent)" 0 $? || diag "$out"
+relay_stop
+is "...but queues it only once" 1 "$(db "SELECT count(*) FROM queue WHERE sender = 'mallory';")"
+check "relay starts" relay_start
+sc bob --json inbox >"$T/inbox6.json" 2>/dev/null
+is "bob's inbox: alice's message once, mallory's once, nothing rejected" \
+	"$(marker stolen) from alice
+$(marker twice) sent twice
+0" "$("$SC_JSON" message text <"$T/inbox6.json")
+$(json_count "$T/inbox6.json" rejected)"
+
+relay_stop
+is "every refused envelope was acked: the queue is empty" 0 "$(queued)"
+check "relay starts" relay_start
+check_privacy "$T/inbox2.json" "$T/inbox3.json" "$T/inbox6.json"
+relay_stop
+is "the relay exits 0 on SIGTERM" 0 $?
+unlike "the relay logged no sanitizer report" "AddressSanitizer|LeakSanitizer|runtime error" \
+	"$(cat "$T"/relay.*.log)"
+
+done_testing
