@@ -23,6 +23,16 @@
  * default idle-timeout of 300 s), and give up on a relay that has said
  * nothing for this long plus the timeout. */
 #define PING_INTERVAL_USEC (30 * USEC_PER_SEC)
+
+/* Ping often enough that the relay's idle-timeout (welcome.limits) never
+ * closes a quiet session: a third of it, at most every 30 s. */
+static uint64_t ping_interval(const Client *c) {
+        uint64_t idle = c->limits.idle_timeout * USEC_PER_SEC;
+
+        if (idle == 0)
+                return PING_INTERVAL_USEC;
+        return MAX(MIN(idle / 3, (uint64_t) PING_INTERVAL_USEC), (uint64_t) USEC_PER_SEC / 4);
+}
 /* What may wait for the socket: a relay that stops reading while it makes
  * us answer (pings) must not make us grow without end. */
 #define OUT_MAX(c) (MAX(4 * (size_t) (c)->limits.max_frame, (size_t) 1024 * 1024))
@@ -300,16 +310,18 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
 
                 now = now_monotonic_usec();
                 if (established) {
-                        if (now >= c->last_rx + PING_INTERVAL_USEC + c->timeout_usec)
+                        uint64_t interval = ping_interval(c);
+
+                        if (now >= c->last_rx + interval + c->timeout_usec)
                                 return client_lost(c, "the relay stopped answering");
-                        if (now >= c->last_tx + PING_INTERVAL_USEC) {
+                        if (now >= c->last_tx + interval) {
                                 r = client_send(c, frame_new_simple(FRAME_PING));
                                 if (r < 0)
                                         return r;
                                 continue;
                         }
-                        wake = MIN(wake, c->last_tx + PING_INTERVAL_USEC);
-                        wake = MIN(wake, c->last_rx + PING_INTERVAL_USEC + c->timeout_usec);
+                        wake = MIN(wake, c->last_tx + interval);
+                        wake = MIN(wake, c->last_rx + interval + c->timeout_usec);
                 }
                 if (deadline != UINT64_MAX && now >= deadline)
                         return CLIENT_TIMEOUT;

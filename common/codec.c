@@ -453,7 +453,14 @@ static int parse_welcome(Frame *f, json_object *o, const char **reason) {
         r = read_uint(limits, "max_text", "bad limits", reason, &f->welcome.limits.max_text);
         if (r < 0)
                 return r;
-        return read_uint(limits, "queue_ttl", "bad limits", reason, &f->welcome.limits.queue_ttl);
+        r = read_uint(limits, "queue_ttl", "bad limits", reason, &f->welcome.limits.queue_ttl);
+        if (r < 0)
+                return r;
+        /* Optional, so that a client can keep a session alive. */
+        if (json_object_object_get_ex(limits, "idle_timeout", NULL))
+                return read_uint(limits, "idle_timeout", "bad limits", reason,
+                                 &f->welcome.limits.idle_timeout);
+        return 0;
 }
 
 static int parse_error(Frame *f, json_object *o, const char **reason) {
@@ -846,7 +853,8 @@ json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPack
         if (put(o, "limits", l) < 0 ||
             put_uint(l, "max_frame", limits->max_frame) < 0 ||
             put_uint(l, "max_text", limits->max_text) < 0 ||
-            put_uint(l, "queue_ttl", limits->queue_ttl) < 0)
+            put_uint(l, "queue_ttl", limits->queue_ttl) < 0 ||
+            (limits->idle_timeout > 0 && put_uint(l, "idle_timeout", limits->idle_timeout) < 0))
                 return NULL;
         return TAKE_PTR(o);
 }

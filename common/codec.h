@@ -51,6 +51,7 @@ typedef struct FrameLimits {
         uint64_t max_frame;
         uint64_t max_text;
         uint64_t queue_ttl;
+        uint64_t idle_timeout;  /* seconds; optional on the wire, 0 if absent */
 } FrameLimits;
 
 typedef enum PresenceKind {

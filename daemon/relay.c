@@ -270,6 +270,7 @@ static void handle_auth(Session *s, const Frame *f) {
                 .max_frame = s->limits.max_frame,
                 .max_text = s->limits.max_text,
                 .queue_ttl = s->limits.queue_ttl_usec / 1000000,
+                .idle_timeout = MAX(s->limits.idle_timeout_usec / 1000000, (uint64_t) 1),
         };
         if (session_send(s, frame_new_welcome(sig, sig_len, kp, s->id, &limits)) < 0)
                 return;

@@ -191,6 +191,19 @@ is "the relay logged the handshake timeouts" $((timeouts + $([ "$SC_TLS" = yes ]
 	"$(relay_count 'event=handshake-failed .*timeout')"
 ok "...and the idle one" grep -Eq 'event=session-end user=mallory .*reason="?timeout' "$SC_RELAY_LOG"
 
+# welcome.limits announces idle-timeout, and scctl pings within a third of
+# it: a quiet listen must outlive the 3 s timeout without reconnecting.
+check "keeper registers" sc_init keeper
+if listen_start keeper "$T/keeper.json"; then
+	keeper=$SC_BG
+	sleep 8         # the absence of a timeout over 8 s is what is tested
+	is "a quiet listen outlives idle-timeout=3s: still one login" 1 "$(receiving_logins keeper)"
+	is "...its session never timed out" 0 "$(relay_count 'event=session-end user=keeper .*reason="?timeout')"
+	bg_stop "$keeper"
+else
+	tap_result 1 "keeper's listen logged in"
+fi
+
 relay_serves "after all that, the relay still serves a normal send"
 ok "...and is still running" relay_alive
 

@@ -644,6 +644,9 @@ static const Mutation mutations[] = {
         { FRAME_WELCOME, "session", "\"" A40 A10 A10 "ABCD\"", 0 },     /* 64 */
         { FRAME_WELCOME, "session", "7", -EBADMSG },
         { FRAME_WELCOME, "limits", NULL, -EBADMSG },
+        { FRAME_WELCOME, "limits.idle_timeout", "300", 0 },
+        { FRAME_WELCOME, "limits.idle_timeout", "\"300\"", -EBADMSG },
+        { FRAME_WELCOME, "limits.idle_timeout", "-1", -EBADMSG },
         { FRAME_WELCOME, "limits", "{}", -EBADMSG },
         { FRAME_WELCOME, "limits", "[65536,16384,604800]", -EBADMSG },
         { FRAME_WELCOME, "limits.max_frame", "\"65536\"", -EBADMSG },
