@@ -21,7 +21,7 @@ INTEGRATION_TESTS = \
 	tests/integration/admin.sh
 
 TESTS += $(INTEGRATION_TESTS)
-EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh
 
 # Picks fields out of "scctl --json" output, for byte-exact comparisons.
 check_PROGRAMS += tests/integration/sc-json
