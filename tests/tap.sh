@@ -8,6 +8,7 @@
 #   like "description" REGEX TEXT           # grep -E match
 #   skip_all "why"                          # exit 77-style skip of the file
 #   done_testing                            # prints the plan, exits
+#   wait_until [-t SECONDS] command...      # poll until it succeeds (bounded)
 #
 # Failed checks print the command's output as TAP diagnostics.
 
@@ -81,4 +82,22 @@ done_testing() {
 	echo "1..$tap_n"
 	[ "$tap_failed" -eq 0 ]
 	exit $?
+}
+
+now_ms() { date +%s%3N; }
+
+# Run COMMAND until it succeeds, at most SECONDS (default $SC_WAIT, else
+# 20). Every wait in the tests is such a bounded poll for a condition; the
+# short sleep is only the polling interval.
+wait_until() { # [-t SECONDS] COMMAND...
+	local limit=${SC_WAIT:-20} deadline
+	if [ "$1" = -t ]; then
+		limit=$2
+		shift 2
+	fi
+	deadline=$(($(now_ms) + limit * 1000))
+	until "$@"; do
+		[ "$(now_ms)" -lt "$deadline" ] || return 1
+		sleep 0.05
+	done
 }

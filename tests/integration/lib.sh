@@ -125,23 +125,6 @@ contains() { # DESCRIPTION STRING TEXT
 	return "$rc"
 }
 
-now_ms() { date +%s%3N; }
-
-# Run COMMAND until it succeeds, at most SECONDS (default SC_WAIT). The
-# short sleep is only the polling interval.
-wait_until() { # [-t SECONDS] COMMAND...
-	local limit=$SC_WAIT deadline
-	if [ "$1" = -t ]; then
-		limit=$2
-		shift 2
-	fi
-	deadline=$(( $(now_ms) + limit * 1000 ))
-	until "$@"; do
-		[ "$(now_ms)" -lt "$deadline" ] || return 1
-		sleep 0.05
-	done
-}
-
 # Has PID exited (a child that exited but was not reaped yet counts)?
 sc_exited() { # PID
 	local state

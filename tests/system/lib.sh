@@ -70,23 +70,6 @@ trap 'exit 129' HUP
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-now_ms() { date +%s%3N; }
-
-# Run COMMAND until it succeeds, at most SECONDS (default SC_WAIT). The
-# short sleep is only the polling interval.
-wait_until() { # [-t SECONDS] COMMAND...
-	local limit=$SC_WAIT deadline
-	if [ "$1" = -t ]; then
-		limit=$2
-		shift 2
-	fi
-	deadline=$(($(now_ms) + limit * 1000))
-	until "$@"; do
-		[ "$(now_ms)" -lt "$deadline" ] || return 1
-		sleep 0.05
-	done
-}
-
 box() { "$SDBOX" run "$@"; }
 
 # Like ok, but runs COMMAND in this shell (not in a $(...) subshell), so
