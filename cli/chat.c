@@ -116,6 +116,27 @@ static int timed_out(const Session *s) {
                         (unsigned) (s->ctx->settings->timeout_usec / USEC_PER_SEC));
 }
 
+/* A send-only session on a fresh connection to the relay, as send, users
+ * and key lookups use. Both are the caller's on success. */
+static int open_send_session(Context *ctx, Client **ret_client, Session **ret_session) {
+        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(client_freep) Client *c = NULL;
+        int r;
+
+        r = context_connect(ctx, false, -1, &c);
+        if (r < 0)
+                return r;
+        r = session_new(ctx, false, &s);
+        if (r < 0)
+                return r;
+        r = session_attach(s, c);
+        if (r < 0)
+                return r;
+        *ret_client = TAKE_PTR(c);
+        *ret_session = TAKE_PTR(s);
+        return 0;
+}
+
 int verb_init(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "bits", required_argument, NULL, ARG_BITS },
@@ -216,13 +237,7 @@ int verb_send(int argc, char *argv[]) {
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)
                 goto finish;
-        r = context_connect(&ctx, false, -1, &c);
-        if (r < 0)
-                goto finish;
-        r = session_new(&ctx, false, &s);
-        if (r < 0)
-                goto finish;
-        r = session_attach(s, c);
+        r = open_send_session(&ctx, &c, &s);
         if (r < 0)
                 goto finish;
         r = session_queue_message(s, to, text, len);
@@ -400,13 +415,7 @@ int verb_users(int argc, char *argv[]) {
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)
                 goto finish;
-        r = context_connect(&ctx, false, -1, &c);
-        if (r < 0)
-                goto finish;
-        r = session_new(&ctx, false, &s);
-        if (r < 0)
-                goto finish;
-        r = session_attach(s, c);
+        r = open_send_session(&ctx, &c, &s);
         if (r < 0)
                 goto finish;
 
@@ -468,13 +477,7 @@ static int fetch_package(Context *ctx, const char *user, KeyPackage **ret) {
         Peer *p = NULL;
         int r;
 
-        r = context_connect(ctx, false, -1, &c);
-        if (r < 0)
-                return r;
-        r = session_new(ctx, false, &s);
-        if (r < 0)
-                return r;
-        r = session_attach(s, c);
+        r = open_send_session(ctx, &c, &s);
         if (r >= 0)
                 r = lookup_user(s, user, &p);
         if (r >= 0 && key_package_dup(p->package, ret) < 0)
