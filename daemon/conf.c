@@ -238,6 +238,20 @@ static int conf_parse_path(const ConfigItem *it, const char *value, Config *c, v
                 snprintf(err, errlen, "path too long");
                 return -EINVAL;
         }
+        /* config_dump() must print a file that reads back the same: no
+         * line breaks or other control characters, and no ';' that inih
+         * would take for an inline comment in "KEY = VALUE" (one at the
+         * start or after whitespace; "KEY=;x" would otherwise set ";x"). */
+        for (const char *p = value; *p; p++) {
+                if ((unsigned char) *p < 0x20 || *p == 0x7f) {
+                        snprintf(err, errlen, "control character in path");
+                        return -EINVAL;
+                }
+                if (*p == ';' && (p == value || isspace((unsigned char) p[-1]))) {
+                        snprintf(err, errlen, "a ';' after a space or first reads as a comment");
+                        return -EINVAL;
+                }
+        }
         return set_string(data, value);
 }
 
@@ -554,8 +568,10 @@ int config_set(Config *c, const char *section, const char *key, const char *valu
 
 typedef struct ParseContext {
         Config *config;
-        const char *path;
-        FILE *f;
+        const char *path;       /* names the source in errors */
+        FILE *f;                /* reading a file... */
+        const char *text;       /* ...or a buffer (f == NULL) */
+        size_t text_left;
         unsigned line;
         char *error;
         unsigned error_line;
@@ -580,21 +596,50 @@ static void context_fail(ParseContext *ctx, int r, const char *fmt, ...) {
                 ctx->error = NULL;
 }
 
+static int context_getc(ParseContext *ctx) {
+        if (ctx->f)
+                return getc(ctx->f);
+        if (ctx->text_left == 0)
+                return EOF;
+        ctx->text_left--;
+        return (unsigned char) *ctx->text++;
+}
+
 /* Feeds inih line by line so that the handler knows the line it is on, and
- * refuses what inih would silently cut or ignore. */
+ * refuses what inih would silently cut or ignore. Reads byte by byte rather
+ * than with fgets() so that a NUL byte is seen (fgets() would hide the
+ * rest of the line behind it) and so that files and buffers share it. */
 static char *context_read_line(char *str, int num, void *stream) {
         ParseContext *ctx = stream;
         const char *p;
-        size_t n;
+        size_t n = 0;
+        int ch = EOF;
 
-        if (ctx->error_code != 0)
+        if (ctx->error_code != 0 || num < 2)
                 return NULL;
-        if (!fgets(str, num, ctx->f))
+        while (n < (size_t) num - 1) {
+                ch = context_getc(ctx);
+                if (ch == EOF || ch == '\0')
+                        break;
+                str[n++] = (char) ch;
+                if (ch == '\n')
+                        break;
+        }
+        if (n == 0 && ch == EOF)
                 return NULL;
+        str[n] = '\0';
         ctx->line++;
-        if (!strchr(str, '\n') && !feof(ctx->f)) {
-                context_fail(ctx, -EINVAL, "Line too long");
+        if (ch == '\0') {
+                context_fail(ctx, -EINVAL, "NUL byte");
                 return NULL;
+        }
+        if (n == (size_t) num - 1 && ch != '\n') {
+                /* The buffer is full: fine only if the line ends right here. */
+                ch = context_getc(ctx);
+                if (ch != '\n' && ch != EOF) {
+                        context_fail(ctx, -EINVAL, "Line too long");
+                        return NULL;
+                }
         }
         /* Indentation means nothing here; to inih it would make the line
          * the continuation of the previous value. */
@@ -630,6 +675,38 @@ static int context_handler(void *user, const char *section, const char *name, co
         return 1;
 }
 
+/* What files and buffers share: run inih over ctx, pick the first error. */
+static int context_parse(ParseContext *ctx, char **ret_error) {
+        int r;
+
+        r = ini_parse_stream(context_read_line, ctx, context_handler, ctx);
+        if (ctx->f && ferror(ctx->f))
+                context_fail(ctx, -EIO, "Read error");
+
+        if (ctx->error_code == 0 && r > 0)
+                context_fail(ctx, -EINVAL, "Syntax error (expected KEY = VALUE or [server])");
+        else if (ctx->error_code == 0 && r < 0)
+                ctx->error_code = -ENOMEM;
+        else if (ctx->error_code != 0 && r > 0 && (unsigned) r < ctx->error_line) {
+                /* A syntax error came before the first value error. */
+                free(ctx->error);
+                ctx->error = NULL;
+                if (asprintf(&ctx->error, "%s:%d: Syntax error (expected KEY = VALUE or [server])",
+                             ctx->path, r) < 0)
+                        ctx->error = NULL;
+        }
+
+        if (ctx->error_code != 0) {
+                if (ret_error && ctx->error)
+                        *ret_error = TAKE_PTR(ctx->error);
+                free(ctx->error);
+                ctx->error = NULL;
+                r = ctx->error_code;
+                return r == -ENOMEM || r == -EIO ? r : -EINVAL;
+        }
+        return 0;
+}
+
 int config_parse_file(Config *c, const char *path, char **ret_error) {
         ParseContext ctx = { .config = c, .path = path };
         int r;
@@ -641,29 +718,16 @@ int config_parse_file(Config *c, const char *path, char **ret_error) {
                         config_error(ret_error, path, 0, "%s", strerror(-r));
                 return r;
         }
-        r = ini_parse_stream(context_read_line, &ctx, context_handler, &ctx);
+        r = context_parse(&ctx, ret_error);
         fclose(ctx.f);
+        return r;
+}
 
-        if (ctx.error_code == 0 && r > 0)
-                context_fail(&ctx, -EINVAL, "Syntax error (expected KEY = VALUE or [server])");
-        else if (ctx.error_code == 0 && r < 0)
-                ctx.error_code = -ENOMEM;
-        else if (ctx.error_code != 0 && r > 0 && (unsigned) r < ctx.error_line) {
-                /* A syntax error came before the first value error. */
-                free(ctx.error);
-                ctx.error = NULL;
-                if (asprintf(&ctx.error, "%s:%d: Syntax error (expected KEY = VALUE or [server])",
-                             path, r) < 0)
-                        ctx.error = NULL;
-        }
+int config_parse_string(Config *c, const char *name, const char *text, size_t len,
+                        char **ret_error) {
+        ParseContext ctx = { .config = c, .path = name, .text = text, .text_left = len };
 
-        if (ctx.error_code != 0) {
-                if (ret_error && ctx.error)
-                        *ret_error = TAKE_PTR(ctx.error);
-                free(ctx.error);
-                return ctx.error_code == -ENOMEM ? -ENOMEM : -EINVAL;
-        }
-        return 0;
+        return context_parse(&ctx, ret_error);
 }
 
 int config_parse_override(Config *c, const char *assignment, const char *origin,

@@ -3,7 +3,7 @@
  * securechatd's configuration: defaults, then the main file, then the
  * drop-ins securechatd.conf.d/NAME.conf (lexical order) from the main
  * file's directory, then command-line overrides. Keys live in section [server]; the parsers
- * are table-driven (see config.c). Every error names where it came from:
+ * are table-driven (see conf.c). Every error names where it came from:
  * "FILE:LINE: ..." or "-o KEY=VALUE: ...".
  */
 #pragma once
@@ -75,8 +75,13 @@ int config_set(Config *c, const char *section, const char *key, const char *valu
 
 /* Parse one file. A missing file is -ENOENT (no message when missing_ok,
  * the caller decides). Syntax errors, unknown sections and keys, bad
- * values: -EINVAL with "FILE:LINE: ..." in *ret_error. */
+ * values: -EINVAL with "FILE:LINE: ..." in *ret_error; a read error: -EIO. */
 int config_parse_file(Config *c, const char *path, char **ret_error);
+
+/* The same for len bytes of text (need not be NUL-terminated) named
+ * name in errors. A NUL byte in the text is an error, as in a file. */
+int config_parse_string(Config *c, const char *name, const char *text, size_t len,
+                        char **ret_error);
 
 /* Parse "KEY=VALUE" (a -o argument). */
 int config_parse_override(Config *c, const char *assignment, const char *origin,

@@ -8,7 +8,7 @@
 EXTRA_DIST += fuzz/run-fuzzers.sh fuzz/corpus
 
 if ENABLE_FUZZING
-FUZZ_TARGETS = fuzz/fuzz-frame fuzz/fuzz-codec fuzz/fuzz-envelope
+FUZZ_TARGETS = fuzz/fuzz-frame fuzz/fuzz-codec fuzz/fuzz-envelope fuzz/fuzz-config
 noinst_PROGRAMS += $(FUZZ_TARGETS)
 FUZZ_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
 	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS)
@@ -28,6 +28,12 @@ fuzz_fuzz_envelope_SOURCES = fuzz/fuzz-envelope.c
 fuzz_fuzz_envelope_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_fuzz_envelope_LDFLAGS = $(FUZZ_LINKFLAGS)
 fuzz_fuzz_envelope_LDADD = $(COMMON_LIBS)
+
+# The daemon's configuration parser, from its convenience library.
+fuzz_fuzz_config_SOURCES = fuzz/fuzz-config.c
+fuzz_fuzz_config_CFLAGS = $(DAEMON_CFLAGS) -fsanitize=fuzzer -I$(top_srcdir)/daemon
+fuzz_fuzz_config_LDFLAGS = $(FUZZ_LINKFLAGS)
+fuzz_fuzz_config_LDADD = $(DAEMON_LIBS)
 
 # "make fuzz-targets" builds the fuzzers alone (CI).
 fuzz-targets: $(FUZZ_TARGETS)

@@ -568,6 +568,83 @@ START_TEST(test_dump_round_trip) {
 }
 END_TEST
 
+START_TEST(test_parse_string) {
+        /* Not NUL-terminated: the parser must stop at len. */
+        static const char text[] = "[server]\nmax-frame = 1M\nlisten = 1.2.3.4:5garbage";
+        static const char nul[] = "[server]\nlisten = 1.2.3.4:5\0garbage\n";
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(freep) char *error = NULL, *e2 = NULL;
+        const char *path;
+
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_msg(config_parse_string(c, "mem", text, strlen(text) - strlen("garbage"),
+                                          &error) == 0, "%s", error);
+        ck_assert_uint_eq(c->max_frame, 1048576);
+        ck_assert_str_eq(c->listen, "1.2.3.4:5");
+
+        /* Errors name the buffer and the line, as for files. */
+        ck_assert_int_eq(config_parse_string(c, "mem", text, strlen(text), &error), -EINVAL);
+        ck_assert_msg(strncmp(error, "mem:3: ", 7) == 0, "%s", error);
+        ck_assert_str_eq(c->listen, "1.2.3.4:5");
+        free(error);
+        error = NULL;
+
+        /* A NUL byte is refused, in a buffer and in a file alike, rather
+         * than cutting the line there (or calling it too long). */
+        ck_assert_int_eq(config_parse_string(c, "mem", nul, sizeof(nul) - 1, &error), -EINVAL);
+        ck_assert_msg(strcmp(error, "mem:2: NUL byte") == 0, "%s", error);
+        path = write_file("nul.conf", "");
+        {
+                FILE *f = fopen(path, "we");
+                ck_assert_ptr_nonnull(f);
+                ck_assert_uint_eq(fwrite(nul, 1, sizeof(nul) - 1, f), sizeof(nul) - 1);
+                ck_assert_int_eq(fclose(f), 0);
+        }
+        ck_assert_int_eq(config_parse_file(c, path, &e2), -EINVAL);
+        ck_assert_msg(strstr(e2, "nul.conf:2: NUL byte") != NULL, "%s", e2);
+
+        /* Empty input is an empty file. */
+        ck_assert_int_eq(config_parse_string(c, "mem", "", 0, NULL), 0);
+}
+END_TEST
+
+START_TEST(test_path_dump_safe) {
+        /* Found by fuzz/fuzz-config: "control=;K" set the path ";K", which
+         * config_dump() printed as "control = ;K", which reads back as an
+         * empty value (inih: a comment) and so as the default. */
+        static const char *const bad_files[] = {
+                "[server]\ncontrol=;K\n",
+                "[server]\ntls-key=;\n",
+        };
+        static const char *const bad_overrides[] = {
+                "control=a ;b", "state-directory=;x", "control=/a\nb", "tls-key=/a\tb",
+                "tls-certificate=/a\x7f",
+        };
+        _cleanup_(config_freep) Config *c = NULL;
+
+        ck_assert_int_eq(config_new(&c), 0);
+        for (size_t i = 0; i < ELEMENTSOF(bad_files); i++) {
+                _cleanup_(freep) char *error = NULL;
+
+                ck_assert_int_eq(config_parse_string(c, "mem", bad_files[i], strlen(bad_files[i]),
+                                                     &error), -EINVAL);
+                ck_assert_msg(strstr(error, "mem:2: Invalid value") != NULL, "%s", error);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad_overrides); i++) {
+                _cleanup_(freep) char *error = NULL;
+
+                ck_assert_msg(config_parse_override(c, bad_overrides[i], "-o", &error) == -EINVAL,
+                              "accepted '%s'", bad_overrides[i]);
+        }
+        ck_assert_str_eq(c->control, "/run/securechat/control");
+        ck_assert_ptr_null(c->tls_key);
+
+        /* A ';' inside a word is no comment and stays allowed. */
+        ck_assert_int_eq(config_parse_override(c, "control=/run/a;b", "-o", NULL), 0);
+        ck_assert_str_eq(c->control, "/run/a;b");
+}
+END_TEST
+
 static Suite *config_suite(void) {
         Suite *s = suite_create("config");
         TCase *tc = tcase_create("config");
@@ -593,6 +670,8 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_verify);
         tcase_add_test(tc, test_max_ciphertext);
         tcase_add_test(tc, test_dump_round_trip);
+        tcase_add_test(tc, test_parse_string);
+        tcase_add_test(tc, test_path_dump_safe);
         suite_add_tcase(s, tc);
         return s;
 }
