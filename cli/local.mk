@@ -26,3 +26,11 @@ tests_unit_test_clistate_CFLAGS = $(SCCTL_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir
 tests_unit_test_clistate_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(CHECK_LIBS)
 
 dist_man_MANS += man/scctl.1
+
+# Unit tests of the client's session logic against a hostile relay.
+check_PROGRAMS += tests/unit/test-clisession
+TESTS += tests/unit/test-clisession
+tests_unit_test_clisession_SOURCES = tests/unit/test-clisession.c $(SCCTL_CORE) \
+	cli/client.c cli/client.h cli/session.c cli/session.h
+tests_unit_test_clisession_CFLAGS = $(SCCTL_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
+tests_unit_test_clisession_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(CHECK_LIBS)

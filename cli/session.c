@@ -14,9 +14,12 @@
 #include "protocol.h"
 #include "session.h"
 
-/* Deliveries held while the relay looks up a sender's key. Beyond this the
- * relay is flooding us; further ones are refused (and acked) at once. */
+/* Deliveries held while the relay looks up a sender's key. Beyond this
+ * number or size the relay is flooding us; further ones are refused (and
+ * acked) at once. The size matters: a relay may announce a max_frame of
+ * 16 MiB, and 1024 such envelopes would not fit in memory. */
 #define DELIVERIES_MAX 1024
+#define DELIVERIES_SIZE_MAX (64u * 1024 * 1024)
 #define MIN_REPLAY_WINDOW (24 * 3600)
 /* Users a session keeps track of (presence and lookups). The relay decides
  * how many it tells us about; this keeps a hostile one from growing us. */
@@ -116,6 +119,7 @@ static void deliveries_clear(Session *s) {
         }
         s->deliveries_last = NULL;
         s->n_deliveries = 0;
+        s->deliveries_size = 0;
 }
 
 static void outgoing_pop(Session *s) {
@@ -550,6 +554,7 @@ static int process_deliveries(Session *s) {
                 if (!s->deliveries)
                         s->deliveries_last = NULL;
                 s->n_deliveries--;
+                s->deliveries_size -= d->envelope->ct_len;
                 envelope_free(d->envelope);
                 free(d);
                 if (r < 0)
@@ -673,7 +678,9 @@ int session_handle(Session *s, const Frame *f) {
 
                 if (!s->receiving)
                         return 0;
-                if (s->n_deliveries >= DELIVERIES_MAX) {
+                if (s->n_deliveries >= DELIVERIES_MAX ||
+                    (s->n_deliveries > 0 &&
+                     s->deliveries_size + f->deliver.envelope->ct_len > DELIVERIES_SIZE_MAX)) {
                         char id[32];
 
                         id_string(f->deliver.envelope->id, id);
@@ -696,6 +703,7 @@ int session_handle(Session *s, const Frame *f) {
                         s->deliveries = d;
                 s->deliveries_last = d;
                 s->n_deliveries++;
+                s->deliveries_size += d->envelope->ct_len;
                 r = progress(s);
                 return r < 0 ? r : 1;
         }

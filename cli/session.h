@@ -74,6 +74,7 @@ typedef struct Session {
         SeenStore *seen;
         Delivery *deliveries, *deliveries_last;
         size_t n_deliveries;
+        size_t deliveries_size;         /* ciphertext bytes held in deliveries */
         unsigned n_messages;            /* messages shown */
         bool synced;
 

@@ -335,40 +335,57 @@ static void connection_update_io(Connection *c) {
         (void) sd_event_source_set_io_events(c->io, events);
 }
 
-/* Write what we can without blocking. */
+static void connection_process(Connection *c);
+
+/* Write what we can without blocking. Calls already read wait in c->in
+ * while the caller does not read its replies; no EPOLLIN comes for bytes
+ * taken from the kernel, so they are answered here once there is room
+ * (connection_process() stops again at the pause). */
 static void connection_flush(Connection *c) {
-        while (!c->dead && connection_pending(c) > 0) {
-                ssize_t n = send(c->fd, c->out.data + c->out_head, connection_pending(c),
-                                 MSG_DONTWAIT | MSG_NOSIGNAL);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                                log_debug("Control connection %s: write failed: %m", c->label);
+        for (;;) {
+                bool was_paused = connection_pending(c) >= CONTROL_OUTPUT_PAUSE;
+
+                while (!c->dead && connection_pending(c) > 0) {
+                        ssize_t n = send(c->fd, c->out.data + c->out_head, connection_pending(c),
+                                         MSG_DONTWAIT | MSG_NOSIGNAL);
+                        if (n < 0) {
+                                if (errno == EINTR)
+                                        continue;
+                                if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                                        log_debug("Control connection %s: write failed: %m", c->label);
+                                        connection_close(c);
+                                        return;
+                                }
+                                break;
+                        }
+                        c->out_head += (size_t) n;
+                }
+                if (c->dead)
+                        return;
+
+                if (connection_pending(c) == 0) {
+                        if (c->out.cap > CONTROL_OUTPUT_KEEP)
+                                buf_done(&c->out);
+                        c->out.len = c->out_head = 0;
+                        if (c->closing) {
                                 connection_close(c);
                                 return;
                         }
-                        break;
+                } else if (c->out_head >= c->out.len / 2) {
+                        /* Keep the unsent tail at the front; a monitor's buffer
+                         * must not creep forward forever. */
+                        memmove(c->out.data, c->out.data + c->out_head, connection_pending(c));
+                        c->out.len -= c->out_head;
+                        c->out_head = 0;
                 }
-                c->out_head += (size_t) n;
-        }
-        if (c->dead)
-                return;
 
-        if (connection_pending(c) == 0) {
-                if (c->out.cap > CONTROL_OUTPUT_KEEP)
-                        buf_done(&c->out);
-                c->out.len = c->out_head = 0;
-                if (c->closing) {
-                        connection_close(c);
+                if (!was_paused || c->monitor || connection_pending(c) >= CONTROL_OUTPUT_PAUSE)
+                        break;
+                connection_process(c);
+                if (c->dead)
                         return;
-                }
-        } else if (c->out_head >= c->out.len / 2) {
-                /* Keep the unsent tail at the front; a monitor's buffer
-                 * must not creep forward forever. */
-                memmove(c->out.data, c->out.data + c->out_head, connection_pending(c));
-                c->out.len -= c->out_head;
-                c->out_head = 0;
+                if (connection_pending(c) < CONTROL_OUTPUT_PAUSE)
+                        break;          /* no complete call left */
         }
         connection_update_io(c);
 }

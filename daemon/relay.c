@@ -513,8 +513,10 @@ static void handle_ack(Session *s, const Frame *f) {
         }
         r = store_queue_take(m->store, s->user, seq, &msg);
         if (r == -ENOENT) {
-                /* Acked twice, or expired meanwhile. */
-                reply_error(s, NULL, ERR_BAD_REQUEST, "no such message");
+                /* Expired between deliver and ack (or acked twice): the
+                 * outcome the client wanted. An error here would have no
+                 * id, which ends a well-behaved client's session. */
+                log_debug("Session %s: ack of seq %" PRIu64 ", which is no longer queued", s->id, seq);
                 return;
         }
         if (r < 0) {

@@ -247,6 +247,19 @@ is "...which then reads the events the kernel held, the error, and the end" \
 	"$(tail -n 2 "$T/slow.out")"
 ok "the relay is alive" relay_alive
 
+# Calls sent in one go by a caller who reads only afterwards: the first
+# replies fill the output and the rest of the calls wait, already read, in
+# the relay. No new byte will come to wake it for them: they are answered
+# as the caller reads.
+# 37 calls (4 KiB, one read) answered with 2 KiB each: the output pauses
+# at 64 KiB, after 33 of them.
+descs=()
+for i in $(seq 37); do
+	descs+=('{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"io.securechat.Control"}}')
+done
+n=$( (sleep 1; echo go) | "$SC_VARLINK" -t 10 --hold "$CONTROL" "${descs[@]}" | grep -c '"description"')
+is "37 calls in one write, read only afterwards (some 74 KiB of answers): all answered" 37 "$n"
+
 # ---- a caller who is not allowed ----------------------------------------------------
 
 as_nobody() {

@@ -126,6 +126,24 @@ is "...and the max-text + 1 one rejected as too_large" "too_large" \
 	"$("$SC_JSON" -m from=mallory rejected reason <"$T/inbox.json")"
 is "...and the $n_sent sends of alice" $n_sent "$(json_count "$T/inbox.json" -m from=alice message)"
 
+# ---- acks -------------------------------------------------------------------------------
+
+# An ack of a seq queued for someone else deletes nothing; an ack of one's
+# own message that is already gone (acked twice, or expired between
+# deliver and ack) is not an error: an error without id would end a
+# well-behaved client's session.
+out=$(sc alice send mallory "$(marker tomallory) for mallory" 2>/dev/null)
+is "alice sends mallory a message" "0 queued" "$? $out"
+out=$(sc alice send bob "$(marker notmallory) for bob" 2>/dev/null)
+is "alice sends bob a message" "0 queued" "$? $out"
+seq_m=$(db "SELECT max(seq) FROM queue WHERE recipient = 'mallory'")
+seq_b=$(db "SELECT max(seq) FROM queue WHERE recipient = 'bob'")
+out=$(raw connect "key $T/raw.key" "auth mallory" "expect welcome" "wait synced" "ack $seq_b" \
+	"wait error bad_request" "ack $seq_m" "ack $seq_m" ping "expect pong" bye 2>&1)
+is "mallory acks bob's seq (refused), then his own twice: the second is ignored" 0 $? || diag "$out"
+is "...bob's message is still queued" 1 "$(db "SELECT count(*) FROM queue WHERE seq = $seq_b")"
+is "...mallory's is gone" 0 "$(db "SELECT count(*) FROM queue WHERE seq = $seq_m")"
+
 # ---- below the protocol -----------------------------------------------------------------
 
 # A client that expects the other transport fails to connect (after the

@@ -78,6 +78,7 @@ int main(int argc, char *argv[]) {
         bool hold = false;
         long long deadline;
         VarlinkReader r;
+        Buf messages = {};
         int c;
 
         while ((c = getopt_long(argc, argv, "n:t:c:", options, NULL)) >= 0)
@@ -109,6 +110,12 @@ int main(int argc, char *argv[]) {
         if (want < 0)
                 want = argc - optind - 1;
         memcpy(sa.sun_path, argv[optind], strlen(argv[optind]));
+        for (int i = optind + 1; i < argc; i++)
+                buf_put(&messages, argv[i], strlen(argv[i]) + 1);
+        if (messages.error < 0) {
+                fprintf(stderr, "sc-varlink: out of memory\n");
+                return 1;
+        }
 
         for (long k = 0; k < n_fds; k++) {
                 fds[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -116,11 +123,12 @@ int main(int argc, char *argv[]) {
                         fprintf(stderr, "sc-varlink: %s: %m\n", argv[optind]);
                         return 1;
                 }
-                for (int i = optind + 1; i < argc; i++)
-                        if (write_all(fds[k], argv[i], strlen(argv[i]) + 1) < 0) {
-                                fprintf(stderr, "sc-varlink: write: %m\n");
-                                return 1;
-                        }
+                /* All messages in one write: the relay gets them in one read
+                 * (as from a client that pipelines its calls). */
+                if (write_all(fds[k], messages.data, messages.len) < 0) {
+                        fprintf(stderr, "sc-varlink: write: %m\n");
+                        return 1;
+                }
                 for (long i = 0; i < junk; i++)
                         if (write_all(fds[k], "x", 1) < 0)
                                 break;  /* the server may hang up on us: that is what is tested */
@@ -175,6 +183,7 @@ int main(int argc, char *argv[]) {
                 varlink_reader_commit(&r, (size_t) n);
         }
         varlink_reader_done(&r);
+        buf_done(&messages);
         for (long k = 0; k < n_fds; k++)
                 close(fds[k]);
         return 0;
