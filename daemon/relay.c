@@ -223,14 +223,15 @@ static void handle_auth(Session *s, const Frame *f) {
                 return;
         }
 
-        /* Limits, before anything is registered. */
-        if (m->n_active >= m->config->max_sessions) {
+        /* Limits, before anything is registered. A receiving login that
+         * replaces the user's old receiving session does not add one. */
+        if (f->auth.receive)
+                old = manager_find_receiver(m, user);
+        if (m->n_active - (old ? 1 : 0) >= m->config->max_sessions) {
                 limit_hit(s, "max-sessions", "too many sessions");
                 session_close(s, ERR_SERVER_BUSY, "too many sessions", "server_busy: max-sessions");
                 return;
         }
-        if (f->auth.receive)
-                old = manager_find_receiver(m, user);
         if (count_user_sessions(m, user, old) >= m->config->max_sessions_per_user) {
                 limit_hit(s, "max-sessions-per-user", "too many sessions of this user");
                 session_close(s, ERR_SERVER_BUSY, "too many sessions for this user",

@@ -172,6 +172,19 @@ ok "the relay expires it (message-expired event within $SC_WAIT s)" \
 out=$(sc bob inbox 2>/dev/null)
 is "bob's inbox has nothing" "0 No queued messages." "$? $out"
 
+# ---- a replacing login at max-sessions ---------------------------------------------
+
+relay_stop
+check "relay restarts with max-sessions=1" relay_start -o max-sessions=1
+check "bob listens, the only session" listen_start bob "$T/listen3.json"
+THIRD=$SC_BG
+check "bob's second listen replaces it although the relay is full" listen_start bob "$T/listen4.json"
+FOURTH=$SC_BG
+bg_wait "$THIRD"
+is "...the first exits with EXIT_CONNECT (replaced)" $EXIT_CONNECT $?
+fails_with "a third party is refused at max-sessions (server_busy)" $EXIT_REFUSED sc alice users
+bg_stop "$FOURTH"
+
 check_privacy "$T"/inbox*.json "$T/listen2.json"
 relay_stop
 is "the relay exits 0 on SIGTERM" 0 $?
