@@ -262,10 +262,13 @@ int verb_send(int argc, char *argv[]) {
         deadline = deadline_in((uint64_t) wait * USEC_PER_SEC);
         while (wait > 0 && s->n_receipts == 0) {
                 r = session_wait(s, NULL, 0, deadline, "Waiting for the receipt");
-                if (r == CLIENT_TIMEOUT)
+                if (r == CLIENT_TIMEOUT) {
+                        /* The connection is fine: close it in order. */
+                        client_bye(c);
                         r = log_fail(EXIT_TIMEOUT, 0,
                                      "No receipt from %s within %u s; the relay keeps the message until "
                                      "%s's client has it.", to, wait, to);
+                }
                 if (r < 0)
                         goto finish;
         }

@@ -151,9 +151,12 @@ is "bob's listen exits 0 on SIGTERM" 0 $?
 is "users no longer shows bob" "No one is online." "$(sc alice users 2>/dev/null)"
 
 W="$(marker waiting) sent while bob is away"
+byes=$(relay_count 'event=session-end user=alice .*reason="?bye')
 out=$(sc alice send --wait=2 bob "$W" 2>"$T/wait.err")
 is "send --wait=2 with bob offline: queued, then EXIT_TIMEOUT" "$EXIT_TIMEOUT queued" "$? $out"
 like "...saying that no receipt came within 2 s" "bob.* 2 s" "$(cat "$T/wait.err")"
+ok "...and closing its session in order (bye)" \
+	wait_until count_above "$byes" relay_count 'event=session-end user=alice .*reason="?bye'
 sc bob --json inbox >"$T/inbox.json" 2>"$T/inbox.err"
 is "bob's inbox gets the queued message and exits 0" 0 $?
 is "...exactly that text" "$W" "$("$SC_JSON" -n 1 message text <"$T/inbox.json")"
