@@ -31,18 +31,6 @@ enum {
 };
 
 /* Options for verbs that have none of their own. -1 to go on. */
-static int parse_no_options(int argc, char *argv[]) {
-        static const struct option options[] = { GLOBAL_OPTIONS, {} };
-        int c, r;
-
-        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
-                r = verb_option(argv[0], c, argv);
-                if (r >= 0)
-                        return r;
-        }
-        return -1;
-}
-
 /* Read the message from stdin: at most max bytes; one final newline is
  * dropped (echo adds one). */
 static int read_text_stdin(char **ret, size_t *ret_len) {
@@ -383,23 +371,15 @@ finish:
 }
 
 int verb_listen(int argc, char *argv[]) {
-        int r = parse_no_options(argc, argv);
+        int r = verb_parse_no_arguments(argc, argv);
 
-        if (r >= 0)
-                return r;
-        if (optind < argc)
-                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
-        return receive(false);
+        return r >= 0 ? r : receive(false);
 }
 
 int verb_inbox(int argc, char *argv[]) {
-        int r = parse_no_options(argc, argv);
+        int r = verb_parse_no_arguments(argc, argv);
 
-        if (r >= 0)
-                return r;
-        if (optind < argc)
-                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
-        return receive(true);
+        return r >= 0 ? r : receive(true);
 }
 
 int verb_users(int argc, char *argv[]) {
@@ -409,11 +389,9 @@ int verb_users(int argc, char *argv[]) {
         Context ctx = {};
         int r;
 
-        r = parse_no_options(argc, argv);
+        r = verb_parse_no_arguments(argc, argv);
         if (r >= 0)
                 return r;
-        if (optind < argc)
-                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
 
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)
@@ -498,7 +476,7 @@ int verb_fingerprint(int argc, char *argv[]) {
         Context ctx = {};
         int r;
 
-        r = parse_no_options(argc, argv);
+        r = verb_parse_options(argc, argv);
         if (r >= 0)
                 return r;
         if (optind < argc)

@@ -223,7 +223,6 @@ static void tty_after(void) {
 }
 
 int verb_connect(int argc, char *argv[]) {
-        static const struct option options[] = { GLOBAL_OPTIONS, {} };
         _cleanup_(session_freep) Session *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
         _cleanup_(closep) int sigfd = -EBADF;
@@ -231,15 +230,11 @@ int verb_connect(int argc, char *argv[]) {
         Interactive in = {};
         uint64_t deadline = UINT64_MAX;
         Context ctx = {};
-        int opt, r;
+        int r;
 
-        while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
-                r = verb_option(argv[0], opt, argv);
-                if (r >= 0)
-                        return r;
-        }
-        if (optind < argc)
-                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+        r = verb_parse_no_arguments(argc, argv);
+        if (r >= 0)
+                return r;
 
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)

@@ -222,6 +222,28 @@ int verb_option(const char *verb, int c, char *argv[]) {
         return global_option(verb, c, argv);
 }
 
+int verb_parse_options(int argc, char *argv[]) {
+        static const struct option options[] = { GLOBAL_OPTIONS, {} };
+        int c, r;
+
+        while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
+                r = verb_option(argv[0], c, argv);
+                if (r >= 0)
+                        return r;
+        }
+        return -1;
+}
+
+int verb_parse_no_arguments(int argc, char *argv[]) {
+        int r = verb_parse_options(argc, argv);
+
+        if (r >= 0)
+                return r;
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+        return -1;
+}
+
 int signal_fd_open(void) {
         sigset_t mask;
         int fd;

@@ -57,6 +57,11 @@ enum {
  * (EXIT_OK after --help, EXIT_USAGE after an error). */
 int verb_option(const char *verb, int c, char *argv[]);
 
+/* For verbs that take only the global options: -1 to go on, else the
+ * status to exit with. The _no_arguments variant also refuses operands. */
+int verb_parse_options(int argc, char *argv[]);
+int verb_parse_no_arguments(int argc, char *argv[]);
+
 /* Print "scctl: VERB: message; see 'scctl VERB --help'." and return
  * EXIT_USAGE. */
 int verb_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
