@@ -451,6 +451,30 @@ static void text_safe(Text *t, const char *s) {
         output_safe_text(t->f, s, strlen(s), 0);
 }
 
+/* "Limits hit:" and each limit that refused something, with its value and
+ * count; "none" when nothing was refused. */
+static void text_limits(Text *t, json_object *limits) {
+        size_t n = 0;
+
+        fprintf(t->f, "%-18s", "Limits hit:");
+        for (size_t i = 0; limits && i < json_object_array_length(limits); i++) {
+                json_object *l = json_object_array_get_idx(limits, i);
+                uint64_t hits = get_u64(l, "hits");
+
+                if (hits == 0)
+                        continue;
+                fputs(n++ > 0 ? ", " : "", t->f);
+                text_safe(t, get_str(l, "name"));
+                if (json_object_object_get_ex(l, "value", NULL)) {
+                        fputs(" (", t->f);
+                        text_safe(t, get_str(l, "value"));
+                        fputs(")", t->f);
+                }
+                fprintf(t->f, " %" PRIu64 "x", hits);
+        }
+        fputs(n > 0 ? "\n" : "none\n", t->f);
+}
+
 /* ---- the verbs --------------------------------------------------------------- */
 
 int verb_status(int argc, char *argv[]) {
@@ -489,6 +513,7 @@ int verb_status(int argc, char *argv[]) {
                 get_u64(p, "users_registered"));
         fprintf(t.f, "%-18s%" PRIu64 "\n", "Queued messages:", get_u64(p, "queued_messages"));
         fprintf(t.f, "%-18s%" PRIu64 "\n", "Monitors:", get_u64(p, "monitors"));
+        text_limits(&t, get_array(p, "limits"));
         r = text_close(&t);
         if (r < 0)
                 return -r;

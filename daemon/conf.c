@@ -868,6 +868,18 @@ int config_load(const ConfigSources *src, Config **ret, char **ret_error) {
         return 0;
 }
 
+int config_format_key(const Config *c, const char *key, char *buf, size_t size) {
+        for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {
+                const ConfigItem *it = &config_items[i];
+
+                if (strcmp(it->key, key) == 0) {
+                        it->format(FIELD(c, const void, it), buf, size);
+                        return 0;
+                }
+        }
+        return -ENOENT;
+}
+
 void config_dump(const Config *c, FILE *f) {
         fputs("[server]\n", f);
         for (size_t i = 0; i < ELEMENTSOF(config_items); i++) {

@@ -97,6 +97,10 @@ int config_load(const ConfigSources *src, Config **ret, char **ret_error);
 /* The drop-in directory belonging to a main config file path (allocated). */
 char *config_dropin_dir(const char *main_path);
 
+/* The value of one key of section [server] as the configuration file
+ * spells it; -ENOENT for an unknown key. */
+int config_format_key(const Config *c, const char *key, char *buf, size_t size);
+
 /* The effective configuration as a config file. */
 void config_dump(const Config *c, FILE *f);
 

@@ -117,6 +117,15 @@ const char control_interface_description[] =
         "  fields: object\n"
         ")\n"
         "\n"
+        "# A limit: its name (as in a limit-hit event's SC_REASON), its value as\n"
+        "# securechatd.conf spells it (absent when it has no key) and how often it\n"
+        "# refused something since the relay started.\n"
+        "type Limit (\n"
+        "  name: string,\n"
+        "  value: ?string,\n"
+        "  hits: int\n"
+        ")\n"
+        "\n"
         "# The relay's state. users_online counts users with a receiving session.\n"
         "method Status() -> (\n"
         "  version: string,\n"
@@ -131,7 +140,8 @@ const char control_interface_description[] =
         "  monitors: int,\n"
         "  server_fingerprint: string,\n"
         "  listen: []string,\n"
-        "  tls: bool\n"
+        "  tls: bool,\n"
+        "  limits: []Limit\n"
         ")\n"
         "\n"
         "# Authenticated sessions.\n"
@@ -578,6 +588,28 @@ static int method_get_interface_description(Connection *c, const VarlinkCall *ca
         return 0;
 }
 
+/* Every limit with its value and count of refusals. */
+static json_object *limits_to_json(Manager *m) {
+        _cleanup_(json_object_unrefp) json_object *a = json_object_new_array();
+
+        if (!a)
+                return NULL;
+        for (Limit l = 0; l < _LIMIT_MAX; l++) {
+                json_object *o = json_object_new_object();
+                const char *key = limit_config_key(l);
+                char value[64];
+
+                if (array_add(a, o) < 0 ||
+                    add_str(o, "name", limit_name(l)) < 0 ||
+                    add_u64(o, "hits", m->limit_hits[l]) < 0)
+                        return NULL;
+                if (key && config_format_key(m->config, key, value, sizeof(value)) >= 0 &&
+                    add_str(o, "value", value) < 0)
+                        return NULL;
+        }
+        return TAKE_PTR(a);
+}
+
 static int method_status(Connection *c, const VarlinkCall *call) {
         Manager *m = c->control->manager;
         _cleanup_(json_object_unrefp) json_object *p = json_object_new_object();
@@ -616,7 +648,8 @@ static int method_status(Connection *c, const VarlinkCall *call) {
             add_u64(p, "monitors", c->control->n_monitors) < 0 ||
             add_str(p, "server_fingerprint", m->server_key->fingerprint) < 0 ||
             add(p, "listen", TAKE_PTR(listen)) < 0 ||
-            add_bool(p, "tls", m->config->tls) < 0) {
+            add_bool(p, "tls", m->config->tls) < 0 ||
+            add(p, "limits", limits_to_json(m)) < 0) {
                 json_object_put(listen);
                 return -ENOMEM;
         }
@@ -1065,8 +1098,8 @@ static void control_pause_accepting(Control *ctl, int error) {
         uint64_t when = monotonic_now(ctl) + CONTROL_ACCEPT_RETRY_USEC;
 
         errno = error;
-        log_event(EVENT_LIMIT_HIT, &(LogFields) { .reason = "file-descriptors" },
-                  "Cannot accept control connections: %m; pausing for a second");
+        manager_limit_hit(ctl->manager, LIMIT_FILE_DESCRIPTORS, NULL,
+                          "Cannot accept control connections: %m; pausing for a second");
         (void) sd_event_source_set_enabled(ctl->listen, SD_EVENT_OFF);
         if (!ctl->accept_retry) {
                 if (sd_event_add_time(ctl->manager->event, &ctl->accept_retry, CLOCK_MONOTONIC, when, 0,
@@ -1099,15 +1132,16 @@ static void control_accept_one(Control *ctl, int fd) {
                           (unsigned) cred.uid, (int) cred.pid, ctl->manager->config->admin_group);
 
         if (admin ? ctl->n_admin >= CONTROL_CONNECTIONS_MAX : ctl->n_denied >= CONTROL_DENIED_MAX) {
-                log_event(EVENT_LIMIT_HIT, &(LogFields) { .peer = label, .reason = "control-connections" },
-                          "Refusing control connection from uid %u: too many connections", (unsigned) cred.uid);
+                manager_limit_hit(ctl->manager, LIMIT_CONTROL_CONNECTIONS, &(LogFields) { .peer = label },
+                                  "Refusing control connection from uid %u: too many connections",
+                                  (unsigned) cred.uid);
                 safe_close(fd);
                 return;
         }
         if (connections_of_uid(ctl, cred.uid) >= CONTROL_CONNECTIONS_PER_UID_MAX) {
-                log_event(EVENT_LIMIT_HIT, &(LogFields) { .peer = label, .reason = "control-connections-per-uid" },
-                          "Refusing control connection from uid %u: too many connections from that uid",
-                          (unsigned) cred.uid);
+                manager_limit_hit(ctl->manager, LIMIT_CONTROL_CONNECTIONS_PER_UID, &(LogFields) { .peer = label },
+                                  "Refusing control connection from uid %u: too many connections from that uid",
+                                  (unsigned) cred.uid);
                 safe_close(fd);
                 return;
         }

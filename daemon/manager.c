@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,8 +169,8 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
 
                                 /* Out of descriptors: stop accepting for a
                                  * second instead of spinning on the backlog. */
-                                log_event(EVENT_LIMIT_HIT, &(LogFields) { .reason = "file-descriptors" },
-                                          "Cannot accept connections: %m; pausing for a second");
+                                manager_limit_hit(m, LIMIT_FILE_DESCRIPTORS, NULL,
+                                                  "Cannot accept connections: %m; pausing for a second");
                                 listeners_enable(m, false);
                                 (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
                                 if (!m->accept_retry)
@@ -188,9 +189,9 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
                 }
 
                 if (m->n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
-                        log_event(EVENT_LIMIT_HIT,
-                                  &(LogFields) { .peer = socket_peer_address(cfd, peer), .reason = "max-sessions" },
-                                  "Refusing connection from %s: too many connections", peer);
+                        manager_limit_hit(m, LIMIT_MAX_SESSIONS,
+                                          &(LogFields) { .peer = socket_peer_address(cfd, peer) },
+                                          "Refusing connection from %s: too many connections", peer);
                         safe_close(cfd);
                         continue;
                 }
@@ -647,4 +648,20 @@ int manager_reset_key(Manager *m, const char *user, const char *by) {
                   "Key %s of user %s removed by %s (%d sessions closed); the next login registers again",
                   fingerprint, user, by ? by : "an administrator", n);
         return 0;
+}
+
+void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...) {
+        LogFields f = fields ? *fields : (LogFields) {};
+        char message[512];
+        int saved_errno = errno;
+        va_list ap;
+
+        if ((size_t) limit < ELEMENTSOF(m->limit_hits))
+                m->limit_hits[limit]++;
+        va_start(ap, format);
+        vsnprintf(message, sizeof(message), format, ap);
+        va_end(ap);
+        f.reason = limit_name(limit);
+        errno = saved_errno;
+        log_event(EVENT_LIMIT_HIT, &f, "%s", message);
 }

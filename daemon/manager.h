@@ -20,6 +20,7 @@
 
 #include "conf.h"
 #include "handshake.h"
+#include "limit.h"
 #include "log.h"
 #include "rsa.h"
 #include "store.h"
@@ -63,6 +64,7 @@ typedef struct Manager {
         bool stopping;                  /* shutting down: no presence updates */
         size_t n_active;                /* authenticated sessions */
         uint64_t n_queued;              /* messages in the queue */
+        uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
 
         sd_event_source *signal_sources[3];
         sd_event_source *expire_timer;
@@ -141,7 +143,14 @@ int manager_reset_key(Manager *m, const char *user, const char *by);
  * log-level says (NULL to remove). */
 void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata);
 
-/* ---- for session.c and relay.c ------------------------------------------ */
+/* ---- for session.c, relay.c and control.c --------------------------------- */
+
+/* A limit refused something: count it and log a limit-hit audit event with
+ * SC_REASON= the limit's name (fields may be NULL; its reason is
+ * overwritten). */
+void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...)
+        _printf_(4, 5);
+
 
 Session *manager_find_receiver(Manager *m, const char *user);
 void manager_link_session(Manager *m, Session *s);

@@ -44,13 +44,12 @@ static void protocol_error(Session *s, const char *code, const char *message) {
         session_close(s, code, message, reason);
 }
 
-static void limit_hit(Session *s, const char *limit, const char *fmt_detail) {
+static void limit_hit(Session *s, Limit limit, const char *detail) {
         LogFields f;
 
         fields_of(s, &f);
-        f.reason = limit;
-        log_event(EVENT_LIMIT_HIT, &f, "Limit %s reached for %s: %s", limit,
-                  s->user[0] ? s->user : s->peer, fmt_detail);
+        manager_limit_hit(s->manager, limit, &f, "Limit %s reached for %s: %s", limit_name(limit),
+                          s->user[0] ? s->user : s->peer, detail);
 }
 
 void relay_transport_ready(Session *s) {
@@ -228,12 +227,12 @@ static void handle_auth(Session *s, const Frame *f) {
         if (f->auth.receive)
                 old = manager_find_receiver(m, user);
         if (m->n_active - (old ? 1 : 0) >= m->config->max_sessions) {
-                limit_hit(s, "max-sessions", "too many sessions");
+                limit_hit(s, LIMIT_MAX_SESSIONS, "too many sessions");
                 session_close(s, ERR_SERVER_BUSY, "too many sessions", "server_busy: max-sessions");
                 return;
         }
         if (count_user_sessions(m, user, old) >= m->config->max_sessions_per_user) {
-                limit_hit(s, "max-sessions-per-user", "too many sessions of this user");
+                limit_hit(s, LIMIT_MAX_SESSIONS_PER_USER, "too many sessions of this user");
                 session_close(s, ERR_SERVER_BUSY, "too many sessions for this user",
                               "server_busy: max-sessions-per-user");
                 return;
@@ -356,10 +355,9 @@ void relay_pump(Session *s) {
                         if (r == -EMSGSIZE) {
                                 /* Stored under a larger max-frame than this
                                  * session's; it stays until it expires. */
-                                f.reason = "max-frame";
-                                log_event(EVENT_LIMIT_HIT, &f,
-                                          "Message %s to %s does not fit this session's max-frame",
-                                          batch[i].msg_id, s->user);
+                                manager_limit_hit(m, LIMIT_MAX_FRAME, &f,
+                                                  "Message %s to %s does not fit this session's max-frame",
+                                                  batch[i].msg_id, s->user);
                                 continue;
                         }
                         if (r < 0)
@@ -433,10 +431,9 @@ static void handle_send(Session *s, const Frame *f) {
         };
         if (e->ct_len > config_max_ciphertext(s->limits.max_text)) {
                 snprintf(detail, sizeof(detail), "ciphertext of %zu bytes is over max-text", e->ct_len);
-                lf.reason = "max-text";
                 lf.has_size = true;
                 lf.size = e->ct_len;
-                log_event(EVENT_LIMIT_HIT, &lf, "Message %s from %s refused: %s", msg_id, s->user, detail);
+                manager_limit_hit(m, LIMIT_MAX_TEXT, &lf, "Message %s from %s refused: %s", msg_id, s->user, detail);
                 reply_error(s, id, ERR_TOO_LARGE, "message text over max_text");
                 return;
         }
@@ -444,9 +441,9 @@ static void handle_send(Session *s, const Frame *f) {
         if (r < 0)
                 goto internal;
         if (count >= s->limits.queue_limit) {
-                lf.reason = "queue-limit";
-                log_event(EVENT_LIMIT_HIT, &lf, "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
-                          msg_id, s->user, e->to, count);
+                manager_limit_hit(m, LIMIT_QUEUE_LIMIT, &lf,
+                                  "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
+                                  msg_id, s->user, e->to, count);
                 reply_error(s, id, ERR_QUEUE_FULL, "the recipient's queue is full");
                 return;
         }

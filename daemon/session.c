@@ -149,12 +149,11 @@ int session_send(Session *s, json_object *o) {
                 LogFields f;
 
                 fields_of(s, &f);
-                f.reason = "output-buffer";
                 f.has_size = true;
                 f.size = session_output_pending(s);
-                log_event(EVENT_LIMIT_HIT, &f,
-                          "Disconnecting %s: client does not read, %zu bytes of output waiting",
-                          s->peer, session_output_pending(s));
+                manager_limit_hit(s->manager, LIMIT_OUTPUT_BUFFER, &f,
+                                  "Disconnecting %s: client does not read, %zu bytes of output waiting",
+                                  s->peer, session_output_pending(s));
                 /* Nothing more will be read by this peer: drop it all. */
                 s->out_head = s->out.len;
                 session_close(s, NULL, NULL, "output buffer limit exceeded (client not reading)");
@@ -245,9 +244,9 @@ static void session_feed(Session *s, const uint8_t *data, size_t len) {
                         LogFields f;
 
                         fields_of(s, &f);
-                        f.reason = "max-frame";
-                        log_event(EVENT_LIMIT_HIT, &f, "Frame from %s announced more than max-frame (%llu bytes)",
-                                  s->peer, (unsigned long long) s->limits.max_frame);
+                        manager_limit_hit(s->manager, LIMIT_MAX_FRAME, &f,
+                                          "Frame from %s announced more than max-frame (%llu bytes)",
+                                          s->peer, (unsigned long long) s->limits.max_frame);
                         session_close(s, ERR_BAD_FRAME, "frame larger than max_frame",
                                       "bad_frame: frame larger than max-frame");
                         return;

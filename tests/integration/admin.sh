@@ -84,6 +84,14 @@ is "status --json: the server key is the one the relay logged" \
 is "status --json: no sessions, no users yet" "0 0 0 0" \
 	"$(for f in sessions receiving_sessions users_online users_registered; do field status $f <<<"$out"; done | xargs)"
 like "status in words" "^securechatd .* up .*Sessions: +0 " "$(admin status | tr '\n' ' ')"
+like "...no limit refused anything yet" "Limits hit: +none" "$(admin status)"
+like "status --json: every limit with its value, none hit" \
+	'\{"name":"max-frame","hits":0,"value":"[0-9]+[KM]?"\}' "$(field status limits <<<"$out")"
+"$SC_RAW" $SC_RAW_TLS --timeout 15 127.0.0.1 "$SC_PORT" -e connect -e "expect hello" -e "len 0x7fffffff" \
+	-e "expect error bad_frame" -e eof >/dev/null 2>&1
+ok "a frame over max-frame is counted under its limit" \
+	wait_until eval '[[ $(admin status --json | field status limits) =~ \{\"name\":\"max-frame\",\"hits\":1, ]]'
+like "...and status in words names it" "Limits hit: +max-frame \([0-9]+[KM]?\) 1x" "$(admin status)"
 
 like "GetInfo: both interfaces, vendor, product, version" \
 	'^\{"parameters":\{"interfaces":\["org.varlink.service","io.securechat.Control"\],"vendor":"SecureChat","product":"securechatd","version":"[^"]+","url":' \
