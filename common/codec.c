@@ -488,6 +488,10 @@ static int parse_error(Frame *f, json_object *o, const char **reason) {
                 if (!f->error.message)
                         return -ENOMEM;
         }
+
+        /* rate_limited: when to try again. */
+        if (json_object_object_get_ex(o, "retry_after", NULL))
+                return read_uint(o, "retry_after", "bad retry_after", reason, &f->error.retry_after);
         return 0;
 }
 
@@ -866,6 +870,14 @@ json_object *frame_new_error(const uint64_t *id, const char *code, const char *m
             (id && put_uint(o, "id", *id) < 0) ||
             put_string(o, "code", code) < 0 ||
             (message && put_string(o, "message", message) < 0))
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+json_object *frame_new_rate_limited(const uint64_t *id, const char *message, uint64_t retry_after) {
+        _cleanup_(json_object_putp) json_object *o = frame_new_error(id, ERR_RATE_LIMITED, message);
+
+        if (!o || put_uint(o, "retry_after", retry_after < 1 ? 1 : retry_after) < 0)
                 return NULL;
         return TAKE_PTR(o);
 }

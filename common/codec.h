@@ -87,6 +87,7 @@ typedef struct Frame {
                         bool has_id; uint64_t id;
                         char code[64];
                         char *message;          /* may be NULL */
+                        uint64_t retry_after;   /* seconds; 0 if absent */
                 } error;
                 struct {
                         PresenceKind kind;
@@ -131,6 +132,8 @@ json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
                                const char *session, const FrameLimits *limits);
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message);
+/* rate_limited, with the seconds to wait before trying again (>= 1). */
+json_object *frame_new_rate_limited(const uint64_t *id, const char *message, uint64_t retry_after);
 /* A long list is split over several frames; all but the last have more. */
 json_object *frame_new_presence_list(KeyPackage *const *users, size_t n, bool more);
 json_object *frame_new_presence_online(const KeyPackage *kp);

@@ -209,6 +209,28 @@ START_TEST(test_error_minimal) {
 }
 END_TEST
 
+START_TEST(test_error_rate_limited) {
+        const uint64_t id = 7;
+        _cleanup_(json_object_putp) json_object *o = frame_new_rate_limited(&id, "too many messages", 3);
+        _cleanup_(json_object_putp) json_object *z = frame_new_rate_limited(NULL, NULL, 0);
+        _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_ERROR);
+        _cleanup_(frame_freep) Frame *g = roundtrip(z, FRAME_ERROR);
+        _cleanup_(frame_freep) Frame *h = NULL;
+        static const char bad[] = "{\"type\":\"error\",\"code\":\"rate_limited\",\"retry_after\":\"3\"}";
+        const char *reason = NULL;
+
+        ck_assert(f->error.has_id);
+        ck_assert_uint_eq(f->error.id, 7);
+        ck_assert_str_eq(f->error.code, "rate_limited");
+        ck_assert_uint_eq(f->error.retry_after, 3);
+        /* Never "now": at least a second. */
+        ck_assert(!g->error.has_id);
+        ck_assert_uint_eq(g->error.retry_after, 1);
+        ck_assert_int_eq(frame_parse(bad, strlen(bad), &h, &reason), -EBADMSG);
+        ck_assert_str_eq(reason, "bad retry_after");
+}
+END_TEST
+
 START_TEST(test_presence_list) {
         /* _i users: 0, 1, 2 */
         KeyPackage *users[2] = { pkg_alice, pkg_bob };
@@ -856,6 +878,7 @@ static Suite *codec_suite(void) {
         tcase_add_test(tc, test_welcome);
         tcase_add_test(tc, test_error);
         tcase_add_test(tc, test_error_minimal);
+        tcase_add_test(tc, test_error_rate_limited);
         tcase_add_loop_test(tc, test_presence_list, 0, 3);
         tcase_add_test(tc, test_presence_online);
         tcase_add_test(tc, test_presence_offline);
