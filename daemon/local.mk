@@ -20,7 +20,8 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \
 	daemon/control.c daemon/control.h \
-	daemon/limit.c daemon/limit.h
+	daemon/limit.c daemon/limit.h \
+	daemon/anvil.c daemon/anvil.h
 daemon_libsecurechatd_a_CFLAGS = $(DAEMON_CFLAGS)
 
 sbin_PROGRAMS += securechatd
@@ -31,6 +32,7 @@ securechatd_LDADD = $(DAEMON_LIBS)
 # Unit tests of the daemon's modules (TAP through check, like tests/unit).
 DAEMON_UNIT_TESTS = \
 	tests/unit/test-config \
+	tests/unit/test-anvil \
 	tests/unit/test-store \
 	tests/unit/test-varlink
 check_PROGRAMS += $(DAEMON_UNIT_TESTS)
@@ -38,6 +40,9 @@ TESTS += $(DAEMON_UNIT_TESTS)
 tests_unit_test_config_SOURCES = tests/unit/test-config.c
 tests_unit_test_config_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
 tests_unit_test_config_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
+tests_unit_test_anvil_SOURCES = tests/unit/test-anvil.c
+tests_unit_test_anvil_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_anvil_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
 tests_unit_test_store_SOURCES = tests/unit/test-store.c
 tests_unit_test_store_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
 tests_unit_test_store_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
