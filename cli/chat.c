@@ -183,7 +183,7 @@ int verb_send(int argc, char *argv[]) {
         _cleanup_(client_freep) Client *c = NULL;
         _cleanup_(freep) char *text = NULL;
         const char *to;
-        unsigned wait = 0;
+        unsigned wait = 0, retries;
         size_t len = 0;
         uint64_t deadline;
         Context ctx = {};
@@ -234,8 +234,15 @@ int verb_send(int argc, char *argv[]) {
                 goto finish;
 
         deadline = deadline_in(arg_settings.timeout_usec);
+        retries = 0;
         while (s->n_accepted + s->n_refused == 0) {
                 r = session_wait(s, NULL, 0, deadline, "Cannot send");
+                if (s->n_retries != retries) {
+                        /* Sent again after rate_limited: the relay has
+                         * the timeout to answer that. */
+                        retries = s->n_retries;
+                        deadline = deadline_in(arg_settings.timeout_usec);
+                }
                 if (r == CLIENT_TIMEOUT)
                         r = timed_out(s);
                 if (r < 0)

@@ -73,12 +73,13 @@ int relay_error_status(const char *code) {
                 { ERR_KICKED, EXIT_CONNECT },
                 { ERR_SHUTDOWN, EXIT_CONNECT },
                 { ERR_INTERNAL, EXIT_CONNECT },
+                { ERR_RATE_LIMITED, EXIT_RATE_LIMITED },
         };
 
         for (size_t i = 0; i < ELEMENTSOF(table); i++)
                 if (streq(code, table[i].code))
                         return table[i].status;
-        /* no_such_user, too_large, queue_full, rate_limited, server_busy,
+        /* no_such_user, too_large, queue_full, server_busy,
          * bad_username, bad_request, and codes newer than us. */
         return EXIT_REFUSED;
 }
@@ -97,7 +98,8 @@ static const char *relay_error_hint(const char *code) {
                 { ERR_NO_SUCH_USER, "no such user at the relay" },
                 { ERR_TOO_LARGE, "the message is larger than the relay accepts" },
                 { ERR_QUEUE_FULL, "the recipient's queue at the relay is full; try again later" },
-                { ERR_RATE_LIMITED, "too many requests; try again in a moment" },
+                { ERR_RATE_LIMITED, "the relay limits how often one user or address may do this; "
+                                    "try again later (or with a longer --timeout)" },
                 { ERR_SERVER_BUSY, "the relay is busy; try again later" },
                 { ERR_REPLACED, "another receiving session of this user (listen, inbox or connect) "
                                 "took over" },
@@ -518,6 +520,12 @@ static int expect_frame(Client *c, const ClientParams *p, FrameType type, uint64
         if (r < 0)
                 return r;
         if (f->type == FRAME_ERROR) {
+                if (p->ret_retry_after && streq(f->error.code, ERR_RATE_LIMITED)) {
+                        /* The caller decides whether to wait and retry. */
+                        *p->ret_retry_after = MAX(f->error.retry_after, (uint64_t) 1);
+                        frame_free(f);
+                        return -EXIT_RATE_LIMITED;
+                }
                 r = log_relay_error(f, "Cannot log in");
                 frame_free(f);
                 return r;

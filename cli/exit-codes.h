@@ -21,5 +21,6 @@ enum {
         EXIT_REFUSED = 7,       /* the relay refused the request */
         EXIT_TIMEOUT = 8,       /* no answer (or no receipt) in time */
         EXIT_PERMISSION = 9,    /* permission denied (control socket) */
-        _EXIT_MAX = EXIT_PERMISSION,
+        EXIT_RATE_LIMITED = 10, /* the relay kept saying rate_limited for longer than --timeout */
+        _EXIT_MAX = EXIT_RATE_LIMITED,
 };

@@ -30,6 +30,8 @@ struct Outgoing {
         char *text;
         size_t len;
         uint64_t send_id;               /* 0 until sent */
+        uint64_t first_usec;            /* monotonic, when first sent */
+        uint64_t not_before;            /* monotonic: rate limited, resend then */
         Outgoing *next;
 };
 
@@ -91,7 +93,32 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 .abort_fd = abort_fd,
         };
 
-        return client_connect(&p, ret);
+        uint64_t start = now_monotonic_usec();
+
+        for (;;) {
+                struct pollfd pf = { .fd = abort_fd, .events = POLLIN };
+                uint64_t retry_after = 0, wait, now;
+                int r;
+
+                p.ret_retry_after = &retry_after;
+                r = client_connect(&p, ret);
+                if (r != -EXIT_RATE_LIMITED)
+                        return r;
+                /* Too many logins or registrations from here: wait as the
+                 * relay asks, within --timeout of the first attempt. */
+                wait = retry_after * USEC_PER_SEC;
+                now = now_monotonic_usec();
+                if (now + wait > start + st->timeout_usec)
+                        return log_fail(EXIT_RATE_LIMITED, 0,
+                                        "Cannot log in: the relay at %s answered rate_limited and asks to "
+                                        "wait %" PRIu64 " s, beyond --timeout; giving up.",
+                                        st->address, retry_after);
+                log_notice("rate limited by the relay; retrying in %" PRIu64 " s", retry_after);
+                while ((r = poll(&pf, abort_fd >= 0 ? 1 : 0, (int) ((wait + 999) / 1000))) < 0 && errno == EINTR)
+                        ;
+                if (r > 0)
+                        return CLIENT_ABORTED;
+        }
 }
 
 uint64_t session_window(const Client *c) {
@@ -404,6 +431,8 @@ static int send_head(Session *s) {
                 return log_fail(EXIT_FAIL, r, "%m");
         }
         o->send_id = client_next_id(s->client);
+        if (o->first_usec == 0)
+                o->first_usec = now_monotonic_usec();
         remember_sent(s, msg, o->to);
         r = client_send(s->client, frame_new_send(o->send_id, env));
         json_object_put(env);
@@ -416,6 +445,9 @@ static int process_outgoing(Session *s) {
                 Outgoing *o = s->outgoing;
                 int r;
 
+                if (o->not_before > now_monotonic_usec())
+                        return 0;       /* session_wait() comes back for it */
+
                 if (o->len > s->client->limits.max_text) {
                         message_refused(s, o->to, EXIT_REFUSED, ERR_TOO_LARGE,
                                         "the message has %zu bytes; the relay takes at most %" PRIu64,
@@ -427,6 +459,27 @@ static int process_outgoing(Session *s) {
                 if (r <= 0)
                         return r;
         }
+        return 0;
+}
+
+/* The relay said rate_limited to the message in flight: send it again when
+ * it says, unless that is beyond --timeout since the first attempt. */
+static int outgoing_rate_limited(Session *s, uint64_t retry_after) {
+        Outgoing *o = s->outgoing;
+        uint64_t wait, now = now_monotonic_usec();
+
+        retry_after = MAX(retry_after, (uint64_t) 1);
+        wait = retry_after * USEC_PER_SEC;
+        if (now + wait > o->first_usec + s->ctx->settings->timeout_usec) {
+                message_refused(s, o->to, EXIT_RATE_LIMITED, ERR_RATE_LIMITED,
+                                "rate limited by the relay, which asks to wait %" PRIu64 " s, beyond "
+                                "--timeout; giving up", retry_after);
+                outgoing_pop(s);
+                return process_outgoing(s);
+        }
+        log_notice("rate limited by the relay; retrying in %" PRIu64 " s", retry_after);
+        o->send_id = 0;
+        o->not_before = now + wait;
         return 0;
 }
 
@@ -743,6 +796,11 @@ int session_handle(Session *s, const Frame *f) {
                         r = progress(s);
                 return r < 0 ? r : 1;
                 }
+                if (s->outgoing && s->outgoing->send_id == f->error.id &&
+                    streq(f->error.code, ERR_RATE_LIMITED)) {
+                        r = outgoing_rate_limited(s, f->error.retry_after);
+                        return r < 0 ? r : 1;
+                }
                 if (s->outgoing && s->outgoing->send_id == f->error.id) {
                         char message[200];
                         size_t i;
@@ -777,9 +835,20 @@ int session_handle(Session *s, const Frame *f) {
 int session_wait(Session *s, struct pollfd *extra, size_t n_extra, uint64_t deadline,
                         const char *what) {
         _cleanup_(frame_freep) Frame *f = NULL;
+        uint64_t wake = deadline;
         int r;
 
-        r = client_wait(s->client, extra, n_extra, deadline, &f);
+        /* A message waiting out rate_limited goes when its time comes. */
+        if (s->outgoing && s->outgoing->send_id == 0 && s->outgoing->not_before > 0)
+                wake = MIN(wake, s->outgoing->not_before);
+        r = client_wait(s->client, extra, n_extra, wake, &f);
+        if (r == CLIENT_TIMEOUT && wake < deadline) {
+                r = process_outgoing(s);
+                if (r < 0)
+                        return r;
+                s->n_retries++;
+                return CLIENT_FRAME;
+        }
         if (r != CLIENT_FRAME)
                 return r;
         r = session_handle(s, f);

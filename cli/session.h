@@ -81,6 +81,7 @@ typedef struct Session {
         Outgoing *outgoing, *outgoing_last;
         size_t n_outgoing;
         unsigned n_accepted, n_refused, n_receipts;
+        unsigned n_retries;             /* messages sent again after rate_limited */
         int status;                     /* first failure of a message we sent */
         char ended[64];                 /* the relay's error code that ended the session */
         struct {

@@ -408,6 +408,137 @@ static void conf_format_log_level(const void *data, char *buf, size_t size) {
         snprintf(buf, size, "%s", log_level_to_string(*(const int *) data));
 }
 
+/* "10/s", "10/min", "5/h", "3/30s" or a bare number (per second); 0: no
+ * limit. */
+static int conf_parse_rate(const ConfigItem *it, const char *value, Config *c, void *data,
+                           char *err, size_t errlen) {
+        ConfigRate rate = { .period_usec = USEC_PER_SEC };
+        const char *p = value;
+        char period[32];
+
+        if (parse_u64(&p, &rate.count) < 0 || rate.count > it->max)
+                goto fail;
+        if (*p == '/') {
+                p++;
+                if (*p == '\0')
+                        goto fail;
+                /* "/min" is "/1min". */
+                snprintf(period, sizeof(period), "%s%s", isdigit((unsigned char) *p) ? "" : "1", p);
+                if (config_parse_duration(period, &rate.period_usec) < 0 ||
+                    rate.period_usec < 1000 || rate.period_usec > 86400 * USEC_PER_SEC)
+                        goto fail;
+        } else if (*p != '\0')
+                goto fail;
+        *(ConfigRate *) data = rate;
+        return 0;
+fail:
+        snprintf(err, errlen, "expected a rate (like 10/s, 30/min, 100/h; 0 for no limit) of at most "
+                 "%" PRIu64 " per period of 1ms to 1d", it->max);
+        return -ERANGE;
+}
+
+static void conf_format_rate(const void *data, char *buf, size_t size) {
+        const ConfigRate *r = data;
+        char d[32];
+
+        if (r->count == 0)
+                snprintf(buf, size, "0");
+        else if (r->period_usec == USEC_PER_SEC)
+                snprintf(buf, size, "%" PRIu64 "/s", r->count);
+        else if (r->period_usec == 60 * USEC_PER_SEC)
+                snprintf(buf, size, "%" PRIu64 "/min", r->count);
+        else if (r->period_usec == 3600 * USEC_PER_SEC)
+                snprintf(buf, size, "%" PRIu64 "/h", r->count);
+        else
+                snprintf(buf, size, "%" PRIu64 "/%s", r->count,
+                         config_format_duration(r->period_usec, d, sizeof(d)));
+}
+
+/* A number from min to max, or a percentage "1%".."100%". */
+static int conf_parse_share(const ConfigItem *it, const char *value, Config *c, void *data,
+                            char *err, size_t errlen) {
+        ConfigShare share = {};
+        const char *p = value;
+
+        if (parse_u64(&p, &share.value) < 0)
+                goto fail;
+        if (*p == '%') {
+                share.percent = true;
+                p++;
+                if (share.value < 1 || share.value > 100)
+                        goto fail;
+        } else if (share.value < it->min || share.value > it->max)
+                goto fail;
+        if (*p != '\0')
+                goto fail;
+        *(ConfigShare *) data = share;
+        return 0;
+fail:
+        snprintf(err, errlen, "expected a number from %" PRIu64 " to %" PRIu64 " or a percentage "
+                 "from 1%% to 100%%", it->min, it->max);
+        return -ERANGE;
+}
+
+static void conf_format_share(const void *data, char *buf, size_t size) {
+        const ConfigShare *s = data;
+        snprintf(buf, size, "%" PRIu64 "%s", s->value, s->percent ? "%" : "");
+}
+
+/* Networks separated by spaces or commas; empty: none. */
+static int conf_parse_networks(const ConfigItem *it, const char *value, Config *c, void *data,
+                               char *err, size_t errlen) {
+        _cleanup_(freep) char *copy = NULL;
+        _cleanup_(freep) SocketCidr *list = NULL;
+        size_t n = 0;
+        char *state = NULL;
+
+        copy = strdup(value ?: "");
+        if (!copy)
+                return -ENOMEM;
+        for (char *w = strtok_r(copy, " \t,", &state); w; w = strtok_r(NULL, " \t,", &state)) {
+                SocketCidr *l;
+
+                if (n >= 64) {
+                        snprintf(err, errlen, "more than 64 networks");
+                        return -EINVAL;
+                }
+                l = reallocarray(list, n + 1, sizeof(*list));
+                if (!l)
+                        return -ENOMEM;
+                list = l;
+                if (socket_cidr_parse(w, &list[n]) < 0) {
+                        snprintf(err, errlen, "expected networks like 192.0.2.0/24 or 2001:db8::/32, "
+                                 "separated by spaces");
+                        return -EINVAL;
+                }
+                n++;
+        }
+        free(c->trusted_networks);
+        c->trusted_networks = TAKE_PTR(list);
+        c->n_trusted_networks = n;
+        return 0;
+}
+
+static void conf_format_networks(const void *data, char *buf, size_t size) {
+        const Config *c = (const Config *) ((const uint8_t *) data - offsetof(Config, trusted_networks));
+        size_t len = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < c->n_trusted_networks && len < size; i++) {
+                char net[SOCKET_ADDRESS_MAX];
+
+                len += (size_t) snprintf(buf + len, size - len, "%s%s", i > 0 ? " " : "",
+                                         socket_cidr_format(&c->trusted_networks[i], net));
+        }
+}
+
+bool config_address_trusted(const Config *c, const struct sockaddr *sa) {
+        for (size_t i = 0; i < c->n_trusted_networks; i++)
+                if (socket_cidr_match(&c->trusted_networks[i], sa))
+                        return true;
+        return false;
+}
+
 #define USEC(s) ((uint64_t) (s) * USEC_PER_SEC)
 
 static const ConfigItem config_items[] = {
@@ -435,6 +566,26 @@ static const ConfigItem config_items[] = {
           offsetof(Config, max_sessions), 1, 1000000, "1024" },
         { "server", "max-sessions-per-user", conf_parse_number, conf_format_number,
           offsetof(Config, max_sessions_per_user), 1, 1024, "8" },
+        { "server", "max-connections-per-address", conf_parse_number, conf_format_number,
+          offsetof(Config, max_connections_per_address), 1, 1000000, "64" },
+        { "server", "max-preauth-per-address", conf_parse_number, conf_format_number,
+          offsetof(Config, max_preauth_per_address), 1, 1000000, "16" },
+        { "server", "connection-rate", conf_parse_rate, conf_format_rate,
+          offsetof(Config, connection_rate), 0, 1000000, "10/s" },
+        { "server", "connection-burst", conf_parse_number, conf_format_number,
+          offsetof(Config, connection_burst), 1, 1000000, "30" },
+        { "server", "registration-rate", conf_parse_rate, conf_format_rate,
+          offsetof(Config, registration_rate), 0, 1000000, "10/min" },
+        { "server", "registration-burst", conf_parse_number, conf_format_number,
+          offsetof(Config, registration_burst), 1, 1000000, "10" },
+        { "server", "message-rate", conf_parse_rate, conf_format_rate,
+          offsetof(Config, message_rate), 0, 1000000, "10/s" },
+        { "server", "message-burst", conf_parse_number, conf_format_number,
+          offsetof(Config, message_burst), 1, 1000000, "50" },
+        { "server", "queue-limit-per-sender", conf_parse_share, conf_format_share,
+          offsetof(Config, queue_limit_per_sender), 1, 10000000, "25%" },
+        { "server", "trusted-networks", conf_parse_networks, conf_format_networks,
+          offsetof(Config, trusted_networks), 0, 0, "" },
         { "server", "max-frame", conf_parse_size, conf_format_size,
           offsetof(Config, max_frame), 4096, MAX_FRAME_LIMIT, "65536" },
         { "server", "max-text", conf_parse_size, conf_format_size,
@@ -504,6 +655,7 @@ Config *config_free(Config *c) {
         free(c->tls_certificate);
         free(c->tls_key);
         free(c->admin_group);
+        free(c->trusted_networks);
         free(c);
         return NULL;
 }

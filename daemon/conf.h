@@ -29,6 +29,25 @@
 
 #define USEC_PER_SEC UINT64_C(1000000)
 
+/* A rate: count events per period ("10/s", "5/min"); count 0 is no limit. */
+typedef struct ConfigRate {
+        uint64_t count;
+        uint64_t period_usec;
+} ConfigRate;
+
+/* The time between two tokens of a rate, 0 for no limit. */
+static inline uint64_t config_rate_interval(const ConfigRate *r) {
+        if (r->count == 0)
+                return 0;
+        return r->period_usec / r->count > 0 ? r->period_usec / r->count : 1;
+}
+
+/* A part of another limit: a number, or a percentage of it ("25%"). */
+typedef struct ConfigShare {
+        uint64_t value;
+        bool percent;
+} ConfigShare;
+
 typedef struct Config {
         char *listen;                   /* "ADDRESS:PORT", as given */
         SocketAddress listen_address;   /* ...parsed */
@@ -43,6 +62,19 @@ typedef struct Config {
         uint64_t idle_timeout_usec;
         uint64_t max_sessions;
         uint64_t max_sessions_per_user;
+        /* Per source address (IPv4 address, IPv6 /64). */
+        uint64_t max_connections_per_address;
+        uint64_t max_preauth_per_address;
+        ConfigRate connection_rate;
+        uint64_t connection_burst;
+        ConfigRate registration_rate;
+        uint64_t registration_burst;
+        /* Per user. */
+        ConfigRate message_rate;
+        uint64_t message_burst;
+        ConfigShare queue_limit_per_sender;     /* see config_queue_limit_per_sender() */
+        SocketCidr *trusted_networks;           /* exempt from the per-address limits */
+        size_t n_trusted_networks;
         uint64_t max_frame;             /* bytes */
         uint64_t max_text;              /* bytes */
         uint64_t queue_ttl_usec;
@@ -110,6 +142,19 @@ int config_parse_size(const char *s, uint64_t *ret);            /* "65536", "64K
 int config_parse_bool(const char *s, bool *ret);
 char *config_format_duration(uint64_t usec, char *buf, size_t size);
 char *config_format_size(uint64_t bytes, char *buf, size_t size);
+
+/* The messages one sender may have queued for one recipient, from
+ * queue-limit-per-sender: never more than queue-limit, at least one. */
+static inline uint64_t config_queue_limit_per_sender(const Config *c) {
+        uint64_t v = c->queue_limit_per_sender.percent
+                ? c->queue_limit / 100 * c->queue_limit_per_sender.value +
+                  c->queue_limit % 100 * c->queue_limit_per_sender.value / 100
+                : c->queue_limit_per_sender.value;
+        return v < 1 ? 1 : v > c->queue_limit ? c->queue_limit : v;
+}
+
+/* Whether an address is in trusted-networks. */
+bool config_address_trusted(const Config *c, const struct sockaddr *sa);
 
 /* The largest ciphertext an envelope may carry for max_text bytes of text:
  * PKCS#7 always pads 1..8 bytes. */

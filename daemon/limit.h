@@ -14,6 +14,12 @@
         X(LIMIT_FILE_DESCRIPTORS, "file-descriptors", NULL)                    \
         X(LIMIT_MAX_SESSIONS, "max-sessions", "max-sessions")                  \
         X(LIMIT_MAX_SESSIONS_PER_USER, "max-sessions-per-user", "max-sessions-per-user") \
+        X(LIMIT_MAX_CONNECTIONS_PER_ADDRESS, "max-connections-per-address", "max-connections-per-address") \
+        X(LIMIT_MAX_PREAUTH_PER_ADDRESS, "max-preauth-per-address", "max-preauth-per-address") \
+        X(LIMIT_CONNECTION_RATE, "connection-rate", "connection-rate")         \
+        X(LIMIT_REGISTRATION_RATE, "registration-rate", "registration-rate")   \
+        X(LIMIT_MESSAGE_RATE, "message-rate", "message-rate")                  \
+        X(LIMIT_QUEUE_LIMIT_PER_SENDER, "queue-limit-per-sender", "queue-limit-per-sender") \
         X(LIMIT_MAX_FRAME, "max-frame", "max-frame")                           \
         X(LIMIT_MAX_TEXT, "max-text", "max-text")                              \
         X(LIMIT_QUEUE_LIMIT, "queue-limit", "queue-limit")                     \

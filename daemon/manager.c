@@ -68,6 +68,9 @@ int manager_new(const ConfigSources *sources, Config *config, Manager **ret) {
         r = sd_event_default(&m->event);
         if (r < 0)
                 return r;
+        r = anvil_new(&m->anvil);
+        if (r < 0)
+                return r;
         log_set_event_hook(manager_on_event, m);
 
         *ret = TAKE_PTR(m);
@@ -85,6 +88,8 @@ Manager *manager_free(Manager *m) {
                 m->sessions = s->next;
                 session_free(s);
         }
+        /* After the sessions, which hold its entries. */
+        m->anvil = anvil_free(m->anvil);
         for (size_t i = 0; i < m->n_listen; i++) {
                 source_disable_unref(m->listen_sources[i]);
                 safe_close(m->listen_fds[i]);
@@ -154,15 +159,69 @@ static int on_accept_retry(sd_event_source *es, uint64_t usec, void *userdata) {
         return 0;
 }
 
+uint64_t manager_now(Manager *m) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+/* The per-address limits of a new connection, decided before anything is
+ * spent on it: no TLS handshake (an RSA private operation) and no session.
+ * Returns the address's entry for the session to hold, NULL for a trusted
+ * address, or -EBUSY (counted and logged) when the connection is to be
+ * closed unheard: before TLS there is no way to tell the peer why. */
+static int admit_address(Manager *m, const struct sockaddr *sa, const char *peer, AnvilEntry **ret) {
+        const Config *c = m->config;
+        uint64_t now = manager_now(m), wait;
+        LogFields f = { .peer = peer };
+        AnvilEntry *e;
+
+        *ret = NULL;
+        if (config_address_trusted(c, sa))
+                return 0;
+        e = anvil_get_address(m->anvil, sa, now);
+        if (!e) {
+                /* Out of memory, or a socket family we never listen on. */
+                log_warning("Refusing connection from %s: cannot track its address", peer);
+                return -EBUSY;
+        }
+        if (e->refs >= c->max_connections_per_address) {
+                manager_limit_hit_throttled(m, LIMIT_MAX_CONNECTIONS_PER_ADDRESS, e, &f,
+                                            "Refusing connection from %s: %u connections from this address",
+                                            peer, e->refs);
+                return -EBUSY;
+        }
+        if (e->preauth >= c->max_preauth_per_address) {
+                manager_limit_hit_throttled(m, LIMIT_MAX_PREAUTH_PER_ADDRESS, e, &f,
+                                            "Refusing connection from %s: %u connections from this address "
+                                            "not logged in yet", peer, e->preauth);
+                return -EBUSY;
+        }
+        wait = anvil_take(e, ANVIL_BUCKET_CONNECT, config_rate_interval(&c->connection_rate),
+                          c->connection_burst, now);
+        if (wait > 0) {
+                manager_limit_hit_throttled(m, LIMIT_CONNECTION_RATE, e, &f,
+                                            "Refusing connection from %s: new connections from this "
+                                            "address over connection-rate", peer);
+                return -EBUSY;
+        }
+        *ret = e;
+        return 0;
+}
+
 static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         Manager *m = userdata;
 
         /* A few per wakeup; the rest stay in the backlog for the next one. */
         for (unsigned i = 0; i < 16; i++) {
                 char peer[SOCKET_ADDRESS_MAX];
+                struct sockaddr_storage ss;
+                socklen_t sslen = sizeof(ss);
+                AnvilEntry *entry = NULL;
                 int cfd, r;
 
-                cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                cfd = accept4(fd, (struct sockaddr *) &ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
                 if (cfd < 0) {
                         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                                 uint64_t now = 0;
@@ -187,15 +246,32 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
                                 log_warning("accept() failed: %m");
                         return 0;
                 }
+                socket_address_format((const struct sockaddr *) &ss, sslen, peer);
 
-                if (m->n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
-                        manager_limit_hit(m, LIMIT_MAX_SESSIONS,
-                                          &(LogFields) { .peer = socket_peer_address(cfd, peer) },
-                                          "Refusing connection from %s: too many connections", peer);
+                if (admit_address(m, (const struct sockaddr *) &ss, peer, &entry) < 0) {
                         safe_close(cfd);
                         continue;
                 }
-                r = session_new(m, cfd, NULL);
+                if (m->n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
+                        uint64_t now = manager_now(m);
+
+                        /* Counted each time, logged once in a while: a
+                         * flood must not become one journal line each. */
+                        if (m->busy_log_usec == 0 || now >= m->busy_log_usec + ANVIL_LOG_INTERVAL_USEC) {
+                                manager_limit_hit(m, LIMIT_MAX_SESSIONS, &(LogFields) { .peer = peer },
+                                                  "Refusing connection from %s: too many connections "
+                                                  "(%" PRIu64 " more refused since the last message)",
+                                                  peer, m->busy_suppressed);
+                                m->busy_log_usec = now;
+                                m->busy_suppressed = 0;
+                        } else {
+                                m->limit_hits[LIMIT_MAX_SESSIONS]++;
+                                m->busy_suppressed++;
+                        }
+                        safe_close(cfd);
+                        continue;
+                }
+                r = session_new(m, cfd, entry, NULL);
                 if (r < 0)
                         log_warning_errno(r, "Failed to set up a session: %m");
         }
@@ -650,18 +726,45 @@ int manager_reset_key(Manager *m, const char *user, const char *by) {
         return 0;
 }
 
-void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...) {
+static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint64_t suppressed,
+                         const char *format, va_list ap) _printf_(5, 0);
+
+static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint64_t suppressed,
+                         const char *format, va_list ap) {
         LogFields f = fields ? *fields : (LogFields) {};
         char message[512];
         int saved_errno = errno;
+        size_t n;
+
+        vsnprintf(message, sizeof(message), format, ap);
+        n = strlen(message);
+        if (suppressed > 0 && n < sizeof(message))
+                snprintf(message + n, sizeof(message) - n, " (%" PRIu64 " more not logged)", suppressed);
+        f.reason = limit_name(limit);
+        errno = saved_errno;
+        log_event(EVENT_LIMIT_HIT, &f, "%s", message);
+}
+
+void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...) {
         va_list ap;
 
         if ((size_t) limit < ELEMENTSOF(m->limit_hits))
                 m->limit_hits[limit]++;
         va_start(ap, format);
-        vsnprintf(message, sizeof(message), format, ap);
+        limit_hit_va(m, limit, fields, 0, format, ap);
         va_end(ap);
-        f.reason = limit_name(limit);
-        errno = saved_errno;
-        log_event(EVENT_LIMIT_HIT, &f, "%s", message);
+}
+
+void manager_limit_hit_throttled(Manager *m, Limit limit, AnvilEntry *entry, const LogFields *fields,
+                                 const char *format, ...) {
+        uint64_t suppressed = 0;
+        va_list ap;
+
+        if ((size_t) limit < ELEMENTSOF(m->limit_hits))
+                m->limit_hits[limit]++;
+        if (entry && !anvil_log_allowed(entry, manager_now(m), &suppressed))
+                return;
+        va_start(ap, format);
+        limit_hit_va(m, limit, fields, suppressed, format, ap);
+        va_end(ap);
 }

@@ -18,6 +18,7 @@
 #include <gnutls/gnutls.h>
 #include <systemd/sd-event.h>
 
+#include "anvil.h"
 #include "conf.h"
 #include "handshake.h"
 #include "limit.h"
@@ -65,6 +66,9 @@ typedef struct Manager {
         size_t n_active;                /* authenticated sessions */
         uint64_t n_queued;              /* messages in the queue */
         uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
+        Anvil *anvil;                   /* per address and per user rates and counts */
+        uint64_t busy_log_usec;         /* last max-sessions refusal at accept logged */
+        uint64_t busy_suppressed;       /* ...and those not logged since */
 
         sd_event_source *signal_sources[3];
         sd_event_source *expire_timer;
@@ -150,6 +154,15 @@ void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata);
  * overwritten). */
 void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...)
         _printf_(4, 5);
+
+/* The same for a refusal a peer can repeat at will (a flood): counted each
+ * time, but logged at most once per ANVIL_LOG_INTERVAL_USEC for entry (the
+ * address or user refused); that line says how many went unlogged. */
+void manager_limit_hit_throttled(Manager *m, Limit limit, AnvilEntry *entry, const LogFields *fields,
+                                 const char *format, ...) _printf_(5, 6);
+
+/* CLOCK_MONOTONIC of this loop iteration. */
+uint64_t manager_now(Manager *m);
 
 
 Session *manager_find_receiver(Manager *m, const char *user);

@@ -238,6 +238,25 @@ static void handle_auth(Session *s, const Frame *f) {
                 return;
         }
 
+        if (!registered && s->address_entry) {
+                /* Each registration is a signature, a synchronous write and
+                 * a name taken for good: a rate per address. */
+                uint64_t wait = anvil_take(s->address_entry, ANVIL_BUCKET_REGISTER,
+                                           config_rate_interval(&m->config->registration_rate),
+                                           m->config->registration_burst, manager_now(m));
+                if (wait > 0) {
+                        uint64_t retry = anvil_retry_after_sec(wait);
+
+                        manager_limit_hit_throttled(m, LIMIT_REGISTRATION_RATE, s->address_entry, &lf,
+                                                    "Not registering %s from %s: registrations from "
+                                                    "this address over registration-rate", user, s->peer);
+                        session_close_with(s, frame_new_rate_limited(NULL, "too many registrations from "
+                                                                     "this address", retry),
+                                           "rate_limited: registration-rate");
+                        return;
+                }
+        }
+
         if (!registered) {
                 r = key_package_sign(m->server_key, user, f->auth.key, f->auth.key_len, now_unix(), &kp);
                 if (r >= 0)
@@ -279,6 +298,7 @@ static void handle_auth(Session *s, const Frame *f) {
         s->receive = f->auth.receive;
         s->state = SESSION_ACTIVE;
         m->n_active++;
+        session_authenticated(s);
         session_touch(s);
         log_event(EVENT_HANDSHAKE_OK, &lf, "User %s logged in from %s (%s session %s)", user,
                   s->peer, s->receive ? "receiving" : "sending", s->id);
@@ -411,6 +431,25 @@ static void handle_send(Session *s, const Frame *f) {
         char detail[128];
         int r;
 
+        /* First, before any database work: a flood of sends is refused
+         * for the price of a token bucket. The client is told when to try
+         * again; the session stays. */
+        if (s->user_entry) {
+                uint64_t wait = anvil_take(s->user_entry, ANVIL_BUCKET_MESSAGE,
+                                           config_rate_interval(&m->config->message_rate),
+                                           m->config->message_burst, manager_now(m));
+                if (wait > 0) {
+                        uint64_t retry = anvil_retry_after_sec(wait);
+
+                        fields_of(s, &lf);
+                        manager_limit_hit_throttled(m, LIMIT_MESSAGE_RATE, s->user_entry, &lf,
+                                                    "Message from %s refused: over message-rate, retry "
+                                                    "after %" PRIu64 " s", s->user, retry);
+                        (void) session_send(s, frame_new_rate_limited(id, "too many messages", retry));
+                        return;
+                }
+        }
+
         if (strcmp(e->from, s->user) != 0) {
                 reply_error(s, id, ERR_BAD_REQUEST, "envelope.from is not the session's user");
                 return;
@@ -435,6 +474,18 @@ static void handle_send(Session *s, const Frame *f) {
                 lf.size = e->ct_len;
                 manager_limit_hit(m, LIMIT_MAX_TEXT, &lf, "Message %s from %s refused: %s", msg_id, s->user, detail);
                 reply_error(s, id, ERR_TOO_LARGE, "message text over max_text");
+                return;
+        }
+        /* One sender's share first, so that a sender who filled it
+         * cannot fill the rest of the recipient's queue. */
+        r = store_queue_count_from(m->store, e->to, s->user, &count);
+        if (r < 0)
+                goto internal;
+        if (count >= s->limits.queue_limit_per_sender) {
+                manager_limit_hit_throttled(m, LIMIT_QUEUE_LIMIT_PER_SENDER, s->user_entry, &lf,
+                                            "Message %s from %s refused: %" PRIu64 " of its messages "
+                                            "wait for %s already", msg_id, s->user, count, e->to);
+                reply_error(s, id, ERR_QUEUE_FULL, "your share of the recipient's queue is full");
                 return;
         }
         r = store_queue_count(m->store, e->to, &count);

@@ -84,23 +84,28 @@ static void session_disconnect(Session *s) {
 }
 
 void session_close(Session *s, const char *code, const char *message, const char *reason) {
+        session_close_with(s, code ? frame_new_error(NULL, code, message) : NULL, reason);
+}
+
+void session_close_with(Session *s, json_object *error, const char *reason) {
         bool was_active = s->state == SESSION_ACTIVE;
         LogFields f;
 
-        if (s->state == SESSION_CLOSING || s->state == SESSION_DEAD)
+        if (s->state == SESSION_CLOSING || s->state == SESSION_DEAD) {
+                json_object_put(error);
                 return;
+        }
 
         /* The error frame goes out even over the output limit: it is the
          * last one. Before TLS finished nothing can be sent at all. */
-        if (code && s->state != SESSION_TLS) {
-                json_object *o = frame_new_error(NULL, code, message);
+        if (error && s->state != SESSION_TLS) {
                 _cleanup_(freep) uint8_t *wire = NULL;
                 size_t len;
 
-                if (o && frame_to_wire(o, s->limits.max_frame, &wire, &len) >= 0)
+                if (frame_to_wire(error, s->limits.max_frame, &wire, &len) >= 0)
                         buf_put(&s->out, wire, len);
-                json_object_put(o);
         }
+        json_object_put(error);
 
         fields_of(s, &f);
         f.reason = reason;
@@ -397,7 +402,21 @@ static void hex(const uint8_t *p, size_t n, char *out) {
         out[2 * n] = '\0';
 }
 
-int session_new(Manager *m, int fd, Session **ret) {
+void session_authenticated(Session *s) {
+        Manager *m = s->manager;
+
+        if (s->address_entry && s->preauth && s->address_entry->preauth > 0)
+                s->address_entry->preauth--;
+        s->preauth = false;
+        if (!s->user_entry) {
+                /* Out of memory: no message rate for this session. */
+                s->user_entry = anvil_get_user(m->anvil, s->user, manager_now(m));
+                if (s->user_entry)
+                        anvil_ref(m->anvil, s->user_entry);
+        }
+}
+
+int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
         _cleanup_(closep) int owned_fd = fd;
         Session *s;
         const Config *c = m->config;
@@ -409,11 +428,18 @@ int session_new(Manager *m, int fd, Session **ret) {
                 return -ENOMEM;
         s->manager = m;
         s->state = m->tls_credentials ? SESSION_TLS : SESSION_AUTH;
+        if (address) {
+                s->address_entry = address;
+                anvil_ref(m->anvil, address);
+                address->preauth++;
+                s->preauth = true;
+        }
         s->limits = (SessionLimits) {
                 .max_frame = c->max_frame,
                 .max_text = c->max_text,
                 .queue_ttl_usec = c->queue_ttl_usec,
                 .queue_limit = c->queue_limit,
+                .queue_limit_per_sender = config_queue_limit_per_sender(c),
                 .handshake_timeout_usec = c->handshake_timeout_usec,
                 .idle_timeout_usec = c->idle_timeout_usec,
                 /* Room for the largest burst one read can cause (about
@@ -479,6 +505,13 @@ Session *session_free(Session *s) {
         frame_decoder_done(&s->decoder);
         buf_done(&s->out);
         key_package_free(s->package);
+        if (s->address_entry) {
+                if (s->preauth && s->address_entry->preauth > 0)
+                        s->address_entry->preauth--;
+                anvil_unref(s->manager->anvil, s->address_entry, manager_now(s->manager));
+        }
+        if (s->user_entry)
+                anvil_unref(s->manager->anvil, s->user_entry, manager_now(s->manager));
         free(s);
         return NULL;
 }

@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
+#include "anvil.h"
 #include "buf.h"
 #include "frame.h"
 #include "handshake.h"
@@ -40,6 +41,7 @@ typedef struct SessionLimits {
         uint64_t max_text;
         uint64_t queue_ttl_usec;
         uint64_t queue_limit;
+        uint64_t queue_limit_per_sender;
         uint64_t handshake_timeout_usec;
         uint64_t idle_timeout_usec;
         uint64_t output_max;            /* more unsent output than this: disconnect */
@@ -81,6 +83,12 @@ typedef struct Session {
         bool receive;
         bool replaced;                  /* closed for a newer receiving session */
 
+        /* Held for the per-address and per-user limits (NULL: a trusted
+         * address; no user before auth). */
+        AnvilEntry *address_entry;
+        AnvilEntry *user_entry;
+        bool preauth;                   /* counted in address_entry->preauth */
+
         /* Delivery, receiving sessions only: every queued envelope with
          * seq <= cursor was sent to this session. */
         uint64_t cursor;
@@ -89,7 +97,9 @@ typedef struct Session {
         bool synced;                    /* "synced" was sent */
 } Session;
 
-int session_new(Manager *m, int fd, Session **ret);
+/* address: the entry of the peer's address (held by the session from now
+ * on), or NULL when it is exempt from the per-address limits. */
+int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret);
 Session *session_free(Session *s);
 
 /* Queue a frame (takes the reference to o). Before the handshake finished
@@ -101,6 +111,13 @@ int session_send(Session *s, json_object *o);
 /* Send error {code, message, id?} and close after flushing it. reason is
  * for the log. Safe to call from anywhere, any number of times. */
 void session_close(Session *s, const char *code, const char *message, const char *reason);
+
+/* The session logged in as s->user: it leaves its address's
+ * pre-authentication count and holds the user's entry (message rate). */
+void session_authenticated(Session *s);
+
+/* The same with an error frame of the caller's (taken; NULL for none). */
+void session_close_with(Session *s, json_object *error, const char *reason);
 
 /* Restart the idle timer (after every frame received). */
 void session_touch(Session *s);

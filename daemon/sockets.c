@@ -235,3 +235,86 @@ int listen_fds_collect(ListenFds *ret) {
         *ret = l;
         return usable;
 }
+
+/* ---- networks ------------------------------------------------------------ */
+
+static const uint8_t v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+static void cidr_mask(uint8_t addr[static 16], unsigned prefix) {
+        for (unsigned i = 0; i < 16; i++) {
+                unsigned bits = prefix > 8 * i ? MIN(prefix - 8 * i, 8u) : 0;
+                addr[i] &= (uint8_t) (0xff00u >> bits);
+        }
+}
+
+int socket_cidr_parse(const char *s, SocketCidr *ret) {
+        SocketCidr c = {};
+        char host[INET6_ADDRSTRLEN + 1];
+        const char *slash;
+        struct in_addr a4;
+        unsigned max, prefix;
+        size_t n;
+
+        if (!s || !*s)
+                return -EINVAL;
+        slash = strchr(s, '/');
+        n = slash ? (size_t) (slash - s) : strlen(s);
+        if (n == 0 || n >= sizeof(host))
+                return -EINVAL;
+        memcpy(host, s, n);
+        host[n] = '\0';
+
+        if (inet_pton(AF_INET, host, &a4) == 1) {
+                memcpy(c.addr, v4mapped_prefix, sizeof(v4mapped_prefix));
+                memcpy(c.addr + 12, &a4, 4);
+                max = 32;
+        } else if (inet_pton(AF_INET6, host, c.addr) == 1)
+                max = 128;
+        else
+                return -EINVAL;
+
+        prefix = max;
+        if (slash) {
+                char *end;
+                unsigned long p;
+
+                if (slash[1] < '0' || slash[1] > '9')
+                        return -EINVAL;
+                errno = 0;
+                p = strtoul(slash + 1, &end, 10);
+                if (errno != 0 || *end != '\0' || p > max)
+                        return -EINVAL;
+                prefix = (unsigned) p;
+        }
+        c.prefix = prefix + (max == 32 ? 96 : 0);
+        cidr_mask(c.addr, c.prefix);
+        *ret = c;
+        return 0;
+}
+
+bool socket_cidr_match(const SocketCidr *c, const struct sockaddr *sa) {
+        uint8_t addr[16];
+
+        if (sa->sa_family == AF_INET) {
+                memcpy(addr, v4mapped_prefix, sizeof(v4mapped_prefix));
+                memcpy(addr + 12, &((const struct sockaddr_in *) sa)->sin_addr, 4);
+        } else if (sa->sa_family == AF_INET6)
+                memcpy(addr, ((const struct sockaddr_in6 *) sa)->sin6_addr.s6_addr, 16);
+        else
+                return false;
+        cidr_mask(addr, c->prefix);
+        return memcmp(addr, c->addr, 16) == 0;
+}
+
+const char *socket_cidr_format(const SocketCidr *c, char buf[static SOCKET_ADDRESS_MAX]) {
+        char host[INET6_ADDRSTRLEN];
+
+        if (c->prefix >= 96 && memcmp(c->addr, v4mapped_prefix, sizeof(v4mapped_prefix)) == 0) {
+                inet_ntop(AF_INET, c->addr + 12, host, sizeof(host));
+                snprintf(buf, SOCKET_ADDRESS_MAX, "%s/%u", host, c->prefix - 96);
+        } else {
+                inet_ntop(AF_INET6, c->addr, host, sizeof(host));
+                snprintf(buf, SOCKET_ADDRESS_MAX, "%s/%u", host, c->prefix);
+        }
+        return buf;
+}

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -37,6 +38,18 @@ int socket_listen_tcp(const SocketAddress *a, int backlog, int *ret_fd);
 /* The local address of a socket, formatted (to log the real port). */
 const char *socket_local_address(int fd, char buf[static SOCKET_ADDRESS_MAX]);
 const char *socket_peer_address(int fd, char buf[static SOCKET_ADDRESS_MAX]);
+
+/* A network, "10.0.0.0/8" or "2001:db8::/32" (a bare address is one host),
+ * kept as an IPv6 prefix with IPv4 as IPv4-mapped (::ffff:0:0/96), so that
+ * an IPv4 client on a dual-stack socket matches an IPv4 network. */
+typedef struct SocketCidr {
+        uint8_t addr[16];       /* host bits cleared */
+        unsigned prefix;        /* 0..128, over the IPv6 form */
+} SocketCidr;
+
+int socket_cidr_parse(const char *s, SocketCidr *ret);
+bool socket_cidr_match(const SocketCidr *c, const struct sockaddr *sa);
+const char *socket_cidr_format(const SocketCidr *c, char buf[static SOCKET_ADDRESS_MAX]);
 
 /* Sockets passed by systemd, sorted by their FileDescriptorName=. */
 typedef struct ListenFds {

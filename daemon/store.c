@@ -20,6 +20,7 @@ typedef enum StatementId {
         STMT_QUEUE_ADD,
         STMT_QUEUE_FIND,
         STMT_QUEUE_COUNT,
+        STMT_QUEUE_COUNT_FROM,
         STMT_QUEUE_TOTAL,
         STMT_QUEUE_LAST,
         STMT_QUEUE_LIST,
@@ -44,6 +45,7 @@ static const char *const statement_sql[_STMT_MAX] = {
                            "received, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [STMT_QUEUE_FIND] = "SELECT seq FROM queue WHERE sender = ?1 AND msg_id = ?2",
         [STMT_QUEUE_COUNT] = "SELECT count(*) FROM queue WHERE recipient = ?1",
+        [STMT_QUEUE_COUNT_FROM] = "SELECT count(*) FROM queue WHERE recipient = ?1 AND sender = ?2",
         [STMT_QUEUE_TOTAL] = "SELECT count(*) FROM queue",
         [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_LIST] = "SELECT seq, recipient, sender, msg_id, size, received, expires, envelope "
@@ -80,6 +82,13 @@ static const char schema_v1[] =
         ");"
         "CREATE INDEX queue_by_recipient ON queue (recipient, seq);"
         "CREATE INDEX queue_by_expiry ON queue (expires);";
+
+/* Indexes only, on any version: an older securechatd reads the same tables
+ * (and keeps the index up to date), so they need no new schema version,
+ * which would lock that version out of the database. */
+static const char schema_indexes[] =
+        /* queue-limit-per-sender counts (recipient, sender) at every send. */
+        "CREATE INDEX IF NOT EXISTS queue_by_recipient_sender ON queue (recipient, sender);";
 
 struct Store {
         sqlite3 *db;
@@ -158,7 +167,7 @@ static int migrate(Store *s) {
         if (r < 0)
                 return r;
         if (version == STORE_SCHEMA_VERSION)
-                return 0;
+                return exec(s, schema_indexes);
         if (version > STORE_SCHEMA_VERSION)
                 return -EPROTONOSUPPORT;
 
@@ -169,6 +178,8 @@ static int migrate(Store *s) {
                 r = exec(s, schema_v1);
         if (r >= 0)
                 r = exec(s, "PRAGMA user_version = 1");
+        if (r >= 0)
+                r = exec(s, schema_indexes);
         if (r >= 0)
                 r = exec(s, "COMMIT");
         if (r < 0)
@@ -437,6 +448,15 @@ int store_queue_count(Store *s, const char *recipient, uint64_t *ret) {
         int r = bind_text(st, 1, recipient);
 
         return r < 0 ? r : step_u64(st, ret);
+}
+
+int store_queue_count_from(Store *s, const char *recipient, const char *sender, uint64_t *ret) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_COUNT_FROM);
+        int r;
+
+        if ((r = bind_text(st, 1, recipient)) < 0 || (r = bind_text(st, 2, sender)) < 0)
+                return r;
+        return step_u64(st, ret);
 }
 
 int store_queue_total(Store *s, uint64_t *ret) {

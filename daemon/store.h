@@ -65,6 +65,8 @@ int store_user_foreach(Store *s, store_user_fn fn, void *userdata);
  * first one's. */
 int store_queue_add(Store *s, StoreMessage *m);
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
+/* Messages from sender queued for recipient (an index lookup). */
+int store_queue_count_from(Store *s, const char *recipient, const char *sender, uint64_t *ret);
 int store_queue_total(Store *s, uint64_t *ret);
 /* Highest seq queued for recipient, 0 if none. */
 int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret);

@@ -30,6 +30,7 @@ EXIT_PEER_KEY=6
 EXIT_REFUSED=7
 EXIT_TIMEOUT=8
 EXIT_PERMISSION=9
+EXIT_RATE_LIMITED=10
 
 # Upper bound of every wait, in seconds (ASan builds on a loaded machine
 # are slow; a healthy run never gets close).

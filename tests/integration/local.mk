@@ -13,11 +13,13 @@ INTEGRATION_TESTS = \
 	tests/integration/refusals.sh \
 	tests/integration/tamper.sh \
 	tests/integration/frames.sh \
+	tests/integration/limits.sh \
 	tests/integration/chat-notls.sh \
 	tests/integration/offline-notls.sh \
 	tests/integration/refusals-notls.sh \
 	tests/integration/tamper-notls.sh \
 	tests/integration/frames-notls.sh \
+	tests/integration/limits-notls.sh \
 	tests/integration/admin.sh
 
 TESTS += $(INTEGRATION_TESTS)

@@ -147,7 +147,8 @@ is "listen exits 0 on SIGTERM" 0 $?
 # ---- queue-limit and queue-ttl ---------------------------------------------------
 
 relay_stop
-check "relay restarts with queue-limit=2" relay_start -o queue-limit=2
+# queue-limit itself: one sender may fill it (limits.sh tests the share).
+check "relay restarts with queue-limit=2" relay_start -o queue-limit=2 -o queue-limit-per-sender=100%
 for i in 1 2; do
 	printf '%s limited %s' "$(marker limit$i)" $i >"$T/l$i"
 	is "message $i of 2 queued" "0 queued" "$(send_file "$T/l$i")"

@@ -5,8 +5,11 @@
  * client never would: garbage, zero-length and oversized frames, frames out
  * of order, wrong keys, slow reading.
  *
- *   sc-raw [--tls] [--timeout SEC] HOST PORT < script
+ *   sc-raw [--tls] [--timeout SEC] [--source ADDRESS] HOST PORT < script
  *   sc-raw HOST PORT -e 'connect' -e 'key /tmp/alice.key' ...
+ *
+ * --source binds every connection to a local address (127.0.0.2: another
+ * client machine, as far as the relay's per-address limits go).
  *
  * Every frame received is printed as "< JSON", every frame sent as
  * "> JSON", notes as "# ...". The first failed command prints
@@ -14,6 +17,10 @@
  *
  *   connect                 TCP (and TLS with --tls) to HOST PORT
  *   rcvbuf BYTES            SO_RCVBUF for the next connect (a slow reader)
+ *   hold N                  open N more TCP connections and keep them idle
+ *   handshakes N            N connections in turn, each up to the relay's
+ *                           hello (TLS with --tls), then closed; prints
+ *                           "# handshakes: OK of N"
  *   key FILE [BITS]         load a private key, or generate and save one
  *   auth USER [send]        read hello, send a signed auth (receive:true
  *                           unless "send"); check welcome's signature
@@ -82,6 +89,9 @@ typedef struct Raw {
         bool autoack;
         uint64_t next_id;
         int rcvbuf;
+        const char *source;             /* --source: local address to bind */
+        int *held;                      /* "hold" connections */
+        size_t n_held;
 } Raw;
 
 static Raw raw = { .timeout_ms = 10000, .next_id = 1 };
@@ -358,10 +368,51 @@ static int cmd_silence(int ms) {
         return fail(r == 0 ? "connection closed during silence" : "a frame arrived during silence");
 }
 
-static int cmd_connect(void) {
+/* A connected TCP socket to HOST PORT, from --source if given, in blocking
+ * mode. -errno with *ret_what naming the step that failed. */
+static int tcp_connect(int *ret_fd, const char **ret_what) {
         struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                                   .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV };
         struct addrinfo *ai = NULL;
+        int fd, r;
+
+        *ret_what = "getaddrinfo";
+        r = getaddrinfo(raw.host, raw.port, &hints, &ai);
+        if (r != 0)
+                return -EINVAL;
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && raw.rcvbuf > 0)
+                (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &raw.rcvbuf, sizeof(raw.rcvbuf));
+        if (fd >= 0 && raw.source) {
+                /* Several clients from one machine: 127.0.0.2, 127.0.0.3... */
+                struct addrinfo *src = NULL;
+
+                *ret_what = "bind";
+                r = getaddrinfo(raw.source, NULL, &hints, &src);
+                if (r != 0 || bind(fd, src->ai_addr, src->ai_addrlen) < 0) {
+                        r = r != 0 ? -EINVAL : -errno;
+                        if (src)
+                                freeaddrinfo(src);
+                        freeaddrinfo(ai);
+                        safe_close(fd);
+                        return r;
+                }
+                freeaddrinfo(src);
+        }
+        *ret_what = "connect";
+        if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+                r = -errno;
+                freeaddrinfo(ai);
+                safe_close(fd);
+                return r;
+        }
+        freeaddrinfo(ai);
+        *ret_fd = fd;
+        return 0;
+}
+
+/* TCP, then TLS with --tls, into raw.t. -errno with *ret_what. */
+static int transport_connect(const char **ret_what) {
         const char *error = NULL;
         uint64_t deadline;
         int fd, r;
@@ -373,40 +424,82 @@ static int cmd_connect(void) {
         raw.rpos = raw.rlen = 0;
         raw.auth_sent = false;
 
-        r = getaddrinfo(raw.host, raw.port, &hints, &ai);
-        if (r != 0)
-                return fail("%s:%s: %s", raw.host, raw.port, gai_strerror(r));
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd >= 0 && raw.rcvbuf > 0)
-                (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &raw.rcvbuf, sizeof(raw.rcvbuf));
-        if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
-                r = -errno;
-                freeaddrinfo(ai);
-                safe_close(fd);
-                return fail("connect: %s", strerror(-r));
-        }
-        freeaddrinfo(ai);
+        r = tcp_connect(&fd, ret_what);
+        if (r < 0)
+                return r;
         /* The transport wants a non-blocking socket; timeouts are ours. */
+        *ret_what = "fcntl";
         if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
                 r = -errno;
                 safe_close(fd);
-                return fail("fcntl: %s", strerror(-r));
+                return r;
         }
+        *ret_what = "transport";
         r = transport_new_client(fd, raw.tls, NULL, &raw.t);
         if (r < 0) {
                 safe_close(fd);
-                return fail("transport: %s", strerror(-r));
+                return r;
         }
+        *ret_what = "TLS handshake";
         deadline = now_ms() + (uint64_t) raw.timeout_ms;
         while ((r = transport_handshake(raw.t, &error)) == -EAGAIN) {
                 r = wait_ready(deadline, transport_wants_write(raw.t));
                 if (r < 0)
-                        return fail("TLS handshake: %s", strerror(-r));
+                        return r;
         }
+        if (r < 0 && error)
+                *ret_what = error;
+        return r;
+}
+
+static int cmd_connect(void) {
+        const char *what = NULL;
+        int r = transport_connect(&what);
+
         if (r < 0)
-                return fail("TLS handshake: %s", error ? error : strerror(-r));
+                return fail("%s: %s", what, strerror(-r));
         if (raw.tls)
                 printf("# TLS handshake done\n");
+        return 0;
+}
+
+/* Open N more TCP connections and keep them, silent, until exit: idle
+ * clients that take the relay's connection slots. */
+static int cmd_hold(int n) {
+        for (int i = 0; i < n; i++) {
+                const char *what = NULL;
+                int *h, fd, r;
+
+                r = tcp_connect(&fd, &what);
+                if (r < 0)
+                        return fail("hold: %s: %s", what, strerror(-r));
+                h = realloc(raw.held, (raw.n_held + 1) * sizeof(int));
+                if (!h) {
+                        safe_close(fd);
+                        return fail("out of memory");
+                }
+                raw.held = h;
+                raw.held[raw.n_held++] = fd;
+        }
+        printf("# holding %zu connections\n", raw.n_held);
+        return 0;
+}
+
+/* N connections one after the other, each until the relay's hello (after
+ * the TLS handshake with --tls), then closed: how many got that far. */
+static int cmd_handshakes(int n) {
+        unsigned ok = 0;
+
+        for (int i = 0; i < n; i++) {
+                _cleanup_(freep) uint8_t *payload = NULL;
+                const char *what = NULL;
+                size_t len;
+
+                if (transport_connect(&what) >= 0 && read_frame(raw.timeout_ms, &payload, &len) > 0)
+                        ok++;
+                raw.t = transport_free(raw.t);
+        }
+        printf("# handshakes: %u of %d\n", ok, n);
         return 0;
 }
 
@@ -537,6 +630,10 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
 
         if (strcmp(c, "connect") == 0)
                 return cmd_connect();
+        if (strcmp(c, "hold") == 0 && n >= 2)
+                return cmd_hold(atoi(w[1]));
+        if (strcmp(c, "handshakes") == 0 && n >= 2)
+                return cmd_handshakes(atoi(w[1]));
         if (strcmp(c, "rcvbuf") == 0 && n >= 2) {
                 raw.rcvbuf = atoi(w[1]);
                 return 0;
@@ -631,6 +728,7 @@ int main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "tls", no_argument, NULL, 't' },
                 { "timeout", required_argument, NULL, 'T' },
+                { "source", required_argument, NULL, 'S' },
                 {}
         };
         char **script = NULL;
@@ -647,6 +745,9 @@ int main(int argc, char *argv[]) {
                 case 'T':
                         raw.timeout_ms = atoi(optarg) * 1000;
                         break;
+                case 'S':
+                        raw.source = optarg;
+                        break;
                 case 'e':
                         script = realloc(script, (n_script + 1) * sizeof(char *));
                         if (!script)
@@ -658,7 +759,7 @@ int main(int argc, char *argv[]) {
                 }
         }
         if (argc - optind != 2) {
-                fprintf(stderr, "Usage: %s [--tls] [--timeout SEC] HOST PORT [-e COMMAND]... [< SCRIPT]\n",
+                fprintf(stderr, "Usage: %s [--tls] [--timeout SEC] [--source ADDRESS] HOST PORT [-e COMMAND]... [< SCRIPT]\n",
                         argv[0]);
                 return 2;
         }
@@ -682,6 +783,9 @@ int main(int argc, char *argv[]) {
         free(line);
         free(script);
         transport_free(raw.t);
+        for (size_t i = 0; i < raw.n_held; i++)
+                safe_close(raw.held[i]);
+        free(raw.held);
         frame_decoder_done(&raw.decoder);
         rsa_key_free(raw.key);
         rsa_key_free(raw.server_key);

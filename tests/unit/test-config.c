@@ -157,6 +157,16 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(c->idle_timeout_usec, 300 * SEC);
         ck_assert_uint_eq(c->max_sessions, 1024);
         ck_assert_uint_eq(c->max_sessions_per_user, 8);
+        ck_assert_uint_eq(c->max_connections_per_address, 64);
+        ck_assert_uint_eq(c->max_preauth_per_address, 16);
+        ck_assert_uint_eq(config_rate_interval(&c->connection_rate), SEC / 10);
+        ck_assert_uint_eq(c->connection_burst, 30);
+        ck_assert_uint_eq(config_rate_interval(&c->registration_rate), 6 * SEC);
+        ck_assert_uint_eq(c->registration_burst, 10);
+        ck_assert_uint_eq(config_rate_interval(&c->message_rate), SEC / 10);
+        ck_assert_uint_eq(c->message_burst, 50);
+        ck_assert_uint_eq(config_queue_limit_per_sender(c), 250);
+        ck_assert_uint_eq(c->n_trusted_networks, 0);
         ck_assert_uint_eq(c->max_frame, 65536);
         ck_assert_uint_eq(c->max_text, 16384);
         ck_assert_uint_eq(c->queue_ttl_usec, 7 * 86400 * SEC);
@@ -209,6 +219,22 @@ static const struct {
           { "0", "1000001", "-1", "1K", "many" } },
         { "max-sessions-per-user", { "1", "8", "1024" }, { "1", "8", "1024" },
           { "0", "1025", "x" } },
+        { "max-connections-per-address", { "1", "64", "1000000" }, { "1", "64", "1000000" },
+          { "0", "1000001", "x" } },
+        { "max-preauth-per-address", { "1", "16" }, { "1", "16" }, { "0", "-1" } },
+        { "connection-rate", { "10/s", "5", "30/min", "0" }, { "10/s", "5/s", "30/min", "0" },
+          { "x", "10/", "10/0s", "10/2d", "1000001", "/s" } },
+        { "connection-burst", { "1", "30" }, { "1", "30" }, { "0", "1000001" } },
+        { "registration-rate", { "10/min", "100/h", "3/30s", "1/1h30m" },
+          { "10/min", "100/h", "3/30s", "1/1h30m" }, { "10/x", "ten", "1/500us" } },
+        { "registration-burst", { "10" }, { "10" }, { "0" } },
+        { "message-rate", { "10/s", "1/2s", "50/500ms" }, { "10/s", "1/2s", "50/500ms" }, { "-1/s" } },
+        { "message-burst", { "50" }, { "50" }, { "0", "y" } },
+        { "queue-limit-per-sender", { "25%", "100%", "1", "10000000" }, { "25%", "100%", "1", "10000000" },
+          { "0%", "101%", "0", "10000001", "25%%", "x" } },
+        { "trusted-networks", { "", "10.0.0.0/8 ::1", "192.0.2.7,2001:db8::/32", "10.1.2.3/8" },
+          { "", "10.0.0.0/8 ::1/128", "192.0.2.7/32 2001:db8::/32", "10.0.0.0/8" },
+          { "10.0.0.0/33", "example.org", "::/129", "1.2.3.4/x" } },
         { "max-frame", { "4096", "64K", "1M", "16M" }, { "4K", "64K", "1M", "16M" },
           { "4095", "17M", "0", "1G", "big" } },
         { "max-text", { "1", "1000", "16K" }, { "1", "1000", "16K" }, { "0", "17M", "x" } },
@@ -533,6 +559,45 @@ START_TEST(test_max_ciphertext) {
 }
 END_TEST
 
+START_TEST(test_limits_derived) {
+        _cleanup_(config_freep) Config *c = NULL;
+        struct sockaddr_in in = { .sin_family = AF_INET };
+        struct sockaddr_in6 in6 = { .sin6_family = AF_INET6 };
+
+        ck_assert_int_eq(config_new(&c), 0);
+        /* A share is a part of queue-limit, never more, never none. */
+        ck_assert_int_eq(config_set(c, "server", "queue-limit", "3", "t", 1, NULL), 0);
+        ck_assert_uint_eq(config_queue_limit_per_sender(c), 1);
+        ck_assert_int_eq(config_set(c, "server", "queue-limit-per-sender", "50", "t", 1, NULL), 0);
+        ck_assert_uint_eq(config_queue_limit_per_sender(c), 3);
+        ck_assert_int_eq(config_set(c, "server", "queue-limit", "10000000", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "queue-limit-per-sender", "33%", "t", 1, NULL), 0);
+        ck_assert_uint_eq(config_queue_limit_per_sender(c), 3300000);
+
+        /* A rate of 0 is no limit; a rate faster than a microsecond is one. */
+        ck_assert_int_eq(config_set(c, "server", "message-rate", "0", "t", 1, NULL), 0);
+        ck_assert_uint_eq(config_rate_interval(&c->message_rate), 0);
+        ck_assert_int_eq(config_set(c, "server", "message-rate", "1000000/1ms", "t", 1, NULL), 0);
+        ck_assert_uint_eq(config_rate_interval(&c->message_rate), 1);
+
+        /* No address is trusted by default, loopback included; IPv4 matches
+         * on an IPv6 socket as ::ffff:a.b.c.d. */
+        inet_pton(AF_INET, "127.0.0.1", &in.sin_addr);
+        ck_assert(!config_address_trusted(c, (struct sockaddr *) &in));
+        ck_assert_int_eq(config_set(c, "server", "trusted-networks", "127.0.0.0/8 2001:db8:1::/48",
+                                    "t", 1, NULL), 0);
+        ck_assert(config_address_trusted(c, (struct sockaddr *) &in));
+        inet_pton(AF_INET6, "::ffff:127.9.9.9", &in6.sin6_addr);
+        ck_assert(config_address_trusted(c, (struct sockaddr *) &in6));
+        inet_pton(AF_INET6, "2001:db8:1:ffff::1", &in6.sin6_addr);
+        ck_assert(config_address_trusted(c, (struct sockaddr *) &in6));
+        inet_pton(AF_INET6, "2001:db8:2::1", &in6.sin6_addr);
+        ck_assert(!config_address_trusted(c, (struct sockaddr *) &in6));
+        inet_pton(AF_INET, "128.0.0.1", &in.sin_addr);
+        ck_assert(!config_address_trusted(c, (struct sockaddr *) &in));
+}
+END_TEST
+
 START_TEST(test_dump_round_trip) {
         _cleanup_(config_freep) Config *c = NULL, *d = NULL;
         _cleanup_(freep) char *error = NULL, *a = NULL, *b = NULL;
@@ -546,6 +611,8 @@ START_TEST(test_dump_round_trip) {
         ck_assert_int_eq(config_set(c, "server", "tls-key", "/k.pem", "t", 1, NULL), 0);
         ck_assert_int_eq(config_set(c, "server", "registration", "closed", "t", 1, NULL), 0);
         ck_assert_int_eq(config_set(c, "server", "log-level", "debug", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "trusted-networks", "10.0.0.0/8, fd00::/8", "t", 1, NULL), 0);
+        ck_assert_int_eq(config_set(c, "server", "registration-rate", "7/90s", "t", 1, NULL), 0);
         snprintf(path, sizeof(path), "%s/dump.conf", tmpdir);
         f = fopen(path, "we");
         ck_assert_ptr_nonnull(f);
@@ -565,6 +632,8 @@ START_TEST(test_dump_round_trip) {
         ck_assert_ptr_nonnull(strstr(a, "idle-timeout = 1h30m\n"));
         ck_assert_ptr_nonnull(strstr(a, "registration = closed\n"));
         ck_assert_ptr_nonnull(strstr(a, "log-level = debug\n"));
+        ck_assert_ptr_nonnull(strstr(a, "trusted-networks = 10.0.0.0/8 fd00::/8\n"));
+        ck_assert_ptr_nonnull(strstr(a, "registration-rate = 7/1m30s\n"));
 }
 END_TEST
 
@@ -669,6 +738,7 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_overrides);
         tcase_add_test(tc, test_verify);
         tcase_add_test(tc, test_max_ciphertext);
+        tcase_add_test(tc, test_limits_derived);
         tcase_add_test(tc, test_dump_round_trip);
         tcase_add_test(tc, test_parse_string);
         tcase_add_test(tc, test_path_dump_safe);
