@@ -446,6 +446,9 @@ static void handle_send(Session *s, const Frame *f) {
                                                     "Message from %s refused: over message-rate, retry "
                                                     "after %" PRIu64 " s", s->user, retry);
                         (void) session_send(s, frame_new_rate_limited(id, "too many messages", retry));
+                        /* Until the next token, more sends would only be
+                         * refused: do not even read them. */
+                        session_throttle(s, wait);
                         return;
                 }
         }

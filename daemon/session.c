@@ -42,7 +42,7 @@ bool session_is_active(const Session *s) {
 }
 
 static bool session_may_read(const Session *s) {
-        return (s->state == SESSION_AUTH || s->state == SESSION_ACTIVE) &&
+        return (s->state == SESSION_AUTH || s->state == SESSION_ACTIVE) && !s->throttled &&
                session_output_pending(s) < SESSION_READ_PAUSE;
 }
 
@@ -80,6 +80,7 @@ static void session_disconnect(Session *s) {
         (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(s->throttle, SD_EVENT_OFF);
         manager_bury_session(s->manager, s);
 }
 
@@ -332,6 +333,36 @@ static void session_tls_step(Session *s) {
         relay_transport_ready(s);
 }
 
+static int session_on_throttle(sd_event_source *es, uint64_t usec, void *userdata) {
+        Session *s = userdata;
+
+        s->throttled = false;
+        if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE)
+                return 0;
+        /* GnuTLS may hold records that epoll will not report again. */
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
+        session_update_io(s);
+        return 0;
+}
+
+void session_throttle(Session *s, uint64_t usec) {
+        uint64_t until = monotonic_now(s) + usec;
+        int r;
+
+        if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE)
+                return;
+        if (!s->throttle) {
+                r = sd_event_add_time(s->manager->event, &s->throttle, CLOCK_MONOTONIC, until, 0,
+                                      session_on_throttle, s);
+                if (r < 0)
+                        return;         /* not throttled: the limit still refuses */
+        } else
+                (void) sd_event_source_set_time(s->throttle, until);
+        (void) sd_event_source_set_enabled(s->throttle, SD_EVENT_ONESHOT);
+        s->throttled = true;
+        session_update_io(s);
+}
+
 /* After reading and pumping, write what is waiting. */
 static void session_after_input(Session *s) {
         if (s->state == SESSION_ACTIVE)
@@ -501,6 +532,7 @@ Session *session_free(Session *s) {
         s->io = source_disable_unref(s->io);
         s->timer = source_disable_unref(s->timer);
         s->resume = source_disable_unref(s->resume);
+        s->throttle = source_disable_unref(s->throttle);
         transport_free(s->transport);
         frame_decoder_done(&s->decoder);
         buf_done(&s->out);

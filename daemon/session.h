@@ -61,6 +61,8 @@ typedef struct Session {
         SessionState state;
         Transport *transport;
         sd_event_source *io, *timer, *resume;
+        sd_event_source *throttle;      /* ends a pause in reading (session_throttle()) */
+        bool throttled;
         SessionLimits limits;
         FrameDecoder decoder;
         Buf out;
@@ -118,6 +120,11 @@ void session_authenticated(Session *s);
 
 /* The same with an error frame of the caller's (taken; NULL for none). */
 void session_close_with(Session *s, json_object *error, const char *reason);
+
+/* Read nothing more from the peer for usec (the frames already read are
+ * still handled): a client over its rate waits in its own socket buffers
+ * rather than in the relay's event loop. */
+void session_throttle(Session *s, uint64_t usec);
 
 /* Restart the idle timer (after every frame received). */
 void session_touch(Session *s);

@@ -148,9 +148,9 @@ check "relay restarts with message-rate=1/2s, message-burst=2" \
 	relay_start -o message-rate=1/2s -o message-burst=2
 raw 127.0.0.1 -e "key $T/dave.key" -e connect -e "auth dave send" -e "expect welcome" \
 	-e "send bob one" -e "expect accepted" -e "send bob two" -e "expect accepted" \
-	-e "send bob three" -e "expect error rate_limited" -e ping -e "wait pong" -e bye -e eof \
-	>"$T/rate.out" 2>&1
-is "dave's third message in a row hears rate_limited, and the session stays (a ping answered)" 0 $?
+	-e "send bob three" -e "expect error rate_limited" -e ping -e "silence 1000" -e "wait pong" \
+	-e bye -e eof >"$T/rate.out" 2>&1
+is "dave's third message in a row hears rate_limited; the relay reads nothing more from him for a while (a ping unanswered for 1 s), then answers: the session stays" 0 $?
 err=$(grep '^< .*rate_limited' "$T/rate.out")
 like "...with retry_after" '"retry_after":[1-9]' "$err"
 id=$(grep '^> .*"type":"send"' "$T/rate.out" | sed -n '3s/.*"id":\([0-9][0-9]*\).*/\1/p')
