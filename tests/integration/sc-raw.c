@@ -31,6 +31,10 @@
  *   silence MS              no frame arrives within MS milliseconds
  *   lookup USER             send lookup (the answer teaches USER's key)
  *   send USER TEXT...       seal TEXT to USER (key from lookup/presence)
+ *   flood USER POOL SEC     send to USER as fast as the socket takes it for
+ *                           SEC seconds (POOL messages sealed first, then
+ *                           sent round and round), reading every answer;
+ *                           prints "# flood: ... sent, ... accepted, ..."
  *   ack SEQ | ping | bye    send those frames
  *   autoack on|off          open every deliver (printing "# text from
  *                           USER: TEXT") and ack it
@@ -560,15 +564,12 @@ static int cmd_auth(const char *user, bool receive_flag) {
                                         receive_flag, sig, sig_len));
 }
 
-static int cmd_send(const char *to, const char *text) {
-        _cleanup_(envelope_freep) Envelope *e = NULL;
-        _cleanup_(rsa_key_freep) RsaKey *recipient = NULL;
+/* USER's key, from presence or a lookup (printing what comes meanwhile). */
+static int recipient_key(const char *to, RsaKey **ret) {
         const KeyPackage *kp = known_package(to);
-        json_object *env = NULL;
         int r;
 
         if (!kp) {
-                /* Ask, and read until the answer (printing what comes). */
                 r = send_json(frame_new_lookup(raw.next_id++, to));
                 if (r < 0)
                         return r;
@@ -581,16 +582,148 @@ static int cmd_send(const char *to, const char *text) {
                                 return fail("lookup of %s failed: %s", to, f->error.code);
                 }
         }
-        if (rsa_key_from_spki(kp->key, kp->key_len, &recipient) < 0)
+        if (rsa_key_from_spki(kp->key, kp->key_len, ret) < 0)
                 return fail("unusable key for %s", to);
+        return 0;
+}
+
+/* A send frame with TEXT sealed to USER, on the wire. */
+static int seal_send(const char *to, const RsaKey *recipient, const char *text, uint8_t **ret, size_t *ret_len) {
+        _cleanup_(envelope_freep) Envelope *e = NULL;
+        json_object *env = NULL, *o;
+        int r;
+
         r = envelope_seal(raw.user, raw.key, to, recipient, now_unix(), text, strlen(text), &e);
         if (r < 0)
                 return fail("seal: %s", strerror(-r));
         r = envelope_to_json(e, &env);
         if (r < 0)
                 return fail("envelope: %s", strerror(-r));
-        r = send_json(frame_new_send(raw.next_id++, env));
+        o = frame_new_send(raw.next_id++, env);
         json_object_put(env);
+        if (!o)
+                return fail("out of memory");
+        r = frame_to_wire(o, MAX_FRAME_LIMIT, ret, ret_len);
+        json_object_put(o);
+        return r < 0 ? fail("cannot encode frame: %s", strerror(-r)) : 0;
+}
+
+static int cmd_send(const char *to, const char *text) {
+        _cleanup_(rsa_key_freep) RsaKey *recipient = NULL;
+        _cleanup_(freep) uint8_t *wire = NULL;
+        size_t len;
+        int r;
+
+        r = recipient_key(to, &recipient);
+        if (r < 0)
+                return r;
+        r = seal_send(to, recipient, text, &wire, &len);
+        if (r < 0)
+                return r;
+        printf("> %.*s\n", (int) (len - 4), (const char *) wire + 4);
+        return write_all(wire, len);
+}
+
+/* A client that sends as fast as it can for SECONDS: POOL messages sealed
+ * beforehand (so that our own signing does not slow us down; then sent
+ * again and again), written whenever the socket takes them, with every
+ * answer read (and counted, not printed) so that the relay never stops
+ * reading us for output we leave waiting. Prints
+ * "# flood: S sent, A accepted, L rate_limited, O other in T s". */
+static int cmd_flood(const char *to, int pool_n, int seconds) {
+        _cleanup_(rsa_key_freep) RsaKey *recipient = NULL;
+        uint8_t **pool = NULL, buf[16384];
+        size_t *pool_len = NULL, cur = 0, off = 0;
+        uint64_t sent = 0, accepted = 0, limited = 0, other = 0, start, end;
+        int r = 0;
+
+        if (pool_n <= 0 || seconds <= 0)
+                return fail("flood needs a pool and a number of seconds");
+        r = recipient_key(to, &recipient);
+        if (r < 0)
+                return r;
+        pool = calloc((size_t) pool_n, sizeof(*pool));
+        pool_len = calloc((size_t) pool_n, sizeof(*pool_len));
+        if (!pool || !pool_len) {
+                r = fail("out of memory");
+                goto finish;
+        }
+        for (int i = 0; i < pool_n && r >= 0; i++) {
+                char text[64];
+
+                snprintf(text, sizeof(text), "flood %d", i);
+                r = seal_send(to, recipient, text, &pool[i], &pool_len[i]);
+        }
+        if (r < 0)
+                goto finish;
+
+        printf("# flooding %s for %d s\n", to, seconds);
+        start = now_ms();
+        end = start + (uint64_t) seconds * 1000;
+        while (now_ms() < end) {
+                struct pollfd p = { .fd = transport_fd(raw.t), .events = POLLIN | POLLOUT };
+                ssize_t n;
+
+                if (poll(&p, 1, 100) < 0 && errno != EINTR) {
+                        r = fail("poll: %s", strerror(errno));
+                        goto finish;
+                }
+                /* Read everything there is, TLS records GnuTLS holds too. */
+                for (;;) {
+                        n = transport_read(raw.t, buf, sizeof(buf));
+                        if (n == -EAGAIN)
+                                break;
+                        if (n <= 0) {
+                                r = fail("the relay closed the connection after %" PRIu64 " sends", sent);
+                                goto finish;
+                        }
+                        for (size_t pos = 0; pos < (size_t) n;) {
+                                _cleanup_(freep) uint8_t *payload = NULL;
+                                size_t consumed = 0, len = 0;
+
+                                r = frame_decoder_feed(&raw.decoder, buf + pos, (size_t) n - pos, &consumed,
+                                                       &payload, &len);
+                                pos += consumed;
+                                if (r < 0) {
+                                        r = fail("bad framing from the server");
+                                        goto finish;
+                                }
+                                if (r == 0)
+                                        continue;
+                                if (memmem(payload, len, "\"rate_limited\"", 14))
+                                        limited++;
+                                else if (memmem(payload, len, "\"accepted\"", 10))
+                                        accepted++;
+                                else
+                                        other++;
+                        }
+                }
+                /* Write on; GnuTLS wants the same bytes again after EAGAIN. */
+                for (unsigned k = 0; k < 64; k++) {
+                        n = transport_write(raw.t, pool[cur] + off, pool_len[cur] - off);
+                        if (n == -EAGAIN)
+                                break;
+                        if (n < 0) {
+                                r = fail("write: %s", strerror((int) -n));
+                                goto finish;
+                        }
+                        off += (size_t) n;
+                        if (off == pool_len[cur]) {
+                                off = 0;
+                                cur = (cur + 1) % (size_t) pool_n;
+                                sent++;
+                        }
+                }
+        }
+        printf("# flood: %" PRIu64 " sent, %" PRIu64 " accepted, %" PRIu64 " rate_limited, %" PRIu64
+               " other in %d s\n", sent, accepted, limited, other, seconds);
+        r = 0;
+
+finish:
+        for (int i = 0; pool && i < pool_n; i++)
+                free(pool[i]);
+        free(pool);
+        free(pool_len);
         return r;
 }
 
@@ -652,6 +785,8 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
                 return send_json(frame_new_lookup(raw.next_id++, w[1]));
         if (strcmp(c, "send") == 0 && n >= 3)
                 return cmd_send(w[1], rest_after[2]);
+        if (strcmp(c, "flood") == 0 && n >= 4)
+                return cmd_flood(w[1], atoi(w[2]), atoi(w[3]));
         if (strcmp(c, "ack") == 0 && n >= 2)
                 return send_json(frame_new_ack(strtoull(w[1], NULL, 10)));
         if (strcmp(c, "ping") == 0)
