@@ -253,21 +253,11 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
                         continue;
                 }
                 if (m->n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
-                        uint64_t now = manager_now(m);
-
-                        /* Counted each time, logged once in a while: a
-                         * flood must not become one journal line each. */
-                        if (m->busy_log_usec == 0 || now >= m->busy_log_usec + ANVIL_LOG_INTERVAL_USEC) {
-                                manager_limit_hit(m, LIMIT_MAX_SESSIONS, &(LogFields) { .peer = peer },
-                                                  "Refusing connection from %s: too many connections "
-                                                  "(%" PRIu64 " more refused since the last message)",
-                                                  peer, m->busy_suppressed);
-                                m->busy_log_usec = now;
-                                m->busy_suppressed = 0;
-                        } else {
-                                m->limit_hits[LIMIT_MAX_SESSIONS]++;
-                                m->busy_suppressed++;
-                        }
+                        /* From many addresses, each within its limits: the
+                         * log is throttled for all of them together. */
+                        manager_limit_hit_throttled(m, LIMIT_MAX_SESSIONS, &m->busy_log,
+                                                    &(LogFields) { .peer = peer },
+                                                    "Refusing connection from %s: too many connections", peer);
                         safe_close(cfd);
                         continue;
                 }

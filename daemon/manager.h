@@ -67,8 +67,7 @@ typedef struct Manager {
         uint64_t n_queued;              /* messages in the queue */
         uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
         Anvil *anvil;                   /* per address and per user rates and counts */
-        uint64_t busy_log_usec;         /* last max-sessions refusal at accept logged */
-        uint64_t busy_suppressed;       /* ...and those not logged since */
+        AnvilEntry busy_log;            /* throttles the log of max-sessions refusals at accept */
 
         sd_event_source *signal_sources[3];
         sd_event_source *expire_timer;

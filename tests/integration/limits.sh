@@ -71,6 +71,20 @@ ok "...the line names the address and the limit" \
 	relay_logged "Refusing connection from 127\.0\.0\.2:.*reason=max-preauth-per-address"
 bg_stop "$HOLD"
 
+# The global bound at accept (max-sessions + 64) is still there for many
+# addresses each within its own limits: counted one by one, logged once.
+relay_stop
+check "relay restarts with max-sessions=1 and per-address limits out of the way" \
+	relay_start -o max-sessions=1 -o max-preauth-per-address=1000 -o max-connections-per-address=1000 \
+	-o connection-burst=1000 -o handshake-timeout=120s
+bg_start "$T/hold2.out" "$T/hold2.err" raw 127.0.0.2 -e "hold 100" -e "sleep 120000"
+HOLD=$SC_BG
+ok "100 idle connections: those over max-sessions + 64 refused at accept" \
+	wait_until hits_at_least max-sessions 35
+n=$(limit_lines max-sessions)
+ok "...and logged in at most 2 lines ($n)" test "$n" -ge 1 -a "$n" -le 2
+bg_stop "$HOLD"
+
 # ---- mass registration, and logged-in connections, from one address (case 1) -----
 
 relay_stop
