@@ -487,6 +487,7 @@ static void conf_format_share(const void *data, char *buf, size_t size) {
 /* Networks separated by spaces or commas; empty: none. */
 static int conf_parse_networks(const ConfigItem *it, const char *value, Config *c, void *data,
                                char *err, size_t errlen) {
+        ConfigNetworks *nets = data;
         _cleanup_(freep) char *copy = NULL;
         _cleanup_(freep) SocketCidr *list = NULL;
         size_t n = 0;
@@ -513,28 +514,28 @@ static int conf_parse_networks(const ConfigItem *it, const char *value, Config *
                 }
                 n++;
         }
-        free(c->trusted_networks);
-        c->trusted_networks = TAKE_PTR(list);
-        c->n_trusted_networks = n;
+        free(nets->items);
+        nets->items = TAKE_PTR(list);
+        nets->n = n;
         return 0;
 }
 
 static void conf_format_networks(const void *data, char *buf, size_t size) {
-        const Config *c = (const Config *) ((const uint8_t *) data - offsetof(Config, trusted_networks));
+        const ConfigNetworks *nets = data;
         size_t len = 0;
 
         buf[0] = '\0';
-        for (size_t i = 0; i < c->n_trusted_networks && len < size; i++) {
+        for (size_t i = 0; i < nets->n && len < size; i++) {
                 char net[SOCKET_ADDRESS_MAX];
 
                 len += (size_t) snprintf(buf + len, size - len, "%s%s", i > 0 ? " " : "",
-                                         socket_cidr_format(&c->trusted_networks[i], net));
+                                         socket_cidr_format(&nets->items[i], net));
         }
 }
 
 bool config_address_trusted(const Config *c, const struct sockaddr *sa) {
-        for (size_t i = 0; i < c->n_trusted_networks; i++)
-                if (socket_cidr_match(&c->trusted_networks[i], sa))
+        for (size_t i = 0; i < c->trusted_networks.n; i++)
+                if (socket_cidr_match(&c->trusted_networks.items[i], sa))
                         return true;
         return false;
 }
@@ -655,7 +656,7 @@ Config *config_free(Config *c) {
         free(c->tls_certificate);
         free(c->tls_key);
         free(c->admin_group);
-        free(c->trusted_networks);
+        free(c->trusted_networks.items);
         free(c);
         return NULL;
 }

@@ -48,6 +48,12 @@ typedef struct ConfigShare {
         bool percent;
 } ConfigShare;
 
+/* trusted-networks. */
+typedef struct ConfigNetworks {
+        SocketCidr *items;
+        size_t n;
+} ConfigNetworks;
+
 typedef struct Config {
         char *listen;                   /* "ADDRESS:PORT", as given */
         SocketAddress listen_address;   /* ...parsed */
@@ -73,8 +79,7 @@ typedef struct Config {
         ConfigRate message_rate;
         uint64_t message_burst;
         ConfigShare queue_limit_per_sender;     /* see config_queue_limit_per_sender() */
-        SocketCidr *trusted_networks;           /* exempt from the per-address limits */
-        size_t n_trusted_networks;
+        ConfigNetworks trusted_networks;        /* exempt from the per-address limits */
         uint64_t max_frame;             /* bytes */
         uint64_t max_text;              /* bytes */
         uint64_t queue_ttl_usec;

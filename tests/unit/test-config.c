@@ -166,7 +166,7 @@ START_TEST(test_defaults) {
         ck_assert_uint_eq(config_rate_interval(&c->message_rate), SEC / 10);
         ck_assert_uint_eq(c->message_burst, 50);
         ck_assert_uint_eq(config_queue_limit_per_sender(c), 250);
-        ck_assert_uint_eq(c->n_trusted_networks, 0);
+        ck_assert_uint_eq(c->trusted_networks.n, 0);
         ck_assert_uint_eq(c->max_frame, 65536);
         ck_assert_uint_eq(c->max_text, 16384);
         ck_assert_uint_eq(c->queue_ttl_usec, 7 * 86400 * SEC);

@@ -138,6 +138,37 @@ START_TEST(test_registry) {
 }
 END_TEST
 
+/* The count of one sender's messages to one recipient runs at every send:
+ * it must be an index lookup, also in a database made by an older version
+ * (the index is created at open, not with a schema version). */
+START_TEST(test_queue_count_from_indexed) {
+        _cleanup_(store_freep) Store *s = NULL;
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        bool indexed = false;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        s = store_free(s);
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "DROP INDEX queue_by_recipient_sender", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT count(*) FROM queue "
+                                            "WHERE recipient = 'bob' AND sender = 'alice'", -1, &st, NULL),
+                         SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                const char *detail = (const char *) sqlite3_column_text(st, 3);
+                if (detail && strstr(detail, "queue_by_recipient_sender"))
+                        indexed = true;
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        ck_assert(indexed);
+}
+END_TEST
+
 START_TEST(test_queue) {
         _cleanup_(store_freep) Store *s = NULL;
         StoreMessage m[4], dup, taken = {};
@@ -159,6 +190,13 @@ START_TEST(test_queue) {
         ck_assert_int_eq(store_queue_count(s, "bob", &count), 0);
         ck_assert_uint_eq(count, 3);
         ck_assert_int_eq(store_queue_count(s, "nobody", &count), 0);
+        ck_assert_uint_eq(count, 0);
+        /* One sender's part of a recipient's queue (queue-limit-per-sender). */
+        ck_assert_int_eq(store_queue_count_from(s, "bob", "alice", &count), 0);
+        ck_assert_uint_eq(count, 2);
+        ck_assert_int_eq(store_queue_count_from(s, "bob", "carol", &count), 0);
+        ck_assert_uint_eq(count, 1);
+        ck_assert_int_eq(store_queue_count_from(s, "dave", "carol", &count), 0);
         ck_assert_uint_eq(count, 0);
         ck_assert_int_eq(store_queue_total(s, &count), 0);
         ck_assert_uint_eq(count, 4);
@@ -362,6 +400,7 @@ static Suite *store_suite(void) {
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_registry);
         tcase_add_test(tc, test_queue);
+        tcase_add_test(tc, test_queue_count_from_indexed);
         tcase_add_test(tc, test_seq_never_reused);
         tcase_add_test(tc, test_expiry);
         tcase_add_test(tc, test_reopen);
