@@ -17,6 +17,8 @@
 # - a user over message-rate hears rate_limited with retry_after and the
 #   request's id, the session stays; scctl send and connect wait and retry,
 #   or give up with EXIT_RATE_LIMITED when --timeout is shorter;
+# - a login refused with rate_limited (registration) is retried the same way;
+# - trusted-networks are exempt;
 # - refusals are counted one by one in status, but not logged one by one.
 
 SC_SCRIPT=limits
@@ -69,6 +71,18 @@ n=$(limit_lines max-preauth-per-address)
 ok "the 196 refusals are not logged one by one ($n lines)" test "$n" -ge 1 -a "$n" -le 3
 ok "...the line names the address and the limit" \
 	relay_logged "Refusing connection from 127\.0\.0\.2:.*reason=max-preauth-per-address"
+bg_stop "$HOLD"
+
+# trusted-networks: the same from a trusted address is not limited.
+relay_stop
+check "relay restarts with max-preauth-per-address=4, trusted-networks=127.0.0.2/32" \
+	relay_start -o max-preauth-per-address=4 -o connection-burst=1 -o trusted-networks=127.0.0.2/32
+before=$(hits max-preauth-per-address)
+bg_start "$T/hold3.out" "$T/hold3.err" raw 127.0.0.2 -e "hold 50" -e "sleep 120000"
+HOLD=$SC_BG
+ok "50 idle connections from the trusted 127.0.0.2 are all accepted" \
+	wait_until eval '[ "$(relay_count "Connection from 127\.0\.0\.2:")" -ge 50 ]'
+is "...none refused" "$before 0" "$(hits max-preauth-per-address) $(hits connection-rate)"
 bg_stop "$HOLD"
 
 # The global bound at accept (max-sessions + 64) is still there for many
@@ -185,8 +199,16 @@ is "...each queued, in turn" 4 "$(grep -cx -- '-> bob: queued' "$T/connect.out")
 like "...after waiting out rate_limited" "rate limited by the relay; retrying in" "$(cat "$T/connect.err")"
 
 relay_stop
-check "relay restarts with message-rate=1/min, message-burst=1" \
-	relay_start -o message-rate=1/min -o message-burst=1
+check "relay restarts with message-rate=1/min, message-burst=1, registration-rate=1/10s, registration-burst=1" \
+	relay_start -o message-rate=1/min -o message-burst=1 -o registration-rate=1/10s -o registration-burst=1
+check "erin registers" sc_init erin
+sc frank init --bits 2048 >"$T/frank.out" 2>"$T/frank.err"
+is "frank, right after, waits out rate_limited and registers" 0 $?
+like "...saying so on stderr" "rate limited by the relay; retrying in [0-9]+ s" "$(cat "$T/frank.err")"
+sc_argv gina
+"${SC_ARGV[@]}" --timeout 3 init --bits 2048 >"$T/gina.out" 2>"$T/gina.err"
+is "gina, with --timeout 3 against a longer retry_after: EXIT_RATE_LIMITED" $EXIT_RATE_LIMITED $?
+like "...saying why" "rate_limited.*--timeout" "$(cat "$T/gina.err")"
 is "alice's message is accepted" "0 queued" "$(send_text alice bob "$(marker m1) one")"
 sc_argv alice
 "${SC_ARGV[@]}" --timeout 3 send bob "$(marker m2) two" >"$T/giveup.out" 2>"$T/giveup.err"
