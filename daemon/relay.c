@@ -182,6 +182,11 @@ static void handle_auth(Session *s, const Frame *f) {
         lf.fingerprint = fingerprint;
 
         r = rsa_key_from_spki(f->auth.key, f->auth.key_len, &key);
+        if (r == -EKEYREJECTED) {
+                session_close(s, ERR_AUTH_FAILED, "RSA keys must have 2048, 3072 or 4096 bits",
+                              "auth_failed: key size not 2048, 3072 or 4096 bits");
+                return;
+        }
         if (r < 0) {
                 session_close(s, ERR_AUTH_FAILED, "unusable public key",
                               "auth_failed: unusable public key");

@@ -132,6 +132,19 @@ else
 	diag "sqlite3 is not installed: skipping the peer-key change"
 fi
 
+# ---- a key of a size the protocol does not allow ----------------------------------
+
+# 2056 bits is within 2048..4096 but not one of 2048, 3072, 4096: scctl
+# loads such a file, and the relay must refuse to register it.
+mkdir -p "$T/home-dave/identity" && chmod 700 "$T/home-dave" "$T/home-dave/identity"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2056 -out "$T/home-dave/identity/dave.key" 2>/dev/null
+chmod 600 "$T/home-dave/identity/dave.key"
+sc dave init >"$T/dave.out" 2>"$T/dave.err"
+is "a 2056-bit key does not register: EXIT_AUTH" $EXIT_AUTH $?
+like "...saying which sizes are allowed" "auth_failed.*2048, 3072 or 4096" "$(cat "$T/dave.err")"
+ok "...and dave is not registered" relay_logged "auth_failed: key size not 2048, 3072 or 4096 bits"
+unlike "...no registration logged" "Registered new user dave" "$(cat "$SC_RELAY_LOG")"
+
 # ---- configuration errors ------------------------------------------------------------
 
 C=$T/conf
