@@ -672,14 +672,18 @@ static int parse_json(const char *s, size_t len, json_object **ret, const char *
         return 0;
 }
 
-int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason) {
+int frame_parse_request(const void *payload, size_t len, Frame **ret, const char **ret_reason,
+                        bool *ret_has_id, uint64_t *ret_id) {
         _cleanup_(json_object_putp) json_object *o = NULL;
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL;
         json_object *type;
+        uint64_t id;
         FrameType t;
         int r;
 
+        if (ret_has_id)
+                *ret_has_id = false;
         r = parse_json(payload, len, &o, &reason);
         if (r < 0)
                 goto finish;
@@ -694,6 +698,13 @@ int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_r
                      (size_t) json_object_get_string_len(type)) {
                 r = fail(&reason, "unknown type");
                 goto finish;
+        }
+        /* The id of a request, so that even the error refusing the rest
+         * of it answers it. */
+        if ((t == FRAME_LOOKUP || t == FRAME_SEND) && ret_has_id && ret_id &&
+            read_uint(o, "id", NULL, &(const char *) { NULL }, &id) >= 0) {
+                *ret_has_id = true;
+                *ret_id = id;
         }
 
         f = calloc(1, sizeof(*f));
@@ -714,6 +725,10 @@ finish:
         if (ret_reason)
                 *ret_reason = r == -ENOMEM ? "out of memory" : reason;
         return r;
+}
+
+int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason) {
+        return frame_parse_request(payload, len, ret, ret_reason, NULL, NULL);
 }
 
 /*

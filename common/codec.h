@@ -116,6 +116,11 @@ static inline void frame_freep(Frame **f) { frame_free(*f); }
  * is kept in .raw (a reference the Frame owns) so a relay can store it
  * unchanged. */
 int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason);
+/* The same, and when parsing fails on a request that carries an id (lookup,
+ * send) whose "id" is valid, that id (so that the error answers it);
+ * *ret_has_id false otherwise. */
+int frame_parse_request(const void *payload, size_t len, Frame **ret, const char **ret_reason,
+                        bool *ret_has_id, uint64_t *ret_id);
 
 /* Key packages as JSON objects, both ways (also used for local storage). */
 int key_package_to_json(const KeyPackage *kp, json_object **ret);

@@ -32,8 +32,9 @@ static void reply_error(Session *s, const uint64_t *id, const char *code, const 
         (void) session_send(s, frame_new_error(id, code, message));
 }
 
-/* The peer broke the protocol: say so, log it, close. */
-static void protocol_error(Session *s, const char *code, const char *message) {
+/* The peer broke the protocol: say so (answering the request id, when the
+ * frame had one), log it, close. */
+static void protocol_error_request(Session *s, const uint64_t *id, const char *code, const char *message) {
         char reason[160];
         LogFields f;
 
@@ -41,7 +42,11 @@ static void protocol_error(Session *s, const char *code, const char *message) {
         fields_of(s, &f);
         f.reason = reason;
         log_event(EVENT_PROTOCOL_ERROR, &f, "Protocol error from %s: %s", s->peer, reason);
-        session_close(s, code, message, reason);
+        session_close_request(s, id, code, message, reason);
+}
+
+static void protocol_error(Session *s, const char *code, const char *message) {
+        protocol_error_request(s, NULL, code, message);
 }
 
 static void limit_hit(Session *s, const char *limit, const char *fmt_detail) {
@@ -548,29 +553,33 @@ void relay_frame(Session *s, const uint8_t *payload, size_t len) {
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL;
         char what[96];
+        uint64_t id;
+        bool has_id;
         int r;
 
-        r = frame_parse(payload, len, &f, &reason);
+        r = frame_parse_request(payload, len, &f, &reason, &has_id, &id);
         if (r == -EINVAL) {
                 if (s->state == SESSION_AUTH)
                         protocol_error(s, ERR_BAD_USERNAME, "invalid user name");
                 else
-                        reply_error(s, NULL, ERR_BAD_USERNAME, "invalid user name");
+                        reply_error(s, has_id ? &id : NULL, ERR_BAD_USERNAME, "invalid user name");
                 return;
         }
         if (r == -ENOMEM) {
-                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                session_close_request(s, has_id ? &id : NULL, ERR_INTERNAL, "out of memory", "out of memory");
                 return;
         }
         if (r < 0) {
-                protocol_error(s, ERR_BAD_FRAME, reason ? reason : "malformed frame");
+                protocol_error_request(s, has_id ? &id : NULL, ERR_BAD_FRAME, reason ? reason : "malformed frame");
                 return;
         }
 
         if (s->state == SESSION_AUTH) {
                 if (f->type != FRAME_AUTH) {
                         snprintf(what, sizeof(what), "expected auth, got %s", frame_type_to_string(f->type));
-                        protocol_error(s, ERR_BAD_REQUEST, what);
+                        protocol_error_request(s, f->type == FRAME_LOOKUP ? &f->lookup.id :
+                                                  f->type == FRAME_SEND ? &f->send.id : NULL,
+                                               ERR_BAD_REQUEST, what);
                         return;
                 }
                 handle_auth(s, f);

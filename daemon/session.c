@@ -84,6 +84,11 @@ static void session_disconnect(Session *s) {
 }
 
 void session_close(Session *s, const char *code, const char *message, const char *reason) {
+        session_close_request(s, NULL, code, message, reason);
+}
+
+void session_close_request(Session *s, const uint64_t *id, const char *code, const char *message,
+                           const char *reason) {
         bool was_active = s->state == SESSION_ACTIVE;
         LogFields f;
 
@@ -93,7 +98,7 @@ void session_close(Session *s, const char *code, const char *message, const char
         /* The error frame goes out even over the output limit: it is the
          * last one. Before TLS finished nothing can be sent at all. */
         if (code && s->state != SESSION_TLS) {
-                json_object *o = frame_new_error(NULL, code, message);
+                json_object *o = frame_new_error(id, code, message);
                 _cleanup_(freep) uint8_t *wire = NULL;
                 size_t len;
 

@@ -98,9 +98,13 @@ Session *session_free(Session *s);
  * closed (output over its limit). */
 int session_send(Session *s, json_object *o);
 
-/* Send error {code, message, id?} and close after flushing it. reason is
- * for the log. Safe to call from anywhere, any number of times. */
+/* Send error {code, message} and close after flushing it. reason is
+ * for the log. Safe to call from anywhere, any number of times. The
+ * _request form puts the id of the request that caused it (may be NULL)
+ * in the error, so that it answers that request. */
 void session_close(Session *s, const char *code, const char *message, const char *reason);
+void session_close_request(Session *s, const uint64_t *id, const char *code, const char *message,
+                           const char *reason);
 
 /* Restart the idle timer (after every frame received). */
 void session_touch(Session *s);

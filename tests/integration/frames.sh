@@ -126,6 +126,30 @@ is "...and the max-text + 1 one rejected as too_large" "too_large" \
 	"$("$SC_JSON" -m from=mallory rejected reason <"$T/inbox.json")"
 is "...and the $n_sent sends of alice" $n_sent "$(json_count "$T/inbox.json" -m from=alice message)"
 
+# ---- every error that answers a request carries its id -----------------------------------
+
+# A client waits for the answer to its request by id: an error without it
+# would leave the request unanswered until the client's timeout.
+answered() { # DESCRIPTION ID CODE COMMANDS...
+	local desc=$1 id=$2 code=$3 out
+	shift 3
+	out=$(raw connect "$@" 2>&1)
+	like "$desc" "^< \{\"type\":\"error\",\"id\":$id,\"code\":\"$code\"" "$out"
+}
+answered "lookup of an invalid name: bad_username with the lookup's id" 7 bad_username \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	'frame {"type":"lookup","id":7,"user":"Not Valid"}' "wait error bad_username" \
+	ping "wait pong" bye
+answered "lookup whose user is not a string: bad_frame with the lookup's id" 8 bad_frame \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	'frame {"type":"lookup","id":8,"user":12}' "wait error bad_frame" eof
+answered "send with a malformed envelope: bad_frame with the send's id" 9 bad_frame \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	'frame {"type":"send","id":9,"envelope":{"v":1}}' "wait error bad_frame" eof
+answered "lookup before auth: bad_request with the lookup's id" 10 bad_request \
+	"expect hello" 'frame {"type":"lookup","id":10,"user":"alice"}' "expect error bad_request" eof
+relay_serves "the relay still serves a normal send"
+
 # ---- acks -------------------------------------------------------------------------------
 
 # An ack of a seq queued for someone else deletes nothing; an ack of one's
