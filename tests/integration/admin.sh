@@ -114,6 +114,14 @@ is "a oneway call gets no reply (the next call's reply comes first)" '{"paramete
 is "a message over 64 KiB: the relay hangs up" EOF "$(vl -n 0 --junk 70000)"
 is "malformed JSON: the relay hangs up" EOF "$(vl -n 0 '{"method":')"
 is "JSON that is not a call: the relay hangs up" EOF "$(vl -n 0 '["method"]')"
+# json-c keeps the last of two members with the same name, and C compares
+# a string only up to a NUL: neither may make a call read two ways.
+is "a duplicate member: the relay hangs up" EOF \
+	"$(vl -n 0 '{"method":"io.securechat.Control.ListUsers","method":"io.securechat.Control.ListUsers"}')"
+is "a duplicate member in the parameters: the relay hangs up" EOF \
+	"$(vl -n 0 '{"method":"io.securechat.Control.Kick","parameters":{"user":"x","user":"y"}}')"
+is "an interface name with \\u0000 inside: the relay hangs up" EOF \
+	"$(vl -n 0 '{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"io.securechat.Control\u0000junk"}}')"
 ok "...and still answers others" admin status
 
 # ---- sessions and users ---------------------------------------------------------

@@ -168,6 +168,21 @@ is "mallory acks bob's seq (refused), then his own twice: the second is ignored"
 is "...bob's message is still queued" 1 "$(db "SELECT count(*) FROM queue WHERE seq = $seq_b")"
 is "...mallory's is gone" 0 "$(db "SELECT count(*) FROM queue WHERE seq = $seq_m")"
 
+# ---- duplicate JSON members -------------------------------------------------------------
+
+# json-c keeps the last of two members of the same name without a word; the
+# page says strict JSON, so the relay refuses them, in envelopes too.
+bad_frame_authenticated "a duplicate member" 'frame {"type":"ping","type":"ping"}'
+recorded=$(raw connect "key $T/raw.key" "auth mallory send" "expect welcome" "send bob $(marker dup) x" \
+	"wait accepted" bye 2>/dev/null | sed -n 's/^> \({"type":"send".*\)$/\1/p')
+like "a recorded send frame of mallory's" '^\{"type":"send".*"envelope":\{"v":1,' "$recorded"
+raw_closes "...sent again with the envelope's v twice: bad_frame, then close" \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	"frame ${recorded/\"v\":1,/\"v\":1,\"v\":1,}" "wait error bad_frame"
+raw_closes "...and with the send's id twice: bad_frame, then close" \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	"frame ${recorded/\"id\":/\"id\":5,\"id\":}" "wait error bad_frame"
+
 # ---- below the protocol -----------------------------------------------------------------
 
 # A client that expects the other transport fails to connect (after the
