@@ -489,6 +489,14 @@ int verb_fingerprint(int argc, char *argv[]) {
         r = context_open(&ctx, &arg_settings, !user, DEFAULT_KEY_BITS);
         if (r < 0)
                 goto finish;
+        /* Our own name is our identity key, never what a relay vouches for. */
+        if (user && streq(user, arg_settings.user)) {
+                context_done(&ctx);
+                user = NULL;
+                r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+                if (r < 0)
+                        goto finish;
+        }
         if (!user) {
                 output->fingerprint(arg_settings.user, ctx.identity->fingerprint, FINGERPRINT_OWN);
                 goto finish;
@@ -584,6 +592,12 @@ int verb_trust(int argc, char *argv[]) {
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)
                 goto finish;
+        if (streq(user, arg_settings.user)) {
+                r = log_fail(EXIT_USAGE, 0, "%s is you: your key is your identity key %s, not one "
+                             "the relay vouches for; there is nothing to trust.", user,
+                             ctx.identity->fingerprint);
+                goto finish;
+        }
         path = state_peer_path(ctx.state, arg_settings.address, user);
         if (!path) {
                 r = log_fail(EXIT_FAIL, -ENOMEM, "%m");

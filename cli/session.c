@@ -20,7 +20,6 @@
  * 16 MiB, and 1024 such envelopes would not fit in memory. */
 #define DELIVERIES_MAX 1024
 #define DELIVERIES_SIZE_MAX (64u * 1024 * 1024)
-#define MIN_REPLAY_WINDOW (24 * 3600)
 /* Users a session keeps track of (presence and lookups). The relay decides
  * how many it tells us about; this keeps a hostile one from growing us. */
 #define PEERS_MAX 100000
@@ -94,9 +93,6 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
         return client_connect(&p, ret);
 }
 
-uint64_t session_window(const Client *c) {
-        return MAX(c->limits.queue_ttl, (uint64_t) MIN_REPLAY_WINDOW);
-}
 
 int session_new(Context *ctx, bool receiving, Session **ret) {
         Session *s = calloc(1, sizeof(*s));
@@ -157,10 +153,21 @@ int session_attach(Session *s, Client *c) {
         s->client = c;
         s->presence_listed = false;
         s->synced = false;
-        if (s->receiving && !s->seen) {
-                r = seen_open(s->ctx->state, s->ctx->settings->user, session_window(c), now_unix(), &s->seen);
+        if (!s->receiving)
+                return 0;
+        /* The relay's queue_ttl is not signed: it only tells us that
+         * messages older than our window may come, and be refused. */
+        if (c->limits.queue_ttl > s->ctx->settings->replay_window && !s->warned_window) {
+                log_notice("The relay keeps messages for up to %" PRIu64 " s, longer than the replay window "
+                           "of %" PRIu64 " s: older ones will be refused as expired (see replay-window= "
+                           "in scctl(1)).", c->limits.queue_ttl, s->ctx->settings->replay_window);
+                s->warned_window = true;
+        }
+        if (!s->seen) {
+                r = seen_open(s->ctx->state, s->ctx->settings->user, s->ctx->settings->replay_window,
+                              now_unix(), &s->seen);
                 if (r < 0)
-                        return log_fail(EXIT_FAIL, r, "Cannot read the list of seen messages in %s/seen/%s: %m",
+                        return log_fail(EXIT_FAIL, r, "Cannot open the list of seen messages %s/seen/%s.db: %m",
                                         s->ctx->settings->home, s->ctx->settings->user);
         }
         return 0;
@@ -271,12 +278,30 @@ typedef enum PeerKeyState {
         PEER_KEY_UNVERIFIABLE,
 } PeerKeyState;
 
+/* Our own name: we hold its key, so the relay has nothing to vouch for;
+ * whatever it says, only our identity's public key is used (a relay that
+ * could make us pin another one would read our notes to self and forge
+ * them). */
+static int own_key(Session *s, Peer **ret_peer) {
+        const RsaKey *me = s->ctx->identity;
+        Peer *p = session_peer(s, s->ctx->settings->user);
+
+        if (!p)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        if (!p->key && rsa_key_from_spki(me->spki, me->spki_len, &p->key) < 0)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        *ret_peer = p;
+        return PEER_KEY_READY;
+}
+
 /* The key to use for user: pinned, and what the relay has. Pins on first
  * use. Returns a PeerKeyState or -EXIT_*. */
 static int peer_key(Session *s, const char *user, Peer **ret_peer) {
         Peer *p = NULL;
         int r;
 
+        if (streq(user, s->ctx->settings->user))
+                return own_key(s, ret_peer);
         r = session_lookup(s, user, &p);
         if (r <= 0)
                 return r < 0 ? r : PEER_KEY_WAIT;
@@ -464,14 +489,16 @@ static void id_string(const uint8_t id[MSG_ID_LEN], char out[32]) {
         snprintf(out, 32, "%s", b64_encode(id, MSG_ID_LEN, &b) >= 0 ? b : "?");
 }
 
-static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts) {
-        return seen_check(userdata, from, id);
+static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts,
+                   const uint8_t digest[ENVELOPE_DIGEST_LEN]) {
+        return seen_check(userdata, from, id, ts, digest);
 }
 
 /* Open one envelope and show it (or why not). 0 to ack, -EXIT_* when our
  * own state failed (then we do not ack: the relay keeps the message). */
 static int open_delivery(Session *s, const Envelope *e) {
         const char *reason = NULL, *me = s->ctx->settings->user;
+        uint8_t digest[ENVELOPE_DIGEST_LEN];
         char *text = NULL;
         EnvelopeError error = ENVELOPE_OK;
         char id[32];
@@ -502,13 +529,19 @@ static int open_delivery(Session *s, const Envelope *e) {
                         .my_key = s->ctx->identity,
                         .sender_key = p->key,
                         .now = now_unix(),
-                        .window = session_window(s->client),
+                        .window = s->ctx->settings->replay_window,
                         .max_text = (size_t) s->client->limits.max_text,
                         .seen = seen_cb,
                         .userdata = s->seen,
                 };
 
                 r = envelope_open(e, &params, &text, &len, &error);
+                if (r == -EBADMSG && error == ENVELOPE_DUPLICATE) {
+                        /* Shown already and not acked in time (a relay
+                         * restart, a lost ack): nothing to say. */
+                        log_debug("Message %s from %s was shown already; acknowledging it again.", id, e->from);
+                        return 0;
+                }
                 if (r == -EBADMSG)
                         reason = envelope_error_to_string(error);
                 else if (r < 0)
@@ -533,7 +566,9 @@ static int open_delivery(Session *s, const Envelope *e) {
                 return log_fail(EXIT_FAIL, 0, "Cannot write message %s from %s to standard output; "
                                 "leaving it with the relay.", id, e->from);
         s->n_messages++;
-        r = seen_add(s->seen, e->from, e->id, e->ts);
+        r = envelope_digest(e, digest);
+        if (r >= 0)
+                r = seen_add(s->seen, e->from, e->id, e->ts, digest);
         if (r < 0)
                 log_warning("Cannot record message %s as seen: %s; a replay of it would be shown again.",
                             id, strerror(-r));

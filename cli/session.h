@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "client.h"
+#include "seen.h"
 #include "settings.h"
 #include "state.h"
 
@@ -72,6 +73,7 @@ typedef struct Session {
         bool presence_listed;           /* the relay sent its list of online users */
 
         SeenStore *seen;
+        bool warned_window;             /* said that queue_ttl exceeds the window */
         Delivery *deliveries, *deliveries_last;
         size_t n_deliveries;
         size_t deliveries_size;         /* ciphertext bytes held in deliveries */
@@ -123,5 +125,3 @@ Peer *session_peer(Session *s, const char *user);
 /* Output the users the relay says are online, sorted by name. */
 int session_output_users(Session *s);
 
-/* The replay window: the relay's queue_ttl, and at least a day. */
-uint64_t session_window(const Client *c);

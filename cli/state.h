@@ -6,7 +6,7 @@
  *   known_servers         "host:port SHA256:..." lines: pinned server keys
  *   peers/HOST_PORT/USER  pinned peer keys: the server-signed key package
  *                         (JSON) that was trusted, per server address
- *   seen/USER             message ids USER has received: "ts from id" lines
+ *   seen/USER.db          message ids USER was shown (seen.h)
  *   lock                  flock()ed around every read-modify-write
  *
  * Two scctl processes may run at once (a `listen` and a `send`, say): every
@@ -44,6 +44,9 @@ static inline void state_freep(State **s) { state_free(*s); }
 int state_lock(State *s);
 void state_unlock(State *s);
 
+/* mkdir -p with mode for every directory it creates. */
+int mkdir_parents(const char *path, mode_t mode);
+
 /* HOME/rel, allocated. */
 char *state_path(const State *s, const char *rel);
 
@@ -78,17 +81,3 @@ int state_peer_get(State *s, const char *address, const char *user, KeyPackage *
 int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
                    char ret_pinned[RSA_FINGERPRINT_MAX]);
 int state_peer_set(State *s, const char *address, const KeyPackage *kp);
-
-/* Message ids seen by one user, for the replay check of an envelope. Loaded
- * at open (dropping entries older than the window, rewriting the file when
- * it had any), refreshed from the file when another process appended. */
-typedef struct SeenStore SeenStore;
-
-int seen_open(State *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret);
-SeenStore *seen_free(SeenStore *st);
-static inline void seen_freep(SeenStore **st) { seen_free(*st); }
-/* >0 if seen, 0 if not, <0 on error. */
-int seen_check(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN]);
-/* Record (from, id) durably. */
-int seen_add(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts);
-size_t seen_count(const SeenStore *st);

@@ -8,6 +8,7 @@
 
 #include "macro.h"
 #include "rsa.h"
+#include "sqlite-errno.h"
 #include "store.h"
 
 /* Every statement the daemon runs, prepared once at open. */
@@ -85,35 +86,6 @@ struct Store {
         sqlite3 *db;
         sqlite3_stmt *stmt[_STMT_MAX];
 };
-
-static int errno_from_sqlite(int rc) {
-        switch (rc & 0xff) {
-        case SQLITE_OK:
-        case SQLITE_ROW:
-        case SQLITE_DONE:
-                return 0;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_CONSTRAINT:
-                return -EEXIST;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_PERM:
-        case SQLITE_READONLY:
-        case SQLITE_AUTH:
-                return -EACCES;
-        case SQLITE_CANTOPEN:
-                return -ENOENT;
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
-                return -EBADMSG;
-        default:
-                return -EIO;
-        }
-}
 
 const char *store_error(Store *s) {
         return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";

@@ -13,6 +13,7 @@ INTEGRATION_TESTS = \
 	tests/integration/refusals.sh \
 	tests/integration/tamper.sh \
 	tests/integration/frames.sh \
+	tests/integration/hostile.sh \
 	tests/integration/chat-notls.sh \
 	tests/integration/offline-notls.sh \
 	tests/integration/refusals-notls.sh \
