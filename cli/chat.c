@@ -15,6 +15,7 @@
 #include "output.h"
 #include "protocol.h"
 #include "session.h"
+#include "strict-json.h"
 #include "verbs.h"
 
 #define DEFAULT_WAIT_SEC 30
@@ -23,11 +24,14 @@
 /* Text read from stdin before the relay tells us its max_text; anything
  * larger cannot fit in any frame anyway. */
 #define STDIN_TEXT_MAX MAX_FRAME_LIMIT
+/* Between two attempts to reach the relay again while sending. */
+#define SEND_RETRY_USEC (500 * 1000)
 
 enum {
         ARG_BITS = _ARG_GLOBAL_MAX,
         ARG_WAIT,
         ARG_YES,
+        ARG_IDEMPOTENCY_KEY,
 };
 
 /* Options for verbs that have none of their own. -1 to go on. */
@@ -173,16 +177,53 @@ finish:
         return -r;
 }
 
+/* Wait until the relay accepted or refused the message. A connection lost
+ * meanwhile (before or after the relay stored it: we cannot know) is made
+ * again until the deadline, and the session sends the same envelope again;
+ * the relay answers accepted for an envelope it has. */
+static int send_until_answered(Context *ctx, Session *s, Client **c, uint64_t deadline) {
+        int r;
+
+        while (s->n_accepted + s->n_refused == 0) {
+                if (!*c) {
+                        r = context_connect(ctx, false, -1, c);
+                        if (r >= 0)
+                                r = session_attach(s, *c);
+                        if (r < 0) {
+                                if (r != -EXIT_CONNECT || now_monotonic_usec() >= deadline)
+                                        return r;
+                                (void) usleep(SEND_RETRY_USEC);
+                                continue;
+                        }
+                }
+                r = session_wait(s, NULL, 0, deadline, "Cannot send");
+                if (r == CLIENT_TIMEOUT)
+                        return timed_out(s);
+                if (r == -EXIT_CONNECT && now_monotonic_usec() < deadline) {
+                        log_notice("Sending the message again (the relay answers the same envelope only once).");
+                        session_detach(s);
+                        *c = client_free(*c);
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int verb_send(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "wait", optional_argument, NULL, ARG_WAIT },
+                { "idempotency-key", required_argument, NULL, ARG_IDEMPOTENCY_KEY },
                 GLOBAL_OPTIONS,
                 {}
         };
         _cleanup_(session_freep) Session *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
-        _cleanup_(freep) char *text = NULL;
-        const char *to;
+        _cleanup_(freep) char *text = NULL, *outbox = NULL;
+        _cleanup_(json_object_unrefp) json_object *saved = NULL;
+        uint8_t digest[OUTBOX_DIGEST_LEN];
+        const char *to, *key = NULL;
         unsigned wait = 0;
         size_t len = 0;
         uint64_t deadline;
@@ -197,6 +238,13 @@ int verb_send(int argc, char *argv[]) {
                         if (optarg && parse_seconds(optarg, &wait) < 0)
                                 return verb_usage_error(argv[0], "--wait takes a number of seconds, not \"%s\"",
                                                         optarg);
+                        break;
+                case ARG_IDEMPOTENCY_KEY:
+                        if (!outbox_key_valid(optarg))
+                                return verb_usage_error(argv[0], "--idempotency-key takes 1 to %d letters, digits, "
+                                                        "'.', '_' or '-' (not starting with '.'), not \"%s\"",
+                                                        OUTBOX_KEY_MAX, optarg);
+                        key = optarg;
                         break;
                 default:
                         r = verb_option(argv[0], opt, argv);
@@ -225,22 +273,39 @@ int verb_send(int argc, char *argv[]) {
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)
                 goto finish;
+        if (key) {
+                /* A script's retry: the envelope saved by the first try goes
+                 * out again, unchanged. */
+                (void) state_outbox_prune(ctx.state, arg_settings.user, arg_settings.replay_window, now_unix());
+                outbox = state_outbox_path(ctx.state, arg_settings.user, key);
+                if (!outbox) {
+                        r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                        goto finish;
+                }
+                outbox_digest(to, text, len, digest);
+                r = state_outbox_load(ctx.state, outbox, digest, &saved);
+                if (r == -EEXIST) {
+                        r = log_fail(EXIT_USAGE, 0, "The idempotency key %s was used for another message (to "
+                                     "another user or with another text); not sending.", key);
+                        goto finish;
+                }
+                if (r < 0 && r != -ENOENT) {
+                        r = log_fail(EXIT_FAIL, r, "Cannot read %s: %m", outbox);
+                        goto finish;
+                }
+        }
+        deadline = deadline_in(arg_settings.timeout_usec);
         r = open_send_session(&ctx, &c, &s);
         if (r < 0)
                 goto finish;
-        r = session_queue_message(s, to, text, len);
+        r = session_queue_outbox(s, to, text, len, outbox, digest, saved);
         secure_wipe(text, len);
         if (r < 0)
                 goto finish;
 
-        deadline = deadline_in(arg_settings.timeout_usec);
-        while (s->n_accepted + s->n_refused == 0) {
-                r = session_wait(s, NULL, 0, deadline, "Cannot send");
-                if (r == CLIENT_TIMEOUT)
-                        r = timed_out(s);
-                if (r < 0)
-                        goto finish;
-        }
+        r = send_until_answered(&ctx, s, &c, deadline);
+        if (r < 0)
+                goto finish;
         if (s->n_refused > 0) {
                 client_bye(c);
                 r = -s->status;

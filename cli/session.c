@@ -29,6 +29,11 @@ struct Outgoing {
         char *text;
         size_t len;
         uint64_t send_id;               /* 0 until sent */
+        /* Sealed once: every retry sends this very envelope (same id, same
+         * bytes), so that the relay and the recipient see one message. */
+        json_object *envelope;
+        char *outbox;                   /* saved there before it is sent */
+        uint8_t outbox_digest[OUTBOX_DIGEST_LEN];
         Outgoing *next;
 };
 
@@ -128,6 +133,8 @@ static void outgoing_pop(Session *s) {
                 s->outgoing_last = NULL;
         s->n_outgoing--;
         secure_free(o->text, o->len);
+        json_object_put(o->envelope);
+        free(o->outbox);
         free(o);
 }
 
@@ -147,12 +154,18 @@ Session *session_free(Session *s) {
         return NULL;
 }
 
+static int process_outgoing(Session *s);
+
 int session_attach(Session *s, Client *c) {
         int r;
 
         s->client = c;
         s->presence_listed = false;
         s->synced = false;
+        /* What was in flight on the old connection goes out again now. */
+        r = process_outgoing(s);
+        if (r < 0)
+                return r;
         if (!s->receiving)
                 return 0;
         /* The relay's queue_ttl is not signed: it only tells us that
@@ -177,9 +190,10 @@ void session_detach(Session *s) {
         deliveries_clear(s);
         for (size_t i = 0; i < s->n_peers; i++)
                 s->peers[i].lookup_id = 0;
-        /* A message in flight has an unknown fate; send it again on the
-         * next connection rather than lose it (the relay's copy, if it got
-         * one, has another id: the recipient sees it twice at worst). */
+        /* A message in flight has an unknown fate; send the same envelope
+         * again on the next connection rather than lose it (a relay that
+         * has it answers accepted again, and a recipient who was shown it
+         * acknowledges it without a word). */
         if (s->outgoing)
                 s->outgoing->send_id = 0;
         s->client = NULL;
@@ -370,14 +384,28 @@ static void message_refused(Session *s, const char *to, int status, const char *
         s->n_refused++;
 }
 
+/* Send o's sealed envelope (again). */
+static int send_envelope(Session *s, Outgoing *o) {
+        json_object *id;
+        int r;
+
+        if (!json_object_object_get_ex(o->envelope, "id", &id))
+                return log_fail(EXIT_FAIL, -EINVAL, "The message to %s has no id.", o->to);
+        o->send_id = client_next_id(s->client);
+        remember_sent(s, json_object_get_string(id), o->to);
+        r = client_send(s->client, frame_new_send(o->send_id, o->envelope));
+        return r < 0 ? r : 0;
+}
+
 static int send_head(Session *s) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
-        _cleanup_(freep) char *msg = NULL;
         Outgoing *o = s->outgoing;
         json_object *env = NULL;
         Peer *p = NULL;
         int r;
 
+        if (o->envelope)
+                return send_envelope(s, o);
         r = peer_key(s, o->to, &p);
         if (r < 0)
                 return r;
@@ -423,16 +451,15 @@ static int send_head(Session *s) {
         r = envelope_to_json(e, &env);
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot encode the message to %s: %m", o->to);
-        r = b64_encode(e->id, MSG_ID_LEN, &msg);
-        if (r < 0) {
-                json_object_put(env);
-                return log_fail(EXIT_FAIL, r, "%m");
+        if (o->outbox) {
+                r = state_outbox_save(s->ctx->state, o->outbox, o->to, o->outbox_digest, env);
+                if (r < 0) {
+                        json_object_put(env);
+                        return log_fail(EXIT_FAIL, r, "Cannot save the message in %s: %m", o->outbox);
+                }
         }
-        o->send_id = client_next_id(s->client);
-        remember_sent(s, msg, o->to);
-        r = client_send(s->client, frame_new_send(o->send_id, env));
-        json_object_put(env);
-        return r < 0 ? r : 0;
+        o->envelope = env;
+        return send_envelope(s, o);
 }
 
 /* Send what can be sent: the head of the queue, unless it is in flight. */
@@ -456,10 +483,24 @@ static int process_outgoing(Session *s) {
 }
 
 int session_queue_message(Session *s, const char *to, const char *text, size_t len) {
+        return session_queue_outbox(s, to, text, len, NULL, NULL, NULL);
+}
+
+int session_queue_outbox(Session *s, const char *to, const char *text, size_t len, const char *outbox,
+                         const uint8_t digest[OUTBOX_DIGEST_LEN], json_object *envelope) {
         Outgoing *o = calloc(1, sizeof(*o));
 
         if (!o)
                 return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        if (outbox) {
+                o->outbox = strdup(outbox);
+                if (!o->outbox) {
+                        free(o);
+                        return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                }
+                memcpy(o->outbox_digest, digest, OUTBOX_DIGEST_LEN);
+        }
+        o->envelope = envelope ? json_object_get(envelope) : NULL;
         snprintf(o->to, sizeof(o->to), "%s", to);
         o->text = malloc(len + 1);
         if (!o->text) {

@@ -114,6 +114,12 @@ int session_wait(Session *s, struct pollfd *extra, size_t n_extra, uint64_t dead
 
 /* Queue one message; it goes out when its turn comes. */
 int session_queue_message(Session *s, const char *to, const char *text, size_t len);
+/* The same for send --idempotency-key: with envelope (from the outbox file)
+ * that envelope goes out as it is; without, the message is sealed and
+ * saved in the file outbox (with the digest of recipient and text) before
+ * it goes out. */
+int session_queue_outbox(Session *s, const char *to, const char *text, size_t len, const char *outbox,
+                         const uint8_t digest[OUTBOX_DIGEST_LEN], json_object *envelope);
 bool session_idle(const Session *s);     /* nothing outgoing or held */
 
 /* Find (and with lookup, ask the relay for) a user's key package, verified

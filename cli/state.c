@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -11,12 +12,14 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <nettle/sha2.h>
 
 #include "b64.h"
 #include "cli.h"
 #include "codec.h"
 #include "macro.h"
 #include "state.h"
+#include "strict-json.h"
 
 /* Bounds on what we read back from our own files, so that a damaged or
  * planted file cannot make us allocate without limit. */
@@ -396,4 +399,110 @@ int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
         }
         state_unlock(s);
         return r;
+}
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
+
+bool outbox_key_valid(const char *key) {
+        size_t n = strlen(key);
+
+        return n > 0 && n <= OUTBOX_KEY_MAX && key[0] != '.' &&
+               strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
+}
+
+void outbox_digest(const char *to, const char *text, size_t len, uint8_t ret[OUTBOX_DIGEST_LEN]) {
+        struct sha256_ctx ctx;
+
+        sha256_init(&ctx);
+        sha256_update(&ctx, strlen(to) + 1, (const uint8_t *) to);
+        sha256_update(&ctx, len, (const uint8_t *) text);
+        sha256_digest(&ctx, OUTBOX_DIGEST_LEN, ret);
+}
+
+char *state_outbox_path(const State *s, const char *user, const char *key) {
+        char *p;
+
+        if (!outbox_key_valid(key))
+                return NULL;
+        return asprintf(&p, "%s/outbox/%s/%s", s->home, user, key) < 0 ? NULL : p;
+}
+
+int state_outbox_load(State *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
+                      json_object **ret_envelope) {
+        _cleanup_(freep) char *content = NULL, *b64 = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        json_object *d, *env;
+        size_t len;
+        int r;
+
+        r = read_file(path, PEER_FILE_MAX, &content, &len);
+        if (r < 0)
+                return r;
+        r = json_parse_strict(content, len, 4, &o, NULL);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EBADMSG;
+        if (!json_object_object_get_ex(o, "digest", &d) || !json_object_is_type(d, json_type_string) ||
+            !json_object_object_get_ex(o, "envelope", &env) || !json_object_is_type(env, json_type_object))
+                return -EBADMSG;
+        r = b64_encode(digest, OUTBOX_DIGEST_LEN, &b64);
+        if (r < 0)
+                return r;
+        if (!streq(json_object_get_string(d), b64))
+                return -EEXIST;
+        *ret_envelope = json_object_get(env);
+        return 0;
+}
+
+int state_outbox_save(State *s, const char *path, const char *to, const uint8_t digest[OUTBOX_DIGEST_LEN],
+                      json_object *envelope) {
+        _cleanup_(json_object_unrefp) json_object *o = json_object_new_object();
+        _cleanup_(freep) char *b64 = NULL, *dir = strdup(path), *line = NULL;
+        const char *text;
+        int r;
+
+        if (!o || !dir)
+                return -ENOMEM;
+        r = b64_encode(digest, OUTBOX_DIGEST_LEN, &b64);
+        if (r < 0)
+                return r;
+        if (json_object_object_add(o, "to", json_object_new_string(to)) < 0 ||
+            json_object_object_add(o, "digest", json_object_new_string(b64)) < 0 ||
+            json_object_object_add(o, "envelope", json_object_get(envelope)) < 0)
+                return -ENOMEM;
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text || asprintf(&line, "%s\n", text) < 0) {
+                line = NULL;
+                return -ENOMEM;
+        }
+        *strrchr(dir, '/') = '\0';
+        r = state_lock(s);
+        if (r < 0)
+                return r;
+        r = mkdir_parents(dir, 0700);
+        if (r >= 0)
+                r = write_file_atomic(path, line, strlen(line), 0600);
+        state_unlock(s);
+        return r;
+}
+
+int state_outbox_prune(State *s, const char *user, uint64_t max_age, uint64_t now) {
+        _cleanup_(freep) char *dir = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+
+        if (asprintf(&dir, "%s/outbox/%s", s->home, user) < 0)
+                return -ENOMEM;
+        d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(d))) {
+                struct stat st;
+
+                if (!outbox_key_valid(de->d_name) ||
+                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if ((uint64_t) st.st_mtime + max_age < now)
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        }
+        return 0;
 }

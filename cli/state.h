@@ -7,6 +7,8 @@
  *   peers/HOST_PORT/USER  pinned peer keys: the server-signed key package
  *                         (JSON) that was trusted, per server address
  *   seen/USER.db          message ids USER was shown (seen.h)
+ *   outbox/USER/KEY       a message sent with --idempotency-key KEY: the
+ *                         sealed envelope, sent again as it is on a retry
  *   lock                  flock()ed around every read-modify-write
  *
  * Two scctl processes may run at once (a `listen` and a `send`, say): every
@@ -28,6 +30,8 @@
 #include "protocol.h"
 #include "rsa.h"
 #include "util.h"
+
+#include <json-c/json.h>
 
 typedef struct State {
         char *home;
@@ -81,3 +85,22 @@ int state_peer_get(State *s, const char *address, const char *user, KeyPackage *
 int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
                    char ret_pinned[RSA_FINGERPRINT_MAX]);
 int state_peer_set(State *s, const char *address, const KeyPackage *kp);
+
+/* send --idempotency-key. KEY: 1 to 64 of A-Z a-z 0-9 . _ -, not starting
+ * with '.'. The digest (OUTBOX_DIGEST_LEN) is SHA-256 of recipient, NUL,
+ * text, kept in the file (base64): a retry must name the same message. */
+#define OUTBOX_DIGEST_LEN 32
+#define OUTBOX_KEY_MAX 64
+bool outbox_key_valid(const char *key);
+void outbox_digest(const char *to, const char *text, size_t len, uint8_t ret[OUTBOX_DIGEST_LEN]);
+char *state_outbox_path(const State *s, const char *user, const char *key);
+/* The envelope saved for path: 0 and *ret_envelope; -ENOENT when none;
+ * -EEXIST when it was saved for another recipient or text; -EBADMSG when
+ * the file is damaged. */
+int state_outbox_load(State *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
+                      json_object **ret_envelope);
+int state_outbox_save(State *s, const char *path, const char *to, const uint8_t digest[OUTBOX_DIGEST_LEN],
+                      json_object *envelope);
+/* Remove USER's outbox files older than max_age seconds (a retry of them
+ * would be refused as expired by the recipient anyway). */
+int state_outbox_prune(State *s, const char *user, uint64_t max_age, uint64_t now);

@@ -483,6 +483,10 @@ static void handle_send(Session *s, const Frame *f) {
                 (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
                 return;
         }
+        if (r == -ENOTUNIQ) {
+                reply_error(s, id, ERR_BAD_REQUEST, "this message id is queued with another envelope");
+                return;
+        }
         if (r < 0) {
                 log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(m->store));
                 reply_error(s, id, ERR_INTERNAL, "could not store the message");

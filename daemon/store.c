@@ -43,7 +43,7 @@ static const char *const statement_sql[_STMT_MAX] = {
                           "ORDER BY name",
         [STMT_QUEUE_ADD] = "INSERT INTO queue (recipient, sender, msg_id, envelope, size, "
                            "received, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        [STMT_QUEUE_FIND] = "SELECT seq FROM queue WHERE sender = ?1 AND msg_id = ?2",
+        [STMT_QUEUE_FIND] = "SELECT seq FROM queue WHERE sender = ?1 AND msg_id = ?2 AND envelope = ?3",
         [STMT_QUEUE_COUNT] = "SELECT count(*) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_TOTAL] = "SELECT count(*) FROM queue",
         [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
@@ -391,12 +391,16 @@ int store_queue_add(Store *s, StoreMessage *m) {
         r = step_done(st);
         if (r == -EEXIST) {
                 /* The same message again (a client retrying after a lost
-                 * "accepted"): report the one already queued. */
+                 * "accepted"): report the one already queued. Another
+                 * envelope under that id is not the same message. */
                 st = stmt(s, STMT_QUEUE_FIND);
                 if (bind_text(st, 1, m->sender) < 0 || bind_text(st, 2, m->msg_id) < 0 ||
-                    step_u64(st, &m->seq) < 0)
+                    bind_text(st, 3, m->envelope) < 0)
                         return -EIO;
-                return -EEXIST;
+                r = step_u64(st, &m->seq);
+                if (r == -ENOENT)
+                        return -ENOTUNIQ;
+                return r < 0 ? -EIO : -EEXIST;
         }
         if (r < 0)
                 return r;

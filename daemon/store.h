@@ -60,9 +60,10 @@ typedef int (*store_user_fn)(void *userdata, const KeyPackage *kp, const char *f
 int store_user_foreach(Store *s, store_user_fn fn, void *userdata);
 
 /* Queue. add stores m (recipient, sender, msg_id, envelope, size,
- * received, expires) and sets m->seq. A second message with the same
- * (sender, msg_id) is not stored again: -EEXIST with m->seq set to the
- * first one's. */
+ * received, expires) and sets m->seq. The same envelope again (same
+ * sender, msg_id and text) is not stored again: -EEXIST with m->seq set to
+ * the first one's; another envelope under a queued (sender, msg_id) is
+ * -ENOTUNIQ. */
 int store_queue_add(Store *s, StoreMessage *m);
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
 int store_queue_total(Store *s, uint64_t *ret);

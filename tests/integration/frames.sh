@@ -183,6 +183,22 @@ raw_closes "...and with the send's id twice: bad_frame, then close" \
 	"key $T/raw.key" "auth mallory send" "expect welcome" \
 	"frame ${recorded/\"id\":/\"id\":5,\"id\":}" "wait error bad_frame"
 
+# ---- the same message id again ----------------------------------------------------------
+
+# A client that lost "accepted" sends the same envelope again: the relay
+# answers accepted again and keeps one copy; another envelope under that
+# id is refused, with the send's id.
+msg=$(sed -n 's/.*"envelope":{[^}]*"id":"\([^"]*\)".*/\1/p' <<<"$recorded")
+out=$(raw connect "key $T/raw.key" "auth mallory send" "expect welcome" "frame $recorded" "wait accepted" bye 2>&1)
+is "the same send frame again: accepted again" 0 $? || diag "$out"
+is "...and stored once" 1 "$(db "SELECT count(*) FROM queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
+ts=$(sed -n 's/.*"ts":\([0-9]*\).*/\1/p' <<<"$recorded")
+answered "another envelope under the same message id: bad_request with the send's id" \
+	"$(sed -n 's/^{"type":"send","id":\([0-9]*\).*/\1/p' <<<"$recorded")" bad_request \
+	"key $T/raw.key" "auth mallory send" "expect welcome" "frame ${recorded/\"ts\":$ts/\"ts\":$((ts - 1))}" \
+	"wait error bad_request" ping "wait pong" bye
+is "...which is not stored" 1 "$(db "SELECT count(*) FROM queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
+
 # ---- below the protocol -----------------------------------------------------------------
 
 # A client that expects the other transport fails to connect (after the

@@ -15,12 +15,12 @@ SC_SCRIPT=hostile
 DAY=86400
 FAKE_N=0
 
-# Start the fake relay with the script in FILE; its port in FAKE_PORT, its
-# output in $T/fake.N.out, its pid in FAKE_PID.
-fake_start() { # FILE
+# Start the fake relay with the script in FILE, on PORT (default: any); its
+# port in FAKE_PORT, its output in $T/fake.N.out, its pid in FAKE_PID.
+fake_start() { # FILE [PORT]
 	FAKE_N=$((FAKE_N + 1))
 	FAKE_OUT=$T/fake.$FAKE_N.out
-	SC_BG_IN=$1 bg_start "$FAKE_OUT" "$FAKE_OUT.err" "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 0
+	SC_BG_IN=$1 bg_start "$FAKE_OUT" "$FAKE_OUT.err" "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 "${2:-0}"
 	FAKE_PID=$SC_BG
 	if ! wait_until grep -q '^# port ' "$FAKE_OUT"; then
 		diag "the fake relay did not listen:" "$(cat "$FAKE_OUT.err")"
@@ -157,6 +157,56 @@ unlike "...nor read" "$(marker note)" "$(grep -v '^[<>]' "$FAKE_OUT")"
 is "scctl fingerprint alice is alice's own key" "$ALICE_FP" "$(alice fingerprint alice)"
 alice trust --yes alice >"$T/trust.out" 2>"$T/trust.err"
 is "scctl trust alice (herself): EXIT_USAGE" "$EXIT_USAGE" $?
+
+# ---- a lost "accepted": the same envelope again, never a second message ----------------
+
+# The envelopes of the send frames the fake relay got, one per line.
+sends() { sed -n 's/^< {"type":"send","id":[0-9]*,"envelope":\(.*\)}$/\1/p' "$FAKE_OUT"; }
+cat >"$T/retry.script" <<EOF
+serverkey $T/fake4.key
+listen
+persona bob $T/bob.key
+accept $((7 * DAY))
+mute on
+wait send
+close
+mute off
+accept $((7 * DAY))
+wait send
+wait bye
+EOF
+check "a fourth fake relay listens" fake_start "$T/retry.script" || done_testing
+alice send bob "$(marker retried) sent once" >"$T/retry1.out" 2>"$T/retry1.err"
+is "the connection breaks before accepted: send tries again within --timeout and exits 0" 0 $?
+is "...sending two frames" 2 "$(sends | wc -l)"
+is "...with the very same envelope" 1 "$(sends | sort -u | wc -l)"
+bg_wait "$FAKE_PID"
+is "the fake relay ran its whole script" 0 $?
+
+# A script's retry: the first run gives up (the relay is gone), the second,
+# with the same key and text, sends what the first one sealed.
+printf '%s\n' "serverkey $T/fake4.key" listen "persona bob $T/bob.key" "accept $((7 * DAY))" "mute on" \
+	"wait send" close >"$T/retry2.script"
+printf '%s\n' "serverkey $T/fake4.key" listen "persona bob $T/bob.key" "accept $((7 * DAY))" \
+	"wait send" "wait bye" >"$T/retry3.script"
+check "the fourth fake relay again, to break the connection" fake_start "$T/retry2.script" "$FAKE_PORT" ||
+	done_testing
+"$SCCTL" --server "127.0.0.1:$FAKE_PORT" --user alice --home "$T/home-alice" $SC_NOTLS --timeout 2 \
+	send --idempotency-key job-42 bob "$(marker scripted) sent by a script" >"$T/retry2.out" 2>"$T/retry2.err"
+ok "a send with --idempotency-key that gets no answer fails" test $? -ne 0
+ok "...leaving its envelope in the outbox" test -s "$T/home-alice/outbox/alice/job-42"
+bg_wait "$FAKE_PID"
+FIRST=$(sends)
+check "the fourth fake relay again, to answer" fake_start "$T/retry3.script" "$FAKE_PORT" || done_testing
+alice send --idempotency-key job-42 bob "$(marker scripted) sent by a script" >"$T/retry3.out" 2>"$T/retry3.err"
+is "the script's retry with the same key exits 0" 0 $?
+is "...having sent the first try's envelope again, byte for byte" "$FIRST" "$(sends)"
+ok "...(which the first try did send)" test -n "$FIRST"
+alice send --idempotency-key job-42 bob "another text" >"$T/retry4.out" 2>"$T/retry4.err"
+is "the same key for another text: EXIT_USAGE" "$EXIT_USAGE" $?
+like "...saying why" "idempotency key job-42 was used for another message" "$(cat "$T/retry4.err")"
+bg_wait "$FAKE_PID"
+is "the fake relay ran its whole script" 0 $?
 
 # ---- the seen list: bounded, and never too large to start ------------------------------
 

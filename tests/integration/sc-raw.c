@@ -48,6 +48,8 @@
  *   redeliver N             deliver the N-th envelope (from 1) again, unchanged
  *   reuse FROM N TEXT...    seal TEXT under the N-th envelope's id
  *   synced                  send synced
+ *   mute on|off             leave sends unanswered (as if the connection
+ *                           broke before "accepted" went out)
  *
  * While playing the relay, lookups are answered from the personas (else
  * no_such_user), pings with pong, and a send with accepted, after trying
@@ -114,6 +116,7 @@ typedef struct Raw {
 
         /* Playing the relay. */
         bool serving;
+        bool mute;
         int listen_fd;
         gnutls_certificate_credentials_t creds;
         Persona personas[MAX_PERSONAS];
@@ -315,6 +318,8 @@ static int serve_send(const Frame *f) {
                 else
                         printf("# opened send to %s: %s\n", e->to, text);
         }
+        if (raw.mute)
+                return 0;
         if (b64_encode(e->id, MSG_ID_LEN, &msg) < 0)
                 return fail("out of memory");
         return send_json(frame_new_accepted(f->send.id, msg, false));
@@ -904,6 +909,10 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
 
                 return delivered_index(w[2], &i) < 0 ? -EINVAL :
                        cmd_deliver(w[1], 0, raw.delivered_id[i], rest_after[3]);
+        }
+        if (strcmp(c, "mute") == 0 && n >= 2) {
+                raw.mute = strcmp(w[1], "on") == 0;
+                return 0;
         }
         if (strcmp(c, "synced") == 0)
                 return send_json(frame_new_synced());

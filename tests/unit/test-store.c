@@ -173,6 +173,11 @@ START_TEST(test_queue) {
         ck_assert_uint_eq(dup.seq, m[0].seq);
         ck_assert_int_eq(store_queue_total(s, &count), 0);
         ck_assert_uint_eq(count, 4);
+        /* ... and another envelope under that id is not the same one. */
+        dup = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":9}", 200, 2000);
+        ck_assert_int_eq(store_queue_add(s, &dup), -ENOTUNIQ);
+        ck_assert_int_eq(store_queue_total(s, &count), 0);
+        ck_assert_uint_eq(count, 4);
 
         /* In order, in pages, envelopes exactly as stored. */
         ck_assert_int_eq(store_queue_list(s, "bob", 0, 2, &list, &n), 0);
