@@ -32,6 +32,7 @@ enum {
         ARG_WAIT,
         ARG_YES,
         ARG_IDEMPOTENCY_KEY,
+        ARG_CODE,
 };
 
 /* Options for verbs that have none of their own. -1 to go on. */
@@ -132,6 +133,7 @@ static int open_send_session(Context *ctx, Client **ret_client, Session **ret_se
 int verb_init(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "bits", required_argument, NULL, ARG_BITS },
+                { "code", required_argument, NULL, ARG_CODE },
                 GLOBAL_OPTIONS,
                 {}
         };
@@ -149,6 +151,20 @@ int verb_init(int argc, char *argv[]) {
                         bits = (unsigned) atoi(optarg);
                         bits_given = true;
                         break;
+                case ARG_CODE: {
+                        size_t n = strlen(optarg);
+                        bool printable = n > 0 && n <= RESET_CODE_MAX;
+
+                        for (size_t i = 0; i < n; i++)
+                                printable = printable && optarg[i] > 0x20 && optarg[i] < 0x7f;
+                        if (!printable)
+                                return verb_usage_error(argv[0], "--code takes the code reset-key printed");
+                        free(arg_settings.arg_code);
+                        arg_settings.arg_code = strdup(optarg);
+                        if (!arg_settings.arg_code)
+                                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                        break;
+                }
                 default:
                         r = verb_option(argv[0], opt, argv);
                         if (r >= 0)

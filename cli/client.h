@@ -41,6 +41,7 @@ typedef struct ClientParams {
         State *state;                   /* for known_servers */
         uint64_t timeout_usec;          /* each step of connect and handshake */
         int abort_fd;                   /* -1, or a descriptor that cancels when readable */
+        const char *code;               /* auth "code" (init --code), or NULL */
 } ClientParams;
 
 typedef struct Client {

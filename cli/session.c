@@ -93,6 +93,7 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 .state = ctx->state,
                 .timeout_usec = st->timeout_usec,
                 .abort_fd = abort_fd,
+                .code = st->arg_code,
         };
 
         return client_connect(&p, ret);

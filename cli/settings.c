@@ -23,6 +23,7 @@ void settings_done(Settings *s) {
         free(s->arg_config);
         free(s->server_fingerprint);
         free(s->arg_control);
+        free(s->arg_code);
         free(s->host);
         free(s->address);
         free(s->user);

@@ -23,6 +23,7 @@ typedef struct Settings {
         uint64_t timeout_usec;          /* --timeout */
         char *arg_control;              /* --control: the relay's control socket */
         bool json;
+        char *arg_code;                 /* init --code: a key reset's one-time code */
 
         /* Filled by settings_resolve(). */
         char *host;                     /* without brackets, lower case */

@@ -423,6 +423,18 @@ static int parse_auth(Frame *f, json_object *o, const char **reason) {
         r = read_bool(o, "receive", "bad receive", reason, &f->auth.receive);
         if (r < 0)
                 return r;
+        if (json_object_object_get_ex(o, "code", NULL)) {
+                const char *code;
+                size_t len;
+
+                r = read_string(o, "code", 1, RESET_CODE_MAX, "bad code", reason, &code, &len);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < len; i++)
+                        if (code[i] < 0x21 || code[i] > 0x7e)
+                                return fail(reason, "bad code");
+                memcpy(f->auth.code, code, len + 1);
+        }
         return read_b64(o, "sig", 1, SIG_MAX, "bad sig", reason, &f->auth.sig, &f->auth.sig_len);
 }
 
@@ -779,6 +791,10 @@ json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len
             put_b64(o, "sig", sig, sig_len) < 0)
                 return NULL;
         return TAKE_PTR(o);
+}
+
+int frame_auth_add_code(json_object *auth, const char *code) {
+        return put_string(auth, "code", code);
 }
 
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,

@@ -76,6 +76,7 @@ typedef struct Frame {
                         uint8_t nonce[NONCE_LEN];
                         bool receive;
                         uint8_t *sig; size_t sig_len;
+                        char code[RESET_CODE_MAX + 1];  /* optional; "" if absent */
                 } auth;
                 struct {
                         uint8_t *sig; size_t sig_len;
@@ -133,6 +134,9 @@ json_object *frame_new_hello(const uint8_t *server_key, size_t server_key_len,
 json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len,
                             const uint8_t nonce[NONCE_LEN], bool receive,
                             const uint8_t *sig, size_t sig_len);
+/* The optional "code" of auth: the one-time code that lets a name whose key
+ * was reset register again. 0 or -ENOMEM. */
+int frame_auth_add_code(json_object *auth, const char *code);
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
                                const char *session, const FrameLimits *limits);
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message);

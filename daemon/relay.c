@@ -7,6 +7,7 @@
 
 #include "b64.h"
 #include "codec.h"
+#include "crypto.h"
 #include "handshake.h"
 #include "log.h"
 #include "macro.h"
@@ -158,6 +159,42 @@ static unsigned count_user_sessions(Manager *m, const char *user, const Session 
         return n;
 }
 
+/* An unregistered name whose key an administrator reset registers only
+ * with the one-time code of that reset. 1 when the auth carries it, 0 when
+ * the name was never reset, <0 when the session was closed. */
+static int check_reset_code(Session *s, const Frame *f) {
+        Manager *m = s->manager;
+        uint8_t hash[STORE_CODE_HASH_LEN], given[STORE_CODE_HASH_LEN];
+        uint64_t expires;
+        int r;
+
+        r = store_reset_get(m->store, f->auth.user, hash, &expires);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                log_error_errno(r, "Failed to look up the key reset of %s: %s", f->auth.user, store_error(m->store));
+                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                return -EIO;
+        }
+        if (!f->auth.code[0]) {
+                session_close(s, ERR_CODE_REQUIRED,
+                              "this name's key was reset: registering it needs the administrator's one-time code",
+                              "code_required: no code for a reset name");
+                return -EPERM;
+        }
+        sha256(f->auth.code, strlen(f->auth.code), given);
+        if (!memeq_ct(hash, given, sizeof(hash))) {
+                session_close(s, ERR_CODE_REQUIRED, "wrong code", "code_required: wrong code");
+                return -EPERM;
+        }
+        if (now_unix() > expires) {
+                session_close(s, ERR_CODE_REQUIRED, "the code expired; ask the administrator for a new one",
+                              "code_required: expired code");
+                return -EPERM;
+        }
+        return 1;
+}
+
 static void handle_auth(Session *s, const Frame *f) {
         Manager *m = s->manager;
         const char *user = f->auth.user;
@@ -168,7 +205,7 @@ static void handle_auth(Session *s, const Frame *f) {
         Session *old = NULL;
         size_t sig_len;
         LogFields lf;
-        bool registered = false;
+        bool registered = false, reset = false;
         int r;
 
         HandshakeParams p = {
@@ -222,7 +259,11 @@ static void handle_auth(Session *s, const Frame *f) {
                 }
                 registered = true;
         } else if (r == -ENOENT) {
-                if (!m->config->registration_open) {
+                r = check_reset_code(s, f);
+                if (r < 0)
+                        return;
+                reset = r > 0;
+                if (!reset && !m->config->registration_open) {
                         session_close(s, ERR_REGISTRATION_CLOSED, "registration is closed",
                                       "registration_closed: unknown user");
                         return;
@@ -259,8 +300,12 @@ static void handle_auth(Session *s, const Frame *f) {
                         session_close(s, ERR_INTERNAL, "internal error", "registration failed");
                         return;
                 }
-                log_event(EVENT_USER_REGISTERED, &lf, "Registered new user %s with key %s", user,
-                          fingerprint);
+                log_event(EVENT_USER_REGISTERED, &lf, "Registered new user %s with key %s%s", user,
+                          fingerprint, reset ? " (with the one-time code of a key reset)" : "");
+                /* The code is spent. Should this fail, the name stays
+                 * registered and the code can do nothing more. */
+                if (reset && store_reset_delete(m->store, user) < 0)
+                        log_error("Failed to delete the spent reset code of %s: %s", user, store_error(m->store));
         }
 
         r = handshake_sign(HANDSHAKE_SERVER, &p, m->server_key, &sig, &sig_len);

@@ -27,6 +27,10 @@ typedef enum StatementId {
         STMT_QUEUE_GET,
         STMT_QUEUE_DELETE,
         STMT_QUEUE_EXPIRED,
+        STMT_RESET_SET,
+        STMT_RESET_GET,
+        STMT_RESET_DELETE,
+        STMT_QUEUE_DROP,
         STMT_BEGIN,
         STMT_COMMIT,
         STMT_ROLLBACK,
@@ -54,6 +58,10 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE seq = ?1",
         [STMT_QUEUE_EXPIRED] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
                                "FROM queue WHERE expires <= ?1 ORDER BY expires, seq LIMIT ?2",
+        [STMT_RESET_SET] = "INSERT OR REPLACE INTO resets (name, code_hash, expires) VALUES (?1, ?2, ?3)",
+        [STMT_RESET_GET] = "SELECT code_hash, expires FROM resets WHERE name = ?1",
+        [STMT_RESET_DELETE] = "DELETE FROM resets WHERE name = ?1",
+        [STMT_QUEUE_DROP] = "DELETE FROM queue WHERE recipient = ?1",
         [STMT_BEGIN] = "BEGIN IMMEDIATE",
         [STMT_COMMIT] = "COMMIT",
         [STMT_ROLLBACK] = "ROLLBACK",
@@ -81,6 +89,15 @@ static const char schema_v1[] =
         ");"
         "CREATE INDEX queue_by_recipient ON queue (recipient, seq);"
         "CREATE INDEX queue_by_expiry ON queue (expires);";
+
+/* Version 2: names whose key an administrator reset, with the SHA-256 of
+ * the one-time code that registers them again. */
+static const char schema_v2[] =
+        "CREATE TABLE resets ("
+        "  name TEXT PRIMARY KEY NOT NULL,"
+        "  code_hash BLOB NOT NULL,"
+        "  expires INTEGER NOT NULL"            /* unix seconds */
+        ");";
 
 struct Store {
         sqlite3 *db;
@@ -139,8 +156,10 @@ static int migrate(Store *s) {
                 return r;
         if (version < 1)
                 r = exec(s, schema_v1);
+        if (r >= 0 && version < 2)
+                r = exec(s, schema_v2);
         if (r >= 0)
-                r = exec(s, "PRAGMA user_version = 1");
+                r = exec(s, "PRAGMA user_version = 2");
         if (r >= 0)
                 r = exec(s, "COMMIT");
         if (r < 0)
@@ -333,6 +352,54 @@ int store_user_delete(Store *s, const char *user) {
         if (r < 0)
                 return r;
         return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
+}
+
+int store_reset_set(Store *s, const char *user, const uint8_t hash[STORE_CODE_HASH_LEN], uint64_t expires) {
+        sqlite3_stmt *st = stmt(s, STMT_RESET_SET);
+        int r;
+
+        if ((r = bind_text(st, 1, user)) < 0 ||
+            (r = bind_blob(st, 2, hash, STORE_CODE_HASH_LEN)) < 0 ||
+            (r = bind_u64(st, 3, expires)) < 0)
+                return r;
+        return step_done(st);
+}
+
+int store_reset_get(Store *s, const char *user, uint8_t ret_hash[STORE_CODE_HASH_LEN], uint64_t *ret_expires) {
+        sqlite3_stmt *st = stmt(s, STMT_RESET_GET);
+        int rc, r;
+
+        r = bind_text(st, 1, user);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == STORE_CODE_HASH_LEN) {
+                memcpy(ret_hash, sqlite3_column_blob(st, 0), STORE_CODE_HASH_LEN);
+                *ret_expires = (uint64_t) sqlite3_column_int64(st, 1);
+                r = 0;
+        } else
+                r = rc == SQLITE_ROW ? -EBADMSG : errno_from_sqlite(rc) ?: -ENOENT;
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_reset_delete(Store *s, const char *user) {
+        sqlite3_stmt *st = stmt(s, STMT_RESET_DELETE);
+        int r = bind_text(st, 1, user);
+
+        return r < 0 ? r : step_done(st);
+}
+
+int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_DROP);
+        int r = bind_text(st, 1, recipient);
+
+        if (r >= 0)
+                r = step_done(st);
+        if (r < 0)
+                return r;
+        *ret_n = (uint64_t) sqlite3_changes(s->db);
+        return 0;
 }
 
 int store_user_count(Store *s, uint64_t *ret) {
