@@ -16,6 +16,8 @@
 
 /* How long a process waits for another one's transaction. */
 #define SEEN_BUSY_TIMEOUT_MS 10000
+/* Adds between two checks of the size bound while running. */
+#define SEEN_PRUNE_EVERY 1024
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
 
@@ -24,6 +26,7 @@ struct SeenStore {
         sqlite3 *db;
         uint64_t window;
         uint64_t max;
+        uint64_t adds;                  /* since open */
 };
 
 static const char seen_schema[] =
@@ -269,9 +272,15 @@ int seen_add(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint
         }
         sqlite3_finalize(stmt);
         r = rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc);
-        /* Keep the size bound while a flood goes on, not only at start. */
-        if (r >= 0 && seen_count(st) > st->max)
-                r = seen_prune(st, now_unix());
+        /* Keep the size bound while a flood goes on, not only at start;
+         * counting is a scan, so not at every message. */
+        if (r >= 0 && ++st->adds % SEEN_PRUNE_EVERY == 0 && seen_count(st) > st->max) {
+                r = exec(st, "BEGIN IMMEDIATE");
+                if (r >= 0) {
+                        r = seen_prune(st, now_unix());
+                        r = r >= 0 ? exec(st, "COMMIT") : (exec(st, "ROLLBACK"), r);
+                }
+        }
         state_unlock(st->state);
         return r;
 }

@@ -99,7 +99,6 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
         return client_connect(&p, ret);
 }
 
-
 int session_new(Context *ctx, bool receiving, Session **ret) {
         Session *s = calloc(1, sizeof(*s));
 

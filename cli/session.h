@@ -6,13 +6,15 @@
  * - Peer keys: the relay's key packages (from presence and lookup) are
  *   verified under the pinned server key, then compared with the local pin
  *   (pinned on first use). A user whose key differs from the pin is refused
- *   both ways until `scctl trust`.
+ *   both ways until `scctl trust`. Our own name is our identity key,
+ *   never the relay's word.
  * - Receiving: each deliver is opened with the sender's pinned key, the
  *   replay window and the seen-id store; a deliver whose sender's key is not
  *   known yet waits (in order) for the relay's answer to a lookup. Every
  *   deliver is acked, whatever the outcome.
  * - Sending: messages go out one at a time, in order; the next is sealed
- *   only when the relay accepted or refused the previous one.
+ *   only when the relay accepted or refused the previous one. A message is
+ *   sealed once: after a reconnection the same envelope goes out again.
  */
 #pragma once
 

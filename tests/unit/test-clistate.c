@@ -469,6 +469,14 @@ START_TEST(test_seen) {
         ck_assert_int_eq(seen_check(d, "dave", (const uint8_t[MSG_ID_LEN]) { 19, 0xAA }, now - 981, d1),
                          ENVELOPE_SEEN_SAME);
         ck_assert_int_eq(seen_check(d, "dave", id2, now - 500, d1), ENVELOPE_SEEN_NO);
+
+        /* A flood keeps within the bound while running, too. */
+        for (int i = 0; i < 1024; i++) {
+                uint8_t id[MSG_ID_LEN] = { (uint8_t) i, (uint8_t) (i >> 8), 0xBB };
+
+                ck_assert_int_eq(seen_add(d, "erin", id, now_unix() - 100, d1), 0);
+        }
+        ck_assert_uint_le(seen_count(d), 10);
         remove_tmpdir();
 }
 END_TEST
