@@ -24,8 +24,10 @@
 /* Text read from stdin before the relay tells us its max_text; anything
  * larger cannot fit in any frame anyway. */
 #define STDIN_TEXT_MAX MAX_FRAME_LIMIT
-/* Between two attempts to reach the relay again while sending. */
+/* Between two attempts to reach the relay again while sending: doubling
+ * from the first to the last. */
 #define SEND_RETRY_USEC (500 * 1000)
+#define SEND_RETRY_MAX_USEC (8 * 1000 * 1000)
 
 enum {
         ARG_BITS = _ARG_GLOBAL_MAX,
@@ -198,6 +200,7 @@ finish:
  * again until the deadline, and the session sends the same envelope again;
  * the relay answers accepted for an envelope it has. */
 static int send_until_answered(Context *ctx, Session *s, Client **c, uint64_t deadline) {
+        uint64_t pause = SEND_RETRY_USEC;
         int r;
 
         while (s->n_accepted + s->n_refused == 0) {
@@ -206,9 +209,12 @@ static int send_until_answered(Context *ctx, Session *s, Client **c, uint64_t de
                         if (r >= 0)
                                 r = session_attach(s, *c);
                         if (r < 0) {
-                                if (r != -EXIT_CONNECT || now_monotonic_usec() >= deadline)
+                                uint64_t now = now_monotonic_usec();
+
+                                if (r != -EXIT_CONNECT || now >= deadline)
                                         return r;
-                                (void) usleep(SEND_RETRY_USEC);
+                                (void) usleep((useconds_t) MIN(pause, deadline - now));
+                                pause = MIN(pause * 2, (uint64_t) SEND_RETRY_MAX_USEC);
                                 continue;
                         }
                 }
