@@ -671,7 +671,12 @@ int verb_reset_key(int argc, char *argv[]) {
         r = text_open(&t);
         if (r < 0)
                 return -r;
-        fprintf(t.f, "Removed the registered key of %s; their next login registers a new one.\n", user);
+        /* The code is for the user alone: it goes to standard output,
+         * never to a log. */
+        fprintf(t.f, "Removed the registered key of %s and dropped the %" PRIu64 " message%s queued for it.\n"
+                "%s registers again only with this one-time code (valid for 7 days):\n"
+                "    scctl init --code %s\n", user, get_u64(p, "messages_dropped"),
+                get_u64(p, "messages_dropped") == 1 ? "" : "s", user, get_str(p, "code"));
         r = text_close(&t);
         if (r < 0)
                 return -r;

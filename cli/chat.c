@@ -15,6 +15,7 @@
 #include "output.h"
 #include "protocol.h"
 #include "session.h"
+#include "strict-json.h"
 #include "verbs.h"
 
 #define DEFAULT_WAIT_SEC 30
@@ -23,11 +24,17 @@
 /* Text read from stdin before the relay tells us its max_text; anything
  * larger cannot fit in any frame anyway. */
 #define STDIN_TEXT_MAX MAX_FRAME_LIMIT
+/* Between two attempts to reach the relay again while sending: doubling
+ * from the first to the last. */
+#define SEND_RETRY_USEC (500 * 1000)
+#define SEND_RETRY_MAX_USEC (8 * 1000 * 1000)
 
 enum {
         ARG_BITS = _ARG_GLOBAL_MAX,
         ARG_WAIT,
         ARG_YES,
+        ARG_IDEMPOTENCY_KEY,
+        ARG_CODE,
 };
 
 /* Options for verbs that have none of their own. -1 to go on. */
@@ -128,6 +135,7 @@ static int open_send_session(Context *ctx, Client **ret_client, Session **ret_se
 int verb_init(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "bits", required_argument, NULL, ARG_BITS },
+                { "code", required_argument, NULL, ARG_CODE },
                 GLOBAL_OPTIONS,
                 {}
         };
@@ -145,6 +153,20 @@ int verb_init(int argc, char *argv[]) {
                         bits = (unsigned) atoi(optarg);
                         bits_given = true;
                         break;
+                case ARG_CODE: {
+                        size_t n = strlen(optarg);
+                        bool printable = n > 0 && n <= RESET_CODE_MAX;
+
+                        for (size_t i = 0; i < n; i++)
+                                printable = printable && optarg[i] > 0x20 && optarg[i] < 0x7f;
+                        if (!printable)
+                                return verb_usage_error(argv[0], "--code takes the code reset-key printed");
+                        free(arg_settings.arg_code);
+                        arg_settings.arg_code = strdup(optarg);
+                        if (!arg_settings.arg_code)
+                                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                        break;
+                }
                 default:
                         r = verb_option(argv[0], opt, argv);
                         if (r >= 0)
@@ -173,17 +195,65 @@ finish:
         return -r;
 }
 
+/* Wait until the relay accepted or refused the message. A connection lost
+ * meanwhile (before or after the relay stored it: we cannot know) is made
+ * again until the deadline, and the session sends the same envelope again;
+ * the relay answers accepted for an envelope it has. */
+static int send_until_answered(Context *ctx, Session *s, Client **c, uint64_t deadline) {
+        uint64_t pause = SEND_RETRY_USEC;
+        unsigned retries = s->n_retries;
+        int r;
+
+        while (s->n_accepted + s->n_refused == 0) {
+                if (!*c) {
+                        r = context_connect(ctx, false, -1, c);
+                        if (r >= 0)
+                                r = session_attach(s, *c);
+                        if (r < 0) {
+                                uint64_t now = now_monotonic_usec();
+
+                                if (r != -EXIT_CONNECT || now >= deadline)
+                                        return r;
+                                (void) usleep((useconds_t) MIN(pause, deadline - now));
+                                pause = MIN(pause * 2, (uint64_t) SEND_RETRY_MAX_USEC);
+                                continue;
+                        }
+                }
+                r = session_wait(s, NULL, 0, deadline, "Cannot send");
+                if (s->n_retries != retries) {
+                        /* Sent again after rate_limited: the relay has
+                         * the timeout to answer that. */
+                        retries = s->n_retries;
+                        deadline = deadline_in(arg_settings.timeout_usec);
+                }
+                if (r == CLIENT_TIMEOUT)
+                        return timed_out(s);
+                if (r == -EXIT_CONNECT && now_monotonic_usec() < deadline) {
+                        log_notice("Sending the message again (the relay answers the same envelope only once).");
+                        session_detach(s);
+                        *c = client_free(*c);
+                        continue;
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int verb_send(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "wait", optional_argument, NULL, ARG_WAIT },
+                { "idempotency-key", required_argument, NULL, ARG_IDEMPOTENCY_KEY },
                 GLOBAL_OPTIONS,
                 {}
         };
         _cleanup_(session_freep) Session *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
-        _cleanup_(freep) char *text = NULL;
-        const char *to;
-        unsigned wait = 0, retries;
+        _cleanup_(freep) char *text = NULL, *outbox = NULL;
+        _cleanup_(json_object_unrefp) json_object *saved = NULL;
+        uint8_t digest[OUTBOX_DIGEST_LEN];
+        const char *to, *key = NULL;
+        unsigned wait = 0;
         size_t len = 0;
         uint64_t deadline;
         Context ctx = {};
@@ -197,6 +267,13 @@ int verb_send(int argc, char *argv[]) {
                         if (optarg && parse_seconds(optarg, &wait) < 0)
                                 return verb_usage_error(argv[0], "--wait takes a number of seconds, not \"%s\"",
                                                         optarg);
+                        break;
+                case ARG_IDEMPOTENCY_KEY:
+                        if (!outbox_key_valid(optarg))
+                                return verb_usage_error(argv[0], "--idempotency-key takes 1 to %d letters, digits, "
+                                                        "'.', '_' or '-' (not starting with '.'), not \"%s\"",
+                                                        OUTBOX_KEY_MAX, optarg);
+                        key = optarg;
                         break;
                 default:
                         r = verb_option(argv[0], opt, argv);
@@ -225,29 +302,39 @@ int verb_send(int argc, char *argv[]) {
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)
                 goto finish;
+        if (key) {
+                /* A script's retry: the envelope saved by the first try goes
+                 * out again, unchanged. */
+                (void) state_outbox_prune(ctx.state, arg_settings.user, arg_settings.replay_window, now_unix());
+                outbox = state_outbox_path(ctx.state, arg_settings.user, key);
+                if (!outbox) {
+                        r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                        goto finish;
+                }
+                outbox_digest(to, text, len, digest);
+                r = state_outbox_load(ctx.state, outbox, digest, &saved);
+                if (r == -EEXIST) {
+                        r = log_fail(EXIT_USAGE, 0, "The idempotency key %s was used for another message (to "
+                                     "another user or with another text); not sending.", key);
+                        goto finish;
+                }
+                if (r < 0 && r != -ENOENT) {
+                        r = log_fail(EXIT_FAIL, r, "Cannot read %s: %m", outbox);
+                        goto finish;
+                }
+        }
+        deadline = deadline_in(arg_settings.timeout_usec);
         r = open_send_session(&ctx, &c, &s);
         if (r < 0)
                 goto finish;
-        r = session_queue_message(s, to, text, len);
+        r = session_queue_outbox(s, to, text, len, outbox, digest, saved);
         secure_wipe(text, len);
         if (r < 0)
                 goto finish;
 
-        deadline = deadline_in(arg_settings.timeout_usec);
-        retries = 0;
-        while (s->n_accepted + s->n_refused == 0) {
-                r = session_wait(s, NULL, 0, deadline, "Cannot send");
-                if (s->n_retries != retries) {
-                        /* Sent again after rate_limited: the relay has
-                         * the timeout to answer that. */
-                        retries = s->n_retries;
-                        deadline = deadline_in(arg_settings.timeout_usec);
-                }
-                if (r == CLIENT_TIMEOUT)
-                        r = timed_out(s);
-                if (r < 0)
-                        goto finish;
-        }
+        r = send_until_answered(&ctx, s, &c, deadline);
+        if (r < 0)
+                goto finish;
         if (s->n_refused > 0) {
                 client_bye(c);
                 r = -s->status;
@@ -496,6 +583,14 @@ int verb_fingerprint(int argc, char *argv[]) {
         r = context_open(&ctx, &arg_settings, !user, DEFAULT_KEY_BITS);
         if (r < 0)
                 goto finish;
+        /* Our own name is our identity key, never what a relay vouches for. */
+        if (user && streq(user, arg_settings.user)) {
+                context_done(&ctx);
+                user = NULL;
+                r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+                if (r < 0)
+                        goto finish;
+        }
         if (!user) {
                 output->fingerprint(arg_settings.user, ctx.identity->fingerprint, FINGERPRINT_OWN);
                 goto finish;
@@ -591,6 +686,12 @@ int verb_trust(int argc, char *argv[]) {
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)
                 goto finish;
+        if (streq(user, arg_settings.user)) {
+                r = log_fail(EXIT_USAGE, 0, "%s is you: your key is your identity key %s, not one "
+                             "the relay vouches for; there is nothing to trust.", user,
+                             ctx.identity->fingerprint);
+                goto finish;
+        }
         path = state_peer_path(ctx.state, arg_settings.address, user);
         if (!path) {
                 r = log_fail(EXIT_FAIL, -ENOMEM, "%m");

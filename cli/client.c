@@ -67,6 +67,7 @@ int relay_error_status(const char *code) {
                 { ERR_AUTH_FAILED, EXIT_AUTH },
                 { ERR_KEY_MISMATCH, EXIT_AUTH },
                 { ERR_REGISTRATION_CLOSED, EXIT_AUTH },
+                { ERR_CODE_REQUIRED, EXIT_AUTH },
                 { ERR_TIMEOUT, EXIT_TIMEOUT },
                 { ERR_BAD_FRAME, EXIT_CONNECT },
                 { ERR_REPLACED, EXIT_CONNECT },
@@ -94,6 +95,8 @@ static const char *relay_error_hint(const char *code) {
                                     "was lost, an administrator can reset it (scctl reset-key USER)" },
                 { ERR_REGISTRATION_CLOSED, "this user is not registered and the relay accepts no new "
                                            "users; ask its administrator" },
+                { ERR_CODE_REQUIRED, "an administrator reset this user's key; register again with the "
+                                     "one-time code they give you (scctl init --code CODE)" },
                 { ERR_BAD_USERNAME, "the relay refused the user name" },
                 { ERR_NO_SUCH_USER, "no such user at the relay" },
                 { ERR_TOO_LARGE, "the message is larger than the relay accepts" },
@@ -597,6 +600,7 @@ static int handshake(Client *c, const ClientParams *p) {
         size_t binding_len = 0, sig_len = 0;
         HandshakeParams hp;
         const KeyPackage *self;
+        json_object *auth;
         int r;
 
         r = expect_frame(c, p, FRAME_HELLO, deadline_in(p->timeout_usec), &hello);
@@ -632,8 +636,13 @@ static int handshake(Client *c, const ClientParams *p) {
         r = handshake_sign(HANDSHAKE_CLIENT, &hp, p->identity, &sig, &sig_len);
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot sign the handshake: %m");
-        r = client_send(c, frame_new_auth(p->user, p->identity->spki, p->identity->spki_len,
-                                          client_nonce, p->receive, sig, sig_len));
+        auth = frame_new_auth(p->user, p->identity->spki, p->identity->spki_len, client_nonce, p->receive,
+                              sig, sig_len);
+        if (auth && p->code && frame_auth_add_code(auth, p->code) < 0) {
+                json_object_put(auth);
+                auth = NULL;    /* client_send() reports it */
+        }
+        r = client_send(c, auth);
         if (r < 0)
                 return r;
 

@@ -41,6 +41,7 @@ typedef struct ClientParams {
         State *state;                   /* for known_servers */
         uint64_t timeout_usec;          /* each step of connect and handshake */
         int abort_fd;                   /* -1, or a descriptor that cancels when readable */
+        const char *code;               /* auth "code" (init --code), or NULL */
         /* When set, a login refused with rate_limited is not reported:
          * client_connect() returns -EXIT_RATE_LIMITED with the seconds the
          * relay asks to wait here, for the caller to retry. */

@@ -3,6 +3,7 @@ bin_PROGRAMS += scctl
 SCCTL_CORE = \
 	cli/cli.h cli/exit-codes.h \
 	cli/output.c cli/output-json.c cli/output.h \
+	cli/seen.c cli/seen.h \
 	cli/settings.c cli/settings.h \
 	cli/state.c cli/state.h
 scctl_SOURCES = \
@@ -14,16 +15,16 @@ scctl_SOURCES = \
 	cli/connect.c \
 	cli/admin.c cli/admin.h
 SCCTL_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
-	$(JSONC_CFLAGS) $(INIH_CFLAGS)
+	$(JSONC_CFLAGS) $(INIH_CFLAGS) $(SQLITE_CFLAGS)
 scctl_CFLAGS = $(SCCTL_CFLAGS) $(LIBEDIT_CFLAGS)
-scctl_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(LIBEDIT_LIBS)
+scctl_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(LIBEDIT_LIBS)
 
 # Unit tests of the client's state directory and settings.
 check_PROGRAMS += tests/unit/test-clistate
 TESTS += tests/unit/test-clistate
 tests_unit_test_clistate_SOURCES = tests/unit/test-clistate.c $(SCCTL_CORE)
 tests_unit_test_clistate_CFLAGS = $(SCCTL_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
-tests_unit_test_clistate_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(CHECK_LIBS)
+tests_unit_test_clistate_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(CHECK_LIBS)
 
 dist_man_MANS += man/scctl.1
 
@@ -33,4 +34,4 @@ TESTS += tests/unit/test-clisession
 tests_unit_test_clisession_SOURCES = tests/unit/test-clisession.c $(SCCTL_CORE) \
 	cli/client.c cli/client.h cli/session.c cli/session.h
 tests_unit_test_clisession_CFLAGS = $(SCCTL_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
-tests_unit_test_clisession_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(CHECK_LIBS)
+tests_unit_test_clisession_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(CHECK_LIBS)

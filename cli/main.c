@@ -25,9 +25,9 @@ Settings arg_settings = SETTINGS_INIT;
 static int verb_help(int argc, char *argv[]);
 
 static const Verb verbs[] = {
-        { "init", verb_init, "[--bits N]", "Create your identity key and register it" },
+        { "init", verb_init, "[--bits N] [--code CODE]", "Create your identity key and register it" },
         { "connect", verb_connect, "", "Chat interactively: RECIPIENT:MESSAGE lines" },
-        { "send", verb_send, "[--wait[=SECONDS]] USER [TEXT...|-]", "Send one message" },
+        { "send", verb_send, "[--wait[=SECONDS]] [--idempotency-key KEY] USER [TEXT...|-]", "Send one message" },
         { "listen", verb_listen, "", "Print incoming messages as they arrive" },
         { "inbox", verb_inbox, "", "Print the messages queued for you, then exit" },
         { "users", verb_users_any, "[--registered]",

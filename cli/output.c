@@ -80,6 +80,17 @@ void log_warning(const char *fmt, ...) {
         va_end(ap);
 }
 
+void log_debug(const char *fmt, ...) {
+        const char *e = getenv("SECURECHAT_DEBUG");
+        va_list ap;
+
+        if (!e || !*e)
+                return;
+        va_start(ap, fmt);
+        log_va(0, fmt, ap);
+        va_end(ap);
+}
+
 #define ANSI_BOLD "\033[1m"
 #define ANSI_RED "\033[1;31m"
 #define ANSI_GREEN "\033[32m"

@@ -105,6 +105,8 @@ int log_fail(int status, int err, const char *fmt, ...) _printf_(3, 4);
 void log_warning(const char *fmt, ...) _printf_(1, 2);
 /* Same as log_warning(): "notice" says that nothing went wrong. */
 #define log_notice log_warning
+/* Only when $SECURECHAT_DEBUG is set and not empty. */
+void log_debug(const char *fmt, ...) _printf_(1, 2);
 
 /* Text from the network made safe for a terminal: control characters (C0
  * except tab and newline, DEL, C1) are shown as \xNN or \uNNNN escapes.

@@ -20,7 +20,6 @@
  * 16 MiB, and 1024 such envelopes would not fit in memory. */
 #define DELIVERIES_MAX 1024
 #define DELIVERIES_SIZE_MAX (64u * 1024 * 1024)
-#define MIN_REPLAY_WINDOW (24 * 3600)
 /* Users a session keeps track of (presence and lookups). The relay decides
  * how many it tells us about; this keeps a hostile one from growing us. */
 #define PEERS_MAX 100000
@@ -32,6 +31,11 @@ struct Outgoing {
         uint64_t send_id;               /* 0 until sent */
         uint64_t first_usec;            /* monotonic, when first sent */
         uint64_t not_before;            /* monotonic: rate limited, resend then */
+        /* Sealed once: every retry sends this very envelope (same id, same
+         * bytes), so that the relay and the recipient see one message. */
+        json_object *envelope;
+        char *outbox;                   /* saved there before it is sent */
+        uint8_t outbox_digest[OUTBOX_DIGEST_LEN];
         Outgoing *next;
 };
 
@@ -91,6 +95,7 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 .state = ctx->state,
                 .timeout_usec = st->timeout_usec,
                 .abort_fd = abort_fd,
+                .code = st->arg_code,
         };
 
         uint64_t start = now_monotonic_usec();
@@ -119,10 +124,6 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 if (r > 0)
                         return CLIENT_ABORTED;
         }
-}
-
-uint64_t session_window(const Client *c) {
-        return MAX(c->limits.queue_ttl, (uint64_t) MIN_REPLAY_WINDOW);
 }
 
 int session_new(Context *ctx, bool receiving, Session **ret) {
@@ -159,6 +160,8 @@ static void outgoing_pop(Session *s) {
                 s->outgoing_last = NULL;
         s->n_outgoing--;
         secure_free(o->text, o->len);
+        json_object_put(o->envelope);
+        free(o->outbox);
         free(o);
 }
 
@@ -178,16 +181,33 @@ Session *session_free(Session *s) {
         return NULL;
 }
 
+static int process_outgoing(Session *s);
+
 int session_attach(Session *s, Client *c) {
         int r;
 
         s->client = c;
         s->presence_listed = false;
         s->synced = false;
-        if (s->receiving && !s->seen) {
-                r = seen_open(s->ctx->state, s->ctx->settings->user, session_window(c), now_unix(), &s->seen);
+        /* What was in flight on the old connection goes out again now. */
+        r = process_outgoing(s);
+        if (r < 0)
+                return r;
+        if (!s->receiving)
+                return 0;
+        /* The relay's queue_ttl is not signed: it only tells us that
+         * messages older than our window may come, and be refused. */
+        if (c->limits.queue_ttl > s->ctx->settings->replay_window && !s->warned_window) {
+                log_notice("The relay keeps messages for up to %" PRIu64 " s, longer than the replay window "
+                           "of %" PRIu64 " s: older ones will be refused as expired (see replay-window= "
+                           "in scctl(1)).", c->limits.queue_ttl, s->ctx->settings->replay_window);
+                s->warned_window = true;
+        }
+        if (!s->seen) {
+                r = seen_open(s->ctx->state, s->ctx->settings->user, s->ctx->settings->replay_window,
+                              now_unix(), &s->seen);
                 if (r < 0)
-                        return log_fail(EXIT_FAIL, r, "Cannot read the list of seen messages in %s/seen/%s: %m",
+                        return log_fail(EXIT_FAIL, r, "Cannot open the list of seen messages %s/seen/%s.db: %m",
                                         s->ctx->settings->home, s->ctx->settings->user);
         }
         return 0;
@@ -197,9 +217,10 @@ void session_detach(Session *s) {
         deliveries_clear(s);
         for (size_t i = 0; i < s->n_peers; i++)
                 s->peers[i].lookup_id = 0;
-        /* A message in flight has an unknown fate; send it again on the
-         * next connection rather than lose it (the relay's copy, if it got
-         * one, has another id: the recipient sees it twice at worst). */
+        /* A message in flight has an unknown fate; send the same envelope
+         * again on the next connection rather than lose it (a relay that
+         * has it answers accepted again, and a recipient who was shown it
+         * acknowledges it without a word). */
         if (s->outgoing)
                 s->outgoing->send_id = 0;
         s->client = NULL;
@@ -298,12 +319,30 @@ typedef enum PeerKeyState {
         PEER_KEY_UNVERIFIABLE,
 } PeerKeyState;
 
+/* Our own name: we hold its key, so the relay has nothing to vouch for;
+ * whatever it says, only our identity's public key is used (a relay that
+ * could make us pin another one would read our notes to self and forge
+ * them). */
+static int own_key(Session *s, Peer **ret_peer) {
+        const RsaKey *me = s->ctx->identity;
+        Peer *p = session_peer(s, s->ctx->settings->user);
+
+        if (!p)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        if (!p->key && rsa_key_from_spki(me->spki, me->spki_len, &p->key) < 0)
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        *ret_peer = p;
+        return PEER_KEY_READY;
+}
+
 /* The key to use for user: pinned, and what the relay has. Pins on first
  * use. Returns a PeerKeyState or -EXIT_*. */
 static int peer_key(Session *s, const char *user, Peer **ret_peer) {
         Peer *p = NULL;
         int r;
 
+        if (streq(user, s->ctx->settings->user))
+                return own_key(s, ret_peer);
         r = session_lookup(s, user, &p);
         if (r <= 0)
                 return r < 0 ? r : PEER_KEY_WAIT;
@@ -372,14 +411,30 @@ static void message_refused(Session *s, const char *to, int status, const char *
         s->n_refused++;
 }
 
+/* Send o's sealed envelope (again). */
+static int send_envelope(Session *s, Outgoing *o) {
+        json_object *id;
+        int r;
+
+        if (!json_object_object_get_ex(o->envelope, "id", &id))
+                return log_fail(EXIT_FAIL, -EINVAL, "The message to %s has no id.", o->to);
+        o->send_id = client_next_id(s->client);
+        if (o->first_usec == 0)
+                o->first_usec = now_monotonic_usec();
+        remember_sent(s, json_object_get_string(id), o->to);
+        r = client_send(s->client, frame_new_send(o->send_id, o->envelope));
+        return r < 0 ? r : 0;
+}
+
 static int send_head(Session *s) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
-        _cleanup_(freep) char *msg = NULL;
         Outgoing *o = s->outgoing;
         json_object *env = NULL;
         Peer *p = NULL;
         int r;
 
+        if (o->envelope)
+                return send_envelope(s, o);
         r = peer_key(s, o->to, &p);
         if (r < 0)
                 return r;
@@ -425,18 +480,15 @@ static int send_head(Session *s) {
         r = envelope_to_json(e, &env);
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot encode the message to %s: %m", o->to);
-        r = b64_encode(e->id, MSG_ID_LEN, &msg);
-        if (r < 0) {
-                json_object_put(env);
-                return log_fail(EXIT_FAIL, r, "%m");
+        if (o->outbox) {
+                r = state_outbox_save(s->ctx->state, o->outbox, o->to, o->outbox_digest, env);
+                if (r < 0) {
+                        json_object_put(env);
+                        return log_fail(EXIT_FAIL, r, "Cannot save the message in %s: %m", o->outbox);
+                }
         }
-        o->send_id = client_next_id(s->client);
-        if (o->first_usec == 0)
-                o->first_usec = now_monotonic_usec();
-        remember_sent(s, msg, o->to);
-        r = client_send(s->client, frame_new_send(o->send_id, env));
-        json_object_put(env);
-        return r < 0 ? r : 0;
+        o->envelope = env;
+        return send_envelope(s, o);
 }
 
 /* Send what can be sent: the head of the queue, unless it is in flight. */
@@ -484,10 +536,24 @@ static int outgoing_rate_limited(Session *s, uint64_t retry_after) {
 }
 
 int session_queue_message(Session *s, const char *to, const char *text, size_t len) {
+        return session_queue_outbox(s, to, text, len, NULL, NULL, NULL);
+}
+
+int session_queue_outbox(Session *s, const char *to, const char *text, size_t len, const char *outbox,
+                         const uint8_t digest[OUTBOX_DIGEST_LEN], json_object *envelope) {
         Outgoing *o = calloc(1, sizeof(*o));
 
         if (!o)
                 return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        if (outbox) {
+                o->outbox = strdup(outbox);
+                if (!o->outbox) {
+                        free(o);
+                        return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                }
+                memcpy(o->outbox_digest, digest, OUTBOX_DIGEST_LEN);
+        }
+        o->envelope = envelope ? json_object_get(envelope) : NULL;
         snprintf(o->to, sizeof(o->to), "%s", to);
         o->text = malloc(len + 1);
         if (!o->text) {
@@ -517,14 +583,16 @@ static void id_string(const uint8_t id[MSG_ID_LEN], char out[32]) {
         snprintf(out, 32, "%s", b64_encode(id, MSG_ID_LEN, &b) >= 0 ? b : "?");
 }
 
-static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts) {
-        return seen_check(userdata, from, id);
+static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts,
+                   const uint8_t digest[ENVELOPE_DIGEST_LEN]) {
+        return seen_check(userdata, from, id, ts, digest);
 }
 
 /* Open one envelope and show it (or why not). 0 to ack, -EXIT_* when our
  * own state failed (then we do not ack: the relay keeps the message). */
 static int open_delivery(Session *s, const Envelope *e) {
         const char *reason = NULL, *me = s->ctx->settings->user;
+        uint8_t digest[ENVELOPE_DIGEST_LEN];
         char *text = NULL;
         EnvelopeError error = ENVELOPE_OK;
         char id[32];
@@ -555,13 +623,19 @@ static int open_delivery(Session *s, const Envelope *e) {
                         .my_key = s->ctx->identity,
                         .sender_key = p->key,
                         .now = now_unix(),
-                        .window = session_window(s->client),
+                        .window = s->ctx->settings->replay_window,
                         .max_text = (size_t) s->client->limits.max_text,
                         .seen = seen_cb,
                         .userdata = s->seen,
                 };
 
                 r = envelope_open(e, &params, &text, &len, &error);
+                if (r == -EBADMSG && error == ENVELOPE_DUPLICATE) {
+                        /* Shown already and not acked in time (a relay
+                         * restart, a lost ack): nothing to say. */
+                        log_debug("Message %s from %s was shown already; acknowledging it again.", id, e->from);
+                        return 0;
+                }
                 if (r == -EBADMSG)
                         reason = envelope_error_to_string(error);
                 else if (r < 0)
@@ -586,7 +660,9 @@ static int open_delivery(Session *s, const Envelope *e) {
                 return log_fail(EXIT_FAIL, 0, "Cannot write message %s from %s to standard output; "
                                 "leaving it with the relay.", id, e->from);
         s->n_messages++;
-        r = seen_add(s->seen, e->from, e->id, e->ts);
+        r = envelope_digest(e, digest);
+        if (r >= 0)
+                r = seen_add(s->seen, e->from, e->id, e->ts, digest);
         if (r < 0)
                 log_warning("Cannot record message %s as seen: %s; a replay of it would be shown again.",
                             id, strerror(-r));

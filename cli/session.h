@@ -6,13 +6,15 @@
  * - Peer keys: the relay's key packages (from presence and lookup) are
  *   verified under the pinned server key, then compared with the local pin
  *   (pinned on first use). A user whose key differs from the pin is refused
- *   both ways until `scctl trust`.
+ *   both ways until `scctl trust`. Our own name is our identity key,
+ *   never the relay's word.
  * - Receiving: each deliver is opened with the sender's pinned key, the
  *   replay window and the seen-id store; a deliver whose sender's key is not
  *   known yet waits (in order) for the relay's answer to a lookup. Every
  *   deliver is acked, whatever the outcome.
  * - Sending: messages go out one at a time, in order; the next is sealed
- *   only when the relay accepted or refused the previous one.
+ *   only when the relay accepted or refused the previous one. A message is
+ *   sealed once: after a reconnection the same envelope goes out again.
  */
 #pragma once
 
@@ -21,6 +23,7 @@
 #include <stdint.h>
 
 #include "client.h"
+#include "seen.h"
 #include "settings.h"
 #include "state.h"
 
@@ -72,6 +75,7 @@ typedef struct Session {
         bool presence_listed;           /* the relay sent its list of online users */
 
         SeenStore *seen;
+        bool warned_window;             /* said that queue_ttl exceeds the window */
         Delivery *deliveries, *deliveries_last;
         size_t n_deliveries;
         size_t deliveries_size;         /* ciphertext bytes held in deliveries */
@@ -113,6 +117,12 @@ int session_wait(Session *s, struct pollfd *extra, size_t n_extra, uint64_t dead
 
 /* Queue one message; it goes out when its turn comes. */
 int session_queue_message(Session *s, const char *to, const char *text, size_t len);
+/* The same for send --idempotency-key: with envelope (from the outbox file)
+ * that envelope goes out as it is; without, the message is sealed and
+ * saved in the file outbox (with the digest of recipient and text) before
+ * it goes out. */
+int session_queue_outbox(Session *s, const char *to, const char *text, size_t len, const char *outbox,
+                         const uint8_t digest[OUTBOX_DIGEST_LEN], json_object *envelope);
 bool session_idle(const Session *s);     /* nothing outgoing or held */
 
 /* Find (and with lookup, ask the relay for) a user's key package, verified
@@ -124,5 +134,3 @@ Peer *session_peer(Session *s, const char *user);
 /* Output the users the relay says are online, sorted by name. */
 int session_output_users(Session *s);
 
-/* The replay window: the relay's queue_ttl, and at least a day. */
-uint64_t session_window(const Client *c);

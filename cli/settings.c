@@ -23,6 +23,7 @@ void settings_done(Settings *s) {
         free(s->arg_config);
         free(s->server_fingerprint);
         free(s->arg_control);
+        free(s->arg_code);
         free(s->host);
         free(s->address);
         free(s->user);
@@ -175,10 +176,40 @@ int default_config_path(char **ret) {
         return xdg_path("XDG_CONFIG_HOME", ".config", "/scctl.conf", ret);
 }
 
+int parse_replay_window(const char *s, uint64_t *ret) {
+        static const struct { char unit; uint64_t sec; } units[] = {
+                { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
+        };
+        unsigned long long v;
+        uint64_t mult = 1;
+        char *end;
+
+        if (!isdigit((unsigned char) s[0]))
+                return -EINVAL;
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno != 0)
+                return -EINVAL;
+        if (*end) {
+                size_t i;
+
+                for (i = 0; i < ELEMENTSOF(units) && units[i].unit != *end; i++)
+                        ;
+                if (i == ELEMENTSOF(units) || end[1])
+                        return -EINVAL;
+                mult = units[i].sec;
+        }
+        if (v > REPLAY_WINDOW_MAX_SEC / mult || v * mult < REPLAY_WINDOW_MIN_SEC)
+                return -EINVAL;
+        *ret = v * mult;
+        return 0;
+}
+
 typedef struct ConfigFile {
         char *server;
         char *user;
         int tls;
+        uint64_t replay_window;         /* 0: not set */
         char error[160];        /* the first problem, for the message */
 } ConfigFile;
 
@@ -203,8 +234,17 @@ static int config_handler(void *userdata, const char *section, const char *name,
                 }
                 c->tls = b;
                 return 1;
+        } else if (streq(name, "replay-window")) {
+                if (parse_replay_window(value, &c->replay_window) < 0) {
+                        snprintf(c->error, sizeof(c->error),
+                                 "replay-window= takes a duration from 1m to 366d (like 7d), not \"%.40s\"",
+                                 value);
+                        return 0;
+                }
+                return 1;
         } else {
-                snprintf(c->error, sizeof(c->error), "unknown key \"%.40s\" (known: server, user, tls)", name);
+                snprintf(c->error, sizeof(c->error),
+                         "unknown key \"%.40s\" (known: server, user, tls, replay-window)", name);
                 return 0;
         }
 
@@ -348,6 +388,8 @@ int settings_resolve(Settings *s) {
         /* TLS (no environment variable: the choice belongs to the server's
          * configuration, so it is in the config file or on the command line). */
         s->tls = s->arg_tls >= 0 ? s->arg_tls : config.tls >= 0 ? config.tls : true;
+
+        s->replay_window = config.replay_window ?: DEFAULT_REPLAY_WINDOW_SEC;
 
         if (s->timeout_usec == 0)
                 s->timeout_usec = DEFAULT_TIMEOUT_SEC * USEC_PER_SEC;

@@ -3,12 +3,14 @@
  * Where scctl connects, as whom, and where its state lives: the command
  * line wins over the environment (SECURECHAT_SERVER, SECURECHAT_USER,
  * SECURECHAT_HOME), which wins over the config file (scctl.conf, INI:
- * server=, user=, tls=), which wins over the defaults.
+ * server=, user=, tls=, replay-window=), which wins over the defaults.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "protocol.h"
 
 typedef struct Settings {
         /* From the command line; NULL or -1 when not given. */
@@ -21,6 +23,7 @@ typedef struct Settings {
         uint64_t timeout_usec;          /* --timeout */
         char *arg_control;              /* --control: the relay's control socket */
         bool json;
+        char *arg_code;                 /* init --code: a key reset's one-time code */
 
         /* Filled by settings_resolve(). */
         char *host;                     /* without brackets, lower case */
@@ -29,11 +32,20 @@ typedef struct Settings {
         char *user;
         char *home;
         bool tls;
+        uint64_t replay_window;         /* seconds: older envelopes are refused */
 } Settings;
 
 #define SETTINGS_INIT { .arg_tls = -1 }
 #define DEFAULT_SERVER "localhost"
 #define DEFAULT_TIMEOUT_SEC 30
+/* The replay window is ours, never the relay's (whose queue_ttl is not
+ * signed): by default the relay's default queue lifetime. */
+#define DEFAULT_REPLAY_WINDOW_SEC DEFAULT_QUEUE_TTL
+#define REPLAY_WINDOW_MIN_SEC 60
+#define REPLAY_WINDOW_MAX_SEC (366u * 24 * 3600)
+
+/* "N" seconds, or N with s, m, h or d; within the bounds above. */
+int parse_replay_window(const char *s, uint64_t *ret);
 
 void settings_done(Settings *s);
 

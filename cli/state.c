@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -11,21 +12,21 @@
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <nettle/sha2.h>
 
 #include "b64.h"
 #include "cli.h"
 #include "codec.h"
 #include "macro.h"
 #include "state.h"
+#include "strict-json.h"
 
 /* Bounds on what we read back from our own files, so that a damaged or
  * planted file cannot make us allocate without limit. */
 #define KNOWN_SERVERS_MAX (1024 * 1024)
 #define PEER_FILE_MAX (64 * 1024)
-#define SEEN_FILE_MAX (64 * 1024 * 1024)
 
-/* mkdir -p with mode for every directory it creates. */
-static int mkdir_parents(const char *path, mode_t mode) {
+int mkdir_parents(const char *path, mode_t mode) {
         _cleanup_(freep) char *p = strdup(path);
 
         if (!p)
@@ -400,319 +401,108 @@ int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
         return r;
 }
 
-/* The seen store: an open-addressing hash set of (from, id) in memory,
- * backed by an append-only file. */
-typedef struct SeenEntry {
-        uint64_t ts;
-        uint8_t id[MSG_ID_LEN];
-        char from[USERNAME_MAX + 1];
-        bool used;
-} SeenEntry;
+DEFINE_TRIVIAL_CLEANUP_FUNC(DIR *, closedir);
 
-struct SeenStore {
-        State *state;
-        char *path;
-        uint64_t window;
-        uint64_t oldest;              /* entries before this are dropped */
-        SeenEntry *table;
-        size_t size;                  /* a power of two */
-        size_t count;
-        dev_t dev;
-        ino_t ino;
-        off_t offset;                 /* how much of the file we have read */
-};
+bool outbox_key_valid(const char *key) {
+        size_t n = strlen(key);
 
-static size_t seen_hash(const char *from, const uint8_t id[MSG_ID_LEN]) {
-        uint64_t h = 14695981039346656037ULL;   /* FNV-1a */
-
-        for (const char *c = from; *c; c++)
-                h = (h ^ (uint8_t) *c) * 1099511628211ULL;
-        for (size_t i = 0; i < MSG_ID_LEN; i++)
-                h = (h ^ id[i]) * 1099511628211ULL;
-        return (size_t) h;
+        return n > 0 && n <= OUTBOX_KEY_MAX && key[0] != '.' &&
+               strspn(key, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == n;
 }
 
-static SeenEntry *seen_slot(const SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN]) {
-        size_t mask = st->size - 1;
+void outbox_digest(const char *to, const char *text, size_t len, uint8_t ret[OUTBOX_DIGEST_LEN]) {
+        struct sha256_ctx ctx;
 
-        for (size_t i = seen_hash(from, id) & mask; ; i = (i + 1) & mask) {
-                SeenEntry *e = &st->table[i];
-
-                if (!e->used || (memcmp(e->id, id, MSG_ID_LEN) == 0 && streq(e->from, from)))
-                        return e;
-        }
+        sha256_init(&ctx);
+        sha256_update(&ctx, strlen(to) + 1, (const uint8_t *) to);
+        sha256_update(&ctx, len, (const uint8_t *) text);
+        sha256_digest(&ctx, OUTBOX_DIGEST_LEN, ret);
 }
 
-static int seen_insert(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts) {
-        SeenEntry *e;
+char *state_outbox_path(const State *s, const char *user, const char *key) {
+        char *p;
 
-        if ((st->count + 1) * 2 > st->size) {
-                size_t n = st->size ? st->size * 2 : 256;
-                SeenEntry *old = st->table, *t = calloc(n, sizeof(SeenEntry));
-                size_t old_size = st->size;
-
-                if (!t)
-                        return -ENOMEM;
-                st->table = t;
-                st->size = n;
-                for (size_t i = 0; i < old_size; i++)
-                        if (old[i].used)
-                                *seen_slot(st, old[i].from, old[i].id) = old[i];
-                free(old);
-        }
-        e = seen_slot(st, from, id);
-        if (!e->used) {
-                e->used = true;
-                e->ts = ts;
-                memcpy(e->id, id, MSG_ID_LEN);
-                snprintf(e->from, sizeof(e->from), "%s", from);
-                st->count++;
-        }
-        return 0;
-}
-
-/* One line: "ts from id_b64". 1 if kept, 0 if dropped (malformed or old). */
-static int seen_parse_line(SeenStore *st, const char *line, size_t len) {
-        char from[USERNAME_MAX + 1], idb64[32];
-        _cleanup_(freep) uint8_t *id = NULL;
-        size_t id_len;
-        uint64_t ts;
-        char copy[128];
-        int r;
-
-        if (len >= sizeof(copy))
-                return 0;
-        memcpy(copy, line, len);
-        copy[len] = '\0';
-        if (sscanf(copy, "%" SCNu64 " %32s %31s", &ts, from, idb64) != 3)
-                return 0;
-        if (!username_valid(from) || b64_decode(idb64, strlen(idb64), &id, &id_len) < 0 ||
-            id_len != MSG_ID_LEN)
-                return 0;
-        if (ts < st->oldest)
-                return 0;
-        r = seen_insert(st, from, id, ts);
-        return r < 0 ? r : 1;
-}
-
-/* Parse the complete lines of data; returns how many bytes they took, and
- * in *ret_dropped how many lines were not kept. */
-static ssize_t seen_parse(SeenStore *st, const char *data, size_t len, size_t *ret_dropped) {
-        size_t used = 0, dropped = 0;
-
-        for (;;) {
-                const char *nl = memchr(data + used, '\n', len - used);
-                int r;
-
-                if (!nl)
-                        break;
-                r = seen_parse_line(st, data + used, (size_t) (nl - data - used));
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        dropped++;
-                used = (size_t) (nl - data) + 1;
-        }
-        if (ret_dropped)
-                *ret_dropped = dropped;
-        return (ssize_t) used;
-}
-
-/* Read what was appended since we last looked; start over when the file
- * was replaced. Called under the lock. */
-static int seen_refresh(SeenStore *st) {
-        _cleanup_(closep) int fd = -EBADF;
-        _cleanup_(freep) char *buf = NULL;
-        struct stat stbuf;
-        size_t len = 0;
-        ssize_t used;
-
-        fd = open(st->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : -errno;
-        if (fstat(fd, &stbuf) < 0)
-                return -errno;
-        if (stbuf.st_dev != st->dev || stbuf.st_ino != st->ino) {
-                st->dev = stbuf.st_dev;
-                st->ino = stbuf.st_ino;
-                st->offset = 0;
-        }
-        if (stbuf.st_size <= st->offset)
-                return 0;
-        if (stbuf.st_size - st->offset > SEEN_FILE_MAX)
-                return -EFBIG;
-
-        buf = malloc((size_t) (stbuf.st_size - st->offset));
-        if (!buf)
-                return -ENOMEM;
-        while (len < (size_t) (stbuf.st_size - st->offset)) {
-                ssize_t n = pread(fd, buf + len, (size_t) (stbuf.st_size - st->offset) - len,
-                                  st->offset + (off_t) len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-        }
-        used = seen_parse(st, buf, len, NULL);
-        if (used < 0)
-                return (int) used;
-        st->offset += used;
-        return 0;
-}
-
-/* Rewrite the file with only what is in memory (what is inside the window). */
-static int seen_rewrite(SeenStore *st) {
-        _cleanup_(freep) char *data = NULL;
-        size_t len = 0, cap = st->count * 100 + 1;
-        struct stat stbuf;
-        int r;
-
-        data = malloc(cap);
-        if (!data)
-                return -ENOMEM;
-        for (size_t i = 0; i < st->size; i++) {
-                const SeenEntry *e = &st->table[i];
-                _cleanup_(freep) char *id = NULL;
-
-                if (!e->used)
-                        continue;
-                r = b64_encode(e->id, MSG_ID_LEN, &id);
-                if (r < 0)
-                        return r;
-                len += (size_t) snprintf(data + len, cap - len, "%" PRIu64 " %s %s\n", e->ts, e->from, id);
-        }
-        r = write_file_atomic(st->path, data, len, 0600);
-        if (r < 0)
-                return r;
-        if (stat(st->path, &stbuf) < 0)
-                return -errno;
-        st->dev = stbuf.st_dev;
-        st->ino = stbuf.st_ino;
-        st->offset = stbuf.st_size;
-        return 0;
-}
-
-int seen_open(State *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret) {
-        _cleanup_(seen_freep) SeenStore *st = NULL;
-        _cleanup_(freep) char *dir = NULL, *content = NULL;
-        size_t len = 0, dropped = 0;
-        struct stat stbuf;
-        ssize_t used;
-        int r;
-
-        st = calloc(1, sizeof(*st));
-        if (!st)
-                return -ENOMEM;
-        st->state = s;
-        st->window = window;
-        st->oldest = now > window ? now - window : 0;
-        dir = state_path(s, "seen");
-        if (!dir || asprintf(&st->path, "%s/%s", dir, user) < 0) {
-                st->path = NULL;
-                return -ENOMEM;
-        }
-        r = mkdir_parents(dir, 0700);
-        if (r < 0)
-                return r;
-
-        r = state_lock(s);
-        if (r < 0)
-                return r;
-        r = read_file(st->path, SEEN_FILE_MAX, &content, &len);
-        if (r == -ENOENT) {
-                r = 0;
-                goto finish;
-        }
-        if (r < 0)
-                goto finish;
-        if (stat(st->path, &stbuf) < 0) {
-                r = -errno;
-                goto finish;
-        }
-        st->dev = stbuf.st_dev;
-        st->ino = stbuf.st_ino;
-        used = seen_parse(st, content, len, &dropped);
-        if (used < 0) {
-                r = (int) used;
-                goto finish;
-        }
-        st->offset = used;
-        /* Expired entries (or a damaged line, or a torn last line) make us
-         * write the file again, which also keeps it from growing forever. */
-        if (dropped > 0 || (size_t) used != len)
-                r = seen_rewrite(st);
-finish:
-        state_unlock(s);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(st);
-        return 0;
-}
-
-SeenStore *seen_free(SeenStore *st) {
-        if (!st)
+        if (!outbox_key_valid(key))
                 return NULL;
-        free(st->table);
-        free(st->path);
-        free(st);
-        return NULL;
+        return asprintf(&p, "%s/outbox/%s/%s", s->home, user, key) < 0 ? NULL : p;
 }
 
-size_t seen_count(const SeenStore *st) {
-        return st->count;
-}
-
-int seen_check(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN]) {
+int state_outbox_load(State *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
+                      json_object **ret_envelope) {
+        _cleanup_(freep) char *content = NULL, *b64 = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        json_object *d, *env;
+        size_t len;
         int r;
 
-        r = state_lock(st->state);
+        r = read_file(path, PEER_FILE_MAX, &content, &len);
         if (r < 0)
                 return r;
-        r = seen_refresh(st);
-        state_unlock(st->state);
+        r = json_parse_strict(content, len, 4, &o, NULL);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EBADMSG;
+        if (!json_object_object_get_ex(o, "digest", &d) || !json_object_is_type(d, json_type_string) ||
+            !json_object_object_get_ex(o, "envelope", &env) || !json_object_is_type(env, json_type_object))
+                return -EBADMSG;
+        r = b64_encode(digest, OUTBOX_DIGEST_LEN, &b64);
         if (r < 0)
                 return r;
-        return st->size > 0 && seen_slot(st, from, id)->used;
+        if (!streq(json_object_get_string(d), b64))
+                return -EEXIST;
+        *ret_envelope = json_object_get(env);
+        return 0;
 }
 
-int seen_add(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts) {
-        _cleanup_(freep) char *b64 = NULL, *line = NULL;
-        _cleanup_(closep) int fd = -EBADF;
-        int r, n;
+int state_outbox_save(State *s, const char *path, const char *to, const uint8_t digest[OUTBOX_DIGEST_LEN],
+                      json_object *envelope) {
+        _cleanup_(json_object_unrefp) json_object *o = json_object_new_object();
+        _cleanup_(freep) char *b64 = NULL, *dir = strdup(path), *line = NULL;
+        const char *text;
+        int r;
 
-        r = b64_encode(id, MSG_ID_LEN, &b64);
+        if (!o || !dir)
+                return -ENOMEM;
+        r = b64_encode(digest, OUTBOX_DIGEST_LEN, &b64);
         if (r < 0)
                 return r;
-        n = asprintf(&line, "%" PRIu64 " %s %s\n", ts, from, b64);
-        if (n < 0) {
+        if (json_object_object_add(o, "to", json_object_new_string(to)) < 0 ||
+            json_object_object_add(o, "digest", json_object_new_string(b64)) < 0 ||
+            json_object_object_add(o, "envelope", json_object_get(envelope)) < 0)
+                return -ENOMEM;
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text || asprintf(&line, "%s\n", text) < 0) {
                 line = NULL;
                 return -ENOMEM;
         }
-
-        r = state_lock(st->state);
+        *strrchr(dir, '/') = '\0';
+        r = state_lock(s);
         if (r < 0)
                 return r;
-        /* Catch up first, so that our own line is the next thing we read. */
-        r = seen_refresh(st);
-        if (r < 0)
-                goto finish;
-        fd = open(st->path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd < 0) {
-                r = -errno;
-                goto finish;
-        }
-        r = write_all(fd, line, (size_t) n);
-        if (r >= 0 && fdatasync(fd) < 0)
-                r = -errno;
+        r = mkdir_parents(dir, 0700);
         if (r >= 0)
-                r = seen_refresh(st);
-        if (r >= 0)
-                r = seen_insert(st, from, id, ts);
-finish:
-        state_unlock(st->state);
+                r = write_file_atomic(path, line, strlen(line), 0600);
+        state_unlock(s);
         return r;
+}
+
+int state_outbox_prune(State *s, const char *user, uint64_t max_age, uint64_t now) {
+        _cleanup_(freep) char *dir = NULL;
+        _cleanup_(closedirp) DIR *d = NULL;
+        struct dirent *de;
+
+        if (asprintf(&dir, "%s/outbox/%s", s->home, user) < 0)
+                return -ENOMEM;
+        d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        while ((de = readdir(d))) {
+                struct stat st;
+
+                if (!outbox_key_valid(de->d_name) ||
+                    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+                        continue;
+                if ((uint64_t) st.st_mtime + max_age < now)
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        }
+        return 0;
 }

@@ -6,7 +6,9 @@
  *   known_servers         "host:port SHA256:..." lines: pinned server keys
  *   peers/HOST_PORT/USER  pinned peer keys: the server-signed key package
  *                         (JSON) that was trusted, per server address
- *   seen/USER             message ids USER has received: "ts from id" lines
+ *   seen/USER.db          message ids USER was shown (seen.h)
+ *   outbox/USER/KEY       a message sent with --idempotency-key KEY: the
+ *                         sealed envelope, sent again as it is on a retry
  *   lock                  flock()ed around every read-modify-write
  *
  * Two scctl processes may run at once (a `listen` and a `send`, say): every
@@ -29,6 +31,8 @@
 #include "rsa.h"
 #include "util.h"
 
+#include <json-c/json.h>
+
 typedef struct State {
         char *home;
         int lock_fd;
@@ -43,6 +47,9 @@ static inline void state_freep(State **s) { state_free(*s); }
 /* The lock nests: only the outermost unlock releases it. */
 int state_lock(State *s);
 void state_unlock(State *s);
+
+/* mkdir -p with mode for every directory it creates. */
+int mkdir_parents(const char *path, mode_t mode);
 
 /* HOME/rel, allocated. */
 char *state_path(const State *s, const char *rel);
@@ -79,16 +86,21 @@ int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
                    char ret_pinned[RSA_FINGERPRINT_MAX]);
 int state_peer_set(State *s, const char *address, const KeyPackage *kp);
 
-/* Message ids seen by one user, for the replay check of an envelope. Loaded
- * at open (dropping entries older than the window, rewriting the file when
- * it had any), refreshed from the file when another process appended. */
-typedef struct SeenStore SeenStore;
-
-int seen_open(State *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret);
-SeenStore *seen_free(SeenStore *st);
-static inline void seen_freep(SeenStore **st) { seen_free(*st); }
-/* >0 if seen, 0 if not, <0 on error. */
-int seen_check(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN]);
-/* Record (from, id) durably. */
-int seen_add(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts);
-size_t seen_count(const SeenStore *st);
+/* send --idempotency-key. KEY: 1 to 64 of A-Z a-z 0-9 . _ -, not starting
+ * with '.'. The digest (OUTBOX_DIGEST_LEN) is SHA-256 of recipient, NUL,
+ * text, kept in the file (base64): a retry must name the same message. */
+#define OUTBOX_DIGEST_LEN 32
+#define OUTBOX_KEY_MAX 64
+bool outbox_key_valid(const char *key);
+void outbox_digest(const char *to, const char *text, size_t len, uint8_t ret[OUTBOX_DIGEST_LEN]);
+char *state_outbox_path(const State *s, const char *user, const char *key);
+/* The envelope saved for path: 0 and *ret_envelope; -ENOENT when none;
+ * -EEXIST when it was saved for another recipient or text; -EBADMSG when
+ * the file is damaged. */
+int state_outbox_load(State *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
+                      json_object **ret_envelope);
+int state_outbox_save(State *s, const char *path, const char *to, const uint8_t digest[OUTBOX_DIGEST_LEN],
+                      json_object *envelope);
+/* Remove USER's outbox files older than max_age seconds (a retry of them
+ * would be refused as expired by the recipient anyway). */
+int state_outbox_prune(State *s, const char *user, uint64_t max_age, uint64_t now);

@@ -15,6 +15,7 @@
 #include "frame.h"
 #include "macro.h"
 #include "protocol.h"
+#include "strict-json.h"
 #include "util.h"
 
 /* No valid frame nests deeper than 3 (presence -> users -> package); the
@@ -69,11 +70,6 @@ FrameType frame_type_from_string(const char *s) {
                 if (strcmp(frame_type_table[t], s) == 0)
                         return t;
         return _FRAME_TYPE_INVALID;
-}
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
 }
 
 Frame *frame_free(Frame *f) {
@@ -427,6 +423,18 @@ static int parse_auth(Frame *f, json_object *o, const char **reason) {
         r = read_bool(o, "receive", "bad receive", reason, &f->auth.receive);
         if (r < 0)
                 return r;
+        if (json_object_object_get_ex(o, "code", NULL)) {
+                const char *code;
+                size_t len;
+
+                r = read_string(o, "code", 1, RESET_CODE_MAX, "bad code", reason, &code, &len);
+                if (r < 0)
+                        return r;
+                for (size_t i = 0; i < len; i++)
+                        if (code[i] < 0x21 || code[i] > 0x7e)
+                                return fail(reason, "bad code");
+                memcpy(f->auth.code, code, len + 1);
+        }
         return read_b64(o, "sig", 1, SIG_MAX, "bad sig", reason, &f->auth.sig, &f->auth.sig_len);
 }
 
@@ -604,86 +612,22 @@ static int parse_payload(Frame *f, json_object *o, const char **reason) {
         }
 }
 
-/*
- * json-c accepts a few things that are not JSON even in strict mode
- * (single-quoted strings, NaN and Infinity, raw control characters inside
- * strings). A peer must not come to rely on them, so refuse them with a
- * lexical pass before parsing: outside strings only structural characters,
- * white space, number characters and the letters of true/false/null.
- * Also refused: "\u0000". No frame needs NUL, and json-c silently cuts
- * member names at it, so that {"type\u0000x":...} would read as "type".
- */
-static bool json_lexically_strict(const char *s, size_t len) {
-        bool in_string = false, escaped = false;
-
-        for (size_t i = 0; i < len; i++) {
-                unsigned char c = (unsigned char) s[i];
-
-                if (in_string) {
-                        if (c < 0x20)
-                                return false;
-                        if (escaped) {
-                                escaped = false;
-                                if (c == 'u' && len - i > 4 && memcmp(s + i + 1, "0000", 4) == 0)
-                                        return false;
-                        } else if (c == '\\')
-                                escaped = true;
-                        else if (c == '"')
-                                in_string = false;
-                } else if (c == '"')
-                        in_string = true;
-                else if (c == 0 || !strchr("{}[],: \t\r\n0123456789+-.eEtrufalsn", c))
-                        return false;
-        }
-        return !in_string;
-}
-
-static bool json_whitespace_only(const char *s, size_t len) {
-        for (size_t i = 0; i < len; i++)
-                if (s[i] == 0 || !strchr(" \t\r\n", s[i]))
-                        return false;
-        return true;
-}
-
 static int parse_json(const char *s, size_t len, json_object **ret, const char **reason) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
-        json_tokener *tok;
-        size_t end;
-
-        if (len == 0 || len > INT32_MAX)
-                return fail(reason, "invalid JSON");
-        if (!utf8_valid(s, len))
-                return fail(reason, "invalid UTF-8");
-        if (memchr(s, 0, len) || !json_lexically_strict(s, len))
-                return fail(reason, "invalid JSON");
-
-        tok = json_tokener_new_ex(JSON_DEPTH_MAX);
-        if (!tok)
-                return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-        o = json_tokener_parse_ex(tok, s, (int) len);
-        end = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
-
-        if (!o)
-                return fail(reason, "invalid JSON");
-        if (end > len || !json_whitespace_only(s + end, len - end))
-                return fail(reason, "trailing data");
-        if (!json_object_is_type(o, json_type_object))
-                return fail(reason, "not a JSON object");
-
-        *ret = TAKE_PTR(o);
-        return 0;
+        return json_parse_strict(s, len, JSON_DEPTH_MAX, ret, reason);
 }
 
-int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
+int frame_parse_request(const void *payload, size_t len, Frame **ret, const char **ret_reason,
+                        bool *ret_has_id, uint64_t *ret_id) {
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL;
         json_object *type;
+        uint64_t id;
         FrameType t;
         int r;
 
+        if (ret_has_id)
+                *ret_has_id = false;
         r = parse_json(payload, len, &o, &reason);
         if (r < 0)
                 goto finish;
@@ -698,6 +642,13 @@ int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_r
                      (size_t) json_object_get_string_len(type)) {
                 r = fail(&reason, "unknown type");
                 goto finish;
+        }
+        /* The id of a request, so that even the error refusing the rest
+         * of it answers it. */
+        if ((t == FRAME_LOOKUP || t == FRAME_SEND) && ret_has_id && ret_id &&
+            read_uint(o, "id", NULL, &(const char *) { NULL }, &id) >= 0) {
+                *ret_has_id = true;
+                *ret_id = id;
         }
 
         f = calloc(1, sizeof(*f));
@@ -718,6 +669,10 @@ finish:
         if (ret_reason)
                 *ret_reason = r == -ENOMEM ? "out of memory" : reason;
         return r;
+}
+
+int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason) {
+        return frame_parse_request(payload, len, ret, ret_reason, NULL, NULL);
 }
 
 /*
@@ -770,7 +725,7 @@ static json_object *new_frame(FrameType t) {
 }
 
 int key_package_to_json(const KeyPackage *kp, json_object **ret) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         int r;
 
         o = json_object_new_object();
@@ -805,7 +760,7 @@ static int put_package(json_object *o, const char *key, const KeyPackage *kp) {
 
 json_object *frame_new_hello(const uint8_t *server_key, size_t server_key_len,
                              const uint8_t nonce[NONCE_LEN]) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_HELLO);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_HELLO);
         json_object *suites, *suite;
 
         if (!o ||
@@ -830,7 +785,7 @@ json_object *frame_new_hello(const uint8_t *server_key, size_t server_key_len,
 json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len,
                             const uint8_t nonce[NONCE_LEN], bool receive,
                             const uint8_t *sig, size_t sig_len) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_AUTH);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_AUTH);
 
         if (!o ||
             put_string(o, "user", user) < 0 ||
@@ -842,9 +797,13 @@ json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len
         return TAKE_PTR(o);
 }
 
+int frame_auth_add_code(json_object *auth, const char *code) {
+        return put_string(auth, "code", code);
+}
+
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
                                const char *session, const FrameLimits *limits) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_WELCOME);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_WELCOME);
         json_object *l;
 
         if (!o ||
@@ -864,7 +823,7 @@ json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPack
 }
 
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_ERROR);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_ERROR);
 
         if (!o ||
             (id && put_uint(o, "id", *id) < 0) ||
@@ -875,7 +834,7 @@ json_object *frame_new_error(const uint64_t *id, const char *code, const char *m
 }
 
 json_object *frame_new_rate_limited(const uint64_t *id, const char *message, uint64_t retry_after) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_error(id, ERR_RATE_LIMITED, message);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_error(id, ERR_RATE_LIMITED, message);
 
         if (!o || put_uint(o, "retry_after", retry_after < 1 ? 1 : retry_after) < 0)
                 return NULL;
@@ -883,7 +842,7 @@ json_object *frame_new_rate_limited(const uint64_t *id, const char *message, uin
 }
 
 json_object *frame_new_presence_list(KeyPackage *const *users, size_t n, bool more) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_PRESENCE);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_PRESENCE);
         json_object *a;
 
         if (!o)
@@ -907,7 +866,7 @@ json_object *frame_new_presence_list(KeyPackage *const *users, size_t n, bool mo
 }
 
 json_object *frame_new_presence_online(const KeyPackage *kp) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_PRESENCE);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_PRESENCE);
 
         if (!o ||
             put_string(o, "event", "online") < 0 ||
@@ -917,7 +876,7 @@ json_object *frame_new_presence_online(const KeyPackage *kp) {
 }
 
 json_object *frame_new_presence_offline(const char *user) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_PRESENCE);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_PRESENCE);
 
         if (!o ||
             put_string(o, "event", "offline") < 0 ||
@@ -927,7 +886,7 @@ json_object *frame_new_presence_offline(const char *user) {
 }
 
 json_object *frame_new_lookup(uint64_t id, const char *user) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_LOOKUP);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_LOOKUP);
 
         if (!o ||
             put_uint(o, "id", id) < 0 ||
@@ -937,7 +896,7 @@ json_object *frame_new_lookup(uint64_t id, const char *user) {
 }
 
 json_object *frame_new_key(uint64_t id, const KeyPackage *kp) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_KEY);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_KEY);
 
         if (!o ||
             put_uint(o, "id", id) < 0 ||
@@ -948,7 +907,7 @@ json_object *frame_new_key(uint64_t id, const KeyPackage *kp) {
 
 static json_object *new_envelope_frame(FrameType t, const char *key, uint64_t n,
                                        json_object *envelope_json) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(t);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(t);
 
         if (!o || !envelope_json ||
             put_uint(o, key, n) < 0 ||
@@ -962,7 +921,7 @@ json_object *frame_new_send(uint64_t id, json_object *envelope_json) {
 }
 
 json_object *frame_new_accepted(uint64_t id, const char *msg, bool queued) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_ACCEPTED);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_ACCEPTED);
 
         if (!o ||
             put_uint(o, "id", id) < 0 ||
@@ -977,7 +936,7 @@ json_object *frame_new_deliver(uint64_t seq, json_object *envelope_json) {
 }
 
 json_object *frame_new_ack(uint64_t seq) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_ACK);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_ACK);
 
         if (!o || put_uint(o, "seq", seq) < 0)
                 return NULL;
@@ -989,7 +948,7 @@ json_object *frame_new_synced(void) {
 }
 
 json_object *frame_new_receipt(const char *msg, const char *status) {
-        _cleanup_(json_object_putp) json_object *o = new_frame(FRAME_RECEIPT);
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_RECEIPT);
 
         if (!o ||
             put_string(o, "msg", msg) < 0 ||

@@ -76,6 +76,7 @@ typedef struct Frame {
                         uint8_t nonce[NONCE_LEN];
                         bool receive;
                         uint8_t *sig; size_t sig_len;
+                        char code[RESET_CODE_MAX + 1];  /* optional; "" if absent */
                 } auth;
                 struct {
                         uint8_t *sig; size_t sig_len;
@@ -117,6 +118,11 @@ static inline void frame_freep(Frame **f) { frame_free(*f); }
  * is kept in .raw (a reference the Frame owns) so a relay can store it
  * unchanged. */
 int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason);
+/* The same, and when parsing fails on a request that carries an id (lookup,
+ * send) whose "id" is valid, that id (so that the error answers it);
+ * *ret_has_id false otherwise. */
+int frame_parse_request(const void *payload, size_t len, Frame **ret, const char **ret_reason,
+                        bool *ret_has_id, uint64_t *ret_id);
 
 /* Key packages as JSON objects, both ways (also used for local storage). */
 int key_package_to_json(const KeyPackage *kp, json_object **ret);
@@ -129,6 +135,9 @@ json_object *frame_new_hello(const uint8_t *server_key, size_t server_key_len,
 json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len,
                             const uint8_t nonce[NONCE_LEN], bool receive,
                             const uint8_t *sig, size_t sig_len);
+/* The optional "code" of auth: the one-time code that lets a name whose key
+ * was reset register again. 0 or -ENOMEM. */
+int frame_auth_add_code(json_object *auth, const char *code);
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
                                const char *session, const FrameLimits *limits);
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message);

@@ -29,6 +29,7 @@ static const char *const envelope_error_table[_ENVELOPE_ERROR_MAX] = {
         [ENVELOPE_FROM_FUTURE] = "from_future",
         [ENVELOPE_EXPIRED] = "expired",
         [ENVELOPE_REPLAY] = "replay",
+        [ENVELOPE_DUPLICATE] = "duplicate",
         [ENVELOPE_BAD_KEY] = "bad_key",
         [ENVELOPE_BAD_MAC] = "bad_mac",
         [ENVELOPE_BAD_PADDING] = "bad_padding",
@@ -117,6 +118,12 @@ static int envelope_derive(const uint8_t id[MSG_ID_LEN], const uint8_t secret[EN
 int envelope_seal(const char *from, const RsaKey *sender, const char *to,
                   const RsaKey *recipient, uint64_t ts, const void *text, size_t len,
                   Envelope **ret) {
+        return envelope_seal_id(from, sender, to, recipient, ts, NULL, text, len, ret);
+}
+
+int envelope_seal_id(const char *from, const RsaKey *sender, const char *to,
+                     const RsaKey *recipient, uint64_t ts, const uint8_t id[MSG_ID_LEN],
+                     const void *text, size_t len, Envelope **ret) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
         _cleanup_(freep) uint8_t *h = NULL, *signed_input = NULL;
         uint8_t secret[ENVELOPE_SECRET_LEN], okm[ENVELOPE_OKM_LEN];
@@ -149,9 +156,13 @@ int envelope_seal(const char *from, const RsaKey *sender, const char *to,
         r = random_bytes(secret, sizeof(secret));
         if (r < 0)
                 goto finish;
-        r = random_bytes(e->id, sizeof(e->id));
-        if (r < 0)
-                goto finish;
+        if (id)
+                memcpy(e->id, id, sizeof(e->id));
+        else {
+                r = random_bytes(e->id, sizeof(e->id));
+                if (r < 0)
+                        goto finish;
+        }
         r = random_bytes(e->iv, sizeof(e->iv));
         if (r < 0)
                 goto finish;
@@ -430,6 +441,36 @@ static int envelope_refuse(EnvelopeError error, EnvelopeError *ret_error) {
         return -EBADMSG;
 }
 
+/* H, and what the signature covers: H || lp(mac). */
+static int envelope_signed_bytes(const Envelope *e, uint8_t **ret_h, size_t *ret_h_len,
+                                 uint8_t **ret_signed, size_t *ret_signed_len) {
+        _cleanup_(freep) uint8_t *h = NULL;
+        size_t h_len;
+        int r;
+
+        r = envelope_mac_input(e, &h, &h_len);
+        if (r < 0)
+                return r;
+        r = envelope_signed_input(h, h_len, e->mac, ret_signed, ret_signed_len);
+        if (r < 0)
+                return r;
+        *ret_h = TAKE_PTR(h);
+        *ret_h_len = h_len;
+        return 0;
+}
+
+int envelope_digest(const Envelope *e, uint8_t ret[ENVELOPE_DIGEST_LEN]) {
+        _cleanup_(freep) uint8_t *h = NULL, *signed_input = NULL;
+        size_t h_len, signed_len;
+        int r;
+
+        r = envelope_signed_bytes(e, &h, &h_len, &signed_input, &signed_len);
+        if (r < 0)
+                return r;
+        sha256(signed_input, signed_len, ret);
+        return 0;
+}
+
 int envelope_open(const Envelope *e, const EnvelopeOpenParams *p,
                   char **ret_text, size_t *ret_len, EnvelopeError *ret_error) {
         _cleanup_(freep) uint8_t *h = NULL, *signed_input = NULL;
@@ -456,10 +497,7 @@ int envelope_open(const Envelope *e, const EnvelopeOpenParams *p,
 
         /* 3. The signature covers everything, the MAC included: nothing
          * below runs on bytes the sender did not sign. */
-        r = envelope_mac_input(e, &h, &h_len);
-        if (r < 0)
-                return r;
-        r = envelope_signed_input(h, h_len, e->mac, &signed_input, &signed_len);
+        r = envelope_signed_bytes(e, &h, &h_len, &signed_input, &signed_len);
         if (r < 0)
                 return r;
         r = rsa_pss_verify(p->sender_key, signed_input, signed_len, e->sig, e->sig_len);
@@ -475,11 +513,18 @@ int envelope_open(const Envelope *e, const EnvelopeOpenParams *p,
         if (e->ts < p->now && p->now - e->ts > p->window)
                 return envelope_refuse(ENVELOPE_EXPIRED, ret_error);
         if (p->seen) {
-                r = p->seen(p->userdata, e->from, e->id, e->ts);
+                uint8_t digest[ENVELOPE_DIGEST_LEN];
+
+                sha256(signed_input, signed_len, digest);
+                r = p->seen(p->userdata, e->from, e->id, e->ts, digest);
                 if (r < 0)
                         return r;
-                if (r > 0)
+                if (r == ENVELOPE_SEEN_SAME)
+                        return envelope_refuse(ENVELOPE_DUPLICATE, ret_error);
+                if (r == ENVELOPE_SEEN_OTHER)
                         return envelope_refuse(ENVELOPE_REPLAY, ret_error);
+                if (r == ENVELOPE_SEEN_FORGOTTEN)
+                        return envelope_refuse(ENVELOPE_EXPIRED, ret_error);
         }
 
         /* 5. Recover the secret. Every decoding failure, a secret of the

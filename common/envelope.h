@@ -46,7 +46,8 @@ typedef enum EnvelopeError {
         ENVELOPE_BAD_SIGNATURE,
         ENVELOPE_FROM_FUTURE,      /* ts more than 5 minutes ahead */
         ENVELOPE_EXPIRED,          /* ts older than the replay window */
-        ENVELOPE_REPLAY,           /* id already seen from this sender */
+        ENVELOPE_REPLAY,           /* id already seen from this sender, other content */
+        ENVELOPE_DUPLICATE,        /* this very envelope was already shown */
         ENVELOPE_BAD_KEY,          /* OAEP decryption failed (any reason) */
         ENVELOPE_BAD_MAC,
         ENVELOPE_BAD_PADDING,      /* PKCS#7 padding after decryption */
@@ -66,6 +67,11 @@ static inline void envelope_freep(Envelope **e) { envelope_free(*e); }
 int envelope_seal(const char *from, const RsaKey *sender, const char *to,
                   const RsaKey *recipient, uint64_t ts, const void *text, size_t len,
                   Envelope **ret);
+/* The same with a given id (NULL: random). Only a test plays a sender that
+ * reuses an id; a client never seals twice under one id. */
+int envelope_seal_id(const char *from, const RsaKey *sender, const char *to,
+                     const RsaKey *recipient, uint64_t ts, const uint8_t id[MSG_ID_LEN],
+                     const void *text, size_t len, Envelope **ret);
 
 /* The JSON object of section 7, and back. envelope_from_json checks shape
  * only (step 1 of opening except "to is me"): every member present with the
@@ -79,17 +85,31 @@ int envelope_from_json(json_object *o, Envelope **ret, EnvelopeError *ret_error)
 /* The byte string H of step 5 (what the MAC covers), allocated. */
 int envelope_mac_input(const Envelope *e, uint8_t **ret, size_t *ret_len);
 
-/* Replay store: returns >0 if (from, id) was already seen, 0 if not, <0 on
- * error. Called only after the signature verified. */
+/* What identifies an envelope's content: SHA-256 of everything its
+ * signature covers. A redelivery of the same envelope has the same digest;
+ * another envelope under the same id has another. */
+#define ENVELOPE_DIGEST_LEN 32
+int envelope_digest(const Envelope *e, uint8_t ret[ENVELOPE_DIGEST_LEN]);
+
+typedef enum EnvelopeSeen {
+        ENVELOPE_SEEN_NO = 0,       /* new */
+        ENVELOPE_SEEN_SAME,         /* shown already: this very envelope */
+        ENVELOPE_SEEN_OTHER,        /* the id was used for another envelope */
+        ENVELOPE_SEEN_FORGOTTEN,    /* too old for the store to tell */
+} EnvelopeSeen;
+
+/* Replay store: returns an EnvelopeSeen for (from, id), or <0 on error.
+ * Called only after the signature verified, with the envelope's digest. */
 typedef int (*envelope_seen_fn)(void *userdata, const char *from,
-                                const uint8_t id[MSG_ID_LEN], uint64_t ts);
+                                const uint8_t id[MSG_ID_LEN], uint64_t ts,
+                                const uint8_t digest[ENVELOPE_DIGEST_LEN]);
 
 typedef struct EnvelopeOpenParams {
         const char *me;               /* my user name */
         const RsaKey *my_key;         /* with private key */
         const RsaKey *sender_key;     /* pinned, server-signed; NULL -> UNKNOWN_SENDER */
         uint64_t now;                 /* unix seconds */
-        uint64_t window;              /* replay window in seconds (>= queue_ttl) */
+        uint64_t window;              /* replay window in seconds (the client's setting) */
         size_t max_text;              /* 0 = no limit */
         envelope_seen_fn seen;        /* may be NULL (no replay check) */
         void *userdata;

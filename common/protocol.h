@@ -48,3 +48,7 @@
 #define ERR_INTERNAL "internal"
 #define ERR_KICKED "kicked"
 #define ERR_SHUTDOWN "shutdown"
+#define ERR_CODE_REQUIRED "code_required"
+
+/* The one-time code of a key reset (auth "code"): printable ASCII. */
+#define RESET_CODE_MAX 64

@@ -310,7 +310,7 @@ int rsa_key_generate(unsigned bits, RsaKey **ret) {
 
         if (!ret)
                 return -EINVAL;
-        if (bits != 2048 && bits != 3072 && bits != 4096)
+        if (!rsa_bits_valid(bits))
                 return -EINVAL;
 
         k = rsa_key_new(true);
@@ -392,6 +392,10 @@ int rsa_key_from_spki(const uint8_t *der, size_t len, RsaKey **ret) {
          * the fingerprint of the key we use. */
         if (k->spki_len != len || memcmp(k->spki, der, len) != 0)
                 return -EINVAL;
+        /* Only the protocol's sizes travel; a local file may hold any size
+         * in range (so that tests can present a 2056-bit key). */
+        if (!rsa_bits_valid(rsa_key_bits(k)))
+                return -EKEYREJECTED;
 
         *ret = TAKE_PTR(k);
         return 0;

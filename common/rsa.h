@@ -32,6 +32,11 @@ typedef struct RsaKey {
 RsaKey *rsa_key_free(RsaKey *k);        /* wipes private parts; NULL ok */
 static inline void rsa_key_freep(RsaKey **k) { rsa_key_free(*k); }
 
+/* The protocol's key sizes: 2048, 3072 or 4096 bits, nothing between. */
+static inline bool rsa_bits_valid(size_t bits) {
+        return bits == 2048 || bits == 3072 || bits == 4096;
+}
+
 /* bits is 2048, 3072 or 4096 (else -EINVAL); e = 65537; randomness from
  * getrandom. */
 int rsa_key_generate(unsigned bits, RsaKey **ret);
@@ -39,7 +44,8 @@ int rsa_key_generate(unsigned bits, RsaKey **ret);
 /* Public key from DER SPKI (rsaEncryption). Refuses keys under
  * RSA_MIN_BITS or over RSA_MAX_BITS, an even n, e that is even, < 3 or >= n,
  * and DER that does not re-encode to the same bytes, so that every key has
- * exactly one encoding and one fingerprint (-EINVAL). */
+ * exactly one encoding and one fingerprint (-EINVAL); and a modulus of a
+ * size the protocol does not allow, 2056 bits say (-EKEYREJECTED). */
 int rsa_key_from_spki(const uint8_t *der, size_t len, RsaKey **ret);
 
 /* A private key from PKCS#8 or PKCS#1 PEM/DER in memory (tests use the

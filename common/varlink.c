@@ -84,55 +84,8 @@ ssize_t varlink_reader_feed(VarlinkReader *r, const void *data, size_t len) {
         return (ssize_t) taken;
 }
 
-/* json-c, even in strict mode, takes single-quoted strings and a few
- * other liberties: outside strings only JSON's own characters may
- * appear. */
-static bool json_lexically_strict(const char *s, size_t len) {
-        bool in_string = false, escaped = false;
-
-        for (size_t i = 0; i < len; i++) {
-                char c = s[i];
-
-                if (in_string) {
-                        if (escaped)
-                                escaped = false;
-                        else if (c == '\\')
-                                escaped = true;
-                        else if (c == '"')
-                                in_string = false;
-                } else if (c == '"')
-                        in_string = true;
-                else if (!strchr("{}[],: \t\r\n0123456789+-.eEtrufalsn", c))
-                        return false;
-        }
-        return !in_string;
-}
-
 static int parse_object(const char *s, size_t len, json_object **ret) {
-        _cleanup_(json_object_unrefp) json_object *o = NULL;
-        json_tokener *tok;
-        size_t end;
-
-        if (len == 0 || len > INT32_MAX || !utf8_valid(s, len) || !json_lexically_strict(s, len))
-                return -EBADMSG;
-
-        tok = json_tokener_new_ex(VARLINK_DEPTH_MAX);
-        if (!tok)
-                return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-        o = json_tokener_parse_ex(tok, s, (int) len);
-        end = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
-
-        if (!o || !json_object_is_type(o, json_type_object))
-                return -EBADMSG;
-        /* Only blanks may follow the object. */
-        for (; end < len; end++)
-                if (!strchr(" \t\r\n", s[end]))
-                        return -EBADMSG;
-
-        *ret = TAKE_PTR(o);
-        return 0;
+        return json_parse_strict(s, len, VARLINK_DEPTH_MAX, ret, NULL);
 }
 
 int varlink_reader_next(VarlinkReader *r, json_object **ret) {

@@ -23,11 +23,7 @@
 #include <json-c/json.h>
 
 #include "buf.h"
-
-static inline void json_object_unrefp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
+#include "strict-json.h"
 
 #define VARLINK_SERVICE_INTERFACE "org.varlink.service"
 

@@ -76,7 +76,7 @@ _scctl() {
 		case $w in
 		--home=*) opt_home=${w#*=} ;;
 		--server=*) opt_server=${w#*=} ;;
-		--server | --user | --home | --config | --server-fingerprint | --timeout | --bits | --control)
+		--server | --user | --home | --config | --server-fingerprint | --timeout | --bits | --control | --idempotency-key | --code)
 			skip=$w ;;
 		-*) ;;
 		*)
@@ -124,14 +124,14 @@ _scctl() {
 	--bits)
 		mapfile -t reply < <(compgen -W "2048 3072 4096" -- "$value")
 		;;
-	--server-fingerprint | --timeout) ;;
+	--server-fingerprint | --timeout | --idempotency-key | --code) ;;
 	*)
 		if [[ $cur == -* ]]; then
 			local opts=$global_opts
 			case $verb in
 			'') opts="$opts --version --control" ;;
-			init) opts="$opts --bits" ;;
-			send) opts="$opts --wait --wait=" ;;
+			init) opts="$opts --bits --code" ;;
+			send) opts="$opts --wait --wait= --idempotency-key" ;;
 			trust) opts="$opts --yes" ;;
 			users) opts="$opts --registered --control" ;;
 			status | sessions | monitor | kick | reset-key | reload) opts="$opts --control" ;;

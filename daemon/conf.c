@@ -234,8 +234,12 @@ static int conf_parse_path(const ConfigItem *it, const char *value, Config *c, v
                 *(char **) data = NULL;
                 return 0;
         }
-        if (strlen(value) >= 4096) {
-                snprintf(err, errlen, "path too long");
+        /* config_dump() prints "KEY = VALUE" on one line, and the parser
+         * reads lines of at most INI_MAX_LINE - 1 characters: a longer
+         * path would make --check-config print a file it cannot read. */
+        if (strlen(it->key) + strlen(" = ") + strlen(value) > INI_MAX_LINE - 1) {
+                snprintf(err, errlen, "path too long (at most %zu characters for %s)",
+                         INI_MAX_LINE - 1 - strlen(it->key) - strlen(" = "), it->key);
                 return -EINVAL;
         }
         /* config_dump() must print a file that reads back the same: no

@@ -156,9 +156,10 @@ const char control_interface_description[] =
         "# Close every session of a registered user.\n"
         "method Kick(user: string) -> (sessions_closed: int)\n"
         "\n"
-        "# Forget a user's key (and close their sessions): their next login\n"
-        "# registers a new key. Queued messages stay.\n"
-        "method ResetKey(user: string) -> ()\n"
+        "# Forget a user's key, close their sessions and drop the messages\n"
+        "# queued for them (sealed to that key). The name registers again\n"
+        "# only with code, a one-time code valid for 7 days (auth \"code\").\n"
+        "method ResetKey(user: string) -> (code: string, messages_dropped: int)\n"
         "\n"
         "# Re-read the configuration; on error the old one stays.\n"
         "method Reload() -> ()\n"
@@ -776,20 +777,29 @@ static int method_kick(Connection *c, const VarlinkCall *call) {
 
 static int method_reset_key(Connection *c, const VarlinkCall *call) {
         const char *user = parameter_user(c, call);
-        char by[64];
+        char by[64], code[RESET_CODE_LEN];
+        uint64_t dropped = 0;
+        json_object *p;
         int r;
 
         if (!user)
                 return 0;
         snprintf(by, sizeof(by), "uid %u", (unsigned) c->cred.uid);
-        r = manager_reset_key(c->control->manager, user, by);
+        r = manager_reset_key(c->control->manager, user, by, code, &dropped);
         if (r == -ENOENT) {
                 reply_error_str(c, CONTROL_INTERFACE ".NoSuchUser", "user", user);
                 return 0;
         }
         if (r < 0)
                 return r;
-        reply(c, NULL);
+        p = json_object_new_object();
+        r = p ? json_object_object_add(p, "code", json_object_new_string(code)) : -ENOMEM;
+        secure_wipe(code, sizeof(code));
+        if (r < 0 || add_u64(p, "messages_dropped", dropped) < 0) {
+                json_object_put(p);
+                return -ENOMEM;
+        }
+        reply(c, p);
         return 0;
 }
 

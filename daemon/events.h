@@ -53,6 +53,8 @@
           LOG_NOTICE, "An administrator closed a user's sessions")              \
         X(EVENT_KEY_RESET, "key-reset", "f852de0b95274096ae6b2fcc292145fa", LOG_NOTICE, \
           "An administrator removed a user's registered key")                    \
+        X(EVENT_MESSAGES_DROPPED, "messages-dropped", "a9befde3dfe847b9814f34a9d7f7c003", \
+          LOG_NOTICE, "Messages queued for a user whose key was reset were dropped") \
         X(EVENT_CONTROL_DENIED, "control-denied", "b7dbb0e5586347879d11c25a33378b43", \
           LOG_WARNING, "A caller without permission used the control socket")   \
         X(EVENT_CONTROL_COMMAND, "control-command", "991016a9091d4942bf437df556bc5eae", \

@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "control.h"
+#include "crypto.h"
 #include "manager.h"
 #include "relay.h"
 #include "session.h"
@@ -695,24 +696,66 @@ int manager_kick_user(Manager *m, const char *user, const char *by) {
         return n;
 }
 
-int manager_reset_key(Manager *m, const char *user, const char *by) {
+/* 96 random bits as "xxxx-xxxx-xxxx-xxxx-xxxx-xxxx": easy to read out. */
+static int reset_code_new(char code[RESET_CODE_LEN]) {
+        uint8_t b[12];
+        size_t k = 0;
+        int r;
+
+        r = random_bytes(b, sizeof(b));
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < sizeof(b); i++) {
+                if (i > 0 && i % 2 == 0)
+                        code[k++] = '-';
+                k += (size_t) snprintf(code + k, RESET_CODE_LEN - k, "%02x", b[i]);
+        }
+        secure_wipe(b, sizeof(b));
+        return 0;
+}
+
+int manager_reset_key(Manager *m, const char *user, const char *by, char ret_code[RESET_CODE_LEN],
+                      uint64_t *ret_dropped) {
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
-        char fingerprint[RSA_FINGERPRINT_MAX], reason[128];
+        char fingerprint[RSA_FINGERPRINT_MAX], reason[128], code[RESET_CODE_LEN];
+        uint8_t hash[STORE_CODE_HASH_LEN];
+        uint64_t dropped = 0;
         int r, n;
 
         r = store_user_get(m->store, user, &kp);
         if (r < 0)
                 return r;
         rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
-        r = store_user_delete(m->store, user);
+        r = reset_code_new(code);
         if (r < 0)
                 return r;
+        /* The code first: a name without its registration but with no
+         * code would be anyone's. */
+        sha256(code, strlen(code), hash);
+        r = store_reset_set(m->store, user, hash, now_unix() + RESET_CODE_TTL);
+        if (r >= 0)
+                r = store_user_delete(m->store, user);
+        if (r >= 0)
+                r = store_queue_drop(m->store, user, &dropped);
+        if (r < 0) {
+                secure_wipe(code, sizeof(code));
+                return r;
+        }
+        m->n_queued = m->n_queued > dropped ? m->n_queued - dropped : 0;
 
         snprintf(reason, sizeof(reason), "key reset by %s", by ? by : "an administrator");
         n = close_user_sessions(m, user, "key reset by an administrator", reason);
         log_event(EVENT_KEY_RESET, &(LogFields) { .user = user, .fingerprint = fingerprint, .reason = reason },
-                  "Key %s of user %s removed by %s (%d sessions closed); the next login registers again",
-                  fingerprint, user, by ? by : "an administrator", n);
+                  "Key %s of user %s removed by %s (%d sessions closed); the name registers again "
+                  "only with the one-time code", fingerprint, user, by ? by : "an administrator", n);
+        if (dropped > 0)
+                log_event(EVENT_MESSAGES_DROPPED,
+                          &(LogFields) { .user = user, .fingerprint = fingerprint, .reason = "key reset" },
+                          "Dropped %" PRIu64 " message%s queued for %s, sealed to the removed key %s",
+                          dropped, dropped == 1 ? "" : "s", user, fingerprint);
+        memcpy(ret_code, code, sizeof(code));
+        secure_wipe(code, sizeof(code));
+        *ret_dropped = dropped;
         return 0;
 }
 

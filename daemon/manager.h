@@ -137,10 +137,16 @@ int manager_foreach_user(Manager *m, int (*fn)(void *userdata, const UserInfo *i
  * the audit log. Returns the number of sessions closed. */
 int manager_kick_user(Manager *m, const char *user, const char *by);
 
-/* Unbind user's key: delete the registry entry (the next login registers
- * again) and close the user's sessions, which were authenticated with that
- * key. Queued messages stay. -ENOENT if user is not registered. */
-int manager_reset_key(Manager *m, const char *user, const char *by);
+/* Unbind user's key: delete the registry entry, close the user's sessions,
+ * which were authenticated with that key, and drop the messages queued for
+ * the user (sealed to that key, no new key can open them). The name then
+ * registers again only with the one-time code returned in ret_code (valid
+ * for RESET_CODE_TTL; only its hash is kept). -ENOENT if user is not
+ * registered. */
+#define RESET_CODE_TTL (7u * 24 * 3600)
+#define RESET_CODE_LEN 30       /* 6 groups of 4 hex digits, 5 dashes, NUL */
+int manager_reset_key(Manager *m, const char *user, const char *by, char ret_code[RESET_CODE_LEN],
+                      uint64_t *ret_dropped);
 
 /* Every audit event is handed to hook after it was logged, whatever
  * log-level says (NULL to remove). */

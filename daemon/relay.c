@@ -7,6 +7,7 @@
 
 #include "b64.h"
 #include "codec.h"
+#include "crypto.h"
 #include "handshake.h"
 #include "log.h"
 #include "macro.h"
@@ -32,8 +33,9 @@ static void reply_error(Session *s, const uint64_t *id, const char *code, const 
         (void) session_send(s, frame_new_error(id, code, message));
 }
 
-/* The peer broke the protocol: say so, log it, close. */
-static void protocol_error(Session *s, const char *code, const char *message) {
+/* The peer broke the protocol: say so (answering the request id, when the
+ * frame had one), log it, close. */
+static void protocol_error_request(Session *s, const uint64_t *id, const char *code, const char *message) {
         char reason[160];
         LogFields f;
 
@@ -41,7 +43,11 @@ static void protocol_error(Session *s, const char *code, const char *message) {
         fields_of(s, &f);
         f.reason = reason;
         log_event(EVENT_PROTOCOL_ERROR, &f, "Protocol error from %s: %s", s->peer, reason);
-        session_close(s, code, message, reason);
+        session_close_request(s, id, code, message, reason);
+}
+
+static void protocol_error(Session *s, const char *code, const char *message) {
+        protocol_error_request(s, NULL, code, message);
 }
 
 static void limit_hit(Session *s, Limit limit, const char *detail) {
@@ -152,6 +158,42 @@ static unsigned count_user_sessions(Manager *m, const char *user, const Session 
         return n;
 }
 
+/* An unregistered name whose key an administrator reset registers only
+ * with the one-time code of that reset. 1 when the auth carries it, 0 when
+ * the name was never reset, <0 when the session was closed. */
+static int check_reset_code(Session *s, const Frame *f) {
+        Manager *m = s->manager;
+        uint8_t hash[STORE_CODE_HASH_LEN], given[STORE_CODE_HASH_LEN];
+        uint64_t expires;
+        int r;
+
+        r = store_reset_get(m->store, f->auth.user, hash, &expires);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0) {
+                log_error_errno(r, "Failed to look up the key reset of %s: %s", f->auth.user, store_error(m->store));
+                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                return -EIO;
+        }
+        if (!f->auth.code[0]) {
+                session_close(s, ERR_CODE_REQUIRED,
+                              "this name's key was reset: registering it needs the administrator's one-time code",
+                              "code_required: no code for a reset name");
+                return -EPERM;
+        }
+        sha256(f->auth.code, strlen(f->auth.code), given);
+        if (!memeq_ct(hash, given, sizeof(hash))) {
+                session_close(s, ERR_CODE_REQUIRED, "wrong code", "code_required: wrong code");
+                return -EPERM;
+        }
+        if (now_unix() > expires) {
+                session_close(s, ERR_CODE_REQUIRED, "the code expired; ask the administrator for a new one",
+                              "code_required: expired code");
+                return -EPERM;
+        }
+        return 1;
+}
+
 static void handle_auth(Session *s, const Frame *f) {
         Manager *m = s->manager;
         const char *user = f->auth.user;
@@ -162,7 +204,7 @@ static void handle_auth(Session *s, const Frame *f) {
         Session *old = NULL;
         size_t sig_len;
         LogFields lf;
-        bool registered = false;
+        bool registered = false, reset = false;
         int r;
 
         HandshakeParams p = {
@@ -181,6 +223,11 @@ static void handle_auth(Session *s, const Frame *f) {
         lf.fingerprint = fingerprint;
 
         r = rsa_key_from_spki(f->auth.key, f->auth.key_len, &key);
+        if (r == -EKEYREJECTED) {
+                session_close(s, ERR_AUTH_FAILED, "RSA keys must have 2048, 3072 or 4096 bits",
+                              "auth_failed: key size not 2048, 3072 or 4096 bits");
+                return;
+        }
         if (r < 0) {
                 session_close(s, ERR_AUTH_FAILED, "unusable public key",
                               "auth_failed: unusable public key");
@@ -211,7 +258,11 @@ static void handle_auth(Session *s, const Frame *f) {
                 }
                 registered = true;
         } else if (r == -ENOENT) {
-                if (!m->config->registration_open) {
+                r = check_reset_code(s, f);
+                if (r < 0)
+                        return;
+                reset = r > 0;
+                if (!reset && !m->config->registration_open) {
                         session_close(s, ERR_REGISTRATION_CLOSED, "registration is closed",
                                       "registration_closed: unknown user");
                         return;
@@ -267,8 +318,12 @@ static void handle_auth(Session *s, const Frame *f) {
                         session_close(s, ERR_INTERNAL, "internal error", "registration failed");
                         return;
                 }
-                log_event(EVENT_USER_REGISTERED, &lf, "Registered new user %s with key %s", user,
-                          fingerprint);
+                log_event(EVENT_USER_REGISTERED, &lf, "Registered new user %s with key %s%s", user,
+                          fingerprint, reset ? " (with the one-time code of a key reset)" : "");
+                /* The code is spent. Should this fail, the name stays
+                 * registered and the code can do nothing more. */
+                if (reset && store_reset_delete(m->store, user) < 0)
+                        log_error("Failed to delete the spent reset code of %s: %s", user, store_error(m->store));
         }
 
         r = handshake_sign(HANDSHAKE_SERVER, &p, m->server_key, &sig, &sig_len);
@@ -524,6 +579,10 @@ static void handle_send(Session *s, const Frame *f) {
                 (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
                 return;
         }
+        if (r == -ENOTUNIQ) {
+                reply_error(s, id, ERR_BAD_REQUEST, "this message id is queued with another envelope");
+                return;
+        }
         if (r < 0) {
                 log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(m->store));
                 reply_error(s, id, ERR_INTERNAL, "could not store the message");
@@ -594,29 +653,33 @@ void relay_frame(Session *s, const uint8_t *payload, size_t len) {
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL;
         char what[96];
+        uint64_t id;
+        bool has_id;
         int r;
 
-        r = frame_parse(payload, len, &f, &reason);
+        r = frame_parse_request(payload, len, &f, &reason, &has_id, &id);
         if (r == -EINVAL) {
                 if (s->state == SESSION_AUTH)
                         protocol_error(s, ERR_BAD_USERNAME, "invalid user name");
                 else
-                        reply_error(s, NULL, ERR_BAD_USERNAME, "invalid user name");
+                        reply_error(s, has_id ? &id : NULL, ERR_BAD_USERNAME, "invalid user name");
                 return;
         }
         if (r == -ENOMEM) {
-                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                session_close_request(s, has_id ? &id : NULL, ERR_INTERNAL, "out of memory", "out of memory");
                 return;
         }
         if (r < 0) {
-                protocol_error(s, ERR_BAD_FRAME, reason ? reason : "malformed frame");
+                protocol_error_request(s, has_id ? &id : NULL, ERR_BAD_FRAME, reason ? reason : "malformed frame");
                 return;
         }
 
         if (s->state == SESSION_AUTH) {
                 if (f->type != FRAME_AUTH) {
                         snprintf(what, sizeof(what), "expected auth, got %s", frame_type_to_string(f->type));
-                        protocol_error(s, ERR_BAD_REQUEST, what);
+                        protocol_error_request(s, f->type == FRAME_LOOKUP ? &f->lookup.id :
+                                                  f->type == FRAME_SEND ? &f->send.id : NULL,
+                                               ERR_BAD_REQUEST, what);
                         return;
                 }
                 handle_auth(s, f);

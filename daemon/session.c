@@ -85,7 +85,12 @@ static void session_disconnect(Session *s) {
 }
 
 void session_close(Session *s, const char *code, const char *message, const char *reason) {
-        session_close_with(s, code ? frame_new_error(NULL, code, message) : NULL, reason);
+        session_close_request(s, NULL, code, message, reason);
+}
+
+void session_close_request(Session *s, const uint64_t *id, const char *code, const char *message,
+                           const char *reason) {
+        session_close_with(s, code ? frame_new_error(id, code, message) : NULL, reason);
 }
 
 void session_close_with(Session *s, json_object *error, const char *reason) {

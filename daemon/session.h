@@ -110,16 +110,20 @@ Session *session_free(Session *s);
  * closed (output over its limit). */
 int session_send(Session *s, json_object *o);
 
-/* Send error {code, message, id?} and close after flushing it. reason is
- * for the log. Safe to call from anywhere, any number of times. */
+/* Send error {code, message} and close after flushing it. reason is
+ * for the log. Safe to call from anywhere, any number of times. The
+ * _request form puts the id of the request that caused it (may be NULL)
+ * in the error, so that it answers that request. */
 void session_close(Session *s, const char *code, const char *message, const char *reason);
+void session_close_request(Session *s, const uint64_t *id, const char *code, const char *message,
+                           const char *reason);
+
+/* The same with an error frame of the caller's (taken; NULL for none). */
+void session_close_with(Session *s, json_object *error, const char *reason);
 
 /* The session logged in as s->user: it leaves its address's
  * pre-authentication count and holds the user's entry (message rate). */
 void session_authenticated(Session *s);
-
-/* The same with an error frame of the caller's (taken; NULL for none). */
-void session_close_with(Session *s, json_object *error, const char *reason);
 
 /* Read nothing more from the peer for usec (the frames already read are
  * still handled): a client over its rate waits in its own socket buffers

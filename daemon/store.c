@@ -8,6 +8,7 @@
 
 #include "macro.h"
 #include "rsa.h"
+#include "sqlite-errno.h"
 #include "store.h"
 
 /* Every statement the daemon runs, prepared once at open. */
@@ -27,6 +28,10 @@ typedef enum StatementId {
         STMT_QUEUE_GET,
         STMT_QUEUE_DELETE,
         STMT_QUEUE_EXPIRED,
+        STMT_RESET_SET,
+        STMT_RESET_GET,
+        STMT_RESET_DELETE,
+        STMT_QUEUE_DROP,
         STMT_BEGIN,
         STMT_COMMIT,
         STMT_ROLLBACK,
@@ -43,7 +48,7 @@ static const char *const statement_sql[_STMT_MAX] = {
                           "ORDER BY name",
         [STMT_QUEUE_ADD] = "INSERT INTO queue (recipient, sender, msg_id, envelope, size, "
                            "received, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        [STMT_QUEUE_FIND] = "SELECT seq FROM queue WHERE sender = ?1 AND msg_id = ?2",
+        [STMT_QUEUE_FIND] = "SELECT seq FROM queue WHERE sender = ?1 AND msg_id = ?2 AND envelope = ?3",
         [STMT_QUEUE_COUNT] = "SELECT count(*) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_COUNT_FROM] = "SELECT count(*) FROM queue WHERE recipient = ?1 AND sender = ?2",
         [STMT_QUEUE_TOTAL] = "SELECT count(*) FROM queue",
@@ -55,6 +60,10 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE seq = ?1",
         [STMT_QUEUE_EXPIRED] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
                                "FROM queue WHERE expires <= ?1 ORDER BY expires, seq LIMIT ?2",
+        [STMT_RESET_SET] = "INSERT OR REPLACE INTO resets (name, code_hash, expires) VALUES (?1, ?2, ?3)",
+        [STMT_RESET_GET] = "SELECT code_hash, expires FROM resets WHERE name = ?1",
+        [STMT_RESET_DELETE] = "DELETE FROM resets WHERE name = ?1",
+        [STMT_QUEUE_DROP] = "DELETE FROM queue WHERE recipient = ?1",
         [STMT_BEGIN] = "BEGIN IMMEDIATE",
         [STMT_COMMIT] = "COMMIT",
         [STMT_ROLLBACK] = "ROLLBACK",
@@ -83,9 +92,17 @@ static const char schema_v1[] =
         "CREATE INDEX queue_by_recipient ON queue (recipient, seq);"
         "CREATE INDEX queue_by_expiry ON queue (expires);";
 
-/* Indexes only, on any version: an older securechatd reads the same tables
- * (and keeps the index up to date), so they need no new schema version,
- * which would lock that version out of the database. */
+/* Version 2: names whose key an administrator reset, with the SHA-256 of
+ * the one-time code that registers them again. */
+static const char schema_v2[] =
+        "CREATE TABLE resets ("
+        "  name TEXT PRIMARY KEY NOT NULL,"
+        "  code_hash BLOB NOT NULL,"
+        "  expires INTEGER NOT NULL"            /* unix seconds */
+        ");";
+
+/* Indexes only, made at every open when missing: they need no schema
+ * version, and an index dropped by hand comes back. */
 static const char schema_indexes[] =
         /* queue-limit-per-sender counts (recipient, sender) at every send. */
         "CREATE INDEX IF NOT EXISTS queue_by_recipient_sender ON queue (recipient, sender);";
@@ -94,35 +111,6 @@ struct Store {
         sqlite3 *db;
         sqlite3_stmt *stmt[_STMT_MAX];
 };
-
-static int errno_from_sqlite(int rc) {
-        switch (rc & 0xff) {
-        case SQLITE_OK:
-        case SQLITE_ROW:
-        case SQLITE_DONE:
-                return 0;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_CONSTRAINT:
-                return -EEXIST;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_PERM:
-        case SQLITE_READONLY:
-        case SQLITE_AUTH:
-                return -EACCES;
-        case SQLITE_CANTOPEN:
-                return -ENOENT;
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
-                return -EBADMSG;
-        default:
-                return -EIO;
-        }
-}
 
 const char *store_error(Store *s) {
         return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";
@@ -176,8 +164,10 @@ static int migrate(Store *s) {
                 return r;
         if (version < 1)
                 r = exec(s, schema_v1);
+        if (r >= 0 && version < 2)
+                r = exec(s, schema_v2);
         if (r >= 0)
-                r = exec(s, "PRAGMA user_version = 1");
+                r = exec(s, "PRAGMA user_version = 2");
         if (r >= 0)
                 r = exec(s, schema_indexes);
         if (r >= 0)
@@ -374,6 +364,54 @@ int store_user_delete(Store *s, const char *user) {
         return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
 }
 
+int store_reset_set(Store *s, const char *user, const uint8_t hash[STORE_CODE_HASH_LEN], uint64_t expires) {
+        sqlite3_stmt *st = stmt(s, STMT_RESET_SET);
+        int r;
+
+        if ((r = bind_text(st, 1, user)) < 0 ||
+            (r = bind_blob(st, 2, hash, STORE_CODE_HASH_LEN)) < 0 ||
+            (r = bind_u64(st, 3, expires)) < 0)
+                return r;
+        return step_done(st);
+}
+
+int store_reset_get(Store *s, const char *user, uint8_t ret_hash[STORE_CODE_HASH_LEN], uint64_t *ret_expires) {
+        sqlite3_stmt *st = stmt(s, STMT_RESET_GET);
+        int rc, r;
+
+        r = bind_text(st, 1, user);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == STORE_CODE_HASH_LEN) {
+                memcpy(ret_hash, sqlite3_column_blob(st, 0), STORE_CODE_HASH_LEN);
+                *ret_expires = (uint64_t) sqlite3_column_int64(st, 1);
+                r = 0;
+        } else
+                r = rc == SQLITE_ROW ? -EBADMSG : errno_from_sqlite(rc) ?: -ENOENT;
+        sqlite3_reset(st);
+        return r;
+}
+
+int store_reset_delete(Store *s, const char *user) {
+        sqlite3_stmt *st = stmt(s, STMT_RESET_DELETE);
+        int r = bind_text(st, 1, user);
+
+        return r < 0 ? r : step_done(st);
+}
+
+int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_DROP);
+        int r = bind_text(st, 1, recipient);
+
+        if (r >= 0)
+                r = step_done(st);
+        if (r < 0)
+                return r;
+        *ret_n = (uint64_t) sqlite3_changes(s->db);
+        return 0;
+}
+
 int store_user_count(Store *s, uint64_t *ret) {
         return step_u64(stmt(s, STMT_USER_COUNT), ret);
 }
@@ -430,12 +468,16 @@ int store_queue_add(Store *s, StoreMessage *m) {
         r = step_done(st);
         if (r == -EEXIST) {
                 /* The same message again (a client retrying after a lost
-                 * "accepted"): report the one already queued. */
+                 * "accepted"): report the one already queued. Another
+                 * envelope under that id is not the same message. */
                 st = stmt(s, STMT_QUEUE_FIND);
                 if (bind_text(st, 1, m->sender) < 0 || bind_text(st, 2, m->msg_id) < 0 ||
-                    step_u64(st, &m->seq) < 0)
+                    bind_text(st, 3, m->envelope) < 0)
                         return -EIO;
-                return -EEXIST;
+                r = step_u64(st, &m->seq);
+                if (r == -ENOENT)
+                        return -ENOTUNIQ;
+                return r < 0 ? -EIO : -EEXIST;
         }
         if (r < 0)
                 return r;

@@ -22,7 +22,8 @@
 #include "handshake.h"
 #include "util.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
+#define STORE_CODE_HASH_LEN 32
 #define STORE_MSG_ID_MAX 32     /* base64 of 16 bytes is 24 characters */
 
 typedef struct Store Store;
@@ -55,18 +56,28 @@ int store_user_exists(Store *s, const char *user);                     /* 1, 0 *
 int store_user_add(Store *s, const KeyPackage *kp);                    /* -EEXIST */
 int store_user_delete(Store *s, const char *user);                     /* -ENOENT */
 int store_user_count(Store *s, uint64_t *ret);
+
+/* Key resets: the name, the SHA-256 of its one-time code and when the code
+ * expires. A name with a reset registers only with that code; the entry
+ * stays (expired or not) until then. get: -ENOENT when there is none. */
+int store_reset_set(Store *s, const char *user, const uint8_t hash[STORE_CODE_HASH_LEN], uint64_t expires);
+int store_reset_get(Store *s, const char *user, uint8_t ret_hash[STORE_CODE_HASH_LEN], uint64_t *ret_expires);
+int store_reset_delete(Store *s, const char *user);
 /* fn returns <0 to stop (that value is returned). */
 typedef int (*store_user_fn)(void *userdata, const KeyPackage *kp, const char *fingerprint);
 int store_user_foreach(Store *s, store_user_fn fn, void *userdata);
 
 /* Queue. add stores m (recipient, sender, msg_id, envelope, size,
- * received, expires) and sets m->seq. A second message with the same
- * (sender, msg_id) is not stored again: -EEXIST with m->seq set to the
- * first one's. */
+ * received, expires) and sets m->seq. The same envelope again (same
+ * sender, msg_id and text) is not stored again: -EEXIST with m->seq set to
+ * the first one's; another envelope under a queued (sender, msg_id) is
+ * -ENOTUNIQ. */
 int store_queue_add(Store *s, StoreMessage *m);
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
 /* Messages from sender queued for recipient (an index lookup). */
 int store_queue_count_from(Store *s, const char *recipient, const char *sender, uint64_t *ret);
+/* Delete every message queued for recipient; how many in *ret_n. */
+int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n);
 int store_queue_total(Store *s, uint64_t *ret);
 /* Highest seq queued for recipient, 0 if none. */
 int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret);

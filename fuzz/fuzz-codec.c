@@ -109,9 +109,16 @@ static json_object *rebuild(const Frame *f) {
         switch (f->type) {
         case FRAME_HELLO:
                 return frame_new_hello(f->hello.server_key, f->hello.server_key_len, f->hello.nonce);
-        case FRAME_AUTH:
-                return frame_new_auth(f->auth.user, f->auth.key, f->auth.key_len, f->auth.nonce,
-                                      f->auth.receive, f->auth.sig, f->auth.sig_len);
+        case FRAME_AUTH: {
+                json_object *o = frame_new_auth(f->auth.user, f->auth.key, f->auth.key_len, f->auth.nonce,
+                                                f->auth.receive, f->auth.sig, f->auth.sig_len);
+
+                if (o && f->auth.code[0] && frame_auth_add_code(o, f->auth.code) < 0) {
+                        json_object_put(o);
+                        return NULL;
+                }
+                return o;
+        }
         case FRAME_WELCOME:
                 return frame_new_welcome(f->welcome.sig, f->welcome.sig_len, f->welcome.self,
                                          f->welcome.session, &f->welcome.limits);

@@ -122,6 +122,14 @@ is "a oneway call gets no reply (the next call's reply comes first)" '{"paramete
 is "a message over 64 KiB: the relay hangs up" EOF "$(vl -n 0 --junk 70000)"
 is "malformed JSON: the relay hangs up" EOF "$(vl -n 0 '{"method":')"
 is "JSON that is not a call: the relay hangs up" EOF "$(vl -n 0 '["method"]')"
+# json-c keeps the last of two members with the same name, and C compares
+# a string only up to a NUL: neither may make a call read two ways.
+is "a duplicate member: the relay hangs up" EOF \
+	"$(vl -n 0 '{"method":"io.securechat.Control.ListUsers","method":"io.securechat.Control.ListUsers"}')"
+is "a duplicate member in the parameters: the relay hangs up" EOF \
+	"$(vl -n 0 '{"method":"io.securechat.Control.Kick","parameters":{"user":"x","user":"y"}}')"
+is "an interface name with \\u0000 inside: the relay hangs up" EOF \
+	"$(vl -n 0 '{"method":"org.varlink.service.GetInterfaceDescription","parameters":{"interface":"io.securechat.Control\u0000junk"}}')"
 ok "...and still answers others" admin status
 
 # ---- sessions and users ---------------------------------------------------------
@@ -186,12 +194,36 @@ fails_with "kick without a user is a usage error" $EXIT_USAGE admin kick
 
 # ---- reset-key ------------------------------------------------------------------
 
-is "reset-key alice --json" '{"type":"key-reset","user":"alice"}' "$(admin reset-key alice --json)"
+# Whoever registered the name first after a reset used to get it, and with
+# it the right to acknowledge (delete) the messages queued for it. Now the
+# name needs the one-time code that reset-key prints, and the messages
+# sealed to the old key are dropped (no new key could open them).
+out=$(sc bob send alice "$(marker forold) sealed to alice's old key" 2>/dev/null)
+is "bob queues a message for alice" "0 queued" "$? $out"
+json=$(admin reset-key alice --json)
+like "reset-key alice --json: a one-time code, and the message it dropped" \
+	'^\{"type":"key-reset","code":"[0-9a-f]{4}(-[0-9a-f]{4}){5}","messages_dropped":1,"user":"alice"\}$' "$json"
+code=$(sed -n 's/.*"code":"\([^"]*\)".*/\1/p' <<<"$json")
 is "alice is no longer registered" "bob" "$(admin users --registered --json | grep -o '"user":"[a-z]*"' | cut -d'"' -f4 | xargs)"
 like "the relay logged the key reset" "event=key-reset user=alice" "$(cat "$SC_RELAY_LOG")"
-ok "alice's next login registers her again" sc alice users
+like "...and the dropped message (messages-dropped)" "Dropped 1 message .*event=messages-dropped user=alice " \
+	"$(cat "$SC_RELAY_LOG")"
+unlike "...but never the code" "${code:-nocode}" "$(cat "$SC_RELAY_LOG")"
+sc_at "$T/home-mallory" alice init --bits 2048 >"$T/taken.out" 2>"$T/taken.err"
+is "someone else registering alice without the code: EXIT_AUTH" "$EXIT_AUTH" $?
+like "...naming code_required" "code_required" "$(cat "$T/taken.err")"
+sc_at "$T/home-mallory" alice init --bits 2048 --code 0000-0000-0000-0000-0000-0000 >"$T/taken.out" 2>"$T/taken.err"
+is "...or with a wrong code: EXIT_AUTH" "$EXIT_AUTH" $?
+ok "alice registers again with the code" sc alice init --code "$code"
 is "...so she is back in the registry" "alice bob" \
 	"$(admin users --registered --json | grep -o '"user":"[a-z]*"' | cut -d'"' -f4 | xargs)"
+sc alice --json inbox >"$T/reset-inbox.json" 2>/dev/null
+is "...with nothing waiting (the old key's message was dropped)" 0 "$(json_count "$T/reset-inbox.json" message)"
+sc_at "$T/home-mallory" alice init --bits 2048 --code "$code" >"$T/taken.out" 2>"$T/taken.err"
+is "the code is spent: using it again is refused (key_mismatch)" "$EXIT_AUTH" $?
+words=$(admin reset-key bob)
+like "reset-key in words names the code" "scctl init --code [0-9a-f-]{29}" "$words"
+ok "bob registers again with it" sc bob init --code "$(sed -n 's/.*--code \([0-9a-f-]*\).*/\1/p' <<<"$words")"
 fails_with "reset-key of an unknown user exits $EXIT_REFUSED" $EXIT_REFUSED admin reset-key carol
 
 # ---- reload ---------------------------------------------------------------------

@@ -11,8 +11,11 @@ SC_SCRIPT=frames
 . "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
 
 MAX_TEXT=2000
+# This script opens connection after connection from one address; the
+# per-address connection rate is limits.sh's subject, not this one's.
 check "relay starts (handshake-timeout=2s, idle-timeout=3s, max-text=$MAX_TEXT, tls=$SC_TLS)" \
-	relay_start -o handshake-timeout=2s -o idle-timeout=3s -o max-text=$MAX_TEXT || done_testing
+	relay_start -o handshake-timeout=2s -o idle-timeout=3s -o max-text=$MAX_TEXT \
+	-o connection-burst=1000 || done_testing
 ok "alice registers" sc_init alice
 ok "bob registers" sc_init bob
 
@@ -126,6 +129,30 @@ is "...and the max-text + 1 one rejected as too_large" "too_large" \
 	"$("$SC_JSON" -m from=mallory rejected reason <"$T/inbox.json")"
 is "...and the $n_sent sends of alice" $n_sent "$(json_count "$T/inbox.json" -m from=alice message)"
 
+# ---- every error that answers a request carries its id -----------------------------------
+
+# A client waits for the answer to its request by id: an error without it
+# would leave the request unanswered until the client's timeout.
+answered() { # DESCRIPTION ID CODE COMMANDS...
+	local desc=$1 id=$2 code=$3 out
+	shift 3
+	out=$(raw connect "$@" 2>&1)
+	like "$desc" "^< \{\"type\":\"error\",\"id\":$id,\"code\":\"$code\"" "$out"
+}
+answered "lookup of an invalid name: bad_username with the lookup's id" 7 bad_username \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	'frame {"type":"lookup","id":7,"user":"Not Valid"}' "wait error bad_username" \
+	ping "wait pong" bye
+answered "lookup whose user is not a string: bad_frame with the lookup's id" 8 bad_frame \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	'frame {"type":"lookup","id":8,"user":12}' "wait error bad_frame" eof
+answered "send with a malformed envelope: bad_frame with the send's id" 9 bad_frame \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	'frame {"type":"send","id":9,"envelope":{"v":1}}' "wait error bad_frame" eof
+answered "lookup before auth: bad_request with the lookup's id" 10 bad_request \
+	"expect hello" 'frame {"type":"lookup","id":10,"user":"alice"}' "expect error bad_request" eof
+relay_serves "the relay still serves a normal send"
+
 # ---- acks -------------------------------------------------------------------------------
 
 # An ack of a seq queued for someone else deletes nothing; an ack of one's
@@ -143,6 +170,37 @@ out=$(raw connect "key $T/raw.key" "auth mallory" "expect welcome" "wait synced"
 is "mallory acks bob's seq (refused), then his own twice: the second is ignored" 0 $? || diag "$out"
 is "...bob's message is still queued" 1 "$(db "SELECT count(*) FROM queue WHERE seq = $seq_b")"
 is "...mallory's is gone" 0 "$(db "SELECT count(*) FROM queue WHERE seq = $seq_m")"
+
+# ---- duplicate JSON members -------------------------------------------------------------
+
+# json-c keeps the last of two members of the same name without a word; the
+# page says strict JSON, so the relay refuses them, in envelopes too.
+bad_frame_authenticated "a duplicate member" 'frame {"type":"ping","type":"ping"}'
+recorded=$(raw connect "key $T/raw.key" "auth mallory send" "expect welcome" "send bob $(marker dup) x" \
+	"wait accepted" bye 2>/dev/null | sed -n 's/^> \({"type":"send".*\)$/\1/p')
+like "a recorded send frame of mallory's" '^\{"type":"send".*"envelope":\{"v":1,' "$recorded"
+raw_closes "...sent again with the envelope's v twice: bad_frame, then close" \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	"frame ${recorded/\"v\":1,/\"v\":1,\"v\":1,}" "wait error bad_frame"
+raw_closes "...and with the send's id twice: bad_frame, then close" \
+	"key $T/raw.key" "auth mallory send" "expect welcome" \
+	"frame ${recorded/\"id\":/\"id\":5,\"id\":}" "wait error bad_frame"
+
+# ---- the same message id again ----------------------------------------------------------
+
+# A client that lost "accepted" sends the same envelope again: the relay
+# answers accepted again and keeps one copy; another envelope under that
+# id is refused, with the send's id.
+msg=$(sed -n 's/.*"envelope":{[^}]*"id":"\([^"]*\)".*/\1/p' <<<"$recorded")
+out=$(raw connect "key $T/raw.key" "auth mallory send" "expect welcome" "frame $recorded" "wait accepted" bye 2>&1)
+is "the same send frame again: accepted again" 0 $? || diag "$out"
+is "...and stored once" 1 "$(db "SELECT count(*) FROM queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
+ts=$(sed -n 's/.*"ts":\([0-9]*\).*/\1/p' <<<"$recorded")
+answered "another envelope under the same message id: bad_request with the send's id" \
+	"$(sed -n 's/^{"type":"send","id":\([0-9]*\).*/\1/p' <<<"$recorded")" bad_request \
+	"key $T/raw.key" "auth mallory send" "expect welcome" "frame ${recorded/\"ts\":$ts/\"ts\":$((ts - 1))}" \
+	"wait error bad_request" ping "wait pong" bye
+is "...which is not stored" 1 "$(db "SELECT count(*) FROM queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
 
 # ---- below the protocol -----------------------------------------------------------------
 

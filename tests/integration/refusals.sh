@@ -132,6 +132,19 @@ else
 	diag "sqlite3 is not installed: skipping the peer-key change"
 fi
 
+# ---- a key of a size the protocol does not allow ----------------------------------
+
+# 2056 bits is within 2048..4096 but not one of 2048, 3072, 4096: scctl
+# loads such a file, and the relay must refuse to register it.
+mkdir -p "$T/home-dave/identity" && chmod 700 "$T/home-dave" "$T/home-dave/identity"
+openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2056 -out "$T/home-dave/identity/dave.key" 2>/dev/null
+chmod 600 "$T/home-dave/identity/dave.key"
+sc dave init >"$T/dave.out" 2>"$T/dave.err"
+is "a 2056-bit key does not register: EXIT_AUTH" $EXIT_AUTH $?
+like "...saying which sizes are allowed" "auth_failed.*2048, 3072 or 4096" "$(cat "$T/dave.err")"
+ok "...and dave is not registered" relay_logged "auth_failed: key size not 2048, 3072 or 4096 bits"
+unlike "...no registration logged" "Registered new user dave" "$(cat "$SC_RELAY_LOG")"
+
 # ---- configuration errors ------------------------------------------------------------
 
 C=$T/conf
@@ -164,6 +177,19 @@ printf '[server]\nmax-text = lots\n' >"$C/securechatd.conf.d/60-bad.conf"
 is "a bad drop-in: exit status 1" 1 $?
 like "...naming the drop-in and its line" "60-bad.conf:2: " "$(cat "$T/cc.err")"
 ok "--check-config created no state directory" test ! -e "$T/nostate"
+# A path as long as a line allows ("control = " + 189 characters
+# = 199) prints a file that reads back; one character more is refused.
+long=/$(printf 'p%.0s' $(seq 190))
+"$SECURECHATD" --state-directory "$T/nostate" -o "control=${long:0:189}" --check-config \
+	>"$T/long.conf" 2>"$T/cc.err"
+is "-o with the longest path a line holds: exit status 0" 0 $?
+"$SECURECHATD" -c "$T/long.conf" --check-config >"$T/cc.out" 2>"$T/cc.err"
+rc=$?
+is "...and what --check-config printed reads back" "0 $(cat "$T/long.conf")" "$rc $(cat "$T/cc.out")"
+"$SECURECHATD" --state-directory "$T/nostate" -o "control=${long:0:190}" --check-config \
+	>"$T/cc.out" 2>"$T/cc.err"
+is "-o with a path one character longer: exit status 1" 1 $?
+like "...saying the path is too long" "control.*too long|too long.*control" "$(cat "$T/cc.err")"
 "$SECURECHATD" --state-directory "$SC_STATE" --listen 127.0.0.1:0 -o no-such-key=1 >"$T/cc.out" 2>"$T/cc.err"
 is "the daemon itself refuses to start with an unknown -o key" 1 $?
 

@@ -44,12 +44,36 @@
  *   repeat N COMMAND...     run COMMAND N times
  *   sleep MS | timeout SEC | close
  *
+ * It can also play the relay, to test what a client does when the relay is
+ * hostile (HOST PORT is then the address to listen on, port 0 for any):
+ *
+ *   serverkey FILE          load or generate (and save) the relay's key
+ *   listen                  listen, printing "# port N"
+ *   persona USER FILE [BITS] a user whose private key (loaded or made) we
+ *                           hold: we seal as USER and vouch for the key
+ *                           as USER's (also for the client's own name)
+ *   accept TTL              take the next connection, send hello, check
+ *                           its auth and answer welcome with queue_ttl TTL
+ *   deliver FROM AGE TEXT...  seal TEXT as persona FROM to the client,
+ *                           dated AGE seconds ago, and deliver it
+ *   redeliver N             deliver the N-th envelope (from 1) again, unchanged
+ *   reuse FROM N TEXT...    seal TEXT under the N-th envelope's id
+ *   synced                  send synced
+ *   mute on|off             leave sends unanswered (as if the connection
+ *                           broke before "accepted" went out)
+ *
+ * While playing the relay, lookups are answered from the personas (else
+ * no_such_user), pings with pong, and a send with accepted, after trying
+ * to open it with the recipient persona's key ("# opened send to USER:
+ * TEXT" or "# cannot open send to USER: REASON"); acks print "# ack SEQ".
+ *
  * Lines that are empty or start with '#' are ignored.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -60,6 +84,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "b64.h"
 #include "codec.h"
 #include "envelope.h"
 #include "frame.h"
@@ -71,6 +96,12 @@
 #include "util.h"
 
 #define MAX_KNOWN 64
+#define MAX_PERSONAS 8
+
+typedef struct Persona {
+        char user[USERNAME_MAX + 1];
+        RsaKey *key;
+} Persona;
 
 typedef struct Raw {
         const char *host, *port;
@@ -96,9 +127,22 @@ typedef struct Raw {
         const char *source;             /* --source: local address to bind */
         int *held;                      /* "hold" connections */
         size_t n_held;
+
+        /* Playing the relay. */
+        bool serving;
+        bool mute;
+        int listen_fd;
+        gnutls_certificate_credentials_t creds;
+        Persona personas[MAX_PERSONAS];
+        size_t n_personas;
+        RsaKey *peer_key;               /* the client's, from its auth */
+        uint64_t next_seq;
+        json_object *delivered[MAX_KNOWN];     /* what deliver sealed, in order */
+        uint8_t delivered_id[MAX_KNOWN][MSG_ID_LEN];
+        size_t n_delivered;
 } Raw;
 
-static Raw raw = { .timeout_ms = 10000, .next_id = 1 };
+static Raw raw = { .timeout_ms = 10000, .next_id = 1, .listen_fd = -EBADF, .next_seq = 1 };
 
 static int fail(const char *fmt, ...) _printf_(1, 2);
 static int fail(const char *fmt, ...) {
@@ -257,6 +301,67 @@ static int handle_deliver(const Frame *f) {
         return send_json(frame_new_ack(f->deliver.seq));
 }
 
+static const Persona *persona(const char *user) {
+        for (size_t i = 0; i < raw.n_personas; i++)
+                if (strcmp(raw.personas[i].user, user) == 0)
+                        return &raw.personas[i];
+        return NULL;
+}
+
+/* A send to the relay we play: try to read it as its recipient would
+ * (with the key we vouched for), then accept it. */
+static int serve_send(const Frame *f) {
+        const Envelope *e = f->send.envelope;
+        const Persona *to = persona(e->to);
+        _cleanup_(freep) char *text = NULL, *msg = NULL;
+        EnvelopeError err = ENVELOPE_OK;
+        size_t len;
+        int r;
+
+        if (!to)
+                printf("# cannot open send to %s: no persona\n", e->to);
+        else {
+                EnvelopeOpenParams p = {
+                        .me = e->to, .my_key = to->key, .sender_key = raw.peer_key,
+                        .now = now_unix(), .window = 400 * 86400,
+                };
+                r = envelope_open(e, &p, &text, &len, &err);
+                if (r < 0)
+                        printf("# cannot open send to %s: %s\n", e->to,
+                               r == -EBADMSG ? envelope_error_to_string(err) : strerror(-r));
+                else
+                        printf("# opened send to %s: %s\n", e->to, text);
+        }
+        if (raw.mute)
+                return 0;
+        if (b64_encode(e->id, MSG_ID_LEN, &msg) < 0)
+                return fail("out of memory");
+        return send_json(frame_new_accepted(f->send.id, msg, false));
+}
+
+static int serve_request(const Frame *f) {
+        if (!f)
+                return 0;
+        switch (f->type) {
+        case FRAME_LOOKUP: {
+                const KeyPackage *kp = known_package(f->lookup.user);
+
+                if (kp)
+                        return send_json(frame_new_key(f->lookup.id, kp));
+                return send_json(frame_new_error(&f->lookup.id, ERR_NO_SUCH_USER, NULL));
+        }
+        case FRAME_PING:
+                return send_json(frame_new_simple(FRAME_PONG));
+        case FRAME_SEND:
+                return serve_send(f);
+        case FRAME_ACK:
+                printf("# ack %" PRIu64 "\n", f->ack.seq);
+                return 0;
+        default:
+                return 0;
+        }
+}
+
 /* Print a received frame and learn from it. *ret gets the parsed frame
  * (NULL when it did not parse). */
 static int receive(int timeout_ms, Frame **ret) {
@@ -318,6 +423,11 @@ static int receive(int timeout_ms, Frame **ret) {
                 break;
         default:
                 break;
+        }
+        if (raw.serving) {
+                r = serve_request(f);
+                if (r < 0)
+                        return r;
         }
         fflush(stdout);
         *ret = TAKE_PTR(f);
@@ -415,10 +525,33 @@ static int tcp_connect(int *ret_fd, const char **ret_what) {
         return 0;
 }
 
+/* The transport over fd (taken even on failure), either side, and the TLS
+ * handshake when there is TLS. -errno with *ret_what naming the step. */
+static int start_transport(int fd, bool server, const char **ret_what) {
+        uint64_t deadline = now_ms() + (uint64_t) raw.timeout_ms;
+        const char *error = NULL;
+        int r;
+
+        *ret_what = "transport";
+        r = server ? transport_new_server(fd, raw.tls ? raw.creds : NULL, &raw.t) :
+                     transport_new_client(fd, raw.tls, NULL, &raw.t);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        *ret_what = "TLS handshake";
+        while ((r = transport_handshake(raw.t, &error)) == -EAGAIN) {
+                r = wait_ready(deadline, transport_wants_write(raw.t));
+                if (r < 0)
+                        return r;
+        }
+        if (r < 0 && error)
+                *ret_what = error;
+        return r;
+}
+
 /* TCP, then TLS with --tls, into raw.t. -errno with *ret_what. */
 static int transport_connect(const char **ret_what) {
-        const char *error = NULL;
-        uint64_t deadline;
         int fd, r;
 
         transport_free(raw.t);
@@ -438,22 +571,7 @@ static int transport_connect(const char **ret_what) {
                 safe_close(fd);
                 return r;
         }
-        *ret_what = "transport";
-        r = transport_new_client(fd, raw.tls, NULL, &raw.t);
-        if (r < 0) {
-                safe_close(fd);
-                return r;
-        }
-        *ret_what = "TLS handshake";
-        deadline = now_ms() + (uint64_t) raw.timeout_ms;
-        while ((r = transport_handshake(raw.t, &error)) == -EAGAIN) {
-                r = wait_ready(deadline, transport_wants_write(raw.t));
-                if (r < 0)
-                        return r;
-        }
-        if (r < 0 && error)
-                *ret_what = error;
-        return r;
+        return start_transport(fd, false, ret_what);
 }
 
 static int cmd_connect(void) {
@@ -727,6 +845,182 @@ finish:
         return r;
 }
 
+static int cmd_serverkey(const char *path) {
+        _cleanup_(freep) char *cert = NULL;
+        int r;
+
+        rsa_key_free(raw.server_key);
+        raw.server_key = NULL;
+        r = rsa_key_load_private(path, &raw.server_key);
+        if (r == -ENOENT) {
+                r = rsa_key_generate(2048, &raw.server_key);
+                if (r >= 0)
+                        r = rsa_key_save_private(raw.server_key, path);
+        }
+        if (r < 0)
+                return fail("server key %s: %s", path, strerror(-r));
+        printf("# server key %s\n", raw.server_key->fingerprint);
+        if (!raw.tls)
+                return 0;
+        if (asprintf(&cert, "%s.crt", path) < 0)
+                return fail("out of memory");
+        r = tls_make_self_signed(raw.server_key, "sc-raw", cert);
+        if (r >= 0)
+                r = tls_credentials_load(cert, path, &raw.creds);
+        if (r < 0)
+                return fail("TLS credentials: %s", strerror(-r));
+        return 0;
+}
+
+static int cmd_listen(void) {
+        struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                                  .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE };
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof(sa);
+        struct addrinfo *ai = NULL;
+        int r;
+
+        r = getaddrinfo(raw.host, raw.port, &hints, &ai);
+        if (r != 0)
+                return fail("%s:%s: %s", raw.host, raw.port, gai_strerror(r));
+        raw.listen_fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (raw.listen_fd < 0 || bind(raw.listen_fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+            listen(raw.listen_fd, 4) < 0 || getsockname(raw.listen_fd, (struct sockaddr *) &sa, &salen) < 0) {
+                r = -errno;
+                freeaddrinfo(ai);
+                return fail("listen: %s", strerror(-r));
+        }
+        freeaddrinfo(ai);
+        raw.serving = true;
+        printf("# port %u\n", ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &sa)->sin6_port :
+                                                               ((struct sockaddr_in *) &sa)->sin_port));
+        return 0;
+}
+
+static int cmd_persona(const char *user, const char *path, const char *bits) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        Persona *p;
+        int r;
+
+        if (!raw.server_key || raw.n_personas >= MAX_PERSONAS || !username_valid(user))
+                return fail("persona needs a server key, a free slot and a valid name");
+        p = &raw.personas[raw.n_personas];
+        r = rsa_key_load_private(path, &p->key);
+        if (r == -ENOENT) {
+                r = rsa_key_generate(bits ? (unsigned) atoi(bits) : 2048, &p->key);
+                if (r >= 0)
+                        r = rsa_key_save_private(p->key, path);
+        }
+        if (r < 0)
+                return fail("key %s: %s", path, strerror(-r));
+        snprintf(p->user, sizeof(p->user), "%s", user);
+        raw.n_personas++;
+        r = key_package_sign(raw.server_key, user, p->key->spki, p->key->spki_len, now_unix(), &kp);
+        if (r < 0)
+                return fail("key package: %s", strerror(-r));
+        learn_package(kp);
+        printf("# persona %s %s\n", user, p->key->fingerprint);
+        return 0;
+}
+
+static int cmd_accept(uint64_t ttl) {
+        _cleanup_(frame_freep) Frame *f = NULL;
+        _cleanup_(key_package_freep) KeyPackage *self = NULL;
+        _cleanup_(freep) uint8_t *sig = NULL;
+        struct pollfd pfd = { .fd = raw.listen_fd, .events = POLLIN };
+        const char *what = NULL;
+        uint8_t binding[CHANNEL_BINDING_LEN];
+        size_t sig_len, blen = 0;
+        int fd, r;
+
+        if (raw.listen_fd < 0 || !raw.server_key)
+                return fail("accept needs serverkey and listen first");
+        raw.t = transport_free(raw.t);
+        raw.peer_key = rsa_key_free(raw.peer_key);
+        frame_decoder_done(&raw.decoder);
+        frame_decoder_init(&raw.decoder, MAX_FRAME_LIMIT);
+        raw.rpos = raw.rlen = 0;
+
+        r = poll(&pfd, 1, raw.timeout_ms);
+        if (r <= 0)
+                return fail("no connection to accept");
+        fd = accept4(raw.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0)
+                return fail("accept: %m");
+        r = start_transport(fd, true, &what);
+        if (r < 0)
+                return fail("%s: %s", what, strerror(-r));
+        if (transport_channel_binding(raw.t, binding, &blen) < 0 ||
+            random_bytes(raw.server_nonce, NONCE_LEN) < 0)
+                return fail("no channel binding or randomness");
+        r = send_json(frame_new_hello(raw.server_key->spki, raw.server_key->spki_len, raw.server_nonce));
+        if (r < 0)
+                return r;
+
+        r = receive(raw.timeout_ms, &f);
+        if (r <= 0 || !f || f->type != FRAME_AUTH)
+                return fail("expected auth");
+        if (rsa_key_from_spki(f->auth.key, f->auth.key_len, &raw.peer_key) < 0)
+                return fail("unusable client key");
+        snprintf(raw.user, sizeof(raw.user), "%s", f->auth.user);
+        HandshakeParams p = {
+                .server_nonce = raw.server_nonce, .server_nonce_len = NONCE_LEN,
+                .client_nonce = f->auth.nonce, .client_nonce_len = NONCE_LEN,
+                .user = raw.user,
+                .client_key = f->auth.key, .client_key_len = f->auth.key_len,
+                .server_key = raw.server_key->spki, .server_key_len = raw.server_key->spki_len,
+                .binding = binding, .binding_len = blen,
+        };
+        if (handshake_verify(HANDSHAKE_CLIENT, &p, raw.peer_key, f->auth.sig, f->auth.sig_len) < 0)
+                return fail("the client's auth does not verify");
+        r = handshake_sign(HANDSHAKE_SERVER, &p, raw.server_key, &sig, &sig_len);
+        if (r >= 0)
+                r = key_package_sign(raw.server_key, raw.user, f->auth.key, f->auth.key_len, now_unix(), &self);
+        if (r < 0)
+                return fail("signing: %s", strerror(-r));
+        FrameLimits limits = {
+                .max_frame = DEFAULT_MAX_FRAME, .max_text = DEFAULT_MAX_TEXT,
+                .queue_ttl = ttl, .idle_timeout = 300,
+        };
+        return send_json(frame_new_welcome(sig, sig_len, self, "0123456789abcdef", &limits));
+}
+
+static int deliver_json(json_object *env) {
+        return send_json(frame_new_deliver(raw.next_seq++, env));
+}
+
+static int cmd_deliver(const char *from, uint64_t age, const uint8_t *id, const char *text) {
+        _cleanup_(envelope_freep) Envelope *e = NULL;
+        const Persona *p = persona(from);
+        json_object *env = NULL;
+        int r;
+
+        if (!p || !raw.peer_key)
+                return fail("deliver needs persona %s and a client", from);
+        r = envelope_seal_id(from, p->key, raw.user, raw.peer_key, now_unix() - age, id, text,
+                             strlen(text), &e);
+        if (r >= 0)
+                r = envelope_to_json(e, &env);
+        if (r < 0)
+                return fail("seal: %s", strerror(-r));
+        if (raw.n_delivered >= MAX_KNOWN) {
+                json_object_put(env);
+                return fail("too many envelopes");
+        }
+        raw.delivered[raw.n_delivered] = env;
+        memcpy(raw.delivered_id[raw.n_delivered++], e->id, MSG_ID_LEN);
+        return deliver_json(env);
+}
+
+static int delivered_index(const char *n, size_t *ret) {
+        unsigned long i = strtoul(n, NULL, 10);
+
+        if (i == 0 || i > raw.n_delivered)
+                return fail("no envelope %s delivered", n);
+        *ret = i - 1;
+        return 0;
+}
+
 static int send_raw(const void *data, size_t len) {
         printf("> raw %zu bytes\n", len);
         return write_all(data, len);
@@ -825,6 +1119,33 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
                 raw.timeout_ms = atoi(w[1]) * 1000;
                 return 0;
         }
+        if (strcmp(c, "serverkey") == 0 && n >= 2)
+                return cmd_serverkey(w[1]);
+        if (strcmp(c, "listen") == 0)
+                return cmd_listen();
+        if (strcmp(c, "persona") == 0 && n >= 3)
+                return cmd_persona(w[1], w[2], n >= 4 ? w[3] : NULL);
+        if (strcmp(c, "accept") == 0 && n >= 2)
+                return cmd_accept(strtoull(w[1], NULL, 10));
+        if (strcmp(c, "deliver") == 0 && n >= 4)
+                return cmd_deliver(w[1], strtoull(w[2], NULL, 10), NULL, rest_after[3]);
+        if (strcmp(c, "redeliver") == 0 && n >= 2) {
+                size_t i = 0;
+
+                return delivered_index(w[1], &i) < 0 ? -EINVAL : deliver_json(raw.delivered[i]);
+        }
+        if (strcmp(c, "reuse") == 0 && n >= 4) {
+                size_t i = 0;
+
+                return delivered_index(w[2], &i) < 0 ? -EINVAL :
+                       cmd_deliver(w[1], 0, raw.delivered_id[i], rest_after[3]);
+        }
+        if (strcmp(c, "mute") == 0 && n >= 2) {
+                raw.mute = strcmp(w[1], "on") == 0;
+                return 0;
+        }
+        if (strcmp(c, "synced") == 0)
+                return send_json(frame_new_synced());
         if (strcmp(c, "close") == 0) {
                 raw.t = transport_free(raw.t);
                 return 0;
@@ -924,6 +1245,14 @@ int main(int argc, char *argv[]) {
         frame_decoder_done(&raw.decoder);
         rsa_key_free(raw.key);
         rsa_key_free(raw.server_key);
+        rsa_key_free(raw.peer_key);
+        for (size_t i = 0; i < raw.n_personas; i++)
+                rsa_key_free(raw.personas[i].key);
+        for (size_t i = 0; i < raw.n_delivered; i++)
+                json_object_put(raw.delivered[i]);
+        safe_close(raw.listen_fd);
+        if (raw.creds)
+                gnutls_certificate_free_credentials(raw.creds);
         for (size_t i = 0; i < raw.n_known; i++)
                 key_package_free(raw.known[i]);
         return r < 0 ? 1 : 0;

@@ -16,6 +16,7 @@
 #include "output.h"
 #include "protocol.h"
 #include "settings.h"
+#include "seen.h"
 #include "state.h"
 #include "test-main.h"
 
@@ -419,57 +420,90 @@ END_TEST
 static const uint8_t id1[MSG_ID_LEN] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16 };
 static const uint8_t id2[MSG_ID_LEN] = { 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1 };
 
+static const uint8_t d1[ENVELOPE_DIGEST_LEN] = { 1 }, d2[ENVELOPE_DIGEST_LEN] = { 2 };
+
 START_TEST(test_seen) {
         _cleanup_(state_freep) State *s = NULL;
-        _cleanup_(seen_freep) SeenStore *a = NULL, *b = NULL, *c = NULL;
-        _cleanup_(freep) char *path = NULL, *content = NULL;
+        _cleanup_(seen_freep) SeenStore *a = NULL, *b = NULL, *c = NULL, *d = NULL;
+        _cleanup_(freep) char *path = NULL;
         const uint64_t now = 1700000000, window = 86400;
 
         make_tmpdir();
         ck_assert_int_eq(state_open(tmpdir, &s), 0);
         ck_assert_int_eq(seen_open(s, "bob", window, now, &a), 0);
-        ck_assert_int_eq(seen_check(a, "alice", id1), 0);
-        ck_assert_int_eq(seen_add(a, "alice", id1, now - 10), 0);
-        ck_assert_int_gt(seen_check(a, "alice", id1), 0);
+        ck_assert_int_eq(seen_check(a, "alice", id1, now - 10, d1), ENVELOPE_SEEN_NO);
+        ck_assert_int_eq(seen_add(a, "alice", id1, now - 10, d1), 0);
+        /* The same envelope, and another one under the same id. */
+        ck_assert_int_eq(seen_check(a, "alice", id1, now - 10, d1), ENVELOPE_SEEN_SAME);
+        ck_assert_int_eq(seen_check(a, "alice", id1, now - 10, d2), ENVELOPE_SEEN_OTHER);
         /* The same id from someone else is another message. */
-        ck_assert_int_eq(seen_check(a, "carol", id1), 0);
-        ck_assert_int_eq(seen_check(a, "alice", id2), 0);
+        ck_assert_int_eq(seen_check(a, "carol", id1, now, d1), ENVELOPE_SEEN_NO);
+        ck_assert_int_eq(seen_check(a, "alice", id2, now, d1), ENVELOPE_SEEN_NO);
 
-        /* Another process's additions are seen (the store rereads). */
+        /* Another process's additions are seen at once. */
         ck_assert_int_eq(seen_open(s, "bob", window, now, &b), 0);
-        ck_assert_int_gt(seen_check(b, "alice", id1), 0);
-        ck_assert_int_eq(seen_add(b, "carol", id2, now - 5), 0);
-        ck_assert_int_gt(seen_check(a, "carol", id2), 0);
-        /* Outside the window: envelope_open() refuses such a message as
-         * expired before asking, so the store need not keep it. */
-        ck_assert_int_eq(seen_add(b, "erin", id1, now - window - 100), 0);
-        for (int i = 0; i < 600; i++) {         /* grow the table past a few resizes */
-                uint8_t id[MSG_ID_LEN] = { (uint8_t) i, (uint8_t) (i >> 8), 0xAA };
+        ck_assert_int_eq(seen_check(b, "alice", id1, now - 10, d1), ENVELOPE_SEEN_SAME);
+        ck_assert_int_eq(seen_add(b, "carol", id2, now - 5, d2), 0);
+        ck_assert_int_eq(seen_check(a, "carol", id2, now - 5, d2), ENVELOPE_SEEN_SAME);
+        ck_assert_int_eq(seen_add(b, "erin", id1, now - window - 100, d1), 0);
+        ck_assert_uint_eq(seen_count(a), 3);
 
-                ck_assert_int_eq(seen_add(a, "dave", id, now), 0);
-        }
-        ck_assert_uint_eq(seen_count(a), 602);
-        ck_assert_int_gt(seen_check(b, "dave", (const uint8_t[MSG_ID_LEN]) { 5, 1, 0xAA }), 0);
-
-        /* Opening again drops what is outside the window and rewrites the
-         * file without it; a damaged line goes too. */
-        path = path_in("seen/bob");
-        {
-                int fd = open(path, O_WRONLY | O_APPEND);
-
-                ck_assert_int_ge(fd, 0);
-                ck_assert_int_eq(write(fd, "garbage line\n", 13), 13);
-                close(fd);
-        }
+        /* Opening again drops what is older than the window, and only
+         * that (the window is the caller's, never the relay's). */
         ck_assert_int_eq(seen_open(s, "bob", window, now, &c), 0);
-        ck_assert_uint_eq(seen_count(c), 602);
-        ck_assert_int_gt(seen_check(c, "alice", id1), 0);
-        ck_assert_int_gt(seen_check(c, "carol", id2), 0);
-        ck_assert_int_eq(seen_check(c, "erin", id1), 0);
-        content = slurp(path);
-        ck_assert_ptr_null(strstr(content, "erin"));
-        ck_assert_ptr_null(strstr(content, "garbage"));
-        ck_assert_ptr_nonnull(strstr(content, "1699999990 alice AQIDBAUGBwgJCgsMDQ4PEA==\n"));
+        ck_assert_uint_eq(seen_count(c), 2);
+        ck_assert_int_eq(seen_check(c, "erin", id1, now - window - 100, d1), ENVELOPE_SEEN_NO);
+        ck_assert_int_eq(seen_check(c, "alice", id1, now - 10, d1), ENVELOPE_SEEN_SAME);
+
+        /* Over the size bound the oldest go, and what is not newer than
+         * them counts as forgotten (refused as expired), never as new. */
+        for (int i = 0; i < 20; i++) {
+                uint8_t id[MSG_ID_LEN] = { (uint8_t) i, 0xAA };
+
+                ck_assert_int_eq(seen_add(c, "dave", id, now - 1000 + (uint64_t) i, d1), 0);
+        }
+        ck_assert_int_eq(seen_open_max(s, "bob", window, now, 10, &d), 0);
+        ck_assert_uint_eq(seen_count(d), 10);
+        ck_assert_int_eq(seen_check(d, "dave", (const uint8_t[MSG_ID_LEN]) { 3, 0xAA }, now - 997, d1),
+                         ENVELOPE_SEEN_FORGOTTEN);
+        ck_assert_int_eq(seen_check(d, "dave", (const uint8_t[MSG_ID_LEN]) { 19, 0xAA }, now - 981, d1),
+                         ENVELOPE_SEEN_SAME);
+        ck_assert_int_eq(seen_check(d, "dave", id2, now - 500, d1), ENVELOPE_SEEN_NO);
+
+        /* A flood keeps within the bound while running, too. */
+        for (int i = 0; i < 1024; i++) {
+                uint8_t id[MSG_ID_LEN] = { (uint8_t) i, (uint8_t) (i >> 8), 0xBB };
+
+                ck_assert_int_eq(seen_add(d, "erin", id, now_unix() - 100, d1), 0);
+        }
+        ck_assert_uint_le(seen_count(d), 10);
+        remove_tmpdir();
+}
+END_TEST
+
+/* The text file of earlier versions is imported, whatever its size, and
+ * removed. */
+START_TEST(test_seen_import) {
+        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_(seen_freep) SeenStore *a = NULL;
+        _cleanup_(freep) char *dir = NULL, *path = NULL;
+        const uint64_t now = 1700000000, window = 86400;
+        FILE *f;
+
+        make_tmpdir();
+        ck_assert_int_eq(state_open(tmpdir, &s), 0);
+        dir = path_in("seen");
+        ck_assert_int_eq(mkdir(dir, 0700), 0);
+        path = path_in("seen/bob");
+        f = fopen(path, "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "1699999990 alice AQIDBAUGBwgJCgsMDQ4PEA==\ngarbage line\n1600000000 erin AQIDBAUGBwgJCgsMDQ4PEA==\n");
+        ck_assert_int_eq(fclose(f), 0);
+        ck_assert_int_eq(seen_open(s, "bob", window, now, &a), 0);
+        ck_assert_uint_eq(seen_count(a), 1);
+        /* Without a digest, a redelivery is the likelier case. */
+        ck_assert_int_eq(seen_check(a, "alice", id1, 1699999990, d2), ENVELOPE_SEEN_SAME);
+        ck_assert_int_eq(access(path, F_OK), -1);
         remove_tmpdir();
 }
 END_TEST
@@ -524,6 +558,7 @@ static Suite *clistate_suite(void) {
         tcase_add_test(tc, test_peers);
         tcase_add_test(tc, test_identity);
         tcase_add_test(tc, test_seen);
+        tcase_add_test(tc, test_seen_import);
         tcase_add_test(tc, test_safe_text);
         suite_add_tcase(s, tc);
         return s;

@@ -417,6 +417,7 @@ static const char *const raw_good[] = {
         "{\"type\":\"ping\",\"x\":\"\\ud83d\\ude00 \\/ \\\" caf\xc3\xa9\"}",
         "{\"type\":\"ping\",\"x\":[true,false,null,-1.5e-3,{}]}",
         "{\"type\":\"ping\",\"x\":\"\\\\u0000\"}",       /* a backslash, then text */
+        "{\"type\":\"ping\",\"x\":{\"a\":1},\"y\":{\"a\":1},\"z\":\"a:b\"}", /* same names, other objects */
 };
 
 START_TEST(test_raw_good) {
@@ -488,6 +489,10 @@ static const RawCase raw_bad[] = {
         RAW("{\"type\":\"ack\",\"seq\":1e3}"),
         RAW("{\"type\":\"ack\",\"seq\":1.0}"),
         RAW("{\"type\":\"ack\",\"seq\":1e999}"),
+        RAW("{\"type\":\"ping\",\"type\":\"ping\"}"),           /* duplicate members */
+        RAW("{\"type\":\"ack\",\"seq\":1,\"seq\":2}"),
+        RAW("{\"type\":\"ping\",\"x\":{\"a\":1,\"a\":{\"b\":2}}}"),
+        RAW("{\"type\":\"ping\",\"x\":[{},{\"a\":1,\"a\":1}]}"),
 };
 
 START_TEST(test_raw_bad) {

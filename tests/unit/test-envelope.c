@@ -708,18 +708,21 @@ START_TEST(test_time) {
 }
 END_TEST
 
-/* The client's replay store, in miniature: (from, id) pairs. */
+/* The client's replay store, in miniature: (from, id) pairs with the
+ * content's digest. */
 typedef struct Seen {
         struct {
                 char from[USERNAME_MAX + 1];
                 uint8_t id[MSG_ID_LEN];
+                uint8_t digest[ENVELOPE_DIGEST_LEN];
         } entries[16];
         size_t n;
         unsigned calls;
         int fail;
 } Seen;
 
-static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts) {
+static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts,
+                   const uint8_t digest[ENVELOPE_DIGEST_LEN]) {
         Seen *s = userdata;
 
         s->calls++;
@@ -727,10 +730,12 @@ static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN
                 return s->fail;
         for (size_t i = 0; i < s->n; i++)
                 if (strcmp(s->entries[i].from, from) == 0 && memcmp(s->entries[i].id, id, MSG_ID_LEN) == 0)
-                        return 1;
+                        return memcmp(s->entries[i].digest, digest, ENVELOPE_DIGEST_LEN) == 0 ?
+                               ENVELOPE_SEEN_SAME : ENVELOPE_SEEN_OTHER;
         ck_assert_uint_lt(s->n, ELEMENTSOF(s->entries));
         strcpy(s->entries[s->n].from, from);
         memcpy(s->entries[s->n].id, id, MSG_ID_LEN);
+        memcpy(s->entries[s->n].digest, digest, ENVELOPE_DIGEST_LEN);
         s->n++;
         return 0;
 }
@@ -747,9 +752,11 @@ START_TEST(test_replay) {
         p.seen = seen_cb;
         p.userdata = &seen;
 
+        /* The same envelope again is a duplicate (a redelivery), not an
+         * attack. */
         o = seal_json("alice", ALICE, "bob", BOB, NOW, "once", 4);
         ck_assert_envelope_error(open_json(o, &p, NULL, NULL), ENVELOPE_OK);
-        ck_assert_envelope_error(open_json(o, &p, NULL, NULL), ENVELOPE_REPLAY);
+        ck_assert_envelope_error(open_json(o, &p, NULL, NULL), ENVELOPE_DUPLICATE);
         ck_assert_uint_eq(seen.calls, 2);
 
         /* A new message is not a replay. */
@@ -765,7 +772,19 @@ START_TEST(test_replay) {
         o3 = craft_envelope(&c);
         p.sender_key = keys[CAROL];
         ck_assert_envelope_error(open_json(o3, &p, NULL, NULL), ENVELOPE_OK);
-        ck_assert_envelope_error(open_json(o3, &p, NULL, NULL), ENVELOPE_REPLAY);
+        ck_assert_envelope_error(open_json(o3, &p, NULL, NULL), ENVELOPE_DUPLICATE);
+
+        /* Another envelope under an id already used is a replay. */
+        {
+                json_object *o4;
+
+                c = craft_default(blocks, pkcs7("other text", blocks, sizeof(blocks)));
+                c.id = id;
+                o4 = craft_envelope(&c);
+                p.sender_key = keys[ALICE];
+                ck_assert_envelope_error(open_json(o4, &p, NULL, NULL), ENVELOPE_REPLAY);
+                json_object_put(o4);
+        }
 
         /* The store is consulted only once the signature verified: a forger
          * cannot fill it, nor learn from it. */
@@ -1065,7 +1084,7 @@ END_TEST
 START_TEST(test_error_names) {
         static const char *const names[] = {
                 "ok", "malformed", "bad_version", "bad_suite", "wrong_recipient",
-                "unknown_sender", "bad_signature", "from_future", "expired", "replay",
+                "unknown_sender", "bad_signature", "from_future", "expired", "replay", "duplicate",
                 "bad_key", "bad_mac", "bad_padding", "bad_utf8", "too_large",
         };
 

@@ -211,6 +211,11 @@ START_TEST(test_queue) {
         ck_assert_uint_eq(dup.seq, m[0].seq);
         ck_assert_int_eq(store_queue_total(s, &count), 0);
         ck_assert_uint_eq(count, 4);
+        /* ... and another envelope under that id is not the same one. */
+        dup = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":9}", 200, 2000);
+        ck_assert_int_eq(store_queue_add(s, &dup), -ENOTUNIQ);
+        ck_assert_int_eq(store_queue_total(s, &count), 0);
+        ck_assert_uint_eq(count, 4);
 
         /* In order, in pages, envelopes exactly as stored. */
         ck_assert_int_eq(store_queue_list(s, "bob", 0, 2, &list, &n), 0);
@@ -359,7 +364,7 @@ START_TEST(test_database_setup) {
         query_text("PRAGMA journal_mode", value, sizeof(value));
         ck_assert_str_eq(value, "wal");
         query_text("PRAGMA user_version", value, sizeof(value));
-        ck_assert_str_eq(value, "1");
+        ck_assert_str_eq(value, "2");
         ck_assert_int_eq(stat(dbpath, &st), 0);
         ck_assert_uint_eq(st.st_mode & 0777, 0600);
 }
@@ -372,12 +377,52 @@ START_TEST(test_newer_schema_refused) {
         ck_assert_int_eq(store_open(dbpath, &s), 0);
         store_free(s);
         ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 2", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 3", NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
 
         s = NULL;
         ck_assert_int_eq(store_open(dbpath, &s), -EPROTONOSUPPORT);
         ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* A version 1 database gets the resets table; codes are kept hashed, with
+ * their expiry, until deleted; dropping a queue says how much went. */
+START_TEST(test_resets) {
+        const uint8_t h1[STORE_CODE_HASH_LEN] = { 1 }, h2[STORE_CODE_HASH_LEN] = { 2 };
+        uint8_t h[STORE_CODE_HASH_LEN];
+        StoreMessage m1, m2;
+        uint64_t expires, n;
+        Store *s = NULL;
+        sqlite3 *db = NULL;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        store_free(s);
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE resets; PRAGMA user_version = 1", NULL, NULL, NULL),
+                         SQLITE_OK);
+        sqlite3_close(db);
+
+        s = NULL;
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(store_reset_get(s, "bob", h, &expires), -ENOENT);
+        ck_assert_int_eq(store_reset_set(s, "bob", h1, 1000), 0);
+        ck_assert_int_eq(store_reset_set(s, "bob", h2, 2000), 0);
+        ck_assert_int_eq(store_reset_get(s, "bob", h, &expires), 0);
+        ck_assert_mem_eq(h, h2, sizeof(h));
+        ck_assert_uint_eq(expires, 2000);
+        ck_assert_int_eq(store_reset_delete(s, "bob"), 0);
+        ck_assert_int_eq(store_reset_get(s, "bob", h, &expires), -ENOENT);
+
+        m1 = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", 100, 1000);
+        m2 = message("alice", "carol", "BBBBBBBBBBBBBBBBBBBBBB==", "{\"n\":1}", 100, 1000);
+        ck_assert_int_eq(store_queue_add(s, &m1), 0);
+        ck_assert_int_eq(store_queue_add(s, &m2), 0);
+        ck_assert_int_eq(store_queue_drop(s, "bob", &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(store_queue_total(s, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        store_free(s);
 }
 END_TEST
 
@@ -406,6 +451,7 @@ static Suite *store_suite(void) {
         tcase_add_test(tc, test_reopen);
         tcase_add_test(tc, test_database_setup);
         tcase_add_test(tc, test_newer_schema_refused);
+        tcase_add_test(tc, test_resets);
         tcase_add_test(tc, test_not_a_database);
         suite_add_tcase(s, tc);
         return s;

@@ -222,6 +222,12 @@ START_TEST(test_malformed) {
                 S("{\"a\":\"\xff\xfe\"}"),      /* not UTF-8 */
                 S("{\"a\":\"\xc0\xaf\"}"),      /* overlong */
                 S("{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}"), /* too deep */
+                S("{\"a\":1,\"a\":1}"),        /* a duplicate member */
+                S("{\"method\":\"org.varlink.service.GetInfo\",\"method\":\"x.Y\"}"),
+                S("{\"p\":{\"b\":1,\"b\":{}}}"),  /* ... inside */
+                S("{\"p\":[{\"b\":1,\"b\":2}]}"),
+                S("{\"method\":\"org.varlink.service\\u0000.GetInfo\"}"), /* NUL */
+                S("{\"a\":\"x\ty\"}"),          /* a raw control character */
 #undef S
         };
 
@@ -329,13 +335,13 @@ START_TEST(test_reply_parse) {
 END_TEST
 
 /* What the builders write: one object, one NUL, and the reader gives it
- * back. A NUL inside a string is escaped, never written raw. */
+ * back. A NUL inside a string is escaped, never written raw, and refused
+ * by the reader. */
 START_TEST(test_builders_roundtrip) {
         _cleanup_(buf_donep) Buf b = BUF_INIT;
         json_object *p = json_object_new_object(), *o = NULL;
         VarlinkReader r;
         VarlinkReply rep;
-        VarlinkCall call;
 
         json_object_object_add(p, "user", json_object_new_string_len("a\0b", 3));
         /* varlink_append() does not take the reference. */
@@ -358,11 +364,11 @@ START_TEST(test_builders_roundtrip) {
         varlink_reader_init(&r, 1024);
         ck_assert_int_eq(varlink_reader_feed(&r, b.data, b.len), (ssize_t) b.len);
 
-        ck_assert_int_eq(varlink_reader_next(&r, &o), 1);
-        ck_assert_int_eq(varlink_call_parse(o, &call), 0);
-        ck_assert_str_eq(call.method, "io.securechat.Control.Kick");
-        ck_assert(!call.more);
-        json_object_put(o);
+        /* Written escaped, but a string holding NUL is refused when read:
+         * C would compare it only up to the NUL. */
+        o = NULL;
+        ck_assert_int_eq(varlink_reader_next(&r, &o), -EBADMSG);
+        ck_assert_ptr_null(o);
 
         ck_assert_int_eq(varlink_reader_next(&r, &o), 1);
         ck_assert_int_eq(varlink_reply_parse(o, &rep), 0);
