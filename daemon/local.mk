@@ -19,7 +19,8 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/session.c daemon/session.h \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \
-	daemon/control.c daemon/control.h
+	daemon/control.c daemon/control.h \
+	daemon/reload.c daemon/reload.h
 daemon_libsecurechatd_a_CFLAGS = $(DAEMON_CFLAGS)
 
 sbin_PROGRAMS += securechatd

@@ -204,6 +204,21 @@ reloads_seen() {
 ok "the monitor saw both reloads and both failed ones" wait_until reloads_seen
 bg_stop "$MON"
 is "scctl monitor exits 0 on SIGTERM" 0 $?
+
+# securechatd --reload, the unit's ExecReload=: the same call, and a
+# refused configuration makes it (and so "systemctl reload") fail.
+reload_daemon() { "$SECURECHATD" --reload -c "$CONF" -o control="$CONTROL"; }
+out=$(reload_daemon 2>&1)
+is "securechatd --reload with a good configuration" "0" "$?"
+like "...says so" "The relay reloaded its configuration" "$out"
+printf '[server]\nidle-timeout = 10m\nno-such-key = 1\n' >"$CONF"
+out=$(reload_daemon 2>&1)
+is "securechatd --reload with a bad configuration exits 1" 1 "$?"
+like "...with the relay's reason" "kept its old configuration: $CONF:3: .*no-such-key" "$out"
+printf '[server]\nidle-timeout = 10m\n' >"$CONF"
+out=$("$SECURECHATD" --reload -o control="$T/no-such-socket" 2>&1)
+is "securechatd --reload without a relay exits 1" 1 "$?"
+like "...and says where it looked" "not running \\(no control socket at $T/no-such-socket; -o control=PATH" "$out"
 ok "...and the relay forgets the subscriber" wait_until monitors_are 0
 
 # ---- bounds ---------------------------------------------------------------------
