@@ -9,7 +9,8 @@ SYSTEM_TESTS = \
 	tests/system/catalog.sh \
 	tests/system/completion.sh \
 	tests/system/units.sh \
-	tests/system/admin.sh
+	tests/system/admin.sh \
+	tests/system/deb.sh
 
 TESTS += $(SYSTEM_TESTS)
 EXTRA_DIST += $(SYSTEM_TESTS) tests/system/lib.sh tests/system/sdbox
