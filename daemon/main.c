@@ -155,6 +155,13 @@ static int run_reload(const Args *a) {
         const char *path = DEFAULT_CONTROL;
         int r;
 
+        /* Lines on stderr, not sd_journal_sendv(): journald finds the unit
+         * of a datagram by its sender's cgroup, after the fact, and this
+         * process is gone by then; a stream is attributed when it opens,
+         * so "journalctl -u securechatd" shows why a reload failed. */
+        (void) unsetenv("JOURNAL_STREAM");
+        log_open();
+
         r = config_load(&a->sources, &config, &error);
         if (r < 0) {
                 r = config_new(&config);
