@@ -76,10 +76,7 @@ pick_port() {
 }
 
 prepare() {
-	"$SDBOX" start >"$T/box-start.log" 2>&1 || {
-		diag "sdbox start failed:" "$(cat "$T/box-start.log")"
-		return 1
-	}
+	box_start || return 1
 	"$SDBOX" cp "$SC_DEBS_DIR/$(deb securechat-server "$V1")" "$SC_DEBS_DIR/$(deb securechat-client "$V1")" \
 		"$SC_DEBS_DIR/$(deb securechat-server "$V2")" "$SC_DEBS_DIR/$(deb securechat-client "$V2")" /tmp/debs &&
 		pick_port &&
