@@ -92,7 +92,7 @@ static int parse_user_argument(int argc, char *argv[], const char **ret_user) {
         if (optind + 1 < argc)
                 return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind + 1]);
         if (!username_valid(argv[optind]))
-                return verb_usage_error(argv[0], "\"%s\" is not a valid user name", argv[optind]);
+                return verb_bad_user_name(argv[0], argv[optind]);
         *ret_user = argv[optind];
         return -1;
 }
