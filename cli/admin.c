@@ -141,7 +141,13 @@ static int control_connect(ControlLink *l) {
         switch (errno) {
         case ENOENT:
         case ENOTDIR:
-                return log_fail(EXIT_CONNECT, 0, "relay not running (no control socket at %s)", path);
+                /* A relay run by hand has its control socket where its
+                 * -o control= says, or none (an ordinary user cannot
+                 * create the default): say how to find it. */
+                return log_fail(EXIT_CONNECT, 0, "No control socket at %s: the relay is not running, or its "
+                                "control socket is elsewhere (a relay run by hand has one only with "
+                                "-o control=PATH). Point scctl at it with --control PATH or "
+                                "SECURECHAT_CONTROL=PATH.", path);
         case ECONNREFUSED:
                 return log_fail(EXIT_CONNECT, 0, "relay not running (nothing listens on the control socket %s)",
                                 path);
