@@ -20,6 +20,8 @@ as_user() {
 }
 if [ "$(id -u)" = 0 ] && ! command -v setpriv >/dev/null; then
 	skip "no --state-directory as an ordinary user" "setpriv is not installed"
+elif ! as_user test -x "$SECURECHATD"; then
+	skip "no --state-directory as an ordinary user" "nobody cannot run $SECURECHATD (a private build directory)"
 elif as_user test -w /var/lib || as_user test -w /var/lib/securechat; then
 	skip "no --state-directory as an ordinary user" "this user may write /var/lib"
 else
