@@ -165,8 +165,11 @@ static int run_reload(const Args *a) {
         r = config_load(&a->sources, &config, &error);
         if (r < 0) {
                 r = config_new(&config);
-                if (r < 0)
-                        return log_error_errno(r, "Failed to set up: %m"), EXIT_FAILURE;
+                if (r < 0) {
+                        log_error_errno(r, "Failed to set up: %m");
+                        return EXIT_FAILURE;
+                }
+                /* A bad option is the relay's to report, like a bad file. */
                 for (size_t i = 0; i < a->sources.n_overrides; i++) {
                         free(error);
                         error = NULL;
