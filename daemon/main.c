@@ -169,7 +169,8 @@ static int run_reload(const Args *a) {
                         log_error_errno(r, "Failed to set up: %m");
                         return EXIT_FAILURE;
                 }
-                /* A bad option is the relay's to report, like a bad file. */
+                /* Only control= matters here: the relay re-reads its own files
+                 * and options, and reports what is wrong with them. */
                 for (size_t i = 0; i < a->sources.n_overrides; i++) {
                         free(error);
                         error = NULL;
