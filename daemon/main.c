@@ -157,8 +157,10 @@ static int run_reload(const Args *a) {
 
         /* Lines on stderr, not sd_journal_sendv(): journald finds the unit
          * of a datagram by its sender's cgroup, after the fact, and this
-         * process is gone by then; a stream is attributed when it opens,
-         * so "journalctl -u securechatd" shows why a reload failed. */
+         * process is gone by then; a stream is attributed when it opens
+         * (mostly to the unit; on a loaded machine the process may not be
+         * in its cgroup yet). The relay's own reload-failed entry always
+         * carries the unit. */
         (void) unsetenv("JOURNAL_STREAM");
         log_open();
 
