@@ -92,7 +92,7 @@ static int parse_user_argument(int argc, char *argv[], const char **ret_user) {
         if (optind + 1 < argc)
                 return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind + 1]);
         if (!username_valid(argv[optind]))
-                return verb_usage_error(argv[0], "\"%s\" is not a valid user name", argv[optind]);
+                return verb_bad_user_name(argv[0], argv[optind]);
         *ret_user = argv[optind];
         return -1;
 }
@@ -141,7 +141,13 @@ static int control_connect(ControlLink *l) {
         switch (errno) {
         case ENOENT:
         case ENOTDIR:
-                return log_fail(EXIT_CONNECT, 0, "relay not running (no control socket at %s)", path);
+                /* A relay run by hand has its control socket where its
+                 * -o control= says, or none (an ordinary user cannot
+                 * create the default): say how to find it. */
+                return log_fail(EXIT_CONNECT, 0, "No control socket at %s: the relay is not running, or its "
+                                "control socket is elsewhere (a relay run by hand has one only with "
+                                "-o control=PATH). Point scctl at it with --control PATH or "
+                                "SECURECHAT_CONTROL=PATH.", path);
         case ECONNREFUSED:
                 return log_fail(EXIT_CONNECT, 0, "relay not running (nothing listens on the control socket %s)",
                                 path);

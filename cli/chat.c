@@ -284,7 +284,7 @@ int verb_send(int argc, char *argv[]) {
                 return verb_usage_error(argv[0], "name the recipient");
         to = argv[optind++];
         if (!username_valid(to))
-                return verb_usage_error(argv[0], "\"%s\" is not a valid user name", to);
+                return verb_bad_user_name(argv[0], to);
 
         if (optind == argc && isatty(STDIN_FILENO))
                 return verb_usage_error(argv[0], "give the message as arguments, or on standard input");
@@ -578,7 +578,7 @@ int verb_fingerprint(int argc, char *argv[]) {
         if (optind < argc)
                 return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
         if (user && !username_valid(user))
-                return verb_usage_error(argv[0], "\"%s\" is not a valid user name", user);
+                return verb_bad_user_name(argv[0], user);
 
         r = context_open(&ctx, &arg_settings, !user, DEFAULT_KEY_BITS);
         if (r < 0)
@@ -681,7 +681,7 @@ int verb_trust(int argc, char *argv[]) {
         if (optind < argc)
                 return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
         if (!username_valid(user))
-                return verb_usage_error(argv[0], "\"%s\" is not a valid user name", user);
+                return verb_bad_user_name(argv[0], user);
 
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
         if (r < 0)

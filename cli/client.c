@@ -5,6 +5,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -592,6 +593,96 @@ static bool hello_has_suite(const Frame *f) {
         return false;
 }
 
+/* How long a plain connection may be silent before we ask whether the
+ * relay speaks TLS. A plain relay sends hello as soon as it accepts. */
+#define TLS_PROBE_AFTER_USEC (1 * USEC_PER_SEC)
+
+/* A TLS record begins with its content type: 0x16 handshake (a
+ * ServerHello), 0x15 alert, and, once GnuTLS has taken the ServerHello
+ * off the socket itself, 0x14 change_cipher_spec or 0x17 for the
+ * encrypted rest of a TLS 1.3 handshake. A plain relay's first byte is the
+ * top of a frame length, 0 (frames are far below 16 MiB). */
+static bool tls_record_type(uint8_t b) {
+        return b >= 0x14 && b <= 0x17;
+}
+
+/* The first byte waiting on fd (not taken), or -1: none, or the relay hung
+ * up without a word. */
+static int peek_byte(int fd) {
+        uint8_t b;
+
+        return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1 ? b : -1;
+}
+
+/* With --no-tls, a TLS relay says nothing: it waits for a ClientHello that
+ * never comes, and we would wait out the whole timeout. If the relay is
+ * silent for a moment (or hangs up without a word), send a ClientHello on
+ * a second connection to the same address and look at the first byte of
+ * the answer; the first byte on our own connection counts too (a TLS
+ * relay sends an alert when its handshake-timeout passes). 1: the relay
+ * speaks TLS. 0: it does not (its hello came), or we cannot tell (the
+ * deadline passed, the probe failed): go on as before. */
+static int probe_tls(Client *c, const ClientParams *p, uint64_t deadline) {
+        _cleanup_(transport_freep) Transport *t = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        struct sockaddr_storage sa;
+        socklen_t sa_len = sizeof(sa);
+        int main_fd = transport_fd(c->transport), error = 0, first, r;
+        socklen_t len = sizeof(error);
+        uint8_t b;
+
+        r = wait_fd(main_fd, POLLIN, p->abort_fd, MIN(deadline, deadline_in(TLS_PROBE_AFTER_USEC)));
+        if (r < 0 || r == CLIENT_ABORTED)
+                return 0;
+        first = r == 1 ? peek_byte(main_fd) : -1;
+        if (first >= 0)
+                return tls_record_type((uint8_t) first);
+        if (getpeername(main_fd, (struct sockaddr *) &sa, &sa_len) < 0)
+                return 0;
+        fd = socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return 0;
+        if (connect(fd, (struct sockaddr *) &sa, sa_len) < 0) {
+                if (errno != EINPROGRESS || wait_fd(fd, POLLOUT, p->abort_fd, deadline) != 1 ||
+                    getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) < 0 || error != 0)
+                        return 0;
+        }
+        if (transport_new_client(fd, true, NULL, &t) < 0)
+                return 0;
+        fd = -EBADF;    /* the transport owns it */
+        /* Sends the ClientHello; the answer is not for GnuTLS to read. */
+        if (transport_handshake(t, NULL) != -EAGAIN)
+                return 0;
+
+        for (;;) {
+                struct pollfd pf[3] = {
+                        { .fd = transport_fd(t), .events = POLLIN },
+                        { .fd = main_fd, .events = POLLIN },
+                        { .fd = p->abort_fd, .events = POLLIN },
+                };
+                uint64_t now = now_monotonic_usec();
+                ssize_t n;
+
+                if (now >= deadline)
+                        return 0;
+                r = poll(pf, p->abort_fd >= 0 ? 3 : 2, (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT32_MAX));
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0 || (p->abort_fd >= 0 && pf[2].revents))
+                        return 0;
+                if (pf[1].revents) {
+                        first = peek_byte(main_fd);
+                        if (first >= 0)
+                                return tls_record_type((uint8_t) first);
+                        main_fd = -1;   /* hung up: poll ignores it from now on */
+                }
+                if (!pf[0].revents)
+                        continue;
+                n = recv(transport_fd(t), &b, 1, MSG_PEEK);
+                return n == 1 && tls_record_type(b);
+        }
+}
+
 static int handshake(Client *c, const ClientParams *p) {
         _cleanup_(frame_freep) Frame *hello = NULL, *welcome = NULL;
         _cleanup_(rsa_key_freep) RsaKey *server_key = NULL;
@@ -600,10 +691,15 @@ static int handshake(Client *c, const ClientParams *p) {
         size_t binding_len = 0, sig_len = 0;
         HandshakeParams hp;
         const KeyPackage *self;
+        uint64_t deadline = deadline_in(p->timeout_usec);
         json_object *auth;
         int r;
 
-        r = expect_frame(c, p, FRAME_HELLO, deadline_in(p->timeout_usec), &hello);
+        if (!p->tls && probe_tls(c, p, deadline) > 0)
+                return log_fail(EXIT_CONNECT, 0,
+                                "The relay at %s speaks TLS (it answered a TLS ClientHello with a TLS record); "
+                                "connect without --no-tls (and without tls=no in scctl.conf).", c->address);
+        r = expect_frame(c, p, FRAME_HELLO, deadline, &hello);
         if (r < 0)
                 return r;
         if (hello->hello.proto != PROTOCOL_VERSION || !hello_has_suite(hello))

@@ -116,8 +116,12 @@ static int handle_line(Interactive *in, char *line) {
         to = strip(line);
         text = colon + 1;
         text += strspn(text, " \t");
-        if (!username_valid(to))
-                return line_error(in, "\"%s\" is not a valid user name.", to);
+        if (!username_valid(to)) {
+                char why[512];
+
+                user_name_explain(to, why, sizeof(why));
+                return line_error(in, "%s.", why);
+        }
         if (!text[0])
                 return line_error(in, "The message to %s is empty.", to);
         if (!utf8_valid(text, strlen(text)))

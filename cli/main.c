@@ -3,6 +3,7 @@
  * scctl: global options and the verb table (as in wireguard-tools' wg.c).
  * A verb may be abbreviated to any unique prefix.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include "macro.h"
 #include "output.h"
 #include "rsa.h"
+#include "util.h"
 #include "verbs.h"
 
 Settings arg_settings = SETTINGS_INIT;
@@ -134,6 +136,28 @@ int verb_usage_error(const char *verb, const char *fmt, ...) {
         vsnprintf(message, sizeof(message), fmt, ap);
         va_end(ap);
         return -log_fail(EXIT_USAGE, 0, "%s: %s; see 'scctl %s --help'.", verb, message, verb);
+}
+
+void user_name_explain(const char *name, char *buf, size_t size) {
+        char lower[USERNAME_MAX + 1] = "", also[USERNAME_MAX + 32] = "";
+        size_t n = strlen(name);
+
+        if (n < sizeof(lower)) {
+                for (size_t i = 0; i <= n; i++)
+                        lower[i] = (char) tolower((unsigned char) name[i]);
+                if (username_valid(lower))
+                        snprintf(also, sizeof(also), " (did you mean \"%s\"?)", lower);
+        }
+        snprintf(buf, size, "\"%.64s\" is not a valid user name%s: a user name has 1 to %d lower-case "
+                 "letters, digits, '.', '_' and '-', and starts with a letter or digit; see USER NAMES "
+                 "in scctl(1)", name, also, USERNAME_MAX);
+}
+
+int verb_bad_user_name(const char *verb, const char *name) {
+        char why[512];
+
+        user_name_explain(name, why, sizeof(why));
+        return -log_fail(EXIT_USAGE, 0, "%s: %s.", verb, why);
 }
 
 int parse_seconds(const char *s, unsigned *ret) {

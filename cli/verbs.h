@@ -66,6 +66,13 @@ int verb_parse_no_arguments(int argc, char *argv[]);
  * EXIT_USAGE. */
 int verb_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Why NAME is not a user name, with what one is (and, when NAME in lower
+ * case would do, that one) and where scctl(1) defines it: the help of a
+ * verb does not say. verb_bad_user_name() prints it after "scctl: VERB: "
+ * and returns EXIT_USAGE. */
+void user_name_explain(const char *name, char *buf, size_t size);
+int verb_bad_user_name(const char *verb, const char *name);
+
 /* Parse a number of seconds (1..86400*365). */
 int parse_seconds(const char *s, unsigned *ret);
 

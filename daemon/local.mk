@@ -21,7 +21,8 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/manager.c daemon/manager.h \
 	daemon/control.c daemon/control.h \
 	daemon/limit.c daemon/limit.h \
-	daemon/anvil.c daemon/anvil.h
+	daemon/anvil.c daemon/anvil.h \
+	daemon/reload.c daemon/reload.h
 daemon_libsecurechatd_a_CFLAGS = $(DAEMON_CFLAGS)
 
 sbin_PROGRAMS += securechatd
@@ -67,3 +68,28 @@ check_PROGRAMS += tests/integration/sc-varlink
 tests_integration_sc_varlink_SOURCES = tests/integration/sc-varlink.c
 tests_integration_sc_varlink_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 tests_integration_sc_varlink_LDADD = $(COMMON_LIBS)
+
+# The configuration file, every key commented out with its default
+# (tests/conf-example.sh keeps it in step with the daemon's table).
+# "make install" never replaces one that is there already, and
+# "make uninstall" removes it only if it was not changed.
+securechatconfdir = $(sysconfdir)/securechat
+install-data-local: install-securechatd-conf
+install-securechatd-conf:
+	$(MKDIR_P) '$(DESTDIR)$(securechatconfdir)'
+	@if test -e '$(DESTDIR)$(securechatconfdir)/securechatd.conf'; then \
+		echo "keeping $(DESTDIR)$(securechatconfdir)/securechatd.conf"; \
+	else \
+		echo " $(INSTALL_DATA) securechatd.conf.example '$(DESTDIR)$(securechatconfdir)/securechatd.conf'"; \
+		$(INSTALL_DATA) $(srcdir)/daemon/securechatd.conf.example \
+			'$(DESTDIR)$(securechatconfdir)/securechatd.conf'; \
+	fi
+uninstall-local: uninstall-securechatd-conf
+uninstall-securechatd-conf:
+	@f='$(DESTDIR)$(securechatconfdir)/securechatd.conf'; \
+	if cmp -s $(srcdir)/daemon/securechatd.conf.example "$$f"; then \
+		echo " rm -f $$f"; rm -f "$$f"; \
+	fi
+
+TESTS += tests/conf-example.sh
+EXTRA_DIST += tests/conf-example.sh

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
+#include "reload.h"
 
 enum {
         EXIT_USAGE = 2,
@@ -21,6 +22,7 @@ enum {
 typedef struct Args {
         ConfigSources sources;
         bool check_config;
+        bool reload;
 } Args;
 
 static void args_done(Args *a) {
@@ -64,6 +66,8 @@ static void help(void) {
                "      --state-directory=DIR   Keep keys and the database in DIR\n"
                "  -o KEY=VALUE                Set any configuration key (repeatable)\n"
                "      --check-config          Print the effective configuration and exit\n"
+               "      --reload                Make the running relay re-read its configuration,\n"
+               "                              and fail if it refuses it (systemctl reload runs this)\n"
                "  -h, --help                  Show this help\n"
                "      --version               Show the version\n\n"
                "See securechatd(8) and securechatd.conf(5).\n",
@@ -76,6 +80,7 @@ static int parse_argv(int argc, char *argv[], Args *a) {
                 ARG_LISTEN = 0x100,
                 ARG_STATE_DIRECTORY,
                 ARG_CHECK_CONFIG,
+                ARG_RELOAD,
                 ARG_VERSION,
         };
         static const struct option options[] = {
@@ -83,6 +88,7 @@ static int parse_argv(int argc, char *argv[], Args *a) {
                 { "listen", required_argument, NULL, ARG_LISTEN },
                 { "state-directory", required_argument, NULL, ARG_STATE_DIRECTORY },
                 { "check-config", no_argument, NULL, ARG_CHECK_CONFIG },
+                { "reload", no_argument, NULL, ARG_RELOAD },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 {}
@@ -118,6 +124,9 @@ static int parse_argv(int argc, char *argv[], Args *a) {
                 case ARG_CHECK_CONFIG:
                         a->check_config = true;
                         break;
+                case ARG_RELOAD:
+                        a->reload = true;
+                        break;
                 case 'h':
                         help();
                         return 1;
@@ -135,6 +144,65 @@ static int parse_argv(int argc, char *argv[], Args *a) {
                 return -EINVAL;
         }
         return 0;
+}
+
+/* --reload. The control socket's path comes from the configuration; if
+ * the files do not load, from the options alone, so that the relay itself
+ * gets to refuse them, with its reason and a reload-failed event. */
+static int run_reload(const Args *a) {
+        _cleanup_(config_freep) Config *config = NULL;
+        _cleanup_(freep) char *error = NULL, *reason = NULL;
+        const char *path = DEFAULT_CONTROL;
+        int r;
+
+        /* Lines on stderr, not sd_journal_sendv(): journald finds the unit
+         * of a datagram by its sender's cgroup, after the fact, and this
+         * process is gone by then; a stream is attributed when it opens
+         * (mostly to the unit; on a loaded machine the process may not be
+         * in its cgroup yet). The relay's own reload-failed entry always
+         * carries the unit. */
+        (void) unsetenv("JOURNAL_STREAM");
+        log_open();
+
+        r = config_load(&a->sources, &config, &error);
+        if (r < 0) {
+                r = config_new(&config);
+                if (r < 0) {
+                        log_error_errno(r, "Failed to set up: %m");
+                        return EXIT_FAILURE;
+                }
+                /* Only control= matters here: the relay re-reads its own files
+                 * and options, and reports what is wrong with them. */
+                for (size_t i = 0; i < a->sources.n_overrides; i++) {
+                        free(error);
+                        error = NULL;
+                        (void) config_parse_override(config, a->sources.overrides[i], a->sources.origins[i], &error);
+                }
+        }
+        if (config->control)
+                path = config->control;
+        r = reload_request(path, 30 * USEC_PER_SEC, &reason);
+        switch (r) {
+        case 0:
+                log_info("The relay reloaded its configuration.");
+                return EXIT_SUCCESS;
+        case -EBADE:
+                log_error("The relay kept its old configuration: %s", reason ? reason : "no reason given");
+                break;
+        case -ENOENT:
+        case -ECONNREFUSED:
+                log_error("The relay is not running (no control socket at %s; -o control=PATH names another).",
+                          path);
+                break;
+        case -EACCES:
+        case -EPERM:
+                log_error("Permission denied on the control socket %s: reloading needs root or the admin group.",
+                          path);
+                break;
+        default:
+                log_error_errno(r, "Cannot ask the relay to reload through %s: %m", path);
+        }
+        return EXIT_FAILURE;
 }
 
 int main(int argc, char *argv[]) {
@@ -162,6 +230,9 @@ int main(int argc, char *argv[]) {
                 return r == -ENOMEM ? EXIT_FAILURE : EXIT_USAGE;
         if (r > 0)
                 return EXIT_SUCCESS;
+
+        if (args.reload)
+                return run_reload(&args);
 
         r = config_load(&args.sources, &config, &error);
         if (r < 0) {

@@ -300,6 +300,15 @@ static int manager_listen(Manager *m) {
 
         if (!m->socket_activated) {
                 r = socket_listen_tcp(&m->config->listen_address, SOMAXCONN, &fd);
+                if (r == -EADDRINUSE)
+                        return log_error_errno(r, "Failed to listen on %s: %m. Another program (another "
+                                               "securechatd?) has that port: pick another with --listen "
+                                               "ADDRESS:PORT (for example --listen 127.0.0.1:5001).",
+                                               m->config->listen);
+                if (r == -EACCES)
+                        return log_error_errno(r, "Failed to listen on %s: %m. Ports below 1024 need root: "
+                                               "pick another with --listen ADDRESS:PORT (for example "
+                                               "--listen 127.0.0.1:5000).", m->config->listen);
                 if (r < 0)
                         return log_error_errno(r, "Failed to listen on %s: %m", m->config->listen);
                 r = manager_add_listener(m, fd);
@@ -415,11 +424,17 @@ int manager_start(Manager *m) {
         int r;
 
         r = state_directory_prepare(c->state_directory, &lax);
+        if (r == -EACCES || r == -EPERM || r == -EROFS)
+                /* The default is the service's; someone trying the relay
+                 * by hand wants one of their own. */
+                return log_error_errno(r, "Failed to create state directory %s: %m. Run as root, or pick a "
+                                       "directory you may write with --state-directory DIR (for example "
+                                       "--state-directory ./state).", c->state_directory);
         if (r < 0)
                 return log_error_errno(r, "Failed to create state directory %s: %m", c->state_directory);
         if (lax)
-                log_warning("State directory %s is accessible by group or others; it should be 0700",
-                            c->state_directory);
+                log_warning("State directory %s is accessible by group or others; it should be 0700 "
+                            "(chmod 700 %s)", c->state_directory, c->state_directory);
         r = state_lock(c->state_directory, &m->lock_fd);
         if (r == -EBUSY)
                 return log_error_errno(r, "Another securechatd is using %s", c->state_directory);
@@ -428,8 +443,9 @@ int manager_start(Manager *m) {
 
         r = state_identity_load(c->state_directory, c->key_bits, &m->server_key, &created);
         if (r == -EPERM)
-                return log_error_errno(r, "Refusing %s/%s: readable or writable by group or others",
-                                       c->state_directory, STATE_IDENTITY_FILE);
+                return log_error_errno(r, "Refusing %s/%s: readable or writable by group or others. "
+                                       "Fix its mode with: chmod 600 %s/%s", c->state_directory,
+                                       STATE_IDENTITY_FILE, c->state_directory, STATE_IDENTITY_FILE);
         if (r < 0)
                 return log_error_errno(r, "Failed to load or create the identity key in %s: %m",
                                        c->state_directory);

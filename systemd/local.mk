@@ -6,9 +6,11 @@
 # (pkg-config systemd, --with-systemdsystemunitdir= and friends); "make
 # distcheck" keeps them inside its prefix (AM_DISTCHECK_CONFIGURE_FLAGS).
 #
-# Installing does not run anything: packages (or the administrator) run
-# "systemd-sysusers" (the securechat group must exist before
-# securechatd-control.socket starts) and "journalctl --update-catalog".
+# Installing does not run anything: packages (debian/) or the administrator
+# run "systemd-sysusers" (the securechat group must exist before
+# securechatd-control.socket starts), "journalctl --update-catalog",
+# "systemctl daemon-reload" and enable both sockets: README.md and
+# securechatd(8), "Install as a service".
 
 systemdsystemunit_DATA = \
 	systemd/securechatd.socket \

@@ -52,14 +52,12 @@ status_is() { # "FIELD..." "VALUE..."
 	[ "${got# }" = "$2" ]
 }
 
-skip() { # DESCRIPTION REASON
-	tap_result 0 "$1 # SKIP $2"
-}
 
 # ---- before the relay runs ----------------------------------------------------
 
 fails_with "status without a relay exits $EXIT_CONNECT" $EXIT_CONNECT admin status
-like "...and says the relay is not running" "relay not running \\(no control socket at $CONTROL\\)" \
+like "...and says the relay is not running, or how to point at it" \
+	"No control socket at $CONTROL: the relay is not running, or .*-o control=PATH.*--control PATH" \
 	"$(admin status 2>&1)"
 
 printf '[server]\nidle-timeout = 10m\n' >"$CONF"
@@ -244,6 +242,21 @@ reloads_seen() {
 ok "the monitor saw both reloads and both failed ones" wait_until reloads_seen
 bg_stop "$MON"
 is "scctl monitor exits 0 on SIGTERM" 0 $?
+
+# securechatd --reload, the unit's ExecReload=: the same call, and a
+# refused configuration makes it (and so "systemctl reload") fail.
+reload_daemon() { "$SECURECHATD" --reload -c "$CONF" -o control="$CONTROL"; }
+out=$(reload_daemon 2>&1)
+is "securechatd --reload with a good configuration" "0" "$?"
+like "...says so" "The relay reloaded its configuration" "$out"
+printf '[server]\nidle-timeout = 10m\nno-such-key = 1\n' >"$CONF"
+out=$(reload_daemon 2>&1)
+is "securechatd --reload with a bad configuration exits 1" 1 "$?"
+like "...with the relay's reason" "kept its old configuration: $CONF:3: .*no-such-key" "$out"
+printf '[server]\nidle-timeout = 10m\n' >"$CONF"
+out=$("$SECURECHATD" --reload -o control="$T/no-such-socket" 2>&1)
+is "securechatd --reload without a relay exits 1" 1 "$?"
+like "...and says where it looked" "not running \\(no control socket at $T/no-such-socket; -o control=PATH" "$out"
 ok "...and the relay forgets the subscriber" wait_until monitors_are 0
 
 # ---- bounds ---------------------------------------------------------------------

@@ -99,6 +99,12 @@ is "a message to a user the relay does not know: EXIT_REFUSED" $EXIT_REFUSED $?
 like "...naming no_such_user" "no_such_user" "$(cat "$T/nosuch.err")"
 sc alice send 'Bob!' "$(marker badname) to a bad name" >"$T/badname.out" 2>"$T/badname.err"
 is "a message to an invalid user name: EXIT_USAGE" $EXIT_USAGE $?
+like "...saying what a user name is, and where scctl(1) defines it" \
+	"\"Bob!\" is not a valid user name: a user name has 1 to 32 lower-case letters, digits, '\\.', '_' and '-', and starts with a letter or digit; see USER NAMES in scctl\\(1\\)" \
+	"$(cat "$T/badname.err")"
+sc alice send Bob "$(marker badname) to Bob" >"$T/badname.out" 2>"$T/badname.err"
+like "send Bob: ...and which name was probably meant" '"Bob" is not a valid user name \(did you mean "bob"\?\)' \
+	"$(cat "$T/badname.err")"
 
 # ---- connect, driven through a pipe ------------------------------------------
 

@@ -204,12 +204,23 @@ is "...which is not stored" 1 "$(db "SELECT count(*) FROM queue WHERE sender = '
 
 # ---- below the protocol -----------------------------------------------------------------
 
-# A client that expects the other transport fails to connect (after the
-# relay's handshake-timeout, when the relay is the one waiting).
+# A client that expects the other transport fails to connect, at once: a
+# TLS client cannot read the relay's plain hello; a --no-tls client, met
+# with silence, asks on a second connection with a ClientHello and sees a
+# TLS record come back.
 if [ "$SC_TLS" = yes ]; then other="--no-tls"; else other=""; fi
+t0=$(now_ms)
 "$SCCTL" --server "127.0.0.1:$SC_PORT" --user alice --home "$T/home-alice" --timeout 20 \
 	$other users >"$T/mismatch.out" 2>"$T/mismatch.err"
 is "a client with${other:+out} TLS against this relay: EXIT_CONNECT" "$EXIT_CONNECT" $?
+took=$(($(now_ms) - t0))
+ok "...within 5 s, not the 20 s of --timeout (${took} ms)" test "$took" -lt 5000
+if [ "$SC_TLS" = yes ]; then
+	like "...saying that the relay speaks TLS and what to do" \
+		"The relay at 127\\.0\\.0\\.1:$SC_PORT speaks TLS .*connect without --no-tls" "$(cat "$T/mismatch.err")"
+else
+	like "...saying what to do" "use --no-tls" "$(cat "$T/mismatch.err")"
+fi
 
 if [ "$SC_TLS" = no ]; then
 	ok "the relay warns that TLS is off" grep -q "TLS is off" "$SC_RELAY_LOG"

@@ -117,6 +117,11 @@ check() { # DESCRIPTION COMMAND...
 	return "$rc"
 }
 
+# A test that cannot run here, counted as skipped.
+skip() { # DESCRIPTION REASON
+	tap_result 0 "$1 # SKIP $2"
+}
+
 # Like "like", for a fixed string (fingerprints hold regex characters).
 contains() { # DESCRIPTION STRING TEXT
 	printf '%s' "$3" | grep -qF -- "$2"

@@ -21,7 +21,8 @@ INTEGRATION_TESTS = \
 	tests/integration/tamper-notls.sh \
 	tests/integration/frames-notls.sh \
 	tests/integration/limits-notls.sh \
-	tests/integration/admin.sh
+	tests/integration/admin.sh \
+	tests/integration/startup.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh

@@ -9,7 +9,9 @@ SYSTEM_TESTS = \
 	tests/system/catalog.sh \
 	tests/system/completion.sh \
 	tests/system/units.sh \
-	tests/system/admin.sh
+	tests/system/admin.sh \
+	tests/system/deb.sh \
+	tests/system/sdbox-check.sh
 
 TESTS += $(SYSTEM_TESTS)
-EXTRA_DIST += $(SYSTEM_TESTS) tests/system/lib.sh tests/system/sdbox
+EXTRA_DIST += $(SYSTEM_TESTS) tests/system/gate.sh tests/system/lib.sh tests/system/sdbox
