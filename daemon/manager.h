@@ -64,6 +64,8 @@ typedef struct Manager {
         bool stopping;                  /* shutting down: no presence updates */
         size_t n_active;                /* authenticated sessions */
         uint64_t n_queued;              /* messages in the queue */
+        uint64_t memory;                /* session_memory() of every session */
+        uint64_t activations;           /* sessions that became active, ever */
         uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
 
         sd_event_source *signal_sources[3];

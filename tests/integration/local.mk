@@ -18,7 +18,8 @@ INTEGRATION_TESTS = \
 	tests/integration/refusals-notls.sh \
 	tests/integration/tamper-notls.sh \
 	tests/integration/frames-notls.sh \
-	tests/integration/admin.sh
+	tests/integration/admin.sh \
+	tests/integration/memory.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh

@@ -1,0 +1,132 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# What peers can make the relay hold in memory (issue 8, cases 4 to 6):
+# a backlog of maximum-size messages reaches a normal login in pieces; an
+# online list larger than a session's memory budget is streamed to a new
+# receiving login; peers that never read are cut at max-session-memory
+# and the relay's peak RSS stays within the bound securechatd(8) states.
+
+SC_SCRIPT=memory
+. "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
+
+# The relay's resident memory, in KiB (VmRSS, or VmHWM for the peak).
+relay_rss() { # [FIELD]
+	sed -n "s/^${1:-VmRSS}:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$SC_RELAY_PID/status"
+}
+
+# ---- case 5: twelve and more messages of max-frame for one login -----------------
+
+check "relay starts with max-frame=1M, max-text=256K (the example of securechatd.conf(5))" \
+	relay_start -o max-frame=1M -o max-text=256K || done_testing
+ok "alice registers" sc_init alice
+ok "bob registers" sc_init bob
+
+N_BIG=14
+queued=0
+for i in $(seq 1 $N_BIG); do
+	text_of_size big$i 262144 "$T/big$i"
+	out=$(sc alice send bob - <"$T/big$i" 2>"$T/big.err") && [ "$out" = queued ] && queued=$((queued + 1))
+done
+is "$N_BIG messages of max-text (256K) are queued for bob" $N_BIG $queued
+
+sc bob --json inbox >"$T/inbox.json" 2>"$T/inbox.err"
+is "bob's inbox exits 0 (the relay does not cut the login)" 0 $? || diag "$(cat "$T/inbox.err")"
+is "...with all $N_BIG messages" $N_BIG "$(json_count "$T/inbox.json" message)"
+same=0
+for i in $(seq 1 $N_BIG); do
+	json_text "$T/inbox.json" $i "$T/got" && cmp -s "$T/big$i" "$T/got" && same=$((same + 1))
+done
+is "...each exactly as sent, in order" $N_BIG $same
+is "...then synced, counting $N_BIG" $N_BIG "$("$SC_JSON" -n 1 synced messages <"$T/inbox.json")"
+out=$(sc bob inbox 2>&1)
+is "they were acked: a second inbox finds none" "No queued messages." "$out"
+
+# The same through listen: a receiving session that stays.
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13; do
+	sc alice send bob - <"$T/big$i" >/dev/null 2>>"$T/big.err"
+done
+check "bob listens" listen_start bob "$T/listen.json"
+ok "listen prints the 13 messages queued meanwhile" wait_json "$T/listen.json" 13 message
+bg_stop "$SC_BG"
+unlike "no session was cut for its memory" "max-session-memory|max-memory" "$(cat "$SC_RELAY_LOG")"
+check "the relay exits 0 on SIGTERM" relay_stop
+
+# ---- case 6: an online list larger than the memory budget -------------------------
+
+# With max-frame=4K, max-text=1K and the least max-session-memory, a
+# session's budget is its floor, 3 x 4K + 256K = 268K; 400 users online
+# make a list of some 360K (each key package is about 900 bytes). The
+# same mechanism as ~1,700 users of 4096-bit keys with the defaults: the
+# list is larger than what one session may hold.
+check "relay starts with max-frame=4K, max-text=1K, max-session-memory=64K" \
+	relay_start -o max-frame=4K -o max-text=1K -o max-session-memory=64K || done_testing
+rss0=$(relay_rss)
+check "400 receiving users come online (a raw client that reads)" \
+	bg_start "$T/crowd.out" "$T/crowd.err" "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" \
+	127.0.0.1 "$SC_PORT" -e "key $T/crowd.key 2048" -e 'crowd 400 u read'
+crowd=$SC_BG
+wait_until -t 120 grep -q "crowd of 400 up" "$T/crowd.out"
+ok "...all 400 logged in" grep -q "crowd of 400 up" "$T/crowd.out" || diag "$(tail -n 3 "$T/crowd.err")"
+diag "relay RSS: ${rss0} KiB before, $(relay_rss) KiB with 400 sessions that read (peak $(relay_rss VmHWM) KiB)"
+check "bob logs in to listen" listen_start bob "$T/listen6.json"
+ok "bob's listen shows all 400 online (the list came in pieces)" \
+	wait_json "$T/listen6.json" 400 presence
+ok "...and is still running" eval '! sc_exited $SC_BG'
+unlike "no session was cut for its memory" "max-session-memory|max-memory" "$(cat "$SC_RELAY_LOG")"
+is "alice can still send to bob" "delivered" "$(sc alice send bob "$(marker hello6)" 2>&1)"
+ok "...and bob gets it" wait_json "$T/listen6.json" 1 message
+bg_stop "$SC_BG"
+bg_stop "$crowd"
+check "the relay exits 0 on SIGTERM" relay_stop
+
+# ---- case 4: peers that never read ---------------------------------------------------
+
+# N receiving sessions read nothing after their welcome: each first sends
+# as many lookups as its socket takes (the relay answers only until
+# SESSION_READ_PAUSE bytes wait, then keeps the rest of one read), then
+# hears every login and logout of a user who comes and goes CHURN times.
+# Once the kernel's socket buffers are full, what they are sent stays in
+# the relay: each is cut when it holds its budget, here the floor of
+# max-frame=4K, 3 x 4K + 256K = 268K. The relay's peak RSS grows by at
+# most N x (budget + the per-session constant of securechatd(8)).
+N_IDLE=${SC_N_IDLE:-60}
+CHURN=${SC_CHURN:-1500}
+BUDGET_K=268
+CONST_K=160
+check "relay starts with max-frame=4K, max-text=1K, max-session-memory=64K" \
+	relay_start -o max-frame=4K -o max-text=1K -o max-session-memory=64K || done_testing
+check "bob listens" listen_start bob "$T/listen4.json"
+rss0=$(relay_rss)
+check "$N_IDLE receiving sessions that never read come online" \
+	bg_start "$T/idle.out" "$T/idle.err" "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" \
+	127.0.0.1 "$SC_PORT" -e "key $T/crowd.key 2048" -e 'rcvbuf 4096' -e "crowd $N_IDLE i idle 5000"
+idle=$SC_BG
+wait_until -t 120 grep -q "crowd of $N_IDLE up" "$T/idle.out"
+ok "...all $N_IDLE logged in" grep -q "crowd of $N_IDLE up" "$T/idle.out" || diag "$(tail -n 3 "$T/idle.err")"
+{
+	echo "key $T/churn.key 2048"
+	for i in $(seq 1 "$CHURN"); do
+		printf 'connect\nauth churn\nwait welcome\nclose\n'
+	done
+} >"$T/churn.script"
+"$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 "$SC_PORT" <"$T/churn.script" >/dev/null 2>"$T/churn.err"
+is "a user logs in and out $CHURN times meanwhile" 0 $? || diag "$(cat "$T/churn.err")"
+cut=$(relay_count "max-session-memory exceeded")
+ok "the sessions that do not read were cut at max-session-memory ($cut of $N_IDLE)" \
+	[ "$cut" -ge "$N_IDLE" ]
+ok "...counted as limit-hit max-session-memory" \
+	relay_logged "LIMIT_HIT|limit-hit|held for it \(max-session-memory\)"
+hwm=$(relay_rss VmHWM)
+bound=$((N_IDLE * (BUDGET_K + CONST_K)))
+diag "relay RSS: ${rss0} KiB before, peak ${hwm} KiB, $(relay_rss) KiB now; growth $((hwm - rss0)) KiB for $N_IDLE peers, bound $bound KiB"
+ok "the relay's peak RSS grew by at most $N_IDLE x (${BUDGET_K}K + ${CONST_K}K)" \
+	[ $((hwm - rss0)) -le "$bound" ]
+is "alice can still send to bob" "delivered" "$(sc alice send bob "$(marker hello4)" 2>&1)"
+ok "...and bob's listen, which reads, gets it" wait_json "$T/listen4.json" 1 message
+ok "...and was not cut" eval '! sc_exited $SC_BG'
+bg_stop "$idle"
+bg_stop "$SC_BG"
+check_privacy "$T/listen4.json" "$T/listen6.json" "$T/inbox.json"
+check "the relay exits 0 on SIGTERM" relay_stop
+done_testing
