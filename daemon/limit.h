@@ -19,6 +19,8 @@
         X(LIMIT_QUEUE_LIMIT, "queue-limit", "queue-limit")                     \
         X(LIMIT_MAX_SESSION_MEMORY, "max-session-memory", "max-session-memory") \
         X(LIMIT_MAX_MEMORY, "max-memory", "max-memory")                        \
+        X(LIMIT_QUEUE_MAX_BYTES, "queue-max-bytes", "queue-max-bytes")         \
+        X(LIMIT_MIN_FREE_DISK, "min-free-disk", "min-free-disk")               \
         X(LIMIT_CONTROL_CONNECTIONS, "control-connections", NULL)              \
         X(LIMIT_CONTROL_CONNECTIONS_PER_UID, "control-connections-per-uid", NULL)
 

@@ -295,6 +295,7 @@ static uint64_t expire_interval(const Manager *m) {
 }
 
 static void on_expired(void *userdata, const StoreMessage *msg) {
+        Manager *m = userdata;
         LogFields f = {
                 .user = msg->sender,
                 .recipient = msg->recipient,
@@ -303,8 +304,70 @@ static void on_expired(void *userdata, const StoreMessage *msg) {
                 .has_seq = true, .seq = msg->seq,
         };
 
+        m->queue_bytes -= MIN(m->queue_bytes, msg->size);
         log_event(EVENT_MESSAGE_EXPIRED, &f, "Message %s from %s to %s expired undelivered", msg->msg_id,
                   msg->sender, msg->recipient);
+}
+
+/* Set aside STATE_RESERVE_FILE again once there is room for it above
+ * min-free-disk. Until then the store counts as full for new messages:
+ * the room it has is for deleting. */
+static void manager_restore_reserve(Manager *m) {
+        const char *dir = m->config->state_directory;
+        uint64_t avail = 0;
+        int r;
+
+        if (m->reserve)
+                return;
+        if (state_free_bytes(dir, &avail) < 0 || avail < m->config->min_free_disk + STATE_RESERVE_SIZE)
+                return;
+        r = state_reserve_create(dir);
+        if (r < 0) {
+                log_debug_errno(r, "Cannot set aside %s/%s yet: %m", dir, STATE_RESERVE_FILE);
+                return;
+        }
+        m->reserve = true;
+        log_notice("The file system of %s has room again: reserve set aside, new messages accepted", dir);
+}
+
+int manager_store_full(Manager *m) {
+        const char *dir = m->config->state_directory;
+        int r;
+
+        if (!m->reserve)
+                return 0;
+        m->reserve = false;
+        r = state_reserve_release(dir);
+        if (r < 0) {
+                log_error_errno(r, "Failed to release %s/%s: %m", dir, STATE_RESERVE_FILE);
+                return 0;
+        }
+        log_warning("The file system of %s is full: released the reserve so that the queue can "
+                    "delete; new messages are refused until there is room again", dir);
+        return r > 0;
+}
+
+int manager_disk_check(Manager *m, uint64_t size) {
+        uint64_t avail = 0;
+
+        manager_restore_reserve(m);
+        /* statvfs() is one system call: cheaper than any cache of it. */
+        if (!m->reserve || state_free_bytes(m->config->state_directory, &avail) < 0 ||
+            avail < m->config->min_free_disk + size)
+                return -ENOSPC;
+        return 0;
+}
+
+int manager_storage_check(Manager *m, uint64_t size, Limit *ret_limit) {
+        if (m->queue_bytes + size > m->config->queue_max_bytes) {
+                *ret_limit = LIMIT_QUEUE_MAX_BYTES;
+                return -ENOSPC;
+        }
+        if (manager_disk_check(m, size) < 0) {
+                *ret_limit = LIMIT_MIN_FREE_DISK;
+                return -ENOSPC;
+        }
+        return 0;
 }
 
 static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -313,6 +376,8 @@ static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         int r;
 
         r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
+        if (r == -ENOSPC && manager_store_full(m) > 0)
+                r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
         if (r < 0)
                 log_error_errno(r, "Failed to expire queued messages: %s", store_error(m->store));
         else {
@@ -320,6 +385,7 @@ static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 if (r == EXPIRE_BATCH)
                         next = usec;   /* more are waiting: again right away */
         }
+        manager_restore_reserve(m);
         (void) sd_event_source_set_time(es, next);
         (void) sd_event_source_set_enabled(es, SD_EVENT_ON);
         return 0;
@@ -392,8 +458,15 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to open database %s: %m", db);
         r = store_queue_total(m->store, &m->n_queued);
+        if (r >= 0)
+                r = store_queue_bytes(m->store, &m->queue_bytes);
         if (r < 0)
                 return log_error_errno(r, "Failed to read database %s: %s", db, store_error(m->store));
+        r = state_reserve_create(c->state_directory);
+        if (r < 0)
+                log_warning_errno(r, "Failed to set aside %s/%s (new messages are refused until "
+                                  "there is room): %m", c->state_directory, STATE_RESERVE_FILE);
+        m->reserve = r >= 0;
 
         for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++) {
                 r = sd_event_add_signal(m->event, &m->signal_sources[i], handled_signals[i],
@@ -483,7 +556,7 @@ int manager_reload(Manager *m, char **ret_error) {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_(freep) char *error = NULL;
         Config *old = m->config;
-        uint64_t now = 0;
+        uint64_t now = 0, next = 0;
         int r;
 
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
@@ -518,6 +591,10 @@ int manager_reload(Manager *m, char **ret_error) {
         m->config = TAKE_PTR(c);
         config_free(old);
         log_set_max_level(m->config->log_level);
+        /* A shorter queue-ttl expires more often from now on, not after
+         * the interval of the old one. */
+        if (sd_event_source_get_time(m->expire_timer, &next) >= 0 && next > now + expire_interval(m))
+                (void) sd_event_source_set_time(m->expire_timer, now + expire_interval(m));
         log_event(EVENT_RELOAD, NULL, "Configuration reloaded");
         (void) sd_notify(false, "READY=1");
         free(m->status);

@@ -64,6 +64,8 @@ typedef struct Manager {
         bool stopping;                  /* shutting down: no presence updates */
         size_t n_active;                /* authenticated sessions */
         uint64_t n_queued;              /* messages in the queue */
+        uint64_t queue_bytes;           /* ...their envelopes' bytes */
+        bool reserve;                   /* STATE_RESERVE_FILE is in place */
         uint64_t memory;                /* session_memory() of every session */
         uint64_t activations;           /* sessions that became active, ever */
         uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
@@ -153,6 +155,17 @@ void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata);
 void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...)
         _printf_(4, 5);
 
+
+/* May a new envelope of size bytes be stored? 0 if so; else the limit
+ * that refuses it (queue-max-bytes, or min-free-disk: also while the
+ * reserve is released), with *ret_limit set. */
+int manager_storage_check(Manager *m, uint64_t size, Limit *ret_limit);
+/* The min-free-disk part of it alone (for registrations): 0 or -ENOSPC. */
+int manager_disk_check(Manager *m, uint64_t size);
+
+/* A delete failed with -ENOSPC: release the reserve so that the retry
+ * has room. 1 when it was released (retry once), 0 when it was gone. */
+int manager_store_full(Manager *m);
 
 Session *manager_find_receiver(Manager *m, const char *user);
 void manager_link_session(Manager *m, Session *s);

@@ -263,9 +263,20 @@ static void handle_auth(Session *s, const Frame *f) {
         }
 
         if (!registered) {
-                r = key_package_sign(m->server_key, user, f->auth.key, f->auth.key_len, now_unix(), &kp);
+                /* A full disk is for deleting; the users registered
+                 * already can still log in. */
+                r = manager_disk_check(m, f->auth.key_len + 4096);
+                if (r >= 0)
+                        r = key_package_sign(m->server_key, user, f->auth.key, f->auth.key_len,
+                                             now_unix(), &kp);
                 if (r >= 0)
                         r = store_user_add(m->store, kp);
+                if (r == -ENOSPC) {
+                        limit_hit(s, LIMIT_MIN_FREE_DISK, "no room to register a user");
+                        session_close(s, ERR_STORAGE_FULL, "the relay is out of disk space",
+                                      "storage_full: min-free-disk");
+                        return;
+                }
                 if (r < 0) {
                         log_error_errno(r, "Failed to register user %s: %s", user,
                                         r == -ENOMEM ? "out of memory" : store_error(m->store));
@@ -438,6 +449,19 @@ static void handle_lookup(Session *s, const Frame *f) {
         (void) session_send(s, frame_new_key(f->lookup.id, kp));
 }
 
+static void storage_full(Session *s, const uint64_t *id, Limit limit, LogFields *lf,
+                         const char *msg_id) {
+        Manager *m = s->manager;
+
+        manager_limit_hit(m, limit, lf, "Message %s from %s refused: %s", msg_id, s->user,
+                          limit == LIMIT_QUEUE_MAX_BYTES
+                                  ? "the queue holds queue-max-bytes"
+                                  : "the state directory's file system is under min-free-disk");
+        reply_error(s, id, ERR_STORAGE_FULL,
+                    limit == LIMIT_QUEUE_MAX_BYTES ? "the relay's queue is full"
+                                                   : "the relay is out of disk space");
+}
+
 static void handle_send(Session *s, const Frame *f) {
         Manager *m = s->manager;
         const Envelope *e = f->send.envelope;
@@ -447,6 +471,7 @@ static void handle_send(Session *s, const Frame *f) {
         Session *recipient;
         const char *text;
         uint64_t count, now;
+        Limit limit;
         LogFields lf;
         char detail[128];
         int r;
@@ -494,6 +519,10 @@ static void handle_send(Session *s, const Frame *f) {
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
         if (!text)
                 goto internal;
+        if (manager_storage_check(m, strlen(text), &limit) < 0) {
+                storage_full(s, id, limit, &lf, msg_id);
+                return;
+        }
         now = now_unix();
         snprintf(msg.recipient, sizeof(msg.recipient), "%s", e->to);
         snprintf(msg.sender, sizeof(msg.sender), "%s", s->user);
@@ -510,12 +539,19 @@ static void handle_send(Session *s, const Frame *f) {
                 (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
                 return;
         }
+        if (r == -ENOSPC) {
+                /* The file system filled up under min-free-disk (something
+                 * else wrote to it); the reserve is for deleting. */
+                storage_full(s, id, LIMIT_MIN_FREE_DISK, &lf, msg_id);
+                return;
+        }
         if (r < 0) {
                 log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(m->store));
                 reply_error(s, id, ERR_INTERNAL, "could not store the message");
                 return;
         }
         m->n_queued++;
+        m->queue_bytes += msg.size;
 
         lf.has_size = true;
         lf.size = msg.size;
@@ -550,6 +586,8 @@ static void handle_ack(Session *s, const Frame *f) {
                 return;
         }
         r = store_queue_take(m->store, s->user, seq, &msg);
+        if (r == -ENOSPC && manager_store_full(m) > 0)
+                r = store_queue_take(m->store, s->user, seq, &msg);
         if (r == -ENOENT) {
                 /* Expired between deliver and ack (or acked twice): the
                  * outcome the client wanted. An error here would have no
@@ -564,6 +602,7 @@ static void handle_ack(Session *s, const Frame *f) {
         }
         if (m->n_queued > 0)
                 m->n_queued--;
+        m->queue_bytes -= MIN(m->queue_bytes, msg.size);
 
         message_fields(&msg, &lf);
         lf.session = s->id;

@@ -66,6 +66,9 @@ int store_user_foreach(Store *s, store_user_fn fn, void *userdata);
 int store_queue_add(Store *s, StoreMessage *m);
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
 int store_queue_total(Store *s, uint64_t *ret);
+/* Bytes of envelope JSON in the whole queue (a scan: for the start; the
+ * daemon keeps the sum up to date itself). */
+int store_queue_bytes(Store *s, uint64_t *ret);
 /* Highest seq queued for recipient, 0 if none. */
 int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret);
 /* Up to max messages for recipient with seq > after, in order, with their

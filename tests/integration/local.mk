@@ -19,7 +19,8 @@ INTEGRATION_TESTS = \
 	tests/integration/tamper-notls.sh \
 	tests/integration/frames-notls.sh \
 	tests/integration/admin.sh \
-	tests/integration/memory.sh
+	tests/integration/memory.sh \
+	tests/integration/disk.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh
