@@ -410,7 +410,7 @@ int manager_start(Manager *m) {
         const Config *c = m->config;
         _cleanup_(freep) char *db = NULL;
         bool lax = false, created = false;
-        uint64_t now;
+        uint64_t now, largest = 0;
         int r;
 
         r = state_directory_prepare(c->state_directory, &lax);
@@ -462,6 +462,11 @@ int manager_start(Manager *m) {
                 r = store_queue_bytes(m->store, &m->queue_bytes);
         if (r < 0)
                 return log_error_errno(r, "Failed to read database %s: %s", db, store_error(m->store));
+        r = store_queue_max_size(m->store, &largest);
+        if (r >= 0 && largest + RELAY_DELIVER_OVERHEAD > c->max_frame)
+                log_warning("The queue holds a message of %" PRIu64 " bytes, larger than max-frame "
+                            "allows: it cannot be delivered until max-frame is raised again, and "
+                            "expires after queue-ttl", largest);
         r = state_reserve_create(c->state_directory);
         if (r < 0)
                 log_warning_errno(r, "Failed to set aside %s/%s (new messages are refused until "
@@ -552,6 +557,43 @@ static void keep_string(char **new, char **old, const char *key) {
         *old = NULL;
 }
 
+/* Queued envelopes were accepted under the limits in force, and clients
+ * refuse a frame over the max_frame and a text over the max_text their
+ * welcome announced. A reload that lowers either below what a queued
+ * envelope may need would strand it until it expires: refuse it. The
+ * largest envelope decides: its deliver frame must fit max-frame, and its
+ * ciphertext, which takes at least 3/4 of its size in base64, could hold
+ * a text over max-text (the relay cannot tell more precisely). */
+static int reload_check_queue(Manager *m, const Config *c, char **ret_error) {
+        const Config *old = m->config;
+        uint64_t largest = 0, value, keep;
+        const char *key;
+        char a[32], b[32];
+        int r;
+
+        if (c->max_frame >= old->max_frame && c->max_text >= old->max_text)
+                return 0;
+        r = store_queue_max_size(m->store, &largest);
+        if (r < 0) {
+                if (asprintf(ret_error, "cannot read the queue: %s", store_error(m->store)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        if (largest > 0 && c->max_frame < old->max_frame &&
+            largest + RELAY_DELIVER_OVERHEAD > c->max_frame)
+                key = "max-frame", value = c->max_frame, keep = old->max_frame;
+        else if (largest > 0 && c->max_text < old->max_text && largest / 4 * 3 > c->max_text)
+                key = "max-text", value = c->max_text, keep = old->max_text;
+        else
+                return 0;
+        if (asprintf(ret_error, "%s = %s may be too small for a queued message (of %" PRIu64
+                     " bytes); keep %s at %s or more until it is delivered or expires (queue-ttl)",
+                     key, config_format_size(value, a, sizeof(a)), largest, key,
+                     config_format_size(keep, b, sizeof(b))) < 0)
+                *ret_error = NULL;
+        return -EBUSY;
+}
+
 int manager_reload(Manager *m, char **ret_error) {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_(freep) char *error = NULL;
@@ -563,6 +605,8 @@ int manager_reload(Manager *m, char **ret_error) {
         (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Reloading configuration", now);
 
         r = config_load(m->sources, &c, &error);
+        if (r >= 0)
+                r = reload_check_queue(m, c, &error);
         if (r < 0) {
                 log_event(EVENT_RELOAD_FAILED, &(LogFields) { .reason = error ?: "out of memory" },
                           "Reloading the configuration failed, keeping the old one: %s",

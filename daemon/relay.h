@@ -30,5 +30,9 @@ void relay_pump(Session *s);
  * as its output drains below SESSION_PUMP_WATER? */
 bool relay_has_more(const Session *s);
 
+/* A deliver frame is at most this much larger than its envelope's JSON:
+ * {"type":"deliver","seq":N,"envelope":...}. */
+#define RELAY_DELIVER_OVERHEAD 64
+
 /* A new envelope was queued for s's user. */
 void relay_message_queued(Session *s);

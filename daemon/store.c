@@ -22,6 +22,7 @@ typedef enum StatementId {
         STMT_QUEUE_COUNT,
         STMT_QUEUE_TOTAL,
         STMT_QUEUE_BYTES,
+        STMT_QUEUE_MAX_SIZE,
         STMT_QUEUE_LAST,
         STMT_QUEUE_LIST,
         STMT_QUEUE_GET,
@@ -47,6 +48,7 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_QUEUE_COUNT] = "SELECT count(*) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_TOTAL] = "SELECT count(*) FROM queue",
         [STMT_QUEUE_BYTES] = "SELECT coalesce(sum(size), 0) FROM queue",
+        [STMT_QUEUE_MAX_SIZE] = "SELECT coalesce(max(size), 0) FROM queue",
         [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_LIST] = "SELECT seq, recipient, sender, msg_id, size, received, expires, envelope "
                             "FROM queue WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -447,6 +449,10 @@ int store_queue_total(Store *s, uint64_t *ret) {
 
 int store_queue_bytes(Store *s, uint64_t *ret) {
         return step_u64(stmt(s, STMT_QUEUE_BYTES), ret);
+}
+
+int store_queue_max_size(Store *s, uint64_t *ret) {
+        return step_u64(stmt(s, STMT_QUEUE_MAX_SIZE), ret);
 }
 
 int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret) {

@@ -69,6 +69,8 @@ int store_queue_total(Store *s, uint64_t *ret);
 /* Bytes of envelope JSON in the whole queue (a scan: for the start; the
  * daemon keeps the sum up to date itself). */
 int store_queue_bytes(Store *s, uint64_t *ret);
+/* The largest envelope queued, in bytes (0 if none; a scan too). */
+int store_queue_max_size(Store *s, uint64_t *ret);
 /* Highest seq queued for recipient, 0 if none. */
 int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret);
 /* Up to max messages for recipient with seq > after, in order, with their

@@ -6,6 +6,7 @@
 # online list larger than a session's memory budget is streamed to a new
 # receiving login; peers that never read are cut at max-session-memory
 # and the relay's peak RSS stays within the bound securechatd(8) states.
+# Case 7 too: a reload that would strand the big messages is refused.
 
 SC_SCRIPT=memory
 . "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
@@ -17,8 +18,9 @@ relay_rss() { # [FIELD]
 
 # ---- case 5: twelve and more messages of max-frame for one login -----------------
 
+printf '[server]\nmax-frame = 1M\nmax-text = 256K\n' >"$T/big.conf"
 check "relay starts with max-frame=1M, max-text=256K (the example of securechatd.conf(5))" \
-	relay_start -o max-frame=1M -o max-text=256K || done_testing
+	relay_start -c "$T/big.conf" || done_testing
 ok "alice registers" sc_init alice
 ok "bob registers" sc_init bob
 
@@ -29,6 +31,22 @@ for i in $(seq 1 $N_BIG); do
 	out=$(sc alice send bob - <"$T/big$i" 2>"$T/big.err") && [ "$out" = queued ] && queued=$((queued + 1))
 done
 is "$N_BIG messages of max-text (256K) are queued for bob" $N_BIG $queued
+
+# ---- case 7: a reload must not strand them -----------------------------------------
+
+export SECURECHAT_CONTROL=$T/control
+printf '[server]\nmax-frame = 64K\nmax-text = 16K\n' >"$T/big.conf"
+out=$("$SCCTL" --timeout "$SC_WAIT" reload 2>&1)
+is "a reload to max-frame=64K while they wait is refused: status $EXIT_REFUSED" "$EXIT_REFUSED" $?
+like "...saying why" "max-frame = 64K may be too small for a queued message.*keep max-frame at 1M" "$out"
+ok "...logged as reload-failed" relay_logged "event=reload-failed"
+printf '[server]\nmax-frame = 1M\nmax-text = 16K\n' >"$T/big.conf"
+out=$("$SCCTL" --timeout "$SC_WAIT" reload 2>&1)
+is "so is one to max-text=16K" "$EXIT_REFUSED" $?
+like "...saying why" "max-text = 16K may be too small for a queued message.*keep max-text at 256K" "$out"
+printf '[server]\nmax-frame = 1M\nmax-text = 256K\nidle-timeout = 10m\n' >"$T/big.conf"
+is "a reload that keeps them is accepted" "The relay reloaded its configuration." \
+	"$("$SCCTL" --timeout "$SC_WAIT" reload 2>&1)"
 
 sc bob --json inbox >"$T/inbox.json" 2>"$T/inbox.err"
 is "bob's inbox exits 0 (the relay does not cut the login)" 0 $? || diag "$(cat "$T/inbox.err")"
@@ -41,6 +59,12 @@ is "...each exactly as sent, in order" $N_BIG $same
 is "...then synced, counting $N_BIG" $N_BIG "$("$SC_JSON" -n 1 synced messages <"$T/inbox.json")"
 out=$(sc bob inbox 2>&1)
 is "they were acked: a second inbox finds none" "No queued messages." "$out"
+printf '[server]\nmax-frame = 64K\nmax-text = 16K\n' >"$T/big.conf"
+is "with the queue empty, the lower limits reload" "The relay reloaded its configuration." \
+	"$("$SCCTL" --timeout "$SC_WAIT" reload 2>&1)"
+printf '[server]\nmax-frame = 1M\nmax-text = 256K\n' >"$T/big.conf"
+is "...and the higher ones again" "The relay reloaded its configuration." \
+	"$("$SCCTL" --timeout "$SC_WAIT" reload 2>&1)"
 
 # The same through listen: a receiving session that stays.
 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13; do
