@@ -775,13 +775,35 @@ void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const c
         LogFields f = fields ? *fields : (LogFields) {};
         char message[512];
         int saved_errno = errno;
+        uint64_t now = 0;
+        size_t n;
         va_list ap;
 
-        if ((size_t) limit < ELEMENTSOF(m->limit_hits))
-                m->limit_hits[limit]++;
+        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
+                return;
+        m->limit_hits[limit]++;
+
+        /* A flood of refusals is counted in full, but leaves a bounded
+         * trace in the journal. */
+        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        if (now - m->limit_log_usec[limit] >= USEC_PER_SEC) {
+                m->limit_log_usec[limit] = now;
+                m->limit_logged[limit] = 0;
+        }
+        if (m->limit_logged[limit] >= MANAGER_LIMIT_LOG_BURST) {
+                m->limit_unlogged[limit]++;
+                return;
+        }
+        m->limit_logged[limit]++;
+
         va_start(ap, format);
         vsnprintf(message, sizeof(message), format, ap);
         va_end(ap);
+        n = strlen(message);
+        if (m->limit_unlogged[limit] > 0 && n < sizeof(message))
+                snprintf(message + n, sizeof(message) - n, " (and %" PRIu64 " more not logged)",
+                         m->limit_unlogged[limit]);
+        m->limit_unlogged[limit] = 0;
         f.reason = limit_name(limit);
         errno = saved_errno;
         log_event(EVENT_LIMIT_HIT, &f, "%s", message);

@@ -69,6 +69,9 @@ typedef struct Manager {
         uint64_t memory;                /* session_memory() of every session */
         uint64_t activations;           /* sessions that became active, ever */
         uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
+        uint64_t limit_log_usec[_LIMIT_MAX];    /* when the current second of lines began */
+        unsigned limit_logged[_LIMIT_MAX];      /* lines logged in it */
+        uint64_t limit_unlogged[_LIMIT_MAX];    /* hits not logged since the last line */
 
         sd_event_source *signal_sources[3];
         sd_event_source *expire_timer;
@@ -151,7 +154,9 @@ void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata);
 
 /* A limit refused something: count it and log a limit-hit audit event with
  * SC_REASON= the limit's name (fields may be NULL; its reason is
- * overwritten). */
+ * overwritten). At most MANAGER_LIMIT_LOG_BURST lines per limit and
+ * second are logged; the next line says how many were not. */
+#define MANAGER_LIMIT_LOG_BURST 10
 void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...)
         _printf_(4, 5);
 

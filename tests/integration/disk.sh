@@ -30,6 +30,24 @@ is "sends beyond queue-max-bytes are refused with status $EXIT_REFUSED" "$EXIT_R
 like "...saying storage_full: the relay's queue is full" "storage_full.*queue is full" "$(cat "$T/q.err")"
 ok "...after at least 2 were accepted ($accepted)" [ "$accepted" -ge 2 ]
 ok "...counted as limit-hit queue-max-bytes" relay_logged "reason=queue-max-bytes"
+
+# A flood of refused sends in one session: every one counted, a bounded
+# number logged (at most 10 lines per limit and second).
+"$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 "$SC_PORT" -e "key $T/flood.key 2048" \
+	-e connect -e "auth flood send" -e "wait welcome" -e "repeat 60 send bob $(head -c 12000 /dev/zero | tr '\0' x)" \
+	-e "repeat 60 wait error storage_full" -e bye >/dev/null 2>"$T/flood.err"
+is "60 sends in one session are refused with storage_full" 0 $? || diag "$(cat "$T/flood.err")"
+hits=$(SECURECHAT_CONTROL=$T/control "$SCCTL" --timeout "$SC_WAIT" --json status |
+	grep -o '"name":"queue-max-bytes","hits":[0-9]*' | grep -o '[0-9]*$')
+ok "...all counted in scctl status ($hits hits)" [ "${hits:-0}" -ge 61 ]
+lines=$(relay_count "reason=queue-max-bytes")
+ok "...but at most a few logged ($lines lines)" [ "$lines" -le 21 ]
+# The next second's first line says how many were left out.
+t1=$(now_ms)
+wait_until eval '[ "$(now_ms)" -gt $((t1 + 1100)) ]'
+sc alice send bob - <"$T/q" >/dev/null 2>&1
+like "...the next line says how many were not" "queue-max-bytes.*and [0-9]+ more not logged" \
+	"$(grep "reason=queue-max-bytes" "$SC_RELAY_LOG" | tail -n 1)"
 sc bob --json inbox >"$T/q.json" 2>&1
 is "bob's inbox gets the $accepted accepted" "$accepted" "$(json_count "$T/q.json" message)"
 is "then alice can send again (the acks gave the bytes back)" queued "$(sc alice send bob - <"$T/q" 2>&1)"
