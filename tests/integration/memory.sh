@@ -16,6 +16,17 @@ relay_rss() { # [FIELD]
 	sed -n "s/^${1:-VmRSS}:[[:space:]]*\([0-9]*\) kB/\1/p" "/proc/$SC_RELAY_PID/status"
 }
 
+# Start sc-raw's "crowd N PREFIX MODE [LOOKUPS]" (all with one key; idle
+# ones with a small receive buffer) writing to OUT, and wait until it has
+# logged in what it could. Pid in SC_BG.
+crowd_start() { # OUT CROWD-ARGUMENTS...
+	local out=$1
+	shift
+	bg_start "$out" "$out.err" "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 "$SC_PORT" \
+		-e "key $T/crowd.key 2048" -e 'rcvbuf 4096' -e "crowd $*"
+	wait_until -t 120 grep -q "crowd of" "$out" || diag "$(tail -n 3 "$out.err")"
+}
+
 # ---- case 5: twelve and more messages of max-frame for one login -----------------
 
 printf '[server]\nmax-frame = 1M\nmax-text = 256K\n' >"$T/big.conf"
@@ -86,12 +97,9 @@ check "the relay exits 0 on SIGTERM" relay_stop
 check "relay starts with max-frame=4K, max-text=1K, max-session-memory=64K" \
 	relay_start -o max-frame=4K -o max-text=1K -o max-session-memory=64K || done_testing
 rss0=$(relay_rss)
-check "400 receiving users come online (a raw client that reads)" \
-	bg_start "$T/crowd.out" "$T/crowd.err" "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" \
-	127.0.0.1 "$SC_PORT" -e "key $T/crowd.key 2048" -e 'crowd 400 u read'
+crowd_start "$T/crowd.out" 400 u read
 crowd=$SC_BG
-wait_until -t 120 grep -q "crowd of 400 up" "$T/crowd.out"
-ok "...all 400 logged in" grep -q "crowd of 400 up" "$T/crowd.out" || diag "$(tail -n 3 "$T/crowd.err")"
+ok "400 receiving users come online (a raw client that reads)" grep -q "crowd of 400 up" "$T/crowd.out"
 diag "relay RSS: ${rss0} KiB before, $(relay_rss) KiB with 400 sessions that read (peak $(relay_rss VmHWM) KiB)"
 check "bob logs in to listen" listen_start bob "$T/listen6.json"
 ok "bob's listen shows all 400 online (the list came in pieces)" \
@@ -122,12 +130,9 @@ check "relay starts with max-frame=4K, max-text=1K, max-session-memory=64K" \
 	relay_start -o max-frame=4K -o max-text=1K -o max-session-memory=64K || done_testing
 check "bob listens" listen_start bob "$T/listen4.json"
 rss0=$(relay_rss)
-check "$N_IDLE receiving sessions that never read come online" \
-	bg_start "$T/idle.out" "$T/idle.err" "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" \
-	127.0.0.1 "$SC_PORT" -e "key $T/crowd.key 2048" -e 'rcvbuf 4096' -e "crowd $N_IDLE i idle 5000"
+crowd_start "$T/idle.out" "$N_IDLE" i idle 5000
 idle=$SC_BG
-wait_until -t 120 grep -q "crowd of $N_IDLE up" "$T/idle.out"
-ok "...all $N_IDLE logged in" grep -q "crowd of $N_IDLE up" "$T/idle.out" || diag "$(tail -n 3 "$T/idle.err")"
+ok "$N_IDLE receiving sessions that never read come online" grep -q "crowd of $N_IDLE up" "$T/idle.out"
 {
 	echo "key $T/churn.key 2048"
 	for i in $(seq 1 "$CHURN"); do
@@ -140,7 +145,7 @@ cut=$(relay_count "max-session-memory exceeded")
 ok "the sessions that do not read were cut at max-session-memory ($cut of $N_IDLE)" \
 	[ "$cut" -ge "$N_IDLE" ]
 ok "...counted as limit-hit max-session-memory" \
-	relay_logged "LIMIT_HIT|limit-hit|held for it \(max-session-memory\)"
+	relay_logged "event=limit-hit .*reason=max-session-memory"
 hwm=$(relay_rss VmHWM)
 bound=$((N_IDLE * (BUDGET_K + CONST_K)))
 diag "relay RSS: ${rss0} KiB before, peak ${hwm} KiB, $(relay_rss) KiB now; growth $((hwm - rss0)) KiB for $N_IDLE peers, bound $bound KiB"
@@ -151,6 +156,31 @@ ok "...and bob's listen, which reads, gets it" wait_json "$T/listen4.json" 1 mes
 ok "...and was not cut" eval '! sc_exited $SC_BG'
 bg_stop "$idle"
 bg_stop "$SC_BG"
+check "the relay exits 0 on SIGTERM" relay_stop
+
+# ---- max-memory: all sessions together -------------------------------------------------
+
+# Up to 40 sessions that do not read, each made to hold some 270K, with
+# max-memory=1M: once the sessions together hold more, a login is refused
+# (server_busy) or a session that does not read is cut when it is sent
+# something (max-memory), whichever comes first; either way the relay's
+# peak stays within max-memory plus one session's budget and the
+# constant per session.
+check "relay starts with max-frame=4K, max-text=1K, max-memory=1M" \
+	relay_start -o max-frame=4K -o max-text=1K -o max-memory=1M || done_testing
+rss0=$(relay_rss)
+crowd_start "$T/mem.out" 40 m idle 5000
+idle=$SC_BG
+ok "40 sessions that never read try to come online: the relay refuses a login or cuts them at max-memory" \
+	relay_logged "event=limit-hit .*reason=max-memory"
+diag "$(grep -c "ended: max-memory exceeded" "$SC_RELAY_LOG") cut, $(grep "crowd" "$T/mem.out" | tr '\n' ' ')"
+hwm=$(relay_rss VmHWM)
+bound=$((1024 + 268 + 40 * CONST_K))
+diag "relay RSS: ${rss0} KiB before, peak ${hwm} KiB; growth $((hwm - rss0)) KiB, bound $bound KiB"
+ok "the relay's peak RSS grew by at most max-memory + one budget + 40 x ${CONST_K}K" \
+	[ $((hwm - rss0)) -le "$bound" ]
+bg_stop "$idle"
+ok "once they are gone, alice logs in" wait_until eval 'sc alice inbox >/dev/null 2>&1'
 check_privacy "$T/listen4.json" "$T/listen6.json" "$T/inbox.json"
 check "the relay exits 0 on SIGTERM" relay_stop
 done_testing
