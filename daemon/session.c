@@ -21,6 +21,9 @@
  * "accepted": two reads keep one flooding sender's turn to a few dozen
  * commits, so everyone else still gets served between them. */
 #define SESSION_READS_PER_WAKEUP 2
+/* Rounds of pushing the backlog (up to SESSION_PUMP_WATER each) and
+ * writing it per wakeup, for the same reason. */
+#define SESSION_PUMPS_PER_WAKEUP 4
 
 static void session_update_io(Session *s);
 static void session_disconnect(Session *s);
@@ -412,15 +415,19 @@ static void session_tls_step(Session *s) {
 
 /* After reading and pumping, write what is waiting. */
 static void session_after_input(Session *s) {
-        if (s->state == SESSION_ACTIVE)
-                relay_pump(s);
-        session_flush(s);
-        /* The write may have made room for more queued envelopes. */
-        if (s->state == SESSION_ACTIVE && session_output_pending(s) < SESSION_PUMP_WATER &&
-            relay_has_more(s)) {
-                relay_pump(s);
+        for (unsigned i = 0; i < SESSION_PUMPS_PER_WAKEUP; i++) {
+                if (s->state == SESSION_ACTIVE)
+                        relay_pump(s);
                 session_flush(s);
+                /* The write may have made room for more of the backlog or
+                 * the online list. */
+                if (s->state != SESSION_ACTIVE || session_output_pending(s) >= SESSION_PUMP_WATER ||
+                    !relay_has_more(s))
+                        return;
         }
+        /* All of it was written at once, and more waits: no EPOLLOUT will
+         * come for an empty buffer, so come back after the others. */
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
 }
 
 static int session_on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
