@@ -144,4 +144,6 @@ sc bob --json inbox >"$T/again.json" 2>&1
 is "bob gets it" 1 "$(json_count "$T/again.json" message)"
 check_privacy "$T/full.json" "$T/again.json"
 check "the relay exits 0 on SIGTERM" relay_stop
+unlike "the relay logged no sanitizer report" "AddressSanitizer|LeakSanitizer|runtime error" \
+	"$(cat "$T"/relay.*.log)"
 done_testing
