@@ -519,8 +519,14 @@ static void handle_send(Session *s, const Frame *f) {
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
         if (!text)
                 goto internal;
+        recipient = manager_find_receiver(m, e->to);
         if (manager_storage_check(m, strlen(text), &limit) < 0) {
-                storage_full(s, id, limit, &lf, msg_id);
+                /* A retry of a message accepted before the store filled
+                 * up gets the same answer as the first time. */
+                if (store_queue_find(m->store, s->user, msg_id, NULL) >= 0)
+                        (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
+                else
+                        storage_full(s, id, limit, &lf, msg_id);
                 return;
         }
         now = now_unix();
@@ -532,7 +538,6 @@ static void handle_send(Session *s, const Frame *f) {
         msg.received = now;
         msg.expires = now + s->limits.queue_ttl_usec / 1000000;
 
-        recipient = manager_find_receiver(m, e->to);
         r = store_queue_add(m->store, &msg);
         if (r == -EEXIST) {
                 /* A retry of a message already queued: same answer, no copy. */

@@ -408,6 +408,19 @@ void store_messages_free(StoreMessage *m, size_t n) {
         free(m);
 }
 
+int store_queue_find(Store *s, const char *sender, const char *msg_id, uint64_t *ret_seq) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_FIND);
+        uint64_t seq;
+        int r;
+
+        if ((r = bind_text(st, 1, sender)) < 0 || (r = bind_text(st, 2, msg_id)) < 0 ||
+            (r = step_u64(st, &seq)) < 0)
+                return r;
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+}
+
 int store_queue_add(Store *s, StoreMessage *m) {
         sqlite3_stmt *st = stmt(s, STMT_QUEUE_ADD);
         int r;
@@ -424,9 +437,7 @@ int store_queue_add(Store *s, StoreMessage *m) {
         if (r == -EEXIST) {
                 /* The same message again (a client retrying after a lost
                  * "accepted"): report the one already queued. */
-                st = stmt(s, STMT_QUEUE_FIND);
-                if (bind_text(st, 1, m->sender) < 0 || bind_text(st, 2, m->msg_id) < 0 ||
-                    step_u64(st, &m->seq) < 0)
+                if (store_queue_find(s, m->sender, m->msg_id, &m->seq) < 0)
                         return -EIO;
                 return -EEXIST;
         }

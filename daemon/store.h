@@ -64,6 +64,8 @@ int store_user_foreach(Store *s, store_user_fn fn, void *userdata);
  * (sender, msg_id) is not stored again: -EEXIST with m->seq set to the
  * first one's. */
 int store_queue_add(Store *s, StoreMessage *m);
+/* The seq of the message (sender, msg_id), -ENOENT if none is queued. */
+int store_queue_find(Store *s, const char *sender, const char *msg_id, uint64_t *ret_seq);
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
 int store_queue_total(Store *s, uint64_t *ret);
 /* Bytes of envelope JSON in the whole queue (a scan: for the start; the

@@ -19,6 +19,12 @@ check "relay starts with queue-max-bytes=64K" relay_start -o queue-max-bytes=64K
 ok "alice registers" sc_init alice
 ok "bob registers" sc_init bob
 text_of_size q 12000 "$T/q"
+# A message whose "accepted" the client will not trust: it sends the
+# same frame again once the queue is full (below).
+"$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 "$SC_PORT" -e "key $T/retry.key 2048" \
+	-e connect -e "auth retry send" -e "wait welcome" -e "send bob $(marker retried)" \
+	-e "wait accepted" -e bye >"$T/retry1.out" 2>&1
+ok "a raw client's message is accepted" grep -q '"type":"accepted"' "$T/retry1.out"
 accepted=0
 for i in 1 2 3 4 5 6 7 8; do
 	out=$(sc alice send bob - <"$T/q" 2>"$T/q.err")
@@ -30,6 +36,12 @@ is "sends beyond queue-max-bytes are refused with status $EXIT_REFUSED" "$EXIT_R
 like "...saying storage_full: the relay's queue is full" "storage_full.*queue is full" "$(cat "$T/q.err")"
 ok "...after at least 2 were accepted ($accepted)" [ "$accepted" -ge 2 ]
 ok "...counted as limit-hit queue-max-bytes" relay_logged "reason=queue-max-bytes"
+"$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 "$SC_PORT" -e "key $T/retry.key 2048" \
+	-e connect -e "auth retry send" -e "wait welcome" \
+	-e "frame $(sed -n 's/^> \({"type":"send".*\)/\1/p' "$T/retry1.out")" -e "wait accepted" -e bye \
+	>"$T/retry2.out" 2>&1
+ok "...but the same message sent again is accepted again, not refused" \
+	grep -q '"type":"accepted"' "$T/retry2.out"
 
 # A flood of refused sends in one session: every one counted, a bounded
 # number logged (at most 10 lines per limit and second).
@@ -49,7 +61,8 @@ sc alice send bob - <"$T/q" >/dev/null 2>&1
 like "...the next line says how many were not" "queue-max-bytes.*and [0-9]+ more not logged" \
 	"$(grep "reason=queue-max-bytes" "$SC_RELAY_LOG" | tail -n 1)"
 sc bob --json inbox >"$T/q.json" 2>&1
-is "bob's inbox gets the $accepted accepted" "$accepted" "$(json_count "$T/q.json" message)"
+is "bob's inbox gets the $accepted accepted, and the raw client's one, once" "$((accepted + 1))" \
+	"$(json_count "$T/q.json" message)"
 is "then alice can send again (the acks gave the bytes back)" queued "$(sc alice send bob - <"$T/q" 2>&1)"
 sc bob inbox >/dev/null 2>&1
 check "the relay exits 0 on SIGTERM" relay_stop

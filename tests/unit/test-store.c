@@ -177,6 +177,9 @@ START_TEST(test_queue) {
         dup = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", 200, 2000);
         ck_assert_int_eq(store_queue_add(s, &dup), -EEXIST);
         ck_assert_uint_eq(dup.seq, m[0].seq);
+        ck_assert_int_eq(store_queue_find(s, "alice", "AAAAAAAAAAAAAAAAAAAAAA==", &last), 0);
+        ck_assert_uint_eq(last, m[0].seq);
+        ck_assert_int_eq(store_queue_find(s, "carol", "AAAAAAAAAAAAAAAAAAAAAA==", NULL), -ENOENT);
         ck_assert_int_eq(store_queue_total(s, &count), 0);
         ck_assert_uint_eq(count, 4);
 
