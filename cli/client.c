@@ -81,7 +81,7 @@ int relay_error_status(const char *code) {
         for (size_t i = 0; i < ELEMENTSOF(table); i++)
                 if (streq(code, table[i].code))
                         return table[i].status;
-        /* no_such_user, too_large, queue_full, server_busy,
+        /* no_such_user, too_large, queue_full, storage_full, server_busy,
          * bad_username, bad_request, and codes newer than us. */
         return EXIT_REFUSED;
 }
@@ -102,6 +102,7 @@ static const char *relay_error_hint(const char *code) {
                 { ERR_NO_SUCH_USER, "no such user at the relay" },
                 { ERR_TOO_LARGE, "the message is larger than the relay accepts" },
                 { ERR_QUEUE_FULL, "the recipient's queue at the relay is full; try again later" },
+                { ERR_STORAGE_FULL, "the relay has no room for more messages; try again later" },
                 { ERR_RATE_LIMITED, "the relay limits how often one user or address may do this; "
                                     "try again later (or with a longer --timeout)" },
                 { ERR_SERVER_BUSY, "the relay is busy; try again later" },

@@ -43,6 +43,7 @@
 #define ERR_NO_SUCH_USER "no_such_user"
 #define ERR_TOO_LARGE "too_large"
 #define ERR_QUEUE_FULL "queue_full"
+#define ERR_STORAGE_FULL "storage_full"
 #define ERR_RATE_LIMITED "rate_limited"
 #define ERR_SERVER_BUSY "server_busy"
 #define ERR_INTERNAL "internal"

@@ -84,6 +84,10 @@ typedef struct Config {
         uint64_t max_text;              /* bytes */
         uint64_t queue_ttl_usec;
         uint64_t queue_limit;           /* messages per recipient */
+        uint64_t max_session_memory;    /* bytes a session may make the relay hold */
+        uint64_t max_memory;            /* ...all sessions together */
+        uint64_t queue_max_bytes;       /* envelope bytes in the whole queue */
+        uint64_t min_free_disk;         /* bytes; below, sends are refused */
         char *admin_group;
         int log_level;                  /* LOG_ERR .. LOG_DEBUG */
 } Config;

@@ -23,7 +23,10 @@
         X(LIMIT_MAX_FRAME, "max-frame", "max-frame")                           \
         X(LIMIT_MAX_TEXT, "max-text", "max-text")                              \
         X(LIMIT_QUEUE_LIMIT, "queue-limit", "queue-limit")                     \
-        X(LIMIT_OUTPUT_BUFFER, "output-buffer", NULL)                          \
+        X(LIMIT_MAX_SESSION_MEMORY, "max-session-memory", "max-session-memory") \
+        X(LIMIT_MAX_MEMORY, "max-memory", "max-memory")                        \
+        X(LIMIT_QUEUE_MAX_BYTES, "queue-max-bytes", "queue-max-bytes")         \
+        X(LIMIT_MIN_FREE_DISK, "min-free-disk", "min-free-disk")               \
         X(LIMIT_CONTROL_CONNECTIONS, "control-connections", NULL)              \
         X(LIMIT_CONTROL_CONNECTIONS_PER_UID, "control-connections-per-uid", NULL)
 

@@ -371,6 +371,7 @@ static uint64_t expire_interval(const Manager *m) {
 }
 
 static void on_expired(void *userdata, const StoreMessage *msg) {
+        Manager *m = userdata;
         LogFields f = {
                 .user = msg->sender,
                 .recipient = msg->recipient,
@@ -379,8 +380,70 @@ static void on_expired(void *userdata, const StoreMessage *msg) {
                 .has_seq = true, .seq = msg->seq,
         };
 
+        m->queue_bytes -= MIN(m->queue_bytes, msg->size);
         log_event(EVENT_MESSAGE_EXPIRED, &f, "Message %s from %s to %s expired undelivered", msg->msg_id,
                   msg->sender, msg->recipient);
+}
+
+/* Set aside STATE_RESERVE_FILE again once there is room for it above
+ * min-free-disk. Until then the store counts as full for new messages:
+ * the room it has is for deleting. */
+static void manager_restore_reserve(Manager *m) {
+        const char *dir = m->config->state_directory;
+        uint64_t avail = 0;
+        int r;
+
+        if (m->reserve)
+                return;
+        if (state_free_bytes(dir, &avail) < 0 || avail < m->config->min_free_disk + STATE_RESERVE_SIZE)
+                return;
+        r = state_reserve_create(dir);
+        if (r < 0) {
+                log_debug_errno(r, "Cannot set aside %s/%s yet: %m", dir, STATE_RESERVE_FILE);
+                return;
+        }
+        m->reserve = true;
+        log_notice("The file system of %s has room again: reserve set aside, new messages accepted", dir);
+}
+
+int manager_store_full(Manager *m) {
+        const char *dir = m->config->state_directory;
+        int r;
+
+        if (!m->reserve)
+                return 0;
+        m->reserve = false;
+        r = state_reserve_release(dir);
+        if (r < 0) {
+                log_error_errno(r, "Failed to release %s/%s: %m", dir, STATE_RESERVE_FILE);
+                return 0;
+        }
+        log_warning("The file system of %s is full: released the reserve so that the queue can "
+                    "delete; new messages are refused until there is room again", dir);
+        return r > 0;
+}
+
+int manager_disk_check(Manager *m, uint64_t size) {
+        uint64_t avail = 0;
+
+        manager_restore_reserve(m);
+        /* statvfs() is one system call: cheaper than any cache of it. */
+        if (!m->reserve || state_free_bytes(m->config->state_directory, &avail) < 0 ||
+            avail < m->config->min_free_disk + size)
+                return -ENOSPC;
+        return 0;
+}
+
+int manager_storage_check(Manager *m, uint64_t size, Limit *ret_limit) {
+        if (m->queue_bytes + size > m->config->queue_max_bytes) {
+                *ret_limit = LIMIT_QUEUE_MAX_BYTES;
+                return -ENOSPC;
+        }
+        if (manager_disk_check(m, size) < 0) {
+                *ret_limit = LIMIT_MIN_FREE_DISK;
+                return -ENOSPC;
+        }
+        return 0;
 }
 
 static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -389,6 +452,8 @@ static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         int r;
 
         r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
+        if (r == -ENOSPC && manager_store_full(m) > 0)
+                r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
         if (r < 0)
                 log_error_errno(r, "Failed to expire queued messages: %s", store_error(m->store));
         else {
@@ -396,6 +461,7 @@ static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 if (r == EXPIRE_BATCH)
                         next = usec;   /* more are waiting: again right away */
         }
+        manager_restore_reserve(m);
         (void) sd_event_source_set_time(es, next);
         (void) sd_event_source_set_enabled(es, SD_EVENT_ON);
         return 0;
@@ -420,7 +486,7 @@ int manager_start(Manager *m) {
         const Config *c = m->config;
         _cleanup_(freep) char *db = NULL;
         bool lax = false, created = false;
-        uint64_t now;
+        uint64_t now, largest = 0;
         int r;
 
         r = state_directory_prepare(c->state_directory, &lax);
@@ -475,8 +541,20 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to open database %s: %m", db);
         r = store_queue_total(m->store, &m->n_queued);
+        if (r >= 0)
+                r = store_queue_bytes(m->store, &m->queue_bytes);
         if (r < 0)
                 return log_error_errno(r, "Failed to read database %s: %s", db, store_error(m->store));
+        r = store_queue_max_size(m->store, &largest);
+        if (r >= 0 && largest + RELAY_DELIVER_OVERHEAD > c->max_frame)
+                log_warning("The queue holds a message of %" PRIu64 " bytes, larger than max-frame "
+                            "allows: it cannot be delivered until max-frame is raised again, and "
+                            "expires after queue-ttl", largest);
+        r = state_reserve_create(c->state_directory);
+        if (r < 0)
+                log_warning_errno(r, "Failed to set aside %s/%s (new messages are refused until "
+                                  "there is room): %m", c->state_directory, STATE_RESERVE_FILE);
+        m->reserve = r >= 0;
 
         for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++) {
                 r = sd_event_add_signal(m->event, &m->signal_sources[i], handled_signals[i],
@@ -562,17 +640,56 @@ static void keep_string(char **new, char **old, const char *key) {
         *old = NULL;
 }
 
+/* Queued envelopes were accepted under the limits in force, and clients
+ * refuse a frame over the max_frame and a text over the max_text their
+ * welcome announced. A reload that lowers either below what a queued
+ * envelope may need would strand it until it expires: refuse it. The
+ * largest envelope decides: its deliver frame must fit max-frame, and its
+ * ciphertext, which takes at least 3/4 of its size in base64, could hold
+ * a text over max-text (the relay cannot tell more precisely). */
+static int reload_check_queue(Manager *m, const Config *c, char **ret_error) {
+        const Config *old = m->config;
+        uint64_t largest = 0, value, keep;
+        const char *key;
+        char a[32], b[32];
+        int r;
+
+        if (c->max_frame >= old->max_frame && c->max_text >= old->max_text)
+                return 0;
+        r = store_queue_max_size(m->store, &largest);
+        if (r < 0) {
+                if (asprintf(ret_error, "cannot read the queue: %s", store_error(m->store)) < 0)
+                        *ret_error = NULL;
+                return r;
+        }
+        if (largest > 0 && c->max_frame < old->max_frame &&
+            largest + RELAY_DELIVER_OVERHEAD > c->max_frame)
+                key = "max-frame", value = c->max_frame, keep = old->max_frame;
+        else if (largest > 0 && c->max_text < old->max_text && largest / 4 * 3 > c->max_text)
+                key = "max-text", value = c->max_text, keep = old->max_text;
+        else
+                return 0;
+        if (asprintf(ret_error, "%s = %s may be too small for a queued message (of %" PRIu64
+                     " bytes); keep %s at %s or more until it is delivered or expires (queue-ttl)",
+                     key, config_format_size(value, a, sizeof(a)), largest, key,
+                     config_format_size(keep, b, sizeof(b))) < 0)
+                *ret_error = NULL;
+        return -EBUSY;
+}
+
 int manager_reload(Manager *m, char **ret_error) {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_(freep) char *error = NULL;
         Config *old = m->config;
-        uint64_t now = 0;
+        uint64_t now = 0, next = 0;
         int r;
 
         (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
         (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Reloading configuration", now);
 
         r = config_load(m->sources, &c, &error);
+        if (r >= 0)
+                r = reload_check_queue(m, c, &error);
         if (r < 0) {
                 log_event(EVENT_RELOAD_FAILED, &(LogFields) { .reason = error ?: "out of memory" },
                           "Reloading the configuration failed, keeping the old one: %s",
@@ -601,6 +718,10 @@ int manager_reload(Manager *m, char **ret_error) {
         m->config = TAKE_PTR(c);
         config_free(old);
         log_set_max_level(m->config->log_level);
+        /* A shorter queue-ttl expires more often from now on, not after
+         * the interval of the old one. */
+        if (sd_event_source_get_time(m->expire_timer, &next) >= 0 && next > now + expire_interval(m))
+                (void) sd_event_source_set_time(m->expire_timer, now + expire_interval(m));
         log_event(EVENT_RELOAD, NULL, "Configuration reloaded");
         (void) sd_notify(false, "READY=1");
         free(m->status);
@@ -783,12 +904,29 @@ static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint6
         LogFields f = fields ? *fields : (LogFields) {};
         char message[512];
         int saved_errno = errno;
+        uint64_t now = manager_now(m);
         size_t n;
+
+        /* A flood of refusals is counted in full, but leaves a bounded
+         * trace in the journal: at most MANAGER_LIMIT_LOG_BURST lines per
+         * limit and second, however many peers it comes from. */
+        if (now - m->limit_log_usec[limit] >= USEC_PER_SEC) {
+                m->limit_log_usec[limit] = now;
+                m->limit_logged[limit] = 0;
+        }
+        m->limit_unlogged[limit] += suppressed;
+        if (m->limit_logged[limit] >= MANAGER_LIMIT_LOG_BURST) {
+                m->limit_unlogged[limit]++;
+                return;
+        }
+        m->limit_logged[limit]++;
 
         vsnprintf(message, sizeof(message), format, ap);
         n = strlen(message);
-        if (suppressed > 0 && n < sizeof(message))
-                snprintf(message + n, sizeof(message) - n, " (%" PRIu64 " more not logged)", suppressed);
+        if (m->limit_unlogged[limit] > 0 && n < sizeof(message))
+                snprintf(message + n, sizeof(message) - n, " (and %" PRIu64 " more not logged)",
+                         m->limit_unlogged[limit]);
+        m->limit_unlogged[limit] = 0;
         f.reason = limit_name(limit);
         errno = saved_errno;
         log_event(EVENT_LIMIT_HIT, &f, "%s", message);
@@ -797,8 +935,9 @@ static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint6
 void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...) {
         va_list ap;
 
-        if ((size_t) limit < ELEMENTSOF(m->limit_hits))
-                m->limit_hits[limit]++;
+        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
+                return;
+        m->limit_hits[limit]++;
         va_start(ap, format);
         limit_hit_va(m, limit, fields, 0, format, ap);
         va_end(ap);
@@ -809,8 +948,11 @@ void manager_limit_hit_throttled(Manager *m, Limit limit, AnvilEntry *entry, con
         uint64_t suppressed = 0;
         va_list ap;
 
-        if ((size_t) limit < ELEMENTSOF(m->limit_hits))
-                m->limit_hits[limit]++;
+        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
+                return;
+        m->limit_hits[limit]++;
+        /* One line per peer and interval: the others of that peer are
+         * counted on its next line. */
         if (entry && !anvil_log_allowed(entry, manager_now(m), &suppressed))
                 return;
         va_start(ap, format);

@@ -65,9 +65,16 @@ typedef struct Manager {
         bool stopping;                  /* shutting down: no presence updates */
         size_t n_active;                /* authenticated sessions */
         uint64_t n_queued;              /* messages in the queue */
+        uint64_t queue_bytes;           /* ...their envelopes' bytes */
+        bool reserve;                   /* STATE_RESERVE_FILE is in place */
+        uint64_t memory;                /* session_memory() of every session */
+        uint64_t activations;           /* sessions that became active, ever */
         uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
         Anvil *anvil;                   /* per address and per user rates and counts */
         AnvilEntry busy_log;            /* throttles the log of max-sessions refusals at accept */
+        uint64_t limit_log_usec[_LIMIT_MAX];    /* when the current second of lines began */
+        unsigned limit_logged[_LIMIT_MAX];      /* lines logged in it */
+        uint64_t limit_unlogged[_LIMIT_MAX];    /* hits not logged since the last line */
 
         sd_event_source *signal_sources[3];
         sd_event_source *expire_timer;
@@ -156,7 +163,9 @@ void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata);
 
 /* A limit refused something: count it and log a limit-hit audit event with
  * SC_REASON= the limit's name (fields may be NULL; its reason is
- * overwritten). */
+ * overwritten). At most MANAGER_LIMIT_LOG_BURST lines per limit and
+ * second are logged; the next line says how many were not. */
+#define MANAGER_LIMIT_LOG_BURST 10
 void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...)
         _printf_(4, 5);
 
@@ -169,6 +178,16 @@ void manager_limit_hit_throttled(Manager *m, Limit limit, AnvilEntry *entry, con
 /* CLOCK_MONOTONIC of this loop iteration. */
 uint64_t manager_now(Manager *m);
 
+/* May a new envelope of size bytes be stored? 0 if so; else the limit
+ * that refuses it (queue-max-bytes, or min-free-disk: also while the
+ * reserve is released), with *ret_limit set. */
+int manager_storage_check(Manager *m, uint64_t size, Limit *ret_limit);
+/* The min-free-disk part of it alone (for registrations): 0 or -ENOSPC. */
+int manager_disk_check(Manager *m, uint64_t size);
+
+/* A delete failed with -ENOSPC: release the reserve so that the retry
+ * has room. 1 when it was released (retry once), 0 when it was gone. */
+int manager_store_full(Manager *m);
 
 Session *manager_find_receiver(Manager *m, const char *user);
 void manager_link_session(Manager *m, Session *s);

@@ -81,51 +81,69 @@ void relay_transport_ready(Session *s) {
 
 /* ---- presence ------------------------------------------------------------ */
 
-/* The online list, split into frames that fit max_frame. Every frame but
- * the last carries "more": true (ignored by clients that do not know it;
- * one frame suffices up to some 40 users at the default max-frame). */
-static void send_presence_list(Session *s) {
-        Manager *m = s->manager;
-        _cleanup_(freep) KeyPackage **list = NULL;
-        size_t n = 0, start = 0, budget, used = 0;
+static int compare_activation(const void *a, const void *b) {
+        const Session *x = *(Session *const *) a, *y = *(Session *const *) b;
 
+        return x->activation < y->activation ? -1 : x->activation > y->activation;
+}
+
+/* The next frame of the online list: the users whose receiving session
+ * became active after the last one listed, in that order, as many as fit
+ * in max_frame. Every frame but the last carries "more": true (ignored by
+ * clients that do not know it). Users who come online meanwhile are
+ * listed too, so that none announced by a presence frame is left out of
+ * the list; those who come online after the last frame were announced. */
+static int send_presence_piece(Session *s) {
+        Manager *m = s->manager;
+        _cleanup_(freep) Session **next = NULL;
+        _cleanup_(freep) KeyPackage **list = NULL;
+        size_t n = 0, k, budget, used = 0;
+
+        next = calloc(m->n_sessions + 1, sizeof(*next));
         list = calloc(m->n_sessions + 1, sizeof(*list));
-        if (!list) {
+        if (!next || !list) {
                 session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
-                return;
+                return -ENOMEM;
         }
         for (Session *i = m->sessions; i; i = i->next)
-                if (i->state == SESSION_ACTIVE && i->receive && n < m->n_sessions)
-                        list[n++] = i->package;
+                if (i->state == SESSION_ACTIVE && i->receive && i->activation > s->presence_cursor &&
+                    n < m->n_sessions)
+                        next[n++] = i;
+        qsort(next, n, sizeof(*next), compare_activation);
 
         budget = s->limits.max_frame > 1024 ? s->limits.max_frame - 1024 : s->limits.max_frame;
-        for (size_t i = 0; i <= n; i++) {
+        for (k = 0; k < n; k++) {
+                json_object *o = NULL;
                 size_t size = 0;
 
-                if (i < n) {
-                        json_object *o = NULL;
-
-                        if (key_package_to_json(list[i], &o) < 0) {
-                                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
-                                return;
-                        }
-                        if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
-                                                                      JSON_C_TO_STRING_NOSLASHESCAPE, &size))
-                                size = s->limits.max_frame;
-                        size += 1;      /* the comma */
-                        json_object_put(o);
-                        if (used == 0 || used + size <= budget) {
-                                used += size;
-                                continue;
-                        }
+                if (key_package_to_json(next[k]->package, &o) < 0) {
+                        session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                        return -ENOMEM;
                 }
-                /* Send list[start..i) and start the next frame with i. */
-                json_object *o = frame_new_presence_list(list + start, i - start, i < n);
-                if (session_send(s, o) < 0)
-                        return;
-                start = i;
-                used = size;
+                if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+                                                              JSON_C_TO_STRING_NOSLASHESCAPE, &size))
+                        size = s->limits.max_frame;
+                size += 1;      /* the comma */
+                json_object_put(o);
+                if (k > 0 && used + size > budget)
+                        break;
+                used += size;
+                list[k] = next[k]->package;
         }
+        if (k > 0)
+                s->presence_cursor = next[k - 1]->activation;
+        s->presence_pending = k < n;
+        return session_send(s, frame_new_presence_list(list, k, k < n));
+}
+
+/* Send the online list in pieces while the output is below the water
+ * mark; session.c calls again (relay_pump) as it drains. A list of
+ * thousands of users is never held whole, for a reader or not. */
+static void send_presence_list(Session *s) {
+        while (s->presence_pending && s->state == SESSION_ACTIVE &&
+               session_output_pending(s) < SESSION_PUMP_WATER)
+                if (send_presence_piece(s) < 0)
+                        return;
 }
 
 static void broadcast_presence(Session *about, bool online) {
@@ -282,6 +300,12 @@ static void handle_auth(Session *s, const Frame *f) {
                 session_close(s, ERR_SERVER_BUSY, "too many sessions", "server_busy: max-sessions");
                 return;
         }
+        if (m->memory > m->config->max_memory) {
+                limit_hit(s, LIMIT_MAX_MEMORY, "the relay holds max-memory for its sessions");
+                session_close(s, ERR_SERVER_BUSY, "server is out of memory for sessions",
+                              "server_busy: max-memory");
+                return;
+        }
         if (count_user_sessions(m, user, old) >= m->config->max_sessions_per_user) {
                 limit_hit(s, LIMIT_MAX_SESSIONS_PER_USER, "too many sessions of this user");
                 session_close(s, ERR_SERVER_BUSY, "too many sessions for this user",
@@ -309,9 +333,20 @@ static void handle_auth(Session *s, const Frame *f) {
         }
 
         if (!registered) {
-                r = key_package_sign(m->server_key, user, f->auth.key, f->auth.key_len, now_unix(), &kp);
+                /* A full disk is for deleting; the users registered
+                 * already can still log in. */
+                r = manager_disk_check(m, f->auth.key_len + 4096);
+                if (r >= 0)
+                        r = key_package_sign(m->server_key, user, f->auth.key, f->auth.key_len,
+                                             now_unix(), &kp);
                 if (r >= 0)
                         r = store_user_add(m->store, kp);
+                if (r == -ENOSPC) {
+                        limit_hit(s, LIMIT_MIN_FREE_DISK, "no room to register a user");
+                        session_close(s, ERR_STORAGE_FULL, "the relay is out of disk space",
+                                      "storage_full: min-free-disk");
+                        return;
+                }
                 if (r < 0) {
                         log_error_errno(r, "Failed to register user %s: %s", user,
                                         r == -ENOMEM ? "out of memory" : store_error(m->store));
@@ -352,6 +387,9 @@ static void handle_auth(Session *s, const Frame *f) {
         s->package = TAKE_PTR(kp);
         s->receive = f->auth.receive;
         s->state = SESSION_ACTIVE;
+        s->activation = ++m->activations;
+        s->presence_pending = true;
+        s->presence_cursor = 0;
         m->n_active++;
         session_authenticated(s);
         session_touch(s);
@@ -394,16 +432,25 @@ static void maybe_synced(Session *s) {
         (void) session_send(s, frame_new_synced());
 }
 
+bool relay_has_more(const Session *s) {
+        return s->state == SESSION_ACTIVE &&
+               (s->presence_pending || (s->receive && !s->caught_up));
+}
+
 void relay_pump(Session *s) {
         Manager *m = s->manager;
 
-        if (s->state != SESSION_ACTIVE || !s->receive)
+        if (s->state != SESSION_ACTIVE)
+                return;
+        /* The online list first: deliveries come from users it names. */
+        send_presence_list(s);
+        if (s->presence_pending || !s->receive)
                 return;
 
         while (!s->caught_up && session_output_pending(s) < SESSION_PUMP_WATER &&
                s->state == SESSION_ACTIVE) {
                 StoreMessage *batch = NULL;
-                size_t n = 0;
+                size_t n = 0, i;
                 int r;
 
                 r = store_queue_list(m->store, s->user, s->cursor, PUMP_BATCH, &batch, &n);
@@ -413,7 +460,11 @@ void relay_pump(Session *s) {
                         session_close(s, ERR_INTERNAL, "internal error", "store error");
                         return;
                 }
-                for (size_t i = 0; i < n && s->state == SESSION_ACTIVE; i++) {
+                /* One envelope at a time while below the water mark:
+                         * a backlog of envelopes of max-frame each goes out
+                         * as the client reads it, never all at once. */
+                for (i = 0; i < n && s->state == SESSION_ACTIVE &&
+                            session_output_pending(s) < SESSION_PUMP_WATER; i++) {
                         json_object *env = json_tokener_parse(batch[i].envelope);
                         LogFields f;
 
@@ -441,7 +492,7 @@ void relay_pump(Session *s) {
                                   batch[i].msg_id, batch[i].sender, s->user, batch[i].seq);
                 }
                 store_messages_free(batch, n);
-                if (n < PUMP_BATCH)
+                if (i == n && n < PUMP_BATCH)
                         s->caught_up = true;
         }
         if (s->state == SESSION_ACTIVE)
@@ -473,6 +524,19 @@ static void handle_lookup(Session *s, const Frame *f) {
         (void) session_send(s, frame_new_key(f->lookup.id, kp));
 }
 
+static void storage_full(Session *s, const uint64_t *id, Limit limit, LogFields *lf,
+                         const char *msg_id) {
+        Manager *m = s->manager;
+
+        manager_limit_hit(m, limit, lf, "Message %s from %s refused: %s", msg_id, s->user,
+                          limit == LIMIT_QUEUE_MAX_BYTES
+                                  ? "the queue holds queue-max-bytes"
+                                  : "the state directory's file system is under min-free-disk");
+        reply_error(s, id, ERR_STORAGE_FULL,
+                    limit == LIMIT_QUEUE_MAX_BYTES ? "the relay's queue is full"
+                                                   : "the relay is out of disk space");
+}
+
 static void handle_send(Session *s, const Frame *f) {
         Manager *m = s->manager;
         const Envelope *e = f->send.envelope;
@@ -482,6 +546,7 @@ static void handle_send(Session *s, const Frame *f) {
         Session *recipient;
         const char *text;
         uint64_t count, now;
+        Limit limit;
         LogFields lf;
         char detail[128];
         int r;
@@ -563,6 +628,16 @@ static void handle_send(Session *s, const Frame *f) {
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
         if (!text)
                 goto internal;
+        recipient = manager_find_receiver(m, e->to);
+        if (manager_storage_check(m, strlen(text), &limit) < 0) {
+                /* A retry of a message accepted before the store filled
+                 * up gets the same answer as the first time. */
+                if (store_queue_find(m->store, s->user, msg_id, text, NULL) >= 0)
+                        (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
+                else
+                        storage_full(s, id, limit, &lf, msg_id);
+                return;
+        }
         now = now_unix();
         snprintf(msg.recipient, sizeof(msg.recipient), "%s", e->to);
         snprintf(msg.sender, sizeof(msg.sender), "%s", s->user);
@@ -572,7 +647,6 @@ static void handle_send(Session *s, const Frame *f) {
         msg.received = now;
         msg.expires = now + s->limits.queue_ttl_usec / 1000000;
 
-        recipient = manager_find_receiver(m, e->to);
         r = store_queue_add(m->store, &msg);
         if (r == -EEXIST) {
                 /* A retry of a message already queued: same answer, no copy. */
@@ -583,12 +657,19 @@ static void handle_send(Session *s, const Frame *f) {
                 reply_error(s, id, ERR_BAD_REQUEST, "this message id is queued with another envelope");
                 return;
         }
+        if (r == -ENOSPC) {
+                /* The file system filled up under min-free-disk (something
+                 * else wrote to it); the reserve is for deleting. */
+                storage_full(s, id, LIMIT_MIN_FREE_DISK, &lf, msg_id);
+                return;
+        }
         if (r < 0) {
                 log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(m->store));
                 reply_error(s, id, ERR_INTERNAL, "could not store the message");
                 return;
         }
         m->n_queued++;
+        m->queue_bytes += msg.size;
 
         lf.has_size = true;
         lf.size = msg.size;
@@ -623,6 +704,8 @@ static void handle_ack(Session *s, const Frame *f) {
                 return;
         }
         r = store_queue_take(m->store, s->user, seq, &msg);
+        if (r == -ENOSPC && manager_store_full(m) > 0)
+                r = store_queue_take(m->store, s->user, seq, &msg);
         if (r == -ENOENT) {
                 /* Expired between deliver and ack (or acked twice): the
                  * outcome the client wanted. An error here would have no
@@ -637,6 +720,7 @@ static void handle_ack(Session *s, const Frame *f) {
         }
         if (m->n_queued > 0)
                 m->n_queued--;
+        m->queue_bytes -= MIN(m->queue_bytes, msg.size);
 
         message_fields(&msg, &lf);
         lf.session = s->id;

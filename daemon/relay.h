@@ -22,9 +22,17 @@ void relay_frame(Session *s, const uint8_t *payload, size_t len);
 /* s was closed; was_active: it had authenticated. */
 void relay_session_closed(Session *s, bool was_active);
 
-/* Push queued envelopes to a receiving session while its output buffer has
- * room; sends "synced" once the backlog of its login went out. */
+/* Push the rest of the online list, then (to a receiving session) queued
+ * envelopes, while less than SESSION_PUMP_WATER waits in its output;
+ * sends "synced" once the backlog of its login went out. */
 void relay_pump(Session *s);
+/* Is there more to push to s (presence list, queued envelopes) as soon
+ * as its output drains below SESSION_PUMP_WATER? */
+bool relay_has_more(const Session *s);
+
+/* A deliver frame is at most this much larger than its envelope's JSON:
+ * {"type":"deliver","seq":N,"envelope":...}. */
+#define RELAY_DELIVER_OVERHEAD 64
 
 /* A new envelope was queued for s's user. */
 void relay_message_queued(Session *s);

@@ -21,6 +21,9 @@
  * "accepted": two reads keep one flooding sender's turn to a few dozen
  * commits, so everyone else still gets served between them. */
 #define SESSION_READS_PER_WAKEUP 2
+/* Rounds of pushing the backlog (up to SESSION_PUMP_WATER each) and
+ * writing it per wakeup, for the same reason. */
+#define SESSION_PUMPS_PER_WAKEUP 4
 
 static void session_update_io(Session *s);
 static void session_disconnect(Session *s);
@@ -37,13 +40,35 @@ size_t session_output_pending(const Session *s) {
         return s->out.len - s->out_head;
 }
 
+size_t session_memory(const Session *s) {
+        return s->out.cap + s->in.cap + (s->decoder.payload ? s->decoder.payload_len + 1 : 0);
+}
+
+/* Bring manager->memory up to date after this session's buffers changed. */
+static void session_account(Session *s) {
+        size_t now = session_memory(s);
+
+        s->manager->memory = s->manager->memory - s->memory + now;
+        s->memory = now;
+}
+
+/* Everything waiting for the peer is dropped (it does not read it). */
+static void session_drop_output(Session *s) {
+        buf_done(&s->out);
+        s->out_head = 0;
+        session_account(s);
+}
+
 bool session_is_active(const Session *s) {
         return s->state == SESSION_ACTIVE;
 }
 
+static bool session_may_read_later(const Session *s) {
+        return s->state == SESSION_AUTH || s->state == SESSION_ACTIVE;
+}
+
 static bool session_may_read(const Session *s) {
-        return (s->state == SESSION_AUTH || s->state == SESSION_ACTIVE) && !s->throttled &&
-               session_output_pending(s) < SESSION_READ_PAUSE;
+        return session_may_read_later(s) && !s->throttled && session_output_pending(s) < SESSION_READ_PAUSE;
 }
 
 static uint64_t monotonic_now(Session *s) {
@@ -110,6 +135,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
 
                 if (frame_to_wire(error, s->limits.max_frame, &wire, &len) >= 0)
                         buf_put(&s->out, wire, len);
+                session_account(s);
         }
         json_object_put(error);
 
@@ -135,6 +161,37 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
         session_update_io(s);
 }
 
+/* A peer that makes the relay hold more than its budget for it does not
+ * read what it is sent: cut it. While all sessions together hold more
+ * than max-memory, so is one whose output is over the water mark (a
+ * reader keeps it below). Returns 0, or -ENOBUFS when it was cut. */
+static int session_check_memory(Session *s) {
+        Manager *m = s->manager;
+        Limit limit;
+        LogFields f;
+
+        if (s->memory > s->limits.memory_max)
+                limit = LIMIT_MAX_SESSION_MEMORY;
+        else if (m->memory > m->config->max_memory && session_output_pending(s) > SESSION_PUMP_WATER)
+                limit = LIMIT_MAX_MEMORY;
+        else
+                return 0;
+
+        fields_of(s, &f);
+        f.has_size = true;
+        f.size = s->memory;
+        manager_limit_hit(m, limit, &f,
+                          "Disconnecting %s: client does not read, %zu bytes held for it (%s)",
+                          s->peer, s->memory, limit_name(limit));
+        /* Part of a frame may be out already: no error frame can follow. */
+        session_drop_output(s);
+        session_close(s, NULL, NULL,
+                      limit == LIMIT_MAX_SESSION_MEMORY
+                              ? "max-session-memory exceeded (client not reading)"
+                              : "max-memory exceeded (client not reading)");
+        return -ENOBUFS;
+}
+
 int session_send(Session *s, json_object *o) {
         _cleanup_(freep) uint8_t *wire = NULL;
         size_t len;
@@ -153,23 +210,14 @@ int session_send(Session *s, json_object *o) {
 
         buf_put(&s->out, wire, len);
         if (s->out.error) {
+                session_drop_output(s);
                 session_close(s, NULL, NULL, "out of memory");
                 return -ENOMEM;
         }
-        if (session_output_pending(s) > s->limits.output_max) {
-                LogFields f;
-
-                fields_of(s, &f);
-                f.has_size = true;
-                f.size = session_output_pending(s);
-                manager_limit_hit(s->manager, LIMIT_OUTPUT_BUFFER, &f,
-                                  "Disconnecting %s: client does not read, %zu bytes of output waiting",
-                                  s->peer, session_output_pending(s));
-                /* Nothing more will be read by this peer: drop it all. */
-                s->out_head = s->out.len;
-                session_close(s, NULL, NULL, "output buffer limit exceeded (client not reading)");
-                return -ENOBUFS;
-        }
+        session_account(s);
+        r = session_check_memory(s);
+        if (r < 0)
+                return r;
         session_update_io(s);
         return 0;
 }
@@ -214,7 +262,7 @@ void session_flush(Session *s) {
                         char reason[128];
 
                         snprintf(reason, sizeof(reason), "write failed: %s", strerror((int) -n));
-                        s->out_head = s->out.len;
+                        session_drop_output(s);
                         session_close(s, NULL, NULL, reason);
                         session_disconnect(s);
                         return;
@@ -224,6 +272,12 @@ void session_flush(Session *s) {
 
         if (session_output_pending(s) == 0) {
                 s->out.len = s->out_head = 0;
+                /* After a burst (a backlog, a presence list), give the
+                 * memory back rather than keep it for every idle session. */
+                if (s->out.cap > SESSION_OUTPUT_KEEP) {
+                        buf_done(&s->out);
+                        session_account(s);
+                }
                 if (s->state == SESSION_CLOSING) {
                         session_disconnect(s);
                         return;
@@ -242,8 +296,14 @@ void session_flush(Session *s) {
         session_update_io(s);
 }
 
-static void session_feed(Session *s, const uint8_t *data, size_t len) {
-        while (len > 0 && (s->state == SESSION_AUTH || s->state == SESSION_ACTIVE)) {
+/* Process frames from data while the session may read, and return how
+ * many bytes were taken: once SESSION_READ_PAUSE bytes of answers wait,
+ * the rest waits too, so that what one read can make the relay write is
+ * bounded by that mark plus one answer. */
+static size_t session_feed(Session *s, const uint8_t *data, size_t len) {
+        size_t total = len;
+
+        while (len > 0 && session_may_read(s)) {
                 _cleanup_(freep) uint8_t *frame = NULL;
                 size_t consumed = 0, flen = 0;
                 int r;
@@ -251,6 +311,7 @@ static void session_feed(Session *s, const uint8_t *data, size_t len) {
                 r = frame_decoder_feed(&s->decoder, data, len, &consumed, &frame, &flen);
                 data += consumed;
                 len -= consumed;
+                session_account(s);     /* a frame may have begun or ended */
                 if (r == -EMSGSIZE) {
                         LogFields f;
 
@@ -260,7 +321,7 @@ static void session_feed(Session *s, const uint8_t *data, size_t len) {
                                           s->peer, (unsigned long long) s->limits.max_frame);
                         session_close(s, ERR_BAD_FRAME, "frame larger than max_frame",
                                       "bad_frame: frame larger than max-frame");
-                        return;
+                        break;
                 }
                 if (r == -EBADMSG) {
                         LogFields f;
@@ -269,16 +330,29 @@ static void session_feed(Session *s, const uint8_t *data, size_t len) {
                         f.reason = "empty frame";
                         log_event(EVENT_PROTOCOL_ERROR, &f, "Empty frame from %s", s->peer);
                         session_close(s, ERR_BAD_FRAME, "empty frame", "bad_frame: empty frame");
-                        return;
+                        break;
                 }
                 if (r < 0) {
                         session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
-                        return;
+                        break;
                 }
                 if (r == 0)
-                        return;
+                        break;
                 relay_frame(s, frame, flen);
         }
+        return total - len;
+}
+
+/* Process what an earlier read left for later. True when none is left. */
+static bool session_feed_saved(Session *s) {
+        if (s->in_head < s->in.len)
+                s->in_head += session_feed(s, s->in.data + s->in_head, s->in.len - s->in_head);
+        if (s->in_head < s->in.len)
+                return false;
+        buf_done(&s->in);
+        s->in_head = 0;
+        session_account(s);
+        return true;
 }
 
 static void session_read(Session *s) {
@@ -288,8 +362,9 @@ static void session_read(Session *s) {
 
         for (unsigned i = 0; i < SESSION_READS_PER_WAKEUP; i++) {
                 ssize_t n;
+                size_t used;
 
-                if (!session_may_read(s))
+                if (!session_may_read(s) || !session_feed_saved(s) || !session_may_read(s))
                         return;
                 n = transport_read(s->transport, buf, sizeof(buf));
                 if (n == -EAGAIN) {
@@ -311,7 +386,18 @@ static void session_read(Session *s) {
                         session_close(s, NULL, NULL, reason);
                         return;
                 }
-                session_feed(s, buf, (size_t) n);
+                used = session_feed(s, buf, (size_t) n);
+                if (used < (size_t) n && session_may_read_later(s)) {
+                        /* Paused: kept (at most one read) until the
+                         * output drains. */
+                        buf_put(&s->in, buf + used, (size_t) n - used);
+                        if (s->in.error) {
+                                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                                return;
+                        }
+                        session_account(s);
+                        return;
+                }
         }
         /* Give other sessions a turn, then come back for what is left. */
         (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
@@ -342,7 +428,7 @@ static int session_on_throttle(sd_event_source *es, uint64_t usec, void *userdat
         Session *s = userdata;
 
         s->throttled = false;
-        if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE)
+        if (!session_may_read_later(s))
                 return 0;
         /* GnuTLS may hold records that epoll will not report again. */
         (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
@@ -354,7 +440,7 @@ void session_throttle(Session *s, uint64_t usec) {
         uint64_t until = monotonic_now(s) + usec;
         int r;
 
-        if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE)
+        if (!session_may_read_later(s))
                 return;
         if (!s->throttle) {
                 r = sd_event_add_time(s->manager->event, &s->throttle, CLOCK_MONOTONIC, until, 0,
@@ -370,15 +456,19 @@ void session_throttle(Session *s, uint64_t usec) {
 
 /* After reading and pumping, write what is waiting. */
 static void session_after_input(Session *s) {
-        if (s->state == SESSION_ACTIVE)
-                relay_pump(s);
-        session_flush(s);
-        /* The write may have made room for more queued envelopes. */
-        if (s->state == SESSION_ACTIVE && session_output_pending(s) < SESSION_PUMP_WATER &&
-            !s->caught_up) {
-                relay_pump(s);
+        for (unsigned i = 0; i < SESSION_PUMPS_PER_WAKEUP; i++) {
+                if (s->state == SESSION_ACTIVE)
+                        relay_pump(s);
                 session_flush(s);
+                /* The write may have made room for more of the backlog or
+                 * the online list. */
+                if (s->state != SESSION_ACTIVE || session_output_pending(s) >= SESSION_PUMP_WATER ||
+                    !relay_has_more(s))
+                        return;
         }
+        /* All of it was written at once, and more waits: no EPOLLOUT will
+         * come for an empty buffer, so come back after the others. */
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
 }
 
 static int session_on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
@@ -478,10 +568,7 @@ int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
                 .queue_limit_per_sender = config_queue_limit_per_sender(c),
                 .handshake_timeout_usec = c->handshake_timeout_usec,
                 .idle_timeout_usec = c->idle_timeout_usec,
-                /* Room for the largest burst one read can cause (about
-                 * 16 KiB of small requests answered with key packages)
-                 * on top of SESSION_READ_PAUSE, and for envelopes. */
-                .output_max = 2 * 1024 * 1024 + 2 * c->max_frame,
+                .memory_max = MAX(c->max_session_memory, SESSION_MEMORY_MIN(c->max_frame)),
         };
         frame_decoder_init(&s->decoder, c->max_frame);
         (void) sd_event_now(m->event, CLOCK_REALTIME, &s->connected_realtime_usec);
@@ -541,6 +628,8 @@ Session *session_free(Session *s) {
         transport_free(s->transport);
         frame_decoder_done(&s->decoder);
         buf_done(&s->out);
+        buf_done(&s->in);
+        s->manager->memory -= s->memory;
         key_package_free(s->package);
         if (s->address_entry) {
                 if (s->preauth && s->address_entry->preauth > 0)

@@ -44,13 +44,23 @@ typedef struct SessionLimits {
         uint64_t queue_limit_per_sender;
         uint64_t handshake_timeout_usec;
         uint64_t idle_timeout_usec;
-        uint64_t output_max;            /* more unsent output than this: disconnect */
+        uint64_t memory_max;            /* session_memory() over this: disconnect */
 } SessionLimits;
 
-/* While this much output waits, the session reads no requests... */
-#define SESSION_READ_PAUSE (256u * 1024)
-/* ...and queued envelopes are pushed only while less than this waits. */
+/* While this much output waits, the session processes no requests (what
+ * was read waits in Session.in)... */
+#define SESSION_READ_PAUSE (64u * 1024)
+/* ...and queued envelopes and presence lists are pushed only while less
+ * than this waits: the rest follows as the output drains. */
 #define SESSION_PUMP_WATER (64u * 1024)
+/* What the output buffer keeps allocated once it is empty again. */
+#define SESSION_OUTPUT_KEEP (64u * 1024)
+/* The least memory budget a session that reads gets, whatever
+ * max-session-memory says: one incoming frame (max_frame), the output
+ * while it is over one of the marks above by one frame of max_frame,
+ * allocated in powers of two (twice that), and room for presence
+ * updates and receipts that come meanwhile. */
+#define SESSION_MEMORY_MIN(max_frame) (3 * (uint64_t) (max_frame) + 256u * 1024)
 /* How long a closing session may take to flush its last frames. */
 #define SESSION_LINGER_USEC (2 * 1000000ull)
 
@@ -67,6 +77,9 @@ typedef struct Session {
         FrameDecoder decoder;
         Buf out;
         size_t out_head;                /* bytes of out already written */
+        Buf in;                         /* read, not yet processed (paused) */
+        size_t in_head;                 /* bytes of in already processed */
+        size_t memory;                  /* session_memory() as the manager counts it */
         bool tls_wants_write, read_wants_write;
 
         char id[2 * 16 + 1];            /* session id, hex */
@@ -84,6 +97,13 @@ typedef struct Session {
         KeyPackage *package;            /* the user's registered key package */
         bool receive;
         bool replaced;                  /* closed for a newer receiving session */
+        uint64_t activation;            /* when it became active (manager->activations) */
+
+        /* The presence list is sent in pieces as the output drains: the
+         * active receiving sessions with activation > presence_cursor,
+         * in order of activation, are still to be listed. */
+        bool presence_pending;
+        uint64_t presence_cursor;
 
         /* Held for the per-address and per-user limits (NULL: a trusted
          * address; no user before auth). */
@@ -134,6 +154,9 @@ void session_throttle(Session *s, uint64_t usec);
 void session_touch(Session *s);
 
 size_t session_output_pending(const Session *s);
+/* What this session makes the relay hold for it: its output and input
+ * buffers and the frame being received, as allocated. */
+size_t session_memory(const Session *s);
 bool session_is_active(const Session *s);
 
 /* Try to write now (used at shutdown). */

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "macro.h"
@@ -18,6 +19,45 @@ char *state_path(const char *dir, const char *name) {
         if (asprintf(&p, "%s/%s", dir, name) < 0)
                 return NULL;
         return p;
+}
+
+int state_free_bytes(const char *dir, uint64_t *ret) {
+        struct statvfs st;
+
+        if (statvfs(dir, &st) < 0)
+                return -errno;
+        /* f_bavail: what an unprivileged writer gets; root's reserved
+         * blocks are not ours to count on. */
+        *ret = (uint64_t) st.f_bavail * st.f_frsize;
+        return 0;
+}
+
+int state_reserve_create(const char *dir) {
+        _cleanup_(freep) char *path = state_path(dir, STATE_RESERVE_FILE);
+        _cleanup_(closep) int fd = -EBADF;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        r = posix_fallocate(fd, 0, (off_t) STATE_RESERVE_SIZE);
+        if (r != 0) {
+                (void) unlink(path);
+                return -r;
+        }
+        return 0;
+}
+
+int state_reserve_release(const char *dir) {
+        _cleanup_(freep) char *path = state_path(dir, STATE_RESERVE_FILE);
+
+        if (!path)
+                return -ENOMEM;
+        if (unlink(path) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        return 1;
 }
 
 static int mkdir_parents(const char *path) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <gnutls/gnutls.h>
 
@@ -19,6 +20,10 @@
 #define STATE_CERTIFICATE_FILE "tls.crt"
 #define STATE_DATABASE_FILE "securechatd.db"
 #define STATE_LOCK_FILE "lock"
+/* Space set aside so that the database can always delete (see
+ * manager_store_full()); released when a delete fails for want of it. */
+#define STATE_RESERVE_FILE "reserve"
+#define STATE_RESERVE_SIZE (UINT64_C(4) * 1024 * 1024)
 
 /* Create dir (and missing parents) with mode 0700. Sets *ret_lax when the
  * directory exists and group or others may enter it. */
@@ -37,6 +42,17 @@ int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_
  * not matching the key. *ret_created says a certificate was made. */
 int state_tls_credentials(const Config *c, const char *dir, const RsaKey *identity,
                           gnutls_certificate_credentials_t *ret, bool *ret_created);
+
+/* Bytes the daemon may still use on the file system of dir. */
+int state_free_bytes(const char *dir, uint64_t *ret);
+
+/* Make dir/reserve STATE_RESERVE_SIZE bytes long, with its blocks
+ * allocated (a sparse file would set nothing aside). -ENOSPC when there
+ * is no room; nothing is left behind then. */
+int state_reserve_create(const char *dir);
+
+/* Delete dir/reserve: 1 if it was there, 0 if not. */
+int state_reserve_release(const char *dir);
 
 /* dir/name, allocated. */
 char *state_path(const char *dir, const char *name);

@@ -23,6 +23,8 @@ typedef enum StatementId {
         STMT_QUEUE_COUNT,
         STMT_QUEUE_COUNT_FROM,
         STMT_QUEUE_TOTAL,
+        STMT_QUEUE_BYTES,
+        STMT_QUEUE_MAX_SIZE,
         STMT_QUEUE_LAST,
         STMT_QUEUE_LIST,
         STMT_QUEUE_GET,
@@ -52,6 +54,8 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_QUEUE_COUNT] = "SELECT count(*) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_COUNT_FROM] = "SELECT count(*) FROM queue WHERE recipient = ?1 AND sender = ?2",
         [STMT_QUEUE_TOTAL] = "SELECT count(*) FROM queue",
+        [STMT_QUEUE_BYTES] = "SELECT coalesce(sum(size), 0) FROM queue",
+        [STMT_QUEUE_MAX_SIZE] = "SELECT coalesce(max(size), 0) FROM queue",
         [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_LIST] = "SELECT seq, recipient, sender, msg_id, size, received, expires, envelope "
                             "FROM queue WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -453,6 +457,20 @@ void store_messages_free(StoreMessage *m, size_t n) {
         free(m);
 }
 
+int store_queue_find(Store *s, const char *sender, const char *msg_id, const char *envelope,
+                     uint64_t *ret_seq) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_FIND);
+        uint64_t seq;
+        int r;
+
+        if ((r = bind_text(st, 1, sender)) < 0 || (r = bind_text(st, 2, msg_id)) < 0 ||
+            (r = bind_text(st, 3, envelope)) < 0 || (r = step_u64(st, &seq)) < 0)
+                return r;
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+}
+
 int store_queue_add(Store *s, StoreMessage *m) {
         sqlite3_stmt *st = stmt(s, STMT_QUEUE_ADD);
         int r;
@@ -470,11 +488,7 @@ int store_queue_add(Store *s, StoreMessage *m) {
                 /* The same message again (a client retrying after a lost
                  * "accepted"): report the one already queued. Another
                  * envelope under that id is not the same message. */
-                st = stmt(s, STMT_QUEUE_FIND);
-                if (bind_text(st, 1, m->sender) < 0 || bind_text(st, 2, m->msg_id) < 0 ||
-                    bind_text(st, 3, m->envelope) < 0)
-                        return -EIO;
-                r = step_u64(st, &m->seq);
+                r = store_queue_find(s, m->sender, m->msg_id, m->envelope, &m->seq);
                 if (r == -ENOENT)
                         return -ENOTUNIQ;
                 return r < 0 ? -EIO : -EEXIST;
@@ -503,6 +517,14 @@ int store_queue_count_from(Store *s, const char *recipient, const char *sender, 
 
 int store_queue_total(Store *s, uint64_t *ret) {
         return step_u64(stmt(s, STMT_QUEUE_TOTAL), ret);
+}
+
+int store_queue_bytes(Store *s, uint64_t *ret) {
+        return step_u64(stmt(s, STMT_QUEUE_BYTES), ret);
+}
+
+int store_queue_max_size(Store *s, uint64_t *ret) {
+        return step_u64(stmt(s, STMT_QUEUE_MAX_SIZE), ret);
 }
 
 int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret) {

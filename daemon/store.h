@@ -73,12 +73,21 @@ int store_user_foreach(Store *s, store_user_fn fn, void *userdata);
  * the first one's; another envelope under a queued (sender, msg_id) is
  * -ENOTUNIQ. */
 int store_queue_add(Store *s, StoreMessage *m);
+/* The seq of the message (sender, msg_id) queued with this very envelope
+ * text, -ENOENT if none is. */
+int store_queue_find(Store *s, const char *sender, const char *msg_id, const char *envelope,
+                     uint64_t *ret_seq);
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
 /* Messages from sender queued for recipient (an index lookup). */
 int store_queue_count_from(Store *s, const char *recipient, const char *sender, uint64_t *ret);
 /* Delete every message queued for recipient; how many in *ret_n. */
 int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n);
 int store_queue_total(Store *s, uint64_t *ret);
+/* Bytes of envelope JSON in the whole queue (a scan: for the start; the
+ * daemon keeps the sum up to date itself). */
+int store_queue_bytes(Store *s, uint64_t *ret);
+/* The largest envelope queued, in bytes (0 if none; a scan too). */
+int store_queue_max_size(Store *s, uint64_t *ret);
 /* Highest seq queued for recipient, 0 if none. */
 int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret);
 /* Up to max messages for recipient with seq > after, in order, with their

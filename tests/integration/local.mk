@@ -22,7 +22,9 @@ INTEGRATION_TESTS = \
 	tests/integration/frames-notls.sh \
 	tests/integration/limits-notls.sh \
 	tests/integration/admin.sh \
-	tests/integration/startup.sh
+	tests/integration/startup.sh \
+	tests/integration/memory.sh \
+	tests/integration/disk.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh

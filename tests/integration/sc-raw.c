@@ -42,6 +42,16 @@
  *   raw HEX                 send bytes as they are
  *   len N                   send only a length header of N
  *   repeat N COMMAND...     run COMMAND N times
+ *   crowd N PREFIX read|idle [LOOKUPS]
+ *                           N receiving sessions as PREFIX0..PREFIX<N-1>
+ *                           (the key loaded: users may share one), one
+ *                           after the other (until one is refused),
+ *                           then held until killed.
+ *                           read: whatever comes is read and dropped;
+ *                           idle: nothing is read after welcome, but
+ *                           each sends up to LOOKUPS lookups of PREFIX0
+ *                           first, as many as the socket takes (the
+ *                           answers wait at the relay)
  *   sleep MS | timeout SEC | close
  *
  * It can also play the relay, to test what a client does when the relay is
@@ -85,6 +95,7 @@
 #include <unistd.h>
 
 #include "b64.h"
+#include "buf.h"
 #include "codec.h"
 #include "envelope.h"
 #include "frame.h"
@@ -1050,6 +1061,102 @@ static int cmd_frame(const char *json) {
         return write_all(buf, len + 4);
 }
 
+/* Read and drop whatever t has for us now; false once it is closed. */
+static bool drain(Transport *t) {
+        uint8_t buf[16384];
+        ssize_t n;
+
+        while ((n = transport_read(t, buf, sizeof(buf))) > 0)
+                ;
+        return n == -EAGAIN;
+}
+
+/* Up to m lookups of user, as many as the socket takes without waiting
+ * (the relay stops reading when its answers pile up). */
+static int flood_lookups(int m, const char *user) {
+        _cleanup_(buf_donep) Buf b = BUF_INIT;
+        size_t off = 0;
+
+        for (int j = 0; j < m; j++) {
+                _cleanup_(freep) uint8_t *wire = NULL;
+                json_object *o = frame_new_lookup(raw.next_id++, user);
+                size_t len;
+                int r;
+
+                r = o ? frame_to_wire(o, MAX_FRAME_LIMIT, &wire, &len) : -ENOMEM;
+                json_object_put(o);
+                if (r < 0)
+                        return fail("lookup: %s", strerror(-r));
+                buf_put(&b, wire, len);
+        }
+        if (b.error < 0)
+                return fail("out of memory");
+        while (off < b.len) {
+                ssize_t n = transport_write(raw.t, b.data + off, b.len - off);
+
+                /* Full, or closed by the relay (which may cut us for
+                 * what we asked): never written to again, so a partial
+                 * record is fine. */
+                if (n < 0)
+                        break;
+                off += (size_t) n;
+        }
+        printf("# %zu bytes of lookups written\n", off);
+        return 0;
+}
+
+static int cmd_crowd(const char *count, const char *prefix, const char *mode, const char *lookups) {
+        int n = atoi(count), m = lookups ? atoi(lookups) : 0, r;
+        bool reading = strcmp(mode, "read") == 0;
+        _cleanup_(freep) Transport **t = NULL;
+        _cleanup_(freep) struct pollfd *p = NULL;
+        char first[USERNAME_MAX + 1];
+
+        if (n <= 0 || (!reading && strcmp(mode, "idle") != 0))
+                return fail("crowd: expected a count and read or idle");
+        t = calloc((size_t) n, sizeof(*t));
+        p = calloc((size_t) n, sizeof(*p));
+        if (!t || !p)
+                return fail("out of memory");
+        snprintf(first, sizeof(first), "%s0", prefix);
+        for (int i = 0; i < n; i++) {
+                char user[USERNAME_MAX + 1];
+
+                snprintf(user, sizeof(user), "%s%d", prefix, i);
+                if ((r = cmd_connect()) < 0 || (r = cmd_auth(user, true)) < 0)
+                        return r;
+                if (cmd_expect("welcome", NULL, true) < 0) {
+                        /* Refused (server_busy): hold the ones we have. */
+                        printf("# crowd: login of %s refused\n", user);
+                        raw.t = transport_free(raw.t);
+                        n = i;
+                        break;
+                }
+                if (m > 0 && (r = flood_lookups(m, first)) < 0)
+                        return r;
+                t[i] = TAKE_PTR(raw.t);
+                /* The others hear that this one came online. */
+                for (int j = 0; reading && j < i; j++)
+                        if (t[j] && !drain(t[j]))
+                                t[j] = transport_free(t[j]);
+        }
+        printf("# crowd of %d up\n", n);
+        fflush(stdout);
+        for (;;) {
+                if (!reading) {
+                        pause();
+                        continue;
+                }
+                for (int i = 0; i < n; i++)
+                        p[i] = (struct pollfd) { .fd = t[i] ? transport_fd(t[i]) : -1, .events = POLLIN };
+                if (poll(p, (nfds_t) n, -1) < 0 && errno != EINTR)
+                        return fail("poll: %s", strerror(errno));
+                for (int i = 0; i < n; i++)
+                        if (t[i] && p[i].revents && !drain(t[i]))
+                                t[i] = transport_free(t[i]);
+        }
+}
+
 static int run_command(char *line);
 
 static int run_words(char **w, size_t n, char *rest_after[]) {
@@ -1146,6 +1253,8 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
         }
         if (strcmp(c, "synced") == 0)
                 return send_json(frame_new_synced());
+        if (strcmp(c, "crowd") == 0 && n >= 4)
+                return cmd_crowd(w[1], w[2], w[3], n >= 5 ? w[4] : NULL);
         if (strcmp(c, "close") == 0) {
                 raw.t = transport_free(raw.t);
                 return 0;

@@ -138,6 +138,9 @@ text_of() { # N: N bytes of text
 }
 out=$(sc alice send bob "$(text_of 1500)" 2>/dev/null)
 is "before the reload 1500 bytes are fine (max-text 16K)" "0 queued" "$? $out"
+# A reload to a lower max-text is refused while a longer text may wait
+# (securechatd(8), SIGHUP): bob takes it first.
+ok "bob fetches it" sc bob inbox
 n_reload=$(journal_count reload)
 write_config "max-text = 1000"
 n_notify=$(notify_log | wc -l)

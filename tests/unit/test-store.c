@@ -204,11 +204,20 @@ START_TEST(test_queue) {
         ck_assert_uint_eq(last, m[3].seq);
         ck_assert_int_eq(store_queue_last_seq(s, "nobody", &last), 0);
         ck_assert_uint_eq(last, 0);
+        /* Sizes: the daemon's running sum starts from this, and reload
+         * judges lower limits by the largest. */
+        ck_assert_int_eq(store_queue_bytes(s, &count), 0);
+        ck_assert_uint_eq(count, 7 + 7 + 7 + 18);
+        ck_assert_int_eq(store_queue_max_size(s, &count), 0);
+        ck_assert_uint_eq(count, 18);
 
         /* The same (sender, id) again is not a second message. */
         dup = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", 200, 2000);
         ck_assert_int_eq(store_queue_add(s, &dup), -EEXIST);
         ck_assert_uint_eq(dup.seq, m[0].seq);
+        ck_assert_int_eq(store_queue_find(s, "alice", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", &last), 0);
+        ck_assert_uint_eq(last, m[0].seq);
+        ck_assert_int_eq(store_queue_find(s, "carol", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", NULL), -ENOENT);
         ck_assert_int_eq(store_queue_total(s, &count), 0);
         ck_assert_uint_eq(count, 4);
         /* ... and another envelope under that id is not the same one. */
@@ -249,6 +258,8 @@ START_TEST(test_queue) {
         ck_assert_int_eq(store_queue_take(s, "bob", m[0].seq, NULL), -ENOENT);
         ck_assert_int_eq(store_queue_count(s, "bob", &count), 0);
         ck_assert_uint_eq(count, 2);
+        ck_assert_int_eq(store_queue_bytes(s, &count), 0);
+        ck_assert_uint_eq(count, 7 + 7 + 18);
 }
 END_TEST
 
