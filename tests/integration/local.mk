@@ -14,6 +14,7 @@ INTEGRATION_TESTS = \
 	tests/integration/tamper.sh \
 	tests/integration/frames.sh \
 	tests/integration/limits.sh \
+	tests/integration/tls-cert.sh \
 	tests/integration/chat-notls.sh \
 	tests/integration/offline-notls.sh \
 	tests/integration/refusals-notls.sh \
