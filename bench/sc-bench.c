@@ -61,6 +61,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -287,7 +288,9 @@ static int relay_start(void) {
         if (B.relay == 0) {
                 int fd = open(B.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
-                if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0)
+                /* No relay outlives a benchmark that was interrupted. */
+                if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0 ||
+                    prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
                         _exit(127);
                 execv(exe, argv);
                 _exit(127);
@@ -672,8 +675,11 @@ static int bare_start(pid_t *ret_pid, int *ret_port) {
         pid = fork();
         if (pid < 0)
                 return -errno;
-        if (pid == 0)
+        if (pid == 0) {
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                        _exit(1);
                 bare_relay(fd);
+        }
         *ret_pid = pid;
         *ret_port = ntohs(sa.sin_port);
         return 0;
