@@ -7,3 +7,21 @@
 EXTRA_DIST += bench/flood
 TESTS += bench/flood-smoke.sh
 EXTRA_DIST += bench/flood-smoke.sh
+
+# sc-bench: the relay against the machine's limits, one table (issue 10).
+# Built by make check (for its smoke run) and by make bench.
+check_PROGRAMS += bench/sc-bench
+bench_sc_bench_SOURCES = bench/sc-bench.c bench/conn.c bench/conn.h
+bench_sc_bench_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
+	$(JSONC_CFLAGS) $(SQLITE_CFLAGS)
+bench_sc_bench_LDADD = $(COMMON_LIBS) $(SQLITE_LIBS) -lm
+TESTS += bench/sc-bench-smoke.sh
+EXTRA_DIST += bench/sc-bench-smoke.sh
+
+# The full run, on a release build (configure CFLAGS=-O2, no sanitizers);
+# SC_BENCH_FLAGS passes options (--json, --pairs 1,10 ...).
+# bench/ is also a directory, so "bench" is forced (automake will not have
+# a second, unconditional .PHONY beside fuzz/local.mk's).
+bench: bench-force securechatd$(EXEEXT) scctl$(EXEEXT) bench/sc-bench$(EXEEXT)
+	$(top_builddir)/bench/sc-bench --builddir $(top_builddir) $(SC_BENCH_FLAGS)
+bench-force:

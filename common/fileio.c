@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "fileio.h"
 #include "macro.h"
+#include "util.h"
 
 int write_all(int fd, const void *data, size_t len) {
         const char *p = data;
@@ -84,4 +86,54 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 fail:
         (void) unlink(tmp);
         return r;
+}
+
+int read_key_file(const char *path, bool private, size_t max, char **ret, size_t *ret_len) {
+        _cleanup_(closep) int fd = -EBADF;
+        char *buf;
+        struct stat st;
+        size_t n = 0;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (private ? O_NOFOLLOW : 0));
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        if (private && (st.st_mode & 077) != 0)
+                return -EPERM;
+        if ((uintmax_t) st.st_size > max)
+                return -EFBIG;
+
+        buf = malloc(max + 1);
+        if (!buf)
+                return -ENOMEM;
+
+        /* Read to EOF: the file may have changed since fstat(). */
+        for (;;) {
+                ssize_t l;
+
+                if (n > max) {
+                        secure_free(buf, max + 1);
+                        return -EFBIG;
+                }
+                l = read(fd, buf + n, max + 1 - n);
+                if (l < 0) {
+                        int r = -errno;
+
+                        if (r == -EINTR)
+                                continue;
+                        secure_free(buf, max + 1);
+                        return r;
+                }
+                if (l == 0)
+                        break;
+                n += (size_t) l;
+        }
+        buf[n] = '\0';
+
+        *ret = buf;
+        *ret_len = n;
+        return 0;
 }

@@ -2,6 +2,7 @@
 /* Small file helpers that every module writing state shares. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -18,3 +19,9 @@ int fsync_parent_dir(const char *path);
  * umask cannot change it. On failure the target is unchanged and the
  * temporary file removed. */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* Read a whole key file of at most max bytes, NUL-terminated, into a buffer
+ * of max + 1 bytes (free it with secure_free(buf, max + 1)). private: no
+ * symlinks, and -EPERM when group or others may read or write it, checked
+ * before any byte is read. -EFBIG when longer than max. */
+int read_key_file(const char *path, bool private, size_t max, char **ret, size_t *ret_len);

@@ -570,59 +570,6 @@ static int export_public_pem(const RsaKey *k, char **ret, size_t *ret_len) {
 
 /* ---- files --------------------------------------------------------------- */
 
-/* Read a whole key file of at most KEY_DATA_MAX bytes, NUL-terminated.
- * Private keys: no symlinks, and the permission check comes before any byte
- * is read. The buffer is always KEY_DATA_MAX + 1 bytes (for secure_free). */
-static int read_key_file(const char *path, bool private, char **ret, size_t *ret_len) {
-        _cleanup_(closep) int fd = -EBADF;
-        char *buf;
-        struct stat st;
-        size_t n = 0;
-
-        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | (private ? O_NOFOLLOW : 0));
-        if (fd < 0)
-                return -errno;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        if (!S_ISREG(st.st_mode))
-                return -EINVAL;
-        if (private && (st.st_mode & 077) != 0)
-                return -EPERM;
-        if (st.st_size > KEY_DATA_MAX)
-                return -EFBIG;
-
-        buf = malloc(KEY_DATA_MAX + 1);
-        if (!buf)
-                return -ENOMEM;
-
-        /* Read to EOF: the file may have changed since fstat(). */
-        for (;;) {
-                ssize_t l;
-
-                if (n > KEY_DATA_MAX) {
-                        secure_free(buf, KEY_DATA_MAX + 1);
-                        return -EFBIG;
-                }
-                l = read(fd, buf + n, KEY_DATA_MAX + 1 - n);
-                if (l < 0) {
-                        int r = -errno;
-
-                        if (r == -EINTR)
-                                continue;
-                        secure_free(buf, KEY_DATA_MAX + 1);
-                        return r;
-                }
-                if (l == 0)
-                        break;
-                n += (size_t) l;
-        }
-        buf[n] = '\0';
-
-        *ret = buf;
-        *ret_len = n;
-        return 0;
-}
-
 int rsa_key_save_private(const RsaKey *k, const char *path) {
         char *pem = NULL;
         size_t len = 0;
@@ -647,7 +594,7 @@ int rsa_key_load_private(const char *path, RsaKey **ret) {
         if (!path || !ret)
                 return -EINVAL;
 
-        r = read_key_file(path, true, &buf, &len);
+        r = read_key_file(path, true, KEY_DATA_MAX, &buf, &len);
         if (r < 0)
                 return r;
         r = rsa_key_from_private_pem((const uint8_t *) buf, len, ret);
@@ -679,7 +626,7 @@ int rsa_key_load_public(const char *path, RsaKey **ret) {
         if (!path || !ret)
                 return -EINVAL;
 
-        r = read_key_file(path, false, &buf, &len);
+        r = read_key_file(path, false, KEY_DATA_MAX, &buf, &len);
         if (r < 0)
                 return r;
 

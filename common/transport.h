@@ -19,7 +19,6 @@
 
 #include <gnutls/gnutls.h>
 
-#include "rsa.h"
 
 #define CHANNEL_BINDING_LEN 32
 
@@ -60,6 +59,11 @@ int transport_channel_binding(Transport *t, uint8_t out[CHANNEL_BINDING_LEN], si
 /* Server credentials from PEM files. */
 int tls_credentials_load(const char *cert_path, const char *key_path,
                          gnutls_certificate_credentials_t *ret);
-/* Write a self-signed X.509 certificate (PEM, CN=cn, 10 years) for key,
- * which must hold a private key. Atomic (temp file + rename), mode 0644. */
-int tls_make_self_signed(const RsaKey *key, const char *cn, const char *cert_path);
+/* Generate an Ed25519 key for TLS and write it to key_path (PKCS#8 PEM,
+ * mode 0600, atomic: temp file + rename). */
+int tls_key_generate(const char *key_path);
+/* Write a self-signed X.509 certificate (PEM, CN=cn, 10 years) for the
+ * private key in key_path (any algorithm GnuTLS reads: Ed25519 from
+ * tls_key_generate(), an RSA identity key, ...). The key file must be
+ * private (-EPERM otherwise). Atomic (temp file + rename), mode 0644. */
+int tls_make_self_signed(const char *key_path, const char *cn, const char *cert_path);

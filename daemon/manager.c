@@ -521,12 +521,21 @@ int manager_start(Manager *m) {
         log_info("Server identity %s (%u bits)", m->server_key->fingerprint, rsa_key_bits(m->server_key));
 
         if (c->tls) {
-                r = state_tls_credentials(c, c->state_directory, m->server_key, &m->tls_credentials, &created);
+                StateTlsChange change;
+
+                r = state_tls_credentials(c, c->state_directory, &m->tls_credentials, &change);
+                if (r == -EPERM)
+                        return log_error_errno(r, "Refusing %s/%s: readable or writable by group or others",
+                                               c->state_directory, STATE_TLS_KEY_FILE);
                 if (r < 0)
                         return log_error_errno(r, "Failed to set up TLS (%s): %m",
                                                c->tls_certificate ?: "self-signed certificate");
-                if (created)
-                        log_notice("Created a self-signed TLS certificate %s/%s", c->state_directory,
+                if (change == STATE_TLS_CREATED || change == STATE_TLS_UPGRADED)
+                        log_notice("Created a self-signed Ed25519 TLS certificate %s/%s%s", c->state_directory,
+                                   STATE_CERTIFICATE_FILE,
+                                   change == STATE_TLS_UPGRADED ? " (replacing the one for the identity key)" : "");
+                else if (change == STATE_TLS_REMADE)
+                        log_notice("Remade the self-signed TLS certificate %s/%s", c->state_directory,
                                    STATE_CERTIFICATE_FILE);
         } else
                 log_warning("TLS is off (tls = no): traffic, including user names, is not encrypted "

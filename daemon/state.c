@@ -143,47 +143,77 @@ int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_
         return 0;
 }
 
-int state_tls_credentials(const Config *c, const char *dir, const RsaKey *identity,
-                          gnutls_certificate_credentials_t *ret, bool *ret_created) {
-        _cleanup_(freep) char *cert = NULL, *key = NULL;
-        bool created = false;
+/* A certificate in dir made for the key in dir; remade whenever in doubt,
+ * since nothing but TLS itself looks at it. */
+static int make_certificate(const char *key, const char *cert) {
         int r;
 
-        if (c->tls_certificate)
-                return tls_credentials_load(c->tls_certificate, c->tls_key, ret);
+        r = tls_make_self_signed(key, "securechatd", cert);
+        if (r < 0)
+                return r;
+        /* Public, but everything in the state directory is the daemon's
+         * alone. */
+        return chmod(cert, 0600) < 0 ? -errno : 0;
+}
+
+int state_tls_credentials(const Config *c, const char *dir,
+                          gnutls_certificate_credentials_t *ret, StateTlsChange *ret_change) {
+        _cleanup_(freep) char *cert = NULL, *key = NULL;
+        StateTlsChange change = STATE_TLS_KEPT;
+        struct stat st;
+        int r;
+
+        if (c->tls_certificate) {
+                r = tls_credentials_load(c->tls_certificate, c->tls_key, ret);
+                if (r >= 0 && ret_change)
+                        *ret_change = STATE_TLS_KEPT;
+                return r;
+        }
 
         cert = state_path(dir, STATE_CERTIFICATE_FILE);
-        key = state_path(dir, STATE_IDENTITY_FILE);
+        key = state_path(dir, STATE_TLS_KEY_FILE);
         if (!cert || !key)
                 return -ENOMEM;
 
-        if (access(cert, F_OK) < 0) {
+        if (lstat(key, &st) < 0) {
                 if (errno != ENOENT)
                         return -errno;
-                r = tls_make_self_signed(identity, "securechatd", cert);
+                /* First start, or a state directory from before tls.key
+                 * whose tls.crt is for the RSA identity key: a new key and
+                 * a certificate for it, so every relay gets the cheap
+                 * handshake. Clients pin the identity key, not this. */
+                change = access(cert, F_OK) == 0 ? STATE_TLS_UPGRADED : STATE_TLS_CREATED;
+                r = tls_key_generate(key);
                 if (r < 0)
                         return r;
-                created = true;
-        }
-        /* Public, but everything in the state directory is the daemon's
-         * alone. */
-        if (created && chmod(cert, 0600) < 0)
-                return -errno;
-        r = tls_credentials_load(cert, key, ret);
-        if (r < 0 && !created) {
-                /* Most likely left from an identity key that was replaced:
-                 * the certificate is ours to remake. */
-                r = tls_make_self_signed(identity, "securechatd", cert);
+                r = make_certificate(key, cert);
                 if (r < 0)
                         return r;
-                created = true;
-                if (chmod(cert, 0600) < 0)
+        } else if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        else if ((st.st_mode & 077) != 0)
+                return -EPERM;
+        else if (access(cert, F_OK) < 0) {
+                if (errno != ENOENT)
                         return -errno;
+                r = make_certificate(key, cert);
+                if (r < 0)
+                        return r;
+                change = STATE_TLS_REMADE;
+        }
+
+        r = tls_credentials_load(cert, key, ret);
+        if (r < 0 && change == STATE_TLS_KEPT) {
+                /* Damaged, or not for this key: ours to remake. */
+                r = make_certificate(key, cert);
+                if (r < 0)
+                        return r;
+                change = STATE_TLS_REMADE;
                 r = tls_credentials_load(cert, key, ret);
         }
         if (r < 0)
                 return r;
-        if (ret_created)
-                *ret_created = created;
+        if (ret_change)
+                *ret_change = change;
         return 0;
 }

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The state directory: identity.key (the server's identity, generated on
- * first start), tls.crt (a self-signed certificate for that key),
+ * first start), tls.key and tls.crt (an Ed25519 key for TLS only and a
+ * self-signed certificate for it),
  * securechatd.db (registry and queue) and a lock file that keeps a second
  * daemon away from the same files. The directory is made 0700; files are
  * 0600 (the daemon runs with umask 077).
@@ -18,6 +19,7 @@
 
 #define STATE_IDENTITY_FILE "identity.key"
 #define STATE_CERTIFICATE_FILE "tls.crt"
+#define STATE_TLS_KEY_FILE "tls.key"
 #define STATE_DATABASE_FILE "securechatd.db"
 #define STATE_LOCK_FILE "lock"
 /* Space set aside so that the database can always delete (see
@@ -37,11 +39,21 @@ int state_lock(const char *dir, int *ret_fd);
  * *ret_created says which happened. */
 int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_created);
 
+typedef enum StateTlsChange {
+        STATE_TLS_KEPT,         /* configured, or tls.key and tls.crt as they were */
+        STATE_TLS_CREATED,      /* first start: new tls.key and tls.crt */
+        STATE_TLS_UPGRADED,     /* tls.crt (for the identity key) replaced by a
+                                 * new tls.key and a certificate for it */
+        STATE_TLS_REMADE,       /* tls.crt missing or not for tls.key: remade */
+} StateTlsChange;
+
 /* TLS credentials: tls-certificate/tls-key when configured, else
- * dir/tls.crt with the identity key, making the certificate when missing or
- * not matching the key. *ret_created says a certificate was made. */
-int state_tls_credentials(const Config *c, const char *dir, const RsaKey *identity,
-                          gnutls_certificate_credentials_t *ret, bool *ret_created);
+ * dir/tls.key (Ed25519, generated when missing) and dir/tls.crt, made when
+ * missing or not matching the key. The identity key has no part in TLS: a
+ * handshake costs one Ed25519 signature, not an RSA one. -EPERM when
+ * tls.key is open to group or others. */
+int state_tls_credentials(const Config *c, const char *dir,
+                          gnutls_certificate_credentials_t *ret, StateTlsChange *ret_change);
 
 /* Bytes the daemon may still use on the file system of dir. */
 int state_free_bytes(const char *dir, uint64_t *ret);

@@ -15,6 +15,7 @@ INTEGRATION_TESTS = \
 	tests/integration/frames.sh \
 	tests/integration/limits.sh \
 	tests/integration/hostile.sh \
+	tests/integration/tls-cert.sh \
 	tests/integration/chat-notls.sh \
 	tests/integration/offline-notls.sh \
 	tests/integration/refusals-notls.sh \

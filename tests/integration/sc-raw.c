@@ -85,6 +85,8 @@
 #include <inttypes.h>
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -506,6 +508,12 @@ static int tcp_connect(int *ret_fd, const char **ret_what) {
         if (r != 0)
                 return -EINVAL;
         fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        /* As scctl does (cli/client.c): without it the client's TLS
+         * Finished, written right after its ChangeCipherSpec, waits 40 ms
+         * for the relay's delayed ACK once the relay's handshake is fast,
+         * and "handshakes" would measure that timer. */
+        if (fd >= 0)
+                (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int) { 1 }, sizeof(int));
         if (fd >= 0 && raw.rcvbuf > 0)
                 (void) setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &raw.rcvbuf, sizeof(raw.rcvbuf));
         if (fd >= 0 && raw.source) {
@@ -875,7 +883,7 @@ static int cmd_serverkey(const char *path) {
                 return 0;
         if (asprintf(&cert, "%s.crt", path) < 0)
                 return fail("out of memory");
-        r = tls_make_self_signed(raw.server_key, "sc-raw", cert);
+        r = tls_make_self_signed(path, "sc-raw", cert);
         if (r >= 0)
                 r = tls_credentials_load(cert, path, &raw.creds);
         if (r < 0)

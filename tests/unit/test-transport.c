@@ -2,7 +2,8 @@
 /*
  * Unit tests for transport.c: both ends of a non-blocking socketpair driven
  * with poll() from one thread, TLS 1.3 with a certificate made by
- * tls_make_self_signed(), and plain mode.
+ * tls_make_self_signed() (for an RSA key, and for an Ed25519 key from
+ * tls_key_generate(), the relay's default), and plain mode.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,8 +40,8 @@ static void tls_setup(void) {
         ck_assert_ptr_nonnull(mkdtemp(tmpdir));
         snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", tmpdir);
         snprintf(key_path, sizeof(key_path), "%s/key.pem", tmpdir);
-        ck_assert_int_eq(tls_make_self_signed(key, "relay.example", cert_path), 0);
         ck_assert_int_eq(rsa_key_save_private(key, key_path), 0);
+        ck_assert_int_eq(tls_make_self_signed(key_path, "relay.example", cert_path), 0);
         ck_assert_int_eq(tls_credentials_load(cert_path, key_path, &creds), 0);
 }
 
@@ -438,15 +439,19 @@ START_TEST(test_self_signed_cert) {
 END_TEST
 
 START_TEST(test_cert_refusals) {
-        _cleanup_(rsa_key_freep) RsaKey *pub = NULL;
         gnutls_certificate_credentials_t c = NULL;
         char path[sizeof(tmpdir) + 32];
 
-        /* A public key cannot sign a certificate. */
-        ck_assert_int_eq(rsa_key_from_spki(key->spki, key->spki_len, &pub), 0);
+        /* A certificate is no private key to sign with. */
         snprintf(path, sizeof(path), "%s/other.pem", tmpdir);
-        ck_assert_int_eq(tls_make_self_signed(pub, "x", path), -EINVAL);
+        ck_assert_int_eq(chmod(cert_path, 0600), 0);
+        ck_assert_int_eq(tls_make_self_signed(cert_path, "x", path), -EINVAL);
         ck_assert_int_eq(access(path, F_OK), -1);
+        /* Nor is a key that others may read, or no key at all. */
+        ck_assert_int_eq(chmod(key_path, 0640), 0);
+        ck_assert_int_eq(tls_make_self_signed(key_path, "x", path), -EPERM);
+        ck_assert_int_eq(chmod(key_path, 0600), 0);
+        ck_assert_int_eq(tls_make_self_signed(path, "x", cert_path), -ENOENT);
 
         /* Missing files and mismatched pairs. */
         ck_assert_int_eq(tls_credentials_load(path, key_path, &c), -ENOENT);
@@ -454,7 +459,51 @@ START_TEST(test_cert_refusals) {
         ck_assert_ptr_null(c);
 
         /* Unwritable destination. */
-        ck_assert_int_eq(tls_make_self_signed(key, "x", "/nonexistent-dir/cert.pem"), -ENOENT);
+        ck_assert_int_eq(tls_make_self_signed(key_path, "x", "/nonexistent-dir/cert.pem"), -ENOENT);
+        ck_assert_int_eq(tls_key_generate("/nonexistent-dir/tls.key"), -ENOENT);
+}
+END_TEST
+
+/* The relay's default: an Ed25519 key of its own, a certificate signed
+ * with it, and a client (which verifies nothing, see transport.c) that
+ * completes TLS 1.3 with it. */
+START_TEST(test_ed25519_session) {
+        _cleanup_(transport_freep) Transport *s = NULL, *c = NULL;
+        gnutls_certificate_credentials_t ed_creds = NULL;
+        gnutls_x509_crt_t crt;
+        gnutls_datum_t d = {};
+        unsigned verify = 0, bits = 0;
+        char ed_key[sizeof(tmpdir) + 16], ed_cert[sizeof(tmpdir) + 16];
+        struct stat st;
+        int fds[2];
+
+        snprintf(ed_key, sizeof(ed_key), "%s/ed.key", tmpdir);
+        snprintf(ed_cert, sizeof(ed_cert), "%s/ed.crt", tmpdir);
+        ck_assert_int_eq(tls_key_generate(ed_key), 0);
+        ck_assert_int_eq(stat(ed_key, &st), 0);
+        ck_assert_uint_eq(st.st_mode & 07777, 0600);
+        ck_assert_int_eq(tls_make_self_signed(ed_key, "securechatd", ed_cert), 0);
+
+        ck_assert_int_eq(gnutls_load_file(ed_cert, &d), 0);
+        ck_assert_int_eq(gnutls_x509_crt_init(&crt), 0);
+        ck_assert_int_eq(gnutls_x509_crt_import(crt, &d, GNUTLS_X509_FMT_PEM), 0);
+        ck_assert_int_eq(gnutls_x509_crt_get_pk_algorithm(crt, &bits), GNUTLS_PK_EDDSA_ED25519);
+        ck_assert_int_eq(gnutls_x509_crt_get_signature_algorithm(crt), GNUTLS_SIGN_EDDSA_ED25519);
+        ck_assert_int_eq(gnutls_x509_crt_verify(crt, &crt, 1, 0, &verify), 0);
+        ck_assert_uint_eq(verify, 0);
+        gnutls_x509_crt_deinit(crt);
+        gnutls_free(d.data);
+
+        ck_assert_int_eq(tls_credentials_load(ed_cert, ed_key, &ed_creds), 0);
+        make_pair(fds);
+        ck_assert_int_eq(transport_new_server(fds[0], ed_creds, &s), 0);
+        ck_assert_int_eq(transport_new_client(fds[1], true, "relay.example", &c), 0);
+        handshake_both(s, c);
+        exchange(s, c);
+        s = transport_free(s);
+        gnutls_certificate_free_credentials(ed_creds);
+        (void) unlink(ed_key);
+        (void) unlink(ed_cert);
 }
 END_TEST
 
@@ -467,6 +516,7 @@ static Suite *transport_suite(void) {
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_self_signed_cert);
         tcase_add_test(tc, test_cert_refusals);
+        tcase_add_test(tc, test_ed25519_session);
         tcase_add_test(tc, test_tls_session);
         tcase_add_test(tc, test_tls_bindings_differ);
         tcase_add_test(tc, test_tls_peer_vanishes);

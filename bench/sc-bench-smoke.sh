@@ -1,0 +1,22 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+# bench/sc-bench --quick: every row of the benchmark table is still measured
+# (its figures are for people, not for make check: no timing is judged).
+. "${SC_SRCDIR:?run this from make check}/tests/tap.sh" || exit 99
+
+BENCH=$SC_BUILDDIR/bench/sc-bench
+[ -x "$BENCH" ] || skip_all "$BENCH is not built (make check builds it)"
+out=$("$BENCH" --builddir "$SC_BUILDDIR" --quick 2>&1)
+rc=$?
+is "sc-bench --quick exits 0 (every row measured)" 0 "$rc"
+[ "$rc" -eq 0 ] || diag "$out"
+for row in "routing, 1 sender -> 1 receiver" "routing, 2 senders -> 2 receivers" "offline fill" \
+	"queue drain on login" "[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" \
+	"one-shot scctl send"; do
+	like "the table has: $row" "^\| $row.* \| [0-9.e+]+ [a-zA-Z/]+ \| .* \| [0-9.e+-]+x? \| " "$out"
+done
+like "it names the machine" "^machine: [0-9]+ CPUs, " "$out"
+json=$("$BENCH" --builddir "$SC_BUILDDIR" --quick --json --pairs 1 2>/dev/null)
+is "--json exits 0" 0 $?
+like "--json is one object with the rows" '^\{"cpus":[0-9]+,.*"rows":\[\{"figure":' "$json"
+done_testing

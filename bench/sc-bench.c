@@ -1,0 +1,1525 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sc-bench: the relay against the limits of the machine it runs on
+ * (issue 10). Every figure is measured through a real securechatd started
+ * here, and compared with a limit measured in the same run on the same
+ * machine: a bare loopback relay (an epoll loop in a child process that
+ * forwards the same frames and does nothing else), SQLite commits on the
+ * same file system, the RSA sign rate, a bare idle TLS session's memory.
+ * It prints one table: figure, limit, ratio, target.
+ *
+ *   sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill N]
+ *            [--sessions N] [--window N] [-o KEY=VALUE]...
+ *
+ * --builddir  where securechatd and scctl are (default: .)
+ * --quick     a smoke run with tiny counts (make check): checks that every
+ *             row works; its figures mean nothing
+ * --json      the rows as one JSON object instead of the table
+ * --pairs     routing rows at these numbers of sender -> receiver pairs
+ *             (default 1,10,100,1000; 10 is the headline row)
+ * --fill      offline fill and queue drain size (default 10000)
+ * --sessions  idle sessions for the memory rows (default 1000)
+ * --window    routing: sends a sender has in flight, waiting for accepted
+ *             (default 1). With more, today's relay keeps reading the
+ *             sender and starves the receivers' output (sd-event dispatches
+ *             the always-readable sender first): measured at 64, 0 of
+ *             3,435 accepted messages were delivered in 10 s. The offline
+ *             fill keeps 64 in flight (no receiver to starve).
+ * -o          passed to every securechatd started
+ *
+ * The load is what the relay's cost can be read from, not the clients':
+ * envelopes are sealed before the clock starts, one per sender/recipient
+ * pair, and copied with fresh ids for every message (the relay checks an
+ * envelope's form, not its signature, so its work is the same as for
+ * genuine ones); receivers ack without opening. All users share one RSA
+ * key. The relay runs with its production defaults except what a load
+ * generator on one address needs: trusted-networks=127.0.0.0/8 (no
+ * per-address connection, login and registration limits), message-rate=0,
+ * and room for the sessions and queue the rows make (max-sessions,
+ * max-sessions-per-user, queue-limit, queue-limit-per-sender).
+ *
+ * Files (relay state, SQLite reference) go to $TMPDIR, default /var/tmp: a
+ * disk, so that every commit costs its fsync as in production.
+ *
+ * SC_BENCH_KEEP=1 keeps the working directory (relay logs); SC_BENCH_DEBUG=1
+ * prints the counts of every routing run.
+ *
+ * Exit status: 0 when every row was measured (below-target rows included:
+ * the table says which), 2 when the benchmark itself failed.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <malloc.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+#include <sqlite3.h>
+
+#include "codec.h"
+#include "conn.h"
+#include "envelope.h"
+#include "fileio.h"
+#include "macro.h"
+#include "protocol.h"
+#include "rsa.h"
+#include "transport.h"
+#include "util.h"
+
+#define TIMEOUT_MS 60000        /* any one login, connect or wait */
+#define FILL_WINDOW 64          /* sends in flight while filling a queue */
+#define CLIENT_KEY_BITS 2048    /* scctl init's default */
+#define TEXT_LEN 100            /* makes a send frame of ~1 KB */
+#define MAX_ROWS 32
+
+typedef struct Row {
+        char figure[96];
+        double value;
+        const char *unit;
+        double limit;
+        char limit_what[96];
+        bool at_least;          /* target: ratio >= target, else <= */
+        double target;          /* 0: no target */
+        char note[160];
+        bool failed;
+} Row;
+
+static struct {
+        const char *builddir;
+        bool quick, json;
+        size_t pairs[8], n_pairs;
+        size_t fill, sessions;
+        unsigned window;
+        char **relay_opts;
+        size_t n_relay_opts;
+
+        char *tmp;
+        RsaKey *key;                    /* every bench user's */
+        unsigned relay_n;
+        pid_t relay;
+        int port;
+        char *state, *log;
+
+        Row rows[MAX_ROWS];
+        size_t n_rows;
+} B = { .builddir = ".", .fill = 10000, .sessions = 1000, .window = 1 };
+
+static void note(const char *fmt, ...) _printf_(1, 2);
+static void note(const char *fmt, ...) {
+        va_list ap;
+
+        if (B.json)
+                return;
+        va_start(ap, fmt);
+        fputs("# ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+}
+
+static double now_s(void) {
+        return (double) now_monotonic_usec() / 1e6;
+}
+
+/* ---- the relay under test ------------------------------------------------ */
+
+/* utime + stime of pid, in microseconds. */
+static uint64_t proc_cpu_usec(pid_t pid) {
+        char path[64], buf[1024], *p;
+        unsigned long long ut = 0, st = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/stat", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        p = fgets(buf, sizeof(buf), f);
+        fclose(f);
+        if (!p || !(p = strrchr(buf, ')')))
+                return 0;
+        /* After "pid (comm)": state is field 3, utime 14, stime 15. */
+        if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+                return 0;
+        return (ut + st) * 1000000ULL / (unsigned long long) sysconf(_SC_CLK_TCK);
+}
+
+/* Resident set size of pid, in bytes. */
+static uint64_t proc_rss(pid_t pid) {
+        char path[64], line[256];
+        unsigned long long kb = 0;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmRSS: %llu kB", &kb) == 1)
+                        break;
+        fclose(f);
+        return kb * 1024;
+}
+
+static int relay_stop(void) {
+        int status = 0;
+
+        if (B.relay <= 0)
+                return 0;
+        (void) kill(B.relay, SIGTERM);
+        for (int i = 0; i < 300; i++) {
+                if (waitpid(B.relay, &status, WNOHANG) == B.relay) {
+                        B.relay = 0;
+                        return 0;
+                }
+                usleep(100 * 1000);
+        }
+        (void) kill(B.relay, SIGKILL);
+        (void) waitpid(B.relay, &status, 0);
+        B.relay = 0;
+        return -ETIMEDOUT;
+}
+
+/* The port from "Listening on 127.0.0.1:PORT" in the log, 0 if not yet. */
+static int relay_log_port(void) {
+        char line[512];
+        int port = 0;
+        FILE *f = fopen(B.log, "re");
+
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f)) {
+                const char *p = strstr(line, "Listening on 127.0.0.1:");
+
+                if (p) {
+                        port = atoi(p + strlen("Listening on 127.0.0.1:"));
+                        break;
+                }
+        }
+        fclose(f);
+        return port;
+}
+
+#define KEY_FILE_MAX (64 * 1024)
+
+static int copy_key_file(const char *from, const char *to) {
+        char *pem = NULL;
+        size_t len = 0;
+        int r = read_key_file(from, true, KEY_FILE_MAX, &pem, &len);
+
+        if (r < 0)
+                return r;
+        r = write_file_atomic(to, pem, len, 0600);
+        secure_free(pem, KEY_FILE_MAX + 1);
+        return r;
+}
+
+/* A fresh relay on a random port, with a fresh database but the identity
+ * key of the first one (generating an RSA key each time would dominate a
+ * quick run). */
+static int relay_start(void) {
+        _cleanup_(freep) char *exe = NULL, *control = NULL, *key_from = NULL, *key_to = NULL;
+        char *argv[64];
+        size_t n = 0;
+        int status;
+
+        relay_stop();
+        B.relay_n++;
+        free(B.state);
+        free(B.log);
+        if (asprintf(&B.state, "%s/state.%u", B.tmp, B.relay_n) < 0 ||
+            asprintf(&B.log, "%s/relay.%u.log", B.tmp, B.relay_n) < 0 ||
+            asprintf(&control, "control=%s/control.%u", B.tmp, B.relay_n) < 0 ||
+            asprintf(&exe, "%s/securechatd", B.builddir) < 0 ||
+            asprintf(&key_from, "%s/identity.key", B.tmp) < 0 ||
+            asprintf(&key_to, "%s/identity.key", B.state) < 0)
+                return -ENOMEM;
+        if (mkdir(B.state, 0700) < 0)
+                return -errno;
+        if (access(key_from, F_OK) == 0) {
+                int r = copy_key_file(key_from, key_to);
+
+                if (r < 0)
+                        return r;
+        }
+
+        argv[n++] = exe;
+        argv[n++] = (char *) "--state-directory";
+        argv[n++] = B.state;
+        argv[n++] = (char *) "--listen";
+        argv[n++] = (char *) "127.0.0.1:0";
+        argv[n++] = (char *) "-o";
+        argv[n++] = control;
+        static const char *const fixed[] = {
+                "trusted-networks=127.0.0.0/8", "message-rate=0", "max-sessions=1000000",
+                "max-sessions-per-user=1024", "queue-limit=10000000", "queue-limit-per-sender=100%",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(fixed); i++) {
+                argv[n++] = (char *) "-o";
+                argv[n++] = (char *) fixed[i];
+        }
+        if (B.quick) {
+                /* Only to make the first start quicker. */
+                argv[n++] = (char *) "-o";
+                argv[n++] = (char *) "key-bits=2048";
+        }
+        for (size_t i = 0; i < B.n_relay_opts && n < ELEMENTSOF(argv) - 3; i++) {
+                argv[n++] = (char *) "-o";
+                argv[n++] = B.relay_opts[i];
+        }
+        argv[n] = NULL;
+
+        B.relay = fork();
+        if (B.relay < 0)
+                return -errno;
+        if (B.relay == 0) {
+                int fd = open(B.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+                /* No relay outlives a benchmark that was interrupted. */
+                if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0 ||
+                    prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
+                        _exit(127);
+                execv(exe, argv);
+                _exit(127);
+        }
+
+        for (int i = 0; i < TIMEOUT_MS / 50; i++) {
+                B.port = relay_log_port();
+                if (B.port > 0)
+                        break;
+                if (waitpid(B.relay, &status, WNOHANG) == B.relay) {
+                        B.relay = 0;
+                        fprintf(stderr, "sc-bench: securechatd exited; see %s\n", B.log);
+                        return -ECHILD;
+                }
+                usleep(50 * 1000);
+        }
+        if (B.port <= 0) {
+                fprintf(stderr, "sc-bench: securechatd did not start listening; see %s\n", B.log);
+                return -ETIMEDOUT;
+        }
+        if (access(key_from, F_OK) < 0)
+                return copy_key_file(key_to, key_from);
+        return 0;
+}
+
+/* ---- rows ------------------------------------------------------------------ */
+
+static Row *row_add(const char *figure, double value, const char *unit, double limit,
+                    const char *limit_what, bool at_least, double target) {
+        Row *r;
+
+        if (B.n_rows >= MAX_ROWS)
+                abort();
+        r = &B.rows[B.n_rows++];
+        *r = (Row) { .value = value, .unit = unit, .limit = limit, .at_least = at_least, .target = target };
+        snprintf(r->figure, sizeof(r->figure), "%s", figure);
+        snprintf(r->limit_what, sizeof(r->limit_what), "%s", limit_what);
+        return r;
+}
+
+static Row *row_failed(const char *figure, const char *why) {
+        Row *r = row_add(figure, 0, "", 0, "", true, 0);
+
+        r->failed = true;
+        snprintf(r->note, sizeof(r->note), "not measured: %s", why);
+        return r;
+}
+
+static double row_ratio(const Row *r) {
+        return r->limit > 0 ? r->value / r->limit : 0;
+}
+
+/* ---- pre-sealed send frames --------------------------------------------- */
+
+typedef struct Frames {
+        uint8_t **wire;
+        size_t *len;
+        size_t n;
+} Frames;
+
+static void frames_done(Frames *f) {
+        for (size_t i = 0; i < f->n; i++)
+                free(f->wire[i]);
+        free(f->wire);
+        free(f->len);
+        *f = (Frames) {};
+}
+
+/* n send frames from -> to: one envelope sealed now, copied with a fresh
+ * id for each. */
+static int frames_make(const char *from, const char *to, size_t n, Frames *ret) {
+        _cleanup_(envelope_freep) Envelope *e = NULL;
+        char text[TEXT_LEN + 1];
+        Frames f = {};
+        int r;
+
+        memset(text, 'x', TEXT_LEN);
+        text[TEXT_LEN] = '\0';
+        r = envelope_seal(from, B.key, to, B.key, now_unix(), text, TEXT_LEN, &e);
+        if (r < 0)
+                return r;
+        f.wire = calloc(n, sizeof(*f.wire));
+        f.len = calloc(n, sizeof(*f.len));
+        if (!f.wire || !f.len) {
+                frames_done(&f);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object *env = NULL, *o;
+
+                r = random_bytes(e->id, sizeof(e->id));
+                if (r >= 0)
+                        r = envelope_to_json(e, &env);
+                if (r < 0)
+                        break;
+                o = frame_new_send(i + 1, env);
+                json_object_put(env);
+                if (!o) {
+                        r = -ENOMEM;
+                        break;
+                }
+                r = frame_to_wire(o, MAX_FRAME_LIMIT, &f.wire[i], &f.len[i]);
+                json_object_put(o);
+                if (r < 0)
+                        break;
+                f.n = i + 1;
+        }
+        if (r < 0) {
+                frames_done(&f);
+                return r;
+        }
+        *ret = f;
+        return 0;
+}
+
+/* ---- the load loop ------------------------------------------------------- */
+
+typedef struct Peer {
+        Conn *c;
+        const Frames *frames;   /* a sender's; NULL for a receiver */
+        size_t next;
+        unsigned inflight;
+        uint64_t accepted, delivered, errors;
+} Peer;
+
+typedef struct Load {
+        Peer *peers;
+        size_t n;
+        bool bare;              /* the bare relay: no accepted, no acks, and
+                                 * the same frames sent round and round */
+        unsigned window;        /* sends in flight per sender */
+        uint64_t want_accepted, want_delivered;
+        double duration;        /* >0: stop after this many seconds */
+        uint64_t accepted, delivered, errors;
+        char first_error[128];
+} Load;
+
+static int peer_fill(Load *l, Peer *p) {
+        while (p->frames && p->next < p->frames->n && (l->bare || p->inflight < l->window)) {
+                int r;
+
+                /* The bare relay is fed by what its receivers take: a few
+                 * frames ahead of the socket at most. */
+                if (l->bare && p->c->out.len - p->c->out_off > 64 * 1024)
+                        break;
+                r = conn_queue(p->c, p->frames->wire[p->next], p->frames->len[p->next]);
+                if (r < 0)
+                        return r;
+                p->next++;
+                p->inflight++;
+                if (l->bare && p->next == p->frames->n)
+                        p->next = 0;
+        }
+        return 0;
+}
+
+/* "seq": N in a deliver frame, without parsing the envelope (the client's
+ * cost is not what is measured). */
+static uint64_t deliver_seq(const uint8_t *payload, size_t len) {
+        const char *p = memmem(payload, len, "\"seq\":", 6);
+
+        return p ? strtoull(p + 6, NULL, 10) : 0;
+}
+
+static int peer_frame(Load *l, Peer *p, const uint8_t *payload, size_t len) {
+        if (l->bare) {
+                p->delivered++;
+                l->delivered++;
+                return 0;
+        }
+        if (memmem(payload, len, "\"type\":\"accepted\"", 17)) {
+                p->accepted++;
+                l->accepted++;
+                if (p->inflight > 0)
+                        p->inflight--;
+                return peer_fill(l, p);
+        }
+        if (memmem(payload, len, "\"type\":\"deliver\"", 16)) {
+                p->delivered++;
+                l->delivered++;
+                return conn_queue_json(p->c, frame_new_ack(deliver_seq(payload, len)));
+        }
+        if (memmem(payload, len, "\"type\":\"error\"", 14) ||
+            memmem(payload, len, "\"type\":\"rate_limited\"", 21)) {
+                p->errors++;
+                if (l->errors++ == 0)
+                        snprintf(l->first_error, sizeof(l->first_error), "%.*s",
+                                 (int) MIN(len, (size_t) 120), (const char *) payload);
+        }
+        return 0;           /* presence, receipts: not this benchmark's business */
+}
+
+/* Read every complete frame there is and write what is queued. */
+static int peer_service(Load *l, Peer *p) {
+        int r;
+
+        for (;;) {
+                _cleanup_(freep) uint8_t *payload = NULL;
+                size_t len;
+
+                r = conn_read_frame(p->c, 0, &payload, &len);
+                if (r == -EAGAIN)
+                        break;
+                if (r == 0)
+                        return -ECONNRESET;
+                if (r < 0)
+                        return r;
+                r = peer_frame(l, p, payload, len);
+                if (r < 0)
+                        return r;
+        }
+        r = conn_flush(p->c);
+        if (r >= 0 && l->bare && p->frames)
+                r = peer_fill(l, p);
+        return r == -EAGAIN ? 0 : r;
+}
+
+static bool load_done(const Load *l) {
+        return l->delivered >= l->want_delivered && l->accepted >= l->want_accepted;
+}
+
+/* Drive every peer until what was wanted arrived, or l->duration passed
+ * (then 0), or timeout_s passed (-ETIMEDOUT). */
+static int load_run(Load *l, double timeout_s) {
+        _cleanup_(freep) struct pollfd *pfd = calloc(l->n, sizeof(*pfd));
+        double start = now_s(), deadline = start + timeout_s;
+        int r;
+
+        if (!pfd)
+                return -ENOMEM;
+        for (size_t i = 0; i < l->n; i++) {
+                r = peer_fill(l, &l->peers[i]);
+                if (r >= 0)
+                        r = peer_service(l, &l->peers[i]);
+                if (r < 0)
+                        return r;
+        }
+        while (!load_done(l)) {
+                if (l->duration > 0 && now_s() - start >= l->duration)
+                        return 0;
+                if (now_s() > deadline)
+                        return -ETIMEDOUT;
+                for (size_t i = 0; i < l->n; i++) {
+                        Conn *c = l->peers[i].c;
+
+                        pfd[i] = (struct pollfd) {
+                                .fd = conn_fd(c),
+                                .events = POLLIN | (conn_has_output(c) && conn_wants_write(c) ? POLLOUT : 0),
+                        };
+                }
+                if (poll(pfd, l->n, 100) < 0 && errno != EINTR)
+                        return -errno;
+                for (size_t i = 0; i < l->n; i++) {
+                        /* GnuTLS may hold a decrypted record poll cannot see;
+                         * reading a quiet socket costs one EAGAIN. */
+                        if (pfd[i].revents == 0 && !conn_has_output(l->peers[i].c))
+                                continue;
+                        r = peer_service(l, &l->peers[i]);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+/* Read and drop whatever the relay sent to these (presence at login), so
+ * that no output piles up in the relay while others log in. */
+static void drain(Peer *peers, size_t n) {
+        Load dummy = { .bare = true };
+
+        for (size_t i = 0; i < n; i++)
+                (void) peer_service(&dummy, &peers[i]);
+}
+
+static void peers_free(Peer *peers, size_t n) {
+        for (size_t i = 0; peers && i < n; i++)
+                conn_free(peers[i].c);
+        free(peers);
+}
+
+/* n users logged in, named prefix0.., receiving or not. */
+static int login_many(const char *prefix, size_t n, bool receive, Peer *peers) {
+        for (size_t i = 0; i < n; i++) {
+                const char *error = NULL;
+                char user[32];
+                int r;
+
+                snprintf(user, sizeof(user), "%s%zu", prefix, i);
+                r = conn_open(B.port, true, TIMEOUT_MS, &peers[i].c);
+                if (r >= 0)
+                        r = conn_login(peers[i].c, user, B.key, receive, TIMEOUT_MS, &error);
+                if (r < 0) {
+                        fprintf(stderr, "sc-bench: login of %s: %s%s%s\n", user, strerror(-r),
+                                error ? ": " : "", error ?: "");
+                        return r;
+                }
+                if (receive && i % 16 == 15)
+                        drain(peers, i + 1);
+        }
+        if (receive)
+                drain(peers, n);
+        return 0;
+}
+
+/* ---- the bare relay ------------------------------------------------------ */
+
+/* The reference: accepts connections in pairs (receiver, then sender) and
+ * forwards every complete frame from a sender to its receiver. Nothing
+ * else: no TLS, no parsing, no storage. Runs until killed. */
+_Noreturn static void bare_relay(int listen_fd);
+_Noreturn static void bare_relay(int listen_fd) {
+        struct Side { int fd, peer; uint8_t buf[65536]; size_t len; } *sides = NULL;
+        size_t n_sides = 0;
+        int ep = epoll_create1(EPOLL_CLOEXEC);
+
+        if (ep < 0)
+                _exit(1);
+        (void) epoll_ctl(ep, EPOLL_CTL_ADD, listen_fd, &(struct epoll_event) { .events = EPOLLIN, .data.u64 = UINT64_MAX });
+        for (;;) {
+                struct epoll_event ev[64];
+                int n = epoll_wait(ep, ev, 64, -1);
+
+                for (int i = 0; i < n; i++) {
+                        if (ev[i].data.u64 == UINT64_MAX) {
+                                int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                                struct Side *s;
+
+                                if (fd < 0)
+                                        continue;
+                                s = realloc(sides, (n_sides + 1) * sizeof(*sides));
+                                if (!s)
+                                        _exit(1);
+                                sides = s;
+                                sides[n_sides] = (struct Side) { .fd = fd, .peer = -1 };
+                                if (n_sides % 2 == 1) {
+                                        /* The sender: blocking writes to its
+                                         * receiver are the back-pressure. */
+                                        sides[n_sides].peer = sides[n_sides - 1].fd;
+                                        (void) epoll_ctl(ep, EPOLL_CTL_ADD, fd,
+                                                         &(struct epoll_event) { .events = EPOLLIN, .data.u64 = n_sides });
+                                }
+                                n_sides++;
+                                continue;
+                        }
+                        struct Side *s = &sides[ev[i].data.u64];
+                        ssize_t k = read(s->fd, s->buf + s->len, sizeof(s->buf) - s->len);
+                        size_t pos = 0;
+
+                        if (k <= 0) {
+                                (void) epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
+                                continue;
+                        }
+                        s->len += (size_t) k;
+                        /* Whole frames only, one write each, as a relay would. */
+                        while (s->len - pos >= 4) {
+                                uint32_t flen = (uint32_t) s->buf[pos] << 24 | (uint32_t) s->buf[pos + 1] << 16 |
+                                                (uint32_t) s->buf[pos + 2] << 8 | s->buf[pos + 3];
+
+                                if (flen + 4 > sizeof(s->buf))
+                                        _exit(1);
+                                if (s->len - pos < flen + 4)
+                                        break;
+                                if (write_all(s->peer, s->buf + pos, flen + 4) < 0)
+                                        _exit(1);
+                                pos += flen + 4;
+                        }
+                        memmove(s->buf, s->buf + pos, s->len - pos);
+                        s->len -= pos;
+                }
+        }
+}
+
+static int bare_start(pid_t *ret_pid, int *ret_port) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof(sa);
+        _cleanup_(closep) int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        pid_t pid;
+
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(fd, 4096) < 0 ||
+            getsockname(fd, (struct sockaddr *) &sa, &sl) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                        _exit(1);
+                bare_relay(fd);
+        }
+        *ret_pid = pid;
+        *ret_port = ntohs(sa.sin_port);
+        return 0;
+}
+
+/* ---- routing ------------------------------------------------------------- */
+
+typedef struct Routing {
+        double rate, cpu_us;            /* msg/s, relay CPU per message */
+        size_t frame_size;
+} Routing;
+
+/* pairs senders -> pairs receivers, per_pair messages each, through the
+ * relay (TLS, durable: accepted after the commit, acked by the receiver)
+ * or the bare relay. */
+static int routing_run(size_t pairs, size_t per_pair, bool bare, Routing *ret) {
+        Peer *peers = calloc(2 * pairs, sizeof(*peers));
+        Frames *frames = calloc(pairs, sizeof(*frames));
+        Load l = { .peers = peers, .n = 2 * pairs, .bare = bare, .window = B.window };
+        pid_t pid = 0;
+        int port = B.port, r = 0;
+        uint64_t cpu0;
+        double t0;
+
+        if (!peers || !frames) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        for (size_t i = 0; i < pairs && r >= 0; i++) {
+                char from[32], to[32];
+
+                snprintf(from, sizeof(from), "s%zu", i);
+                snprintf(to, sizeof(to), "r%zu", i);
+                r = frames_make(from, to, per_pair, &frames[i]);
+        }
+        if (r < 0)
+                goto finish;
+
+        if (bare) {
+                r = bare_start(&pid, &port);
+                if (r < 0)
+                        goto finish;
+                /* In pairs: receiver, then its sender (bare_relay()). */
+                for (size_t i = 0; i < pairs && r >= 0; i++) {
+                        r = conn_open(port, false, TIMEOUT_MS, &peers[2 * i].c);
+                        if (r >= 0)
+                                r = conn_open(port, false, TIMEOUT_MS, &peers[2 * i + 1].c);
+                }
+                /* Both ends of the last pair accepted before the clock. */
+                usleep(100 * 1000);
+        } else {
+                Peer *tmp = calloc(pairs, sizeof(*tmp));
+
+                if (!tmp) {
+                        r = -ENOMEM;
+                        goto finish;
+                }
+                r = login_many("r", pairs, true, tmp);
+                for (size_t i = 0; i < pairs; i++)
+                        peers[2 * i].c = TAKE_PTR(tmp[i].c);
+                free(tmp);
+                if (r >= 0) {
+                        tmp = calloc(pairs, sizeof(*tmp));
+                        if (!tmp)
+                                r = -ENOMEM;
+                        else
+                                r = login_many("s", pairs, false, tmp);
+                        for (size_t i = 0; tmp && i < pairs; i++)
+                                peers[2 * i + 1].c = TAKE_PTR(tmp[i].c);
+                        free(tmp);
+                }
+                if (r >= 0)
+                        drain(peers, 2 * pairs);
+        }
+        if (r < 0)
+                goto finish;
+        for (size_t i = 0; i < pairs; i++)
+                peers[2 * i + 1].frames = &frames[i];
+        ret->frame_size = frames[0].len[0];
+
+        l.want_delivered = bare ? UINT64_MAX : pairs * per_pair;
+        l.want_accepted = bare ? 0 : pairs * per_pair;
+        l.duration = bare ? (B.quick ? 0.3 : 3) : (B.quick ? 1 : 10);
+        cpu0 = proc_cpu_usec(bare ? pid : B.relay);
+        t0 = now_s();
+        r = load_run(&l, B.quick ? 60 : 300);
+        if (r >= 0) {
+                double dt = now_s() - t0;
+
+                if (getenv("SC_BENCH_DEBUG"))
+                        fprintf(stderr, "sc-bench: %zu pairs%s: %" PRIu64 " accepted, %" PRIu64 " delivered in %.1f s\n",
+                                pairs, bare ? " (bare)" : "", l.accepted, l.delivered, dt);
+                ret->rate = (double) l.delivered / dt;
+                ret->cpu_us = (double) (proc_cpu_usec(bare ? pid : B.relay) - cpu0) / (double) l.delivered;
+        } else
+                fprintf(stderr, "sc-bench: routing (%zu pairs%s): %s after %" PRIu64 " delivered, %" PRIu64
+                        " accepted\n", pairs, bare ? ", bare" : "", strerror(-r), l.delivered, l.accepted);
+        if (l.errors > 0) {
+                fprintf(stderr, "sc-bench: %" PRIu64 " errors, the first: %s\n", l.errors, l.first_error);
+                if (r >= 0)
+                        r = -EPROTO;
+        }
+
+finish:
+        peers_free(peers, 2 * pairs);
+        for (size_t i = 0; frames && i < pairs; i++)
+                frames_done(&frames[i]);
+        free(frames);
+        if (pid > 0) {
+                (void) kill(pid, SIGKILL);
+                (void) waitpid(pid, NULL, 0);
+        }
+        return r;
+}
+
+static void bench_routing(size_t pairs) {
+        /* More messages than the relay routes in the run's 10 seconds
+         * (so that the clock, not the supply, ends it), ~1 KB each, made
+         * beforehand; the bare relay sends its frames round and round. */
+        size_t total = B.quick ? 20 * pairs : MAX((size_t) 30000, 20 * pairs);
+        size_t per_pair = MAX(total / pairs, (size_t) 5);
+        Routing relay = {}, bare = {};
+        char figure[96], what[96];
+        Row *row;
+        int r;
+
+        snprintf(figure, sizeof(figure), "routing, %zu sender%s -> %zu receiver%s, TLS, durable", pairs,
+                 pairs == 1 ? "" : "s", pairs, pairs == 1 ? "" : "s");
+        note("%s: %zu messages", figure, pairs * per_pair);
+        r = relay_start();
+        if (r >= 0)
+                r = routing_run(pairs, per_pair, false, &relay);
+        relay_stop();
+        if (r >= 0)
+                r = routing_run(pairs, per_pair, true, &bare);
+        if (r < 0) {
+                row_failed(figure, strerror(-r));
+                return;
+        }
+        snprintf(what, sizeof(what), "bare epoll relay, same frames and N");
+        row = row_add(figure, relay.rate, "msg/s", bare.rate, what, true, 0.5);
+        snprintf(row->note, sizeof(row->note), "relay CPU %.0f us/msg, bare %.1f us/frame; frames of %zu bytes; "
+                 "%u send%s in flight per sender", relay.cpu_us, bare.cpu_us, relay.frame_size, B.window,
+                 B.window == 1 ? "" : "s");
+}
+
+/* ---- offline fill and drain ---------------------------------------------- */
+
+/* Inserts per second into a queue table like the relay's (WAL,
+ * synchronous=FULL), batch rows per transaction, for about seconds. */
+static int sqlite_rate(const char *path, size_t row_size, unsigned batch, double seconds, double *ret) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        _cleanup_(freep) char *blob = malloc(row_size + 1);
+        uint64_t rows = 0;
+        double t0, dt;
+        int rc;
+
+        if (!blob)
+                return -ENOMEM;
+        memset(blob, 'e', row_size);
+        blob[row_size] = '\0';
+        (void) unlink(path);
+        rc = sqlite3_open(path, &db);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                                  "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                  " recipient TEXT NOT NULL, sender TEXT NOT NULL, msg_id TEXT NOT NULL,"
+                                  " envelope TEXT NOT NULL, size INTEGER NOT NULL, received INTEGER NOT NULL,"
+                                  " expires INTEGER NOT NULL, UNIQUE (sender, msg_id));"
+                                  "CREATE INDEX queue_by_recipient ON queue (recipient, seq);"
+                                  "CREATE INDEX queue_by_expiry ON queue (expires);", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(db, "INSERT INTO queue (recipient, sender, msg_id, envelope, size, "
+                                        "received, expires) VALUES ('r0', 's0', ?, ?, ?, 0, 0)", -1, &st, NULL);
+        t0 = now_s();
+        while (rc == SQLITE_OK && ((dt = now_s() - t0) < seconds || rows == 0)) {
+                rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+                for (unsigned i = 0; i < batch && rc == SQLITE_OK; i++) {
+                        char id[32];
+
+                        snprintf(id, sizeof(id), "%" PRIu64, rows + i);
+                        sqlite3_reset(st);
+                        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+                        sqlite3_bind_text(st, 2, blob, (int) row_size, SQLITE_STATIC);
+                        sqlite3_bind_int64(st, 3, (sqlite3_int64) row_size);
+                        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+                }
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+                if (rc == SQLITE_OK)
+                        rows += batch;
+        }
+        dt = now_s() - t0;
+        if (rc != SQLITE_OK)
+                fprintf(stderr, "sc-bench: sqlite: %s\n", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        (void) unlink(path);
+        if (rc != SQLITE_OK)
+                return -EIO;
+        *ret = (double) rows / dt;
+        return 0;
+}
+
+static void bench_fill(void) {
+        _cleanup_(freep) char *db = NULL;
+        Peer sender = {}, receiver = {};
+        Frames frames = {};
+        Load fill = { .peers = &sender, .n = 1, .window = FILL_WINDOW }, drain_load = { .peers = &receiver, .n = 1 };
+        double one = 0, batched = 0, t0, fill_rate = 0, drain_rate = 0;
+        char figure[96], dfigure[96];
+        uint64_t cpu0, fill_cpu = 0;
+        const char *error = NULL;
+        size_t env_size;
+        Row *row;
+        int r;
+
+        snprintf(figure, sizeof(figure), "offline fill, %zu messages to one recipient", B.fill);
+        snprintf(dfigure, sizeof(dfigure), "queue drain on login, %zu messages", B.fill);
+        note("%s, then %s", figure, dfigure);
+        if (asprintf(&db, "%s/reference.db", B.tmp) < 0)
+                return (void) row_failed(figure, "out of memory");
+        r = frames_make("s0", "r0", B.fill, &frames);
+        if (r < 0)
+                goto fail;
+        env_size = frames.len[0];
+        r = sqlite_rate(db, env_size, 1, B.quick ? 0.2 : 3, &one);
+        if (r >= 0)
+                r = sqlite_rate(db, env_size, 64, B.quick ? 0.2 : 3, &batched);
+        if (r < 0)
+                goto fail;
+
+        r = relay_start();
+        if (r < 0)
+                goto fail;
+        /* r0 registered, then gone: everything for it is queued. */
+        r = conn_open(B.port, true, TIMEOUT_MS, &receiver.c);
+        if (r >= 0)
+                r = conn_login(receiver.c, "r0", B.key, true, TIMEOUT_MS, &error);
+        receiver.c = conn_free(receiver.c);
+        if (r >= 0)
+                r = conn_open(B.port, true, TIMEOUT_MS, &sender.c);
+        if (r >= 0)
+                r = conn_login(sender.c, "s0", B.key, false, TIMEOUT_MS, &error);
+        if (r < 0)
+                goto fail;
+        sender.frames = &frames;
+        fill.want_accepted = B.fill;
+        cpu0 = proc_cpu_usec(B.relay);
+        t0 = now_s();
+        r = load_run(&fill, B.quick ? 60 : 600);
+        if (r >= 0 && fill.errors > 0) {
+                fprintf(stderr, "sc-bench: fill: %" PRIu64 " errors, the first: %s\n", fill.errors,
+                        fill.first_error);
+                r = -EPROTO;
+        }
+        if (r < 0)
+                goto fail;
+        fill_rate = (double) B.fill / (now_s() - t0);
+        fill_cpu = (proc_cpu_usec(B.relay) - cpu0) / B.fill;
+        sender.c = conn_free(sender.c);
+
+        /* The clock runs from the connect: login and all. */
+        drain_load.want_delivered = B.fill;
+        t0 = now_s();
+        r = conn_open(B.port, true, TIMEOUT_MS, &receiver.c);
+        if (r >= 0)
+                r = conn_login(receiver.c, "r0", B.key, true, TIMEOUT_MS, &error);
+        if (r >= 0)
+                r = load_run(&drain_load, B.quick ? 60 : 600);
+        if (r >= 0)
+                drain_rate = (double) B.fill / (now_s() - t0);
+
+fail:
+        relay_stop();
+        conn_free(sender.c);
+        conn_free(receiver.c);
+        frames_done(&frames);
+        if (fill_rate <= 0) {
+                row_failed(figure, error ?: strerror(-r));
+                row_failed(dfigure, "no fill");
+                return;
+        }
+        row = row_add(figure, fill_rate, "msg/s", batched, "SQLite commits of 64 rows, same file system", true,
+                      0.8);
+        snprintf(row->note, sizeof(row->note),
+                 "relay CPU %" PRIu64 " us/msg; SQLite 1-row commits %.0f/s (ratio %.2f); %u in flight",
+                 fill_cpu, one, fill_rate / one, FILL_WINDOW);
+        if (drain_rate <= 0) {
+                row_failed(dfigure, error ?: strerror(-r));
+                return;
+        }
+        row = row_add(dfigure, drain_rate, "msg/s", batched, "SQLite commits of 64 rows, same file system",
+                      true, 0);
+        snprintf(row->note, sizeof(row->note), "login included; every ack is a delete");
+}
+
+/* ---- memory ---------------------------------------------------------------- */
+
+/* Run one end's handshake to completion (blocking on its own fd; the other
+ * end is another process). */
+static int handshake_alone(Transport *t) {
+        int r;
+
+        while ((r = transport_handshake(t, NULL)) == -EAGAIN) {
+                struct pollfd p = { .fd = transport_fd(t), .events = transport_wants_write(t) ? POLLOUT : POLLIN };
+
+                if (poll(&p, 1, TIMEOUT_MS) <= 0)
+                        return -ETIMEDOUT;
+        }
+        return r;
+}
+
+/* Bytes per idle TLS 1.3 session, server side (GnuTLS, an Ed25519
+ * certificate as the relay's), after the handshake: RSS before and after
+ * n of them in a child process, whose client ends live in a grandchild so
+ * that nothing of theirs is counted. */
+static int bare_tls_session_bytes(size_t n, double *ret) {
+        int pfd[2];
+        pid_t pid;
+        double v = 0;
+
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return -errno;
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                _cleanup_(freep) char *key = NULL, *cert = NULL;
+                gnutls_certificate_credentials_t creds = NULL;
+                Transport **s = calloc(n, sizeof(*s));
+                int (*fds)[2] = calloc(n, sizeof(*fds));
+                uint64_t rss0;
+                double per;
+                pid_t client;
+
+                if (asprintf(&key, "%s/bare-tls.key", B.tmp) < 0 || asprintf(&cert, "%s/bare-tls.crt", B.tmp) < 0 ||
+                    !s || !fds || tls_key_generate(key) < 0 || tls_make_self_signed(key, "bench", cert) < 0 ||
+                    tls_credentials_load(cert, key, &creds) < 0)
+                        _exit(1);
+                for (size_t i = 0; i < n; i++)
+                        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds[i]) < 0)
+                                _exit(1);
+                client = fork();
+                if (client < 0)
+                        _exit(1);
+                if (client == 0) {
+                        /* The clients, in the same order; kept until killed. */
+                        for (size_t i = 0; i < n; i++) {
+                                Transport *c = NULL;
+
+                                close(fds[i][0]);
+                                if (transport_new_client(fds[i][1], true, NULL, &c) < 0 || handshake_alone(c) < 0)
+                                        _exit(1);
+                        }
+                        pause();
+                        _exit(0);
+                }
+                for (size_t i = 0; i < n; i++)
+                        close(fds[i][1]);
+                malloc_trim(0);
+                rss0 = proc_rss(getpid());
+                for (size_t i = 0; i < n; i++)
+                        if (transport_new_server(fds[i][0], creds, &s[i]) < 0 || handshake_alone(s[i]) < 0)
+                                _exit(1);
+                per = ((double) proc_rss(getpid()) - (double) rss0) / (double) n;
+                (void) kill(client, SIGKILL);
+                (void) write_all(pfd[1], &per, sizeof(per));
+                _exit(0);
+        }
+        close(pfd[1]);
+        if (read(pfd[0], &v, sizeof(v)) != sizeof(v))
+                v = -1;
+        close(pfd[0]);
+        (void) waitpid(pid, NULL, 0);
+        if (v <= 0)
+                return -EIO;
+        *ret = v;
+        return 0;
+}
+
+static void bench_memory(bool receive, double bare) {
+        char figure[96];
+        Peer *peers = calloc(B.sessions, sizeof(*peers));
+        uint64_t rss0, rss1;
+        Peer warm = {};
+        Row *row;
+        int r;
+
+        snprintf(figure, sizeof(figure), "%zu idle %s sessions, relay memory per session", B.sessions,
+                 receive ? "receiving" : "sending");
+        note("%s", figure);
+        if (!peers)
+                return (void) row_failed(figure, "out of memory");
+        r = relay_start();
+        /* One login first, so that what every relay allocates once (TLS,
+         * SQLite caches) is in the baseline. */
+        if (r >= 0)
+                r = conn_open(B.port, true, TIMEOUT_MS, &warm.c);
+        if (r >= 0)
+                r = conn_login(warm.c, "warm", B.key, receive, TIMEOUT_MS, NULL);
+        warm.c = conn_free(warm.c);
+        usleep(200 * 1000);
+        rss0 = proc_rss(B.relay);
+        if (r >= 0)
+                r = login_many(receive ? "r" : "s", B.sessions, receive, peers);
+        usleep(500 * 1000);
+        drain(peers, B.sessions);
+        rss1 = proc_rss(B.relay);
+        peers_free(peers, B.sessions);
+        relay_stop();
+        if (r < 0)
+                return (void) row_failed(figure, strerror(-r));
+        row = row_add(figure, ((double) rss1 - (double) rss0) / (double) B.sessions / 1024, "KiB", bare / 1024,
+                      "a bare idle TLS 1.3 session (GnuTLS, server side)", false, 2.5);
+        snprintf(row->note, sizeof(row->note), "relay RSS delta over %zu logins", B.sessions);
+}
+
+/* ---- handshakes and scctl --------------------------------------------------- */
+
+/* RSA-PSS signatures per second with key, for about seconds. */
+static int sign_rate(const RsaKey *key, double seconds, double *ret) {
+        uint8_t msg[64] = {};
+        unsigned n = 0;
+        double t0 = now_s();
+
+        while (now_s() - t0 < seconds || n == 0) {
+                _cleanup_(freep) uint8_t *sig = NULL;
+                size_t len;
+                int r = rsa_pss_sign(key, msg, sizeof(msg), &sig, &len);
+
+                if (r < 0)
+                        return r;
+                n++;
+        }
+        *ret = n / (now_s() - t0);
+        return 0;
+}
+
+static void bench_handshakes(void) {
+        unsigned clients = B.quick ? 4 : 16;
+        double seconds = B.quick ? 1 : 5, signs = 0, t0, dt;
+        _cleanup_(rsa_key_freep) RsaKey *identity = NULL;
+        _cleanup_(freep) char *path = NULL;
+        pid_t pids[16];
+        int pfd[2];
+        uint64_t total = 0;
+        char figure[96], what[128];
+        Row *row;
+        int r;
+
+        snprintf(figure, sizeof(figure), "logins/s (TLS + auth + welcome), %u clients", clients);
+        note("%s", figure);
+        r = relay_start();
+        if (r < 0)
+                return (void) row_failed(figure, strerror(-r));
+        if (asprintf(&path, "%s/identity.key", B.state) < 0 || rsa_key_load_private(path, &identity) < 0 ||
+            sign_rate(identity, B.quick ? 0.2 : 2, &signs) < 0) {
+                relay_stop();
+                return (void) row_failed(figure, "cannot measure the RSA sign rate");
+        }
+        if (pipe2(pfd, O_CLOEXEC) < 0) {
+                relay_stop();
+                return (void) row_failed(figure, strerror(errno));
+        }
+        t0 = now_s();
+        for (unsigned i = 0; i < clients; i++) {
+                pids[i] = fork();
+                if (pids[i] == 0) {
+                        char user[32];
+                        uint64_t n = 0;
+
+                        snprintf(user, sizeof(user), "h%u", i);
+                        while (now_s() - t0 < seconds) {
+                                _cleanup_(conn_freep) Conn *c = NULL;
+
+                                if (conn_open(B.port, true, TIMEOUT_MS, &c) < 0 ||
+                                    conn_login(c, user, B.key, false, TIMEOUT_MS, NULL) < 0)
+                                        _exit(1);
+                                n++;
+                        }
+                        (void) write_all(pfd[1], &n, sizeof(n));
+                        _exit(0);
+                }
+        }
+        close(pfd[1]);
+        for (unsigned i = 0; i < clients; i++) {
+                uint64_t n = 0;
+
+                if (read(pfd[0], &n, sizeof(n)) == sizeof(n))
+                        total += n;
+        }
+        dt = now_s() - t0;
+        close(pfd[0]);
+        for (unsigned i = 0; i < clients; i++)
+                if (pids[i] > 0)
+                        (void) waitpid(pids[i], NULL, 0);
+        relay_stop();
+        if (total == 0)
+                return (void) row_failed(figure, "no login completed");
+        snprintf(what, sizeof(what), "RSA-%u signs/s (%.0f) / 1 private op per login",
+                 rsa_key_bits(identity), signs);
+        row = row_add(figure, (double) total / dt, "logins/s", signs, what, true, 0.8);
+        snprintf(row->note, sizeof(row->note), "clients (each an RSA-%d sign per login) share the cores",
+                 CLIENT_KEY_BITS);
+}
+
+/* Run scctl with args for user in home; its wall time in seconds, or <0. */
+static double scctl_run(const char *home, const char *user, const char *const *args) {
+        _cleanup_(freep) char *exe = NULL, *server = NULL;
+        char *argv[16];
+        size_t n = 0;
+        int status;
+        double t0 = now_s();
+        pid_t pid;
+
+        if (asprintf(&exe, "%s/scctl", B.builddir) < 0 || asprintf(&server, "127.0.0.1:%d", B.port) < 0)
+                return -1;
+        argv[n++] = exe;
+        argv[n++] = (char *) "--server";
+        argv[n++] = server;
+        argv[n++] = (char *) "--user";
+        argv[n++] = (char *) user;
+        argv[n++] = (char *) "--home";
+        argv[n++] = (char *) home;
+        for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
+                argv[n++] = (char *) args[i];
+        argv[n] = NULL;
+        pid = fork();
+        if (pid < 0)
+                return -1;
+        if (pid == 0) {
+                _cleanup_(freep) char *log = NULL;
+                int fd = open("/dev/null", O_RDONLY | O_CLOEXEC), out;
+
+                if (asprintf(&log, "%s/scctl.log", B.tmp) < 0)
+                        _exit(127);
+                out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                if (fd < 0 || out < 0 || dup2(fd, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+                    dup2(out, STDERR_FILENO) < 0)
+                        _exit(127);
+                execv(exe, argv);
+                _exit(127);
+        }
+        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                return -1;
+        return now_s() - t0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+        double x = *(const double *) a, y = *(const double *) b;
+
+        return x < y ? -1 : x > y;
+}
+
+static void bench_scctl(void) {
+        static const char *const init[] = { "init", "--bits", "2048", NULL };
+        static const char *const send[] = { "send", "b", "hello", NULL };
+        _cleanup_(freep) char *home_a = NULL, *home_b = NULL;
+        const char *figure = "one-shot scctl send (identity exists, peer pinned)";
+        unsigned runs = B.quick ? 2 : 15;
+        double times[15], signs = 0;
+        Row *row;
+        int r;
+
+        note("%s", figure);
+        r = relay_start();
+        if (r < 0)
+                return (void) row_failed(figure, strerror(-r));
+        if (asprintf(&home_a, "%s/home-a", B.tmp) < 0 || asprintf(&home_b, "%s/home-b", B.tmp) < 0 ||
+            scctl_run(home_a, "a", init) < 0 || scctl_run(home_b, "b", init) < 0 ||
+            scctl_run(home_a, "a", send) < 0) {         /* pins b */
+                relay_stop();
+                return (void) row_failed(figure, "scctl init or send failed");
+        }
+        for (unsigned i = 0; i < runs; i++) {
+                times[i] = scctl_run(home_a, "a", send);
+                if (times[i] < 0) {
+                        relay_stop();
+                        return (void) row_failed(figure, "scctl send failed");
+                }
+        }
+        relay_stop();
+        qsort(times, runs, sizeof(times[0]), cmp_double);
+        if (sign_rate(B.key, B.quick ? 0.2 : 2, &signs) < 0)
+                return (void) row_failed(figure, "cannot measure the RSA sign rate");
+        row = row_add(figure, times[runs / 2] * 1000, "ms", 2 * 1000 / signs,
+                      "its own 2 RSA-2048 private ops (auth, envelope)", false, 2.5);
+        snprintf(row->note, sizeof(row->note), "median of %u; process start to exit", runs);
+}
+
+/* ---- output ----------------------------------------------------------------- */
+
+static void machine(unsigned *ret_cpus, char *model, size_t size) {
+        char line[512];
+        FILE *f = fopen("/proc/cpuinfo", "re");
+
+        snprintf(model, size, "unknown");
+        *ret_cpus = (unsigned) sysconf(_SC_NPROCESSORS_ONLN);
+        if (!f)
+                return;
+        while (fgets(line, sizeof(line), f)) {
+                char *p = strstr(line, "model name");
+
+                if (p && (p = strchr(p, ':'))) {
+                        p += strspn(p + 1, " \t") + 1;
+                        p[strcspn(p, "\n")] = '\0';
+                        snprintf(model, size, "%s", p);
+                        break;
+                }
+        }
+        fclose(f);
+}
+
+static const char *row_status(const Row *r) {
+        if (r->failed)
+                return "not measured";
+        if (r->target <= 0)
+                return "";
+        if (r->at_least ? row_ratio(r) >= r->target : row_ratio(r) <= r->target)
+                return "meets";
+        return "BELOW TARGET";
+}
+
+static void print_table(void) {
+        char model[256], target[32];
+        unsigned cpus;
+
+        machine(&cpus, model, sizeof(model));
+        printf("machine: %u CPUs, %s%s\n\n", cpus, model, B.quick ? " (--quick: figures mean nothing)" : "");
+        printf("| figure | value | limit | ratio | target | |\n|---|---|---|---|---|---|\n");
+        for (size_t i = 0; i < B.n_rows; i++) {
+                const Row *r = &B.rows[i];
+
+                if (r->failed) {
+                        printf("| %s | - | - | - | - | %s |\n", r->figure, r->note);
+                        continue;
+                }
+                if (r->target > 0)
+                        snprintf(target, sizeof(target), "%s %.2g%s", r->at_least ? ">=" : "<=", r->target,
+                                 r->at_least ? "" : "x");
+                else
+                        snprintf(target, sizeof(target), "-");
+                printf("| %s | %.4g %s | %.4g %s: %s | %.3g%s | %s | %s |\n", r->figure, r->value, r->unit,
+                       r->limit, r->unit, r->limit_what, row_ratio(r), r->at_least ? "" : "x", target,
+                       row_status(r));
+        }
+        printf("\n");
+        for (size_t i = 0; i < B.n_rows; i++)
+                if (!B.rows[i].failed && B.rows[i].note[0])
+                        printf("%s: %s\n", B.rows[i].figure, B.rows[i].note);
+}
+
+static void print_json(void) {
+        json_object *o = json_object_new_object(), *rows = json_object_new_array();
+        char model[256];
+        unsigned cpus;
+
+        machine(&cpus, model, sizeof(model));
+        json_object_object_add(o, "cpus", json_object_new_int((int) cpus));
+        json_object_object_add(o, "cpu_model", json_object_new_string(model));
+        json_object_object_add(o, "quick", json_object_new_boolean(B.quick));
+        for (size_t i = 0; i < B.n_rows; i++) {
+                const Row *r = &B.rows[i];
+                json_object *j = json_object_new_object();
+
+                json_object_object_add(j, "figure", json_object_new_string(r->figure));
+                json_object_object_add(j, "measured", json_object_new_boolean(!r->failed));
+                if (!r->failed) {
+                        json_object_object_add(j, "value", json_object_new_double(r->value));
+                        json_object_object_add(j, "unit", json_object_new_string(r->unit));
+                        json_object_object_add(j, "limit", json_object_new_double(r->limit));
+                        json_object_object_add(j, "limit_what", json_object_new_string(r->limit_what));
+                        json_object_object_add(j, "ratio", json_object_new_double(row_ratio(r)));
+                        if (r->target > 0) {
+                                json_object_object_add(j, "target", json_object_new_double(r->target));
+                                json_object_object_add(j, "target_is_minimum", json_object_new_boolean(r->at_least));
+                                json_object_object_add(j, "meets_target", json_object_new_boolean(
+                                        strcmp(row_status(r), "meets") == 0));
+                        }
+                }
+                json_object_object_add(j, "note", json_object_new_string(r->note));
+                json_object_array_add(rows, j);
+        }
+        json_object_object_add(o, "rows", rows);
+        printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+}
+
+/* ---- main --------------------------------------------------------------------- */
+
+static int parse_pairs(const char *s) {
+        B.n_pairs = 0;
+        while (*s && B.n_pairs < ELEMENTSOF(B.pairs)) {
+                char *end;
+                unsigned long v = strtoul(s, &end, 10);
+
+                if (end == s || v == 0 || v > 10000)
+                        return -EINVAL;
+                B.pairs[B.n_pairs++] = v;
+                s = *end == ',' ? end + 1 : end;
+                if (*end && *end != ',')
+                        return -EINVAL;
+        }
+        return B.n_pairs > 0 ? 0 : -EINVAL;
+}
+
+static int parse_argv(int argc, char **argv) {
+        static const struct option options[] = {
+                { "builddir", required_argument, NULL, 'b' },
+                { "quick",    no_argument,       NULL, 'q' },
+                { "json",     no_argument,       NULL, 'j' },
+                { "pairs",    required_argument, NULL, 'p' },
+                { "fill",     required_argument, NULL, 'f' },
+                { "sessions", required_argument, NULL, 's' },
+                { "window",   required_argument, NULL, 'w' },
+                { "help",     no_argument,       NULL, 'h' },
+                {}
+        };
+        bool pairs_set = false, fill_set = false, sessions_set = false;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "o:", options, NULL)) >= 0)
+                switch (c) {
+                case 'b':
+                        B.builddir = optarg;
+                        break;
+                case 'q':
+                        B.quick = true;
+                        break;
+                case 'j':
+                        B.json = true;
+                        break;
+                case 'p':
+                        if (parse_pairs(optarg) < 0) {
+                                fprintf(stderr, "sc-bench: bad --pairs: %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        pairs_set = true;
+                        break;
+                case 'f':
+                        B.fill = strtoul(optarg, NULL, 10);
+                        fill_set = B.fill > 0;
+                        break;
+                case 's':
+                        B.sessions = strtoul(optarg, NULL, 10);
+                        sessions_set = B.sessions > 0;
+                        break;
+                case 'w':
+                        B.window = (unsigned) strtoul(optarg, NULL, 10);
+                        if (B.window == 0 || B.window > 1024) {
+                                fprintf(stderr, "sc-bench: bad --window: %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        break;
+                case 'o': {
+                        char **o = realloc(B.relay_opts, (B.n_relay_opts + 1) * sizeof(*o));
+
+                        if (!o)
+                                return -ENOMEM;
+                        B.relay_opts = o;
+                        B.relay_opts[B.n_relay_opts++] = optarg;
+                        break;
+                }
+                case 'h':
+                        printf("sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill N] "
+                               "[--sessions N] [--window N] [-o KEY=VALUE]...\n");
+                        return 0;
+                default:
+                        return -EINVAL;
+                }
+        if (!pairs_set)
+                (void) parse_pairs(B.quick ? "1,2" : "1,10,100,1000");
+        if (!fill_set && B.quick)
+                B.fill = 50;
+        if (!sessions_set && B.quick)
+                B.sessions = 10;
+        if (!fill_set && B.fill == 0)
+                B.fill = 10000;
+        if (!sessions_set && B.sessions == 0)
+                B.sessions = 1000;
+        return 1;
+}
+
+int main(int argc, char **argv) {
+        const char *tmpdir = getenv("TMPDIR");
+        double bare_tls = 0;
+        int r;
+
+        r = parse_argv(argc, argv);
+        if (r <= 0)
+                return r < 0 ? 2 : 0;
+        /* A dying relay or client must not kill us through a write. */
+        signal(SIGPIPE, SIG_IGN);
+
+        if (asprintf(&B.tmp, "%s/sc-bench.XXXXXX", tmpdir && *tmpdir ? tmpdir : "/var/tmp") < 0 ||
+            !mkdtemp(B.tmp)) {
+                fprintf(stderr, "sc-bench: no temporary directory: %m\n");
+                return 2;
+        }
+        note("working in %s", B.tmp);
+        r = rsa_key_generate(CLIENT_KEY_BITS, &B.key);
+        if (r < 0) {
+                fprintf(stderr, "sc-bench: rsa_key_generate: %s\n", strerror(-r));
+                return 2;
+        }
+
+        for (size_t i = 0; i < B.n_pairs; i++)
+                bench_routing(B.pairs[i]);
+        bench_fill();
+        r = bare_tls_session_bytes(B.sessions, &bare_tls);
+        if (r < 0) {
+                row_failed("idle receiving sessions", "bare TLS session memory not measured");
+                row_failed("idle sending sessions", "bare TLS session memory not measured");
+        } else {
+                bench_memory(true, bare_tls);
+                bench_memory(false, bare_tls);
+        }
+        bench_handshakes();
+        bench_scctl();
+        relay_stop();
+
+        if (B.json)
+                print_json();
+        else
+                print_table();
+
+        r = 0;
+        for (size_t i = 0; i < B.n_rows; i++)
+                if (B.rows[i].failed)
+                        r = 2;
+        if (r == 0 && !getenv("SC_BENCH_KEEP")) {
+                _cleanup_(freep) char *cmd = NULL;
+
+                /* Only our own mkdtemp() directory. */
+                if (asprintf(&cmd, "rm -rf -- '%s'", B.tmp) >= 0 && system(cmd) != 0)
+                        note("could not remove %s", B.tmp);
+        } else
+                note("kept %s", B.tmp);
+        rsa_key_free(B.key);
+        return r;
+}
