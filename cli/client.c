@@ -651,8 +651,13 @@ static int probe_tls(Client *c, const ClientParams *p, uint64_t deadline) {
         if (transport_new_client(fd, true, NULL, &t) < 0)
                 return 0;
         fd = -EBADF;    /* the transport owns it */
-        /* Sends the ClientHello; the answer is not for GnuTLS to read. */
-        if (transport_handshake(t, NULL) != -EAGAIN)
+        /* Sends the ClientHello; the answer is not for GnuTLS to read, but a
+         * relay that answers at once may have had its whole handshake read
+         * already: finished, it speaks TLS for sure. */
+        r = transport_handshake(t, NULL);
+        if (r == 0)
+                return 1;
+        if (r != -EAGAIN)
                 return 0;
 
         for (;;) {
