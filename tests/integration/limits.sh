@@ -44,6 +44,9 @@ limit_lines() { # NAME
 raw() { # SOURCE ARGS...
 	local src=$1
 	shift
+	# In a subshell (bg_start's, or $(...)), become sc-raw: bg_stop's
+	# signal must reach it, not a shell that would leave it running.
+	[ "$BASHPID" = "$$" ] || exec "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" --source "$src" 127.0.0.1 "$SC_PORT" "$@"
 	"$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" --source "$src" 127.0.0.1 "$SC_PORT" "$@"
 }
 
