@@ -487,7 +487,7 @@ static int session_on_io(sd_event_source *es, int fd, uint32_t revents, void *us
         return 0;
 }
 
-static int session_on_resume(sd_event_source *es, void *userdata) {
+static int session_on_resume(sd_event_source *es, uint64_t usec, void *userdata) {
         Session *s = userdata;
 
         if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE)
@@ -595,7 +595,14 @@ int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
                               session_on_timer, s);
         if (r < 0)
                 goto fail;
-        r = sd_event_add_defer(m->event, &s->resume, session_on_resume, s);
+        /* "Come back to this session after the others": a timer that is
+         * always due, not a defer source. While any source is pending,
+         * sd-event dispatches without polling epoll again, so a session
+         * that re-armed a defer source at every turn (a peer that always
+         * has more to read) would keep every other socket from ever being
+         * seen ready; a due timer is only noticed by the next epoll round,
+         * together with everyone else's sockets. */
+        r = sd_event_add_time(m->event, &s->resume, CLOCK_MONOTONIC, 0, 1, session_on_resume, s);
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);

@@ -19,7 +19,9 @@
 #   or give up with EXIT_RATE_LIMITED when --timeout is shorter;
 # - a login refused with rate_limited (registration) is retried the same way;
 # - trusted-networks are exempt;
-# - refusals are counted one by one in status, but not logged one by one.
+# - refusals are counted one by one in status, but not logged one by one;
+# - with no rate at all, clients that always have more to send do not keep
+#   the relay from everyone else's sockets.
 
 SC_SCRIPT=limits
 . "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
@@ -220,6 +222,30 @@ like "...saying why" "rate limited by the relay.*--timeout" "$(cat "$T/giveup.er
 
 sc bob --json inbox >"$T/inbox2.json" 2>/dev/null
 check_privacy "$T/inbox0.json" "$T/inbox1.json" "$T/inbox2.json"
+relay_stop
+
+# ---- fairness: the event loop itself, with no rate to help it -----------------------
+
+# Eight clients write send frames as fast as their sockets take them. A
+# session that always has more to read gives the others a turn after each
+# of its own; the relay used to come back to it before polling the other
+# sockets again, so that, with enough such sessions, nobody else was ever
+# heard: a plain scctl send waited out its --timeout.
+check "relay restarts with message-rate=0, trusted-networks=127.0.0.0/8" \
+	relay_start -o message-rate=0 -o trusted-networks=127.0.0.0/8 -o queue-limit=100000 \
+	-o queue-limit-per-sender=100%
+FLOODERS=
+for i in 1 2 3 4 5 6 7 8; do
+	bg_start "$T/flood$i.out" "$T/flood$i.err" raw 127.0.0.1 -e "key $T/flood$i.key 2048" -e connect \
+		-e "auth flooder$i send" -e "expect welcome" -e "flood carol 200 60"
+	FLOODERS="$FLOODERS $SC_BG"
+done
+ok "eight clients flood carol with sends" \
+	wait_until -t 60 eval '[ "$(cat "$T"/flood?.out | grep -c "^# flooding")" -eq 8 ]'
+sc_argv alice
+out=$("${SC_ARGV[@]}" --timeout 20 send bob "$(marker fair) meanwhile" 2>"$T/fair.err")
+is "meanwhile, alice's send is answered within its --timeout" "0 queued" "$? $out"
+for pid in $FLOODERS; do bg_stop "$pid"; done
 relay_stop
 is "the relay exits 0 on SIGTERM" 0 $?
 unlike "the relay logged no sanitizer report" "AddressSanitizer|LeakSanitizer|runtime error" \
