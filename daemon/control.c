@@ -210,13 +210,6 @@ static sd_event_source *source_disable_unref(sd_event_source *es) {
         return NULL;
 }
 
-static uint64_t monotonic_now(Control *ctl) {
-        uint64_t now = 0;
-
-        (void) sd_event_now(ctl->manager->event, CLOCK_MONOTONIC, &now);
-        return now;
-}
-
 /* ---- JSON building --------------------------------------------------------- */
 
 /* Add v (taken) to o. -ENOMEM when v is NULL (an allocation failed). */
@@ -316,7 +309,7 @@ static int on_connection_timer(sd_event_source *es, uint64_t usec, void *userdat
 }
 
 static void connection_set_timer(Connection *c, uint64_t usec_from_now) {
-        uint64_t when = monotonic_now(c->control) + usec_from_now;
+        uint64_t when = manager_now(c->control->manager) + usec_from_now;
 
         if (!c->timer) {
                 /* Without its deadline a connection may not stay. */
@@ -1105,7 +1098,7 @@ static int on_accept_retry(sd_event_source *es, uint64_t usec, void *userdata) {
 /* Out of file descriptors: stop accepting for a while rather than spin on
  * a backlog we cannot take from. */
 static void control_pause_accepting(Control *ctl, int error) {
-        uint64_t when = monotonic_now(ctl) + CONTROL_ACCEPT_RETRY_USEC;
+        uint64_t when = manager_now(ctl->manager) + CONTROL_ACCEPT_RETRY_USEC;
 
         errno = error;
         manager_limit_hit(ctl->manager, LIMIT_FILE_DESCRIPTORS, NULL,

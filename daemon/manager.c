@@ -232,7 +232,7 @@ static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userda
                                 manager_limit_hit(m, LIMIT_FILE_DESCRIPTORS, NULL,
                                                   "Cannot accept connections: %m; pausing for a second");
                                 listeners_enable(m, false);
-                                (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+                                now = manager_now(m);
                                 if (!m->accept_retry)
                                         (void) sd_event_add_time(m->event, &m->accept_retry, CLOCK_MONOTONIC,
                                                                  now + 1000000, 0, on_accept_retry, m);
@@ -572,7 +572,7 @@ int manager_start(Manager *m) {
                         return log_error_errno(r, "Failed to watch signals: %m");
         }
 
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        now = manager_now(m);
         r = sd_event_add_time(m->event, &m->expire_timer, CLOCK_MONOTONIC, now, 0, on_expire_timer, m);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the expiry timer: %m");
@@ -693,7 +693,7 @@ int manager_reload(Manager *m, char **ret_error) {
         uint64_t now = 0, next = 0;
         int r;
 
-        (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+        now = manager_now(m);
         (void) sd_notifyf(false, "RELOADING=1\nMONOTONIC_USEC=%" PRIu64 "\nSTATUS=Reloading configuration", now);
 
         r = config_load(m->sources, &c, &error);
@@ -780,8 +780,7 @@ int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionI
                 i.fingerprint = fp;
                 /* An active session's timer is its idle deadline, set
                  * idle-timeout ahead at every frame (session_touch()). */
-                uint64_t deadline = 0, now = 0;
-                (void) sd_event_now(m->event, CLOCK_MONOTONIC, &now);
+                uint64_t deadline = 0, now = manager_now(m);
                 if (sd_event_source_get_time(s->timer, &deadline) >= 0 &&
                     deadline >= s->limits.idle_timeout_usec &&
                     now > deadline - s->limits.idle_timeout_usec)

@@ -71,15 +71,8 @@ static bool session_may_read(const Session *s) {
         return session_may_read_later(s) && !s->throttled && session_output_pending(s) < SESSION_READ_PAUSE;
 }
 
-static uint64_t monotonic_now(Session *s) {
-        uint64_t now = 0;
-
-        (void) sd_event_now(s->manager->event, CLOCK_MONOTONIC, &now);
-        return now;
-}
-
 static void session_set_deadline(Session *s, uint64_t usec_from_now) {
-        (void) sd_event_source_set_time(s->timer, monotonic_now(s) + usec_from_now);
+        (void) sd_event_source_set_time(s->timer, manager_now(s->manager) + usec_from_now);
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
@@ -143,7 +136,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
         f.reason = reason;
         if (was_active) {
                 f.has_duration = true;
-                f.duration_usec = monotonic_now(s) - s->connected_monotonic_usec;
+                f.duration_usec = manager_now(s->manager) - s->connected_monotonic_usec;
                 log_event(EVENT_SESSION_END, &f, "Session of %s from %s ended: %s", s->user,
                           s->peer, reason);
         } else
@@ -437,7 +430,7 @@ static int session_on_throttle(sd_event_source *es, uint64_t usec, void *userdat
 }
 
 void session_throttle(Session *s, uint64_t usec) {
-        uint64_t until = monotonic_now(s) + usec;
+        uint64_t until = manager_now(s->manager) + usec;
         int r;
 
         if (!session_may_read_later(s))
@@ -572,7 +565,7 @@ int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
         };
         frame_decoder_init(&s->decoder, c->max_frame);
         (void) sd_event_now(m->event, CLOCK_REALTIME, &s->connected_realtime_usec);
-        s->connected_monotonic_usec = monotonic_now(s);
+        s->connected_monotonic_usec = manager_now(s->manager);
         socket_peer_address(fd, s->peer);
         /* Small interactive frames: no Nagle delay. */
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
