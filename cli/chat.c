@@ -15,7 +15,7 @@
 #include "output.h"
 #include "protocol.h"
 #include "session.h"
-#include "strict-json.h"
+#include "json.h"
 #include "verbs.h"
 
 #define DEFAULT_WAIT_SEC 30

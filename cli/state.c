@@ -19,7 +19,7 @@
 #include "codec.h"
 #include "macro.h"
 #include "state.h"
-#include "strict-json.h"
+#include "json.h"
 
 /* Bounds on what we read back from our own files, so that a damaged or
  * planted file cannot make us allocate without limit. */

@@ -15,7 +15,7 @@
 #include "frame.h"
 #include "macro.h"
 #include "protocol.h"
-#include "strict-json.h"
+#include "json.h"
 #include "util.h"
 
 /* No valid frame nests deeper than 3 (presence -> users -> package); the
