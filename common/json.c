@@ -297,6 +297,20 @@ int json_dispatch_string_copy(json_object *v, const JsonDispatch *d, void *userd
         return 0;
 }
 
+int json_dispatch_user(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        const char *s;
+        size_t len;
+
+        if (!v || !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        if (json_string_get(v, 1, USERNAME_MAX, &s, &len) < 0 || !username_valid(s)) {
+                *reason = "bad username";
+                return -EINVAL;
+        }
+        memcpy(JSON_DISPATCH_FIELD(d, userdata), s, len + 1);
+        return 0;
+}
+
 /* A JSON integer (not a double, not a string) as int64, with json-c's
  * saturated ends refused: they may stand for any larger number. */
 static int integer_get(json_object *v, int64_t *ret) {

@@ -144,6 +144,11 @@ int json_dispatch_b64(json_object *v, const JsonDispatch *d, void *userdata, con
 /* Strict base64 of exactly max bytes into uint8_t[max]. */
 int json_dispatch_b64_fixed(json_object *v, const JsonDispatch *d, void *userdata, const char **reason);
 
+/* char[USERNAME_MAX + 1]: a string that is not a valid user name is
+ * -EINVAL with the reason "bad username" (the relay answers bad_username);
+ * a member of another type is the field's -EBADMSG as usual. */
+int json_dispatch_user(json_object *v, const JsonDispatch *d, void *userdata, const char **reason);
+
 /* A string member's value with its length, for callbacks of their own:
  * 0, or -EBADMSG when v is not a string of min..max bytes (max 0: any)
  * of valid UTF-8 without NUL. */

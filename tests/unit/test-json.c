@@ -15,6 +15,7 @@
 #include "json.h"
 #include "macro.h"
 #include "test-main.h"
+#include "util.h"
 
 static json_object *parse(const char *s) {
         json_object *o = NULL;
@@ -356,6 +357,39 @@ START_TEST(test_dispatch_hostile_strings) {
 }
 END_TEST
 
+START_TEST(test_dispatch_user) {
+        static const JsonDispatch table[] = {
+                { "user", json_type_string, json_dispatch_user, 0, JSON_MANDATORY, .reason = "bad user" },
+                {}
+        };
+        static const struct {
+                const char *text;
+                int error;
+                const char *reason;
+        } cases[] = {
+                { "{\"user\":\"alice_1\"}", 0, NULL },
+                { "{}", -EBADMSG, "bad user" },
+                { "{\"user\":7}", -EBADMSG, "bad user" },
+                { "{\"user\":\"\"}", -EINVAL, "bad username" },
+                { "{\"user\":\"Al ice\"}", -EINVAL, "bad username" },
+                { "{\"user\":\"a\u00e9\"}", -EINVAL, "bad username" },
+                { "{\"user\":\"abcdefghijklmnopqrstuvwxyz0123456\"}", -EINVAL, "bad username" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                _cleanup_(json_object_unrefp) json_object *o = parse(cases[i].text);
+                char user[USERNAME_MAX + 1] = "";
+                const char *reason = NULL;
+
+                ck_assert_int_eq(json_dispatch(o, table, 0, user, &reason), cases[i].error);
+                if (cases[i].error == 0)
+                        ck_assert_str_eq(user, "alice_1");
+                else
+                        ck_assert_str_eq(reason, cases[i].reason);
+        }
+}
+END_TEST
+
 static Suite *json_suite(void) {
         Suite *s = suite_create("json");
         TCase *tc;
@@ -378,6 +412,7 @@ static Suite *json_suite(void) {
         tcase_add_test(tc, test_dispatch_not_object);
         tcase_add_loop_test(tc, test_dispatch_bad, 0, (int) ELEMENTSOF(bad_members));
         tcase_add_test(tc, test_dispatch_hostile_strings);
+        tcase_add_test(tc, test_dispatch_user);
         suite_add_tcase(s, tc);
 
         return s;
