@@ -131,6 +131,15 @@ int json_add_string(json_object *o, const char *key, const char *s) {
         return json_add(o, key, json_object_new_string(s));
 }
 
+int json_add_string_or_null(json_object *o, const char *key, const char *s) {
+        if (s)
+                return json_add_string(o, key, s);
+        /* json-c's null is a NULL value. */
+        if (!o || json_object_object_add(o, key, NULL) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
 int json_add_uint64(json_object *o, const char *key, uint64_t u) {
         return json_add(o, key, json_object_new_uint64(u));
 }

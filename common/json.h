@@ -55,6 +55,7 @@ int json_parse_strict(const char *s, size_t len, int depth, json_object **ret,
  */
 int json_add(json_object *o, const char *key, json_object *v);   /* v NULL: -ENOMEM */
 int json_add_string(json_object *o, const char *key, const char *s);  /* s NULL: -EINVAL */
+int json_add_string_or_null(json_object *o, const char *key, const char *s);  /* s NULL: null */
 int json_add_uint64(json_object *o, const char *key, uint64_t u);
 int json_add_int64(json_object *o, const char *key, int64_t i);
 int json_add_bool(json_object *o, const char *key, bool b);

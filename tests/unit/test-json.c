@@ -106,15 +106,19 @@ START_TEST(test_builders) {
         ck_assert_int_eq(json_array_add(a, json_object_new_int(1)), 0);
         ck_assert_int_eq(json_add(o, "a", json_object_get(a)), 0);
         ck_assert_int_eq(json_add(o, "o", json_new_object_with_string("k", "v")), 0);
+        ck_assert_int_eq(json_add_string_or_null(o, "z", NULL), 0);
+        ck_assert_int_eq(json_add_string_or_null(o, "y", "s"), 0);
         s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
         ck_assert_str_eq(s, "{\"s\":\"x\\\"y\",\"u\":1152921504606846976,\"i\":-5,\"b\":true,"
-                            "\"d\":\"AP8=\",\"a\":[1],\"o\":{\"k\":\"v\"}}");
+                            "\"d\":\"AP8=\",\"a\":[1],\"o\":{\"k\":\"v\"},\"z\":null,\"y\":\"s\"}");
 
         /* Failures release what they were given (LeakSanitizer checks). */
         ck_assert_int_eq(json_add_string(o, "n", NULL), -EINVAL);
         ck_assert_int_eq(json_add(o, "n", NULL), -ENOMEM);
         ck_assert_int_eq(json_add_string(NULL, "n", "x"), -ENOMEM);
         ck_assert_int_eq(json_add_uint64(NULL, "n", 1), -ENOMEM);
+        ck_assert_int_eq(json_add_string_or_null(NULL, "n", NULL), -ENOMEM);
+        ck_assert_int_eq(json_add_string_or_null(NULL, "n", "x"), -ENOMEM);
         ck_assert_int_eq(json_array_add(NULL, json_object_new_int(1)), -ENOMEM);
         ck_assert_int_eq(json_array_add(a, NULL), -ENOMEM);
         ck_assert(!json_object_object_get_ex(o, "n", NULL));
