@@ -7,16 +7,18 @@
 #include <stdio.h>
 
 #include "json.h"
+#include "macro.h"
 #include "output.h"
 
 /* Print o as one line and drop our reference; ok is false when building
  * it failed (out of memory), and then nothing half-built is printed. */
 static void emit(json_object *o, bool ok) {
+        _cleanup_(json_object_unrefp) json_object *unref = o;
         const char *s = NULL;
 
+        /* s lives in o's print buffer: o goes only after it is printed. */
         if (o && ok)
                 s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-        json_object_put(o);
         if (!s) {
                 log_warning("Out of memory while formatting output.");
                 return;
