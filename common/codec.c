@@ -18,10 +18,6 @@
 #include "protocol.h"
 #include "util.h"
 
-/* No valid frame nests deeper than 3 (presence -> users -> package); the
- * bound only has to stop a peer from making json-c recurse. */
-#define JSON_DEPTH_MAX 16
-
 /* Binary members: a 4096-bit RSA SubjectPublicKeyInfo is 550 bytes DER and
  * its signatures are 512 bytes; leave room but keep a bound. */
 #define KEY_DER_MAX 1024
@@ -513,7 +509,8 @@ int frame_parse_request(const void *payload, size_t len, Frame **ret, const char
 
         if (ret_has_id)
                 *ret_has_id = false;
-        r = json_parse_strict(payload, len, JSON_DEPTH_MAX, &o, &reason);
+        /* No valid frame nests deeper than 3 (presence, users, package). */
+        r = json_parse_strict(payload, len, JSON_DEPTH_DEFAULT, &o, &reason);
         if (r < 0)
                 goto finish;
 

@@ -26,6 +26,10 @@ static inline void json_object_unrefp(json_object **o) {
                 json_object_put(*o);
 }
 
+/* A nesting bound for json_parse_strict() deeper than anything of ours
+ * needs; it only has to stop a peer from making json-c recurse. */
+#define JSON_DEPTH_DEFAULT 16
+
 /* JSON integers that survive a trip through a double: 0..2^53-1. */
 #define JSON_UINT53_MAX ((UINT64_C(1) << 53) - 1)
 
