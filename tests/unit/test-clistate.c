@@ -380,6 +380,27 @@ START_TEST(test_peers) {
         ck_assert_int_eq(state_peer_set(s, "[::1]:5000", bob2), 0);
         ck_assert_int_eq(state_peer_pin(s, "[::1]:5000", bob2, pinned), PIN_MATCH);
 
+        /* Pins are read as strictly as what a peer sends: json-c alone
+         * would keep the last of two "user" members and ignore what
+         * follows the object. */
+        {
+                _cleanup_(freep) char *good = NULL, *bad = NULL;
+                size_t len;
+
+                ck_assert_int_eq(read_file(path, 65536, &good, &len), 0);
+                ck_assert_int_ge(asprintf(&bad, "{\"user\":\"eve\",%s", good + 1), 0);
+                write_text(path, bad);
+                ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), -EBADMSG);
+                free(bad);
+                bad = NULL;
+                ck_assert_int_ge(asprintf(&bad, "%.*s{}", (int) len - 1, good), 0);
+                write_text(path, bad);
+                ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), -EBADMSG);
+                write_text(path, good);
+                ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), 0);
+                got = key_package_free(got);
+        }
+
         /* A file that names another user is not bob's pin. */
         write_text(path, "{\"user\":\"eve\",\"key\":\"AAAA\",\"registered\":1,\"sig\":\"AAAA\"}\n");
         ck_assert_int_lt(state_peer_get(s, "[::1]:5000", "bob", &got), 0);
