@@ -16,6 +16,7 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/sockets.c daemon/sockets.h \
 	daemon/store.c daemon/store.h \
 	daemon/state.c daemon/state.h \
+	daemon/stream.c daemon/stream.h \
 	daemon/session.c daemon/session.h \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \

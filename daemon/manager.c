@@ -29,14 +29,6 @@
 
 static const int handled_signals[] = { SIGTERM, SIGINT, SIGHUP };
 
-static sd_event_source *source_disable_unref(sd_event_source *es) {
-        if (es) {
-                (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
-                sd_event_source_unref(es);
-        }
-        return NULL;
-}
-
 static void manager_on_event(void *userdata, EventKind kind, const LogFields *fields,
                              const char *message) {
         Manager *m = userdata;
@@ -92,14 +84,14 @@ Manager *manager_free(Manager *m) {
         /* After the sessions, which hold its entries. */
         m->anvil = anvil_free(m->anvil);
         for (size_t i = 0; i < m->n_listen; i++) {
-                source_disable_unref(m->listen_sources[i]);
+                sd_event_source_disable_unref(m->listen_sources[i]);
                 safe_close(m->listen_fds[i]);
         }
-        source_disable_unref(m->accept_retry);
+        sd_event_source_disable_unref(m->accept_retry);
         for (size_t i = 0; i < ELEMENTSOF(m->signal_sources); i++)
-                source_disable_unref(m->signal_sources[i]);
-        source_disable_unref(m->expire_timer);
-        source_disable_unref(m->post);
+                sd_event_source_disable_unref(m->signal_sources[i]);
+        sd_event_source_disable_unref(m->expire_timer);
+        sd_event_source_disable_unref(m->post);
         safe_close(m->control_fd);
 
         store_free(m->store);
@@ -781,7 +773,7 @@ int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionI
                 /* An active session's timer is its idle deadline, set
                  * idle-timeout ahead at every frame (session_touch()). */
                 uint64_t deadline = 0, now = manager_now(m);
-                if (sd_event_source_get_time(s->timer, &deadline) >= 0 &&
+                if (stream_get_deadline(s->stream, &deadline) >= 0 &&
                     deadline >= s->limits.idle_timeout_usec &&
                     now > deadline - s->limits.idle_timeout_usec)
                         i.idle_usec = now - (deadline - s->limits.idle_timeout_usec);
