@@ -24,7 +24,7 @@ for i in $(seq "$LOOPS"); do
 		-e "frame $big" -e "expect error bad_frame" -e eof >"$T/close.out" 2>&1; then
 		got=$((got + 1))
 	else
-		diag "loop $i: $(grep -v '^> ' "$T/close.out" | tail -3)"
+		diag "loop $i: $(grep '^sc-raw:' "$T/close.out")"
 	fi
 done
 is "an oversized frame, $LOOPS times: error bad_frame every time, then an orderly close" \
