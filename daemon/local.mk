@@ -17,6 +17,7 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/store.c daemon/store.h \
 	daemon/state.c daemon/state.h \
 	daemon/stream.c daemon/stream.h \
+	daemon/listener.c daemon/listener.h \
 	daemon/session.c daemon/session.h \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \
