@@ -21,6 +21,7 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/session.c daemon/session.h \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \
+	daemon/varlink-server.c daemon/varlink-server.h \
 	daemon/control.c daemon/control.h \
 	daemon/limit.c daemon/limit.h \
 	daemon/anvil.c daemon/anvil.h \
