@@ -409,12 +409,12 @@ static int emit(const char *type, json_object *o, const char *text) {
                 output->text(text);
                 return 0;
         }
-        j = json_object_new_object();
-        if (!j || json_object_object_add(j, "type", json_object_new_string(type)) < 0)
+        j = json_new_object_with_string("type", type);
+        if (!j)
                 return log_fail(EXIT_FAIL, -ENOMEM, "%m");
         if (o) {
                 json_object_object_foreach(o, key, value)
-                        if (json_object_object_add(j, key, json_object_get(value)) < 0)
+                        if (json_add(j, key, json_object_get(value)) < 0)
                                 return log_fail(EXIT_FAIL, -ENOMEM, "%m");
         }
         output->object(j);
@@ -636,15 +636,15 @@ int verb_kick(int argc, char *argv[]) {
         r = parse_user_argument(argc, argv, &user);
         if (r >= 0)
                 return r;
-        q = json_object_new_object();
-        if (!q || json_object_object_add(q, "user", json_object_new_string(user)) < 0)
+        q = json_new_object_with_string("user", user);
+        if (!q)
                 return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
         r = control_call(argv[0], CONTROL_INTERFACE ".Kick", TAKE_PTR(q), &p);
         if (r < 0)
                 return -r;
 
         n = get_u64(p, "sessions_closed");
-        if (json_object_object_add(p, "user", json_object_new_string(user)) < 0)
+        if (json_add_string(p, "user", user) < 0)
                 return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
         r = text_open(&t);
         if (r < 0)
@@ -665,14 +665,14 @@ int verb_reset_key(int argc, char *argv[]) {
         r = parse_user_argument(argc, argv, &user);
         if (r >= 0)
                 return r;
-        q = json_object_new_object();
-        if (!q || json_object_object_add(q, "user", json_object_new_string(user)) < 0)
+        q = json_new_object_with_string("user", user);
+        if (!q)
                 return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
         r = control_call(argv[0], CONTROL_INTERFACE ".ResetKey", TAKE_PTR(q), &p);
         if (r < 0)
                 return -r;
 
-        if (json_object_object_add(p, "user", json_object_new_string(user)) < 0)
+        if (json_add_string(p, "user", user) < 0)
                 return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
         r = text_open(&t);
         if (r < 0)

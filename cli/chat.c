@@ -12,10 +12,10 @@
 
 #include "cli.h"
 #include "exit-codes.h"
+#include "json.h"
 #include "output.h"
 #include "protocol.h"
 #include "session.h"
-#include "strict-json.h"
 #include "verbs.h"
 
 #define DEFAULT_WAIT_SEC 30

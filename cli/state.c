@@ -17,14 +17,16 @@
 #include "b64.h"
 #include "cli.h"
 #include "codec.h"
+#include "json.h"
 #include "macro.h"
 #include "state.h"
-#include "strict-json.h"
 
 /* Bounds on what we read back from our own files, so that a damaged or
  * planted file cannot make us allocate without limit. */
 #define KNOWN_SERVERS_MAX (1024 * 1024)
 #define PEER_FILE_MAX (64 * 1024)
+/* Our files nest no deeper than an outbox entry's envelope. */
+#define STATE_JSON_DEPTH 4
 
 int mkdir_parents(const char *path, mode_t mode) {
         _cleanup_(freep) char *p = strdup(path);
@@ -303,8 +305,7 @@ char *state_peer_path(const State *s, const char *address, const char *user) {
 int state_peer_get(State *s, const char *address, const char *user, KeyPackage **ret) {
         _cleanup_(freep) char *path = state_peer_path(s, address, user), *content = NULL;
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
-        json_tokener *tok;
-        json_object *o;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         size_t len;
         int r;
 
@@ -314,16 +315,11 @@ int state_peer_get(State *s, const char *address, const char *user, KeyPackage *
         if (r < 0)
                 return r;
 
-        tok = json_tokener_new();
-        if (!tok)
-                return -ENOMEM;
-        o = json_tokener_parse_ex(tok, content, (int) len);
-        if (!o || json_tokener_get_error(tok) != json_tokener_success)
-                r = -EBADMSG;
-        json_tokener_free(tok);
+        /* The same strict reading as for what a peer sends: a file that
+         * json-c alone would take with a second "key" is damaged. */
+        r = json_parse_strict(content, len, STATE_JSON_DEPTH, &o, NULL);
         if (r >= 0)
                 r = key_package_from_json(o, &kp);
-        json_object_put(o);
         if (r < 0)
                 return r == -ENOMEM ? r : -EBADMSG;
         if (!streq(kp->user, user))
@@ -334,8 +330,8 @@ int state_peer_get(State *s, const char *address, const char *user, KeyPackage *
 
 int state_peer_set(State *s, const char *address, const KeyPackage *kp) {
         _cleanup_(freep) char *dir = peer_dir(s, address), *path = state_peer_path(s, address, kp->user);
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         char fingerprint[RSA_FINGERPRINT_MAX];
-        json_object *o = NULL;
         const char *text;
         int r;
 
@@ -346,12 +342,12 @@ int state_peer_set(State *s, const char *address, const KeyPackage *kp) {
                 return r;
         /* For the human who reads the file; ignored when loading. */
         rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
-        json_object_object_add(o, "fingerprint", json_object_new_string(fingerprint));
+        r = json_add_string(o, "fingerprint", fingerprint);
+        if (r < 0)
+                return r;
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!text) {
-                json_object_put(o);
+        if (!text)
                 return -ENOMEM;
-        }
 
         r = state_lock(s);
         if (r >= 0) {
@@ -367,7 +363,6 @@ int state_peer_set(State *s, const char *address, const KeyPackage *kp) {
                 }
                 state_unlock(s);
         }
-        json_object_put(o);
         return r;
 }
 
@@ -427,29 +422,40 @@ char *state_outbox_path(const State *s, const char *user, const char *key) {
         return asprintf(&p, "%s/outbox/%s/%s", s->home, user, key) < 0 ? NULL : p;
 }
 
+/* An outbox file; "to" is for the human who reads it. */
+typedef struct OutboxEntry {
+        const char *digest;
+        json_object *envelope;
+} OutboxEntry;
+
+static const JsonDispatch outbox_table[] = {
+        { "digest", json_type_string, json_dispatch_string, offsetof(OutboxEntry, digest), JSON_MANDATORY },
+        { "envelope", json_type_object, json_dispatch_borrow, offsetof(OutboxEntry, envelope), JSON_MANDATORY },
+        {}
+};
+
 int state_outbox_load(State *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
                       json_object **ret_envelope) {
         _cleanup_(freep) char *content = NULL, *b64 = NULL;
         _cleanup_(json_object_unrefp) json_object *o = NULL;
-        json_object *d, *env;
+        OutboxEntry entry = {};
         size_t len;
         int r;
 
         r = read_file(path, PEER_FILE_MAX, &content, &len);
         if (r < 0)
                 return r;
-        r = json_parse_strict(content, len, 4, &o, NULL);
+        r = json_parse_strict(content, len, STATE_JSON_DEPTH, &o, NULL);
+        if (r >= 0)
+                r = json_dispatch(o, outbox_table, 0, &entry, NULL);
         if (r < 0)
                 return r == -ENOMEM ? r : -EBADMSG;
-        if (!json_object_object_get_ex(o, "digest", &d) || !json_object_is_type(d, json_type_string) ||
-            !json_object_object_get_ex(o, "envelope", &env) || !json_object_is_type(env, json_type_object))
-                return -EBADMSG;
         r = b64_encode(digest, OUTBOX_DIGEST_LEN, &b64);
         if (r < 0)
                 return r;
-        if (!streq(json_object_get_string(d), b64))
+        if (!streq(entry.digest, b64))
                 return -EEXIST;
-        *ret_envelope = json_object_get(env);
+        *ret_envelope = json_object_get(entry.envelope);
         return 0;
 }
 
@@ -465,10 +471,13 @@ int state_outbox_save(State *s, const char *path, const char *to, const uint8_t 
         r = b64_encode(digest, OUTBOX_DIGEST_LEN, &b64);
         if (r < 0)
                 return r;
-        if (json_object_object_add(o, "to", json_object_new_string(to)) < 0 ||
-            json_object_object_add(o, "digest", json_object_new_string(b64)) < 0 ||
-            json_object_object_add(o, "envelope", json_object_get(envelope)) < 0)
-                return -ENOMEM;
+        r = json_add_string(o, "to", to);
+        if (r >= 0)
+                r = json_add_string(o, "digest", b64);
+        if (r >= 0)
+                r = json_add(o, "envelope", json_object_get(envelope));
+        if (r < 0)
+                return r;
         text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
         if (!text || asprintf(&line, "%s\n", text) < 0) {
                 line = NULL;

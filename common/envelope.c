@@ -3,10 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "b64.h"
 #include "buf.h"
 #include "crypto.h"
 #include "envelope.h"
+#include "json.h"
 #include "macro.h"
 
 /* Sizes a well-formed envelope may have. ek and sig are one RSA block of a
@@ -210,36 +210,8 @@ finish:
         return r;
 }
 
-static int json_add_b64(json_object *o, const char *key, const void *data, size_t len) {
-        _cleanup_(freep) char *s = NULL;
-        json_object *v;
-        int r;
-
-        r = b64_encode(data, len, &s);
-        if (r < 0)
-                return r;
-        v = json_object_new_string(s);
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-static int json_add(json_object *o, const char *key, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
 int envelope_to_json(const Envelope *e, json_object **ret) {
-        json_object *o;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         int r;
 
         if (!e || !ret)
@@ -248,180 +220,109 @@ int envelope_to_json(const Envelope *e, json_object **ret) {
                 return -EINVAL;
 
         o = json_object_new_object();
-        if (!o)
-                return -ENOMEM;
 
         /* Member order as in protocol.md; json-c keeps insertion order. */
-        if ((r = json_add(o, "v", json_object_new_int(e->v))) < 0 ||
-            (r = json_add(o, "suite", json_object_new_string(e->suite))) < 0 ||
-            (r = json_add_b64(o, "id", e->id, sizeof(e->id))) < 0 ||
-            (r = json_add(o, "from", json_object_new_string(e->from))) < 0 ||
-            (r = json_add(o, "to", json_object_new_string(e->to))) < 0 ||
-            (r = json_add(o, "ts", json_object_new_int64((int64_t) e->ts))) < 0 ||
-            (r = json_add_b64(o, "ek", e->ek, e->ek_len)) < 0 ||
-            (r = json_add_b64(o, "iv", e->iv, sizeof(e->iv))) < 0 ||
-            (r = json_add_b64(o, "ct", e->ct, e->ct_len)) < 0 ||
-            (r = json_add_b64(o, "mac", e->mac, sizeof(e->mac))) < 0 ||
-            (r = json_add_b64(o, "sig", e->sig, e->sig_len)) < 0) {
-                json_object_put(o);
-                return r;
-        }
-
-        *ret = o;
-        return 0;
-}
-
-/* The members of an envelope, all required; anything else is refused. */
-static const char *const envelope_members[] = {
-        "v", "suite", "id", "from", "to", "ts", "ek", "iv", "ct", "mac", "sig",
-};
-
-static bool envelope_member_known(const char *key) {
-        for (size_t i = 0; i < ELEMENTSOF(envelope_members); i++)
-                if (strcmp(key, envelope_members[i]) == 0)
-                        return true;
-        return false;
-}
-
-/* A JSON string member, as a pointer into o and its length (which may hold
- * embedded NULs: callers compare lengths). */
-static int json_get_string(json_object *o, const char *key, const char **ret, size_t *ret_len) {
-        json_object *v;
-        int n;
-
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
-                return -EBADMSG;
-        n = json_object_get_string_len(v);
-        if (n < 0)
-                return -EBADMSG;
-        *ret = json_object_get_string(v);
-        *ret_len = (size_t) n;
-        return 0;
-}
-
-static int json_get_username(json_object *o, const char *key, char out[USERNAME_MAX + 1]) {
-        const char *s;
-        size_t n;
-
-        if (json_get_string(o, key, &s, &n) < 0)
-                return -EBADMSG;
-        if (n > USERNAME_MAX || strlen(s) != n || !username_valid(s))
-                return -EBADMSG;
-        memcpy(out, s, n + 1);
-        return 0;
-}
-
-/* Strict base64 of a decoded size within [min, max]. */
-static int json_get_b64(json_object *o, const char *key, size_t min, size_t max,
-                        uint8_t **ret, size_t *ret_len) {
-        _cleanup_(freep) uint8_t *data = NULL;
-        const char *s;
-        size_t n, len;
-        int r;
-
-        if (json_get_string(o, key, &s, &n) < 0)
-                return -EBADMSG;
-        /* Decoding cannot be asked to allocate more than the string holds,
-         * and the string is bounded by the frame it came in; still, do not
-         * decode what is obviously too long. */
-        if (n / 4 * 3 > max + 2)
-                return -EBADMSG;
-        r = b64_decode(s, n, &data, &len);
-        if (r == -ENOMEM)
-                return r;
-        if (r < 0 || len < min || len > max)
-                return -EBADMSG;
-
-        *ret = TAKE_PTR(data);
-        *ret_len = len;
-        return 0;
-}
-
-static int json_get_b64_fixed(json_object *o, const char *key, uint8_t *out, size_t len) {
-        _cleanup_(freep) uint8_t *data = NULL;
-        size_t n;
-        int r;
-
-        r = json_get_b64(o, key, len, len, &data, &n);
+        r = json_add_int64(o, "v", e->v);
+        if (r >= 0)
+                r = json_add_string(o, "suite", e->suite);
+        if (r >= 0)
+                r = json_add_b64(o, "id", e->id, sizeof(e->id));
+        if (r >= 0)
+                r = json_add_string(o, "from", e->from);
+        if (r >= 0)
+                r = json_add_string(o, "to", e->to);
+        if (r >= 0)
+                r = json_add_int64(o, "ts", (int64_t) e->ts);
+        if (r >= 0)
+                r = json_add_b64(o, "ek", e->ek, e->ek_len);
+        if (r >= 0)
+                r = json_add_b64(o, "iv", e->iv, sizeof(e->iv));
+        if (r >= 0)
+                r = json_add_b64(o, "ct", e->ct, e->ct_len);
+        if (r >= 0)
+                r = json_add_b64(o, "mac", e->mac, sizeof(e->mac));
+        if (r >= 0)
+                r = json_add_b64(o, "sig", e->sig, e->sig_len);
         if (r < 0)
                 return r;
-        memcpy(out, data, len);
+
+        *ret = TAKE_PTR(o);
         return 0;
 }
 
-/* A non-negative JSON integer (not a float, not a string) <= max. */
-static int json_get_uint(json_object *o, const char *key, uint64_t max, uint64_t *ret) {
-        json_object *v;
-        int64_t i;
+/* Version and suite first, so that an envelope of a later protocol (which
+ * may have other members, or none of ours) is reported as such: a bad
+ * version wins over a missing or malformed suite. */
+typedef struct EnvelopeHead {
+        unsigned v;
+        json_object *suite;
+} EnvelopeHead;
 
-        if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
-                return -EBADMSG;
-        /* json-c clamps out-of-range values to INT64_MAX/INT64_MIN, which the
-         * bound below refuses. */
-        i = json_object_get_int64(v);
-        if (i < 0 || (uint64_t) i > max)
-                return -EBADMSG;
-        *ret = (uint64_t) i;
-        return 0;
-}
+static const JsonDispatch envelope_head_table[] = {
+        { "v", json_type_int, json_dispatch_uint, offsetof(EnvelopeHead, v), JSON_MANDATORY,
+          .max = INT32_MAX },
+        { "suite", json_type_null, json_dispatch_borrow, offsetof(EnvelopeHead, suite), 0 },
+        {}
+};
+
+/* Then all of it: every member required, anything else refused. ek and
+ * sig are one RSA block; ct is a positive multiple of the block size,
+ * checked after. */
+static const JsonDispatch envelope_table[] = {
+        { "v", json_type_int, NULL, 0, 0 },
+        { "suite", json_type_string, NULL, 0, 0 },
+        { "from", json_type_string, json_dispatch_user, offsetof(Envelope, from), 0 },
+        { "to", json_type_string, json_dispatch_user, offsetof(Envelope, to), 0 },
+        { "ts", json_type_int, json_dispatch_uint64, offsetof(Envelope, ts), 0, .max = ENVELOPE_TS_MAX },
+        { "id", json_type_string, json_dispatch_b64_fixed, offsetof(Envelope, id), 0,
+          .max = MSG_ID_LEN },
+        { "ek", json_type_string, json_dispatch_b64, offsetof(Envelope, ek), 0,
+          .min = RSA_BLOCK_MIN, .max = RSA_BLOCK_MAX, .len_offset = offsetof(Envelope, ek_len) },
+        { "iv", json_type_string, json_dispatch_b64_fixed, offsetof(Envelope, iv), 0,
+          .max = ENVELOPE_IV_LEN },
+        { "ct", json_type_string, json_dispatch_b64, offsetof(Envelope, ct), 0,
+          .min = TDES_BLOCK_LEN, .max = SIZE_MAX / 2, .len_offset = offsetof(Envelope, ct_len) },
+        { "mac", json_type_string, json_dispatch_b64_fixed, offsetof(Envelope, mac), 0,
+          .max = ENVELOPE_MAC_LEN },
+        { "sig", json_type_string, json_dispatch_b64, offsetof(Envelope, sig), 0,
+          .min = RSA_BLOCK_MIN, .max = RSA_BLOCK_MAX, .len_offset = offsetof(Envelope, sig_len) },
+        {}
+};
 
 int envelope_from_json(json_object *o, Envelope **ret, EnvelopeError *ret_error) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
         EnvelopeError error = ENVELOPE_MALFORMED;
-        const char *suite;
-        uint64_t v;
-        size_t n;
+        EnvelopeHead head = {};
         int r;
 
         if (!ret)
                 return -EINVAL;
-        if (!o || !json_object_is_type(o, json_type_object))
+
+        if (json_dispatch(o, envelope_head_table, 0, &head, NULL) < 0)
                 goto refuse;
+        if (head.v != PROTOCOL_VERSION) {
+                error = ENVELOPE_BAD_VERSION;
+                goto refuse;
+        }
+        if (!head.suite || !json_object_is_type(head.suite, json_type_string))
+                goto refuse;
+        /* By length, so that a name with a NUL inside is no match. */
+        if ((size_t) json_object_get_string_len(head.suite) != strlen(PROTOCOL_SUITE) ||
+            memcmp(json_object_get_string(head.suite), PROTOCOL_SUITE, strlen(PROTOCOL_SUITE)) != 0) {
+                error = ENVELOPE_BAD_SUITE;
+                goto refuse;
+        }
 
         e = calloc(1, sizeof(*e));
         if (!e)
                 return -ENOMEM;
-
-        /* Version and suite first, so that an envelope of a later protocol
-         * (which may have other members) is reported as such. */
-        if (json_get_uint(o, "v", INT32_MAX, &v) < 0)
-                goto refuse;
-        if (v != PROTOCOL_VERSION) {
-                error = ENVELOPE_BAD_VERSION;
-                goto refuse;
-        }
-        e->v = (int) v;
-
-        if (json_get_string(o, "suite", &suite, &n) < 0)
-                goto refuse;
-        if (n != strlen(PROTOCOL_SUITE) || memcmp(suite, PROTOCOL_SUITE, n) != 0) {
-                error = ENVELOPE_BAD_SUITE;
-                goto refuse;
-        }
+        e->v = (int) head.v;
         memcpy(e->suite, PROTOCOL_SUITE, sizeof(PROTOCOL_SUITE));
 
-        json_object_object_foreach(o, key, val) {
-                (void) val;
-                if (!envelope_member_known(key))
-                        goto refuse;
-        }
-
-        if (json_get_username(o, "from", e->from) < 0 ||
-            json_get_username(o, "to", e->to) < 0 ||
-            json_get_uint(o, "ts", ENVELOPE_TS_MAX, &e->ts) < 0)
-                goto refuse;
-
-        if ((r = json_get_b64_fixed(o, "id", e->id, sizeof(e->id))) < 0 ||
-            (r = json_get_b64(o, "ek", RSA_BLOCK_MIN, RSA_BLOCK_MAX, &e->ek, &e->ek_len)) < 0 ||
-            (r = json_get_b64_fixed(o, "iv", e->iv, sizeof(e->iv))) < 0 ||
-            (r = json_get_b64(o, "ct", TDES_BLOCK_LEN, SIZE_MAX / 2, &e->ct, &e->ct_len)) < 0 ||
-            (r = json_get_b64_fixed(o, "mac", e->mac, sizeof(e->mac))) < 0 ||
-            (r = json_get_b64(o, "sig", RSA_BLOCK_MIN, RSA_BLOCK_MAX, &e->sig, &e->sig_len)) < 0) {
-                if (r == -ENOMEM)
-                        return r;
-                goto refuse;
-        }
-        if (e->ct_len % TDES_BLOCK_LEN != 0)
+        r = json_dispatch(o, envelope_table, JSON_MANDATORY | JSON_REFUSE_UNKNOWN, e, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || e->ct_len % TDES_BLOCK_LEN != 0)
                 goto refuse;
 
         *ret = TAKE_PTR(e);

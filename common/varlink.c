@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "macro.h"
 #include "util.h"
 #include "varlink.h"
@@ -84,10 +86,6 @@ ssize_t varlink_reader_feed(VarlinkReader *r, const void *data, size_t len) {
         return (ssize_t) taken;
 }
 
-static int parse_object(const char *s, size_t len, json_object **ret) {
-        return json_parse_strict(s, len, VARLINK_DEPTH_MAX, ret, NULL);
-}
-
 int varlink_reader_next(VarlinkReader *r, json_object **ret) {
         const uint8_t *nul;
         size_t len;
@@ -102,7 +100,7 @@ int varlink_reader_next(VarlinkReader *r, json_object **ret) {
         len = (size_t) (nul - (r->data + r->start));
         if (len + 1 > r->max)
                 return -EMSGSIZE;
-        k = parse_object((const char *) r->data + r->start, len, ret);
+        k = json_parse_strict((const char *) r->data + r->start, len, VARLINK_DEPTH_MAX, ret, NULL);
         r->start += len + 1;
         r->scanned = r->start;
         return k < 0 ? k : 1;
@@ -146,119 +144,75 @@ bool varlink_method_split(const char *method, size_t *ret_interface_len) {
         return true;
 }
 
-/* A member of the given type, NULL when absent, -EBADMSG (in *bad) when
- * present with another type. */
-static json_object *member(json_object *o, const char *key, json_type type, bool *bad) {
-        json_object *v;
-
-        if (!json_object_object_get_ex(o, key, &v) || !v)
-                return NULL;
-        if (!json_object_is_type(v, type)) {
-                *bad = true;
-                return NULL;
-        }
-        return v;
-}
+/* Calls and replies, as the specification has them: a member of the wrong
+ * type is an error, null is the same as absent, and members we do not know
+ * are ignored. */
+static const JsonDispatch call_table[] = {
+        { "method", json_type_string, json_dispatch_string, offsetof(VarlinkCall, method), JSON_MANDATORY },
+        { "parameters", json_type_object, json_dispatch_borrow, offsetof(VarlinkCall, parameters), 0 },
+        { "more", json_type_boolean, json_dispatch_bool, offsetof(VarlinkCall, more), 0 },
+        { "oneway", json_type_boolean, json_dispatch_bool, offsetof(VarlinkCall, oneway), 0 },
+        {}
+};
 
 int varlink_call_parse(json_object *msg, VarlinkCall *ret) {
-        json_object *method, *more, *oneway, *parameters;
-        bool bad = false;
+        VarlinkCall call = {};
+        int r;
 
-        method = member(msg, "method", json_type_string, &bad);
-        parameters = member(msg, "parameters", json_type_object, &bad);
-        more = member(msg, "more", json_type_boolean, &bad);
-        oneway = member(msg, "oneway", json_type_boolean, &bad);
-        if (bad || !method)
-                return -EBADMSG;
-        /* A NUL inside the JSON string would cut the name short. */
-        if (strlen(json_object_get_string(method)) != (size_t) json_object_get_string_len(method) ||
-            !varlink_method_split(json_object_get_string(method), NULL))
+        r = json_dispatch(msg, call_table, JSON_NULLABLE, &call, NULL);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EBADMSG;
+        if (!varlink_method_split(call.method, NULL))
                 return -EBADMSG;
 
-        *ret = (VarlinkCall) {
-                .method = json_object_get_string(method),
-                .parameters = parameters,
-                .more = more && json_object_get_boolean(more),
-                .oneway = oneway && json_object_get_boolean(oneway),
-        };
+        *ret = call;
         return 0;
 }
+
+static const JsonDispatch reply_table[] = {
+        { "error", json_type_string, json_dispatch_string, offsetof(VarlinkReply, error), 0 },
+        { "parameters", json_type_object, json_dispatch_borrow, offsetof(VarlinkReply, parameters), 0 },
+        { "continues", json_type_boolean, json_dispatch_bool, offsetof(VarlinkReply, continues), 0 },
+        {}
+};
 
 int varlink_reply_parse(json_object *msg, VarlinkReply *ret) {
-        json_object *error, *parameters, *continues;
-        bool bad = false;
+        VarlinkReply reply = {};
+        int r;
 
-        error = member(msg, "error", json_type_string, &bad);
-        parameters = member(msg, "parameters", json_type_object, &bad);
-        continues = member(msg, "continues", json_type_boolean, &bad);
-        if (bad)
-                return -EBADMSG;
-        if (error && strlen(json_object_get_string(error)) != (size_t) json_object_get_string_len(error))
-                return -EBADMSG;
+        r = json_dispatch(msg, reply_table, JSON_NULLABLE, &reply, NULL);
+        if (r < 0)
+                return r == -ENOMEM ? r : -EBADMSG;
 
-        *ret = (VarlinkReply) {
-                .error = error ? json_object_get_string(error) : NULL,
-                .parameters = parameters,
-                .continues = continues && json_object_get_boolean(continues),
-        };
+        *ret = reply;
         return 0;
 }
 
-static json_object *new_message(const char *key, const char *value, json_object *parameters) {
-        json_object *o = json_object_new_object();
+/* {key: value, "parameters": parameters or {}, flag: true}; key and flag
+ * are optional. Takes parameters whatever happens. */
+static json_object *new_message(const char *key, const char *value, json_object *parameters,
+                                const char *flag) {
+        _cleanup_(json_object_unrefp) json_object *p = parameters ?: json_object_new_object();
+        _cleanup_(json_object_unrefp) json_object *o = json_object_new_object();
 
-        if (!o) {
-                json_object_put(parameters);
+        if (!p ||
+            (key && json_add_string(o, key, value) < 0) ||
+            json_add(o, "parameters", TAKE_PTR(p)) < 0 ||
+            (flag && json_add_bool(o, flag, true) < 0))
                 return NULL;
-        }
-        if (key) {
-                json_object *s = json_object_new_string(value);
-
-                if (!s || json_object_object_add(o, key, s) < 0) {
-                        json_object_put(s);
-                        json_object_put(parameters);
-                        json_object_put(o);
-                        return NULL;
-                }
-        }
-        if (!parameters)
-                parameters = json_object_new_object();
-        if (!parameters || json_object_object_add(o, "parameters", parameters) < 0) {
-                json_object_put(parameters);
-                json_object_put(o);
-                return NULL;
-        }
-        return o;
-}
-
-static json_object *add_true(json_object *o, const char *key) {
-        json_object *b;
-
-        if (!o)
-                return NULL;
-        b = json_object_new_boolean(1);
-        if (!b || json_object_object_add(o, key, b) < 0) {
-                json_object_put(b);
-                json_object_put(o);
-                return NULL;
-        }
-        return o;
+        return TAKE_PTR(o);
 }
 
 json_object *varlink_new_call(const char *method, json_object *parameters, bool more) {
-        json_object *o = new_message("method", method, parameters);
-
-        return more ? add_true(o, "more") : o;
+        return new_message("method", method, parameters, more ? "more" : NULL);
 }
 
 json_object *varlink_new_reply(json_object *parameters, bool continues) {
-        json_object *o = new_message(NULL, NULL, parameters);
-
-        return continues ? add_true(o, "continues") : o;
+        return new_message(NULL, NULL, parameters, continues ? "continues" : NULL);
 }
 
 json_object *varlink_new_error(const char *error, json_object *parameters) {
-        return new_message("error", error, parameters);
+        return new_message("error", error, parameters, NULL);
 }
 
 int varlink_append(Buf *b, json_object *o) {

@@ -23,7 +23,7 @@
 #include <json-c/json.h>
 
 #include "buf.h"
-#include "strict-json.h"
+#include "json.h"
 
 #define VARLINK_SERVICE_INTERFACE "org.varlink.service"
 

@@ -9,6 +9,7 @@
 #include "codec.h"
 #include "crypto.h"
 #include "handshake.h"
+#include "json.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -465,13 +466,14 @@ void relay_pump(Session *s) {
                          * as the client reads it, never all at once. */
                 for (i = 0; i < n && s->state == SESSION_ACTIVE &&
                             session_output_pending(s) < SESSION_PUMP_WATER; i++) {
-                        json_object *env = json_tokener_parse(batch[i].envelope);
+                        json_object *env = NULL;
                         LogFields f;
 
                         message_fields(&batch[i], &f);
                         f.session = s->id;
                         s->cursor = batch[i].seq;
-                        if (!env) {
+                        if (json_parse_strict(batch[i].envelope, strlen(batch[i].envelope), JSON_DEPTH_DEFAULT,
+                                              &env, NULL) < 0) {
                                 /* Cannot happen with what this daemon stored. */
                                 log_error("Queued message %" PRIu64 " is not JSON, skipped", batch[i].seq);
                                 continue;

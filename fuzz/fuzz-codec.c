@@ -14,16 +14,12 @@
 #include <string.h>
 
 #include "codec.h"
+#include "json.h"
 #include "macro.h"
 #include "protocol.h"
 #include "util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
 
 static void check_package(const KeyPackage *kp) {
         if (!kp || !username_valid(kp->user) || !kp->key || kp->key_len == 0 ||
@@ -214,7 +210,7 @@ static bool same(const Frame *a, const Frame *b) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_(frame_freep) Frame *f = NULL, *g = NULL;
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         _cleanup_(freep) uint8_t *wire = NULL;
         const char *reason = NULL;
         size_t wire_len;

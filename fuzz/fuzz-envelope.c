@@ -2,7 +2,7 @@
 /*
  * libFuzzer target for envelope_from_json(), the parser a relay and every
  * client run on envelopes from the network. Input is JSON text, parsed the
- * way the frame codec does (json-c, with length). Whatever is accepted must
+ * way the frame codec does (json_parse_strict()). Whatever is accepted must
  * survive a round trip through envelope_to_json() unchanged.
  */
 #include <errno.h>
@@ -15,6 +15,7 @@
 #include <json-c/json.h>
 
 #include "envelope.h"
+#include "json.h"
 #include "macro.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -48,21 +49,15 @@ static void check_round_trip(const Envelope *e) {
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         EnvelopeError error = ENVELOPE_OK;
-        struct json_tokener *tok;
-        json_object *o;
         int r;
 
         /* Frames are at most MAX_FRAME_LIMIT bytes; json-c takes an int. */
         if (size > MAX_FRAME_LIMIT || size > INT_MAX)
                 return 0;
 
-        tok = json_tokener_new();
-        if (!tok)
-                return 0;
-        o = json_tokener_parse_ex(tok, (const char *) data, (int) size);
-        json_tokener_free(tok);
-        if (!o)
+        if (json_parse_strict((const char *) data, size, JSON_DEPTH_DEFAULT, &o, NULL) < 0)
                 return 0;
 
         r = envelope_from_json(o, &e, &error);
@@ -74,7 +69,5 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 ;       /* the fuzzer's memory limit, not a bug */
         else if (r != -EBADMSG || error == ENVELOPE_OK || !envelope_error_to_string(error))
                 abort();
-
-        json_object_put(o);
         return 0;
 }

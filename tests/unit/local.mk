@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: MIT
 UNIT_TESTS = \
 	tests/unit/test-util \
+	tests/unit/test-json \
 	tests/unit/test-crypto \
 	tests/unit/test-rsa \
 	tests/unit/test-envelope \
@@ -18,6 +19,9 @@ EXTRA_DIST += tests/unit/test-main.h
 tests_unit_test_util_SOURCES = tests/unit/test-util.c
 tests_unit_test_util_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_util_LDADD = $(UNIT_LDADD)
+tests_unit_test_json_SOURCES = tests/unit/test-json.c
+tests_unit_test_json_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_json_LDADD = $(UNIT_LDADD)
 tests_unit_test_crypto_SOURCES = tests/unit/test-crypto.c
 tests_unit_test_crypto_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_crypto_LDADD = $(UNIT_LDADD)

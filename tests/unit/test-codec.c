@@ -12,16 +12,12 @@
 #include "b64.h"
 #include "codec.h"
 #include "frame.h"
+#include "json.h"
 #include "macro.h"
 #include "protocol.h"
 #include "rsa.h"
 #include "test-main.h"
 #include "util.h"
-
-static void json_object_putp(json_object **o) {
-        if (*o)
-                json_object_put(*o);
-}
 
 /* Made once in main(), before check forks the test cases. */
 static RsaKey *key;
@@ -141,7 +137,7 @@ START_TEST(test_type_names) {
 END_TEST
 
 START_TEST(test_hello) {
-        _cleanup_(json_object_putp) json_object *o =
+        _cleanup_(json_object_unrefp) json_object *o =
                 frame_new_hello(key->spki, key->spki_len, nonce);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_HELLO);
 
@@ -156,7 +152,7 @@ END_TEST
 
 START_TEST(test_auth) {
         /* _i: receive false / true */
-        _cleanup_(json_object_putp) json_object *o =
+        _cleanup_(json_object_unrefp) json_object *o =
                 frame_new_auth("alice.b-c_9", key->spki, key->spki_len, nonce, _i, sig, sig_len);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_AUTH);
 
@@ -172,7 +168,7 @@ END_TEST
 
 START_TEST(test_welcome) {
         const FrameLimits limits = { .max_frame = 65536, .max_text = 16384, .queue_ttl = 604800 };
-        _cleanup_(json_object_putp) json_object *o =
+        _cleanup_(json_object_unrefp) json_object *o =
                 frame_new_welcome(sig, sig_len, pkg_alice, SESSION, &limits);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_WELCOME);
 
@@ -188,7 +184,7 @@ END_TEST
 
 START_TEST(test_error) {
         const uint64_t id = 9007199254740991u;   /* 2^53 - 1, the largest allowed */
-        _cleanup_(json_object_putp) json_object *o =
+        _cleanup_(json_object_unrefp) json_object *o =
                 frame_new_error(&id, ERR_NO_SUCH_USER, "no such user: \"bob\" / ünïcode");
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_ERROR);
 
@@ -200,7 +196,7 @@ START_TEST(test_error) {
 END_TEST
 
 START_TEST(test_error_minimal) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_error(NULL, ERR_BAD_FRAME, NULL);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_error(NULL, ERR_BAD_FRAME, NULL);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_ERROR);
 
         ck_assert(!f->error.has_id);
@@ -211,8 +207,8 @@ END_TEST
 
 START_TEST(test_error_rate_limited) {
         const uint64_t id = 7;
-        _cleanup_(json_object_putp) json_object *o = frame_new_rate_limited(&id, "too many messages", 3);
-        _cleanup_(json_object_putp) json_object *z = frame_new_rate_limited(NULL, NULL, 0);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_rate_limited(&id, "too many messages", 3);
+        _cleanup_(json_object_unrefp) json_object *z = frame_new_rate_limited(NULL, NULL, 0);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_ERROR);
         _cleanup_(frame_freep) Frame *g = roundtrip(z, FRAME_ERROR);
         _cleanup_(frame_freep) Frame *h = NULL;
@@ -234,7 +230,7 @@ END_TEST
 START_TEST(test_presence_list) {
         /* _i users: 0, 1, 2 */
         KeyPackage *users[2] = { pkg_alice, pkg_bob };
-        _cleanup_(json_object_putp) json_object *o =
+        _cleanup_(json_object_unrefp) json_object *o =
                 frame_new_presence_list(users, (size_t) _i, _i % 2 == 1);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_PRESENCE);
 
@@ -247,7 +243,7 @@ START_TEST(test_presence_list) {
 END_TEST
 
 START_TEST(test_presence_online) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_presence_online(pkg_bob);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_presence_online(pkg_bob);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_PRESENCE);
 
         ck_assert_int_eq(f->presence.kind, PRESENCE_ONLINE);
@@ -256,7 +252,7 @@ START_TEST(test_presence_online) {
 END_TEST
 
 START_TEST(test_presence_offline) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_presence_offline("bob");
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_presence_offline("bob");
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_PRESENCE);
 
         ck_assert_int_eq(f->presence.kind, PRESENCE_OFFLINE);
@@ -265,7 +261,7 @@ START_TEST(test_presence_offline) {
 END_TEST
 
 START_TEST(test_lookup) {
-        _cleanup_(json_object_putp) json_object *o =
+        _cleanup_(json_object_unrefp) json_object *o =
                 frame_new_lookup(7, "0123456789abcdef0123456789abcdef");
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_LOOKUP);
 
@@ -275,7 +271,7 @@ START_TEST(test_lookup) {
 END_TEST
 
 START_TEST(test_key) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_key(0, pkg_bob);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_key(0, pkg_bob);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_KEY);
 
         ck_assert_uint_eq(f->key.id, 0);
@@ -284,7 +280,7 @@ START_TEST(test_key) {
 END_TEST
 
 START_TEST(test_send) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_send(42, envelope_json);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_send(42, envelope_json);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_SEND);
 
         ck_assert_uint_eq(f->send.id, 42);
@@ -296,7 +292,7 @@ START_TEST(test_send) {
 END_TEST
 
 START_TEST(test_deliver) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_deliver(123456789, envelope_json);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_deliver(123456789, envelope_json);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_DELIVER);
 
         ck_assert_uint_eq(f->deliver.seq, 123456789);
@@ -308,7 +304,7 @@ END_TEST
 
 START_TEST(test_raw_outlives_payload) {
         /* The raw envelope must not depend on the payload buffer. */
-        _cleanup_(json_object_putp) json_object *o = frame_new_send(1, envelope_json), *raw = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_send(1, envelope_json), *raw = NULL;
         _cleanup_(freep) char *copy = NULL;
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *s;
@@ -324,7 +320,7 @@ START_TEST(test_raw_outlives_payload) {
 END_TEST
 
 START_TEST(test_accepted) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_accepted(5, msg_id, _i);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_accepted(5, msg_id, _i);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_ACCEPTED);
 
         ck_assert_uint_eq(f->accepted.id, 5);
@@ -334,7 +330,7 @@ START_TEST(test_accepted) {
 END_TEST
 
 START_TEST(test_ack) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_ack(99);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_ack(99);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_ACK);
 
         ck_assert_uint_eq(f->ack.seq, 99);
@@ -342,7 +338,7 @@ START_TEST(test_ack) {
 END_TEST
 
 START_TEST(test_receipt) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_receipt(msg_id, "delivered");
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_receipt(msg_id, "delivered");
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_RECEIPT);
 
         ck_assert_str_eq(f->receipt.msg, msg_id);
@@ -353,7 +349,7 @@ END_TEST
 static const FrameType simple_types[] = { FRAME_SYNCED, FRAME_PING, FRAME_PONG, FRAME_BYE };
 
 START_TEST(test_simple) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_simple(simple_types[_i]);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_simple(simple_types[_i]);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, simple_types[_i]);
         _cleanup_(freep) uint8_t *wire = NULL;
         size_t len;
@@ -370,7 +366,7 @@ START_TEST(test_simple) {
 END_TEST
 
 START_TEST(test_synced_builder) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_synced();
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_synced();
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_SYNCED);
 
         ck_assert_int_eq(f->type, FRAME_SYNCED);
@@ -378,7 +374,7 @@ START_TEST(test_synced_builder) {
 END_TEST
 
 START_TEST(test_key_package_json) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
 
         ck_assert_int_eq(key_package_to_json(pkg_alice, &o), 0);
@@ -393,7 +389,7 @@ START_TEST(test_key_package_json) {
 END_TEST
 
 START_TEST(test_to_wire_limits) {
-        _cleanup_(json_object_putp) json_object *o = frame_new_send(1, envelope_json);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_send(1, envelope_json);
         _cleanup_(freep) uint8_t *wire = NULL;
         size_t len = 0;
 
@@ -537,7 +533,7 @@ static json_object *valid_frame(FrameType t) {
         const FrameLimits limits = { 65536, 16384, 604800 };
         const uint64_t id = 3;
         KeyPackage *users[1] = { pkg_bob };
-        _cleanup_(json_object_putp) json_object *env = NULL;
+        _cleanup_(json_object_unrefp) json_object *env = NULL;
 
         /* Mutations must not reach the shared envelope object. */
         ck_assert_int_eq(json_object_deep_copy(envelope_json, &env, NULL), 0);
@@ -799,7 +795,7 @@ static void mutate(json_object *o, const char *path, const char *value) {
 
 START_TEST(test_mutation) {
         const Mutation *m = &mutations[_i];
-        _cleanup_(json_object_putp) json_object *o = valid_frame((FrameType) m->frame);
+        _cleanup_(json_object_unrefp) json_object *o = valid_frame((FrameType) m->frame);
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL, *s;
         int r;
@@ -830,7 +826,7 @@ START_TEST(test_oversized_binary) {
         /* _i: 0 key over 1024 bytes, 1 signature over 512 bytes */
         static const char *const members[] = { "key", "sig" };
         static const size_t sizes[] = { 1025, 513 };
-        _cleanup_(json_object_putp) json_object *o = valid_frame(FRAME_AUTH);
+        _cleanup_(json_object_unrefp) json_object *o = valid_frame(FRAME_AUTH);
         _cleanup_(freep) uint8_t *zero = calloc(1, sizes[_i]);
         _cleanup_(freep) char *b = NULL;
         _cleanup_(frame_freep) Frame *f = NULL;
@@ -852,7 +848,7 @@ START_TEST(test_oversized_binary) {
 END_TEST
 
 START_TEST(test_long_message) {
-        _cleanup_(json_object_putp) json_object *o = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
         _cleanup_(frame_freep) Frame *f = NULL;
         char m[1026];
         const char *s;

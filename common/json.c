@@ -1,0 +1,450 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The one JSON layer: the strict parser, the builders and the field
+ * dispatcher (see json.h).
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "b64.h"
+#include "json.h"
+#include "macro.h"
+#include "util.h"
+
+static int refuse(const char **ret_reason, const char *why) {
+        if (ret_reason)
+                *ret_reason = why;
+        return -EBADMSG;
+}
+
+/* The lexical pass. Counts the members of all objects (a ':' outside
+ * strings starts the value of one), so that duplicates can be found by
+ * comparing with what the parser kept. */
+static bool json_lexically_strict(const char *s, size_t len, size_t *ret_members) {
+        bool in_string = false, escaped = false;
+        size_t members = 0;
+
+        for (size_t i = 0; i < len; i++) {
+                unsigned char c = (unsigned char) s[i];
+
+                if (in_string) {
+                        if (c < 0x20)
+                                return false;
+                        if (escaped) {
+                                escaped = false;
+                                if (c == 'u' && len - i > 4 && memcmp(s + i + 1, "0000", 4) == 0)
+                                        return false;
+                        } else if (c == '\\')
+                                escaped = true;
+                        else if (c == '"')
+                                in_string = false;
+                } else if (c == '"')
+                        in_string = true;
+                else if (c == ':')
+                        members++;
+                else if (c == 0 || !strchr("{}[], \t\r\n0123456789+-.eEtrufalsn", c))
+                        return false;
+        }
+        *ret_members = members;
+        return !in_string;
+}
+
+/* Members of every object in the tree. json-c replaces a member that
+ * comes again, so a text with a duplicate has more ':' than this. */
+static size_t json_count_members(json_object *o) {
+        size_t n = 0;
+
+        switch (json_object_get_type(o)) {
+        case json_type_object: {
+                json_object_object_foreach(o, key, value) {
+                        (void) key;
+                        n += 1 + json_count_members(value);
+                }
+                break;
+        }
+        case json_type_array:
+                for (size_t i = 0; i < json_object_array_length(o); i++)
+                        n += json_count_members(json_object_array_get_idx(o, i));
+                break;
+        default:
+                break;
+        }
+        return n;
+}
+
+int json_parse_strict(const char *s, size_t len, int depth, json_object **ret,
+                      const char **ret_reason) {
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        json_tokener *tok;
+        size_t end, members;
+
+        if (len == 0 || len > INT32_MAX)
+                return refuse(ret_reason, "invalid JSON");
+        if (!utf8_valid(s, len))
+                return refuse(ret_reason, "invalid UTF-8");
+        if (!json_lexically_strict(s, len, &members))
+                return refuse(ret_reason, "invalid JSON");
+
+        tok = json_tokener_new_ex(depth);
+        if (!tok)
+                return -ENOMEM;
+        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+        o = json_tokener_parse_ex(tok, s, (int) len);
+        end = json_tokener_get_parse_end(tok);
+        json_tokener_free(tok);
+
+        if (!o)
+                return refuse(ret_reason, "invalid JSON");
+        if (end > len)
+                return refuse(ret_reason, "trailing data");
+        for (; end < len; end++)
+                if (!strchr(" \t\r\n", s[end]))
+                        return refuse(ret_reason, "trailing data");
+        if (!json_object_is_type(o, json_type_object))
+                return refuse(ret_reason, "not a JSON object");
+        if (json_count_members(o) != members)
+                return refuse(ret_reason, "duplicate member");
+
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+/* ---- builders -------------------------------------------------------------- */
+
+int json_add(json_object *o, const char *key, json_object *v) {
+        if (!v)
+                return -ENOMEM;
+        /* json-c leaves v with the caller when adding fails. */
+        if (!o || json_object_object_add(o, key, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+int json_add_string(json_object *o, const char *key, const char *s) {
+        if (!s)
+                return -EINVAL;
+        return json_add(o, key, json_object_new_string(s));
+}
+
+int json_add_string_or_null(json_object *o, const char *key, const char *s) {
+        if (s)
+                return json_add_string(o, key, s);
+        /* json-c's null is a NULL value. */
+        if (!o || json_object_object_add(o, key, NULL) < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+int json_add_uint64(json_object *o, const char *key, uint64_t u) {
+        return json_add(o, key, json_object_new_uint64(u));
+}
+
+int json_add_int64(json_object *o, const char *key, int64_t i) {
+        return json_add(o, key, json_object_new_int64(i));
+}
+
+int json_add_bool(json_object *o, const char *key, bool b) {
+        return json_add(o, key, json_object_new_boolean(b));
+}
+
+int json_add_b64(json_object *o, const char *key, const void *data, size_t len) {
+        _cleanup_(freep) char *s = NULL;
+        int r;
+
+        r = b64_encode(data, len, &s);
+        if (r < 0)
+                return r;
+        return json_add_string(o, key, s);
+}
+
+int json_array_add(json_object *a, json_object *v) {
+        if (!v)
+                return -ENOMEM;
+        if (!a || json_object_array_add(a, v) < 0) {
+                json_object_put(v);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+json_object *json_new_object_with_string(const char *key, const char *s) {
+        _cleanup_(json_object_unrefp) json_object *o = json_object_new_object();
+
+        if (json_add_string(o, key, s) < 0)
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+/* ---- dispatch -------------------------------------------------------------- */
+
+static const JsonDispatch *dispatch_find(const JsonDispatch table[], const char *name) {
+        for (const JsonDispatch *d = table; d->name; d++)
+                if (strcmp(d->name, name) == 0)
+                        return d;
+        return NULL;
+}
+
+const char *json_dispatch_find_unknown(json_object *o, const JsonDispatch table[]) {
+        if (!o || !json_object_is_type(o, json_type_object))
+                return NULL;
+        json_object_object_foreach(o, key, value) {
+                (void) value;
+                if (!dispatch_find(table, key))
+                        return key;
+        }
+        return NULL;
+}
+
+int json_dispatch(json_object *o, const JsonDispatch table[], unsigned flags, void *userdata,
+                  const char **ret_reason) {
+        const char *reason = NULL;
+        int r = 0;
+
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                reason = "not a JSON object";
+                r = -EBADMSG;
+                goto finish;
+        }
+        if ((flags & JSON_REFUSE_UNKNOWN) && json_dispatch_find_unknown(o, table)) {
+                reason = "unknown member";
+                r = -EBADMSG;
+                goto finish;
+        }
+
+        for (const JsonDispatch *d = table; d->name; d++) {
+                unsigned f = d->flags | (flags & (JSON_MANDATORY | JSON_NULLABLE));
+                json_object *v = NULL;
+                bool present;
+
+                reason = d->reason ?: d->name;
+                /* json-c keeps a null member as a NULL value. */
+                present = json_object_object_get_ex(o, d->name, &v);
+                if (present && !v && (f & JSON_NULLABLE))
+                        present = false;
+                if (!present) {
+                        if (f & JSON_MANDATORY) {
+                                r = -EBADMSG;
+                                goto finish;
+                        }
+                        continue;
+                }
+                if (d->type != json_type_null && (!v || !json_object_is_type(v, d->type))) {
+                        r = -EBADMSG;
+                        goto finish;
+                }
+                if (d->callback) {
+                        r = d->callback(v, d, userdata, &reason);
+                        if (r < 0)
+                                goto finish;
+                }
+        }
+        return 0;
+
+finish:
+        if (ret_reason)
+                *ret_reason = r == -ENOMEM ? "out of memory" : reason;
+        return r;
+}
+
+int json_string_get(json_object *v, size_t min, size_t max, const char **ret, size_t *ret_len) {
+        const char *s;
+        size_t len;
+
+        if (!v || !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        s = json_object_get_string(v);
+        len = (size_t) json_object_get_string_len(v);
+        /* An embedded NUL would make C see a shorter string than JSON. */
+        if (len < min || (max > 0 && len > max) || strlen(s) != len || !utf8_valid(s, len))
+                return -EBADMSG;
+        *ret = s;
+        if (ret_len)
+                *ret_len = len;
+        return 0;
+}
+
+int json_dispatch_string(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        (void) reason;
+        return json_string_get(v, d->min, d->max, JSON_DISPATCH_FIELD(d, userdata), NULL);
+}
+
+int json_dispatch_strdup(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        char **p = JSON_DISPATCH_FIELD(d, userdata), *copy;
+        const char *s;
+        size_t len;
+        int r;
+
+        (void) reason;
+        r = json_string_get(v, d->min, d->max, &s, &len);
+        if (r < 0)
+                return r;
+        copy = strndup(s, len);
+        if (!copy)
+                return -ENOMEM;
+        free(*p);
+        *p = copy;
+        return 0;
+}
+
+int json_dispatch_string_copy(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        const char *s;
+        size_t len;
+        int r;
+
+        (void) reason;
+        if (d->max == 0)
+                return -EINVAL;
+        r = json_string_get(v, d->min, d->max, &s, &len);
+        if (r < 0)
+                return r;
+        memcpy(JSON_DISPATCH_FIELD(d, userdata), s, len + 1);
+        return 0;
+}
+
+int json_dispatch_user(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        const char *s;
+        size_t len;
+
+        if (!v || !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        if (json_string_get(v, 1, USERNAME_MAX, &s, &len) < 0 || !username_valid(s)) {
+                *reason = "bad username";
+                return -EINVAL;
+        }
+        memcpy(JSON_DISPATCH_FIELD(d, userdata), s, len + 1);
+        return 0;
+}
+
+/* A JSON integer (not a double, not a string) as int64, with json-c's
+ * saturated ends refused: they may stand for any larger number. */
+static int integer_get(json_object *v, int64_t *ret) {
+        int64_t i;
+
+        if (!v || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        i = json_object_get_int64(v);
+        if (i == INT64_MIN)
+                return -EBADMSG;
+        *ret = i;
+        return 0;
+}
+
+static int unsigned_get(json_object *v, uint64_t min, uint64_t max, uint64_t *ret) {
+        int64_t i;
+        uint64_t u;
+
+        if (integer_get(v, &i) < 0 || i < 0)
+                return -EBADMSG;
+        /* Above INT64_MAX json-c keeps a uint64, saturating at UINT64_MAX. */
+        u = i == INT64_MAX ? json_object_get_uint64(v) : (uint64_t) i;
+        if (u < min || u > MIN(max, UINT64_MAX - 1))
+                return -EBADMSG;
+        *ret = u;
+        return 0;
+}
+
+int json_dispatch_uint64(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        uint64_t *p = JSON_DISPATCH_FIELD(d, userdata);
+
+        (void) reason;
+        return unsigned_get(v, d->min, d->max ?: JSON_UINT53_MAX, p);
+}
+
+int json_dispatch_uint(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        unsigned *p = JSON_DISPATCH_FIELD(d, userdata);
+        uint64_t u;
+        int r;
+
+        (void) reason;
+        r = unsigned_get(v, d->min, MIN(d->max ?: UINT_MAX, UINT_MAX), &u);
+        if (r < 0)
+                return r;
+        *p = (unsigned) u;
+        return 0;
+}
+
+int json_dispatch_int64(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        int64_t *p = JSON_DISPATCH_FIELD(d, userdata), i;
+
+        (void) reason;
+        if (integer_get(v, &i) < 0 || i == INT64_MAX)
+                return -EBADMSG;
+        *p = i;
+        return 0;
+}
+
+int json_dispatch_bool(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        bool *p = JSON_DISPATCH_FIELD(d, userdata);
+
+        (void) reason;
+        if (!v || !json_object_is_type(v, json_type_boolean))
+                return -EBADMSG;
+        *p = json_object_get_boolean(v);
+        return 0;
+}
+
+int json_dispatch_borrow(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        json_object **p = JSON_DISPATCH_FIELD(d, userdata);
+
+        (void) reason;
+        *p = v;
+        return 0;
+}
+
+/* Strict base64 of min..max bytes. The encoded length is checked before
+ * decoding, so the decoder never works on more than it must. */
+static int b64_get(json_object *v, size_t min, size_t max, uint8_t **ret, size_t *ret_len) {
+        _cleanup_(freep) uint8_t *data = NULL;
+        const char *s;
+        size_t slen, len;
+        int r;
+
+        if (max == 0)
+                return -EINVAL;
+        r = json_string_get(v, 1, 4 * ((max + 2) / 3), &s, &slen);
+        if (r < 0)
+                return r;
+        r = b64_decode(s, slen, &data, &len);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0 || len < min || len > max)
+                return -EBADMSG;
+        *ret = TAKE_PTR(data);
+        *ret_len = len;
+        return 0;
+}
+
+int json_dispatch_b64(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        uint8_t **p = JSON_DISPATCH_FIELD(d, userdata);
+        size_t *p_len = (size_t *) ((uint8_t *) userdata + d->len_offset);
+        uint8_t *data;
+        size_t len;
+        int r;
+
+        (void) reason;
+        r = b64_get(v, d->min, d->max, &data, &len);
+        if (r < 0)
+                return r;
+        free(*p);
+        *p = data;
+        *p_len = len;
+        return 0;
+}
+
+int json_dispatch_b64_fixed(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        _cleanup_(freep) uint8_t *data = NULL;
+        size_t len;
+        int r;
+
+        (void) reason;
+        r = b64_get(v, d->max, d->max, &data, &len);
+        if (r < 0)
+                return r;
+        memcpy(JSON_DISPATCH_FIELD(d, userdata), data, len);
+        return 0;
+}
