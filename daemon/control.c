@@ -12,6 +12,7 @@
 
 #include "control.h"
 #include "events.h"
+#include "json.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -217,23 +218,26 @@ static bool control_authorize(Control *ctl, int fd, const struct ucred *cred) {
 
 /* ---- the methods ------------------------------------------------------------- */
 
-static const char *const no_parameters[] = { NULL };
-static const char *const user_parameter[] = { "user", NULL };
+/* The parameters of Kick and ResetKey. */
+typedef struct UserParameters {
+        char user[USERNAME_MAX + 1];
+} UserParameters;
 
-/* A user-name parameter: the name, or NULL after replying InvalidParameter. */
-static const char *parameter_user(VarlinkConnection *link, json_object *parameters) {
-        json_object *v = NULL;
-        const char *user;
+/* json_dispatch_user(), failing with the parameter's name: that is what
+ * Varlink's InvalidParameter names, whatever was wrong with it. */
+static int dispatch_user_parameter(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        int r = json_dispatch_user(v, d, userdata, reason);
 
-        if (parameters)
-                (void) json_object_object_get_ex(parameters, "user", &v);
-        user = v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-        if (!user || strlen(user) != (size_t) json_object_get_string_len(v) || !username_valid(user)) {
-                varlink_error_invalid_parameter(link, "user");
-                return NULL;
-        }
-        return user;
+        if (r < 0)
+                *reason = d->name;
+        return r;
 }
+
+static const JsonDispatch no_parameters[] = { {} };
+static const JsonDispatch user_parameters[] = {
+        { "user", json_type_string, dispatch_user_parameter, offsetof(UserParameters, user), JSON_MANDATORY },
+        {}
+};
 
 /* Every call of a method that changes the relay's state is audited
  * (control-command) before it runs. */
@@ -263,12 +267,12 @@ static json_object *limits_to_json(Manager *m) {
                 const char *key = limit_config_key(l);
                 char value[64];
 
-                if (varlink_array_add(a, o) < 0 ||
-                    varlink_param_add_str(o, "name", limit_name(l)) < 0 ||
-                    varlink_param_add_u64(o, "hits", m->limit_hits[l]) < 0)
+                if (json_array_add(a, o) < 0 ||
+                    json_add_string(o, "name", limit_name(l)) < 0 ||
+                    json_add_uint64(o, "hits", m->limit_hits[l]) < 0)
                         return NULL;
                 if (key && config_format_key(m->config, key, value, sizeof(value)) >= 0 &&
-                    varlink_param_add_str(o, "value", value) < 0)
+                    json_add_string(o, "value", value) < 0)
                         return NULL;
         }
         return TAKE_PTR(a);
@@ -293,7 +297,7 @@ static int method_status(VarlinkConnection *link, json_object *parameters, Varli
         for (size_t i = 0; i < m->n_listen; i++) {
                 char address[SOCKET_ADDRESS_MAX];
 
-                if (varlink_array_add(listen, json_object_new_string(socket_local_address(m->listen_fds[i], address))) < 0) {
+                if (json_array_add(listen, json_object_new_string(socket_local_address(m->listen_fds[i], address))) < 0) {
                         json_object_put(listen);
                         return -ENOMEM;
                 }
@@ -302,20 +306,20 @@ static int method_status(VarlinkConnection *link, json_object *parameters, Varli
         /* A new receiving session replaces a user's old one, so receiving
          * sessions and users online are the same number. */
         if (!p ||
-            varlink_param_add_str(p, "version", PACKAGE_VERSION) < 0 ||
-            varlink_param_add_u64(p, "protocol", PROTOCOL_VERSION) < 0 ||
-            varlink_param_add_u64(p, "uptime_sec", st.uptime_usec / USEC_PER_SEC) < 0 ||
-            varlink_param_add_u64(p, "connections", st.connections) < 0 ||
-            varlink_param_add_u64(p, "sessions", st.sessions) < 0 ||
-            varlink_param_add_u64(p, "receiving_sessions", st.receiving) < 0 ||
-            varlink_param_add_u64(p, "users_online", st.receiving) < 0 ||
-            varlink_param_add_u64(p, "users_registered", st.users_registered) < 0 ||
-            varlink_param_add_u64(p, "queued_messages", st.queued) < 0 ||
-            varlink_param_add_u64(p, "monitors", varlink_server_n_subscribers(ctl->server)) < 0 ||
-            varlink_param_add_str(p, "server_fingerprint", m->server_key->fingerprint) < 0 ||
-            varlink_param_add(p, "listen", TAKE_PTR(listen)) < 0 ||
-            varlink_param_add_bool(p, "tls", m->config->tls) < 0 ||
-            varlink_param_add(p, "limits", limits_to_json(m)) < 0) {
+            json_add_string(p, "version", PACKAGE_VERSION) < 0 ||
+            json_add_uint64(p, "protocol", PROTOCOL_VERSION) < 0 ||
+            json_add_uint64(p, "uptime_sec", st.uptime_usec / USEC_PER_SEC) < 0 ||
+            json_add_uint64(p, "connections", st.connections) < 0 ||
+            json_add_uint64(p, "sessions", st.sessions) < 0 ||
+            json_add_uint64(p, "receiving_sessions", st.receiving) < 0 ||
+            json_add_uint64(p, "users_online", st.receiving) < 0 ||
+            json_add_uint64(p, "users_registered", st.users_registered) < 0 ||
+            json_add_uint64(p, "queued_messages", st.queued) < 0 ||
+            json_add_uint64(p, "monitors", varlink_server_n_subscribers(ctl->server)) < 0 ||
+            json_add_string(p, "server_fingerprint", m->server_key->fingerprint) < 0 ||
+            json_add(p, "listen", TAKE_PTR(listen)) < 0 ||
+            json_add_bool(p, "tls", m->config->tls) < 0 ||
+            json_add(p, "limits", limits_to_json(m)) < 0) {
                 json_object_put(listen);
                 return -ENOMEM;
         }
@@ -335,18 +339,18 @@ static int list_session(void *userdata, const SessionInfo *i) {
 
         if (!o)
                 return -ENOMEM;
-        if (varlink_param_add_str(o, "id", i->id) < 0 ||
-            varlink_param_add_str(o, "user", i->user) < 0 ||
-            varlink_param_add_str(o, "peer", i->peer) < 0 ||
-            varlink_param_add_str(o, "fingerprint", i->fingerprint) < 0 ||
-            varlink_param_add_bool(o, "receive", i->receive) < 0 ||
-            varlink_param_add_bool(o, "tls", i->tls) < 0 ||
-            varlink_param_add_u64(o, "since", i->connected_realtime_usec / USEC_PER_SEC) < 0 ||
-            varlink_param_add_u64(o, "idle_sec", i->idle_usec / USEC_PER_SEC) < 0) {
+        if (json_add_string(o, "id", i->id) < 0 ||
+            json_add_string(o, "user", i->user) < 0 ||
+            json_add_string(o, "peer", i->peer) < 0 ||
+            json_add_string(o, "fingerprint", i->fingerprint) < 0 ||
+            json_add_bool(o, "receive", i->receive) < 0 ||
+            json_add_bool(o, "tls", i->tls) < 0 ||
+            json_add_uint64(o, "since", i->connected_realtime_usec / USEC_PER_SEC) < 0 ||
+            json_add_uint64(o, "idle_sec", i->idle_usec / USEC_PER_SEC) < 0) {
                 json_object_put(o);
                 return -ENOMEM;
         }
-        return varlink_array_add(l->array, o);
+        return json_array_add(l->array, o);
 }
 
 static int method_list_sessions(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
@@ -356,7 +360,7 @@ static int method_list_sessions(VarlinkConnection *link, json_object *parameters
         ListContext l = { .manager = ctl->manager, .array = json_object_new_array() };
         int r;
 
-        if (!p || varlink_param_add(p, "sessions", l.array) < 0)
+        if (!p || json_add(p, "sessions", l.array) < 0)
                 return -ENOMEM;
         r = manager_foreach_session(l.manager, list_session, &l);
         if (r < 0)
@@ -377,16 +381,16 @@ static int list_user(void *userdata, const UserInfo *i) {
         o = json_object_new_object();
         if (!o)
                 return -ENOMEM;
-        if (varlink_param_add_str(o, "user", i->package->user) < 0 ||
-            varlink_param_add_str(o, "fingerprint", i->fingerprint) < 0 ||
-            varlink_param_add_u64(o, "registered", i->package->registered) < 0 ||
-            varlink_param_add_bool(o, "online", i->online) < 0 ||
-            varlink_param_add_u64(o, "sessions", i->n_sessions) < 0 ||
-            varlink_param_add_u64(o, "queued", queued) < 0) {
+        if (json_add_string(o, "user", i->package->user) < 0 ||
+            json_add_string(o, "fingerprint", i->fingerprint) < 0 ||
+            json_add_uint64(o, "registered", i->package->registered) < 0 ||
+            json_add_bool(o, "online", i->online) < 0 ||
+            json_add_uint64(o, "sessions", i->n_sessions) < 0 ||
+            json_add_uint64(o, "queued", queued) < 0) {
                 json_object_put(o);
                 return -ENOMEM;
         }
-        return varlink_array_add(l->array, o);
+        return json_array_add(l->array, o);
 }
 
 static int method_list_users(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
@@ -396,7 +400,7 @@ static int method_list_users(VarlinkConnection *link, json_object *parameters, V
         ListContext l = { .manager = ctl->manager, .array = json_object_new_array() };
         int r;
 
-        if (!p || varlink_param_add(p, "users", l.array) < 0)
+        if (!p || json_add(p, "users", l.array) < 0)
                 return -ENOMEM;
         r = manager_foreach_user(l.manager, list_user, &l);
         if (r < 0)
@@ -416,15 +420,16 @@ static int method_kick(VarlinkConnection *link, json_object *parameters, Varlink
                        void *userdata) {
         Control *ctl = userdata;
         Manager *m = ctl->manager;
-        const char *user;
+        UserParameters u = {};
+        const char *user = u.user;
         json_object *p;
         char by[64];
         int r, n;
 
         control_audit(link, "Kick", parameters);
-        user = parameter_user(link, parameters);
-        if (!user)
-                return 0;
+        r = varlink_dispatch(link, parameters, user_parameters, &u);
+        if (r < 0)
+                return r;
         r = store_user_exists(m->store, user);
         if (r < 0)
                 return r;
@@ -436,7 +441,7 @@ static int method_kick(VarlinkConnection *link, json_object *parameters, Varlink
         snprintf(by, sizeof(by), "uid %u", (unsigned) varlink_connection_credentials(link)->uid);
         n = manager_kick_user(m, user, by);
         p = json_object_new_object();
-        if (!p || varlink_param_add_u64(p, "sessions_closed", (uint64_t) MAX(n, 0)) < 0) {
+        if (!p || json_add_uint64(p, "sessions_closed", (uint64_t) MAX(n, 0)) < 0) {
                 json_object_put(p);
                 return -ENOMEM;
         }
@@ -449,14 +454,15 @@ static int method_reset_key(VarlinkConnection *link, json_object *parameters, Va
         Control *ctl = userdata;
         char by[64], code[RESET_CODE_LEN];
         uint64_t dropped = 0;
-        const char *user;
+        UserParameters u = {};
+        const char *user = u.user;
         json_object *p;
         int r;
 
         control_audit(link, "ResetKey", parameters);
-        user = parameter_user(link, parameters);
-        if (!user)
-                return 0;
+        r = varlink_dispatch(link, parameters, user_parameters, &u);
+        if (r < 0)
+                return r;
         snprintf(by, sizeof(by), "uid %u", (unsigned) varlink_connection_credentials(link)->uid);
         r = manager_reset_key(ctl->manager, user, by, code, &dropped);
         if (r == -ENOENT) {
@@ -468,7 +474,7 @@ static int method_reset_key(VarlinkConnection *link, json_object *parameters, Va
         p = json_object_new_object();
         r = p ? json_object_object_add(p, "code", json_object_new_string(code)) : -ENOMEM;
         secure_wipe(code, sizeof(code));
-        if (r < 0 || varlink_param_add_u64(p, "messages_dropped", dropped) < 0) {
+        if (r < 0 || json_add_uint64(p, "messages_dropped", dropped) < 0) {
                 json_object_put(p);
                 return -ENOMEM;
         }
@@ -505,8 +511,8 @@ static const VarlinkMethod control_methods[] = {
         { CONTROL_INTERFACE ".ListUsers", method_list_users, no_parameters },
         { CONTROL_INTERFACE ".Monitor", method_monitor, no_parameters },
 
-        { CONTROL_INTERFACE ".Kick", method_kick, user_parameter },
-        { CONTROL_INTERFACE ".ResetKey", method_reset_key, user_parameter },
+        { CONTROL_INTERFACE ".Kick", method_kick, user_parameters },
+        { CONTROL_INTERFACE ".ResetKey", method_reset_key, user_parameters },
         { CONTROL_INTERFACE ".Reload", method_reload, no_parameters },
 };
 
@@ -520,12 +526,12 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
 
         (void) clock_gettime(CLOCK_REALTIME, &ts);
         if (!info || !e || !fields ||
-            varlink_param_add_str(e, "name", info->name) < 0 ||
-            varlink_param_add_str(e, "message_id", info->message_id) < 0 ||
-            varlink_param_add_u64(e, "priority", (uint64_t) info->priority) < 0 ||
-            varlink_param_add_u64(e, "time", (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000) < 0 ||
-            varlink_param_add_str(e, "message", message) < 0 ||
-            varlink_param_add(e, "fields", json_object_get(fields)) < 0) {
+            json_add_string(e, "name", info->name) < 0 ||
+            json_add_string(e, "message_id", info->message_id) < 0 ||
+            json_add_uint64(e, "priority", (uint64_t) info->priority) < 0 ||
+            json_add_uint64(e, "time", (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000) < 0 ||
+            json_add_string(e, "message", message) < 0 ||
+            json_add(e, "fields", json_object_get(fields)) < 0) {
                 json_object_put(fields);
                 return NULL;
         }
@@ -535,12 +541,12 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
 
 #define FIELD_STR(name, v)                                                      \
         do {                                                                    \
-                if ((v) && varlink_param_add_str(fields, name, v) < 0)                        \
+                if ((v) && json_add_string(fields, name, v) < 0)                        \
                         return NULL;                                            \
         } while (0)
 #define FIELD_U64(name, cond, v)                                                \
         do {                                                                    \
-                if ((cond) && varlink_param_add_u64(fields, name, v) < 0)                     \
+                if ((cond) && json_add_uint64(fields, name, v) < 0)                     \
                         return NULL;                                            \
         } while (0)
         FIELD_STR("user", f->user);
@@ -579,7 +585,7 @@ static void control_on_event(void *userdata, EventKind kind, const LogFields *fi
                 json_object_put(p);
                 return;
         }
-        if (varlink_param_add(p, "event", event) < 0) {        /* event was dropped */
+        if (json_add(p, "event", event) < 0) {        /* event was dropped */
                 json_object_put(p);
                 return;
         }

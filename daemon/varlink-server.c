@@ -45,6 +45,7 @@ struct VarlinkConnection {
 
         VarlinkReader in;
         bool oneway;                    /* the call being handled wants no reply */
+        bool replied;                   /* ...and was answered */
         bool subscribed;                /* varlink_server_notify() replies here */
         bool eof;                       /* the caller will send nothing more */
         bool dead;                      /* closed; freed after this loop iteration */
@@ -68,49 +69,6 @@ struct VarlinkServer {
         VarlinkConnection *connections;
         unsigned n_subscribers;
 };
-
-/* ---- building parameters ---------------------------------------------------- */
-
-int varlink_param_add(json_object *o, const char *key, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-int varlink_param_add_str(json_object *o, const char *key, const char *value) {
-        return varlink_param_add(o, key, json_object_new_string(value));
-}
-
-int varlink_param_add_u64(json_object *o, const char *key, uint64_t value) {
-        return varlink_param_add(o, key, json_object_new_uint64(value));
-}
-
-int varlink_param_add_bool(json_object *o, const char *key, bool value) {
-        return varlink_param_add(o, key, json_object_new_boolean(value));
-}
-
-int varlink_array_add(json_object *a, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_array_add(a, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-/* {key: value}, or NULL. */
-static json_object *object_with_str(const char *key, const char *value) {
-        json_object *o = json_object_new_object();
-
-        if (o && varlink_param_add_str(o, key, value) < 0)
-                o = (json_object_put(o), NULL);
-        return o;
-}
 
 /* ---- connections -------------------------------------------------------------- */
 
@@ -203,6 +161,7 @@ static void connection_send(VarlinkConnection *c, json_object *o) {
         size_t len;
         int r = -ENOMEM;
 
+        c->replied = true;
         /* Once closing, the last word was said. */
         if (c->dead || c->oneway || !stream_is_open(c->stream)) {
                 json_object_put(o);
@@ -232,11 +191,27 @@ void varlink_error(VarlinkConnection *c, const char *error, json_object *paramet
 }
 
 void varlink_error_str(VarlinkConnection *c, const char *error, const char *key, const char *value) {
-        varlink_error(c, error, object_with_str(key, value));
+        varlink_error(c, error, json_new_object_with_string(key, value));
 }
 
 void varlink_error_invalid_parameter(VarlinkConnection *c, const char *name) {
         varlink_error_str(c, VARLINK_ERROR_INVALID_PARAMETER, "parameter", name);
+}
+
+int varlink_dispatch(VarlinkConnection *c, json_object *parameters, const JsonDispatch table[], void *userdata) {
+        _cleanup_(json_object_unrefp) json_object *none = NULL;
+        const char *reason = NULL;
+        int r;
+
+        if (!parameters) {
+                parameters = none = json_object_new_object();
+                if (!none)
+                        return -ENOMEM;
+        }
+        r = json_dispatch(parameters, table, 0, userdata, &reason);
+        if (r < 0 && r != -ENOMEM)
+                varlink_error_invalid_parameter(c, reason ?: "parameters");
+        return r;
 }
 
 void varlink_subscribe(VarlinkConnection *c, VarlinkMethodFlags flags) {
@@ -277,21 +252,27 @@ static const char service_interface_description[] =
         "error PermissionDenied ()\n"
         "error ExpectedMore ()\n";
 
+static const JsonDispatch no_parameters[] = { {} };
+static const JsonDispatch interface_parameter[] = {
+        { "interface", json_type_string, json_dispatch_string, 0, JSON_MANDATORY },
+        {}
+};
+
 static int method_get_info(VarlinkConnection *c, json_object *parameters, VarlinkMethodFlags flags,
                            void *userdata) {
         VarlinkServer *s = c->server;
         _cleanup_(json_object_unrefp) json_object *p = json_object_new_object();
         json_object *list = json_object_new_array();
 
-        if (!p || varlink_param_add(p, "interfaces", list) < 0)
+        if (!p || json_add(p, "interfaces", list) < 0)
                 return -ENOMEM;
         for (size_t i = 0; i < s->n_interfaces; i++)
-                if (varlink_array_add(list, json_object_new_string(s->interfaces[i].name)) < 0)
+                if (json_array_add(list, json_object_new_string(s->interfaces[i].name)) < 0)
                         return -ENOMEM;
-        if (varlink_param_add_str(p, "vendor", "SecureChat") < 0 ||
-            varlink_param_add_str(p, "product", "securechatd") < 0 ||
-            varlink_param_add_str(p, "version", PACKAGE_VERSION) < 0 ||
-            varlink_param_add_str(p, "url", "man:securechat-protocol(7)") < 0)
+        if (json_add_string(p, "vendor", "SecureChat") < 0 ||
+            json_add_string(p, "product", "securechatd") < 0 ||
+            json_add_string(p, "version", PACKAGE_VERSION) < 0 ||
+            json_add_string(p, "url", "man:securechat-protocol(7)") < 0)
                 return -ENOMEM;
         varlink_reply(c, TAKE_PTR(p));
         return 0;
@@ -300,19 +281,16 @@ static int method_get_info(VarlinkConnection *c, json_object *parameters, Varlin
 static int method_get_interface_description(VarlinkConnection *c, json_object *parameters,
                                             VarlinkMethodFlags flags, void *userdata) {
         VarlinkServer *s = c->server;
-        json_object *v = NULL;
-        const char *name;
+        const char *name = NULL;
+        int r;
 
-        if (parameters)
-                (void) json_object_object_get_ex(parameters, "interface", &v);
-        if (!v || !json_object_is_type(v, json_type_string)) {
-                varlink_error_invalid_parameter(c, "interface");
-                return 0;
-        }
-        name = json_object_get_string(v);
+        r = varlink_dispatch(c, parameters, interface_parameter, &name);
+        if (r < 0)
+                return r;
         for (size_t i = 0; i < s->n_interfaces; i++)
                 if (strcmp(name, s->interfaces[i].name) == 0) {
-                        json_object *p = object_with_str("description", s->interfaces[i].description);
+                        json_object *p = json_new_object_with_string("description",
+                                                                     s->interfaces[i].description);
 
                         if (!p)
                                 return -ENOMEM;
@@ -323,8 +301,6 @@ static int method_get_interface_description(VarlinkConnection *c, json_object *p
         return 0;
 }
 
-static const char *const no_parameters[] = { NULL };
-static const char *const interface_parameter[] = { "interface", NULL };
 
 static const VarlinkMethod service_methods[] = {
         { VARLINK_SERVICE_INTERFACE ".GetInfo", method_get_info, no_parameters },
@@ -358,23 +334,6 @@ static const VarlinkMethod *method_find(const VarlinkInterface *i, const char *n
         for (size_t j = 0; i && j < i->n_methods; j++)
                 if (strcmp(i->methods[j].name, name) == 0)
                         return &i->methods[j];
-        return NULL;
-}
-
-/* The first parameter the method does not know, or NULL. */
-static const char *parameter_unknown(const VarlinkMethod *method, json_object *parameters) {
-        if (!parameters)
-                return NULL;
-        json_object_object_foreach(parameters, key, value) {
-                bool known = false;
-
-                (void) value;
-                for (const char *const *p = method->parameters; *p; p++)
-                        if (strcmp(*p, key) == 0)
-                                known = true;
-                if (!known)
-                        return key;
-        }
         return NULL;
 }
 
@@ -419,15 +378,16 @@ static void connection_dispatch(VarlinkConnection *c, json_object *msg) {
                 }
                 return;
         }
-        unknown = parameter_unknown(method, call.parameters);
+        unknown = json_dispatch_find_unknown(call.parameters, method->parameters);
         if (unknown) {
                 varlink_error_invalid_parameter(c, unknown);
                 return;
         }
 
         flags = (call.oneway ? VARLINK_METHOD_ONEWAY : 0) | (call.more ? VARLINK_METHOD_MORE : 0);
+        c->replied = false;
         r = method->handler(c, call.parameters, flags, s->userdata);
-        if (r < 0) {
+        if (r < 0 && !c->replied) {
                 char reason[128];
 
                 errno = -r;
@@ -681,7 +641,7 @@ static void subscriber_cut_off(VarlinkConnection *c) {
         /* Drop the backlog but the message being written, so that the
          * error comes next and the memory goes now. */
         stream_output_truncate(out, nul ? (size_t) (nul - stream_output_head(out)) + 1 : 0);
-        if (p && varlink_param_add_u64(p, "limit", s->limits.backlog_max) < 0)
+        if (p && json_add_uint64(p, "limit", s->limits.backlog_max) < 0)
                 p = (json_object_put(p), NULL);
         varlink_error(c, s->limits.backlog_error, p);
         connection_finish(c);

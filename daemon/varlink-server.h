@@ -22,6 +22,8 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
+#include "json.h"
+
 typedef struct VarlinkServer VarlinkServer;
 typedef struct VarlinkConnection VarlinkConnection;
 
@@ -31,16 +33,18 @@ typedef enum VarlinkMethodFlags {
 } VarlinkMethodFlags;
 
 /* Reply with varlink_reply()/varlink_error() (or, after "more", later:
- * varlink_server_notify()). <0 answers with the server's failure error. */
+ * varlink_server_notify()). <0 answers with the server's failure error,
+ * unless the handler already replied (varlink_dispatch()). */
 typedef int (*VarlinkMethodHandler)(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
                                     void *userdata);
 
 typedef struct VarlinkMethod {
         const char *name;                       /* "interface.Method" */
         VarlinkMethodHandler handler;
-        /* The parameters it accepts, NULL-terminated; any other is
-         * InvalidParameter before the handler runs. */
-        const char *const *parameters;
+        /* The parameters it accepts (the handler dispatches them with
+         * varlink_dispatch()); any other is InvalidParameter before the
+         * handler runs. */
+        const JsonDispatch *parameters;
 } VarlinkMethod;
 
 typedef struct VarlinkServerHooks {
@@ -103,14 +107,12 @@ void varlink_error(VarlinkConnection *link, const char *error, json_object *para
 /* error with the one parameter {key: value}. */
 void varlink_error_str(VarlinkConnection *link, const char *error, const char *key, const char *value);
 void varlink_error_invalid_parameter(VarlinkConnection *link, const char *name);
+/* Dispatch parameters (NULL: none) through table into userdata, as
+ * json_dispatch() does. 0, or <0 after replying InvalidParameter with
+ * the failing field's reason, which is its name unless the table says
+ * otherwise: return that from the handler. */
+int varlink_dispatch(VarlinkConnection *link, json_object *parameters, const JsonDispatch table[],
+                     void *userdata);
 /* The call being handled stays open: varlink_server_notify() replies to
  * it from now on. Needs a "more" call (else ExpectedMore is sent). */
 void varlink_subscribe(VarlinkConnection *link, VarlinkMethodFlags flags);
-
-/* Building parameters: each takes v and returns -ENOMEM when v is NULL
- * (an allocation failed) or cannot be added. */
-int varlink_param_add(json_object *o, const char *key, json_object *v);
-int varlink_param_add_str(json_object *o, const char *key, const char *value);
-int varlink_param_add_u64(json_object *o, const char *key, uint64_t value);
-int varlink_param_add_bool(json_object *o, const char *key, bool value);
-int varlink_array_add(json_object *a, json_object *v);
