@@ -32,16 +32,8 @@ static int listener_on_retry(sd_event_source *es, uint64_t usec, void *userdata)
 static void listener_pause(Listener *l, int error) {
         if (l->callbacks->paused)
                 l->callbacks->paused(l, error, l->userdata);
-        if (!l->retry) {
-                /* Without a way back, keep accepting: better a busy loop
-                 * than a socket that is never served again. */
-                if (sd_event_add_time_relative(sd_event_source_get_event(l->io), &l->retry, CLOCK_MONOTONIC,
-                                               LISTENER_RETRY_USEC, 0, listener_on_retry, l) < 0)
-                        return;
-        } else {
-                (void) sd_event_source_set_time_relative(l->retry, LISTENER_RETRY_USEC);
-                (void) sd_event_source_set_enabled(l->retry, SD_EVENT_ONESHOT);
-        }
+        (void) sd_event_source_set_time_relative(l->retry, LISTENER_RETRY_USEC);
+        (void) sd_event_source_set_enabled(l->retry, SD_EVENT_ONESHOT);
         (void) sd_event_source_set_enabled(l->io, SD_EVENT_OFF);
 }
 
@@ -86,10 +78,16 @@ int listener_new(sd_event *e, int fd, const ListenerCallbacks *callbacks, void *
                 .userdata = userdata,
         };
         r = sd_event_add_io(e, &l->io, fd, EPOLLIN, listener_on_io, l);
+        /* Made now: when it is needed, there may be no descriptor left
+         * for the timerfd behind it. */
+        if (r >= 0)
+                r = sd_event_add_time_relative(e, &l->retry, CLOCK_MONOTONIC, LISTENER_RETRY_USEC, 0,
+                                               listener_on_retry, l);
         if (r < 0) {
                 listener_free(l);
                 return r;
         }
+        (void) sd_event_source_set_enabled(l->retry, SD_EVENT_OFF);
         l->fd = fd;
         *ret = l;
         return 0;

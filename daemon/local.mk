@@ -39,7 +39,8 @@ DAEMON_UNIT_TESTS = \
 	tests/unit/test-anvil \
 	tests/unit/test-store \
 	tests/unit/test-varlink \
-	tests/unit/test-stream
+	tests/unit/test-stream \
+	tests/unit/test-listener
 check_PROGRAMS += $(DAEMON_UNIT_TESTS)
 TESTS += $(DAEMON_UNIT_TESTS)
 tests_unit_test_config_SOURCES = tests/unit/test-config.c
@@ -57,6 +58,9 @@ tests_unit_test_varlink_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
 tests_unit_test_stream_SOURCES = tests/unit/test-stream.c
 tests_unit_test_stream_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
 tests_unit_test_stream_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
+tests_unit_test_listener_SOURCES = tests/unit/test-listener.c
+tests_unit_test_listener_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_listener_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
 
 dist_man_MANS += man/securechatd.8 man/securechatd.conf.5
 EXTRA_DIST += daemon/securechatd.conf.example

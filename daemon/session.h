@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One client connection: its transport (TLS or plain), frame decoder,
- * bounded output buffer, timers, and the protocol state the relay keeps
- * for it. This module moves bytes; relay.c decides what they mean.
+ * One client connection: its stream (stream.h: transport, bounded output
+ * buffer, timers, graceful close), frame decoder, and the protocol state
+ * the relay keeps for it. This module moves frames; relay.c decides what
+ * they mean.
  *
- * A session is never freed while a callback may still hold it: closing
- * marks it, and the manager frees dead sessions after the loop iteration.
+ * A session is never freed while a callback may still hold it: it is
+ * marked dead when its stream finished closing (or had to stop), and the
+ * manager frees dead sessions after the loop iteration.
  */
 #pragma once
 
