@@ -304,6 +304,18 @@ ssize_t transport_write(Transport *t, const void *buf, size_t len) {
         return map_gnutls_io_error(t, n);
 }
 
+int transport_shutdown(Transport *t) {
+        if (t->session && t->handshake_done) {
+                int r = gnutls_bye(t->session, GNUTLS_SHUT_WR);
+
+                if (r < 0)
+                        return (int) map_gnutls_io_error(t, r);
+        }
+        if (shutdown(t->fd, SHUT_WR) < 0)
+                return -errno;
+        return 0;
+}
+
 bool transport_pending(const Transport *t) {
         return t->session && gnutls_record_check_pending(t->session) > 0;
 }

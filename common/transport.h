@@ -47,6 +47,10 @@ ssize_t transport_read(Transport *t, void *buf, size_t len);
  * -EAGAIN the same data must be offered again (GnuTLS rule); callers keep
  * an output buffer and retry from its head, which satisfies this. */
 ssize_t transport_write(Transport *t, const void *buf, size_t len);
+/* End our direction: TLS close_notify (after the handshake), then
+ * shutdown(SHUT_WR). 0 when done, -EAGAIN to be called again when the fd
+ * is ready (transport_wants_write()), or -errno. Reading still works. */
+int transport_shutdown(Transport *t);
 /* Data already decrypted and buffered inside GnuTLS (poll will not say). */
 bool transport_pending(const Transport *t);
 /* After -EAGAIN: does the transport wait for writability? */

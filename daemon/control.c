@@ -3,80 +3,39 @@
 #include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "control.h"
 #include "events.h"
+#include "json.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
 #include "protocol.h"
 #include "sockets.h"
 #include "util.h"
+#include "varlink-server.h"
 #include "varlink.h"
 
-#define CONTROL_ACCEPTS_PER_WAKEUP 16
-#define CONTROL_READS_PER_WAKEUP 4
-/* Out of file descriptors: how long accepting pauses. */
-#define CONTROL_ACCEPT_RETRY_USEC USEC_PER_SEC
 /* How long a refused caller has to make the call that hears "no". */
 #define CONTROL_DENIED_TIMEOUT_USEC (5 * USEC_PER_SEC)
-/* How long a connection may take to read its last reply (an error)
- * before it is closed anyway. */
-#define CONTROL_LINGER_USEC (5 * USEC_PER_SEC)
-/* While this much output waits, a caller's next call is not read. */
-#define CONTROL_OUTPUT_PAUSE (64u * 1024)
-/* Larger output buffers are given back once they drain. */
-#define CONTROL_OUTPUT_KEEP (64u * 1024)
+/* What may wait for one caller: a ListUsers of a large relay fits. */
+#define CONTROL_OUTPUT_MAX (64u * 1024 * 1024)
 
-typedef struct Control Control;
-typedef struct Connection Connection;
-
-struct Connection {
-        Control *control;
-        Connection *next, *prev;
-
-        int fd;
-        sd_event_source *io, *timer;
-        struct ucred cred;
-        char label[48];                 /* "uid=N,pid=N", for the log */
-        bool admin;                     /* may call methods */
-
-        VarlinkReader in;
-        Buf out;
-        size_t out_head;                /* bytes of out already written */
-
-        bool oneway;                    /* the call being handled wants no reply */
-        bool monitor;                   /* a Monitor call streams events here */
-        bool eof;                       /* the caller will send nothing more */
-        bool closing;                   /* close once the output is written */
-        bool dead;                      /* closed; freed after this loop iteration */
-};
-
-struct Control {
+typedef struct Control {
         Manager *manager;
-        int fd;
-        sd_event_source *listen, *accept_retry, *gc;
-
-        char *bound_path;               /* bound by us (not systemd): unlinked at exit */
-        dev_t bound_dev;
-        ino_t bound_ino;
+        VarlinkServer *server;
 
         bool have_admin_gid;
         gid_t admin_gid;
 
-        Connection *connections;
-        unsigned n_admin, n_denied, n_monitors;
-};
+        unsigned n_admin, n_denied;
+} Control;
 
 /* What GetInterfaceDescription returns, in the Varlink interface
  * definition language. Keep it in step with the method table below and
@@ -173,261 +132,6 @@ const char control_interface_description[] =
         "# Something went wrong inside the relay (a database error).\n"
         "error Failed (reason: string)\n";
 
-static const char service_interface_description[] =
-        "# The Varlink service interface.\n"
-        "interface org.varlink.service\n"
-        "\n"
-        "method GetInfo() -> (\n"
-        "  vendor: string,\n"
-        "  product: string,\n"
-        "  version: string,\n"
-        "  url: string,\n"
-        "  interfaces: []string\n"
-        ")\n"
-        "\n"
-        "method GetInterfaceDescription(interface: string) -> (description: string)\n"
-        "\n"
-        "error InterfaceNotFound (interface: string)\n"
-        "error MethodNotFound (method: string)\n"
-        "error MethodNotImplemented (method: string)\n"
-        "error InvalidParameter (parameter: string)\n"
-        "error PermissionDenied ()\n"
-        "error ExpectedMore ()\n";
-
-static const struct {
-        const char *name;
-        const char *description;
-} interfaces[] = {
-        { VARLINK_SERVICE_INTERFACE, service_interface_description },
-        { CONTROL_INTERFACE, control_interface_description },
-};
-
-static sd_event_source *source_disable_unref(sd_event_source *es) {
-        if (es) {
-                (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
-                sd_event_source_unref(es);
-        }
-        return NULL;
-}
-
-/* ---- JSON building --------------------------------------------------------- */
-
-/* Add v (taken) to o. -ENOMEM when v is NULL (an allocation failed). */
-static int add(json_object *o, const char *key, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_object_add(o, key, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-static int add_str(json_object *o, const char *key, const char *value) {
-        return add(o, key, json_object_new_string(value));
-}
-
-static int add_u64(json_object *o, const char *key, uint64_t value) {
-        return add(o, key, json_object_new_uint64(value));
-}
-
-static int add_bool(json_object *o, const char *key, bool value) {
-        return add(o, key, json_object_new_boolean(value));
-}
-
-static int array_add(json_object *a, json_object *v) {
-        if (!v)
-                return -ENOMEM;
-        if (json_object_array_add(a, v) < 0) {
-                json_object_put(v);
-                return -ENOMEM;
-        }
-        return 0;
-}
-
-/* {key: value}, or NULL. */
-static json_object *object_with_str(const char *key, const char *value) {
-        json_object *o = json_object_new_object();
-
-        if (o && add_str(o, key, value) < 0)
-                o = (json_object_put(o), NULL);
-        return o;
-}
-
-/* ---- connections ------------------------------------------------------------- */
-
-static size_t connection_pending(const Connection *c) {
-        return c->out.len - c->out_head;
-}
-
-static void control_schedule_gc(Control *ctl) {
-        if (ctl->gc)
-                (void) sd_event_source_set_enabled(ctl->gc, SD_EVENT_ONESHOT);
-}
-
-/* Stop talking to the caller now. The object stays (marked dead) until
- * the end of this loop iteration, so that code walking the list or
- * holding the connection never loses it. */
-static void connection_close(Connection *c) {
-        Control *ctl = c->control;
-
-        if (c->dead)
-                return;
-        c->dead = true;
-        c->io = source_disable_unref(c->io);
-        c->timer = source_disable_unref(c->timer);
-        c->fd = safe_close(c->fd);
-        varlink_reader_done(&c->in);
-        buf_done(&c->out);
-        c->out_head = 0;
-
-        if (c->admin)
-                ctl->n_admin--;
-        else
-                ctl->n_denied--;
-        if (c->monitor)
-                ctl->n_monitors--;
-        c->monitor = false;
-        log_debug("Control connection %s closed", c->label);
-        control_schedule_gc(ctl);
-}
-
-static Connection *connection_free(Connection *c) {
-        if (!c)
-                return NULL;
-        connection_close(c);
-        free(c);
-        return NULL;
-}
-
-static int on_connection_timer(sd_event_source *es, uint64_t usec, void *userdata) {
-        Connection *c = userdata;
-
-        log_debug("Control connection %s timed out", c->label);
-        connection_close(c);
-        return 0;
-}
-
-static void connection_set_timer(Connection *c, uint64_t usec_from_now) {
-        uint64_t when = manager_now(c->control->manager) + usec_from_now;
-
-        if (!c->timer) {
-                /* Without its deadline a connection may not stay. */
-                if (sd_event_add_time(c->control->manager->event, &c->timer, CLOCK_MONOTONIC, when, 0,
-                                      on_connection_timer, c) < 0)
-                        connection_close(c);
-                return;
-        }
-        (void) sd_event_source_set_time(c->timer, when);
-        (void) sd_event_source_set_enabled(c->timer, SD_EVENT_ONESHOT);
-}
-
-static bool connection_may_read(const Connection *c) {
-        /* A monitor reads only to see the caller hang up. */
-        return !c->closing && !c->eof && (c->monitor || connection_pending(c) < CONTROL_OUTPUT_PAUSE);
-}
-
-static void connection_update_io(Connection *c) {
-        uint32_t events = 0;
-
-        if (c->dead)
-                return;
-        if (connection_pending(c) > 0)
-                events |= EPOLLOUT;
-        if (connection_may_read(c))
-                events |= EPOLLIN;
-        (void) sd_event_source_set_io_events(c->io, events);
-}
-
-static void connection_process(Connection *c);
-
-/* Write what we can without blocking. Calls already read wait in c->in
- * while the caller does not read its replies; no EPOLLIN comes for bytes
- * taken from the kernel, so they are answered here once there is room
- * (connection_process() stops again at the pause). */
-static void connection_flush(Connection *c) {
-        for (;;) {
-                bool was_paused = connection_pending(c) >= CONTROL_OUTPUT_PAUSE;
-
-                while (!c->dead && connection_pending(c) > 0) {
-                        ssize_t n = send(c->fd, c->out.data + c->out_head, connection_pending(c),
-                                         MSG_DONTWAIT | MSG_NOSIGNAL);
-                        if (n < 0) {
-                                if (errno == EINTR)
-                                        continue;
-                                if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                                        log_debug("Control connection %s: write failed: %m", c->label);
-                                        connection_close(c);
-                                        return;
-                                }
-                                break;
-                        }
-                        c->out_head += (size_t) n;
-                }
-                if (c->dead)
-                        return;
-
-                if (connection_pending(c) == 0) {
-                        if (c->out.cap > CONTROL_OUTPUT_KEEP)
-                                buf_done(&c->out);
-                        c->out.len = c->out_head = 0;
-                        if (c->closing) {
-                                connection_close(c);
-                                return;
-                        }
-                } else if (c->out_head >= c->out.len / 2) {
-                        /* Keep the unsent tail at the front; a monitor's buffer
-                         * must not creep forward forever. */
-                        memmove(c->out.data, c->out.data + c->out_head, connection_pending(c));
-                        c->out.len -= c->out_head;
-                        c->out_head = 0;
-                }
-
-                if (!was_paused || c->monitor || connection_pending(c) >= CONTROL_OUTPUT_PAUSE)
-                        break;
-                connection_process(c);
-                if (c->dead)
-                        return;
-                if (connection_pending(c) < CONTROL_OUTPUT_PAUSE)
-                        break;          /* no complete call left */
-        }
-        connection_update_io(c);
-}
-
-/* Queue one message (taken), unless the call was oneway. */
-static void connection_send(Connection *c, json_object *o) {
-        int r;
-
-        if (c->dead || c->oneway) {
-                json_object_put(o);
-                return;
-        }
-        r = varlink_append(&c->out, o);
-        json_object_put(o);
-        if (r < 0) {
-                log_warning_errno(r, "Control connection %s: cannot queue a reply: %m", c->label);
-                connection_close(c);
-        }
-}
-
-static void reply(Connection *c, json_object *parameters) {
-        connection_send(c, varlink_new_reply(parameters, false));
-}
-
-static void reply_error(Connection *c, const char *error, json_object *parameters) {
-        connection_send(c, varlink_new_error(error, parameters));
-}
-
-static void reply_error_str(Connection *c, const char *error, const char *key, const char *value) {
-        reply_error(c, error, object_with_str(key, value));
-}
-
-/* Say it, then hang up. */
-static void connection_finish(Connection *c) {
-        c->closing = true;
-        connection_set_timer(c, CONTROL_LINGER_USEC);
-}
-
 /* ---- authorization ----------------------------------------------------------- */
 
 static void control_resolve_admin_group(Control *ctl) {
@@ -514,72 +218,42 @@ static bool control_authorize(Control *ctl, int fd, const struct ucred *cred) {
 
 /* ---- the methods ------------------------------------------------------------- */
 
-typedef struct Method {
-        const char *name;
-        int (*run)(Connection *c, const VarlinkCall *call);
-        /* The parameters it accepts; any other is InvalidParameter. */
-        const char *const *parameters;
-} Method;
+/* The parameters of Kick and ResetKey. */
+typedef struct UserParameters {
+        char user[USERNAME_MAX + 1];
+} UserParameters;
 
-static const char *const no_parameters[] = { NULL };
-static const char *const user_parameter[] = { "user", NULL };
-static const char *const interface_parameter[] = { "interface", NULL };
+/* json_dispatch_user(), failing with the parameter's name: that is what
+ * Varlink's InvalidParameter names, whatever was wrong with it. */
+static int dispatch_user_parameter(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        int r = json_dispatch_user(v, d, userdata, reason);
 
-/* A user-name parameter: the name, or NULL after replying InvalidParameter. */
-static const char *parameter_user(Connection *c, const VarlinkCall *call) {
-        json_object *v = NULL;
-        const char *user;
-
-        if (call->parameters)
-                (void) json_object_object_get_ex(call->parameters, "user", &v);
-        user = v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-        if (!user || strlen(user) != (size_t) json_object_get_string_len(v) || !username_valid(user)) {
-                reply_error_str(c, VARLINK_ERROR_INVALID_PARAMETER, "parameter", "user");
-                return NULL;
-        }
-        return user;
+        if (r < 0)
+                *reason = d->name;
+        return r;
 }
 
-static int method_get_info(Connection *c, const VarlinkCall *call) {
-        _cleanup_(json_object_unrefp) json_object *p = json_object_new_object();
-        json_object *list = json_object_new_array();
+static const JsonDispatch no_parameters[] = { {} };
+static const JsonDispatch user_parameters[] = {
+        { "user", json_type_string, dispatch_user_parameter, offsetof(UserParameters, user), JSON_MANDATORY },
+        {}
+};
 
-        if (!p || add(p, "interfaces", list) < 0)
-                return -ENOMEM;
-        for (size_t i = 0; i < ELEMENTSOF(interfaces); i++)
-                if (array_add(list, json_object_new_string(interfaces[i].name)) < 0)
-                        return -ENOMEM;
-        if (add_str(p, "vendor", "SecureChat") < 0 ||
-            add_str(p, "product", "securechatd") < 0 ||
-            add_str(p, "version", PACKAGE_VERSION) < 0 ||
-            add_str(p, "url", "man:securechat-protocol(7)") < 0)
-                return -ENOMEM;
-        reply(c, TAKE_PTR(p));
-        return 0;
-}
+/* Every call of a method that changes the relay's state is audited
+ * (control-command) before it runs. */
+static void control_audit(VarlinkConnection *link, const char *method, json_object *parameters) {
+        const struct ucred *cred = varlink_connection_credentials(link);
+        const char *user = NULL;
+        json_object *v;
 
-static int method_get_interface_description(Connection *c, const VarlinkCall *call) {
-        json_object *v = NULL;
-        const char *name;
-
-        if (call->parameters)
-                (void) json_object_object_get_ex(call->parameters, "interface", &v);
-        if (!v || !json_object_is_type(v, json_type_string)) {
-                reply_error_str(c, VARLINK_ERROR_INVALID_PARAMETER, "parameter", "interface");
-                return 0;
-        }
-        name = json_object_get_string(v);
-        for (size_t i = 0; i < ELEMENTSOF(interfaces); i++)
-                if (strcmp(name, interfaces[i].name) == 0) {
-                        json_object *p = object_with_str("description", interfaces[i].description);
-
-                        if (!p)
-                                return -ENOMEM;
-                        reply(c, p);
-                        return 0;
-                }
-        reply_error_str(c, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface", name);
-        return 0;
+        /* Only a well-formed name reaches the log. */
+        if (parameters && json_object_object_get_ex(parameters, "user", &v) && v &&
+            json_object_is_type(v, json_type_string) && username_valid(json_object_get_string(v)))
+                user = json_object_get_string(v);
+        log_event(EVENT_CONTROL_COMMAND,
+                  &(LogFields) { .user = user, .peer = varlink_connection_label(link), .reason = method },
+                  "Control command %s%s%s from uid %u (pid %d)", method, user ? " " : "", user ? user : "",
+                  (unsigned) cred->uid, (int) cred->pid);
 }
 
 /* Every limit with its value and count of refusals. */
@@ -593,19 +267,21 @@ static json_object *limits_to_json(Manager *m) {
                 const char *key = limit_config_key(l);
                 char value[64];
 
-                if (array_add(a, o) < 0 ||
-                    add_str(o, "name", limit_name(l)) < 0 ||
-                    add_u64(o, "hits", m->limit_hits[l]) < 0)
+                if (json_array_add(a, o) < 0 ||
+                    json_add_string(o, "name", limit_name(l)) < 0 ||
+                    json_add_uint64(o, "hits", m->limit_hits[l]) < 0)
                         return NULL;
                 if (key && config_format_key(m->config, key, value, sizeof(value)) >= 0 &&
-                    add_str(o, "value", value) < 0)
+                    json_add_string(o, "value", value) < 0)
                         return NULL;
         }
         return TAKE_PTR(a);
 }
 
-static int method_status(Connection *c, const VarlinkCall *call) {
-        Manager *m = c->control->manager;
+static int method_status(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
+                         void *userdata) {
+        Control *ctl = userdata;
+        Manager *m = ctl->manager;
         _cleanup_(json_object_unrefp) json_object *p = json_object_new_object();
         json_object *listen = json_object_new_array();
         ManagerStats st;
@@ -621,7 +297,7 @@ static int method_status(Connection *c, const VarlinkCall *call) {
         for (size_t i = 0; i < m->n_listen; i++) {
                 char address[SOCKET_ADDRESS_MAX];
 
-                if (array_add(listen, json_object_new_string(socket_local_address(m->listen_fds[i], address))) < 0) {
+                if (json_array_add(listen, json_object_new_string(socket_local_address(m->listen_fds[i], address))) < 0) {
                         json_object_put(listen);
                         return -ENOMEM;
                 }
@@ -630,24 +306,24 @@ static int method_status(Connection *c, const VarlinkCall *call) {
         /* A new receiving session replaces a user's old one, so receiving
          * sessions and users online are the same number. */
         if (!p ||
-            add_str(p, "version", PACKAGE_VERSION) < 0 ||
-            add_u64(p, "protocol", PROTOCOL_VERSION) < 0 ||
-            add_u64(p, "uptime_sec", st.uptime_usec / USEC_PER_SEC) < 0 ||
-            add_u64(p, "connections", st.connections) < 0 ||
-            add_u64(p, "sessions", st.sessions) < 0 ||
-            add_u64(p, "receiving_sessions", st.receiving) < 0 ||
-            add_u64(p, "users_online", st.receiving) < 0 ||
-            add_u64(p, "users_registered", st.users_registered) < 0 ||
-            add_u64(p, "queued_messages", st.queued) < 0 ||
-            add_u64(p, "monitors", c->control->n_monitors) < 0 ||
-            add_str(p, "server_fingerprint", m->server_key->fingerprint) < 0 ||
-            add(p, "listen", TAKE_PTR(listen)) < 0 ||
-            add_bool(p, "tls", m->config->tls) < 0 ||
-            add(p, "limits", limits_to_json(m)) < 0) {
+            json_add_string(p, "version", PACKAGE_VERSION) < 0 ||
+            json_add_uint64(p, "protocol", PROTOCOL_VERSION) < 0 ||
+            json_add_uint64(p, "uptime_sec", st.uptime_usec / USEC_PER_SEC) < 0 ||
+            json_add_uint64(p, "connections", st.connections) < 0 ||
+            json_add_uint64(p, "sessions", st.sessions) < 0 ||
+            json_add_uint64(p, "receiving_sessions", st.receiving) < 0 ||
+            json_add_uint64(p, "users_online", st.receiving) < 0 ||
+            json_add_uint64(p, "users_registered", st.users_registered) < 0 ||
+            json_add_uint64(p, "queued_messages", st.queued) < 0 ||
+            json_add_uint64(p, "monitors", varlink_server_n_subscribers(ctl->server)) < 0 ||
+            json_add_string(p, "server_fingerprint", m->server_key->fingerprint) < 0 ||
+            json_add(p, "listen", TAKE_PTR(listen)) < 0 ||
+            json_add_bool(p, "tls", m->config->tls) < 0 ||
+            json_add(p, "limits", limits_to_json(m)) < 0) {
                 json_object_put(listen);
                 return -ENOMEM;
         }
-        reply(c, TAKE_PTR(p));
+        varlink_reply(link, TAKE_PTR(p));
         return 0;
 }
 
@@ -663,31 +339,33 @@ static int list_session(void *userdata, const SessionInfo *i) {
 
         if (!o)
                 return -ENOMEM;
-        if (add_str(o, "id", i->id) < 0 ||
-            add_str(o, "user", i->user) < 0 ||
-            add_str(o, "peer", i->peer) < 0 ||
-            add_str(o, "fingerprint", i->fingerprint) < 0 ||
-            add_bool(o, "receive", i->receive) < 0 ||
-            add_bool(o, "tls", i->tls) < 0 ||
-            add_u64(o, "since", i->connected_realtime_usec / USEC_PER_SEC) < 0 ||
-            add_u64(o, "idle_sec", i->idle_usec / USEC_PER_SEC) < 0) {
+        if (json_add_string(o, "id", i->id) < 0 ||
+            json_add_string(o, "user", i->user) < 0 ||
+            json_add_string(o, "peer", i->peer) < 0 ||
+            json_add_string(o, "fingerprint", i->fingerprint) < 0 ||
+            json_add_bool(o, "receive", i->receive) < 0 ||
+            json_add_bool(o, "tls", i->tls) < 0 ||
+            json_add_uint64(o, "since", i->connected_realtime_usec / USEC_PER_SEC) < 0 ||
+            json_add_uint64(o, "idle_sec", i->idle_usec / USEC_PER_SEC) < 0) {
                 json_object_put(o);
                 return -ENOMEM;
         }
-        return array_add(l->array, o);
+        return json_array_add(l->array, o);
 }
 
-static int method_list_sessions(Connection *c, const VarlinkCall *call) {
+static int method_list_sessions(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
+                                void *userdata) {
+        Control *ctl = userdata;
         _cleanup_(json_object_unrefp) json_object *p = json_object_new_object();
-        ListContext l = { .manager = c->control->manager, .array = json_object_new_array() };
+        ListContext l = { .manager = ctl->manager, .array = json_object_new_array() };
         int r;
 
-        if (!p || add(p, "sessions", l.array) < 0)
+        if (!p || json_add(p, "sessions", l.array) < 0)
                 return -ENOMEM;
         r = manager_foreach_session(l.manager, list_session, &l);
         if (r < 0)
                 return r;
-        reply(c, TAKE_PTR(p));
+        varlink_reply(link, TAKE_PTR(p));
         return 0;
 }
 
@@ -703,84 +381,92 @@ static int list_user(void *userdata, const UserInfo *i) {
         o = json_object_new_object();
         if (!o)
                 return -ENOMEM;
-        if (add_str(o, "user", i->package->user) < 0 ||
-            add_str(o, "fingerprint", i->fingerprint) < 0 ||
-            add_u64(o, "registered", i->package->registered) < 0 ||
-            add_bool(o, "online", i->online) < 0 ||
-            add_u64(o, "sessions", i->n_sessions) < 0 ||
-            add_u64(o, "queued", queued) < 0) {
+        if (json_add_string(o, "user", i->package->user) < 0 ||
+            json_add_string(o, "fingerprint", i->fingerprint) < 0 ||
+            json_add_uint64(o, "registered", i->package->registered) < 0 ||
+            json_add_bool(o, "online", i->online) < 0 ||
+            json_add_uint64(o, "sessions", i->n_sessions) < 0 ||
+            json_add_uint64(o, "queued", queued) < 0) {
                 json_object_put(o);
                 return -ENOMEM;
         }
-        return array_add(l->array, o);
+        return json_array_add(l->array, o);
 }
 
-static int method_list_users(Connection *c, const VarlinkCall *call) {
+static int method_list_users(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
+                             void *userdata) {
+        Control *ctl = userdata;
         _cleanup_(json_object_unrefp) json_object *p = json_object_new_object();
-        ListContext l = { .manager = c->control->manager, .array = json_object_new_array() };
+        ListContext l = { .manager = ctl->manager, .array = json_object_new_array() };
         int r;
 
-        if (!p || add(p, "users", l.array) < 0)
+        if (!p || json_add(p, "users", l.array) < 0)
                 return -ENOMEM;
         r = manager_foreach_user(l.manager, list_user, &l);
         if (r < 0)
                 return r;
-        reply(c, TAKE_PTR(p));
+        varlink_reply(link, TAKE_PTR(p));
         return 0;
 }
 
-static int method_monitor(Connection *c, const VarlinkCall *call) {
-        if (!call->more || call->oneway) {
-                reply_error(c, VARLINK_ERROR_EXPECTED_MORE, NULL);
-                return 0;
-        }
+static int method_monitor(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
+                          void *userdata) {
         /* Replies follow as events happen (control_on_event()). */
-        c->monitor = true;
-        c->control->n_monitors++;
+        varlink_subscribe(link, flags);
         return 0;
 }
 
-static int method_kick(Connection *c, const VarlinkCall *call) {
-        Manager *m = c->control->manager;
-        const char *user = parameter_user(c, call);
+static int method_kick(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
+                       void *userdata) {
+        Control *ctl = userdata;
+        Manager *m = ctl->manager;
+        UserParameters u = {};
+        const char *user = u.user;
         json_object *p;
         char by[64];
         int r, n;
 
-        if (!user)
-                return 0;
+        control_audit(link, "Kick", parameters);
+        r = varlink_dispatch(link, parameters, user_parameters, &u);
+        if (r < 0)
+                return r;
         r = store_user_exists(m->store, user);
         if (r < 0)
                 return r;
         if (r == 0) {
-                reply_error_str(c, CONTROL_INTERFACE ".NoSuchUser", "user", user);
+                varlink_error_str(link, CONTROL_INTERFACE ".NoSuchUser", "user", user);
                 return 0;
         }
 
-        snprintf(by, sizeof(by), "uid %u", (unsigned) c->cred.uid);
+        snprintf(by, sizeof(by), "uid %u", (unsigned) varlink_connection_credentials(link)->uid);
         n = manager_kick_user(m, user, by);
         p = json_object_new_object();
-        if (!p || add_u64(p, "sessions_closed", (uint64_t) MAX(n, 0)) < 0) {
+        if (!p || json_add_uint64(p, "sessions_closed", (uint64_t) MAX(n, 0)) < 0) {
                 json_object_put(p);
                 return -ENOMEM;
         }
-        reply(c, p);
+        varlink_reply(link, p);
         return 0;
 }
 
-static int method_reset_key(Connection *c, const VarlinkCall *call) {
-        const char *user = parameter_user(c, call);
+static int method_reset_key(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
+                            void *userdata) {
+        Control *ctl = userdata;
         char by[64], code[RESET_CODE_LEN];
         uint64_t dropped = 0;
+        UserParameters u = {};
+        const char *user = u.user;
         json_object *p;
         int r;
 
-        if (!user)
-                return 0;
-        snprintf(by, sizeof(by), "uid %u", (unsigned) c->cred.uid);
-        r = manager_reset_key(c->control->manager, user, by, code, &dropped);
+        control_audit(link, "ResetKey", parameters);
+        r = varlink_dispatch(link, parameters, user_parameters, &u);
+        if (r < 0)
+                return r;
+        snprintf(by, sizeof(by), "uid %u", (unsigned) varlink_connection_credentials(link)->uid);
+        r = manager_reset_key(ctl->manager, user, by, code, &dropped);
         if (r == -ENOENT) {
-                reply_error_str(c, CONTROL_INTERFACE ".NoSuchUser", "user", user);
+                varlink_error_str(link, CONTROL_INTERFACE ".NoSuchUser", "user", user);
                 return 0;
         }
         if (r < 0)
@@ -788,390 +474,47 @@ static int method_reset_key(Connection *c, const VarlinkCall *call) {
         p = json_object_new_object();
         r = p ? json_object_object_add(p, "code", json_object_new_string(code)) : -ENOMEM;
         secure_wipe(code, sizeof(code));
-        if (r < 0 || add_u64(p, "messages_dropped", dropped) < 0) {
+        if (r < 0 || json_add_uint64(p, "messages_dropped", dropped) < 0) {
                 json_object_put(p);
                 return -ENOMEM;
         }
-        reply(c, p);
+        varlink_reply(link, p);
         return 0;
 }
 
-static int method_reload(Connection *c, const VarlinkCall *call) {
+static int method_reload(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
+                         void *userdata) {
+        Control *ctl = userdata;
         _cleanup_(freep) char *error = NULL;
         int r;
 
+        control_audit(link, "Reload", parameters);
         /* The admin group is looked up again when the reload event
          * arrives (control_on_event()), as after SIGHUP. */
-        r = manager_reload(c->control->manager, &error);
+        r = manager_reload(ctl->manager, &error);
         if (r < 0) {
                 errno = -r;
                 if (!error && asprintf(&error, "%m") < 0)
                         return -ENOMEM;
-                reply_error_str(c, CONTROL_INTERFACE ".ReloadFailed", "reason", error);
+                varlink_error_str(link, CONTROL_INTERFACE ".ReloadFailed", "reason", error);
                 return 0;
         }
-        reply(c, NULL);
+        varlink_reply(link, NULL);
         return 0;
 }
 
-/* Read-only: anyone authorized, no audit record. */
-static const Method read_only_methods[] = {
-        { VARLINK_SERVICE_INTERFACE ".GetInfo", method_get_info, no_parameters },
-        { VARLINK_SERVICE_INTERFACE ".GetInterfaceDescription", method_get_interface_description,
-          interface_parameter },
+/* Read-only: anyone authorized, no audit record. Then the ones that
+ * change the relay's state, each audited before it runs. */
+static const VarlinkMethod control_methods[] = {
         { CONTROL_INTERFACE ".Status", method_status, no_parameters },
         { CONTROL_INTERFACE ".ListSessions", method_list_sessions, no_parameters },
         { CONTROL_INTERFACE ".ListUsers", method_list_users, no_parameters },
         { CONTROL_INTERFACE ".Monitor", method_monitor, no_parameters },
-};
 
-/* These change the relay's state: every call is audited (control-command)
- * before it runs. */
-static const Method state_changing_methods[] = {
-        { CONTROL_INTERFACE ".Kick", method_kick, user_parameter },
-        { CONTROL_INTERFACE ".ResetKey", method_reset_key, user_parameter },
+        { CONTROL_INTERFACE ".Kick", method_kick, user_parameters },
+        { CONTROL_INTERFACE ".ResetKey", method_reset_key, user_parameters },
         { CONTROL_INTERFACE ".Reload", method_reload, no_parameters },
 };
-
-static const Method *method_find(const Method *table, size_t n, const char *name) {
-        for (size_t i = 0; i < n; i++)
-                if (strcmp(table[i].name, name) == 0)
-                        return &table[i];
-        return NULL;
-}
-
-static bool interface_known(const char *name, size_t len) {
-        for (size_t i = 0; i < ELEMENTSOF(interfaces); i++)
-                if (strlen(interfaces[i].name) == len && strncmp(interfaces[i].name, name, len) == 0)
-                        return true;
-        return false;
-}
-
-/* The first parameter the method does not know, or NULL. */
-static const char *parameter_unknown(const Method *method, json_object *parameters) {
-        if (!parameters)
-                return NULL;
-        json_object_object_foreach(parameters, key, value) {
-                bool known = false;
-
-                (void) value;
-                for (const char *const *p = method->parameters; *p; p++)
-                        if (strcmp(*p, key) == 0)
-                                known = true;
-                if (!known)
-                        return key;
-        }
-        return NULL;
-}
-
-static void control_audit(Connection *c, const Method *method, const VarlinkCall *call) {
-        const char *short_name = strrchr(method->name, '.') + 1;
-        const char *user = NULL;
-        json_object *v;
-
-        /* Only a well-formed name reaches the log. */
-        if (call->parameters && json_object_object_get_ex(call->parameters, "user", &v) && v &&
-            json_object_is_type(v, json_type_string) && username_valid(json_object_get_string(v)))
-                user = json_object_get_string(v);
-        log_event(EVENT_CONTROL_COMMAND, &(LogFields) { .user = user, .peer = c->label, .reason = short_name },
-                  "Control command %s%s%s from uid %u (pid %d)", short_name, user ? " " : "", user ? user : "",
-                  (unsigned) c->cred.uid, (int) c->cred.pid);
-}
-
-static void connection_dispatch(Connection *c, json_object *msg) {
-        const Method *method;
-        VarlinkCall call;
-        const char *unknown;
-        size_t interface_len;
-        bool changes_state = false;
-        int r;
-
-        r = varlink_call_parse(msg, &call);
-        if (r < 0) {
-                log_debug("Control connection %s sent something that is not a call; closing", c->label);
-                connection_close(c);
-                return;
-        }
-        c->oneway = call.oneway;
-
-        if (!c->admin) {
-                /* One answer, whatever was asked, then the door closes. */
-                c->oneway = false;
-                reply_error(c, CONTROL_INTERFACE ".PermissionDenied", NULL);
-                connection_finish(c);
-                return;
-        }
-
-        method = method_find(read_only_methods, ELEMENTSOF(read_only_methods), call.method);
-        if (!method) {
-                method = method_find(state_changing_methods, ELEMENTSOF(state_changing_methods), call.method);
-                changes_state = method != NULL;
-        }
-        if (!method) {
-                (void) varlink_method_split(call.method, &interface_len);
-                if (interface_known(call.method, interface_len))
-                        reply_error_str(c, VARLINK_ERROR_METHOD_NOT_FOUND, "method", call.method);
-                else {
-                        char interface[256];
-
-                        snprintf(interface, sizeof(interface), "%.*s", (int) interface_len, call.method);
-                        reply_error_str(c, VARLINK_ERROR_INTERFACE_NOT_FOUND, "interface", interface);
-                }
-                return;
-        }
-        unknown = parameter_unknown(method, call.parameters);
-        if (unknown) {
-                reply_error_str(c, VARLINK_ERROR_INVALID_PARAMETER, "parameter", unknown);
-                return;
-        }
-
-        if (changes_state)
-                control_audit(c, method, &call);
-        r = method->run(c, &call);
-        if (r < 0) {
-                char reason[128];
-
-                errno = -r;
-                snprintf(reason, sizeof(reason), "%m");
-                log_error_errno(r, "Control call %s from %s failed: %m", call.method, c->label);
-                reply_error_str(c, CONTROL_INTERFACE ".Failed", "reason", reason);
-        }
-}
-
-/* Handle the calls that arrived, as long as the caller reads its replies. */
-static void connection_process(Connection *c) {
-        while (!c->dead && !c->closing && !c->monitor && connection_pending(c) < CONTROL_OUTPUT_PAUSE) {
-                _cleanup_(json_object_unrefp) json_object *msg = NULL;
-                int r;
-
-                r = varlink_reader_next(&c->in, &msg);
-                if (r == 0) {
-                        if (c->eof)
-                                connection_finish(c);   /* answered everything */
-                        break;
-                }
-                if (r < 0) {
-                        log_debug("Control connection %s: %s; closing", c->label,
-                                  r == -EMSGSIZE ? "message too large" :
-                                  r == -EBADMSG ? "malformed message" : "out of memory");
-                        connection_close(c);
-                        return;
-                }
-                connection_dispatch(c, msg);
-        }
-        /* A monitor only streams: a caller that sends more is confused. */
-        if (!c->dead && c->monitor && varlink_reader_pending(&c->in) > 0) {
-                log_debug("Control connection %s sent data after Monitor; closing", c->label);
-                connection_close(c);
-        }
-        if (!c->dead && c->closing && connection_pending(c) == 0)
-                connection_close(c);
-}
-
-static void connection_read(Connection *c) {
-        for (unsigned i = 0; i < CONTROL_READS_PER_WAKEUP && !c->dead && connection_may_read(c); i++) {
-                size_t size;
-                ssize_t n;
-                void *p;
-                int r;
-
-                r = varlink_reader_space(&c->in, &p, &size);
-                if (r < 0) {
-                        log_debug("Control connection %s: %s; closing", c->label,
-                                  r == -EMSGSIZE ? "message too large" : "out of memory");
-                        connection_close(c);
-                        return;
-                }
-                n = recv(c->fd, p, size, MSG_DONTWAIT);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                                log_debug("Control connection %s: read failed: %m", c->label);
-                                connection_close(c);
-                        }
-                        return;
-                }
-                if (n == 0) {
-                        if (c->monitor) {
-                                connection_close(c);    /* the usual way a monitor ends */
-                                return;
-                        }
-                        c->eof = true;
-                } else
-                        varlink_reader_commit(&c->in, (size_t) n);
-                connection_process(c);
-        }
-}
-
-static int on_connection_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        Connection *c = userdata;
-
-        if (revents & EPOLLOUT)
-                connection_flush(c);
-        if (!c->dead && (revents & EPOLLIN))
-                connection_read(c);
-        else if (!c->dead && (revents & (EPOLLHUP | EPOLLERR))) {
-                /* Gone, and nothing left to read. */
-                connection_close(c);
-                return 0;
-        }
-        if (!c->dead)
-                connection_flush(c);    /* the replies just made, at once */
-        return 0;
-}
-
-static int connection_new(Control *ctl, int fd, const struct ucred *cred, bool admin) {
-        Connection *c;
-        int r;
-
-        c = calloc(1, sizeof(*c));
-        if (!c) {
-                safe_close(fd);
-                return -ENOMEM;
-        }
-        *c = (Connection) {
-                .control = ctl,
-                .fd = fd,
-                .cred = *cred,
-                .admin = admin,
-        };
-        snprintf(c->label, sizeof(c->label), "uid=%u,pid=%d", (unsigned) cred->uid, (int) cred->pid);
-        varlink_reader_init(&c->in, CONTROL_MESSAGE_MAX);
-        if (admin)
-                ctl->n_admin++;
-        else
-                ctl->n_denied++;
-
-        c->next = ctl->connections;
-        if (ctl->connections)
-                ctl->connections->prev = c;
-        ctl->connections = c;
-
-        r = sd_event_add_io(ctl->manager->event, &c->io, fd, EPOLLIN, on_connection_io, c);
-        if (r < 0) {
-                connection_close(c);
-                return r;
-        }
-        if (!admin)
-                connection_set_timer(c, CONTROL_DENIED_TIMEOUT_USEC);
-        log_debug("Control connection %s accepted%s", c->label, admin ? "" : " (not authorized)");
-        return 0;
-}
-
-static int on_gc(sd_event_source *es, void *userdata) {
-        Control *ctl = userdata;
-
-        for (Connection *c = ctl->connections, *next; c; c = next) {
-                next = c->next;
-                if (!c->dead)
-                        continue;
-                if (c->prev)
-                        c->prev->next = c->next;
-                else
-                        ctl->connections = c->next;
-                if (c->next)
-                        c->next->prev = c->prev;
-                connection_free(c);
-        }
-        return 0;
-}
-
-/* ---- accepting --------------------------------------------------------------- */
-
-static unsigned connections_of_uid(Control *ctl, uid_t uid) {
-        unsigned n = 0;
-
-        for (Connection *c = ctl->connections; c; c = c->next)
-                if (!c->dead && c->cred.uid == uid)
-                        n++;
-        return n;
-}
-
-static int on_accept_retry(sd_event_source *es, uint64_t usec, void *userdata) {
-        Control *ctl = userdata;
-
-        (void) sd_event_source_set_enabled(ctl->listen, SD_EVENT_ON);
-        return 0;
-}
-
-/* Out of file descriptors: stop accepting for a while rather than spin on
- * a backlog we cannot take from. */
-static void control_pause_accepting(Control *ctl, int error) {
-        uint64_t when = manager_now(ctl->manager) + CONTROL_ACCEPT_RETRY_USEC;
-
-        errno = error;
-        manager_limit_hit(ctl->manager, LIMIT_FILE_DESCRIPTORS, NULL,
-                          "Cannot accept control connections: %m; pausing for a second");
-        (void) sd_event_source_set_enabled(ctl->listen, SD_EVENT_OFF);
-        if (!ctl->accept_retry) {
-                if (sd_event_add_time(ctl->manager->event, &ctl->accept_retry, CLOCK_MONOTONIC, when, 0,
-                                      on_accept_retry, ctl) < 0)
-                        (void) sd_event_source_set_enabled(ctl->listen, SD_EVENT_ON);
-                return;
-        }
-        (void) sd_event_source_set_time(ctl->accept_retry, when);
-        (void) sd_event_source_set_enabled(ctl->accept_retry, SD_EVENT_ONESHOT);
-}
-
-static void control_accept_one(Control *ctl, int fd) {
-        struct ucred cred;
-        socklen_t len = sizeof(cred);
-        char label[48];
-        bool admin;
-        int r;
-
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof(cred)) {
-                log_warning("Cannot read the credentials of a control caller: %m");
-                safe_close(fd);
-                return;
-        }
-        snprintf(label, sizeof(label), "uid=%u,pid=%d", (unsigned) cred.uid, (int) cred.pid);
-
-        admin = control_authorize(ctl, fd, &cred);
-        if (!admin)
-                log_event(EVENT_CONTROL_DENIED, &(LogFields) { .peer = label },
-                          "Control socket: uid %u (pid %d) is not root and not in group %s; refused",
-                          (unsigned) cred.uid, (int) cred.pid, ctl->manager->config->admin_group);
-
-        if (admin ? ctl->n_admin >= CONTROL_CONNECTIONS_MAX : ctl->n_denied >= CONTROL_DENIED_MAX) {
-                manager_limit_hit(ctl->manager, LIMIT_CONTROL_CONNECTIONS, &(LogFields) { .peer = label },
-                                  "Refusing control connection from uid %u: too many connections",
-                                  (unsigned) cred.uid);
-                safe_close(fd);
-                return;
-        }
-        if (connections_of_uid(ctl, cred.uid) >= CONTROL_CONNECTIONS_PER_UID_MAX) {
-                manager_limit_hit(ctl->manager, LIMIT_CONTROL_CONNECTIONS_PER_UID, &(LogFields) { .peer = label },
-                                  "Refusing control connection from uid %u: too many connections from that uid",
-                                  (unsigned) cred.uid);
-                safe_close(fd);
-                return;
-        }
-
-        r = connection_new(ctl, fd, &cred, admin);
-        if (r < 0)
-                log_warning_errno(r, "Failed to set up a control connection: %m");
-}
-
-static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
-        Control *ctl = userdata;
-
-        for (unsigned i = 0; i < CONTROL_ACCEPTS_PER_WAKEUP; i++) {
-                int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-                if (cfd < 0) {
-                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
-                                control_pause_accepting(ctl, errno);
-                        else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                                 errno != ECONNABORTED && errno != EPROTO)
-                                log_warning("accept() on the control socket failed: %m");
-                        return 0;
-                }
-                control_accept_one(ctl, cfd);
-        }
-        return 0;
-}
 
 /* ---- monitor ----------------------------------------------------------------- */
 
@@ -1183,12 +526,12 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
 
         (void) clock_gettime(CLOCK_REALTIME, &ts);
         if (!info || !e || !fields ||
-            add_str(e, "name", info->name) < 0 ||
-            add_str(e, "message_id", info->message_id) < 0 ||
-            add_u64(e, "priority", (uint64_t) info->priority) < 0 ||
-            add_u64(e, "time", (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000) < 0 ||
-            add_str(e, "message", message) < 0 ||
-            add(e, "fields", json_object_get(fields)) < 0) {
+            json_add_string(e, "name", info->name) < 0 ||
+            json_add_string(e, "message_id", info->message_id) < 0 ||
+            json_add_uint64(e, "priority", (uint64_t) info->priority) < 0 ||
+            json_add_uint64(e, "time", (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000) < 0 ||
+            json_add_string(e, "message", message) < 0 ||
+            json_add(e, "fields", json_object_get(fields)) < 0) {
                 json_object_put(fields);
                 return NULL;
         }
@@ -1198,12 +541,12 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
 
 #define FIELD_STR(name, v)                                                      \
         do {                                                                    \
-                if ((v) && add_str(fields, name, v) < 0)                        \
+                if ((v) && json_add_string(fields, name, v) < 0)                        \
                         return NULL;                                            \
         } while (0)
 #define FIELD_U64(name, cond, v)                                                \
         do {                                                                    \
-                if ((cond) && add_u64(fields, name, v) < 0)                     \
+                if ((cond) && json_add_uint64(fields, name, v) < 0)                     \
                         return NULL;                                            \
         } while (0)
         FIELD_STR("user", f->user);
@@ -1224,37 +567,15 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
 
 /* A subscriber that does not read is cut off with an error rather than
  * allowed to make us hold its events. */
-static void monitor_cut_off(Connection *c) {
-        json_object *p = json_object_new_object();
-        uint8_t *nul = NULL;
 
-        if (connection_pending(c) > 0)
-                nul = memchr(c->out.data + c->out_head, 0, connection_pending(c));
-        log_warning("Control connection %s does not read its Monitor events (%zu bytes waiting); "
-                    "disconnecting it", c->label, connection_pending(c));
-        c->monitor = false;
-        c->control->n_monitors--;
-        /* Drop the backlog but the event being written, so that the error
-         * comes next and the memory goes now. */
-        if (nul)
-                c->out.len = (size_t) (nul - c->out.data) + 1;
-        if (p && add_u64(p, "limit", CONTROL_MONITOR_BACKLOG_MAX) < 0)
-                p = (json_object_put(p), NULL);
-        reply_error(c, CONTROL_INTERFACE ".BacklogExceeded", p);
-        connection_finish(c);
-        connection_update_io(c);
-}
 
 static void control_on_event(void *userdata, EventKind kind, const LogFields *fields, const char *message) {
         Control *ctl = userdata;
-        _cleanup_(json_object_unrefp) json_object *msg = NULL;
         json_object *p, *event;
-        const char *s;
-        size_t len;
 
         if (kind == EVENT_RELOAD)
                 control_resolve_admin_group(ctl);
-        if (ctl->n_monitors == 0)
+        if (varlink_server_n_subscribers(ctl->server) == 0)
                 return;
 
         event = event_to_json(kind, fields, message);
@@ -1264,175 +585,128 @@ static void control_on_event(void *userdata, EventKind kind, const LogFields *fi
                 json_object_put(p);
                 return;
         }
-        if (add(p, "event", event) < 0) {       /* add() dropped event */
+        if (json_add(p, "event", event) < 0) {        /* event was dropped */
                 json_object_put(p);
                 return;
         }
-        msg = varlink_new_reply(p, true);
-        if (!msg)
-                return;
-        /* Formatted once, whatever the number of subscribers. */
-        s = json_object_to_json_string_length(msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-        if (!s)
-                return;
-
-        for (Connection *c = ctl->connections; c; c = c->next) {
-                if (c->dead || !c->monitor)
-                        continue;
-                if (connection_pending(c) + len + 1 > CONTROL_MONITOR_BACKLOG_MAX) {
-                        monitor_cut_off(c);
-                        continue;
-                }
-                buf_put(&c->out, s, len);
-                buf_put(&c->out, "", 1);
-                if (c->out.error < 0) {
-                        connection_close(c);
-                        continue;
-                }
-                connection_update_io(c);
-        }
+        varlink_server_notify(ctl->server, p);
 }
 
-/* ---- the listening socket ---------------------------------------------------- */
+/* ---- callers ------------------------------------------------------------------ */
 
-/* Create the socket's directory (mode 0755; not its parents) if missing. */
-static int make_parent_directory(const char *path) {
-        _cleanup_(freep) char *dir = strdup(path);
-        char *slash;
+static int control_on_connect(VarlinkServer *server, VarlinkConnection *link, void *userdata) {
+        Control *ctl = userdata;
+        const struct ucred *cred = varlink_connection_credentials(link);
+        const char *label = varlink_connection_label(link);
+        bool admin;
 
-        if (!dir)
-                return -ENOMEM;
-        slash = strrchr(dir, '/');
-        if (!slash || slash == dir)
-                return 0;
-        *slash = '\0';
-        if (mkdir(dir, 0755) < 0)
-                return errno == EEXIST ? 0 : -errno;
-        /* The daemon's umask is 077; others must reach the socket. */
-        if (chmod(dir, 0755) < 0)
-                return -errno;
+        admin = control_authorize(ctl, varlink_connection_fd(link), cred);
+        if (!admin)
+                log_event(EVENT_CONTROL_DENIED, &(LogFields) { .peer = label },
+                          "Control socket: uid %u (pid %d) is not root and not in group %s; refused",
+                          (unsigned) cred->uid, (int) cred->pid, ctl->manager->config->admin_group);
+
+        if (admin ? ctl->n_admin >= CONTROL_CONNECTIONS_MAX : ctl->n_denied >= CONTROL_DENIED_MAX) {
+                manager_limit_hit(ctl->manager, LIMIT_CONTROL_CONNECTIONS, &(LogFields) { .peer = label },
+                                  "Refusing control connection from uid %u: too many connections",
+                                  (unsigned) cred->uid);
+                return -EBUSY;
+        }
+        if (varlink_server_connections_of_uid(server, cred->uid) >= CONTROL_CONNECTIONS_PER_UID_MAX) {
+                manager_limit_hit(ctl->manager, LIMIT_CONTROL_CONNECTIONS_PER_UID, &(LogFields) { .peer = label },
+                                  "Refusing control connection from uid %u: too many connections from that uid",
+                                  (unsigned) cred->uid);
+                return -EBUSY;
+        }
+
+        if (admin)
+                ctl->n_admin++;
+        else {
+                /* Heard once, whatever it asks (PermissionDenied), then gone. */
+                varlink_connection_deny(link, CONTROL_INTERFACE ".PermissionDenied", CONTROL_DENIED_TIMEOUT_USEC);
+                ctl->n_denied++;
+        }
         return 0;
 }
 
-/* 1 when path is a socket nobody listens on, 0 when someone does. */
-static int socket_is_stale(const struct sockaddr_un *sa, socklen_t len) {
-        _cleanup_(closep) int fd = -EBADF;
-        struct stat st;
+static void control_on_disconnect(VarlinkServer *server, VarlinkConnection *link, void *userdata) {
+        Control *ctl = userdata;
 
-        if (lstat(sa->sun_path, &st) < 0)
-                return errno == ENOENT ? 1 : -errno;
-        if (!S_ISSOCK(st.st_mode))
-                return -EEXIST;         /* never remove anything but a socket */
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (connect(fd, (const struct sockaddr *) sa, len) == 0)
-                return 0;
-        if (errno == ECONNREFUSED)
-                return 1;
-        if (errno == EAGAIN || errno == EINPROGRESS)
-                return 0;               /* a full backlog: someone is there */
-        return -errno;
+        if (varlink_connection_denied(link))
+                ctl->n_denied--;
+        else
+                ctl->n_admin--;
 }
 
-static int control_bind(Control *ctl, const char *path) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
-        _cleanup_(closep) int fd = -EBADF;
-        size_t n = strlen(path);
-        socklen_t len;
-        struct stat st;
-        int r;
+/* Out of file descriptors: the server stops accepting for a while rather
+ * than spin on a backlog it cannot take from. */
+static void control_on_accept_paused(VarlinkServer *server, int error, void *userdata) {
+        Control *ctl = userdata;
 
-        if (n == 0 || n >= sizeof(sa.sun_path))
-                return -ENAMETOOLONG;
-        memcpy(sa.sun_path, path, n);
-        len = (socklen_t) (offsetof(struct sockaddr_un, sun_path) + n + 1);
-
-        r = make_parent_directory(path);
-        if (r < 0)
-                return r;
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return -errno;
-        if (bind(fd, (struct sockaddr *) &sa, len) < 0) {
-                if (errno != EADDRINUSE)
-                        return -errno;
-                /* Left behind by a relay that did not exit cleanly? */
-                r = socket_is_stale(&sa, len);
-                if (r < 0)
-                        return r;
-                if (r == 0)
-                        return -EADDRINUSE;
-                log_info("Removing stale control socket %s", path);
-                if (unlink(path) < 0 && errno != ENOENT)
-                        return -errno;
-                if (bind(fd, (struct sockaddr *) &sa, len) < 0)
-                        return -errno;
-        }
-
-        /* Bound 0700 under our umask: open it up to the admin group, as
-         * the socket unit does (SocketMode=0660). */
-        if (ctl->have_admin_gid && chown(path, (uid_t) -1, ctl->admin_gid) < 0)
-                log_debug("Cannot give %s to group %s: %m", path, ctl->manager->config->admin_group);
-        if (chmod(path, 0660) < 0 || listen(fd, SOMAXCONN) < 0 || lstat(path, &st) < 0) {
-                r = -errno;
-                (void) unlink(path);
-                return r;
-        }
-
-        ctl->bound_path = strdup(path);
-        if (!ctl->bound_path) {
-                (void) unlink(path);
-                return -ENOMEM;
-        }
-        ctl->bound_dev = st.st_dev;
-        ctl->bound_ino = st.st_ino;
-        ctl->fd = TAKE_FD(fd);
-        return 0;
+        errno = error;
+        manager_limit_hit(ctl->manager, LIMIT_FILE_DESCRIPTORS, NULL,
+                          "Cannot accept control connections: %m; pausing for a second");
 }
+
+static const VarlinkServerHooks control_hooks = {
+        .connect = control_on_connect,
+        .disconnect = control_on_disconnect,
+        .accept_paused = control_on_accept_paused,
+};
 
 /* ---- start and stop ---------------------------------------------------------- */
 
 static Control *control_free(Control *ctl) {
-        struct stat st;
-
         if (!ctl)
                 return NULL;
-        while (ctl->connections) {
-                Connection *c = ctl->connections;
-
-                ctl->connections = c->next;
-                connection_free(c);
-        }
-        source_disable_unref(ctl->listen);
-        source_disable_unref(ctl->accept_retry);
-        source_disable_unref(ctl->gc);
-        safe_close(ctl->fd);
-        /* Only our own socket: not one that replaced it meanwhile. */
-        if (ctl->bound_path && lstat(ctl->bound_path, &st) == 0 && st.st_dev == ctl->bound_dev &&
-            st.st_ino == ctl->bound_ino)
-                (void) unlink(ctl->bound_path);
-        free(ctl->bound_path);
+        varlink_server_free(ctl->server);
         free(ctl);
         return NULL;
 }
 
 int control_start(Manager *m) {
-        Control *ctl;
+        static const VarlinkServerLimits limits = {
+                .name = "control",
+                .message_max = CONTROL_MESSAGE_MAX,
+                .output_max = CONTROL_OUTPUT_MAX,
+                .backlog_max = CONTROL_MONITOR_BACKLOG_MAX,
+                .backlog_error = CONTROL_INTERFACE ".BacklogExceeded",
+                .subscription = "Monitor",
+                .failure_error = CONTROL_INTERFACE ".Failed",
+        };
         const char *path = m->config->control;
+        int fd = TAKE_FD(m->control_fd);
+        Control *ctl;
         int r;
 
         ctl = calloc(1, sizeof(*ctl));
-        if (!ctl)
+        if (!ctl) {
+                safe_close(fd);
                 return log_error_errno(-ENOMEM, "Out of memory");
+        }
         ctl->manager = m;
-        ctl->fd = TAKE_FD(m->control_fd);
         m->control = ctl;
 
         control_resolve_admin_group(ctl);
 
-        if (ctl->fd < 0) {
-                r = control_bind(ctl, path);
+        r = varlink_server_new(m->event, &limits, &control_hooks, ctl, &ctl->server);
+        if (r >= 0)
+                r = varlink_server_add_interface(ctl->server, CONTROL_INTERFACE, control_interface_description,
+                                                 control_methods, ELEMENTSOF(control_methods));
+        if (r < 0) {
+                safe_close(fd);
+                return log_error_errno(r, "Failed to set up the control socket: %m");
+        }
+
+        if (fd >= 0) {
+                r = varlink_server_listen_fd(ctl->server, fd);
+                if (r < 0) {
+                        safe_close(fd);
+                        return log_error_errno(r, "Failed to watch the control socket: %m");
+                }
+        } else {
+                r = varlink_server_listen_path(ctl->server, path,
+                                               ctl->have_admin_gid ? ctl->admin_gid : (gid_t) -1);
                 if (r == -EADDRINUSE) {
                         log_warning("Another process listens on %s; running without a control socket", path);
                         return 0;
@@ -1443,16 +717,9 @@ int control_start(Manager *m) {
                 }
         }
 
-        r = sd_event_add_defer(m->event, &ctl->gc, on_gc, ctl);
-        if (r < 0)
-                return log_error_errno(r, "Failed to set up the control socket: %m");
-        (void) sd_event_source_set_enabled(ctl->gc, SD_EVENT_OFF);
-        r = sd_event_add_io(m->event, &ctl->listen, ctl->fd, EPOLLIN, on_accept, ctl);
-        if (r < 0)
-                return log_error_errno(r, "Failed to watch the control socket: %m");
-
         manager_set_event_hook(m, control_on_event, ctl);
-        log_info("Accepting control connections on %s", ctl->bound_path ? ctl->bound_path : "the socket systemd passed");
+        log_info("Accepting control connections on %s",
+                 varlink_server_path(ctl->server) ?: "the socket systemd passed");
         return 0;
 }
 

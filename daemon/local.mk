@@ -16,9 +16,12 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/sockets.c daemon/sockets.h \
 	daemon/store.c daemon/store.h \
 	daemon/state.c daemon/state.h \
+	daemon/stream.c daemon/stream.h \
+	daemon/listener.c daemon/listener.h \
 	daemon/session.c daemon/session.h \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \
+	daemon/varlink-server.c daemon/varlink-server.h \
 	daemon/control.c daemon/control.h \
 	daemon/limit.c daemon/limit.h \
 	daemon/anvil.c daemon/anvil.h \
@@ -35,7 +38,9 @@ DAEMON_UNIT_TESTS = \
 	tests/unit/test-config \
 	tests/unit/test-anvil \
 	tests/unit/test-store \
-	tests/unit/test-varlink
+	tests/unit/test-varlink \
+	tests/unit/test-stream \
+	tests/unit/test-listener
 check_PROGRAMS += $(DAEMON_UNIT_TESTS)
 TESTS += $(DAEMON_UNIT_TESTS)
 tests_unit_test_config_SOURCES = tests/unit/test-config.c
@@ -50,6 +55,12 @@ tests_unit_test_store_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
 tests_unit_test_varlink_SOURCES = tests/unit/test-varlink.c
 tests_unit_test_varlink_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
 tests_unit_test_varlink_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
+tests_unit_test_stream_SOURCES = tests/unit/test-stream.c
+tests_unit_test_stream_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_stream_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
+tests_unit_test_listener_SOURCES = tests/unit/test-listener.c
+tests_unit_test_listener_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_listener_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
 
 dist_man_MANS += man/securechatd.8 man/securechatd.conf.5
 EXTRA_DIST += daemon/securechatd.conf.example

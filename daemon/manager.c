@@ -29,14 +29,6 @@
 
 static const int handled_signals[] = { SIGTERM, SIGINT, SIGHUP };
 
-static sd_event_source *source_disable_unref(sd_event_source *es) {
-        if (es) {
-                (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
-                sd_event_source_unref(es);
-        }
-        return NULL;
-}
-
 static void manager_on_event(void *userdata, EventKind kind, const LogFields *fields,
                              const char *message) {
         Manager *m = userdata;
@@ -91,15 +83,12 @@ Manager *manager_free(Manager *m) {
         }
         /* After the sessions, which hold its entries. */
         m->anvil = anvil_free(m->anvil);
-        for (size_t i = 0; i < m->n_listen; i++) {
-                source_disable_unref(m->listen_sources[i]);
-                safe_close(m->listen_fds[i]);
-        }
-        source_disable_unref(m->accept_retry);
+        for (size_t i = 0; i < m->n_listen; i++)
+                listener_free(m->listeners[i]);         /* and its socket */
         for (size_t i = 0; i < ELEMENTSOF(m->signal_sources); i++)
-                source_disable_unref(m->signal_sources[i]);
-        source_disable_unref(m->expire_timer);
-        source_disable_unref(m->post);
+                sd_event_source_disable_unref(m->signal_sources[i]);
+        sd_event_source_disable_unref(m->expire_timer);
+        sd_event_source_disable_unref(m->post);
         safe_close(m->control_fd);
 
         store_free(m->store);
@@ -149,16 +138,6 @@ Session *manager_find_receiver(Manager *m, const char *user) {
 }
 
 /* ---- accepting ------------------------------------------------------------ */
-
-static void listeners_enable(Manager *m, bool enable) {
-        for (size_t i = 0; i < m->n_listen; i++)
-                (void) sd_event_source_set_enabled(m->listen_sources[i], enable ? SD_EVENT_ON : SD_EVENT_OFF);
-}
-
-static int on_accept_retry(sd_event_source *es, uint64_t usec, void *userdata) {
-        listeners_enable(userdata, true);
-        return 0;
-}
 
 uint64_t manager_now(Manager *m) {
         uint64_t now = 0;
@@ -211,63 +190,48 @@ static int admit_address(Manager *m, const struct sockaddr *sa, const char *peer
         return 0;
 }
 
-static int on_accept(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+/* The listener's accounting hook: the address's limits, then
+ * max-sessions. The token is the address's entry for the session. */
+static int on_admit(Listener *l, int fd, const struct sockaddr *sa, socklen_t salen, void *userdata,
+                    void **ret_token) {
         Manager *m = userdata;
+        char peer[SOCKET_ADDRESS_MAX];
+        AnvilEntry *entry = NULL;
 
-        /* A few per wakeup; the rest stay in the backlog for the next one. */
-        for (unsigned i = 0; i < 16; i++) {
-                char peer[SOCKET_ADDRESS_MAX];
-                struct sockaddr_storage ss;
-                socklen_t sslen = sizeof(ss);
-                AnvilEntry *entry = NULL;
-                int cfd, r;
-
-                cfd = accept4(fd, (struct sockaddr *) &ss, &sslen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-                if (cfd < 0) {
-                        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                                uint64_t now = 0;
-
-                                /* Out of descriptors: stop accepting for a
-                                 * second instead of spinning on the backlog. */
-                                manager_limit_hit(m, LIMIT_FILE_DESCRIPTORS, NULL,
-                                                  "Cannot accept connections: %m; pausing for a second");
-                                listeners_enable(m, false);
-                                now = manager_now(m);
-                                if (!m->accept_retry)
-                                        (void) sd_event_add_time(m->event, &m->accept_retry, CLOCK_MONOTONIC,
-                                                                 now + 1000000, 0, on_accept_retry, m);
-                                else {
-                                        (void) sd_event_source_set_time(m->accept_retry, now + 1000000);
-                                        (void) sd_event_source_set_enabled(m->accept_retry, SD_EVENT_ONESHOT);
-                                }
-                                return 0;
-                        }
-                        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
-                            errno != ECONNABORTED && errno != EPROTO)
-                                log_warning("accept() failed: %m");
-                        return 0;
-                }
-                socket_address_format((const struct sockaddr *) &ss, sslen, peer);
-
-                if (admit_address(m, (const struct sockaddr *) &ss, peer, &entry) < 0) {
-                        safe_close(cfd);
-                        continue;
-                }
-                if (m->n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
-                        /* From many addresses, each within its limits: the
-                         * log is throttled for all of them together. */
-                        manager_limit_hit_throttled(m, LIMIT_MAX_SESSIONS, &m->busy_log,
-                                                    &(LogFields) { .peer = peer },
-                                                    "Refusing connection from %s: too many connections", peer);
-                        safe_close(cfd);
-                        continue;
-                }
-                r = session_new(m, cfd, entry, NULL);
-                if (r < 0)
-                        log_warning_errno(r, "Failed to set up a session: %m");
+        socket_address_format(sa, salen, peer);
+        if (admit_address(m, sa, peer, &entry) < 0)
+                return -EBUSY;
+        if (m->n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
+                /* From many addresses, each within its limits: the
+                 * log is throttled for all of them together. */
+                manager_limit_hit_throttled(m, LIMIT_MAX_SESSIONS, &m->busy_log,
+                                            &(LogFields) { .peer = peer },
+                                            "Refusing connection from %s: too many connections", peer);
+                return -EBUSY;
         }
+        *ret_token = entry;
         return 0;
 }
+
+static void on_accept(Listener *l, int fd, void *token, void *userdata) {
+        int r;
+
+        r = session_new(userdata, fd, token, NULL);
+        if (r < 0)
+                log_warning_errno(r, "Failed to set up a session: %m");
+}
+
+static void on_accept_paused(Listener *l, int error, void *userdata) {
+        errno = error;
+        manager_limit_hit(userdata, LIMIT_FILE_DESCRIPTORS, NULL,
+                          "Cannot accept connections: %m; pausing for a second");
+}
+
+static const ListenerCallbacks chat_listener_callbacks = {
+        .admit = on_admit,
+        .accept = on_accept,
+        .paused = on_accept_paused,
+};
 
 static int manager_add_listener(Manager *m, int fd) {
         int r;
@@ -276,10 +240,13 @@ static int manager_add_listener(Manager *m, int fd) {
                 safe_close(fd);
                 return -E2BIG;
         }
-        m->listen_fds[m->n_listen] = fd;
-        r = sd_event_add_io(m->event, &m->listen_sources[m->n_listen], fd, EPOLLIN, on_accept, m);
-        m->n_listen++;
-        return r;
+        r = listener_new(m->event, fd, &chat_listener_callbacks, m, &m->listeners[m->n_listen]);
+        if (r < 0) {
+                safe_close(fd);
+                return r;
+        }
+        m->listen_fds[m->n_listen++] = fd;
+        return 0;
 }
 
 static int manager_listen(Manager *m) {
@@ -781,7 +748,7 @@ int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionI
                 /* An active session's timer is its idle deadline, set
                  * idle-timeout ahead at every frame (session_touch()). */
                 uint64_t deadline = 0, now = manager_now(m);
-                if (sd_event_source_get_time(s->timer, &deadline) >= 0 &&
+                if (stream_get_deadline(s->stream, &deadline) >= 0 &&
                     deadline >= s->limits.idle_timeout_usec &&
                     now > deadline - s->limits.idle_timeout_usec)
                         i.idle_usec = now - (deadline - s->limits.idle_timeout_usec);

@@ -22,6 +22,7 @@
 #include "conf.h"
 #include "handshake.h"
 #include "limit.h"
+#include "listener.h"
 #include "log.h"
 #include "rsa.h"
 #include "store.h"
@@ -39,11 +40,10 @@ typedef struct Manager {
         Config *config;                 /* in force; limits of new sessions come from here */
         const ConfigSources *sources;   /* re-read on reload; owned by the caller */
 
-        int listen_fds[MANAGER_MAX_LISTENERS];
-        sd_event_source *listen_sources[MANAGER_MAX_LISTENERS];
+        int listen_fds[MANAGER_MAX_LISTENERS];  /* the listeners' sockets */
+        Listener *listeners[MANAGER_MAX_LISTENERS];
         size_t n_listen;
         bool socket_activated;          /* the chat sockets came from systemd */
-        sd_event_source *accept_retry;  /* re-enables accepting after EMFILE */
 
         /* The control socket passed by systemd (named "control"), or
          * -EBADF. Kept for control.c; when it is -EBADF control.c binds

@@ -28,20 +28,13 @@
 static void session_update_io(Session *s);
 static void session_disconnect(Session *s);
 
-static sd_event_source *source_disable_unref(sd_event_source *es) {
-        if (es) {
-                (void) sd_event_source_set_enabled(es, SD_EVENT_OFF);
-                sd_event_source_unref(es);
-        }
-        return NULL;
-}
-
 size_t session_output_pending(const Session *s) {
-        return s->out.len - s->out_head;
+        return stream_pending(s->stream);
 }
 
 size_t session_memory(const Session *s) {
-        return s->out.cap + s->in.cap + (s->decoder.payload ? s->decoder.payload_len + 1 : 0);
+        return (s->stream ? stream_allocated(s->stream) : 0) + s->in.cap +
+                (s->decoder.payload ? s->decoder.payload_len + 1 : 0);
 }
 
 /* Bring manager->memory up to date after this session's buffers changed. */
@@ -54,8 +47,7 @@ static void session_account(Session *s) {
 
 /* Everything waiting for the peer is dropped (it does not read it). */
 static void session_drop_output(Session *s) {
-        buf_done(&s->out);
-        s->out_head = 0;
+        stream_output_clear(stream_output(s->stream));
         session_account(s);
 }
 
@@ -71,14 +63,9 @@ static bool session_may_read(const Session *s) {
         return session_may_read_later(s) && !s->throttled && session_output_pending(s) < SESSION_READ_PAUSE;
 }
 
-static void session_set_deadline(Session *s, uint64_t usec_from_now) {
-        (void) sd_event_source_set_time(s->timer, manager_now(s->manager) + usec_from_now);
-        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
-}
-
 void session_touch(Session *s) {
         if (s->state == SESSION_ACTIVE)
-                session_set_deadline(s, s->limits.idle_timeout_usec);
+                stream_set_deadline(s->stream, s->limits.idle_timeout_usec);
 }
 
 static void fields_of(const Session *s, LogFields *f) {
@@ -95,9 +82,7 @@ static void session_disconnect(Session *s) {
         if (s->state == SESSION_DEAD)
                 return;
         s->state = SESSION_DEAD;
-        (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
-        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
-        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
+        stream_abort(s->stream);
         (void) sd_event_source_set_enabled(s->throttle, SD_EVENT_OFF);
         manager_bury_session(s->manager, s);
 }
@@ -127,7 +112,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
                 size_t len;
 
                 if (frame_to_wire(error, s->limits.max_frame, &wire, &len) >= 0)
-                        buf_put(&s->out, wire, len);
+                        (void) stream_append(s->stream, wire, len);
                 session_account(s);
         }
         json_object_put(error);
@@ -145,13 +130,9 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
 
         s->state = SESSION_CLOSING;
         relay_session_closed(s, was_active);
-
-        if (session_output_pending(s) == 0 || s->out.error) {
-                session_disconnect(s);
-                return;
-        }
-        session_set_deadline(s, SESSION_LINGER_USEC);
-        session_update_io(s);
+        /* What is left goes out, then the stream ends the connection
+         * gently and tells session_on_stream_dead(). */
+        stream_close(s->stream, SESSION_LINGER_USEC);
 }
 
 /* A peer that makes the relay hold more than its budget for it does not
@@ -201,11 +182,11 @@ int session_send(Session *s, json_object *o) {
         if (r < 0)
                 return r;
 
-        buf_put(&s->out, wire, len);
-        if (s->out.error) {
+        r = stream_append(s->stream, wire, len);
+        if (r < 0) {
                 session_drop_output(s);
-                session_close(s, NULL, NULL, "out of memory");
-                return -ENOMEM;
+                session_close(s, NULL, NULL, r == -ENOBUFS ? "output over its limit" : "out of memory");
+                return r;
         }
         session_account(s);
         r = session_check_memory(s);
@@ -215,77 +196,37 @@ int session_send(Session *s, json_object *o) {
         return 0;
 }
 
+/* Reading pauses while output piles up (the stream writes regardless). */
 static void session_update_io(Session *s) {
-        uint32_t events = 0;
-
-        switch (s->state) {
-        case SESSION_TLS:
-                events = s->tls_wants_write ? EPOLLOUT : EPOLLIN;
-                break;
-        case SESSION_AUTH:
-        case SESSION_ACTIVE:
-                if (session_may_read(s))
-                        events |= s->read_wants_write ? EPOLLOUT : EPOLLIN;
-                if (session_output_pending(s) > 0)
-                        events |= EPOLLOUT;
-                break;
-        case SESSION_CLOSING:
-                if (session_output_pending(s) > 0)
-                        events = EPOLLOUT;
-                break;
-        case SESSION_DEAD:
-                return;
-        }
-        (void) sd_event_source_set_io_events(s->io, events);
+        if (s->state != SESSION_DEAD)
+                stream_set_reading(s->stream, s->state == SESSION_TLS || session_may_read(s));
 }
 
 void session_flush(Session *s) {
         bool was_paused;
+        int r;
 
         if (s->state == SESSION_TLS || s->state == SESSION_DEAD)
                 return;
         was_paused = !session_may_read(s);
 
-        while (session_output_pending(s) > 0) {
-                ssize_t n = transport_write(s->transport, s->out.data + s->out_head,
-                                            session_output_pending(s));
-                if (n == -EAGAIN)
-                        break;
-                if (n < 0) {
-                        char reason[128];
+        r = stream_flush(s->stream);
+        if (s->state == SESSION_DEAD)
+                return;                 /* the close finished */
+        session_account(s);
+        if (r < 0) {
+                char reason[128];
 
-                        snprintf(reason, sizeof(reason), "write failed: %s", strerror((int) -n));
-                        session_drop_output(s);
-                        session_close(s, NULL, NULL, reason);
-                        session_disconnect(s);
-                        return;
-                }
-                s->out_head += (size_t) n;
-        }
-
-        if (session_output_pending(s) == 0) {
-                s->out.len = s->out_head = 0;
-                /* After a burst (a backlog, a presence list), give the
-                 * memory back rather than keep it for every idle session. */
-                if (s->out.cap > SESSION_OUTPUT_KEEP) {
-                        buf_done(&s->out);
-                        session_account(s);
-                }
-                if (s->state == SESSION_CLOSING) {
-                        session_disconnect(s);
-                        return;
-                }
-        } else if (s->out_head >= 65536 && s->out_head * 2 >= s->out.len) {
-                /* Keep the buffer from creeping forward forever. */
-                memmove(s->out.data, s->out.data + s->out_head, session_output_pending(s));
-                s->out.len -= s->out_head;
-                s->out_head = 0;
+                snprintf(reason, sizeof(reason), "write failed: %s", strerror(-r));
+                session_close(s, NULL, NULL, reason);
+                session_disconnect(s);
+                return;
         }
 
         /* Reading was paused for output that has now gone: GnuTLS may hold
          * decrypted records that epoll knows nothing about. */
         if (was_paused && session_may_read(s))
-                (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
+                stream_resume_later(s->stream);
         session_update_io(s);
 }
 
@@ -359,12 +300,9 @@ static void session_read(Session *s) {
 
                 if (!session_may_read(s) || !session_feed_saved(s) || !session_may_read(s))
                         return;
-                n = transport_read(s->transport, buf, sizeof(buf));
-                if (n == -EAGAIN) {
-                        s->read_wants_write = transport_wants_write(s->transport);
+                n = stream_read(s->stream, buf, sizeof(buf));
+                if (n == -EAGAIN)
                         return;
-                }
-                s->read_wants_write = false;
                 if (n == 0) {
                         session_close(s, NULL, NULL,
                                       frame_decoder_pending(&s->decoder)
@@ -393,19 +331,16 @@ static void session_read(Session *s) {
                 }
         }
         /* Give other sessions a turn, then come back for what is left. */
-        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
+        stream_resume_later(s->stream);
 }
 
 static void session_tls_step(Session *s) {
         const char *error = NULL;
         int r;
 
-        r = transport_handshake(s->transport, &error);
-        if (r == -EAGAIN) {
-                s->tls_wants_write = transport_wants_write(s->transport);
-                session_update_io(s);
+        r = stream_handshake(s->stream, &error);
+        if (r == -EAGAIN)
                 return;
-        }
         if (r < 0) {
                 char reason[256];
 
@@ -424,24 +359,23 @@ static int session_on_throttle(sd_event_source *es, uint64_t usec, void *userdat
         if (!session_may_read_later(s))
                 return 0;
         /* GnuTLS may hold records that epoll will not report again. */
-        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
+        stream_resume_later(s->stream);
         session_update_io(s);
         return 0;
 }
 
 void session_throttle(Session *s, uint64_t usec) {
-        uint64_t until = manager_now(s->manager) + usec;
         int r;
 
         if (!session_may_read_later(s))
                 return;
         if (!s->throttle) {
-                r = sd_event_add_time(s->manager->event, &s->throttle, CLOCK_MONOTONIC, until, 0,
-                                      session_on_throttle, s);
+                r = sd_event_add_time_relative(s->manager->event, &s->throttle, CLOCK_MONOTONIC, usec, 0,
+                                               session_on_throttle, s);
                 if (r < 0)
                         return;         /* not throttled: the limit still refuses */
         } else
-                (void) sd_event_source_set_time(s->throttle, until);
+                (void) sd_event_source_set_time_relative(s->throttle, usec);
         (void) sd_event_source_set_enabled(s->throttle, SD_EVENT_ONESHOT);
         s->throttled = true;
         session_update_io(s);
@@ -461,36 +395,38 @@ static void session_after_input(Session *s) {
         }
         /* All of it was written at once, and more waits: no EPOLLOUT will
          * come for an empty buffer, so come back after the others. */
-        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
+        stream_resume_later(s->stream);
 }
 
-static int session_on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+static void session_on_io(Stream *stream, uint32_t revents, void *userdata) {
         Session *s = userdata;
 
         if (s->state == SESSION_TLS) {
                 session_tls_step(s);
                 if (s->state == SESSION_CLOSING || s->state == SESSION_DEAD)
-                        return 0;
+                        return;
         } else if ((revents & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
-                   (s->read_wants_write && (revents & EPOLLOUT)))
+                   (stream_wants_write(stream) && (revents & EPOLLOUT)))
                 session_read(s);
 
         if (s->state != SESSION_TLS)
                 session_after_input(s);
-        return 0;
 }
 
-static int session_on_resume(sd_event_source *es, uint64_t usec, void *userdata) {
+static void session_on_resume(Stream *stream, void *userdata) {
         Session *s = userdata;
 
         if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE)
-                return 0;
+                return;
         session_read(s);
         session_after_input(s);
-        return 0;
 }
 
-static int session_on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+static void session_on_stream_dead(Stream *stream, void *userdata) {
+        session_disconnect(userdata);
+}
+
+static void session_on_timeout(Stream *stream, void *userdata) {
         Session *s = userdata;
 
         switch (s->state) {
@@ -502,14 +438,18 @@ static int session_on_timer(sd_event_source *es, uint64_t usec, void *userdata) 
                 session_close(s, ERR_TIMEOUT, "idle timeout", "timeout: idle");
                 break;
         case SESSION_CLOSING:
-                session_disconnect(s);
-                return 0;
         case SESSION_DEAD:
-                return 0;
+                return;         /* the stream's own deadline ends those */
         }
         session_flush(s);
-        return 0;
 }
+
+static const StreamCallbacks session_stream_callbacks = {
+        .io = session_on_io,
+        .timeout = session_on_timeout,
+        .resume = session_on_resume,
+        .dead = session_on_stream_dead,
+};
 
 static void hex(const uint8_t *p, size_t n, char *out) {
         static const char digits[] = "0123456789abcdef";
@@ -537,6 +477,8 @@ void session_authenticated(Session *s) {
 
 int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
         _cleanup_(closep) int owned_fd = fd;
+        _cleanup_(transport_freep) Transport *transport = NULL;
+        size_t output_max;
         Session *s;
         const Config *c = m->config;
         uint8_t id[16];
@@ -576,33 +518,25 @@ int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
         hex(id, sizeof(id), s->id);
 
         /* On failure the transport leaves the fd with us. */
-        r = transport_new_server(owned_fd, m->tls_credentials, &s->transport);
+        r = transport_new_server(owned_fd, m->tls_credentials, &transport);
         if (r < 0)
                 goto fail;
         owned_fd = -EBADF;
-        r = sd_event_add_io(m->event, &s->io, transport_fd(s->transport), EPOLLIN, session_on_io, s);
+        /* Never reached while session_check_memory() holds: it cuts a
+         * session holding more than memory_max, and one more frame (an
+         * answer, the closing error) may come on top of that. */
+        output_max = (size_t) s->limits.memory_max + 2 * (size_t) s->limits.max_frame;
+        r = stream_new(m->event, transport, output_max, SESSION_OUTPUT_KEEP, &session_stream_callbacks, s,
+                       &s->stream);
         if (r < 0)
                 goto fail;
-        r = sd_event_add_time(m->event, &s->timer, CLOCK_MONOTONIC,
-                              s->connected_monotonic_usec + c->handshake_timeout_usec, 0,
-                              session_on_timer, s);
-        if (r < 0)
-                goto fail;
-        /* "Come back to this session after the others": a timer that is
-         * always due, not a defer source. While any source is pending,
-         * sd-event dispatches without polling epoll again, so a session
-         * that re-armed a defer source at every turn (a peer that always
-         * has more to read) would keep every other socket from ever being
-         * seen ready; a due timer is only noticed by the next epoll round,
-         * together with everyone else's sockets. */
-        r = sd_event_add_time(m->event, &s->resume, CLOCK_MONOTONIC, 0, 1, session_on_resume, s);
-        if (r < 0)
-                goto fail;
-        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
+        s->transport = TAKE_PTR(transport);
+        stream_set_deadline(s->stream, c->handshake_timeout_usec);
 
         manager_link_session(m, s);
         log_event(EVENT_CONNECTION, &(LogFields) { .peer = s->peer, .session = s->id },
                   "Connection from %s", s->peer);
+        session_update_io(s);
 
         /* Plain TCP has no handshake of its own: hello goes out now. */
         if (s->state == SESSION_AUTH)
@@ -621,13 +555,9 @@ fail:
 Session *session_free(Session *s) {
         if (!s)
                 return NULL;
-        s->io = source_disable_unref(s->io);
-        s->timer = source_disable_unref(s->timer);
-        s->resume = source_disable_unref(s->resume);
-        s->throttle = source_disable_unref(s->throttle);
-        transport_free(s->transport);
+        s->throttle = sd_event_source_disable_unref(s->throttle);
+        s->stream = stream_free(s->stream);     /* and the transport */
         frame_decoder_done(&s->decoder);
-        buf_done(&s->out);
         buf_done(&s->in);
         s->manager->memory -= s->memory;
         key_package_free(s->package);

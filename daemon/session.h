@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * One client connection: its transport (TLS or plain), frame decoder,
- * bounded output buffer, timers, and the protocol state the relay keeps
- * for it. This module moves bytes; relay.c decides what they mean.
+ * One client connection: its stream (stream.h: transport, bounded output
+ * buffer, timers, graceful close), frame decoder, and the protocol state
+ * the relay keeps for it. This module moves frames; relay.c decides what
+ * they mean.
  *
- * A session is never freed while a callback may still hold it: closing
- * marks it, and the manager frees dead sessions after the loop iteration.
+ * A session is never freed while a callback may still hold it: it is
+ * marked dead when its stream finished closing (or had to stop), and the
+ * manager frees dead sessions after the loop iteration.
  */
 #pragma once
 
@@ -23,6 +25,7 @@
 #include "protocol.h"
 #include "rsa.h"
 #include "sockets.h"
+#include "stream.h"
 #include "transport.h"
 
 typedef struct Manager Manager;
@@ -61,7 +64,8 @@ typedef struct SessionLimits {
  * allocated in powers of two (twice that), and room for presence
  * updates and receipts that come meanwhile. */
 #define SESSION_MEMORY_MIN(max_frame) (3 * (uint64_t) (max_frame) + 256u * 1024)
-/* How long a closing session may take to flush its last frames. */
+/* How long a closing session may take to flush its last frames (the
+ * stream then drains the peer's, STREAM_DRAIN_*). */
 #define SESSION_LINGER_USEC (2 * 1000000ull)
 
 typedef struct Session {
@@ -69,18 +73,15 @@ typedef struct Session {
         Session *next, *prev;           /* in manager->sessions */
 
         SessionState state;
-        Transport *transport;
-        sd_event_source *io, *timer, *resume;
+        Stream *stream;                 /* the connection, its output and timers */
+        Transport *transport;           /* the stream's (borrowed), for relay.c */
         sd_event_source *throttle;      /* ends a pause in reading (session_throttle()) */
         bool throttled;
         SessionLimits limits;
         FrameDecoder decoder;
-        Buf out;
-        size_t out_head;                /* bytes of out already written */
         Buf in;                         /* read, not yet processed (paused) */
         size_t in_head;                 /* bytes of in already processed */
         size_t memory;                  /* session_memory() as the manager counts it */
-        bool tls_wants_write, read_wants_write;
 
         char id[2 * 16 + 1];            /* session id, hex */
         char peer[SOCKET_ADDRESS_MAX];

@@ -21,6 +21,8 @@ INTEGRATION_TESTS = \
 	tests/integration/refusals-notls.sh \
 	tests/integration/tamper-notls.sh \
 	tests/integration/frames-notls.sh \
+	tests/integration/close.sh \
+	tests/integration/close-notls.sh \
 	tests/integration/limits-notls.sh \
 	tests/integration/admin.sh \
 	tests/integration/startup.sh \

@@ -1,0 +1,435 @@
+/* SPDX-License-Identifier: MIT */
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "macro.h"
+#include "stream.h"
+
+/* A closing stream reads and drops what the peer still sends: a peer that
+ * wrote more than we read (a frame over max-frame) would otherwise get a
+ * RST at close(), and a RST makes its kernel discard our error frame
+ * unread. A well-behaved peer closes at once when it sees our EOF; one
+ * that keeps sending is not waited for longer than this, nor read from
+ * beyond this much, so that closing costs a bounded time and work. */
+#define STREAM_DRAIN_USEC (2 * USEC_PER_SEC)
+#define STREAM_DRAIN_MAX (256u * 1024)
+
+/* The smallest allocation of an output buffer. */
+#define STREAM_OUTPUT_MIN 256u
+
+typedef enum StreamState {
+        STREAM_OPEN,
+        STREAM_FLUSHING,        /* closing: writing what waits */
+        STREAM_SHUTTING,        /* closing: close_notify, shutdown(SHUT_WR) */
+        STREAM_DRAINING,        /* closing: reading and dropping until EOF */
+        STREAM_DEAD,
+} StreamState;
+
+struct Stream {
+        StreamState state;
+        Transport *transport;
+        bool established;       /* the TLS handshake finished (or plain) */
+        bool reading;
+        bool wants_write;
+        size_t drained;
+
+        StreamOutput out;
+        sd_event_source *io, *timer, *resume;
+
+        const StreamCallbacks *callbacks;
+        void *userdata;
+};
+
+/* ---- the output buffer ---------------------------------------------------- */
+
+void stream_output_init(StreamOutput *o, size_t max, size_t keep) {
+        *o = (StreamOutput) { .max = max, .keep = keep };
+}
+
+void stream_output_done(StreamOutput *o) {
+        free(o->data);
+        stream_output_init(o, o->max, o->keep);
+}
+
+size_t stream_output_pending(const StreamOutput *o) {
+        return o->len - o->head;
+}
+
+const uint8_t *stream_output_head(const StreamOutput *o) {
+        return o->data ? o->data + o->head : NULL;
+}
+
+int stream_output_append(StreamOutput *o, const void *data, size_t len) {
+        size_t pending = stream_output_pending(o), need, cap;
+        uint8_t *p;
+
+        if (len > o->max || pending > o->max - len)
+                return -ENOBUFS;
+        if (len == 0)
+                return 0;
+        need = pending + len;
+
+        if (need > o->cap) {
+                cap = MAX(o->cap, (size_t) STREAM_OUTPUT_MIN);
+                while (cap < need)
+                        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+                p = realloc(o->data, cap);
+                if (!p)
+                        return -ENOMEM;
+                o->data = p;
+                o->cap = cap;
+        }
+        if (o->len + len > o->cap) {
+                /* Only now is the written head worth reclaiming. */
+                memmove(o->data, o->data + o->head, pending);
+                o->len = pending;
+                o->head = 0;
+        }
+        memcpy(o->data + o->len, data, len);
+        o->len += len;
+        return 0;
+}
+
+void stream_output_consume(StreamOutput *o, size_t n) {
+        assert(n <= stream_output_pending(o));
+        o->head += n;
+        if (o->head < o->len)
+                return;
+        o->head = o->len = 0;
+        /* After a burst (a backlog, a long list), give the memory back
+         * rather than keep it for every idle connection. */
+        if (o->cap > o->keep)
+                stream_output_done(o);
+}
+
+void stream_output_truncate(StreamOutput *o, size_t n) {
+        assert(n <= stream_output_pending(o));
+        o->len = o->head + n;
+        if (n == 0)
+                stream_output_consume(o, 0);
+}
+
+void stream_output_clear(StreamOutput *o) {
+        stream_output_done(o);
+}
+
+/* ---- the connection --------------------------------------------------------- */
+
+Transport *stream_transport(const Stream *s) {
+        return s->transport;
+}
+
+bool stream_is_open(const Stream *s) {
+        return s->state == STREAM_OPEN;
+}
+
+bool stream_is_dead(const Stream *s) {
+        return s->state == STREAM_DEAD;
+}
+
+bool stream_wants_write(const Stream *s) {
+        return s->wants_write;
+}
+
+StreamOutput *stream_output(Stream *s) {
+        return &s->out;
+}
+
+size_t stream_pending(const Stream *s) {
+        return stream_output_pending(&s->out);
+}
+
+size_t stream_allocated(const Stream *s) {
+        return s->out.cap;
+}
+
+static void stream_update_io(Stream *s) {
+        uint32_t events = 0;
+
+        switch (s->state) {
+        case STREAM_OPEN:
+                if (s->reading)
+                        events |= s->wants_write ? EPOLLOUT : EPOLLIN;
+                if (stream_pending(s) > 0)
+                        events |= EPOLLOUT;
+                break;
+        case STREAM_FLUSHING:
+                events = EPOLLOUT;
+                break;
+        case STREAM_SHUTTING:
+        case STREAM_DRAINING:
+                events = s->wants_write ? EPOLLOUT : EPOLLIN;
+                break;
+        case STREAM_DEAD:
+                return;
+        }
+        (void) sd_event_source_set_io_events(s->io, events);
+}
+
+void stream_set_reading(Stream *s, bool reading) {
+        s->reading = reading;
+        stream_update_io(s);
+}
+
+int stream_handshake(Stream *s, const char **ret_error) {
+        int r = transport_handshake(s->transport, ret_error);
+
+        s->wants_write = r == -EAGAIN && transport_wants_write(s->transport);
+        if (r == 0)
+                s->established = true;
+        stream_update_io(s);
+        return r;
+}
+
+ssize_t stream_read(Stream *s, void *buf, size_t len) {
+        ssize_t n = transport_read(s->transport, buf, len);
+
+        s->wants_write = n == -EAGAIN && transport_wants_write(s->transport);
+        return n;
+}
+
+static void stream_kill(Stream *s) {
+        if (s->state == STREAM_DEAD)
+                return;
+        s->state = STREAM_DEAD;
+        (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
+        stream_output_clear(&s->out);
+}
+
+void stream_abort(Stream *s) {
+        stream_kill(s);
+}
+
+static void stream_die(Stream *s) {
+        if (s->state == STREAM_DEAD)
+                return;
+        stream_kill(s);
+        if (s->callbacks->dead)
+                s->callbacks->dead(s, s->userdata);
+}
+
+/* Write what waits: 0 (all of it, or the rest when the fd is ready), or
+ * the -errno of a failed write, with the output dropped. */
+static int stream_write(Stream *s) {
+        while (stream_pending(s) > 0) {
+                ssize_t n = transport_write(s->transport, stream_output_head(&s->out), stream_pending(s));
+
+                if (n == -EAGAIN)
+                        break;
+                if (n < 0) {
+                        stream_output_clear(&s->out);
+                        return (int) n;
+                }
+                stream_output_consume(&s->out, (size_t) n);
+        }
+        return 0;
+}
+
+/* Read and drop what the peer sends. Before the TLS handshake finished,
+ * below TLS: there are no records to speak of yet. */
+static bool stream_drain(Stream *s) {
+        uint8_t buf[16384];
+
+        while (s->drained < STREAM_DRAIN_MAX) {
+                ssize_t n;
+
+                if (s->established)
+                        n = stream_read(s, buf, sizeof(buf));
+                else {
+                        n = read(transport_fd(s->transport), buf, sizeof(buf));
+                        if (n < 0)
+                                n = errno == EAGAIN || errno == EINTR ? -EAGAIN : -errno;
+                        s->wants_write = false;
+                }
+                if (n == -EAGAIN)
+                        return true;
+                if (n <= 0)
+                        return false;   /* EOF, or the peer is gone */
+                s->drained += (size_t) n;
+        }
+        return false;
+}
+
+/* Move the close along as far as it goes without blocking. */
+static void stream_advance(Stream *s) {
+        int r;
+
+        if (s->state == STREAM_FLUSHING) {
+                if (stream_write(s) < 0) {
+                        stream_die(s);
+                        return;
+                }
+                if (stream_pending(s) > 0) {
+                        stream_update_io(s);
+                        return;
+                }
+                s->state = STREAM_SHUTTING;
+        }
+        if (s->state == STREAM_SHUTTING) {
+                r = transport_shutdown(s->transport);
+                if (r == -EAGAIN) {
+                        s->wants_write = transport_wants_write(s->transport);
+                        stream_update_io(s);
+                        return;
+                }
+                if (r < 0) {
+                        stream_die(s);
+                        return;
+                }
+                s->state = STREAM_DRAINING;
+                s->wants_write = false;
+                (void) sd_event_source_set_time_relative(s->timer, STREAM_DRAIN_USEC);
+                (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+        }
+        if (s->state == STREAM_DRAINING) {
+                if (!stream_drain(s)) {
+                        stream_die(s);
+                        return;
+                }
+                stream_update_io(s);
+        }
+}
+
+int stream_append(Stream *s, const void *data, size_t len) {
+        int r;
+
+        if (s->state != STREAM_OPEN)
+                return -ESHUTDOWN;
+        r = stream_output_append(&s->out, data, len);
+        if (r < 0)
+                return r;
+        stream_update_io(s);
+        return 0;
+}
+
+int stream_flush(Stream *s) {
+        int r;
+
+        switch (s->state) {
+        case STREAM_OPEN:
+                r = stream_write(s);
+                stream_update_io(s);
+                return r;
+        case STREAM_DEAD:
+                return 0;
+        default:
+                stream_advance(s);
+                return 0;
+        }
+}
+
+void stream_close(Stream *s, uint64_t linger_usec) {
+        if (s->state != STREAM_OPEN)
+                return;
+        s->state = STREAM_FLUSHING;
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
+        (void) sd_event_source_set_time_relative(s->timer, linger_usec);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+        stream_advance(s);
+}
+
+void stream_set_deadline(Stream *s, uint64_t usec_from_now) {
+        if (s->state != STREAM_OPEN)
+                return;
+        (void) sd_event_source_set_time_relative(s->timer, usec_from_now);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+int stream_get_deadline(const Stream *s, uint64_t *ret_usec) {
+        return sd_event_source_get_time(s->timer, ret_usec);
+}
+
+void stream_resume_later(Stream *s) {
+        if (s->state == STREAM_OPEN)
+                (void) sd_event_source_set_enabled(s->resume, SD_EVENT_ONESHOT);
+}
+
+static int stream_on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
+        Stream *s = userdata;
+
+        if (s->state == STREAM_OPEN)
+                s->callbacks->io(s, revents, s->userdata);
+        else
+                stream_advance(s);
+        return 0;
+}
+
+static int stream_on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        Stream *s = userdata;
+
+        if (s->state == STREAM_OPEN) {
+                if (s->callbacks->timeout)
+                        s->callbacks->timeout(s, s->userdata);
+        } else
+                stream_die(s);          /* closing took too long */
+        return 0;
+}
+
+static int stream_on_resume(sd_event_source *es, uint64_t usec, void *userdata) {
+        Stream *s = userdata;
+
+        if (s->state == STREAM_OPEN && s->callbacks->resume)
+                s->callbacks->resume(s, s->userdata);
+        return 0;
+}
+
+int stream_new(sd_event *e, Transport *t, size_t output_max, size_t output_keep,
+               const StreamCallbacks *callbacks, void *userdata, Stream **ret) {
+        Stream *s;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->callbacks = callbacks;
+        s->userdata = userdata;
+        s->established = !transport_is_tls(t);
+        stream_output_init(&s->out, output_max, output_keep);
+
+        r = sd_event_add_io(e, &s->io, transport_fd(t), 0, stream_on_io, s);
+        if (r < 0)
+                goto fail;
+        r = sd_event_add_time_relative(e, &s->timer, CLOCK_MONOTONIC, 0, 0,
+                                       stream_on_timer, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+        /* "Come back after the others": a timer that is always due, not a
+         * defer source. While any source is pending, sd-event dispatches
+         * without polling epoll again, so a connection that re-armed a
+         * defer source at every turn (a peer that always has more to
+         * read) would keep every other socket from ever being seen ready;
+         * a due timer is only noticed by the next epoll round, together
+         * with everyone else's sockets. */
+        r = sd_event_add_time(e, &s->resume, CLOCK_MONOTONIC, 0, 1, stream_on_resume, s);
+        if (r < 0)
+                goto fail;
+        (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
+
+        s->transport = t;
+        *ret = s;
+        return 0;
+
+fail:
+        stream_free(s);
+        return r;
+}
+
+Stream *stream_free(Stream *s) {
+        if (!s)
+                return NULL;
+        sd_event_source_disable_unref(s->io);
+        sd_event_source_disable_unref(s->timer);
+        sd_event_source_disable_unref(s->resume);
+        transport_free(s->transport);
+        stream_output_done(&s->out);
+        free(s);
+        return NULL;
+}

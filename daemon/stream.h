@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * One connection as the event loop sees it, for chat sessions and control
+ * connections alike: a transport (TLS or a plain fd, transport.h), one
+ * bounded output buffer, the io source, a deadline timer, a "come back
+ * later" source, and an orderly close.
+ *
+ * The owner decides what to read and what the bytes mean; the stream
+ * writes what was queued, keeps the io events in step with what the owner
+ * wants, and closes gracefully: what is queued (the last error) is
+ * written, then TLS close_notify and shutdown(SHUT_WR), then whatever the
+ * peer still sends is read and dropped for a short while, so that close()
+ * never finds unread bytes and answers them with a RST (which would make
+ * the peer's kernel throw our error away before it is read).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <systemd/sd-event.h>
+
+#include "transport.h"
+
+/* The output buffer, like OpenSSH's sshbuf: bytes are appended at the
+ * tail and consumed from the head; the written head is reclaimed only
+ * when room is needed (no memmove per write), what may wait is bounded,
+ * and a buffer grown by a burst is given back once it drains. */
+typedef struct StreamOutput {
+        uint8_t *data;
+        size_t head;            /* bytes of data already written */
+        size_t len;             /* bytes of data in use, written or not */
+        size_t cap;             /* allocated, a power of two */
+        size_t max;             /* most bytes that may wait */
+        size_t keep;            /* what an empty buffer keeps allocated */
+} StreamOutput;
+
+void stream_output_init(StreamOutput *o, size_t max, size_t keep);
+void stream_output_done(StreamOutput *o);
+/* 0, -ENOBUFS when more than max bytes would wait (nothing is added), or
+ * -ENOMEM. */
+int stream_output_append(StreamOutput *o, const void *data, size_t len);
+size_t stream_output_pending(const StreamOutput *o);
+const uint8_t *stream_output_head(const StreamOutput *o);
+/* n bytes from the head were written (n <= pending). */
+void stream_output_consume(StreamOutput *o, size_t n);
+/* Keep only the first n bytes of what waits (n <= pending). */
+void stream_output_truncate(StreamOutput *o, size_t n);
+/* Drop everything, and the memory. */
+void stream_output_clear(StreamOutput *o);
+
+typedef struct Stream Stream;
+
+typedef struct StreamCallbacks {
+        /* The fd is ready (EPOLL* bits), while the stream is open. */
+        void (*io)(Stream *s, uint32_t revents, void *userdata);
+        /* stream_set_deadline() passed, while the stream is open. */
+        void (*timeout)(Stream *s, void *userdata);
+        /* stream_resume_later() came due, while the stream is open. */
+        void (*resume)(Stream *s, void *userdata);
+        /* The stream closed by itself (the close finished, or the peer
+         * went away while it ran): free it soon. Not called for
+         * stream_abort(). */
+        void (*dead)(Stream *s, void *userdata);
+} StreamCallbacks;
+
+/* Takes t on success. output_max bounds what may wait, output_keep is
+ * what stays allocated once the output drained. Reading starts off. */
+int stream_new(sd_event *e, Transport *t, size_t output_max, size_t output_keep,
+               const StreamCallbacks *callbacks, void *userdata, Stream **ret);
+Stream *stream_free(Stream *s);
+
+Transport *stream_transport(const Stream *s);
+bool stream_is_open(const Stream *s);
+bool stream_is_dead(const Stream *s);
+
+/* transport_handshake() and transport_read(), noting which way the
+ * transport waits on -EAGAIN. */
+int stream_handshake(Stream *s, const char **ret_error);
+ssize_t stream_read(Stream *s, void *buf, size_t len);
+/* The last -EAGAIN of a read or handshake waits for writability. */
+bool stream_wants_write(const Stream *s);
+
+/* Whether the owner wants to read (the io events follow). */
+void stream_set_reading(Stream *s, bool reading);
+
+/* Queue bytes: 0, -ENOBUFS over output_max, -ENOMEM, or -ESHUTDOWN once
+ * closing. The io events follow. */
+int stream_append(Stream *s, const void *data, size_t len);
+StreamOutput *stream_output(Stream *s);
+size_t stream_pending(const Stream *s);
+size_t stream_allocated(const Stream *s);   /* what the output holds allocated */
+
+/* Write what waits, without blocking. 0, or the -errno of a failed write
+ * (the output is dropped then; the owner closes). While closing, moves
+ * the close along instead. */
+int stream_flush(Stream *s);
+
+/* Call callbacks->timeout in usec (replacing an earlier deadline). */
+void stream_set_deadline(Stream *s, uint64_t usec_from_now);
+int stream_get_deadline(const Stream *s, uint64_t *ret_usec);
+
+/* Call callbacks->resume after the other ready sources had their turn:
+ * for a peer that still has input buffered where epoll cannot see it
+ * (GnuTLS), or more to write than one turn allows. */
+void stream_resume_later(Stream *s);
+
+/* Close gracefully: write what waits within linger_usec, then end our
+ * direction and drain the peer's (STREAM_DRAIN_*), then callbacks->dead.
+ * Nothing more can be queued. Safe to call more than once. */
+void stream_close(Stream *s, uint64_t linger_usec);
+/* Stop at once: no more callbacks, nothing more written. */
+void stream_abort(Stream *s);

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: MIT */
+/* The connection engine: its output buffer (bounds, consuming from the
+ * head, compacting only for room, giving memory back after a burst,
+ * truncating) and the graceful close on a socketpair with a plain
+ * transport (the last bytes arrive, then EOF, and the stream waits for
+ * the peer's EOF, or for its deadline, before it is dead). */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "macro.h"
+#include "stream.h"
+#include "test-main.h"
+
+static void fill(uint8_t *p, size_t n, uint8_t first) {
+        for (size_t i = 0; i < n; i++)
+                p[i] = (uint8_t) (first + i);
+}
+
+START_TEST(test_output_bounds) {
+        StreamOutput o;
+        uint8_t data[300];
+
+        fill(data, sizeof(data), 0);
+        stream_output_init(&o, 100, 64);
+        ck_assert_int_eq(stream_output_append(&o, data, 101), -ENOBUFS);
+        ck_assert_uint_eq(stream_output_pending(&o), 0);
+        ck_assert_int_eq(stream_output_append(&o, data, 60), 0);
+        ck_assert_int_eq(stream_output_append(&o, data, 40), 0);
+        ck_assert_uint_eq(stream_output_pending(&o), 100);
+        /* Full: nothing more, and a refused append adds nothing. */
+        ck_assert_int_eq(stream_output_append(&o, data, 1), -ENOBUFS);
+        ck_assert_uint_eq(stream_output_pending(&o), 100);
+        /* What was written makes room again. */
+        stream_output_consume(&o, 30);
+        ck_assert_int_eq(stream_output_append(&o, data, 30), 0);
+        ck_assert_int_eq(stream_output_append(&o, data, 1), -ENOBUFS);
+        ck_assert_uint_eq(stream_output_pending(&o), 100);
+        /* A length that would overflow is refused, not wrapped. */
+        ck_assert_int_eq(stream_output_append(&o, data, SIZE_MAX), -ENOBUFS);
+        stream_output_done(&o);
+}
+END_TEST
+
+START_TEST(test_output_consume_compact) {
+        StreamOutput o;
+        uint8_t data[256], expect[256];
+        size_t cap;
+
+        fill(data, sizeof(data), 0);
+        stream_output_init(&o, 4096, 4096);
+        ck_assert_int_eq(stream_output_append(&o, data, 200), 0);
+        cap = o.cap;
+        ck_assert_uint_ge(cap, 200);
+
+        /* Consuming moves the head only: no copy per write. */
+        stream_output_consume(&o, 150);
+        ck_assert_uint_eq(o.head, 150);
+        ck_assert_uint_eq(stream_output_pending(&o), 50);
+        ck_assert(memcmp(stream_output_head(&o), data + 150, 50) == 0);
+
+        /* Room at the tail: appended there, the head stays. */
+        ck_assert_int_eq(stream_output_append(&o, data, cap - 200), 0);
+        ck_assert_uint_eq(o.head, 150);
+        ck_assert_uint_eq(o.cap, cap);
+
+        /* No room at the tail, but room once the head is reclaimed: the
+         * buffer compacts instead of growing, and keeps the order. */
+        ck_assert_int_eq(stream_output_append(&o, data, 100), 0);
+        ck_assert_uint_eq(o.cap, cap);
+        ck_assert_uint_eq(o.head, 0);
+        ck_assert_uint_eq(stream_output_pending(&o), 50 + (cap - 200) + 100);
+        memcpy(expect, data + 150, 50);
+        ck_assert(memcmp(stream_output_head(&o), expect, 50) == 0);
+        ck_assert(memcmp(stream_output_head(&o) + 50 + (cap - 200), data, 100) == 0);
+
+        /* Everything written: empty, and within keep, still allocated. */
+        stream_output_consume(&o, stream_output_pending(&o));
+        ck_assert_uint_eq(stream_output_pending(&o), 0);
+        ck_assert_uint_eq(o.head, 0);
+        ck_assert_uint_eq(o.cap, cap);
+        stream_output_done(&o);
+}
+END_TEST
+
+START_TEST(test_output_shrink) {
+        static uint8_t big[64 * 1024];
+        StreamOutput o;
+
+        stream_output_init(&o, 1024 * 1024, 4096);
+        for (int i = 0; i < 4; i++)
+                ck_assert_int_eq(stream_output_append(&o, big, sizeof(big)), 0);
+        ck_assert_uint_ge(o.cap, 4 * sizeof(big));
+        /* Drained in pieces: the memory stays until it is all written... */
+        stream_output_consume(&o, 3 * sizeof(big));
+        ck_assert_uint_ge(o.cap, 4 * sizeof(big));
+        /* ...then a burst's buffer is given back. */
+        stream_output_consume(&o, sizeof(big));
+        ck_assert_uint_eq(o.cap, 0);
+        ck_assert_ptr_null(o.data);
+        /* And it grows again as needed. */
+        ck_assert_int_eq(stream_output_append(&o, big, 10), 0);
+        ck_assert_uint_eq(stream_output_pending(&o), 10);
+        stream_output_done(&o);
+}
+END_TEST
+
+START_TEST(test_output_truncate) {
+        StreamOutput o;
+
+        stream_output_init(&o, 1024, 1024);
+        ck_assert_int_eq(stream_output_append(&o, "one\0two\0three", 14), 0);
+        stream_output_consume(&o, 1);
+        /* Keep the message being written, drop the rest. */
+        stream_output_truncate(&o, 3);
+        ck_assert_uint_eq(stream_output_pending(&o), 3);
+        ck_assert(memcmp(stream_output_head(&o), "ne\0", 3) == 0);
+        ck_assert_int_eq(stream_output_append(&o, "X", 1), 0);
+        ck_assert(memcmp(stream_output_head(&o), "ne\0X", 4) == 0);
+        stream_output_truncate(&o, 0);
+        ck_assert_uint_eq(stream_output_pending(&o), 0);
+        stream_output_clear(&o);
+        ck_assert_ptr_null(o.data);
+}
+END_TEST
+
+typedef struct Peer {
+        unsigned dead;
+        unsigned io;
+} Peer;
+
+static void on_io(Stream *s, uint32_t revents, void *userdata) {
+        ((Peer *) userdata)->io++;
+}
+
+static void on_dead(Stream *s, void *userdata) {
+        ((Peer *) userdata)->dead++;
+}
+
+static const StreamCallbacks callbacks = {
+        .io = on_io,
+        .dead = on_dead,
+};
+
+/* A stream on one end of a socketpair, the other end returned. */
+static Stream *stream_on_pair(sd_event *e, Peer *peer, int *ret_other) {
+        Transport *t = NULL;
+        Stream *s = NULL;
+        int fds[2];
+
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+        ck_assert_int_eq(transport_new_server(fds[0], NULL, &t), 0);
+        ck_assert_int_eq(stream_new(e, t, 1024 * 1024, 4096, &callbacks, peer, &s), 0);
+        *ret_other = fds[1];
+        return s;
+}
+
+/* Run the loop until the stream is dead or max_usec passed. */
+static void run_until_dead(sd_event *e, Peer *peer, uint64_t max_usec) {
+        uint64_t start, now;
+
+        ck_assert_int_ge(sd_event_now(e, CLOCK_MONOTONIC, &start), 0);
+        do {
+                ck_assert_int_ge(sd_event_run(e, 100000), 0);
+                ck_assert_int_ge(sd_event_now(e, CLOCK_MONOTONIC, &now), 0);
+        } while (peer->dead == 0 && now - start < max_usec);
+}
+
+/* Read from fd until EOF; returns how much arrived. */
+static size_t read_to_eof(int fd, char *buf, size_t size) {
+        size_t got = 0;
+
+        for (int i = 0; i < 1000; i++) {
+                ssize_t n = read(fd, buf + got, size - got);
+
+                if (n == 0)
+                        return got;
+                if (n < 0) {
+                        ck_assert_int_eq(errno, EAGAIN);
+                        usleep(1000);
+                        continue;
+                }
+                got += (size_t) n;
+        }
+        ck_abort_msg("no EOF");
+        return got;
+}
+
+START_TEST(test_close_graceful) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        char junk[8192] = { 0 }, buf[256];
+        Peer peer = {};
+        Stream *s;
+        int other;
+
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        s = stream_on_pair(e, &peer, &other);
+
+        /* The peer sent what we will never read (a frame too large). */
+        ck_assert_int_eq(write(other, junk, sizeof(junk)), (ssize_t) sizeof(junk));
+        ck_assert_int_eq(stream_append(s, "error", 5), 0);
+        stream_close(s, 1000000);
+        ck_assert(!stream_is_open(s));
+        ck_assert_int_eq(stream_append(s, "more", 4), -ESHUTDOWN);
+
+        /* The last word arrives, then our EOF, while the stream still
+         * waits for the peer's. */
+        ck_assert_uint_eq(read_to_eof(other, buf, sizeof(buf)), 5);
+        ck_assert(memcmp(buf, "error", 5) == 0);
+        for (int i = 0; i < 3; i++)
+                ck_assert_int_ge(sd_event_run(e, 0), 0);
+        ck_assert(!stream_is_dead(s));
+        ck_assert_uint_eq(peer.dead, 0);
+
+        /* The peer hangs up: the stream is dead, once. */
+        close(other);
+        run_until_dead(e, &peer, 2000000);
+        ck_assert_uint_eq(peer.dead, 1);
+        ck_assert(stream_is_dead(s));
+        ck_assert_uint_eq(peer.io, 0);
+        stream_free(s);
+}
+END_TEST
+
+START_TEST(test_close_drain_deadline) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        char buf[64];
+        Peer peer = {};
+        uint64_t start, end;
+        Stream *s;
+        int other;
+
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        s = stream_on_pair(e, &peer, &other);
+        stream_close(s, 1000000);
+        ck_assert_uint_eq(read_to_eof(other, buf, sizeof(buf)), 0);
+
+        /* A peer that neither sends nor hangs up is not waited for long. */
+        ck_assert_int_ge(sd_event_now(e, CLOCK_MONOTONIC, &start), 0);
+        run_until_dead(e, &peer, 3500000);
+        ck_assert_int_ge(sd_event_now(e, CLOCK_MONOTONIC, &end), 0);
+        ck_assert_uint_eq(peer.dead, 1);
+        ck_assert_uint_ge(end - start, 1000000);
+        stream_free(s);
+        close(other);
+}
+END_TEST
+
+START_TEST(test_abort) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Peer peer = {};
+        Stream *s;
+        int other;
+
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        s = stream_on_pair(e, &peer, &other);
+        ck_assert_int_eq(stream_append(s, "lost", 4), 0);
+        stream_abort(s);
+        ck_assert(stream_is_dead(s));
+        ck_assert_uint_eq(stream_pending(s), 0);
+        ck_assert_int_eq(sd_event_run(e, 0), 0);
+        /* Aborting is the owner's own doing: no callback. */
+        ck_assert_uint_eq(peer.dead, 0);
+        stream_free(s);
+        close(other);
+}
+END_TEST
+
+static Suite *stream_suite(void) {
+        Suite *s = suite_create("stream");
+        TCase *tc = tcase_create("output");
+        TCase *tc_close = tcase_create("close");
+
+        tcase_add_test(tc, test_output_bounds);
+        tcase_add_test(tc, test_output_consume_compact);
+        tcase_add_test(tc, test_output_shrink);
+        tcase_add_test(tc, test_output_truncate);
+        suite_add_tcase(s, tc);
+        tcase_set_timeout(tc_close, 10);
+        tcase_add_test(tc_close, test_close_graceful);
+        tcase_add_test(tc_close, test_close_drain_deadline);
+        tcase_add_test(tc_close, test_abort);
+        suite_add_tcase(s, tc_close);
+        return s;
+}
+
+int main(void) {
+        return run_suite(stream_suite());
+}
