@@ -1245,8 +1245,7 @@ static void monitor_cut_off(Connection *c) {
         connection_update_io(c);
 }
 
-static void control_on_event(void *userdata, EventKind kind, const LogFields *fields, const char *message) {
-        Control *ctl = userdata;
+static void control_on_event(Control *ctl, EventKind kind, const LogFields *fields, const char *message) {
         _cleanup_(json_object_unrefp) json_object *msg = NULL;
         json_object *p, *event;
         const char *s;
@@ -1427,7 +1426,8 @@ int control_start(Manager *m) {
                 return log_error_errno(-ENOMEM, "Out of memory");
         ctl->manager = m;
         ctl->fd = TAKE_FD(m->control_fd);
-        m->control = ctl;
+        /* Events before the socket is up find no connection: harmless. */
+        manager_set_event_hook(m, control_on_event, ctl);
 
         control_resolve_admin_group(ctl);
 
@@ -1451,14 +1451,15 @@ int control_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the control socket: %m");
 
-        manager_set_event_hook(m, control_on_event, ctl);
         log_info("Accepting control connections on %s", ctl->bound_path ? ctl->bound_path : "the socket systemd passed");
         return 0;
 }
 
 void control_stop(Manager *m) {
-        if (!m->control)
+        Control *ctl = m->control;
+
+        if (!ctl)
                 return;
         manager_set_event_hook(m, NULL, NULL);
-        m->control = control_free(m->control);
+        control_free(ctl);
 }

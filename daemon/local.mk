@@ -16,7 +16,9 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/sockets.c daemon/sockets.h \
 	daemon/store.c daemon/store.h \
 	daemon/state.c daemon/state.h \
+	daemon/forward.h \
 	daemon/session.c daemon/session.h \
+	daemon/session-index.c daemon/session-index.h \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \
 	daemon/control.c daemon/control.h \

@@ -11,8 +11,6 @@
 #include "codec.h"
 #include "log.h"
 #include "macro.h"
-#include "manager.h"
-#include "relay.h"
 #include "session.h"
 #include "util.h"
 
@@ -44,23 +42,35 @@ size_t session_memory(const Session *s) {
         return s->out.cap + s->in.cap + (s->decoder.payload ? s->decoder.payload_len + 1 : 0);
 }
 
-/* Bring manager->memory up to date after this session's buffers changed. */
-static void session_account(Session *s) {
-        size_t now = session_memory(s);
+/* Tell the owner, who keeps the total, after this session's buffers
+ * changed. Returns true while the total is over max-memory. */
+static bool session_account(Session *s) {
+        size_t old = s->memory;
 
-        s->manager->memory = s->manager->memory - s->memory + now;
-        s->memory = now;
+        s->memory = session_memory(s);
+        return s->callbacks->on_memory(s, old, s->memory, s->userdata);
 }
 
 /* Everything waiting for the peer is dropped (it does not read it). */
 static void session_drop_output(Session *s) {
         buf_done(&s->out);
         s->out_head = 0;
-        session_account(s);
+        (void) session_account(s);
 }
 
 bool session_is_active(const Session *s) {
         return s->state == SESSION_ACTIVE;
+}
+
+bool session_is_dead(const Session *s) {
+        return s->state == SESSION_DEAD;
+}
+
+uint64_t session_now(const Session *s) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        return now;
 }
 
 static bool session_may_read_later(const Session *s) {
@@ -72,13 +82,15 @@ static bool session_may_read(const Session *s) {
 }
 
 static void session_set_deadline(Session *s, uint64_t usec_from_now) {
-        (void) sd_event_source_set_time(s->timer, manager_now(s->manager) + usec_from_now);
+        (void) sd_event_source_set_time(s->timer, session_now(s) + usec_from_now);
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
 }
 
 void session_touch(Session *s) {
-        if (s->state == SESSION_ACTIVE)
-                session_set_deadline(s, s->limits.idle_timeout_usec);
+        if (s->state != SESSION_ACTIVE)
+                return;
+        s->last_activity_usec = session_now(s);
+        session_set_deadline(s, s->limits.idle_timeout_usec);
 }
 
 static void fields_of(const Session *s, LogFields *f) {
@@ -89,7 +101,7 @@ static void fields_of(const Session *s, LogFields *f) {
         };
 }
 
-/* Whatever the state, stop talking to the peer and let the manager free
+/* Whatever the state, stop talking to the peer and let the owner free
  * the session after this loop iteration. */
 static void session_disconnect(Session *s) {
         if (s->state == SESSION_DEAD)
@@ -99,7 +111,7 @@ static void session_disconnect(Session *s) {
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(s->throttle, SD_EVENT_OFF);
-        manager_bury_session(s->manager, s);
+        s->callbacks->on_dead(s, s->userdata);
 }
 
 void session_close(Session *s, const char *code, const char *message, const char *reason) {
@@ -128,7 +140,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
 
                 if (frame_to_wire(error, s->limits.max_frame, &wire, &len) >= 0)
                         buf_put(&s->out, wire, len);
-                session_account(s);
+                (void) session_account(s);
         }
         json_object_put(error);
 
@@ -136,7 +148,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
         f.reason = reason;
         if (was_active) {
                 f.has_duration = true;
-                f.duration_usec = manager_now(s->manager) - s->connected_monotonic_usec;
+                f.duration_usec = session_now(s) - s->connected_monotonic_usec;
                 log_event(EVENT_SESSION_END, &f, "Session of %s from %s ended: %s", s->user,
                           s->peer, reason);
         } else
@@ -144,7 +156,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
                           reason);
 
         s->state = SESSION_CLOSING;
-        relay_session_closed(s, was_active);
+        s->callbacks->on_closing(s, was_active, s->userdata);
 
         if (session_output_pending(s) == 0 || s->out.error) {
                 session_disconnect(s);
@@ -158,14 +170,14 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
  * read what it is sent: cut it. While all sessions together hold more
  * than max-memory, so is one whose output is over the water mark (a
  * reader keeps it below). Returns 0, or -ENOBUFS when it was cut. */
-static int session_check_memory(Session *s) {
-        Manager *m = s->manager;
+static int session_check_memory(Session *s, bool over_total) {
+        char message[256];
         Limit limit;
         LogFields f;
 
         if (s->memory > s->limits.memory_max)
                 limit = LIMIT_MAX_SESSION_MEMORY;
-        else if (m->memory > m->config->max_memory && session_output_pending(s) > SESSION_PUMP_WATER)
+        else if (over_total && session_output_pending(s) > SESSION_PUMP_WATER)
                 limit = LIMIT_MAX_MEMORY;
         else
                 return 0;
@@ -173,9 +185,9 @@ static int session_check_memory(Session *s) {
         fields_of(s, &f);
         f.has_size = true;
         f.size = s->memory;
-        manager_limit_hit(m, limit, &f,
-                          "Disconnecting %s: client does not read, %zu bytes held for it (%s)",
-                          s->peer, s->memory, limit_name(limit));
+        snprintf(message, sizeof(message), "Disconnecting %s: client does not read, %zu bytes held for it (%s)",
+                 s->peer, s->memory, limit_name(limit));
+        s->callbacks->on_limit(s, limit, &f, message, s->userdata);
         /* Part of a frame may be out already: no error frame can follow. */
         session_drop_output(s);
         session_close(s, NULL, NULL,
@@ -207,8 +219,7 @@ int session_send(Session *s, json_object *o) {
                 session_close(s, NULL, NULL, "out of memory");
                 return -ENOMEM;
         }
-        session_account(s);
-        r = session_check_memory(s);
+        r = session_check_memory(s, session_account(s));
         if (r < 0)
                 return r;
         session_update_io(s);
@@ -269,7 +280,7 @@ void session_flush(Session *s) {
                  * memory back rather than keep it for every idle session. */
                 if (s->out.cap > SESSION_OUTPUT_KEEP) {
                         buf_done(&s->out);
-                        session_account(s);
+                        (void) session_account(s);
                 }
                 if (s->state == SESSION_CLOSING) {
                         session_disconnect(s);
@@ -304,14 +315,15 @@ static size_t session_feed(Session *s, const uint8_t *data, size_t len) {
                 r = frame_decoder_feed(&s->decoder, data, len, &consumed, &frame, &flen);
                 data += consumed;
                 len -= consumed;
-                session_account(s);     /* a frame may have begun or ended */
+                (void) session_account(s);      /* a frame may have begun or ended */
                 if (r == -EMSGSIZE) {
+                        char message[160];
                         LogFields f;
 
                         fields_of(s, &f);
-                        manager_limit_hit(s->manager, LIMIT_MAX_FRAME, &f,
-                                          "Frame from %s announced more than max-frame (%llu bytes)",
-                                          s->peer, (unsigned long long) s->limits.max_frame);
+                        snprintf(message, sizeof(message), "Frame from %s announced more than max-frame (%llu bytes)",
+                                 s->peer, (unsigned long long) s->limits.max_frame);
+                        s->callbacks->on_limit(s, LIMIT_MAX_FRAME, &f, message, s->userdata);
                         session_close(s, ERR_BAD_FRAME, "frame larger than max_frame",
                                       "bad_frame: frame larger than max-frame");
                         break;
@@ -331,7 +343,7 @@ static size_t session_feed(Session *s, const uint8_t *data, size_t len) {
                 }
                 if (r == 0)
                         break;
-                relay_frame(s, frame, flen);
+                s->callbacks->on_frame(s, frame, flen, s->userdata);
         }
         return total - len;
 }
@@ -344,7 +356,7 @@ static bool session_feed_saved(Session *s) {
                 return false;
         buf_done(&s->in);
         s->in_head = 0;
-        session_account(s);
+        (void) session_account(s);
         return true;
 }
 
@@ -388,7 +400,7 @@ static void session_read(Session *s) {
                                 session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
                                 return;
                         }
-                        session_account(s);
+                        (void) session_account(s);
                         return;
                 }
         }
@@ -414,7 +426,7 @@ static void session_tls_step(Session *s) {
                 session_close(s, NULL, NULL, reason);
                 return;
         }
-        relay_transport_ready(s);
+        s->callbacks->on_ready(s, s->userdata);
 }
 
 static int session_on_throttle(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -430,13 +442,13 @@ static int session_on_throttle(sd_event_source *es, uint64_t usec, void *userdat
 }
 
 void session_throttle(Session *s, uint64_t usec) {
-        uint64_t until = manager_now(s->manager) + usec;
+        uint64_t until = session_now(s) + usec;
         int r;
 
         if (!session_may_read_later(s))
                 return;
         if (!s->throttle) {
-                r = sd_event_add_time(s->manager->event, &s->throttle, CLOCK_MONOTONIC, until, 0,
+                r = sd_event_add_time(s->event, &s->throttle, CLOCK_MONOTONIC, until, 0,
                                       session_on_throttle, s);
                 if (r < 0)
                         return;         /* not throttled: the limit still refuses */
@@ -451,12 +463,12 @@ void session_throttle(Session *s, uint64_t usec) {
 static void session_after_input(Session *s) {
         for (unsigned i = 0; i < SESSION_PUMPS_PER_WAKEUP; i++) {
                 if (s->state == SESSION_ACTIVE)
-                        relay_pump(s);
+                        s->callbacks->on_pump(s, s->userdata);
                 session_flush(s);
                 /* The write may have made room for more of the backlog or
                  * the online list. */
                 if (s->state != SESSION_ACTIVE || session_output_pending(s) >= SESSION_PUMP_WATER ||
-                    !relay_has_more(s))
+                    !s->callbacks->has_more(s, s->userdata))
                         return;
         }
         /* All of it was written at once, and more waits: no EPOLLOUT will
@@ -522,50 +534,41 @@ static void hex(const uint8_t *p, size_t n, char *out) {
 }
 
 void session_authenticated(Session *s) {
-        Manager *m = s->manager;
-
         if (s->address_entry && s->preauth && s->address_entry->preauth > 0)
                 s->address_entry->preauth--;
         s->preauth = false;
         if (!s->user_entry) {
                 /* Out of memory: no message rate for this session. */
-                s->user_entry = anvil_get_user(m->anvil, s->user, manager_now(m));
+                s->user_entry = anvil_get_user(s->anvil, s->user, session_now(s));
                 if (s->user_entry)
-                        anvil_ref(m->anvil, s->user_entry);
+                        anvil_ref(s->anvil, s->user_entry);
         }
 }
 
-int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
+int session_new(const SessionSetup *setup, int fd, AnvilEntry *address, Session **ret) {
         _cleanup_(closep) int owned_fd = fd;
         Session *s;
-        const Config *c = m->config;
         uint8_t id[16];
         int one = 1, r;
 
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->manager = m;
-        s->state = m->tls_credentials ? SESSION_TLS : SESSION_AUTH;
+        s->event = setup->event;
+        s->anvil = setup->anvil;
+        s->callbacks = setup->callbacks;
+        s->userdata = setup->userdata;
+        s->state = setup->tls ? SESSION_TLS : SESSION_AUTH;
         if (address) {
                 s->address_entry = address;
-                anvil_ref(m->anvil, address);
+                anvil_ref(s->anvil, address);
                 address->preauth++;
                 s->preauth = true;
         }
-        s->limits = (SessionLimits) {
-                .max_frame = c->max_frame,
-                .max_text = c->max_text,
-                .queue_ttl_usec = c->queue_ttl_usec,
-                .queue_limit = c->queue_limit,
-                .queue_limit_per_sender = config_queue_limit_per_sender(c),
-                .handshake_timeout_usec = c->handshake_timeout_usec,
-                .idle_timeout_usec = c->idle_timeout_usec,
-                .memory_max = MAX(c->max_session_memory, SESSION_MEMORY_MIN(c->max_frame)),
-        };
-        frame_decoder_init(&s->decoder, c->max_frame);
-        (void) sd_event_now(m->event, CLOCK_REALTIME, &s->connected_realtime_usec);
-        s->connected_monotonic_usec = manager_now(s->manager);
+        s->limits = setup->limits;
+        frame_decoder_init(&s->decoder, s->limits.max_frame);
+        (void) sd_event_now(s->event, CLOCK_REALTIME, &s->connected_realtime_usec);
+        s->connected_monotonic_usec = s->last_activity_usec = session_now(s);
         socket_peer_address(fd, s->peer);
         /* Small interactive frames: no Nagle delay. */
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -576,15 +579,15 @@ int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
         hex(id, sizeof(id), s->id);
 
         /* On failure the transport leaves the fd with us. */
-        r = transport_new_server(owned_fd, m->tls_credentials, &s->transport);
+        r = transport_new_server(owned_fd, setup->tls, &s->transport);
         if (r < 0)
                 goto fail;
         owned_fd = -EBADF;
-        r = sd_event_add_io(m->event, &s->io, transport_fd(s->transport), EPOLLIN, session_on_io, s);
+        r = sd_event_add_io(s->event, &s->io, transport_fd(s->transport), EPOLLIN, session_on_io, s);
         if (r < 0)
                 goto fail;
-        r = sd_event_add_time(m->event, &s->timer, CLOCK_MONOTONIC,
-                              s->connected_monotonic_usec + c->handshake_timeout_usec, 0,
+        r = sd_event_add_time(s->event, &s->timer, CLOCK_MONOTONIC,
+                              s->connected_monotonic_usec + s->limits.handshake_timeout_usec, 0,
                               session_on_timer, s);
         if (r < 0)
                 goto fail;
@@ -595,27 +598,28 @@ int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
          * has more to read) would keep every other socket from ever being
          * seen ready; a due timer is only noticed by the next epoll round,
          * together with everyone else's sockets. */
-        r = sd_event_add_time(m->event, &s->resume, CLOCK_MONOTONIC, 0, 1, session_on_resume, s);
+        r = sd_event_add_time(s->event, &s->resume, CLOCK_MONOTONIC, 0, 1, session_on_resume, s);
         if (r < 0)
                 goto fail;
         (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
 
-        manager_link_session(m, s);
-        log_event(EVENT_CONNECTION, &(LogFields) { .peer = s->peer, .session = s->id },
-                  "Connection from %s", s->peer);
-
-        /* Plain TCP has no handshake of its own: hello goes out now. */
-        if (s->state == SESSION_AUTH)
-                relay_transport_ready(s);
-        else
-                session_tls_step(s);
-        if (ret)
-                *ret = s;
+        *ret = s;
         return 0;
 
 fail:
         session_free(s);
         return r;
+}
+
+void session_start(Session *s) {
+        log_event(EVENT_CONNECTION, &(LogFields) { .peer = s->peer, .session = s->id },
+                  "Connection from %s", s->peer);
+
+        /* Plain TCP has no handshake of its own: hello goes out now. */
+        if (s->state == SESSION_AUTH)
+                s->callbacks->on_ready(s, s->userdata);
+        else
+                session_tls_step(s);
 }
 
 Session *session_free(Session *s) {
@@ -629,15 +633,14 @@ Session *session_free(Session *s) {
         frame_decoder_done(&s->decoder);
         buf_done(&s->out);
         buf_done(&s->in);
-        s->manager->memory -= s->memory;
         key_package_free(s->package);
         if (s->address_entry) {
                 if (s->preauth && s->address_entry->preauth > 0)
                         s->address_entry->preauth--;
-                anvil_unref(s->manager->anvil, s->address_entry, manager_now(s->manager));
+                anvil_unref(s->anvil, s->address_entry, session_now(s));
         }
         if (s->user_entry)
-                anvil_unref(s->manager->anvil, s->user_entry, manager_now(s->manager));
+                anvil_unref(s->anvil, s->user_entry, session_now(s));
         free(s);
         return NULL;
 }
