@@ -51,3 +51,10 @@ AM_TESTS_ENVIRONMENT += \
 		$(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) $(JSONC_CFLAGS) $(SYSTEMD_CFLAGS) \
 		$(SQLITE_CFLAGS) $(INIH_CFLAGS) $(LIBEDIT_CFLAGS)'; export SC_HEADER_CFLAGS;
 
+# The relay and its session index, driven without a network (the daemon's
+# other module tests are listed in daemon/local.mk).
+check_PROGRAMS += tests/unit/test-relay
+TESTS += tests/unit/test-relay
+tests_unit_test_relay_SOURCES = tests/unit/test-relay.c
+tests_unit_test_relay_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_relay_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
