@@ -42,9 +42,11 @@ static void user_sessions_free(struct lh_entry *e) {
         free(lh_entry_v(e));
 }
 
+#define BY_USER_MIN_SIZE 64
+
 int session_index_init(SessionIndex *x) {
-        *x = (SessionIndex) {};
-        x->by_user = lh_kchar_table_new(64, user_sessions_free);
+        *x = (SessionIndex) { .by_user_size = BY_USER_MIN_SIZE };
+        x->by_user = lh_kchar_table_new(BY_USER_MIN_SIZE, user_sessions_free);
         return x->by_user ? 0 : -ENOMEM;
 }
 
@@ -70,6 +72,24 @@ void session_index_done(SessionIndex *x) {
 void session_index_add(SessionIndex *x, Session *s) {
         LIST_PREPEND(x->all, s, next, prev);
         x->n_sessions++;
+}
+
+/* json-c marks a deleted slot instead of emptying it, and looking up a name
+ * that is not there (every login, every message to someone offline) probes
+ * on up to an empty slot: after weeks of users coming and going none would
+ * be left, and every miss would scan the whole table. Rebuilt, which drops
+ * the marks, after size/8 deletions (json-c grows it, and drops them too,
+ * once it is 2/3 full), a fifth of it at least stays empty, for a cost
+ * spread over those deletions. */
+static void user_deleted(SessionIndex *x) {
+        int size = MAX(4 * lh_table_length(x->by_user), BY_USER_MIN_SIZE);
+
+        if (++x->by_user_deleted < x->by_user_size / 8)
+                return;
+        if (lh_table_resize(x->by_user, size) < 0)
+                return;         /* out of memory: the next deletion tries again */
+        x->by_user_size = (size_t) size;
+        x->by_user_deleted = 0;
 }
 
 static UserSessions *user_lookup(SessionIndex *x, const char *user) {
@@ -124,8 +144,8 @@ void session_index_deactivate(SessionIndex *x, Session *s) {
         u = user_lookup(x, s->user);
         if (u) {
                 LIST_REMOVE(u->head, s, user_next, user_prev);
-                if (--u->n == 0)
-                        (void) lh_table_delete(x->by_user, s->user);
+                if (--u->n == 0 && lh_table_delete(x->by_user, s->user) >= 0)
+                        user_deleted(x);
         }
 
         if (s->receive) {

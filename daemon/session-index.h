@@ -33,6 +33,8 @@ typedef struct SessionIndex {
         Session *receivers;             /* active receiving sessions, in order of activation */
         Session *receivers_tail;
         struct lh_table *by_user;       /* user name -> UserSessions */
+        size_t by_user_size;            /* as last set here (json-c may have grown it) */
+        size_t by_user_deleted;         /* deletions since then */
         size_t n_sessions;              /* live connections in any state */
         size_t n_dead;                  /* closed, waiting to be freed */
         size_t n_active;                /* authenticated */

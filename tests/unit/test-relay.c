@@ -302,6 +302,33 @@ START_TEST(test_index_walk_survives_closing) {
 }
 END_TEST
 
+START_TEST(test_index_user_churn) {
+        Session *bob = login("bob", true);
+
+        /* Many more users than the table has slots come and go: the table
+         * is rebuilt on the way, and finds what it holds all along. */
+        for (unsigned i = 0; i < 5000; i++) {
+                Session *s = calloc(1, sizeof(*s));
+
+                ck_assert_ptr_nonnull(s);
+                snprintf(s->user, sizeof(s->user), "user%u", i);
+                s->receive = i % 2;
+                ck_assert_int_eq(session_index_activate(&sessions, s), 0);
+                ck_assert_ptr_eq(session_index_first(&sessions, s->user), s);
+                ck_assert_ptr_eq(session_index_find_receiver(&sessions, "bob"), bob);
+                session_index_deactivate(&sessions, s);
+                ck_assert_ptr_null(session_index_first(&sessions, s->user));
+                free(s);
+        }
+        ck_assert_uint_lt(sessions.by_user_deleted, 5000 / 8);
+        ck_assert_uint_eq(sessions.n_active, 1);
+        ck_assert_uint_eq(sessions.n_receiving, 1);
+        ck_assert_ptr_eq(sessions.receivers, bob);
+        ck_assert_ptr_eq(sessions.receivers_tail, bob);
+        ck_assert_uint_eq(session_index_count(&sessions, "bob"), 1);
+}
+END_TEST
+
 START_TEST(test_receipt_to_every_session_of_the_sender) {
         Session *a1 = login("alice", false), *a2 = login("alice", true), *c = login("carol", true);
         Session *b = login("bob", true);
@@ -404,6 +431,7 @@ static Suite *relay_suite(void) {
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_index_by_user);
         tcase_add_test(tc, test_index_walk_survives_closing);
+        tcase_add_test(tc, test_index_user_churn);
         tcase_add_test(tc, test_receipt_to_every_session_of_the_sender);
         tcase_add_test(tc, test_presence_list_in_order_of_activation);
         tcase_add_test(tc, test_ping);
