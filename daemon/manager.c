@@ -944,16 +944,25 @@ int manager_reset_key(Manager *m, const char *user, const char *by, char ret_cod
         return 0;
 }
 
-static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint64_t suppressed,
+static void limit_hit_va(Manager *m, Limit limit, AnvilEntry *entry, const LogFields *fields,
                          const char *format, va_list ap) _printf_(5, 0);
 
-static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint64_t suppressed,
+/* The one place where refusals are counted. */
+static void limit_hit_va(Manager *m, Limit limit, AnvilEntry *entry, const LogFields *fields,
                          const char *format, va_list ap) {
         LogFields f = fields ? *fields : (LogFields) {};
         char message[512];
         int saved_errno = errno;
-        uint64_t now = manager_now(m);
+        uint64_t now = manager_now(m), suppressed = 0;
         size_t n;
+
+        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
+                return;
+        m->limit_hits[limit]++;
+        /* One line per peer and interval: the others of that peer are
+         * counted on its next line. */
+        if (entry && !anvil_log_allowed(entry, now, &suppressed))
+                return;
 
         /* A flood of refusals is counted in full, but leaves a bounded
          * trace in the journal: at most MANAGER_LIMIT_LOG_BURST lines per
@@ -983,27 +992,16 @@ static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint6
 void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...) {
         va_list ap;
 
-        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
-                return;
-        m->limit_hits[limit]++;
         va_start(ap, format);
-        limit_hit_va(m, limit, fields, 0, format, ap);
+        limit_hit_va(m, limit, NULL, fields, format, ap);
         va_end(ap);
 }
 
 void manager_limit_hit_throttled(Manager *m, Limit limit, AnvilEntry *entry, const LogFields *fields,
                                  const char *format, ...) {
-        uint64_t suppressed = 0;
         va_list ap;
 
-        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
-                return;
-        m->limit_hits[limit]++;
-        /* One line per peer and interval: the others of that peer are
-         * counted on its next line. */
-        if (entry && !anvil_log_allowed(entry, manager_now(m), &suppressed))
-                return;
         va_start(ap, format);
-        limit_hit_va(m, limit, fields, suppressed, format, ap);
+        limit_hit_va(m, limit, entry, fields, format, ap);
         va_end(ap);
 }
