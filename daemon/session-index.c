@@ -20,6 +20,17 @@
                 (head) = (item);                        \
         } while (0)
 
+#define LIST_APPEND(head, tail, item, next, prev)       \
+        do {                                            \
+                (item)->next = NULL;                    \
+                (item)->prev = (tail);                  \
+                if (tail)                               \
+                        (tail)->next = (item);          \
+                else                                    \
+                        (head) = (item);                \
+                (tail) = (item);                        \
+        } while (0)
+
 #define LIST_REMOVE(head, item, next, prev)             \
         do {                                            \
                 if ((item)->prev)                       \
@@ -121,13 +132,7 @@ int session_index_activate(SessionIndex *x, Session *s) {
         /* Appended: the list stays in order of activation, which is the
          * order the presence list is sent in. */
         if (s->receive) {
-                s->receiver_next = NULL;
-                s->receiver_prev = x->receivers_tail;
-                if (x->receivers_tail)
-                        x->receivers_tail->receiver_next = s;
-                else
-                        x->receivers = s;
-                x->receivers_tail = s;
+                LIST_APPEND(x->receivers, x->receivers_tail, s, receiver_next, receiver_prev);
                 x->n_receiving++;
         }
         s->indexed = true;
