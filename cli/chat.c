@@ -12,7 +12,7 @@
 
 #include "cli.h"
 #include "exit-codes.h"
-#include "json.h"
+#include "json-util.h"
 #include "output.h"
 #include "protocol.h"
 #include "session.h"

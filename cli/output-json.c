@@ -6,7 +6,7 @@
  */
 #include <stdio.h>
 
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 #include "output.h"
 

@@ -17,7 +17,7 @@
 #include "b64.h"
 #include "cli.h"
 #include "codec.h"
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 #include "state.h"
 

@@ -13,7 +13,7 @@
 #include "b64.h"
 #include "codec.h"
 #include "frame.h"
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 #include "protocol.h"
 #include "util.h"
@@ -556,7 +556,7 @@ int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_r
         return frame_parse_request(payload, len, ret, ret_reason, NULL, NULL);
 }
 
-/* Builders. The member adders of json.h consume their value whatever
+/* Builders. The member adders of json-util.h consume their value whatever
  * happens, so a failed builder leaks nothing. */
 
 static json_object *new_frame(FrameType t) {

@@ -6,7 +6,7 @@
 #include "buf.h"
 #include "crypto.h"
 #include "envelope.h"
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 
 /* Sizes a well-formed envelope may have. ek and sig are one RSA block of a

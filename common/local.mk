@@ -12,7 +12,7 @@ common_libcommon_a_SOURCES = \
 	common/envelope.c common/envelope.h \
 	common/handshake.c common/handshake.h \
 	common/frame.c common/frame.h \
-	common/json.c common/json.h \
+	common/json-util.c common/json-util.h \
 	common/sqlite-errno.h \
 	common/codec.c common/codec.h \
 	common/transport.c common/transport.h \

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 #include "util.h"
 #include "varlink.h"

@@ -23,7 +23,7 @@
 #include <json-c/json.h>
 
 #include "buf.h"
-#include "json.h"
+#include "json-util.h"
 
 #define VARLINK_SERVICE_INTERFACE "org.varlink.service"
 

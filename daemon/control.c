@@ -12,7 +12,7 @@
 
 #include "control.h"
 #include "events.h"
-#include "json.h"
+#include "json-util.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -565,12 +565,7 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
         return TAKE_PTR(e);
 }
 
-/* A subscriber that does not read is cut off with an error rather than
- * allowed to make us hold its events. */
-
-
-static void control_on_event(void *userdata, EventKind kind, const LogFields *fields, const char *message) {
-        Control *ctl = userdata;
+static void control_on_event(Control *ctl, EventKind kind, const LogFields *fields, const char *message) {
         json_object *p, *event;
 
         if (kind == EVENT_RELOAD)
@@ -685,7 +680,9 @@ int control_start(Manager *m) {
                 return log_error_errno(-ENOMEM, "Out of memory");
         }
         ctl->manager = m;
-        m->control = ctl;
+        /* Also what control_stop() frees, should the rest fail; events
+         * before the socket is up find no subscriber: harmless. */
+        manager_set_event_hook(m, control_on_event, ctl);
 
         control_resolve_admin_group(ctl);
 
@@ -717,15 +714,16 @@ int control_start(Manager *m) {
                 }
         }
 
-        manager_set_event_hook(m, control_on_event, ctl);
         log_info("Accepting control connections on %s",
                  varlink_server_path(ctl->server) ?: "the socket systemd passed");
         return 0;
 }
 
 void control_stop(Manager *m) {
-        if (!m->control)
+        Control *ctl = m->control;
+
+        if (!ctl)
                 return;
         manager_set_event_hook(m, NULL, NULL);
-        m->control = control_free(m->control);
+        control_free(ctl);
 }

@@ -17,7 +17,7 @@
 
 #include <stddef.h>
 
-typedef struct Manager Manager;
+#include "forward.h"
 
 #define CONTROL_INTERFACE "io.securechat.Control"
 
@@ -30,8 +30,10 @@ typedef struct Manager Manager;
 /* The interface description that GetInterfaceDescription returns. */
 extern const char control_interface_description[];
 
-/* Serve the control socket in m's event loop (sets m->control and the
- * event hook). A socket that cannot be bound is logged and left out: the
+/* Serve the control socket in m's event loop (registers control's event
+ * hook with the manager). The control socket sits above the manager:
+ * main.c starts it after manager_start() and stops it before
+ * manager_free(). A socket that cannot be bound is logged and left out: the
  * relay serves chat without it. Returns <0 only when out of memory or
  * the event loop refuses a source. */
 int control_start(Manager *m);

@@ -18,7 +18,9 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/state.c daemon/state.h \
 	daemon/stream.c daemon/stream.h \
 	daemon/listener.c daemon/listener.h \
+	daemon/forward.h \
 	daemon/session.c daemon/session.h \
+	daemon/session-index.c daemon/session-index.h \
 	daemon/relay.c daemon/relay.h \
 	daemon/manager.c daemon/manager.h \
 	daemon/varlink-server.c daemon/varlink-server.h \

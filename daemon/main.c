@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "conf.h"
+#include "control.h"
 #include "log.h"
 #include "macro.h"
 #include "manager.h"
@@ -255,8 +256,13 @@ int main(int argc, char *argv[]) {
                 return EXIT_FAILURE;
         }
         r = manager_start(m);
-        if (r < 0)
-                return EXIT_FAILURE;
-        r = manager_run(m);
+        if (r >= 0)
+                /* The control socket, on the one systemd passed or
+                 * config->control. */
+                r = control_start(m);
+        if (r >= 0)
+                r = manager_run(m);
+        /* Before the manager goes: it uses it. */
+        control_stop(m);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
 }

@@ -12,10 +12,10 @@
 
 #include <systemd/sd-daemon.h>
 
-#include "control.h"
 #include "crypto.h"
 #include "manager.h"
 #include "relay.h"
+#include "session-index.h"
 #include "session.h"
 #include "sockets.h"
 #include "state.h"
@@ -34,13 +34,35 @@ static void manager_on_event(void *userdata, EventKind kind, const LogFields *fi
         Manager *m = userdata;
 
         if (m->event_hook)
-                m->event_hook(m->event_hook_userdata, kind, fields, message);
+                m->event_hook(m->control, kind, fields, message);
 }
 
-void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata) {
+void manager_set_event_hook(Manager *m, ManagerEventHook hook, Control *c) {
         m->event_hook = hook;
-        m->event_hook_userdata = userdata;
+        m->control = c;
 }
+
+static void on_relay_limit_hit(void *userdata, Limit limit, AnvilEntry *throttle, const LogFields *fields,
+                               const char *message) {
+        manager_limit_hit_throttled(userdata, limit, throttle, fields, "%s", message);
+}
+
+static int manager_disk_check(Manager *m, uint64_t size);
+static int manager_store_full(Manager *m);
+
+static int on_relay_disk_check(void *userdata, uint64_t size) {
+        return manager_disk_check(userdata, size);
+}
+
+static int on_relay_store_full(void *userdata) {
+        return manager_store_full(userdata);
+}
+
+static const RelayHooks relay_hooks = {
+        .limit_hit = on_relay_limit_hit,
+        .disk_check = on_relay_disk_check,
+        .store_full = on_relay_store_full,
+};
 
 int manager_new(const ConfigSources *sources, Config *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
@@ -64,6 +86,16 @@ int manager_new(const ConfigSources *sources, Config *config, Manager **ret) {
         r = anvil_new(&m->anvil);
         if (r < 0)
                 return r;
+        r = session_index_init(&m->sessions);
+        if (r < 0)
+                return r;
+        m->relay = (Relay) {
+                .event = m->event,
+                .config = m->config,
+                .sessions = &m->sessions,
+                .hooks = &relay_hooks,
+                .userdata = m,
+        };
         log_set_event_hook(manager_on_event, m);
 
         *ret = TAKE_PTR(m);
@@ -74,13 +106,8 @@ Manager *manager_free(Manager *m) {
         if (!m)
                 return NULL;
 
-        control_stop(m);
         /* Sessions first: they hold event sources and transports. */
-        while (m->sessions) {
-                Session *s = m->sessions;
-                m->sessions = s->next;
-                session_free(s);
-        }
+        session_index_done(&m->sessions);
         /* After the sessions, which hold its entries. */
         m->anvil = anvil_free(m->anvil);
         for (size_t i = 0; i < m->n_listen; i++)
@@ -104,37 +131,98 @@ Manager *manager_free(Manager *m) {
         return NULL;
 }
 
-/* ---- sessions ------------------------------------------------------------ */
+/* ---- sessions: what they report ----------------------------------------- */
 
-void manager_link_session(Manager *m, Session *s) {
-        s->prev = NULL;
-        s->next = m->sessions;
-        if (m->sessions)
-                m->sessions->prev = s;
-        m->sessions = s;
-        m->n_sessions++;
+static void on_session_ready(Session *s, void *userdata) {
+        Manager *m = userdata;
+
+        relay_session_ready(&m->relay, s);
 }
 
-void manager_bury_session(Manager *m, Session *s) {
-        m->n_sessions--;
-        m->n_dead++;
+static void on_session_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
+        Manager *m = userdata;
+
+        relay_frame(&m->relay, s, payload, len);
 }
 
-static void manager_unlink_session(Manager *m, Session *s) {
-        if (s->prev)
-                s->prev->next = s->next;
-        else
-                m->sessions = s->next;
-        if (s->next)
-                s->next->prev = s->prev;
-        s->prev = s->next = NULL;
+static void on_session_pump(Session *s, void *userdata) {
+        Manager *m = userdata;
+
+        relay_pump(&m->relay, s);
 }
 
-Session *manager_find_receiver(Manager *m, const char *user) {
-        for (Session *s = m->sessions; s; s = s->next)
-                if (s->state == SESSION_ACTIVE && s->receive && strcmp(s->user, user) == 0)
-                        return s;
-        return NULL;
+static bool on_session_has_more(const Session *s, void *userdata) {
+        return relay_has_more(s);
+}
+
+static void on_session_closing(Session *s, bool was_active, void *userdata) {
+        Manager *m = userdata;
+
+        /* Out of the index first: the presence update goes to the others. */
+        session_index_deactivate(&m->sessions, s);
+        relay_session_closing(&m->relay, s, was_active);
+}
+
+static void on_session_dead(Session *s, void *userdata) {
+        Manager *m = userdata;
+
+        session_index_bury(&m->sessions, s);
+}
+
+static bool on_session_memory(Session *s, size_t old, size_t new, void *userdata) {
+        Manager *m = userdata;
+
+        session_index_memory(&m->sessions, old, new);
+        return m->sessions.memory > m->config->max_memory;
+}
+
+static void on_session_limit(Session *s, Limit limit, const LogFields *fields, const char *message,
+                             void *userdata) {
+        manager_limit_hit(userdata, limit, fields, "%s", message);
+}
+
+static const SessionCallbacks session_callbacks = {
+        .on_ready = on_session_ready,
+        .on_frame = on_session_frame,
+        .on_pump = on_session_pump,
+        .has_more = on_session_has_more,
+        .on_closing = on_session_closing,
+        .on_dead = on_session_dead,
+        .on_memory = on_session_memory,
+        .on_limit = on_session_limit,
+};
+
+SessionLimits manager_session_limits(const Config *c) {
+        return (SessionLimits) {
+                .max_frame = c->max_frame,
+                .max_text = c->max_text,
+                .queue_ttl_usec = c->queue_ttl_usec,
+                .queue_limit = c->queue_limit,
+                .queue_limit_per_sender = config_queue_limit_per_sender(c),
+                .handshake_timeout_usec = c->handshake_timeout_usec,
+                .idle_timeout_usec = c->idle_timeout_usec,
+                .memory_max = MAX(c->max_session_memory, SESSION_MEMORY_MIN(c->max_frame)),
+        };
+}
+
+static int manager_add_session(Manager *m, int fd, AnvilEntry *address) {
+        SessionSetup setup = {
+                .event = m->event,
+                .anvil = m->anvil,
+                .tls = m->tls_credentials,
+                .limits = manager_session_limits(m->config),
+                .callbacks = &session_callbacks,
+                .userdata = m,
+        };
+        Session *s;
+        int r;
+
+        r = session_new(&setup, fd, address, &s);
+        if (r < 0)
+                return r;
+        session_index_add(&m->sessions, s);
+        session_start(s);
+        return 0;
 }
 
 /* ---- accepting ------------------------------------------------------------ */
@@ -201,7 +289,7 @@ static int on_admit(Listener *l, int fd, const struct sockaddr *sa, socklen_t sa
         socket_address_format(sa, salen, peer);
         if (admit_address(m, sa, peer, &entry) < 0)
                 return -EBUSY;
-        if (m->n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
+        if (m->sessions.n_sessions >= m->config->max_sessions + HANDSHAKE_SLACK) {
                 /* From many addresses, each within its limits: the
                  * log is throttled for all of them together. */
                 manager_limit_hit_throttled(m, LIMIT_MAX_SESSIONS, &m->busy_log,
@@ -216,7 +304,7 @@ static int on_admit(Listener *l, int fd, const struct sockaddr *sa, socklen_t sa
 static void on_accept(Listener *l, int fd, void *token, void *userdata) {
         int r;
 
-        r = session_new(userdata, fd, token, NULL);
+        r = manager_add_session(userdata, fd, token);
         if (r < 0)
                 log_warning_errno(r, "Failed to set up a session: %m");
 }
@@ -293,20 +381,11 @@ static int manager_listen(Manager *m) {
 
 /* ---- status, expiry, signals ---------------------------------------------- */
 
-static unsigned count_receiving(Manager *m) {
-        unsigned n = 0;
-
-        for (Session *s = m->sessions; s; s = s->next)
-                if (s->state == SESSION_ACTIVE && s->receive)
-                        n++;
-        return n;
-}
-
 static void manager_update_status(Manager *m) {
         char status[160];
 
-        snprintf(status, sizeof(status), "Serving %zu sessions (%u users online), %" PRIu64 " queued messages",
-                 m->n_active, count_receiving(m), m->n_queued);
+        snprintf(status, sizeof(status), "Serving %zu sessions (%zu users online), %" PRIu64 " queued messages",
+                 m->sessions.n_active, m->sessions.n_receiving, m->relay.n_queued);
         if (m->status && strcmp(m->status, status) == 0)
                 return;
         free(m->status);
@@ -318,14 +397,7 @@ static void manager_update_status(Manager *m) {
 static int on_post(sd_event_source *es, void *userdata) {
         Manager *m = userdata;
 
-        for (Session *s = m->sessions, *next; s && m->n_dead > 0; s = next) {
-                next = s->next;
-                if (s->state != SESSION_DEAD)
-                        continue;
-                manager_unlink_session(m, s);
-                session_free(s);
-                m->n_dead--;
-        }
+        session_index_free_dead(&m->sessions);
         manager_update_status(m);
         return 0;
 }
@@ -347,7 +419,7 @@ static void on_expired(void *userdata, const StoreMessage *msg) {
                 .has_seq = true, .seq = msg->seq,
         };
 
-        m->queue_bytes -= MIN(m->queue_bytes, msg->size);
+        relay_queue_expired(&m->relay, msg->size);
         log_event(EVENT_MESSAGE_EXPIRED, &f, "Message %s from %s to %s expired undelivered", msg->msg_id,
                   msg->sender, msg->recipient);
 }
@@ -373,7 +445,7 @@ static void manager_restore_reserve(Manager *m) {
         log_notice("The file system of %s has room again: reserve set aside, new messages accepted", dir);
 }
 
-int manager_store_full(Manager *m) {
+static int manager_store_full(Manager *m) {
         const char *dir = m->config->state_directory;
         int r;
 
@@ -390,7 +462,7 @@ int manager_store_full(Manager *m) {
         return r > 0;
 }
 
-int manager_disk_check(Manager *m, uint64_t size) {
+static int manager_disk_check(Manager *m, uint64_t size) {
         uint64_t avail = 0;
 
         manager_restore_reserve(m);
@@ -398,18 +470,6 @@ int manager_disk_check(Manager *m, uint64_t size) {
         if (!m->reserve || state_free_bytes(m->config->state_directory, &avail) < 0 ||
             avail < m->config->min_free_disk + size)
                 return -ENOSPC;
-        return 0;
-}
-
-int manager_storage_check(Manager *m, uint64_t size, Limit *ret_limit) {
-        if (m->queue_bytes + size > m->config->queue_max_bytes) {
-                *ret_limit = LIMIT_QUEUE_MAX_BYTES;
-                return -ENOSPC;
-        }
-        if (manager_disk_check(m, size) < 0) {
-                *ret_limit = LIMIT_MIN_FREE_DISK;
-                return -ENOSPC;
-        }
         return 0;
 }
 
@@ -423,11 +483,8 @@ static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
                 r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
         if (r < 0)
                 log_error_errno(r, "Failed to expire queued messages: %s", store_error(m->store));
-        else {
-                m->n_queued = m->n_queued > (uint64_t) r ? m->n_queued - (uint64_t) r : 0;
-                if (r == EXPIRE_BATCH)
-                        next = usec;   /* more are waiting: again right away */
-        }
+        else if (r == EXPIRE_BATCH)
+                next = usec;   /* more are waiting: again right away */
         manager_restore_reserve(m);
         (void) sd_event_source_set_time(es, next);
         (void) sd_event_source_set_enabled(es, SD_EVENT_ON);
@@ -516,9 +573,9 @@ int manager_start(Manager *m) {
                 return log_error_errno(r, "Database %s was written by a newer securechatd", db);
         if (r < 0)
                 return log_error_errno(r, "Failed to open database %s: %m", db);
-        r = store_queue_total(m->store, &m->n_queued);
-        if (r >= 0)
-                r = store_queue_bytes(m->store, &m->queue_bytes);
+        m->relay.store = m->store;
+        m->relay.server_key = m->server_key;
+        r = relay_queue_recount(&m->relay);
         if (r < 0)
                 return log_error_errno(r, "Failed to read database %s: %s", db, store_error(m->store));
         r = store_queue_max_size(m->store, &largest);
@@ -551,32 +608,20 @@ int manager_start(Manager *m) {
         if (r < 0)
                 log_warning_errno(r, "Failed to enable the watchdog: %m");
 
-        r = manager_listen(m);
-        if (r < 0)
-                return r;
-
-        /* The control socket (control.c), on m->control_fd or
-         * config->control; it stops in manager_free() before the
-         * sessions go. */
-        return control_start(m);
+        return manager_listen(m);
 }
 
 static void manager_shutdown(Manager *m) {
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Shutting down");
-        m->stopping = true;
+        m->relay.stopping = true;
 
         /* Each session hears why, with one last non-blocking attempt to
          * say it; nobody is waited for. */
-        for (Session *s = m->sessions; s; s = s->next) {
+        for (Session *s = m->sessions.all; s; s = s->next) {
                 session_close(s, ERR_SHUTDOWN, "server is shutting down", "shutdown");
                 session_flush(s);
         }
-        while (m->sessions) {
-                Session *s = m->sessions;
-                m->sessions = s->next;
-                session_free(s);
-        }
-        m->n_sessions = m->n_dead = 0;
+        session_index_clear(&m->sessions);
 }
 
 int manager_run(Manager *m) {
@@ -586,15 +631,14 @@ int manager_run(Manager *m) {
         manager_update_status(m);
         (void) sd_notify(false, "READY=1");
         log_event(EVENT_START, NULL, "securechatd %s started (%" PRIu64 " queued messages)",
-                  PACKAGE_VERSION, m->n_queued);
+                  PACKAGE_VERSION, m->relay.n_queued);
 
         r = sd_event_loop(m->event);
         if (r < 0)
                 log_error_errno(r, "Event loop failed: %m");
 
         manager_shutdown(m);
-        store_free(m->store);
-        m->store = NULL;
+        m->store = m->relay.store = store_free(m->store);
         log_event(EVENT_STOP, NULL, "securechatd stopped");
         return r < 0 ? r : 0;
 }
@@ -692,6 +736,7 @@ int manager_reload(Manager *m, char **ret_error) {
                 c->key_bits = old->key_bits;   /* only used when generating the first key */
 
         m->config = TAKE_PTR(c);
+        m->relay.config = m->config;
         config_free(old);
         log_set_max_level(m->config->log_level);
         /* A shorter queue-ttl expires more often from now on, not after
@@ -709,10 +754,10 @@ int manager_reload(Manager *m, char **ret_error) {
 
 int manager_get_stats(Manager *m, ManagerStats *ret) {
         ManagerStats st = {
-                .connections = m->n_sessions,
-                .sessions = m->n_active,
-                .receiving = count_receiving(m),
-                .queued = m->n_queued,
+                .connections = m->sessions.n_sessions,
+                .sessions = m->sessions.n_active,
+                .receiving = m->sessions.n_receiving,
+                .queued = m->relay.n_queued,
         };
         uint64_t now = 0;
         int r;
@@ -728,11 +773,14 @@ int manager_get_stats(Manager *m, ManagerStats *ret) {
 
 int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionInfo *i),
                             void *userdata) {
-        for (Session *s = m->sessions; s; s = s->next) {
+        uint64_t now = manager_now(m);
+
+        for (Session *s = m->sessions.all; s; s = s->next) {
+                char fp[RSA_FINGERPRINT_MAX];
                 SessionInfo i;
                 int r;
 
-                if (s->state != SESSION_ACTIVE)
+                if (!session_is_active(s))
                         continue;
                 i = (SessionInfo) {
                         .id = s->id,
@@ -741,17 +789,10 @@ int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionI
                         .receive = s->receive,
                         .tls = transport_is_tls(s->transport),
                         .connected_realtime_usec = s->connected_realtime_usec,
+                        .fingerprint = fp,
+                        .idle_usec = now > s->last_activity_usec ? now - s->last_activity_usec : 0,
                 };
-                char fp[RSA_FINGERPRINT_MAX];
                 rsa_fingerprint_spki(s->package->key, s->package->key_len, fp);
-                i.fingerprint = fp;
-                /* An active session's timer is its idle deadline, set
-                 * idle-timeout ahead at every frame (session_touch()). */
-                uint64_t deadline = 0, now = manager_now(m);
-                if (stream_get_deadline(s->stream, &deadline) >= 0 &&
-                    deadline >= s->limits.idle_timeout_usec &&
-                    now > deadline - s->limits.idle_timeout_usec)
-                        i.idle_usec = now - (deadline - s->limits.idle_timeout_usec);
                 r = fn(userdata, &i);
                 if (r < 0)
                         return r;
@@ -767,15 +808,13 @@ typedef struct UserIter {
 
 static int user_iter(void *userdata, const KeyPackage *kp, const char *fingerprint) {
         UserIter *it = userdata;
-        UserInfo i = { .package = kp, .fingerprint = fingerprint };
+        UserInfo i = {
+                .package = kp,
+                .fingerprint = fingerprint,
+                .online = session_index_find_receiver(&it->manager->sessions, kp->user),
+                .n_sessions = session_index_count(&it->manager->sessions, kp->user),
+        };
 
-        for (Session *s = it->manager->sessions; s; s = s->next) {
-                if (s->state != SESSION_ACTIVE || strcmp(s->user, kp->user) != 0)
-                        continue;
-                i.n_sessions++;
-                if (s->receive)
-                        i.online = true;
-        }
         return it->fn(it->userdata, &i);
 }
 
@@ -786,11 +825,11 @@ int manager_foreach_user(Manager *m, int (*fn)(void *userdata, const UserInfo *i
 }
 
 static int close_user_sessions(Manager *m, const char *user, const char *message, const char *reason) {
+        Session *s;
         int n = 0;
 
-        for (Session *s = m->sessions; s; s = s->next) {
-                if (s->state != SESSION_ACTIVE || strcmp(s->user, user) != 0)
-                        continue;
+        /* Closing takes a session out of the user's index. */
+        while ((s = session_index_first(&m->sessions, user))) {
                 session_close(s, ERR_KICKED, message, reason);
                 n++;
         }
@@ -853,7 +892,8 @@ int manager_reset_key(Manager *m, const char *user, const char *by, char ret_cod
                 secure_wipe(code, sizeof(code));
                 return r;
         }
-        m->n_queued = m->n_queued > dropped ? m->n_queued - dropped : 0;
+        if (dropped > 0 && relay_queue_recount(&m->relay) < 0)
+                log_warning("Failed to count the queue after a key reset: %s", store_error(m->store));
 
         snprintf(reason, sizeof(reason), "key reset by %s", by ? by : "an administrator");
         n = close_user_sessions(m, user, "key reset by an administrator", reason);
@@ -871,16 +911,25 @@ int manager_reset_key(Manager *m, const char *user, const char *by, char ret_cod
         return 0;
 }
 
-static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint64_t suppressed,
+static void limit_hit_va(Manager *m, Limit limit, AnvilEntry *entry, const LogFields *fields,
                          const char *format, va_list ap) _printf_(5, 0);
 
-static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint64_t suppressed,
+/* The one place where refusals are counted. */
+static void limit_hit_va(Manager *m, Limit limit, AnvilEntry *entry, const LogFields *fields,
                          const char *format, va_list ap) {
         LogFields f = fields ? *fields : (LogFields) {};
         char message[512];
         int saved_errno = errno;
-        uint64_t now = manager_now(m);
+        uint64_t now = manager_now(m), suppressed = 0;
         size_t n;
+
+        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
+                return;
+        m->limit_hits[limit]++;
+        /* One line per peer and interval: the others of that peer are
+         * counted on its next line. */
+        if (entry && !anvil_log_allowed(entry, now, &suppressed))
+                return;
 
         /* A flood of refusals is counted in full, but leaves a bounded
          * trace in the journal: at most MANAGER_LIMIT_LOG_BURST lines per
@@ -910,27 +959,16 @@ static void limit_hit_va(Manager *m, Limit limit, const LogFields *fields, uint6
 void manager_limit_hit(Manager *m, Limit limit, const LogFields *fields, const char *format, ...) {
         va_list ap;
 
-        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
-                return;
-        m->limit_hits[limit]++;
         va_start(ap, format);
-        limit_hit_va(m, limit, fields, 0, format, ap);
+        limit_hit_va(m, limit, NULL, fields, format, ap);
         va_end(ap);
 }
 
 void manager_limit_hit_throttled(Manager *m, Limit limit, AnvilEntry *entry, const LogFields *fields,
                                  const char *format, ...) {
-        uint64_t suppressed = 0;
         va_list ap;
 
-        if ((size_t) limit >= ELEMENTSOF(m->limit_hits))
-                return;
-        m->limit_hits[limit]++;
-        /* One line per peer and interval: the others of that peer are
-         * counted on its next line. */
-        if (entry && !anvil_log_allowed(entry, manager_now(m), &suppressed))
-                return;
         va_start(ap, format);
-        limit_hit_va(m, limit, fields, suppressed, format, ap);
+        limit_hit_va(m, limit, entry, fields, format, ap);
         va_end(ap);
 }

@@ -5,9 +5,13 @@
  * every connection. Everything runs in one sd-event loop; nothing blocks on
  * a peer.
  *
- * The second half of this header is what the control socket (control.c)
- * builds on: counts, iteration over sessions and users, kick, reset-key,
- * reload, and a hook that receives every audit event.
+ * The manager owns the sessions (it accepts them and frees them), their
+ * index by user and every counter; what a session reports goes to the
+ * relay (relay.c) for the protocol and to the index for the counts. The
+ * second half of this header is what the control socket (control.c),
+ * which sits above the manager, builds on: counts, iteration over
+ * sessions and users, kick, reset-key, reload, and the hook through which
+ * it receives every audit event.
  */
 #pragma once
 
@@ -20,18 +24,20 @@
 
 #include "anvil.h"
 #include "conf.h"
+#include "forward.h"
 #include "handshake.h"
 #include "limit.h"
 #include "listener.h"
 #include "log.h"
+#include "relay.h"
 #include "rsa.h"
+#include "session-index.h"
+#include "session.h"
 #include "store.h"
 
 #define MANAGER_MAX_LISTENERS 8
 
-typedef struct Session Session;
-
-typedef void (*ManagerEventHook)(void *userdata, EventKind kind, const LogFields *fields,
+typedef void (*ManagerEventHook)(Control *c, EventKind kind, const LogFields *fields,
                                  const char *message);
 
 typedef struct Manager {
@@ -49,26 +55,20 @@ typedef struct Manager {
          * -EBADF. Kept for control.c; when it is -EBADF control.c binds
          * config->control itself. */
         int control_fd;
-        void *control;                  /* control.c's state */
+        Control *control;               /* set with the event hook, by control.c */
+        ManagerEventHook event_hook;
 
         int lock_fd;
         Store *store;
         RsaKey *server_key;
         gnutls_certificate_credentials_t tls_credentials;   /* NULL with tls = no */
 
-        /* Every connection, newest first. A closed session stays in the
-         * list (state SESSION_DEAD) until the end of the loop iteration, so
-         * that code walking the list never loses its place. */
-        Session *sessions;
-        size_t n_dead;                  /* sessions waiting to be freed */
-        size_t n_sessions;              /* live connections in any state */
-        bool stopping;                  /* shutting down: no presence updates */
-        size_t n_active;                /* authenticated sessions */
-        uint64_t n_queued;              /* messages in the queue */
-        uint64_t queue_bytes;           /* ...their envelopes' bytes */
+        /* Every connection, and the active ones by user, with their
+         * counts (session-index.h). */
+        SessionIndex sessions;
+        /* The protocol over them, with the queue's counts (relay.h). */
+        Relay relay;
         bool reserve;                   /* STATE_RESERVE_FILE is in place */
-        uint64_t memory;                /* session_memory() of every session */
-        uint64_t activations;           /* sessions that became active, ever */
         uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
         Anvil *anvil;                   /* per address and per user rates and counts */
         AnvilEntry busy_log;            /* throttles the log of max-sessions refusals at accept */
@@ -81,9 +81,6 @@ typedef struct Manager {
         sd_event_source *post;          /* frees dead sessions, updates STATUS= */
         char *status;                   /* last STATUS= sent */
         uint64_t start_realtime_usec;
-
-        ManagerEventHook event_hook;
-        void *event_hook_userdata;
 } Manager;
 
 /* Takes ownership of config. sources must outlive the manager. */
@@ -155,11 +152,9 @@ int manager_kick_user(Manager *m, const char *user, const char *by);
 int manager_reset_key(Manager *m, const char *user, const char *by, char ret_code[RESET_CODE_LEN],
                       uint64_t *ret_dropped);
 
-/* Every audit event is handed to hook after it was logged, whatever
- * log-level says (NULL to remove). */
-void manager_set_event_hook(Manager *m, ManagerEventHook hook, void *userdata);
-
-/* ---- for session.c, relay.c and control.c --------------------------------- */
+/* Every audit event is handed to hook(c, ...) after it was logged,
+ * whatever log-level says (NULL, NULL to remove). */
+void manager_set_event_hook(Manager *m, ManagerEventHook hook, Control *c);
 
 /* A limit refused something: count it and log a limit-hit audit event with
  * SC_REASON= the limit's name (fields may be NULL; its reason is
@@ -178,17 +173,7 @@ void manager_limit_hit_throttled(Manager *m, Limit limit, AnvilEntry *entry, con
 /* CLOCK_MONOTONIC of this loop iteration. */
 uint64_t manager_now(Manager *m);
 
-/* May a new envelope of size bytes be stored? 0 if so; else the limit
- * that refuses it (queue-max-bytes, or min-free-disk: also while the
- * reserve is released), with *ret_limit set. */
-int manager_storage_check(Manager *m, uint64_t size, Limit *ret_limit);
-/* The min-free-disk part of it alone (for registrations): 0 or -ENOSPC. */
-int manager_disk_check(Manager *m, uint64_t size);
+/* What a new session keeps for its life from the configuration in force:
+ * a reload changes new sessions only. */
+SessionLimits manager_session_limits(const Config *c);
 
-/* A delete failed with -ENOSPC: release the reserve so that the retry
- * has room. 1 when it was released (retry once), 0 when it was gone. */
-int manager_store_full(Manager *m);
-
-Session *manager_find_receiver(Manager *m, const char *user);
-void manager_link_session(Manager *m, Session *s);
-void manager_bury_session(Manager *m, Session *s);    /* s is dead: free it soon */

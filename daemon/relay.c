@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,12 +10,12 @@
 #include "codec.h"
 #include "crypto.h"
 #include "handshake.h"
-#include "json.h"
+#include "json-util.h"
 #include "log.h"
 #include "macro.h"
-#include "manager.h"
 #include "protocol.h"
 #include "relay.h"
+#include "session-index.h"
 #include "session.h"
 #include "util.h"
 
@@ -51,16 +52,38 @@ static void protocol_error(Session *s, const char *code, const char *message) {
         protocol_error_request(s, NULL, code, message);
 }
 
-static void limit_hit(Session *s, Limit limit, const char *detail) {
+/* Count a refusal and log it, unless throttle (the address or user
+ * refused, NULL for none) was logged lately: see RelayHooks. */
+static void relay_limit_hit(Relay *relay, Limit limit, AnvilEntry *throttle, const LogFields *f,
+                            const char *format, ...) _printf_(5, 6);
+
+static void relay_limit_hit(Relay *relay, Limit limit, AnvilEntry *throttle, const LogFields *f,
+                            const char *format, ...) {
+        char message[512];
+        va_list ap;
+
+        va_start(ap, format);
+        vsnprintf(message, sizeof(message), format, ap);
+        va_end(ap);
+        relay->hooks->limit_hit(relay->userdata, limit, throttle, f, message);
+}
+
+static void limit_hit(Relay *relay, Session *s, Limit limit, const char *detail) {
         LogFields f;
 
         fields_of(s, &f);
-        manager_limit_hit(s->manager, limit, &f, "Limit %s reached for %s: %s", limit_name(limit),
-                          s->user[0] ? s->user : s->peer, detail);
+        relay_limit_hit(relay, limit, NULL, &f, "Limit %s reached for %s: %s", limit_name(limit),
+                        s->user[0] ? s->user : s->peer, detail);
 }
 
-void relay_transport_ready(Session *s) {
-        Manager *m = s->manager;
+static uint64_t relay_now(Relay *relay) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(relay->event, CLOCK_MONOTONIC, &now);
+        return now;
+}
+
+void relay_session_ready(Relay *relay, Session *s) {
         int r;
 
         s->binding_len = 0;
@@ -77,47 +100,37 @@ void relay_transport_ready(Session *s) {
                 return;
         }
         s->state = SESSION_AUTH;
-        (void) session_send(s, frame_new_hello(m->server_key->spki, m->server_key->spki_len, s->nonce));
+        (void) session_send(s, frame_new_hello(relay->server_key->spki, relay->server_key->spki_len, s->nonce));
 }
 
 /* ---- presence ------------------------------------------------------------ */
 
-static int compare_activation(const void *a, const void *b) {
-        const Session *x = *(Session *const *) a, *y = *(Session *const *) b;
-
-        return x->activation < y->activation ? -1 : x->activation > y->activation;
-}
-
 /* The next frame of the online list: the users whose receiving session
- * became active after the last one listed, in that order, as many as fit
- * in max_frame. Every frame but the last carries "more": true (ignored by
- * clients that do not know it). Users who come online meanwhile are
- * listed too, so that none announced by a presence frame is left out of
- * the list; those who come online after the last frame were announced. */
-static int send_presence_piece(Session *s) {
-        Manager *m = s->manager;
-        _cleanup_(freep) Session **next = NULL;
+ * became active after the last one listed, in that order (the index keeps
+ * its receivers so), as many as fit in max_frame. Every frame but the
+ * last carries "more": true (ignored by clients that do not know it).
+ * Users who come online meanwhile are listed too, so that none announced
+ * by a presence frame is left out of the list; those who come online
+ * after the last frame were announced. */
+static int send_presence_piece(Relay *relay, Session *s) {
         _cleanup_(freep) KeyPackage **list = NULL;
-        size_t n = 0, k, budget, used = 0;
+        Session *i, *last = NULL;
+        size_t n = 0, budget, used = 0;
 
-        next = calloc(m->n_sessions + 1, sizeof(*next));
-        list = calloc(m->n_sessions + 1, sizeof(*list));
-        if (!next || !list) {
+        list = calloc(relay->sessions->n_receiving + 1, sizeof(*list));
+        if (!list) {
                 session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
                 return -ENOMEM;
         }
-        for (Session *i = m->sessions; i; i = i->next)
-                if (i->state == SESSION_ACTIVE && i->receive && i->activation > s->presence_cursor &&
-                    n < m->n_sessions)
-                        next[n++] = i;
-        qsort(next, n, sizeof(*next), compare_activation);
+        for (i = relay->sessions->receivers; i && i->activation <= s->presence_cursor; i = i->receiver_next)
+                ;
 
         budget = s->limits.max_frame > 1024 ? s->limits.max_frame - 1024 : s->limits.max_frame;
-        for (k = 0; k < n; k++) {
+        for (; i && n < relay->sessions->n_receiving; i = i->receiver_next) {
                 json_object *o = NULL;
                 size_t size = 0;
 
-                if (key_package_to_json(next[k]->package, &o) < 0) {
+                if (key_package_to_json(i->package, &o) < 0) {
                         session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
                         return -ENOMEM;
                 }
@@ -126,71 +139,62 @@ static int send_presence_piece(Session *s) {
                         size = s->limits.max_frame;
                 size += 1;      /* the comma */
                 json_object_put(o);
-                if (k > 0 && used + size > budget)
+                if (n > 0 && used + size > budget)
                         break;
                 used += size;
-                list[k] = next[k]->package;
+                list[n++] = i->package;
+                last = i;
         }
-        if (k > 0)
-                s->presence_cursor = next[k - 1]->activation;
-        s->presence_pending = k < n;
-        return session_send(s, frame_new_presence_list(list, k, k < n));
+        if (last)
+                s->presence_cursor = last->activation;
+        s->presence_pending = i != NULL;
+        return session_send(s, frame_new_presence_list(list, n, i != NULL));
 }
 
 /* Send the online list in pieces while the output is below the water
  * mark; session.c calls again (relay_pump) as it drains. A list of
  * thousands of users is never held whole, for a reader or not. */
-static void send_presence_list(Session *s) {
+static void send_presence_list(Relay *relay, Session *s) {
         while (s->presence_pending && s->state == SESSION_ACTIVE &&
                session_output_pending(s) < SESSION_PUMP_WATER)
-                if (send_presence_piece(s) < 0)
+                if (send_presence_piece(relay, s) < 0)
                         return;
 }
 
-static void broadcast_presence(Session *about, bool online) {
-        Manager *m = about->manager;
-
-        for (Session *i = m->sessions; i; i = i->next) {
-                if (i == about || i->state != SESSION_ACTIVE || !i->receive)
+static void broadcast_presence(Relay *relay, Session *about, bool online) {
+        /* A send may close the session it goes to, or others: the walk
+         * goes on past them (see session-index.h). */
+        for (Session *i = relay->sessions->receivers; i; i = i->receiver_next) {
+                if (i == about || !i->indexed)
                         continue;
                 (void) session_send(i, online ? frame_new_presence_online(about->package)
                                               : frame_new_presence_offline(about->user));
         }
 }
 
-void relay_session_closed(Session *s, bool was_active) {
+void relay_session_closing(Relay *relay, Session *s, bool was_active) {
         if (!was_active)
                 return;
-        s->manager->n_active--;
-        if (s->receive && !s->replaced && !s->manager->stopping)
-                broadcast_presence(s, false);
+        if (s->receive && !s->replaced && !relay->stopping)
+                broadcast_presence(relay, s, false);
 }
 
 /* ---- handshake --------------------------------------------------------- */
 
-static unsigned count_user_sessions(Manager *m, const char *user, const Session *except) {
-        unsigned n = 0;
-
-        for (Session *i = m->sessions; i; i = i->next)
-                if (i != except && i->state == SESSION_ACTIVE && strcmp(i->user, user) == 0)
-                        n++;
-        return n;
-}
-
 /* An unregistered name whose key an administrator reset registers only
  * with the one-time code of that reset. 1 when the auth carries it, 0 when
  * the name was never reset, <0 when the session was closed. */
-static int check_reset_code(Session *s, const Frame *f) {
-        Manager *m = s->manager;
+static int check_reset_code(Relay *relay, Session *s, const Frame *f) {
         uint8_t hash[STORE_CODE_HASH_LEN], given[STORE_CODE_HASH_LEN];
         uint64_t expires;
         int r;
 
-        r = store_reset_get(m->store, f->auth.user, hash, &expires);
+        r = store_reset_get(relay->store, f->auth.user, hash, &expires);
         if (r == -ENOENT)
                 return 0;
         if (r < 0) {
-                log_error_errno(r, "Failed to look up the key reset of %s: %s", f->auth.user, store_error(m->store));
+                log_error_errno(r, "Failed to look up the key reset of %s: %s", f->auth.user,
+                                store_error(relay->store));
                 session_close(s, ERR_INTERNAL, "internal error", "store error");
                 return -EIO;
         }
@@ -213,8 +217,7 @@ static int check_reset_code(Session *s, const Frame *f) {
         return 1;
 }
 
-static void handle_auth(Session *s, const Frame *f) {
-        Manager *m = s->manager;
+static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         const char *user = f->auth.user;
         _cleanup_(rsa_key_freep) RsaKey *key = NULL;
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
@@ -231,7 +234,7 @@ static void handle_auth(Session *s, const Frame *f) {
                 .client_nonce = f->auth.nonce, .client_nonce_len = sizeof(f->auth.nonce),
                 .user = user,
                 .client_key = f->auth.key, .client_key_len = f->auth.key_len,
-                .server_key = m->server_key->spki, .server_key_len = m->server_key->spki_len,
+                .server_key = relay->server_key->spki, .server_key_len = relay->server_key->spki_len,
                 .binding = s->binding, .binding_len = s->binding_len,
         };
 
@@ -259,7 +262,7 @@ static void handle_auth(Session *s, const Frame *f) {
                 return;
         }
 
-        r = store_user_get(m->store, user, &kp);
+        r = store_user_get(relay->store, user, &kp);
         if (r >= 0) {
                 if (kp->key_len != f->auth.key_len || memcmp(kp->key, f->auth.key, kp->key_len) != 0) {
                         char registered_fp[RSA_FINGERPRINT_MAX], reason[160];
@@ -277,17 +280,17 @@ static void handle_auth(Session *s, const Frame *f) {
                 }
                 registered = true;
         } else if (r == -ENOENT) {
-                r = check_reset_code(s, f);
+                r = check_reset_code(relay, s, f);
                 if (r < 0)
                         return;
                 reset = r > 0;
-                if (!reset && !m->config->registration_open) {
+                if (!reset && !relay->config->registration_open) {
                         session_close(s, ERR_REGISTRATION_CLOSED, "registration is closed",
                                       "registration_closed: unknown user");
                         return;
                 }
         } else {
-                log_error_errno(r, "Failed to look up user %s: %s", user, store_error(m->store));
+                log_error_errno(r, "Failed to look up user %s: %s", user, store_error(relay->store));
                 session_close(s, ERR_INTERNAL, "internal error", "store error");
                 return;
         }
@@ -295,20 +298,21 @@ static void handle_auth(Session *s, const Frame *f) {
         /* Limits, before anything is registered. A receiving login that
          * replaces the user's old receiving session does not add one. */
         if (f->auth.receive)
-                old = manager_find_receiver(m, user);
-        if (m->n_active - (old ? 1 : 0) >= m->config->max_sessions) {
-                limit_hit(s, LIMIT_MAX_SESSIONS, "too many sessions");
+                old = session_index_find_receiver(relay->sessions, user);
+        if (relay->sessions->n_active - (old ? 1 : 0) >= relay->config->max_sessions) {
+                limit_hit(relay, s, LIMIT_MAX_SESSIONS, "too many sessions");
                 session_close(s, ERR_SERVER_BUSY, "too many sessions", "server_busy: max-sessions");
                 return;
         }
-        if (m->memory > m->config->max_memory) {
-                limit_hit(s, LIMIT_MAX_MEMORY, "the relay holds max-memory for its sessions");
+        if (relay->sessions->memory > relay->config->max_memory) {
+                limit_hit(relay, s, LIMIT_MAX_MEMORY, "the relay holds max-memory for its sessions");
                 session_close(s, ERR_SERVER_BUSY, "server is out of memory for sessions",
                               "server_busy: max-memory");
                 return;
         }
-        if (count_user_sessions(m, user, old) >= m->config->max_sessions_per_user) {
-                limit_hit(s, LIMIT_MAX_SESSIONS_PER_USER, "too many sessions of this user");
+        if (session_index_count(relay->sessions, user) - (old ? 1 : 0) >=
+            relay->config->max_sessions_per_user) {
+                limit_hit(relay, s, LIMIT_MAX_SESSIONS_PER_USER, "too many sessions of this user");
                 session_close(s, ERR_SERVER_BUSY, "too many sessions for this user",
                               "server_busy: max-sessions-per-user");
                 return;
@@ -318,14 +322,14 @@ static void handle_auth(Session *s, const Frame *f) {
                 /* Each registration is a signature, a synchronous write and
                  * a name taken for good: a rate per address. */
                 uint64_t wait = anvil_take(s->address_entry, ANVIL_BUCKET_REGISTER,
-                                           config_rate_interval(&m->config->registration_rate),
-                                           m->config->registration_burst, manager_now(m));
+                                           config_rate_interval(&relay->config->registration_rate),
+                                           relay->config->registration_burst, relay_now(relay));
                 if (wait > 0) {
                         uint64_t retry = anvil_retry_after_sec(wait);
 
-                        manager_limit_hit_throttled(m, LIMIT_REGISTRATION_RATE, s->address_entry, &lf,
-                                                    "Not registering %s from %s: registrations from "
-                                                    "this address over registration-rate", user, s->peer);
+                        relay_limit_hit(relay, LIMIT_REGISTRATION_RATE, s->address_entry, &lf,
+                                        "Not registering %s from %s: registrations from "
+                                        "this address over registration-rate", user, s->peer);
                         session_close_with(s, frame_new_rate_limited(NULL, "too many registrations from "
                                                                      "this address", retry),
                                            "rate_limited: registration-rate");
@@ -336,21 +340,21 @@ static void handle_auth(Session *s, const Frame *f) {
         if (!registered) {
                 /* A full disk is for deleting; the users registered
                  * already can still log in. */
-                r = manager_disk_check(m, f->auth.key_len + 4096);
+                r = relay->hooks->disk_check(relay->userdata, f->auth.key_len + 4096);
                 if (r >= 0)
-                        r = key_package_sign(m->server_key, user, f->auth.key, f->auth.key_len,
+                        r = key_package_sign(relay->server_key, user, f->auth.key, f->auth.key_len,
                                              now_unix(), &kp);
                 if (r >= 0)
-                        r = store_user_add(m->store, kp);
+                        r = store_user_add(relay->store, kp);
                 if (r == -ENOSPC) {
-                        limit_hit(s, LIMIT_MIN_FREE_DISK, "no room to register a user");
+                        limit_hit(relay, s, LIMIT_MIN_FREE_DISK, "no room to register a user");
                         session_close(s, ERR_STORAGE_FULL, "the relay is out of disk space",
                                       "storage_full: min-free-disk");
                         return;
                 }
                 if (r < 0) {
                         log_error_errno(r, "Failed to register user %s: %s", user,
-                                        r == -ENOMEM ? "out of memory" : store_error(m->store));
+                                        r == -ENOMEM ? "out of memory" : store_error(relay->store));
                         session_close(s, ERR_INTERNAL, "internal error", "registration failed");
                         return;
                 }
@@ -358,11 +362,12 @@ static void handle_auth(Session *s, const Frame *f) {
                           fingerprint, reset ? " (with the one-time code of a key reset)" : "");
                 /* The code is spent. Should this fail, the name stays
                  * registered and the code can do nothing more. */
-                if (reset && store_reset_delete(m->store, user) < 0)
-                        log_error("Failed to delete the spent reset code of %s: %s", user, store_error(m->store));
+                if (reset && store_reset_delete(relay->store, user) < 0)
+                        log_error("Failed to delete the spent reset code of %s: %s", user,
+                                  store_error(relay->store));
         }
 
-        r = handshake_sign(HANDSHAKE_SERVER, &p, m->server_key, &sig, &sig_len);
+        r = handshake_sign(HANDSHAKE_SERVER, &p, relay->server_key, &sig, &sig_len);
         if (r < 0) {
                 log_error_errno(r, "Failed to sign the handshake: %m");
                 session_close(s, ERR_INTERNAL, "internal error", "signing failed");
@@ -387,31 +392,34 @@ static void handle_auth(Session *s, const Frame *f) {
 
         s->package = TAKE_PTR(kp);
         s->receive = f->auth.receive;
+        r = session_index_activate(relay->sessions, s);
+        if (r < 0) {
+                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                return;
+        }
         s->state = SESSION_ACTIVE;
-        s->activation = ++m->activations;
         s->presence_pending = true;
         s->presence_cursor = 0;
-        m->n_active++;
         session_authenticated(s);
         session_touch(s);
         log_event(EVENT_HANDSHAKE_OK, &lf, "User %s logged in from %s (%s session %s)", user,
                   s->peer, s->receive ? "receiving" : "sending", s->id);
 
-        send_presence_list(s);
+        send_presence_list(relay, s);
         if (!s->receive || s->state != SESSION_ACTIVE)
                 return;
         if (!old)
-                broadcast_presence(s, true);
+                broadcast_presence(relay, s, true);
 
-        r = store_queue_last_seq(m->store, user, &s->sync_target);
+        r = store_queue_last_seq(relay->store, user, &s->sync_target);
         if (r < 0) {
-                log_error_errno(r, "Failed to read the queue of %s: %s", user, store_error(m->store));
+                log_error_errno(r, "Failed to read the queue of %s: %s", user, store_error(relay->store));
                 session_close(s, ERR_INTERNAL, "internal error", "store error");
                 return;
         }
         s->cursor = 0;
         s->caught_up = false;
-        relay_pump(s);
+        relay_pump(relay, s);
 }
 
 /* ---- delivery ------------------------------------------------------------ */
@@ -438,13 +446,11 @@ bool relay_has_more(const Session *s) {
                (s->presence_pending || (s->receive && !s->caught_up));
 }
 
-void relay_pump(Session *s) {
-        Manager *m = s->manager;
-
+void relay_pump(Relay *relay, Session *s) {
         if (s->state != SESSION_ACTIVE)
                 return;
         /* The online list first: deliveries come from users it names. */
-        send_presence_list(s);
+        send_presence_list(relay, s);
         if (s->presence_pending || !s->receive)
                 return;
 
@@ -454,10 +460,10 @@ void relay_pump(Session *s) {
                 size_t n = 0, i;
                 int r;
 
-                r = store_queue_list(m->store, s->user, s->cursor, PUMP_BATCH, &batch, &n);
+                r = store_queue_list(relay->store, s->user, s->cursor, PUMP_BATCH, &batch, &n);
                 if (r < 0) {
                         log_error_errno(r, "Failed to read the queue of %s: %s", s->user,
-                                        store_error(m->store));
+                                        store_error(relay->store));
                         session_close(s, ERR_INTERNAL, "internal error", "store error");
                         return;
                 }
@@ -483,9 +489,9 @@ void relay_pump(Session *s) {
                         if (r == -EMSGSIZE) {
                                 /* Stored under a larger max-frame than this
                                  * session's; it stays until it expires. */
-                                manager_limit_hit(m, LIMIT_MAX_FRAME, &f,
-                                                  "Message %s to %s does not fit this session's max-frame",
-                                                  batch[i].msg_id, s->user);
+                                relay_limit_hit(relay, LIMIT_MAX_FRAME, NULL, &f,
+                                                "Message %s to %s does not fit this session's max-frame",
+                                                batch[i].msg_id, s->user);
                                 continue;
                         }
                         if (r < 0)
@@ -501,46 +507,86 @@ void relay_pump(Session *s) {
                 maybe_synced(s);
 }
 
-void relay_message_queued(Session *s) {
+/* A new envelope was queued for s's user. */
+static void message_queued(Relay *relay, Session *s) {
         s->caught_up = false;
-        relay_pump(s);
+        relay_pump(relay, s);
+}
+
+/* ---- the queue's counts ------------------------------------------------ */
+
+static void queue_added(Relay *relay, uint64_t size) {
+        relay->n_queued++;
+        relay->queue_bytes += size;
+}
+
+static void queue_removed(Relay *relay, uint64_t size) {
+        relay->n_queued -= MIN(relay->n_queued, (uint64_t) 1);
+        relay->queue_bytes -= MIN(relay->queue_bytes, size);
+}
+
+int relay_queue_recount(Relay *relay) {
+        uint64_t n, bytes;
+        int k;
+
+        k = store_queue_total(relay->store, &n);
+        if (k >= 0)
+                k = store_queue_bytes(relay->store, &bytes);
+        if (k < 0)
+                return k;
+        relay->n_queued = n;
+        relay->queue_bytes = bytes;
+        return 0;
+}
+
+void relay_queue_expired(Relay *relay, uint64_t size) {
+        queue_removed(relay, size);
+}
+
+int relay_queue_check(Relay *relay, uint64_t size, Limit *ret_limit) {
+        if (relay->queue_bytes + size > relay->config->queue_max_bytes) {
+                *ret_limit = LIMIT_QUEUE_MAX_BYTES;
+                return -ENOSPC;
+        }
+        if (relay->hooks->disk_check(relay->userdata, size) < 0) {
+                *ret_limit = LIMIT_MIN_FREE_DISK;
+                return -ENOSPC;
+        }
+        return 0;
 }
 
 /* ---- requests ------------------------------------------------------------ */
 
-static void handle_lookup(Session *s, const Frame *f) {
+static void handle_lookup(Relay *relay, Session *s, const Frame *f) {
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
         int r;
 
-        r = store_user_get(s->manager->store, f->lookup.user, &kp);
+        r = store_user_get(relay->store, f->lookup.user, &kp);
         if (r == -ENOENT) {
                 reply_error(s, &f->lookup.id, ERR_NO_SUCH_USER, "no such user");
                 return;
         }
         if (r < 0) {
                 log_error_errno(r, "Failed to look up user %s: %s", f->lookup.user,
-                                store_error(s->manager->store));
+                                store_error(relay->store));
                 reply_error(s, &f->lookup.id, ERR_INTERNAL, "internal error");
                 return;
         }
         (void) session_send(s, frame_new_key(f->lookup.id, kp));
 }
 
-static void storage_full(Session *s, const uint64_t *id, Limit limit, LogFields *lf,
+static void storage_full(Relay *relay, Session *s, const uint64_t *id, Limit limit, LogFields *lf,
                          const char *msg_id) {
-        Manager *m = s->manager;
-
-        manager_limit_hit(m, limit, lf, "Message %s from %s refused: %s", msg_id, s->user,
-                          limit == LIMIT_QUEUE_MAX_BYTES
-                                  ? "the queue holds queue-max-bytes"
-                                  : "the state directory's file system is under min-free-disk");
+        relay_limit_hit(relay, limit, NULL, lf, "Message %s from %s refused: %s", msg_id, s->user,
+                        limit == LIMIT_QUEUE_MAX_BYTES
+                                ? "the queue holds queue-max-bytes"
+                                : "the state directory's file system is under min-free-disk");
         reply_error(s, id, ERR_STORAGE_FULL,
                     limit == LIMIT_QUEUE_MAX_BYTES ? "the relay's queue is full"
                                                    : "the relay is out of disk space");
 }
 
-static void handle_send(Session *s, const Frame *f) {
-        Manager *m = s->manager;
+static void handle_send(Relay *relay, Session *s, const Frame *f) {
         const Envelope *e = f->send.envelope;
         const uint64_t *id = &f->send.id;
         _cleanup_(freep) char *msg_id = NULL;
@@ -558,15 +604,15 @@ static void handle_send(Session *s, const Frame *f) {
          * again; the session stays. */
         if (s->user_entry) {
                 uint64_t wait = anvil_take(s->user_entry, ANVIL_BUCKET_MESSAGE,
-                                           config_rate_interval(&m->config->message_rate),
-                                           m->config->message_burst, manager_now(m));
+                                           config_rate_interval(&relay->config->message_rate),
+                                           relay->config->message_burst, relay_now(relay));
                 if (wait > 0) {
                         uint64_t retry = anvil_retry_after_sec(wait);
 
                         fields_of(s, &lf);
-                        manager_limit_hit_throttled(m, LIMIT_MESSAGE_RATE, s->user_entry, &lf,
-                                                    "Message from %s refused: over message-rate, retry "
-                                                    "after %" PRIu64 " s", s->user, retry);
+                        relay_limit_hit(relay, LIMIT_MESSAGE_RATE, s->user_entry, &lf,
+                                        "Message from %s refused: over message-rate, retry "
+                                        "after %" PRIu64 " s", s->user, retry);
                         (void) session_send(s, frame_new_rate_limited(id, "too many messages", retry));
                         /* Until the next token, more sends would only be
                          * refused: do not even read them. */
@@ -579,7 +625,7 @@ static void handle_send(Session *s, const Frame *f) {
                 reply_error(s, id, ERR_BAD_REQUEST, "envelope.from is not the session's user");
                 return;
         }
-        r = store_user_exists(m->store, e->to);
+        r = store_user_exists(relay->store, e->to);
         if (r == 0) {
                 reply_error(s, id, ERR_NO_SUCH_USER, "no such user");
                 return;
@@ -597,29 +643,30 @@ static void handle_send(Session *s, const Frame *f) {
                 snprintf(detail, sizeof(detail), "ciphertext of %zu bytes is over max-text", e->ct_len);
                 lf.has_size = true;
                 lf.size = e->ct_len;
-                manager_limit_hit(m, LIMIT_MAX_TEXT, &lf, "Message %s from %s refused: %s", msg_id, s->user, detail);
+                relay_limit_hit(relay, LIMIT_MAX_TEXT, NULL, &lf, "Message %s from %s refused: %s", msg_id,
+                                s->user, detail);
                 reply_error(s, id, ERR_TOO_LARGE, "message text over max_text");
                 return;
         }
         /* One sender's share first, so that a sender who filled it
          * cannot fill the rest of the recipient's queue. */
-        r = store_queue_count_from(m->store, e->to, s->user, &count);
+        r = store_queue_count_from(relay->store, e->to, s->user, &count);
         if (r < 0)
                 goto internal;
         if (count >= s->limits.queue_limit_per_sender) {
-                manager_limit_hit_throttled(m, LIMIT_QUEUE_LIMIT_PER_SENDER, s->user_entry, &lf,
-                                            "Message %s from %s refused: %" PRIu64 " of its messages "
-                                            "wait for %s already", msg_id, s->user, count, e->to);
+                relay_limit_hit(relay, LIMIT_QUEUE_LIMIT_PER_SENDER, s->user_entry, &lf,
+                                "Message %s from %s refused: %" PRIu64 " of its messages "
+                                "wait for %s already", msg_id, s->user, count, e->to);
                 reply_error(s, id, ERR_QUEUE_FULL, "your share of the recipient's queue is full");
                 return;
         }
-        r = store_queue_count(m->store, e->to, &count);
+        r = store_queue_count(relay->store, e->to, &count);
         if (r < 0)
                 goto internal;
         if (count >= s->limits.queue_limit) {
-                manager_limit_hit(m, LIMIT_QUEUE_LIMIT, &lf,
-                                  "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
-                                  msg_id, s->user, e->to, count);
+                relay_limit_hit(relay, LIMIT_QUEUE_LIMIT, NULL, &lf,
+                                "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
+                                msg_id, s->user, e->to, count);
                 reply_error(s, id, ERR_QUEUE_FULL, "the recipient's queue is full");
                 return;
         }
@@ -630,14 +677,14 @@ static void handle_send(Session *s, const Frame *f) {
                                                                    JSON_C_TO_STRING_NOSLASHESCAPE);
         if (!text)
                 goto internal;
-        recipient = manager_find_receiver(m, e->to);
-        if (manager_storage_check(m, strlen(text), &limit) < 0) {
+        recipient = session_index_find_receiver(relay->sessions, e->to);
+        if (relay_queue_check(relay, strlen(text), &limit) < 0) {
                 /* A retry of a message accepted before the store filled
                  * up gets the same answer as the first time. */
-                if (store_queue_find(m->store, s->user, msg_id, text, NULL) >= 0)
+                if (store_queue_find(relay->store, s->user, msg_id, text, NULL) >= 0)
                         (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
                 else
-                        storage_full(s, id, limit, &lf, msg_id);
+                        storage_full(relay, s, id, limit, &lf, msg_id);
                 return;
         }
         now = now_unix();
@@ -649,7 +696,7 @@ static void handle_send(Session *s, const Frame *f) {
         msg.received = now;
         msg.expires = now + s->limits.queue_ttl_usec / 1000000;
 
-        r = store_queue_add(m->store, &msg);
+        r = store_queue_add(relay->store, &msg);
         if (r == -EEXIST) {
                 /* A retry of a message already queued: same answer, no copy. */
                 (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
@@ -662,16 +709,15 @@ static void handle_send(Session *s, const Frame *f) {
         if (r == -ENOSPC) {
                 /* The file system filled up under min-free-disk (something
                  * else wrote to it); the reserve is for deleting. */
-                storage_full(s, id, LIMIT_MIN_FREE_DISK, &lf, msg_id);
+                storage_full(relay, s, id, LIMIT_MIN_FREE_DISK, &lf, msg_id);
                 return;
         }
         if (r < 0) {
-                log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(m->store));
+                log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(relay->store));
                 reply_error(s, id, ERR_INTERNAL, "could not store the message");
                 return;
         }
-        m->n_queued++;
-        m->queue_bytes += msg.size;
+        queue_added(relay, msg.size);
 
         lf.has_size = true;
         lf.size = msg.size;
@@ -686,16 +732,15 @@ static void handle_send(Session *s, const Frame *f) {
 
         (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
         if (recipient)
-                relay_message_queued(recipient);
+                message_queued(relay, recipient);
         return;
 
 internal:
-        log_error("Failed to handle a message from %s: %s", s->user, store_error(m->store));
+        log_error("Failed to handle a message from %s: %s", s->user, store_error(relay->store));
         reply_error(s, id, ERR_INTERNAL, "internal error");
 }
 
-static void handle_ack(Session *s, const Frame *f) {
-        Manager *m = s->manager;
+static void handle_ack(Relay *relay, Session *s, const Frame *f) {
         uint64_t seq = f->ack.seq;
         StoreMessage msg;
         LogFields lf;
@@ -705,9 +750,9 @@ static void handle_ack(Session *s, const Frame *f) {
                 reply_error(s, NULL, ERR_BAD_REQUEST, "seq was not delivered to this session");
                 return;
         }
-        r = store_queue_take(m->store, s->user, seq, &msg);
-        if (r == -ENOSPC && manager_store_full(m) > 0)
-                r = store_queue_take(m->store, s->user, seq, &msg);
+        r = store_queue_take(relay->store, s->user, seq, &msg);
+        if (r == -ENOSPC && relay->hooks->store_full(relay->userdata) > 0)
+                r = store_queue_take(relay->store, s->user, seq, &msg);
         if (r == -ENOENT) {
                 /* Expired between deliver and ack (or acked twice): the
                  * outcome the client wanted. An error here would have no
@@ -716,13 +761,11 @@ static void handle_ack(Session *s, const Frame *f) {
                 return;
         }
         if (r < 0) {
-                log_error_errno(r, "Failed to delete message %" PRIu64 ": %s", seq, store_error(m->store));
+                log_error_errno(r, "Failed to delete message %" PRIu64 ": %s", seq, store_error(relay->store));
                 reply_error(s, NULL, ERR_INTERNAL, "internal error");
                 return;
         }
-        if (m->n_queued > 0)
-                m->n_queued--;
-        m->queue_bytes -= MIN(m->queue_bytes, msg.size);
+        queue_removed(relay, msg.size);
 
         message_fields(&msg, &lf);
         lf.session = s->id;
@@ -730,12 +773,14 @@ static void handle_ack(Session *s, const Frame *f) {
         log_event(EVENT_MESSAGE_DELIVERED, &lf, "Message %s from %s delivered to %s", msg.msg_id,
                   msg.sender, msg.recipient);
 
-        for (Session *i = m->sessions; i; i = i->next)
-                if (i->state == SESSION_ACTIVE && strcmp(i->user, msg.sender) == 0)
+        /* A send may close the session it goes to: the walk goes on past
+         * it (see session-index.h). */
+        for (Session *i = session_index_first(relay->sessions, msg.sender); i; i = i->user_next)
+                if (i->indexed)
                         (void) session_send(i, frame_new_receipt(msg.msg_id, "delivered"));
 }
 
-void relay_frame(Session *s, const uint8_t *payload, size_t len) {
+void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL;
         char what[96];
@@ -768,20 +813,20 @@ void relay_frame(Session *s, const uint8_t *payload, size_t len) {
                                                ERR_BAD_REQUEST, what);
                         return;
                 }
-                handle_auth(s, f);
+                handle_auth(relay, s, f);
                 return;
         }
 
         session_touch(s);
         switch (f->type) {
         case FRAME_LOOKUP:
-                handle_lookup(s, f);
+                handle_lookup(relay, s, f);
                 break;
         case FRAME_SEND:
-                handle_send(s, f);
+                handle_send(relay, s, f);
                 break;
         case FRAME_ACK:
-                handle_ack(s, f);
+                handle_ack(relay, s, f);
                 break;
         case FRAME_PING:
                 (void) session_send(s, frame_new_simple(FRAME_PONG));

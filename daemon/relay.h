@@ -3,7 +3,10 @@
  * The chat protocol on the server side (protocol.md sections 4 to 6): the
  * handshake as a per-session state machine, the registry, presence,
  * lookup, send/accepted, deliver/ack/receipt with flow control, ping and
- * bye. session.c calls in here when something happened on a connection.
+ * bye. The manager hands it what happens on a session (it is the
+ * session's owner); the relay finds other users' sessions in the session
+ * index, and asks its owner through RelayHooks for what only the owner
+ * knows: the limit log and the state directory's room.
  */
 #pragma once
 
@@ -11,21 +14,60 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "session.h"
+#include <systemd/sd-event.h>
+
+#include "conf.h"
+#include "forward.h"
+#include "limit.h"
+#include "log.h"
+#include "rsa.h"
+#include "session-index.h"
+#include "store.h"
+
+typedef struct RelayHooks {
+        /* A limit refused something: count it, and log message unless
+         * throttle (the address or user refused; NULL: none) was logged
+         * within ANVIL_LOG_INTERVAL_USEC. */
+        void (*limit_hit)(void *userdata, Limit limit, AnvilEntry *throttle, const LogFields *fields,
+                          const char *message);
+        /* May size more bytes be written to the state directory? 0 or
+         * -ENOSPC (under min-free-disk, or the reserve is released). */
+        int (*disk_check)(void *userdata, uint64_t size);
+        /* A delete failed with -ENOSPC: 1 when room was made (retry
+         * once), 0 when there is none to make. */
+        int (*store_full)(void *userdata);
+} RelayHooks;
+
+/* The owner fills this in and keeps it up to date (config on reload). */
+struct Relay {
+        sd_event *event;
+        const Config *config;           /* in force */
+        Store *store;
+        const RsaKey *server_key;
+        SessionIndex *sessions;
+        bool stopping;                  /* shutting down: no presence updates */
+        const RelayHooks *hooks;
+        void *userdata;
+
+        /* The queue, as counted here (relay_queue_recount() reads it from
+         * the store; every change after that goes through relay.c). */
+        uint64_t n_queued;
+        uint64_t queue_bytes;
+};
 
 /* The transport is ready (TLS done, or at once for plain TCP): send hello. */
-void relay_transport_ready(Session *s);
+void relay_session_ready(Relay *r, Session *s);
 
 /* One complete frame's payload arrived. */
-void relay_frame(Session *s, const uint8_t *payload, size_t len);
+void relay_frame(Relay *r, Session *s, const uint8_t *payload, size_t len);
 
-/* s was closed; was_active: it had authenticated. */
-void relay_session_closed(Session *s, bool was_active);
+/* s started closing; was_active: it had authenticated. */
+void relay_session_closing(Relay *r, Session *s, bool was_active);
 
 /* Push the rest of the online list, then (to a receiving session) queued
  * envelopes, while less than SESSION_PUMP_WATER waits in its output;
  * sends "synced" once the backlog of its login went out. */
-void relay_pump(Session *s);
+void relay_pump(Relay *r, Session *s);
 /* Is there more to push to s (presence list, queued envelopes) as soon
  * as its output drains below SESSION_PUMP_WATER? */
 bool relay_has_more(const Session *s);
@@ -34,5 +76,12 @@ bool relay_has_more(const Session *s);
  * {"type":"deliver","seq":N,"envelope":...}. */
 #define RELAY_DELIVER_OVERHEAD 64
 
-/* A new envelope was queued for s's user. */
-void relay_message_queued(Session *s);
+/* Read the queue's count and bytes from the store (at start, and after
+ * the store changed behind the relay's back: a key reset). */
+int relay_queue_recount(Relay *r);
+/* A message of size bytes left the queue undelivered (it expired). */
+void relay_queue_expired(Relay *r, uint64_t size);
+/* May a new envelope of size bytes be queued? 0 if so; else -ENOSPC, with
+ * the limit that refuses it (queue-max-bytes, min-free-disk) in
+ * *ret_limit. */
+int relay_queue_check(Relay *r, uint64_t size, Limit *ret_limit);

@@ -11,8 +11,6 @@
 #include "codec.h"
 #include "log.h"
 #include "macro.h"
-#include "manager.h"
-#include "relay.h"
 #include "session.h"
 #include "util.h"
 
@@ -37,22 +35,34 @@ size_t session_memory(const Session *s) {
                 (s->decoder.payload ? s->decoder.payload_len + 1 : 0);
 }
 
-/* Bring manager->memory up to date after this session's buffers changed. */
-static void session_account(Session *s) {
-        size_t now = session_memory(s);
+/* Tell the owner, who keeps the total, after this session's buffers
+ * changed. Returns true while the total is over max-memory. */
+static bool session_account(Session *s) {
+        size_t old = s->memory;
 
-        s->manager->memory = s->manager->memory - s->memory + now;
-        s->memory = now;
+        s->memory = session_memory(s);
+        return s->callbacks->on_memory(s, old, s->memory, s->userdata);
 }
 
 /* Everything waiting for the peer is dropped (it does not read it). */
 static void session_drop_output(Session *s) {
         stream_output_clear(stream_output(s->stream));
-        session_account(s);
+        (void) session_account(s);
 }
 
 bool session_is_active(const Session *s) {
         return s->state == SESSION_ACTIVE;
+}
+
+bool session_is_dead(const Session *s) {
+        return s->state == SESSION_DEAD;
+}
+
+uint64_t session_now(const Session *s) {
+        uint64_t now = 0;
+
+        (void) sd_event_now(s->event, CLOCK_MONOTONIC, &now);
+        return now;
 }
 
 static bool session_may_read_later(const Session *s) {
@@ -64,8 +74,10 @@ static bool session_may_read(const Session *s) {
 }
 
 void session_touch(Session *s) {
-        if (s->state == SESSION_ACTIVE)
-                stream_set_deadline(s->stream, s->limits.idle_timeout_usec);
+        if (s->state != SESSION_ACTIVE)
+                return;
+        s->last_activity_usec = session_now(s);
+        stream_set_deadline(s->stream, s->limits.idle_timeout_usec);
 }
 
 static void fields_of(const Session *s, LogFields *f) {
@@ -76,7 +88,7 @@ static void fields_of(const Session *s, LogFields *f) {
         };
 }
 
-/* Whatever the state, stop talking to the peer and let the manager free
+/* Whatever the state, stop talking to the peer and let the owner free
  * the session after this loop iteration. */
 static void session_disconnect(Session *s) {
         if (s->state == SESSION_DEAD)
@@ -84,7 +96,7 @@ static void session_disconnect(Session *s) {
         s->state = SESSION_DEAD;
         stream_abort(s->stream);
         (void) sd_event_source_set_enabled(s->throttle, SD_EVENT_OFF);
-        manager_bury_session(s->manager, s);
+        s->callbacks->on_dead(s, s->userdata);
 }
 
 void session_close(Session *s, const char *code, const char *message, const char *reason) {
@@ -113,7 +125,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
 
                 if (frame_to_wire(error, s->limits.max_frame, &wire, &len) >= 0)
                         (void) stream_append(s->stream, wire, len);
-                session_account(s);
+                (void) session_account(s);
         }
         json_object_put(error);
 
@@ -121,7 +133,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
         f.reason = reason;
         if (was_active) {
                 f.has_duration = true;
-                f.duration_usec = manager_now(s->manager) - s->connected_monotonic_usec;
+                f.duration_usec = session_now(s) - s->connected_monotonic_usec;
                 log_event(EVENT_SESSION_END, &f, "Session of %s from %s ended: %s", s->user,
                           s->peer, reason);
         } else
@@ -129,7 +141,7 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
                           reason);
 
         s->state = SESSION_CLOSING;
-        relay_session_closed(s, was_active);
+        s->callbacks->on_closing(s, was_active, s->userdata);
         /* What is left goes out, then the stream ends the connection
          * gently and tells session_on_stream_dead(). */
         stream_close(s->stream, SESSION_LINGER_USEC);
@@ -139,14 +151,14 @@ void session_close_with(Session *s, json_object *error, const char *reason) {
  * read what it is sent: cut it. While all sessions together hold more
  * than max-memory, so is one whose output is over the water mark (a
  * reader keeps it below). Returns 0, or -ENOBUFS when it was cut. */
-static int session_check_memory(Session *s) {
-        Manager *m = s->manager;
+static int session_check_memory(Session *s, bool over_total) {
+        char message[256];
         Limit limit;
         LogFields f;
 
         if (s->memory > s->limits.memory_max)
                 limit = LIMIT_MAX_SESSION_MEMORY;
-        else if (m->memory > m->config->max_memory && session_output_pending(s) > SESSION_PUMP_WATER)
+        else if (over_total && session_output_pending(s) > SESSION_PUMP_WATER)
                 limit = LIMIT_MAX_MEMORY;
         else
                 return 0;
@@ -154,9 +166,9 @@ static int session_check_memory(Session *s) {
         fields_of(s, &f);
         f.has_size = true;
         f.size = s->memory;
-        manager_limit_hit(m, limit, &f,
-                          "Disconnecting %s: client does not read, %zu bytes held for it (%s)",
-                          s->peer, s->memory, limit_name(limit));
+        snprintf(message, sizeof(message), "Disconnecting %s: client does not read, %zu bytes held for it (%s)",
+                 s->peer, s->memory, limit_name(limit));
+        s->callbacks->on_limit(s, limit, &f, message, s->userdata);
         /* Part of a frame may be out already: no error frame can follow. */
         session_drop_output(s);
         session_close(s, NULL, NULL,
@@ -188,8 +200,7 @@ int session_send(Session *s, json_object *o) {
                 session_close(s, NULL, NULL, r == -ENOBUFS ? "output over its limit" : "out of memory");
                 return r;
         }
-        session_account(s);
-        r = session_check_memory(s);
+        r = session_check_memory(s, session_account(s));
         if (r < 0)
                 return r;
         session_update_io(s);
@@ -213,7 +224,7 @@ void session_flush(Session *s) {
         r = stream_flush(s->stream);
         if (s->state == SESSION_DEAD)
                 return;                 /* the close finished */
-        session_account(s);
+        (void) session_account(s);
         if (r < 0) {
                 char reason[128];
 
@@ -245,14 +256,15 @@ static size_t session_feed(Session *s, const uint8_t *data, size_t len) {
                 r = frame_decoder_feed(&s->decoder, data, len, &consumed, &frame, &flen);
                 data += consumed;
                 len -= consumed;
-                session_account(s);     /* a frame may have begun or ended */
+                (void) session_account(s);      /* a frame may have begun or ended */
                 if (r == -EMSGSIZE) {
+                        char message[160];
                         LogFields f;
 
                         fields_of(s, &f);
-                        manager_limit_hit(s->manager, LIMIT_MAX_FRAME, &f,
-                                          "Frame from %s announced more than max-frame (%llu bytes)",
-                                          s->peer, (unsigned long long) s->limits.max_frame);
+                        snprintf(message, sizeof(message), "Frame from %s announced more than max-frame (%llu bytes)",
+                                 s->peer, (unsigned long long) s->limits.max_frame);
+                        s->callbacks->on_limit(s, LIMIT_MAX_FRAME, &f, message, s->userdata);
                         session_close(s, ERR_BAD_FRAME, "frame larger than max_frame",
                                       "bad_frame: frame larger than max-frame");
                         break;
@@ -272,7 +284,7 @@ static size_t session_feed(Session *s, const uint8_t *data, size_t len) {
                 }
                 if (r == 0)
                         break;
-                relay_frame(s, frame, flen);
+                s->callbacks->on_frame(s, frame, flen, s->userdata);
         }
         return total - len;
 }
@@ -285,7 +297,7 @@ static bool session_feed_saved(Session *s) {
                 return false;
         buf_done(&s->in);
         s->in_head = 0;
-        session_account(s);
+        (void) session_account(s);
         return true;
 }
 
@@ -326,7 +338,7 @@ static void session_read(Session *s) {
                                 session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
                                 return;
                         }
-                        session_account(s);
+                        (void) session_account(s);
                         return;
                 }
         }
@@ -349,7 +361,7 @@ static void session_tls_step(Session *s) {
                 session_close(s, NULL, NULL, reason);
                 return;
         }
-        relay_transport_ready(s);
+        s->callbacks->on_ready(s, s->userdata);
 }
 
 static int session_on_throttle(sd_event_source *es, uint64_t usec, void *userdata) {
@@ -370,7 +382,7 @@ void session_throttle(Session *s, uint64_t usec) {
         if (!session_may_read_later(s))
                 return;
         if (!s->throttle) {
-                r = sd_event_add_time_relative(s->manager->event, &s->throttle, CLOCK_MONOTONIC, usec, 0,
+                r = sd_event_add_time_relative(s->event, &s->throttle, CLOCK_MONOTONIC, usec, 0,
                                                session_on_throttle, s);
                 if (r < 0)
                         return;         /* not throttled: the limit still refuses */
@@ -385,12 +397,12 @@ void session_throttle(Session *s, uint64_t usec) {
 static void session_after_input(Session *s) {
         for (unsigned i = 0; i < SESSION_PUMPS_PER_WAKEUP; i++) {
                 if (s->state == SESSION_ACTIVE)
-                        relay_pump(s);
+                        s->callbacks->on_pump(s, s->userdata);
                 session_flush(s);
                 /* The write may have made room for more of the backlog or
                  * the online list. */
                 if (s->state != SESSION_ACTIVE || session_output_pending(s) >= SESSION_PUMP_WATER ||
-                    !relay_has_more(s))
+                    !s->callbacks->has_more(s, s->userdata))
                         return;
         }
         /* All of it was written at once, and more waits: no EPOLLOUT will
@@ -462,52 +474,43 @@ static void hex(const uint8_t *p, size_t n, char *out) {
 }
 
 void session_authenticated(Session *s) {
-        Manager *m = s->manager;
-
         if (s->address_entry && s->preauth && s->address_entry->preauth > 0)
                 s->address_entry->preauth--;
         s->preauth = false;
         if (!s->user_entry) {
                 /* Out of memory: no message rate for this session. */
-                s->user_entry = anvil_get_user(m->anvil, s->user, manager_now(m));
+                s->user_entry = anvil_get_user(s->anvil, s->user, session_now(s));
                 if (s->user_entry)
-                        anvil_ref(m->anvil, s->user_entry);
+                        anvil_ref(s->anvil, s->user_entry);
         }
 }
 
-int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
+int session_new(const SessionSetup *setup, int fd, AnvilEntry *address, Session **ret) {
         _cleanup_(closep) int owned_fd = fd;
         _cleanup_(transport_freep) Transport *transport = NULL;
         size_t output_max;
         Session *s;
-        const Config *c = m->config;
         uint8_t id[16];
         int one = 1, r;
 
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->manager = m;
-        s->state = m->tls_credentials ? SESSION_TLS : SESSION_AUTH;
+        s->event = setup->event;
+        s->anvil = setup->anvil;
+        s->callbacks = setup->callbacks;
+        s->userdata = setup->userdata;
+        s->state = setup->tls ? SESSION_TLS : SESSION_AUTH;
         if (address) {
                 s->address_entry = address;
-                anvil_ref(m->anvil, address);
+                anvil_ref(s->anvil, address);
                 address->preauth++;
                 s->preauth = true;
         }
-        s->limits = (SessionLimits) {
-                .max_frame = c->max_frame,
-                .max_text = c->max_text,
-                .queue_ttl_usec = c->queue_ttl_usec,
-                .queue_limit = c->queue_limit,
-                .queue_limit_per_sender = config_queue_limit_per_sender(c),
-                .handshake_timeout_usec = c->handshake_timeout_usec,
-                .idle_timeout_usec = c->idle_timeout_usec,
-                .memory_max = MAX(c->max_session_memory, SESSION_MEMORY_MIN(c->max_frame)),
-        };
-        frame_decoder_init(&s->decoder, c->max_frame);
-        (void) sd_event_now(m->event, CLOCK_REALTIME, &s->connected_realtime_usec);
-        s->connected_monotonic_usec = manager_now(s->manager);
+        s->limits = setup->limits;
+        frame_decoder_init(&s->decoder, s->limits.max_frame);
+        (void) sd_event_now(s->event, CLOCK_REALTIME, &s->connected_realtime_usec);
+        s->connected_monotonic_usec = s->last_activity_usec = session_now(s);
         socket_peer_address(fd, s->peer);
         /* Small interactive frames: no Nagle delay. */
         (void) setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -518,7 +521,7 @@ int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
         hex(id, sizeof(id), s->id);
 
         /* On failure the transport leaves the fd with us. */
-        r = transport_new_server(owned_fd, m->tls_credentials, &transport);
+        r = transport_new_server(owned_fd, setup->tls, &transport);
         if (r < 0)
                 goto fail;
         owned_fd = -EBADF;
@@ -526,30 +529,31 @@ int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret) {
          * session holding more than memory_max, and one more frame (an
          * answer, the closing error) may come on top of that. */
         output_max = (size_t) s->limits.memory_max + 2 * (size_t) s->limits.max_frame;
-        r = stream_new(m->event, transport, output_max, SESSION_OUTPUT_KEEP, &session_stream_callbacks, s,
+        r = stream_new(s->event, transport, output_max, SESSION_OUTPUT_KEEP, &session_stream_callbacks, s,
                        &s->stream);
         if (r < 0)
                 goto fail;
         s->transport = TAKE_PTR(transport);
-        stream_set_deadline(s->stream, c->handshake_timeout_usec);
+        stream_set_deadline(s->stream, s->limits.handshake_timeout_usec);
 
-        manager_link_session(m, s);
+        *ret = s;
+        return 0;
+
+fail:
+        session_free(s);
+        return r;
+}
+
+void session_start(Session *s) {
         log_event(EVENT_CONNECTION, &(LogFields) { .peer = s->peer, .session = s->id },
                   "Connection from %s", s->peer);
         session_update_io(s);
 
         /* Plain TCP has no handshake of its own: hello goes out now. */
         if (s->state == SESSION_AUTH)
-                relay_transport_ready(s);
+                s->callbacks->on_ready(s, s->userdata);
         else
                 session_tls_step(s);
-        if (ret)
-                *ret = s;
-        return 0;
-
-fail:
-        session_free(s);
-        return r;
 }
 
 Session *session_free(Session *s) {
@@ -559,15 +563,14 @@ Session *session_free(Session *s) {
         s->stream = stream_free(s->stream);     /* and the transport */
         frame_decoder_done(&s->decoder);
         buf_done(&s->in);
-        s->manager->memory -= s->memory;
         key_package_free(s->package);
         if (s->address_entry) {
                 if (s->preauth && s->address_entry->preauth > 0)
                         s->address_entry->preauth--;
-                anvil_unref(s->manager->anvil, s->address_entry, manager_now(s->manager));
+                anvil_unref(s->anvil, s->address_entry, session_now(s));
         }
         if (s->user_entry)
-                anvil_unref(s->manager->anvil, s->user_entry, manager_now(s->manager));
+                anvil_unref(s->anvil, s->user_entry, session_now(s));
         free(s);
         return NULL;
 }

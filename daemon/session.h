@@ -5,9 +5,12 @@
  * the relay keeps for it. This module moves frames; relay.c decides what
  * they mean.
  *
+ * A session calls nothing above it: what happens to it is reported to its
+ * owner through the SessionCallbacks the owner gave session_new().
+ *
  * A session is never freed while a callback may still hold it: it is
  * marked dead when its stream finished closing (or had to stop), and the
- * manager frees dead sessions after the loop iteration.
+ * owner frees dead sessions after the loop iteration.
  */
 #pragma once
 
@@ -15,20 +18,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <gnutls/gnutls.h>
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
 #include "anvil.h"
 #include "buf.h"
+#include "forward.h"
 #include "frame.h"
 #include "handshake.h"
+#include "limit.h"
+#include "log.h"
 #include "protocol.h"
 #include "rsa.h"
 #include "sockets.h"
 #include "stream.h"
 #include "transport.h"
-
-typedef struct Manager Manager;
 
 typedef enum SessionState {
         SESSION_TLS,            /* TLS handshake running */
@@ -68,9 +73,41 @@ typedef struct SessionLimits {
  * stream then drains the peer's, STREAM_DRAIN_*). */
 #define SESSION_LINGER_USEC (2 * 1000000ull)
 
+/* How a session reports to its owner; every member is set. userdata is
+ * the owner's, given to session_new(). */
+struct SessionCallbacks {
+        /* The transport is ready (TLS done, or at once for plain TCP). */
+        void (*on_ready)(Session *s, void *userdata);
+        /* One complete frame's payload arrived. */
+        void (*on_frame)(Session *s, const uint8_t *payload, size_t len, void *userdata);
+        /* The output went below SESSION_PUMP_WATER: push more, if any... */
+        void (*on_pump)(Session *s, void *userdata);
+        /* ...and is there more to push as soon as it drains? */
+        bool (*has_more)(const Session *s, void *userdata);
+        /* s started closing; was_active: it had authenticated. */
+        void (*on_closing)(Session *s, bool was_active, void *userdata);
+        /* s is disconnected: free it after this loop iteration. */
+        void (*on_dead)(Session *s, void *userdata);
+        /* s's buffers went from old to new bytes (session_memory()).
+         * Returns true while all sessions together hold more than the
+         * relay's max-memory. */
+        bool (*on_memory)(Session *s, size_t old, size_t new, void *userdata);
+        /* A limit refused something of s: count and log message. */
+        void (*on_limit)(Session *s, Limit limit, const LogFields *fields, const char *message,
+                         void *userdata);
+};
+
 typedef struct Session {
-        Manager *manager;
-        Session *next, *prev;           /* in manager->sessions */
+        sd_event *event;
+        Anvil *anvil;                   /* per address and per user entries */
+        const SessionCallbacks *callbacks;
+        void *userdata;
+
+        /* The owner's session index (session-index.c) links these. */
+        Session *next, *prev;           /* every session */
+        Session *user_next, *user_prev;  /* the active sessions of user */
+        Session *receiver_next, *receiver_prev;  /* active receiving sessions */
+        bool indexed;                   /* in the by-user index */
 
         SessionState state;
         Stream *stream;                 /* the connection, its output and timers */
@@ -87,6 +124,7 @@ typedef struct Session {
         char peer[SOCKET_ADDRESS_MAX];
         uint64_t connected_realtime_usec;
         uint64_t connected_monotonic_usec;
+        uint64_t last_activity_usec;    /* CLOCK_MONOTONIC of the last frame from the peer */
 
         /* Handshake. */
         uint8_t nonce[NONCE_LEN];
@@ -98,7 +136,7 @@ typedef struct Session {
         KeyPackage *package;            /* the user's registered key package */
         bool receive;
         bool replaced;                  /* closed for a newer receiving session */
-        uint64_t activation;            /* when it became active (manager->activations) */
+        uint64_t activation;            /* when it became active (SessionIndex.activations) */
 
         /* The presence list is sent in pieces as the output drains: the
          * active receiving sessions with activation > presence_cursor,
@@ -120,9 +158,23 @@ typedef struct Session {
         bool synced;                    /* "synced" was sent */
 } Session;
 
-/* address: the entry of the peer's address (held by the session from now
- * on), or NULL when it is exempt from the per-address limits. */
-int session_new(Manager *m, int fd, AnvilEntry *address, Session **ret);
+/* What a new session is made of. */
+typedef struct SessionSetup {
+        sd_event *event;
+        Anvil *anvil;
+        gnutls_certificate_credentials_t tls;   /* NULL: plain TCP */
+        SessionLimits limits;
+        const SessionCallbacks *callbacks;
+        void *userdata;
+} SessionSetup;
+
+/* Takes fd, also on failure. address: the entry of the peer's address
+ * (held by the session from now on), or NULL when it is exempt from the
+ * per-address limits. No callback runs before session_start(), so that
+ * the owner can index the session first. */
+int session_new(const SessionSetup *setup, int fd, AnvilEntry *address, Session **ret);
+/* Log the connection and start the handshake (hello at once without TLS). */
+void session_start(Session *s);
 Session *session_free(Session *s);
 
 /* Queue a frame (takes the reference to o). Before the handshake finished
@@ -159,6 +211,9 @@ size_t session_output_pending(const Session *s);
  * buffers and the frame being received, as allocated. */
 size_t session_memory(const Session *s);
 bool session_is_active(const Session *s);
+bool session_is_dead(const Session *s);
+/* CLOCK_MONOTONIC of this loop iteration. */
+uint64_t session_now(const Session *s);
 
 /* Try to write now (used at shutdown). */
 void session_flush(Session *s);

@@ -22,7 +22,7 @@
 #include <json-c/json.h>
 #include <systemd/sd-event.h>
 
-#include "json.h"
+#include "json-util.h"
 
 typedef struct VarlinkServer VarlinkServer;
 typedef struct VarlinkConnection VarlinkConnection;

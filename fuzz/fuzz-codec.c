@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "codec.h"
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 #include "protocol.h"
 #include "util.h"

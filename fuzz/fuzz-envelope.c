@@ -15,7 +15,7 @@
 #include <json-c/json.h>
 
 #include "envelope.h"
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

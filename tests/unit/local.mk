@@ -44,3 +44,21 @@ tests_unit_test_transport_SOURCES = tests/unit/test-transport.c
 tests_unit_test_transport_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_transport_LDADD = $(UNIT_LDADD)
 EXTRA_DIST += tests/vectors
+
+# Each header compiles alone, with the flags of the programs (but not
+# AM_CPPFLAGS' quoted paths, which no header uses and a shell splits badly).
+TESTS += tests/headers.sh
+EXTRA_DIST += tests/headers.sh
+AM_TESTS_ENVIRONMENT += \
+	SC_HEADER_CC='$(CC)'; export SC_HEADER_CC; \
+	SC_HEADER_CFLAGS='-include $(abs_top_builddir)/config.h $(CPPFLAGS) $(AM_CFLAGS) $(CFLAGS) \
+		$(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) $(JSONC_CFLAGS) $(SYSTEMD_CFLAGS) \
+		$(SQLITE_CFLAGS) $(INIH_CFLAGS) $(LIBEDIT_CFLAGS)'; export SC_HEADER_CFLAGS;
+
+# The relay and its session index, driven without a network (the daemon's
+# other module tests are listed in daemon/local.mk).
+check_PROGRAMS += tests/unit/test-relay
+TESTS += tests/unit/test-relay
+tests_unit_test_relay_SOURCES = tests/unit/test-relay.c
+tests_unit_test_relay_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
+tests_unit_test_relay_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)

@@ -12,7 +12,7 @@
 #include "b64.h"
 #include "codec.h"
 #include "frame.h"
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 #include "protocol.h"
 #include "rsa.h"

@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 #include "test-main.h"
 #include "util.h"

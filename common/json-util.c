@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The one JSON layer: the strict parser, the builders and the field
- * dispatcher (see json.h).
+ * dispatcher (see json-util.h).
  */
 #include <errno.h>
 #include <limits.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "b64.h"
-#include "json.h"
+#include "json-util.h"
 #include "macro.h"
 #include "util.h"
 

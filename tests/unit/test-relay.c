@@ -1,0 +1,465 @@
+/* SPDX-License-Identifier: MIT */
+/* The session index (by user, its counts, walks that close sessions on
+ * the way) and the relay's paths after the handshake that need no peer:
+ * receipts, the online list, ping, the queue's counts and limits. Sessions
+ * are real ones over socketpairs; what they would send stays in their
+ * output buffers, where the tests read it. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <json-c/json.h>
+
+#include "anvil.h"
+#include "codec.h"
+#include "conf.h"
+#include "frame.h"
+#include "macro.h"
+#include "manager.h"
+#include "relay.h"
+#include "session-index.h"
+#include "session.h"
+#include "store.h"
+#include "test-main.h"
+
+static sd_event *event;
+static Anvil *anvil;
+static SessionIndex sessions;
+static Config *config;
+static Store *store;
+static Relay relay;
+static char tmpdir[256];
+static int peers[16];           /* the other ends of the socketpairs */
+static Session *peer_sessions[16];      /* ...and whose end each is */
+static size_t n_peers;
+static unsigned limit_hits[_LIMIT_MAX];
+static int disk_answer;         /* what the disk_check hook says */
+
+static void on_ready(Session *s, void *userdata) {
+        relay_session_ready(userdata, s);
+}
+
+static void on_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
+        relay_frame(userdata, s, payload, len);
+}
+
+static void on_pump(Session *s, void *userdata) {
+        relay_pump(userdata, s);
+}
+
+static bool has_more(const Session *s, void *userdata) {
+        return relay_has_more(s);
+}
+
+static void on_closing(Session *s, bool was_active, void *userdata) {
+        session_index_deactivate(&sessions, s);
+        relay_session_closing(userdata, s, was_active);
+}
+
+static void on_dead(Session *s, void *userdata) {
+        session_index_bury(&sessions, s);
+}
+
+static bool on_memory(Session *s, size_t old, size_t new, void *userdata) {
+        session_index_memory(&sessions, old, new);
+        return false;
+}
+
+static void on_limit(Session *s, Limit limit, const LogFields *f, const char *message, void *userdata) {
+        limit_hits[limit]++;
+}
+
+static const SessionCallbacks callbacks = {
+        .on_ready = on_ready,
+        .on_frame = on_frame,
+        .on_pump = on_pump,
+        .has_more = has_more,
+        .on_closing = on_closing,
+        .on_dead = on_dead,
+        .on_memory = on_memory,
+        .on_limit = on_limit,
+};
+
+static void hook_limit_hit(void *userdata, Limit limit, AnvilEntry *throttle, const LogFields *f,
+                           const char *message) {
+        limit_hits[limit]++;
+}
+
+static int hook_disk_check(void *userdata, uint64_t size) {
+        return disk_answer;
+}
+
+static int hook_store_full(void *userdata) {
+        return 0;
+}
+
+static const RelayHooks hooks = {
+        .limit_hit = hook_limit_hit,
+        .disk_check = hook_disk_check,
+        .store_full = hook_store_full,
+};
+
+static void setup(void) {
+        char path[300];
+
+        ck_assert_int_ge(sd_event_new(&event), 0);
+        ck_assert_int_eq(anvil_new(&anvil), 0);
+        ck_assert_int_eq(session_index_init(&sessions), 0);
+        ck_assert_int_eq(config_new(&config), 0);
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-relay-XXXXXX");
+        ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+        snprintf(path, sizeof(path), "%s/securechatd.db", tmpdir);
+        ck_assert_int_eq(store_open(path, &store), 0);
+        relay = (Relay) {
+                .event = event,
+                .config = config,
+                .store = store,
+                .sessions = &sessions,
+                .hooks = &hooks,
+        };
+        relay.userdata = &relay;
+        ck_assert_int_eq(relay_queue_recount(&relay), 0);
+        memset(limit_hits, 0, sizeof(limit_hits));
+        disk_answer = 0;
+        n_peers = 0;
+}
+
+static void teardown(void) {
+        char cmd[300];
+
+        session_index_done(&sessions);
+        for (size_t i = 0; i < n_peers; i++)
+                safe_close(peers[i]);
+        store_free(store);
+        config_free(config);
+        anvil_free(anvil);
+        sd_event_unref(event);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
+static KeyPackage *package(const char *user) {
+        KeyPackage *kp = calloc(1, sizeof(*kp));
+
+        ck_assert_ptr_nonnull(kp);
+        snprintf(kp->user, sizeof(kp->user), "%s", user);
+        kp->key_len = kp->sig_len = 32;
+        kp->key = calloc(1, kp->key_len);
+        kp->sig = calloc(1, kp->sig_len);
+        ck_assert_ptr_nonnull(kp->key);
+        ck_assert_ptr_nonnull(kp->sig);
+        return kp;
+}
+
+/* A connected session, in the index, not logged in. */
+static Session *connect_session(void) {
+        SessionSetup setup = {
+                .event = event,
+                .anvil = anvil,
+                .limits = manager_session_limits(config),
+                .callbacks = &callbacks,
+                .userdata = &relay,
+        };
+        Session *s;
+        int fds[2];
+
+        ck_assert_uint_lt(n_peers, ELEMENTSOF(peers));
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+        peers[n_peers] = fds[1];
+        ck_assert_int_eq(session_new(&setup, fds[0], NULL, &s), 0);
+        peer_sessions[n_peers++] = s;
+        session_index_add(&sessions, s);
+        return s;
+}
+
+/* A session logged in as user, as handle_auth() leaves it, without the
+ * handshake's cryptography (test-handshake.c covers that). */
+static Session *login(const char *user, bool receive) {
+        Session *s = connect_session();
+
+        snprintf(s->user, sizeof(s->user), "%s", user);
+        s->package = package(user);
+        s->receive = receive;
+        ck_assert_int_eq(session_index_activate(&sessions, s), 0);
+        s->state = SESSION_ACTIVE;
+        s->caught_up = true;
+        return s;
+}
+
+/* The frames waiting in s's output, as one JSON text per frame joined by
+ * newlines (""), and the output emptied. */
+static char *take_output(Session *s) {
+        StreamOutput *out = stream_output(s->stream);
+        const uint8_t *data = stream_output_head(out);
+        size_t pos = 0, n = stream_output_pending(out);
+        FrameDecoder d;
+        char *all = strdup("");
+
+        ck_assert_ptr_nonnull(all);
+        frame_decoder_init(&d, s->limits.max_frame);
+        while (pos < n) {
+                uint8_t *frame = NULL;
+                size_t consumed = 0, len = 0;
+                char *joined;
+                int r;
+
+                r = frame_decoder_feed(&d, data + pos, n - pos, &consumed, &frame, &len);
+                ck_assert_int_ge(r, 0);
+                pos += consumed;
+                if (r == 0)
+                        continue;
+                ck_assert_int_ge(asprintf(&joined, "%s%.*s\n", all, (int) len, (const char *) frame), 0);
+                free(all);
+                free(frame);
+                all = joined;
+        }
+        frame_decoder_done(&d);
+        stream_output_clear(out);
+        return all;
+}
+
+/* A closing session says goodbye and waits for its peer's end of the
+ * connection (stream.c): hang up that end and run the loop until the
+ * session is dead. */
+static void hang_up(Session *s) {
+        for (size_t i = 0; i < n_peers; i++)
+                if (peer_sessions[i] == s)
+                        peers[i] = safe_close(peers[i]);
+        for (unsigned i = 0; i < 100 && !session_is_dead(s); i++)
+                ck_assert_int_ge(sd_event_run(event, 100 * 1000), 0);
+        ck_assert(session_is_dead(s));
+}
+
+static void feed(Session *s, const char *json) {
+        relay_frame(&relay, s, (const uint8_t *) json, strlen(json));
+}
+
+static uint64_t queue(const char *from, const char *to, const char *msg_id, const char *envelope) {
+        StoreMessage m = { .envelope = (char *) envelope, .size = strlen(envelope), .expires = UINT64_MAX / 2 };
+
+        snprintf(m.sender, sizeof(m.sender), "%s", from);
+        snprintf(m.recipient, sizeof(m.recipient), "%s", to);
+        snprintf(m.msg_id, sizeof(m.msg_id), "%s", msg_id);
+        ck_assert_int_eq(store_queue_add(store, &m), 0);
+        return m.seq;
+}
+
+START_TEST(test_index_by_user) {
+        Session *a1 = login("alice", false), *a2 = login("alice", true), *b = login("bob", true);
+        Session *pre = connect_session();
+
+        ck_assert_uint_eq(sessions.n_sessions, 4);
+        ck_assert_uint_eq(sessions.n_active, 3);
+        ck_assert_uint_eq(sessions.n_receiving, 2);
+        ck_assert_uint_eq(session_index_count(&sessions, "alice"), 2);
+        ck_assert_uint_eq(session_index_count(&sessions, "bob"), 1);
+        ck_assert_uint_eq(session_index_count(&sessions, "carol"), 0);
+        ck_assert_ptr_eq(session_index_find_receiver(&sessions, "alice"), a2);
+        ck_assert_ptr_eq(session_index_find_receiver(&sessions, "bob"), b);
+        ck_assert_ptr_null(session_index_find_receiver(&sessions, "carol"));
+        ck_assert_uint_lt(a1->activation, a2->activation);
+        ck_assert_uint_lt(a2->activation, b->activation);
+
+        /* Closing takes a session out of the index at once; it is freed
+         * after the loop iteration. */
+        session_close(a2, NULL, NULL, "test");
+        ck_assert_uint_eq(sessions.n_active, 2);
+        ck_assert_uint_eq(sessions.n_receiving, 1);
+        ck_assert_uint_eq(session_index_count(&sessions, "alice"), 1);
+        ck_assert_ptr_null(session_index_find_receiver(&sessions, "alice"));
+        ck_assert_ptr_eq(session_index_first(&sessions, "alice"), a1);
+        ck_assert_uint_eq(sessions.n_dead, 0);  /* closing, not yet dead */
+        hang_up(a2);
+        ck_assert_uint_eq(sessions.n_dead, 1);
+        ck_assert_uint_eq(sessions.n_sessions, 3);
+        session_index_free_dead(&sessions);
+        ck_assert_uint_eq(sessions.n_dead, 0);
+        ck_assert_ptr_eq(sessions.all, pre);
+
+        /* The last of a user's sessions takes the user out. */
+        session_close(a1, NULL, NULL, "test");
+        ck_assert_ptr_null(session_index_first(&sessions, "alice"));
+        session_close(pre, NULL, NULL, "test");
+        ck_assert_uint_eq(sessions.n_active, 1);
+        hang_up(a1);
+        hang_up(pre);
+        session_index_free_dead(&sessions);
+        ck_assert_uint_eq(sessions.n_sessions, 1);
+        ck_assert_ptr_eq(sessions.all, b);
+        ck_assert_ptr_null(b->next);
+}
+END_TEST
+
+START_TEST(test_index_walk_survives_closing) {
+        Session *r[4];
+        size_t seen = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(r); i++)
+                r[i] = login(i % 2 ? "bob" : "alice", true);
+        /* Each login of a user's second receiving session would replace the
+         * first in the relay; the index itself keeps both. */
+        ck_assert_uint_eq(sessions.n_receiving, 4);
+
+        /* Close the session the walk is at, as a send over its memory
+         * limit would, and the one after it: the walk still reaches the
+         * rest. */
+        for (Session *i = sessions.receivers; i; i = i->receiver_next) {
+                if (!i->indexed)
+                        continue;
+                seen++;
+                if (i == r[0]) {
+                        session_close(r[0], NULL, NULL, "test");
+                        session_close(r[1], NULL, NULL, "test");
+                }
+        }
+        ck_assert_uint_eq(seen, 3);
+        ck_assert_uint_eq(sessions.n_receiving, 2);
+        ck_assert_ptr_eq(sessions.receivers, r[2]);
+        ck_assert_ptr_eq(sessions.receivers->receiver_next, r[3]);
+        ck_assert_ptr_eq(sessions.receivers_tail, r[3]);
+}
+END_TEST
+
+START_TEST(test_index_user_churn) {
+        Session *bob = login("bob", true);
+
+        /* Many more users than the table has slots come and go: the table
+         * is rebuilt on the way, and finds what it holds all along. */
+        for (unsigned i = 0; i < 5000; i++) {
+                Session *s = calloc(1, sizeof(*s));
+
+                ck_assert_ptr_nonnull(s);
+                snprintf(s->user, sizeof(s->user), "user%u", i);
+                s->receive = i % 2;
+                ck_assert_int_eq(session_index_activate(&sessions, s), 0);
+                ck_assert_ptr_eq(session_index_first(&sessions, s->user), s);
+                ck_assert_ptr_eq(session_index_find_receiver(&sessions, "bob"), bob);
+                session_index_deactivate(&sessions, s);
+                ck_assert_ptr_null(session_index_first(&sessions, s->user));
+                free(s);
+        }
+        ck_assert_uint_lt(sessions.by_user_deleted, 5000 / 8);
+        ck_assert_uint_eq(sessions.n_active, 1);
+        ck_assert_uint_eq(sessions.n_receiving, 1);
+        ck_assert_ptr_eq(sessions.receivers, bob);
+        ck_assert_ptr_eq(sessions.receivers_tail, bob);
+        ck_assert_uint_eq(session_index_count(&sessions, "bob"), 1);
+}
+END_TEST
+
+START_TEST(test_receipt_to_every_session_of_the_sender) {
+        Session *a1 = login("alice", false), *a2 = login("alice", true), *c = login("carol", true);
+        Session *b = login("bob", true);
+        char *out;
+        char ack[64];
+        uint64_t seq;
+
+        seq = queue("alice", "bob", "bXNnMQ", "{\"x\":1}");
+        ck_assert_int_eq(relay_queue_recount(&relay), 0);
+        ck_assert_uint_eq(relay.n_queued, 1);
+        ck_assert_uint_eq(relay.queue_bytes, strlen("{\"x\":1}"));
+
+        /* Not delivered to this session yet: refused. */
+        snprintf(ack, sizeof(ack), "{\"type\":\"ack\",\"seq\":%llu}", (unsigned long long) seq);
+        feed(b, ack);
+        out = take_output(b);
+        ck_assert_ptr_nonnull(strstr(out, "\"bad_request\""));
+        free(out);
+        ck_assert_uint_eq(relay.n_queued, 1);
+
+        b->cursor = seq;
+        feed(b, ack);
+        ck_assert_uint_eq(relay.n_queued, 0);
+        ck_assert_uint_eq(relay.queue_bytes, 0);
+        for (Session *s = a1; s; s = s == a1 ? a2 : NULL) {
+                out = take_output(s);
+                ck_assert_ptr_nonnull(strstr(out, "\"receipt\""));
+                ck_assert_ptr_nonnull(strstr(out, "bXNnMQ"));
+                free(out);
+        }
+        out = take_output(c);
+        ck_assert_str_eq(out, "");
+        free(out);
+}
+END_TEST
+
+START_TEST(test_presence_list_in_order_of_activation) {
+        Session *s;
+        char *out, *x, *y, *z;
+
+        (void) login("zed", true);
+        (void) login("amy", false);     /* sends only: not online */
+        (void) login("kim", true);
+        (void) login("bea", true);
+        s = login("me", false);
+        s->presence_pending = true;
+        relay_pump(&relay, s);
+        ck_assert(!s->presence_pending);
+        ck_assert(!relay_has_more(s));
+        out = take_output(s);
+        ck_assert_ptr_nonnull(strstr(out, "\"users\""));
+        ck_assert_ptr_null(strstr(out, "\"more\""));
+        ck_assert_ptr_null(strstr(out, "\"amy\""));
+        x = strstr(out, "\"zed\"");
+        y = strstr(out, "\"kim\"");
+        z = strstr(out, "\"bea\"");
+        ck_assert(x && y && z && x < y && y < z);
+        free(out);
+}
+END_TEST
+
+START_TEST(test_ping) {
+        Session *s = login("alice", false);
+        char *out;
+
+        feed(s, "{\"type\":\"ping\"}");
+        out = take_output(s);
+        ck_assert_str_eq(out, "{\"type\":\"pong\"}\n");
+        free(out);
+}
+END_TEST
+
+START_TEST(test_queue_limits) {
+        Limit limit = _LIMIT_MAX;
+
+        ck_assert_int_eq(relay_queue_check(&relay, 100, &limit), 0);
+        relay.queue_bytes = config->queue_max_bytes - 10;
+        ck_assert_int_eq(relay_queue_check(&relay, 10, &limit), 0);
+        ck_assert_int_eq(relay_queue_check(&relay, 11, &limit), -ENOSPC);
+        ck_assert_int_eq(limit, LIMIT_QUEUE_MAX_BYTES);
+        relay.queue_bytes = 0;
+        disk_answer = -ENOSPC;
+        ck_assert_int_eq(relay_queue_check(&relay, 1, &limit), -ENOSPC);
+        ck_assert_int_eq(limit, LIMIT_MIN_FREE_DISK);
+
+        /* Expiry never takes the counts below zero. */
+        relay.n_queued = 1;
+        relay.queue_bytes = 5;
+        relay_queue_expired(&relay, 7);
+        relay_queue_expired(&relay, 7);
+        ck_assert_uint_eq(relay.n_queued, 0);
+        ck_assert_uint_eq(relay.queue_bytes, 0);
+}
+END_TEST
+
+static Suite *relay_suite(void) {
+        Suite *s = suite_create("relay");
+        TCase *tc = tcase_create("relay");
+
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_add_test(tc, test_index_by_user);
+        tcase_add_test(tc, test_index_walk_survives_closing);
+        tcase_add_test(tc, test_index_user_churn);
+        tcase_add_test(tc, test_receipt_to_every_session_of_the_sender);
+        tcase_add_test(tc, test_presence_list_in_order_of_activation);
+        tcase_add_test(tc, test_ping);
+        tcase_add_test(tc, test_queue_limits);
+        suite_add_tcase(s, tc);
+        return s;
+}
+
+int main(void) {
+        return run_suite(relay_suite());
+}
