@@ -7,9 +7,8 @@
 #pragma once
 
 /* The control socket when neither --control nor $SECURECHAT_CONTROL says
- * otherwise: the default of securechatd.conf(5) "control" and of
- * securechatd-control.socket. */
-#define DEFAULT_CONTROL_SOCKET "/run/securechat/control"
+ * otherwise (DEFAULT_CONTROL_SOCKET) is the relay's default. */
+#include "constants.h"
 
 int verb_status(int argc, char *argv[]);
 int verb_sessions(int argc, char *argv[]);

@@ -550,7 +550,7 @@ static const ConfigItem config_items[] = {
         { "server", "listen", conf_parse_listen, conf_format_string,
           offsetof(Config, listen), 0, 0, DEFAULT_LISTEN },
         { "server", "control", conf_parse_path, conf_format_string,
-          offsetof(Config, control), 0, 0, DEFAULT_CONTROL },
+          offsetof(Config, control), 0, 0, DEFAULT_CONTROL_SOCKET },
         { "server", "state-directory", conf_parse_path, conf_format_string,
           offsetof(Config, state_directory), 0, 0, DEFAULT_STATE_DIRECTORY },
         { "server", "tls", conf_parse_bool, conf_format_bool,

@@ -17,9 +17,9 @@
 
 #include <stddef.h>
 
-typedef struct Manager Manager;
+#include "constants.h"
 
-#define CONTROL_INTERFACE "io.securechat.Control"
+typedef struct Manager Manager;
 
 #define CONTROL_MESSAGE_MAX (64u * 1024)                /* one call, its NUL included */
 #define CONTROL_CONNECTIONS_MAX 64                      /* administrators' connections */
