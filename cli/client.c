@@ -546,7 +546,7 @@ static int expect_frame(Client *c, const ClientParams *p, FrameType type, uint64
 }
 
 static void log_server_key_changed(const ClientParams *p, const char *pinned, const char *received) {
-        _cleanup_(freep) char *file = state_path(p->state, "known_servers");
+        _cleanup_(freep) char *file = client_state_path(p->state, "known_servers");
 
         log_warning("@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@");
         log_warning("@   WARNING: THE RELAY'S IDENTITY KEY HAS CHANGED!        @");
@@ -571,9 +571,9 @@ static int check_server_key(const ClientParams *p, const RsaKey *key) {
                                 "(--server-fingerprint). Not connecting.",
                                 p->address, key->fingerprint, p->expected_fingerprint);
 
-        r = state_server_pin(p->state, p->address, key->fingerprint, true, pinned);
+        r = client_state_server_pin(p->state, p->address, key->fingerprint, true, pinned);
         if (r < 0) {
-                _cleanup_(freep) char *file = state_path(p->state, "known_servers");
+                _cleanup_(freep) char *file = client_state_path(p->state, "known_servers");
 
                 return log_fail(EXIT_FAIL, r, "Cannot read or update %s: %m", file ?: "known_servers");
         }

@@ -38,7 +38,7 @@ typedef struct ClientParams {
         const RsaKey *identity;
         bool receive;                   /* auth.receive */
         const char *expected_fingerprint; /* --server-fingerprint, or NULL */
-        State *state;                   /* for known_servers */
+        ClientState *state;                   /* for known_servers */
         uint64_t timeout_usec;          /* each step of connect and handshake */
         int abort_fd;                   /* -1, or a descriptor that cancels when readable */
         const char *code;               /* auth "code" (init --code), or NULL */

@@ -257,7 +257,7 @@ static int config_handler(void *userdata, const char *section, const char *name,
         return 1;
 }
 
-static int config_load(const char *path, bool must_exist, ConfigFile *c) {
+static int config_file_load(const char *path, bool must_exist, ConfigFile *c) {
         int line;
 
         line = ini_parse(path, config_handler, c);
@@ -301,9 +301,9 @@ int settings_resolve(Settings *s) {
         int r;
 
         if (s->arg_config)
-                r = config_load(s->arg_config, true, &config);
+                r = config_file_load(s->arg_config, true, &config);
         else if (default_config_path(&config_path) >= 0)
-                r = config_load(config_path, false, &config);
+                r = config_file_load(config_path, false, &config);
         else
                 r = 0;
         if (r < 0)
