@@ -31,19 +31,6 @@ void settings_done(Settings *s) {
         *s = (Settings) SETTINGS_INIT;
 }
 
-int parse_boolean(const char *s) {
-        static const char *const yes[] = { "yes", "y", "true", "on", "1" };
-        static const char *const no[] = { "no", "n", "false", "off", "0" };
-
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
-                if (strcasecmp(s, yes[i]) == 0)
-                        return 1;
-        for (size_t i = 0; i < ELEMENTSOF(no); i++)
-                if (strcasecmp(s, no[i]) == 0)
-                        return 0;
-        return -EINVAL;
-}
-
 static int parse_port(const char *s, uint16_t *ret) {
         unsigned long v;
         char *end;

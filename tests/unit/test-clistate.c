@@ -99,17 +99,6 @@ START_TEST(test_server_parse) {
 }
 END_TEST
 
-START_TEST(test_parse_boolean) {
-        ck_assert_int_eq(parse_boolean("yes"), 1);
-        ck_assert_int_eq(parse_boolean("TRUE"), 1);
-        ck_assert_int_eq(parse_boolean("on"), 1);
-        ck_assert_int_eq(parse_boolean("no"), 0);
-        ck_assert_int_eq(parse_boolean("0"), 0);
-        ck_assert_int_eq(parse_boolean("maybe"), -EINVAL);
-        ck_assert_int_eq(parse_boolean(""), -EINVAL);
-}
-END_TEST
-
 static void write_text(const char *path, const char *text) {
         FILE *f = fopen(path, "w");
 
@@ -548,7 +537,6 @@ static Suite *clistate_suite(void) {
 
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_server_parse);
-        tcase_add_test(tc, test_parse_boolean);
         tcase_add_test(tc, test_settings_precedence);
         tcase_add_test(tc, test_settings_bad_config);
         tcase_add_test(tc, test_write_atomic);
