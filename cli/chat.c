@@ -164,12 +164,12 @@ int verb_init(int argc, char *argv[]) {
                         free(arg_settings.arg_code);
                         arg_settings.arg_code = strdup(optarg);
                         if (!arg_settings.arg_code)
-                                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
                         break;
                 }
                 default:
                         r = verb_option(argv[0], opt, argv);
-                        if (r >= 0)
+                        if (r <= 0)
                                 return r;
                 }
         if (optind < argc)
@@ -192,7 +192,7 @@ int verb_init(int argc, char *argv[]) {
         r = 0;
 finish:
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
 /* Wait until the relay accepted or refused the message. A connection lost
@@ -212,7 +212,7 @@ static int send_until_answered(Context *ctx, ChatSession *s, Client **c, uint64_
                         if (r < 0) {
                                 uint64_t now = now_monotonic_usec();
 
-                                if (r != -EXIT_CONNECT || now >= deadline)
+                                if (r != -ENOTCONN || now >= deadline)
                                         return r;
                                 (void) usleep((useconds_t) MIN(pause, deadline - now));
                                 pause = MIN(pause * 2, (uint64_t) SEND_RETRY_MAX_USEC);
@@ -228,7 +228,7 @@ static int send_until_answered(Context *ctx, ChatSession *s, Client **c, uint64_
                 }
                 if (r == CLIENT_TIMEOUT)
                         return timed_out(s);
-                if (r == -EXIT_CONNECT && now_monotonic_usec() < deadline) {
+                if (r == -ENOTCONN && now_monotonic_usec() < deadline) {
                         log_notice("Sending the message again (the relay answers the same envelope only once).");
                         chat_session_detach(s);
                         *c = client_free(*c);
@@ -277,7 +277,7 @@ int verb_send(int argc, char *argv[]) {
                         break;
                 default:
                         r = verb_option(argv[0], opt, argv);
-                        if (r >= 0)
+                        if (r <= 0)
                                 return r;
                 }
         if (optind >= argc)
@@ -293,7 +293,7 @@ int verb_send(int argc, char *argv[]) {
         else
                 r = join_words(argv + optind, argc - optind, &text, &len);
         if (r < 0)
-                return -r;
+                return r;
         if (len == 0)
                 return verb_usage_error(argv[0], "the message is empty");
         if (!utf8_valid(text, len))
@@ -337,7 +337,7 @@ int verb_send(int argc, char *argv[]) {
                 goto finish;
         if (s->n_refused > 0) {
                 client_bye(c);
-                r = -s->status;
+                r = s->error;
                 goto finish;
         }
 
@@ -360,18 +360,12 @@ finish:
         if (s)
                 chat_session_detach(s);
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
-/* Sleep for sec seconds unless a signal arrives first (1). */
-static int sleep_or_signal(int sigfd, unsigned sec) {
-        struct pollfd p = { .fd = sigfd, .events = POLLIN };
-        int r;
-
-        do
-                r = poll(&p, 1, (int) sec * 1000);
-        while (r < 0 && errno == EINTR);
-        return r > 0;
+/* Sleep for sec seconds unless a signal arrives first (true). */
+static bool sleep_or_signal(int sigfd, unsigned sec) {
+        return wait_fds(NULL, 0, sigfd, deadline_in((uint64_t) sec * USEC_PER_SEC)) == -ECANCELED;
 }
 
 static void drain_signal(int sigfd) {
@@ -409,7 +403,7 @@ static int receive(bool inbox) {
                 uint64_t deadline;
 
                 r = context_connect(&ctx, true, sigfd, &c);
-                if (r == CLIENT_ABORTED) {
+                if (r == -ECANCELED) {
                         r = 0;
                         goto finish;
                 }
@@ -447,7 +441,7 @@ static int receive(bool inbox) {
 
                 /* Connection problems are worth retrying; being refused,
                  * a changed key, or another session taking over are not. */
-                if (inbox || (r != -EXIT_CONNECT && r != -EXIT_TIMEOUT) ||
+                if (inbox || (r != -ENOTCONN && r != -ETIMEDOUT) ||
                     streq(s->ended, ERR_REPLACED) || streq(s->ended, ERR_KICKED))
                         goto finish;
                 s->ended[0] = '\0';
@@ -461,19 +455,19 @@ static int receive(bool inbox) {
 finish:
         chat_session_free(TAKE_PTR(s));
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
 int verb_listen(int argc, char *argv[]) {
         int r = verb_parse_no_arguments(argc, argv);
 
-        return r >= 0 ? r : receive(false);
+        return r <= 0 ? r : receive(false);
 }
 
 int verb_inbox(int argc, char *argv[]) {
         int r = verb_parse_no_arguments(argc, argv);
 
-        return r >= 0 ? r : receive(true);
+        return r <= 0 ? r : receive(true);
 }
 
 int verb_users(int argc, char *argv[]) {
@@ -484,7 +478,7 @@ int verb_users(int argc, char *argv[]) {
         int r;
 
         r = verb_parse_no_arguments(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
 
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
@@ -512,11 +506,11 @@ finish:
         if (s)
                 chat_session_detach(s);
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
 /* Ask the relay for user's key package. 0 with *ret_peer (its package
- * verified under the server key), or -EXIT_*. */
+ * verified under the server key), or -errno. */
 static int lookup_user(ChatSession *s, const char *user, Peer **ret_peer) {
         uint64_t deadline = deadline_in(arg_settings.timeout_usec);
         Peer *p = NULL;
@@ -571,7 +565,7 @@ int verb_fingerprint(int argc, char *argv[]) {
         int r;
 
         r = verb_parse_options(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         if (optind < argc)
                 user = argv[optind++];
@@ -633,7 +627,7 @@ int verb_fingerprint(int argc, char *argv[]) {
         r = 0;
 finish:
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
 static bool ask_yes_no(const char *question) {
@@ -672,7 +666,7 @@ int verb_trust(int argc, char *argv[]) {
                         break;
                 default:
                         r = verb_option(argv[0], opt, argv);
-                        if (r >= 0)
+                        if (r <= 0)
                                 return r;
                 }
         if (optind >= argc)
@@ -750,5 +744,5 @@ int verb_trust(int argc, char *argv[]) {
         r = 0;
 finish:
         context_done(&ctx);
-        return -r;
+        return r;
 }

@@ -65,8 +65,8 @@ static int line_error(Interactive *in, const char *fmt, ...) {
         vsnprintf(message, sizeof(message), fmt, ap);
         va_end(ap);
         log_fail(EXIT_USAGE, 0, "%s", message);
-        if (in->session->status == 0)
-                in->session->status = EXIT_USAGE;
+        if (in->session->error == 0)
+                in->session->error = -EINVAL;
         return 0;
 }
 
@@ -88,7 +88,7 @@ static bool line_is(const char *line, const char *word) {
         return strncmp(line, word, n) == 0 && line[n + strspn(line + n, " \t")] == '\0';
 }
 
-/* One line of input. Returns -EXIT_* only for failures that end the
+/* One line of input. Returns -errno only for failures that end the
  * session; a bad line is reported and counted. */
 static int handle_line(Interactive *in, char *line) {
         char *colon, *to, *text;
@@ -237,7 +237,7 @@ int verb_connect(int argc, char *argv[]) {
         int r;
 
         r = verb_parse_no_arguments(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
 
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
@@ -249,7 +249,7 @@ int verb_connect(int argc, char *argv[]) {
                 goto finish;
         }
         r = context_connect(&ctx, true, sigfd, &c);
-        if (r == CLIENT_ABORTED) {
+        if (r == -ECANCELED) {
                 r = 0;
                 goto finish;
         }
@@ -337,7 +337,7 @@ int verb_connect(int argc, char *argv[]) {
         }
 
         client_bye(c);
-        r = -s->status;
+        r = s->error;
 finish:
         if (in.tty && !in.eof)
                 rl_callback_handler_remove();
@@ -346,5 +346,5 @@ finish:
         if (s)
                 chat_session_detach(s);
         context_done(&ctx);
-        return -r;
+        return r;
 }

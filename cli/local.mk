@@ -1,11 +1,12 @@
 # SPDX-License-Identifier: MIT
 bin_PROGRAMS += scctl
 SCCTL_CORE = \
-	cli/cli.h cli/exit-codes.h \
+	cli/cli.h cli/exit-codes.c cli/exit-codes.h \
 	cli/output.c cli/output-json.c cli/output.h \
 	cli/seen.c cli/seen.h \
 	cli/settings.c cli/settings.h \
-	cli/state.c cli/state.h
+	cli/state.c cli/state.h \
+	cli/wait.c cli/wait.h
 scctl_SOURCES = \
 	$(SCCTL_CORE) \
 	cli/main.c cli/verbs.h \
@@ -35,3 +36,11 @@ tests_unit_test_clisession_SOURCES = tests/unit/test-clisession.c $(SCCTL_CORE) 
 	cli/client.c cli/client.h cli/session.c cli/session.h
 tests_unit_test_clisession_CFLAGS = $(SCCTL_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
 tests_unit_test_clisession_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(CHECK_LIBS)
+
+# Unit tests of the wait primitive and the errno <-> exit status table.
+check_PROGRAMS += tests/unit/test-cliwait
+TESTS += tests/unit/test-cliwait
+tests_unit_test_cliwait_SOURCES = tests/unit/test-cliwait.c cli/wait.c cli/wait.h \
+	cli/exit-codes.c cli/exit-codes.h
+tests_unit_test_cliwait_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
+tests_unit_test_cliwait_LDADD = $(COMMON_LIBS) $(CHECK_LIBS)

@@ -119,13 +119,13 @@ static int verb_help(int argc, char *argv[]) {
 
         if (argc < 2) {
                 usage(stdout);
-                return EXIT_OK;
+                return 0;
         }
         v = verb_find(argv[1], false);
         if (!v)
-                return EXIT_USAGE;
+                return -EINVAL;
         verb_usage(v);
-        return EXIT_OK;
+        return 0;
 }
 
 int verb_usage_error(const char *verb, const char *fmt, ...) {
@@ -135,7 +135,7 @@ int verb_usage_error(const char *verb, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(message, sizeof(message), fmt, ap);
         va_end(ap);
-        return -log_fail(EXIT_USAGE, 0, "%s: %s; see 'scctl %s --help'.", verb, message, verb);
+        return log_fail(EXIT_USAGE, 0, "%s: %s; see 'scctl %s --help'.", verb, message, verb);
 }
 
 void user_name_explain(const char *name, char *buf, size_t size) {
@@ -157,7 +157,7 @@ int verb_bad_user_name(const char *verb, const char *name) {
         char why[512];
 
         user_name_explain(name, why, sizeof(why));
-        return -log_fail(EXIT_USAGE, 0, "%s: %s.", verb, why);
+        return log_fail(EXIT_USAGE, 0, "%s: %s.", verb, why);
 }
 
 int parse_seconds(const char *s, unsigned *ret) {
@@ -187,13 +187,13 @@ static int set_string(char **field, const char *value) {
         char *copy = strdup(value);
 
         if (!copy)
-                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
         free(*field);
         *field = copy;
-        return -1;
+        return 1;
 }
 
-/* -1 to go on, else an exit status. */
+/* > 0 to go on, else -errno (reported). */
 static int global_option(const char *verb, int c, char *argv[]) {
         unsigned sec;
 
@@ -208,14 +208,14 @@ static int global_option(const char *verb, int c, char *argv[]) {
                 return set_string(&arg_settings.arg_config, optarg);
         case ARG_NO_TLS:
                 arg_settings.arg_tls = false;
-                return -1;
+                return 1;
         case ARG_JSON:
                 arg_settings.json = true;
                 output_setup(true);
-                return -1;
+                return 1;
         case ARG_SERVER_FINGERPRINT:
                 if (!fingerprint_valid(optarg))
-                        return -log_fail(EXIT_USAGE, 0,
+                        return log_fail(EXIT_USAGE, 0,
                                          "--server-fingerprint takes SHA256: and 43 base64 characters, "
                                          "as 'scctl fingerprint' and securechatd print them.");
                 return set_string(&arg_settings.server_fingerprint, optarg);
@@ -223,14 +223,14 @@ static int global_option(const char *verb, int c, char *argv[]) {
                 return set_string(&arg_settings.arg_control, optarg);
         case ARG_TIMEOUT:
                 if (parse_seconds(optarg, &sec) < 0)
-                        return -log_fail(EXIT_USAGE, 0, "--timeout takes a number of seconds, not \"%s\".", optarg);
+                        return log_fail(EXIT_USAGE, 0, "--timeout takes a number of seconds, not \"%s\".", optarg);
                 arg_settings.timeout_usec = (uint64_t) sec * USEC_PER_SEC;
-                return -1;
+                return 1;
         case ':':
-                return -log_fail(EXIT_USAGE, 0, "%s%s%s needs an argument.", verb ?: "", verb ? ": " : "",
+                return log_fail(EXIT_USAGE, 0, "%s%s%s needs an argument.", verb ?: "", verb ? ": " : "",
                                  argv[optind - 1]);
         default:
-                return -log_fail(EXIT_USAGE, 0, "%s%sunknown option %s; see 'scctl %s%s--help'.",
+                return log_fail(EXIT_USAGE, 0, "%s%sunknown option %s; see 'scctl %s%s--help'.",
                                  verb ?: "", verb ? ": " : "", argv[optind - 1], verb ?: "", verb ? " " : "");
         }
 }
@@ -241,7 +241,7 @@ int verb_option(const char *verb, int c, char *argv[]) {
 
                 if (v)
                         verb_usage(v);
-                return EXIT_OK;
+                return 0;
         }
         return global_option(verb, c, argv);
 }
@@ -252,20 +252,20 @@ int verb_parse_options(int argc, char *argv[]) {
 
         while ((c = getopt_long(argc, argv, "+:h", options, NULL)) >= 0) {
                 r = verb_option(argv[0], c, argv);
-                if (r >= 0)
+                if (r <= 0)
                         return r;
         }
-        return -1;
+        return 1;
 }
 
 int verb_parse_no_arguments(int argc, char *argv[]) {
         int r = verb_parse_options(argc, argv);
 
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         if (optind < argc)
                 return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
-        return -1;
+        return 1;
 }
 
 int signal_fd_open(void) {
@@ -276,18 +276,19 @@ int signal_fd_open(void) {
         sigaddset(&mask, SIGINT);
         sigaddset(&mask, SIGTERM);
         if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
-                return -log_fail(EXIT_FAIL, -errno, "Cannot block signals: %m");
+                return log_fail(EXIT_FAIL, -errno, "Cannot block signals: %m");
         fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
         if (fd < 0)
-                return -log_fail(EXIT_FAIL, -errno, "Cannot create a signalfd: %m");
+                return log_fail(EXIT_FAIL, -errno, "Cannot create a signalfd: %m");
         return fd;
 }
 
-/* Results that did not reach stdout are a failure too. */
+/* The status for what a verb returned (0 or -errno); results that did not
+ * reach stdout are a failure too. */
 static int exit_status(int r) {
-        if ((fflush(stdout) != 0 || ferror(stdout) || output_broken()) && r == EXIT_OK)
-                r = -log_fail(EXIT_FAIL, 0, "Cannot write to standard output.");
-        return r >= 0 && r <= _EXIT_MAX ? r : EXIT_FAIL;
+        if ((fflush(stdout) != 0 || ferror(stdout) || output_broken()) && r >= 0)
+                r = log_fail(EXIT_FAIL, 0, "Cannot write to standard output.");
+        return exit_status_from_errno(r);
 }
 
 int main(int argc, char *argv[]) {
@@ -308,14 +309,14 @@ int main(int argc, char *argv[]) {
                 switch (c) {
                 case 'h':
                         usage(stdout);
-                        return exit_status(EXIT_OK);
+                        return exit_status(0);
                 case ARG_VERSION:
                         puts("scctl (" PACKAGE_NAME ") " PACKAGE_VERSION);
-                        return exit_status(EXIT_OK);
+                        return exit_status(0);
                 default:
                         r = global_option(NULL, c, argv);
-                        if (r >= 0)
-                                return r;
+                        if (r <= 0)
+                                return exit_status(r);
                 }
 
         if (optind >= argc) {

@@ -101,13 +101,12 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
         uint64_t start = now_monotonic_usec();
 
         for (;;) {
-                struct pollfd pf = { .fd = abort_fd, .events = POLLIN };
                 uint64_t retry_after = 0, wait, now;
                 int r;
 
                 p.ret_retry_after = &retry_after;
                 r = client_connect(&p, ret);
-                if (r != -EXIT_RATE_LIMITED)
+                if (r != -EBUSY)
                         return r;
                 /* Too many logins or registrations from here: wait as the
                  * relay asks, within --timeout of the first attempt. */
@@ -119,10 +118,9 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                                         "wait %" PRIu64 " s, beyond --timeout; giving up.",
                                         st->address, retry_after);
                 log_notice("rate limited by the relay; retrying in %" PRIu64 " s", retry_after);
-                while ((r = poll(&pf, abort_fd >= 0 ? 1 : 0, (int) ((wait + 999) / 1000))) < 0 && errno == EINTR)
-                        ;
-                if (r > 0)
-                        return CLIENT_ABORTED;
+                r = wait_fds(NULL, 0, abort_fd, deadline_in(wait));
+                if (r < 0)
+                        return r;       /* -ECANCELED: not reported, the caller ends quietly */
         }
 }
 
@@ -336,7 +334,7 @@ static int own_key(ChatSession *s, Peer **ret_peer) {
 }
 
 /* The key to use for user: pinned, and what the relay has. Pins on first
- * use. Returns a PeerKeyState or -EXIT_*. */
+ * use. Returns a PeerKeyState or -errno. */
 static int peer_key(ChatSession *s, const char *user, Peer **ret_peer) {
         Peer *p = NULL;
         int r;
@@ -406,8 +404,8 @@ static void message_refused(ChatSession *s, const char *to, int status, const ch
                 output->refused(to, reason, message);
         else
                 log_fail(status, 0, "Not sent to %s: %s", to, message);
-        if (s->status == 0)
-                s->status = status;
+        if (s->error == 0)
+                s->error = exit_status_to_errno(status);
         s->n_refused++;
 }
 
@@ -588,7 +586,7 @@ static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN
         return seen_check(userdata, from, id, ts, digest);
 }
 
-/* Open one envelope and show it (or why not). 0 to ack, -EXIT_* when our
+/* Open one envelope and show it (or why not). 0 to ack, -errno when our
  * own state failed (then we do not ack: the relay keeps the message). */
 static int open_delivery(ChatSession *s, const Envelope *e) {
         const char *reason = NULL, *me = s->ctx->settings->user;
@@ -879,12 +877,8 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                 }
                 if (s->outgoing && s->outgoing->send_id == f->error.id) {
                         char message[200];
-                        size_t i;
 
-                        for (i = 0; f->error.message && f->error.message[i] && i + 1 < sizeof(message); i++)
-                                message[i] = f->error.message[i] >= 0x20 && f->error.message[i] < 0x7F ?
-                                             f->error.message[i] : '?';
-                        message[i] = '\0';
+                        string_sanitize(f->error.message, message, sizeof(message));
                         message_refused(s, s->outgoing->to, relay_error_status(f->error.code), f->error.code,
                                         "the relay refused it: %s%s%s", f->error.code,
                                         message[0] ? ": " : "", message);
@@ -906,7 +900,7 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
 
 /* Wait for the next frame the session does not consume itself. Errors
  * without an id end the session; frames nobody expects are skipped.
- * Returns CLIENT_FRAME/CLIENT_TIMEOUT/CLIENT_READY or -EXIT_*. *ret_frame
+ * Returns CLIENT_FRAME/CLIENT_TIMEOUT/CLIENT_READY or -errno. *ret_frame
  * is NULL unless there is one for the caller. */
 int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint64_t deadline,
                         const char *what) {

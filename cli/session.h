@@ -86,7 +86,7 @@ typedef struct ChatSession {
         size_t n_outgoing;
         unsigned n_accepted, n_refused, n_receipts;
         unsigned n_retries;             /* messages sent again after rate_limited */
-        int status;                     /* first failure of a message we sent */
+        int error;                      /* first failure of a message we sent, -errno */
         char ended[64];                 /* the relay's error code that ended the session */
         struct {
                 char msg[32];
@@ -106,13 +106,13 @@ int chat_session_attach(ChatSession *s, Client *c);
 void chat_session_detach(ChatSession *s);
 
 /* Process a frame. Returns 1 if the session consumed it, 0 if it is the
- * caller's (errors without an id, frames we do not expect), or -EXIT_*. */
+ * caller's (errors without an id, frames we do not expect), or -errno. */
 int chat_session_handle(ChatSession *s, const Frame *f);
 
 /* Wait for the next frame and let the session handle it. Errors without an
  * id end the session (reported with what; the code is kept in s->ended);
  * frames nobody expects are skipped. Returns CLIENT_FRAME, CLIENT_TIMEOUT,
- * CLIENT_READY (one of extra is ready) or -EXIT_*. */
+ * CLIENT_READY (one of extra is ready) or -errno. */
 int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint64_t deadline, const char *what);
 
 /* Queue one message; it goes out when its turn comes. */
@@ -127,7 +127,7 @@ bool chat_session_idle(const ChatSession *s);     /* nothing outgoing or held */
 
 /* Find (and with lookup, ask the relay for) a user's key package, verified
  * and compared with the pin, without pinning. Returns 1 when the answer is
- * there (*ret_peer; package NULL if none), 0 while waiting, or -EXIT_*. */
+ * there (*ret_peer; package NULL if none), 0 while waiting, or -errno. */
 int chat_session_lookup(ChatSession *s, const char *user, Peer **ret_peer);
 Peer *chat_session_peer(ChatSession *s, const char *user);
 

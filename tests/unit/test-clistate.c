@@ -164,12 +164,12 @@ START_TEST(test_settings_precedence) {
         /* Bad values are usage errors. */
         free(s.arg_user);
         s.arg_user = strdup("Not-Valid");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         free(s.arg_user);
         s.arg_user = NULL;
         free(s.arg_server);
         s.arg_server = strdup("host:99999");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
 
         settings_done(&s);
         env_clear();
@@ -190,13 +190,13 @@ START_TEST(test_settings_bad_config) {
 
         s.arg_config = strdup(conf);
         write_text(conf, "server = a\ncolour = yes\n");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         write_text(conf, "tls = perhaps\n");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         write_text(conf, "[section]\nserver = a\n");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         write_text(conf, "server = a/b\n");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         write_text(conf, "server = good.example\n");
         ck_assert_int_eq(settings_resolve(&s), 0);
         ck_assert_str_eq(s.address, "good.example:5000");
@@ -204,7 +204,7 @@ START_TEST(test_settings_bad_config) {
         /* A config file named on the command line must exist. */
         free(s.arg_config);
         s.arg_config = strdup(missing);
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
 
         settings_done(&s);
         remove_tmpdir();
