@@ -7,14 +7,15 @@ SCCTL_CORE = \
 	cli/settings.c cli/settings.h \
 	cli/state.c cli/state.h \
 	cli/wait.c cli/wait.h
-scctl_SOURCES = \
-	$(SCCTL_CORE) \
-	cli/main.c cli/verbs.h \
+# Everything but main(), for the unit test of the command line.
+SCCTL_VERBS = \
+	cli/verbs.c cli/verbs.h \
 	cli/client.c cli/client.h \
 	cli/session.c cli/session.h \
 	cli/chat.c \
 	cli/connect.c \
 	cli/admin.c cli/admin.h
+scctl_SOURCES = $(SCCTL_CORE) $(SCCTL_VERBS) cli/main.c
 SCCTL_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
 	$(JSONC_CFLAGS) $(INIH_CFLAGS) $(SQLITE_CFLAGS)
 scctl_CFLAGS = $(SCCTL_CFLAGS) $(LIBEDIT_CFLAGS)
@@ -44,3 +45,11 @@ tests_unit_test_cliwait_SOURCES = tests/unit/test-cliwait.c cli/wait.c cli/wait.
 	cli/exit-codes.c cli/exit-codes.h
 tests_unit_test_cliwait_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
 tests_unit_test_cliwait_LDADD = $(COMMON_LIBS) $(CHECK_LIBS)
+
+# Unit tests of the command line: the option parsers' contract and the
+# exit statuses it leads to.
+check_PROGRAMS += tests/unit/test-cliverbs
+TESTS += tests/unit/test-cliverbs
+tests_unit_test_cliverbs_SOURCES = tests/unit/test-cliverbs.c $(SCCTL_CORE) $(SCCTL_VERBS)
+tests_unit_test_cliverbs_CFLAGS = $(SCCTL_CFLAGS) $(LIBEDIT_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
+tests_unit_test_cliverbs_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(LIBEDIT_LIBS) $(CHECK_LIBS)

@@ -6,7 +6,7 @@
  * A verb is `int verb_x(int argc, char *argv[])` with argv[0] the verb's
  * name; it returns 0 or -errno, which main() maps to the exit status
  * (exit-codes.h). Adding a family of verbs (admin.c) means adding its
- * functions here and rows to the table in main.c.
+ * functions here and rows to the table in verbs.c.
  */
 #pragma once
 
@@ -81,6 +81,10 @@ int parse_seconds(const char *s, unsigned *ret);
 /* SIGINT and SIGTERM as a descriptor (blocked first), for sessions that end
  * cleanly on them. */
 int signal_fd_open(void);
+
+/* scctl's whole command line: global options, the verb, the verb's run.
+ * Returns the exit status (exit-codes.h). */
+int scctl_main(int argc, char *argv[]);
 
 /* Chat verbs (chat.c, connect.c). */
 int verb_init(int argc, char *argv[]);
