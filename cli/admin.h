@@ -6,8 +6,8 @@
  */
 #pragma once
 
-/* The control socket when neither --control nor $SECURECHAT_CONTROL says
- * otherwise (DEFAULT_CONTROL_SOCKET) is the relay's default. */
+/* DEFAULT_CONTROL_SOCKET, the relay's default, is the control socket when
+ * neither --control nor $SECURECHAT_CONTROL names another. */
 #include "constants.h"
 
 int verb_status(int argc, char *argv[]);

@@ -37,7 +37,6 @@ enum {
         ARG_CODE,
 };
 
-/* Options for verbs that have none of their own. -1 to go on. */
 /* Read the message from stdin: at most max bytes; one final newline is
  * dropped (echo adds one). */
 static int read_text_stdin(char **ret, size_t *ret_len) {

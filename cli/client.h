@@ -105,6 +105,8 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
  * its side (so that it reads our bye rather than a reset). */
 void client_bye(Client *c);
 
-/* The exit status for an error code from the relay, and its report. */
+/* The exit status for an error code from the relay: with exit-codes.h's
+ * table, the only mapping to exit statuses. log_relay_error() reports the
+ * error and returns the errno that stands for that status. */
 int relay_error_status(const char *code);
 int log_relay_error(const Frame *f, const char *what);

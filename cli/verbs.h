@@ -4,7 +4,7 @@
  * accepted before the verb and among each verb's own options.
  *
  * A verb is `int verb_x(int argc, char *argv[])` with argv[0] the verb's
- * name; it returns 0 or -errno, which main() maps to the exit status
+ * name; it returns 0 or -errno, which scctl_main() maps to the exit status
  * (exit-codes.h). Adding a family of verbs (admin.c) means adding its
  * functions here and rows to the table in verbs.c.
  */

@@ -7,6 +7,7 @@
 #include <sys/random.h>
 #include <time.h>
 
+#include "constants.h"
 #include "macro.h"
 #include "util.h"
 
@@ -195,11 +196,11 @@ static uint64_t clock_usec(clockid_t clock) {
 
         /* Cannot fail for these clocks on Linux. */
         (void) clock_gettime(clock, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000u;
 }
 
 uint64_t now_unix(void) {
-        return clock_usec(CLOCK_REALTIME) / 1000000u;
+        return clock_usec(CLOCK_REALTIME) / USEC_PER_SEC;
 }
 
 uint64_t now_monotonic_usec(void) {
