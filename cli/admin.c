@@ -26,8 +26,8 @@
 #include "util.h"
 #include "varlink.h"
 #include "verbs.h"
+#include "wait.h"
 
-#define CONTROL_INTERFACE "io.securechat.Control"
 /* A reply listing many users or sessions may be large; an event is small. */
 #define CONTROL_REPLY_MAX (16u * 1024 * 1024)
 
@@ -49,7 +49,7 @@ static void control_link_done(ControlLink *l) {
 /* ---- options ----------------------------------------------------------------- */
 
 /* The admin verbs' options; --registered only where registered is not
- * NULL. -1 to go on, else the status to exit with. */
+ * NULL. > 0 to go on, 0 after --help, else -errno (exit-codes.h). */
 static int parse_admin_options(int argc, char *argv[], bool *registered) {
         static const struct option options[] = {
                 GLOBAL_OPTIONS,
@@ -64,28 +64,28 @@ static int parse_admin_options(int argc, char *argv[], bool *registered) {
                         continue;
                 }
                 r = verb_option(argv[0], c, argv);
-                if (r >= 0)
+                if (r <= 0)
                         return r;
         }
-        return -1;
+        return 1;
 }
 
-/* For verbs without arguments. -1 to go on. */
+/* For verbs without arguments. > 0 to go on. */
 static int parse_no_arguments(int argc, char *argv[]) {
         int r = parse_admin_options(argc, argv, NULL);
 
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         if (optind < argc)
                 return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
-        return -1;
+        return 1;
 }
 
-/* For kick and reset-key: one user name. -1 to go on. */
+/* For kick and reset-key: one user name. > 0 to go on. */
 static int parse_user_argument(int argc, char *argv[], const char **ret_user) {
         int r = parse_admin_options(argc, argv, NULL);
 
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         if (optind >= argc)
                 return verb_usage_error(argv[0], "which user?");
@@ -94,7 +94,7 @@ static int parse_user_argument(int argc, char *argv[], const char **ret_user) {
         if (!username_valid(argv[optind]))
                 return verb_bad_user_name(argv[0], argv[optind]);
         *ret_user = argv[optind];
-        return -1;
+        return 1;
 }
 
 static const char *control_path(void) {
@@ -168,31 +168,14 @@ static uint64_t control_deadline(void) {
         return now_monotonic_usec() + (t > 0 ? t : DEFAULT_TIMEOUT_SEC * USEC_PER_SEC);
 }
 
-/* Wait for fd (and sigfd) until deadline: 1 ready, 0 timeout, 2 signal. */
+/* Wait for the socket (and sigfd) until deadline: 1 ready, 0 timeout,
+ * -ECANCELED on a signal (not reported), else -errno. */
 static int control_poll(ControlLink *l, short events, int sigfd, uint64_t deadline) {
-        for (;;) {
-                struct pollfd p[2] = {
-                        { .fd = l->fd, .events = events },
-                        { .fd = sigfd, .events = POLLIN },
-                };
-                uint64_t now = now_monotonic_usec();
-                int timeout = -1, n;
+        int r = wait_fd(l->fd, events, sigfd, deadline);
 
-                if (deadline != UINT64_MAX) {
-                        if (now >= deadline)
-                                return 0;
-                        timeout = (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT32_MAX);
-                }
-                n = poll(p, sigfd >= 0 ? 2 : 1, timeout);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return log_fail(EXIT_FAIL, -errno, "poll() failed: %m");
-                if (sigfd >= 0 && p[1].revents)
-                        return 2;
-                if (p[0].revents)
-                        return 1;
-        }
+        if (r < 0 && r != -ECANCELED)
+                return log_fail(EXIT_FAIL, r, "poll() failed: %m");
+        return r;
 }
 
 static int timed_out(const ControlLink *l) {
@@ -225,7 +208,7 @@ static int control_send(ControlLink *l, const char *method, json_object *paramet
                         continue;
                 if (errno != EAGAIN && errno != EWOULDBLOCK)
                         return log_fail(EXIT_CONNECT, -errno, "Cannot write to the control socket %s: %m", l->path);
-                r = control_poll(l, POLLOUT, -1, deadline);
+                r = control_poll(l, POLLOUT, -EBADF, deadline);
                 if (r < 0)
                         return r;
                 if (r == 0)
@@ -234,7 +217,8 @@ static int control_send(ControlLink *l, const char *method, json_object *paramet
         return 0;
 }
 
-/* The next message: 0 and *ret. 1 when sigfd fired first. Else -EXIT_*. */
+/* The next message: 0 and *ret. -ECANCELED when sigfd fired first. Else
+ * -errno. */
 static int control_receive(ControlLink *l, int sigfd, uint64_t deadline, json_object **ret) {
         for (;;) {
                 size_t room;
@@ -254,8 +238,6 @@ static int control_receive(ControlLink *l, int sigfd, uint64_t deadline, json_ob
                         return r;
                 if (r == 0)
                         return timed_out(l);
-                if (r == 2)
-                        return 1;
 
                 r = varlink_reader_space(&l->in, &p, &room);
                 if (r < 0)
@@ -271,16 +253,6 @@ static int control_receive(ControlLink *l, int sigfd, uint64_t deadline, json_ob
         }
 }
 
-/* A string from the relay, safe to print in a diagnostic. */
-static const char *printable(const char *s, char *buf, size_t size) {
-        size_t i = 0;
-
-        for (; s && *s && i + 1 < size; s++)
-                buf[i++] = (unsigned char) *s < 0x20 || *s == 0x7f ? '?' : *s;
-        buf[i] = '\0';
-        return buf;
-}
-
 static const char *parameter_string(json_object *parameters, const char *key) {
         json_object *v = NULL;
 
@@ -289,7 +261,7 @@ static const char *parameter_string(json_object *parameters, const char *key) {
         return json_object_get_string(v);
 }
 
-/* Say what an error reply means; the status to exit with, negated. */
+/* Say what an error reply means; -errno (exit-codes.h). */
 static int control_error(const ControlLink *l, const char *verb, const VarlinkReply *reply) {
         const char *e = reply->error;
         char a[256], b[256];
@@ -298,28 +270,28 @@ static int control_error(const ControlLink *l, const char *verb, const VarlinkRe
                 return permission_denied(l->path);
         if (streq(e, CONTROL_INTERFACE ".NoSuchUser"))
                 return log_fail(EXIT_REFUSED, 0, "%s: no user %s is registered at the relay.", verb,
-                                printable(parameter_string(reply->parameters, "user"), a, sizeof(a)));
+                                string_sanitize(parameter_string(reply->parameters, "user"), a, sizeof(a)));
         if (streq(e, CONTROL_INTERFACE ".ReloadFailed"))
                 return log_fail(EXIT_REFUSED, 0, "%s: the relay kept its old configuration: %s", verb,
-                                printable(parameter_string(reply->parameters, "reason"), a, sizeof(a)));
+                                string_sanitize(parameter_string(reply->parameters, "reason"), a, sizeof(a)));
         if (streq(e, CONTROL_INTERFACE ".BacklogExceeded"))
                 return log_fail(EXIT_CONNECT, 0, "%s: the relay disconnected us: its events came faster than "
                                 "we read them.", verb);
         if (streq(e, CONTROL_INTERFACE ".Failed"))
                 return log_fail(EXIT_FAIL, 0, "%s: the relay failed: %s", verb,
-                                printable(parameter_string(reply->parameters, "reason"), a, sizeof(a)));
+                                string_sanitize(parameter_string(reply->parameters, "reason"), a, sizeof(a)));
         if (streq(e, VARLINK_ERROR_METHOD_NOT_FOUND) || streq(e, VARLINK_ERROR_INTERFACE_NOT_FOUND))
                 return log_fail(EXIT_FAIL, 0, "%s: the relay does not know this command (is it older than "
                                 "scctl?).", verb);
-        return log_fail(EXIT_FAIL, 0, "%s: the relay answered %s%s%s", verb, printable(e, a, sizeof(a)),
+        return log_fail(EXIT_FAIL, 0, "%s: the relay answered %s%s%s", verb, string_sanitize(e, a, sizeof(a)),
                         reply->parameters ? " " : "",
-                        reply->parameters ? printable(json_object_to_json_string_ext(reply->parameters,
+                        reply->parameters ? string_sanitize(json_object_to_json_string_ext(reply->parameters,
                                                                                      JSON_C_TO_STRING_PLAIN),
                                                       b, sizeof(b)) : "");
 }
 
 /* One call, one reply: 0 and *ret (the reply's parameters, an object),
- * or -EXIT_*, told. Takes parameters. */
+ * or -errno, told. Takes parameters. */
 static int control_call(const char *verb, const char *method, json_object *parameters, json_object **ret) {
         _cleanup_(control_link_done) ControlLink l = { .fd = -EBADF };
         _cleanup_(json_object_unrefp) json_object *msg = NULL;
@@ -335,7 +307,7 @@ static int control_call(const char *verb, const char *method, json_object *param
         r = control_send(&l, method, parameters, false, deadline);
         if (r < 0)
                 return r;
-        r = control_receive(&l, -1, deadline, &msg);
+        r = control_receive(&l, -EBADF, deadline, &msg);
         if (r < 0)
                 return r;
         if (varlink_reply_parse(msg, &reply) < 0)
@@ -491,15 +463,15 @@ int verb_status(int argc, char *argv[]) {
         int r;
 
         r = parse_no_arguments(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         r = control_call(argv[0], CONTROL_INTERFACE ".Status", NULL, &p);
         if (r < 0)
-                return -r;
+                return r;
 
         r = text_open(&t);
         if (r < 0)
-                return -r;
+                return r;
         fprintf(t.f, "securechatd %s (protocol %" PRIu64 "), up %s\n", get_str(p, "version"), get_u64(p, "protocol"),
                 format_duration(get_u64(p, "uptime_sec"), a));
         fprintf(t.f, "%-18s", "Listening:");
@@ -522,8 +494,8 @@ int verb_status(int argc, char *argv[]) {
         text_limits(&t, get_array(p, "limits"));
         r = text_close(&t);
         if (r < 0)
-                return -r;
-        return -emit("status", p, t.s);
+                return r;
+        return emit("status", p, t.s);
 }
 
 int verb_sessions(int argc, char *argv[]) {
@@ -534,17 +506,17 @@ int verb_sessions(int argc, char *argv[]) {
         int r;
 
         r = parse_no_arguments(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         r = control_call(argv[0], CONTROL_INTERFACE ".ListSessions", NULL, &p);
         if (r < 0)
-                return -r;
+                return r;
 
         list = get_array(p, "sessions");
         n = list ? json_object_array_length(list) : 0;
         r = text_open(&t);
         if (r < 0)
-                return -r;
+                return r;
         if (n == 0)
                 fputs("No sessions.\n", t.f);
         else
@@ -561,8 +533,8 @@ int verb_sessions(int argc, char *argv[]) {
         }
         r = text_close(&t);
         if (r < 0)
-                return -r;
-        return -emit("sessions", p, t.s);
+                return r;
+        return emit("sessions", p, t.s);
 }
 
 static int list_registered(const char *verb) {
@@ -574,13 +546,13 @@ static int list_registered(const char *verb) {
 
         r = control_call(verb, CONTROL_INTERFACE ".ListUsers", NULL, &p);
         if (r < 0)
-                return -r;
+                return r;
 
         list = get_array(p, "users");
         n = list ? json_object_array_length(list) : 0;
         r = text_open(&t);
         if (r < 0)
-                return -r;
+                return r;
         if (n == 0)
                 fputs("No registered users.\n", t.f);
         else
@@ -596,8 +568,8 @@ static int list_registered(const char *verb) {
         }
         r = text_close(&t);
         if (r < 0)
-                return -r;
-        return -emit("registry", p, t.s);
+                return r;
+        return emit("registry", p, t.s);
 }
 
 /* "--registered" or an abbreviation getopt would take for it. */
@@ -619,7 +591,7 @@ int verb_users_any(int argc, char *argv[]) {
                 return verb_users(argc, argv);
 
         r = parse_admin_options(argc, argv, &registered);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         if (optind < argc)
                 return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
@@ -634,26 +606,26 @@ int verb_kick(int argc, char *argv[]) {
         int r;
 
         r = parse_user_argument(argc, argv, &user);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         q = json_new_object_with_string("user", user);
         if (!q)
-                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
         r = control_call(argv[0], CONTROL_INTERFACE ".Kick", TAKE_PTR(q), &p);
         if (r < 0)
-                return -r;
+                return r;
 
         n = get_u64(p, "sessions_closed");
         if (json_add_string(p, "user", user) < 0)
-                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
         r = text_open(&t);
         if (r < 0)
-                return -r;
+                return r;
         fprintf(t.f, "Kicked %s: %" PRIu64 " session%s closed.\n", user, n, n == 1 ? "" : "s");
         r = text_close(&t);
         if (r < 0)
-                return -r;
-        return -emit("kicked", p, t.s);
+                return r;
+        return emit("kicked", p, t.s);
 }
 
 int verb_reset_key(int argc, char *argv[]) {
@@ -663,20 +635,20 @@ int verb_reset_key(int argc, char *argv[]) {
         int r;
 
         r = parse_user_argument(argc, argv, &user);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         q = json_new_object_with_string("user", user);
         if (!q)
-                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
         r = control_call(argv[0], CONTROL_INTERFACE ".ResetKey", TAKE_PTR(q), &p);
         if (r < 0)
-                return -r;
+                return r;
 
         if (json_add_string(p, "user", user) < 0)
-                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
         r = text_open(&t);
         if (r < 0)
-                return -r;
+                return r;
         /* The code is for the user alone: it goes to standard output,
          * never to a log. */
         fprintf(t.f, "Removed the registered key of %s and dropped the %" PRIu64 " message%s queued for it.\n"
@@ -685,8 +657,8 @@ int verb_reset_key(int argc, char *argv[]) {
                 get_u64(p, "messages_dropped") == 1 ? "" : "s", user, get_str(p, "code"));
         r = text_close(&t);
         if (r < 0)
-                return -r;
-        return -emit("key-reset", p, t.s);
+                return r;
+        return emit("key-reset", p, t.s);
 }
 
 int verb_reload(int argc, char *argv[]) {
@@ -694,12 +666,12 @@ int verb_reload(int argc, char *argv[]) {
         int r;
 
         r = parse_no_arguments(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         r = control_call(argv[0], CONTROL_INTERFACE ".Reload", NULL, &p);
         if (r < 0)
-                return -r;
-        return -emit("reloaded", p, "The relay reloaded its configuration.\n");
+                return r;
+        return emit("reloaded", p, "The relay reloaded its configuration.\n");
 }
 
 /* One event, one line: "2025-01-01 12:00:00.123 handshake-ok: User bob logged in ..." */
@@ -737,42 +709,42 @@ int verb_monitor(int argc, char *argv[]) {
         int r;
 
         r = parse_no_arguments(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
 
         sigfd = signal_fd_open();
         if (sigfd < 0)
-                return -sigfd;
+                return sigfd;
         r = control_connect(&l);
         if (r < 0)
-                return -r;
+                return r;
         r = control_send(&l, CONTROL_INTERFACE ".Monitor", NULL, true, control_deadline());
         if (r < 0)
-                return -r;
+                return r;
 
         for (;;) {
                 _cleanup_(json_object_unrefp) json_object *msg = NULL;
                 VarlinkReply reply;
                 json_object *event = NULL;
 
-                r = control_receive(&l, sigfd, UINT64_MAX, &msg);
-                if (r == 1)
-                        return EXIT_OK;         /* interrupted: the usual end */
+                r = control_receive(&l, sigfd, WAIT_FOREVER, &msg);
+                if (r == -ECANCELED)
+                        return 0;         /* interrupted: the usual end */
                 if (r < 0)
-                        return -r;
+                        return r;
                 if (varlink_reply_parse(msg, &reply) < 0)
-                        return -log_fail(EXIT_CONNECT, 0, "The relay sent a malformed reply on the control socket.");
+                        return log_fail(EXIT_CONNECT, 0, "The relay sent a malformed reply on the control socket.");
                 if (reply.error)
-                        return -control_error(&l, argv[0], &reply);
+                        return control_error(&l, argv[0], &reply);
                 if (reply.parameters && json_object_object_get_ex(reply.parameters, "event", &event) &&
                     json_object_is_type(event, json_type_object)) {
                         r = print_event(event);
                         if (r < 0)
-                                return -r;
+                                return r;
                         if (output_broken())
-                                return EXIT_OK;         /* main() says it, and fails */
+                                return 0;         /* main() says it, and fails */
                 }
                 if (!reply.continues)
-                        return EXIT_OK;         /* the relay ended the stream */
+                        return 0;         /* the relay ended the stream */
         }
 }

@@ -6,10 +6,9 @@
  */
 #pragma once
 
-/* The control socket when neither --control nor $SECURECHAT_CONTROL says
- * otherwise: the default of securechatd.conf(5) "control" and of
- * securechatd-control.socket. */
-#define DEFAULT_CONTROL_SOCKET "/run/securechat/control"
+/* DEFAULT_CONTROL_SOCKET, the relay's default, is the control socket when
+ * neither --control nor $SECURECHAT_CONTROL names another. */
+#include "constants.h"
 
 int verb_status(int argc, char *argv[]);
 int verb_sessions(int argc, char *argv[]);

@@ -37,7 +37,6 @@ enum {
         ARG_CODE,
 };
 
-/* Options for verbs that have none of their own. -1 to go on. */
 /* Read the message from stdin: at most max bytes; one final newline is
  * dropped (echo adds one). */
 static int read_text_stdin(char **ret, size_t *ret_len) {
@@ -105,7 +104,7 @@ static int join_words(char **words, int n, char **ret, size_t *ret_len) {
         return 0;
 }
 
-static int timed_out(const Session *s) {
+static int timed_out(const ChatSession *s) {
         return log_fail(EXIT_TIMEOUT, 0, "The relay at %s did not answer within %u s.",
                         s->ctx->settings->address,
                         (unsigned) (s->ctx->settings->timeout_usec / USEC_PER_SEC));
@@ -113,18 +112,18 @@ static int timed_out(const Session *s) {
 
 /* A send-only session on a fresh connection to the relay, as send, users
  * and key lookups use. Both are the caller's on success. */
-static int open_send_session(Context *ctx, Client **ret_client, Session **ret_session) {
-        _cleanup_(session_freep) Session *s = NULL;
+static int open_send_session(Context *ctx, Client **ret_client, ChatSession **ret_session) {
+        _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
         int r;
 
         r = context_connect(ctx, false, -1, &c);
         if (r < 0)
                 return r;
-        r = session_new(ctx, false, &s);
+        r = chat_session_new(ctx, false, &s);
         if (r < 0)
                 return r;
-        r = session_attach(s, c);
+        r = chat_session_attach(s, c);
         if (r < 0)
                 return r;
         *ret_client = TAKE_PTR(c);
@@ -164,12 +163,12 @@ int verb_init(int argc, char *argv[]) {
                         free(arg_settings.arg_code);
                         arg_settings.arg_code = strdup(optarg);
                         if (!arg_settings.arg_code)
-                                return -log_fail(EXIT_FAIL, -ENOMEM, "%m");
+                                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
                         break;
                 }
                 default:
                         r = verb_option(argv[0], opt, argv);
-                        if (r >= 0)
+                        if (r <= 0)
                                 return r;
                 }
         if (optind < argc)
@@ -192,14 +191,14 @@ int verb_init(int argc, char *argv[]) {
         r = 0;
 finish:
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
 /* Wait until the relay accepted or refused the message. A connection lost
  * meanwhile (before or after the relay stored it: we cannot know) is made
  * again until the deadline, and the session sends the same envelope again;
  * the relay answers accepted for an envelope it has. */
-static int send_until_answered(Context *ctx, Session *s, Client **c, uint64_t deadline) {
+static int send_until_answered(Context *ctx, ChatSession *s, Client **c, uint64_t deadline) {
         uint64_t pause = SEND_RETRY_USEC;
         unsigned retries = s->n_retries;
         int r;
@@ -208,18 +207,18 @@ static int send_until_answered(Context *ctx, Session *s, Client **c, uint64_t de
                 if (!*c) {
                         r = context_connect(ctx, false, -1, c);
                         if (r >= 0)
-                                r = session_attach(s, *c);
+                                r = chat_session_attach(s, *c);
                         if (r < 0) {
                                 uint64_t now = now_monotonic_usec();
 
-                                if (r != -EXIT_CONNECT || now >= deadline)
+                                if (r != -ENOTCONN || now >= deadline)
                                         return r;
                                 (void) usleep((useconds_t) MIN(pause, deadline - now));
                                 pause = MIN(pause * 2, (uint64_t) SEND_RETRY_MAX_USEC);
                                 continue;
                         }
                 }
-                r = session_wait(s, NULL, 0, deadline, "Cannot send");
+                r = chat_session_wait(s, NULL, 0, deadline, "Cannot send");
                 if (s->n_retries != retries) {
                         /* Sent again after rate_limited: the relay has
                          * the timeout to answer that. */
@@ -228,9 +227,9 @@ static int send_until_answered(Context *ctx, Session *s, Client **c, uint64_t de
                 }
                 if (r == CLIENT_TIMEOUT)
                         return timed_out(s);
-                if (r == -EXIT_CONNECT && now_monotonic_usec() < deadline) {
+                if (r == -ENOTCONN && now_monotonic_usec() < deadline) {
                         log_notice("Sending the message again (the relay answers the same envelope only once).");
-                        session_detach(s);
+                        chat_session_detach(s);
                         *c = client_free(*c);
                         continue;
                 }
@@ -247,7 +246,7 @@ int verb_send(int argc, char *argv[]) {
                 GLOBAL_OPTIONS,
                 {}
         };
-        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
         _cleanup_(freep) char *text = NULL, *outbox = NULL;
         _cleanup_(json_object_unrefp) json_object *saved = NULL;
@@ -277,7 +276,7 @@ int verb_send(int argc, char *argv[]) {
                         break;
                 default:
                         r = verb_option(argv[0], opt, argv);
-                        if (r >= 0)
+                        if (r <= 0)
                                 return r;
                 }
         if (optind >= argc)
@@ -293,7 +292,7 @@ int verb_send(int argc, char *argv[]) {
         else
                 r = join_words(argv + optind, argc - optind, &text, &len);
         if (r < 0)
-                return -r;
+                return r;
         if (len == 0)
                 return verb_usage_error(argv[0], "the message is empty");
         if (!utf8_valid(text, len))
@@ -305,14 +304,14 @@ int verb_send(int argc, char *argv[]) {
         if (key) {
                 /* A script's retry: the envelope saved by the first try goes
                  * out again, unchanged. */
-                (void) state_outbox_prune(ctx.state, arg_settings.user, arg_settings.replay_window, now_unix());
-                outbox = state_outbox_path(ctx.state, arg_settings.user, key);
+                (void) client_state_outbox_prune(ctx.state, arg_settings.user, arg_settings.replay_window, now_unix());
+                outbox = client_state_outbox_path(ctx.state, arg_settings.user, key);
                 if (!outbox) {
                         r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
                         goto finish;
                 }
                 outbox_digest(to, text, len, digest);
-                r = state_outbox_load(ctx.state, outbox, digest, &saved);
+                r = client_state_outbox_load(ctx.state, outbox, digest, &saved);
                 if (r == -EEXIST) {
                         r = log_fail(EXIT_USAGE, 0, "The idempotency key %s was used for another message (to "
                                      "another user or with another text); not sending.", key);
@@ -327,7 +326,7 @@ int verb_send(int argc, char *argv[]) {
         r = open_send_session(&ctx, &c, &s);
         if (r < 0)
                 goto finish;
-        r = session_queue_outbox(s, to, text, len, outbox, digest, saved);
+        r = chat_session_queue_outbox(s, to, text, len, outbox, digest, saved);
         secure_wipe(text, len);
         if (r < 0)
                 goto finish;
@@ -337,13 +336,13 @@ int verb_send(int argc, char *argv[]) {
                 goto finish;
         if (s->n_refused > 0) {
                 client_bye(c);
-                r = -s->status;
+                r = s->error;
                 goto finish;
         }
 
         deadline = deadline_in((uint64_t) wait * USEC_PER_SEC);
         while (wait > 0 && s->n_receipts == 0) {
-                r = session_wait(s, NULL, 0, deadline, "Waiting for the receipt");
+                r = chat_session_wait(s, NULL, 0, deadline, "Waiting for the receipt");
                 if (r == CLIENT_TIMEOUT) {
                         /* The connection is fine: close it in order. */
                         client_bye(c);
@@ -358,20 +357,14 @@ int verb_send(int argc, char *argv[]) {
         r = 0;
 finish:
         if (s)
-                session_detach(s);
+                chat_session_detach(s);
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
-/* Sleep for sec seconds unless a signal arrives first (1). */
-static int sleep_or_signal(int sigfd, unsigned sec) {
-        struct pollfd p = { .fd = sigfd, .events = POLLIN };
-        int r;
-
-        do
-                r = poll(&p, 1, (int) sec * 1000);
-        while (r < 0 && errno == EINTR);
-        return r > 0;
+/* Sleep for sec seconds unless a signal arrives first (true). */
+static bool sleep_or_signal(int sigfd, unsigned sec) {
+        return wait_fds(NULL, 0, sigfd, deadline_in((uint64_t) sec * USEC_PER_SEC)) == -ECANCELED;
 }
 
 static void drain_signal(int sigfd) {
@@ -384,7 +377,7 @@ static void drain_signal(int sigfd) {
 /* A receiving session: listen (forever, reconnecting) or inbox (until
  * synced). */
 static int receive(bool inbox) {
-        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(closep) int sigfd = -EBADF;
         unsigned backoff = BACKOFF_MIN_SEC;
         Context ctx = {};
@@ -398,7 +391,7 @@ static int receive(bool inbox) {
                 r = sigfd;
                 goto finish;
         }
-        r = session_new(&ctx, true, &s);
+        r = chat_session_new(&ctx, true, &s);
         if (r < 0)
                 goto finish;
         s->show_presence = !inbox;
@@ -409,26 +402,26 @@ static int receive(bool inbox) {
                 uint64_t deadline;
 
                 r = context_connect(&ctx, true, sigfd, &c);
-                if (r == CLIENT_ABORTED) {
+                if (r == -ECANCELED) {
                         r = 0;
                         goto finish;
                 }
                 if (r == 0) {
                         backoff = BACKOFF_MIN_SEC;
-                        r = session_attach(s, c);
+                        r = chat_session_attach(s, c);
                         if (r < 0)
                                 goto finish;
                         if (!inbox)
                                 output->connected(arg_settings.user, arg_settings.address, c->session);
                         deadline = inbox ? deadline_in(arg_settings.timeout_usec) : UINT64_MAX;
                         for (;;) {
-                                if (inbox && s->synced && session_idle(s)) {
+                                if (inbox && s->synced && chat_session_idle(s)) {
                                         output->synced(s->n_messages);
                                         client_bye(c);
                                         r = 0;
                                         goto finish;
                                 }
-                                r = session_wait(s, &p, 1, deadline, "The session ended");
+                                r = chat_session_wait(s, &p, 1, deadline, "The session ended");
                                 if (r == CLIENT_READY) {
                                         drain_signal(sigfd);
                                         client_bye(c);
@@ -442,12 +435,12 @@ static int receive(bool inbox) {
                                 if (inbox)
                                         deadline = deadline_in(arg_settings.timeout_usec);
                         }
-                        session_detach(s);
+                        chat_session_detach(s);
                 }
 
                 /* Connection problems are worth retrying; being refused,
                  * a changed key, or another session taking over are not. */
-                if (inbox || (r != -EXIT_CONNECT && r != -EXIT_TIMEOUT) ||
+                if (inbox || (r != -ENOTCONN && r != -ETIMEDOUT) ||
                     streq(s->ended, ERR_REPLACED) || streq(s->ended, ERR_KICKED))
                         goto finish;
                 s->ended[0] = '\0';
@@ -459,32 +452,32 @@ static int receive(bool inbox) {
                 backoff = MIN(backoff * 2, BACKOFF_MAX_SEC);
         }
 finish:
-        session_free(TAKE_PTR(s));
+        chat_session_free(TAKE_PTR(s));
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
 int verb_listen(int argc, char *argv[]) {
         int r = verb_parse_no_arguments(argc, argv);
 
-        return r >= 0 ? r : receive(false);
+        return r <= 0 ? r : receive(false);
 }
 
 int verb_inbox(int argc, char *argv[]) {
         int r = verb_parse_no_arguments(argc, argv);
 
-        return r >= 0 ? r : receive(true);
+        return r <= 0 ? r : receive(true);
 }
 
 int verb_users(int argc, char *argv[]) {
-        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
         uint64_t deadline;
         Context ctx = {};
         int r;
 
         r = verb_parse_no_arguments(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
 
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
@@ -496,39 +489,39 @@ int verb_users(int argc, char *argv[]) {
 
         deadline = deadline_in(arg_settings.timeout_usec);
         while (!s->presence_listed) {
-                r = session_wait(s, NULL, 0, deadline, "Cannot list users");
+                r = chat_session_wait(s, NULL, 0, deadline, "Cannot list users");
                 if (r == CLIENT_TIMEOUT)
                         r = timed_out(s);
                 if (r < 0)
                         goto finish;
         }
 
-        r = session_output_users(s);
+        r = chat_session_output_users(s);
         if (r < 0)
                 goto finish;
         client_bye(c);
         r = 0;
 finish:
         if (s)
-                session_detach(s);
+                chat_session_detach(s);
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
 /* Ask the relay for user's key package. 0 with *ret_peer (its package
- * verified under the server key), or -EXIT_*. */
-static int lookup_user(Session *s, const char *user, Peer **ret_peer) {
+ * verified under the server key), or -errno. */
+static int lookup_user(ChatSession *s, const char *user, Peer **ret_peer) {
         uint64_t deadline = deadline_in(arg_settings.timeout_usec);
         Peer *p = NULL;
         int r;
 
         for (;;) {
-                r = session_lookup(s, user, &p);
+                r = chat_session_lookup(s, user, &p);
                 if (r < 0)
                         return r;
                 if (r > 0)
                         break;
-                r = session_wait(s, NULL, 0, deadline, "Lookup failed");
+                r = chat_session_wait(s, NULL, 0, deadline, "Lookup failed");
                 if (r == CLIENT_TIMEOUT)
                         return timed_out(s);
                 if (r < 0)
@@ -547,7 +540,7 @@ static int lookup_user(Session *s, const char *user, Peer **ret_peer) {
 
 /* Connect and look user up; the connection is closed again. */
 static int fetch_package(Context *ctx, const char *user, KeyPackage **ret) {
-        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
         Peer *p = NULL;
         int r;
@@ -559,7 +552,7 @@ static int fetch_package(Context *ctx, const char *user, KeyPackage **ret) {
                 r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
         if (r >= 0)
                 client_bye(c);
-        session_detach(s);
+        chat_session_detach(s);
         return r;
 }
 
@@ -571,7 +564,7 @@ int verb_fingerprint(int argc, char *argv[]) {
         int r;
 
         r = verb_parse_options(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
         if (optind < argc)
                 user = argv[optind++];
@@ -596,7 +589,7 @@ int verb_fingerprint(int argc, char *argv[]) {
                 goto finish;
         }
 
-        r = state_peer_get(ctx.state, arg_settings.address, user, &kp);
+        r = client_state_peer_get(ctx.state, arg_settings.address, user, &kp);
         if (r >= 0) {
                 rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
                 output->fingerprint(user, fingerprint, FINGERPRINT_PINNED);
@@ -604,7 +597,7 @@ int verb_fingerprint(int argc, char *argv[]) {
                 goto finish;
         }
         if (r != -ENOENT) {
-                _cleanup_(freep) char *path = state_peer_path(ctx.state, arg_settings.address, user);
+                _cleanup_(freep) char *path = client_state_peer_path(ctx.state, arg_settings.address, user);
 
                 r = log_fail(EXIT_FAIL, r, "Cannot read %s: %m", path ?: user);
                 goto finish;
@@ -618,7 +611,7 @@ int verb_fingerprint(int argc, char *argv[]) {
         r = fetch_package(&ctx, user, &kp);
         if (r < 0)
                 goto finish;
-        r = state_peer_pin(ctx.state, arg_settings.address, kp, pinned);
+        r = client_state_peer_pin(ctx.state, arg_settings.address, kp, pinned);
         if (r < 0) {
                 r = log_fail(EXIT_FAIL, r, "Cannot pin %s's key: %m", user);
                 goto finish;
@@ -633,7 +626,7 @@ int verb_fingerprint(int argc, char *argv[]) {
         r = 0;
 finish:
         context_done(&ctx);
-        return -r;
+        return r;
 }
 
 static bool ask_yes_no(const char *question) {
@@ -672,7 +665,7 @@ int verb_trust(int argc, char *argv[]) {
                         break;
                 default:
                         r = verb_option(argv[0], opt, argv);
-                        if (r >= 0)
+                        if (r <= 0)
                                 return r;
                 }
         if (optind >= argc)
@@ -692,7 +685,7 @@ int verb_trust(int argc, char *argv[]) {
                              ctx.identity->fingerprint);
                 goto finish;
         }
-        path = state_peer_path(ctx.state, arg_settings.address, user);
+        path = client_state_peer_path(ctx.state, arg_settings.address, user);
         if (!path) {
                 r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
                 goto finish;
@@ -702,9 +695,9 @@ int verb_trust(int argc, char *argv[]) {
                 goto finish;
         rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
 
-        r = state_peer_get(ctx.state, arg_settings.address, user, &old);
+        r = client_state_peer_get(ctx.state, arg_settings.address, user, &old);
         if (r == -ENOENT) {
-                r = state_peer_set(ctx.state, arg_settings.address, kp);
+                r = client_state_peer_set(ctx.state, arg_settings.address, kp);
                 if (r < 0) {
                         r = log_fail(EXIT_FAIL, r, "Cannot write %s: %m", path);
                         goto finish;
@@ -741,7 +734,7 @@ int verb_trust(int argc, char *argv[]) {
                         goto finish;
                 }
         }
-        r = state_peer_set(ctx.state, arg_settings.address, kp);
+        r = client_state_peer_set(ctx.state, arg_settings.address, kp);
         if (r < 0) {
                 r = log_fail(EXIT_FAIL, r, "Cannot write %s: %m", path);
                 goto finish;
@@ -750,5 +743,5 @@ int verb_trust(int argc, char *argv[]) {
         r = 0;
 finish:
         context_done(&ctx);
-        return -r;
+        return r;
 }

@@ -5,6 +5,8 @@
 #include <stdbool.h>
 #include <string.h>
 
+#include "constants.h"
+
 static inline bool streq(const char *a, const char *b) {
         return strcmp(a, b) == 0;
 }
@@ -12,6 +14,3 @@ static inline bool streq(const char *a, const char *b) {
 static inline bool strempty(const char *s) {
         return !s || !s[0];
 }
-
-/* Timeouts, in microseconds. */
-#define USEC_PER_SEC 1000000ULL

@@ -39,25 +39,11 @@ static uint64_t ping_interval(const Client *c) {
 #define OUT_MAX(c) (MAX(4 * (size_t) (c)->limits.max_frame, (size_t) 1024 * 1024))
 /* How long client_bye() waits for the relay to close. */
 #define BYE_WAIT_USEC (1 * USEC_PER_SEC)
-#define EXTRA_FDS_MAX 8
-
-uint64_t deadline_in(uint64_t usec) {
-        return now_monotonic_usec() + usec;
-}
+/* The transport's descriptor is one of wait_fds()'s. */
+#define EXTRA_FDS_MAX (WAIT_FDS_MAX - 1)
 
 static unsigned seconds(uint64_t usec) {
         return (unsigned) ((usec + USEC_PER_SEC - 1) / USEC_PER_SEC);
-}
-
-/* Text from the relay (error messages) shown on our terminal: printable
- * ASCII only, bounded. */
-static const char *sanitize(const char *s, char *buf, size_t size) {
-        size_t i;
-
-        for (i = 0; s && s[i] && i + 1 < size; i++)
-                buf[i] = s[i] >= 0x20 && s[i] < 0x7F ? s[i] : '?';
-        buf[i] = '\0';
-        return buf;
 }
 
 int relay_error_status(const char *code) {
@@ -123,8 +109,9 @@ int log_relay_error(const Frame *f, const char *what) {
         const char *hint = relay_error_hint(f->error.code);
         char code[64], message[200];
 
-        sanitize(f->error.code, code, sizeof(code));
-        sanitize(f->error.message, message, sizeof(message));
+        /* The relay's words on our terminal. */
+        string_sanitize(f->error.code, code, sizeof(code));
+        string_sanitize(f->error.message, message, sizeof(message));
         return log_fail(relay_error_status(f->error.code), 0, "%s: the relay answered %s%s%s%s%s%s",
                         what, code,
                         message[0] ? " (\"" : "", message, message[0] ? "\")" : "",
@@ -151,7 +138,7 @@ static int client_lost(Client *c, const char *why) {
         if (!c->closing)
                 log_warning("Connection to %s lost: %s.", c->address, why);
         c->broken = true;
-        return -EXIT_CONNECT;
+        return -ENOTCONN;
 }
 
 static int client_flush(Client *c) {
@@ -276,14 +263,14 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
                 struct pollfd p[1 + EXTRA_FDS_MAX];
                 uint64_t now, wake = deadline;
                 Frame *f = NULL;
-                int r, timeout;
+                int r;
 
                 if (c->broken) {
                         if (c->broken_error < 0) {
                                 errno = -c->broken_error;
                                 return client_lost(c, strerror(errno));
                         }
-                        return -EXIT_CONNECT;
+                        return -ENOTCONN;
                 }
 
                 r = client_decode(c, &f);
@@ -338,20 +325,13 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
                         .events = (c->read_wants_write ? POLLOUT : POLLIN) |
                                   (c->out_len > 0 ? POLLOUT : 0),
                 };
-                for (size_t i = 0; i < n_extra; i++) {
+                for (size_t i = 0; i < n_extra; i++)
                         p[1 + i] = extra[i];
-                        p[1 + i].revents = 0;
-                }
-                if (wake == UINT64_MAX)
-                        timeout = -1;
-                else
-                        timeout = (int) MIN((wake - MIN(wake, now) + 999) / 1000, (uint64_t) INT32_MAX);
-                r = poll(p, 1 + n_extra, timeout);
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return log_fail(EXIT_FAIL, -errno, "poll() failed: %m");
-                }
+                r = wait_fds(p, 1 + n_extra, -EBADF, wake);
+                if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "poll() failed: %m");
+                if (r == 0)
+                        continue;       /* a timer of ours, or the deadline: see above */
 
                 if ((p[0].revents & POLLOUT) && c->out_len > 0)
                         (void) client_flush(c);
@@ -391,32 +371,6 @@ void client_bye(Client *c) {
         }
 }
 
-/* Wait for fd to become ready for events, or abort_fd readable, until
- * deadline. 1 ready, 0 timeout, CLIENT_ABORTED, -errno. */
-static int wait_fd(int fd, short events, int abort_fd, uint64_t deadline) {
-        for (;;) {
-                struct pollfd p[2] = {
-                        { .fd = fd, .events = events },
-                        { .fd = abort_fd, .events = POLLIN },
-                };
-                uint64_t now = now_monotonic_usec();
-                int r;
-
-                if (now >= deadline)
-                        return 0;
-                r = poll(p, abort_fd >= 0 ? 2 : 1, (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT32_MAX));
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (abort_fd >= 0 && p[1].revents)
-                        return CLIENT_ABORTED;
-                if (p[0].revents)
-                        return 1;
-        }
-}
-
 static int tcp_connect(const ClientParams *p, uint64_t deadline, int *ret_fd) {
         struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_family = AF_UNSPEC };
         struct addrinfo *ai = NULL;
@@ -447,7 +401,7 @@ static int tcp_connect(const ClientParams *p, uint64_t deadline, int *ret_fd) {
                                 continue;
                         }
                         r = wait_fd(fd, POLLOUT, p->abort_fd, deadline);
-                        if (r == CLIENT_ABORTED) {
+                        if (r == -ECANCELED) {
                                 freeaddrinfo(ai);
                                 return r;
                         }
@@ -496,7 +450,7 @@ static int tls_handshake(Client *c, const ClientParams *p, uint64_t deadline) {
                 }
                 r = wait_fd(transport_fd(c->transport),
                             transport_wants_write(c->transport) ? POLLOUT : POLLIN, p->abort_fd, deadline);
-                if (r == CLIENT_ABORTED)
+                if (r == -ECANCELED)
                         return r;
                 if (r == 0)
                         return log_fail(EXIT_TIMEOUT, 0, "TLS handshake with %s timed out after %u s.",
@@ -515,7 +469,7 @@ static int expect_frame(Client *c, const ClientParams *p, FrameType type, uint64
 
         r = client_wait(c, &abort_poll, p->abort_fd >= 0 ? 1 : 0, deadline, &f);
         if (r == CLIENT_READY)
-                return CLIENT_ABORTED;
+                return -ECANCELED;
         if (r == CLIENT_TIMEOUT)
                 return log_fail(EXIT_TIMEOUT, 0,
                                 "The relay at %s did not answer within %u s%s.", c->address,
@@ -529,7 +483,7 @@ static int expect_frame(Client *c, const ClientParams *p, FrameType type, uint64
                         /* The caller decides whether to wait and retry. */
                         *p->ret_retry_after = MAX(f->error.retry_after, (uint64_t) 1);
                         frame_free(f);
-                        return -EXIT_RATE_LIMITED;
+                        return -EBUSY;
                 }
                 r = log_relay_error(f, "Cannot log in");
                 frame_free(f);
@@ -546,7 +500,7 @@ static int expect_frame(Client *c, const ClientParams *p, FrameType type, uint64
 }
 
 static void log_server_key_changed(const ClientParams *p, const char *pinned, const char *received) {
-        _cleanup_(freep) char *file = state_path(p->state, "known_servers");
+        _cleanup_(freep) char *file = client_state_path(p->state, "known_servers");
 
         log_warning("@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@");
         log_warning("@   WARNING: THE RELAY'S IDENTITY KEY HAS CHANGED!        @");
@@ -571,15 +525,15 @@ static int check_server_key(const ClientParams *p, const RsaKey *key) {
                                 "(--server-fingerprint). Not connecting.",
                                 p->address, key->fingerprint, p->expected_fingerprint);
 
-        r = state_server_pin(p->state, p->address, key->fingerprint, true, pinned);
+        r = client_state_server_pin(p->state, p->address, key->fingerprint, true, pinned);
         if (r < 0) {
-                _cleanup_(freep) char *file = state_path(p->state, "known_servers");
+                _cleanup_(freep) char *file = client_state_path(p->state, "known_servers");
 
                 return log_fail(EXIT_FAIL, r, "Cannot read or update %s: %m", file ?: "known_servers");
         }
         if (r == PIN_MISMATCH) {
                 log_server_key_changed(p, pinned, key->fingerprint);
-                return -EXIT_SERVER_KEY;
+                return -EBADE;
         }
         if (r == PIN_NEW)
                 log_notice("Pinned the key of the relay at %s: %s (first connection; compare it with "
@@ -633,7 +587,7 @@ static int probe_tls(Client *c, const ClientParams *p, uint64_t deadline) {
         uint8_t b;
 
         r = wait_fd(main_fd, POLLIN, p->abort_fd, MIN(deadline, deadline_in(TLS_PROBE_AFTER_USEC)));
-        if (r < 0 || r == CLIENT_ABORTED)
+        if (r < 0)
                 return 0;
         first = r == 1 ? peek_byte(main_fd) : -1;
         if (first >= 0)
@@ -661,20 +615,14 @@ static int probe_tls(Client *c, const ClientParams *p, uint64_t deadline) {
                 return 0;
 
         for (;;) {
-                struct pollfd pf[3] = {
+                struct pollfd pf[2] = {
                         { .fd = transport_fd(t), .events = POLLIN },
                         { .fd = main_fd, .events = POLLIN },
-                        { .fd = p->abort_fd, .events = POLLIN },
                 };
-                uint64_t now = now_monotonic_usec();
                 ssize_t n;
 
-                if (now >= deadline)
-                        return 0;
-                r = poll(pf, p->abort_fd >= 0 ? 3 : 2, (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT32_MAX));
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r < 0 || (p->abort_fd >= 0 && pf[2].revents))
+                r = wait_fds(pf, ELEMENTSOF(pf), p->abort_fd, deadline);
+                if (r <= 0)
                         return 0;
                 if (pf[1].revents) {
                         first = peek_byte(main_fd);

@@ -10,8 +10,9 @@
  * Keepalive (ping/pong) is handled inside.
  *
  * Like the rest of scctl, functions that fail have told the user why and
- * return -EXIT_*; the one exception is CLIENT_ABORTED, returned when the
- * caller's abort descriptor (a signalfd) became readable during connect.
+ * return -errno (exit-codes.h); the one exception is -ECANCELED, returned
+ * unreported when the caller's abort descriptor (a signalfd) became
+ * readable during connect.
  */
 #pragma once
 
@@ -26,8 +27,7 @@
 #include "rsa.h"
 #include "state.h"
 #include "transport.h"
-
-#define CLIENT_ABORTED (-1000)
+#include "wait.h"
 
 typedef struct ClientParams {
         const char *host;
@@ -38,12 +38,12 @@ typedef struct ClientParams {
         const RsaKey *identity;
         bool receive;                   /* auth.receive */
         const char *expected_fingerprint; /* --server-fingerprint, or NULL */
-        State *state;                   /* for known_servers */
+        ClientState *state;                   /* for known_servers */
         uint64_t timeout_usec;          /* each step of connect and handshake */
-        int abort_fd;                   /* -1, or a descriptor that cancels when readable */
+        int abort_fd;                   /* -EBADF, or a descriptor that cancels when readable */
         const char *code;               /* auth "code" (init --code), or NULL */
         /* When set, a login refused with rate_limited is not reported:
-         * client_connect() returns -EXIT_RATE_LIMITED with the seconds the
+         * client_connect() returns -EBUSY (EXIT_RATE_LIMITED) with the seconds the
          * relay asks to wait here, for the caller to retry. */
         uint64_t *ret_retry_after;
 } ClientParams;
@@ -75,7 +75,8 @@ typedef struct Client {
         char session[65];
 } Client;
 
-/* Connect, run TLS and the handshake. */
+/* Connect, run TLS and the handshake. -ECANCELED when p->abort_fd became
+ * readable first (not reported: the user asked for it). */
 int client_connect(const ClientParams *p, Client **ret);
 Client *client_free(Client *c);
 static inline void client_freep(Client **c) { client_free(*c); }
@@ -84,7 +85,7 @@ static inline void client_freep(Client **c) { client_free(*c); }
 uint64_t client_next_id(Client *c);
 
 /* Queue a frame (takes the reference to o) and write what the socket takes
- * now. -EXIT_REFUSED if it is over the relay's max_frame. Write errors show
+ * now. -EREMOTEIO (EXIT_REFUSED) if it is over the relay's max_frame. Write errors show
  * up in the next client_wait(). */
 int client_send(Client *c, json_object *o);
 
@@ -96,7 +97,7 @@ enum {
 
 /* Wait until deadline (monotonic usec; UINT64_MAX for none). extra may be
  * NULL; its revents are set on CLIENT_READY. A frame that does not parse
- * ends the connection (reported). -EXIT_CONNECT when the connection is
+ * ends the connection (reported). -ENOTCONN when the connection is
  * lost (reported: "connection to ... lost"). */
 int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadline, Frame **ret_frame);
 
@@ -104,8 +105,8 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
  * its side (so that it reads our bye rather than a reset). */
 void client_bye(Client *c);
 
-/* The exit status for an error code from the relay, and its report. */
+/* The exit status for an error code from the relay: with exit-codes.h's
+ * table, the only mapping to exit statuses. log_relay_error() reports the
+ * error and returns the errno that stands for that status. */
 int relay_error_status(const char *code);
 int log_relay_error(const Frame *f, const char *what);
-
-uint64_t deadline_in(uint64_t usec);

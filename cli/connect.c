@@ -36,7 +36,7 @@
 #define PENDING_MAX (LINE_MAX_LEN + 4096)
 
 typedef struct Interactive {
-        Session *session;
+        ChatSession *session;
         bool tty;
         bool eof;                       /* end of input, or quit */
         char prompt[USERNAME_MAX + 4];
@@ -65,8 +65,8 @@ static int line_error(Interactive *in, const char *fmt, ...) {
         vsnprintf(message, sizeof(message), fmt, ap);
         va_end(ap);
         log_fail(EXIT_USAGE, 0, "%s", message);
-        if (in->session->status == 0)
-                in->session->status = EXIT_USAGE;
+        if (in->session->error == 0)
+                in->session->error = -EINVAL;
         return 0;
 }
 
@@ -88,7 +88,7 @@ static bool line_is(const char *line, const char *word) {
         return strncmp(line, word, n) == 0 && line[n + strspn(line + n, " \t")] == '\0';
 }
 
-/* One line of input. Returns -EXIT_* only for failures that end the
+/* One line of input. Returns -errno only for failures that end the
  * session; a bad line is reported and counted. */
 static int handle_line(Interactive *in, char *line) {
         char *colon, *to, *text;
@@ -103,7 +103,7 @@ static int handle_line(Interactive *in, char *line) {
                 return 0;
         }
         if (line_is(line, "/users"))
-                return session_output_users(in->session);
+                return chat_session_output_users(in->session);
         if (line_is(line, "/help")) {
                 output->text(help_text);
                 return 0;
@@ -126,7 +126,7 @@ static int handle_line(Interactive *in, char *line) {
                 return line_error(in, "The message to %s is empty.", to);
         if (!utf8_valid(text, strlen(text)))
                 return line_error(in, "The message to %s is not valid UTF-8 text.", to);
-        return session_queue_message(in->session, to, text, strlen(text));
+        return chat_session_queue_message(in->session, to, text, strlen(text));
 }
 
 /* Pipe mode: handle the next lines of input, one at a time: a line is
@@ -227,7 +227,7 @@ static void tty_after(void) {
 }
 
 int verb_connect(int argc, char *argv[]) {
-        _cleanup_(session_freep) Session *s = NULL;
+        _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
         _cleanup_(closep) int sigfd = -EBADF;
         _cleanup_(freep) char *buf = NULL;
@@ -237,7 +237,7 @@ int verb_connect(int argc, char *argv[]) {
         int r;
 
         r = verb_parse_no_arguments(argc, argv);
-        if (r >= 0)
+        if (r <= 0)
                 return r;
 
         r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
@@ -249,18 +249,18 @@ int verb_connect(int argc, char *argv[]) {
                 goto finish;
         }
         r = context_connect(&ctx, true, sigfd, &c);
-        if (r == CLIENT_ABORTED) {
+        if (r == -ECANCELED) {
                 r = 0;
                 goto finish;
         }
         if (r < 0)
                 goto finish;
-        r = session_new(&ctx, true, &s);
+        r = chat_session_new(&ctx, true, &s);
         if (r < 0)
                 goto finish;
         s->show_presence = true;
         s->interactive = true;
-        r = session_attach(s, c);
+        r = chat_session_attach(s, c);
         if (r < 0)
                 goto finish;
 
@@ -295,17 +295,17 @@ int verb_connect(int argc, char *argv[]) {
                         if (r < 0)
                                 goto finish;
                 }
-                if (in.eof && session_idle(s))
+                if (in.eof && chat_session_idle(s))
                         break;
                 /* While we wait for the relay (a message in flight, or
                  * deliveries held at the end), it has the timeout to answer. */
-                if (!s->outgoing && !(in.eof && !session_idle(s)))
+                if (!s->outgoing && !(in.eof && !chat_session_idle(s)))
                         deadline = UINT64_MAX;
                 else if (deadline == UINT64_MAX)
                         deadline = deadline_in(arg_settings.timeout_usec);
                 want_input = in.tty ? !in.eof : !in.input_closed && in.n_pending < PENDING_MAX;
 
-                r = session_wait(s, p, want_input ? 2 : 1, deadline, "The session ended");
+                r = chat_session_wait(s, p, want_input ? 2 : 1, deadline, "The session ended");
                 if (r == CLIENT_TIMEOUT) {
                         r = log_fail(EXIT_TIMEOUT, 0, "The relay at %s did not answer within %u s.",
                                      arg_settings.address, (unsigned) (arg_settings.timeout_usec / USEC_PER_SEC));
@@ -337,14 +337,14 @@ int verb_connect(int argc, char *argv[]) {
         }
 
         client_bye(c);
-        r = -s->status;
+        r = s->error;
 finish:
         if (in.tty && !in.eof)
                 rl_callback_handler_remove();
         output_set_hooks(NULL, NULL);
         current = NULL;
         if (s)
-                session_detach(s);
+                chat_session_detach(s);
         context_done(&ctx);
-        return -r;
+        return r;
 }

@@ -3,12 +3,25 @@
  * scctl's exit statuses, documented in scctl(1) under EXIT STATUS. Scripts
  * depend on these numbers: never renumber, only add.
  *
- * Inside scctl, functions that fail have already told the user why (on
- * stderr) and return the negated status, e.g. -EXIT_CONNECT; a command
- * returns the status itself. Negative errno values from common/ never travel
- * past the function that received them.
+ * The return contract inside scctl (as in systemd's tools):
+ *
+ * - A function that fails returns a negative errno and has already told
+ *   the user why, on stderr, with log_fail(EXIT_x, ...): it returns the
+ *   errno that stands for EXIT_x in the table below. Callers pass it up
+ *   unchanged, or test for it (r == -ETIMEDOUT: the relay did not answer).
+ * - -ECANCELED is the one failure nobody reports: the user pressed ^C (the
+ *   abort descriptor became readable); the command ends quietly, status 0.
+ * - Option parsers return > 0 to go on, 0 to exit successfully (--help),
+ *   < 0 on error; verbs return 0 or a negative errno.
+ * - main() turns what the verb returned into the status with
+ *   exit_status_from_errno(): this table is the only place where an errno
+ *   becomes an exit status. An errno that is not in it is EXIT_FAIL.
+ * - The relay's error codes become statuses in relay_error_status()
+ *   (client.c), the other table.
  */
 #pragma once
+
+#include <errno.h>
 
 enum {
         EXIT_OK = 0,
@@ -24,3 +37,17 @@ enum {
         EXIT_RATE_LIMITED = 10, /* the relay kept saying rate_limited for longer than --timeout */
         _EXIT_MAX = EXIT_RATE_LIMITED,
 };
+
+/* The errno each status stands for inside scctl (one each, so that the
+ * mapping goes both ways):
+ *
+ *   EXIT_FAIL          -EIO           EXIT_PEER_KEY      -ENOKEY
+ *   EXIT_USAGE         -EINVAL        EXIT_REFUSED       -EREMOTEIO
+ *   EXIT_CONNECT       -ENOTCONN      EXIT_TIMEOUT       -ETIMEDOUT
+ *   EXIT_AUTH          -EKEYREJECTED  EXIT_PERMISSION    -EACCES
+ *   EXIT_SERVER_KEY    -EBADE         EXIT_RATE_LIMITED  -EBUSY
+ *
+ * exit_status_to_errno(EXIT_OK) is 0; a status out of range is -EIO. */
+int exit_status_to_errno(int status);
+/* 0 (or anything >= 0) is EXIT_OK. */
+int exit_status_from_errno(int r);

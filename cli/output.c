@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "exit-codes.h"
 #include "output.h"
+#include "util.h"
 
 const Output *output = &output_human;
 
@@ -69,22 +71,14 @@ int log_fail(int status, int err, const char *fmt, ...) {
         va_start(ap, fmt);
         log_va(err, fmt, ap);
         va_end(ap);
-        return -status;
+        return exit_status_to_errno(status);
 }
 
-void log_warning(const char *fmt, ...) {
-        va_list ap;
-
-        va_start(ap, fmt);
-        log_va(0, fmt, ap);
-        va_end(ap);
-}
-
-void log_debug(const char *fmt, ...) {
+void output_log(int priority, const char *fmt, ...) {
         const char *e = getenv("SECURECHAT_DEBUG");
         va_list ap;
 
-        if (!e || !*e)
+        if (priority >= LOG_DEBUG && (!e || !*e))
                 return;
         va_start(ap, fmt);
         log_va(0, fmt, ap);
@@ -101,67 +95,30 @@ static const char *color(const char *code) {
         return use_color ? code : "";
 }
 
-/* Length of the UTF-8 sequence starting with byte c (1 for anything odd:
- * the text was validated, this only keeps the walk going). */
-static size_t utf8_len(unsigned char c) {
-        if (c >= 0xF0 && c <= 0xF4)
-                return 4;
-        if (c >= 0xE0)
-                return c <= 0xEF ? 3 : 1;
-        if (c >= 0xC2)
-                return 2;
-        return 1;
-}
-
-static uint32_t utf8_decode(const unsigned char *s, size_t n) {
-        switch (n) {
-        case 2:
-                return (uint32_t) (s[0] & 0x1F) << 6 | (s[1] & 0x3F);
-        case 3:
-                return (uint32_t) (s[0] & 0x0F) << 12 | (uint32_t) (s[1] & 0x3F) << 6 | (s[2] & 0x3F);
-        case 4:
-                return (uint32_t) (s[0] & 0x07) << 18 | (uint32_t) (s[1] & 0x3F) << 12 |
-                       (uint32_t) (s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-        default:
-                return s[0];
-        }
-}
-
-/* Characters a sender could use to move the cursor, rewrite the screen or
- * reorder what is displayed (bidirectional overrides, "Trojan Source"). */
-static bool codepoint_unsafe(uint32_t c) {
-        return (c >= 0x80 && c <= 0x9F) ||
-               (c >= 0x202A && c <= 0x202E) ||
-               (c >= 0x2066 && c <= 0x2069) ||
-               c == 0x2028 || c == 0x2029;
-}
-
 void output_safe_text(FILE *f, const char *s, size_t len, unsigned indent) {
-        const unsigned char *p = (const unsigned char *) s, *end = p + len;
+        const char *end = s + len;
 
-        while (p < end) {
-                if (*p == '\n') {
-                        fprintf(f, "\n%*s", (int) indent, "");
-                        p++;
-                } else if (*p == '\t') {
-                        fputc('\t', f);
-                        p++;
-                } else if (*p < 0x20 || *p == 0x7F) {
-                        fprintf(f, "\\x%02x", *p);
-                        p++;
-                } else if (*p < 0x80) {
-                        fputc(*p, f);
-                        p++;
-                } else {
-                        size_t n = MIN(utf8_len(*p), (size_t) (end - p));
-                        uint32_t c = utf8_decode(p, n);
+        while (s < end) {
+                uint32_t c;
+                size_t n = utf8_char(s, (size_t) (end - s), &c);
 
-                        if (codepoint_unsafe(c))
-                                fprintf(f, "\\u%04x", (unsigned) c);
-                        else
-                                fwrite(p, 1, n, f);
-                        p += n;
+                if (n == 0) {
+                        /* Not UTF-8, or NUL: shown as bytes. */
+                        fprintf(f, "\\x%02x", (unsigned char) *s);
+                        s++;
+                        continue;
                 }
+                if (c == '\n')
+                        fprintf(f, "\n%*s", (int) indent, "");
+                else if (c == '\t')
+                        fputc('\t', f);
+                else if (!unichar_unsafe(c))
+                        fwrite(s, 1, n, f);
+                else if (c < 0x80)
+                        fprintf(f, "\\x%02x", (unsigned) c);
+                else
+                        fprintf(f, "\\u%04x", (unsigned) c);
+                s += n;
         }
 }
 

@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <syslog.h>
 
 #include <json-c/json.h>
 
@@ -100,13 +101,19 @@ void output_begin(void);
 void output_end(void);
 
 /* Diagnostics on stderr, prefixed "scctl: ". %m is strerror(-err).
- * log_fail() returns -status, for `return log_fail(EXIT_CONNECT, r, ...)`. */
+ * log_fail() returns the errno that stands for status (exit-codes.h), for
+ * `return log_fail(EXIT_CONNECT, r, ...)`. */
 int log_fail(int status, int err, const char *fmt, ...) _printf_(3, 4);
-void log_warning(const char *fmt, ...) _printf_(1, 2);
-/* Same as log_warning(): "notice" says that nothing went wrong. */
-#define log_notice log_warning
-/* Only when $SECURECHAT_DEBUG is set and not empty. */
-void log_debug(const char *fmt, ...) _printf_(1, 2);
+
+/* The other levels are macros over one function, as in the daemon's log.h,
+ * so that a log_warning() reads the same in both programs and neither
+ * name can be taken for a function the other defines. Warnings and
+ * notices are always shown ("notice" says that nothing went wrong); debug
+ * output only when $SECURECHAT_DEBUG is set and not empty. */
+void output_log(int priority, const char *fmt, ...) _printf_(2, 3);
+#define log_warning(...) output_log(LOG_WARNING, __VA_ARGS__)
+#define log_notice(...) output_log(LOG_NOTICE, __VA_ARGS__)
+#define log_debug(...) output_log(LOG_DEBUG, __VA_ARGS__)
 
 /* Text from the network made safe for a terminal: control characters (C0
  * except tab and newline, DEL, C1) are shown as \xNN or \uNNNN escapes.

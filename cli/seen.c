@@ -22,7 +22,7 @@
 DEFINE_TRIVIAL_CLEANUP_FUNC(FILE *, fclose);
 
 struct SeenStore {
-        State *state;
+        ClientState *state;
         sqlite3 *db;
         uint64_t window;
         uint64_t max;
@@ -153,7 +153,7 @@ static int seen_import(SeenStore *st, const char *path) {
         return r;
 }
 
-int seen_open_max(State *s, const char *user, uint64_t window, uint64_t now, uint64_t max,
+int seen_open_max(ClientState *s, const char *user, uint64_t window, uint64_t now, uint64_t max,
                   SeenStore **ret) {
         _cleanup_(seen_freep) SeenStore *st = NULL;
         _cleanup_(freep) char *dir = NULL, *path = NULL, *old = NULL;
@@ -165,14 +165,14 @@ int seen_open_max(State *s, const char *user, uint64_t window, uint64_t now, uin
         st->state = s;
         st->window = window;
         st->max = max;
-        dir = state_path(s, "seen");
+        dir = client_state_path(s, "seen");
         if (!dir || asprintf(&path, "%s/%s.db", dir, user) < 0 || asprintf(&old, "%s/%s", dir, user) < 0)
                 return -ENOMEM;
         r = mkdir_parents(dir, 0700);
         if (r < 0)
                 return r;
 
-        r = state_lock(s);
+        r = client_state_lock(s);
         if (r < 0)
                 return r;
         r = errno_from_sqlite(sqlite3_open_v2(path, &st->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
@@ -196,14 +196,14 @@ int seen_open_max(State *s, const char *user, uint64_t window, uint64_t now, uin
         /* Imported and committed: the old file has done its work. */
         if (r >= 0 && unlink(old) < 0 && errno != ENOENT)
                 r = -errno;
-        state_unlock(s);
+        client_state_unlock(s);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(st);
         return 0;
 }
 
-int seen_open(State *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret) {
+int seen_open(ClientState *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret) {
         return seen_open_max(s, user, window, now, SEEN_MAX, ret);
 }
 
@@ -258,7 +258,7 @@ int seen_add(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint
         sqlite3_stmt *stmt = NULL;
         int rc, r;
 
-        r = state_lock(st->state);
+        r = client_state_lock(st->state);
         if (r < 0)
                 return r;
         rc = sqlite3_prepare_v2(st->db, "INSERT OR IGNORE INTO seen (sender, id, ts, digest) "
@@ -281,6 +281,6 @@ int seen_add(SeenStore *st, const char *from, const uint8_t id[MSG_ID_LEN], uint
                         r = r >= 0 ? exec(st, "COMMIT") : (exec(st, "ROLLBACK"), r);
                 }
         }
-        state_unlock(st->state);
+        client_state_unlock(st->state);
         return r;
 }

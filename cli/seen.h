@@ -30,9 +30,9 @@
 typedef struct SeenStore SeenStore;
 
 /* Open (creating) the store and prune it for window (seconds) at now. */
-int seen_open(State *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret);
+int seen_open(ClientState *s, const char *user, uint64_t window, uint64_t now, SeenStore **ret);
 /* The same with another size bound (tests). */
-int seen_open_max(State *s, const char *user, uint64_t window, uint64_t now, uint64_t max,
+int seen_open_max(ClientState *s, const char *user, uint64_t window, uint64_t now, uint64_t max,
                   SeenStore **ret);
 SeenStore *seen_free(SeenStore *st);
 static inline void seen_freep(SeenStore **st) { seen_free(*st); }

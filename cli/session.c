@@ -53,16 +53,16 @@ int context_open(Context *ctx, Settings *settings, bool identity, unsigned bits)
         r = settings_resolve(settings);
         if (r < 0)
                 return r;
-        r = state_open(settings->home, &ctx->state);
+        r = client_state_open(settings->home, &ctx->state);
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot create the state directory %s: %m", settings->home);
         if (!identity)
                 return 0;
 
-        path = state_identity_path(ctx->state, settings->user);
+        path = client_state_identity_path(ctx->state, settings->user);
         if (!path)
                 return log_fail(EXIT_FAIL, -ENOMEM, "%m");
-        r = state_identity_load(ctx->state, settings->user, true, bits, &ctx->identity, &ctx->identity_created);
+        r = client_state_identity_load(ctx->state, settings->user, true, bits, &ctx->identity, &ctx->identity_created);
         if (r == -EPERM)
                 return log_fail(EXIT_FAIL, 0,
                                 "The private key %s is readable or writable by other users; "
@@ -77,7 +77,7 @@ int context_open(Context *ctx, Settings *settings, bool identity, unsigned bits)
 
 void context_done(Context *ctx) {
         rsa_key_free(ctx->identity);
-        state_free(ctx->state);
+        client_state_free(ctx->state);
         *ctx = (Context) {};
 }
 
@@ -101,13 +101,12 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
         uint64_t start = now_monotonic_usec();
 
         for (;;) {
-                struct pollfd pf = { .fd = abort_fd, .events = POLLIN };
                 uint64_t retry_after = 0, wait, now;
                 int r;
 
                 p.ret_retry_after = &retry_after;
                 r = client_connect(&p, ret);
-                if (r != -EXIT_RATE_LIMITED)
+                if (r != -EBUSY)
                         return r;
                 /* Too many logins or registrations from here: wait as the
                  * relay asks, within --timeout of the first attempt. */
@@ -119,15 +118,14 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                                         "wait %" PRIu64 " s, beyond --timeout; giving up.",
                                         st->address, retry_after);
                 log_notice("rate limited by the relay; retrying in %" PRIu64 " s", retry_after);
-                while ((r = poll(&pf, abort_fd >= 0 ? 1 : 0, (int) ((wait + 999) / 1000))) < 0 && errno == EINTR)
-                        ;
-                if (r > 0)
-                        return CLIENT_ABORTED;
+                r = wait_fds(NULL, 0, abort_fd, deadline_in(wait));
+                if (r < 0)
+                        return r;       /* -ECANCELED: not reported, the caller ends quietly */
         }
 }
 
-int session_new(Context *ctx, bool receiving, Session **ret) {
-        Session *s = calloc(1, sizeof(*s));
+int chat_session_new(Context *ctx, bool receiving, ChatSession **ret) {
+        ChatSession *s = calloc(1, sizeof(*s));
 
         if (!s)
                 return log_fail(EXIT_FAIL, -ENOMEM, "%m");
@@ -137,7 +135,7 @@ int session_new(Context *ctx, bool receiving, Session **ret) {
         return 0;
 }
 
-static void deliveries_clear(Session *s) {
+static void deliveries_clear(ChatSession *s) {
         while (s->deliveries) {
                 Delivery *d = s->deliveries;
 
@@ -150,7 +148,7 @@ static void deliveries_clear(Session *s) {
         s->deliveries_size = 0;
 }
 
-static void outgoing_pop(Session *s) {
+static void outgoing_pop(ChatSession *s) {
         Outgoing *o = s->outgoing;
 
         if (!o)
@@ -165,7 +163,7 @@ static void outgoing_pop(Session *s) {
         free(o);
 }
 
-Session *session_free(Session *s) {
+ChatSession *chat_session_free(ChatSession *s) {
         if (!s)
                 return NULL;
         deliveries_clear(s);
@@ -181,9 +179,9 @@ Session *session_free(Session *s) {
         return NULL;
 }
 
-static int process_outgoing(Session *s);
+static int process_outgoing(ChatSession *s);
 
-int session_attach(Session *s, Client *c) {
+int chat_session_attach(ChatSession *s, Client *c) {
         int r;
 
         s->client = c;
@@ -213,7 +211,7 @@ int session_attach(Session *s, Client *c) {
         return 0;
 }
 
-void session_detach(Session *s) {
+void chat_session_detach(ChatSession *s) {
         deliveries_clear(s);
         for (size_t i = 0; i < s->n_peers; i++)
                 s->peers[i].lookup_id = 0;
@@ -226,7 +224,7 @@ void session_detach(Session *s) {
         s->client = NULL;
 }
 
-Peer *session_peer(Session *s, const char *user) {
+Peer *chat_session_peer(ChatSession *s, const char *user) {
         Peer *p;
 
         for (size_t i = 0; i < s->n_peers; i++)
@@ -249,7 +247,7 @@ Peer *session_peer(Session *s, const char *user) {
 /* Take the relay's package for a peer (from presence or key), after
  * checking the server's signature. A new package drops what we concluded
  * from the old one. */
-static void peer_set_package(Session *s, Peer *p, const KeyPackage *kp) {
+static void peer_set_package(ChatSession *s, Peer *p, const KeyPackage *kp) {
         KeyPackage *copy = NULL;
 
         if (p->package && kp && p->package->key_len == kp->key_len &&
@@ -278,10 +276,10 @@ static void peer_set_package(Session *s, Peer *p, const KeyPackage *kp) {
 }
 
 /* The pin, compared without changing anything (for presence lines). */
-static const char *peer_pin_differs(Session *s, Peer *p) {
+static const char *peer_pin_differs(ChatSession *s, Peer *p) {
         _cleanup_(key_package_freep) KeyPackage *pinned = NULL;
 
-        if (!p->package || state_peer_get(s->ctx->state, s->ctx->settings->address, p->user, &pinned) < 0)
+        if (!p->package || client_state_peer_get(s->ctx->state, s->ctx->settings->address, p->user, &pinned) < 0)
                 return NULL;
         if (pinned->key_len == p->package->key_len &&
             memcmp(pinned->key, p->package->key, pinned->key_len) == 0)
@@ -290,8 +288,8 @@ static const char *peer_pin_differs(Session *s, Peer *p) {
         return p->pinned;
 }
 
-int session_lookup(Session *s, const char *user, Peer **ret_peer) {
-        Peer *p = session_peer(s, user);
+int chat_session_lookup(ChatSession *s, const char *user, Peer **ret_peer) {
+        Peer *p = chat_session_peer(s, user);
         int r;
 
         if (!p)
@@ -323,9 +321,9 @@ typedef enum PeerKeyState {
  * whatever it says, only our identity's public key is used (a relay that
  * could make us pin another one would read our notes to self and forge
  * them). */
-static int own_key(Session *s, Peer **ret_peer) {
+static int own_key(ChatSession *s, Peer **ret_peer) {
         const RsaKey *me = s->ctx->identity;
-        Peer *p = session_peer(s, s->ctx->settings->user);
+        Peer *p = chat_session_peer(s, s->ctx->settings->user);
 
         if (!p)
                 return log_fail(EXIT_FAIL, -ENOMEM, "%m");
@@ -336,14 +334,14 @@ static int own_key(Session *s, Peer **ret_peer) {
 }
 
 /* The key to use for user: pinned, and what the relay has. Pins on first
- * use. Returns a PeerKeyState or -EXIT_*. */
-static int peer_key(Session *s, const char *user, Peer **ret_peer) {
+ * use. Returns a PeerKeyState or -errno. */
+static int peer_key(ChatSession *s, const char *user, Peer **ret_peer) {
         Peer *p = NULL;
         int r;
 
         if (streq(user, s->ctx->settings->user))
                 return own_key(s, ret_peer);
-        r = session_lookup(s, user, &p);
+        r = chat_session_lookup(s, user, &p);
         if (r <= 0)
                 return r < 0 ? r : PEER_KEY_WAIT;
         *ret_peer = p;
@@ -354,9 +352,9 @@ static int peer_key(Session *s, const char *user, Peer **ret_peer) {
         if (!p->package)
                 return PEER_KEY_UNKNOWN;
 
-        r = state_peer_pin(s->ctx->state, s->ctx->settings->address, p->package, p->pinned);
+        r = client_state_peer_pin(s->ctx->state, s->ctx->settings->address, p->package, p->pinned);
         if (r < 0) {
-                _cleanup_(freep) char *path = state_peer_path(s->ctx->state, s->ctx->settings->address, user);
+                _cleanup_(freep) char *path = client_state_peer_path(s->ctx->state, s->ctx->settings->address, user);
 
                 return log_fail(EXIT_FAIL, r, "Cannot read or write the pinned key %s: %m", path ?: user);
         }
@@ -377,24 +375,24 @@ static int peer_key(Session *s, const char *user, Peer **ret_peer) {
         return PEER_KEY_READY;
 }
 
-static void remember_sent(Session *s, const char *msg, const char *to) {
-        unsigned i = s->recent_next++ % SESSION_RECENT_MAX;
+static void remember_sent(ChatSession *s, const char *msg, const char *to) {
+        unsigned i = s->recent_next++ % CHAT_SESSION_RECENT_MAX;
 
         snprintf(s->recent[i].msg, sizeof(s->recent[i].msg), "%s", msg);
         snprintf(s->recent[i].to, sizeof(s->recent[i].to), "%s", to);
 }
 
-static const char *recent_recipient(const Session *s, const char *msg) {
-        for (unsigned i = 0; i < SESSION_RECENT_MAX; i++)
+static const char *recent_recipient(const ChatSession *s, const char *msg) {
+        for (unsigned i = 0; i < CHAT_SESSION_RECENT_MAX; i++)
                 if (s->recent[i].msg[0] && streq(s->recent[i].msg, msg))
                         return s->recent[i].to;
         return NULL;
 }
 
-static void message_refused(Session *s, const char *to, int status, const char *reason, const char *fmt, ...)
+static void message_refused(ChatSession *s, const char *to, int status, const char *reason, const char *fmt, ...)
         _printf_(5, 6);
 
-static void message_refused(Session *s, const char *to, int status, const char *reason, const char *fmt, ...) {
+static void message_refused(ChatSession *s, const char *to, int status, const char *reason, const char *fmt, ...) {
         char message[512];
         va_list ap;
 
@@ -406,13 +404,13 @@ static void message_refused(Session *s, const char *to, int status, const char *
                 output->refused(to, reason, message);
         else
                 log_fail(status, 0, "Not sent to %s: %s", to, message);
-        if (s->status == 0)
-                s->status = status;
+        if (s->error == 0)
+                s->error = exit_status_to_errno(status);
         s->n_refused++;
 }
 
 /* Send o's sealed envelope (again). */
-static int send_envelope(Session *s, Outgoing *o) {
+static int send_envelope(ChatSession *s, Outgoing *o) {
         json_object *id;
         int r;
 
@@ -426,7 +424,7 @@ static int send_envelope(Session *s, Outgoing *o) {
         return r < 0 ? r : 0;
 }
 
-static int send_head(Session *s) {
+static int send_head(ChatSession *s) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
         Outgoing *o = s->outgoing;
         json_object *env = NULL;
@@ -481,7 +479,7 @@ static int send_head(Session *s) {
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot encode the message to %s: %m", o->to);
         if (o->outbox) {
-                r = state_outbox_save(s->ctx->state, o->outbox, o->to, o->outbox_digest, env);
+                r = client_state_outbox_save(s->ctx->state, o->outbox, o->to, o->outbox_digest, env);
                 if (r < 0) {
                         json_object_put(env);
                         return log_fail(EXIT_FAIL, r, "Cannot save the message in %s: %m", o->outbox);
@@ -492,13 +490,13 @@ static int send_head(Session *s) {
 }
 
 /* Send what can be sent: the head of the queue, unless it is in flight. */
-static int process_outgoing(Session *s) {
+static int process_outgoing(ChatSession *s) {
         while (s->client && s->outgoing && s->outgoing->send_id == 0) {
                 Outgoing *o = s->outgoing;
                 int r;
 
                 if (o->not_before > now_monotonic_usec())
-                        return 0;       /* session_wait() comes back for it */
+                        return 0;       /* chat_session_wait() comes back for it */
 
                 if (o->len > s->client->limits.max_text) {
                         message_refused(s, o->to, EXIT_REFUSED, ERR_TOO_LARGE,
@@ -516,7 +514,7 @@ static int process_outgoing(Session *s) {
 
 /* The relay said rate_limited to the message in flight: send it again when
  * it says, unless that is beyond --timeout since the first attempt. */
-static int outgoing_rate_limited(Session *s, uint64_t retry_after) {
+static int outgoing_rate_limited(ChatSession *s, uint64_t retry_after) {
         Outgoing *o = s->outgoing;
         uint64_t wait, now = now_monotonic_usec();
 
@@ -535,11 +533,11 @@ static int outgoing_rate_limited(Session *s, uint64_t retry_after) {
         return 0;
 }
 
-int session_queue_message(Session *s, const char *to, const char *text, size_t len) {
-        return session_queue_outbox(s, to, text, len, NULL, NULL, NULL);
+int chat_session_queue_message(ChatSession *s, const char *to, const char *text, size_t len) {
+        return chat_session_queue_outbox(s, to, text, len, NULL, NULL, NULL);
 }
 
-int session_queue_outbox(Session *s, const char *to, const char *text, size_t len, const char *outbox,
+int chat_session_queue_outbox(ChatSession *s, const char *to, const char *text, size_t len, const char *outbox,
                          const uint8_t digest[OUTBOX_DIGEST_LEN], json_object *envelope) {
         Outgoing *o = calloc(1, sizeof(*o));
 
@@ -572,7 +570,7 @@ int session_queue_outbox(Session *s, const char *to, const char *text, size_t le
         return process_outgoing(s);
 }
 
-bool session_idle(const Session *s) {
+bool chat_session_idle(const ChatSession *s) {
         return !s->outgoing && !s->deliveries;
 }
 
@@ -588,9 +586,9 @@ static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN
         return seen_check(userdata, from, id, ts, digest);
 }
 
-/* Open one envelope and show it (or why not). 0 to ack, -EXIT_* when our
+/* Open one envelope and show it (or why not). 0 to ack, -errno when our
  * own state failed (then we do not ack: the relay keeps the message). */
-static int open_delivery(Session *s, const Envelope *e) {
+static int open_delivery(ChatSession *s, const Envelope *e) {
         const char *reason = NULL, *me = s->ctx->settings->user;
         uint8_t digest[ENVELOPE_DIGEST_LEN];
         char *text = NULL;
@@ -669,7 +667,7 @@ static int open_delivery(Session *s, const Envelope *e) {
         return 0;
 }
 
-static int process_deliveries(Session *s) {
+static int process_deliveries(ChatSession *s) {
         while (s->client && s->deliveries) {
                 Delivery *d = s->deliveries;
                 int r;
@@ -692,7 +690,7 @@ static int process_deliveries(Session *s) {
         return 0;
 }
 
-static int progress(Session *s) {
+static int progress(ChatSession *s) {
         int r;
 
         r = process_deliveries(s);
@@ -701,7 +699,7 @@ static int progress(Session *s) {
         return process_outgoing(s);
 }
 
-static void show_online(Session *s, Peer *p) {
+static void show_online(ChatSession *s, Peer *p) {
         char fingerprint[RSA_FINGERPRINT_MAX];
 
         if (!s->show_presence || streq(p->user, s->ctx->settings->user) || !p->package)
@@ -710,7 +708,7 @@ static void show_online(Session *s, Peer *p) {
         output->presence("online", p->user, fingerprint, peer_pin_differs(s, p));
 }
 
-static int handle_presence(Session *s, const Frame *f) {
+static int handle_presence(ChatSession *s, const Frame *f) {
         const char *me = s->ctx->settings->user;
 
         switch (f->presence.kind) {
@@ -721,7 +719,7 @@ static int handle_presence(Session *s, const Frame *f) {
                  * frames; the last one has no "more". */
                 for (size_t i = 0; i < f->presence.n_users; i++) {
                         const KeyPackage *kp = f->presence.users[i];
-                        Peer *p = session_peer(s, kp->user);
+                        Peer *p = chat_session_peer(s, kp->user);
                         bool was_online;
 
                         if (!p)
@@ -747,7 +745,7 @@ static int handle_presence(Session *s, const Frame *f) {
                 s->presence_listed = true;
                 break;
         case PRESENCE_ONLINE: {
-                Peer *p = session_peer(s, f->presence.package->user);
+                Peer *p = chat_session_peer(s, f->presence.package->user);
 
                 if (!p)
                         break;
@@ -757,7 +755,7 @@ static int handle_presence(Session *s, const Frame *f) {
                 break;
         }
         case PRESENCE_OFFLINE: {
-                Peer *p = session_peer(s, f->presence.user);
+                Peer *p = chat_session_peer(s, f->presence.user);
 
                 if (!p)
                         break;
@@ -770,14 +768,14 @@ static int handle_presence(Session *s, const Frame *f) {
         return progress(s);
 }
 
-static Peer *peer_by_lookup(Session *s, uint64_t id) {
+static Peer *peer_by_lookup(ChatSession *s, uint64_t id) {
         for (size_t i = 0; i < s->n_peers; i++)
                 if (s->peers[i].lookup_id == id)
                         return &s->peers[i];
         return NULL;
 }
 
-int session_handle(Session *s, const Frame *f) {
+int chat_session_handle(ChatSession *s, const Frame *f) {
         int r;
 
         switch (f->type) {
@@ -879,12 +877,8 @@ int session_handle(Session *s, const Frame *f) {
                 }
                 if (s->outgoing && s->outgoing->send_id == f->error.id) {
                         char message[200];
-                        size_t i;
 
-                        for (i = 0; f->error.message && f->error.message[i] && i + 1 < sizeof(message); i++)
-                                message[i] = f->error.message[i] >= 0x20 && f->error.message[i] < 0x7F ?
-                                             f->error.message[i] : '?';
-                        message[i] = '\0';
+                        string_sanitize(f->error.message, message, sizeof(message));
                         message_refused(s, s->outgoing->to, relay_error_status(f->error.code), f->error.code,
                                         "the relay refused it: %s%s%s", f->error.code,
                                         message[0] ? ": " : "", message);
@@ -906,9 +900,9 @@ int session_handle(Session *s, const Frame *f) {
 
 /* Wait for the next frame the session does not consume itself. Errors
  * without an id end the session; frames nobody expects are skipped.
- * Returns CLIENT_FRAME/CLIENT_TIMEOUT/CLIENT_READY or -EXIT_*. *ret_frame
+ * Returns CLIENT_FRAME/CLIENT_TIMEOUT/CLIENT_READY or -errno. *ret_frame
  * is NULL unless there is one for the caller. */
-int session_wait(Session *s, struct pollfd *extra, size_t n_extra, uint64_t deadline,
+int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint64_t deadline,
                         const char *what) {
         _cleanup_(frame_freep) Frame *f = NULL;
         uint64_t wake = deadline;
@@ -927,7 +921,7 @@ int session_wait(Session *s, struct pollfd *extra, size_t n_extra, uint64_t dead
         }
         if (r != CLIENT_FRAME)
                 return r;
-        r = session_handle(s, f);
+        r = chat_session_handle(s, f);
         if (r != 0)
                 return r < 0 ? r : CLIENT_FRAME;
         if (f->type == FRAME_ERROR) {
@@ -941,7 +935,7 @@ static int compare_users(const void *a, const void *b) {
         return strcmp(((const OutputUser *) a)->user, ((const OutputUser *) b)->user);
 }
 
-int session_output_users(Session *s) {
+int chat_session_output_users(ChatSession *s) {
         _cleanup_(freep) OutputUser *users = calloc(s->n_peers + 1, sizeof(OutputUser));
         _cleanup_(freep) char (*fingerprints)[RSA_FINGERPRINT_MAX] = calloc(s->n_peers + 1, sizeof(*fingerprints));
         size_t n = 0;

@@ -34,7 +34,7 @@
  * identity. */
 typedef struct Context {
         Settings *settings;
-        State *state;
+        ClientState *state;
         RsaKey *identity;
         bool identity_created;
 } Context;
@@ -61,9 +61,9 @@ typedef struct Peer {
 typedef struct Outgoing Outgoing;
 typedef struct Delivery Delivery;
 
-#define SESSION_RECENT_MAX 64
+#define CHAT_SESSION_RECENT_MAX 64
 
-typedef struct Session {
+typedef struct ChatSession {
         Client *client;                 /* not owned; NULL between connections */
         Context *ctx;
         bool receiving;                 /* deliveries are opened and acked */
@@ -86,51 +86,51 @@ typedef struct Session {
         size_t n_outgoing;
         unsigned n_accepted, n_refused, n_receipts;
         unsigned n_retries;             /* messages sent again after rate_limited */
-        int status;                     /* first failure of a message we sent */
+        int error;                      /* first failure of a message we sent, -errno */
         char ended[64];                 /* the relay's error code that ended the session */
         struct {
                 char msg[32];
                 char to[USERNAME_MAX + 1];
-        } recent[SESSION_RECENT_MAX];   /* our messages, for receipts */
+        } recent[CHAT_SESSION_RECENT_MAX];   /* our messages, for receipts */
         unsigned recent_next;
-} Session;
+} ChatSession;
 
-int session_new(Context *ctx, bool receiving, Session **ret);
-Session *session_free(Session *s);
-static inline void session_freep(Session **s) { session_free(*s); }
+int chat_session_new(Context *ctx, bool receiving, ChatSession **ret);
+ChatSession *chat_session_free(ChatSession *s);
+static inline void chat_session_freep(ChatSession **s) { chat_session_free(*s); }
 
 /* Start using a (new) connection, and stop: what was pending on the old
  * one (held deliveries, lookups) is dropped: the relay sends unacked
  * deliveries again. */
-int session_attach(Session *s, Client *c);
-void session_detach(Session *s);
+int chat_session_attach(ChatSession *s, Client *c);
+void chat_session_detach(ChatSession *s);
 
 /* Process a frame. Returns 1 if the session consumed it, 0 if it is the
- * caller's (errors without an id, frames we do not expect), or -EXIT_*. */
-int session_handle(Session *s, const Frame *f);
+ * caller's (errors without an id, frames we do not expect), or -errno. */
+int chat_session_handle(ChatSession *s, const Frame *f);
 
 /* Wait for the next frame and let the session handle it. Errors without an
  * id end the session (reported with what; the code is kept in s->ended);
  * frames nobody expects are skipped. Returns CLIENT_FRAME, CLIENT_TIMEOUT,
- * CLIENT_READY (one of extra is ready) or -EXIT_*. */
-int session_wait(Session *s, struct pollfd *extra, size_t n_extra, uint64_t deadline, const char *what);
+ * CLIENT_READY (one of extra is ready) or -errno. */
+int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint64_t deadline, const char *what);
 
 /* Queue one message; it goes out when its turn comes. */
-int session_queue_message(Session *s, const char *to, const char *text, size_t len);
+int chat_session_queue_message(ChatSession *s, const char *to, const char *text, size_t len);
 /* The same for send --idempotency-key: with envelope (from the outbox file)
  * that envelope goes out as it is; without, the message is sealed and
  * saved in the file outbox (with the digest of recipient and text) before
  * it goes out. */
-int session_queue_outbox(Session *s, const char *to, const char *text, size_t len, const char *outbox,
+int chat_session_queue_outbox(ChatSession *s, const char *to, const char *text, size_t len, const char *outbox,
                          const uint8_t digest[OUTBOX_DIGEST_LEN], json_object *envelope);
-bool session_idle(const Session *s);     /* nothing outgoing or held */
+bool chat_session_idle(const ChatSession *s);     /* nothing outgoing or held */
 
 /* Find (and with lookup, ask the relay for) a user's key package, verified
  * and compared with the pin, without pinning. Returns 1 when the answer is
- * there (*ret_peer; package NULL if none), 0 while waiting, or -EXIT_*. */
-int session_lookup(Session *s, const char *user, Peer **ret_peer);
-Peer *session_peer(Session *s, const char *user);
+ * there (*ret_peer; package NULL if none), 0 while waiting, or -errno. */
+int chat_session_lookup(ChatSession *s, const char *user, Peer **ret_peer);
+Peer *chat_session_peer(ChatSession *s, const char *user);
 
 /* Output the users the relay says are online, sorted by name. */
-int session_output_users(Session *s);
+int chat_session_output_users(ChatSession *s);
 

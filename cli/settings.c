@@ -31,19 +31,6 @@ void settings_done(Settings *s) {
         *s = (Settings) SETTINGS_INIT;
 }
 
-int parse_boolean(const char *s) {
-        static const char *const yes[] = { "yes", "y", "true", "on", "1" };
-        static const char *const no[] = { "no", "n", "false", "off", "0" };
-
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
-                if (strcasecmp(s, yes[i]) == 0)
-                        return 1;
-        for (size_t i = 0; i < ELEMENTSOF(no); i++)
-                if (strcasecmp(s, no[i]) == 0)
-                        return 0;
-        return -EINVAL;
-}
-
 static int parse_port(const char *s, uint16_t *ret) {
         unsigned long v;
         char *end;
@@ -257,7 +244,7 @@ static int config_handler(void *userdata, const char *section, const char *name,
         return 1;
 }
 
-static int config_load(const char *path, bool must_exist, ConfigFile *c) {
+static int config_file_load(const char *path, bool must_exist, ConfigFile *c) {
         int line;
 
         line = ini_parse(path, config_handler, c);
@@ -301,9 +288,9 @@ int settings_resolve(Settings *s) {
         int r;
 
         if (s->arg_config)
-                r = config_load(s->arg_config, true, &config);
+                r = config_file_load(s->arg_config, true, &config);
         else if (default_config_path(&config_path) >= 0)
-                r = config_load(config_path, false, &config);
+                r = config_file_load(config_path, false, &config);
         else
                 r = 0;
         if (r < 0)

@@ -50,8 +50,8 @@ int parse_replay_window(const char *s, uint64_t *ret);
 void settings_done(Settings *s);
 
 /* Apply the environment, the config file and the defaults. Reports
- * problems on stderr and returns -EXIT_USAGE (bad values, bad config file)
- * or -EXIT_FAIL. */
+ * problems on stderr and returns -EINVAL (bad values, bad config file)
+ * or another -errno. */
 int settings_resolve(Settings *s);
 
 /* "HOST[:PORT]", "[V6ADDR]:PORT", "[V6ADDR]" or a bare IPv6 address. The
@@ -60,9 +60,6 @@ int server_parse(const char *s, char **ret_host, uint16_t *ret_port);
 
 /* The canonical "host:port" form ("[::1]:5000" for IPv6). */
 int server_address(const char *host, uint16_t port, char **ret);
-
-/* Parse "yes"/"no" and friends: 1, 0, or -EINVAL. */
-int parse_boolean(const char *s);
 
 /* The default state directory: $XDG_DATA_HOME/securechat, or
  * ~/.local/share/securechat. And the default config file. */

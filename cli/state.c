@@ -48,8 +48,8 @@ int mkdir_parents(const char *path, mode_t mode) {
         return 0;
 }
 
-int state_open(const char *home, State **ret) {
-        State *s;
+int client_state_open(const char *home, ClientState **ret) {
+        ClientState *s;
         int r;
 
         r = mkdir_parents(home, 0700);
@@ -68,7 +68,7 @@ int state_open(const char *home, State **ret) {
         return 0;
 }
 
-State *state_free(State *s) {
+ClientState *client_state_free(ClientState *s) {
         if (!s)
                 return NULL;
         safe_close(s->lock_fd);
@@ -77,19 +77,19 @@ State *state_free(State *s) {
         return NULL;
 }
 
-char *state_path(const State *s, const char *rel) {
+char *client_state_path(const ClientState *s, const char *rel) {
         char *p;
 
         return asprintf(&p, "%s/%s", s->home, rel) < 0 ? NULL : p;
 }
 
-int state_lock(State *s) {
+int client_state_lock(ClientState *s) {
         if (s->lock_depth > 0) {
                 s->lock_depth++;
                 return 0;
         }
         if (s->lock_fd < 0) {
-                _cleanup_(freep) char *p = state_path(s, "lock");
+                _cleanup_(freep) char *p = client_state_path(s, "lock");
 
                 if (!p)
                         return -ENOMEM;
@@ -104,7 +104,7 @@ int state_lock(State *s) {
         return 0;
 }
 
-void state_unlock(State *s) {
+void client_state_unlock(ClientState *s) {
         if (s->lock_depth == 0)
                 return;
         if (--s->lock_depth == 0)
@@ -155,15 +155,15 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len) {
         return 0;
 }
 
-char *state_identity_path(const State *s, const char *user) {
+char *client_state_identity_path(const ClientState *s, const char *user) {
         char *p;
 
         return asprintf(&p, "%s/identity/%s.key", s->home, user) < 0 ? NULL : p;
 }
 
-int state_identity_load(State *s, const char *user, bool create, unsigned bits,
+int client_state_identity_load(ClientState *s, const char *user, bool create, unsigned bits,
                         RsaKey **ret, bool *ret_created) {
-        _cleanup_(freep) char *path = state_identity_path(s, user), *dir = NULL;
+        _cleanup_(freep) char *path = client_state_identity_path(s, user), *dir = NULL;
         _cleanup_(rsa_key_freep) RsaKey *k = NULL;
         int r;
 
@@ -181,12 +181,12 @@ int state_identity_load(State *s, const char *user, bool create, unsigned bits,
 
         /* Under the lock, so that two first runs at once cannot each make
          * a key and register the one that is then overwritten. */
-        r = state_lock(s);
+        r = client_state_lock(s);
         if (r < 0)
                 return r;
         r = rsa_key_load_private(path, &k);
         if (r == -ENOENT) {
-                dir = state_path(s, "identity");
+                dir = client_state_path(s, "identity");
                 r = dir ? mkdir_parents(dir, 0700) : -ENOMEM;
                 if (r >= 0)
                         r = rsa_key_generate(bits, &k);
@@ -195,7 +195,7 @@ int state_identity_load(State *s, const char *user, bool create, unsigned bits,
                 if (r >= 0)
                         r = 1;
         }
-        state_unlock(s);
+        client_state_unlock(s);
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(k);
@@ -231,16 +231,16 @@ static int known_servers_find(const char *content, const char *address, char out
         return 0;
 }
 
-int state_server_pin(State *s, const char *address, const char *fingerprint, bool pin,
+int client_state_server_pin(ClientState *s, const char *address, const char *fingerprint, bool pin,
                      char ret_pinned[RSA_FINGERPRINT_MAX]) {
-        _cleanup_(freep) char *path = state_path(s, "known_servers"), *content = NULL, *updated = NULL;
+        _cleanup_(freep) char *path = client_state_path(s, "known_servers"), *content = NULL, *updated = NULL;
         char pinned[RSA_FINGERPRINT_MAX];
         size_t len = 0;
         int r, n;
 
         if (!path)
                 return -ENOMEM;
-        r = state_lock(s);
+        r = client_state_lock(s);
         if (r < 0)
                 return r;
         r = read_file(path, KNOWN_SERVERS_MAX, &content, &len);
@@ -274,14 +274,14 @@ int state_server_pin(State *s, const char *address, const char *fingerprint, boo
         if (r >= 0)
                 r = PIN_NEW;
 finish:
-        state_unlock(s);
+        client_state_unlock(s);
         return r;
 }
 
 /* peers/HOST_PORT: the address with the port's colon made a '_', so that
  * "[::1]:5000" gives "[::1]_5000". The address was validated by
  * server_parse(): no '/' can appear. */
-static char *peer_dir(const State *s, const char *address) {
+static char *peer_dir(const ClientState *s, const char *address) {
         _cleanup_(freep) char *a = strdup(address);
         char *colon, *p;
 
@@ -293,7 +293,7 @@ static char *peer_dir(const State *s, const char *address) {
         return asprintf(&p, "%s/peers/%s", s->home, a) < 0 ? NULL : p;
 }
 
-char *state_peer_path(const State *s, const char *address, const char *user) {
+char *client_state_peer_path(const ClientState *s, const char *address, const char *user) {
         _cleanup_(freep) char *dir = peer_dir(s, address);
         char *p;
 
@@ -302,8 +302,8 @@ char *state_peer_path(const State *s, const char *address, const char *user) {
         return asprintf(&p, "%s/%s", dir, user) < 0 ? NULL : p;
 }
 
-int state_peer_get(State *s, const char *address, const char *user, KeyPackage **ret) {
-        _cleanup_(freep) char *path = state_peer_path(s, address, user), *content = NULL;
+int client_state_peer_get(ClientState *s, const char *address, const char *user, KeyPackage **ret) {
+        _cleanup_(freep) char *path = client_state_peer_path(s, address, user), *content = NULL;
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
         _cleanup_(json_object_unrefp) json_object *o = NULL;
         size_t len;
@@ -328,8 +328,8 @@ int state_peer_get(State *s, const char *address, const char *user, KeyPackage *
         return 0;
 }
 
-int state_peer_set(State *s, const char *address, const KeyPackage *kp) {
-        _cleanup_(freep) char *dir = peer_dir(s, address), *path = state_peer_path(s, address, kp->user);
+int client_state_peer_set(ClientState *s, const char *address, const KeyPackage *kp) {
+        _cleanup_(freep) char *dir = peer_dir(s, address), *path = client_state_peer_path(s, address, kp->user);
         _cleanup_(json_object_unrefp) json_object *o = NULL;
         char fingerprint[RSA_FINGERPRINT_MAX];
         const char *text;
@@ -349,7 +349,7 @@ int state_peer_set(State *s, const char *address, const KeyPackage *kp) {
         if (!text)
                 return -ENOMEM;
 
-        r = state_lock(s);
+        r = client_state_lock(s);
         if (r >= 0) {
                 r = mkdir_parents(dir, 0700);
                 if (r >= 0) {
@@ -361,7 +361,7 @@ int state_peer_set(State *s, const char *address, const KeyPackage *kp) {
                         } else
                                 r = write_file_atomic(path, line, strlen(line), 0600);
                 }
-                state_unlock(s);
+                client_state_unlock(s);
         }
         return r;
 }
@@ -370,17 +370,17 @@ static bool same_key(const KeyPackage *a, const KeyPackage *b) {
         return a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0;
 }
 
-int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
+int client_state_peer_pin(ClientState *s, const char *address, const KeyPackage *kp,
                    char ret_pinned[RSA_FINGERPRINT_MAX]) {
         _cleanup_(key_package_freep) KeyPackage *old = NULL;
         int r;
 
-        r = state_lock(s);
+        r = client_state_lock(s);
         if (r < 0)
                 return r;
-        r = state_peer_get(s, address, kp->user, &old);
+        r = client_state_peer_get(s, address, kp->user, &old);
         if (r == -ENOENT) {
-                r = state_peer_set(s, address, kp);
+                r = client_state_peer_set(s, address, kp);
                 if (r >= 0)
                         r = PIN_NEW;
         } else if (r >= 0) {
@@ -392,7 +392,7 @@ int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
                         r = PIN_MISMATCH;
                 }
         }
-        state_unlock(s);
+        client_state_unlock(s);
         return r;
 }
 
@@ -414,7 +414,7 @@ void outbox_digest(const char *to, const char *text, size_t len, uint8_t ret[OUT
         sha256_digest(&ctx, OUTBOX_DIGEST_LEN, ret);
 }
 
-char *state_outbox_path(const State *s, const char *user, const char *key) {
+char *client_state_outbox_path(const ClientState *s, const char *user, const char *key) {
         char *p;
 
         if (!outbox_key_valid(key))
@@ -434,7 +434,7 @@ static const JsonDispatch outbox_table[] = {
         {}
 };
 
-int state_outbox_load(State *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
+int client_state_outbox_load(ClientState *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
                       json_object **ret_envelope) {
         _cleanup_(freep) char *content = NULL, *b64 = NULL;
         _cleanup_(json_object_unrefp) json_object *o = NULL;
@@ -459,7 +459,7 @@ int state_outbox_load(State *s, const char *path, const uint8_t digest[OUTBOX_DI
         return 0;
 }
 
-int state_outbox_save(State *s, const char *path, const char *to, const uint8_t digest[OUTBOX_DIGEST_LEN],
+int client_state_outbox_save(ClientState *s, const char *path, const char *to, const uint8_t digest[OUTBOX_DIGEST_LEN],
                       json_object *envelope) {
         _cleanup_(json_object_unrefp) json_object *o = json_object_new_object();
         _cleanup_(freep) char *b64 = NULL, *dir = strdup(path), *line = NULL;
@@ -484,17 +484,17 @@ int state_outbox_save(State *s, const char *path, const char *to, const uint8_t 
                 return -ENOMEM;
         }
         *strrchr(dir, '/') = '\0';
-        r = state_lock(s);
+        r = client_state_lock(s);
         if (r < 0)
                 return r;
         r = mkdir_parents(dir, 0700);
         if (r >= 0)
                 r = write_file_atomic(path, line, strlen(line), 0600);
-        state_unlock(s);
+        client_state_unlock(s);
         return r;
 }
 
-int state_outbox_prune(State *s, const char *user, uint64_t max_age, uint64_t now) {
+int client_state_outbox_prune(ClientState *s, const char *user, uint64_t max_age, uint64_t now) {
         _cleanup_(freep) char *dir = NULL;
         _cleanup_(closedirp) DIR *d = NULL;
         struct dirent *de;

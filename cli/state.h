@@ -33,26 +33,26 @@
 
 #include <json-c/json.h>
 
-typedef struct State {
+typedef struct ClientState {
         char *home;
         int lock_fd;
         unsigned lock_depth;
-} State;
+} ClientState;
 
 /* Create home (and missing parents) with mode 0700 if needed. */
-int state_open(const char *home, State **ret);
-State *state_free(State *s);
-static inline void state_freep(State **s) { state_free(*s); }
+int client_state_open(const char *home, ClientState **ret);
+ClientState *client_state_free(ClientState *s);
+static inline void client_state_freep(ClientState **s) { client_state_free(*s); }
 
 /* The lock nests: only the outermost unlock releases it. */
-int state_lock(State *s);
-void state_unlock(State *s);
+int client_state_lock(ClientState *s);
+void client_state_unlock(ClientState *s);
 
 /* mkdir -p with mode for every directory it creates. */
 int mkdir_parents(const char *path, mode_t mode);
 
 /* HOME/rel, allocated. */
-char *state_path(const State *s, const char *rel);
+char *client_state_path(const ClientState *s, const char *rel);
 
 /* Read a whole file of at most max bytes (-EFBIG beyond), NUL-terminated. */
 int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
@@ -61,8 +61,8 @@ int read_file(const char *path, size_t max, char **ret, size_t *ret_len);
  * 3072 or 4096) generates and saves it when missing, under the lock.
  * -ENOENT when missing and !create; -EPERM when the file is readable or
  * writable by others (from rsa_key_load_private). *ret_created may be NULL. */
-char *state_identity_path(const State *s, const char *user);
-int state_identity_load(State *s, const char *user, bool create, unsigned bits,
+char *client_state_identity_path(const ClientState *s, const char *user);
+int client_state_identity_load(ClientState *s, const char *user, bool create, unsigned bits,
                         RsaKey **ret, bool *ret_created);
 
 typedef enum PinResult {
@@ -75,16 +75,16 @@ typedef enum PinResult {
  * when none (and pin is true: with false, PIN_NEW means "not pinned, left
  * alone"). Returns a PinResult or negative errno. ret_pinned receives the
  * pinned fingerprint on PIN_MISMATCH (may be NULL). */
-int state_server_pin(State *s, const char *address, const char *fingerprint, bool pin,
+int client_state_server_pin(ClientState *s, const char *address, const char *fingerprint, bool pin,
                      char ret_pinned[RSA_FINGERPRINT_MAX]);
 
 /* Peer keys by server address and user. The package must already be
  * verified under the server's key. */
-char *state_peer_path(const State *s, const char *address, const char *user);
-int state_peer_get(State *s, const char *address, const char *user, KeyPackage **ret);
-int state_peer_pin(State *s, const char *address, const KeyPackage *kp,
+char *client_state_peer_path(const ClientState *s, const char *address, const char *user);
+int client_state_peer_get(ClientState *s, const char *address, const char *user, KeyPackage **ret);
+int client_state_peer_pin(ClientState *s, const char *address, const KeyPackage *kp,
                    char ret_pinned[RSA_FINGERPRINT_MAX]);
-int state_peer_set(State *s, const char *address, const KeyPackage *kp);
+int client_state_peer_set(ClientState *s, const char *address, const KeyPackage *kp);
 
 /* send --idempotency-key. KEY: 1 to 64 of A-Z a-z 0-9 . _ -, not starting
  * with '.'. The digest (OUTBOX_DIGEST_LEN) is SHA-256 of recipient, NUL,
@@ -93,14 +93,14 @@ int state_peer_set(State *s, const char *address, const KeyPackage *kp);
 #define OUTBOX_KEY_MAX 64
 bool outbox_key_valid(const char *key);
 void outbox_digest(const char *to, const char *text, size_t len, uint8_t ret[OUTBOX_DIGEST_LEN]);
-char *state_outbox_path(const State *s, const char *user, const char *key);
+char *client_state_outbox_path(const ClientState *s, const char *user, const char *key);
 /* The envelope saved for path: 0 and *ret_envelope; -ENOENT when none;
  * -EEXIST when it was saved for another recipient or text; -EBADMSG when
  * the file is damaged. */
-int state_outbox_load(State *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
+int client_state_outbox_load(ClientState *s, const char *path, const uint8_t digest[OUTBOX_DIGEST_LEN],
                       json_object **ret_envelope);
-int state_outbox_save(State *s, const char *path, const char *to, const uint8_t digest[OUTBOX_DIGEST_LEN],
+int client_state_outbox_save(ClientState *s, const char *path, const char *to, const uint8_t digest[OUTBOX_DIGEST_LEN],
                       json_object *envelope);
 /* Remove USER's outbox files older than max_age seconds (a retry of them
  * would be refused as expired by the recipient anyway). */
-int state_outbox_prune(State *s, const char *user, uint64_t max_age, uint64_t now);
+int client_state_outbox_prune(ClientState *s, const char *user, uint64_t max_age, uint64_t now);

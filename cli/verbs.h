@@ -4,8 +4,9 @@
  * accepted before the verb and among each verb's own options.
  *
  * A verb is `int verb_x(int argc, char *argv[])` with argv[0] the verb's
- * name; it returns an exit status (exit-codes.h). Adding a family of verbs
- * (admin.c) means adding its functions here and rows to the table in main.c.
+ * name; it returns 0 or -errno, which scctl_main() maps to the exit status
+ * (exit-codes.h). Adding a family of verbs (admin.c) means adding its
+ * functions here and rows to the table in verbs.c.
  */
 #pragma once
 
@@ -54,23 +55,24 @@ enum {
 
 /* Handle what getopt_long() returned inside a verb that is not the verb's
  * own option: a global option, -h (prints the verb's usage) or an unknown
- * option. Returns -1 when parsing goes on, else the status to exit with
- * (EXIT_OK after --help, EXIT_USAGE after an error). */
+ * option. As every option parser in scctl (systemd's parse_argv()
+ * contract): > 0 when parsing goes on, 0 to exit successfully (after
+ * --help), < 0 a -errno error, reported (-EINVAL: a usage error). */
 int verb_option(const char *verb, int c, char *argv[]);
 
-/* For verbs that take only the global options: -1 to go on, else the
- * status to exit with. The _no_arguments variant also refuses operands. */
+/* For verbs that take only the global options, with the same contract.
+ * The _no_arguments variant also refuses operands. */
 int verb_parse_options(int argc, char *argv[]);
 int verb_parse_no_arguments(int argc, char *argv[]);
 
 /* Print "scctl: VERB: message; see 'scctl VERB --help'." and return
- * EXIT_USAGE. */
+ * -EINVAL (EXIT_USAGE). */
 int verb_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Why NAME is not a user name, with what one is (and, when NAME in lower
  * case would do, that one) and where scctl(1) defines it: the help of a
  * verb does not say. verb_bad_user_name() prints it after "scctl: VERB: "
- * and returns EXIT_USAGE. */
+ * and returns -EINVAL. */
 void user_name_explain(const char *name, char *buf, size_t size);
 int verb_bad_user_name(const char *verb, const char *name);
 
@@ -80,6 +82,10 @@ int parse_seconds(const char *s, unsigned *ret);
 /* SIGINT and SIGTERM as a descriptor (blocked first), for sessions that end
  * cleanly on them. */
 int signal_fd_open(void);
+
+/* scctl's whole command line: global options, the verb, the verb's run.
+ * Returns the exit status (exit-codes.h). */
+int scctl_main(int argc, char *argv[]);
 
 /* Chat verbs (chat.c, connect.c). */
 int verb_init(int argc, char *argv[]);

@@ -2,6 +2,7 @@
 noinst_LIBRARIES += common/libcommon.a
 common_libcommon_a_SOURCES = \
 	common/macro.h \
+	common/constants.h \
 	common/protocol.h \
 	common/util.c common/util.h \
 	common/buf.c common/buf.h \

@@ -3,9 +3,12 @@
 #include <nettle/memops.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <time.h>
 
+#include "constants.h"
+#include "macro.h"
 #include "util.h"
 
 int random_bytes(void *buf, size_t len) {
@@ -93,6 +96,81 @@ bool utf8_valid(const void *s, size_t len) {
         return true;
 }
 
+size_t utf8_char(const void *s, size_t len, uint32_t *ret) {
+        const uint8_t *p = s;
+        size_t n = len > 0 ? utf8_sequence_len(p, len) : 0;
+        uint32_t c;
+
+        switch (n) {
+        case 1:
+                c = p[0];
+                break;
+        case 2:
+                c = (uint32_t) (p[0] & 0x1F) << 6 | (p[1] & 0x3F);
+                break;
+        case 3:
+                c = (uint32_t) (p[0] & 0x0F) << 12 | (uint32_t) (p[1] & 0x3F) << 6 | (p[2] & 0x3F);
+                break;
+        case 4:
+                c = (uint32_t) (p[0] & 0x07) << 18 | (uint32_t) (p[1] & 0x3F) << 12 |
+                    (uint32_t) (p[2] & 0x3F) << 6 | (p[3] & 0x3F);
+                break;
+        default:
+                return 0;
+        }
+        *ret = c;
+        return n;
+}
+
+bool unichar_unsafe(uint32_t c) {
+        return c < 0x20 || c == 0x7F ||
+               (c >= 0x80 && c <= 0x9F) ||              /* C1: CSI and friends */
+               (c >= 0x202A && c <= 0x202E) ||          /* bidirectional embeddings and overrides */
+               (c >= 0x2066 && c <= 0x2069) ||          /* bidirectional isolates */
+               c == 0x2028 || c == 0x2029;              /* line and paragraph separators */
+}
+
+char *string_sanitize(const char *s, char *buf, size_t size) {
+        size_t len = s ? strlen(s) : 0, i = 0;
+
+        if (size == 0)
+                return buf;
+        while (len > 0) {
+                uint32_t c;
+                size_t n = utf8_char(s, len, &c);
+                bool keep = n > 0 && !unichar_unsafe(c);
+                size_t out = keep ? n : 1;
+
+                if (i + out >= size)
+                        break;          /* never half a character */
+                if (keep)
+                        memcpy(buf + i, s, n);
+                else
+                        buf[i] = '?';
+                i += out;
+                n = MAX(n, (size_t) 1);
+                s += n;
+                len -= n;
+        }
+        buf[i] = '\0';
+        return buf;
+}
+
+int parse_boolean(const char *s) {
+        static const char *const yes[] = { "yes", "y", "true", "on", "1" };
+        static const char *const no[] = { "no", "n", "false", "off", "0" };
+
+        if (!s)
+                return -EINVAL;
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                if (strcasecmp(s, yes[i]) == 0)
+                        return 1;
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                if (strcasecmp(s, no[i]) == 0)
+                        return 0;
+        return -EINVAL;
+}
+
 static bool username_char(char c, bool first) {
         if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
                 return true;
@@ -118,11 +196,11 @@ static uint64_t clock_usec(clockid_t clock) {
 
         /* Cannot fail for these clocks on Linux. */
         (void) clock_gettime(clock, &ts);
-        return (uint64_t) ts.tv_sec * 1000000u + (uint64_t) ts.tv_nsec / 1000u;
+        return (uint64_t) ts.tv_sec * USEC_PER_SEC + (uint64_t) ts.tv_nsec / 1000u;
 }
 
 uint64_t now_unix(void) {
-        return clock_usec(CLOCK_REALTIME) / 1000000u;
+        return clock_usec(CLOCK_REALTIME) / USEC_PER_SEC;
 }
 
 uint64_t now_monotonic_usec(void) {

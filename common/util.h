@@ -24,6 +24,28 @@ bool memeq_ct(const void *a, const void *b, size_t len);
  * refuses NUL bytes, which user text never contains. */
 bool utf8_valid(const void *s, size_t len);
 
+/* The UTF-8 character at s (len bytes available): its length in bytes,
+ * with the code point in *ret; 0 when it is malformed (by utf8_valid()'s
+ * rules) or len is 0. */
+size_t utf8_char(const void *s, size_t len, uint32_t *ret);
+
+/* Characters that must not reach a terminal or a log line as they are:
+ * they move the cursor, rewrite the screen or reorder what is displayed
+ * (C0 and C1 controls, DEL, bidirectional overrides and isolates, "Trojan
+ * Source", line and paragraph separators). */
+bool unichar_unsafe(uint32_t c);
+
+/* Text from a peer made safe for a log line or a diagnostic on a terminal:
+ * s (NULL is "") copied into buf, NUL-terminated, with every unsafe
+ * character and every byte that is not valid UTF-8 replaced by '?'. Cut
+ * short at a character boundary to fit size bytes. Returns buf, for use as
+ * a printf argument. */
+char *string_sanitize(const char *s, char *buf, size_t size);
+
+/* "yes", "y", "true", "on", "1" (1) and "no", "n", "false", "off", "0"
+ * (0), in any case; -EINVAL for anything else, NULL included. */
+int parse_boolean(const char *s);
+
 /* ^[a-z0-9][a-z0-9._-]{0,31}$ */
 bool username_valid(const char *s);
 #define USERNAME_MAX 32

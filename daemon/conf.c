@@ -16,6 +16,7 @@
 #include "log.h"
 #include "macro.h"
 #include "protocol.h"
+#include "util.h"
 
 /* One key: how to parse and print it, its range and default, the way
  * systemd-timesyncd's gperf table does it. An empty value ("key =") resets
@@ -142,22 +143,12 @@ int config_parse_size(const char *s, uint64_t *ret) {
 }
 
 int config_parse_bool(const char *s, bool *ret) {
-        static const char *const yes[] = { "yes", "true", "on", "1" };
-        static const char *const no[] = { "no", "false", "off", "0" };
+        int r = parse_boolean(s);
 
-        if (!s)
-                return -EINVAL;
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
-                if (strcasecmp(s, yes[i]) == 0) {
-                        *ret = true;
-                        return 0;
-                }
-                if (strcasecmp(s, no[i]) == 0) {
-                        *ret = false;
-                        return 0;
-                }
-        }
-        return -EINVAL;
+        if (r < 0)
+                return r;
+        *ret = r;
+        return 0;
 }
 
 char *config_format_duration(uint64_t usec, char *buf, size_t size) {
@@ -550,7 +541,7 @@ static const ConfigItem config_items[] = {
         { "server", "listen", conf_parse_listen, conf_format_string,
           offsetof(Config, listen), 0, 0, DEFAULT_LISTEN },
         { "server", "control", conf_parse_path, conf_format_string,
-          offsetof(Config, control), 0, 0, DEFAULT_CONTROL },
+          offsetof(Config, control), 0, 0, DEFAULT_CONTROL_SOCKET },
         { "server", "state-directory", conf_parse_path, conf_format_string,
           offsetof(Config, state_directory), 0, 0, DEFAULT_STATE_DIRECTORY },
         { "server", "tls", conf_parse_bool, conf_format_bool,

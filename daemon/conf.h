@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "constants.h"
 #include "sockets.h"
 
 #ifndef SYSCONFDIR
@@ -23,11 +24,8 @@
 #define CONFIG_DROPIN_DIR_NAME "securechatd.conf.d"
 
 #define DEFAULT_LISTEN "127.0.0.1:5000"
-#define DEFAULT_CONTROL "/run/securechat/control"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/securechat"
 #define DEFAULT_ADMIN_GROUP "securechat"
-
-#define USEC_PER_SEC UINT64_C(1000000)
 
 /* A rate: count events per period ("10/s", "5/min"); count 0 is no limit. */
 typedef struct ConfigRate {

@@ -17,9 +17,8 @@
 
 #include <stddef.h>
 
+#include "constants.h"
 #include "forward.h"
-
-#define CONTROL_INTERFACE "io.securechat.Control"
 
 #define CONTROL_MESSAGE_MAX (64u * 1024)                /* one call, its NUL included */
 #define CONTROL_CONNECTIONS_MAX 64                      /* administrators' connections */

@@ -14,6 +14,7 @@
 #include <systemd/sd-journal.h>
 
 #include "log.h"
+#include "util.h"
 
 static const EventInfo event_table[_EVENT_MAX] = {
 #define EVENT_INFO(kind, name, id, prio, desc) [kind] = { name, id, prio, desc },
@@ -107,12 +108,9 @@ typedef struct Line {
 } Line;
 
 static void line_add(Line *l, const char *s) {
-        for (; *s && l->len < sizeof(l->buf) - 2; s++) {
-                unsigned char c = (unsigned char) *s;
-                /* Keep one event on one line whatever ends up in it. */
-                l->buf[l->len++] = c < 0x20 || c == 0x7f ? '?' : (char) c;
-        }
-        l->buf[l->len] = '\0';
+        /* Keep one event on one line whatever ends up in it. */
+        string_sanitize(s, l->buf + l->len, sizeof(l->buf) - 1 - l->len);
+        l->len += strlen(l->buf + l->len);
 }
 
 static void line_add_field(Line *l, const char *key, const char *value) {

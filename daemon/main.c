@@ -153,7 +153,7 @@ static int parse_argv(int argc, char *argv[], Args *a) {
 static int run_reload(const Args *a) {
         _cleanup_(config_freep) Config *config = NULL;
         _cleanup_(freep) char *error = NULL, *reason = NULL;
-        const char *path = DEFAULT_CONTROL;
+        const char *path = DEFAULT_CONTROL_SOCKET;
         int r;
 
         /* Lines on stderr, not sd_journal_sendv(): journald finds the unit

@@ -11,13 +11,14 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "constants.h"
 #include "fileio.h"
 #include "macro.h"
 #include "reload.h"
 #include "varlink.h"
 
-#define RELOAD_METHOD "io.securechat.Control.Reload"
-#define RELOAD_FAILED "io.securechat.Control.ReloadFailed"
+#define RELOAD_METHOD CONTROL_INTERFACE ".Reload"
+#define RELOAD_FAILED CONTROL_INTERFACE ".ReloadFailed"
 /* The reply is "{}" or an error with a reason; anything near this is not it. */
 #define RELOAD_REPLY_MAX (64u * 1024)
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The client's session logic (cli/session.c) against a hostile relay,
- * without a network: frames are handed to session_handle() directly, and
+ * without a network: frames are handed to chat_session_handle() directly, and
  * what the client sends goes into a socketpair nobody reads.
  */
 #include <errno.h>
@@ -71,20 +71,20 @@ static Frame *big_deliver(uint64_t seq, size_t ct_len) {
 START_TEST(test_deliveries_bounded_by_size) {
         Settings settings = SETTINGS_INIT;
         Context ctx = { .settings = &settings };
-        Session *s = NULL;
+        ChatSession *s = NULL;
         Client *c;
         int peer_fd;
 
         settings.user = strdup("bob");
         ck_assert_ptr_nonnull(settings.user);
         c = fake_client(&peer_fd);
-        ck_assert_int_eq(session_new(&ctx, true, &s), 0);
+        ck_assert_int_eq(chat_session_new(&ctx, true, &s), 0);
         s->client = c;
 
         for (uint64_t seq = 1; seq <= 80; seq++) {
                 Frame *f = big_deliver(seq, 1024 * 1024);
 
-                ck_assert_int_eq(session_handle(s, f), 1);
+                ck_assert_int_eq(chat_session_handle(s, f), 1);
                 frame_free(f);
                 ck_assert_uint_le(s->deliveries_size, 64u * 1024 * 1024);
         }
@@ -92,7 +92,7 @@ START_TEST(test_deliveries_bounded_by_size) {
         ck_assert_uint_eq(s->deliveries_size, 64u * 1024 * 1024);
 
         s->client = NULL;
-        session_free(s);
+        chat_session_free(s);
         client_free(c);
         close(peer_fd);
         free(settings.user);

@@ -99,17 +99,6 @@ START_TEST(test_server_parse) {
 }
 END_TEST
 
-START_TEST(test_parse_boolean) {
-        ck_assert_int_eq(parse_boolean("yes"), 1);
-        ck_assert_int_eq(parse_boolean("TRUE"), 1);
-        ck_assert_int_eq(parse_boolean("on"), 1);
-        ck_assert_int_eq(parse_boolean("no"), 0);
-        ck_assert_int_eq(parse_boolean("0"), 0);
-        ck_assert_int_eq(parse_boolean("maybe"), -EINVAL);
-        ck_assert_int_eq(parse_boolean(""), -EINVAL);
-}
-END_TEST
-
 static void write_text(const char *path, const char *text) {
         FILE *f = fopen(path, "w");
 
@@ -175,12 +164,12 @@ START_TEST(test_settings_precedence) {
         /* Bad values are usage errors. */
         free(s.arg_user);
         s.arg_user = strdup("Not-Valid");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         free(s.arg_user);
         s.arg_user = NULL;
         free(s.arg_server);
         s.arg_server = strdup("host:99999");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
 
         settings_done(&s);
         env_clear();
@@ -201,13 +190,13 @@ START_TEST(test_settings_bad_config) {
 
         s.arg_config = strdup(conf);
         write_text(conf, "server = a\ncolour = yes\n");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         write_text(conf, "tls = perhaps\n");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         write_text(conf, "[section]\nserver = a\n");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         write_text(conf, "server = a/b\n");
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
         write_text(conf, "server = good.example\n");
         ck_assert_int_eq(settings_resolve(&s), 0);
         ck_assert_str_eq(s.address, "good.example:5000");
@@ -215,7 +204,7 @@ START_TEST(test_settings_bad_config) {
         /* A config file named on the command line must exist. */
         free(s.arg_config);
         s.arg_config = strdup(missing);
-        ck_assert_int_eq(settings_resolve(&s), -EXIT_USAGE);
+        ck_assert_int_eq(settings_resolve(&s), -EINVAL);
 
         settings_done(&s);
         remove_tmpdir();
@@ -245,53 +234,53 @@ START_TEST(test_write_atomic) {
 END_TEST
 
 START_TEST(test_state_open_mode) {
-        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_(client_state_freep) ClientState *s = NULL;
         _cleanup_(freep) char *home = NULL;
         struct stat st;
 
         make_tmpdir();
         home = path_in("a/b/home");
-        ck_assert_int_eq(state_open(home, &s), 0);
+        ck_assert_int_eq(client_state_open(home, &s), 0);
         ck_assert_int_eq(stat(home, &st), 0);
         ck_assert(S_ISDIR(st.st_mode));
         ck_assert_uint_eq(st.st_mode & 07777, 0700);
         /* The lock nests. */
-        ck_assert_int_eq(state_lock(s), 0);
-        ck_assert_int_eq(state_lock(s), 0);
-        state_unlock(s);
+        ck_assert_int_eq(client_state_lock(s), 0);
+        ck_assert_int_eq(client_state_lock(s), 0);
+        client_state_unlock(s);
         ck_assert_uint_eq(s->lock_depth, 1);
-        state_unlock(s);
+        client_state_unlock(s);
         ck_assert_uint_eq(s->lock_depth, 0);
         remove_tmpdir();
 }
 END_TEST
 
 START_TEST(test_known_servers) {
-        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_(client_state_freep) ClientState *s = NULL;
         _cleanup_(freep) char *path = NULL, *content = NULL;
         char pinned[RSA_FINGERPRINT_MAX] = "";
         const char *fp1 = "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         const char *fp2 = "SHA256:BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB";
 
         make_tmpdir();
-        ck_assert_int_eq(state_open(tmpdir, &s), 0);
-        path = state_path(s, "known_servers");
+        ck_assert_int_eq(client_state_open(tmpdir, &s), 0);
+        path = client_state_path(s, "known_servers");
         /* A hand-edited file: comments and a line without a newline. */
         write_text(path, "# pins\nother:1 SHA256:CCCC");
 
-        ck_assert_int_eq(state_server_pin(s, "host:5000", fp1, false, pinned), PIN_NEW);
+        ck_assert_int_eq(client_state_server_pin(s, "host:5000", fp1, false, pinned), PIN_NEW);
         content = slurp(path);
         ck_assert_str_eq(content, "# pins\nother:1 SHA256:CCCC");     /* pin=false leaves it */
         free(content);
 
-        ck_assert_int_eq(state_server_pin(s, "host:5000", fp1, true, pinned), PIN_NEW);
-        ck_assert_int_eq(state_server_pin(s, "host:5000", fp1, true, pinned), PIN_MATCH);
-        ck_assert_int_eq(state_server_pin(s, "host:5000", fp2, true, pinned), PIN_MISMATCH);
+        ck_assert_int_eq(client_state_server_pin(s, "host:5000", fp1, true, pinned), PIN_NEW);
+        ck_assert_int_eq(client_state_server_pin(s, "host:5000", fp1, true, pinned), PIN_MATCH);
+        ck_assert_int_eq(client_state_server_pin(s, "host:5000", fp2, true, pinned), PIN_MISMATCH);
         ck_assert_str_eq(pinned, fp1);
         /* A prefix of an address is another address. */
-        ck_assert_int_eq(state_server_pin(s, "host:500", fp2, true, pinned), PIN_NEW);
-        ck_assert_int_eq(state_server_pin(s, "[::1]:5000", fp2, true, pinned), PIN_NEW);
-        ck_assert_int_eq(state_server_pin(s, "other:1", fp1, true, pinned), PIN_MISMATCH);
+        ck_assert_int_eq(client_state_server_pin(s, "host:500", fp2, true, pinned), PIN_NEW);
+        ck_assert_int_eq(client_state_server_pin(s, "[::1]:5000", fp2, true, pinned), PIN_NEW);
+        ck_assert_int_eq(client_state_server_pin(s, "other:1", fp1, true, pinned), PIN_MISMATCH);
         ck_assert_str_eq(pinned, "SHA256:CCCC");
 
         content = slurp(path);
@@ -316,18 +305,18 @@ START_TEST(test_known_servers_concurrent) {
                 pids[i] = fork();
                 ck_assert_int_ge(pids[i], 0);
                 if (pids[i] == 0) {
-                        State *s = NULL;
+                        ClientState *s = NULL;
                         char address[32];
                         int r = 0;
 
-                        if (state_open(tmpdir, &s) < 0)
+                        if (client_state_open(tmpdir, &s) < 0)
                                 _exit(1);
                         for (int j = 0; j < 5 && r >= 0; j++) {
                                 snprintf(address, sizeof(address), "h%d-%d:5000", i, j);
-                                r = state_server_pin(s, address,
+                                r = client_state_server_pin(s, address,
                                                      "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", true, NULL);
                         }
-                        state_free(s);
+                        client_state_free(s);
                         _exit(r == PIN_NEW ? 0 : 1);
                 }
         }
@@ -347,7 +336,7 @@ START_TEST(test_known_servers_concurrent) {
 END_TEST
 
 START_TEST(test_peers) {
-        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_(client_state_freep) ClientState *s = NULL;
         _cleanup_(key_package_freep) KeyPackage *bob1 = NULL, *bob2 = NULL, *got = NULL;
         _cleanup_(freep) char *path = NULL;
         char pinned[RSA_FINGERPRINT_MAX] = "";
@@ -355,30 +344,30 @@ START_TEST(test_peers) {
 
         keys_setup();
         make_tmpdir();
-        ck_assert_int_eq(state_open(tmpdir, &s), 0);
+        ck_assert_int_eq(client_state_open(tmpdir, &s), 0);
         ck_assert_int_eq(key_package_sign(key_a, "bob", key_a->spki, key_a->spki_len, 1700000000, &bob1), 0);
         ck_assert_int_eq(key_package_sign(key_a, "bob", key_b->spki, key_b->spki_len, 1700000001, &bob2), 0);
 
-        ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), -ENOENT);
-        ck_assert_int_eq(state_peer_pin(s, "[::1]:5000", bob1, pinned), PIN_NEW);
-        ck_assert_int_eq(state_peer_pin(s, "[::1]:5000", bob1, pinned), PIN_MATCH);
-        ck_assert_int_eq(state_peer_pin(s, "[::1]:5000", bob2, pinned), PIN_MISMATCH);
+        ck_assert_int_eq(client_state_peer_get(s, "[::1]:5000", "bob", &got), -ENOENT);
+        ck_assert_int_eq(client_state_peer_pin(s, "[::1]:5000", bob1, pinned), PIN_NEW);
+        ck_assert_int_eq(client_state_peer_pin(s, "[::1]:5000", bob1, pinned), PIN_MATCH);
+        ck_assert_int_eq(client_state_peer_pin(s, "[::1]:5000", bob2, pinned), PIN_MISMATCH);
         ck_assert_str_eq(pinned, key_a->fingerprint);
         /* Pins belong to one server address. */
-        ck_assert_int_eq(state_peer_pin(s, "[::1]:5001", bob2, pinned), PIN_NEW);
+        ck_assert_int_eq(client_state_peer_pin(s, "[::1]:5001", bob2, pinned), PIN_NEW);
 
         path = path_in("peers/[::1]_5000/bob");
         ck_assert_int_eq(stat(path, &st), 0);
         ck_assert_uint_eq(st.st_mode & 07777, 0600);
-        ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), 0);
+        ck_assert_int_eq(client_state_peer_get(s, "[::1]:5000", "bob", &got), 0);
         ck_assert_str_eq(got->user, "bob");
         ck_assert_uint_eq(got->registered, 1700000000);
         ck_assert_int_eq(key_package_verify(got, key_a), 0);
         got = key_package_free(got);
 
         /* trust: replace the pin. */
-        ck_assert_int_eq(state_peer_set(s, "[::1]:5000", bob2), 0);
-        ck_assert_int_eq(state_peer_pin(s, "[::1]:5000", bob2, pinned), PIN_MATCH);
+        ck_assert_int_eq(client_state_peer_set(s, "[::1]:5000", bob2), 0);
+        ck_assert_int_eq(client_state_peer_pin(s, "[::1]:5000", bob2, pinned), PIN_MATCH);
 
         /* Pins are read as strictly as what a peer sends: json-c alone
          * would keep the last of two "user" members and ignore what
@@ -390,49 +379,49 @@ START_TEST(test_peers) {
                 ck_assert_int_eq(read_file(path, 65536, &good, &len), 0);
                 ck_assert_int_ge(asprintf(&bad, "{\"user\":\"eve\",%s", good + 1), 0);
                 write_text(path, bad);
-                ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), -EBADMSG);
+                ck_assert_int_eq(client_state_peer_get(s, "[::1]:5000", "bob", &got), -EBADMSG);
                 free(bad);
                 bad = NULL;
                 ck_assert_int_ge(asprintf(&bad, "%.*s{}", (int) len - 1, good), 0);
                 write_text(path, bad);
-                ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), -EBADMSG);
+                ck_assert_int_eq(client_state_peer_get(s, "[::1]:5000", "bob", &got), -EBADMSG);
                 write_text(path, good);
-                ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), 0);
+                ck_assert_int_eq(client_state_peer_get(s, "[::1]:5000", "bob", &got), 0);
                 got = key_package_free(got);
         }
 
         /* A file that names another user is not bob's pin. */
         write_text(path, "{\"user\":\"eve\",\"key\":\"AAAA\",\"registered\":1,\"sig\":\"AAAA\"}\n");
-        ck_assert_int_lt(state_peer_get(s, "[::1]:5000", "bob", &got), 0);
+        ck_assert_int_lt(client_state_peer_get(s, "[::1]:5000", "bob", &got), 0);
         write_text(path, "not json");
-        ck_assert_int_eq(state_peer_get(s, "[::1]:5000", "bob", &got), -EBADMSG);
-        ck_assert_ptr_null(state_peer_path(s, "h:1", "../x"));
+        ck_assert_int_eq(client_state_peer_get(s, "[::1]:5000", "bob", &got), -EBADMSG);
+        ck_assert_ptr_null(client_state_peer_path(s, "h:1", "../x"));
         remove_tmpdir();
 }
 END_TEST
 
 START_TEST(test_identity) {
-        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_(client_state_freep) ClientState *s = NULL;
         _cleanup_(rsa_key_freep) RsaKey *k1 = NULL, *k2 = NULL, *k3 = NULL;
         _cleanup_(freep) char *path = NULL;
         bool created = false;
         struct stat st;
 
         make_tmpdir();
-        ck_assert_int_eq(state_open(tmpdir, &s), 0);
-        ck_assert_int_eq(state_identity_load(s, "alice", false, 2048, &k1, NULL), -ENOENT);
-        ck_assert_int_eq(state_identity_load(s, "alice", true, 2048, &k1, &created), 0);
+        ck_assert_int_eq(client_state_open(tmpdir, &s), 0);
+        ck_assert_int_eq(client_state_identity_load(s, "alice", false, 2048, &k1, NULL), -ENOENT);
+        ck_assert_int_eq(client_state_identity_load(s, "alice", true, 2048, &k1, &created), 0);
         ck_assert(created);
         ck_assert_uint_eq(rsa_key_bits(k1), 2048);
-        ck_assert_int_eq(state_identity_load(s, "alice", true, 2048, &k2, &created), 0);
+        ck_assert_int_eq(client_state_identity_load(s, "alice", true, 2048, &k2, &created), 0);
         ck_assert(!created);
         ck_assert_str_eq(k1->fingerprint, k2->fingerprint);
 
-        path = state_identity_path(s, "alice");
+        path = client_state_identity_path(s, "alice");
         ck_assert_int_eq(stat(path, &st), 0);
         ck_assert_uint_eq(st.st_mode & 07777, 0600);
         ck_assert_int_eq(chmod(path, 0644), 0);
-        ck_assert_int_eq(state_identity_load(s, "alice", true, 2048, &k3, NULL), -EPERM);
+        ck_assert_int_eq(client_state_identity_load(s, "alice", true, 2048, &k3, NULL), -EPERM);
         ck_assert_ptr_null(k3);
         remove_tmpdir();
 }
@@ -444,13 +433,13 @@ static const uint8_t id2[MSG_ID_LEN] = { 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
 static const uint8_t d1[ENVELOPE_DIGEST_LEN] = { 1 }, d2[ENVELOPE_DIGEST_LEN] = { 2 };
 
 START_TEST(test_seen) {
-        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_(client_state_freep) ClientState *s = NULL;
         _cleanup_(seen_freep) SeenStore *a = NULL, *b = NULL, *c = NULL, *d = NULL;
         _cleanup_(freep) char *path = NULL;
         const uint64_t now = 1700000000, window = 86400;
 
         make_tmpdir();
-        ck_assert_int_eq(state_open(tmpdir, &s), 0);
+        ck_assert_int_eq(client_state_open(tmpdir, &s), 0);
         ck_assert_int_eq(seen_open(s, "bob", window, now, &a), 0);
         ck_assert_int_eq(seen_check(a, "alice", id1, now - 10, d1), ENVELOPE_SEEN_NO);
         ck_assert_int_eq(seen_add(a, "alice", id1, now - 10, d1), 0);
@@ -505,14 +494,14 @@ END_TEST
 /* The text file of earlier versions is imported, whatever its size, and
  * removed. */
 START_TEST(test_seen_import) {
-        _cleanup_(state_freep) State *s = NULL;
+        _cleanup_(client_state_freep) ClientState *s = NULL;
         _cleanup_(seen_freep) SeenStore *a = NULL;
         _cleanup_(freep) char *dir = NULL, *path = NULL;
         const uint64_t now = 1700000000, window = 86400;
         FILE *f;
 
         make_tmpdir();
-        ck_assert_int_eq(state_open(tmpdir, &s), 0);
+        ck_assert_int_eq(client_state_open(tmpdir, &s), 0);
         dir = path_in("seen");
         ck_assert_int_eq(mkdir(dir, 0700), 0);
         path = path_in("seen/bob");
@@ -569,7 +558,6 @@ static Suite *clistate_suite(void) {
 
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_server_parse);
-        tcase_add_test(tc, test_parse_boolean);
         tcase_add_test(tc, test_settings_precedence);
         tcase_add_test(tc, test_settings_bad_config);
         tcase_add_test(tc, test_write_atomic);

@@ -166,6 +166,98 @@ START_TEST(test_utf8_len) {
 }
 END_TEST
 
+START_TEST(test_parse_boolean) {
+        static const char *const yes[] = { "yes", "y", "true", "on", "1", "YES", "True", "ON", "Y" };
+        static const char *const no[] = { "no", "n", "false", "off", "0", "NO", "False", "Off", "N" };
+        static const char *const bad[] = { "", "maybe", "2", "yes ", " no", "tru", "yess", "-1", "enable" };
+
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                ck_assert_msg(parse_boolean(yes[i]) == 1, "%s", yes[i]);
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                ck_assert_msg(parse_boolean(no[i]) == 0, "%s", no[i]);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_msg(parse_boolean(bad[i]) == -EINVAL, "%s", bad[i]);
+        ck_assert_int_eq(parse_boolean(NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_utf8_char) {
+        uint32_t c = 0;
+
+        ck_assert_uint_eq(utf8_char("a", 1, &c), 1);
+        ck_assert_uint_eq(c, 'a');
+        ck_assert_uint_eq(utf8_char("\xc3\xa9", 2, &c), 2);
+        ck_assert_uint_eq(c, 0xE9);
+        ck_assert_uint_eq(utf8_char("\xe2\x80\xae", 3, &c), 3);
+        ck_assert_uint_eq(c, 0x202E);
+        ck_assert_uint_eq(utf8_char("\xf0\x9f\x98\x80", 4, &c), 4);
+        ck_assert_uint_eq(c, 0x1F600);
+        /* Malformed, truncated, overlong, NUL, nothing. */
+        ck_assert_uint_eq(utf8_char("\xff", 1, &c), 0);
+        ck_assert_uint_eq(utf8_char("\xe2\x80", 2, &c), 0);
+        ck_assert_uint_eq(utf8_char("\xc0\xaf", 2, &c), 0);
+        ck_assert_uint_eq(utf8_char("", 1, &c), 0);
+        ck_assert_uint_eq(utf8_char("a", 0, &c), 0);
+}
+END_TEST
+
+static const struct {
+        const char *in, *out;
+} sanitize_cases[] = {
+        { "plain text", "plain text" },
+        { "", "" },
+        { "tab\tnl\ncr\resc\033[2J", "tab?nl?cr?esc?[2J" },
+        { "del\x7f", "del?" },
+        { "caf\xc3\xa9", "caf\xc3\xa9" },                         /* UTF-8 stays */
+        { "c1\xc2\x9b" "31m", "c1?31m" },                           /* CSI as C1 */
+        { "bidi\xe2\x80\xae" "cba", "bidi?cba" },                 /* one '?' per character */
+        { "isolate\xe2\x81\xa6x", "isolate?x" },
+        { "ls\xe2\x80\xa8x", "ls?x" },
+        { "bad\xff\xfe", "bad??" },                                 /* one '?' per stray byte */
+        { "cut\xe2\x80", "cut??" },
+        { "overlong\xc0\xaf", "overlong??" },
+};
+
+START_TEST(test_string_sanitize) {
+        char buf[64];
+
+        ck_assert_str_eq(string_sanitize(sanitize_cases[_i].in, buf, sizeof(buf)), sanitize_cases[_i].out);
+}
+END_TEST
+
+START_TEST(test_string_sanitize_bounds) {
+        char buf[8], big[4096];
+
+        memset(buf, 'X', sizeof(buf));
+        ck_assert_str_eq(string_sanitize(NULL, buf, sizeof(buf)), "");
+        ck_assert_str_eq(string_sanitize("0123456789", buf, sizeof(buf)), "0123456");
+        /* Never half a character: "\xc3\xa9" does not fit after 6 bytes. */
+        ck_assert_str_eq(string_sanitize("abcdef\xc3\xa9", buf, sizeof(buf)), "abcdef");
+        ck_assert_str_eq(string_sanitize("abcde\xc3\xa9", buf, sizeof(buf)), "abcde\xc3\xa9");
+        ck_assert_str_eq(string_sanitize("abc", buf, 1), "");
+        buf[0] = 'Z';
+        ck_assert_ptr_eq(string_sanitize("abc", buf, 0), buf);
+        ck_assert_int_eq(buf[0], 'Z');        /* no room, not even for the NUL */
+
+        /* Whatever goes in, what comes out is valid UTF-8 without an unsafe
+         * character. */
+        for (size_t i = 0; i < 256; i++) {
+                char in[4] = { (char) i, (char) (0x80 | (i & 0x3f)), (char) (0x80 | (i >> 2)), 0 };
+                const char *p;
+                uint32_t c;
+
+                if (i == 0)
+                        continue;
+                string_sanitize(in, big, sizeof(big));
+                ck_assert(utf8_valid(big, strlen(big)));
+                for (p = big; *p; p += utf8_char(p, strlen(p), &c)) {
+                        ck_assert_uint_ne(utf8_char(p, strlen(p), &c), 0);
+                        ck_assert(!unichar_unsafe(c));
+                }
+        }
+}
+END_TEST
+
 START_TEST(test_username_good) {
         char name[USERNAME_MAX + 1];
 
@@ -546,6 +638,10 @@ static Suite *util_suite(void) {
         suite_add_tcase(s, tc);
 
         tc = tcase_create("username");
+        tcase_add_test(tc, test_parse_boolean);
+        tcase_add_test(tc, test_utf8_char);
+        tcase_add_loop_test(tc, test_string_sanitize, 0, (int) ELEMENTSOF(sanitize_cases));
+        tcase_add_test(tc, test_string_sanitize_bounds);
         tcase_add_test(tc, test_username_good);
         tcase_add_test(tc, test_username_bad);
         tcase_add_loop_test(tc, test_username_bytes, 1, 256);
