@@ -691,7 +691,8 @@ static void rd_name(Reader *r, char out[USERNAME_MAX + 1]) {
         size_t n = rd_lp(r, out, 1, USERNAME_MAX);
 
         out[n] = 0;
-        if (!r->bad && !username_valid(out))
+        /* A NUL inside would make another name of the same bytes. */
+        if (!r->bad && (strlen(out) != n || !username_valid(out)))
                 r->bad = true;
 }
 
