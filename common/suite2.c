@@ -924,7 +924,8 @@ static void skipped_drop(Ratchet *s, size_t i) {
 }
 
 static void skipped_expire(Ratchet *s, uint64_t now) {
-        /* Oldest first, and stored times only grow: stop at the first young one. */
+        /* Oldest first: stop at the first young one. A clock that went
+         * back only keeps some keys a little longer. */
         while (s->n_skipped > 0 && now >= s->skipped[0].stored &&
                now - s->skipped[0].stored >= SUITE2_SKIPPED_MAX_AGE)
                 skipped_drop(s, 0);
@@ -1084,10 +1085,14 @@ int suite2_open(Ratchet *r, const Suite2Message *m, const RsaKey *sender_key, ui
                 hmac_sha256(k_mac, sizeof(k_mac), h, h_len, mac);
                 if (!memeq_ct(mac, m->mac, sizeof(mac)))
                         error = SUITE2_BAD_MAC;
-                else if (tdes_cbc_decrypt(k_enc, iv, m->ct, m->ct_len, &text, &text_len) < 0)
-                        error = SUITE2_BAD_PADDING;   /* or ENOMEM: refused either way */
-                else if (!utf8_valid(text, text_len))
-                        error = SUITE2_BAD_UTF8;
+                else {
+                        k = tdes_cbc_decrypt(k_enc, iv, m->ct, m->ct_len, &text, &text_len);
+                        if (k == -EBADMSG) {
+                                error = SUITE2_BAD_PADDING;
+                                k = 0;
+                        } else if (k >= 0 && !utf8_valid(text, text_len))
+                                error = SUITE2_BAD_UTF8;
+                }
         }
         secure_wipe(k_enc, sizeof(k_enc));
         secure_wipe(k_mac, sizeof(k_mac));

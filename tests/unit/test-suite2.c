@@ -937,6 +937,13 @@ START_TEST(test_state_round_trip) {
                         ck_assert_int_eq(ratchet_deserialize(s1, n, &copy), -EBADMSG);
                 s1[30] ^= 1;                             /* version */
                 ck_assert_int_eq(ratchet_deserialize(s1, l1, &copy), -EBADMSG);
+                s1[30] ^= 1;
+                ck_assert_int_eq(ratchet_deserialize(s1, l1, &copy), 0);
+                ratchet_free(copy);
+                /* lp(me) follows: a NUL inside would read as a shorter name */
+                ck_assert_uint_eq(s1[37], who ? 3 : 5);
+                s1[39] = 0;
+                ck_assert_int_eq(ratchet_deserialize(s1, l1, &copy), -EBADMSG);
         }
         expect_open(&p, a0, "a0");
         b0 = seal(p.bob, "b0");
