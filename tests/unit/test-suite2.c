@@ -959,6 +959,68 @@ START_TEST(test_state_round_trip) {
 }
 END_TEST
 
+/* What an attacker holds after the fact: bob's identity key, his SPK (not
+ * rotated yet) and his current state, but not the OPK he erased. None of
+ * the recorded messages opens. */
+START_TEST(test_forward_secrecy) {
+        _cleanup_(freep) uint8_t *state = NULL;
+        Suite2Message *rec[4];
+        uint8_t guess[32];
+        size_t state_len;
+        Pair p;
+
+        pair_start(&p, true);
+        rec[0] = seal(p.alice, "a0");
+        rec[1] = seal(p.alice, "a1");
+        expect_open(&p, rec[0], "a0");
+        expect_open(&p, rec[1], "a1");
+        rec[2] = seal(p.bob, "b0");
+        expect_open(&p, rec[2], "b0");
+        rec[3] = seal(p.alice, "a2");
+        expect_open(&p, rec[3], "a2");
+        secure_wipe(p.opk_priv, sizeof(p.opk_priv));       /* bob erases the OPK */
+        ck_assert_int_eq(ratchet_serialize(p.bob, &state, &state_len), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(rec); i++) {
+                Ratchet *stolen = NULL, *fresh = NULL;
+                RatchetHeader h;
+                char *text = NULL;
+                size_t len;
+                Suite2Error error = SUITE2_OK;
+
+                if (strcmp(rec[i]->to, "bob") != 0)
+                        goto next;
+                /* the state: every key of those messages is gone */
+                ck_assert_int_eq(ratchet_deserialize(state, state_len, &stolen), 0);
+                ck_assert_int_eq(suite2_open(stolen, rec[i], keys[ALICE], NOW, NULL, &text,
+                                             &len, &error), -EBADMSG);
+                ck_assert_int_eq(error, SUITE2_REPLAY);
+                /* the session start again: without the OPK it cannot be
+                 * redone, and any other OPK gives another root key */
+                ck_assert_int_eq(ratchet_header_parse(rec[i]->hdr, rec[i]->hdr_len, &h), 0);
+                /* alice stopped repeating the start once she heard from bob */
+                ck_assert(h.has_start == (i < 2));
+                if (!h.has_start) {
+                        ratchet_free(stolen);
+                        goto next;
+                }
+                ck_assert(h.has_opk);
+                ck_assert_int_eq(x25519_keypair(NULL, guess, (uint8_t[32]) {}), 0);
+                ck_assert_int_eq(ratchet_accept("bob", keys[BOB], "alice", &h, p.spk_priv, guess,
+                                                &fresh), 0);
+                ck_assert_int_eq(suite2_open(fresh, rec[i], keys[ALICE], NOW, NULL, &text, &len,
+                                             &error), -EBADMSG);
+                ck_assert_int_eq(error, SUITE2_BAD_MAC);
+                ck_assert_ptr_null(text);
+                ratchet_free(stolen);
+                ratchet_free(fresh);
+        next:
+                suite2_message_free(rec[i]);
+        }
+        pair_done(&p);
+}
+END_TEST
+
 START_TEST(test_error_names) {
         for (int e = 0; e < _SUITE2_ERROR_MAX; e++) {
                 ck_assert_ptr_nonnull(suite2_error_to_string(e));
@@ -996,6 +1058,7 @@ static Suite *suite2_suite(void) {
         tcase_add_test(tc, test_wrong_session);
         tcase_add_test(tc, test_start_refusals);
         tcase_add_test(tc, test_state_round_trip);
+        tcase_add_test(tc, test_forward_secrecy);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("parsers");
