@@ -498,7 +498,10 @@ int ratchet_init_sender(const char *me, const char *peer, const uint8_t sk[SUITE
         uint8_t dh[X25519_KEY_LEN];
         int k;
 
-        if (!start->has_start)
+        /* What every message will carry must encode, or no seal would. */
+        if (!start->has_start || start->oaep_len < SUITE2_RSA_MIN ||
+            start->oaep_len > SUITE2_RSA_MAX || (!start->has_opk && start->opk_id != 0) ||
+            !x25519_public_valid(start->ek))
                 return -EINVAL;
         k = ratchet_new(me, peer, &r);
         if (k < 0)
@@ -526,6 +529,8 @@ int ratchet_init_receiver(const char *me, const char *peer, const uint8_t sk[SUI
         Ratchet *r;
         int k;
 
+        if (!x25519_public_valid(ek_pub))
+                return -EINVAL;
         k = ratchet_new(me, peer, &r);
         if (k < 0)
                 return k;
