@@ -8,7 +8,8 @@
 EXTRA_DIST += fuzz/run-fuzzers.sh fuzz/corpus
 
 if ENABLE_FUZZING
-FUZZ_TARGETS = fuzz/fuzz-frame fuzz/fuzz-codec fuzz/fuzz-envelope fuzz/fuzz-config
+FUZZ_TARGETS = fuzz/fuzz-frame fuzz/fuzz-codec fuzz/fuzz-envelope fuzz/fuzz-config \
+	fuzz/fuzz-suite2
 noinst_PROGRAMS += $(FUZZ_TARGETS)
 FUZZ_CFLAGS = $(AM_CFLAGS) -fsanitize=fuzzer $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
 	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS)
@@ -28,6 +29,12 @@ fuzz_fuzz_envelope_SOURCES = fuzz/fuzz-envelope.c
 fuzz_fuzz_envelope_CFLAGS = $(FUZZ_CFLAGS)
 fuzz_fuzz_envelope_LDFLAGS = $(FUZZ_LINKFLAGS)
 fuzz_fuzz_envelope_LDADD = $(COMMON_LIBS)
+
+# Suite 2's binary parsers: header, prekey bundle, signed prekey, state.
+fuzz_fuzz_suite2_SOURCES = fuzz/fuzz-suite2.c
+fuzz_fuzz_suite2_CFLAGS = $(FUZZ_CFLAGS)
+fuzz_fuzz_suite2_LDFLAGS = $(FUZZ_LINKFLAGS)
+fuzz_fuzz_suite2_LDADD = $(COMMON_LIBS)
 
 # The daemon's configuration parser, from its convenience library.
 fuzz_fuzz_config_SOURCES = fuzz/fuzz-config.c

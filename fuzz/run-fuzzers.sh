@@ -18,7 +18,7 @@ esac
 
 srcdir=$(cd "$(dirname "$0")/.." && pwd)
 builddir=${SC_BUILDDIR:-.}
-targets="frame codec envelope config"
+targets="frame codec envelope config suite2"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/sc-fuzz.XXXXXX") || exit 1
 trap 'rm -rf "$work"' EXIT

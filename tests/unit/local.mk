@@ -5,6 +5,7 @@ UNIT_TESTS = \
 	tests/unit/test-crypto \
 	tests/unit/test-rsa \
 	tests/unit/test-envelope \
+	tests/unit/test-suite2 \
 	tests/unit/test-handshake \
 	tests/unit/test-frame \
 	tests/unit/test-codec \
@@ -31,6 +32,9 @@ tests_unit_test_rsa_LDADD = $(UNIT_LDADD)
 tests_unit_test_envelope_SOURCES = tests/unit/test-envelope.c
 tests_unit_test_envelope_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_envelope_LDADD = $(UNIT_LDADD)
+tests_unit_test_suite2_SOURCES = tests/unit/test-suite2.c
+tests_unit_test_suite2_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_suite2_LDADD = $(UNIT_LDADD)
 tests_unit_test_handshake_SOURCES = tests/unit/test-handshake.c
 tests_unit_test_handshake_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_handshake_LDADD = $(UNIT_LDADD)
