@@ -68,9 +68,12 @@ is "the refused publications changed nothing" "alice: spk 3 opk 20" "$(bundles a
 
 relay_stop
 is "the relay exits 0 on SIGTERM" 0 $?
-check "...and starts again" relay_start -o max-prekeys=5 -o trusted-networks=127.0.0.0/8 || done_testing
+check "...and starts again (message-burst=3)" relay_start -o max-prekeys=5 -o trusted-networks=127.0.0.0/8 \
+	-o message-rate=1/min -o message-burst=3 || done_testing
 like "welcome after the restart: alice's 3 OPKs are still there" '"opks":3' "$(as alice 2>&1)"
 is "...handed out where it left off" "alice: spk 3 opk 21" "$(bundles alice 1)"
+ok "bundle lookups take tokens of the message rate: bob's fourth is refused (rate_limited)" \
+	as bob "bundle alice" "wait key" "bundle alice" "wait key" "bundle alice" "wait error rate_limited"
 
 # ---- a suite-2 envelope ---------------------------------------------------------
 
