@@ -3,6 +3,7 @@ bin_PROGRAMS += scctl
 SCCTL_CORE = \
 	cli/cli.h cli/exit-codes.c cli/exit-codes.h \
 	cli/output.c cli/output-json.c cli/output.h \
+	cli/prekeys.c cli/prekeys.h \
 	cli/ratchet-store.c cli/ratchet-store.h \
 	cli/seen.c cli/seen.h \
 	cli/settings.c cli/settings.h \

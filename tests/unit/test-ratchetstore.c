@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "macro.h"
+#include "prekeys.h"
 #include "ratchet-store.h"
 #include "state.h"
 #include "test-main.h"
@@ -332,6 +333,70 @@ START_TEST(test_two_processes) {
 }
 END_TEST
 
+START_TEST(test_prekeys_maintain) {
+        ClientState *s = NULL;
+        RatchetStore *st = open_store(&s);
+        PrekeysUpdate u = {};
+        SignedPrekey cur;
+        uint8_t k[X25519_KEY_LEN], pub[X25519_KEY_LEN];
+        RsaKey *id = NULL;
+        uint32_t first;
+
+        ck_assert_int_eq(rsa_key_generate(2048, &id), 0);
+        /* First login: an SPK, signed by the identity; OPK count unknown. */
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1000, 50, false, -1, NULL, &u), 0);
+        ck_assert(u.has_spk);
+        ck_assert_uint_eq(u.n_opks, 0);
+        ck_assert_int_eq(signed_prekey_verify("bob", id, &u.spk), 0);
+        ck_assert_int_eq(ratchet_store_spk_private(st, u.spk.id, k), 0);
+        x25519_public(k, pub);
+        ck_assert_mem_eq(pub, u.spk.pub, X25519_KEY_LEN);
+        first = u.spk.id;
+        prekeys_update_done(&u);
+
+        /* The relay says 5 left: top up to the target, nothing else. */
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 2000, 50, false, 5, NULL, &u), 0);
+        ck_assert(!u.has_spk);
+        ck_assert_uint_eq(u.n_opks, PREKEYS_OPK_TARGET - 5);
+        ck_assert_int_eq(ratchet_store_opk_private(st, u.opks[7].id, k), 0);
+        x25519_public(k, pub);
+        ck_assert_mem_eq(pub, u.opks[7].pub, X25519_KEY_LEN);
+        ck_assert_int_eq(ratchet_store_opk_count(st), (int) (PREKEYS_OPK_TARGET - 5));
+        prekeys_update_done(&u);
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 2000, 50, false, PREKEYS_OPK_LOW, NULL,
+                                          &u), 0);
+        ck_assert(!u.has_spk && u.n_opks == 0);
+
+        /* A week on: replaced; the old private half stays for 50 s. */
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1000 + PREKEYS_SPK_MAX_AGE, 50, false, -1,
+                                          NULL, &u), 0);
+        ck_assert(u.has_spk);
+        ck_assert_uint_ne(u.spk.id, first);
+        ck_assert_int_eq(ratchet_store_spk_current(st, &cur), 0);
+        ck_assert_uint_eq(cur.id, u.spk.id);
+        ck_assert_int_eq(ratchet_store_spk_private(st, first, k), 0);
+        prekeys_update_done(&u);
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1050 + PREKEYS_SPK_MAX_AGE, 50, false, -1,
+                                          NULL, &u), 0);
+        ck_assert(!u.has_spk);
+        ck_assert_int_eq(ratchet_store_spk_private(st, first, k), -ENOENT);
+
+        /* rotate with retention 0: the replaced key goes at once. */
+        ck_assert_int_eq(ratchet_store_spk_current(st, &cur), 0);
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1060 + PREKEYS_SPK_MAX_AGE, 0, true, -1,
+                                          NULL, &u), 0);
+        ck_assert(u.has_spk);
+        ck_assert_int_eq(ratchet_store_spk_private(st, cur.id, k), -ENOENT);
+        ck_assert_int_eq(ratchet_store_spk_private(st, u.spk.id, k), 0);
+        ck_assert_int_eq(ratchet_store_spk_retired_count(st), 0);
+        prekeys_update_done(&u);
+
+        rsa_key_free(id);
+        ratchet_store_free(st);
+        client_state_free(s);
+}
+END_TEST
+
 static Suite *ratchetstore_suite(void) {
         Suite *s = suite_create("ratchetstore");
         TCase *tc = tcase_create("core");
@@ -344,6 +409,7 @@ static Suite *ratchetstore_suite(void) {
         tcase_add_test(tc, test_sessions);
         tcase_add_test(tc, test_pending_and_peers);
         tcase_add_test(tc, test_two_processes);
+        tcase_add_test(tc, test_prekeys_maintain);
         suite_add_tcase(s, tc);
         return s;
 }
