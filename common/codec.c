@@ -28,6 +28,13 @@
 #define SUITES_MAX 16
 #define SESSION_MAX 64
 
+/* The binary encodings of suite 2 (suite2.h): SPK = u32 id, 32-byte key,
+ * u64 created, lp(sig); OPK = u32 id, 32-byte key; BUNDLE = SPK, a flag
+ * and perhaps an OPK. */
+#define OPK_ENCODED_LEN (4 + X25519_KEY_LEN)
+#define SPK_ENCODED_MAX (4 + X25519_KEY_LEN + 8 + 4 + SUITE2_RSA_MAX)
+#define BUNDLE_ENCODED_MAX (SPK_ENCODED_MAX + 1 + OPK_ENCODED_LEN)
+
 /* base64 of MSG_ID_LEN bytes, as used by accepted.msg and receipt.msg */
 #define MSG_ID_B64_LEN (4 * ((MSG_ID_LEN + 2) / 3))
 
@@ -48,6 +55,8 @@ static const char *const frame_type_table[_FRAME_TYPE_MAX] = {
         [FRAME_PING] = "ping",
         [FRAME_PONG] = "pong",
         [FRAME_BYE] = "bye",
+        [FRAME_PUBLISH] = "publish",
+        [FRAME_PUBLISHED] = "published",
 };
 
 const char *frame_type_to_string(FrameType t) {
@@ -105,6 +114,9 @@ Frame *frame_free(Frame *f) {
                 envelope_free(f->deliver.envelope);
                 if (f->deliver.raw)
                         json_object_put(f->deliver.raw);
+                break;
+        case FRAME_PUBLISH:
+                free(f->publish.opks);
                 break;
         default:
                 break;
@@ -202,6 +214,102 @@ static int dispatch_envelope(json_object *v, const JsonDispatch *d, void *userda
         return 0;
 }
 
+/* Strict base64 of at most max bytes (the binary encodings of suite 2). */
+static int b64_member(json_object *v, size_t max, uint8_t **ret, size_t *ret_len) {
+        const char *s;
+        size_t len;
+        int r;
+
+        r = json_string_get(v, 1, 4 * ((max + 2) / 3), &s, &len);
+        if (r < 0)
+                return r;
+        r = b64_decode(s, len, ret, ret_len);
+        return r == -ENOMEM ? r : r < 0 ? -EBADMSG : 0;
+}
+
+/* Each parser of suite2.h turns one binary member into its struct. */
+typedef int (*binary_parse_fn)(const uint8_t *data, size_t len, void *ret);
+
+static int parse_binary(json_object *v, size_t max, binary_parse_fn parse, void *ret) {
+        _cleanup_(freep) uint8_t *data = NULL;
+        size_t len;
+        int r;
+
+        r = b64_member(v, max, &data, &len);
+        if (r < 0)
+                return r;
+        return parse(data, len, ret) < 0 ? -EBADMSG : 0;
+}
+
+static int parse_spk(const uint8_t *data, size_t len, void *ret) {
+        return signed_prekey_parse(data, len, ret);
+}
+
+static int parse_opk(const uint8_t *data, size_t len, void *ret) {
+        return one_time_prekey_parse(data, len, ret);
+}
+
+static int parse_bundle(const uint8_t *data, size_t len, void *ret) {
+        return prekey_bundle_parse(data, len, ret);
+}
+
+/* publish.spk: one SPK, signature not checked (the relay does that with the
+ * user's key). */
+static int dispatch_spk(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        (void) reason;
+        return parse_binary(v, SPK_ENCODED_MAX, parse_spk, JSON_DISPATCH_FIELD(d, userdata));
+}
+
+/* publish.opks: 0..PREKEYS_PUBLISH_MAX OPKs. */
+static int dispatch_opks(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        Frame *f = userdata;
+        size_t n = json_object_array_length(v);
+        int r;
+
+        (void) d, (void) reason;
+        if (n > PREKEYS_PUBLISH_MAX)
+                return -EBADMSG;
+        if (n == 0)
+                return 0;
+        f->publish.opks = calloc(n, sizeof(OneTimePrekey));
+        if (!f->publish.opks)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                r = parse_binary(json_object_array_get_idx(v, i), OPK_ENCODED_LEN, parse_opk,
+                                 &f->publish.opks[i]);
+                if (r < 0)
+                        return r;
+                f->publish.n_opks++;
+        }
+        return 0;
+}
+
+/* key.bundle: optional; its SPK is verified by the client under the
+ * user's pinned key. */
+static int dispatch_bundle(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        Frame *f = userdata;
+        int r;
+
+        (void) reason;
+        r = parse_binary(v, BUNDLE_ENCODED_MAX, parse_bundle, JSON_DISPATCH_FIELD(d, userdata));
+        if (r < 0)
+                return r;
+        f->key.has_bundle = true;
+        return 0;
+}
+
+/* welcome.opks: optional, and present means a relay of suite 2. */
+static int dispatch_welcome_opks(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        Frame *f = userdata;
+        int r;
+
+        r = json_dispatch_uint64(v, d, userdata, reason);
+        if (r < 0)
+                return r;
+        f->welcome.has_opks = true;
+        return 0;
+}
+
 /* hello.suites: 1..SUITES_MAX printable names. */
 static int dispatch_suites(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
         Frame *f = userdata;
@@ -233,6 +341,8 @@ static const JsonDispatch limits_table[] = {
         { "queue_ttl", json_type_int, json_dispatch_uint64, offsetof(FrameLimits, queue_ttl), JSON_MANDATORY },
         /* Optional, so that a client can keep a session alive. */
         { "idle_timeout", json_type_int, json_dispatch_uint64, offsetof(FrameLimits, idle_timeout), 0 },
+        /* Optional: a relay of suite 2. */
+        { "max_opks", json_type_int, json_dispatch_uint64, offsetof(FrameLimits, max_opks), 0 },
         {}
 };
 
@@ -290,6 +400,7 @@ static const JsonDispatch welcome_table[] = {
         { "session", json_type_string, dispatch_printable, F(welcome.session), M,
           .reason = "bad session", .min = 1, .max = SESSION_MAX },
         { "limits", json_type_object, dispatch_limits, F(welcome.limits), M, .reason = "bad limits" },
+        { "opks", json_type_int, dispatch_welcome_opks, F(welcome.opks), 0, .reason = "bad opks" },
         {}
 };
 
@@ -338,12 +449,14 @@ static const JsonDispatch presence_list_table[] = {
 static const JsonDispatch lookup_table[] = {
         { "id", json_type_int, json_dispatch_uint64, F(lookup.id), M, .reason = "bad id" },
         { "user", json_type_string, json_dispatch_user, F(lookup.user), M, .reason = "bad user" },
+        { "prekeys", json_type_boolean, json_dispatch_bool, F(lookup.prekeys), 0, .reason = "bad prekeys" },
         {}
 };
 
 static const JsonDispatch key_table[] = {
         { "id", json_type_int, json_dispatch_uint64, F(key.id), M, .reason = "bad id" },
         { "package", json_type_object, dispatch_package, F(key.package), M, .reason = "bad package" },
+        { "bundle", json_type_string, dispatch_bundle, F(key.bundle), 0, .reason = "bad bundle" },
         {}
 };
 
@@ -378,6 +491,19 @@ static const JsonDispatch receipt_table[] = {
         {}
 };
 
+static const JsonDispatch publish_table[] = {
+        { "id", json_type_int, json_dispatch_uint64, F(publish.id), M, .reason = "bad id" },
+        { "spk", json_type_string, dispatch_spk, F(publish.spk), M, .reason = "bad spk" },
+        { "opks", json_type_array, dispatch_opks, 0, M, .reason = "bad opks" },
+        {}
+};
+
+static const JsonDispatch published_table[] = {
+        { "id", json_type_int, json_dispatch_uint64, F(published.id), M, .reason = "bad id" },
+        { "opks", json_type_int, json_dispatch_uint64, F(published.opks), M, .reason = "bad opks" },
+        {}
+};
+
 /* Frames without members. */
 static const JsonDispatch empty_table[] = {
         {}
@@ -403,6 +529,8 @@ static const JsonDispatch *const frame_tables[_FRAME_TYPE_MAX] = {
         [FRAME_PING] = empty_table,
         [FRAME_PONG] = empty_table,
         [FRAME_BYE] = empty_table,
+        [FRAME_PUBLISH] = publish_table,
+        [FRAME_PUBLISHED] = published_table,
 };
 
 static const JsonDispatch key_package_table[] = {
@@ -526,7 +654,7 @@ int frame_parse_request(const void *payload, size_t len, Frame **ret, const char
                 r = -EBADMSG;
                 goto finish;
         }
-        if ((t == FRAME_LOOKUP || t == FRAME_SEND) && ret_has_id && ret_id &&
+        if ((t == FRAME_LOOKUP || t == FRAME_SEND || t == FRAME_PUBLISH) && ret_has_id && ret_id &&
             json_dispatch(o, request_id_table, 0, &id, NULL) >= 0) {
                 *ret_has_id = true;
                 *ret_id = id;
@@ -621,6 +749,14 @@ json_object *frame_new_hello(const uint8_t *server_key, size_t server_key_len,
         return TAKE_PTR(o);
 }
 
+int frame_hello_add_suite(json_object *hello, const char *suite) {
+        json_object *suites;
+
+        if (!json_object_object_get_ex(hello, "suites", &suites))
+                return -EINVAL;
+        return json_array_add(suites, json_object_new_string(suite));
+}
+
 json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len,
                             const uint8_t nonce[NONCE_LEN], bool receive,
                             const uint8_t *sig, size_t sig_len) {
@@ -656,9 +792,14 @@ json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPack
             json_add_uint64(l, "max_frame", limits->max_frame) < 0 ||
             json_add_uint64(l, "max_text", limits->max_text) < 0 ||
             json_add_uint64(l, "queue_ttl", limits->queue_ttl) < 0 ||
-            (limits->idle_timeout > 0 && json_add_uint64(l, "idle_timeout", limits->idle_timeout) < 0))
+            (limits->idle_timeout > 0 && json_add_uint64(l, "idle_timeout", limits->idle_timeout) < 0) ||
+            (limits->max_opks > 0 && json_add_uint64(l, "max_opks", limits->max_opks) < 0))
                 return NULL;
         return TAKE_PTR(o);
+}
+
+int frame_welcome_add_opks(json_object *welcome, uint64_t opks) {
+        return json_add_uint64(welcome, "opks", opks);
 }
 
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message) {
@@ -730,12 +871,74 @@ json_object *frame_new_lookup(uint64_t id, const char *user) {
         return TAKE_PTR(o);
 }
 
+int frame_lookup_add_prekeys(json_object *lookup) {
+        return json_add_bool(lookup, "prekeys", true);
+}
+
+/* A binary member of suite 2, in base64. */
+static int add_binary(json_object *o, const char *key, int r, uint8_t *data, size_t len) {
+        _cleanup_(freep) uint8_t *p = data;
+
+        if (r < 0)
+                return r;
+        return json_add_b64(o, key, p, len);
+}
+
 json_object *frame_new_key(uint64_t id, const KeyPackage *kp) {
         _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_KEY);
 
         if (!o ||
             json_add_uint64(o, "id", id) < 0 ||
             add_package(o, "package", kp) < 0)
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+int frame_key_add_bundle(json_object *key, const PrekeyBundle *bundle) {
+        uint8_t *data = NULL;
+        size_t len = 0;
+        int r;
+
+        r = prekey_bundle_encode(bundle, &data, &len);
+        return add_binary(key, "bundle", r, data, len);
+}
+
+json_object *frame_new_publish(uint64_t id, const SignedPrekey *spk, const OneTimePrekey *opks,
+                               size_t n) {
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_PUBLISH);
+        uint8_t *data = NULL;
+        size_t len = 0;
+        json_object *a;
+        int r;
+
+        if (!o || n > PREKEYS_PUBLISH_MAX || json_add_uint64(o, "id", id) < 0)
+                return NULL;
+        r = signed_prekey_encode(spk, &data, &len);
+        if (add_binary(o, "spk", r, data, len) < 0)
+                return NULL;
+        a = json_object_new_array();
+        if (json_add(o, "opks", a) < 0)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_(freep) char *b64 = NULL;
+
+                data = NULL;
+                r = one_time_prekey_encode(&opks[i], &data, &len);
+                if (r >= 0)
+                        r = b64_encode(data, len, &b64);
+                free(data);
+                if (r < 0 || json_array_add(a, json_object_new_string(b64)) < 0)
+                        return NULL;
+        }
+        return TAKE_PTR(o);
+}
+
+json_object *frame_new_published(uint64_t id, uint64_t opks) {
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_PUBLISHED);
+
+        if (!o ||
+            json_add_uint64(o, "id", id) < 0 ||
+            json_add_uint64(o, "opks", opks) < 0)
                 return NULL;
         return TAKE_PTR(o);
 }

@@ -22,6 +22,7 @@
 
 #include "envelope.h"
 #include "handshake.h"
+#include "suite2.h"
 
 typedef enum FrameType {
         FRAME_HELLO,
@@ -40,6 +41,8 @@ typedef enum FrameType {
         FRAME_PING,
         FRAME_PONG,
         FRAME_BYE,
+        FRAME_PUBLISH,
+        FRAME_PUBLISHED,
         _FRAME_TYPE_MAX,
         _FRAME_TYPE_INVALID = -1,
 } FrameType;
@@ -52,6 +55,7 @@ typedef struct FrameLimits {
         uint64_t max_text;
         uint64_t queue_ttl;
         uint64_t idle_timeout;  /* seconds; optional on the wire, 0 if absent */
+        uint64_t max_opks;      /* OPKs kept per user; optional, 0 if absent (no suite 2) */
 } FrameLimits;
 
 typedef enum PresenceKind {
@@ -83,6 +87,7 @@ typedef struct Frame {
                         KeyPackage *self;
                         char session[65];
                         FrameLimits limits;
+                        bool has_opks; uint64_t opks;   /* OPKs the relay holds (suite 2) */
                 } welcome;
                 struct {
                         bool has_id; uint64_t id;
@@ -97,13 +102,23 @@ typedef struct Frame {
                         KeyPackage *package;                   /* ONLINE */
                         char user[USERNAME_MAX + 1];           /* OFFLINE */
                 } presence;
-                struct { uint64_t id; char user[USERNAME_MAX + 1]; } lookup;
-                struct { uint64_t id; KeyPackage *package; } key;
+                struct { uint64_t id; char user[USERNAME_MAX + 1]; bool prekeys; } lookup;
+                struct {
+                        uint64_t id;
+                        KeyPackage *package;
+                        bool has_bundle; PrekeyBundle bundle;   /* parsed, SPK not verified */
+                } key;
                 struct { uint64_t id; Envelope *envelope; json_object *raw; } send;
                 struct { uint64_t id; char msg[32]; bool queued; } accepted;
                 struct { uint64_t seq; Envelope *envelope; json_object *raw; } deliver;
                 struct { uint64_t seq; } ack;
                 struct { char msg[32]; char status[32]; } receipt;
+                struct {
+                        uint64_t id;
+                        SignedPrekey spk;                       /* parsed, not verified */
+                        OneTimePrekey *opks; size_t n_opks;     /* <= PREKEYS_PUBLISH_MAX */
+                } publish;
+                struct { uint64_t id; uint64_t opks; } published;
         };
 } Frame;
 
@@ -119,7 +134,7 @@ static inline void frame_freep(Frame **f) { frame_free(*f); }
  * unchanged. */
 int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason);
 /* The same, and when parsing fails on a request that carries an id (lookup,
- * send) whose "id" is valid, that id (so that the error answers it);
+ * send, publish) whose "id" is valid, that id (so that the error answers it);
  * *ret_has_id false otherwise. */
 int frame_parse_request(const void *payload, size_t len, Frame **ret, const char **ret_reason,
                         bool *ret_has_id, uint64_t *ret_id);
@@ -132,14 +147,20 @@ int key_package_from_json(json_object *o, KeyPackage **ret);
  * Binary arguments are base64-encoded by the builder. */
 json_object *frame_new_hello(const uint8_t *server_key, size_t server_key_len,
                              const uint8_t nonce[NONCE_LEN]);
+/* Another suite after suite 1 (a relay of suite 2 adds SUITE2_NAME).
+ * 0, or -ENOMEM. */
+int frame_hello_add_suite(json_object *hello, const char *suite);
 json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len,
                             const uint8_t nonce[NONCE_LEN], bool receive,
                             const uint8_t *sig, size_t sig_len);
 /* The optional "code" of auth: the one-time code that lets a name whose key
  * was reset register again. 0 or -ENOMEM. */
 int frame_auth_add_code(json_object *auth, const char *code);
+/* limits->max_opks is sent when not 0. */
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
                                const char *session, const FrameLimits *limits);
+/* welcome's "opks" (a relay of suite 2). 0 or -ENOMEM. */
+int frame_welcome_add_opks(json_object *welcome, uint64_t opks);
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message);
 /* rate_limited, with the seconds to wait before trying again (>= 1). */
 json_object *frame_new_rate_limited(const uint64_t *id, const char *message, uint64_t retry_after);
@@ -148,7 +169,17 @@ json_object *frame_new_presence_list(KeyPackage *const *users, size_t n, bool mo
 json_object *frame_new_presence_online(const KeyPackage *kp);
 json_object *frame_new_presence_offline(const char *user);
 json_object *frame_new_lookup(uint64_t id, const char *user);
+/* lookup's "prekeys":true: ask for a bundle (uses up one of the user's
+ * OPKs). 0 or -ENOMEM. */
+int frame_lookup_add_prekeys(json_object *lookup);
 json_object *frame_new_key(uint64_t id, const KeyPackage *kp);
+/* key's "bundle". 0, -ENOMEM, or -EINVAL for a bundle that cannot be
+ * encoded. */
+int frame_key_add_bundle(json_object *key, const PrekeyBundle *bundle);
+/* n OPKs (at most PREKEYS_PUBLISH_MAX; 0 is fine) with the SPK. */
+json_object *frame_new_publish(uint64_t id, const SignedPrekey *spk, const OneTimePrekey *opks,
+                               size_t n);
+json_object *frame_new_published(uint64_t id, uint64_t opks);
 /* envelope_json is taken by reference (json_object_get), not copied. */
 json_object *frame_new_send(uint64_t id, json_object *envelope_json);
 json_object *frame_new_accepted(uint64_t id, const char *msg, bool queued);

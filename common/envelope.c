@@ -8,6 +8,7 @@
 #include "envelope.h"
 #include "json-util.h"
 #include "macro.h"
+#include "suite2.h"
 
 /* Sizes a well-formed envelope may have. ek and sig are one RSA block of a
  * 2048..4096-bit key. */
@@ -47,6 +48,7 @@ Envelope *envelope_free(Envelope *e) {
         if (!e)
                 return NULL;
         free(e->ek);
+        free(e->hdr);
         free(e->ct);
         free(e->sig);
         free(e);
@@ -56,16 +58,22 @@ Envelope *envelope_free(Envelope *e) {
 /* Everything of step 1 of opening except "to is me", on the decoded
  * structure: an Envelope built in memory gets the same checks as one
  * parsed from JSON. */
+bool envelope_is_suite2(const Envelope *e) {
+        return strcmp(e->suite, SUITE2_NAME) == 0;
+}
+
 static EnvelopeError envelope_check(const Envelope *e) {
         if (e->v != PROTOCOL_VERSION)
                 return ENVELOPE_BAD_VERSION;
-        if (strcmp(e->suite, PROTOCOL_SUITE) != 0)
+        if (strcmp(e->suite, PROTOCOL_SUITE) != 0 && !envelope_is_suite2(e))
                 return ENVELOPE_BAD_SUITE;
         if (!username_valid(e->from) || !username_valid(e->to))
                 return ENVELOPE_MALFORMED;
         if (e->ts > ENVELOPE_TS_MAX)
                 return ENVELOPE_MALFORMED;
-        if (!e->ek || e->ek_len < RSA_BLOCK_MIN || e->ek_len > RSA_BLOCK_MAX)
+        if (envelope_is_suite2(e)
+            ? !e->hdr || e->hdr_len < ENVELOPE2_HDR_MIN || e->hdr_len > ENVELOPE2_HDR_MAX
+            : !e->ek || e->ek_len < RSA_BLOCK_MIN || e->ek_len > RSA_BLOCK_MAX)
                 return ENVELOPE_MALFORMED;
         if (!e->sig || e->sig_len < RSA_BLOCK_MIN || e->sig_len > RSA_BLOCK_MAX)
                 return ENVELOPE_MALFORMED;
@@ -74,11 +82,27 @@ static EnvelopeError envelope_check(const Envelope *e) {
         return ENVELOPE_OK;
 }
 
+/* Suite 2's H2 is suite2.c's to define: a view of e as its message. */
+static int envelope2_mac_input(const Envelope *e, uint8_t **ret, size_t *ret_len) {
+        Suite2Message m = {
+                .ts = e->ts,
+                .hdr = e->hdr, .hdr_len = e->hdr_len,
+                .ct = e->ct, .ct_len = e->ct_len,
+        };
+
+        memcpy(m.id, e->id, sizeof(m.id));
+        memcpy(m.from, e->from, sizeof(m.from));
+        memcpy(m.to, e->to, sizeof(m.to));
+        return suite2_transcript(&m, ret, ret_len);
+}
+
 int envelope_mac_input(const Envelope *e, uint8_t **ret, size_t *ret_len) {
         _cleanup_(buf_donep) Buf b = BUF_INIT;
 
         if (!e || !ret || !ret_len)
                 return -EINVAL;
+        if (envelope_is_suite2(e))
+                return envelope2_mac_input(e, ret, ret_len);
 
         buf_put_lp_str(&b, CTX_ENVELOPE);
         buf_put_lp_str(&b, e->suite);
@@ -233,10 +257,13 @@ int envelope_to_json(const Envelope *e, json_object **ret) {
                 r = json_add_string(o, "to", e->to);
         if (r >= 0)
                 r = json_add_int64(o, "ts", (int64_t) e->ts);
-        if (r >= 0)
+        if (r >= 0 && envelope_is_suite2(e))
+                r = json_add_b64(o, "hdr", e->hdr, e->hdr_len);
+        else if (r >= 0) {
                 r = json_add_b64(o, "ek", e->ek, e->ek_len);
-        if (r >= 0)
-                r = json_add_b64(o, "iv", e->iv, sizeof(e->iv));
+                if (r >= 0)
+                        r = json_add_b64(o, "iv", e->iv, sizeof(e->iv));
+        }
         if (r >= 0)
                 r = json_add_b64(o, "ct", e->ct, e->ct_len);
         if (r >= 0)
@@ -289,10 +316,43 @@ static const JsonDispatch envelope_table[] = {
         {}
 };
 
+/* ENVELOPE2: hdr instead of ek and iv, the rest as in suite 1. */
+static const JsonDispatch envelope2_table[] = {
+        { "v", json_type_int, NULL, 0, 0 },
+        { "suite", json_type_string, NULL, 0, 0 },
+        { "from", json_type_string, json_dispatch_user, offsetof(Envelope, from), 0 },
+        { "to", json_type_string, json_dispatch_user, offsetof(Envelope, to), 0 },
+        { "ts", json_type_int, json_dispatch_uint64, offsetof(Envelope, ts), 0, .max = ENVELOPE_TS_MAX },
+        { "id", json_type_string, json_dispatch_b64_fixed, offsetof(Envelope, id), 0,
+          .max = MSG_ID_LEN },
+        { "hdr", json_type_string, json_dispatch_b64, offsetof(Envelope, hdr), 0,
+          .min = ENVELOPE2_HDR_MIN, .max = ENVELOPE2_HDR_MAX, .len_offset = offsetof(Envelope, hdr_len) },
+        { "ct", json_type_string, json_dispatch_b64, offsetof(Envelope, ct), 0,
+          .min = TDES_BLOCK_LEN, .max = SIZE_MAX / 2, .len_offset = offsetof(Envelope, ct_len) },
+        { "mac", json_type_string, json_dispatch_b64_fixed, offsetof(Envelope, mac), 0,
+          .max = ENVELOPE_MAC_LEN },
+        { "sig", json_type_string, json_dispatch_b64, offsetof(Envelope, sig), 0,
+          .min = RSA_BLOCK_MIN, .max = RSA_BLOCK_MAX, .len_offset = offsetof(Envelope, sig_len) },
+        {}
+};
+
+/* The suite named by a JSON string, compared by length so that a name with
+ * a NUL inside is no match; NULL if unknown. */
+static const char *suite_known(json_object *suite) {
+        static const char *const suites[] = { PROTOCOL_SUITE, SUITE2_NAME };
+        size_t len = (size_t) json_object_get_string_len(suite);
+
+        for (size_t i = 0; i < ELEMENTSOF(suites); i++)
+                if (len == strlen(suites[i]) && memcmp(json_object_get_string(suite), suites[i], len) == 0)
+                        return suites[i];
+        return NULL;
+}
+
 int envelope_from_json(json_object *o, Envelope **ret, EnvelopeError *ret_error) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
         EnvelopeError error = ENVELOPE_MALFORMED;
         EnvelopeHead head = {};
+        const char *suite;
         int r;
 
         if (!ret)
@@ -306,9 +366,8 @@ int envelope_from_json(json_object *o, Envelope **ret, EnvelopeError *ret_error)
         }
         if (!head.suite || !json_object_is_type(head.suite, json_type_string))
                 goto refuse;
-        /* By length, so that a name with a NUL inside is no match. */
-        if ((size_t) json_object_get_string_len(head.suite) != strlen(PROTOCOL_SUITE) ||
-            memcmp(json_object_get_string(head.suite), PROTOCOL_SUITE, strlen(PROTOCOL_SUITE)) != 0) {
+        suite = suite_known(head.suite);
+        if (!suite) {
                 error = ENVELOPE_BAD_SUITE;
                 goto refuse;
         }
@@ -317,9 +376,10 @@ int envelope_from_json(json_object *o, Envelope **ret, EnvelopeError *ret_error)
         if (!e)
                 return -ENOMEM;
         e->v = (int) head.v;
-        memcpy(e->suite, PROTOCOL_SUITE, sizeof(PROTOCOL_SUITE));
+        strcpy(e->suite, suite);
 
-        r = json_dispatch(o, envelope_table, JSON_MANDATORY | JSON_REFUSE_UNKNOWN, e, NULL);
+        r = json_dispatch(o, envelope_is_suite2(e) ? envelope2_table : envelope_table,
+                          JSON_MANDATORY | JSON_REFUSE_UNKNOWN, e, NULL);
         if (r == -ENOMEM)
                 return r;
         if (r < 0 || e->ct_len % TDES_BLOCK_LEN != 0)
@@ -387,6 +447,8 @@ int envelope_open(const Envelope *e, const EnvelopeOpenParams *p,
 
         /* 1. Known version and suite, well formed, addressed to me. */
         error = envelope_check(e);
+        if (error == ENVELOPE_OK && envelope_is_suite2(e))
+                error = ENVELOPE_BAD_SUITE;     /* suite2_open()'s */
         if (error != ENVELOPE_OK)
                 return envelope_refuse(error, ret_error);
         if (strcmp(e->to, p->me) != 0)

@@ -3,6 +3,9 @@
  * The end-to-end envelope of protocol.md section 7 (exact):
  * RSA-OAEP key transport, HKDF-SHA256, DES-EDE3-CBC, HMAC-SHA256
  * (encrypt-then-MAC) and an RSA-PSS signature by the sender.
+ *
+ * The JSON form and the digest also know ENVELOPE2 of suite 2 (suite2.h
+ * seals and opens those): a relay routes both alike.
  */
 #pragma once
 
@@ -23,9 +26,11 @@ typedef struct Envelope {
         char from[USERNAME_MAX + 1];
         char to[USERNAME_MAX + 1];
         uint64_t ts;
-        uint8_t *ek;
+        uint8_t *ek;                             /* suite 1 */
         size_t ek_len;
-        uint8_t iv[ENVELOPE_IV_LEN];
+        uint8_t iv[ENVELOPE_IV_LEN];             /* suite 1 */
+        uint8_t *hdr;                            /* suite 2: its HEADER */
+        size_t hdr_len;
         uint8_t *ct;
         size_t ct_len;
         uint8_t mac[ENVELOPE_MAC_LEN];
@@ -78,11 +83,17 @@ int envelope_seal_id(const char *from, const RsaKey *sender, const char *to,
  * right JSON type, strict base64 of the right sizes (id 16, iv 8, mac 32,
  * ek and sig 256..512, ct a positive multiple of 8), valid user names, v and
  * suite known. Unknown members are refused. On failure returns -EBADMSG and
- * sets *ret_error (if not NULL). */
+ * sets *ret_error (if not NULL). Suite 2's ENVELOPE2 is read and written
+ * the same way (hdr of ENVELOPE2_HDR_MIN..MAX bytes instead of ek and iv;
+ * its HEADER is not parsed here). */
+#define ENVELOPE2_HDR_MIN 41
+#define ENVELOPE2_HDR_MAX 598
+bool envelope_is_suite2(const Envelope *e);
 int envelope_to_json(const Envelope *e, json_object **ret);
 int envelope_from_json(json_object *o, Envelope **ret, EnvelopeError *ret_error);
 
-/* The byte string H of step 5 (what the MAC covers), allocated. */
+/* The byte string H of step 5 (what the MAC covers), allocated; for
+ * suite 2, H2 (suite2_transcript()). */
 int envelope_mac_input(const Envelope *e, uint8_t **ret, size_t *ret_len);
 
 /* What identifies an envelope's content: SHA-256 of everything its
@@ -115,7 +126,7 @@ typedef struct EnvelopeOpenParams {
         void *userdata;
 } EnvelopeOpenParams;
 
-/* Opening, in the order of section 7. On success returns 0 and the
+/* Opening suite 1, in the order of section 7 (suite 2: bad_suite). On success returns 0 and the
  * plaintext (NUL-terminated, length in *ret_len). On refusal returns
  * -EBADMSG with *ret_error set. Other negative errno on system errors. */
 int envelope_open(const Envelope *e, const EnvelopeOpenParams *p,

@@ -23,6 +23,13 @@
 #define ENVELOPE_OKM_LEN 56
 #define ENVELOPE_FUTURE_SKEW 300                 /* seconds a ts may be ahead */
 
+/* Prekeys of suite 2 (the frames publish, published, lookup and key; the
+ * formats are in suite2.h). The version stays 1: these are members and
+ * frame types an older peer never sees unless hello lists suite 2. */
+#define PREKEYS_PUBLISH_MAX 100u                 /* OPKs in one publish frame */
+#define DEFAULT_MAX_PREKEYS 200u                 /* OPKs the relay keeps per user */
+#define PREKEYS_LOW 20u                          /* a client tops up below this */
+
 /* Domain separation strings (exact). */
 #define CTX_CLIENT_AUTH "securechat/1 client-auth"
 #define CTX_SERVER_AUTH "securechat/1 server-auth"

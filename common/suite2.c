@@ -289,6 +289,36 @@ int signed_prekey_parse(const uint8_t *data, size_t len, SignedPrekey *ret) {
         return 0;
 }
 
+static void put_opk(Buf *b, const OneTimePrekey *opk) {
+        buf_put_u32(b, opk->id);
+        buf_put(b, opk->pub, X25519_KEY_LEN);
+}
+
+static void rd_opk(Reader *r, OneTimePrekey *opk) {
+        opk->id = rd_u32(r);
+        rd_x25519(r, opk->pub);
+}
+
+int one_time_prekey_encode(const OneTimePrekey *opk, uint8_t **ret, size_t *ret_len) {
+        _cleanup_(buf_donep) Buf b = BUF_INIT;
+
+        if (!x25519_public_valid(opk->pub))
+                return -EINVAL;
+        put_opk(&b, opk);
+        return buf_steal(&b, ret, ret_len);
+}
+
+int one_time_prekey_parse(const uint8_t *data, size_t len, OneTimePrekey *ret) {
+        Reader r = { data, len, false };
+        OneTimePrekey opk = {};
+
+        rd_opk(&r, &opk);
+        if (rd_done(&r) < 0)
+                return -EBADMSG;
+        *ret = opk;
+        return 0;
+}
+
 int prekey_bundle_encode(const PrekeyBundle *b, uint8_t **ret, size_t *ret_len) {
         _cleanup_(buf_donep) Buf out = BUF_INIT;
 
@@ -296,10 +326,8 @@ int prekey_bundle_encode(const PrekeyBundle *b, uint8_t **ret, size_t *ret_len) 
                 return -EINVAL;
         put_spk(&out, &b->spk);
         put_u8(&out, b->has_opk);
-        if (b->has_opk) {
-                buf_put_u32(&out, b->opk.id);
-                buf_put(&out, b->opk.pub, X25519_KEY_LEN);
-        }
+        if (b->has_opk)
+                put_opk(&out, &b->opk);
         return buf_steal(&out, ret, ret_len);
 }
 
@@ -309,10 +337,8 @@ int prekey_bundle_parse(const uint8_t *data, size_t len, PrekeyBundle *ret) {
 
         rd_spk(&r, &b.spk);
         b.has_opk = rd_flag(&r);
-        if (b.has_opk) {
-                b.opk.id = rd_u32(&r);
-                rd_x25519(&r, b.opk.pub);
-        }
+        if (b.has_opk)
+                rd_opk(&r, &b.opk);
         if (rd_done(&r) < 0)
                 return -EBADMSG;
         *ret = b;

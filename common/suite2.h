@@ -106,6 +106,8 @@ int one_time_prekey_make(uint32_t id, const Suite2Random *rnd, uint8_t ret_priv[
  * trailing bytes). */
 int signed_prekey_encode(const SignedPrekey *spk, uint8_t **ret, size_t *ret_len);
 int signed_prekey_parse(const uint8_t *data, size_t len, SignedPrekey *ret);
+int one_time_prekey_encode(const OneTimePrekey *opk, uint8_t **ret, size_t *ret_len);
+int one_time_prekey_parse(const uint8_t *data, size_t len, OneTimePrekey *ret);
 int prekey_bundle_encode(const PrekeyBundle *b, uint8_t **ret, size_t *ret_len);
 int prekey_bundle_parse(const uint8_t *data, size_t len, PrekeyBundle *ret);
 

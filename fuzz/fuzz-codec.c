@@ -127,10 +127,28 @@ static json_object *rebuild(const Frame *f) {
                 if (f->presence.kind == PRESENCE_ONLINE)
                         return frame_new_presence_online(f->presence.package);
                 return frame_new_presence_offline(f->presence.user);
-        case FRAME_LOOKUP:
-                return frame_new_lookup(f->lookup.id, f->lookup.user);
-        case FRAME_KEY:
-                return frame_new_key(f->key.id, f->key.package);
+        case FRAME_LOOKUP: {
+                json_object *o = frame_new_lookup(f->lookup.id, f->lookup.user);
+
+                if (o && f->lookup.prekeys && frame_lookup_add_prekeys(o) < 0) {
+                        json_object_put(o);
+                        return NULL;
+                }
+                return o;
+        }
+        case FRAME_KEY: {
+                json_object *o = frame_new_key(f->key.id, f->key.package);
+
+                if (o && f->key.has_bundle && frame_key_add_bundle(o, &f->key.bundle) < 0) {
+                        json_object_put(o);
+                        return NULL;
+                }
+                return o;
+        }
+        case FRAME_PUBLISH:
+                return frame_new_publish(f->publish.id, &f->publish.spk, f->publish.opks, f->publish.n_opks);
+        case FRAME_PUBLISHED:
+                return frame_new_published(f->published.id, f->published.opks);
         case FRAME_SEND:
                 return frame_new_send(f->send.id, f->send.raw);
         case FRAME_ACCEPTED:
@@ -144,6 +162,23 @@ static json_object *rebuild(const Frame *f) {
         default:
                 return frame_new_simple(f->type);
         }
+}
+
+static bool spk_eq(const SignedPrekey *a, const SignedPrekey *b) {
+        return a->id == b->id && memcmp(a->pub, b->pub, X25519_KEY_LEN) == 0 &&
+               a->created == b->created && a->sig_len == b->sig_len &&
+               memcmp(a->sig, b->sig, a->sig_len) == 0;
+}
+
+static bool opk_eq(const OneTimePrekey *a, const OneTimePrekey *b) {
+        return a->id == b->id && memcmp(a->pub, b->pub, X25519_KEY_LEN) == 0;
+}
+
+static bool opks_eq(const OneTimePrekey *a, const OneTimePrekey *b, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (!opk_eq(&a[i], &b[i]))
+                        return false;
+        return true;
 }
 
 static bool same(const Frame *a, const Frame *b) {
@@ -187,9 +222,22 @@ static bool same(const Frame *a, const Frame *b) {
                                 return false;
                 return true;
         case FRAME_LOOKUP:
-                return a->lookup.id == b->lookup.id && strcmp(a->lookup.user, b->lookup.user) == 0;
+                return a->lookup.id == b->lookup.id && strcmp(a->lookup.user, b->lookup.user) == 0 &&
+                       a->lookup.prekeys == b->lookup.prekeys;
         case FRAME_KEY:
-                return a->key.id == b->key.id && package_eq(a->key.package, b->key.package);
+                return a->key.id == b->key.id && package_eq(a->key.package, b->key.package) &&
+                       a->key.has_bundle == b->key.has_bundle &&
+                       (!a->key.has_bundle ||
+                        (spk_eq(&a->key.bundle.spk, &b->key.bundle.spk) &&
+                         a->key.bundle.has_opk == b->key.bundle.has_opk &&
+                         (!a->key.bundle.has_opk || opk_eq(&a->key.bundle.opk, &b->key.bundle.opk))));
+        case FRAME_PUBLISH:
+                return a->publish.id == b->publish.id &&
+                       spk_eq(&a->publish.spk, &b->publish.spk) &&
+                       a->publish.n_opks == b->publish.n_opks &&
+                       opks_eq(a->publish.opks, b->publish.opks, a->publish.n_opks);
+        case FRAME_PUBLISHED:
+                return a->published.id == b->published.id && a->published.opks == b->published.opks;
         case FRAME_SEND:
                 return a->send.id == b->send.id && json_object_equal(a->send.raw, b->send.raw);
         case FRAME_DELIVER:
