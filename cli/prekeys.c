@@ -50,8 +50,11 @@ static int opks_make(RatchetStore *st, size_t n, const Suite2Random *rnd, OneTim
 }
 
 int prekeys_maintain(RatchetStore *st, const char *user, const RsaKey *identity, uint64_t now,
-                     uint64_t retention, bool rotate, int opks_left, const Suite2Random *rnd,
-                     PrekeysUpdate *ret) {
+                     uint64_t retention, bool rotate, int opks_left, uint64_t opk_max,
+                     const Suite2Random *rnd, PrekeysUpdate *ret) {
+        /* More than the relay keeps would be refused as a whole. */
+        unsigned target = opk_max > 0 ? (unsigned) MIN(opk_max, (uint64_t) PREKEYS_OPK_TARGET) :
+                          PREKEYS_OPK_TARGET;
         PrekeysUpdate u = {};
         SignedPrekey current;
         int r;
@@ -72,8 +75,8 @@ int prekeys_maintain(RatchetStore *st, const char *user, const RsaKey *identity,
          * replaced. */
         if (r >= 0)
                 r = ratchet_store_spk_expire(st, now, retention);
-        if (r >= 0 && opks_left >= 0 && (unsigned) opks_left < PREKEYS_OPK_LOW) {
-                u.n_opks = PREKEYS_OPK_TARGET - (unsigned) opks_left;
+        if (r >= 0 && opks_left >= 0 && (unsigned) opks_left < MIN(PREKEYS_OPK_LOW, target)) {
+                u.n_opks = target - (unsigned) opks_left;
                 r = opks_make(st, u.n_opks, rnd, &u.opks);
         }
         if (r >= 0)

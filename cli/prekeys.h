@@ -37,10 +37,11 @@ void prekeys_update_done(PrekeysUpdate *u);
 
 /* In one transaction of st: erase the retired SPKs older than retention;
  * make a new SPK when there is none, when the current one is a week old or
- * when rotate is set; make OPKs up to PREKEYS_OPK_TARGET when the relay
- * reported opks_left < PREKEYS_OPK_LOW (opks_left < 0: unknown, make
- * none). The new private halves are committed before this returns, so a
+ * when rotate is set; make OPKs up to PREKEYS_OPK_TARGET, or the relay's
+ * opk_max when lower (0: not said), when the relay reported opks_left below
+ * PREKEYS_OPK_LOW or that target (opks_left < 0: unknown, make none). The new private halves are committed before this returns, so a
  * key the relay learns about is always one we can open. */
 int prekeys_maintain(RatchetStore *st, const char *user, const RsaKey *identity, uint64_t now,
-                     uint64_t retention, bool rotate, int opks_left, const Suite2Random *rnd,
+                     uint64_t retention, bool rotate, int opks_left, uint64_t opk_max,
+                     const Suite2Random *rnd,
                      PrekeysUpdate *ret);

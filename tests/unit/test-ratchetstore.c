@@ -12,6 +12,8 @@
 #include "macro.h"
 #include "prekeys.h"
 #include "ratchet-store.h"
+#include "seen.h"
+#include "suite2-io.h"
 #include "state.h"
 #include "test-main.h"
 
@@ -344,7 +346,7 @@ START_TEST(test_prekeys_maintain) {
 
         ck_assert_int_eq(rsa_key_generate(2048, &id), 0);
         /* First login: an SPK, signed by the identity; OPK count unknown. */
-        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1000, 50, false, -1, NULL, &u), 0);
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1000, 50, false, -1, 0, NULL, &u), 0);
         ck_assert(u.has_spk);
         ck_assert_uint_eq(u.n_opks, 0);
         ck_assert_int_eq(signed_prekey_verify("bob", id, &u.spk), 0);
@@ -355,7 +357,7 @@ START_TEST(test_prekeys_maintain) {
         prekeys_update_done(&u);
 
         /* The relay says 5 left: top up to the target, nothing else. */
-        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 2000, 50, false, 5, NULL, &u), 0);
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 2000, 50, false, 5, 0, NULL, &u), 0);
         ck_assert(!u.has_spk);
         ck_assert_uint_eq(u.n_opks, PREKEYS_OPK_TARGET - 5);
         ck_assert_int_eq(ratchet_store_opk_private(st, u.opks[7].id, k), 0);
@@ -363,12 +365,18 @@ START_TEST(test_prekeys_maintain) {
         ck_assert_mem_eq(pub, u.opks[7].pub, X25519_KEY_LEN);
         ck_assert_int_eq(ratchet_store_opk_count(st), (int) (PREKEYS_OPK_TARGET - 5));
         prekeys_update_done(&u);
-        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 2000, 50, false, PREKEYS_OPK_LOW, NULL,
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 2000, 50, false, PREKEYS_OPK_LOW, 0, NULL,
                                           &u), 0);
         ck_assert(!u.has_spk && u.n_opks == 0);
+        /* A relay that keeps at most 3: never more than that. */
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 2000, 50, false, 1, 3, NULL, &u), 0);
+        ck_assert_uint_eq(u.n_opks, 2);
+        prekeys_update_done(&u);
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 2000, 50, false, 3, 3, NULL, &u), 0);
+        ck_assert_uint_eq(u.n_opks, 0);
 
         /* A week on: replaced; the old private half stays for 50 s. */
-        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1000 + PREKEYS_SPK_MAX_AGE, 50, false, -1,
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1000 + PREKEYS_SPK_MAX_AGE, 50, false, -1, 0,
                                           NULL, &u), 0);
         ck_assert(u.has_spk);
         ck_assert_uint_ne(u.spk.id, first);
@@ -376,14 +384,14 @@ START_TEST(test_prekeys_maintain) {
         ck_assert_uint_eq(cur.id, u.spk.id);
         ck_assert_int_eq(ratchet_store_spk_private(st, first, k), 0);
         prekeys_update_done(&u);
-        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1050 + PREKEYS_SPK_MAX_AGE, 50, false, -1,
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1050 + PREKEYS_SPK_MAX_AGE, 50, false, -1, 0,
                                           NULL, &u), 0);
         ck_assert(!u.has_spk);
         ck_assert_int_eq(ratchet_store_spk_private(st, first, k), -ENOENT);
 
         /* rotate with retention 0: the replaced key goes at once. */
         ck_assert_int_eq(ratchet_store_spk_current(st, &cur), 0);
-        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1060 + PREKEYS_SPK_MAX_AGE, 0, true, -1,
+        ck_assert_int_eq(prekeys_maintain(st, "bob", id, 1060 + PREKEYS_SPK_MAX_AGE, 0, true, -1, 0,
                                           NULL, &u), 0);
         ck_assert(u.has_spk);
         ck_assert_int_eq(ratchet_store_spk_private(st, cur.id, k), -ENOENT);
@@ -394,6 +402,209 @@ START_TEST(test_prekeys_maintain) {
         rsa_key_free(id);
         ratchet_store_free(st);
         client_state_free(s);
+}
+END_TEST
+
+/* Two users, each with their own state directory, store and seen list. */
+typedef struct Side {
+        char home[400];
+        ClientState *state;
+        RatchetStore *st;
+        SeenStore *seen;
+        RsaKey *key;
+} Side;
+
+static RsaKey *alice_key, *bob_key;
+
+static void side_open(Side *x, const char *user, RsaKey *key) {
+        snprintf(x->home, sizeof(x->home), "%s/%s", tmpdir, user);
+        ck_assert_int_eq(client_state_open(x->home, &x->state), 0);
+        ck_assert_int_eq(ratchet_store_open(x->state, user, &x->st), 0);
+        ck_assert_int_eq(seen_open(x->state, user, 86400, now_unix(), &x->seen), 0);
+        x->key = key;
+}
+
+static void side_close(Side *x) {
+        seen_free(x->seen);
+        ratchet_store_free(x->st);
+        client_state_free(x->state);
+}
+
+/* Bob's bundle as the relay would hand it out: his SPK and OPK number n of
+ * the batch (none when n < 0). */
+static void bob_bundle(Side *bob, const PrekeysUpdate *u, int n, PrekeyBundle *ret) {
+        *ret = (PrekeyBundle) {};
+        ck_assert_int_eq(ratchet_store_spk_current(bob->st, &ret->spk), 0);
+        if (n >= 0) {
+                ret->has_opk = true;
+                ret->opk = u->opks[n];
+        }
+}
+
+static Envelope *seal(Side *alice, const PrekeyBundle *b, const char *text) {
+        Envelope *e = NULL;
+
+        ck_assert_int_eq(suite2_io_seal(alice->st, "alice", alice->key, "bob", bob_key, b, now_unix(),
+                                        text, strlen(text), &e), 0);
+        ck_assert(envelope_is_suite2(e));
+        return e;
+}
+
+/* Open as bob; NULL on success with the text checked, else the reason. */
+static const char *open_as_bob(Side *bob, const Envelope *e, const char *want, bool *ret_pending) {
+        const char *reason = NULL;
+        Suite2Opened o = {};
+        int r;
+
+        r = suite2_io_open(bob->st, bob->seen, "bob", bob->key, alice_key, e, now_unix(), 86400, &o,
+                           &reason);
+        if (r == -EBADMSG)
+                return reason;
+        ck_assert_int_eq(r, 0);
+        ck_assert_str_eq(o.text, want);
+        if (ret_pending)
+                *ret_pending = o.from_pending;
+        secure_free(o.text, o.len + 1);
+        return NULL;
+}
+
+START_TEST(test_io_session) {
+        Side alice = {}, bob = {};
+        PrekeysUpdate u = {};
+        PrekeyBundle b;
+        Envelope *e[4];
+        Envelope *back;
+        bool pending = true;
+        uint8_t k[X25519_KEY_LEN];
+
+        if (!alice_key)
+                ck_assert_int_eq(rsa_key_generate(2048, &alice_key), 0);
+        if (!bob_key)
+                ck_assert_int_eq(rsa_key_generate(2048, &bob_key), 0);
+        side_open(&alice, "alice", alice_key);
+        side_open(&bob, "bob", bob_key);
+        ck_assert_int_eq(prekeys_maintain(bob.st, "bob", bob_key, now_unix(), 3600, false, 0, 0, NULL, &u),
+                         0);
+        bob_bundle(&bob, &u, 3, &b);
+
+        /* Without a session or a bundle there is nothing to seal with. */
+        ck_assert_int_eq(suite2_io_seal(alice.st, "alice", alice_key, "bob", bob_key, NULL, now_unix(),
+                                        "x", 1, &back), -ENOENT);
+        /* A bundle whose SPK is not signed by bob's key is refused. */
+        b.spk.pub[0] ^= 1;
+        ck_assert_int_eq(suite2_io_seal(alice.st, "alice", alice_key, "bob", bob_key, &b, now_unix(),
+                                        "x", 1, &back), -EBADMSG);
+        b.spk.pub[0] ^= 1;
+        ck_assert_int_eq(suite2_io_has_session(alice.st, "bob"), 0);
+
+        e[0] = seal(&alice, &b, "one");
+        ck_assert_int_eq(suite2_io_has_session(alice.st, "bob"), 1);
+        /* Later messages come from the stored session: no bundle needed. */
+        e[1] = seal(&alice, NULL, "two");
+        e[2] = seal(&alice, NULL, "three");
+        e[3] = seal(&alice, NULL, "four");
+
+        /* Out of order: the third first, then the first (which uses the OPK),
+         * then the second from a skipped key. */
+        ck_assert_ptr_null(open_as_bob(&bob, e[2], "three", &pending));
+        ck_assert(!pending);
+        ck_assert_int_eq(suite2_io_shown(bob.st, bob.seen, e[2]), 0);
+        ck_assert_int_eq(ratchet_store_opk_private(bob.st, u.opks[3].id, k), -ENOENT);
+        ck_assert_ptr_null(open_as_bob(&bob, e[0], "one", NULL));
+        ck_assert_int_eq(suite2_io_shown(bob.st, bob.seen, e[0]), 0);
+
+        /* A crash after opening, before showing: the redelivery shows the
+         * kept text (its key is gone), once. */
+        ck_assert_ptr_null(open_as_bob(&bob, e[1], "two", &pending));
+        ck_assert(!pending);
+        ck_assert_ptr_null(open_as_bob(&bob, e[1], "two", &pending));
+        ck_assert(pending);
+        ck_assert_int_eq(suite2_io_shown(bob.st, bob.seen, e[1]), 0);
+        ck_assert_str_eq(open_as_bob(&bob, e[1], NULL, NULL), "duplicate");
+
+        /* Shown ones are duplicates; the same id with other content is a
+         * replay (refused before the signature would even matter). */
+        ck_assert_str_eq(open_as_bob(&bob, e[0], NULL, NULL), "duplicate");
+        e[3]->ct[0] ^= 1;
+        ck_assert_str_eq(open_as_bob(&bob, e[3], NULL, NULL), "bad_signature");
+        e[3]->ct[0] ^= 1;
+        ck_assert_ptr_null(open_as_bob(&bob, e[3], "four", NULL));
+        ck_assert_int_eq(suite2_io_shown(bob.st, bob.seen, e[3]), 0);
+
+        /* A replayed envelope whose seen entry is gone (another device's
+         * store, say) still fails: its message key was used. */
+        {
+                Side bob2 = bob;
+
+                ck_assert_int_eq(seen_open(bob.state, "bob-other", 86400, now_unix(), &bob2.seen), 0);
+                ck_assert_str_eq(open_as_bob(&bob2, e[2], NULL, NULL), "replay");
+                seen_free(bob2.seen);
+        }
+
+        /* Bob answers in the session alice started. */
+        ck_assert_int_eq(suite2_io_seal(bob.st, "bob", bob_key, "alice", alice_key, NULL, now_unix(),
+                                        "hi", 2, &back), 0);
+        {
+                const char *reason = NULL;
+                Suite2Opened o = {};
+
+                ck_assert_int_eq(suite2_io_open(alice.st, alice.seen, "alice", alice_key, bob_key, back,
+                                                now_unix(), 86400, &o, &reason), 0);
+                ck_assert_str_eq(o.text, "hi");
+                secure_free(o.text, o.len + 1);
+        }
+
+        for (size_t i = 0; i < ELEMENTSOF(e); i++)
+                envelope_free(e[i]);
+        envelope_free(back);
+        prekeys_update_done(&u);
+        side_close(&alice);
+        side_close(&bob);
+}
+END_TEST
+
+/* The recipient's SPK erased after rotation: a session start sealed to it
+ * no longer opens; with the OPK used up, another start naming it fails. */
+START_TEST(test_io_erased_prekeys) {
+        Side alice = {}, carol = {}, bob = {};
+        PrekeysUpdate u = {};
+        PrekeyBundle b;
+        Envelope *e1, *e2;
+
+        if (!alice_key)
+                ck_assert_int_eq(rsa_key_generate(2048, &alice_key), 0);
+        if (!bob_key)
+                ck_assert_int_eq(rsa_key_generate(2048, &bob_key), 0);
+        side_open(&alice, "alice", alice_key);
+        side_open(&carol, "carol", alice_key);  /* a second sender store, same key */
+        side_open(&bob, "bob", bob_key);
+        ck_assert_int_eq(prekeys_maintain(bob.st, "bob", bob_key, now_unix(), 3600, false, 0, 0, NULL, &u),
+                         0);
+        bob_bundle(&bob, &u, 0, &b);
+        e1 = seal(&alice, &b, "first");
+        /* The same OPK handed out twice (a cheating relay): the second
+         * start cannot open once the first used it. */
+        e2 = seal(&carol, &b, "second");
+        ck_assert_ptr_null(open_as_bob(&bob, e1, "first", NULL));
+        ck_assert_int_eq(suite2_io_shown(bob.st, bob.seen, e1), 0);
+        ck_assert_str_eq(open_as_bob(&bob, e2, NULL, NULL), "unknown_prekey");
+        envelope_free(e2);
+
+        /* Without an OPK: the SPK alone, until it is rotated and erased. */
+        bob_bundle(&bob, &u, -1, &b);
+        ck_assert_int_eq(ratchet_store_session_erase(carol.st, "bob", RATCHET_DEVICE_DEFAULT), 0);
+        e2 = seal(&carol, &b, "spk only");
+        prekeys_update_done(&u);
+        ck_assert_int_eq(prekeys_maintain(bob.st, "bob", bob_key, now_unix(), 0, true, -1, 0, NULL, &u), 0);
+        ck_assert_int_eq(ratchet_store_session_erase(bob.st, "alice", RATCHET_DEVICE_DEFAULT), 0);
+        ck_assert_str_eq(open_as_bob(&bob, e2, NULL, NULL), "unknown_prekey");
+
+        envelope_free(e1);
+        envelope_free(e2);
+        prekeys_update_done(&u);
+        side_close(&alice);
+        side_close(&carol);
+        side_close(&bob);
 }
 END_TEST
 
@@ -410,6 +621,8 @@ static Suite *ratchetstore_suite(void) {
         tcase_add_test(tc, test_pending_and_peers);
         tcase_add_test(tc, test_two_processes);
         tcase_add_test(tc, test_prekeys_maintain);
+        tcase_add_test(tc, test_io_session);
+        tcase_add_test(tc, test_io_erased_prekeys);
         suite_add_tcase(s, tc);
         return s;
 }
