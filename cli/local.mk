@@ -5,6 +5,7 @@ SCCTL_CORE = \
 	cli/output.c cli/output-json.c cli/output.h \
 	cli/prekeys.c cli/prekeys.h \
 	cli/ratchet-store.c cli/ratchet-store.h \
+	cli/suite2-io.c cli/suite2-io.h \
 	cli/seen.c cli/seen.h \
 	cli/settings.c cli/settings.h \
 	cli/state.c cli/state.h \
