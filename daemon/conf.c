@@ -590,6 +590,8 @@ static const ConfigItem config_items[] = {
           offsetof(Config, queue_ttl_usec), USEC(1), USEC(366 * 86400), "7d" },
         { "server", "queue-limit", conf_parse_number, conf_format_number,
           offsetof(Config, queue_limit), 1, 10000000, "1000" },
+        { "server", "max-prekeys", conf_parse_number, conf_format_number,
+          offsetof(Config, max_prekeys), 1, 100000, "200" },
         { "server", "max-session-memory", conf_parse_size, conf_format_size,
           offsetof(Config, max_session_memory), 64 * 1024, UINT64_C(1) << 32, "1M" },
         { "server", "max-memory", conf_parse_size, conf_format_size,

@@ -82,6 +82,7 @@ typedef struct Config {
         uint64_t max_text;              /* bytes */
         uint64_t queue_ttl_usec;
         uint64_t queue_limit;           /* messages per recipient */
+        uint64_t max_prekeys;           /* one-time prekeys kept per user */
         uint64_t max_session_memory;    /* bytes a session may make the relay hold */
         uint64_t max_memory;            /* ...all sessions together */
         uint64_t queue_max_bytes;       /* envelope bytes in the whole queue */

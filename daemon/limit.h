@@ -23,6 +23,7 @@
         X(LIMIT_MAX_FRAME, "max-frame", "max-frame")                           \
         X(LIMIT_MAX_TEXT, "max-text", "max-text")                              \
         X(LIMIT_QUEUE_LIMIT, "queue-limit", "queue-limit")                     \
+        X(LIMIT_MAX_PREKEYS, "max-prekeys", "max-prekeys")                     \
         X(LIMIT_MAX_SESSION_MEMORY, "max-session-memory", "max-session-memory") \
         X(LIMIT_MAX_MEMORY, "max-memory", "max-memory")                        \
         X(LIMIT_QUEUE_MAX_BYTES, "queue-max-bytes", "queue-max-bytes")         \

@@ -17,6 +17,7 @@
 #include "relay.h"
 #include "session-index.h"
 #include "session.h"
+#include "suite2.h"
 #include "util.h"
 
 /* Envelopes read from the store per query while pumping. */
@@ -84,6 +85,7 @@ static uint64_t relay_now(Relay *relay) {
 }
 
 void relay_session_ready(Relay *relay, Session *s) {
+        json_object *hello;
         int r;
 
         s->binding_len = 0;
@@ -100,7 +102,14 @@ void relay_session_ready(Relay *relay, Session *s) {
                 return;
         }
         s->state = SESSION_AUTH;
-        (void) session_send(s, frame_new_hello(relay->server_key->spki, relay->server_key->spki_len, s->nonce));
+        /* Suite 2 too: the relay keeps prekeys and routes its envelopes. */
+        hello = frame_new_hello(relay->server_key->spki, relay->server_key->spki_len, s->nonce);
+        if (frame_hello_add_suite(hello, SUITE2_NAME) < 0) {
+                json_object_put(hello);
+                session_close(s, NULL, NULL, "out of memory");
+                return;
+        }
+        (void) session_send(s, hello);
 }
 
 /* ---- presence ------------------------------------------------------------ */
@@ -224,7 +233,9 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         _cleanup_(freep) uint8_t *sig = NULL;
         char fingerprint[RSA_FINGERPRINT_MAX];
         Session *old = NULL;
+        json_object *welcome;
         size_t sig_len;
+        uint64_t opks;
         LogFields lf;
         bool registered = false, reset = false;
         int r;
@@ -367,6 +378,14 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                                   store_error(relay->store));
         }
 
+        /* So that the client knows at once whether to top up. */
+        r = store_prekeys_count(relay->store, user, &opks);
+        if (r < 0) {
+                log_error_errno(r, "Failed to count the prekeys of %s: %s", user, store_error(relay->store));
+                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                return;
+        }
+
         r = handshake_sign(HANDSHAKE_SERVER, &p, relay->server_key, &sig, &sig_len);
         if (r < 0) {
                 log_error_errno(r, "Failed to sign the handshake: %m");
@@ -386,8 +405,14 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 .max_text = s->limits.max_text,
                 .queue_ttl = s->limits.queue_ttl_usec / 1000000,
                 .idle_timeout = MAX(s->limits.idle_timeout_usec / 1000000, (uint64_t) 1),
+                .max_opks = s->limits.max_prekeys,
         };
-        if (session_send(s, frame_new_welcome(sig, sig_len, kp, s->id, &limits)) < 0)
+        welcome = frame_new_welcome(sig, sig_len, kp, s->id, &limits);
+        if (frame_welcome_add_opks(welcome, opks) < 0) {
+                json_object_put(welcome);
+                welcome = NULL;
+        }
+        if (session_send(s, welcome) < 0)
                 return;
 
         s->package = TAKE_PTR(kp);
@@ -557,22 +582,139 @@ int relay_queue_check(Relay *relay, uint64_t size, Limit *ret_limit) {
 
 /* ---- requests ------------------------------------------------------------ */
 
+/* A token of the user's message rate, for a request that makes the relay
+ * store or give away something (send, publish, a lookup that hands out an
+ * OPK). First, before any database work: a flood is refused for the price
+ * of a token bucket. When none is left the request (what, for the log) is
+ * answered rate_limited with when to try again, the session stays, and
+ * false is returned. */
+static bool rate_take(Relay *relay, Session *s, const uint64_t *id, const char *what,
+                      const char *message) {
+        uint64_t wait, retry;
+        LogFields lf;
+
+        if (!s->user_entry)
+                return true;
+        wait = anvil_take(s->user_entry, ANVIL_BUCKET_MESSAGE, config_rate_interval(&relay->config->message_rate),
+                          relay->config->message_burst, relay_now(relay));
+        if (wait == 0)
+                return true;
+
+        retry = anvil_retry_after_sec(wait);
+        fields_of(s, &lf);
+        relay_limit_hit(relay, LIMIT_MESSAGE_RATE, s->user_entry, &lf,
+                        "%s from %s refused: over message-rate, retry after %" PRIu64 " s", what, s->user,
+                        retry);
+        (void) session_send(s, frame_new_rate_limited(id, message, retry));
+        /* Until the next token, more requests would only be refused: do
+         * not even read them. */
+        session_throttle(s, wait);
+        return false;
+}
+
 static void handle_lookup(Relay *relay, Session *s, const Frame *f) {
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        const char *user = f->lookup.user;
+        /* One's own OPKs are for others: a user looking at its own bundle
+         * gets the SPK alone. */
+        bool take_opk = f->lookup.prekeys && strcmp(user, s->user) != 0;
+        PrekeyBundle bundle;
         int r;
 
-        r = store_user_get(relay->store, f->lookup.user, &kp);
+        if (take_opk && !rate_take(relay, s, &f->lookup.id, "Prekey lookup", "too many prekey lookups"))
+                return;
+
+        r = store_user_get(relay->store, user, &kp);
         if (r == -ENOENT) {
                 reply_error(s, &f->lookup.id, ERR_NO_SUCH_USER, "no such user");
                 return;
         }
-        if (r < 0) {
-                log_error_errno(r, "Failed to look up user %s: %s", f->lookup.user,
-                                store_error(relay->store));
-                reply_error(s, &f->lookup.id, ERR_INTERNAL, "internal error");
+        if (r < 0)
+                goto internal;
+        o = frame_new_key(f->lookup.id, kp);
+        if (f->lookup.prekeys) {
+                r = store_prekeys_take(relay->store, user, take_opk, &bundle);
+                if (r >= 0) {
+                        if (bundle.has_opk)
+                                log_debug("Session %s: handed out one-time prekey %" PRIu32 " of %s",
+                                          s->id, bundle.opk.id, user);
+                        r = frame_key_add_bundle(o, &bundle);
+                } else if (r == -ENOENT)
+                        r = 0;          /* never published: suite 1 */
+                if (r < 0)
+                        goto internal;
+        }
+        (void) session_send(s, TAKE_PTR(o));
+        return;
+
+internal:
+        log_error_errno(r, "Failed to look up user %s: %s", user, store_error(relay->store));
+        reply_error(s, &f->lookup.id, ERR_INTERNAL, "internal error");
+}
+
+/* Bytes a publication may take in the database, at most: the SPK and the
+ * OPKs with their rows' overhead. */
+static uint64_t publish_size(const Frame *f) {
+        return SUITE2_RSA_MAX + 256 + f->publish.n_opks * (X25519_KEY_LEN + 64);
+}
+
+static void handle_publish(Relay *relay, Session *s, const Frame *f) {
+        _cleanup_(rsa_key_freep) RsaKey *key = NULL;
+        const uint64_t *id = &f->publish.id;
+        uint64_t count = 0;
+        LogFields lf;
+        int r;
+
+        if (!rate_take(relay, s, id, "Prekey publication", "too many prekey publications"))
+                return;
+
+        /* The relay hands out only SPKs their owner signed: a client
+         * refuses any other, and so does the relay, before storing. */
+        r = rsa_key_from_spki(s->package->key, s->package->key_len, &key);
+        if (r < 0)
+                goto internal;
+        if (signed_prekey_verify(s->user, key, &f->publish.spk) < 0) {
+                reply_error(s, id, ERR_BAD_REQUEST, "the signed prekey does not verify under your key");
                 return;
         }
-        (void) session_send(s, frame_new_key(f->lookup.id, kp));
+
+        r = relay->hooks->disk_check(relay->userdata, publish_size(f));
+        if (r >= 0)
+                r = store_prekeys_publish(relay->store, s->user, &f->publish.spk, f->publish.opks,
+                                          f->publish.n_opks, s->limits.max_prekeys, &count);
+        if (r == -E2BIG) {
+                fields_of(s, &lf);
+                relay_limit_hit(relay, LIMIT_MAX_PREKEYS, s->user_entry, &lf,
+                                "Prekeys of %s refused: %zu more one-time prekeys would be over "
+                                "max-prekeys (%" PRIu64 ")", s->user, f->publish.n_opks,
+                                s->limits.max_prekeys);
+                reply_error(s, id, ERR_TOO_LARGE, "more one-time prekeys than the relay keeps (max_opks)");
+                return;
+        }
+        if (r == -ENOTUNIQ) {
+                reply_error(s, id, ERR_BAD_REQUEST, "a one-time prekey id is given twice or held already");
+                return;
+        }
+        if (r == -ENOSPC) {
+                fields_of(s, &lf);
+                relay_limit_hit(relay, LIMIT_MIN_FREE_DISK, NULL, &lf,
+                                "Prekeys of %s refused: the state directory's file system is under "
+                                "min-free-disk", s->user);
+                reply_error(s, id, ERR_STORAGE_FULL, "the relay is out of disk space");
+                return;
+        }
+        if (r < 0)
+                goto internal;
+
+        log_debug("Session %s: %s published a signed prekey and %zu one-time prekeys, holds %" PRIu64,
+                  s->id, s->user, f->publish.n_opks, count);
+        (void) session_send(s, frame_new_published(*id, count));
+        return;
+
+internal:
+        log_error_errno(r, "Failed to store the prekeys of %s: %s", s->user, store_error(relay->store));
+        reply_error(s, id, ERR_INTERNAL, "internal error");
 }
 
 static void storage_full(Relay *relay, Session *s, const uint64_t *id, Limit limit, LogFields *lf,
@@ -599,27 +741,8 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         char detail[128];
         int r;
 
-        /* First, before any database work: a flood of sends is refused
-         * for the price of a token bucket. The client is told when to try
-         * again; the session stays. */
-        if (s->user_entry) {
-                uint64_t wait = anvil_take(s->user_entry, ANVIL_BUCKET_MESSAGE,
-                                           config_rate_interval(&relay->config->message_rate),
-                                           relay->config->message_burst, relay_now(relay));
-                if (wait > 0) {
-                        uint64_t retry = anvil_retry_after_sec(wait);
-
-                        fields_of(s, &lf);
-                        relay_limit_hit(relay, LIMIT_MESSAGE_RATE, s->user_entry, &lf,
-                                        "Message from %s refused: over message-rate, retry "
-                                        "after %" PRIu64 " s", s->user, retry);
-                        (void) session_send(s, frame_new_rate_limited(id, "too many messages", retry));
-                        /* Until the next token, more sends would only be
-                         * refused: do not even read them. */
-                        session_throttle(s, wait);
-                        return;
-                }
-        }
+        if (!rate_take(relay, s, id, "Message", "too many messages"))
+                return;
 
         if (strcmp(e->from, s->user) != 0) {
                 reply_error(s, id, ERR_BAD_REQUEST, "envelope.from is not the session's user");
@@ -809,7 +932,8 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 if (f->type != FRAME_AUTH) {
                         snprintf(what, sizeof(what), "expected auth, got %s", frame_type_to_string(f->type));
                         protocol_error_request(s, f->type == FRAME_LOOKUP ? &f->lookup.id :
-                                                  f->type == FRAME_SEND ? &f->send.id : NULL,
+                                                  f->type == FRAME_SEND ? &f->send.id :
+                                                  f->type == FRAME_PUBLISH ? &f->publish.id : NULL,
                                                ERR_BAD_REQUEST, what);
                         return;
                 }
@@ -824,6 +948,9 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 break;
         case FRAME_SEND:
                 handle_send(relay, s, f);
+                break;
+        case FRAME_PUBLISH:
+                handle_publish(relay, s, f);
                 break;
         case FRAME_ACK:
                 handle_ack(relay, s, f);

@@ -50,6 +50,7 @@ typedef struct SessionLimits {
         uint64_t queue_ttl_usec;
         uint64_t queue_limit;
         uint64_t queue_limit_per_sender;
+        uint64_t max_prekeys;           /* one-time prekeys kept per user */
         uint64_t handshake_timeout_usec;
         uint64_t idle_timeout_usec;
         uint64_t memory_max;            /* session_memory() over this: disconnect */

@@ -10,6 +10,7 @@
 #include "rsa.h"
 #include "sqlite-errno.h"
 #include "store.h"
+#include "suite2.h"
 
 /* Every statement the daemon runs, prepared once at open. */
 typedef enum StatementId {
@@ -34,6 +35,14 @@ typedef enum StatementId {
         STMT_RESET_GET,
         STMT_RESET_DELETE,
         STMT_QUEUE_DROP,
+        STMT_SPK_SET,
+        STMT_SPK_GET,
+        STMT_OPK_ADD,
+        STMT_OPK_COUNT,
+        STMT_OPK_FIRST,
+        STMT_OPK_DELETE,
+        STMT_PREKEYS_DROP_SPK,
+        STMT_PREKEYS_DROP_OPKS,
         STMT_BEGIN,
         STMT_COMMIT,
         STMT_ROLLBACK,
@@ -68,6 +77,16 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_RESET_GET] = "SELECT code_hash, expires FROM resets WHERE name = ?1",
         [STMT_RESET_DELETE] = "DELETE FROM resets WHERE name = ?1",
         [STMT_QUEUE_DROP] = "DELETE FROM queue WHERE recipient = ?1",
+        [STMT_SPK_SET] = "INSERT OR REPLACE INTO signed_prekeys (name, spk) VALUES (?1, ?2)",
+        [STMT_SPK_GET] = "SELECT spk FROM signed_prekeys WHERE name = ?1",
+        [STMT_OPK_ADD] = "INSERT INTO one_time_prekeys (name, id, pub) VALUES (?1, ?2, ?3)",
+        [STMT_OPK_COUNT] = "SELECT count(*) FROM one_time_prekeys WHERE name = ?1",
+        /* The oldest first: the order they were published in. */
+        [STMT_OPK_FIRST] = "SELECT rowid, id, pub FROM one_time_prekeys WHERE name = ?1 "
+                           "ORDER BY rowid LIMIT 1",
+        [STMT_OPK_DELETE] = "DELETE FROM one_time_prekeys WHERE rowid = ?1",
+        [STMT_PREKEYS_DROP_SPK] = "DELETE FROM signed_prekeys WHERE name = ?1",
+        [STMT_PREKEYS_DROP_OPKS] = "DELETE FROM one_time_prekeys WHERE name = ?1",
         [STMT_BEGIN] = "BEGIN IMMEDIATE",
         [STMT_COMMIT] = "COMMIT",
         [STMT_ROLLBACK] = "ROLLBACK",
@@ -103,6 +122,24 @@ static const char schema_v2[] =
         "  name TEXT PRIMARY KEY NOT NULL,"
         "  code_hash BLOB NOT NULL,"
         "  expires INTEGER NOT NULL"            /* unix seconds */
+        ");";
+
+/* The prekeys of suite 2: each user's SPK as published (its binary
+ * encoding) and its OPKs. They go with the user's key: deleting the user
+ * (a key reset) deletes them. Made at every open when missing, like the
+ * indexes below, and without a schema version: nothing of versions 1 and 2
+ * changes, and a relay that predates them works on a database that has
+ * them (a version bump would make it refuse the database). */
+static const char schema_prekeys[] =
+        "CREATE TABLE IF NOT EXISTS signed_prekeys ("
+        "  name TEXT PRIMARY KEY NOT NULL REFERENCES users (name) ON DELETE CASCADE,"
+        "  spk BLOB NOT NULL"
+        ");"
+        "CREATE TABLE IF NOT EXISTS one_time_prekeys ("
+        "  name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,"
+        "  id INTEGER NOT NULL,"                /* the owner's, unique per user */
+        "  pub BLOB NOT NULL,"                  /* X25519 public key */
+        "  UNIQUE (name, id)"
         ");";
 
 /* Indexes only, made at every open when missing: they need no schema
@@ -158,8 +195,10 @@ static int migrate(Store *s) {
         r = pragma_int(s, "PRAGMA user_version", &version);
         if (r < 0)
                 return r;
-        if (version == STORE_SCHEMA_VERSION)
-                return exec(s, schema_indexes);
+        if (version == STORE_SCHEMA_VERSION) {
+                r = exec(s, schema_prekeys);
+                return r < 0 ? r : exec(s, schema_indexes);
+        }
         if (version > STORE_SCHEMA_VERSION)
                 return -EPROTONOSUPPORT;
 
@@ -172,6 +211,8 @@ static int migrate(Store *s) {
                 r = exec(s, schema_v2);
         if (r >= 0)
                 r = exec(s, "PRAGMA user_version = 2");
+        if (r >= 0)
+                r = exec(s, schema_prekeys);
         if (r >= 0)
                 r = exec(s, schema_indexes);
         if (r >= 0)
@@ -654,4 +695,196 @@ int store_queue_expire(Store *s, uint64_t now, size_t max, store_message_fn fn, 
 finish:
         free(batch);
         return r;
+}
+
+/* Prekeys. */
+
+static int begin(Store *s) {
+        return step_done(stmt(s, STMT_BEGIN));
+}
+
+/* Commit when r >= 0, else roll back; returns r or the commit's error. */
+static int end(Store *s, int r) {
+        if (r >= 0)
+                r = step_done(stmt(s, STMT_COMMIT));
+        if (r < 0)
+                (void) step_done(stmt(s, STMT_ROLLBACK));
+        return r;
+}
+
+int store_prekeys_count(Store *s, const char *user, uint64_t *ret) {
+        sqlite3_stmt *st = stmt(s, STMT_OPK_COUNT);
+        int r = bind_text(st, 1, user);
+
+        return r < 0 ? r : step_u64(st, ret);
+}
+
+static int spk_set(Store *s, const char *user, const SignedPrekey *spk) {
+        sqlite3_stmt *st = stmt(s, STMT_SPK_SET);
+        _cleanup_(freep) uint8_t *data = NULL;
+        size_t len;
+        int r;
+
+        r = signed_prekey_encode(spk, &data, &len);
+        if (r < 0)
+                return r;
+        if ((r = bind_text(st, 1, user)) < 0 || (r = bind_blob(st, 2, data, len)) < 0)
+                return r;
+        return step_done(st);
+}
+
+static int opk_add(Store *s, const char *user, const OneTimePrekey *opk) {
+        sqlite3_stmt *st = stmt(s, STMT_OPK_ADD);
+        int r;
+
+        if ((r = bind_text(st, 1, user)) < 0 || (r = bind_u64(st, 2, opk->id)) < 0 ||
+            (r = bind_blob(st, 3, opk->pub, X25519_KEY_LEN)) < 0)
+                return r;
+        r = step_done(st);
+        if (r == -EEXIST && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
+                return -ENOTUNIQ;       /* (name, id) is held already */
+        return r;
+}
+
+static int prekeys_publish(Store *s, const char *user, const SignedPrekey *spk,
+                           const OneTimePrekey *opks, size_t n, uint64_t max, uint64_t *ret_count) {
+        uint64_t count;
+        int r;
+
+        r = store_prekeys_count(s, user, &count);
+        if (r < 0)
+                return r;
+        if (n > max || count > max - n)
+                return -E2BIG;
+        r = spk_set(s, user, spk);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = opk_add(s, user, &opks[i]);
+        if (r < 0)
+                return r;
+        *ret_count = count + n;
+        return 0;
+}
+
+int store_prekeys_publish(Store *s, const char *user, const SignedPrekey *spk,
+                          const OneTimePrekey *opks, size_t n, uint64_t max, uint64_t *ret_count) {
+        uint64_t count = 0;
+        int r;
+
+        r = begin(s);
+        if (r < 0)
+                return r;
+        r = end(s, prekeys_publish(s, user, spk, opks, n, max, &count));
+        if (r < 0)
+                return r;
+        if (ret_count)
+                *ret_count = count;
+        return 0;
+}
+
+static int spk_get(Store *s, const char *user, SignedPrekey *ret) {
+        sqlite3_stmt *st = stmt(s, STMT_SPK_GET);
+        int rc, r;
+
+        r = bind_text(st, 1, user);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW)
+                r = signed_prekey_parse(sqlite3_column_blob(st, 0), (size_t) sqlite3_column_bytes(st, 0), ret);
+        else
+                r = errno_from_sqlite(rc) ?: -ENOENT;
+        sqlite3_reset(st);
+        return r;
+}
+
+/* The oldest OPK, deleted; -ENOENT when none is left. */
+static int opk_take(Store *s, const char *user, OneTimePrekey *ret) {
+        sqlite3_stmt *st = stmt(s, STMT_OPK_FIRST);
+        OneTimePrekey opk = {};
+        int64_t rowid = 0;
+        int rc, r;
+
+        r = bind_text(st, 1, user);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                int64_t id = sqlite3_column_int64(st, 1);
+
+                rowid = sqlite3_column_int64(st, 0);
+                if (id < 0 || id > UINT32_MAX || sqlite3_column_bytes(st, 2) != X25519_KEY_LEN)
+                        r = -EBADMSG;
+                else {
+                        opk.id = (uint32_t) id;
+                        memcpy(opk.pub, sqlite3_column_blob(st, 2), X25519_KEY_LEN);
+                }
+        } else
+                r = errno_from_sqlite(rc) ?: -ENOENT;
+        sqlite3_reset(st);
+        if (r < 0)
+                return r;
+
+        st = stmt(s, STMT_OPK_DELETE);
+        r = errno_from_sqlite(sqlite3_bind_int64(st, 1, rowid));
+        if (r >= 0)
+                r = step_done(st);
+        if (r < 0)
+                return r;
+        *ret = opk;
+        return 0;
+}
+
+static int prekeys_take(Store *s, const char *user, bool take_opk, PrekeyBundle *ret) {
+        PrekeyBundle b = {};
+        int r;
+
+        r = spk_get(s, user, &b.spk);
+        if (r < 0)
+                return r;
+        if (take_opk) {
+                r = opk_take(s, user, &b.opk);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                b.has_opk = r >= 0;
+        }
+        *ret = b;
+        return 0;
+}
+
+int store_prekeys_take(Store *s, const char *user, bool take_opk, PrekeyBundle *ret) {
+        PrekeyBundle b;
+        int r;
+
+        if (!take_opk)
+                return prekeys_take(s, user, false, ret);
+        /* The OPK read is the OPK deleted: one transaction, so that two
+         * lookups never get the same one. */
+        r = begin(s);
+        if (r < 0)
+                return r;
+        r = end(s, prekeys_take(s, user, true, &b));
+        if (r < 0)
+                return r;
+        *ret = b;
+        return 0;
+}
+
+int store_prekeys_drop(Store *s, const char *user) {
+        sqlite3_stmt *st;
+        int r;
+
+        r = begin(s);
+        if (r < 0)
+                return r;
+        st = stmt(s, STMT_PREKEYS_DROP_OPKS);
+        r = bind_text(st, 1, user);
+        if (r >= 0)
+                r = step_done(st);
+        if (r >= 0) {
+                st = stmt(s, STMT_PREKEYS_DROP_SPK);
+                r = bind_text(st, 1, user);
+                if (r >= 0)
+                        r = step_done(st);
+        }
+        return end(s, r);
 }

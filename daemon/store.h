@@ -2,8 +2,8 @@
 /*
  * The relay's durable state in SQLite: the registry of users (their key,
  * fingerprint, registration time and the server's signature of the key
- * package) and the queue of envelopes not yet acknowledged by their
- * recipient.
+ * package), the prekeys of suite 2 the users published, and the queue of
+ * envelopes not yet acknowledged by their recipient.
  *
  * The database runs in WAL mode with synchronous=FULL: when a write
  * returns, it survives a crash or power loss, which is what `accepted`
@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "handshake.h"
+#include "suite2.h"
 #include "util.h"
 
 #define STORE_SCHEMA_VERSION 2
@@ -102,3 +103,18 @@ int store_queue_take(Store *s, const char *recipient, uint64_t seq, StoreMessage
  * deleted. */
 typedef void (*store_message_fn)(void *userdata, const StoreMessage *m);
 int store_queue_expire(Store *s, uint64_t now, size_t max, store_message_fn fn, void *userdata);
+
+/* Prekeys of suite 2. publish replaces user's SPK and adds n OPKs, all in
+ * one transaction: -E2BIG when the user would hold more than max OPKs,
+ * -ENOTUNIQ when an OPK's id is held already or given twice; nothing is
+ * stored then. *ret_count (may be NULL): the OPKs held after. The user
+ * must be registered. */
+int store_prekeys_publish(Store *s, const char *user, const SignedPrekey *spk,
+                          const OneTimePrekey *opks, size_t n, uint64_t max, uint64_t *ret_count);
+int store_prekeys_count(Store *s, const char *user, uint64_t *ret);
+/* The user's bundle: the SPK and, with take_opk, the oldest OPK, deleted
+ * in the same transaction (has_opk false when none is left). -ENOENT when
+ * the user has no SPK. */
+int store_prekeys_take(Store *s, const char *user, bool take_opk, PrekeyBundle *ret);
+/* Forget the user's prekeys (a key reset does it with the user's row). */
+int store_prekeys_drop(Store *s, const char *user);

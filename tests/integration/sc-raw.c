@@ -30,6 +30,14 @@
  *   eof                     read frames until the server closes
  *   silence MS              no frame arrives within MS milliseconds
  *   lookup USER             send lookup (the answer teaches USER's key)
+ *   bundle USER             send lookup with "prekeys":true; a bundle in
+ *                           the answer is checked (its SPK's signature
+ *                           under USER's key) and printed as "# bundle of
+ *                           USER: spk ID opk ID|none"
+ *   publish SPK FIRST N [forged]
+ *                           publish an SPK of id SPK signed with the key
+ *                           loaded (forged: with a fresh key instead) and
+ *                           N OPKs of ids FIRST...
  *   send USER TEXT...       seal TEXT to USER (key from lookup/presence)
  *   flood USER POOL SEC     send to USER as fast as the socket takes it for
  *                           SEC seconds (POOL messages sealed first, then
@@ -105,6 +113,7 @@
 #include "macro.h"
 #include "protocol.h"
 #include "rsa.h"
+#include "suite2.h"
 #include "transport.h"
 #include "util.h"
 
@@ -377,6 +386,24 @@ static int serve_request(const Frame *f) {
 
 /* Print a received frame and learn from it. *ret gets the parsed frame
  * (NULL when it did not parse). */
+/* A bundle's SPK must verify under its user's key, as a client checks it. */
+static int print_bundle(const Frame *f) {
+        _cleanup_(rsa_key_freep) RsaKey *k = NULL;
+        const PrekeyBundle *b = &f->key.bundle;
+
+        if (!f->key.has_bundle)
+                return 0;
+        if (rsa_key_from_spki(f->key.package->key, f->key.package->key_len, &k) < 0 ||
+            signed_prekey_verify(f->key.package->user, k, &b->spk) < 0)
+                return fail("the bundle of %s does not verify", f->key.package->user);
+        if (b->has_opk)
+                printf("# bundle of %s: spk %" PRIu32 " opk %" PRIu32 "\n", f->key.package->user,
+                       b->spk.id, b->opk.id);
+        else
+                printf("# bundle of %s: spk %" PRIu32 " opk none\n", f->key.package->user, b->spk.id);
+        return 0;
+}
+
 static int receive(int timeout_ms, Frame **ret) {
         _cleanup_(freep) uint8_t *payload = NULL;
         _cleanup_(frame_freep) Frame *f = NULL;
@@ -426,6 +453,9 @@ static int receive(int timeout_ms, Frame **ret) {
                 break;
         case FRAME_KEY:
                 learn_package(f->key.package);
+                r = print_bundle(f);
+                if (r < 0)
+                        return r;
                 break;
         case FRAME_DELIVER:
                 if (raw.autoack) {
@@ -659,6 +689,40 @@ static int cmd_key(const char *path, const char *bits) {
                 return fail("key %s: %s", path, strerror(-r));
         printf("# key %s\n", raw.key->fingerprint);
         return 0;
+}
+
+static int cmd_bundle(const char *user) {
+        json_object *o = frame_new_lookup(raw.next_id++, user);
+
+        if (frame_lookup_add_prekeys(o) < 0) {
+                json_object_put(o);
+                return fail("out of memory");
+        }
+        return send_json(o);
+}
+
+static int cmd_publish(uint32_t spk_id, uint32_t first, size_t n, bool forged) {
+        _cleanup_(rsa_key_freep) RsaKey *other = NULL;
+        _cleanup_(freep) OneTimePrekey *opks = NULL;
+        uint8_t priv[X25519_KEY_LEN];
+        SignedPrekey spk;
+
+        if (!raw.key || !raw.user[0])
+                return fail("publish needs a key and auth first");
+        if (forged && rsa_key_generate(2048, &other) < 0)
+                return fail("no key");
+        if (signed_prekey_make(raw.user, forged ? other : raw.key, spk_id, (uint64_t) time(NULL), NULL,
+                               priv, &spk) < 0)
+                return fail("cannot make a signed prekey");
+        opks = calloc(n + 1, sizeof(OneTimePrekey));
+        if (!opks)
+                return fail("out of memory");
+        for (size_t i = 0; i < n; i++)
+                if (one_time_prekey_make(first + (uint32_t) i, NULL, priv, &opks[i]) < 0)
+                        return fail("cannot make a one-time prekey");
+        /* Private halves are of no use to a test: only the relay's side is. */
+        explicit_bzero(priv, sizeof(priv));
+        return send_json(frame_new_publish(raw.next_id++, &spk, opks, n));
 }
 
 static int cmd_auth(const char *user, bool receive_flag) {
@@ -1192,6 +1256,11 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
                 return cmd_silence(atoi(w[1]));
         if (strcmp(c, "lookup") == 0 && n >= 2)
                 return send_json(frame_new_lookup(raw.next_id++, w[1]));
+        if (strcmp(c, "bundle") == 0 && n >= 2)
+                return cmd_bundle(w[1]);
+        if (strcmp(c, "publish") == 0 && n >= 4)
+                return cmd_publish((uint32_t) strtoul(w[1], NULL, 10), (uint32_t) strtoul(w[2], NULL, 10),
+                                   strtoul(w[3], NULL, 10), n >= 5 && strcmp(w[4], "forged") == 0);
         if (strcmp(c, "send") == 0 && n >= 3)
                 return cmd_send(w[1], rest_after[2]);
         if (strcmp(c, "flood") == 0 && n >= 4)

@@ -16,6 +16,7 @@
 #include "macro.h"
 #include "protocol.h"
 #include "rsa.h"
+#include "suite2.h"
 #include "test-main.h"
 #include "util.h"
 
@@ -868,6 +869,312 @@ START_TEST(test_long_message) {
 }
 END_TEST
 
+/* ---- suite 2: prekeys and ENVELOPE2 ---------------------------------- */
+
+static SignedPrekey make_spk(const char *user, uint32_t id) {
+        uint8_t priv[X25519_KEY_LEN];
+        SignedPrekey spk;
+
+        ck_assert_int_eq(signed_prekey_make(user, key, id, TS, NULL, priv, &spk), 0);
+        return spk;
+}
+
+static OneTimePrekey make_opk(uint32_t id) {
+        uint8_t priv[X25519_KEY_LEN];
+        OneTimePrekey opk;
+
+        ck_assert_int_eq(one_time_prekey_make(id, NULL, priv, &opk), 0);
+        return opk;
+}
+
+static void assert_spk_eq(const SignedPrekey *a, const SignedPrekey *b) {
+        ck_assert_uint_eq(a->id, b->id);
+        ck_assert_mem_eq(a->pub, b->pub, X25519_KEY_LEN);
+        ck_assert_uint_eq(a->created, b->created);
+        ck_assert_uint_eq(a->sig_len, b->sig_len);
+        ck_assert_mem_eq(a->sig, b->sig, b->sig_len);
+}
+
+START_TEST(test_publish) {
+        /* _i OPKs: none, one, the most a frame may carry. */
+        const size_t n = _i == 0 ? 0 : _i == 1 ? 1 : PREKEYS_PUBLISH_MAX;
+        _cleanup_(freep) OneTimePrekey *opks = calloc(PREKEYS_PUBLISH_MAX, sizeof(OneTimePrekey));
+        SignedPrekey spk = make_spk("alice", 7);
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        _cleanup_(frame_freep) Frame *f = NULL;
+
+        ck_assert_ptr_nonnull(opks);
+        for (size_t i = 0; i < n; i++)
+                opks[i] = make_opk((uint32_t) (i + 100));
+        o = frame_new_publish(3, &spk, opks, n);
+        f = roundtrip(o, FRAME_PUBLISH);
+        ck_assert_uint_eq(f->publish.id, 3);
+        assert_spk_eq(&f->publish.spk, &spk);
+        ck_assert_int_eq(signed_prekey_verify("alice", key, &f->publish.spk), 0);
+        ck_assert_uint_eq(f->publish.n_opks, n);
+        for (size_t i = 0; i < n; i++) {
+                ck_assert_uint_eq(f->publish.opks[i].id, i + 100);
+                ck_assert_mem_eq(f->publish.opks[i].pub, opks[i].pub, X25519_KEY_LEN);
+        }
+        /* One more than a frame may carry is not built. */
+        ck_assert_ptr_null(frame_new_publish(3, &spk, opks, PREKEYS_PUBLISH_MAX + 1));
+}
+END_TEST
+
+START_TEST(test_published) {
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_published(9, 123);
+        _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_PUBLISHED);
+
+        ck_assert_uint_eq(f->published.id, 9);
+        ck_assert_uint_eq(f->published.opks, 123);
+}
+END_TEST
+
+START_TEST(test_lookup_prekeys) {
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_lookup(4, "bob");
+        _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_LOOKUP), *g = NULL;
+
+        ck_assert(!f->lookup.prekeys);
+        ck_assert_int_eq(frame_lookup_add_prekeys(o), 0);
+        g = roundtrip(o, FRAME_LOOKUP);
+        ck_assert(g->lookup.prekeys);
+        ck_assert_str_eq(g->lookup.user, "bob");
+}
+END_TEST
+
+START_TEST(test_key_bundle) {
+        PrekeyBundle b = { .spk = make_spk("bob", 1), .has_opk = _i == 1, .opk = make_opk(_i == 1 ? 5 : 0) };
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_key(2, pkg_bob);
+        _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_KEY), *g = NULL;
+
+        if (!b.has_opk)
+                memset(&b.opk, 0, sizeof(b.opk));
+        ck_assert(!f->key.has_bundle);
+        ck_assert_int_eq(frame_key_add_bundle(o, &b), 0);
+        g = roundtrip(o, FRAME_KEY);
+        ck_assert(g->key.has_bundle);
+        assert_package_eq(g->key.package, pkg_bob);
+        assert_spk_eq(&g->key.bundle.spk, &b.spk);
+        ck_assert_int_eq(signed_prekey_verify("bob", key, &g->key.bundle.spk), 0);
+        ck_assert(g->key.bundle.has_opk == b.has_opk);
+        ck_assert_uint_eq(g->key.bundle.opk.id, b.opk.id);
+        ck_assert_mem_eq(g->key.bundle.opk.pub, b.opk.pub, X25519_KEY_LEN);
+}
+END_TEST
+
+/* What a relay of suite 2 says in hello and welcome; an older relay's
+ * welcome (test_welcome) has neither. */
+START_TEST(test_hello_welcome_suite2) {
+        FrameLimits limits = { .max_frame = 65536, .max_text = 16384, .queue_ttl = 60, .max_opks = 200 };
+        _cleanup_(json_object_unrefp) json_object *h = frame_new_hello(key->spki, key->spki_len, nonce);
+        _cleanup_(json_object_unrefp) json_object *w = frame_new_welcome(sig, sig_len, pkg_alice, SESSION, &limits);
+        _cleanup_(frame_freep) Frame *f = NULL, *g = NULL;
+
+        ck_assert_int_eq(frame_hello_add_suite(h, SUITE2_NAME), 0);
+        f = roundtrip(h, FRAME_HELLO);
+        ck_assert_uint_eq(f->hello.n_suites, 2);
+        ck_assert_str_eq(f->hello.suites[0], PROTOCOL_SUITE);
+        ck_assert_str_eq(f->hello.suites[1], SUITE2_NAME);
+
+        ck_assert_int_eq(frame_welcome_add_opks(w, 17), 0);
+        g = roundtrip(w, FRAME_WELCOME);
+        ck_assert(g->welcome.has_opks);
+        ck_assert_uint_eq(g->welcome.opks, 17);
+        ck_assert_uint_eq(g->welcome.limits.max_opks, 200);
+}
+END_TEST
+
+/* Binary members of suite 2 as base64 of the given bytes, for hostile
+ * frames. */
+static char *b64_of(const uint8_t *data, size_t len) {
+        char *s = NULL;
+
+        ck_assert_int_eq(b64_encode(data, len, &s), 0);
+        return s;
+}
+
+static int parse_text(const char *text, Frame **ret, const char **reason, bool *has_id) {
+        uint64_t id;
+
+        return frame_parse_request(text, strlen(text), ret, reason, has_id, &id);
+}
+
+/* Each a publish or key frame that must be refused as bad_frame, with the
+ * request's id (publish) so that the error answers it. */
+START_TEST(test_prekeys_hostile) {
+        SignedPrekey spk = make_spk("alice", 1);
+        OneTimePrekey opk = make_opk(2);
+        _cleanup_(freep) uint8_t *spk_bin = NULL, *opk_bin = NULL;
+        _cleanup_(freep) char *spk64 = NULL, *text = NULL, *bad = NULL;
+        _cleanup_(frame_freep) Frame *f = NULL;
+        uint8_t buf[1024];
+        size_t spk_len, opk_len;
+        const char *reason = NULL;
+        bool has_id = false;
+
+        ck_assert_int_eq(signed_prekey_encode(&spk, &spk_bin, &spk_len), 0);
+        ck_assert_int_eq(one_time_prekey_encode(&opk, &opk_bin, &opk_len), 0);
+        ck_assert_uint_eq(opk_len, 36);
+        spk64 = b64_of(spk_bin, spk_len);
+
+        switch (_i) {
+        case 0:         /* an OPK a byte short */
+                bad = b64_of(opk_bin, opk_len - 1);
+                break;
+        case 1:         /* ...a byte long */
+                memcpy(buf, opk_bin, opk_len);
+                buf[opk_len] = 0;
+                bad = b64_of(buf, opk_len + 1);
+                break;
+        case 2:         /* a non-canonical key: u >= 2^255 - 19 */
+                memcpy(buf, opk_bin, opk_len);
+                memset(buf + 4, 0xff, X25519_KEY_LEN);
+                bad = b64_of(buf, opk_len);
+                break;
+        case 3:         /* an SPK with a byte left over */
+                memcpy(buf, spk_bin, spk_len);
+                buf[spk_len] = 0;
+                free(spk64);
+                spk64 = b64_of(buf, spk_len + 1);
+                bad = b64_of(opk_bin, opk_len);
+                break;
+        case 4:         /* an SPK whose signature is too short */
+                memcpy(buf, spk_bin, spk_len);
+                buf[4 + 32 + 8 + 2] = 0;       /* lp(sig): 256 -> 0 */
+                buf[4 + 32 + 8 + 3] = 255;
+                free(spk64);
+                spk64 = b64_of(buf, 4 + 32 + 8 + 4 + 255);
+                bad = b64_of(opk_bin, opk_len);
+                break;
+        default: {      /* one OPK more than a frame may carry */
+                _cleanup_(freep) char *one = b64_of(opk_bin, opk_len);
+                size_t len = (strlen(one) + 3) * (PREKEYS_PUBLISH_MAX + 1);
+
+                bad = calloc(1, len);
+                ck_assert_ptr_nonnull(bad);
+                for (size_t i = 0; i <= PREKEYS_PUBLISH_MAX; i++)
+                        strcat(strcat(strcat(bad, i ? "\",\"" : ""), one), "");
+                break;
+        }
+        }
+        ck_assert_int_ge(asprintf(&text, "{\"type\":\"publish\",\"id\":5,\"spk\":\"%s\",\"opks\":[\"%s\"]}",
+                                  spk64, bad), 0);
+        ck_assert_int_eq(parse_text(text, &f, &reason, &has_id), -EBADMSG);
+        ck_assert_ptr_null(f);
+        ck_assert(has_id);
+        ck_assert_str_eq(reason, _i >= 3 && _i <= 4 ? "bad spk" : "bad opks");
+}
+END_TEST
+
+START_TEST(test_key_bundle_hostile) {
+        PrekeyBundle b = { .spk = make_spk("bob", 1) };
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_key(2, pkg_bob);
+        _cleanup_(freep) uint8_t *bin = NULL;
+        _cleanup_(freep) char *b64 = NULL;
+        _cleanup_(frame_freep) Frame *f = NULL;
+        const char *reason = NULL;
+        size_t len;
+
+        ck_assert_int_eq(prekey_bundle_encode(&b, &bin, &len), 0);
+        bin[len - 1] = 2;       /* the OPK flag: 0 or 1 only */
+        b64 = b64_of(bin, len);
+        ck_assert_int_eq(json_add_string(o, "bundle", b64), 0);
+        ck_assert_int_eq(wire_parse(o, &f, &reason), -EBADMSG);
+        ck_assert_str_eq(reason, "bad bundle");
+}
+END_TEST
+
+/* An ENVELOPE2 with a header of hdr_len bytes, the rest of the right
+ * sizes (the relay checks no more than shape). */
+static json_object *envelope2_json(size_t hdr_len) {
+        uint8_t hdr[ENVELOPE2_HDR_MAX + 1] = {}, ct[16] = { 1 }, mac[32] = { 2 }, s[256] = { 3 };
+        json_object *o = NULL;
+
+        o = json_object_new_object();
+        ck_assert_ptr_nonnull(o);
+        ck_assert_int_eq(json_add_uint64(o, "v", 1), 0);
+        ck_assert_int_eq(json_add_string(o, "suite", SUITE2_NAME), 0);
+        ck_assert_int_eq(json_add_b64(o, "id", envelope->id, MSG_ID_LEN), 0);
+        ck_assert_int_eq(json_add_string(o, "from", "alice"), 0);
+        ck_assert_int_eq(json_add_string(o, "to", "bob"), 0);
+        ck_assert_int_eq(json_add_uint64(o, "ts", TS), 0);
+        ck_assert_int_eq(json_add_b64(o, "hdr", hdr, hdr_len), 0);
+        ck_assert_int_eq(json_add_b64(o, "ct", ct, sizeof(ct)), 0);
+        ck_assert_int_eq(json_add_b64(o, "mac", mac, sizeof(mac)), 0);
+        ck_assert_int_eq(json_add_b64(o, "sig", s, sizeof(s)), 0);
+        return o;
+}
+
+START_TEST(test_envelope2) {
+        /* _i: the shortest and longest header. */
+        size_t hdr_len = _i ? ENVELOPE2_HDR_MAX : ENVELOPE2_HDR_MIN;
+        _cleanup_(json_object_unrefp) json_object *e = envelope2_json(hdr_len), *back = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_send(8, e);
+        _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_SEND);
+        _cleanup_(freep) char *text = NULL;
+        EnvelopeOpenParams p = { .me = "bob", .my_key = key, .sender_key = key, .now = TS };
+        EnvelopeError error = ENVELOPE_OK;
+        uint8_t d1[ENVELOPE_DIGEST_LEN], d2[ENVELOPE_DIGEST_LEN];
+        size_t len;
+
+        ck_assert(envelope_is_suite2(f->send.envelope));
+        ck_assert_str_eq(f->send.envelope->from, "alice");
+        ck_assert_str_eq(f->send.envelope->to, "bob");
+        ck_assert_uint_eq(f->send.envelope->hdr_len, hdr_len);
+        ck_assert_uint_eq(f->send.envelope->ct_len, 16);
+        ck_assert(json_object_equal(f->send.raw, e));
+        /* Written back the same; suite 1's opening is not suite 2's. */
+        ck_assert_int_eq(envelope_to_json(f->send.envelope, &back), 0);
+        ck_assert(json_object_equal(back, e));
+        ck_assert_int_eq(envelope_open(f->send.envelope, &p, &text, &len, &error), -EBADMSG);
+        ck_assert_int_eq(error, ENVELOPE_BAD_SUITE);
+        /* The digest covers the header: another header, another digest. */
+        ck_assert_int_eq(envelope_digest(f->send.envelope, d1), 0);
+        f->send.envelope->hdr[0] ^= 1;
+        ck_assert_int_eq(envelope_digest(f->send.envelope, d2), 0);
+        ck_assert(memcmp(d1, d2, sizeof(d1)) != 0);
+}
+END_TEST
+
+/* ENVELOPE2 is exactly its ten members; suite 1 does not take hdr. */
+START_TEST(test_envelope2_hostile) {
+        _cleanup_(json_object_unrefp) json_object *e = NULL, *o = NULL;
+        _cleanup_(frame_freep) Frame *f = NULL;
+        Envelope *env = NULL;
+        EnvelopeError error = ENVELOPE_OK;
+        const char *reason = NULL;
+
+        switch (_i) {
+        case 0:
+                e = envelope2_json(ENVELOPE2_HDR_MIN - 1);
+                break;
+        case 1:
+                e = envelope2_json(ENVELOPE2_HDR_MAX + 1);
+                break;
+        case 2:
+                e = envelope2_json(ENVELOPE2_HDR_MIN);
+                ck_assert_int_eq(json_add_b64(e, "iv", nonce, ENVELOPE_IV_LEN), 0);
+                break;
+        case 3:
+                e = envelope2_json(ENVELOPE2_HDR_MIN);
+                json_object_object_del(e, "hdr");
+                break;
+        default:
+                ck_assert_int_eq(json_parse_strict(json_object_to_json_string(envelope_json),
+                                                   strlen(json_object_to_json_string(envelope_json)),
+                                                   JSON_DEPTH_DEFAULT, &e, NULL), 0);
+                ck_assert_int_eq(json_add_b64(e, "hdr", nonce, ENVELOPE2_HDR_MIN), 0);
+                break;
+        }
+        ck_assert_int_eq(envelope_from_json(e, &env, &error), -EBADMSG);
+        ck_assert_ptr_null(env);
+        ck_assert_int_eq(error, ENVELOPE_MALFORMED);
+        o = frame_new_send(1, e);
+        ck_assert_int_eq(wire_parse(o, &f, &reason), -EBADMSG);
+        ck_assert_str_eq(reason, "bad envelope");
+}
+END_TEST
+
 static Suite *codec_suite(void) {
         Suite *s = suite_create("codec");
         TCase *tc;
@@ -896,6 +1203,18 @@ static Suite *codec_suite(void) {
         tcase_add_test(tc, test_key_package_json);
         tcase_add_test(tc, test_to_wire_limits);
         tcase_add_loop_test(tc, test_raw_good, 0, (int) ELEMENTSOF(raw_good));
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("suite2");
+        tcase_add_loop_test(tc, test_publish, 0, 3);
+        tcase_add_test(tc, test_published);
+        tcase_add_test(tc, test_lookup_prekeys);
+        tcase_add_loop_test(tc, test_key_bundle, 0, 2);
+        tcase_add_test(tc, test_hello_welcome_suite2);
+        tcase_add_loop_test(tc, test_prekeys_hostile, 0, 6);
+        tcase_add_test(tc, test_key_bundle_hostile);
+        tcase_add_loop_test(tc, test_envelope2, 0, 2);
+        tcase_add_loop_test(tc, test_envelope2_hostile, 0, 5);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("hostile");

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /* The session index (by user, its counts, walks that close sessions on
  * the way) and the relay's paths after the handshake that need no peer:
- * receipts, the online list, ping, the queue's counts and limits. Sessions
+ * receipts, the online list, ping, the queue's counts and limits, the
+ * prekeys of suite 2. Sessions
  * are real ones over socketpairs; what they would send stays in their
  * output buffers, where the tests read it. */
 #include <errno.h>
@@ -22,6 +23,7 @@
 #include "session-index.h"
 #include "session.h"
 #include "store.h"
+#include "suite2.h"
 #include "test-main.h"
 
 static sd_event *event;
@@ -444,6 +446,157 @@ START_TEST(test_queue_limits) {
 }
 END_TEST
 
+/* ---- prekeys ------------------------------------------------------------ */
+
+/* Made once in main(), before check forks the test cases: RSA key
+ * generation is slow. */
+static RsaKey *alice_key, *mallory_key;
+
+/* A session of a registered user with a real key, so that the relay can
+ * check the signatures of its prekeys. */
+static Session *login_with_key(const char *user, const RsaKey *k) {
+        Session *s = login(user, false);
+
+        key_package_free(s->package);
+        ck_assert_int_eq(key_package_sign(k, user, k->spki, k->spki_len, 1, &s->package), 0);
+        ck_assert_int_eq(store_user_add(store, s->package), 0);
+        return s;
+}
+
+static void feed_json(Session *s, json_object *o) {
+        ck_assert_ptr_nonnull(o);
+        feed(s, json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+        json_object_put(o);
+}
+
+/* s's one answer, parsed; NULL if it said nothing. */
+static Frame *answer(Session *s) {
+        _cleanup_(freep) char *out = take_output(s);
+        Frame *f = NULL;
+        size_t len = strlen(out);
+
+        if (len == 0)
+                return NULL;
+        ck_assert_ptr_null(memchr(out, '\n', len - 1));
+        ck_assert_int_eq(frame_parse(out, len - 1, &f, NULL), 0);
+        return f;
+}
+
+static void assert_error(Session *s, uint64_t id, const char *code) {
+        _cleanup_(frame_freep) Frame *f = answer(s);
+
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(f->type, FRAME_ERROR);
+        ck_assert(f->error.has_id);
+        ck_assert_uint_eq(f->error.id, id);
+        ck_assert_str_eq(f->error.code, code);
+}
+
+/* Publish alice's SPK of id spk_id signed by k, and OPKs first..first+n-1. */
+static void publish(Session *s, const RsaKey *k, uint32_t spk_id, uint32_t first, size_t n) {
+        _cleanup_(freep) OneTimePrekey *opks = calloc(n + 1, sizeof(OneTimePrekey));
+        uint8_t priv[X25519_KEY_LEN];
+        SignedPrekey spk;
+
+        ck_assert_ptr_nonnull(opks);
+        ck_assert_int_eq(signed_prekey_make(s->user, k, spk_id, 1000, NULL, priv, &spk), 0);
+        for (size_t i = 0; i < n; i++)
+                ck_assert_int_eq(one_time_prekey_make(first + (uint32_t) i, NULL, priv, &opks[i]), 0);
+        feed_json(s, frame_new_publish(spk_id, &spk, opks, n));
+}
+
+static uint64_t published(Session *s) {
+        _cleanup_(frame_freep) Frame *f = answer(s);
+
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(f->type, FRAME_PUBLISHED);
+        return f->published.opks;
+}
+
+/* lookup of user with "prekeys": the bundle's OPK id, 0 for the SPK
+ * alone, -1 for no bundle. */
+static int64_t lookup_bundle(Session *s, const char *user, bool prekeys) {
+        json_object *o = frame_new_lookup(42, user);
+        _cleanup_(frame_freep) Frame *f = NULL;
+
+        if (prekeys)
+                ck_assert_int_eq(frame_lookup_add_prekeys(o), 0);
+        feed_json(s, o);
+        f = answer(s);
+        ck_assert_ptr_nonnull(f);
+        ck_assert_int_eq(f->type, FRAME_KEY);
+        ck_assert_uint_eq(f->key.id, 42);
+        ck_assert_str_eq(f->key.package->user, user);
+        if (!f->key.has_bundle)
+                return -1;
+        /* What the relay hands out, the owner signed. */
+        ck_assert_int_eq(signed_prekey_verify(user, alice_key, &f->key.bundle.spk), 0);
+        return f->key.bundle.has_opk ? f->key.bundle.opk.id : 0;
+}
+
+START_TEST(test_prekeys_handed_out_once) {
+        Session *a = login_with_key("alice", alice_key), *b = login_with_key("bob", mallory_key);
+
+        /* Never published: no bundle, a suite-1 peer. */
+        ck_assert_int_eq(lookup_bundle(b, "alice", true), -1);
+
+        publish(a, alice_key, 1, 10, 3);
+        ck_assert_uint_eq(published(a), 3);
+        /* A plain lookup, or one's own, uses up nothing. */
+        ck_assert_int_eq(lookup_bundle(b, "alice", false), -1);
+        ck_assert_int_eq(lookup_bundle(a, "alice", true), 0);
+        for (int64_t id = 10; id < 13; id++)
+                ck_assert_int_eq(lookup_bundle(b, "alice", true), id);
+        ck_assert_int_eq(lookup_bundle(b, "alice", true), 0);
+        ck_assert_int_eq(lookup_bundle(b, "alice", true), 0);
+
+        /* Topped up: the count says so. */
+        publish(a, alice_key, 2, 20, 2);
+        ck_assert_uint_eq(published(a), 2);
+        ck_assert_int_eq(lookup_bundle(b, "alice", true), 20);
+        publish(a, alice_key, 2, 30, 0);
+        ck_assert_uint_eq(published(a), 1);
+}
+END_TEST
+
+/* A signature by another key, or over another name, is refused; so are
+ * OPKs over max-prekeys and ids held already. Nothing is stored then. */
+START_TEST(test_prekeys_refused) {
+        Session *a, *m;
+        uint64_t n = 0;
+
+        config->max_prekeys = 4;
+        a = login_with_key("alice", alice_key);
+        m = login_with_key("mallory", mallory_key);
+
+        publish(a, mallory_key, 1, 10, 1);
+        assert_error(a, 1, ERR_BAD_REQUEST);
+        publish(m, alice_key, 1, 10, 1);        /* alice's key, over mallory's name */
+        assert_error(m, 1, ERR_BAD_REQUEST);
+        ck_assert_int_eq(store_prekeys_count(store, "alice", &n), 0);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_int_eq(lookup_bundle(m, "alice", true), -1);
+
+        publish(a, alice_key, 2, 10, 3);
+        ck_assert_uint_eq(published(a), 3);
+        publish(a, alice_key, 3, 20, 2);
+        assert_error(a, 3, ERR_TOO_LARGE);
+        ck_assert_uint_eq(limit_hits[LIMIT_MAX_PREKEYS], 1);
+        publish(a, alice_key, 4, 12, 1);
+        assert_error(a, 4, ERR_BAD_REQUEST);
+        ck_assert_int_eq(store_prekeys_count(store, "alice", &n), 0);
+        ck_assert_uint_eq(n, 3);
+        /* The SPK of the refused publications did not replace the first. */
+        ck_assert_int_eq(lookup_bundle(m, "alice", true), 10);
+
+        /* A full disk refuses, counted under its name. */
+        disk_answer = -ENOSPC;
+        publish(a, alice_key, 5, 40, 1);
+        assert_error(a, 5, ERR_STORAGE_FULL);
+        ck_assert_uint_eq(limit_hits[LIMIT_MIN_FREE_DISK], 1);
+}
+END_TEST
+
 static Suite *relay_suite(void) {
         Suite *s = suite_create("relay");
         TCase *tc = tcase_create("relay");
@@ -456,10 +609,21 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_presence_list_in_order_of_activation);
         tcase_add_test(tc, test_ping);
         tcase_add_test(tc, test_queue_limits);
+        tcase_add_test(tc, test_prekeys_handed_out_once);
+        tcase_add_test(tc, test_prekeys_refused);
         suite_add_tcase(s, tc);
         return s;
 }
 
 int main(void) {
-        return run_suite(relay_suite());
+        int r;
+
+        if (rsa_key_generate(2048, &alice_key) < 0 || rsa_key_generate(2048, &mallory_key) < 0) {
+                fprintf(stderr, "setup failed: no RSA keys\n");
+                return EXIT_FAILURE;
+        }
+        r = run_suite(relay_suite());
+        rsa_key_free(alice_key);
+        rsa_key_free(mallory_key);
+        return r;
 }

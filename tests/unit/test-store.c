@@ -449,6 +449,145 @@ START_TEST(test_not_a_database) {
 }
 END_TEST
 
+/* Prekeys: the store does not check signatures (the relay does), so any
+ * canonical key bytes do. */
+static SignedPrekey spk_of(uint32_t id) {
+        SignedPrekey spk = { .id = id, .created = 1000 + id, .sig_len = 256 };
+
+        memset(spk.pub, (int) id, sizeof(spk.pub));
+        spk.pub[X25519_KEY_LEN - 1] = 0x11;     /* top bit clear: canonical */
+        memset(spk.sig, 0xa5, spk.sig_len);
+        return spk;
+}
+
+static OneTimePrekey opk_of(uint32_t id) {
+        OneTimePrekey opk = { .id = id };
+
+        memset(opk.pub, (int) (id * 7), sizeof(opk.pub));
+        opk.pub[X25519_KEY_LEN - 1] = 0x22;
+        return opk;
+}
+
+static void add_user(Store *s, const char *user) {
+        _cleanup_(key_package_freep) KeyPackage *kp = package(user, 1, 100);
+
+        ck_assert_int_eq(store_user_add(s, kp), 0);
+}
+
+static uint64_t opk_count(Store *s, const char *user) {
+        uint64_t n = UINT64_MAX;
+
+        ck_assert_int_eq(store_prekeys_count(s, user, &n), 0);
+        return n;
+}
+
+/* Each OPK is handed out once, oldest first, then the SPK alone; a
+ * publication over the cap or with a known id stores nothing. */
+START_TEST(test_prekeys) {
+        const OneTimePrekey opks[] = { opk_of(1), opk_of(2), opk_of(3) };
+        const OneTimePrekey more[] = { opk_of(4), opk_of(2) };
+        SignedPrekey spk = spk_of(9), spk2 = spk_of(10);
+        PrekeyBundle b;
+        uint64_t n = 0;
+        Store *s = NULL;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        add_user(s, "alice");
+        ck_assert_uint_eq(opk_count(s, "alice"), 0);
+        ck_assert_int_eq(store_prekeys_take(s, "alice", true, &b), -ENOENT);
+
+        ck_assert_int_eq(store_prekeys_publish(s, "alice", &spk, opks, 3, 4, &n), 0);
+        ck_assert_uint_eq(n, 3);
+        /* Over the cap (3 + 2 > 4), and a held id (2): nothing changes,
+         * not even the SPK. */
+        ck_assert_int_eq(store_prekeys_publish(s, "alice", &spk2, more, 2, 4, &n), -E2BIG);
+        ck_assert_int_eq(store_prekeys_publish(s, "alice", &spk2, more, 2, 10, &n), -ENOTUNIQ);
+        ck_assert_uint_eq(opk_count(s, "alice"), 3);
+
+        /* Without take_opk: the SPK, nothing used up. */
+        ck_assert_int_eq(store_prekeys_take(s, "alice", false, &b), 0);
+        ck_assert(!b.has_opk);
+        ck_assert_uint_eq(b.spk.id, 9);
+        ck_assert_mem_eq(b.spk.pub, spk.pub, X25519_KEY_LEN);
+        ck_assert_uint_eq(b.spk.created, spk.created);
+        ck_assert_uint_eq(b.spk.sig_len, 256);
+        ck_assert_uint_eq(opk_count(s, "alice"), 3);
+
+        for (uint32_t i = 1; i <= 3; i++) {
+                ck_assert_int_eq(store_prekeys_take(s, "alice", true, &b), 0);
+                ck_assert(b.has_opk);
+                ck_assert_uint_eq(b.opk.id, i);
+                ck_assert_mem_eq(b.opk.pub, opks[i - 1].pub, X25519_KEY_LEN);
+                ck_assert_uint_eq(opk_count(s, "alice"), 3 - i);
+        }
+        ck_assert_int_eq(store_prekeys_take(s, "alice", true, &b), 0);
+        ck_assert(!b.has_opk);
+        ck_assert_uint_eq(b.spk.id, 9);
+
+        /* A handed-out id is the owner's to avoid; the relay forgot it. A
+         * new SPK replaces the old. */
+        ck_assert_int_eq(store_prekeys_publish(s, "alice", &spk2, more, 2, 4, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        ck_assert_int_eq(store_prekeys_take(s, "alice", false, &b), 0);
+        ck_assert_uint_eq(b.spk.id, 10);
+
+        /* Only registered users have prekeys. */
+        ck_assert_int_lt(store_prekeys_publish(s, "nobody", &spk, opks, 1, 4, &n), 0);
+        ck_assert_int_eq(store_prekeys_drop(s, "alice"), 0);
+        ck_assert_uint_eq(opk_count(s, "alice"), 0);
+        ck_assert_int_eq(store_prekeys_take(s, "alice", true, &b), -ENOENT);
+        store_free(s);
+}
+END_TEST
+
+/* Prekeys survive a restart, go with the user (a key reset deletes the
+ * user), and a database of before them (version 2 without the tables)
+ * gets the tables and keeps its queue. */
+START_TEST(test_prekeys_durable) {
+        const OneTimePrekey opks[] = { opk_of(1), opk_of(2) };
+        SignedPrekey spk = spk_of(1);
+        StoreMessage m = message("bob", "alice", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", 100, 1000);
+        PrekeyBundle b;
+        uint64_t n;
+        Store *s = NULL;
+        sqlite3 *db = NULL;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        add_user(s, "alice");
+        add_user(s, "bob");
+        ck_assert_int_eq(store_queue_add(s, &m), 0);
+        store_free(s);
+        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE one_time_prekeys; DROP TABLE signed_prekeys",
+                                      NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        s = NULL;
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(store_queue_total(s, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        ck_assert_int_eq(store_prekeys_publish(s, "alice", &spk, opks, 2, 200, NULL), 0);
+        ck_assert_int_eq(store_prekeys_publish(s, "bob", &spk, opks, 2, 200, NULL), 0);
+        store_free(s);
+
+        s = NULL;
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_uint_eq(opk_count(s, "alice"), 2);
+        ck_assert_int_eq(store_prekeys_take(s, "alice", true, &b), 0);
+        ck_assert_uint_eq(b.opk.id, 1);
+        store_free(s);
+
+        s = NULL;
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_uint_eq(opk_count(s, "alice"), 1);
+        ck_assert_int_eq(store_user_delete(s, "alice"), 0);
+        ck_assert_uint_eq(opk_count(s, "alice"), 0);
+        ck_assert_int_eq(store_prekeys_take(s, "alice", false, &b), -ENOENT);
+        ck_assert_uint_eq(opk_count(s, "bob"), 2);
+        store_free(s);
+}
+END_TEST
+
 static Suite *store_suite(void) {
         Suite *s = suite_create("store");
         TCase *tc = tcase_create("store");
@@ -464,6 +603,8 @@ static Suite *store_suite(void) {
         tcase_add_test(tc, test_newer_schema_refused);
         tcase_add_test(tc, test_resets);
         tcase_add_test(tc, test_not_a_database);
+        tcase_add_test(tc, test_prekeys);
+        tcase_add_test(tc, test_prekeys_durable);
         suite_add_tcase(s, tc);
         return s;
 }
