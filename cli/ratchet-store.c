@@ -26,6 +26,7 @@ static const char ratchet_schema[] =
         "CREATE TABLE IF NOT EXISTS session ("
         "  peer TEXT NOT NULL,"
         "  device INTEGER NOT NULL,"
+        "  peer_key TEXT NOT NULL,"       /* fingerprint of the key it was made with */
         "  state BLOB NOT NULL,"          /* ratchet_serialize() */
         "  updated INTEGER NOT NULL,"
         "  PRIMARY KEY (peer, device)"
@@ -214,15 +215,18 @@ void ratchet_store_rollback(RatchetStore *st) {
         st->in_transaction = false;
 }
 
-int ratchet_store_session_get(RatchetStore *st, const char *peer, uint32_t device, Ratchet **ret) {
+int ratchet_store_session_get(RatchetStore *st, const char *peer, uint32_t device,
+                              const char *peer_key, Ratchet **ret) {
         sqlite3_stmt *stmt = NULL;
         int rc, r;
 
-        r = prepare(st, "SELECT state FROM session WHERE peer = ?1 AND device = ?2", &stmt);
+        r = prepare(st, "SELECT state FROM session WHERE peer = ?1 AND device = ?2 AND peer_key = ?3",
+                    &stmt);
         if (r < 0)
                 return r;
         sqlite3_bind_text(stmt, 1, peer, -1, SQLITE_STATIC);
         sqlite3_bind_int64(stmt, 2, device);
+        sqlite3_bind_text(stmt, 3, peer_key, -1, SQLITE_STATIC);
         rc = sqlite3_step(stmt);
         if (rc == SQLITE_ROW)
                 r = ratchet_deserialize(sqlite3_column_blob(stmt, 0),
@@ -264,8 +268,8 @@ static int erase_rows(RatchetStore *st, const char *zero_sql, const char *delete
         return 0;
 }
 
-int ratchet_store_session_put(RatchetStore *st, const char *peer, uint32_t device, const Ratchet *r,
-                              uint64_t now) {
+int ratchet_store_session_put(RatchetStore *st, const char *peer, uint32_t device,
+                              const char *peer_key, const Ratchet *r, uint64_t now) {
         sqlite3_stmt *stmt = NULL;
         uint8_t *state = NULL;
         size_t len;
@@ -276,17 +280,37 @@ int ratchet_store_session_put(RatchetStore *st, const char *peer, uint32_t devic
                 return q;
         /* The old state is overwritten in place (an UPDATE, not a REPLACE
          * that would delete and reinsert): the old chain keys go at once. */
-        q = prepare(st, "INSERT INTO session (peer, device, state, updated) VALUES (?1, ?2, ?3, ?4) "
-                        "ON CONFLICT (peer, device) DO UPDATE SET state = ?3, updated = ?4", &stmt);
+        q = prepare(st, "INSERT INTO session (peer, device, peer_key, state, updated) "
+                        "VALUES (?1, ?2, ?5, ?3, ?4) ON CONFLICT (peer, device) "
+                        "DO UPDATE SET peer_key = ?5, state = ?3, updated = ?4", &stmt);
         if (q >= 0) {
                 sqlite3_bind_text(stmt, 1, peer, -1, SQLITE_STATIC);
                 sqlite3_bind_int64(stmt, 2, device);
+                sqlite3_bind_text(stmt, 5, peer_key, -1, SQLITE_STATIC);
                 sqlite3_bind_blob(stmt, 3, state, (int) len, SQLITE_STATIC);
                 sqlite3_bind_int64(stmt, 4, (int64_t) MIN(now, (uint64_t) INT64_MAX));
                 q = step_done(stmt);
         }
         secure_free(state, len);
         return q;
+}
+
+int ratchet_store_session_key_changed(RatchetStore *st, const char *peer, uint32_t device,
+                                      const char *peer_key) {
+        sqlite3_stmt *stmt = NULL;
+        int rc, r;
+
+        r = prepare(st, "SELECT peer_key <> ?3 FROM session WHERE peer = ?1 AND device = ?2", &stmt);
+        if (r < 0)
+                return r;
+        sqlite3_bind_text(stmt, 1, peer, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, 2, device);
+        sqlite3_bind_text(stmt, 3, peer_key, -1, SQLITE_STATIC);
+        rc = sqlite3_step(stmt);
+        r = rc == SQLITE_ROW ? sqlite3_column_int(stmt, 0) != 0 :
+            rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc);
+        sqlite3_finalize(stmt);
+        return r;
 }
 
 int ratchet_store_session_erase(RatchetStore *st, const char *peer, uint32_t device) {

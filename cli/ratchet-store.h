@@ -56,11 +56,18 @@ int ratchet_store_begin(RatchetStore *st);
 int ratchet_store_commit(RatchetStore *st);
 void ratchet_store_rollback(RatchetStore *st);
 
-/* Sessions. get: -ENOENT when none, -EBADMSG when the stored state does
- * not deserialize. */
-int ratchet_store_session_get(RatchetStore *st, const char *peer, uint32_t device, Ratchet **ret);
-int ratchet_store_session_put(RatchetStore *st, const char *peer, uint32_t device, const Ratchet *r,
-                              uint64_t now);
+/* Sessions, each bound to the peer's identity key (its fingerprint): a
+ * session made with another key than the one now pinned (the peer got a
+ * new key, and was trusted again) is as good as none. get: -ENOENT when
+ * none, -EBADMSG when the stored state does not deserialize. */
+int ratchet_store_session_get(RatchetStore *st, const char *peer, uint32_t device,
+                              const char *peer_key, Ratchet **ret);
+int ratchet_store_session_put(RatchetStore *st, const char *peer, uint32_t device,
+                              const char *peer_key, const Ratchet *r, uint64_t now);
+/* Whether the session kept with peer was made with another key than
+ * peer_key: 1 yes, 0 no (or none kept), or -errno. */
+int ratchet_store_session_key_changed(RatchetStore *st, const char *peer, uint32_t device,
+                                      const char *peer_key);
 int ratchet_store_session_erase(RatchetStore *st, const char *peer, uint32_t device);
 
 /* Fresh prekey ids, never reused by this store (a sender may still hold a

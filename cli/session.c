@@ -517,7 +517,7 @@ static int choose_suite(ChatSession *s, Outgoing *o, Peer *p) {
         r = ratchets_open(s);
         if (r < 0)
                 return r;
-        r = suite2_io_has_session(s->ratchets, o->to);
+        r = suite2_io_has_session(s->ratchets, o->to, p->key->fingerprint);
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 session with %s: %m", o->to);
         if (r > 0)
@@ -531,8 +531,20 @@ static int choose_suite(ChatSession *s, Outgoing *o, Peer *p) {
                 }
                 return SUITE_WAIT;
         }
-        if (p->has_bundle)
+        if (p->has_bundle) {
+                /* OPKs are not signed: after the peer's key changed (its
+                 * state lost, a reset), those the relay still hands out
+                 * may be the old key's, whose private halves are gone.
+                 * The SPK, signed by the new key, is the safe start. */
+                r = ratchet_store_session_key_changed(s->ratchets, o->to, RATCHET_DEVICE_DEFAULT,
+                                                      p->key->fingerprint);
+                if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 session with %s: %m",
+                                        o->to);
+                if (r > 0)
+                        p->bundle.has_opk = false;
                 return SUITE_2;
+        }
 
         r = ratchet_store_peer_had_prekeys(s->ratchets, o->to);
         if (r < 0)
@@ -1172,6 +1184,18 @@ int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint
         return CLIENT_FRAME;
 }
 
+/* The suite a message to user goes in, as far as is known without using
+ * up one of the user's one-time prekeys: 2 with a session kept, or when
+ * the user's lookup gave prekeys before, through a relay of suite 2. */
+static unsigned peer_suite(ChatSession *s, const char *user, const char *fingerprint) {
+        if (streq(user, s->ctx->settings->user) || !s->client || !s->client->suite2 || !s->ratchets)
+                return 1;
+        if (suite2_io_has_session(s->ratchets, user, fingerprint) > 0 ||
+            ratchet_store_peer_had_prekeys(s->ratchets, user) > 0)
+                return 2;
+        return 1;
+}
+
 static int compare_users(const void *a, const void *b) {
         return strcmp(((const OutputUser *) a)->user, ((const OutputUser *) b)->user);
 }
@@ -1189,7 +1213,7 @@ int chat_session_output_users(ChatSession *s) {
                 if (!p->online || !p->package)
                         continue;
                 rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprints[n]);
-                users[n] = (OutputUser) { p->user, fingerprints[n] };
+                users[n] = (OutputUser) { p->user, fingerprints[n], peer_suite(s, p->user, fingerprints[n]) };
                 n++;
         }
         qsort(users, n, sizeof(OutputUser), compare_users);

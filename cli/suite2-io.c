@@ -7,11 +7,11 @@
 #include "macro.h"
 #include "suite2-io.h"
 
-int suite2_io_has_session(RatchetStore *st, const char *peer) {
+int suite2_io_has_session(RatchetStore *st, const char *peer, const char *peer_key) {
         _cleanup_(ratchet_freep) Ratchet *r = NULL;
         int q;
 
-        q = ratchet_store_session_get(st, peer, RATCHET_DEVICE_DEFAULT, &r);
+        q = ratchet_store_session_get(st, peer, RATCHET_DEVICE_DEFAULT, peer_key, &r);
         if (q == -ENOENT)
                 return 0;
         return q < 0 ? q : 1;
@@ -76,7 +76,7 @@ int suite2_io_seal(RatchetStore *st, const char *me, const RsaKey *identity, con
         q = ratchet_store_begin(st);
         if (q < 0)
                 return q;
-        q = ratchet_store_session_get(st, peer, RATCHET_DEVICE_DEFAULT, &r);
+        q = ratchet_store_session_get(st, peer, RATCHET_DEVICE_DEFAULT, peer_key->fingerprint, &r);
         if (q == -ENOENT && bundle)
                 q = ratchet_start(me, peer, peer_key, bundle, NULL, &r);
         if (q >= 0)
@@ -84,7 +84,8 @@ int suite2_io_seal(RatchetStore *st, const char *me, const RsaKey *identity, con
         /* The advanced state is committed before the envelope exists for
          * anyone: a message key is never used twice, even by a crash. */
         if (q >= 0)
-                q = ratchet_store_session_put(st, peer, RATCHET_DEVICE_DEFAULT, r, now);
+                q = ratchet_store_session_put(st, peer, RATCHET_DEVICE_DEFAULT, peer_key->fingerprint, r,
+                                              now);
         if (q >= 0)
                 q = ratchet_store_commit(st);
         if (q < 0) {
@@ -121,7 +122,7 @@ static int open_in_store(RatchetStore *st, const char *me, const RsaKey *identit
         Ratchet *use;
         int r;
 
-        r = ratchet_store_session_get(st, e->from, RATCHET_DEVICE_DEFAULT, &cur);
+        r = ratchet_store_session_get(st, e->from, RATCHET_DEVICE_DEFAULT, sender_key->fingerprint, &cur);
         if (r < 0 && r != -ENOENT)
                 return r;
         if (cur && (!h->has_start || ratchet_is_session_of(cur, h)))
@@ -155,7 +156,8 @@ static int open_in_store(RatchetStore *st, const char *me, const RsaKey *identit
         if (r < 0)
                 return r;
         ret->used_opk = fresh && h->has_opk;
-        r = ratchet_store_session_put(st, e->from, RATCHET_DEVICE_DEFAULT, use, now);
+        r = ratchet_store_session_put(st, e->from, RATCHET_DEVICE_DEFAULT, sender_key->fingerprint, use,
+                                      now);
         if (r >= 0 && ret->used_opk)
                 r = ratchet_store_opk_erase(st, h->opk_id);
         if (r >= 0)

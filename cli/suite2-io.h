@@ -18,8 +18,9 @@
 #include "seen.h"
 #include "suite2.h"
 
-/* Whether a session with peer is stored: 1 yes, 0 no, or -errno. */
-int suite2_io_has_session(RatchetStore *st, const char *peer);
+/* Whether a session with peer, made with the key of that fingerprint, is
+ * stored: 1 yes, 0 no, or -errno. */
+int suite2_io_has_session(RatchetStore *st, const char *peer, const char *peer_key);
 
 /* Seal text from me to peer in the stored session, or (when none is stored
  * and bundle is given) in a new one started from bundle, whose SPK is

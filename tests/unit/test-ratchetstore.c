@@ -205,15 +205,15 @@ START_TEST(test_sessions) {
         uint8_t *a = NULL, *b = NULL;
         size_t alen, blen;
 
-        ck_assert_int_eq(ratchet_store_session_get(st, "alice", RATCHET_DEVICE_DEFAULT, &got),
+        ck_assert_int_eq(ratchet_store_session_get(st, "alice", RATCHET_DEVICE_DEFAULT, "SHA256:a", &got),
                          -ENOENT);
         ck_assert_int_eq(ratchet_store_begin(st), 0);
-        ck_assert_int_eq(ratchet_store_session_put(st, "alice", RATCHET_DEVICE_DEFAULT, r1, 10), 0);
+        ck_assert_int_eq(ratchet_store_session_put(st, "alice", RATCHET_DEVICE_DEFAULT, "SHA256:a", r1, 10), 0);
         /* Another device of the same user is another session. */
-        ck_assert_int_eq(ratchet_store_session_put(st, "alice", 2, r2, 10), 0);
+        ck_assert_int_eq(ratchet_store_session_put(st, "alice", 2, "SHA256:a", r2, 10), 0);
         ck_assert_int_eq(ratchet_store_commit(st), 0);
 
-        ck_assert_int_eq(ratchet_store_session_get(st, "alice", RATCHET_DEVICE_DEFAULT, &got), 0);
+        ck_assert_int_eq(ratchet_store_session_get(st, "alice", RATCHET_DEVICE_DEFAULT, "SHA256:a", &got), 0);
         ck_assert_int_eq(ratchet_serialize(r1, &a, &alen), 0);
         ck_assert_int_eq(ratchet_serialize(got, &b, &blen), 0);
         ck_assert_uint_eq(alen, blen);
@@ -223,10 +223,10 @@ START_TEST(test_sessions) {
 
         /* Replaced in place: the old state is gone from the files. */
         ck_assert_int_eq(ratchet_store_begin(st), 0);
-        ck_assert_int_eq(ratchet_store_session_put(st, "alice", RATCHET_DEVICE_DEFAULT, r2, 11), 0);
+        ck_assert_int_eq(ratchet_store_session_put(st, "alice", RATCHET_DEVICE_DEFAULT, "SHA256:a", r2, 11), 0);
         ck_assert_int_eq(ratchet_store_commit(st), 0);
         ck_assert(!files_contain(a, alen));
-        ck_assert_int_eq(ratchet_store_session_get(st, "alice", RATCHET_DEVICE_DEFAULT, &got), 0);
+        ck_assert_int_eq(ratchet_store_session_get(st, "alice", RATCHET_DEVICE_DEFAULT, "SHA256:a", &got), 0);
         ck_assert_int_eq(ratchet_serialize(got, &b, &blen), 0);
         ck_assert(files_contain(b, blen));
         ratchet_free(got);
@@ -234,10 +234,15 @@ START_TEST(test_sessions) {
         ck_assert_int_eq(ratchet_store_begin(st), 0);
         ck_assert_int_eq(ratchet_store_session_erase(st, "alice", RATCHET_DEVICE_DEFAULT), 0);
         ck_assert_int_eq(ratchet_store_commit(st), 0);
-        ck_assert_int_eq(ratchet_store_session_get(st, "alice", RATCHET_DEVICE_DEFAULT, &got),
+        ck_assert_int_eq(ratchet_store_session_get(st, "alice", RATCHET_DEVICE_DEFAULT, "SHA256:a", &got),
                          -ENOENT);
-        ck_assert_int_eq(ratchet_store_session_get(st, "alice", 2, &got), 0);
+        ck_assert_int_eq(ratchet_store_session_get(st, "alice", 2, "SHA256:a", &got), 0);
         ratchet_free(got);
+        /* alice with another key (trusted again after a reset): no session. */
+        ck_assert_int_eq(ratchet_store_session_get(st, "alice", 2, "SHA256:b", &got), -ENOENT);
+        ck_assert_int_eq(ratchet_store_session_key_changed(st, "alice", 2, "SHA256:b"), 1);
+        ck_assert_int_eq(ratchet_store_session_key_changed(st, "alice", 2, "SHA256:a"), 0);
+        ck_assert_int_eq(ratchet_store_session_key_changed(st, "carol", 2, "SHA256:a"), 0);
 
         secure_free(a, alen);
         secure_free(b, blen);
@@ -495,10 +500,10 @@ START_TEST(test_io_session) {
         ck_assert_int_eq(suite2_io_seal(alice.st, "alice", alice_key, "bob", bob_key, &b, now_unix(),
                                         "x", 1, &back), -EBADMSG);
         b.spk.pub[0] ^= 1;
-        ck_assert_int_eq(suite2_io_has_session(alice.st, "bob"), 0);
+        ck_assert_int_eq(suite2_io_has_session(alice.st, "bob", bob_key->fingerprint), 0);
 
         e[0] = seal(&alice, &b, "one");
-        ck_assert_int_eq(suite2_io_has_session(alice.st, "bob"), 1);
+        ck_assert_int_eq(suite2_io_has_session(alice.st, "bob", bob_key->fingerprint), 1);
         /* Later messages come from the stored session: no bundle needed. */
         e[1] = seal(&alice, NULL, "two");
         e[2] = seal(&alice, NULL, "three");
