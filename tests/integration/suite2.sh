@@ -107,6 +107,50 @@ is "bob -> alice in the same session" "0 queued" "$(send bob alice "back to you"
 sc alice --json inbox >"$T/alice.json" 2>"$T/alice.err"
 is "...alice opens it" "back to you" "$("$SC_JSON" -n 1 message text <"$T/alice.json")"
 
+ok "alice's users --json: bob gets suite 2" grep -q '"user":"bob","fingerprint":"[^"]*","suite":2' \
+	<(sc alice --json users 2>/dev/null)
+ok "...carol's, who never wrote to bob: suite 1 as far as she knows" \
+	grep -q '"user":"bob","fingerprint":"[^"]*","suite":1' <(sc carol --json users 2>/dev/null)
+
+# ---- kill -9 between opening and acknowledging ----------------------------------
+
+# bob's listen writes into a FIFO nobody reads: once its buffer is full,
+# listen blocks showing a message whose new state and text are committed
+# (the store's pending row) but which is not acknowledged. Killed there,
+# the next receiver must show that message, once, and every message must
+# show exactly once overall.
+bg_stop "$bob_listen"
+mkfifo "$T/fifo"
+exec 7<>"$T/fifo"
+before=$(receiving_logins bob)
+sc_argv bob
+"${SC_ARGV[@]}" --json listen >"$T/fifo" 2>"$T/crash.err" &
+crash_pid=$!
+wait_until count_above "$before" receiving_logins bob
+for i in 1 2 3 4 5 6 7 8; do
+	text_of_size "crash$i" 12000 "$T/c$i"
+	send alice bob "$(cat "$T/c$i")" >/dev/null
+done
+pending() { [ "$(sqlite3 "$T/home-bob/ratchet/bob.db" "SELECT count(*) FROM pending")" = 1 ]; }
+ok "listen blocks on a full pipe with one message opened and kept" wait_until pending
+kill -9 "$crash_pid"
+wait "$crash_pid" 2>/dev/null
+timeout 2 cat <&7 >"$T/shown"
+exec 7>&-
+sc bob --json inbox >"$T/after.json" 2>"$T/after.err"
+is "the inbox after the crash exits 0" 0 $?
+once=0
+for i in 1 2 3 4 5 6 7 8; do
+	n=$(( $(grep -c "$(marker crash$i)" "$T/shown") + $(grep -c "$(marker crash$i)" "$T/after.json") ))
+	[ "$n" = 1 ] && once=$((once + 1))
+done
+is "every one of the 8 messages was shown exactly once, across the crash" 8 "$once"
+is "...none refused" 0 "$("$SC_JSON" -c rejected <"$T/after.json")"
+ok "...and no opened text is left in the store" \
+	test "$(sqlite3 "$T/home-bob/ratchet/bob.db" "SELECT count(*) FROM pending")" = 0
+listen_start bob "$T/listen.json" || done_testing
+bob_listen=$SC_BG
+
 # ---- one-time prekeys used up ------------------------------------------------------
 
 # bob's logins topped his OPKs up to the relay's 3. Each sender without a
