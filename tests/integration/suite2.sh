@@ -194,5 +194,10 @@ out=$(sc erin send bob "goes in suite 1" 2>&1)
 is "without it: sent" 0 $?
 contains "...with a warning that bob had prekeys before" "although it did before" "$out"
 
+printf 'prekey-retention=forever\n' >"$T/bad.conf"
+out=$(sc erin --config "$T/bad.conf" prekeys 2>&1)
+is "a bad prekey-retention= is a usage error" 2 $?
+contains "...naming the key" "prekey-retention=" "$out"
+
 relay_stop
 done_testing
