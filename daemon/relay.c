@@ -634,6 +634,8 @@ static void handle_lookup(Relay *relay, Session *s, const Frame *f) {
                 goto internal;
         o = frame_new_key(f->lookup.id, kp);
         if (f->lookup.prekeys) {
+                /* Deleted before the answer is out: should it never reach
+                 * the peer, an OPK is lost, never given twice. */
                 r = store_prekeys_take(relay->store, user, take_opk, &bundle);
                 if (r >= 0) {
                         if (bundle.has_opk)
