@@ -124,7 +124,7 @@ Client *client_free(Client *c) {
                 return NULL;
         transport_free(c->transport);
         frame_decoder_done(&c->decoder);
-        free(c->out);
+        stream_output_done(&c->out);
         rsa_key_free(c->server_key);
         free(c->address);
         free(c);
@@ -143,9 +143,9 @@ static int client_lost(Client *c, const char *why) {
 }
 
 static int client_flush(Client *c) {
-        while (c->out_len > 0 && !c->broken) {
-                size_t len = c->out_retry ?: c->out_len;
-                ssize_t n = transport_write(c->transport, c->out, len);
+        while (stream_output_pending(&c->out) > 0 && !c->broken) {
+                size_t len = c->out_retry ?: stream_output_pending(&c->out);
+                ssize_t n = transport_write(c->transport, stream_output_head(&c->out), len);
 
                 if (n == -EAGAIN) {
                         c->out_retry = len;
@@ -157,8 +157,7 @@ static int client_flush(Client *c) {
                         return c->broken_error;
                 }
                 c->out_retry = 0;
-                memmove(c->out, c->out + n, c->out_len - (size_t) n);
-                c->out_len -= (size_t) n;
+                stream_output_consume(&c->out, (size_t) n);
         }
         return 0;
 }
@@ -178,23 +177,18 @@ int client_send(Client *c, json_object *o) {
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot build a frame: %m");
 
-        if (c->out_len + len > OUT_MAX(c)) {
+        /* The relay's max-frame is known from its hello on: the bound
+         * follows it. */
+        c->out.max = OUT_MAX(c);
+        r = stream_output_append(&c->out, wire, len);
+        if (r == -ENOBUFS) {
                 c->broken = true;
                 c->broken_error = -ENOBUFS;
                 return log_fail(EXIT_CONNECT, 0, "The relay at %s does not read what we send; giving up.",
                                 c->address);
         }
-        if (c->out_len + len > c->out_cap) {
-                size_t cap = MAX(c->out_cap * 2, c->out_len + len);
-                uint8_t *p = realloc(c->out, cap);
-
-                if (!p)
-                        return log_fail(EXIT_FAIL, -ENOMEM, "%m");
-                c->out = p;
-                c->out_cap = cap;
-        }
-        memcpy(c->out + c->out_len, wire, len);
-        c->out_len += len;
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "%m");
         /* What counts for keepalive is that something is on its way. */
         c->last_tx = now_monotonic_usec();
         (void) client_flush(c);   /* errors surface in client_wait() */
@@ -324,7 +318,7 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
                 p[0] = (struct pollfd) {
                         .fd = transport_fd(c->transport),
                         .events = (c->read_wants_write ? POLLOUT : POLLIN) |
-                                  (c->out_len > 0 ? POLLOUT : 0),
+                                  (stream_output_pending(&c->out) > 0 ? POLLOUT : 0),
                 };
                 for (size_t i = 0; i < n_extra; i++)
                         p[1 + i] = extra[i];
@@ -334,7 +328,7 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
                 if (r == 0)
                         continue;       /* a timer of ours, or the deadline: see above */
 
-                if ((p[0].revents & POLLOUT) && c->out_len > 0)
+                if ((p[0].revents & POLLOUT) && stream_output_pending(&c->out) > 0)
                         (void) client_flush(c);
                 if ((p[0].revents & (POLLIN | POLLHUP | POLLERR)) ||
                     (c->read_wants_write && (p[0].revents & POLLOUT))) {
@@ -747,6 +741,9 @@ int client_connect(const ClientParams *p, Client **ret) {
         c->next_id = 1;
         c->limits = (FrameLimits) { DEFAULT_MAX_FRAME, DEFAULT_MAX_TEXT, DEFAULT_QUEUE_TTL };
         frame_decoder_init(&c->decoder, DEFAULT_MAX_FRAME);
+        /* Keeps what a few frames need between writes: a connect that
+         * pipelines sends does not allocate per frame. */
+        stream_output_init(&c->out, OUT_MAX(c), 64u * 1024);
 
         r = tcp_connect(p, deadline, &fd);
         if (r < 0)

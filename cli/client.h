@@ -25,6 +25,7 @@
 #include "codec.h"
 #include "frame.h"
 #include "rsa.h"
+#include "stream-output.h"
 #include "state.h"
 #include "transport.h"
 #include "wait.h"
@@ -59,8 +60,7 @@ typedef struct Client {
 
         uint8_t in[16384];
         size_t in_start, in_end;
-        uint8_t *out;                   /* bytes waiting for the socket, from out[0] */
-        size_t out_len, out_cap;
+        StreamOutput out;               /* bytes waiting for the socket */
         size_t out_retry;               /* length offered when the transport said EAGAIN */
         bool read_wants_write;
 

@@ -6,6 +6,7 @@ common_libcommon_a_SOURCES = \
 	common/protocol.h \
 	common/util.c common/util.h \
 	common/buf.c common/buf.h \
+	common/stream-output.c common/stream-output.h \
 	common/fileio.c common/fileio.h \
 	common/b64.c common/b64.h \
 	common/crypto.c common/crypto.h \

@@ -20,7 +20,8 @@ FAKE_N=0
 fake_start() { # FILE [PORT]
 	FAKE_N=$((FAKE_N + 1))
 	FAKE_OUT=$T/fake.$FAKE_N.out
-	SC_BG_IN=$1 bg_start "$FAKE_OUT" "$FAKE_OUT.err" "$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 "${2:-0}"
+	SC_BG_IN=$1 bg_start "$FAKE_OUT" "$FAKE_OUT.err" "$SC_RAW" $SC_RAW_TLS \
+		--timeout "${FAKE_TIMEOUT:-$SC_WAIT}" 127.0.0.1 "${2:-0}"
 	FAKE_PID=$SC_BG
 	if ! wait_until grep -q '^# port ' "$FAKE_OUT"; then
 		diag "the fake relay did not listen:" "$(cat "$FAKE_OUT.err")"
@@ -230,8 +231,10 @@ synced
 wait ack
 eof
 EOF
-check "a third fake relay listens" fake_start "$T/seen.script" || done_testing
-alice --json inbox >"$T/seen1.json" 2>"$T/seen1.err"
+# Importing 64 MiB takes a while under the sanitizers on a busy machine,
+# and the fake relay waits for the ack meanwhile.
+FAKE_TIMEOUT=$((SC_WAIT * 4)) check "a third fake relay listens" fake_start "$T/seen.script" || done_testing
+alice --timeout $((SC_WAIT * 4)) --json inbox >"$T/seen1.json" 2>"$T/seen1.err"
 is "with a 65 MiB list of an earlier version, inbox exits 0" 0 $?
 is "...showing the message" "$(marker afterbig) after a big list" \
 	"$("$SC_JSON" -n 1 message text <"$T/seen1.json")"
@@ -240,7 +243,7 @@ if command -v sqlite3 >/dev/null; then
 	# 300000 ids of the last hour, more than the bound of 262144.
 	sqlite3 -batch "$SEEN_DB" "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000)
 		INSERT INTO seen (sender, id, ts, digest) SELECT 'carol', randomblob(16), $(date +%s) - 3600 + i % 3000, x'' FROM n"
-	alice --json inbox >"$T/seen2.json" 2>"$T/seen2.err"
+	alice --timeout $((SC_WAIT * 4)) --json inbox >"$T/seen2.json" 2>"$T/seen2.err"
 	is "with 300000 ids in the list, inbox exits 0" 0 $?
 	is "...showing the message" "$(marker afterfull) after a full list" \
 		"$("$SC_JSON" -n 1 message text <"$T/seen2.json")"
