@@ -745,3 +745,101 @@ finish:
         context_done(&ctx);
         return r;
 }
+
+/* What `scctl prekeys` shows: ours as the store has them, and the count
+ * of OPKs the relay holds (from published, else from welcome). */
+static int output_prekeys(ChatSession *s, const Client *c) {
+        _cleanup_(json_object_unrefp) json_object *o = json_object_new_object();
+        SignedPrekey spk;
+        uint64_t now = now_unix();
+        int64_t relay_opks = s->published ? (int64_t) s->relay_opks : c->opks_left;
+        int r, kept, retired;
+
+        r = ratchet_store_spk_current(s->ratchets, &spk);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot read the signed prekey: %m");
+        kept = ratchet_store_opk_count(s->ratchets);
+        retired = ratchet_store_spk_retired_count(s->ratchets);
+        if (kept < 0 || retired < 0)
+                return log_fail(EXIT_FAIL, kept < 0 ? kept : retired, "Cannot read the prekeys: %m");
+
+        r = json_add_string(o, "type", "prekeys");
+        if (r >= 0)
+                r = json_add_string(o, "user", s->ctx->settings->user);
+        if (r >= 0)
+                r = json_add_uint64(o, "spk_id", spk.id);
+        if (r >= 0)
+                r = json_add_uint64(o, "spk_created", spk.created);
+        if (r >= 0)
+                r = json_add_uint64(o, "spk_age", now > spk.created ? now - spk.created : 0);
+        if (r >= 0)
+                r = json_add_uint64(o, "retired_spks_kept", (uint64_t) retired);
+        if (r >= 0 && relay_opks >= 0)
+                r = json_add_uint64(o, "opks_at_relay", (uint64_t) relay_opks);
+        if (r >= 0)
+                r = json_add_uint64(o, "opk_private_keys", (uint64_t) kept);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "%m");
+        output->object(o);
+        return 0;
+}
+
+int verb_prekeys(int argc, char *argv[]) {
+        _cleanup_(chat_session_freep) ChatSession *s = NULL;
+        _cleanup_(client_freep) Client *c = NULL;
+        uint64_t deadline;
+        bool rotate = false;
+        Context ctx = {};
+        int r;
+
+        r = verb_parse_options(argc, argv);
+        if (r <= 0)
+                return r;
+        if (optind < argc && streq(argv[optind], "rotate")) {
+                rotate = true;
+                optind++;
+        }
+        if (optind < argc)
+                return verb_usage_error(argv[0], "unexpected argument \"%s\"", argv[optind]);
+
+        r = context_open(&ctx, &arg_settings, true, DEFAULT_KEY_BITS);
+        if (r < 0)
+                goto finish;
+        /* Logging in publishes what is due already. */
+        r = open_send_session(&ctx, &c, &s);
+        if (r < 0)
+                goto finish;
+        if (!c->suite2) {
+                r = log_fail(EXIT_REFUSED, 0, "The relay at %s does not carry suite 2: no prekeys are "
+                             "published there.", arg_settings.address);
+                goto finish;
+        }
+        if (rotate) {
+                r = chat_session_publish_prekeys(s, true);
+                if (r < 0)
+                        goto finish;
+        }
+        deadline = deadline_in(arg_settings.timeout_usec);
+        while (s->publish_id != 0) {
+                r = chat_session_wait(s, NULL, 0, deadline, "Cannot publish prekeys");
+                if (r == CLIENT_TIMEOUT)
+                        r = timed_out(s);
+                if (r < 0)
+                        goto finish;
+        }
+        if (rotate && !s->published) {
+                r = log_fail(EXIT_REFUSED, 0, "The relay refused the new prekeys; the old ones stay "
+                             "published.");
+                goto finish;
+        }
+        r = output_prekeys(s, c);
+        if (r < 0)
+                goto finish;
+        client_bye(c);
+        r = 0;
+finish:
+        if (s)
+                chat_session_detach(s);
+        context_done(&ctx);
+        return r;
+}

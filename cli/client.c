@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -535,9 +536,9 @@ static int check_server_key(const ClientParams *p, const RsaKey *key) {
         return 0;
 }
 
-static bool hello_has_suite(const Frame *f) {
+static bool hello_has_suite(const Frame *f, const char *suite) {
         for (size_t i = 0; i < f->hello.n_suites; i++)
-                if (streq(f->hello.suites[i], PROTOCOL_SUITE))
+                if (streq(f->hello.suites[i], suite))
                         return true;
         return false;
 }
@@ -650,7 +651,7 @@ static int handshake(Client *c, const ClientParams *p) {
         r = expect_frame(c, p, FRAME_HELLO, deadline, &hello);
         if (r < 0)
                 return r;
-        if (hello->hello.proto != PROTOCOL_VERSION || !hello_has_suite(hello))
+        if (hello->hello.proto != PROTOCOL_VERSION || !hello_has_suite(hello, PROTOCOL_SUITE))
                 return log_fail(EXIT_CONNECT, 0,
                                 "The relay at %s speaks protocol %u without suite %s; this scctl speaks "
                                 "protocol %d. Upgrade whichever is older.",
@@ -707,6 +708,9 @@ static int handshake(Client *c, const ClientParams *p) {
                                 "key. Not continuing.", p->user);
 
         c->limits = welcome->welcome.limits;
+        c->suite2 = hello_has_suite(hello, SUITE2_NAME);
+        c->opks_left = c->suite2 && welcome->welcome.has_opks ?
+                       (int) MIN(welcome->welcome.opks, (uint64_t) INT_MAX) : -1;
         if (c->limits.max_frame == 0 || c->limits.max_frame > MAX_FRAME_LIMIT)
                 c->limits.max_frame = c->limits.max_frame ? MAX_FRAME_LIMIT : DEFAULT_MAX_FRAME;
         if (c->limits.max_text == 0)

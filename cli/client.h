@@ -73,6 +73,8 @@ typedef struct Client {
         RsaKey *server_key;
         FrameLimits limits;
         char session[65];
+        bool suite2;                    /* hello listed suite 2: prekeys and its envelopes */
+        int opks_left;                  /* welcome's count of our OPKs; -1 unknown */
 } Client;
 
 /* Connect, run TLS and the handshake. -ECANCELED when p->abort_fd became

@@ -3,6 +3,9 @@ bin_PROGRAMS += scctl
 SCCTL_CORE = \
 	cli/cli.h cli/exit-codes.c cli/exit-codes.h \
 	cli/output.c cli/output-json.c cli/output.h \
+	cli/prekeys.c cli/prekeys.h \
+	cli/ratchet-store.c cli/ratchet-store.h \
+	cli/suite2-io.c cli/suite2-io.h \
 	cli/seen.c cli/seen.h \
 	cli/settings.c cli/settings.h \
 	cli/state.c cli/state.h \
@@ -29,6 +32,13 @@ tests_unit_test_clistate_CFLAGS = $(SCCTL_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir
 tests_unit_test_clistate_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(CHECK_LIBS)
 
 dist_man_MANS += man/scctl.1
+
+# Unit tests of the suite-2 store: transactions, erasure, two processes.
+check_PROGRAMS += tests/unit/test-ratchetstore
+TESTS += tests/unit/test-ratchetstore
+tests_unit_test_ratchetstore_SOURCES = tests/unit/test-ratchetstore.c $(SCCTL_CORE)
+tests_unit_test_ratchetstore_CFLAGS = $(SCCTL_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
+tests_unit_test_ratchetstore_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(CHECK_LIBS)
 
 # Unit tests of the client's session logic against a hostile relay.
 check_PROGRAMS += tests/unit/test-clisession

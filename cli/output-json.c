@@ -121,7 +121,8 @@ static void json_users(const OutputUser *users, size_t n) {
                 json_object *u = json_object_new_object();
 
                 ok = add_string(u, "user", users[i].user) &&
-                     add_string(u, "fingerprint", users[i].fingerprint);
+                     add_string(u, "fingerprint", users[i].fingerprint) &&
+                     add_uint(u, "suite", users[i].suite);
                 ok = json_array_add(a, u) >= 0 && ok;
         }
         emit(o, ok);

@@ -37,6 +37,7 @@ typedef struct OutputMessage {
 typedef struct OutputUser {
         const char *user;
         const char *fingerprint;
+        unsigned suite;                 /* 1 or 2: what a message to the user goes in */
 } OutputUser;
 
 typedef enum OutputFingerprintKind {

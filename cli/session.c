@@ -11,8 +11,10 @@
 #include "envelope.h"
 #include "exit-codes.h"
 #include "output.h"
+#include "prekeys.h"
 #include "protocol.h"
 #include "session.h"
+#include "suite2-io.h"
 
 /* Deliveries held while the relay looks up a sender's key. Beyond this
  * number or size the relay is flooding us; further ones are refused (and
@@ -175,6 +177,7 @@ ChatSession *chat_session_free(ChatSession *s) {
         }
         free(s->peers);
         seen_free(s->seen);
+        ratchet_store_free(s->ratchets);
         free(s);
         return NULL;
 }
@@ -187,6 +190,12 @@ int chat_session_attach(ChatSession *s, Client *c) {
         s->client = c;
         s->presence_listed = false;
         s->synced = false;
+        s->publish_id = 0;
+        if (c->suite2) {
+                r = chat_session_publish_prekeys(s, false);
+                if (r < 0)
+                        return r;
+        }
         /* What was in flight on the old connection goes out again now. */
         r = process_outgoing(s);
         if (r < 0)
@@ -211,10 +220,54 @@ int chat_session_attach(ChatSession *s, Client *c) {
         return 0;
 }
 
+static int ratchets_open(ChatSession *s) {
+        int r;
+
+        if (s->ratchets)
+                return 0;
+        r = ratchet_store_open(s->ctx->state, s->ctx->settings->user, &s->ratchets);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot open the suite-2 keys %s/ratchet/%s.db: %m",
+                                s->ctx->settings->home, s->ctx->settings->user);
+        return 0;
+}
+
+int chat_session_publish_prekeys(ChatSession *s, bool rotate) {
+        _cleanup_(prekeys_update_done) PrekeysUpdate u = {};
+        SignedPrekey current;
+        int r;
+
+        r = ratchets_open(s);
+        if (r < 0)
+                return r;
+        r = prekeys_maintain(s->ratchets, s->ctx->settings->user, s->ctx->identity, now_unix(),
+                             s->ctx->settings->prekey_retention, rotate, s->client->opks_left,
+                             s->client->limits.max_opks, NULL, &u);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot make or store prekeys: %m");
+        if (!u.has_spk && u.n_opks == 0 && !rotate)
+                return 0;
+        /* Every publish carries the SPK; new OPKs go with the current one. */
+        if (u.has_spk)
+                current = u.spk;
+        else {
+                r = ratchet_store_spk_current(s->ratchets, &current);
+                if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "Cannot read the signed prekey: %m");
+        }
+        s->publish_id = client_next_id(s->client);
+        s->published = false;
+        r = client_send(s->client, frame_new_publish(s->publish_id, &current, u.opks,
+                                                     MIN(u.n_opks, (size_t) PREKEYS_PUBLISH_MAX)));
+        return r < 0 ? r : 1;
+}
+
 void chat_session_detach(ChatSession *s) {
         deliveries_clear(s);
-        for (size_t i = 0; i < s->n_peers; i++)
+        for (size_t i = 0; i < s->n_peers; i++) {
                 s->peers[i].lookup_id = 0;
+                s->peers[i].lookup_prekeys = false;
+        }
         /* A message in flight has an unknown fate; send the same envelope
          * again on the next connection rather than lose it (a relay that
          * has it answers accepted again, and a recipient who was shown it
@@ -288,6 +341,19 @@ static const char *peer_pin_differs(ChatSession *s, Peer *p) {
         return p->pinned;
 }
 
+static int send_lookup(ChatSession *s, Peer *p) {
+        json_object *o;
+
+        p->lookup_id = client_next_id(s->client);
+        o = frame_new_lookup(p->lookup_id, p->user);
+        p->lookup_prekeys = p->bundle_wanted && s->client->suite2;
+        if (p->lookup_prekeys && frame_lookup_add_prekeys(o) < 0) {
+                json_object_put(o);
+                return log_fail(EXIT_FAIL, -ENOMEM, "%m");
+        }
+        return client_send(s->client, o);
+}
+
 int chat_session_lookup(ChatSession *s, const char *user, Peer **ret_peer) {
         Peer *p = chat_session_peer(s, user);
         int r;
@@ -298,8 +364,7 @@ int chat_session_lookup(ChatSession *s, const char *user, Peer **ret_peer) {
                 if (p->lookup_id == 0) {
                         if (!s->client)
                                 return 0;
-                        p->lookup_id = client_next_id(s->client);
-                        r = client_send(s->client, frame_new_lookup(p->lookup_id, user));
+                        r = send_lookup(s, p);
                         if (r < 0)
                                 return r;
                 }
@@ -424,6 +489,82 @@ static int send_envelope(ChatSession *s, Outgoing *o) {
         return r < 0 ? r : 0;
 }
 
+enum {
+        SUITE_WAIT,             /* a lookup of prekeys is out */
+        SUITE_1,
+        SUITE_2,                /* a stored session, or the bundle the lookup gave */
+        SUITE_REFUSED,          /* the message was refused and popped */
+};
+
+/* Which suite o goes in: a SUITE_* or -errno. With suite 2 required, a
+ * relay or lookup without prekeys refuses the message. */
+static int choose_suite(ChatSession *s, Outgoing *o, Peer *p) {
+        const Settings *set = s->ctx->settings;
+        int r;
+
+        /* Notes to self: one store cannot hold both ends of a ratchet. */
+        if (streq(o->to, set->user))
+                return SUITE_1;
+        if (!s->client->suite2) {
+                if (!set->require_suite2)
+                        return SUITE_1;
+                message_refused(s, o->to, EXIT_PEER_KEY, "no_suite2",
+                                "the relay at %s does not carry suite 2, which require-suite2= asks for",
+                                set->address);
+                outgoing_pop(s);
+                return SUITE_REFUSED;
+        }
+        r = ratchets_open(s);
+        if (r < 0)
+                return r;
+        r = suite2_io_has_session(s->ratchets, o->to, p->key->fingerprint);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 session with %s: %m", o->to);
+        if (r > 0)
+                return SUITE_2;
+        if (!p->bundle_answered) {
+                p->bundle_wanted = true;
+                if (p->lookup_id == 0) {
+                        r = send_lookup(s, p);
+                        if (r < 0)
+                                return r;
+                }
+                return SUITE_WAIT;
+        }
+        if (p->has_bundle) {
+                /* OPKs are not signed: after the peer's key changed (its
+                 * state lost, a reset), those the relay still hands out
+                 * may be the old key's, whose private halves are gone.
+                 * The SPK, signed by the new key, is the safe start. */
+                r = ratchet_store_session_key_changed(s->ratchets, o->to, RATCHET_DEVICE_DEFAULT,
+                                                      p->key->fingerprint);
+                if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 session with %s: %m",
+                                        o->to);
+                if (r > 0)
+                        p->bundle.has_opk = false;
+                return SUITE_2;
+        }
+
+        r = ratchet_store_peer_had_prekeys(s->ratchets, o->to);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 keys: %m");
+        if (set->require_suite2) {
+                message_refused(s, o->to, EXIT_PEER_KEY, "no_prekeys",
+                                "the relay gave no prekeys for %s%s, and require-suite2= is set", o->to,
+                                r > 0 ? " although it did before" : "");
+                outgoing_pop(s);
+                return SUITE_REFUSED;
+        }
+        if (r > 0 && !p->warned_no_prekeys) {
+                log_warning("The relay gave no prekeys for %s, although it did before: sending in suite 1, "
+                            "without forward secrecy. A relay that strips prekeys forces this; "
+                            "require-suite2= in scctl.conf refuses it.", o->to);
+                p->warned_no_prekeys = true;
+        }
+        return SUITE_1;
+}
+
 static int send_head(ChatSession *s) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
         Outgoing *o = s->outgoing;
@@ -471,8 +612,24 @@ static int send_head(ChatSession *s) {
                 break;
         }
 
-        r = envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, p->key, now_unix(),
-                          o->text, o->len, &e);
+        r = choose_suite(s, o, p);
+        if (r < 0 || r == SUITE_WAIT)
+                return r;
+        if (r == SUITE_REFUSED)
+                return 1;
+        if (r == SUITE_2) {
+                r = suite2_io_seal(s->ratchets, s->ctx->settings->user, s->ctx->identity, o->to, p->key,
+                                   p->has_bundle ? &p->bundle : NULL, now_unix(), o->text, o->len, &e);
+                if (r == -EBADMSG) {
+                        message_refused(s, o->to, EXIT_PEER_KEY, "bad_prekey",
+                                        "%s's signed prekey from the relay does not verify under %s's "
+                                        "pinned key", o->to, o->to);
+                        outgoing_pop(s);
+                        return 1;
+                }
+        } else
+                r = envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, p->key, now_unix(),
+                                  o->text, o->len, &e);
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot seal the message to %s: %m", o->to);
         r = envelope_to_json(e, &env);
@@ -586,6 +743,59 @@ static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN
         return seen_check(userdata, from, id, ts, digest);
 }
 
+static void show_message(ChatSession *s, const Envelope *e, const char *id, const char *text,
+                         size_t len) {
+        output->message(&(OutputMessage) {
+                .from = e->from,
+                .to = e->to,
+                .id = id,
+                .ts = e->ts,
+                .text = text,
+                .len = len,
+        });
+}
+
+/* The suite-2 half of open_delivery(): the ratchet's new state and the
+ * text are committed before the text is shown, and the text is dropped
+ * only once it is recorded as seen, so that a crash anywhere neither
+ * loses the message (its key is gone) nor shows it twice. */
+static int open_delivery2(ChatSession *s, const Envelope *e, const RsaKey *sender_key) {
+        const char *reason = NULL;
+        Suite2Opened o = {};
+        char id[32];
+        int r;
+
+        id_string(e->id, id);
+        if (!s->ratchets) {
+                output->rejected(e->from, id, envelope_error_to_string(ENVELOPE_BAD_SUITE));
+                return 0;
+        }
+        r = suite2_io_open(s->ratchets, s->seen, s->ctx->settings->user, s->ctx->identity, sender_key, e,
+                           now_unix(), s->ctx->settings->replay_window, &o, &reason);
+        if (r == -EBADMSG) {
+                if (streq(reason, envelope_error_to_string(ENVELOPE_DUPLICATE)))
+                        log_debug("Message %s from %s was shown already; acknowledging it again.", id,
+                                  e->from);
+                else
+                        output->rejected(e->from, id, reason);
+                return 0;
+        }
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot open the message %s from %s: %m", id, e->from);
+
+        show_message(s, e, id, o.text, o.len);
+        secure_free(o.text, o.len + 1);
+        if (output_broken())
+                return log_fail(EXIT_FAIL, 0, "Cannot write message %s from %s to standard output; "
+                                "leaving it with the relay.", id, e->from);
+        s->n_messages++;
+        r = suite2_io_shown(s->ratchets, s->seen, e);
+        if (r < 0)
+                log_warning("Cannot record message %s as seen: %s; a replay of it would be shown again.",
+                            id, strerror(-r));
+        return 0;
+}
+
 /* Open one envelope and show it (or why not). 0 to ack, -errno when our
  * own state failed (then we do not ack: the relay keeps the message). */
 static int open_delivery(ChatSession *s, const Envelope *e) {
@@ -615,6 +825,8 @@ static int open_delivery(ChatSession *s, const Envelope *e) {
                         reason = "unverifiable_key";
         }
 
+        if (!reason && envelope_is_suite2(e))
+                return open_delivery2(s, e, p->key);
         if (!reason) {
                 EnvelopeOpenParams params = {
                         .me = me,
@@ -645,14 +857,7 @@ static int open_delivery(ChatSession *s, const Envelope *e) {
                 return 0;
         }
 
-        output->message(&(OutputMessage) {
-                .from = e->from,
-                .to = e->to,
-                .id = id,
-                .ts = e->ts,
-                .text = text,
-                .len = len,
-        });
+        show_message(s, e, id, text, len);
         secure_free(text, len);
         if (output_broken())
                 return log_fail(EXIT_FAIL, 0, "Cannot write message %s from %s to standard output; "
@@ -768,6 +973,29 @@ static int handle_presence(ChatSession *s, const Frame *f) {
         return progress(s);
 }
 
+/* The answer to a lookup with "prekeys": the bundle (its SPK is verified
+ * when a session starts from it), and whether the peer ever had one. */
+static int take_bundle(ChatSession *s, Peer *p, const Frame *f) {
+        int r;
+
+        p->lookup_prekeys = false;
+        p->bundle_answered = true;
+        p->has_bundle = f && f->key.has_bundle;
+        if (!p->has_bundle)
+                return 0;
+        p->bundle = f->key.bundle;
+        r = ratchet_store_begin(s->ratchets);
+        if (r >= 0)
+                r = ratchet_store_peer_saw_prekeys(s->ratchets, p->user, now_unix());
+        if (r >= 0)
+                r = ratchet_store_commit(s->ratchets);
+        if (r < 0) {
+                ratchet_store_rollback(s->ratchets);
+                return log_fail(EXIT_FAIL, r, "Cannot write the suite-2 keys: %m");
+        }
+        return 0;
+}
+
 static Peer *peer_by_lookup(ChatSession *s, uint64_t id) {
         for (size_t i = 0; i < s->n_peers; i++)
                 if (s->peers[i].lookup_id == id)
@@ -789,6 +1017,11 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                 if (!p)
                         return 1;       /* an answer we no longer wait for */
                 p->lookup_id = 0;
+                if (p->lookup_prekeys) {
+                        r = take_bundle(s, p, f);
+                        if (r < 0)
+                                return r;
+                }
                 if (!streq(f->key.package->user, p->user)) {
                         log_warning("The relay answered a lookup of %s with the key of %s.",
                                     p->user, f->key.package->user);
@@ -862,9 +1095,21 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
 
                 if (!f->error.has_id)
                         return 0;
+                if (s->publish_id != 0 && f->error.id == s->publish_id) {
+                        char message[200];
+
+                        string_sanitize(f->error.message, message, sizeof(message));
+                        log_warning("The relay refused our prekeys: %s%s%s; others keep getting suite 1 "
+                                    "until they are published.", f->error.code, message[0] ? ": " : "",
+                                    message);
+                        s->publish_id = 0;
+                        return 1;
+                }
                 p = peer_by_lookup(s, f->error.id);
                 if (p) {
                         p->lookup_id = 0;
+                        if (p->lookup_prekeys)
+                                (void) take_bundle(s, p, NULL);
                         peer_set_package(s, p, NULL);
                         snprintf(p->error, sizeof(p->error), "%s", f->error.code);
                         r = progress(s);
@@ -891,6 +1136,14 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
 
         case FRAME_SYNCED:
                 s->synced = true;
+                return 1;
+
+        case FRAME_PUBLISHED:
+                if (s->publish_id == 0 || f->published.id != s->publish_id)
+                        return 0;
+                s->publish_id = 0;
+                s->published = true;
+                s->relay_opks = f->published.opks;
                 return 1;
 
         default:
@@ -931,6 +1184,18 @@ int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint
         return CLIENT_FRAME;
 }
 
+/* The suite a message to user goes in, as far as is known without using
+ * up one of the user's one-time prekeys: 2 with a session kept, or when
+ * the user's lookup gave prekeys before, through a relay of suite 2. */
+static unsigned peer_suite(ChatSession *s, const char *user, const char *fingerprint) {
+        if (streq(user, s->ctx->settings->user) || !s->client || !s->client->suite2 || !s->ratchets)
+                return 1;
+        if (suite2_io_has_session(s->ratchets, user, fingerprint) > 0 ||
+            ratchet_store_peer_had_prekeys(s->ratchets, user) > 0)
+                return 2;
+        return 1;
+}
+
 static int compare_users(const void *a, const void *b) {
         return strcmp(((const OutputUser *) a)->user, ((const OutputUser *) b)->user);
 }
@@ -948,7 +1213,7 @@ int chat_session_output_users(ChatSession *s) {
                 if (!p->online || !p->package)
                         continue;
                 rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprints[n]);
-                users[n] = (OutputUser) { p->user, fingerprints[n] };
+                users[n] = (OutputUser) { p->user, fingerprints[n], peer_suite(s, p->user, fingerprints[n]) };
                 n++;
         }
         qsort(users, n, sizeof(OutputUser), compare_users);

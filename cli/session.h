@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "client.h"
+#include "ratchet-store.h"
 #include "seen.h"
 #include "settings.h"
 #include "state.h"
@@ -56,6 +57,14 @@ typedef struct Peer {
         bool listed;                    /* in the presence list being received */
         RsaKey *key;                    /* the pinned key, once checked against package */
         char pinned[RSA_FINGERPRINT_MAX]; /* the pin, when it differs from package */
+        /* Suite 2: a lookup with "prekeys" is sent only to start a session
+         * (each one uses up one of the peer's OPKs). */
+        bool bundle_wanted;             /* ask for prekeys in the next lookup */
+        bool lookup_prekeys;            /* the outstanding lookup asked for them */
+        bool bundle_answered;
+        bool has_bundle;
+        PrekeyBundle bundle;
+        bool warned_no_prekeys;
 } Peer;
 
 typedef struct Outgoing Outgoing;
@@ -75,6 +84,10 @@ typedef struct ChatSession {
         bool presence_listed;           /* the relay sent its list of online users */
 
         SeenStore *seen;
+        RatchetStore *ratchets;         /* suite 2; open once the relay carries it */
+        uint64_t publish_id;            /* outstanding publish, 0 if none */
+        bool published;                 /* the relay answered it */
+        uint64_t relay_opks;            /* the OPKs the relay holds, from published */
         bool warned_window;             /* said that queue_ttl exceeds the window */
         Delivery *deliveries, *deliveries_last;
         size_t n_deliveries;
@@ -124,6 +137,11 @@ int chat_session_queue_message(ChatSession *s, const char *to, const char *text,
 int chat_session_queue_outbox(ChatSession *s, const char *to, const char *text, size_t len, const char *outbox,
                          const uint8_t digest[OUTBOX_DIGEST_LEN], json_object *envelope);
 bool chat_session_idle(const ChatSession *s);     /* nothing outgoing or held */
+
+/* Make what prekeys are due (all new with rotate) and publish them on the
+ * session's connection; the answer comes as s->published. 1 when a publish
+ * went out, 0 when nothing was due, -errno (reported). */
+int chat_session_publish_prekeys(ChatSession *s, bool rotate);
 
 /* Find (and with lookup, ask the relay for) a user's key package, verified
  * and compared with the pin, without pinning. Returns 1 when the answer is

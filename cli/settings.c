@@ -163,7 +163,7 @@ int default_config_path(char **ret) {
         return xdg_path("XDG_CONFIG_HOME", ".config", "/scctl.conf", ret);
 }
 
-int parse_replay_window(const char *s, uint64_t *ret) {
+int parse_duration(const char *s, uint64_t min, uint64_t max, uint64_t *ret) {
         static const struct { char unit; uint64_t sec; } units[] = {
                 { 's', 1 }, { 'm', 60 }, { 'h', 3600 }, { 'd', 86400 },
         };
@@ -186,10 +186,14 @@ int parse_replay_window(const char *s, uint64_t *ret) {
                         return -EINVAL;
                 mult = units[i].sec;
         }
-        if (v > REPLAY_WINDOW_MAX_SEC / mult || v * mult < REPLAY_WINDOW_MIN_SEC)
+        if (v > max / mult || v * mult < min)
                 return -EINVAL;
         *ret = v * mult;
         return 0;
+}
+
+int parse_replay_window(const char *s, uint64_t *ret) {
+        return parse_duration(s, REPLAY_WINDOW_MIN_SEC, REPLAY_WINDOW_MAX_SEC, ret);
 }
 
 typedef struct ConfigFile {
@@ -197,6 +201,8 @@ typedef struct ConfigFile {
         char *user;
         int tls;
         uint64_t replay_window;         /* 0: not set */
+        uint64_t prekey_retention;      /* UINT64_MAX: not set */
+        int require_suite2;             /* -1: not set */
         char error[160];        /* the first problem, for the message */
 } ConfigFile;
 
@@ -221,6 +227,24 @@ static int config_handler(void *userdata, const char *section, const char *name,
                 }
                 c->tls = b;
                 return 1;
+        } else if (streq(name, "require-suite2")) {
+                int b = parse_boolean(value);
+
+                if (b < 0) {
+                        snprintf(c->error, sizeof(c->error),
+                                 "require-suite2= takes yes or no, not \"%.40s\"", value);
+                        return 0;
+                }
+                c->require_suite2 = b;
+                return 1;
+        } else if (streq(name, "prekey-retention")) {
+                if (parse_duration(value, 0, PREKEY_RETENTION_MAX_SEC, &c->prekey_retention) < 0) {
+                        snprintf(c->error, sizeof(c->error),
+                                 "prekey-retention= takes a duration from 0 to 366d (like 8d), not \"%.40s\"",
+                                 value);
+                        return 0;
+                }
+                return 1;
         } else if (streq(name, "replay-window")) {
                 if (parse_replay_window(value, &c->replay_window) < 0) {
                         snprintf(c->error, sizeof(c->error),
@@ -231,7 +255,8 @@ static int config_handler(void *userdata, const char *section, const char *name,
                 return 1;
         } else {
                 snprintf(c->error, sizeof(c->error),
-                         "unknown key \"%.40s\" (known: server, user, tls, replay-window)", name);
+                         "unknown key \"%.40s\" (known: server, user, tls, replay-window, "
+                         "prekey-retention, require-suite2)", name);
                 return 0;
         }
 
@@ -282,7 +307,7 @@ static int default_user(char **ret) {
 }
 
 int settings_resolve(Settings *s) {
-        ConfigFile config = { .tls = -1 };
+        ConfigFile config = { .tls = -1, .prekey_retention = UINT64_MAX, .require_suite2 = -1 };
         _cleanup_(freep) char *config_path = NULL;
         const char *server, *user, *home, *source;
         int r;
@@ -377,6 +402,9 @@ int settings_resolve(Settings *s) {
         s->tls = s->arg_tls >= 0 ? s->arg_tls : config.tls >= 0 ? config.tls : true;
 
         s->replay_window = config.replay_window ?: DEFAULT_REPLAY_WINDOW_SEC;
+        s->prekey_retention = config.prekey_retention != UINT64_MAX ? config.prekey_retention :
+                              DEFAULT_PREKEY_RETENTION_SEC;
+        s->require_suite2 = config.require_suite2 > 0;
 
         if (s->timeout_usec == 0)
                 s->timeout_usec = DEFAULT_TIMEOUT_SEC * USEC_PER_SEC;

@@ -3,7 +3,8 @@
  * Where scctl connects, as whom, and where its state lives: the command
  * line wins over the environment (SECURECHAT_SERVER, SECURECHAT_USER,
  * SECURECHAT_HOME), which wins over the config file (scctl.conf, INI:
- * server=, user=, tls=, replay-window=), which wins over the defaults.
+ * server=, user=, tls=, replay-window=, prekey-retention=,
+ * require-suite2=), which wins over the defaults.
  */
 #pragma once
 
@@ -33,6 +34,8 @@ typedef struct Settings {
         char *home;
         bool tls;
         uint64_t replay_window;         /* seconds: older envelopes are refused */
+        uint64_t prekey_retention;      /* seconds a retired SPK's private half is kept */
+        bool require_suite2;            /* never send suite 1 */
 } Settings;
 
 #define SETTINGS_INIT { .arg_tls = -1 }
@@ -44,7 +47,16 @@ typedef struct Settings {
 #define REPLAY_WINDOW_MIN_SEC 60
 #define REPLAY_WINDOW_MAX_SEC (366u * 24 * 3600)
 
-/* "N" seconds, or N with s, m, h or d; within the bounds above. */
+/* A retired signed prekey may still be named by messages queued at the
+ * relay, for at most its queue lifetime (the relay's default; the page says
+ * how to raise this for a relay that keeps them longer), sealed by a
+ * sender whose clock or bundle may be a little behind: a day of margin. */
+#define DEFAULT_PREKEY_RETENTION_SEC (DEFAULT_QUEUE_TTL + 24u * 3600)
+#define PREKEY_RETENTION_MAX_SEC (366u * 24 * 3600)
+
+/* "N" seconds, or N with s, m, h or d; within min..max seconds. */
+int parse_duration(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+/* The same within the bounds of the replay window above. */
 int parse_replay_window(const char *s, uint64_t *ret);
 
 void settings_done(Settings *s);

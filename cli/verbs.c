@@ -35,6 +35,7 @@ static const Verb verbs[] = {
         { "users", verb_users_any, "[--registered]",
           "List who is online, with key fingerprints (--registered: every registered user; admin)" },
         { "fingerprint", verb_fingerprint, "[USER]", "Show your key's fingerprint, or USER's" },
+        { "prekeys", verb_prekeys, "[rotate]", "Show your published prekeys, or replace them now" },
         { "trust", verb_trust, "[--yes] USER", "Accept USER's new key after comparing fingerprints" },
         { "status", verb_status, "", "Show the relay's state and counters (admin)" },
         { "sessions", verb_sessions, "", "List the relay's authenticated sessions (admin)" },

@@ -96,3 +96,4 @@ int verb_users(int argc, char *argv[]);
 int verb_fingerprint(int argc, char *argv[]);
 int verb_trust(int argc, char *argv[]);
 int verb_connect(int argc, char *argv[]);
+int verb_prekeys(int argc, char *argv[]);

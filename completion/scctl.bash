@@ -44,7 +44,7 @@ _scctl_peers() { # HOME SERVER
 }
 
 _scctl() {
-	local verbs="init connect send listen inbox users fingerprint trust
+	local verbs="init connect send listen inbox users fingerprint trust prekeys
 		status sessions monitor kick reset-key reload help"
 	local global_opts="--server --user --home --config --no-tls --json
 		--server-fingerprint --timeout --help"
@@ -146,6 +146,9 @@ _scctl() {
 				;;
 			help,0)
 				mapfile -t reply < <(compgen -W "$verbs" -- "$cur")
+				;;
+			prekeys,0)
+				mapfile -t reply < <(compgen -W "rotate" -- "$cur")
 				;;
 			esac
 		fi

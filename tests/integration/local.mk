@@ -28,7 +28,8 @@ INTEGRATION_TESTS = \
 	tests/integration/startup.sh \
 	tests/integration/memory.sh \
 	tests/integration/disk.sh \
-	tests/integration/prekeys.sh
+	tests/integration/prekeys.sh \
+	tests/integration/suite2.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh
@@ -38,3 +39,11 @@ check_PROGRAMS += tests/integration/sc-json
 tests_integration_sc_json_SOURCES = tests/integration/sc-json.c
 tests_integration_sc_json_CFLAGS = $(AM_CFLAGS) $(JSONC_CFLAGS)
 tests_integration_sc_json_LDADD = $(JSONC_LIBS)
+
+# The attacker of suite2.sh: opens recorded suite-2 envelopes with whatever
+# a state directory still holds.
+check_PROGRAMS += tests/integration/sc-s2open
+tests_integration_sc_s2open_SOURCES = tests/integration/sc-s2open.c
+tests_integration_sc_s2open_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
+	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS) $(SQLITE_CFLAGS)
+tests_integration_sc_s2open_LDADD = $(COMMON_LIBS) $(SQLITE_LIBS)

@@ -30,8 +30,9 @@ complete_line() { # LINE
 	printf '%s\n' "${COMPREPLY[@]}" | sed '/^$/d' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'
 }
 
-is "commands" "connect fingerprint help inbox init kick listen monitor reload reset-key send sessions status trust users" \
+is "commands" "connect fingerprint help inbox init kick listen monitor prekeys reload reset-key send sessions status trust users" \
 	"$(complete_line "scctl ")"
+is "prekeys: rotate" "rotate" "$(complete_line "scctl prekeys ")"
 is "a command's prefix" "reload reset-key" "$(complete_line "scctl re")"
 like "global options, --version before the command" "^--config .*--server .*--version$" \
 	"$(complete_line "scctl --")"

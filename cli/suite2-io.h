@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Suite-2 envelopes in and out of the ratchet store: suite2.h does the
+ * cryptography, ratchet-store.h keeps the state, this module runs the
+ * steps of securechat-protocol(7) "SUITE 2" between them, each message in
+ * one transaction of the store, so that a state is committed before the
+ * envelope it made leaves or the text it opened is shown.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "envelope.h"
+#include "ratchet-store.h"
+#include "rsa.h"
+#include "seen.h"
+#include "suite2.h"
+
+/* Whether a session with peer, made with the key of that fingerprint, is
+ * stored: 1 yes, 0 no, or -errno. */
+int suite2_io_has_session(RatchetStore *st, const char *peer, const char *peer_key);
+
+/* Seal text from me to peer in the stored session, or (when none is stored
+ * and bundle is given) in a new one started from bundle, whose SPK is
+ * verified under peer_key (-EBADMSG when it does not). -ENOENT when there
+ * is neither. */
+int suite2_io_seal(RatchetStore *st, const char *me, const RsaKey *identity, const char *peer,
+                   const RsaKey *peer_key, const PrekeyBundle *bundle, uint64_t now,
+                   const char *text, size_t len, Envelope **ret);
+
+typedef struct Suite2Opened {
+        char *text;             /* NUL-terminated; wipe with secure_free(text, len + 1) */
+        size_t len;
+        bool used_opk;          /* the message started a session with one of our OPKs */
+        bool from_pending;      /* opened before, never shown (a crash in between) */
+} Suite2Opened;
+
+/* Open e (suite 2, to me) from the sender whose pinned key is sender_key,
+ * in the order of the page: header, signature, time (now, window), the
+ * (from, id) store seen, then the ratchet (a session start without a
+ * matching session is accepted with our prekeys). On success the new
+ * state and the text (in the store's pending table, until
+ * suite2_io_shown()) are committed, and 0 is returned. On refusal
+ * -EBADMSG with *ret_error; ENVELOPE_DUPLICATE means shown already. */
+int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaKey *identity,
+                   const RsaKey *sender_key, const Envelope *e, uint64_t now, uint64_t window,
+                   Suite2Opened *ret, const char **ret_error);
+
+/* After the text was shown: record e in seen, then drop its pending text. */
+int suite2_io_shown(RatchetStore *st, SeenStore *seen, const Envelope *e);
