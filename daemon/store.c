@@ -256,6 +256,12 @@ int store_open(const char *path, Store **ret) {
         r = migrate(s);
         if (r < 0)
                 return r;
+        /* Prekeys whose user was deleted behind our back (by hand, with
+         * the sqlite3 tool, where foreign keys are off): a new user of that
+         * name must not be sealed to them. Best effort: on a full disk the
+         * next open tries again. */
+        (void) exec(s, "DELETE FROM signed_prekeys WHERE name NOT IN (SELECT name FROM users);"
+                       "DELETE FROM one_time_prekeys WHERE name NOT IN (SELECT name FROM users)");
 
         for (size_t i = 0; i < _STMT_MAX; i++) {
                 rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,

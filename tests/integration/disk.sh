@@ -88,7 +88,7 @@ skip_rest() { # REASON
 [ "$(id -u)" = 0 ] || skip_rest "not root: cannot mount a small tmpfs for the state directory"
 SMALL=$T/small
 mkdir -p "$SMALL"
-mount -t tmpfs -o size=16m,mode=0700 sc-disk-test "$SMALL" 2>"$T/mount.err" ||
+mount -t tmpfs -o size=20m,mode=0700 sc-disk-test "$SMALL" 2>"$T/mount.err" ||
 	skip_rest "cannot mount a tmpfs: $(cat "$T/mount.err")"
 # The relay first, so that the file system is not busy; then lib.sh's cleanup.
 trap 'relay_stop; umount "$SMALL" 2>/dev/null || umount -l "$SMALL"; sc_cleanup' EXIT
@@ -98,7 +98,7 @@ cp -p "$SC_STATE/identity.key" "$SC_STATE/tls.crt" "$SMALL/state/"
 SC_STATE=$SMALL/state
 
 printf '[server]\nqueue-ttl = 20s\n' >"$T/disk.conf"
-check "relay starts on a 16M tmpfs (max-text=256K, min-free-disk=4M)" \
+check "relay starts on a 20M tmpfs (max-text=256K, min-free-disk=4M)" \
 	relay_start -c "$T/disk.conf" -o max-frame=1M -o max-text=256K -o min-free-disk=4M $NO_RATES || done_testing
 ok "...and sets aside its reserve file" [ -f "$SC_STATE/reserve" ]
 ok "carol and dave register" eval 'sc_init carol && sc_init dave'
@@ -114,7 +114,7 @@ kill -HUP "$SC_RELAY_PID"
 wait_until relay_logged "Configuration reloaded"
 
 accepted=0
-for i in $(seq 1 40); do
+for i in $(seq 1 80); do
 	text_of_size fill$i 262144 "$T/fill$i"
 	out=$(sc alice send bob - <"$T/fill$i" 2>"$T/fill.err")
 	rc=$?

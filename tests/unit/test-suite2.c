@@ -607,7 +607,7 @@ END_TEST
 
 START_TEST(test_skipped_store_bound) {
         _cleanup_(freep) uint8_t *state = NULL;
-        Suite2Message *m0 = NULL, *m1 = NULL, *far, *b0, *a0, *a1;
+        Suite2Message *m0 = NULL, *m1 = NULL, *far = NULL, *b0, *a0, *a1;
         size_t state_len;
         Pair p;
 
