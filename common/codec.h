@@ -22,6 +22,7 @@
 
 #include "envelope.h"
 #include "handshake.h"
+#include "rotation.h"
 
 typedef enum FrameType {
         FRAME_HELLO,
@@ -40,6 +41,8 @@ typedef enum FrameType {
         FRAME_PING,
         FRAME_PONG,
         FRAME_BYE,
+        FRAME_ROTATE,
+        FRAME_ROTATED,
         _FRAME_TYPE_MAX,
         _FRAME_TYPE_INVALID = -1,
 } FrameType;
@@ -104,6 +107,8 @@ typedef struct Frame {
                 struct { uint64_t seq; Envelope *envelope; json_object *raw; } deliver;
                 struct { uint64_t seq; } ack;
                 struct { char msg[32]; char status[32]; } receipt;
+                struct { uint64_t id; Rotation *rotation; } rotate;
+                struct { uint64_t id; KeyPackage *package; } rotated;
         };
 } Frame;
 
@@ -119,7 +124,7 @@ static inline void frame_freep(Frame **f) { frame_free(*f); }
  * unchanged. */
 int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason);
 /* The same, and when parsing fails on a request that carries an id (lookup,
- * send) whose "id" is valid, that id (so that the error answers it);
+ * send, rotate) whose "id" is valid, that id (so that the error answers it);
  * *ret_has_id false otherwise. */
 int frame_parse_request(const void *payload, size_t len, Frame **ret, const char **ret_reason,
                         bool *ret_has_id, uint64_t *ret_id);
@@ -156,6 +161,10 @@ json_object *frame_new_deliver(uint64_t seq, json_object *envelope_json);
 json_object *frame_new_ack(uint64_t seq);
 json_object *frame_new_synced(void);
 json_object *frame_new_receipt(const char *msg, const char *status);
+/* Key rotation: the statement (rotation.h), and the relay's answer with
+ * the user's new key package. */
+json_object *frame_new_rotate(uint64_t id, const Rotation *rot);
+json_object *frame_new_rotated(uint64_t id, const KeyPackage *kp);
 json_object *frame_new_simple(FrameType t);     /* ping, pong, bye, synced */
 
 /* Serialize compactly and frame it: u32be(N) || JSON. -EMSGSIZE if over
