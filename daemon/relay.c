@@ -15,6 +15,7 @@
 #include "macro.h"
 #include "protocol.h"
 #include "relay.h"
+#include "rotation.h"
 #include "session-index.h"
 #include "session.h"
 #include "util.h"
@@ -740,6 +741,93 @@ internal:
         reply_error(s, id, ERR_INTERNAL, "internal error");
 }
 
+/* A key rotation (securechat-protocol(7), "Key rotation"): the session
+ * proved the old key at login, the statement proves both keys; the relay
+ * registers the new key in the same transaction as it keeps the
+ * statement, and peers learn of it from the package's chain. Sessions
+ * already logged in stay: the rotation says who the user is from now on,
+ * not that the old key was stolen (that is an administrator's reset). */
+static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
+        const Rotation *rot = f->rotate.rotation;
+        const uint64_t *id = &f->rotate.id;
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        char old_fp[RSA_FINGERPRINT_MAX], new_fp[RSA_FINGERPRINT_MAX], reason[96];
+        uint64_t now = now_unix();
+        Session *receiver;
+        LogFields lf;
+        int r;
+
+        if (strcmp(rot->user, s->user) != 0) {
+                reply_error(s, id, ERR_BAD_REQUEST, "a rotation of another user's key");
+                return;
+        }
+        if (rot->old_key_len != s->package->key_len ||
+            memcmp(rot->old_key, s->package->key, rot->old_key_len) != 0) {
+                reply_error(s, id, ERR_KEY_MISMATCH, "the rotation does not start at the registered key");
+                return;
+        }
+        if (rot->time > now + ROTATION_TIME_SKEW || rot->time + ROTATION_TIME_SKEW < now) {
+                reply_error(s, id, ERR_BAD_REQUEST, "the rotation's time is too far from the relay's clock");
+                return;
+        }
+        r = rotation_verify(rot);
+        if (r == -ENOMEM) {
+                reply_error(s, id, ERR_INTERNAL, "out of memory");
+                return;
+        }
+        if (r < 0) {
+                reply_error(s, id, ERR_BAD_REQUEST, "the rotation's signatures do not verify");
+                return;
+        }
+
+        r = relay->hooks->disk_check(relay->userdata, rot->new_key_len + 8192);
+        if (r >= 0)
+                r = key_package_sign(relay->server_key, s->user, rot->new_key, rot->new_key_len, now, &kp);
+        if (r >= 0)
+                r = store_user_rotate(relay->store, kp, rot);
+        if (r == -ESTALE) {
+                /* Another session rotated first. */
+                reply_error(s, id, ERR_KEY_MISMATCH, "the registered key changed meanwhile");
+                return;
+        }
+        if (r == -ENOSPC) {
+                limit_hit(relay, s, LIMIT_MIN_FREE_DISK, "no room to rotate a key");
+                reply_error(s, id, ERR_STORAGE_FULL, "the relay is out of disk space");
+                return;
+        }
+        kp = key_package_free(kp);
+        if (r >= 0)
+                r = store_user_get(relay->store, s->user, &kp);      /* with its chain */
+        if (r < 0) {
+                log_error_errno(r, "Failed to rotate the key of %s: %s", s->user,
+                                r == -ENOMEM ? "out of memory" : store_error(relay->store));
+                reply_error(s, id, ERR_INTERNAL, "internal error");
+                return;
+        }
+
+        rsa_fingerprint_spki(rot->old_key, rot->old_key_len, old_fp);
+        rsa_fingerprint_spki(rot->new_key, rot->new_key_len, new_fp);
+        snprintf(reason, sizeof(reason), "old key %s", old_fp);
+        fields_of(s, &lf);
+        lf.fingerprint = new_fp;
+        lf.reason = reason;
+        log_event(EVENT_KEY_ROTATED, &lf, "User %s rotated their key from %s to %s", s->user, old_fp, new_fp);
+
+        /* Every session of the user shows the new package from now on. */
+        for (Session *i = session_index_first(relay->sessions, s->user); i; i = i->user_next) {
+                KeyPackage *copy = NULL;
+
+                if (key_package_dup(kp, &copy) < 0)
+                        continue;       /* keeps the old one; lookups have the new */
+                key_package_free(i->package);
+                i->package = copy;
+        }
+        (void) session_send(s, frame_new_rotated(*id, kp));
+        receiver = session_index_find_receiver(relay->sessions, s->user);
+        if (receiver)
+                broadcast_presence(relay, receiver, true);
+}
+
 static void handle_ack(Relay *relay, Session *s, const Frame *f) {
         uint64_t seq = f->ack.seq;
         StoreMessage msg;
@@ -809,7 +897,8 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 if (f->type != FRAME_AUTH) {
                         snprintf(what, sizeof(what), "expected auth, got %s", frame_type_to_string(f->type));
                         protocol_error_request(s, f->type == FRAME_LOOKUP ? &f->lookup.id :
-                                                  f->type == FRAME_SEND ? &f->send.id : NULL,
+                                                  f->type == FRAME_SEND ? &f->send.id :
+                                                  f->type == FRAME_ROTATE ? &f->rotate.id : NULL,
                                                ERR_BAD_REQUEST, what);
                         return;
                 }
@@ -827,6 +916,9 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 break;
         case FRAME_ACK:
                 handle_ack(relay, s, f);
+                break;
+        case FRAME_ROTATE:
+                handle_rotate(relay, s, f);
                 break;
         case FRAME_PING:
                 (void) session_send(s, frame_new_simple(FRAME_PONG));
