@@ -96,6 +96,7 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 .timeout_usec = st->timeout_usec,
                 .abort_fd = abort_fd,
                 .code = st->arg_code,
+                .quiet_key_mismatch = ctx->quiet_key_mismatch,
         };
 
         uint64_t start = now_monotonic_usec();
@@ -360,6 +361,13 @@ static int peer_key(ChatSession *s, const char *user, Peer **ret_peer) {
         }
         if (r == PIN_MISMATCH)
                 return PEER_KEY_CHANGED;
+        if (r == PIN_ROTATED) {
+                char fingerprint[RSA_FINGERPRINT_MAX];
+
+                rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprint);
+                log_notice("%s rotated their key; the old key vouched for it (pinned %s, now %s).",
+                           user, p->pinned, fingerprint);
+        }
         if (r == PIN_NEW) {
                 char fingerprint[RSA_FINGERPRINT_MAX];
 

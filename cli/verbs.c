@@ -36,6 +36,7 @@ static const Verb verbs[] = {
           "List who is online, with key fingerprints (--registered: every registered user; admin)" },
         { "fingerprint", verb_fingerprint, "[USER]", "Show your key's fingerprint, or USER's" },
         { "trust", verb_trust, "[--yes] USER", "Accept USER's new key after comparing fingerprints" },
+        { "rotate-key", verb_rotate_key, "[--bits N]", "Replace your key with a new one your old key vouches for" },
         { "status", verb_status, "", "Show the relay's state and counters (admin)" },
         { "sessions", verb_sessions, "", "List the relay's authenticated sessions (admin)" },
         { "monitor", verb_monitor, "", "Print the relay's audit events as they happen (admin)" },
