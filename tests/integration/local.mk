@@ -27,7 +27,8 @@ INTEGRATION_TESTS = \
 	tests/integration/admin.sh \
 	tests/integration/startup.sh \
 	tests/integration/memory.sh \
-	tests/integration/disk.sh
+	tests/integration/disk.sh \
+	tests/integration/rotate.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh

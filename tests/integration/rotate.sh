@@ -1,0 +1,136 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# scctl rotate-key: bob replaces his key with one his old key vouches for;
+# alice, who pinned the old one, moves her pin without a "key changed"
+# refusal; the old key no longer logs in, also after a restart of the
+# relay; a rerun finishes a rotation that was stopped half way; and a
+# rotation the pinned key did not sign is refused like any key change.
+
+SC_SCRIPT=rotate
+. "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
+
+check "relay starts" relay_start || done_testing
+ok "alice registers" sc_init alice
+ok "bob registers" sc_init bob
+BOB_FP0=$(sc bob fingerprint)
+
+out=$(sc alice send bob "$(marker first) to the first key" 2>/dev/null)
+is "alice sends to bob (pinning his key)" "0 queued" "$? $out"
+is "alice pinned bob's first key" "$BOB_FP0" "$(sc alice fingerprint bob 2>/dev/null)"
+sc bob --json inbox >"$T/inbox0.json" 2>/dev/null
+is "bob reads it" "$(marker first) to the first key" "$("$SC_JSON" message text <"$T/inbox0.json")"
+
+# ---- a rotation ------------------------------------------------------------------
+
+cp -a "$T/home-bob" "$T/home-bob-old"
+BOB_FP1=$(sc bob rotate-key 2>"$T/rotate1.err")
+is "bob's rotate-key exits 0" 0 $?
+ok "...printing a new fingerprint" test -n "$BOB_FP1" -a "$BOB_FP1" != "$BOB_FP0"
+is "...which is now bob's key" "$BOB_FP1" "$(sc bob fingerprint 2>/dev/null)"
+ok "...leaving no next key behind" test ! -e "$T/home-bob/identity/bob.key.next"
+contains "the relay logged the key-rotated event, with the new key" "fingerprint=$BOB_FP1" \
+	"$(grep "event=key-rotated user=bob " "$SC_RELAY_LOG")"
+
+out=$(sc alice send bob "$(marker second) to the rotated key" 2>"$T/send1.err")
+is "alice sends to bob's new key without a key-changed refusal" "0 queued" "$? $out"
+like "...saying that the old key vouched for it" "bob rotated their key; the old key vouched for it" \
+	"$(cat "$T/send1.err")"
+is "alice's pin moved to bob's new key" "$BOB_FP1" "$(sc alice fingerprint bob 2>/dev/null)"
+sc bob --json inbox >"$T/inbox1.json" 2>/dev/null
+is "bob reads it with the new key" "$(marker second) to the rotated key" \
+	"$("$SC_JSON" message text <"$T/inbox1.json")"
+out=$(sc bob send alice "$(marker fromnew) signed by the new key" 2>/dev/null)
+is "bob sends to alice" "0 queued" "$? $out"
+sc alice --json inbox >"$T/alice1.json" 2>/dev/null
+is "alice reads it" "$(marker fromnew) signed by the new key" "$("$SC_JSON" message text <"$T/alice1.json")"
+
+sc_at "$T/home-bob-old" bob --json inbox >/dev/null 2>"$T/old.err"
+is "a login with bob's old key: EXIT_AUTH" $EXIT_AUTH $?
+like "...as a different key (key_mismatch)" "key_mismatch" "$(cat "$T/old.err")"
+
+# ---- a rotation stopped half way -------------------------------------------------
+#
+# Before the relay took it: the next key is on disk, the relay still has
+# the old one. carol's (unregistered) key stands in for the key an
+# interrupted run made.
+
+sc carol fingerprint >/dev/null 2>&1
+CAROL_FP=$(sc carol fingerprint 2>/dev/null)
+cp -a "$T/home-bob" "$T/home-bob-snap"
+cp "$T/home-carol/identity/carol.key" "$T/home-bob/identity/bob.key.next"
+out=$(sc bob rotate-key 2>"$T/rotate2.err")
+is "rotate-key with a next key left behind exits 0" 0 $?
+is "...rotating to that key" "$CAROL_FP" "$out"
+like "...and says it goes on" "earlier run" "$(cat "$T/rotate2.err")"
+
+# After the relay took it, before the identity file was replaced: the
+# snapshot's old key is refused, its next key is the registered one.
+cp "$T/home-bob/identity/bob.key" "$T/home-bob-snap/identity/bob.key.next"
+out=$(sc_at "$T/home-bob-snap" bob rotate-key 2>"$T/rotate3.err")
+is "rerunning a rotation the relay took already exits 0" "0 $CAROL_FP" "$? $out"
+is "...and the identity is the new key" "$CAROL_FP" "$(sc_at "$T/home-bob-snap" bob fingerprint 2>/dev/null)"
+
+out=$(sc alice send bob "$(marker third) after two rotations" 2>"$T/send2.err")
+is "alice follows the second rotation too" "0 queued" "$? $out"
+is "...pinning it" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null)"
+
+# ---- a restart keeps the new key ---------------------------------------------------
+
+relay_stop
+check "relay restarts" relay_start
+sc bob --json inbox >"$T/inbox2.json" 2>/dev/null
+is "bob logs in with the new key after the restart" 0 $?
+is "...and reads alice's message" "$(marker third) after two rotations" \
+	"$("$SC_JSON" message text <"$T/inbox2.json")"
+sc_at "$T/home-bob-old" bob --json inbox >/dev/null 2>&1
+is "the first key is still refused" $EXIT_AUTH $?
+out=$(sc alice send bob "$(marker fourth) after the restart" 2>"$T/send3.err")
+is "alice sends to bob after the restart" "0 queued" "$? $out"
+unlike "...with no notice: nothing changed" "rotated" "$(cat "$T/send3.err")"
+
+# ---- rotations the pinned key did not sign -----------------------------------------
+#
+# The relay turns against alice: it forgets bob, and "bob" registers and
+# rotates a key of his own. The chain it hands out does not start at the
+# key alice pinned; then, edited to claim it does, the old signature is
+# not the pinned key's.
+
+if command -v sqlite3 >/dev/null; then
+	relay_stop
+	# As the relay's own deletes (scctl reset-key) do, with the foreign
+	# keys on: the rotations go with the user.
+	db "PRAGMA foreign_keys = ON; DELETE FROM users WHERE name = 'bob';"
+	is "bob's registration and rotations removed" "0 0" \
+		"$(db "SELECT count(*) FROM users WHERE name = 'bob';") $(db "SELECT count(*) FROM rotations WHERE name = 'bob';")"
+	check "relay starts" relay_start
+	sc_at "$T/home-mallory" bob init --bits 2048 >/dev/null 2>&1
+	MALLORY_FP=$(sc_at "$T/home-mallory" bob rotate-key 2>/dev/null)
+	is "another bob registers and rotates" 0 $?
+
+	sc alice send bob "$(marker forged1) to the other bob" >"$T/forged1.out" 2>"$T/forged1.err"
+	is "alice's send: EXIT_PEER_KEY (the chain does not start at her pin)" $EXIT_PEER_KEY $?
+	like "...as a key change" "key changed" "$(cat "$T/forged1.err")"
+	contains "...naming the new key" "$MALLORY_FP" "$(cat "$T/forged1.err")"
+	is "alice's pin is unchanged" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null)"
+
+	pinned=$(sed -n 's/.*"key":"\([^"]*\)".*/\1/p' "$T/home-alice/peers/"*/bob)
+	relay_stop
+	db "UPDATE rotations SET statement = json_set(statement, '\$.old_key', '$pinned') WHERE name = 'bob';"
+	is "the statement now claims to start at alice's pin" 1 \
+		"$(db "SELECT count(*) FROM rotations WHERE name = 'bob' AND statement LIKE '%$pinned%';")"
+	check "relay starts" relay_start
+	sc alice send bob "$(marker forged2) to the forged chain" >"$T/forged2.out" 2>"$T/forged2.err"
+	is "alice's send: EXIT_PEER_KEY (the pinned key did not sign it)" $EXIT_PEER_KEY $?
+	like "...as a key change" "key changed" "$(cat "$T/forged2.err")"
+	is "alice's pin is still unchanged" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null)"
+else
+	skip "forged rotations" "no sqlite3"
+fi
+
+relay_stop
+is "the relay exits 0 on SIGTERM" 0 $?
+unlike "the relay logged no sanitizer report" "AddressSanitizer|LeakSanitizer|runtime error" \
+	"$(cat "$T"/relay.*.log)"
+
+done_testing
