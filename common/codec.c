@@ -18,11 +18,6 @@
 #include "protocol.h"
 #include "util.h"
 
-/* Binary members: a 4096-bit RSA SubjectPublicKeyInfo is 550 bytes DER and
- * its signatures are 512 bytes; leave room but keep a bound. */
-#define KEY_DER_MAX 1024
-#define SIG_MAX 512
-
 #define MESSAGE_MAX 1024        /* error.message, bytes */
 #define SUITE_NAME_MAX 63
 #define SUITES_MAX 16

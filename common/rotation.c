@@ -6,12 +6,8 @@
 #include "buf.h"
 #include "json-util.h"
 #include "macro.h"
+#include "protocol.h"
 #include "rotation.h"
-
-/* The bounds of codec.c's key packages: a 4096-bit key is 550 bytes of
- * DER and signs with 512 bytes. */
-#define ROTATION_KEY_MAX 1024
-#define ROTATION_SIG_MAX 512
 
 Rotation *rotation_free(Rotation *r) {
         if (!r)
@@ -172,14 +168,14 @@ int rotation_to_json(const Rotation *rot, json_object **ret) {
 static const JsonDispatch rotation_table[] = {
         { "user", json_type_string, json_dispatch_user, R(user), 0 },
         { "old_key", json_type_string, json_dispatch_b64, R(old_key), 0,
-          .min = 1, .max = ROTATION_KEY_MAX, .len_offset = R(old_key_len) },
+          .min = 1, .max = KEY_DER_MAX, .len_offset = R(old_key_len) },
         { "new_key", json_type_string, json_dispatch_b64, R(new_key), 0,
-          .min = 1, .max = ROTATION_KEY_MAX, .len_offset = R(new_key_len) },
+          .min = 1, .max = KEY_DER_MAX, .len_offset = R(new_key_len) },
         { "time", json_type_int, json_dispatch_uint64, R(time), 0 },
         { "old_sig", json_type_string, json_dispatch_b64, R(old_sig), 0,
-          .min = 1, .max = ROTATION_SIG_MAX, .len_offset = R(old_sig_len) },
+          .min = 1, .max = SIG_MAX, .len_offset = R(old_sig_len) },
         { "new_sig", json_type_string, json_dispatch_b64, R(new_sig), 0,
-          .min = 1, .max = ROTATION_SIG_MAX, .len_offset = R(new_sig_len) },
+          .min = 1, .max = SIG_MAX, .len_offset = R(new_sig_len) },
         {}
 };
 #undef R
