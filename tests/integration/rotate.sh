@@ -49,6 +49,47 @@ sc_at "$T/home-bob-old" bob --json inbox >/dev/null 2>"$T/old.err"
 is "a login with bob's old key: EXIT_AUTH" $EXIT_AUTH $?
 like "...as a different key (key_mismatch)" "key_mismatch" "$(cat "$T/old.err")"
 
+# ---- rotations the relay refuses ---------------------------------------------------
+#
+# Hand-made rotate frames from dave's session: each is answered with an
+# error carrying its id, the session goes on, and dave's key stays.
+
+raw() { # COMMAND...: sc-raw with each argument a script line
+	local a=()
+	for c; do a+=(-e "$c"); done
+	"$SC_RAW" $SC_RAW_TLS --timeout 15 127.0.0.1 "$SC_PORT" "${a[@]}"
+}
+
+if command -v openssl >/dev/null; then
+	raw connect "key $T/dave.key 2048" "auth dave send" "expect welcome" bye >/dev/null 2>&1
+	openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$T/eve.key" 2>/dev/null
+	dave=$(openssl pkey -in "$T/dave.key" -pubout -outform DER | base64 -w0)
+	eve=$(openssl pkey -in "$T/eve.key" -pubout -outform DER | base64 -w0)
+	alice=$(openssl pkey -in "$T/home-alice/identity/alice.key" -pubout -outform DER | base64 -w0)
+	sig=$(head -c 256 /dev/urandom | base64 -w0)
+	statement() { # ID USER OLD NEW TIME
+		printf 'frame {"type":"rotate","id":%s,"rotation":{"user":"%s","old_key":"%s","new_key":"%s","time":%s,"old_sig":"%s","new_sig":"%s"}}' \
+			"$1" "$2" "$3" "$4" "$5" "$sig" "$sig"
+	}
+	now=$(date +%s)
+	out=$(raw connect "key $T/dave.key" "auth dave send" "expect welcome" \
+		"$(statement 1 carol "$dave" "$eve" "$now")" "wait error bad_request" \
+		"$(statement 2 dave "$alice" "$eve" "$now")" "wait error key_mismatch" \
+		"$(statement 3 dave "$dave" "$eve" 1)" "wait error bad_request" \
+		"$(statement 4 dave "$dave" "$eve" "$now")" "wait error bad_request" \
+		'frame {"type":"rotate","id":5,"rotation":{"user":"dave"}}' "wait error bad_frame" 2>&1)
+	is "another user's, another key's, a stale and a forged statement are refused; a malformed one ends the session" \
+		0 $?
+	like "...each answering its request" '"id":1,.*"id":2,.*"id":3,.*"id":4,.*"id":5' "$(echo "$out" | grep '^< {"type":"error"' | tr '\n' ' ')"
+	like "...the stale one for its time" '"id":3,"code":"bad_request","message":"[^"]*time' "$out"
+	like "...the forged one for its signatures" '"id":4,"code":"bad_request","message":"[^"]*signatures' "$out"
+	out=$(raw connect "key $T/dave.key" "auth dave send" "expect welcome" bye 2>&1)
+	is "dave's key is still the registered one" 0 $?
+	ok "no key-rotated event for dave" test "$(relay_count 'event=key-rotated user=dave ')" -eq 0
+else
+	skip "rotations the relay refuses" "no openssl"
+fi
+
 # ---- a rotation stopped half way -------------------------------------------------
 #
 # Before the relay took it: the next key is on disk, the relay still has
