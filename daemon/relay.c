@@ -104,6 +104,50 @@ void relay_session_ready(Relay *relay, Session *s) {
         (void) session_send(s, frame_new_hello(relay->server_key->spki, relay->server_key->spki_len, s->nonce));
 }
 
+/* ---- key packages --------------------------------------------------------- */
+
+/* A package goes out whole in one frame, next to at most 1 KiB of other
+ * members (welcome, key, rotated, presence: the presence list counts the
+ * same way). Its rotations can make it larger than a small max-frame
+ * allows: the oldest are dropped until it fits; a peer pinned to a key
+ * that old compares fingerprints instead. */
+static int package_fit(Relay *relay, KeyPackage *kp) {
+        size_t budget = relay->config->max_frame - 1024;       /* max-frame >= 4096 */
+
+        while (kp->n_rotations > 0) {
+                _cleanup_(json_object_unrefp) json_object *o = NULL;
+                size_t size = 0;
+                int r;
+
+                r = key_package_to_json(kp, &o);
+                if (r < 0)
+                        return r;
+                if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE, &size))
+                        return -ENOMEM;
+                if (size <= budget)
+                        break;
+                rotation_free(kp->rotations[0]);
+                memmove(kp->rotations, kp->rotations + 1, --kp->n_rotations * sizeof(Rotation *));
+        }
+        return 0;
+}
+
+/* The user's package as the store has it, fitted for a frame. */
+static int package_get(Relay *relay, const char *user, KeyPackage **ret) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        int r;
+
+        r = store_user_get(relay->store, user, &kp);
+        if (r < 0)
+                return r;
+        r = package_fit(relay, kp);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(kp);
+        return 0;
+}
+
 /* ---- presence ------------------------------------------------------------ */
 
 /* The next frame of the online list: the users whose receiving session
@@ -263,7 +307,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
 
-        r = store_user_get(relay->store, user, &kp);
+        r = package_get(relay, user, &kp);
         if (r >= 0) {
                 if (kp->key_len != f->auth.key_len || memcmp(kp->key, f->auth.key, kp->key_len) != 0) {
                         char registered_fp[RSA_FINGERPRINT_MAX], reason[160];
@@ -562,7 +606,7 @@ static void handle_lookup(Relay *relay, Session *s, const Frame *f) {
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
         int r;
 
-        r = store_user_get(relay->store, f->lookup.user, &kp);
+        r = package_get(relay, f->lookup.user, &kp);
         if (r == -ENOENT) {
                 reply_error(s, &f->lookup.id, ERR_NO_SUCH_USER, "no such user");
                 return;
@@ -797,7 +841,7 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         }
         kp = key_package_free(kp);
         if (r >= 0)
-                r = store_user_get(relay->store, s->user, &kp);      /* with its chain */
+                r = package_get(relay, s->user, &kp);      /* with its chain */
         if (r < 0) {
                 log_error_errno(r, "Failed to rotate the key of %s: %s", s->user,
                                 r == -ENOMEM ? "out of memory" : store_error(relay->store));

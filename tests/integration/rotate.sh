@@ -130,6 +130,18 @@ out=$(sc alice send bob "$(marker fourth) after the restart" 2>"$T/send3.err")
 is "alice sends to bob after the restart" "0 queued" "$? $out"
 unlike "...with no notice: nothing changed" "rotated" "$(cat "$T/send3.err")"
 
+# Two statements of 2048-bit keys and the package are over 4 KiB: at the
+# smallest max-frame the relay hands out what fits, the newest statements.
+relay_stop
+check "relay restarts with max-frame=4096" relay_start -o max-frame=4096 -o max-text=1000
+sc bob --json inbox >"$T/inbox3.json" 2>"$T/inbox3.err"
+is "bob logs in (his package fits in a frame)" 0 $?
+out=$(sc alice send bob "$(marker fifth) in small frames" 2>/dev/null)
+is "alice sends to bob" "0 queued" "$? $out"
+sc_init erin
+out=$(sc erin send bob "$(marker sixth) from erin, who pins bob now" 2>/dev/null)
+is "erin looks bob up and sends to him" "0 queued" "$? $out"
+
 # ---- rotations the pinned key did not sign -----------------------------------------
 #
 # The relay turns against alice: it forgets bob, and "bob" registers and
