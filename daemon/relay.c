@@ -262,6 +262,17 @@ static int check_reset_code(Relay *relay, Session *s, const Frame *f) {
         return 1;
 }
 
+/* Each registration is a signature, a synchronous write and a name taken
+ * for good, each key rotation a signature and a synchronous write: a rate
+ * per address for both. 0, or the usec until the next one is allowed. */
+static uint64_t registration_wait(Relay *relay, Session *s) {
+        if (!s->address_entry)
+                return 0;
+        return anvil_take(s->address_entry, ANVIL_BUCKET_REGISTER,
+                          config_rate_interval(&relay->config->registration_rate),
+                          relay->config->registration_burst, relay_now(relay));
+}
+
 static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         const char *user = f->auth.user;
         _cleanup_(rsa_key_freep) RsaKey *key = NULL;
@@ -363,12 +374,9 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
 
-        if (!registered && s->address_entry) {
-                /* Each registration is a signature, a synchronous write and
-                 * a name taken for good: a rate per address. */
-                uint64_t wait = anvil_take(s->address_entry, ANVIL_BUCKET_REGISTER,
-                                           config_rate_interval(&relay->config->registration_rate),
-                                           relay->config->registration_burst, relay_now(relay));
+        if (!registered) {
+                uint64_t wait = registration_wait(relay, s);
+
                 if (wait > 0) {
                         uint64_t retry = anvil_retry_after_sec(wait);
 
@@ -796,7 +804,7 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         const uint64_t *id = &f->rotate.id;
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
         char old_fp[RSA_FINGERPRINT_MAX], new_fp[RSA_FINGERPRINT_MAX], reason[96];
-        uint64_t now = now_unix();
+        uint64_t now = now_unix(), wait;
         Session *receiver;
         LogFields lf;
         int r;
@@ -821,6 +829,17 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         }
         if (r < 0) {
                 reply_error(s, id, ERR_BAD_REQUEST, "the rotation's signatures do not verify");
+                return;
+        }
+
+        fields_of(s, &lf);
+        wait = registration_wait(relay, s);
+        if (wait > 0) {
+                relay_limit_hit(relay, LIMIT_REGISTRATION_RATE, s->address_entry, &lf,
+                                "Not rotating the key of %s from %s: registrations and rotations from "
+                                "this address over registration-rate", s->user, s->peer);
+                (void) session_send(s, frame_new_rate_limited(id, "too many key changes from this address",
+                                                              anvil_retry_after_sec(wait)));
                 return;
         }
 
@@ -852,7 +871,6 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         rsa_fingerprint_spki(rot->old_key, rot->old_key_len, old_fp);
         rsa_fingerprint_spki(rot->new_key, rot->new_key_len, new_fp);
         snprintf(reason, sizeof(reason), "old key %s", old_fp);
-        fields_of(s, &lf);
         lf.fingerprint = new_fp;
         lf.reason = reason;
         log_event(EVENT_KEY_ROTATED, &lf, "User %s rotated their key from %s to %s", s->user, old_fp, new_fp);

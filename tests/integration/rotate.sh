@@ -133,7 +133,8 @@ unlike "...with no notice: nothing changed" "rotated" "$(cat "$T/send3.err")"
 # Two statements of 2048-bit keys and the package are over 4 KiB: at the
 # smallest max-frame the relay hands out what fits, the newest statements.
 relay_stop
-check "relay restarts with max-frame=4096" relay_start -o max-frame=4096 -o max-text=1000
+check "relay restarts with max-frame=4096, registration-burst=2" \
+	relay_start -o max-frame=4096 -o max-text=1000 -o registration-burst=2 -o registration-rate=1/h
 sc bob --json inbox >"$T/inbox3.json" 2>"$T/inbox3.err"
 is "bob logs in (his package fits in a frame)" 0 $?
 out=$(sc alice send bob "$(marker fifth) in small frames" 2>/dev/null)
@@ -141,6 +142,17 @@ is "alice sends to bob" "0 queued" "$? $out"
 sc_init erin
 out=$(sc erin send bob "$(marker sixth) from erin, who pins bob now" 2>/dev/null)
 is "erin looks bob up and sends to him" "0 queued" "$? $out"
+
+# erin's registration was one, this rotation is the second: the third
+# change from this address waits.
+BOB_FP3=$(sc bob rotate-key 2>/dev/null)
+is "bob rotates once more" 0 $?
+sc bob rotate-key >/dev/null 2>"$T/rotate4.err"
+is "...and once too often: EXIT_RATE_LIMITED" $EXIT_RATE_LIMITED $?
+like "...naming rate_limited" "rate_limited" "$(cat "$T/rotate4.err")"
+is "...keeping the key the relay has" "$BOB_FP3" "$(sc bob fingerprint 2>/dev/null)"
+sc bob --json inbox >/dev/null 2>&1
+is "...which still logs in" 0 $?
 
 # ---- rotations the pinned key did not sign -----------------------------------------
 #
