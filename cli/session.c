@@ -285,6 +285,10 @@ static const char *peer_pin_differs(ChatSession *s, Peer *p) {
         if (pinned->key_len == p->package->key_len &&
             memcmp(pinned->key, p->package->key, pinned->key_len) == 0)
                 return NULL;
+        /* Rotated by the pinned key: the pin moves when it is next used. */
+        if (rotation_chain_vouches(p->package->rotations, p->package->n_rotations, p->user,
+                                   pinned->key, pinned->key_len, p->package->key, p->package->key_len) >= 0)
+                return NULL;
         rsa_fingerprint_spki(pinned->key, pinned->key_len, p->pinned);
         return p->pinned;
 }
