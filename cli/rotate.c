@@ -140,7 +140,12 @@ int verb_rotate_key(int argc, char *argv[]) {
 
         ctx.quiet_key_mismatch = true;
         r = context_connect(&ctx, false, -1, &c);
-        if (r == -EKEYREJECTED) {
+        if (r == -EKEYREJECTED && created)
+                /* The next key was made just now: the relay cannot have it. */
+                r = log_fail(EXIT_AUTH, 0, "The relay at %s has another key than %s registered for %s; "
+                             "there is nothing to rotate from here.", arg_settings.address,
+                             old_fingerprint, arg_settings.user);
+        else if (r == -EKEYREJECTED) {
                 /* The relay has another key than ours: the next one, if an
                  * earlier run was stopped after the relay took it. Logging
                  * in with it proves that; anything else is reported as the

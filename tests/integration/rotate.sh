@@ -48,6 +48,9 @@ is "alice reads it" "$(marker fromnew) signed by the new key" "$("$SC_JSON" mess
 sc_at "$T/home-bob-old" bob --json inbox >/dev/null 2>"$T/old.err"
 is "a login with bob's old key: EXIT_AUTH" $EXIT_AUTH $?
 like "...as a different key (key_mismatch)" "key_mismatch" "$(cat "$T/old.err")"
+sc_at "$T/home-bob-old" bob rotate-key >/dev/null 2>"$T/old-rotate.err"
+is "rotate-key from the old key: EXIT_AUTH" $EXIT_AUTH $?
+like "...the relay has another key" "has another key" "$(cat "$T/old-rotate.err")"
 
 # ---- rotations the relay refuses ---------------------------------------------------
 #
