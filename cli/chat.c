@@ -622,6 +622,8 @@ int verb_fingerprint(int argc, char *argv[]) {
                              "see 'scctl trust %s'.", user, pinned, fingerprint, user);
                 goto finish;
         }
+        if (r == PIN_ROTATED)
+                log_notice("%s rotated their key; the old key %s vouched for it.", user, pinned);
         output->fingerprint(user, fingerprint, r == PIN_NEW ? FINGERPRINT_NEW : FINGERPRINT_PINNED);
         r = 0;
 finish:

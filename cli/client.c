@@ -480,6 +480,10 @@ static int expect_frame(Client *c, const ClientParams *p, FrameType type, uint64
                         frame_free(f);
                         return -EBUSY;
                 }
+                if (p->quiet_key_mismatch && streq(f->error.code, ERR_KEY_MISMATCH)) {
+                        frame_free(f);
+                        return -EKEYREJECTED;
+                }
                 r = log_relay_error(f, "Cannot log in");
                 frame_free(f);
                 return r;

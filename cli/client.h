@@ -47,6 +47,9 @@ typedef struct ClientParams {
          * client_connect() returns -EBUSY (EXIT_RATE_LIMITED) with the seconds the
          * relay asks to wait here, for the caller to retry. */
         uint64_t *ret_retry_after;
+        /* When set, a login refused with key_mismatch is not reported:
+         * -EKEYREJECTED (rotate-key then tries its next key). */
+        bool quiet_key_mismatch;
 } ClientParams;
 
 typedef struct Client {

@@ -17,6 +17,7 @@ SCCTL_VERBS = \
 	cli/session.c cli/session.h \
 	cli/chat.c \
 	cli/connect.c \
+	cli/rotate.c \
 	cli/admin.c cli/admin.h
 scctl_SOURCES = $(SCCTL_CORE) $(SCCTL_VERBS) cli/main.c
 SCCTL_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \

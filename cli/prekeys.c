@@ -64,10 +64,13 @@ int prekeys_maintain(RatchetStore *st, const char *user, const RsaKey *identity,
                 return r;
         r = ratchet_store_spk_current(st, &current);
         if (r == -ENOENT || (r >= 0 && (rotate || now < current.created ||
-                                        now - current.created >= PREKEYS_SPK_MAX_AGE))) {
+                                        now - current.created >= PREKEYS_SPK_MAX_AGE ||
+                                        signed_prekey_verify(user, identity, &current) < 0))) {
                 /* A clock that went backwards past the SPK's birth counts
                  * as "too old" too: better a new key than one of unknown
-                 * age. */
+                 * age. One our identity key did not sign (it was rotated
+                 * since, scctl rotate-key) would be refused by every peer,
+                 * and the relay dropped it with the old key. */
                 r = spk_make(st, user, identity, now, rnd, &u.spk);
                 u.has_spk = r >= 0;
         }

@@ -37,7 +37,7 @@ void prekeys_update_done(PrekeysUpdate *u);
 
 /* In one transaction of st: erase the retired SPKs older than retention;
  * make a new SPK when there is none, when the current one is a week old or
- * when rotate is set; make OPKs up to PREKEYS_OPK_TARGET, or the relay's
+ * when rotate is set, or when identity did not sign it (a rotated key); make OPKs up to PREKEYS_OPK_TARGET, or the relay's
  * opk_max when lower (0: not said), when the relay reported opks_left below
  * PREKEYS_OPK_LOW or that target (opks_left < 0: unknown, make none). The new private halves are committed before this returns, so a
  * key the relay learns about is always one we can open. */

@@ -98,6 +98,7 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 .timeout_usec = st->timeout_usec,
                 .abort_fd = abort_fd,
                 .code = st->arg_code,
+                .quiet_key_mismatch = ctx->quiet_key_mismatch,
         };
 
         uint64_t start = now_monotonic_usec();
@@ -232,17 +233,32 @@ static int ratchets_open(ChatSession *s) {
         return 0;
 }
 
+/* The most OPKs one publish frame carries within the relay's max-frame,
+ * next to the largest SPK (a 4096-bit signature) and 1 KiB for the rest of
+ * the frame: at the smallest max-frame (4096) that is 45, fewer than a full
+ * batch. Only that many are made, so that none is kept here unpublished. */
+static uint64_t publish_fit(uint64_t max_frame) {
+        const uint64_t spk_b64 = (4 + X25519_KEY_LEN + 8 + 4 + SUITE2_RSA_MAX + 2) / 3 * 4;
+        const uint64_t opk_b64 = (4 + X25519_KEY_LEN + 2) / 3 * 4 + 3;    /* "...", */
+        uint64_t room = max_frame > 1024 + spk_b64 ? max_frame - 1024 - spk_b64 : 0;
+
+        return MAX(room / opk_b64, (uint64_t) 1);
+}
+
 int chat_session_publish_prekeys(ChatSession *s, bool rotate) {
         _cleanup_(prekeys_update_done) PrekeysUpdate u = {};
+        uint64_t opk_max = publish_fit(s->client->limits.max_frame);
         SignedPrekey current;
         int r;
 
         r = ratchets_open(s);
         if (r < 0)
                 return r;
+        if (s->client->limits.max_opks > 0)
+                opk_max = MIN(opk_max, s->client->limits.max_opks);
         r = prekeys_maintain(s->ratchets, s->ctx->settings->user, s->ctx->identity, now_unix(),
                              s->ctx->settings->prekey_retention, rotate, s->client->opks_left,
-                             s->client->limits.max_opks, NULL, &u);
+                             opk_max, NULL, &u);
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot make or store prekeys: %m");
         if (!u.has_spk && u.n_opks == 0 && !rotate)
@@ -337,6 +353,10 @@ static const char *peer_pin_differs(ChatSession *s, Peer *p) {
         if (pinned->key_len == p->package->key_len &&
             memcmp(pinned->key, p->package->key, pinned->key_len) == 0)
                 return NULL;
+        /* Rotated by the pinned key: the pin moves when it is next used. */
+        if (rotation_chain_vouches(p->package->rotations, p->package->n_rotations, p->user,
+                                   pinned->key, pinned->key_len, p->package->key, p->package->key_len) >= 0)
+                return NULL;
         rsa_fingerprint_spki(pinned->key, pinned->key_len, p->pinned);
         return p->pinned;
 }
@@ -425,6 +445,13 @@ static int peer_key(ChatSession *s, const char *user, Peer **ret_peer) {
         }
         if (r == PIN_MISMATCH)
                 return PEER_KEY_CHANGED;
+        if (r == PIN_ROTATED) {
+                char fingerprint[RSA_FINGERPRINT_MAX];
+
+                rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprint);
+                log_notice("%s rotated their key; the old key vouched for it (pinned %s, now %s).",
+                           user, p->pinned, fingerprint);
+        }
         if (r == PIN_NEW) {
                 char fingerprint[RSA_FINGERPRINT_MAX];
 

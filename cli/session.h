@@ -38,6 +38,7 @@ typedef struct Context {
         ClientState *state;
         RsaKey *identity;
         bool identity_created;
+        bool quiet_key_mismatch;        /* ClientParams.quiet_key_mismatch */
 } Context;
 
 /* Open the state directory; with identity, load the user's key, creating it

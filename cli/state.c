@@ -161,21 +161,18 @@ char *client_state_identity_path(const ClientState *s, const char *user) {
         return asprintf(&p, "%s/identity/%s.key", s->home, user) < 0 ? NULL : p;
 }
 
-int client_state_identity_load(ClientState *s, const char *user, bool create, unsigned bits,
-                        RsaKey **ret, bool *ret_created) {
-        _cleanup_(freep) char *path = client_state_identity_path(s, user), *dir = NULL;
+/* The private key at path; with create, one made (bits) and saved when
+ * missing. Returns 1 when it was made. */
+static int identity_load_at(ClientState *s, const char *path, bool create, unsigned bits, RsaKey **ret) {
+        _cleanup_(freep) char *dir = NULL;
         _cleanup_(rsa_key_freep) RsaKey *k = NULL;
         int r;
 
-        if (!path)
-                return -ENOMEM;
         r = rsa_key_load_private(path, &k);
         if (r != -ENOENT || !create) {
                 if (r < 0)
                         return r;
                 *ret = TAKE_PTR(k);
-                if (ret_created)
-                        *ret_created = false;
                 return 0;
         }
 
@@ -199,9 +196,54 @@ int client_state_identity_load(ClientState *s, const char *user, bool create, un
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(k);
+        return r;
+}
+
+int client_state_identity_load(ClientState *s, const char *user, bool create, unsigned bits,
+                        RsaKey **ret, bool *ret_created) {
+        _cleanup_(freep) char *path = client_state_identity_path(s, user);
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = identity_load_at(s, path, create, bits, ret);
+        if (r < 0)
+                return r;
         if (ret_created)
                 *ret_created = r > 0;
         return 0;
+}
+
+char *client_state_identity_next_path(const ClientState *s, const char *user) {
+        char *p;
+
+        return asprintf(&p, "%s/identity/%s.key.next", s->home, user) < 0 ? NULL : p;
+}
+
+int client_state_identity_next(ClientState *s, const char *user, unsigned bits, RsaKey **ret, bool *ret_created) {
+        _cleanup_(freep) char *path = client_state_identity_next_path(s, user);
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = identity_load_at(s, path, true, bits, ret);
+        if (r < 0)
+                return r;
+        *ret_created = r > 0;
+        return 0;
+}
+
+int client_state_identity_commit_next(ClientState *s, const char *user) {
+        _cleanup_(freep) char *next = client_state_identity_next_path(s, user),
+                             *path = client_state_identity_path(s, user);
+
+        if (!next || !path)
+                return -ENOMEM;
+        /* One rename: whoever loads the identity gets the old key or the
+         * new one, never neither. */
+        if (rename(next, path) < 0)
+                return -errno;
+        return fsync_parent_dir(path);
 }
 
 /* known_servers: one "host:port fingerprint" per line; '#' starts a
@@ -386,7 +428,15 @@ int client_state_peer_pin(ClientState *s, const char *address, const KeyPackage 
         } else if (r >= 0) {
                 if (same_key(old, kp))
                         r = PIN_MATCH;
-                else {
+                else if (rotation_chain_vouches(kp->rotations, kp->n_rotations, kp->user,
+                                                old->key, old->key_len, kp->key, kp->key_len) >= 0) {
+                        /* The pinned key signed the way to this one. */
+                        if (ret_pinned)
+                                rsa_fingerprint_spki(old->key, old->key_len, ret_pinned);
+                        r = client_state_peer_set(s, address, kp);
+                        if (r >= 0)
+                                r = PIN_ROTATED;
+                } else {
                         if (ret_pinned)
                                 rsa_fingerprint_spki(old->key, old->key_len, ret_pinned);
                         r = PIN_MISMATCH;

@@ -3,6 +3,8 @@
  * The client's state directory (HOME, by default ~/.local/share/securechat):
  *
  *   identity/USER.key     the user's private key (PKCS#8 PEM, mode 0600)
+ *   identity/USER.key.next  the key a rotation is replacing it with, until
+ *                         the relay registered that one
  *   known_servers         "host:port SHA256:..." lines: pinned server keys
  *   peers/HOST_PORT/USER  pinned peer keys: the server-signed key package
  *                         (JSON) that was trusted, per server address
@@ -65,10 +67,21 @@ char *client_state_identity_path(const ClientState *s, const char *user);
 int client_state_identity_load(ClientState *s, const char *user, bool create, unsigned bits,
                         RsaKey **ret, bool *ret_created);
 
+/* Key rotation (scctl rotate-key): the next key waits in
+ * HOME/identity/USER.key.next, made (bits) or loaded by
+ * client_state_identity_next(), until the relay registered it; then
+ * client_state_identity_commit_next() renames it over the identity. */
+char *client_state_identity_next_path(const ClientState *s, const char *user);
+int client_state_identity_next(ClientState *s, const char *user, unsigned bits, RsaKey **ret,
+                               bool *ret_created);
+int client_state_identity_commit_next(ClientState *s, const char *user);
+
 typedef enum PinResult {
         PIN_MATCH,      /* the key is the pinned one */
         PIN_NEW,        /* nothing was pinned; now it is */
         PIN_MISMATCH,   /* something else is pinned: *ret_pinned says what */
+        PIN_ROTATED,    /* the package's rotations lead from the pinned key
+                         * (*ret_pinned) to its key: now that one is pinned */
 } PinResult;
 
 /* Server keys by "host:port". Compares fingerprint with the pin; pins it

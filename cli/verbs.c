@@ -37,6 +37,7 @@ static const Verb verbs[] = {
         { "fingerprint", verb_fingerprint, "[USER]", "Show your key's fingerprint, or USER's" },
         { "prekeys", verb_prekeys, "[rotate]", "Show your published prekeys, or replace them now" },
         { "trust", verb_trust, "[--yes] USER", "Accept USER's new key after comparing fingerprints" },
+        { "rotate-key", verb_rotate_key, "[--bits N]", "Replace your key with a new one your old key vouches for" },
         { "status", verb_status, "", "Show the relay's state and counters (admin)" },
         { "sessions", verb_sessions, "", "List the relay's authenticated sessions (admin)" },
         { "monitor", verb_monitor, "", "Print the relay's audit events as they happen (admin)" },

@@ -97,3 +97,5 @@ int verb_fingerprint(int argc, char *argv[]);
 int verb_trust(int argc, char *argv[]);
 int verb_connect(int argc, char *argv[]);
 int verb_prekeys(int argc, char *argv[]);
+/* rotate.c */
+int verb_rotate_key(int argc, char *argv[]);

@@ -18,11 +18,6 @@
 #include "protocol.h"
 #include "util.h"
 
-/* Binary members: a 4096-bit RSA SubjectPublicKeyInfo is 550 bytes DER and
- * its signatures are 512 bytes; leave room but keep a bound. */
-#define KEY_DER_MAX 1024
-#define SIG_MAX 512
-
 #define MESSAGE_MAX 1024        /* error.message, bytes */
 #define SUITE_NAME_MAX 63
 #define SUITES_MAX 16
@@ -57,6 +52,8 @@ static const char *const frame_type_table[_FRAME_TYPE_MAX] = {
         [FRAME_BYE] = "bye",
         [FRAME_PUBLISH] = "publish",
         [FRAME_PUBLISHED] = "published",
+        [FRAME_ROTATE] = "rotate",
+        [FRAME_ROTATED] = "rotated",
 };
 
 const char *frame_type_to_string(FrameType t) {
@@ -104,6 +101,12 @@ Frame *frame_free(Frame *f) {
                 break;
         case FRAME_KEY:
                 key_package_free(f->key.package);
+                break;
+        case FRAME_ROTATE:
+                rotation_free(f->rotate.rotation);
+                break;
+        case FRAME_ROTATED:
+                key_package_free(f->rotated.package);
                 break;
         case FRAME_SEND:
                 envelope_free(f->send.envelope);
@@ -194,6 +197,14 @@ static int dispatch_package(json_object *v, const JsonDispatch *d, void *userdat
 
         (void) reason;
         return key_package_from_json(v, p);
+}
+
+/* Rotation *, newly allocated. */
+static int dispatch_rotation(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        Rotation **p = JSON_DISPATCH_FIELD(d, userdata);
+
+        (void) reason;
+        return rotation_from_json(v, p);
 }
 
 /* The envelope of send and deliver: parsed, and the object itself kept
@@ -504,6 +515,18 @@ static const JsonDispatch published_table[] = {
         {}
 };
 
+static const JsonDispatch rotate_table[] = {
+        { "id", json_type_int, json_dispatch_uint64, F(rotate.id), M, .reason = "bad id" },
+        { "rotation", json_type_object, dispatch_rotation, F(rotate.rotation), M, .reason = "bad rotation" },
+        {}
+};
+
+static const JsonDispatch rotated_table[] = {
+        { "id", json_type_int, json_dispatch_uint64, F(rotated.id), M, .reason = "bad id" },
+        { "package", json_type_object, dispatch_package, F(rotated.package), M, .reason = "bad package" },
+        {}
+};
+
 /* Frames without members. */
 static const JsonDispatch empty_table[] = {
         {}
@@ -531,6 +554,8 @@ static const JsonDispatch *const frame_tables[_FRAME_TYPE_MAX] = {
         [FRAME_BYE] = empty_table,
         [FRAME_PUBLISH] = publish_table,
         [FRAME_PUBLISHED] = published_table,
+        [FRAME_ROTATE] = rotate_table,
+        [FRAME_ROTATED] = rotated_table,
 };
 
 static const JsonDispatch key_package_table[] = {
@@ -545,6 +570,7 @@ static const JsonDispatch key_package_table[] = {
 
 int key_package_from_json(json_object *o, KeyPackage **ret) {
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        json_object *v;
         int r;
 
         if (!o || !json_object_is_type(o, json_type_object))
@@ -561,6 +587,12 @@ int key_package_from_json(json_object *o, KeyPackage **ret) {
                 return r;
         if (r < 0)
                 return -EBADMSG;
+        /* Optional: only a key that was rotated has them. */
+        if (json_object_object_get_ex(o, "rotations", &v)) {
+                r = rotation_chain_from_json(v, &kp->rotations, &kp->n_rotations);
+                if (r < 0)
+                        return r;
+        }
 
         *ret = TAKE_PTR(kp);
         return 0;
@@ -637,7 +669,8 @@ int frame_parse_request(const void *payload, size_t len, Frame **ret, const char
 
         if (ret_has_id)
                 *ret_has_id = false;
-        /* No valid frame nests deeper than 3 (presence, users, package). */
+        /* No valid frame nests deeper than 5 (presence, users, package,
+         * rotations, statement). */
         r = json_parse_strict(payload, len, JSON_DEPTH_DEFAULT, &o, &reason);
         if (r < 0)
                 goto finish;
@@ -654,7 +687,7 @@ int frame_parse_request(const void *payload, size_t len, Frame **ret, const char
                 r = -EBADMSG;
                 goto finish;
         }
-        if ((t == FRAME_LOOKUP || t == FRAME_SEND || t == FRAME_PUBLISH) && ret_has_id && ret_id &&
+        if ((t == FRAME_LOOKUP || t == FRAME_SEND || t == FRAME_PUBLISH || t == FRAME_ROTATE) && ret_has_id && ret_id &&
             json_dispatch(o, request_id_table, 0, &id, NULL) >= 0) {
                 *ret_has_id = true;
                 *ret_id = id;
@@ -712,6 +745,13 @@ int key_package_to_json(const KeyPackage *kp, json_object **ret) {
                 r = json_add_uint64(o, "registered", kp->registered);
         if (r >= 0)
                 r = json_add_b64(o, "sig", kp->sig, kp->sig_len);
+        if (r >= 0 && kp->n_rotations > 0) {
+                json_object *a = NULL;
+
+                r = rotation_chain_to_json(kp->rotations, kp->n_rotations, &a);
+                if (r >= 0)
+                        r = json_add(o, "rotations", a);
+        }
         if (r < 0)
                 return r;
 
@@ -991,6 +1031,28 @@ json_object *frame_new_receipt(const char *msg, const char *status) {
         if (!o ||
             json_add_string(o, "msg", msg) < 0 ||
             json_add_string(o, "status", status) < 0)
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+json_object *frame_new_rotate(uint64_t id, const Rotation *rot) {
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_ROTATE);
+        json_object *v = NULL;
+
+        if (!o ||
+            json_add_uint64(o, "id", id) < 0 ||
+            rotation_to_json(rot, &v) < 0 ||
+            json_add(o, "rotation", v) < 0)
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+json_object *frame_new_rotated(uint64_t id, const KeyPackage *kp) {
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_ROTATED);
+
+        if (!o ||
+            json_add_uint64(o, "id", id) < 0 ||
+            add_package(o, "package", kp) < 0)
                 return NULL;
         return TAKE_PTR(o);
 }

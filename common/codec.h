@@ -23,6 +23,7 @@
 #include "envelope.h"
 #include "handshake.h"
 #include "suite2.h"
+#include "rotation.h"
 
 typedef enum FrameType {
         FRAME_HELLO,
@@ -43,6 +44,8 @@ typedef enum FrameType {
         FRAME_BYE,
         FRAME_PUBLISH,
         FRAME_PUBLISHED,
+        FRAME_ROTATE,
+        FRAME_ROTATED,
         _FRAME_TYPE_MAX,
         _FRAME_TYPE_INVALID = -1,
 } FrameType;
@@ -119,6 +122,8 @@ typedef struct Frame {
                         OneTimePrekey *opks; size_t n_opks;     /* <= PREKEYS_PUBLISH_MAX */
                 } publish;
                 struct { uint64_t id; uint64_t opks; } published;
+                struct { uint64_t id; Rotation *rotation; } rotate;
+                struct { uint64_t id; KeyPackage *package; } rotated;
         };
 } Frame;
 
@@ -134,7 +139,7 @@ static inline void frame_freep(Frame **f) { frame_free(*f); }
  * unchanged. */
 int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason);
 /* The same, and when parsing fails on a request that carries an id (lookup,
- * send, publish) whose "id" is valid, that id (so that the error answers it);
+ * send, publish, rotate) whose "id" is valid, that id (so that the error answers it);
  * *ret_has_id false otherwise. */
 int frame_parse_request(const void *payload, size_t len, Frame **ret, const char **ret_reason,
                         bool *ret_has_id, uint64_t *ret_id);
@@ -187,6 +192,10 @@ json_object *frame_new_deliver(uint64_t seq, json_object *envelope_json);
 json_object *frame_new_ack(uint64_t seq);
 json_object *frame_new_synced(void);
 json_object *frame_new_receipt(const char *msg, const char *status);
+/* Key rotation: the statement (rotation.h), and the relay's answer with
+ * the user's new key package. */
+json_object *frame_new_rotate(uint64_t id, const Rotation *rot);
+json_object *frame_new_rotated(uint64_t id, const KeyPackage *kp);
 json_object *frame_new_simple(FrameType t);     /* ping, pong, bye, synced */
 
 /* Serialize compactly and frame it: u32be(N) || JSON. -EMSGSIZE if over

@@ -88,6 +88,7 @@ KeyPackage *key_package_free(KeyPackage *kp) {
                 return NULL;
         free(kp->key);
         free(kp->sig);
+        rotation_chain_free(kp->rotations, kp->n_rotations);
         free(kp);
         return NULL;
 }
@@ -200,6 +201,12 @@ int key_package_dup(const KeyPackage *kp, KeyPackage **ret) {
                 if (r < 0)
                         return r;
                 copy->sig_len = kp->sig_len;
+        }
+        if (kp->n_rotations > 0) {
+                r = rotation_chain_dup(kp->rotations, kp->n_rotations, &copy->rotations);
+                if (r < 0)
+                        return r;
+                copy->n_rotations = kp->n_rotations;
         }
 
         *ret = TAKE_PTR(copy);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "protocol.h"
+#include "rotation.h"
 #include "rsa.h"
 #include "util.h"
 
@@ -44,6 +45,11 @@ typedef struct KeyPackage {
         uint64_t registered;    /* unix seconds */
         uint8_t *sig;
         size_t sig_len;
+        /* The user's last key rotations, oldest first, the last one to key
+         * (rotation.h); none for a key never rotated. Not covered by sig:
+         * each statement carries its own signatures. */
+        Rotation **rotations;
+        size_t n_rotations;
 } KeyPackage;
 
 KeyPackage *key_package_free(KeyPackage *kp);
@@ -60,5 +66,5 @@ int key_package_sign(const RsaKey *server, const char *user, const uint8_t *key,
 /* 0 if kp->sig verifies under server, -EBADMSG otherwise. */
 int key_package_verify(const KeyPackage *kp, const RsaKey *server);
 
-/* Deep copy. */
+/* Deep copy, rotations included. */
 int key_package_dup(const KeyPackage *kp, KeyPackage **ret);

@@ -13,6 +13,7 @@ common_libcommon_a_SOURCES = \
 	common/rsa.c common/rsa.h \
 	common/envelope.c common/envelope.h \
 	common/suite2.c common/suite2.h \
+	common/rotation.c common/rotation.h \
 	common/handshake.c common/handshake.h \
 	common/frame.c common/frame.h \
 	common/json-util.c common/json-util.h \

@@ -15,6 +15,11 @@
 #define DEFAULT_QUEUE_TTL (7u * 24 * 3600)      /* seconds */
 #define MAX_FRAME_LIMIT (16u * 1024 * 1024)     /* hard ceiling for max-frame */
 
+/* Binary members: a 4096-bit RSA SubjectPublicKeyInfo is 550 bytes DER and
+ * its signatures are 512 bytes; leave room but keep a bound. */
+#define KEY_DER_MAX 1024
+#define SIG_MAX 512
+
 #define NONCE_LEN 32
 #define MSG_ID_LEN 16
 #define ENVELOPE_SECRET_LEN 32

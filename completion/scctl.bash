@@ -44,7 +44,7 @@ _scctl_peers() { # HOME SERVER
 }
 
 _scctl() {
-	local verbs="init connect send listen inbox users fingerprint trust prekeys
+	local verbs="init connect send listen inbox users fingerprint trust prekeys rotate-key
 		status sessions monitor kick reset-key reload help"
 	local global_opts="--server --user --home --config --no-tls --json
 		--server-fingerprint --timeout --help"
@@ -131,6 +131,7 @@ _scctl() {
 			case $verb in
 			'') opts="$opts --version --control" ;;
 			init) opts="$opts --bits --code" ;;
+			rotate-key) opts="$opts --bits" ;;
 			send) opts="$opts --wait --wait= --idempotency-key" ;;
 			trust) opts="$opts --yes" ;;
 			users) opts="$opts --registered --control" ;;

@@ -51,6 +51,8 @@
           LOG_NOTICE, "A client sent a malformed or unexpected frame")          \
         X(EVENT_USER_KICKED, "user-kicked", "13e1aacd85d74aeebf8ba116aab0794b", \
           LOG_NOTICE, "An administrator closed a user's sessions")              \
+        X(EVENT_KEY_ROTATED, "key-rotated", "0401f8137d204d999cbc457c9fffd766", LOG_NOTICE, \
+          "A user replaced their key with one the old key vouched for")        \
         X(EVENT_KEY_RESET, "key-reset", "f852de0b95274096ae6b2fcc292145fa", LOG_NOTICE, \
           "An administrator removed a user's registered key")                    \
         X(EVENT_MESSAGES_DROPPED, "messages-dropped", "a9befde3dfe847b9814f34a9d7f7c003", \

@@ -15,6 +15,7 @@
 #include "macro.h"
 #include "protocol.h"
 #include "relay.h"
+#include "rotation.h"
 #include "session-index.h"
 #include "session.h"
 #include "suite2.h"
@@ -110,6 +111,50 @@ void relay_session_ready(Relay *relay, Session *s) {
                 return;
         }
         (void) session_send(s, hello);
+}
+
+/* ---- key packages --------------------------------------------------------- */
+
+/* A package goes out whole in one frame, next to at most 1 KiB of other
+ * members (welcome, key, rotated, presence: the presence list counts the
+ * same way). Its rotations can make it larger than a small max-frame
+ * allows: the oldest are dropped until it fits; a peer pinned to a key
+ * that old compares fingerprints instead. */
+static int package_fit(Relay *relay, KeyPackage *kp) {
+        size_t budget = relay->config->max_frame - 1024;       /* max-frame >= 4096 */
+
+        while (kp->n_rotations > 0) {
+                _cleanup_(json_object_unrefp) json_object *o = NULL;
+                size_t size = 0;
+                int r;
+
+                r = key_package_to_json(kp, &o);
+                if (r < 0)
+                        return r;
+                if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE, &size))
+                        return -ENOMEM;
+                if (size <= budget)
+                        break;
+                rotation_free(kp->rotations[0]);
+                memmove(kp->rotations, kp->rotations + 1, --kp->n_rotations * sizeof(Rotation *));
+        }
+        return 0;
+}
+
+/* The user's package as the store has it, fitted for a frame. */
+static int package_get(Relay *relay, const char *user, KeyPackage **ret) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        int r;
+
+        r = store_user_get(relay->store, user, &kp);
+        if (r < 0)
+                return r;
+        r = package_fit(relay, kp);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(kp);
+        return 0;
 }
 
 /* ---- presence ------------------------------------------------------------ */
@@ -226,6 +271,17 @@ static int check_reset_code(Relay *relay, Session *s, const Frame *f) {
         return 1;
 }
 
+/* Each registration is a signature, a synchronous write and a name taken
+ * for good, each key rotation a signature and a synchronous write: a rate
+ * per address for both. 0, or the usec until the next one is allowed. */
+static uint64_t registration_wait(Relay *relay, Session *s) {
+        if (!s->address_entry)
+                return 0;
+        return anvil_take(s->address_entry, ANVIL_BUCKET_REGISTER,
+                          config_rate_interval(&relay->config->registration_rate),
+                          relay->config->registration_burst, relay_now(relay));
+}
+
 static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         const char *user = f->auth.user;
         _cleanup_(rsa_key_freep) RsaKey *key = NULL;
@@ -273,7 +329,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
 
-        r = store_user_get(relay->store, user, &kp);
+        r = package_get(relay, user, &kp);
         if (r >= 0) {
                 if (kp->key_len != f->auth.key_len || memcmp(kp->key, f->auth.key, kp->key_len) != 0) {
                         char registered_fp[RSA_FINGERPRINT_MAX], reason[160];
@@ -329,12 +385,9 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
 
-        if (!registered && s->address_entry) {
-                /* Each registration is a signature, a synchronous write and
-                 * a name taken for good: a rate per address. */
-                uint64_t wait = anvil_take(s->address_entry, ANVIL_BUCKET_REGISTER,
-                                           config_rate_interval(&relay->config->registration_rate),
-                                           relay->config->registration_burst, relay_now(relay));
+        if (!registered) {
+                uint64_t wait = registration_wait(relay, s);
+
                 if (wait > 0) {
                         uint64_t retry = anvil_retry_after_sec(wait);
 
@@ -625,7 +678,7 @@ static void handle_lookup(Relay *relay, Session *s, const Frame *f) {
         if (take_opk && !rate_take(relay, s, &f->lookup.id, "Prekey lookup", "too many prekey lookups"))
                 return;
 
-        r = store_user_get(relay->store, user, &kp);
+        r = package_get(relay, user, &kp);
         if (r == -ENOENT) {
                 reply_error(s, &f->lookup.id, ERR_NO_SUCH_USER, "no such user");
                 return;
@@ -865,6 +918,103 @@ internal:
         reply_error(s, id, ERR_INTERNAL, "internal error");
 }
 
+/* A key rotation (securechat-protocol(7), "Key rotation"): the session
+ * proved the old key at login, the statement proves both keys; the relay
+ * registers the new key in the same transaction as it keeps the
+ * statement, and peers learn of it from the package's chain. Sessions
+ * already logged in stay: the rotation says who the user is from now on,
+ * not that the old key was stolen (that is an administrator's reset). */
+static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
+        const Rotation *rot = f->rotate.rotation;
+        const uint64_t *id = &f->rotate.id;
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        char old_fp[RSA_FINGERPRINT_MAX], new_fp[RSA_FINGERPRINT_MAX], reason[96];
+        uint64_t now = now_unix(), wait;
+        Session *receiver;
+        LogFields lf;
+        int r;
+
+        if (strcmp(rot->user, s->user) != 0) {
+                reply_error(s, id, ERR_BAD_REQUEST, "a rotation of another user's key");
+                return;
+        }
+        if (rot->old_key_len != s->package->key_len ||
+            memcmp(rot->old_key, s->package->key, rot->old_key_len) != 0) {
+                reply_error(s, id, ERR_KEY_MISMATCH, "the rotation does not start at the registered key");
+                return;
+        }
+        if (rot->time > now + ROTATION_TIME_SKEW || rot->time + ROTATION_TIME_SKEW < now) {
+                reply_error(s, id, ERR_BAD_REQUEST, "the rotation's time is too far from the relay's clock");
+                return;
+        }
+        r = rotation_verify(rot);
+        if (r == -ENOMEM) {
+                reply_error(s, id, ERR_INTERNAL, "out of memory");
+                return;
+        }
+        if (r < 0) {
+                reply_error(s, id, ERR_BAD_REQUEST, "the rotation's signatures do not verify");
+                return;
+        }
+
+        fields_of(s, &lf);
+        wait = registration_wait(relay, s);
+        if (wait > 0) {
+                relay_limit_hit(relay, LIMIT_REGISTRATION_RATE, s->address_entry, &lf,
+                                "Not rotating the key of %s from %s: registrations and rotations from "
+                                "this address over registration-rate", s->user, s->peer);
+                (void) session_send(s, frame_new_rate_limited(id, "too many key changes from this address",
+                                                              anvil_retry_after_sec(wait)));
+                return;
+        }
+
+        r = relay->hooks->disk_check(relay->userdata, rot->new_key_len + 8192);
+        if (r >= 0)
+                r = key_package_sign(relay->server_key, s->user, rot->new_key, rot->new_key_len, now, &kp);
+        if (r >= 0)
+                r = store_user_rotate(relay->store, kp, rot);
+        if (r == -ESTALE) {
+                /* Another session rotated first. */
+                reply_error(s, id, ERR_KEY_MISMATCH, "the registered key changed meanwhile");
+                return;
+        }
+        if (r == -ENOSPC) {
+                limit_hit(relay, s, LIMIT_MIN_FREE_DISK, "no room to rotate a key");
+                reply_error(s, id, ERR_STORAGE_FULL, "the relay is out of disk space");
+                return;
+        }
+        kp = key_package_free(kp);
+        if (r >= 0)
+                r = package_get(relay, s->user, &kp);      /* with its chain */
+        if (r < 0) {
+                log_error_errno(r, "Failed to rotate the key of %s: %s", s->user,
+                                r == -ENOMEM ? "out of memory" : store_error(relay->store));
+                reply_error(s, id, ERR_INTERNAL, "internal error");
+                return;
+        }
+
+        rsa_fingerprint_spki(rot->old_key, rot->old_key_len, old_fp);
+        rsa_fingerprint_spki(rot->new_key, rot->new_key_len, new_fp);
+        snprintf(reason, sizeof(reason), "old key %s", old_fp);
+        lf.fingerprint = new_fp;
+        lf.reason = reason;
+        log_event(EVENT_KEY_ROTATED, &lf, "User %s rotated their key from %s to %s", s->user, old_fp, new_fp);
+
+        /* Every session of the user shows the new package from now on. */
+        for (Session *i = session_index_first(relay->sessions, s->user); i; i = i->user_next) {
+                KeyPackage *copy = NULL;
+
+                if (key_package_dup(kp, &copy) < 0)
+                        continue;       /* keeps the old one; lookups have the new */
+                key_package_free(i->package);
+                i->package = copy;
+        }
+        (void) session_send(s, frame_new_rotated(*id, kp));
+        receiver = session_index_find_receiver(relay->sessions, s->user);
+        if (receiver)
+                broadcast_presence(relay, receiver, true);
+}
+
 static void handle_ack(Relay *relay, Session *s, const Frame *f) {
         uint64_t seq = f->ack.seq;
         StoreMessage msg;
@@ -935,7 +1085,8 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                         snprintf(what, sizeof(what), "expected auth, got %s", frame_type_to_string(f->type));
                         protocol_error_request(s, f->type == FRAME_LOOKUP ? &f->lookup.id :
                                                   f->type == FRAME_SEND ? &f->send.id :
-                                                  f->type == FRAME_PUBLISH ? &f->publish.id : NULL,
+                                                  f->type == FRAME_PUBLISH ? &f->publish.id :
+                                                  f->type == FRAME_ROTATE ? &f->rotate.id : NULL,
                                                ERR_BAD_REQUEST, what);
                         return;
                 }
@@ -956,6 +1107,9 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 break;
         case FRAME_ACK:
                 handle_ack(relay, s, f);
+                break;
+        case FRAME_ROTATE:
+                handle_rotate(relay, s, f);
                 break;
         case FRAME_PING:
                 (void) session_send(s, frame_new_simple(FRAME_PONG));

@@ -6,7 +6,9 @@
 
 #include <sqlite3.h>
 
+#include "json-util.h"
 #include "macro.h"
+#include "rotation.h"
 #include "rsa.h"
 #include "sqlite-errno.h"
 #include "store.h"
@@ -43,6 +45,10 @@ typedef enum StatementId {
         STMT_OPK_DELETE,
         STMT_PREKEYS_DROP_SPK,
         STMT_PREKEYS_DROP_OPKS,
+        STMT_USER_ROTATE,
+        STMT_ROTATION_ADD,
+        STMT_ROTATION_PRUNE,
+        STMT_ROTATION_LIST,
         STMT_BEGIN,
         STMT_COMMIT,
         STMT_ROLLBACK,
@@ -87,6 +93,14 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_OPK_DELETE] = "DELETE FROM one_time_prekeys WHERE rowid = ?1",
         [STMT_PREKEYS_DROP_SPK] = "DELETE FROM signed_prekeys WHERE name = ?1",
         [STMT_PREKEYS_DROP_OPKS] = "DELETE FROM one_time_prekeys WHERE name = ?1",
+        /* Only while the old key is registered: a rotation never replaces
+         * a key it was not made for. */
+        [STMT_USER_ROTATE] = "UPDATE users SET key = ?2, fingerprint = ?3, registered = ?4, signature = ?5 "
+                             "WHERE name = ?1 AND key = ?6",
+        [STMT_ROTATION_ADD] = "INSERT INTO rotations (name, statement) VALUES (?1, ?2)",
+        [STMT_ROTATION_PRUNE] = "DELETE FROM rotations WHERE name = ?1 AND seq NOT IN "
+                                "(SELECT seq FROM rotations WHERE name = ?1 ORDER BY seq DESC LIMIT ?2)",
+        [STMT_ROTATION_LIST] = "SELECT statement FROM rotations WHERE name = ?1 ORDER BY seq DESC LIMIT ?2",
         [STMT_BEGIN] = "BEGIN IMMEDIATE",
         [STMT_COMMIT] = "COMMIT",
         [STMT_ROLLBACK] = "ROLLBACK",
@@ -142,11 +156,21 @@ static const char schema_prekeys[] =
         "  UNIQUE (name, id)"
         ");";
 
-/* Indexes only, made at every open when missing: they need no schema
- * version, and an index dropped by hand comes back. */
+/* Made at every open when missing: indexes need no schema version, and
+ * one dropped by hand comes back. */
 static const char schema_indexes[] =
         /* queue-limit-per-sender counts (recipient, sender) at every send. */
-        "CREATE INDEX IF NOT EXISTS queue_by_recipient_sender ON queue (recipient, sender);";
+        "CREATE INDEX IF NOT EXISTS queue_by_recipient_sender ON queue (recipient, sender);"
+        /* The last key rotations of each user (the statements' JSON),
+         * handed out with the key package; a key reset deletes them with
+         * the user. A table that only adds to the schema needs no version
+         * either: a relay that does not know it leaves it alone. */
+        "CREATE TABLE IF NOT EXISTS rotations ("
+        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        "  name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,"
+        "  statement TEXT NOT NULL"
+        ");"
+        "CREATE INDEX IF NOT EXISTS rotations_by_name ON rotations (name, seq);";
 
 struct Store {
         sqlite3 *db;
@@ -261,7 +285,8 @@ int store_open(const char *path, Store **ret) {
          * name must not be sealed to them. Best effort: on a full disk the
          * next open tries again. */
         (void) exec(s, "DELETE FROM signed_prekeys WHERE name NOT IN (SELECT name FROM users);"
-                       "DELETE FROM one_time_prekeys WHERE name NOT IN (SELECT name FROM users)");
+                       "DELETE FROM one_time_prekeys WHERE name NOT IN (SELECT name FROM users);"
+                       "DELETE FROM rotations WHERE name NOT IN (SELECT name FROM users)");
 
         for (size_t i = 0; i < _STMT_MAX; i++) {
                 rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
@@ -357,7 +382,48 @@ static int row_to_package(sqlite3_stmt *st, const char *user, int k, KeyPackage 
         return 0;
 }
 
+/* The user's rotation statements, oldest first, into kp. A statement
+ * that no longer parses is a damaged database: -EBADMSG. */
+static int rotations_get(Store *s, KeyPackage *kp) {
+        sqlite3_stmt *st = stmt(s, STMT_ROTATION_LIST);
+        Rotation *chain[ROTATION_CHAIN_MAX] = {};
+        size_t n = 0;
+        int rc = SQLITE_DONE, r;
+
+        if ((r = bind_text(st, 1, kp->user)) < 0 || (r = bind_u64(st, 2, ROTATION_CHAIN_MAX)) < 0)
+                return r;
+        /* Newest first from the query; filled in from the end. */
+        while (n < ROTATION_CHAIN_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+                _cleanup_(json_object_unrefp) json_object *o = NULL;
+                const char *text = (const char *) sqlite3_column_text(st, 0);
+                int len = sqlite3_column_bytes(st, 0);
+
+                r = text ? json_parse_strict(text, (size_t) len, JSON_DEPTH_DEFAULT, &o, NULL) : -EBADMSG;
+                if (r >= 0)
+                        r = rotation_from_json(o, &chain[ROTATION_CHAIN_MAX - 1 - n]);
+                if (r < 0)
+                        break;
+                n++;
+        }
+        if (r >= 0 && n < ROTATION_CHAIN_MAX && rc != SQLITE_DONE)
+                r = errno_from_sqlite(rc) ?: -EIO;
+        sqlite3_reset(st);
+        if (r >= 0 && n > 0) {
+                kp->rotations = calloc(n, sizeof(Rotation *));
+                if (kp->rotations) {
+                        memcpy(kp->rotations, chain + ROTATION_CHAIN_MAX - n, n * sizeof(Rotation *));
+                        kp->n_rotations = n;
+                        return 0;
+                }
+                r = -ENOMEM;
+        }
+        for (size_t i = 0; i < ROTATION_CHAIN_MAX; i++)
+                rotation_free(chain[i]);
+        return r;
+}
+
 int store_user_get(Store *s, const char *user, KeyPackage **ret) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
         sqlite3_stmt *st = stmt(s, STMT_USER_GET);
         int rc, r;
 
@@ -366,11 +432,17 @@ int store_user_get(Store *s, const char *user, KeyPackage **ret) {
                 return r;
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW)
-                r = row_to_package(st, user, 0, ret);
+                r = row_to_package(st, user, 0, &kp);
         else
                 r = errno_from_sqlite(rc) ?: -ENOENT;
         sqlite3_reset(st);
-        return r;
+        if (r < 0)
+                return r;
+        r = rotations_get(s, kp);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(kp);
+        return 0;
 }
 
 int store_user_exists(Store *s, const char *user) {
@@ -400,6 +472,70 @@ int store_user_add(Store *s, const KeyPackage *kp) {
             (r = bind_blob(st, 5, kp->sig, kp->sig_len)) < 0)
                 return r;
         return step_done(st);
+}
+
+/* A user's prekeys, inside the caller's transaction. */
+static int prekeys_drop(Store *s, const char *user) {
+        static const StatementId drops[] = { STMT_PREKEYS_DROP_OPKS, STMT_PREKEYS_DROP_SPK };
+        int r = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(drops) && r >= 0; i++) {
+                sqlite3_stmt *st = stmt(s, drops[i]);
+
+                r = bind_text(st, 1, user);
+                if (r >= 0)
+                        r = step_done(st);
+        }
+        return r;
+}
+
+int store_user_rotate(Store *s, const KeyPackage *kp, const Rotation *rot) {
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        sqlite3_stmt *st;
+        const char *text;
+        int r;
+
+        r = rotation_to_json(rot, &o);
+        if (r < 0)
+                return r;
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text)
+                return -ENOMEM;
+        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+
+        /* The new key and the statement for it, or neither. */
+        r = step_done(stmt(s, STMT_BEGIN));
+        if (r < 0)
+                return r;
+        st = stmt(s, STMT_USER_ROTATE);
+        if ((r = bind_text(st, 1, kp->user)) >= 0 &&
+            (r = bind_blob(st, 2, kp->key, kp->key_len)) >= 0 &&
+            (r = bind_text(st, 3, fingerprint)) >= 0 &&
+            (r = bind_u64(st, 4, kp->registered)) >= 0 &&
+            (r = bind_blob(st, 5, kp->sig, kp->sig_len)) >= 0 &&
+            (r = bind_blob(st, 6, rot->old_key, rot->old_key_len)) >= 0 &&
+            (r = step_done(st)) >= 0 && sqlite3_changes(s->db) != 1)
+                r = -ESTALE;
+        if (r >= 0) {
+                st = stmt(s, STMT_ROTATION_ADD);
+                if ((r = bind_text(st, 1, kp->user)) >= 0 && (r = bind_text(st, 2, text)) >= 0)
+                        r = step_done(st);
+        }
+        if (r >= 0) {
+                st = stmt(s, STMT_ROTATION_PRUNE);
+                if ((r = bind_text(st, 1, kp->user)) >= 0 && (r = bind_u64(st, 2, ROTATION_CHAIN_MAX)) >= 0)
+                        r = step_done(st);
+        }
+        /* The SPK was signed by the old key, which peers no longer pin,
+         * and the OPKs went with it: the owner publishes anew. */
+        if (r >= 0)
+                r = prekeys_drop(s, kp->user);
+        if (r >= 0)
+                r = step_done(stmt(s, STMT_COMMIT));
+        if (r < 0)
+                (void) step_done(stmt(s, STMT_ROLLBACK));
+        return r;
 }
 
 int store_user_delete(Store *s, const char *user) {
@@ -876,21 +1012,10 @@ int store_prekeys_take(Store *s, const char *user, bool take_opk, PrekeyBundle *
 }
 
 int store_prekeys_drop(Store *s, const char *user) {
-        sqlite3_stmt *st;
         int r;
 
         r = begin(s);
         if (r < 0)
                 return r;
-        st = stmt(s, STMT_PREKEYS_DROP_OPKS);
-        r = bind_text(st, 1, user);
-        if (r >= 0)
-                r = step_done(st);
-        if (r >= 0) {
-                st = stmt(s, STMT_PREKEYS_DROP_SPK);
-                r = bind_text(st, 1, user);
-                if (r >= 0)
-                        r = step_done(st);
-        }
-        return end(s, r);
+        return end(s, prekeys_drop(s, user));
 }

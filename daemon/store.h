@@ -52,10 +52,16 @@ static inline void store_freep(Store **s) { store_free(*s); }
 const char *store_error(Store *s);
 
 /* Registry. */
+/* The package comes with the user's last rotations (ROTATION_CHAIN_MAX). */
 int store_user_get(Store *s, const char *user, KeyPackage **ret);      /* -ENOENT */
 int store_user_exists(Store *s, const char *user);                     /* 1, 0 */
 int store_user_add(Store *s, const KeyPackage *kp);                    /* -EEXIST */
 int store_user_delete(Store *s, const char *user);                     /* -ENOENT */
+/* Replace kp->user's key by kp (the new, signed package) if rot->old_key
+ * is still the registered one, and keep rot; one transaction, which keeps
+ * the last ROTATION_CHAIN_MAX statements. -ESTALE when the registered key
+ * is not rot->old_key (any more). */
+int store_user_rotate(Store *s, const KeyPackage *kp, const Rotation *rot);
 int store_user_count(Store *s, uint64_t *ret);
 
 /* Key resets: the name, the SHA-256 of its one-time code and when the code

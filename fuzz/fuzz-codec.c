@@ -21,16 +21,44 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_package(const KeyPackage *kp) {
-        if (!kp || !username_valid(kp->user) || !kp->key || kp->key_len == 0 ||
-            !kp->sig || kp->sig_len == 0)
+static void check_rotation(const Rotation *r) {
+        if (!r || !username_valid(r->user) || !r->old_key || r->old_key_len == 0 ||
+            !r->new_key || r->new_key_len == 0 || !r->old_sig || r->old_sig_len == 0 ||
+            !r->new_sig || r->new_sig_len == 0)
                 abort();
 }
 
+static void check_package(const KeyPackage *kp) {
+        if (!kp || !username_valid(kp->user) || !kp->key || kp->key_len == 0 ||
+            !kp->sig || kp->sig_len == 0 || kp->n_rotations > ROTATION_CHAIN_MAX ||
+            (kp->n_rotations > 0) != !!kp->rotations)
+                abort();
+        for (size_t i = 0; i < kp->n_rotations; i++)
+                check_rotation(kp->rotations[i]);
+}
+
+static bool bytes_eq(const uint8_t *a, size_t a_len, const uint8_t *b, size_t b_len) {
+        return a_len == b_len && memcmp(a, b, a_len) == 0;
+}
+
+static bool rotation_eq(const Rotation *a, const Rotation *b) {
+        return strcmp(a->user, b->user) == 0 && a->time == b->time &&
+               bytes_eq(a->old_key, a->old_key_len, b->old_key, b->old_key_len) &&
+               bytes_eq(a->new_key, a->new_key_len, b->new_key, b->new_key_len) &&
+               bytes_eq(a->old_sig, a->old_sig_len, b->old_sig, b->old_sig_len) &&
+               bytes_eq(a->new_sig, a->new_sig_len, b->new_sig, b->new_sig_len);
+}
+
 static bool package_eq(const KeyPackage *a, const KeyPackage *b) {
-        return strcmp(a->user, b->user) == 0 && a->registered == b->registered &&
-               a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0 &&
-               a->sig_len == b->sig_len && memcmp(a->sig, b->sig, a->sig_len) == 0;
+        if (!(strcmp(a->user, b->user) == 0 && a->registered == b->registered &&
+              a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0 &&
+              a->sig_len == b->sig_len && memcmp(a->sig, b->sig, a->sig_len) == 0 &&
+              a->n_rotations == b->n_rotations))
+                return false;
+        for (size_t i = 0; i < a->n_rotations; i++)
+                if (!rotation_eq(a->rotations[i], b->rotations[i]))
+                        return false;
+        return true;
 }
 
 static void check_invariants(const Frame *f) {
@@ -89,6 +117,12 @@ static void check_invariants(const Frame *f) {
         case FRAME_RECEIPT:
                 if (strlen(f->receipt.msg) != 24 || !*f->receipt.status)
                         abort();
+                break;
+        case FRAME_ROTATE:
+                check_rotation(f->rotate.rotation);
+                break;
+        case FRAME_ROTATED:
+                check_package(f->rotated.package);
                 break;
         case FRAME_ACK:
         case FRAME_SYNCED:
@@ -159,6 +193,10 @@ static json_object *rebuild(const Frame *f) {
                 return frame_new_ack(f->ack.seq);
         case FRAME_RECEIPT:
                 return frame_new_receipt(f->receipt.msg, f->receipt.status);
+        case FRAME_ROTATE:
+                return frame_new_rotate(f->rotate.id, f->rotate.rotation);
+        case FRAME_ROTATED:
+                return frame_new_rotated(f->rotated.id, f->rotated.package);
         default:
                 return frame_new_simple(f->type);
         }
@@ -251,6 +289,10 @@ static bool same(const Frame *a, const Frame *b) {
         case FRAME_RECEIPT:
                 return strcmp(a->receipt.msg, b->receipt.msg) == 0 &&
                        strcmp(a->receipt.status, b->receipt.status) == 0;
+        case FRAME_ROTATE:
+                return a->rotate.id == b->rotate.id && rotation_eq(a->rotate.rotation, b->rotate.rotation);
+        case FRAME_ROTATED:
+                return a->rotated.id == b->rotated.id && package_eq(a->rotated.package, b->rotated.package);
         default:
                 return true;
         }

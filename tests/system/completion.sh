@@ -30,7 +30,7 @@ complete_line() { # LINE
 	printf '%s\n' "${COMPREPLY[@]}" | sed '/^$/d' | LC_ALL=C sort | tr '\n' ' ' | sed 's/ $//'
 }
 
-is "commands" "connect fingerprint help inbox init kick listen monitor prekeys reload reset-key send sessions status trust users" \
+is "commands" "connect fingerprint help inbox init kick listen monitor prekeys reload reset-key rotate-key send sessions status trust users" \
 	"$(complete_line "scctl ")"
 is "prekeys: rotate" "rotate" "$(complete_line "scctl prekeys ")"
 is "a command's prefix" "reload reset-key" "$(complete_line "scctl re")"
@@ -39,6 +39,7 @@ like "global options, --version before the command" "^--config .*--server .*--ve
 unlike "no --version after a command" "--version" "$(complete_line "scctl users --")"
 like "init takes --bits" "(^| )--bits( |$)" "$(complete_line "scctl init --")"
 is "key sizes for --bits" "2048 3072 4096" "$(complete_line "scctl init --bits ")"
+like "rotate-key takes --bits" "(^| )--bits( |$)" "$(complete_line "scctl rotate-key --")"
 is "send --wait and --wait=" "--wait --wait=" "$(complete_line "scctl send --w")"
 is "users --registered" "--registered" "$(complete_line "scctl users --reg")"
 is "admin commands take --control" "--control|--control|--control|--control|--control|--control|--control" \

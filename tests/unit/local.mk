@@ -7,6 +7,7 @@ UNIT_TESTS = \
 	tests/unit/test-envelope \
 	tests/unit/test-suite2 \
 	tests/unit/test-handshake \
+	tests/unit/test-rotation \
 	tests/unit/test-frame \
 	tests/unit/test-codec \
 	tests/unit/test-transport
@@ -38,6 +39,9 @@ tests_unit_test_suite2_LDADD = $(UNIT_LDADD)
 tests_unit_test_handshake_SOURCES = tests/unit/test-handshake.c
 tests_unit_test_handshake_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_handshake_LDADD = $(UNIT_LDADD)
+tests_unit_test_rotation_SOURCES = tests/unit/test-rotation.c
+tests_unit_test_rotation_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_rotation_LDADD = $(UNIT_LDADD)
 tests_unit_test_frame_SOURCES = tests/unit/test-frame.c
 tests_unit_test_frame_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_frame_LDADD = $(UNIT_LDADD)

@@ -141,6 +141,85 @@ END_TEST
 /* The count of one sender's messages to one recipient runs at every send:
  * it must be an index lookup, also in a database made by an older version
  * (the index is created at open, not with a schema version). */
+/* A rotation statement with recognisable bytes: the store keeps it and
+ * does not check its signatures (the relay did). */
+static Rotation *rotation(const char *user, uint8_t from, uint8_t to) {
+        Rotation *r = calloc(1, sizeof(*r));
+
+        ck_assert_ptr_nonnull(r);
+        snprintf(r->user, sizeof(r->user), "%s", user);
+        r->old_key_len = r->new_key_len = 294;
+        r->old_sig_len = r->new_sig_len = 256;
+        r->old_key = malloc(294);
+        r->new_key = malloc(294);
+        r->old_sig = malloc(256);
+        r->new_sig = malloc(256);
+        ck_assert(r->old_key && r->new_key && r->old_sig && r->new_sig);
+        memset(r->old_key, from, 294);
+        memset(r->new_key, to, 294);
+        memset(r->old_sig, 0x01, 256);
+        memset(r->new_sig, 0x02, 256);
+        r->time = 1700000000 + to;
+        return r;
+}
+
+/* A rotation replaces the key only while the old one is registered, keeps
+ * the last ROTATION_CHAIN_MAX statements oldest first, survives a reopen
+ * and goes with the user. */
+START_TEST(test_rotate) {
+        _cleanup_(store_freep) Store *s = NULL;
+        _cleanup_(key_package_freep) KeyPackage *bob = package("bob", 0x20, 1700000000), *got = NULL;
+        uint8_t key = 0x20;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(store_user_add(s, bob), 0);
+        ck_assert_int_eq(store_user_get(s, "bob", &got), 0);
+        ck_assert_uint_eq(got->n_rotations, 0);
+        ck_assert_ptr_null(got->rotations);
+
+        for (unsigned i = 1; i <= ROTATION_CHAIN_MAX + 2; i++, key++) {
+                _cleanup_(key_package_freep) KeyPackage *next = package("bob", key + 1, 1700000000 + i);
+                _cleanup_(rotation_freep) Rotation *r = rotation("bob", key, key + 1);
+
+                ck_assert_int_eq(store_user_rotate(s, next, r), 0);
+                /* The same statement again: its old key is gone. */
+                ck_assert_int_eq(store_user_rotate(s, next, r), -ESTALE);
+                got = key_package_free(got);
+                ck_assert_int_eq(store_user_get(s, "bob", &got), 0);
+                assert_same_package(got, next);
+                ck_assert_uint_eq(got->n_rotations, MIN(i, (unsigned) ROTATION_CHAIN_MAX));
+                ck_assert_uint_eq(got->rotations[got->n_rotations - 1]->new_key[0], key + 1);
+        }
+
+        store_free(s);
+        s = NULL;
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        got = key_package_free(got);
+        ck_assert_int_eq(store_user_get(s, "bob", &got), 0);
+        ck_assert_uint_eq(got->n_rotations, ROTATION_CHAIN_MAX);
+        /* Oldest first, each step from the previous one's key. */
+        ck_assert_uint_eq(got->rotations[0]->old_key[0], key - ROTATION_CHAIN_MAX);
+        for (size_t i = 1; i < got->n_rotations; i++)
+                ck_assert_mem_eq(got->rotations[i]->old_key, got->rotations[i - 1]->new_key, 294);
+        ck_assert_uint_eq(got->rotations[ROTATION_CHAIN_MAX - 1]->new_key[0], key);
+
+        /* A reset forgets them with the key. */
+        ck_assert_int_eq(store_user_delete(s, "bob"), 0);
+        ck_assert_int_eq(store_user_add(s, bob), 0);
+        got = key_package_free(got);
+        ck_assert_int_eq(store_user_get(s, "bob", &got), 0);
+        ck_assert_uint_eq(got->n_rotations, 0);
+
+        /* An unknown user has no key to rotate. */
+        {
+                _cleanup_(key_package_freep) KeyPackage *carol = package("carol", 0x70, 1);
+                _cleanup_(rotation_freep) Rotation *r = rotation("carol", 0x6f, 0x70);
+
+                ck_assert_int_eq(store_user_rotate(s, carol, r), -ESTALE);
+        }
+}
+END_TEST
+
 START_TEST(test_queue_count_from_indexed) {
         _cleanup_(store_freep) Store *s = NULL;
         sqlite3 *db = NULL;
@@ -594,6 +673,7 @@ static Suite *store_suite(void) {
 
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_add_test(tc, test_registry);
+        tcase_add_test(tc, test_rotate);
         tcase_add_test(tc, test_queue);
         tcase_add_test(tc, test_queue_count_from_indexed);
         tcase_add_test(tc, test_seq_never_reused);
