@@ -685,18 +685,16 @@ int store_begin(Store *s) {
 }
 
 int store_commit(Store *s) {
-        int r = step_done(stmt(s, STMT_COMMIT));
-
-        /* A failed COMMIT may leave the transaction open (SQLITE_BUSY) or
-         * have ended it: either way nothing of it is to stay. */
-        if (r < 0 && store_in_transaction(s))
-                (void) step_done(stmt(s, STMT_ROLLBACK));
-        return r;
+        return step_done(stmt(s, STMT_COMMIT));
 }
 
 void store_rollback(Store *s) {
         if (store_in_transaction(s))
                 (void) step_done(stmt(s, STMT_ROLLBACK));
+}
+
+int store_checkpoint(Store *s) {
+        return errno_from_sqlite(sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL));
 }
 
 bool store_in_transaction(Store *s) {

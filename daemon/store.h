@@ -52,12 +52,18 @@ const char *store_error(Store *s);
 
 /* A transaction for many writes at once (the relay's group commit): one
  * sync for all of them at store_commit(). Writes and reads in between see
- * each other's changes; nothing of them is on disk before the commit, and
- * after a failed commit (or store_rollback()) nothing of them is. */
+ * each other's changes; nothing of them is on disk before the commit.
+ * A commit that failed may have ended the transaction (a full disk, an
+ * I/O error) or not (store_in_transaction() says): the caller may try
+ * again, or store_rollback(), after which nothing of it is. */
 int store_begin(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
 bool store_in_transaction(Store *s);
+/* Copy the WAL into the database and truncate it: the WAL keeps the size
+ * of its largest stretch between checkpoints (megabytes), room a full
+ * file system may need back. Not inside a transaction. */
+int store_checkpoint(Store *s);
 
 /* Registry. */
 int store_user_get(Store *s, const char *user, KeyPackage **ret);      /* -ENOENT */
