@@ -275,10 +275,6 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
 
-        /* A registration is on disk before its welcome, like a message
-         * before its accepted: the batch goes first. */
-        relay_commit(relay);
-
         r = store_user_get(relay->store, user, &kp);
         if (r >= 0) {
                 if (kp->key_len != f->auth.key_len || memcmp(kp->key, f->auth.key, kp->key_len) != 0) {
@@ -361,6 +357,10 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 if (r >= 0)
                         r = key_package_sign(relay->server_key, user, f->auth.key, f->auth.key_len,
                                              now_unix(), &kp);
+                /* A registration is on disk before its welcome, like a
+                 * message before its accepted: the batch goes first. */
+                if (r >= 0)
+                        relay_commit(relay);
                 if (r >= 0)
                         r = store_user_add(relay->store, kp);
                 if (r == -ENOSPC) {
