@@ -17,6 +17,7 @@
 #include "relay.h"
 #include "session-index.h"
 #include "session.h"
+#include "stream.h"
 #include "util.h"
 
 /* Envelopes read from the store per query while pumping. */
@@ -496,7 +497,7 @@ void relay_pump(Relay *relay, Session *s) {
                 return;
         /* What the store hands out must be on disk: what the open batch
          * wrote is not, yet. */
-        if (!s->caught_up)
+        if (!s->caught_up && store_in_transaction(relay->store))
                 relay_commit(relay);
 
         while (!s->caught_up && session_output_pending(s) < SESSION_PUMP_WATER &&
@@ -671,6 +672,17 @@ static int batch_begin(Relay *relay) {
 
 static void batch_finish(Relay *relay, int r);
 
+/* s wrote to the batch: what it is sent from now on waits for the commit
+ * (its accepted, and the pong of a ping after an ack, in order). */
+static void batch_hold(Relay *relay, Session *s) {
+        if (stream_is_corked(s->stream))
+                return;
+        if (relay->n_held == ELEMENTSOF(relay->held))
+                relay_commit(relay);
+        stream_cork(s->stream, true);
+        relay->held[relay->n_held++] = s;
+}
+
 /* A write of the batch failed with r. If SQLite ended the transaction for
  * it (a full disk, an I/O error), what the batch wrote before is gone too:
  * answered now, with the same error. */
@@ -703,6 +715,7 @@ static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage 
                 .retry = retry,
         };
         relay->pending[relay->n_pending++].msg.envelope = NULL;
+        batch_hold(relay, s);
 }
 
 /* Is p's envelope queued (after a rollback: by an earlier commit)? */
@@ -762,11 +775,17 @@ static void batch_finish(Relay *relay, int r) {
         }
         /* Everything a session was given this turn, in one write (and
          * as few TLS records as fit). */
+        for (size_t i = 0; i < relay->n_held; i++) {
+                Session *s = relay->held[i];
+
+                stream_cork(s->stream, false);
+                if (s->state == SESSION_ACTIVE)
+                        session_flush(s);
+        }
+        relay->n_held = 0;
         for (size_t i = 0; i < n; i++) {
                 Session *recipient = session_index_find_receiver(relay->sessions, p[i].msg.recipient);
 
-                if (p[i].session->state == SESSION_ACTIVE)
-                        session_flush(p[i].session);
                 if (recipient && recipient->state == SESSION_ACTIVE)
                         session_flush(recipient);
                 json_object_put(p[i].envelope);
@@ -791,7 +810,7 @@ void relay_commit(Relay *relay) {
                         r = store_commit(relay->store);
                 if (r < 0)
                         store_rollback(relay->store);
-        } else if (relay->n_pending == 0)
+        } else if (relay->n_pending == 0 && relay->n_held == 0)
                 return;
         batch_finish(relay, r);
 }
@@ -976,6 +995,7 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
         queue_removed(relay, msg.size);
+        batch_hold(relay, s);
 
         message_fields(&msg, &lf);
         lf.session = s->id;

@@ -61,6 +61,10 @@ struct Relay {
          * be on disk before they are answered. Owned by relay.c. */
         RelayPending *pending;
         size_t n_pending, n_pending_allocated;
+        /* Sessions that wrote to the batch: their output is held (corked)
+         * until it is committed, so that no later answer overtakes it. */
+        Session *held[64];
+        size_t n_held;
 };
 
 /* Commit what sends and acks wrote since the last commit, in one

@@ -483,6 +483,23 @@ static void feed_send(Session *s, const char *to, uint64_t id, uint8_t n) {
         feed(s, text);
 }
 
+/* The other end of s's socketpair. */
+static int peer_of(Session *s) {
+        for (size_t i = 0; i < n_peers; i++)
+                if (peer_sessions[i] == s)
+                        return peers[i];
+        ck_abort();
+        return -1;
+}
+
+/* Nothing was written to s's peer (yet). */
+static void assert_nothing_written(Session *s) {
+        uint8_t byte;
+
+        ck_assert_int_eq(read(peer_of(s), &byte, 1), -1);
+        ck_assert_int_eq(errno, EAGAIN);
+}
+
 /* What s's peer received (written by the commit's flush) and what still
  * waits in s's output, one frame per line. */
 static char *take_sent(Session *s) {
@@ -490,13 +507,9 @@ static char *take_sent(Session *s) {
         FrameDecoder d;
         char *all = strdup("");
         uint8_t buf[65536];
-        int fd = -1;
+        int fd = peer_of(s);
         ssize_t n;
 
-        for (size_t i = 0; i < n_peers; i++)
-                if (peer_sessions[i] == s)
-                        fd = peers[i];
-        ck_assert_int_ge(fd, 0);
         ck_assert_ptr_nonnull(all);
         frame_decoder_init(&d, s->limits.max_frame);
         while ((n = read(fd, buf, sizeof(buf))) > 0)
@@ -571,8 +584,10 @@ START_TEST(test_group_commit) {
         ck_assert(store_in_transaction(store));
         ck_assert_uint_eq(relay.n_queued, 5);   /* counted at once, for the limits */
         ck_assert_uint_eq(committed_rows(), 0);
+        session_flush(alice);
+        assert_nothing_written(alice);          /* nothing accepted before the commit */
         out = take_sent(alice);
-        ck_assert_str_eq(out, "");              /* nothing accepted before the commit */
+        ck_assert_ptr_null(strstr(out, "\"accepted\""));
         free(out);
         out = take_sent(bob);
         ck_assert_str_eq(out, "");
@@ -612,7 +627,12 @@ START_TEST(test_group_commit) {
         }
         ck_assert(store_in_transaction(store));
         ck_assert_uint_eq(relay.n_queued, 2);
+        /* Nor does an answer to bob overtake his acks' commit. */
+        feed(bob, "{\"type\":\"ping\"}");
+        session_flush(bob);
+        assert_nothing_written(bob);
         relay_commit(&relay);
+        assert_sent(bob, "\"pong\"", 1);
         ck_assert_uint_eq(committed_rows(), 2);
         assert_sent(alice, "\"receipt\"", 3);
         relay_done(&relay);
