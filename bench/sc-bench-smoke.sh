@@ -11,7 +11,7 @@ rc=$?
 is "sc-bench --quick exits 0 (every row measured)" 0 "$rc"
 [ "$rc" -eq 0 ] || diag "$out"
 for row in "routing, 1 sender -> 1 receiver" "routing, 2 senders -> 2 receivers" "offline fill" \
-	"queue drain on login" "[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" \
+	"queue drain on login" "offline fill rate, [0-9]+ queued against [0-9]+" "[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" \
 	"one-shot scctl send"; do
 	like "the table has: $row" "^\| $row.* \| [0-9.e+]+ [a-zA-Z/]+ \| .* \| [0-9.e+-]+x? \| " "$out"
 done

@@ -8,7 +8,7 @@
  * same file system, the RSA sign rate, a bare idle TLS session's memory.
  * It prints one table: figure, limit, ratio, target.
  *
- *   sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill N]
+ *   sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill LIST]
  *            [--sessions N] [--window N] [-o KEY=VALUE]...
  *
  * --builddir  where securechatd and scctl are (default: .)
@@ -17,7 +17,9 @@
  * --json      the rows as one JSON object instead of the table
  * --pairs     routing rows at these numbers of sender -> receiver pairs
  *             (default 1,10,100,1000; 10 is the headline row)
- * --fill      offline fill and queue drain size (default 10000)
+ * --fill      offline fill and queue drain sizes (default 10000,100000);
+ *             with more than one, a row compares the fill rate of the
+ *             largest with the smallest (flat in queue length: >= 0.8)
  * --sessions  idle sessions for the memory rows (default 1000)
  * --window    routing: sends a sender has in flight, waiting for accepted
  *             (default 1). With more, today's relay keeps reading the
@@ -102,7 +104,8 @@ static struct {
         const char *builddir;
         bool quick, json;
         size_t pairs[8], n_pairs;
-        size_t fill, sessions;
+        size_t fills[4], n_fills;
+        size_t sessions;
         unsigned window;
         char **relay_opts;
         size_t n_relay_opts;
@@ -116,7 +119,7 @@ static struct {
 
         Row rows[MAX_ROWS];
         size_t n_rows;
-} B = { .builddir = ".", .fill = 10000, .sessions = 1000, .window = 1 };
+} B = { .builddir = ".", .sessions = 1000, .window = 1 };
 
 static void note(const char *fmt, ...) _printf_(1, 2);
 static void note(const char *fmt, ...) {
@@ -885,7 +888,9 @@ static int sqlite_rate(const char *path, size_t row_size, unsigned batch, double
         return 0;
 }
 
-static void bench_fill(void) {
+/* Fill a queue with n messages, then drain it on login: two rows. Returns
+ * the fill rate (0 if not measured). */
+static double bench_fill(size_t n) {
         _cleanup_(freep) char *db = NULL;
         Peer sender = {}, receiver = {};
         Frames frames = {};
@@ -898,12 +903,12 @@ static void bench_fill(void) {
         Row *row;
         int r;
 
-        snprintf(figure, sizeof(figure), "offline fill, %zu messages to one recipient", B.fill);
-        snprintf(dfigure, sizeof(dfigure), "queue drain on login, %zu messages", B.fill);
+        snprintf(figure, sizeof(figure), "offline fill, %zu messages to one recipient", n);
+        snprintf(dfigure, sizeof(dfigure), "queue drain on login, %zu messages", n);
         note("%s, then %s", figure, dfigure);
         if (asprintf(&db, "%s/reference.db", B.tmp) < 0)
-                return (void) row_failed(figure, "out of memory");
-        r = frames_make("s0", "r0", B.fill, &frames);
+                return row_failed(figure, "out of memory"), 0;
+        r = frames_make("s0", "r0", n, &frames);
         if (r < 0)
                 goto fail;
         env_size = frames.len[0];
@@ -928,7 +933,7 @@ static void bench_fill(void) {
         if (r < 0)
                 goto fail;
         sender.frames = &frames;
-        fill.want_accepted = B.fill;
+        fill.want_accepted = n;
         cpu0 = proc_cpu_usec(B.relay);
         t0 = now_s();
         r = load_run(&fill, B.quick ? 60 : 600);
@@ -939,12 +944,12 @@ static void bench_fill(void) {
         }
         if (r < 0)
                 goto fail;
-        fill_rate = (double) B.fill / (now_s() - t0);
-        fill_cpu = (proc_cpu_usec(B.relay) - cpu0) / B.fill;
+        fill_rate = (double) n / (now_s() - t0);
+        fill_cpu = (proc_cpu_usec(B.relay) - cpu0) / n;
         sender.c = conn_free(sender.c);
 
         /* The clock runs from the connect: login and all. */
-        drain_load.want_delivered = B.fill;
+        drain_load.want_delivered = n;
         t0 = now_s();
         r = conn_open(B.port, true, TIMEOUT_MS, &receiver.c);
         if (r >= 0)
@@ -952,7 +957,7 @@ static void bench_fill(void) {
         if (r >= 0)
                 r = load_run(&drain_load, B.quick ? 60 : 600);
         if (r >= 0)
-                drain_rate = (double) B.fill / (now_s() - t0);
+                drain_rate = (double) n / (now_s() - t0);
 
 fail:
         relay_stop();
@@ -962,7 +967,7 @@ fail:
         if (fill_rate <= 0) {
                 row_failed(figure, error ?: strerror(-r));
                 row_failed(dfigure, "no fill");
-                return;
+                return 0;
         }
         row = row_add(figure, fill_rate, "msg/s", batched, "SQLite commits of 64 rows, same file system", true,
                       0.8);
@@ -971,12 +976,41 @@ fail:
                  fill_cpu, one, fill_rate / one, FILL_WINDOW);
         if (drain_rate <= 0) {
                 row_failed(dfigure, error ?: strerror(-r));
-                return;
+                return fill_rate;
         }
         row = row_add(dfigure, drain_rate, "msg/s", batched, "SQLite commits of 64 rows, same file system",
                       true, 0);
         snprintf(row->note, sizeof(row->note), "login included; every ack is a delete");
+        return fill_rate;
 }
+
+/* The fill rate at the largest queue against the smallest: the cost of a
+ * message must not grow with the queue it joins. */
+static void bench_fills(void) {
+        double first = 0, last = 0;
+        char figure[96];
+        Row *row;
+
+        for (size_t i = 0; i < B.n_fills; i++) {
+                double rate = bench_fill(B.fills[i]);
+
+                if (i == 0)
+                        first = rate;
+                last = rate;
+        }
+        if (B.n_fills < 2)
+                return;
+        snprintf(figure, sizeof(figure), "offline fill rate, %zu queued against %zu", B.fills[B.n_fills - 1],
+                 B.fills[0]);
+        if (first <= 0 || last <= 0) {
+                row_failed(figure, "a fill was not measured");
+                return;
+        }
+        row = row_add(figure, last, "msg/s", first, "the same relay filling the smallest queue", true, 0.8);
+        snprintf(row->note, sizeof(row->note), "flat in queue length: %zu vs %zu messages", B.fills[B.n_fills - 1],
+                 B.fills[0]);
+}
+
 
 /* ---- memory ---------------------------------------------------------------- */
 
@@ -1372,20 +1406,33 @@ static void print_json(void) {
 
 /* ---- main --------------------------------------------------------------------- */
 
-static int parse_pairs(const char *s) {
-        B.n_pairs = 0;
-        while (*s && B.n_pairs < ELEMENTSOF(B.pairs)) {
+/* A comma-separated list of up to max numbers in 1..limit. */
+static int parse_list(const char *s, size_t *list, size_t max, size_t *ret_n, unsigned long limit) {
+        size_t n = 0;
+
+        while (*s && n < max) {
                 char *end;
                 unsigned long v = strtoul(s, &end, 10);
 
-                if (end == s || v == 0 || v > 10000)
+                if (end == s || v == 0 || v > limit)
                         return -EINVAL;
-                B.pairs[B.n_pairs++] = v;
+                list[n++] = v;
                 s = *end == ',' ? end + 1 : end;
                 if (*end && *end != ',')
                         return -EINVAL;
         }
-        return B.n_pairs > 0 ? 0 : -EINVAL;
+        if (n == 0)
+                return -EINVAL;
+        *ret_n = n;
+        return 0;
+}
+
+static int parse_pairs(const char *s) {
+        return parse_list(s, B.pairs, ELEMENTSOF(B.pairs), &B.n_pairs, 10000);
+}
+
+static int parse_fills(const char *s) {
+        return parse_list(s, B.fills, ELEMENTSOF(B.fills), &B.n_fills, 10000000);
 }
 
 static int parse_argv(int argc, char **argv) {
@@ -1422,8 +1469,11 @@ static int parse_argv(int argc, char **argv) {
                         pairs_set = true;
                         break;
                 case 'f':
-                        B.fill = strtoul(optarg, NULL, 10);
-                        fill_set = B.fill > 0;
+                        if (parse_fills(optarg) < 0) {
+                                fprintf(stderr, "sc-bench: bad --fill: %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        fill_set = true;
                         break;
                 case 's':
                         B.sessions = strtoul(optarg, NULL, 10);
@@ -1446,7 +1496,7 @@ static int parse_argv(int argc, char **argv) {
                         break;
                 }
                 case 'h':
-                        printf("sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill N] "
+                        printf("sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill LIST] "
                                "[--sessions N] [--window N] [-o KEY=VALUE]...\n");
                         return 0;
                 default:
@@ -1454,12 +1504,10 @@ static int parse_argv(int argc, char **argv) {
                 }
         if (!pairs_set)
                 (void) parse_pairs(B.quick ? "1,2" : "1,10,100,1000");
-        if (!fill_set && B.quick)
-                B.fill = 50;
+        if (!fill_set)
+                (void) parse_fills(B.quick ? "50,100" : "10000,100000");
         if (!sessions_set && B.quick)
                 B.sessions = 10;
-        if (!fill_set && B.fill == 0)
-                B.fill = 10000;
         if (!sessions_set && B.sessions == 0)
                 B.sessions = 1000;
         return 1;
@@ -1490,7 +1538,7 @@ int main(int argc, char **argv) {
 
         for (size_t i = 0; i < B.n_pairs; i++)
                 bench_routing(B.pairs[i]);
-        bench_fill();
+        bench_fills();
         r = bare_tls_session_bytes(B.sessions, &bare_tls);
         if (r < 0) {
                 row_failed("idle receiving sessions", "bare TLS session memory not measured");

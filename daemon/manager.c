@@ -394,10 +394,14 @@ static void manager_update_status(Manager *m) {
         (void) sd_notifyf(false, "STATUS=%s", status);
 }
 
-/* After every loop iteration: free what was closed, refresh STATUS=. */
+/* After every session ready in this turn of the loop had its turn (the
+ * post source has the lowest priority, and sd-event polls again only once
+ * nothing is pending): commit and answer their sends in one transaction,
+ * free what was closed, refresh STATUS=. */
 static int on_post(sd_event_source *es, void *userdata) {
         Manager *m = userdata;
 
+        relay_commit(&m->relay);
         session_index_free_dead(&m->sessions);
         manager_update_status(m);
         return 0;
@@ -479,6 +483,8 @@ static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         uint64_t next = usec + expire_interval(m);
         int r;
 
+        /* Its own transaction: the relay's batch goes first. */
+        relay_commit(&m->relay);
         r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
         if (r == -ENOSPC && manager_store_full(m) > 0)
                 r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
@@ -603,6 +609,10 @@ int manager_start(Manager *m) {
                 return log_error_errno(r, "Failed to set up the expiry timer: %m");
         (void) sd_event_source_set_enabled(m->expire_timer, SD_EVENT_ON);
         r = sd_event_add_post(m->event, &m->post, on_post, m);
+        if (r >= 0)
+                /* At the same priority it may come before sessions that
+                 * were ready in the same epoll round: smaller batches. */
+                r = sd_event_source_set_priority(m->post, SD_EVENT_PRIORITY_IDLE);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
         r = sd_event_set_watchdog(m->event, true);
@@ -615,6 +625,8 @@ int manager_start(Manager *m) {
 static void manager_shutdown(Manager *m) {
         (void) sd_notify(false, "STOPPING=1\nSTATUS=Shutting down");
         m->relay.stopping = true;
+        /* What was stored is answered before the goodbye. */
+        relay_done(&m->relay);
 
         /* Each session hears why, with one last non-blocking attempt to
          * say it; nobody is waited for. */
@@ -884,6 +896,7 @@ int manager_reset_key(Manager *m, const char *user, const char *by, char ret_cod
         /* The code first: a name without its registration but with no
          * code would be anyone's. */
         sha256(code, strlen(code), hash);
+        relay_commit(&m->relay);        /* not to be committed with the relay's batch */
         r = store_reset_set(m->store, user, hash, now_unix() + RESET_CODE_TTL);
         if (r >= 0)
                 r = store_user_delete(m->store, user);

@@ -19,10 +19,24 @@
 #include "session-index.h"
 #include "session.h"
 #include "suite2.h"
+#include "stream.h"
 #include "util.h"
 
 /* Envelopes read from the store per query while pumping. */
 #define PUMP_BATCH 16
+
+/* Sends answered per commit at most: a bound on the memory and the wait
+ * of one batch when many sessions have much to say in the same turn. */
+#define BATCH_MAX 1024
+
+/* A send stored in the open transaction, answered after the commit. */
+struct RelayPending {
+        Session *session;       /* the sender's: sessions are freed only after relay_commit() */
+        uint64_t id;            /* the send's request id */
+        StoreMessage msg;       /* its metadata (no envelope text) */
+        json_object *envelope;  /* as received: forwarded from memory */
+        bool retry;             /* of a message queued already: "accepted" only */
+};
 
 static void fields_of(const Session *s, LogFields *f) {
         *f = (LogFields) {
@@ -408,6 +422,10 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 if (r >= 0)
                         r = key_package_sign(relay->server_key, user, f->auth.key, f->auth.key_len,
                                              now_unix(), &kp);
+                /* A registration is on disk before its welcome, like a
+                 * message before its accepted: the batch goes first. */
+                if (r >= 0)
+                        relay_commit(relay);
                 if (r >= 0)
                         r = store_user_add(relay->store, kp);
                 if (r == -ENOSPC) {
@@ -519,6 +537,30 @@ static void maybe_synced(Session *s) {
         (void) session_send(s, frame_new_synced());
 }
 
+/* Send s one queued message; its cursor moves past it whatever happens.
+ * 0, or <0 when s can take nothing more. */
+static int deliver(Relay *relay, Session *s, const StoreMessage *m, json_object *envelope) {
+        LogFields f;
+        int r;
+
+        message_fields(m, &f);
+        f.session = s->id;
+        s->cursor = m->seq;
+        r = session_send(s, frame_new_deliver(m->seq, envelope));
+        if (r == -EMSGSIZE) {
+                /* Stored under a larger max-frame than this session's; it
+                 * stays until it expires. */
+                relay_limit_hit(relay, LIMIT_MAX_FRAME, NULL, &f,
+                                "Message %s to %s does not fit this session's max-frame", m->msg_id, s->user);
+                return 0;
+        }
+        if (r < 0)
+                return r;
+        log_event(EVENT_MESSAGE_FORWARDED, &f, "Message %s from %s sent to %s (seq %" PRIu64 ")",
+                  m->msg_id, m->sender, s->user, m->seq);
+        return 0;
+}
+
 bool relay_has_more(const Session *s) {
         return s->state == SESSION_ACTIVE &&
                (s->presence_pending || (s->receive && !s->caught_up));
@@ -531,6 +573,10 @@ void relay_pump(Relay *relay, Session *s) {
         send_presence_list(relay, s);
         if (s->presence_pending || !s->receive)
                 return;
+        /* What the store hands out must be on disk: what the open batch
+         * wrote is not, yet. */
+        if (!s->caught_up && store_in_transaction(relay->store))
+                relay_commit(relay);
 
         while (!s->caught_up && session_output_pending(s) < SESSION_PUMP_WATER &&
                s->state == SESSION_ACTIVE) {
@@ -551,31 +597,18 @@ void relay_pump(Relay *relay, Session *s) {
                 for (i = 0; i < n && s->state == SESSION_ACTIVE &&
                             session_output_pending(s) < SESSION_PUMP_WATER; i++) {
                         json_object *env = NULL;
-                        LogFields f;
 
-                        message_fields(&batch[i], &f);
-                        f.session = s->id;
-                        s->cursor = batch[i].seq;
                         if (json_parse_strict(batch[i].envelope, strlen(batch[i].envelope), JSON_DEPTH_DEFAULT,
                                               &env, NULL) < 0) {
                                 /* Cannot happen with what this daemon stored. */
                                 log_error("Queued message %" PRIu64 " is not JSON, skipped", batch[i].seq);
+                                s->cursor = batch[i].seq;
                                 continue;
                         }
-                        r = session_send(s, frame_new_deliver(batch[i].seq, env));
+                        r = deliver(relay, s, &batch[i], env);
                         json_object_put(env);
-                        if (r == -EMSGSIZE) {
-                                /* Stored under a larger max-frame than this
-                                 * session's; it stays until it expires. */
-                                relay_limit_hit(relay, LIMIT_MAX_FRAME, NULL, &f,
-                                                "Message %s to %s does not fit this session's max-frame",
-                                                batch[i].msg_id, s->user);
-                                continue;
-                        }
                         if (r < 0)
                                 break;
-                        log_event(EVENT_MESSAGE_FORWARDED, &f, "Message %s from %s sent to %s (seq %" PRIu64 ")",
-                                  batch[i].msg_id, batch[i].sender, s->user, batch[i].seq);
                 }
                 store_messages_free(batch, n);
                 if (i == n && n < PUMP_BATCH)
@@ -585,8 +618,16 @@ void relay_pump(Relay *relay, Session *s) {
                 maybe_synced(s);
 }
 
-/* A new envelope was queued for s's user. */
-static void message_queued(Relay *relay, Session *s) {
+/* A message for s's user was committed: straight from memory when s
+ * has nothing older to receive first and room for it; else the backlog
+ * goes first, from the store, in order. */
+static void forward(Relay *relay, Session *s, const StoreMessage *m, json_object *envelope) {
+        if (s->state != SESSION_ACTIVE || m->seq <= s->cursor)
+                return;         /* gone, or a pump already read it from the store */
+        if (s->caught_up && !s->presence_pending && session_output_pending(s) < SESSION_PUMP_WATER) {
+                (void) deliver(relay, s, m, envelope);
+                return;
+        }
         s->caught_up = false;
         relay_pump(relay, s);
 }
@@ -627,8 +668,16 @@ int relay_queue_check(Relay *relay, uint64_t size, Limit *ret_limit) {
                 return -ENOSPC;
         }
         if (relay->hooks->disk_check(relay->userdata, size) < 0) {
-                *ret_limit = LIMIT_MIN_FREE_DISK;
-                return -ENOSPC;
+                /* The WAL may hold megabytes that the deletes since its
+                 * last checkpoint no longer need: give them back (after
+                 * the batch: a checkpoint waits for no transaction) and
+                 * look again. */
+                relay_commit(relay);
+                if (store_checkpoint(relay->store) < 0 ||
+                    relay->hooks->disk_check(relay->userdata, size) < 0) {
+                        *ret_limit = LIMIT_MIN_FREE_DISK;
+                        return -ENOSPC;
+                }
         }
         return 0;
 }
@@ -688,7 +737,9 @@ static void handle_lookup(Relay *relay, Session *s, const Frame *f) {
         o = frame_new_key(f->lookup.id, kp);
         if (f->lookup.prekeys) {
                 /* Deleted before the answer is out: should it never reach
-                 * the peer, an OPK is lost, never given twice. */
+                 * the peer, an OPK is lost, never given twice. In a
+                 * transaction of its own: the batch of sends goes first. */
+                relay_commit(relay);
                 r = store_prekeys_take(relay->store, user, take_opk, &bundle);
                 if (r >= 0) {
                         if (bundle.has_opk)
@@ -735,6 +786,8 @@ static void handle_publish(Relay *relay, Session *s, const Frame *f) {
         }
 
         r = relay->hooks->disk_check(relay->userdata, publish_size(f));
+        if (r >= 0)
+                relay_commit(relay);    /* its own transaction, after the batch */
         if (r >= 0)
                 r = store_prekeys_publish(relay->store, s->user, &f->publish.spk, f->publish.opks,
                                           f->publish.n_opks, s->limits.max_prekeys, &count);
@@ -783,12 +836,198 @@ static void storage_full(Relay *relay, Session *s, const uint64_t *id, Limit lim
                                                    : "the relay is out of disk space");
 }
 
+/* An envelope as stored: as the client sent it (re-serialised by json-c,
+ * without escaping '/': the same members, the same values). */
+static const char *envelope_text(json_object *envelope) {
+        return json_object_to_json_string_ext(envelope, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+}
+
+/* What a send whose write failed with r is told, also when the write was
+ * its batch's commit. */
+static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, int r) {
+        LogFields lf = {
+                .user = msg->sender, .recipient = msg->recipient, .peer = s->peer, .session = s->id,
+                .msg_id = msg->msg_id,
+        };
+
+        if (r == -ENOSPC)
+                /* The file system filled up under min-free-disk (something
+                 * else wrote to it); the reserve is for deleting. */
+                storage_full(relay, s, &id, LIMIT_MIN_FREE_DISK, &lf, msg->msg_id);
+        else
+                reply_error(s, &id, ERR_INTERNAL, "could not store the message");
+}
+
+/* ---- the group commit ---------------------------------------------------- */
+
+/* Sends and acks of one loop iteration write in one transaction, opened
+ * by the first of them and committed by relay_commit() once every session
+ * had its turn: one sync for all, where each had its own. Nothing is
+ * answered "accepted" before its commit returned; receipts need not wait
+ * (a lost delete only delivers a message again, which clients drop).
+ * Reads that hand out queued messages commit first (relay_pump()). */
+
+static int batch_begin(Relay *relay) {
+        return store_in_transaction(relay->store) ? 0 : store_begin(relay->store);
+}
+
+static void batch_finish(Relay *relay, int r);
+
+/* s wrote to the batch: what it is sent from now on waits for the commit
+ * (its accepted, and the pong of a ping after an ack, in order). */
+static void batch_hold(Relay *relay, Session *s) {
+        if (stream_is_corked(s->stream))
+                return;
+        if (relay->n_held == ELEMENTSOF(relay->held))
+                relay_commit(relay);
+        stream_cork(s->stream, true);
+        relay->held[relay->n_held++] = s;
+}
+
+/* A write of the batch failed with r. If SQLite ended the transaction for
+ * it (a full disk, an I/O error), what the batch wrote before is gone too:
+ * answered now, with the same error. */
+static void batch_failed(Relay *relay, int r) {
+        if (!store_in_transaction(relay->store))
+                batch_finish(relay, r);
+}
+
+/* Answer the send id of s after the commit. A message the batch cannot
+ * hold is still stored: without its accepted, the client sends it again
+ * and hears "accepted" for the copy queued. */
+static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, json_object *envelope,
+                      bool retry) {
+        if (relay->n_pending == relay->n_pending_allocated) {
+                size_t n = MAX(relay->n_pending_allocated * 2, (size_t) 64);
+                RelayPending *p = reallocarray(relay->pending, n, sizeof(*p));
+
+                if (!p) {
+                        session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                        return;
+                }
+                relay->pending = p;
+                relay->n_pending_allocated = n;
+        }
+        relay->pending[relay->n_pending] = (RelayPending) {
+                .session = s,
+                .id = id,
+                .msg = *msg,
+                .envelope = json_object_get(envelope),
+                .retry = retry,
+        };
+        relay->pending[relay->n_pending++].msg.envelope = NULL;
+        batch_hold(relay, s);
+}
+
+/* Is p's envelope queued (after a rollback: by an earlier commit)? */
+static bool is_queued(Relay *relay, const RelayPending *p) {
+        const char *text = envelope_text(p->envelope);
+
+        return text && store_queue_find(relay->store, p->msg.sender, p->msg.msg_id, text, NULL) >= 0;
+}
+
+static void send_committed(Relay *relay, const RelayPending *p) {
+        Session *recipient = session_index_find_receiver(relay->sessions, p->msg.recipient);
+        Session *s = p->session;
+
+        if (!p->retry) {
+                LogFields lf = {
+                        .user = p->msg.sender, .recipient = p->msg.recipient, .peer = s->peer,
+                        .session = s->id, .msg_id = p->msg.msg_id,
+                        .has_size = true, .size = p->msg.size, .has_seq = true, .seq = p->msg.seq,
+                };
+
+                if (recipient)
+                        log_event(EVENT_MESSAGE_ACCEPTED, &lf,
+                                  "Message %s from %s to %s accepted (%" PRIu64 " bytes)",
+                                  p->msg.msg_id, p->msg.sender, p->msg.recipient, p->msg.size);
+                else
+                        log_event(EVENT_MESSAGE_QUEUED, &lf,
+                                  "Message %s from %s to %s queued, recipient offline (%" PRIu64 " bytes)",
+                                  p->msg.msg_id, p->msg.sender, p->msg.recipient, p->msg.size);
+        }
+        (void) session_send(s, frame_new_accepted(p->id, p->msg.msg_id, !recipient));
+        if (recipient && !p->retry)
+                forward(relay, recipient, &p->msg, p->envelope);
+}
+
+/* The batch's transaction committed (r = 0) or is gone (r < 0): answer
+ * every send in it, then write to each session what it was given. */
+static void batch_finish(Relay *relay, int r) {
+        RelayPending *p = TAKE_PTR(relay->pending);
+        size_t n = relay->n_pending, allocated = relay->n_pending_allocated;
+
+        relay->n_pending = relay->n_pending_allocated = 0;
+
+        if (r < 0) {
+                log_error_errno(r, "Failed to commit %zu messages and the acks with them: %s", n,
+                                store_error(relay->store));
+                /* The counts of what the rollback left. */
+                if (relay_queue_recount(relay) < 0)
+                        log_error("Failed to count the queue: %s", store_error(relay->store));
+        }
+        for (size_t i = 0; i < n; i++) {
+                /* A retry of a message committed before this batch was
+                 * accepted then, and is now. */
+                if (r >= 0 || (p[i].retry && is_queued(relay, &p[i])))
+                        send_committed(relay, &p[i]);
+                else
+                        send_failed(relay, p[i].session, p[i].id, &p[i].msg, r);
+        }
+        /* Everything a session was given this turn, in one write (and
+         * as few TLS records as fit). */
+        for (size_t i = 0; i < relay->n_held; i++) {
+                Session *s = relay->held[i];
+
+                stream_cork(s->stream, false);
+                if (s->state == SESSION_ACTIVE)
+                        session_flush(s);
+        }
+        relay->n_held = 0;
+        for (size_t i = 0; i < n; i++) {
+                Session *recipient = session_index_find_receiver(relay->sessions, p[i].msg.recipient);
+
+                if (recipient && recipient->state == SESSION_ACTIVE)
+                        session_flush(recipient);
+                json_object_put(p[i].envelope);
+        }
+
+        /* The array serves the next batch, unless one began meanwhile. */
+        if (!relay->pending) {
+                relay->pending = p;
+                relay->n_pending_allocated = allocated;
+        } else
+                free(p);
+}
+
+void relay_commit(Relay *relay) {
+        int r = 0;
+
+        if (store_in_transaction(relay->store)) {
+                r = store_commit(relay->store);
+                /* A full disk: deleting (the acks) may make room, once. */
+                if (r == -ENOSPC && store_in_transaction(relay->store) &&
+                    relay->hooks->store_full(relay->userdata) > 0)
+                        r = store_commit(relay->store);
+                if (r < 0)
+                        store_rollback(relay->store);
+        } else if (relay->n_pending == 0 && relay->n_held == 0)
+                return;
+        batch_finish(relay, r);
+}
+
+void relay_done(Relay *relay) {
+        relay_commit(relay);
+        free(relay->pending);
+        relay->pending = NULL;
+        relay->n_pending_allocated = 0;
+}
+
 static void handle_send(Relay *relay, Session *s, const Frame *f) {
         const Envelope *e = f->send.envelope;
         const uint64_t *id = &f->send.id;
         _cleanup_(freep) char *msg_id = NULL;
         StoreMessage msg = {};
-        Session *recipient;
         const char *text;
         uint64_t count, now;
         Limit limit;
@@ -849,22 +1088,9 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
 
-        /* Stored as the client sent it (re-serialised by json-c, without
-         * escaping '/': the same members, the same values). */
-        text = json_object_to_json_string_ext(f->send.raw, JSON_C_TO_STRING_PLAIN |
-                                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
+        text = envelope_text(f->send.raw);
         if (!text)
                 goto internal;
-        recipient = session_index_find_receiver(relay->sessions, e->to);
-        if (relay_queue_check(relay, strlen(text), &limit) < 0) {
-                /* A retry of a message accepted before the store filled
-                 * up gets the same answer as the first time. */
-                if (store_queue_find(relay->store, s->user, msg_id, text, NULL) >= 0)
-                        (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
-                else
-                        storage_full(relay, s, id, limit, &lf, msg_id);
-                return;
-        }
         now = now_unix();
         snprintf(msg.recipient, sizeof(msg.recipient), "%s", e->to);
         snprintf(msg.sender, sizeof(msg.sender), "%s", s->user);
@@ -874,43 +1100,39 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         msg.received = now;
         msg.expires = now + s->limits.queue_ttl_usec / 1000000;
 
-        r = store_queue_add(relay->store, &msg);
+        if (relay_queue_check(relay, msg.size, &limit) < 0) {
+                /* A retry of a message accepted before the store filled
+                 * up gets the same answer as the first time. */
+                if (store_queue_find(relay->store, s->user, msg_id, text, NULL) >= 0)
+                        batch_add(relay, s, *id, &msg, f->send.raw, true);
+                else
+                        storage_full(relay, s, id, limit, &lf, msg_id);
+                return;
+        }
+
+        r = batch_begin(relay);
+        if (r >= 0)
+                r = store_queue_add(relay->store, &msg);
         if (r == -EEXIST) {
                 /* A retry of a message already queued: same answer, no copy. */
-                (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
+                batch_add(relay, s, *id, &msg, f->send.raw, true);
                 return;
         }
         if (r == -ENOTUNIQ) {
                 reply_error(s, id, ERR_BAD_REQUEST, "this message id is queued with another envelope");
                 return;
         }
-        if (r == -ENOSPC) {
-                /* The file system filled up under min-free-disk (something
-                 * else wrote to it); the reserve is for deleting. */
-                storage_full(relay, s, id, LIMIT_MIN_FREE_DISK, &lf, msg_id);
-                return;
-        }
         if (r < 0) {
-                log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(relay->store));
-                reply_error(s, id, ERR_INTERNAL, "could not store the message");
+                batch_failed(relay, r);
+                if (r != -ENOSPC)
+                        log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(relay->store));
+                send_failed(relay, s, *id, &msg, r);
                 return;
         }
         queue_added(relay, msg.size);
-
-        lf.has_size = true;
-        lf.size = msg.size;
-        lf.has_seq = true;
-        lf.seq = msg.seq;
-        if (recipient)
-                log_event(EVENT_MESSAGE_ACCEPTED, &lf, "Message %s from %s to %s accepted (%" PRIu64 " bytes)",
-                          msg_id, s->user, e->to, msg.size);
-        else
-                log_event(EVENT_MESSAGE_QUEUED, &lf, "Message %s from %s to %s queued, recipient offline (%" PRIu64 " bytes)",
-                          msg_id, s->user, e->to, msg.size);
-
-        (void) session_send(s, frame_new_accepted(*id, msg_id, !recipient));
-        if (recipient)
-                message_queued(relay, recipient);
+        batch_add(relay, s, *id, &msg, f->send.raw, false);
+        if (relay->n_pending >= BATCH_MAX)
+                relay_commit(relay);
         return;
 
 internal:
@@ -972,6 +1194,8 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         if (r >= 0)
                 r = key_package_sign(relay->server_key, s->user, rot->new_key, rot->new_key_len, now, &kp);
         if (r >= 0)
+                relay_commit(relay);    /* its own transaction, after the batch */
+        if (r >= 0)
                 r = store_user_rotate(relay->store, kp, rot);
         if (r == -ESTALE) {
                 /* Another session rotated first. */
@@ -1015,6 +1239,17 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
                 broadcast_presence(relay, receiver, true);
 }
 
+/* Delete a message in the batch's transaction. */
+static int queue_take(Relay *relay, const char *user, uint64_t seq, StoreMessage *ret) {
+        int r = batch_begin(relay);
+
+        if (r >= 0)
+                r = store_queue_take(relay->store, user, seq, ret);
+        if (r < 0)
+                batch_failed(relay, r);
+        return r;
+}
+
 static void handle_ack(Relay *relay, Session *s, const Frame *f) {
         uint64_t seq = f->ack.seq;
         StoreMessage msg;
@@ -1025,9 +1260,9 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                 reply_error(s, NULL, ERR_BAD_REQUEST, "seq was not delivered to this session");
                 return;
         }
-        r = store_queue_take(relay->store, s->user, seq, &msg);
+        r = queue_take(relay, s->user, seq, &msg);
         if (r == -ENOSPC && relay->hooks->store_full(relay->userdata) > 0)
-                r = store_queue_take(relay->store, s->user, seq, &msg);
+                r = queue_take(relay, s->user, seq, &msg);
         if (r == -ENOENT) {
                 /* Expired between deliver and ack (or acked twice): the
                  * outcome the client wanted. An error here would have no
@@ -1041,6 +1276,7 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
         queue_removed(relay, msg.size);
+        batch_hold(relay, s);
 
         message_fields(&msg, &lf);
         lf.session = s->id;

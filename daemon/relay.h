@@ -38,6 +38,8 @@ typedef struct RelayHooks {
         int (*store_full)(void *userdata);
 } RelayHooks;
 
+typedef struct RelayPending RelayPending;
+
 /* The owner fills this in and keeps it up to date (config on reload). */
 struct Relay {
         sd_event *event;
@@ -53,7 +55,28 @@ struct Relay {
          * the store; every change after that goes through relay.c). */
         uint64_t n_queued;
         uint64_t queue_bytes;
+
+        /* The group commit (relay_commit()): the sends of this loop
+         * iteration, stored in the open transaction, waiting for it to
+         * be on disk before they are answered. Owned by relay.c. */
+        RelayPending *pending;
+        size_t n_pending, n_pending_allocated;
+        /* Sessions that wrote to the batch: their output is held (corked)
+         * until it is committed, so that no later answer overtakes it. */
+        Session *held[64];
+        size_t n_held;
 };
+
+/* Commit what sends and acks wrote since the last commit, in one
+ * transaction, then answer them: accepted and the forward to an online
+ * recipient, or for every send the error it would have had alone when
+ * the commit failed. The owner calls it once per loop iteration, after
+ * every session had its turn, and before anything else writes to the
+ * store or frees sessions. Sessions that had frames go out now, each in
+ * one write. */
+void relay_commit(Relay *r);
+/* At shutdown: commit, and free what the batch holds. */
+void relay_done(Relay *r);
 
 /* The transport is ready (TLS done, or at once for plain TCP): send hello. */
 void relay_session_ready(Relay *r, Session *s);

@@ -51,6 +51,21 @@ Store *store_free(Store *s);
 static inline void store_freep(Store **s) { store_free(*s); }
 const char *store_error(Store *s);
 
+/* A transaction for many writes at once (the relay's group commit): one
+ * sync for all of them at store_commit(). Writes and reads in between see
+ * each other's changes; nothing of them is on disk before the commit.
+ * A commit that failed may have ended the transaction (a full disk, an
+ * I/O error) or not (store_in_transaction() says): the caller may try
+ * again, or store_rollback(), after which nothing of it is. */
+int store_begin(Store *s);
+int store_commit(Store *s);
+void store_rollback(Store *s);
+bool store_in_transaction(Store *s);
+/* Copy the WAL into the database and truncate it: the WAL keeps the size
+ * of its largest stretch between checkpoints (megabytes), room a full
+ * file system may need back. Not inside a transaction. */
+int store_checkpoint(Store *s);
+
 /* Registry. */
 /* The package comes with the user's last rotations (ROTATION_CHAIN_MAX). */
 int store_user_get(Store *s, const char *user, KeyPackage **ret);      /* -ENOENT */
@@ -84,14 +99,16 @@ int store_queue_add(Store *s, StoreMessage *m);
  * text, -ENOENT if none is. */
 int store_queue_find(Store *s, const char *sender, const char *msg_id, const char *envelope,
                      uint64_t *ret_seq);
+/* The counts below are kept by the database as rows change: a lookup, not
+ * a count over the queue. */
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
-/* Messages from sender queued for recipient (an index lookup). */
+/* Messages from sender queued for recipient. */
 int store_queue_count_from(Store *s, const char *recipient, const char *sender, uint64_t *ret);
 /* Delete every message queued for recipient; how many in *ret_n. */
 int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n);
 int store_queue_total(Store *s, uint64_t *ret);
-/* Bytes of envelope JSON in the whole queue (a scan: for the start; the
- * daemon keeps the sum up to date itself). */
+/* Bytes of envelope JSON in the whole queue (a walk over the recipients:
+ * for the start; the daemon keeps the sum up to date itself). */
 int store_queue_bytes(Store *s, uint64_t *ret);
 /* The largest envelope queued, in bytes (0 if none; a scan too). */
 int store_queue_max_size(Store *s, uint64_t *ret);

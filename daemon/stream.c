@@ -33,6 +33,7 @@ struct Stream {
         bool established;       /* the TLS handshake finished (or plain) */
         bool reading;
         bool wants_write;
+        bool corked;
         size_t drained;
 
         StreamOutput out;
@@ -80,7 +81,7 @@ static void stream_update_io(Stream *s) {
         case STREAM_OPEN:
                 if (s->reading)
                         events |= s->wants_write ? EPOLLOUT : EPOLLIN;
-                if (stream_pending(s) > 0)
+                if (stream_pending(s) > 0 && !s->corked)
                         events |= EPOLLOUT;
                 break;
         case STREAM_FLUSHING:
@@ -239,7 +240,7 @@ int stream_flush(Stream *s) {
 
         switch (s->state) {
         case STREAM_OPEN:
-                r = stream_write(s);
+                r = s->corked ? 0 : stream_write(s);
                 stream_update_io(s);
                 return r;
         case STREAM_DEAD:
@@ -248,6 +249,15 @@ int stream_flush(Stream *s) {
                 stream_advance(s);
                 return 0;
         }
+}
+
+void stream_cork(Stream *s, bool corked) {
+        s->corked = corked;
+        stream_update_io(s);
+}
+
+bool stream_is_corked(const Stream *s) {
+        return s->corked;
 }
 
 void stream_close(Stream *s, uint64_t linger_usec) {

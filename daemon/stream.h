@@ -72,6 +72,13 @@ size_t stream_allocated(const Stream *s);   /* what the output holds allocated *
  * the close along instead. */
 int stream_flush(Stream *s);
 
+/* Hold the output back (corked) or let it go again. While corked,
+ * stream_flush() writes nothing and no EPOLLOUT is asked for: what is
+ * appended meanwhile goes out together, in as few TLS records and system
+ * calls as fit, at the flush after uncorking. Closing writes regardless. */
+void stream_cork(Stream *s, bool corked);
+bool stream_is_corked(const Stream *s);
+
 /* Call callbacks->timeout in usec (replacing an earlier deadline). */
 void stream_set_deadline(Stream *s, uint64_t usec_from_now);
 int stream_get_deadline(const Stream *s, uint64_t *ret_usec);

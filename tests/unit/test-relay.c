@@ -10,13 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <json-c/json.h>
+#include <sqlite3.h>
 
 #include "anvil.h"
 #include "codec.h"
 #include "conf.h"
+#include "envelope.h"
 #include "frame.h"
+#include "json-util.h"
 #include "macro.h"
 #include "manager.h"
 #include "relay.h"
@@ -190,33 +194,38 @@ static Session *login(const char *user, bool receive) {
         return s;
 }
 
-/* The frames waiting in s's output, as one JSON text per frame joined by
- * newlines (""), and the output emptied. */
-static char *take_output(Session *s) {
-        StreamOutput *out = stream_output(s->stream);
-        const uint8_t *data = stream_output_head(out);
-        size_t pos = 0, n = stream_output_pending(out);
-        FrameDecoder d;
-        char *all = strdup("");
+/* Append the frames in data to *all, one JSON text per line. */
+static void decode_frames(FrameDecoder *d, const uint8_t *data, size_t n, char **all) {
+        size_t pos = 0;
 
-        ck_assert_ptr_nonnull(all);
-        frame_decoder_init(&d, s->limits.max_frame);
         while (pos < n) {
                 uint8_t *frame = NULL;
                 size_t consumed = 0, len = 0;
                 char *joined;
                 int r;
 
-                r = frame_decoder_feed(&d, data + pos, n - pos, &consumed, &frame, &len);
+                r = frame_decoder_feed(d, data + pos, n - pos, &consumed, &frame, &len);
                 ck_assert_int_ge(r, 0);
                 pos += consumed;
                 if (r == 0)
                         continue;
-                ck_assert_int_ge(asprintf(&joined, "%s%.*s\n", all, (int) len, (const char *) frame), 0);
-                free(all);
+                ck_assert_int_ge(asprintf(&joined, "%s%.*s\n", *all, (int) len, (const char *) frame), 0);
+                free(*all);
                 free(frame);
-                all = joined;
+                *all = joined;
         }
+}
+
+/* The frames waiting in s's output, as one JSON text per frame joined by
+ * newlines (""), and the output emptied. */
+static char *take_output(Session *s) {
+        StreamOutput *out = stream_output(s->stream);
+        FrameDecoder d;
+        char *all = strdup("");
+
+        ck_assert_ptr_nonnull(all);
+        frame_decoder_init(&d, s->limits.max_frame);
+        decode_frames(&d, stream_output_head(out), stream_output_pending(out), &all);
         frame_decoder_done(&d);
         stream_output_clear(out);
         return all;
@@ -597,6 +606,263 @@ START_TEST(test_prekeys_refused) {
 }
 END_TEST
 
+/* ---- the group commit ---------------------------------------------------- */
+
+/* A send frame from one user to another whose envelope id is n repeated:
+ * of the right form; nothing checks its cryptography on the way. */
+static void feed_send(Session *s, const char *to, uint64_t id, uint8_t n) {
+        _cleanup_(json_object_unrefp) json_object *env = NULL, *frame = NULL;
+        uint8_t ek[256], ct[16], sig[256];
+        Envelope e = {
+                .v = 1,
+                .ts = 1,
+                .ek = ek, .ek_len = sizeof(ek),
+                .ct = ct, .ct_len = sizeof(ct),
+                .sig = sig, .sig_len = sizeof(sig),
+        };
+        const char *text;
+
+        memset(ek, n, sizeof(ek));
+        memset(ct, n, sizeof(ct));
+        memset(sig, n, sizeof(sig));
+        memset(e.id, n, sizeof(e.id));
+        snprintf(e.suite, sizeof(e.suite), "%s", PROTOCOL_SUITE);
+        snprintf(e.from, sizeof(e.from), "%s", s->user);
+        snprintf(e.to, sizeof(e.to), "%s", to);
+        ck_assert_int_eq(envelope_to_json(&e, &env), 0);
+        frame = frame_new_send(id, env);
+        ck_assert_ptr_nonnull(frame);
+        text = json_object_to_json_string_ext(frame, JSON_C_TO_STRING_PLAIN);
+        feed(s, text);
+}
+
+/* The other end of s's socketpair. */
+static int peer_of(Session *s) {
+        for (size_t i = 0; i < n_peers; i++)
+                if (peer_sessions[i] == s)
+                        return peers[i];
+        ck_abort();
+        return -1;
+}
+
+/* Nothing was written to s's peer (yet). */
+static void assert_nothing_written(Session *s) {
+        uint8_t byte;
+
+        ck_assert_int_eq(read(peer_of(s), &byte, 1), -1);
+        ck_assert_int_eq(errno, EAGAIN);
+}
+
+/* What s's peer received (written by the commit's flush) and what still
+ * waits in s's output, one frame per line. */
+static char *take_sent(Session *s) {
+        _cleanup_(freep) char *waiting = take_output(s);
+        FrameDecoder d;
+        char *all = strdup("");
+        uint8_t buf[65536];
+        int fd = peer_of(s);
+        ssize_t n;
+
+        ck_assert_ptr_nonnull(all);
+        frame_decoder_init(&d, s->limits.max_frame);
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+                decode_frames(&d, buf, (size_t) n, &all);
+        frame_decoder_done(&d);
+        {
+                char *joined;
+
+                ck_assert_int_ge(asprintf(&joined, "%s%s", all, waiting), 0);
+                free(all);
+                all = joined;
+        }
+        return all;
+}
+
+static unsigned count_of(const char *haystack, const char *needle) {
+        unsigned n = 0;
+
+        for (const char *p = haystack; (p = strstr(p, needle)); p += strlen(needle))
+                n++;
+        return n;
+}
+
+/* s was sent n frames (or members) that contain what; they are taken. */
+static void assert_sent(Session *s, const char *what, unsigned n) {
+        _cleanup_(freep) char *out = take_sent(s);
+
+        ck_assert_uint_eq(count_of(out, what), n);
+}
+
+/* Rows of the queue as another process sees them: what is committed. */
+static unsigned committed_rows(void) {
+        char path[300];
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        unsigned n;
+
+        snprintf(path, sizeof(path), "%s/securechatd.db", tmpdir);
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM queue", -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        n = (unsigned) sqlite3_column_int(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+        return n;
+}
+
+static void register_users(void) {
+        static const char *const users[] = { "alice", "bob", "carol" };
+
+        for (size_t i = 0; i < ELEMENTSOF(users); i++) {
+                _cleanup_(key_package_freep) KeyPackage *kp = package(users[i]);
+
+                ck_assert_int_eq(store_user_add(store, kp), 0);
+        }
+}
+
+/* Sends of one turn are stored in one transaction and answered only once
+ * it is committed; the online recipient gets them from memory, in order,
+ * at the commit; a retry in the same turn is the same message. */
+START_TEST(test_group_commit) {
+        Session *alice, *bob;
+        char *out, *a, *b;
+
+        register_users();
+        alice = login("alice", false);
+        bob = login("bob", true);
+
+        for (uint8_t i = 1; i <= 5; i++)
+                feed_send(alice, i % 2 ? "bob" : "carol", i, i);
+        feed_send(alice, "bob", 6, 1);          /* the first again */
+        ck_assert(store_in_transaction(store));
+        ck_assert_uint_eq(relay.n_queued, 5);   /* counted at once, for the limits */
+        ck_assert_uint_eq(committed_rows(), 0);
+        session_flush(alice);
+        assert_nothing_written(alice);          /* nothing accepted before the commit */
+        out = take_sent(alice);
+        ck_assert_ptr_null(strstr(out, "\"accepted\""));
+        free(out);
+        out = take_sent(bob);
+        ck_assert_str_eq(out, "");
+        free(out);
+
+        relay_commit(&relay);
+        ck_assert(!store_in_transaction(store));
+        ck_assert_uint_eq(committed_rows(), 5);
+        ck_assert_uint_eq(relay.n_queued, 5);
+
+        out = take_sent(alice);
+        ck_assert_uint_eq(count_of(out, "\"accepted\""), 6);
+        /* bob is online, carol is not. */
+        ck_assert_uint_eq(count_of(out, "\"queued\":false"), 4);
+        ck_assert_uint_eq(count_of(out, "\"queued\":true"), 2);
+        a = strstr(out, "\"id\":1,");
+        b = strstr(out, "\"id\":6,");
+        ck_assert(a && b && a < b);
+        free(out);
+
+        out = take_sent(bob);
+        ck_assert_uint_eq(count_of(out, "\"deliver\""), 3);
+        a = strstr(out, "\"seq\":1,");
+        b = strstr(out, "\"seq\":5,");
+        ck_assert(a && b && a < b);
+        ck_assert_uint_eq(bob->cursor, 5);
+        ck_assert(bob->caught_up);
+        free(out);
+
+        /* The acks of a turn share a transaction too; the receipts need not
+         * wait for it. */
+        for (uint64_t seq = 1; seq <= 5; seq += 2) {
+                char ack[64];
+
+                snprintf(ack, sizeof(ack), "{\"type\":\"ack\",\"seq\":%llu}", (unsigned long long) seq);
+                feed(bob, ack);
+        }
+        ck_assert(store_in_transaction(store));
+        ck_assert_uint_eq(relay.n_queued, 2);
+        /* Nor does an answer to bob overtake his acks' commit. */
+        feed(bob, "{\"type\":\"ping\"}");
+        session_flush(bob);
+        assert_nothing_written(bob);
+        relay_commit(&relay);
+        assert_sent(bob, "\"pong\"", 1);
+        ck_assert_uint_eq(committed_rows(), 2);
+        assert_sent(alice, "\"receipt\"", 3);
+        relay_done(&relay);
+}
+END_TEST
+
+/* A login while sends wait for their commit: what the login reads from the
+ * store was committed first, and nothing is delivered twice. */
+START_TEST(test_group_commit_login_reads_committed) {
+        Session *alice, *bob;
+
+        register_users();
+        alice = login("alice", false);
+        feed_send(alice, "bob", 1, 1);
+        feed_send(alice, "bob", 2, 2);
+        bob = login("bob", true);
+        bob->caught_up = false;                 /* as handle_auth() leaves it */
+        relay_pump(&relay, bob);
+        ck_assert(!store_in_transaction(store));
+        ck_assert_uint_eq(committed_rows(), 2);
+        relay_commit(&relay);
+        assert_sent(bob, "\"deliver\"", 2);
+        assert_sent(alice, "\"accepted\"", 2);
+        relay_done(&relay);
+}
+END_TEST
+
+/* A commit that fails answers every send of the batch with the error it
+ * would have had alone, and leaves nothing of it: no accepted, no row, no
+ * delivery, the counts as before. A deferred foreign key that the third
+ * message breaks makes the COMMIT itself fail. */
+START_TEST(test_group_commit_failure) {
+        char path[300];
+        sqlite3 *db = NULL;
+        Session *alice, *bob;
+        char *out;
+
+        register_users();
+        snprintf(path, sizeof(path), "%s/securechatd.db", tmpdir);
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db,
+                                      "CREATE TABLE poison (name TEXT REFERENCES users (name) "
+                                      "  DEFERRABLE INITIALLY DEFERRED);"
+                                      "CREATE TRIGGER poison AFTER INSERT ON queue "
+                                      "  WHEN new.msg_id = 'AwMDAwMDAwMDAwMDAwMDAw==' BEGIN "
+                                      "  INSERT INTO poison VALUES ('nobody'); END;",
+                                      NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        alice = login("alice", false);
+        bob = login("bob", true);
+        for (uint8_t i = 1; i <= 4; i++)
+                feed_send(alice, "bob", i, i);
+        ck_assert_uint_eq(relay.n_queued, 4);
+        relay_commit(&relay);
+        ck_assert(!store_in_transaction(store));
+        ck_assert_uint_eq(committed_rows(), 0);
+        ck_assert_uint_eq(relay.n_queued, 0);
+        ck_assert_uint_eq(relay.queue_bytes, 0);
+
+        out = take_sent(alice);
+        ck_assert_ptr_null(strstr(out, "\"accepted\""));
+        ck_assert_uint_eq(count_of(out, "\"internal\""), 4);
+        free(out);
+        out = take_sent(bob);
+        ck_assert_str_eq(out, "");
+        free(out);
+
+        /* The next batch is on its own. */
+        feed_send(alice, "bob", 5, 5);
+        relay_commit(&relay);
+        ck_assert_uint_eq(committed_rows(), 1);
+        assert_sent(alice, "\"accepted\"", 1);
+        relay_done(&relay);
+}
+END_TEST
+
 static Suite *relay_suite(void) {
         Suite *s = suite_create("relay");
         TCase *tc = tcase_create("relay");
@@ -611,6 +877,9 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_queue_limits);
         tcase_add_test(tc, test_prekeys_handed_out_once);
         tcase_add_test(tc, test_prekeys_refused);
+        tcase_add_test(tc, test_group_commit);
+        tcase_add_test(tc, test_group_commit_login_reads_committed);
+        tcase_add_test(tc, test_group_commit_failure);
         suite_add_tcase(s, tc);
         return s;
 }
