@@ -73,6 +73,7 @@ typedef struct Client {
         RsaKey *server_key;
         FrameLimits limits;
         char session[65];
+        unsigned proto;                 /* 1, or 2 when the relay offered it */
 } Client;
 
 /* Connect, run TLS and the handshake. -ECANCELED when p->abort_fd became
