@@ -191,6 +191,9 @@ int chat_session_attach(ChatSession *s, Client *c) {
         s->n_watch_pending = 0;
         s->watch_first = s->watch_last = 0;
         s->roster_pending = false;
+        /* The relay's watches end with the connection. */
+        for (size_t i = 0; i < s->n_peers; i++)
+                s->peers[i].watched = false;
         /* What was in flight on the old connection goes out again now. */
         r = process_outgoing(s);
         if (r < 0)
@@ -758,6 +761,18 @@ static void peer_online(ChatSession *s, const char *user, const char *fingerprin
                 show_online(s, p);
 }
 
+static int send_watch(ChatSession *s, const char *const *users, size_t n) {
+        int r;
+
+        s->watch_last = client_next_id(s->client);
+        if (s->watch_first == 0)
+                s->watch_first = s->watch_last;
+        r = client_send(s->client, frame_new_watch(FRAME_WATCH, s->watch_last, users, n));
+        if (r >= 0)
+                s->n_watch_pending++;
+        return r;
+}
+
 int chat_session_watch(ChatSession *s, const char *const *users, size_t n, bool pinned) {
         _cleanup_(freep) char (*contacts)[USERNAME_MAX + 1] = NULL;
         const char *batch[WATCH_USERS_MAX];
@@ -772,8 +787,6 @@ int chat_session_watch(ChatSession *s, const char *const *users, size_t n, bool 
                 if (r < 0)
                         return log_fail(EXIT_FAIL, r, "Cannot list the pinned keys of %s: %m",
                                         s->ctx->settings->address);
-        }
-        if (pinned) {
                 /* After a reconnection: whoever the answers do not list
                  * went offline meanwhile (watch_answered()). */
                 for (size_t i = 0; i < s->n_peers; i++)
@@ -781,34 +794,22 @@ int chat_session_watch(ChatSession *s, const char *const *users, size_t n, bool 
                 s->roster_pending = true;
         }
         for (size_t i = 0; i < n + n_contacts; i++) {
+                /* Names that stay put: chat_session_peer() may move peers. */
                 const char *user = i < n ? users[i] : contacts[i - n];
                 Peer *p = chat_session_peer(s, user);
 
                 if (!p || p->watched || streq(user, s->ctx->settings->user))
                         continue;
                 p->watched = true;
-                batch[k++] = p->user;
-                if (k < ELEMENTSOF(batch) && i + 1 < n + n_contacts)
-                        continue;
-                s->watch_last = client_next_id(s->client);
-                if (s->watch_first == 0)
-                        s->watch_first = s->watch_last;
-                r = client_send(s->client, frame_new_watch(FRAME_WATCH, s->watch_last, batch, k));
-                if (r < 0)
-                        return r;
-                s->n_watch_pending++;
-                k = 0;
+                batch[k++] = user;
+                if (k == ELEMENTSOF(batch)) {
+                        r = send_watch(s, batch, k);
+                        if (r < 0)
+                                return r;
+                        k = 0;
+                }
         }
-        if (k > 0) {
-                s->watch_last = client_next_id(s->client);
-                if (s->watch_first == 0)
-                        s->watch_first = s->watch_last;
-                r = client_send(s->client, frame_new_watch(FRAME_WATCH, s->watch_last, batch, k));
-                if (r < 0)
-                        return r;
-                s->n_watch_pending++;
-        }
-        return 0;
+        return k > 0 ? send_watch(s, batch, k) : 0;
 }
 
 /* A watch was answered: when the last is, users who were online before a
