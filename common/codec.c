@@ -380,7 +380,8 @@ typedef struct WatchList {
 
 static const JsonDispatch watch_table[] = {
         { "id", json_type_int, json_dispatch_uint64, offsetof(WatchList, id), M, .reason = "bad id" },
-        { "users", json_type_array, json_dispatch_borrow, offsetof(WatchList, users), M, .reason = "bad users" },
+        { "users", json_type_array, json_dispatch_borrow, offsetof(WatchList, users), M,
+          .reason = "bad users" },
         {}
 };
 
@@ -399,7 +400,8 @@ typedef struct OnlineList {
 
 static const JsonDispatch online_table[] = {
         { "id", json_type_int, json_dispatch_uint64, offsetof(OnlineList, id), M, .reason = "bad id" },
-        { "users", json_type_array, json_dispatch_borrow, offsetof(OnlineList, users), M, .reason = "bad users" },
+        { "users", json_type_array, json_dispatch_borrow, offsetof(OnlineList, users), M,
+          .reason = "bad users" },
         { "next", json_type_int, json_dispatch_uint64, offsetof(OnlineList, next), 0, .reason = "bad next" },
         {}
 };

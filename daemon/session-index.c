@@ -188,6 +188,9 @@ int session_index_watch(SessionIndex *x, Session *s, const char *user) {
         Watchers *t = watchers_lookup(x, user);
         Watch *w;
 
+        /* A closing session's watches were unlinked once and for all. */
+        if (!s->indexed)
+                return 0;
         /* The user's watchers, not the session's watches: the first are
          * few for most users, the second up to max-watches. */
         for (w = t ? t->head : NULL; w; w = w->user_next)

@@ -87,7 +87,8 @@ Session *session_index_find_receiver(SessionIndex *x, const char *user);
 /* How many active sessions user has. */
 unsigned session_index_count(SessionIndex *x, const char *user);
 
-/* The active session s watches user: 1, or 0 if it did already; -ENOMEM. */
+/* The active session s watches user: 1, or 0 if it did already (or is
+ * no longer active); -ENOMEM. */
 int session_index_watch(SessionIndex *x, Session *s, const char *user);
 /* s stops watching user (no-op if it did not). */
 void session_index_unwatch(SessionIndex *x, Session *s, const char *user);

@@ -146,9 +146,10 @@ typedef struct Session {
         Watch *watches;
         unsigned n_watches;
 
-        /* Version 1: the presence list is sent in pieces as the output drains: the
-         * active receiving sessions with activation > presence_cursor,
-         * in order of activation, are still to be listed. */
+        /* Version 1: the presence list is sent in pieces as the output
+         * drains: the active receiving sessions with activation >
+         * presence_cursor, in order of activation, are still to be
+         * listed. */
         bool presence_pending;
         uint64_t presence_cursor;
 
