@@ -105,10 +105,11 @@ void relay_session_ready(Relay *relay, Session *s) {
 
 /* ---- presence ------------------------------------------------------------ */
 
-/* Version 1: the next frame of the online list: the users whose receiving session
- * became active after the last one listed, in that order (the index keeps
- * its receivers so), as many as fit in max_frame. Every frame but the
- * last carries "more": true (ignored by clients that do not know it).
+/* Version 1: the next frame of the online list: the users whose receiving
+ * session became active after the last one listed, in that order (the
+ * index keeps its receivers so), as many as fit in max_frame. Every frame
+ * but the last carries "more": true (ignored by clients that do not know
+ * it).
  * Users who come online meanwhile are listed too, so that none announced
  * by a presence frame is left out of the list; those who come online
  * after the last frame were announced. */
