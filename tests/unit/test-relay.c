@@ -508,6 +508,35 @@ START_TEST(test_watchers_hear_presence_others_do_not) {
 }
 END_TEST
 
+/* Telling alice's watchers she left cuts the first (over its memory),
+ * whose own offline event cuts the second, the next on alice's list: the
+ * walk goes on past both to the third. */
+START_TEST(test_watch_walk_survives_closing) {
+        Session *alice = login_proto("alice", true, 2);
+        Session *w3 = login_proto("w3", true, 2);
+        Session *w2 = login_proto("w2", true, 2);
+        Session *w1 = login_proto("w1", true, 2);
+        char *out;
+
+        /* Prepended: the walk meets w1, w2, w3. */
+        ck_assert_int_eq(session_index_watch(&sessions, w3, "alice"), 1);
+        ck_assert_int_eq(session_index_watch(&sessions, w2, "alice"), 1);
+        ck_assert_int_eq(session_index_watch(&sessions, w1, "alice"), 1);
+        ck_assert_int_eq(session_index_watch(&sessions, w2, "w1"), 1);
+        w1->limits.memory_max = w2->limits.memory_max = 0;
+
+        session_close(alice, NULL, NULL, "test");
+        ck_assert(!w1->indexed);
+        ck_assert(!w2->indexed);
+        out = take_output(w3);
+        ck_assert_str_eq(out, "{\"type\":\"presence\",\"event\":\"offline\",\"user\":\"alice\"}\n");
+        free(out);
+        ck_assert_ptr_eq(session_index_watchers(&sessions, "alice")->session, w3);
+        ck_assert_ptr_null(session_index_watchers(&sessions, "alice")->user_next);
+        ck_assert_ptr_null(session_index_watchers(&sessions, "w1"));
+}
+END_TEST
+
 START_TEST(test_watch_limits) {
         Session *v1, *s;
         char *out;
@@ -606,6 +635,7 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_receipt_to_every_session_of_the_sender);
         tcase_add_test(tc, test_presence_list_in_order_of_activation);
         tcase_add_test(tc, test_watchers_hear_presence_others_do_not);
+        tcase_add_test(tc, test_watch_walk_survives_closing);
         tcase_add_test(tc, test_watch_limits);
         tcase_add_test(tc, test_who_pages_in_order_of_activation);
         tcase_add_test(tc, test_ping);
