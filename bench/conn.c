@@ -197,7 +197,13 @@ static int conn_read_parsed(Conn *c, uint64_t deadline, Frame **ret) {
 
 int conn_login(Conn *c, const char *user, const RsaKey *key, bool receive, int timeout_ms,
                const char **ret_error) {
+        return conn_login_proto(c, user, key, receive, PROTOCOL_VERSION_MAX, timeout_ms, ret_error);
+}
+
+int conn_login_proto(Conn *c, const char *user, const RsaKey *key, bool receive, unsigned proto,
+                     int timeout_ms, const char **ret_error) {
         _cleanup_(frame_freep) Frame *hello = NULL;
+        json_object *auth;
         _cleanup_(rsa_key_freep) RsaKey *server = NULL;
         _cleanup_(freep) uint8_t *sig = NULL;
         uint8_t client_nonce[NONCE_LEN], binding[CHANNEL_BINDING_LEN];
@@ -231,8 +237,13 @@ int conn_login(Conn *c, const char *user, const RsaKey *key, bool receive, int t
         r = handshake_sign(HANDSHAKE_CLIENT, &p, key, &sig, &sig_len);
         if (r < 0)
                 return r;
-        r = conn_queue_json(c, frame_new_auth(user, key->spki, key->spki_len, client_nonce, receive,
-                                              sig, sig_len));
+        auth = frame_new_auth(user, key->spki, key->spki_len, client_nonce, receive, sig, sig_len);
+        if (auth && MIN(proto, MAX(hello->hello.proto_max, hello->hello.proto)) >= 2 &&
+            frame_auth_add_proto(auth, 2) < 0) {
+                json_object_put(auth);
+                auth = NULL;    /* conn_queue_json() says -ENOMEM */
+        }
+        r = conn_queue_json(c, auth);
         if (r < 0)
                 return r;
         r = conn_flush_wait(c, deadline);

@@ -43,6 +43,10 @@ int conn_fd(const Conn *c);
  * a benchmark measures the relay, not the client's crypto. */
 int conn_login(Conn *c, const char *user, const RsaKey *key, bool receive, int timeout_ms,
                const char **ret_error);
+/* The same with protocol version proto at most (conn_login(): the highest
+ * both speak). */
+int conn_login_proto(Conn *c, const char *user, const RsaKey *key, bool receive, unsigned proto,
+                     int timeout_ms, const char **ret_error);
 
 /* Queue a frame (wire bytes) for writing. */
 int conn_queue(Conn *c, const void *wire, size_t len);

@@ -575,7 +575,7 @@ static void peers_free(Peer *peers, size_t n) {
 }
 
 /* n users logged in, named prefix0.., receiving or not. */
-static int login_many(const char *prefix, size_t n, bool receive, Peer *peers) {
+static int login_many(const char *prefix, size_t n, bool receive, unsigned proto, Peer *peers) {
         for (size_t i = 0; i < n; i++) {
                 const char *error = NULL;
                 char user[32];
@@ -584,7 +584,7 @@ static int login_many(const char *prefix, size_t n, bool receive, Peer *peers) {
                 snprintf(user, sizeof(user), "%s%zu", prefix, i);
                 r = conn_open(B.port, true, TIMEOUT_MS, &peers[i].c);
                 if (r >= 0)
-                        r = conn_login(peers[i].c, user, B.key, receive, TIMEOUT_MS, &error);
+                        r = conn_login_proto(peers[i].c, user, B.key, receive, proto, TIMEOUT_MS, &error);
                 if (r < 0) {
                         fprintf(stderr, "sc-bench: login of %s: %s%s%s\n", user, strerror(-r),
                                 error ? ": " : "", error ?: "");
@@ -740,7 +740,7 @@ static int routing_run(size_t pairs, size_t per_pair, bool bare, Routing *ret) {
                         r = -ENOMEM;
                         goto finish;
                 }
-                r = login_many("r", pairs, true, tmp);
+                r = login_many("r", pairs, true, PROTOCOL_VERSION_MAX, tmp);
                 for (size_t i = 0; i < pairs; i++)
                         peers[2 * i].c = TAKE_PTR(tmp[i].c);
                 free(tmp);
@@ -749,7 +749,7 @@ static int routing_run(size_t pairs, size_t per_pair, bool bare, Routing *ret) {
                         if (!tmp)
                                 r = -ENOMEM;
                         else
-                                r = login_many("s", pairs, false, tmp);
+                                r = login_many("s", pairs, false, PROTOCOL_VERSION_MAX, tmp);
                         for (size_t i = 0; tmp && i < pairs; i++)
                                 peers[2 * i + 1].c = TAKE_PTR(tmp[i].c);
                         free(tmp);
@@ -1096,16 +1096,45 @@ static int bare_tls_session_bytes(size_t n, double *ret) {
         return 0;
 }
 
-static void bench_memory(bool receive, double bare) {
-        char figure[96];
+/* Contacts each session of the memory rows watches (version 2): the
+ * users logged in after it, a roster of the size people keep. */
+#define MEMORY_CONTACTS 10
+
+static int watch_contacts(Peer *peers, size_t n) {
+        for (size_t i = 0; i < n; i++) {
+                char names[MEMORY_CONTACTS][32];
+                const char *users[MEMORY_CONTACTS];
+                size_t k = MIN((size_t) MEMORY_CONTACTS, n - 1);
+                int r;
+
+                for (size_t j = 0; j < k; j++) {
+                        snprintf(names[j], sizeof(names[j]), "r%zu", (i + 1 + j) % n);
+                        users[j] = names[j];
+                }
+                r = conn_queue_json(peers[i].c, frame_new_watch(FRAME_WATCH, 1, users, k));
+                if (r >= 0)
+                        r = conn_flush(peers[i].c);
+                if (r < 0)
+                        return r;
+                if (i % 16 == 15)
+                        drain(peers, i + 1);
+        }
+        drain(peers, n);
+        return 0;
+}
+
+/* Version 1 clients get every login and the whole online list; version 2
+ * clients (receiving) watch MEMORY_CONTACTS others. */
+static void bench_memory(bool receive, unsigned proto, double bare) {
+        char figure[128];
         Peer *peers = calloc(B.sessions, sizeof(*peers));
         uint64_t rss0, rss1;
         Peer warm = {};
         Row *row;
         int r;
 
-        snprintf(figure, sizeof(figure), "%zu idle %s sessions, relay memory per session", B.sessions,
-                 receive ? "receiving" : "sending");
+        snprintf(figure, sizeof(figure), "%zu idle %s sessions, relay memory per session%s", B.sessions,
+                 receive ? "receiving" : "sending", proto < 2 ? " (protocol 1 clients)" : "");
         note("%s", figure);
         if (!peers)
                 return (void) row_failed(figure, "out of memory");
@@ -1115,12 +1144,14 @@ static void bench_memory(bool receive, double bare) {
         if (r >= 0)
                 r = conn_open(B.port, true, TIMEOUT_MS, &warm.c);
         if (r >= 0)
-                r = conn_login(warm.c, "warm", B.key, receive, TIMEOUT_MS, NULL);
+                r = conn_login_proto(warm.c, "warm", B.key, receive, proto, TIMEOUT_MS, NULL);
         warm.c = conn_free(warm.c);
         usleep(200 * 1000);
         rss0 = proc_rss(B.relay);
         if (r >= 0)
-                r = login_many(receive ? "r" : "s", B.sessions, receive, peers);
+                r = login_many(receive ? "r" : "s", B.sessions, receive, proto, peers);
+        if (r >= 0 && receive && proto >= 2)
+                r = watch_contacts(peers, B.sessions);
         usleep(500 * 1000);
         drain(peers, B.sessions);
         rss1 = proc_rss(B.relay);
@@ -1130,7 +1161,8 @@ static void bench_memory(bool receive, double bare) {
                 return (void) row_failed(figure, strerror(-r));
         row = row_add(figure, ((double) rss1 - (double) rss0) / (double) B.sessions / 1024, "KiB", bare / 1024,
                       "a bare idle TLS 1.3 session (GnuTLS, server side)", false, 2.5);
-        snprintf(row->note, sizeof(row->note), "relay RSS delta over %zu logins", B.sessions);
+        snprintf(row->note, sizeof(row->note), "relay RSS delta over %zu logins%s", B.sessions,
+                 receive && proto >= 2 ? ", each watching 10 others" : "");
 }
 
 /* ---- handshakes and scctl --------------------------------------------------- */
@@ -1544,8 +1576,9 @@ int main(int argc, char **argv) {
                 row_failed("idle receiving sessions", "bare TLS session memory not measured");
                 row_failed("idle sending sessions", "bare TLS session memory not measured");
         } else {
-                bench_memory(true, bare_tls);
-                bench_memory(false, bare_tls);
+                bench_memory(true, PROTOCOL_VERSION_MAX, bare_tls);
+                bench_memory(true, 1, bare_tls);
+                bench_memory(false, PROTOCOL_VERSION_MAX, bare_tls);
         }
         bench_handshakes();
         bench_scctl();

@@ -411,8 +411,13 @@ static int receive(bool inbox) {
                         r = chat_session_attach(s, c);
                         if (r < 0)
                                 goto finish;
-                        if (!inbox)
+                        if (!inbox) {
                                 output->connected(arg_settings.user, arg_settings.address, c->session);
+                                /* Presence of our contacts, the roster model. */
+                                r = chat_session_watch(s, NULL, 0, true);
+                                if (r < 0)
+                                        goto finish;
+                        }
                         deadline = inbox ? deadline_in(arg_settings.timeout_usec) : UINT64_MAX;
                         for (;;) {
                                 if (inbox && s->synced && chat_session_idle(s)) {
@@ -484,6 +489,8 @@ int verb_users(int argc, char *argv[]) {
         if (r < 0)
                 goto finish;
         r = open_send_session(&ctx, &c, &s);
+        if (r >= 0)
+                r = chat_session_list_online(s, false);
         if (r < 0)
                 goto finish;
 

@@ -687,7 +687,10 @@ static int handshake(Client *c, const ClientParams *p) {
                 return log_fail(EXIT_FAIL, r, "Cannot sign the handshake: %m");
         auth = frame_new_auth(p->user, p->identity->spki, p->identity->spki_len, client_nonce, p->receive,
                               sig, sig_len);
-        if (auth && p->code && frame_auth_add_code(auth, p->code) < 0) {
+        /* Version 2 (presence by watch) when the relay offers it. */
+        c->proto = MIN(MAX(hello->hello.proto_max, hello->hello.proto), (unsigned) PROTOCOL_VERSION_MAX);
+        if (auth && ((p->code && frame_auth_add_code(auth, p->code) < 0) ||
+                     (c->proto >= 2 && frame_auth_add_proto(auth, c->proto) < 0))) {
                 json_object_put(auth);
                 auth = NULL;    /* client_send() reports it */
         }

@@ -78,6 +78,7 @@ typedef struct Client {
         char session[65];
         bool suite2;                    /* hello listed suite 2: prekeys and its envelopes */
         int opks_left;                  /* welcome's count of our OPKs; -1 unknown */
+        unsigned proto;                 /* 1, or 2 when the relay offered it */
 } Client;
 
 /* Connect, run TLS and the handshake. -ECANCELED when p->abort_fd became

@@ -93,6 +93,7 @@ static bool line_is(const char *line, const char *word) {
 static int handle_line(Interactive *in, char *line) {
         char *colon, *to, *text;
         size_t n = strlen(line);
+        int r;
 
         if (n > 0 && line[n - 1] == '\r')
                 line[--n] = '\0';
@@ -103,7 +104,7 @@ static int handle_line(Interactive *in, char *line) {
                 return 0;
         }
         if (line_is(line, "/users"))
-                return chat_session_output_users(in->session);
+                return chat_session_list_online(in->session, true);
         if (line_is(line, "/help")) {
                 output->text(help_text);
                 return 0;
@@ -126,6 +127,10 @@ static int handle_line(Interactive *in, char *line) {
                 return line_error(in, "The message to %s is empty.", to);
         if (!utf8_valid(text, strlen(text)))
                 return line_error(in, "The message to %s is not valid UTF-8 text.", to);
+        /* Whoever we write to, we want to see come and go. */
+        r = chat_session_watch(in->session, (const char *const[]) { to }, 1, false);
+        if (r < 0)
+                return r;
         return chat_session_queue_message(in->session, to, text, strlen(text));
 }
 
@@ -261,6 +266,8 @@ int verb_connect(int argc, char *argv[]) {
         s->show_presence = true;
         s->interactive = true;
         r = chat_session_attach(s, c);
+        if (r >= 0)
+                r = chat_session_watch(s, NULL, 0, true);      /* our contacts' presence */
         if (r < 0)
                 goto finish;
 

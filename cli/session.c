@@ -191,6 +191,13 @@ int chat_session_attach(ChatSession *s, Client *c) {
         s->client = c;
         s->presence_listed = false;
         s->synced = false;
+        s->who_id = 0;
+        s->n_watch_pending = 0;
+        s->watch_first = s->watch_last = 0;
+        s->roster_pending = false;
+        /* The relay's watches end with the connection. */
+        for (size_t i = 0; i < s->n_peers; i++)
+                s->peers[i].watched = false;
         s->publish_id = 0;
         if (c->suite2) {
                 r = chat_session_publish_prekeys(s, false);
@@ -344,20 +351,23 @@ static void peer_set_package(ChatSession *s, Peer *p, const KeyPackage *kp) {
         p->package = copy;
 }
 
-/* The pin, compared without changing anything (for presence lines). */
-static const char *peer_pin_differs(ChatSession *s, Peer *p) {
+/* The pin's fingerprint when it is not the one the relay has for the
+ * user, compared without changing anything (for presence lines). */
+static const char *peer_pin_differs(ChatSession *s, Peer *p, const char *fingerprint) {
         _cleanup_(key_package_freep) KeyPackage *pinned = NULL;
+        char pin[RSA_FINGERPRINT_MAX];
 
-        if (!p->package || client_state_peer_get(s->ctx->state, s->ctx->settings->address, p->user, &pinned) < 0)
+        if (client_state_peer_get(s->ctx->state, s->ctx->settings->address, p->user, &pinned) < 0)
                 return NULL;
-        if (pinned->key_len == p->package->key_len &&
-            memcmp(pinned->key, p->package->key, pinned->key_len) == 0)
+        rsa_fingerprint_spki(pinned->key, pinned->key_len, pin);
+        if (streq(pin, fingerprint))
                 return NULL;
         /* Rotated by the pinned key: the pin moves when it is next used. */
-        if (rotation_chain_vouches(p->package->rotations, p->package->n_rotations, p->user,
+        if (p->package &&
+            rotation_chain_vouches(p->package->rotations, p->package->n_rotations, p->user,
                                    pinned->key, pinned->key_len, p->package->key, p->package->key_len) >= 0)
                 return NULL;
-        rsa_fingerprint_spki(pinned->key, pinned->key_len, p->pinned);
+        memcpy(p->pinned, pin, sizeof(pin));
         return p->pinned;
 }
 
@@ -931,13 +941,168 @@ static int progress(ChatSession *s) {
         return process_outgoing(s);
 }
 
-static void show_online(ChatSession *s, Peer *p) {
-        char fingerprint[RSA_FINGERPRINT_MAX];
+/* The fingerprint of the user's key as the relay has it: from its key
+ * package, or from presence (version 2); NULL when neither said. */
+static const char *peer_fingerprint(const Peer *p, char buf[static RSA_FINGERPRINT_MAX]) {
+        if (p->package) {
+                rsa_fingerprint_spki(p->package->key, p->package->key_len, buf);
+                return buf;
+        }
+        return p->fingerprint[0] ? p->fingerprint : NULL;
+}
 
-        if (!s->show_presence || streq(p->user, s->ctx->settings->user) || !p->package)
+static void show_online(ChatSession *s, Peer *p) {
+        char buf[RSA_FINGERPRINT_MAX];
+        const char *fingerprint = peer_fingerprint(p, buf);
+
+        if (!s->show_presence || streq(p->user, s->ctx->settings->user) || !fingerprint)
                 return;
-        rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprint);
-        output->presence("online", p->user, fingerprint, peer_pin_differs(s, p));
+        output->presence("online", p->user, fingerprint, peer_pin_differs(s, p, fingerprint));
+}
+
+static void show_offline(ChatSession *s, Peer *p) {
+        p->online = false;
+        if (s->show_presence && !streq(p->user, s->ctx->settings->user))
+                output->presence("offline", p->user, NULL, NULL);
+}
+
+/* Version 2: the relay says user is online with the key of fingerprint
+ * (an answer to watch, or an event). The key package is asked for only
+ * when a message needs it (chat_session_lookup()). */
+static void peer_online(ChatSession *s, const char *user, const char *fingerprint, bool show) {
+        Peer *p = chat_session_peer(s, user);
+        char buf[RSA_FINGERPRINT_MAX];
+        const char *known;
+        bool was_online;
+
+        if (!p)
+                return;         /* out of memory or over PEERS_MAX: not shown */
+        was_online = p->online;
+        known = peer_fingerprint(p, buf);
+        if (known && !streq(known, fingerprint)) {
+                /* Another key than the one we knew: ask for its package
+                 * when a message needs it, and say so. */
+                if (p->package && !p->lookup_id) {
+                        peer_set_package(s, p, NULL);
+                        p->answered = false;
+                }
+                was_online = false;
+        }
+        snprintf(p->fingerprint, sizeof(p->fingerprint), "%s", fingerprint);
+        p->online = p->listed = true;
+        if (show && !was_online)
+                show_online(s, p);
+}
+
+static int send_watch(ChatSession *s, const char *const *users, size_t n) {
+        int r;
+
+        s->watch_last = client_next_id(s->client);
+        if (s->watch_first == 0)
+                s->watch_first = s->watch_last;
+        r = client_send(s->client, frame_new_watch(FRAME_WATCH, s->watch_last, users, n));
+        if (r >= 0)
+                s->n_watch_pending++;
+        return r;
+}
+
+int chat_session_watch(ChatSession *s, const char *const *users, size_t n, bool pinned) {
+        _cleanup_(freep) char (*contacts)[USERNAME_MAX + 1] = NULL;
+        const char *batch[WATCH_USERS_MAX];
+        size_t n_contacts = 0, k = 0;
+        int r;
+
+        if (!s->client || s->client->proto < 2)
+                return 0;
+        if (pinned) {
+                r = client_state_peer_list(s->ctx->state, s->ctx->settings->address, PEERS_MAX, &contacts,
+                                           &n_contacts);
+                if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "Cannot list the pinned keys of %s: %m",
+                                        s->ctx->settings->address);
+                /* After a reconnection: whoever the answers do not list
+                 * went offline meanwhile (watch_answered()). */
+                for (size_t i = 0; i < s->n_peers; i++)
+                        s->peers[i].listed = false;
+                s->roster_pending = true;
+        }
+        for (size_t i = 0; i < n + n_contacts; i++) {
+                /* Names that stay put: chat_session_peer() may move peers. */
+                const char *user = i < n ? users[i] : contacts[i - n];
+                Peer *p = chat_session_peer(s, user);
+
+                if (!p || p->watched || streq(user, s->ctx->settings->user))
+                        continue;
+                p->watched = true;
+                batch[k++] = user;
+                if (k == ELEMENTSOF(batch)) {
+                        r = send_watch(s, batch, k);
+                        if (r < 0)
+                                return r;
+                        k = 0;
+                }
+        }
+        return k > 0 ? send_watch(s, batch, k) : 0;
+}
+
+/* A watch was answered: when the last is, users who were online before a
+ * reconnection and are not now went offline meanwhile. */
+static void watch_answered(ChatSession *s) {
+        if (s->n_watch_pending == 0 || --s->n_watch_pending > 0 || !s->roster_pending)
+                return;
+        s->roster_pending = false;
+        for (size_t i = 0; i < s->n_peers; i++) {
+                Peer *p = &s->peers[i];
+
+                if (p->watched && p->online && !p->listed)
+                        show_offline(s, p);
+                p->listed = false;
+        }
+}
+
+static int send_who(ChatSession *s, uint64_t after) {
+        s->who_id = client_next_id(s->client);
+        return client_send(s->client, frame_new_who(s->who_id, after, 0));
+}
+
+int chat_session_list_online(ChatSession *s, bool then_output) {
+        if (!s->client || s->client->proto < 2)
+                return then_output ? chat_session_output_users(s) : 0;
+        /* Whom we do not watch may have gone meanwhile: the list says. */
+        for (size_t i = 0; i < s->n_peers; i++)
+                if (!s->peers[i].watched)
+                        s->peers[i].online = false;
+        s->output_listed = then_output;
+        return send_who(s, 0);
+}
+
+/* An answer to who (a page of the list) or to watch/unwatch. */
+static int handle_online(ChatSession *s, const Frame *f) {
+        bool who = s->who_id != 0 && f->online.id == s->who_id;
+
+        if (!who && (f->online.id < s->watch_first || f->online.id > s->watch_last))
+                return 0;
+        for (size_t i = 0; i < f->online.n_users; i++)
+                peer_online(s, f->online.users[i].user, f->online.users[i].fingerprint, !who);
+        if (!who) {
+                watch_answered(s);
+                return 1;
+        }
+        if (f->online.next > 0) {
+                int r = send_who(s, f->online.next);
+
+                return r < 0 ? r : 1;
+        }
+        s->who_id = 0;
+        s->presence_listed = true;
+        if (s->output_listed) {
+                int r;
+
+                s->output_listed = false;
+                r = chat_session_output_users(s);
+                return r < 0 ? r : 1;
+        }
+        return 1;
 }
 
 static int handle_presence(ChatSession *s, const Frame *f) {
@@ -977,8 +1142,14 @@ static int handle_presence(ChatSession *s, const Frame *f) {
                 s->presence_listed = true;
                 break;
         case PRESENCE_ONLINE: {
-                Peer *p = chat_session_peer(s, f->presence.package->user);
+                Peer *p;
 
+                if (!f->presence.package) {
+                        /* Version 2: who and which key, no package. */
+                        peer_online(s, f->presence.user, f->presence.fingerprint, true);
+                        break;
+                }
+                p = chat_session_peer(s, f->presence.package->user);
                 if (!p)
                         break;
                 peer_set_package(s, p, f->presence.package);
@@ -989,11 +1160,8 @@ static int handle_presence(ChatSession *s, const Frame *f) {
         case PRESENCE_OFFLINE: {
                 Peer *p = chat_session_peer(s, f->presence.user);
 
-                if (!p)
-                        break;
-                p->online = false;
-                if (s->show_presence && !streq(p->user, me))
-                        output->presence("offline", p->user, NULL, NULL);
+                if (p)
+                        show_offline(s, p);
                 break;
         }
         }
@@ -1158,6 +1326,14 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                         r = process_outgoing(s);
                 return r < 0 ? r : 1;
                 }
+                /* Watch ids are the only others we use between the first
+                 * and the last watch. */
+                if (s->watch_first && f->error.id >= s->watch_first && f->error.id <= s->watch_last) {
+                        log_warning("The relay refused to show the presence of some users (%s); "
+                                    "they may be online without a word.", f->error.code);
+                        watch_answered(s);
+                        return 1;
+                }
                 return 0;
         }
 
@@ -1172,6 +1348,9 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                 s->published = true;
                 s->relay_opks = f->published.opks;
                 return 1;
+
+        case FRAME_ONLINE:
+                return handle_online(s, f);
 
         default:
                 return 0;
@@ -1236,11 +1415,14 @@ int chat_session_output_users(ChatSession *s) {
                 return log_fail(EXIT_FAIL, -ENOMEM, "%m");
         for (size_t i = 0; i < s->n_peers; i++) {
                 const Peer *p = &s->peers[i];
+                const char *fingerprint;
 
-                if (!p->online || !p->package)
+                if (!p->online)
                         continue;
-                rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprints[n]);
-                users[n] = (OutputUser) { p->user, fingerprints[n], peer_suite(s, p->user, fingerprints[n]) };
+                fingerprint = peer_fingerprint(p, fingerprints[n]);
+                if (!fingerprint)
+                        continue;
+                users[n] = (OutputUser) { p->user, fingerprint, peer_suite(s, p->user, fingerprint) };
                 n++;
         }
         qsort(users, n, sizeof(OutputUser), compare_users);

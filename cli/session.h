@@ -56,6 +56,8 @@ typedef struct Peer {
         uint64_t lookup_id;             /* outstanding lookup, 0 if none */
         bool online;
         bool listed;                    /* in the presence list being received */
+        bool watched;                   /* we asked for its presence (version 2) */
+        char fingerprint[RSA_FINGERPRINT_MAX]; /* the relay's word in presence (version 2) */
         RsaKey *key;                    /* the pinned key, once checked against package */
         char pinned[RSA_FINGERPRINT_MAX]; /* the pin, when it differs from package */
         /* Suite 2: a lookup with "prekeys" is sent only to start a session
@@ -83,6 +85,11 @@ typedef struct ChatSession {
         Peer *peers;
         size_t n_peers;
         bool presence_listed;           /* the relay sent its list of online users */
+        uint64_t who_id;                /* version 2: the page of the list asked for */
+        unsigned n_watch_pending;       /* version 2: watches not answered yet */
+        uint64_t watch_first, watch_last;       /* their request ids (0: none) */
+        bool roster_pending;            /* the watch of our contacts is not all answered */
+        bool output_listed;             /* output the list when it has come */
 
         SeenStore *seen;
         RatchetStore *ratchets;         /* suite 2; open once the relay carries it */
@@ -152,4 +159,15 @@ Peer *chat_session_peer(ChatSession *s, const char *user);
 
 /* Output the users the relay says are online, sorted by name. */
 int chat_session_output_users(ChatSession *s);
+
+/* Version 2 (a no-op with a relay of version 1, which sends presence
+ * without being asked): follow the presence of users, in frames of
+ * WATCH_USERS_MAX; with pinned, of every user pinned for this relay too.
+ * The answers show who of them is online. 0 or -errno. */
+int chat_session_watch(ChatSession *s, const char *const *users, size_t n, bool pinned);
+/* Ask for the list of users online: presence_listed becomes true when it
+ * has all come (with version 1 it comes unasked, at login). With then_output,
+ * output it then (chat_session_output_users()); with version 1 at once,
+ * from what the relay said so far. */
+int chat_session_list_online(ChatSession *s, bool then_output);
 

@@ -370,6 +370,37 @@ int client_state_peer_get(ClientState *s, const char *address, const char *user,
         return 0;
 }
 
+int client_state_peer_list(ClientState *s, const char *address, size_t max,
+                           char (**ret)[USERNAME_MAX + 1], size_t *ret_n) {
+        _cleanup_(freep) char *dir = peer_dir(s, address);
+        _cleanup_(freep) char (*users)[USERNAME_MAX + 1] = NULL;
+        size_t n = 0;
+        DIR *d;
+
+        if (!dir)
+                return -ENOMEM;
+        *ret = NULL;
+        *ret_n = 0;
+        d = opendir(dir);
+        if (!d)
+                return errno == ENOENT ? 0 : -errno;
+        users = calloc(MAX(max, (size_t) 1), sizeof(*users));
+        if (!users) {
+                closedir(d);
+                return -ENOMEM;
+        }
+        for (struct dirent *e; n < max && (e = readdir(d));)
+                /* Other names are not pins. A pin being written
+                 * (NAME.tmpXXXXXX) may pass for a name: watching it costs
+                 * a watch, and nothing else. */
+                if (username_valid(e->d_name))
+                        memcpy(users[n++], e->d_name, strlen(e->d_name) + 1);
+        closedir(d);
+        *ret = TAKE_PTR(users);
+        *ret_n = n;
+        return 0;
+}
+
 int client_state_peer_set(ClientState *s, const char *address, const KeyPackage *kp) {
         _cleanup_(freep) char *dir = peer_dir(s, address), *path = client_state_peer_path(s, address, kp->user);
         _cleanup_(json_object_unrefp) json_object *o = NULL;

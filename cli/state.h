@@ -98,6 +98,11 @@ int client_state_peer_get(ClientState *s, const char *address, const char *user,
 int client_state_peer_pin(ClientState *s, const char *address, const KeyPackage *kp,
                    char ret_pinned[RSA_FINGERPRINT_MAX]);
 int client_state_peer_set(ClientState *s, const char *address, const KeyPackage *kp);
+/* The users with a key pinned for address (the contacts whose presence
+ * listen and connect follow), at most max, in no order: an array of
+ * *ret_n names of char[USERNAME_MAX + 1]. None pinned is 0 with *ret_n 0. */
+int client_state_peer_list(ClientState *s, const char *address, size_t max,
+                           char (**ret)[USERNAME_MAX + 1], size_t *ret_n);
 
 /* send --idempotency-key. KEY: 1 to 64 of A-Z a-z 0-9 . _ -, not starting
  * with '.'. The digest (OUTBOX_DIGEST_LEN) is SHA-256 of recipient, NUL,

@@ -54,6 +54,10 @@ static const char *const frame_type_table[_FRAME_TYPE_MAX] = {
         [FRAME_PUBLISHED] = "published",
         [FRAME_ROTATE] = "rotate",
         [FRAME_ROTATED] = "rotated",
+        [FRAME_WATCH] = "watch",
+        [FRAME_UNWATCH] = "unwatch",
+        [FRAME_WHO] = "who",
+        [FRAME_ONLINE] = "online",
 };
 
 const char *frame_type_to_string(FrameType t) {
@@ -107,6 +111,13 @@ Frame *frame_free(Frame *f) {
                 break;
         case FRAME_ROTATED:
                 key_package_free(f->rotated.package);
+                break;
+        case FRAME_WATCH:
+        case FRAME_UNWATCH:
+                free(f->watch.users);
+                break;
+        case FRAME_ONLINE:
+                free(f->online.users);
                 break;
         case FRAME_SEND:
                 envelope_free(f->send.envelope);
@@ -205,6 +216,23 @@ static int dispatch_rotation(json_object *v, const JsonDispatch *d, void *userda
 
         (void) reason;
         return rotation_from_json(v, p);
+}
+
+/* "SHA256:" and the unpadded base64 of 32 bytes, into char[RSA_FINGERPRINT_MAX]. */
+static int dispatch_fingerprint(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        const char *p = JSON_DISPATCH_FIELD(d, userdata);
+        int r;
+
+        r = json_dispatch_string_copy(v, d, userdata, reason);
+        if (r < 0)
+                return r;
+        if (strlen(p) != RSA_FINGERPRINT_MAX - 1 || strncmp(p, "SHA256:", 7) != 0)
+                return -EBADMSG;
+        for (p += 7; *p; p++)
+                if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+                      *p == '+' || *p == '/'))
+                        return -EBADMSG;
+        return 0;
 }
 
 /* The envelope of send and deliver: parsed, and the object itself kept
@@ -387,6 +415,7 @@ static const JsonDispatch hello_table[] = {
         { "nonce", json_type_string, json_dispatch_b64_fixed, F(hello.nonce), M,
           .reason = "bad nonce", .max = NONCE_LEN },
         { "suites", json_type_array, dispatch_suites, 0, M, .reason = "bad suites" },
+        { "proto_max", json_type_int, json_dispatch_uint, F(hello.proto_max), 0, .reason = "bad proto_max" },
         {}
 };
 
@@ -401,6 +430,7 @@ static const JsonDispatch auth_table[] = {
           .reason = "bad code", .min = 1, .max = RESET_CODE_MAX },
         { "sig", json_type_string, json_dispatch_b64, F(auth.sig), M,
           .reason = "bad sig", .min = 1, .max = SIG_MAX, .len_offset = F(auth.sig_len) },
+        { "proto", json_type_int, json_dispatch_uint, F(auth.proto), 0, .reason = "bad proto" },
         {}
 };
 
@@ -438,6 +468,13 @@ static const JsonDispatch presence_online_table[] = {
         {}
 };
 
+static const JsonDispatch presence_user_table[] = {
+        { "user", json_type_string, json_dispatch_user, F(presence.user), M, .reason = "bad user" },
+        { "fingerprint", json_type_string, dispatch_fingerprint, F(presence.fingerprint), M,
+          .reason = "bad fingerprint", .max = RSA_FINGERPRINT_MAX - 1 },
+        {}
+};
+
 static const JsonDispatch presence_offline_table[] = {
         { "user", json_type_string, json_dispatch_user, F(presence.user), M, .reason = "bad user" },
         {}
@@ -454,6 +491,47 @@ static const JsonDispatch presence_list_table[] = {
           .reason = "bad users" },
         { "more", json_type_boolean, json_dispatch_bool, offsetof(PresenceList, more), 0,
           .reason = "bad more" },
+        {}
+};
+
+/* watch and unwatch; the names are read after the id. */
+typedef struct WatchList {
+        uint64_t id;
+        json_object *users;
+} WatchList;
+
+static const JsonDispatch watch_table[] = {
+        { "id", json_type_int, json_dispatch_uint64, offsetof(WatchList, id), M, .reason = "bad id" },
+        { "users", json_type_array, json_dispatch_borrow, offsetof(WatchList, users), M,
+          .reason = "bad users" },
+        {}
+};
+
+static const JsonDispatch who_table[] = {
+        { "id", json_type_int, json_dispatch_uint64, F(who.id), M, .reason = "bad id" },
+        { "after", json_type_int, json_dispatch_uint64, F(who.after), 0, .reason = "bad after" },
+        { "limit", json_type_int, json_dispatch_uint64, F(who.limit), 0, .reason = "bad limit" },
+        {}
+};
+
+typedef struct OnlineList {
+        uint64_t id;
+        json_object *users;
+        uint64_t next;
+} OnlineList;
+
+static const JsonDispatch online_table[] = {
+        { "id", json_type_int, json_dispatch_uint64, offsetof(OnlineList, id), M, .reason = "bad id" },
+        { "users", json_type_array, json_dispatch_borrow, offsetof(OnlineList, users), M,
+          .reason = "bad users" },
+        { "next", json_type_int, json_dispatch_uint64, offsetof(OnlineList, next), 0, .reason = "bad next" },
+        {}
+};
+
+static const JsonDispatch online_user_table[] = {
+        { "user", json_type_string, json_dispatch_user, offsetof(OnlineUser, user), M },
+        { "fingerprint", json_type_string, dispatch_fingerprint, offsetof(OnlineUser, fingerprint), M,
+          .max = RSA_FINGERPRINT_MAX - 1 },
         {}
 };
 
@@ -535,7 +613,7 @@ static const JsonDispatch empty_table[] = {
 #undef M
 #undef F
 
-/* Presence is the one frame not read by a single table. */
+/* Presence, watch, unwatch and online are not read by a single table. */
 static const JsonDispatch *const frame_tables[_FRAME_TYPE_MAX] = {
         [FRAME_HELLO] = hello_table,
         [FRAME_AUTH] = auth_table,
@@ -556,6 +634,7 @@ static const JsonDispatch *const frame_tables[_FRAME_TYPE_MAX] = {
         [FRAME_PUBLISHED] = published_table,
         [FRAME_ROTATE] = rotate_table,
         [FRAME_ROTATED] = rotated_table,
+        [FRAME_WHO] = who_table,
 };
 
 static const JsonDispatch key_package_table[] = {
@@ -610,7 +689,10 @@ static int parse_presence(Frame *f, json_object *o, const char **reason) {
         if (event) {
                 if (strcmp(event, "online") == 0) {
                         f->presence.kind = PRESENCE_ONLINE;
-                        return json_dispatch(o, presence_online_table, 0, f, reason);
+                        /* Version 2 names the user; version 1 sends the package. */
+                        if (json_object_object_get_ex(o, "package", NULL))
+                                return json_dispatch(o, presence_online_table, 0, f, reason);
+                        return json_dispatch(o, presence_user_table, 0, f, reason);
                 }
                 if (strcmp(event, "offline") == 0) {
                         f->presence.kind = PRESENCE_OFFLINE;
@@ -644,9 +726,87 @@ static int parse_presence(Frame *f, json_object *o, const char **reason) {
         return 0;
 }
 
+/* watch, unwatch: 1 or more valid user names (bounded by the frame). */
+static int parse_watch(Frame *f, json_object *o, const char **reason) {
+        WatchList list = {};
+        size_t n;
+        int r;
+
+        r = json_dispatch(o, watch_table, 0, &list, reason);
+        if (r < 0)
+                return r;
+        f->watch.id = list.id;
+        n = json_object_array_length(list.users);
+        if (n == 0) {
+                *reason = "bad users";
+                return -EBADMSG;
+        }
+        f->watch.users = calloc(n, sizeof(*f->watch.users));
+        if (!f->watch.users)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *v = json_object_array_get_idx(list.users, i);
+                const char *name;
+                size_t len;
+
+                if (!json_object_is_type(v, json_type_string) ||
+                    json_string_get(v, 1, USERNAME_MAX, &name, &len) < 0) {
+                        *reason = "bad users";
+                        return -EBADMSG;
+                }
+                if (!username_valid(name))
+                        return -EINVAL;         /* bad_username, as for lookup */
+                memcpy(f->watch.users[i], name, len + 1);
+                f->watch.n_users++;
+        }
+        return 0;
+}
+
+static int parse_online(Frame *f, json_object *o, const char **reason) {
+        OnlineList list = {};
+        size_t n;
+        int r;
+
+        r = json_dispatch(o, online_table, 0, &list, reason);
+        if (r < 0)
+                return r;
+        f->online.id = list.id;
+        f->online.next = list.next;
+        n = json_object_array_length(list.users);
+        if (n == 0)
+                return 0;
+        f->online.users = calloc(n, sizeof(OnlineUser));
+        if (!f->online.users)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_object *v = json_object_array_get_idx(list.users, i);
+
+                r = json_object_is_type(v, json_type_object)
+                        ? json_dispatch(v, online_user_table, JSON_MANDATORY, &f->online.users[i], NULL)
+                        : -EBADMSG;
+                if (r == -ENOMEM)
+                        return r;
+                if (r < 0) {
+                        *reason = "bad users";
+                        return -EBADMSG;
+                }
+                f->online.n_users++;
+        }
+        return 0;
+}
+
 static int parse_payload(Frame *f, json_object *o, const char **reason) {
-        if (f->type == FRAME_PRESENCE)
+        switch (f->type) {
+        case FRAME_PRESENCE:
                 return parse_presence(f, o, reason);
+        case FRAME_WATCH:
+        case FRAME_UNWATCH:
+                return parse_watch(f, o, reason);
+        case FRAME_ONLINE:
+                return parse_online(f, o, reason);
+        default:
+                break;
+        }
         return json_dispatch(o, frame_tables[f->type], 0, f, reason);
 }
 
@@ -687,7 +847,8 @@ int frame_parse_request(const void *payload, size_t len, Frame **ret, const char
                 r = -EBADMSG;
                 goto finish;
         }
-        if ((t == FRAME_LOOKUP || t == FRAME_SEND || t == FRAME_PUBLISH || t == FRAME_ROTATE) && ret_has_id && ret_id &&
+        if ((t == FRAME_LOOKUP || t == FRAME_SEND || t == FRAME_PUBLISH || t == FRAME_ROTATE ||
+             t == FRAME_WATCH || t == FRAME_UNWATCH || t == FRAME_WHO) && ret_has_id && ret_id &&
             json_dispatch(o, request_id_table, 0, &id, NULL) >= 0) {
                 *ret_has_id = true;
                 *ret_id = id;
@@ -784,7 +945,8 @@ json_object *frame_new_hello(const uint8_t *server_key, size_t server_key_len,
 
         suites = json_object_new_array();
         if (json_add(o, "suites", suites) < 0 ||
-            json_array_add(suites, json_object_new_string(PROTOCOL_SUITE)) < 0)
+            json_array_add(suites, json_object_new_string(PROTOCOL_SUITE)) < 0 ||
+            json_add_uint64(o, "proto_max", PROTOCOL_VERSION_MAX) < 0)
                 return NULL;
         return TAKE_PTR(o);
 }
@@ -814,6 +976,10 @@ json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len
 
 int frame_auth_add_code(json_object *auth, const char *code) {
         return json_add_string(auth, "code", code);
+}
+
+int frame_auth_add_proto(json_object *auth, unsigned proto) {
+        return json_add_uint64(auth, "proto", proto);
 }
 
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
@@ -889,6 +1055,71 @@ json_object *frame_new_presence_online(const KeyPackage *kp) {
             add_package(o, "package", kp) < 0)
                 return NULL;
         return TAKE_PTR(o);
+}
+
+json_object *frame_new_presence_user(const char *user, const char *fingerprint) {
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_PRESENCE);
+
+        if (!o ||
+            json_add_string(o, "event", "online") < 0 ||
+            json_add_string(o, "user", user) < 0 ||
+            json_add_string(o, "fingerprint", fingerprint) < 0)
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+json_object *frame_new_watch(FrameType t, uint64_t id, const char *const *users, size_t n) {
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(t);
+        json_object *a;
+
+        if (!o || json_add_uint64(o, "id", id) < 0)
+                return NULL;
+        a = json_object_new_array();
+        if (json_add(o, "users", a) < 0)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (json_array_add(a, json_object_new_string(users[i])) < 0)
+                        return NULL;
+        return TAKE_PTR(o);
+}
+
+json_object *frame_new_who(uint64_t id, uint64_t after, uint64_t limit) {
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_WHO);
+
+        if (!o ||
+            json_add_uint64(o, "id", id) < 0 ||
+            (after > 0 && json_add_uint64(o, "after", after) < 0) ||
+            (limit > 0 && json_add_uint64(o, "limit", limit) < 0))
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+json_object *frame_new_online(uint64_t id, uint64_t next) {
+        _cleanup_(json_object_unrefp) json_object *o = new_frame(FRAME_ONLINE);
+
+        if (!o ||
+            json_add_uint64(o, "id", id) < 0 ||
+            json_add(o, "users", json_object_new_array()) < 0 ||
+            (next > 0 && json_add_uint64(o, "next", next) < 0))
+                return NULL;
+        return TAKE_PTR(o);
+}
+
+int frame_online_add(json_object *online, const char *user, const char *fingerprint) {
+        json_object *a, *u;
+        int r;
+
+        if (!json_object_object_get_ex(online, "users", &a))
+                return -EINVAL;
+        u = json_object_new_object();
+        r = json_add_string(u, "user", user);
+        if (r >= 0)
+                r = json_add_string(u, "fingerprint", fingerprint);
+        if (r < 0) {
+                json_object_put(u);
+                return r;
+        }
+        return json_array_add(a, u);
 }
 
 json_object *frame_new_presence_offline(const char *user) {

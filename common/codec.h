@@ -46,6 +46,10 @@ typedef enum FrameType {
         FRAME_PUBLISHED,
         FRAME_ROTATE,
         FRAME_ROTATED,
+        FRAME_WATCH,
+        FRAME_UNWATCH,
+        FRAME_WHO,
+        FRAME_ONLINE,
         _FRAME_TYPE_MAX,
         _FRAME_TYPE_INVALID = -1,
 } FrameType;
@@ -63,9 +67,16 @@ typedef struct FrameLimits {
 
 typedef enum PresenceKind {
         PRESENCE_LIST,      /* {"users":[KEYPACKAGE...]} */
-        PRESENCE_ONLINE,    /* {"event":"online","package":KEYPACKAGE} */
+        PRESENCE_ONLINE,    /* {"event":"online","package":KEYPACKAGE} (version 1), or
+                             * {"event":"online","user":...,"fingerprint":...} (2) */
         PRESENCE_OFFLINE,   /* {"event":"offline","user":...} */
 } PresenceKind;
+
+/* A user online, as version 2 names it: no key package. */
+typedef struct OnlineUser {
+        char user[USERNAME_MAX + 1];
+        char fingerprint[RSA_FINGERPRINT_MAX];
+} OnlineUser;
 
 /* Integer ids and seqs are JSON integers in 0..2^53-1. */
 typedef struct Frame {
@@ -76,6 +87,7 @@ typedef struct Frame {
                         uint8_t *server_key; size_t server_key_len;
                         uint8_t nonce[NONCE_LEN];
                         char **suites; size_t n_suites;
+                        unsigned proto_max;     /* optional; proto if absent */
                 } hello;
                 struct {
                         char user[USERNAME_MAX + 1];
@@ -84,6 +96,7 @@ typedef struct Frame {
                         bool receive;
                         uint8_t *sig; size_t sig_len;
                         char code[RESET_CODE_MAX + 1];  /* optional; "" if absent */
+                        unsigned proto;         /* optional; 1 if absent */
                 } auth;
                 struct {
                         uint8_t *sig; size_t sig_len;
@@ -102,9 +115,18 @@ typedef struct Frame {
                         PresenceKind kind;
                         KeyPackage **users; size_t n_users;   /* LIST */
                         bool more;             /* LIST: another list frame follows */
-                        KeyPackage *package;                   /* ONLINE */
-                        char user[USERNAME_MAX + 1];           /* OFFLINE */
+                        KeyPackage *package;                   /* ONLINE, version 1 */
+                        char user[USERNAME_MAX + 1];           /* OFFLINE; ONLINE, 2 */
+                        char fingerprint[RSA_FINGERPRINT_MAX]; /* ONLINE, 2 */
                 } presence;
+                /* watch and unwatch */
+                struct { uint64_t id; char (*users)[USERNAME_MAX + 1]; size_t n_users; } watch;
+                struct { uint64_t id; uint64_t after; uint64_t limit; } who;
+                struct {
+                        uint64_t id;
+                        OnlineUser *users; size_t n_users;
+                        uint64_t next;          /* 0: the list ends here */
+                } online;
                 struct { uint64_t id; char user[USERNAME_MAX + 1]; bool prekeys; } lookup;
                 struct {
                         uint64_t id;
@@ -139,7 +161,7 @@ static inline void frame_freep(Frame **f) { frame_free(*f); }
  * unchanged. */
 int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason);
 /* The same, and when parsing fails on a request that carries an id (lookup,
- * send, publish, rotate) whose "id" is valid, that id (so that the error answers it);
+ * send, publish, rotate, watch, unwatch, who) whose "id" is valid, that id (so that the error answers it);
  * *ret_has_id false otherwise. */
 int frame_parse_request(const void *payload, size_t len, Frame **ret, const char **ret_reason,
                         bool *ret_has_id, uint64_t *ret_id);
@@ -162,6 +184,9 @@ json_object *frame_new_auth(const char *user, const uint8_t *key, size_t key_len
  * was reset register again. 0 or -ENOMEM. */
 int frame_auth_add_code(json_object *auth, const char *code);
 /* limits->max_opks is sent when not 0. */
+/* The optional "proto" of auth: the version the client speaks, when the
+ * relay's hello offered it (proto_max). 0 or -ENOMEM. */
+int frame_auth_add_proto(json_object *auth, unsigned proto);
 json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPackage *self,
                                const char *session, const FrameLimits *limits);
 /* welcome's "opks" (a relay of suite 2). 0 or -ENOMEM. */
@@ -173,6 +198,16 @@ json_object *frame_new_rate_limited(const uint64_t *id, const char *message, uin
 json_object *frame_new_presence_list(KeyPackage *const *users, size_t n, bool more);
 json_object *frame_new_presence_online(const KeyPackage *kp);
 json_object *frame_new_presence_offline(const char *user);
+/* Version 2: the user and the fingerprint of its key, no package. */
+json_object *frame_new_presence_user(const char *user, const char *fingerprint);
+/* watch or unwatch (t) of n users. */
+json_object *frame_new_watch(FrameType t, uint64_t id, const char *const *users, size_t n);
+/* after 0: from the start; limit 0: the relay's page size. */
+json_object *frame_new_who(uint64_t id, uint64_t after, uint64_t limit);
+/* An answer to watch, unwatch or who, filled with frame_online_add(); next
+ * is the cursor of the following page (who), 0 for none. */
+json_object *frame_new_online(uint64_t id, uint64_t next);
+int frame_online_add(json_object *online, const char *user, const char *fingerprint);
 json_object *frame_new_lookup(uint64_t id, const char *user);
 /* lookup's "prekeys":true: ask for a bundle (uses up one of the user's
  * OPKs). 0 or -ENOMEM. */

@@ -7,6 +7,19 @@
 #pragma once
 
 #define PROTOCOL_VERSION 1                       /* bump on change */
+/* Version 2 changes presence only (watch, unwatch, who, online; events
+ * without key packages). Transcripts, key packages and the envelope stay
+ * those of version 1, and hello keeps "proto":1, which clients of version 1
+ * require: the relay offers 2 with hello's "proto_max", and a client takes
+ * it with auth's "proto". */
+#define PROTOCOL_VERSION_MAX 2
+#define WATCH_USERS_MAX 32                       /* names in one watch or unwatch */
+#define WHO_PAGE_MAX 256                         /* users in one answer to who */
+/* An "online" answer's bytes: its members, and each user's
+ * {"user":...,"fingerprint":...}, (a 32-byte name, a 50-byte fingerprint):
+ * WATCH_USERS_MAX of them fit in the smallest max-frame, 4096. */
+#define ONLINE_FRAME_OVERHEAD 128
+#define ONLINE_USER_MAX 112
 #define PROTOCOL_SUITE "rsa-oaep-sha256+des-ede3-cbc+hmac-sha256"
 
 #define DEFAULT_PORT 5000

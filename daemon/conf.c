@@ -562,6 +562,8 @@ static const ConfigItem config_items[] = {
           offsetof(Config, max_sessions), 1, 1000000, "1024" },
         { "server", "max-sessions-per-user", conf_parse_number, conf_format_number,
           offsetof(Config, max_sessions_per_user), 1, 1024, "8" },
+        { "server", "max-watches", conf_parse_number, conf_format_number,
+          offsetof(Config, max_watches), 0, 100000, "1000" },
         { "server", "max-connections-per-address", conf_parse_number, conf_format_number,
           offsetof(Config, max_connections_per_address), 1, 1000000, "64" },
         { "server", "max-preauth-per-address", conf_parse_number, conf_format_number,

@@ -66,6 +66,7 @@ typedef struct Config {
         uint64_t idle_timeout_usec;
         uint64_t max_sessions;
         uint64_t max_sessions_per_user;
+        uint64_t max_watches;           /* users one session may watch */
         /* Per source address (IPv4 address, IPv6 /64). */
         uint64_t max_connections_per_address;
         uint64_t max_preauth_per_address;

@@ -15,3 +15,4 @@ typedef struct Relay Relay;
 typedef struct Session Session;
 typedef struct SessionCallbacks SessionCallbacks;
 typedef struct Store Store;
+typedef struct Watch Watch;

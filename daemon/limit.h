@@ -14,6 +14,7 @@
         X(LIMIT_FILE_DESCRIPTORS, "file-descriptors", NULL)                    \
         X(LIMIT_MAX_SESSIONS, "max-sessions", "max-sessions")                  \
         X(LIMIT_MAX_SESSIONS_PER_USER, "max-sessions-per-user", "max-sessions-per-user") \
+        X(LIMIT_MAX_WATCHES, "max-watches", "max-watches")                     \
         X(LIMIT_MAX_CONNECTIONS_PER_ADDRESS, "max-connections-per-address", "max-connections-per-address") \
         X(LIMIT_MAX_PREAUTH_PER_ADDRESS, "max-preauth-per-address", "max-preauth-per-address") \
         X(LIMIT_CONNECTION_RATE, "connection-rate", "connection-rate")         \

@@ -200,6 +200,7 @@ SessionLimits manager_session_limits(const Config *c) {
                 .queue_limit = c->queue_limit,
                 .queue_limit_per_sender = config_queue_limit_per_sender(c),
                 .max_prekeys = c->max_prekeys,
+                .max_watches = c->max_watches,
                 .handshake_timeout_usec = c->handshake_timeout_usec,
                 .idle_timeout_usec = c->idle_timeout_usec,
                 .memory_max = MAX(c->max_session_memory, SESSION_MEMORY_MIN(c->max_frame)),

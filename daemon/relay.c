@@ -173,10 +173,11 @@ static int package_get(Relay *relay, const char *user, KeyPackage **ret) {
 
 /* ---- presence ------------------------------------------------------------ */
 
-/* The next frame of the online list: the users whose receiving session
- * became active after the last one listed, in that order (the index keeps
- * its receivers so), as many as fit in max_frame. Every frame but the
- * last carries "more": true (ignored by clients that do not know it).
+/* Version 1: the next frame of the online list: the users whose receiving
+ * session became active after the last one listed, in that order (the
+ * index keeps its receivers so), as many as fit in max_frame. Every frame
+ * but the last carries "more": true (ignored by clients that do not know
+ * it).
  * Users who come online meanwhile are listed too, so that none announced
  * by a presence frame is left out of the list; those who come online
  * after the last frame were announced. */
@@ -229,11 +230,26 @@ static void send_presence_list(Relay *relay, Session *s) {
                         return;
 }
 
+/* A user came online or went offline. Version 2 sessions hear it if they
+ * watch the user: the cost is the user's watchers. Version 1 receiving
+ * sessions hear of everyone, with the key package, as that version says;
+ * the walk of all receivers is skipped when none of them is of version 1.
+ * A send may close the session it goes to, or others: the walks go on past
+ * them (see session-index.h). */
 static void broadcast_presence(Relay *relay, Session *about, bool online) {
-        /* A send may close the session it goes to, or others: the walk
-         * goes on past them (see session-index.h). */
-        for (Session *i = relay->sessions->receivers; i; i = i->receiver_next) {
+        for (Watch *w = session_index_watchers(relay->sessions, about->user); w; w = w->user_next) {
+                Session *i = w->session;
+
                 if (i == about || !i->indexed)
+                        continue;
+                (void) session_send(i, online ? frame_new_presence_user(about->user, about->fingerprint)
+                                              : frame_new_presence_offline(about->user));
+        }
+
+        if (relay->sessions->n_receiving_v1 == 0)
+                return;
+        for (Session *i = relay->sessions->receivers; i; i = i->receiver_next) {
+                if (i == about || !i->indexed || i->proto >= 2)
                         continue;
                 (void) session_send(i, online ? frame_new_presence_online(about->package)
                                               : frame_new_presence_offline(about->user));
@@ -488,13 +504,17 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
 
         s->package = TAKE_PTR(kp);
         s->receive = f->auth.receive;
+        /* The lower of the two versions; absent is 1. */
+        s->proto = MIN(MAX(f->auth.proto, 1u), (unsigned) PROTOCOL_VERSION_MAX);
+        memcpy(s->fingerprint, fingerprint, sizeof(s->fingerprint));
         r = session_index_activate(relay->sessions, s);
         if (r < 0) {
                 session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
                 return;
         }
         s->state = SESSION_ACTIVE;
-        s->presence_pending = true;
+        /* Version 2 asks for what it wants to know (watch, who). */
+        s->presence_pending = s->proto < 2;
         s->presence_cursor = 0;
         session_authenticated(s);
         session_touch(s);
@@ -1291,6 +1311,107 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                         (void) session_send(i, frame_new_receipt(msg.msg_id, "delivered"));
 }
 
+/* ---- watch, unwatch, who (version 2) ------------------------------------- */
+
+static bool require_v2(Session *s, uint64_t id) {
+        if (s->proto >= 2)
+                return true;
+        reply_error(s, &id, ERR_BAD_REQUEST, "this frame needs protocol version 2 (auth's proto)");
+        return false;
+}
+
+static int online_add(json_object *o, Session *receiver) {
+        return frame_online_add(o, receiver->user, receiver->fingerprint);
+}
+
+/* Watch the users named, and answer with those of them online: the state
+ * that later presence events change. */
+static void handle_watch(Relay *relay, Session *s, const Frame *f) {
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        uint64_t id = f->watch.id;
+        int r = 0;
+
+        if (!require_v2(s, id))
+                return;
+        if (f->watch.n_users > WATCH_USERS_MAX) {
+                reply_error(s, &id, ERR_TOO_LARGE, "too many users in one watch");
+                return;
+        }
+        /* Refused whole, before anything changes: names watched already
+         * count, so that the answer never depends on the order. */
+        if (s->n_watches + f->watch.n_users > s->limits.max_watches) {
+                limit_hit(relay, s, LIMIT_MAX_WATCHES, "too many watched users");
+                reply_error(s, &id, ERR_TOO_LARGE, "watching these users would exceed max-watches");
+                return;
+        }
+        o = frame_new_online(id, 0);
+        for (size_t i = 0; o && r >= 0 && i < f->watch.n_users; i++) {
+                const char *user = f->watch.users[i];
+                Session *receiver;
+
+                r = session_index_watch(relay->sessions, s, user);
+                if (r == 0)
+                        continue;       /* named twice, or watched already: listed once */
+                receiver = session_index_find_receiver(relay->sessions, user);
+                if (r > 0 && receiver)
+                        r = online_add(o, receiver);
+        }
+        if (!o || r < 0) {
+                reply_error(s, &id, ERR_INTERNAL, "out of memory");
+                return;
+        }
+        (void) session_send(s, TAKE_PTR(o));
+}
+
+static void handle_unwatch(Relay *relay, Session *s, const Frame *f) {
+        uint64_t id = f->watch.id;
+
+        if (!require_v2(s, id))
+                return;
+        if (f->watch.n_users > WATCH_USERS_MAX) {
+                reply_error(s, &id, ERR_TOO_LARGE, "too many users in one unwatch");
+                return;
+        }
+        for (size_t i = 0; i < f->watch.n_users; i++)
+                session_index_unwatch(relay->sessions, s, f->watch.users[i]);
+        (void) session_send(s, frame_new_online(id, 0));
+}
+
+/* A page of the online list, in order of activation, from the session
+ * index: the users whose receiving session became active after "after".
+ * "next" is the activation of the last one listed when more follow. A
+ * user who logs in again between pages has a new number and is listed
+ * again later; one who leaves is not listed. The walk to the page is
+ * over pointers of the index, copies nothing. */
+static void handle_who(Relay *relay, Session *s, const Frame *f) {
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        uint64_t id = f->who.id, limit, n = 0;
+        Session *i, *last = NULL;
+        int r = 0;
+
+        if (!require_v2(s, id))
+                return;
+        limit = (s->limits.max_frame - ONLINE_FRAME_OVERHEAD) / ONLINE_USER_MAX;
+        limit = MIN(limit, (uint64_t) WHO_PAGE_MAX);
+        if (f->who.limit > 0)
+                limit = MIN(limit, f->who.limit);
+
+        for (i = relay->sessions->receivers; i && i->activation <= f->who.after; i = i->receiver_next)
+                ;
+        o = frame_new_online(id, 0);
+        for (; o && r >= 0 && i && n < limit; i = i->receiver_next, n++) {
+                r = online_add(o, i);
+                last = i;
+        }
+        if (o && r >= 0 && i && last)
+                r = json_add_uint64(o, "next", last->activation);
+        if (!o || r < 0) {
+                reply_error(s, &id, ERR_INTERNAL, "out of memory");
+                return;
+        }
+        (void) session_send(s, TAKE_PTR(o));
+}
+
 void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL;
@@ -1319,10 +1440,8 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
         if (s->state == SESSION_AUTH) {
                 if (f->type != FRAME_AUTH) {
                         snprintf(what, sizeof(what), "expected auth, got %s", frame_type_to_string(f->type));
-                        protocol_error_request(s, f->type == FRAME_LOOKUP ? &f->lookup.id :
-                                                  f->type == FRAME_SEND ? &f->send.id :
-                                                  f->type == FRAME_PUBLISH ? &f->publish.id :
-                                                  f->type == FRAME_ROTATE ? &f->rotate.id : NULL,
+                        /* The parser found the id of any request. */
+                        protocol_error_request(s, has_id ? &id : NULL,
                                                ERR_BAD_REQUEST, what);
                         return;
                 }
@@ -1346,6 +1465,15 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 break;
         case FRAME_ROTATE:
                 handle_rotate(relay, s, f);
+                break;
+        case FRAME_WATCH:
+                handle_watch(relay, s, f);
+                break;
+        case FRAME_UNWATCH:
+                handle_unwatch(relay, s, f);
+                break;
+        case FRAME_WHO:
+                handle_who(relay, s, f);
                 break;
         case FRAME_PING:
                 (void) session_send(s, frame_new_simple(FRAME_PONG));

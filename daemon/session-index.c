@@ -9,7 +9,7 @@
 #include "session-index.h"
 #include "session.h"
 
-/* The three lists are doubly linked through their own pair of fields of
+/* The lists are doubly linked through their own pair of fields of
  * Session. Removing leaves item's next pointer as it was: see the header. */
 #define LIST_PREPEND(head, item, next, prev)            \
         do {                                            \
@@ -49,16 +49,33 @@ typedef struct UserSessions {
         char user[];
 } UserSessions;
 
+/* The value of a user in watched: its watchers; it owns its key. */
+typedef struct Watchers {
+        Watch *head;
+        char user[];
+} Watchers;
+
 static void user_sessions_free(struct lh_entry *e) {
         free(lh_entry_v(e));
+}
+
+static void watches_free(Session *s) {
+        while (s->watches) {
+                Watch *w = s->watches;
+
+                s->watches = w->session_next;
+                free(w);
+        }
+        s->n_watches = 0;
 }
 
 #define BY_USER_MIN_SIZE 64
 
 int session_index_init(SessionIndex *x) {
-        *x = (SessionIndex) { .by_user_size = BY_USER_MIN_SIZE };
+        *x = (SessionIndex) { .by_user_size = BY_USER_MIN_SIZE, .watched_size = BY_USER_MIN_SIZE };
         x->by_user = lh_kchar_table_new(BY_USER_MIN_SIZE, user_sessions_free);
-        return x->by_user ? 0 : -ENOMEM;
+        x->watched = lh_kchar_table_new(BY_USER_MIN_SIZE, user_sessions_free);
+        return x->by_user && x->watched ? 0 : -ENOMEM;
 }
 
 void session_index_clear(SessionIndex *x) {
@@ -68,6 +85,7 @@ void session_index_clear(SessionIndex *x) {
                 x->all = s->next;
                 session_index_deactivate(x, s);
                 x->memory -= MIN(x->memory, s->memory);
+                watches_free(s);
                 session_free(s);
         }
         x->n_sessions = x->n_dead = 0;
@@ -77,6 +95,8 @@ void session_index_done(SessionIndex *x) {
         session_index_clear(x);
         if (x->by_user)
                 lh_table_free(x->by_user);
+        if (x->watched)
+                lh_table_free(x->watched);
         *x = (SessionIndex) {};
 }
 
@@ -92,15 +112,19 @@ void session_index_add(SessionIndex *x, Session *s) {
  * the marks, after size/8 deletions (json-c grows it, and drops them too,
  * once it is 2/3 full), a fifth of it at least stays empty, for a cost
  * spread over those deletions. */
-static void user_deleted(SessionIndex *x) {
-        int size = MAX(4 * lh_table_length(x->by_user), BY_USER_MIN_SIZE);
+static void table_deleted(struct lh_table *t, size_t *table_size, size_t *deleted) {
+        int size = MAX(4 * lh_table_length(t), BY_USER_MIN_SIZE);
 
-        if (++x->by_user_deleted < x->by_user_size / 8)
+        if (++*deleted < *table_size / 8)
                 return;
-        if (lh_table_resize(x->by_user, size) < 0)
+        if (lh_table_resize(t, size) < 0)
                 return;         /* out of memory: the next deletion tries again */
-        x->by_user_size = (size_t) size;
-        x->by_user_deleted = 0;
+        *table_size = (size_t) size;
+        *deleted = 0;
+}
+
+static void user_deleted(SessionIndex *x) {
+        table_deleted(x->by_user, &x->by_user_size, &x->by_user_deleted);
 }
 
 static UserSessions *user_lookup(SessionIndex *x, const char *user) {
@@ -134,6 +158,7 @@ int session_index_activate(SessionIndex *x, Session *s) {
         if (s->receive) {
                 LIST_APPEND(x->receivers, x->receivers_tail, s, receiver_next, receiver_prev);
                 x->n_receiving++;
+                x->n_receiving_v1 += s->proto < 2;
         }
         s->indexed = true;
         s->activation = ++x->activations;
@@ -141,11 +166,90 @@ int session_index_activate(SessionIndex *x, Session *s) {
         return 0;
 }
 
+static Watchers *watchers_lookup(SessionIndex *x, const char *user) {
+        void *v = NULL;
+
+        return lh_table_lookup_ex(x->watched, user, &v) ? v : NULL;
+}
+
+/* Out of its user's list; w->user_next stays (see the header). */
+static void watch_unlink(SessionIndex *x, Watch *w) {
+        Watchers *t = w->target;
+
+        if (!t)
+                return;
+        LIST_REMOVE(t->head, w, user_next, user_prev);
+        w->target = NULL;
+        if (!t->head && lh_table_delete(x->watched, t->user) >= 0)
+                table_deleted(x->watched, &x->watched_size, &x->watched_deleted);
+}
+
+int session_index_watch(SessionIndex *x, Session *s, const char *user) {
+        Watchers *t = watchers_lookup(x, user);
+        Watch *w;
+
+        /* A closing session's watches were unlinked once and for all. */
+        if (!s->indexed)
+                return 0;
+        /* The user's watchers, not the session's watches: the first are
+         * few for most users, the second up to max-watches. */
+        for (w = t ? t->head : NULL; w; w = w->user_next)
+                if (w->session == s)
+                        return 0;
+        if (!t) {
+                size_t len = strlen(user);
+
+                t = calloc(1, sizeof(*t) + len + 1);
+                if (!t)
+                        return -ENOMEM;
+                memcpy(t->user, user, len + 1);
+                if (lh_table_insert(x->watched, t->user, t) < 0) {
+                        free(t);
+                        return -ENOMEM;
+                }
+        }
+        w = calloc(1, sizeof(*w));
+        if (!w) {
+                if (!t->head && lh_table_delete(x->watched, t->user) >= 0)
+                        table_deleted(x->watched, &x->watched_size, &x->watched_deleted);
+                return -ENOMEM;
+        }
+        w->session = s;
+        w->target = t;
+        LIST_PREPEND(t->head, w, user_next, user_prev);
+        LIST_PREPEND(s->watches, w, session_next, session_prev);
+        s->n_watches++;
+        return 1;
+}
+
+void session_index_unwatch(SessionIndex *x, Session *s, const char *user) {
+        Watchers *t = watchers_lookup(x, user);
+
+        for (Watch *w = t ? t->head : NULL; w; w = w->user_next)
+                if (w->session == s) {
+                        watch_unlink(x, w);
+                        LIST_REMOVE(s->watches, w, session_next, session_prev);
+                        s->n_watches--;
+                        free(w);
+                        return;
+                }
+}
+
+Watch *session_index_watchers(SessionIndex *x, const char *user) {
+        Watchers *t = watchers_lookup(x, user);
+
+        return t ? t->head : NULL;
+}
+
 void session_index_deactivate(SessionIndex *x, Session *s) {
         UserSessions *u;
 
         if (!s->indexed)
                 return;
+        /* Its watches stay allocated until it is freed: a walk of a
+         * user's watchers may stand on one. */
+        for (Watch *w = s->watches; w; w = w->session_next)
+                watch_unlink(x, w);
         u = user_lookup(x, s->user);
         if (u) {
                 LIST_REMOVE(u->head, s, user_next, user_prev);
@@ -158,6 +262,7 @@ void session_index_deactivate(SessionIndex *x, Session *s) {
                         x->receivers_tail = s->receiver_prev;
                 LIST_REMOVE(x->receivers, s, receiver_next, receiver_prev);
                 x->n_receiving--;
+                x->n_receiving_v1 -= s->proto < 2;
         }
         s->indexed = false;
         x->n_active--;
@@ -176,6 +281,7 @@ void session_index_free_dead(SessionIndex *x) {
                         continue;
                 LIST_REMOVE(x->all, s, next, prev);
                 x->memory -= MIN(x->memory, s->memory);
+                watches_free(s);
                 session_free(s);
                 x->n_dead--;
         }

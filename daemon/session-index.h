@@ -18,6 +18,12 @@
  * pointer (user_next, receiver_next): a walk that closes sessions along
  * the way (a send over a session's memory limit closes it) goes on past
  * them. Such walks skip the sessions that are no longer indexed.
+ *
+ * Watches (protocol version 2): a session follows the presence of the
+ * users it watches, and a user's watchers are found through the user, so
+ * that a login costs the relay the user's watchers, not everyone online.
+ * A session's watches leave the watchers' lists when it is deactivated, the
+ * same way (their user_next kept), and are freed with the session.
  */
 #pragma once
 
@@ -27,6 +33,14 @@
 
 #include "forward.h"
 
+/* One session watching one user. */
+struct Watch {
+        Session *session;
+        struct Watchers *target;        /* NULL once unlinked */
+        Watch *session_next, *session_prev;     /* session->watches */
+        Watch *user_next, *user_prev;           /* the watchers of one user */
+};
+
 typedef struct SessionIndex {
         /* Read-only outside session-index.c. */
         Session *all;                   /* every session, newest first */
@@ -35,10 +49,13 @@ typedef struct SessionIndex {
         struct lh_table *by_user;       /* user name -> UserSessions */
         size_t by_user_size;            /* as last set here (json-c may have grown it) */
         size_t by_user_deleted;         /* deletions since then */
+        struct lh_table *watched;       /* user name -> Watchers */
+        size_t watched_size, watched_deleted;
         size_t n_sessions;              /* live connections in any state */
         size_t n_dead;                  /* closed, waiting to be freed */
         size_t n_active;                /* authenticated */
         size_t n_receiving;             /* active receiving sessions = users online */
+        size_t n_receiving_v1;          /* of those, of protocol version 1 */
         uint64_t memory;                /* session_memory() of every session */
         uint64_t activations;           /* sessions that became active, ever */
 } SessionIndex;
@@ -69,3 +86,12 @@ Session *session_index_first(SessionIndex *x, const char *user);
 Session *session_index_find_receiver(SessionIndex *x, const char *user);
 /* How many active sessions user has. */
 unsigned session_index_count(SessionIndex *x, const char *user);
+
+/* The active session s watches user: 1, or 0 if it did already (or is
+ * no longer active); -ENOMEM. */
+int session_index_watch(SessionIndex *x, Session *s, const char *user);
+/* s stops watching user (no-op if it did not). */
+void session_index_unwatch(SessionIndex *x, Session *s, const char *user);
+/* The first session watching user (the others follow in user_next), or
+ * NULL. A walk skips those whose session is no longer indexed. */
+Watch *session_index_watchers(SessionIndex *x, const char *user);

@@ -51,6 +51,7 @@ typedef struct SessionLimits {
         uint64_t queue_limit;
         uint64_t queue_limit_per_sender;
         uint64_t max_prekeys;           /* one-time prekeys kept per user */
+        uint64_t max_watches;
         uint64_t handshake_timeout_usec;
         uint64_t idle_timeout_usec;
         uint64_t memory_max;            /* session_memory() over this: disconnect */
@@ -138,10 +139,18 @@ typedef struct Session {
         bool receive;
         bool replaced;                  /* closed for a newer receiving session */
         uint64_t activation;            /* when it became active (SessionIndex.activations) */
+        unsigned proto;                 /* the version auth asked for: 1 or 2 */
+        char fingerprint[RSA_FINGERPRINT_MAX];  /* of the user's key */
 
-        /* The presence list is sent in pieces as the output drains: the
-         * active receiving sessions with activation > presence_cursor,
-         * in order of activation, are still to be listed. */
+        /* Version 2: the users whose presence this session follows
+         * (session_index_watch()), newest first. */
+        Watch *watches;
+        unsigned n_watches;
+
+        /* Version 1: the presence list is sent in pieces as the output
+         * drains: the active receiving sessions with activation >
+         * presence_cursor, in order of activation, are still to be
+         * listed. */
         bool presence_pending;
         uint64_t presence_cursor;
 

@@ -24,10 +24,16 @@ like "fingerprint prints the own key's fingerprint" '^SHA256:[A-Za-z0-9+/]{43}$'
 
 # ---- presence ---------------------------------------------------------------
 
+# listen follows the presence of the users whose keys are pinned (the
+# roster model of protocol version 2): bob pins alice's, not carol's.
+is "bob pins alice's key" "$ALICE_FP" "$(sc bob fingerprint alice 2>/dev/null)"
+ok "carol registers" sc_init carol
 check "bob listens" listen_start bob "$T/bob.json"
 BOB=$SC_BG
 is "users shows bob online, with his fingerprint" "bob  $BOB_FP" "$(sc alice users 2>/dev/null)"
 
+check "carol listens" listen_start carol "$T/carol.json"
+CAROL=$SC_BG
 check "alice listens too" listen_start alice "$T/alice.json"
 ALICE=$SC_BG
 ok "bob's listen --json shows alice coming online" \
@@ -38,6 +44,10 @@ bg_stop "$ALICE"
 is "alice's listen exits 0 on SIGTERM" 0 $?
 ok "bob's listen --json shows alice going offline" \
 	wait_json "$T/bob.json" 1 -m event=offline -m user=alice presence
+bg_stop "$CAROL"
+is "...and nothing of carol, whom bob does not follow" 0 \
+	"$(json_count "$T/bob.json" -m user=carol presence)"
+is "users shows bob alone again" "bob  $BOB_FP" "$(sc alice users 2>/dev/null)"
 
 # ---- send -> listen, exact text -------------------------------------------------
 

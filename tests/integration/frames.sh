@@ -144,6 +144,15 @@ answered "lookup of an invalid name: bad_username with the lookup's id" 7 bad_us
 	"key $T/raw.key" "auth mallory send" "expect welcome" \
 	'frame {"type":"lookup","id":7,"user":"Not Valid"}' "wait error bad_username" \
 	ping "wait pong" bye
+# A client of protocol version 1 (sc-raw's auth has no "proto") keeps what
+# version 1 had, and is refused version 2's frames, with their id; the
+# session goes on.
+out=$(raw connect "key $T/raw.key" "auth mallory" "expect welcome" "expect presence" \
+	'frame {"type":"watch","id":21,"users":["bob"]}' "wait error bad_request" \
+	'frame {"type":"who","id":22}' "wait error bad_request" ping "wait pong" bye 2>&1)
+is "a version 1 session: the online list after welcome, watch and who refused" 0 $? || diag "$out"
+like "...the list carries key packages" '^< \{"type":"presence","users":\[\{"user":"[a-z]+","key":' "$out"
+like "...the refusals answer the requests" '"id":22,"code":"bad_request"' "$out"
 answered "lookup whose user is not a string: bad_frame with the lookup's id" 8 bad_frame \
 	"key $T/raw.key" "auth mallory send" "expect welcome" \
 	'frame {"type":"lookup","id":8,"user":12}' "wait error bad_frame" eof

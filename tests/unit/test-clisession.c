@@ -99,12 +99,142 @@ START_TEST(test_deliveries_bounded_by_size) {
 }
 END_TEST
 
+/* The next frame the client sent to peer_fd (read a byte at a time, so
+ * that nothing of the next one is taken). */
+static Frame *next_sent(int peer_fd, FrameDecoder *d) {
+        for (;;) {
+                uint8_t b, *payload = NULL;
+                size_t consumed = 0, len = 0;
+                Frame *f = NULL;
+                int r;
+
+                ck_assert_int_eq(read(peer_fd, &b, 1), 1);
+                r = frame_decoder_feed(d, &b, 1, &consumed, &payload, &len);
+                ck_assert_int_ge(r, 0);
+                if (r == 0)
+                        continue;
+                ck_assert_int_eq(frame_parse(payload, len, &f, NULL), 0);
+                free(payload);
+                return f;
+        }
+}
+
+static Frame *online_frame(uint64_t id, const char *user, uint64_t next) {
+        Frame *f = calloc(1, sizeof(*f));
+
+        ck_assert_ptr_nonnull(f);
+        f->type = FRAME_ONLINE;
+        f->online.id = id;
+        f->online.next = next;
+        f->online.users = calloc(1, sizeof(OnlineUser));
+        ck_assert_ptr_nonnull(f->online.users);
+        f->online.n_users = 1;
+        strcpy(f->online.users[0].user, user);
+        strcpy(f->online.users[0].fingerprint, "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        return f;
+}
+
+/* Protocol version 2: watches go out in frames of WATCH_USERS_MAX names,
+ * their answers and refusals are taken, and users pages through who. */
+START_TEST(test_watch_and_who) {
+        Settings settings = SETTINGS_INIT;
+        Context ctx = { .settings = &settings };
+        ChatSession *s = NULL;
+        const char *names[40];
+        char buf[40][8];
+        uint64_t first, second;
+        FrameDecoder d;
+        Frame *f;
+        Client *c;
+        int peer_fd;
+
+        settings.user = strdup("bob");
+        ck_assert_ptr_nonnull(settings.user);
+        c = fake_client(&peer_fd);
+        c->proto = 2;
+        frame_decoder_init(&d, MAX_FRAME_LIMIT);
+        ck_assert_int_eq(chat_session_new(&ctx, true, &s), 0);
+        s->client = c;
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                snprintf(buf[i], sizeof(buf[i]), "u%zu", i);
+                names[i] = buf[i];
+        }
+        names[3] = "bob";       /* ourselves: not watched */
+        ck_assert_int_eq(chat_session_watch(s, names, ELEMENTSOF(names), false), 0);
+        ck_assert_uint_eq(s->n_watch_pending, 2);
+        f = next_sent(peer_fd, &d);
+        ck_assert_int_eq(f->type, FRAME_WATCH);
+        ck_assert_uint_eq(f->watch.n_users, WATCH_USERS_MAX);
+        first = f->watch.id;
+        frame_free(f);
+        f = next_sent(peer_fd, &d);
+        ck_assert_uint_eq(f->watch.n_users, ELEMENTSOF(names) - 1 - WATCH_USERS_MAX);
+        second = f->watch.id;
+        frame_free(f);
+        /* Watched already: nothing more goes out. */
+        ck_assert_int_eq(chat_session_watch(s, names, 1, false), 0);
+        ck_assert_uint_eq(s->n_watch_pending, 2);
+
+        f = online_frame(first, "u1", 0);
+        ck_assert_int_eq(chat_session_handle(s, f), 1);
+        frame_free(f);
+        ck_assert(chat_session_peer(s, "u1")->online);
+        f = calloc(1, sizeof(*f));
+        ck_assert_ptr_nonnull(f);
+        f->type = FRAME_ERROR;
+        f->error.has_id = true;
+        f->error.id = second;
+        strcpy(f->error.code, "too_large");
+        ck_assert_int_eq(chat_session_handle(s, f), 1);
+        frame_free(f);
+        ck_assert_uint_eq(s->n_watch_pending, 0);
+
+        /* An answer nobody asked for is not ours. */
+        f = online_frame(second + 100, "u9", 0);
+        ck_assert_int_eq(chat_session_handle(s, f), 0);
+        frame_free(f);
+
+        ck_assert_int_eq(chat_session_list_online(s, false), 0);
+        f = next_sent(peer_fd, &d);
+        ck_assert_int_eq(f->type, FRAME_WHO);
+        ck_assert_uint_eq(f->who.after, 0);
+        first = f->who.id;
+        frame_free(f);
+        f = online_frame(first, "zed", 42);
+        ck_assert_int_eq(chat_session_handle(s, f), 1);
+        frame_free(f);
+        ck_assert(!s->presence_listed);
+        f = next_sent(peer_fd, &d);
+        ck_assert_int_eq(f->type, FRAME_WHO);
+        ck_assert_uint_eq(f->who.after, 42);
+        second = f->who.id;
+        frame_free(f);
+        f = online_frame(second, "amy", 0);
+        ck_assert_int_eq(chat_session_handle(s, f), 1);
+        frame_free(f);
+        ck_assert(s->presence_listed);
+        ck_assert(chat_session_peer(s, "zed")->online);
+        ck_assert(chat_session_peer(s, "amy")->online);
+        /* u1 is watched: the list asked for does not put it offline. */
+        ck_assert(chat_session_peer(s, "u1")->online);
+
+        frame_decoder_done(&d);
+        s->client = NULL;
+        chat_session_free(s);
+        client_free(c);
+        close(peer_fd);
+        free(settings.user);
+}
+END_TEST
+
 static Suite *clisession_suite(void) {
         Suite *s = suite_create("clisession");
         TCase *tc = tcase_create("core");
 
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_deliveries_bounded_by_size);
+        tcase_add_test(tc, test_watch_and_who);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -400,6 +400,45 @@ START_TEST(test_peers) {
 }
 END_TEST
 
+/* The contacts listen watches: the users pinned for one address. */
+START_TEST(test_peer_list) {
+        _cleanup_(client_state_freep) ClientState *s = NULL;
+        _cleanup_(key_package_freep) KeyPackage *bob = NULL, *carol = NULL;
+        _cleanup_(freep) char (*users)[USERNAME_MAX + 1] = NULL;
+        _cleanup_(freep) char *junk = NULL;
+        char pinned[RSA_FINGERPRINT_MAX];
+        size_t n = 99;
+        bool seen_bob = false, seen_carol = false;
+
+        keys_setup();
+        make_tmpdir();
+        ck_assert_int_eq(client_state_open(tmpdir, &s), 0);
+        ck_assert_int_eq(client_state_peer_list(s, "[::1]:5000", 10, &users, &n), 0);
+        ck_assert_uint_eq(n, 0);
+
+        ck_assert_int_eq(key_package_sign(key_a, "bob", key_a->spki, key_a->spki_len, 1, &bob), 0);
+        ck_assert_int_eq(key_package_sign(key_a, "carol", key_b->spki, key_b->spki_len, 1, &carol), 0);
+        ck_assert_int_eq(client_state_peer_pin(s, "[::1]:5000", bob, pinned), PIN_NEW);
+        ck_assert_int_eq(client_state_peer_pin(s, "[::1]:5000", carol, pinned), PIN_NEW);
+        ck_assert_int_eq(client_state_peer_pin(s, "[::1]:5001", carol, pinned), PIN_NEW);
+        junk = path_in("peers/[::1]_5000/Not-A-User");
+        write_text(junk, "x");
+
+        ck_assert_int_eq(client_state_peer_list(s, "[::1]:5000", 10, &users, &n), 0);
+        ck_assert_uint_eq(n, 2);
+        for (size_t i = 0; i < n; i++) {
+                seen_bob |= strcmp(users[i], "bob") == 0;
+                seen_carol |= strcmp(users[i], "carol") == 0;
+        }
+        ck_assert(seen_bob && seen_carol);
+        free(users);
+        users = NULL;
+        ck_assert_int_eq(client_state_peer_list(s, "[::1]:5000", 1, &users, &n), 0);
+        ck_assert_uint_eq(n, 1);
+        remove_tmpdir();
+}
+END_TEST
+
 START_TEST(test_identity) {
         _cleanup_(client_state_freep) ClientState *s = NULL;
         _cleanup_(rsa_key_freep) RsaKey *k1 = NULL, *k2 = NULL, *k3 = NULL;
@@ -565,6 +604,7 @@ static Suite *clistate_suite(void) {
         tcase_add_test(tc, test_known_servers);
         tcase_add_test(tc, test_known_servers_concurrent);
         tcase_add_test(tc, test_peers);
+        tcase_add_test(tc, test_peer_list);
         tcase_add_test(tc, test_identity);
         tcase_add_test(tc, test_seen);
         tcase_add_test(tc, test_seen_import);

@@ -148,6 +148,7 @@ START_TEST(test_hello) {
         ck_assert_mem_eq(f->hello.nonce, nonce, NONCE_LEN);
         ck_assert_uint_eq(f->hello.n_suites, 1);
         ck_assert_str_eq(f->hello.suites[0], PROTOCOL_SUITE);
+        ck_assert_uint_eq(f->hello.proto_max, PROTOCOL_VERSION_MAX);
 }
 END_TEST
 
@@ -249,6 +250,85 @@ START_TEST(test_presence_online) {
 
         ck_assert_int_eq(f->presence.kind, PRESENCE_ONLINE);
         assert_package_eq(f->presence.package, pkg_bob);
+}
+END_TEST
+
+START_TEST(test_presence_user) {
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_presence_user("bob", key->fingerprint);
+        _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_PRESENCE);
+        static const char *const bad[] = {
+                "{\"type\":\"presence\",\"event\":\"online\",\"user\":\"bob\"}",
+                "{\"type\":\"presence\",\"event\":\"online\",\"user\":\"bob\",\"fingerprint\":\"SHA256:x\"}",
+                "{\"type\":\"presence\",\"event\":\"online\",\"user\":\"bob\",\"fingerprint\":"
+                "\"MD5:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}",
+                "{\"type\":\"presence\",\"event\":\"online\",\"user\":\"bob\",\"fingerprint\":"
+                "\"SHA256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa=\"}",
+        };
+
+        ck_assert_int_eq(f->presence.kind, PRESENCE_ONLINE);
+        ck_assert_ptr_null(f->presence.package);
+        ck_assert_str_eq(f->presence.user, "bob");
+        ck_assert_str_eq(f->presence.fingerprint, key->fingerprint);
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                Frame *g = NULL;
+
+                ck_assert_int_eq(frame_parse(bad[i], strlen(bad[i]), &g, NULL), -EBADMSG);
+        }
+}
+END_TEST
+
+START_TEST(test_watch) {
+        /* _i: watch, unwatch */
+        static const char *const users[] = { "alice", "bob" };
+        FrameType t = _i ? FRAME_UNWATCH : FRAME_WATCH;
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_watch(t, 9, users, 2);
+        _cleanup_(frame_freep) Frame *f = roundtrip(o, t);
+        static const char *const bad[] = {
+                "{\"type\":\"watch\",\"id\":1,\"users\":[]}",
+                "{\"type\":\"watch\",\"id\":1,\"users\":[1]}",
+                "{\"type\":\"watch\",\"id\":1,\"users\":\"bob\"}",
+                "{\"type\":\"watch\",\"users\":[\"bob\"]}",
+        };
+        const char *invalid = "{\"type\":\"watch\",\"id\":4,\"users\":[\"bob\",\"Bob\"]}";
+        uint64_t id = 0;
+        bool has_id = false;
+        Frame *g = NULL;
+
+        ck_assert_uint_eq(f->watch.id, 9);
+        ck_assert_uint_eq(f->watch.n_users, 2);
+        ck_assert_str_eq(f->watch.users[0], "alice");
+        ck_assert_str_eq(f->watch.users[1], "bob");
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_int_eq(frame_parse(bad[i], strlen(bad[i]), &g, NULL), -EBADMSG);
+        /* An invalid name is bad_username, answering the request. */
+        ck_assert_int_eq(frame_parse_request(invalid, strlen(invalid), &g, NULL, &has_id, &id), -EINVAL);
+        ck_assert(has_id);
+        ck_assert_uint_eq(id, 4);
+}
+END_TEST
+
+START_TEST(test_who_and_online) {
+        _cleanup_(json_object_unrefp) json_object *w = frame_new_who(3, 17, 50);
+        _cleanup_(frame_freep) Frame *f = roundtrip(w, FRAME_WHO);
+        _cleanup_(json_object_unrefp) json_object *o = frame_new_online(3, 42);
+        _cleanup_(frame_freep) Frame *g = NULL;
+        _cleanup_(json_object_unrefp) json_object *w0 = frame_new_who(4, 0, 0);
+        _cleanup_(frame_freep) Frame *f0 = roundtrip(w0, FRAME_WHO);
+
+        ck_assert_uint_eq(f->who.id, 3);
+        ck_assert_uint_eq(f->who.after, 17);
+        ck_assert_uint_eq(f->who.limit, 50);
+        ck_assert_uint_eq(f0->who.after, 0);
+        ck_assert_uint_eq(f0->who.limit, 0);
+
+        ck_assert_int_eq(frame_online_add(o, "alice", key->fingerprint), 0);
+        ck_assert_int_eq(frame_online_add(o, "bob", key->fingerprint), 0);
+        g = roundtrip(o, FRAME_ONLINE);
+        ck_assert_uint_eq(g->online.id, 3);
+        ck_assert_uint_eq(g->online.next, 42);
+        ck_assert_uint_eq(g->online.n_users, 2);
+        ck_assert_str_eq(g->online.users[1].user, "bob");
+        ck_assert_str_eq(g->online.users[1].fingerprint, key->fingerprint);
 }
 END_TEST
 
@@ -1190,6 +1270,9 @@ static Suite *codec_suite(void) {
         tcase_add_loop_test(tc, test_presence_list, 0, 3);
         tcase_add_test(tc, test_presence_online);
         tcase_add_test(tc, test_presence_offline);
+        tcase_add_test(tc, test_presence_user);
+        tcase_add_loop_test(tc, test_watch, 0, 2);
+        tcase_add_test(tc, test_who_and_online);
         tcase_add_test(tc, test_lookup);
         tcase_add_test(tc, test_key);
         tcase_add_test(tc, test_send);

@@ -180,18 +180,25 @@ static Session *connect_session(void) {
         return s;
 }
 
-/* A session logged in as user, as handle_auth() leaves it, without the
- * handshake's cryptography (test-handshake.c covers that). */
-static Session *login(const char *user, bool receive) {
+/* A session logged in as user with protocol version proto, as
+ * handle_auth() leaves it, without the handshake's cryptography
+ * (test-handshake.c covers that). */
+static Session *login_proto(const char *user, bool receive, unsigned proto) {
         Session *s = connect_session();
 
         snprintf(s->user, sizeof(s->user), "%s", user);
         s->package = package(user);
         s->receive = receive;
+        s->proto = proto;
+        rsa_fingerprint_spki(s->package->key, s->package->key_len, s->fingerprint);
         ck_assert_int_eq(session_index_activate(&sessions, s), 0);
         s->state = SESSION_ACTIVE;
         s->caught_up = true;
         return s;
+}
+
+static Session *login(const char *user, bool receive) {
+        return login_proto(user, receive, 1);
 }
 
 /* Append the frames in data to *all, one JSON text per line. */
@@ -863,6 +870,179 @@ START_TEST(test_group_commit_failure) {
 }
 END_TEST
 
+/* Is user named (as a JSON string) in text? */
+static bool names(const char *text, const char *user) {
+        char quoted[64];
+
+        snprintf(quoted, sizeof(quoted), "\"%s\"", user);
+        return strstr(text, quoted);
+}
+
+START_TEST(test_watchers_hear_presence_others_do_not) {
+        Session *alice = login_proto("alice", true, 2);
+        Session *bob = login_proto("bob", true, 2);
+        Session *carol = login_proto("carol", true, 2);
+        Session *old = login("dave", true);     /* version 1: hears everyone */
+        char *out;
+
+        /* The answer is the current state: alice online (with her
+         * fingerprint), erin not; naming alice twice watches her once. */
+        feed(bob, "{\"type\":\"watch\",\"id\":7,\"users\":[\"alice\",\"erin\",\"alice\"]}");
+        out = take_output(bob);
+        ck_assert_ptr_nonnull(strstr(out, "\"type\":\"online\",\"id\":7"));
+        ck_assert(names(out, "alice"));
+        ck_assert(names(out, alice->fingerprint));
+        ck_assert(!names(out, "erin"));
+        ck_assert_ptr_null(strstr(out, "\"next\""));
+        free(out);
+        ck_assert_uint_eq(bob->n_watches, 2);
+        free(take_output(carol));
+        free(take_output(old));
+
+        session_close(alice, NULL, NULL, "test");
+        out = take_output(bob);
+        ck_assert_str_eq(out, "{\"type\":\"presence\",\"event\":\"offline\",\"user\":\"alice\"}\n");
+        free(out);
+        out = take_output(carol);
+        ck_assert_str_eq(out, "");
+        free(out);
+        out = take_output(old);
+        ck_assert(names(out, "alice"));
+        free(out);
+
+        /* Unwatched: nothing more, not even for a watcher that closed. */
+        feed(bob, "{\"type\":\"unwatch\",\"id\":8,\"users\":[\"alice\",\"nobody\"]}");
+        out = take_output(bob);
+        ck_assert_str_eq(out, "{\"type\":\"online\",\"id\":8,\"users\":[]}\n");
+        free(out);
+        ck_assert_uint_eq(bob->n_watches, 1);
+        ck_assert_ptr_null(session_index_watchers(&sessions, "alice"));
+        ck_assert_ptr_eq(session_index_watchers(&sessions, "erin")->session, bob);
+
+        /* A closing watcher leaves every list it was on. */
+        session_close(bob, NULL, NULL, "test");
+        ck_assert_ptr_null(session_index_watchers(&sessions, "erin"));
+        hang_up(bob);
+        session_index_free_dead(&sessions);
+}
+END_TEST
+
+/* Telling alice's watchers she left cuts the first (over its memory),
+ * whose own offline event cuts the second, the next on alice's list: the
+ * walk goes on past both to the third. */
+START_TEST(test_watch_walk_survives_closing) {
+        Session *alice = login_proto("alice", true, 2);
+        Session *w3 = login_proto("w3", true, 2);
+        Session *w2 = login_proto("w2", true, 2);
+        Session *w1 = login_proto("w1", true, 2);
+        char *out;
+
+        /* Prepended: the walk meets w1, w2, w3. */
+        ck_assert_int_eq(session_index_watch(&sessions, w3, "alice"), 1);
+        ck_assert_int_eq(session_index_watch(&sessions, w2, "alice"), 1);
+        ck_assert_int_eq(session_index_watch(&sessions, w1, "alice"), 1);
+        ck_assert_int_eq(session_index_watch(&sessions, w2, "w1"), 1);
+        w1->limits.memory_max = w2->limits.memory_max = 0;
+
+        session_close(alice, NULL, NULL, "test");
+        ck_assert(!w1->indexed);
+        ck_assert(!w2->indexed);
+        out = take_output(w3);
+        ck_assert_str_eq(out, "{\"type\":\"presence\",\"event\":\"offline\",\"user\":\"alice\"}\n");
+        free(out);
+        ck_assert_ptr_eq(session_index_watchers(&sessions, "alice")->session, w3);
+        ck_assert_ptr_null(session_index_watchers(&sessions, "alice")->user_next);
+        ck_assert_ptr_null(session_index_watchers(&sessions, "w1"));
+}
+END_TEST
+
+START_TEST(test_watch_limits) {
+        Session *v1, *s;
+        char *out;
+
+        config->max_watches = 3;
+        s = login_proto("bob", false, 2);
+        v1 = login("carol", false);
+
+        feed(s, "{\"type\":\"watch\",\"id\":1,\"users\":[\"a\",\"b\"]}");
+        free(take_output(s));
+        /* Refused whole, counted, and the session goes on. */
+        feed(s, "{\"type\":\"watch\",\"id\":2,\"users\":[\"c\",\"d\"]}");
+        out = take_output(s);
+        ck_assert_ptr_nonnull(strstr(out, "\"id\":2"));
+        ck_assert_ptr_nonnull(strstr(out, "\"too_large\""));
+        free(out);
+        ck_assert_uint_eq(limit_hits[LIMIT_MAX_WATCHES], 1);
+        ck_assert_uint_eq(s->n_watches, 2);
+        ck_assert_ptr_null(session_index_watchers(&sessions, "c"));
+        feed(s, "{\"type\":\"watch\",\"id\":3,\"users\":[\"c\"]}");
+        out = take_output(s);
+        ck_assert_ptr_null(strstr(out, "\"error\""));
+        free(out);
+        ck_assert_uint_eq(s->n_watches, 3);
+        ck_assert(s->state == SESSION_ACTIVE);
+
+        /* More names than one frame may carry. */
+        config->max_watches = 1000;
+        s = login_proto("dan", false, 2);
+        feed(s, "{\"type\":\"watch\",\"id\":4,\"users\":[\"u0\",\"u1\",\"u2\",\"u3\",\"u4\",\"u5\","
+                "\"u6\",\"u7\",\"u8\",\"u9\",\"u10\",\"u11\",\"u12\",\"u13\",\"u14\",\"u15\",\"u16\","
+                "\"u17\",\"u18\",\"u19\",\"u20\",\"u21\",\"u22\",\"u23\",\"u24\",\"u25\",\"u26\",\"u27\","
+                "\"u28\",\"u29\",\"u30\",\"u31\",\"u32\"]}");
+        out = take_output(s);
+        ck_assert_ptr_nonnull(strstr(out, "\"too_large\""));
+        free(out);
+        ck_assert_uint_eq(s->n_watches, 0);
+
+        /* Version 1 sessions do not have these frames. */
+        feed(v1, "{\"type\":\"watch\",\"id\":5,\"users\":[\"a\"]}");
+        feed(v1, "{\"type\":\"who\",\"id\":6}");
+        out = take_output(v1);
+        ck_assert_ptr_nonnull(strstr(out, "{\"type\":\"error\",\"id\":5,\"code\":\"bad_request\""));
+        ck_assert_ptr_nonnull(strstr(out, "{\"type\":\"error\",\"id\":6,\"code\":\"bad_request\""));
+        free(out);
+        ck_assert_uint_eq(v1->n_watches, 0);
+}
+END_TEST
+
+START_TEST(test_who_pages_in_order_of_activation) {
+        static const char *const online[] = { "zed", "kim", "bea", "ann", "joe" };
+        uint64_t after = 0;
+        size_t seen = 0, pages = 0;
+        Session *s;
+
+        for (size_t i = 0; i < ELEMENTSOF(online); i++) {
+                (void) login_proto(online[i], true, 2);
+                (void) login("amy", false);     /* sends only: not online */
+        }
+        s = login_proto("me", false, 2);
+
+        /* Pages of 2 follow "next" to the end, every user once, in order. */
+        for (;;) {
+                _cleanup_(frame_freep) Frame *f = NULL;
+                char req[128], *out;
+
+                snprintf(req, sizeof(req), "{\"type\":\"who\",\"id\":%zu,\"after\":%llu,\"limit\":2}",
+                         pages, (unsigned long long) after);
+                feed(s, req);
+                out = take_output(s);
+                ck_assert_int_eq(frame_parse(out, strlen(out) - 1, &f, NULL), 0);
+                free(out);
+                ck_assert_int_eq(f->type, FRAME_ONLINE);
+                ck_assert_uint_eq(f->online.id, pages);
+                ck_assert_uint_le(f->online.n_users, 2);
+                for (size_t i = 0; i < f->online.n_users; i++)
+                        ck_assert_str_eq(f->online.users[i].user, online[seen++]);
+                pages++;
+                if (f->online.next == 0)
+                        break;
+                after = f->online.next;
+        }
+        ck_assert_uint_eq(seen, ELEMENTSOF(online));
+        ck_assert_uint_eq(pages, 3);
+}
+END_TEST
+
 static Suite *relay_suite(void) {
         Suite *s = suite_create("relay");
         TCase *tc = tcase_create("relay");
@@ -873,6 +1053,10 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_index_user_churn);
         tcase_add_test(tc, test_receipt_to_every_session_of_the_sender);
         tcase_add_test(tc, test_presence_list_in_order_of_activation);
+        tcase_add_test(tc, test_watchers_hear_presence_others_do_not);
+        tcase_add_test(tc, test_watch_walk_survives_closing);
+        tcase_add_test(tc, test_watch_limits);
+        tcase_add_test(tc, test_who_pages_in_order_of_activation);
         tcase_add_test(tc, test_ping);
         tcase_add_test(tc, test_queue_limits);
         tcase_add_test(tc, test_prekeys_handed_out_once);
