@@ -41,6 +41,15 @@ typedef struct Secrets {
         size_t n_prekeys;
 } Secrets;
 
+static void secrets_done(Secrets *s) {
+        for (size_t i = 0; i < s->n_sessions; i++)
+                free(s->sessions[i].data);
+        free(s->sessions);
+        free(s->prekeys);
+        free(s->prekey_ids);
+        free(s->prekey_is_opk);
+}
+
 static int fail(const char *what) {
         fprintf(stderr, "sc-s2open: %s\n", what);
         return 2;
@@ -213,7 +222,11 @@ int main(int argc, char *argv[]) {
                         opened++;
                 envelope_free(e);
         }
+        /* Before anything else can end the process (LeakSanitizer's
+         * report exits without flushing stdio). */
         printf("opened %zu of %zu\n", opened, total);
+        fflush(stdout);
+        secrets_done(&secrets);
         free(line);
         free(pkg);
         key_package_free(kp);

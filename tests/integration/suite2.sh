@@ -79,6 +79,7 @@ is "control: with bob's directory as it was before, the attacker opens all 3" "o
 	"$(attack "$T/bob-before")"
 is "with bob's identity key and directory now, the attacker opens none" "opened 0 of 3" \
 	"$(attack "$T/home-bob")"
+[ -s "$T/attack.err" ] && diag "the attacker's complaints:" "$(head -n 20 "$T/attack.err")"
 
 # ---- online, both ways ---------------------------------------------------------------
 
