@@ -1396,10 +1396,7 @@ int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint
 static unsigned peer_suite(ChatSession *s, const char *user, const char *fingerprint) {
         if (streq(user, s->ctx->settings->user) || !s->client || !s->client->suite2 || !s->ratchets)
                 return 1;
-        if (suite2_io_has_session(s->ratchets, user, fingerprint) > 0 ||
-            ratchet_store_peer_had_prekeys(s->ratchets, user) > 0)
-                return 2;
-        return 1;
+        return suite2_io_known_suite(s->ratchets, user, fingerprint) == 2 ? 2 : 1;
 }
 
 static int compare_users(const void *a, const void *b) {

@@ -111,6 +111,16 @@ ok "alice's users --json: bob gets suite 2" grep -q '"user":"bob","fingerprint":
 	<(sc alice --json users 2>/dev/null)
 ok "...carol's, who never wrote to bob: suite 1 as far as she knows" \
 	grep -q '"user":"bob","fingerprint":"[^"]*","suite":1' <(sc carol --json users 2>/dev/null)
+BOB_FP=$(sc bob fingerprint 2>/dev/null)
+is "alice's users in words: bob in suite 2" "bob  $BOB_FP  suite 2 (forward secrecy)" \
+	"$(sc alice users 2>/dev/null | grep '^bob ')"
+is "alice's fingerprint bob: his key, then suite 2" "$BOB_FP suite 2 (forward secrecy)" \
+	"$(sc alice fingerprint bob 2>/dev/null | xargs)"
+is "...and in --json" 2 "$(sc alice --json fingerprint bob 2>/dev/null | "$SC_JSON" -n 1 fingerprint suite)"
+is "carol's fingerprint bob, who never looked his prekeys up: suite 1 so far" \
+	"suite 1 (no forward secrecy: no prekeys of bob's seen yet)" \
+	"$(sc carol fingerprint bob 2>/dev/null | sed -n 2p)"
+is "bob's own fingerprint is one line, without a suite" "$BOB_FP" "$(sc bob fingerprint bob 2>/dev/null)"
 
 # ---- kill -9 between opening and acknowledging ----------------------------------
 
@@ -177,6 +187,9 @@ is "alice -> dave, who never published: queued" "0 queued" "$(send alice dave "s
 relay_stop
 is "...in suite 1" 1 "$(queued_for dave | grep -c '"suite":"rsa-oaep')"
 check "relay restarts" relay_start -o max-prekeys=3 || done_testing
+is "alice's fingerprint dave says suite 1, dave having published no prekeys" \
+	"suite 1 (no forward secrecy: no prekeys of dave's seen yet)" "$(sc alice fingerprint dave 2>/dev/null | sed -n 2p)"
+is "...and --json says suite 1" 1 "$(sc alice --json fingerprint dave 2>/dev/null | "$SC_JSON" -n 1 fingerprint suite)"
 sc dave --json inbox >"$T/dave.json" 2>"$T/dave.err"
 is "dave opens the suite-1 message after upgrading" "suite one" "$("$SC_JSON" -n 1 message text <"$T/dave.json")"
 
