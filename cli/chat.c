@@ -818,6 +818,20 @@ static int output_prekeys(ChatSession *s, const Client *c) {
         return 0;
 }
 
+/* Wait for the relay's answer to the outstanding publish, if any. */
+static int wait_published(ChatSession *s, uint64_t deadline) {
+        int r;
+
+        while (s->publish_id != 0) {
+                r = chat_session_wait(s, NULL, 0, deadline, "Cannot publish prekeys");
+                if (r == CLIENT_TIMEOUT)
+                        r = timed_out(s);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int verb_prekeys(int argc, char *argv[]) {
         _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
@@ -848,16 +862,16 @@ int verb_prekeys(int argc, char *argv[]) {
                              "published there.", arg_settings.address);
                 goto finish;
         }
+        deadline = deadline_in(arg_settings.timeout_usec);
+        /* The login's publish first: rotating tops the OPKs up from the
+         * count it leaves at the relay. */
+        r = wait_published(s, deadline);
+        if (r < 0)
+                goto finish;
         if (rotate) {
                 r = chat_session_publish_prekeys(s, true);
-                if (r < 0)
-                        goto finish;
-        }
-        deadline = deadline_in(arg_settings.timeout_usec);
-        while (s->publish_id != 0) {
-                r = chat_session_wait(s, NULL, 0, deadline, "Cannot publish prekeys");
-                if (r == CLIENT_TIMEOUT)
-                        r = timed_out(s);
+                if (r >= 0)
+                        r = wait_published(s, deadline);
                 if (r < 0)
                         goto finish;
         }

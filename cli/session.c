@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1347,6 +1348,8 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                 s->publish_id = 0;
                 s->published = true;
                 s->relay_opks = f->published.opks;
+                /* What the next publish on this connection tops up from. */
+                s->client->opks_left = (int) MIN(f->published.opks, (uint64_t) INT_MAX);
                 return 1;
 
         case FRAME_ONLINE:
