@@ -8,6 +8,11 @@ EXTRA_DIST += bench/flood
 TESTS += bench/flood-smoke.sh
 EXTRA_DIST += bench/flood-smoke.sh
 
+# suite-cost: end-to-end msg/s of suite 2 beside suite 1 (issue 13).
+EXTRA_DIST += bench/suite-cost
+TESTS += bench/suite-cost-smoke.sh
+EXTRA_DIST += bench/suite-cost-smoke.sh
+
 # sc-bench: the relay against the machine's limits, one table (issue 10).
 # Built by make check (for its smoke run) and by make bench.
 check_PROGRAMS += bench/sc-bench

@@ -16,6 +16,7 @@
 #include "output.h"
 #include "protocol.h"
 #include "session.h"
+#include "suite2-io.h"
 #include "verbs.h"
 
 #define DEFAULT_WAIT_SEC 30
@@ -563,9 +564,26 @@ static int fetch_package(Context *ctx, const char *user, KeyPackage **ret) {
         return r;
 }
 
+/* What a message to user, whose key has that fingerprint, goes in as far as
+ * our suite-2 keys tell without a lookup (which could use up one of the
+ * user's one-time prekeys): 1 or 2, or -errno after saying why. */
+static int known_suite(Context *ctx, const char *user, const char *fingerprint) {
+        _cleanup_(ratchet_store_freep) RatchetStore *st = NULL;
+        int r;
+
+        r = ratchet_store_open(ctx->state, arg_settings.user, &st);
+        if (r >= 0)
+                r = suite2_io_known_suite(st, user, fingerprint);
+        if (r < 0)
+                return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 keys %s/ratchet/%s.db: %m",
+                                arg_settings.home, arg_settings.user);
+        return r;
+}
+
 int verb_fingerprint(int argc, char *argv[]) {
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
         char fingerprint[RSA_FINGERPRINT_MAX], pinned[RSA_FINGERPRINT_MAX];
+        OutputFingerprintKind kind;
         const char *user = NULL;
         Context ctx = {};
         int r;
@@ -592,14 +610,17 @@ int verb_fingerprint(int argc, char *argv[]) {
                         goto finish;
         }
         if (!user) {
-                output->fingerprint(arg_settings.user, ctx.identity->fingerprint, FINGERPRINT_OWN);
+                output->fingerprint(arg_settings.user, ctx.identity->fingerprint, FINGERPRINT_OWN, 0);
                 goto finish;
         }
 
         r = client_state_peer_get(ctx.state, arg_settings.address, user, &kp);
         if (r >= 0) {
                 rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
-                output->fingerprint(user, fingerprint, FINGERPRINT_PINNED);
+                r = known_suite(&ctx, user, fingerprint);
+                if (r < 0)
+                        goto finish;
+                output->fingerprint(user, fingerprint, FINGERPRINT_PINNED, r);
                 r = 0;
                 goto finish;
         }
@@ -631,7 +652,11 @@ int verb_fingerprint(int argc, char *argv[]) {
         }
         if (r == PIN_ROTATED)
                 log_notice("%s rotated their key; the old key %s vouched for it.", user, pinned);
-        output->fingerprint(user, fingerprint, r == PIN_NEW ? FINGERPRINT_NEW : FINGERPRINT_PINNED);
+        kind = r == PIN_NEW ? FINGERPRINT_NEW : FINGERPRINT_PINNED;
+        r = known_suite(&ctx, user, fingerprint);
+        if (r < 0)
+                goto finish;
+        output->fingerprint(user, fingerprint, kind, r);
         r = 0;
 finish:
         context_done(&ctx);
@@ -793,6 +818,20 @@ static int output_prekeys(ChatSession *s, const Client *c) {
         return 0;
 }
 
+/* Wait for the relay's answer to the outstanding publish, if any. */
+static int wait_published(ChatSession *s, uint64_t deadline) {
+        int r;
+
+        while (s->publish_id != 0) {
+                r = chat_session_wait(s, NULL, 0, deadline, "Cannot publish prekeys");
+                if (r == CLIENT_TIMEOUT)
+                        r = timed_out(s);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
 int verb_prekeys(int argc, char *argv[]) {
         _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
@@ -823,16 +862,16 @@ int verb_prekeys(int argc, char *argv[]) {
                              "published there.", arg_settings.address);
                 goto finish;
         }
+        deadline = deadline_in(arg_settings.timeout_usec);
+        /* The login's publish first: rotating tops the OPKs up from the
+         * count it leaves at the relay. */
+        r = wait_published(s, deadline);
+        if (r < 0)
+                goto finish;
         if (rotate) {
                 r = chat_session_publish_prekeys(s, true);
-                if (r < 0)
-                        goto finish;
-        }
-        deadline = deadline_in(arg_settings.timeout_usec);
-        while (s->publish_id != 0) {
-                r = chat_session_wait(s, NULL, 0, deadline, "Cannot publish prekeys");
-                if (r == CLIENT_TIMEOUT)
-                        r = timed_out(s);
+                if (r >= 0)
+                        r = wait_published(s, deadline);
                 if (r < 0)
                         goto finish;
         }

@@ -77,7 +77,8 @@ typedef struct Client {
         FrameLimits limits;
         char session[65];
         bool suite2;                    /* hello listed suite 2: prekeys and its envelopes */
-        int opks_left;                  /* welcome's count of our OPKs; -1 unknown */
+        int opks_left;                  /* the relay's count of our OPKs (welcome, then
+                                         * each published); -1 unknown */
         unsigned proto;                 /* 1, or 2 when the relay offered it */
 } Client;
 

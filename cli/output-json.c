@@ -128,7 +128,8 @@ static void json_users(const OutputUser *users, size_t n) {
         emit(o, ok);
 }
 
-static void json_fingerprint(const char *user, const char *fingerprint, OutputFingerprintKind kind) {
+static void json_fingerprint(const char *user, const char *fingerprint, OutputFingerprintKind kind,
+                             unsigned suite) {
         static const char *const kinds[] = {
                 [FINGERPRINT_OWN] = "own",
                 [FINGERPRINT_PINNED] = "pinned",
@@ -138,7 +139,8 @@ static void json_fingerprint(const char *user, const char *fingerprint, OutputFi
 
         emit(o, add_string(o, "user", user) &&
                 add_string(o, "fingerprint", fingerprint) &&
-                add_string(o, "status", kinds[kind]));
+                add_string(o, "status", kinds[kind]) &&
+                (suite == 0 || add_uint(o, "suite", suite)));
 }
 
 static void json_registered(const char *user, const char *server, const char *fingerprint,

@@ -221,22 +221,34 @@ static void human_receipt(const char *to, const char *id, const char *status, bo
         output_end();
 }
 
+static const char *suite_text(unsigned suite) {
+        return suite == 2 ? "suite 2 (forward secrecy)" : "suite 1 (no forward secrecy)";
+}
+
 static void human_users(const OutputUser *users, size_t n) {
-        size_t width = 0;
+        size_t width = 0, fp_width = 0;
 
         output_begin();
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 width = MAX(width, strlen(users[i].user));
+                fp_width = MAX(fp_width, strlen(users[i].fingerprint));
+        }
         for (size_t i = 0; i < n; i++)
-                printf("%-*s  %s\n", (int) width, users[i].user, users[i].fingerprint);
+                printf("%-*s  %-*s  %s\n", (int) width, users[i].user, (int) fp_width,
+                       users[i].fingerprint, suite_text(users[i].suite));
         if (n == 0)
                 puts("No one is online.");
         output_end();
 }
 
-static void human_fingerprint(const char *user, const char *fingerprint, OutputFingerprintKind kind) {
+static void human_fingerprint(const char *user, const char *fingerprint, OutputFingerprintKind kind,
+                              unsigned suite) {
         output_begin();
         puts(fingerprint);
+        if (suite == 2)
+                printf("%s\n", suite_text(suite));
+        else if (suite == 1)
+                printf("suite 1 (no forward secrecy: no prekeys of %s's seen yet)\n", user);
         output_end();
 }
 

@@ -66,7 +66,10 @@ typedef struct Output {
 
         /* One-shot results. */
         void (*users)(const OutputUser *users, size_t n);
-        void (*fingerprint)(const char *user, const char *fingerprint, OutputFingerprintKind kind);
+        /* suite: for a peer, what a message to them goes in as far as is
+         * known (OutputUser.suite); 0 for our own key. */
+        void (*fingerprint)(const char *user, const char *fingerprint, OutputFingerprintKind kind,
+                            unsigned suite);
         void (*registered)(const char *user, const char *server, const char *fingerprint,
                            bool created);
         void (*trusted)(const char *user, const char *old_fingerprint,

@@ -172,7 +172,7 @@ int verb_rotate_key(int argc, char *argv[]) {
         client_bye(c);
         log_notice("Rotated %s's key from %s to %s; peers who pinned the old key accept the new one.",
                    arg_settings.user, old_fingerprint, next->fingerprint);
-        output->fingerprint(arg_settings.user, next->fingerprint, FINGERPRINT_OWN);
+        output->fingerprint(arg_settings.user, next->fingerprint, FINGERPRINT_OWN, 0);
         r = 0;
 finish:
         context_done(&ctx);

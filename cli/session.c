@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1347,6 +1348,8 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                 s->publish_id = 0;
                 s->published = true;
                 s->relay_opks = f->published.opks;
+                /* What the next publish on this connection tops up from. */
+                s->client->opks_left = (int) MIN(f->published.opks, (uint64_t) INT_MAX);
                 return 1;
 
         case FRAME_ONLINE:
@@ -1396,10 +1399,7 @@ int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint
 static unsigned peer_suite(ChatSession *s, const char *user, const char *fingerprint) {
         if (streq(user, s->ctx->settings->user) || !s->client || !s->client->suite2 || !s->ratchets)
                 return 1;
-        if (suite2_io_has_session(s->ratchets, user, fingerprint) > 0 ||
-            ratchet_store_peer_had_prekeys(s->ratchets, user) > 0)
-                return 2;
-        return 1;
+        return suite2_io_known_suite(s->ratchets, user, fingerprint) == 2 ? 2 : 1;
 }
 
 static int compare_users(const void *a, const void *b) {

@@ -148,7 +148,9 @@ bool chat_session_idle(const ChatSession *s);     /* nothing outgoing or held */
 
 /* Make what prekeys are due (all new with rotate) and publish them on the
  * session's connection; the answer comes as s->published. 1 when a publish
- * went out, 0 when nothing was due, -errno (reported). */
+ * went out, 0 when nothing was due, -errno (reported). Wait for the answer
+ * to one publish before the next: the second would count the OPKs the
+ * relay held before the first. */
 int chat_session_publish_prekeys(ChatSession *s, bool rotate);
 
 /* Find (and with lookup, ask the relay for) a user's key package, verified

@@ -17,6 +17,15 @@ int suite2_io_has_session(RatchetStore *st, const char *peer, const char *peer_k
         return q < 0 ? q : 1;
 }
 
+int suite2_io_known_suite(RatchetStore *st, const char *peer, const char *peer_key) {
+        int r;
+
+        r = suite2_io_has_session(st, peer, peer_key);
+        if (r == 0)
+                r = ratchet_store_peer_had_prekeys(st, peer);
+        return r < 0 ? r : r > 0 ? 2 : 1;
+}
+
 static void *memdup(const void *p, size_t len) {
         void *c = malloc(len ?: 1);
 

@@ -22,6 +22,13 @@
  * stored: 1 yes, 0 no, or -errno. */
 int suite2_io_has_session(RatchetStore *st, const char *peer, const char *peer_key);
 
+/* The suite a message to peer (whose key has the fingerprint peer_key)
+ * goes in, as far as is known without looking peer up and so using up one
+ * of their one-time prekeys: 2 with a session kept or when their lookup
+ * gave prekeys before, else 1; or -errno. Whether the relay carries suite
+ * 2 is the caller's to know. */
+int suite2_io_known_suite(RatchetStore *st, const char *peer, const char *peer_key);
+
 /* Seal text from me to peer in the stored session, or (when none is stored
  * and bundle is given) in a new one started from bundle, whose SPK is
  * verified under peer_key (-EBADMSG when it does not). -ENOENT when there

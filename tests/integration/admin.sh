@@ -154,7 +154,8 @@ like "...bob online, with his key and one session" \
 like "...alice offline" '\{"user":"alice","fingerprint":"SHA256:[^"]*","registered":[0-9]+,"online":false' "$out"
 is "users --registered in words: a header and two users" "USER alice bob" \
 	"$(admin users --registered | awk '{print $1}' | LC_ALL=C sort | xargs)"
-is "users without --registered still asks the relay who is online" "bob  $BOB_FP" "$(sc alice users 2>/dev/null)"
+is "users without --registered still asks the relay who is online" "bob  $BOB_FP  suite 1 (no forward secrecy)" \
+	"$(sc alice users 2>/dev/null)"
 ok "status: one session, one user online, two registered" \
 	wait_until status_is "sessions users_online users_registered" "1 1 2"
 

@@ -26,11 +26,12 @@ like "fingerprint prints the own key's fingerprint" '^SHA256:[A-Za-z0-9+/]{43}$'
 
 # listen follows the presence of the users whose keys are pinned (the
 # roster model of protocol version 2): bob pins alice's, not carol's.
-is "bob pins alice's key" "$ALICE_FP" "$(sc bob fingerprint alice 2>/dev/null)"
+is "bob pins alice's key" "$ALICE_FP" "$(sc bob fingerprint alice 2>/dev/null | sed -n 1p)"
 ok "carol registers" sc_init carol
 check "bob listens" listen_start bob "$T/bob.json"
 BOB=$SC_BG
-is "users shows bob online, with his fingerprint" "bob  $BOB_FP" "$(sc alice users 2>/dev/null)"
+is "users shows bob online, with his fingerprint and suite 1 (alice never looked his prekeys up)" \
+	"bob  $BOB_FP  suite 1 (no forward secrecy)" "$(sc alice users 2>/dev/null)"
 
 check "carol listens" listen_start carol "$T/carol.json"
 CAROL=$SC_BG
@@ -47,7 +48,7 @@ ok "bob's listen --json shows alice going offline" \
 bg_stop "$CAROL"
 is "...and nothing of carol, whom bob does not follow" 0 \
 	"$(json_count "$T/bob.json" -m user=carol presence)"
-is "users shows bob alone again" "bob  $BOB_FP" "$(sc alice users 2>/dev/null)"
+is "users shows bob alone again" "bob  $BOB_FP  suite 1 (no forward secrecy)" "$(sc alice users 2>/dev/null)"
 
 # ---- send -> listen, exact text -------------------------------------------------
 
@@ -151,7 +152,8 @@ bg_wait "$CONNECT"
 is "connect exits 0 after quit" 0 $?
 is "connect printed one line per message sent, in order" "-> bob: delivered
 -> bob: delivered" "$(grep '^-> bob: \(delivered\|queued\|refused\)' "$T/connect.out")"
-ok "/users listed bob with his fingerprint" grep -qx "bob  *$BOB_FP" "$T/connect.out"
+ok "/users listed bob with his fingerprint, in suite 2 since alice wrote to him" \
+	grep -qx "bob  *$BOB_FP  suite 2 (forward secrecy)" "$T/connect.out"
 unlike "connect reported no error" "refused|rror" "$(cat "$T/connect.out" "$T/connect.err")"
 
 # ---- receipts ------------------------------------------------------------------

@@ -98,7 +98,7 @@ if command -v sqlite3 >/dev/null; then
 	contains "...naming the pinned fingerprint" "$BOB_FP" "$(cat "$T/peer.err")"
 	contains "...and the new one" "$NEW_BOB_FP" "$(cat "$T/peer.err")"
 	like "...and what to do" "scctl trust bob" "$(cat "$T/peer.err")"
-	is "alice's pin is unchanged" "$BOB_FP" "$(sc alice fingerprint bob 2>/dev/null)"
+	is "alice's pin is unchanged" "$BOB_FP" "$(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 
 	out=$(sc bob send alice "$(marker fromnewbob) from the new key" 2>/dev/null)
 	is "bob (new key) sends to alice" "0 queued" "$? $out"
@@ -111,11 +111,11 @@ if command -v sqlite3 >/dev/null; then
 
 	sc alice trust bob </dev/null >/dev/null 2>"$T/trust.err"
 	is "trust without --yes and without a terminal: EXIT_USAGE, nothing changed" \
-		"$EXIT_USAGE $BOB_FP" "$? $(sc alice fingerprint bob 2>/dev/null)"
+		"$EXIT_USAGE $BOB_FP" "$? $(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 	out=$(sc alice trust --yes bob 2>"$T/trust.err")
 	is "scctl trust --yes bob exits 0" 0 $?
 	is "...and says which key replaced which" "bob is now trusted with key $NEW_BOB_FP (was $BOB_FP)" "$out"
-	is "alice's pin is bob's new key" "$NEW_BOB_FP" "$(sc alice fingerprint bob 2>/dev/null)"
+	is "alice's pin is bob's new key" "$NEW_BOB_FP" "$(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 
 	T2="$(marker trusted) after trust"
 	out=$(sc alice send bob "$T2" 2>/dev/null)

@@ -17,7 +17,7 @@ BOB_FP0=$(sc bob fingerprint)
 
 out=$(sc alice send bob "$(marker first) to the first key" 2>/dev/null)
 is "alice sends to bob (pinning his key)" "0 queued" "$? $out"
-is "alice pinned bob's first key" "$BOB_FP0" "$(sc alice fingerprint bob 2>/dev/null)"
+is "alice pinned bob's first key" "$BOB_FP0" "$(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 sc bob --json inbox >"$T/inbox0.json" 2>/dev/null
 is "bob reads it" "$(marker first) to the first key" "$("$SC_JSON" message text <"$T/inbox0.json")"
 
@@ -36,7 +36,7 @@ out=$(sc alice send bob "$(marker second) to the rotated key" 2>"$T/send1.err")
 is "alice sends to bob's new key without a key-changed refusal" "0 queued" "$? $out"
 like "...saying that the old key vouched for it" "bob rotated their key; the old key vouched for it" \
 	"$(cat "$T/send1.err")"
-is "alice's pin moved to bob's new key" "$BOB_FP1" "$(sc alice fingerprint bob 2>/dev/null)"
+is "alice's pin moved to bob's new key" "$BOB_FP1" "$(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 sc bob --json inbox >"$T/inbox1.json" 2>/dev/null
 is "bob reads it with the new key" "$(marker second) to the rotated key" \
 	"$("$SC_JSON" message text <"$T/inbox1.json")"
@@ -117,7 +117,7 @@ is "...and the identity is the new key" "$CAROL_FP" "$(sc_at "$T/home-bob-snap" 
 
 out=$(sc alice send bob "$(marker third) after two rotations" 2>"$T/send2.err")
 is "alice follows the second rotation too" "0 queued" "$? $out"
-is "...pinning it" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null)"
+is "...pinning it" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 
 # ---- a restart keeps the new key ---------------------------------------------------
 
@@ -180,7 +180,7 @@ if command -v sqlite3 >/dev/null; then
 	is "alice's send: EXIT_PEER_KEY (the chain does not start at her pin)" $EXIT_PEER_KEY $?
 	like "...as a key change" "key changed" "$(cat "$T/forged1.err")"
 	contains "...naming the new key" "$MALLORY_FP" "$(cat "$T/forged1.err")"
-	is "alice's pin is unchanged" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null)"
+	is "alice's pin is unchanged" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 
 	pinned=$(sed -n 's/.*"key":"\([^"]*\)".*/\1/p' "$T/home-alice/peers/"*/bob)
 	relay_stop
@@ -191,7 +191,7 @@ if command -v sqlite3 >/dev/null; then
 	sc alice send bob "$(marker forged2) to the forged chain" >"$T/forged2.out" 2>"$T/forged2.err"
 	is "alice's send: EXIT_PEER_KEY (the pinned key did not sign it)" $EXIT_PEER_KEY $?
 	like "...as a key change" "key changed" "$(cat "$T/forged2.err")"
-	is "alice's pin is still unchanged" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null)"
+	is "alice's pin is still unchanged" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 else
 	skip "forged rotations" "no sqlite3"
 fi

@@ -7,7 +7,8 @@
 # directory after bob received and rotated, and opens none of the recorded
 # envelopes, while the same attacker with the directory as it was before
 # opens them all; two senders of one user at once; one-time prekeys used
-# up (the SPK alone); suite-1 messages queued before the recipient
+# up (the SPK alone); an SPK rotated while messages sealed to it wait at
+# the relay; suite-1 messages queued before the recipient
 # published; a relay that strips prekeys, warned about and, with
 # require-suite2=, refused.
 
@@ -112,6 +113,16 @@ ok "alice's users --json: bob gets suite 2" grep -q '"user":"bob","fingerprint":
 	<(sc alice --json users 2>/dev/null)
 ok "...carol's, who never wrote to bob: suite 1 as far as she knows" \
 	grep -q '"user":"bob","fingerprint":"[^"]*","suite":1' <(sc carol --json users 2>/dev/null)
+BOB_FP=$(sc bob fingerprint 2>/dev/null)
+is "alice's users in words: bob in suite 2" "bob  $BOB_FP  suite 2 (forward secrecy)" \
+	"$(sc alice users 2>/dev/null | grep '^bob ')"
+is "alice's fingerprint bob: his key, then suite 2" "$BOB_FP suite 2 (forward secrecy)" \
+	"$(sc alice fingerprint bob 2>/dev/null | xargs)"
+is "...and in --json" 2 "$(sc alice --json fingerprint bob 2>/dev/null | "$SC_JSON" -n 1 fingerprint suite)"
+is "carol's fingerprint bob, who never looked his prekeys up: suite 1 so far" \
+	"suite 1 (no forward secrecy: no prekeys of bob's seen yet)" \
+	"$(sc carol fingerprint bob 2>/dev/null | sed -n 2p)"
+is "bob's own fingerprint is one line, without a suite" "$BOB_FP" "$(sc bob fingerprint bob 2>/dev/null)"
 
 # ---- kill -9 between opening and acknowledging ----------------------------------
 
@@ -171,6 +182,36 @@ sc bob --json inbox >"$T/inbox2.json" 2>"$T/inbox2.err"
 is "bob reads all four" 4 "$("$SC_JSON" -c message <"$T/inbox2.json")"
 is "...refusing none" 0 "$("$SC_JSON" -c rejected <"$T/inbox2.json")"
 
+# ---- SPK rotation while messages are queued --------------------------------------
+
+# alice loses her session with bob, so that her next messages start a new
+# one on bob's current SPK; while they wait at the relay bob replaces that
+# SPK with the default prekey-retention=, which keeps its private half.
+# bob must still open every one of them, once.
+spk_before=$(prekeys_field bob spk_id)
+sqlite3 "$T/home-alice/ratchet/alice.db" "DELETE FROM session"
+for i in 1 2 3 4; do
+	printf '%s queued across a rotation %s' "$(marker rot$i)" $i >"$T/r$i"
+	is "alice -> bob offline, a new session: message $i queued" "0 queued" \
+		"$(send alice bob "$(cat "$T/r$i")")"
+done
+is "bob rotates his SPK with the default retention" 0 \
+	"$(sc bob prekeys rotate >/dev/null 2>"$T/rotate2.err"; echo $?)"
+ok "...accepted by the relay as a whole, with no warning (the login's top-up counted)" \
+	test ! -s "$T/rotate2.err"
+ok "...to a new SPK" test "$(prekeys_field bob spk_id)" != "$spk_before"
+ok "...keeping the replaced one" test "$(prekeys_field bob retired_spks_kept)" -ge 1
+sc bob --json inbox >"$T/inbox3.json" 2>"$T/inbox3.err"
+is "bob's inbox after the rotation exits 0" 0 $?
+for i in 1 2 3 4; do
+	json_text "$T/inbox3.json" $i "$T/gotr$i"
+	ok "...message $i sealed to the old SPK arrived, exactly" cmp -s "$T/r$i" "$T/gotr$i"
+done
+is "...4 messages, none refused" "4 0" \
+	"$("$SC_JSON" -c message <"$T/inbox3.json") $("$SC_JSON" -c rejected <"$T/inbox3.json")"
+is "...and none comes again" "0 0" \
+	"$(sc bob --json inbox 2>/dev/null | "$SC_JSON" -c message) $?"
+
 # ---- suite 1 before prekeys; a relay that strips them ----------------------------
 
 ok "dave registers" sc_init dave
@@ -178,6 +219,9 @@ is "alice -> dave, who never published: queued" "0 queued" "$(send alice dave "s
 relay_stop
 is "...in suite 1" 1 "$(queued_for dave | grep -c '"suite":"rsa-oaep')"
 check "relay restarts" relay_start -o max-prekeys=3 || done_testing
+is "alice's fingerprint dave says suite 1, dave having published no prekeys" \
+	"suite 1 (no forward secrecy: no prekeys of dave's seen yet)" "$(sc alice fingerprint dave 2>/dev/null | sed -n 2p)"
+is "...and --json says suite 1" 1 "$(sc alice --json fingerprint dave 2>/dev/null | "$SC_JSON" -n 1 fingerprint suite)"
 sc dave --json inbox >"$T/dave.json" 2>"$T/dave.err"
 is "dave opens the suite-1 message after upgrading" "suite one" "$("$SC_JSON" -n 1 message text <"$T/dave.json")"
 
