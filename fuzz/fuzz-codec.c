@@ -90,9 +90,15 @@ static void check_invariants(const Frame *f) {
                 if (f->presence.kind == PRESENCE_LIST) {
                         for (size_t i = 0; i < f->presence.n_users; i++)
                                 check_package(f->presence.users[i]);
-                } else if (f->presence.kind == PRESENCE_ONLINE)
-                        check_package(f->presence.package);
-                else if (f->presence.kind != PRESENCE_OFFLINE || !username_valid(f->presence.user))
+                } else if (f->presence.kind == PRESENCE_ONLINE) {
+                        /* Version 1 carries the package, version 2 the name
+                         * and fingerprint. */
+                        if (f->presence.package)
+                                check_package(f->presence.package);
+                        else if (!username_valid(f->presence.user) ||
+                                 strncmp(f->presence.fingerprint, "SHA256:", 7) != 0)
+                                abort();
+                } else if (f->presence.kind != PRESENCE_OFFLINE || !username_valid(f->presence.user))
                         abort();
                 break;
         case FRAME_LOOKUP:
@@ -118,12 +124,31 @@ static void check_invariants(const Frame *f) {
                 if (strlen(f->receipt.msg) != 24 || !*f->receipt.status)
                         abort();
                 break;
+        case FRAME_PUBLISH:
+                if (f->publish.n_opks > PREKEYS_PUBLISH_MAX || (f->publish.n_opks > 0 && !f->publish.opks))
+                        abort();
+                break;
+        case FRAME_WATCH:
+        case FRAME_UNWATCH:
+                if (f->watch.n_users == 0 || f->watch.n_users > WATCH_USERS_MAX)
+                        abort();
+                for (size_t i = 0; i < f->watch.n_users; i++)
+                        if (!username_valid(f->watch.users[i]))
+                                abort();
+                break;
+        case FRAME_ONLINE:
+                for (size_t i = 0; i < f->online.n_users; i++)
+                        if (!username_valid(f->online.users[i].user))
+                                abort();
+                break;
         case FRAME_ROTATE:
                 check_rotation(f->rotate.rotation);
                 break;
         case FRAME_ROTATED:
                 check_package(f->rotated.package);
                 break;
+        case FRAME_PUBLISHED:
+        case FRAME_WHO:
         case FRAME_ACK:
         case FRAME_SYNCED:
         case FRAME_PING:
@@ -159,7 +184,8 @@ static json_object *rebuild(const Frame *f) {
                 if (f->presence.kind == PRESENCE_LIST)
                         return frame_new_presence_list(f->presence.users, f->presence.n_users, f->presence.more);
                 if (f->presence.kind == PRESENCE_ONLINE)
-                        return frame_new_presence_online(f->presence.package);
+                        return f->presence.package ? frame_new_presence_online(f->presence.package) :
+                                frame_new_presence_user(f->presence.user, f->presence.fingerprint);
                 return frame_new_presence_offline(f->presence.user);
         case FRAME_LOOKUP: {
                 json_object *o = frame_new_lookup(f->lookup.id, f->lookup.user);
@@ -193,6 +219,26 @@ static json_object *rebuild(const Frame *f) {
                 return frame_new_ack(f->ack.seq);
         case FRAME_RECEIPT:
                 return frame_new_receipt(f->receipt.msg, f->receipt.status);
+        case FRAME_WATCH:
+        case FRAME_UNWATCH: {
+                const char *users[WATCH_USERS_MAX];
+
+                for (size_t i = 0; i < f->watch.n_users; i++)
+                        users[i] = f->watch.users[i];
+                return frame_new_watch(f->type, f->watch.id, users, f->watch.n_users);
+        }
+        case FRAME_WHO:
+                return frame_new_who(f->who.id, f->who.after, f->who.limit);
+        case FRAME_ONLINE: {
+                json_object *o = frame_new_online(f->online.id, f->online.next);
+
+                for (size_t i = 0; o && i < f->online.n_users; i++)
+                        if (frame_online_add(o, f->online.users[i].user, f->online.users[i].fingerprint) < 0) {
+                                json_object_put(o);
+                                return NULL;
+                        }
+                return o;
+        }
         case FRAME_ROTATE:
                 return frame_new_rotate(f->rotate.id, f->rotate.rotation);
         case FRAME_ROTATED:
@@ -251,8 +297,13 @@ static bool same(const Frame *a, const Frame *b) {
                         return false;
                 if (a->presence.kind == PRESENCE_OFFLINE)
                         return strcmp(a->presence.user, b->presence.user) == 0;
-                if (a->presence.kind == PRESENCE_ONLINE)
+                if (a->presence.kind == PRESENCE_ONLINE) {
+                        if (!a->presence.package || !b->presence.package)
+                                return !a->presence.package && !b->presence.package &&
+                                       strcmp(a->presence.user, b->presence.user) == 0 &&
+                                       strcmp(a->presence.fingerprint, b->presence.fingerprint) == 0;
                         return package_eq(a->presence.package, b->presence.package);
+                }
                 if (a->presence.n_users != b->presence.n_users)
                         return false;
                 for (size_t i = 0; i < a->presence.n_users; i++)
@@ -289,6 +340,25 @@ static bool same(const Frame *a, const Frame *b) {
         case FRAME_RECEIPT:
                 return strcmp(a->receipt.msg, b->receipt.msg) == 0 &&
                        strcmp(a->receipt.status, b->receipt.status) == 0;
+        case FRAME_WATCH:
+        case FRAME_UNWATCH:
+                if (a->watch.id != b->watch.id || a->watch.n_users != b->watch.n_users)
+                        return false;
+                for (size_t i = 0; i < a->watch.n_users; i++)
+                        if (strcmp(a->watch.users[i], b->watch.users[i]) != 0)
+                                return false;
+                return true;
+        case FRAME_WHO:
+                return a->who.id == b->who.id && a->who.after == b->who.after && a->who.limit == b->who.limit;
+        case FRAME_ONLINE:
+                if (a->online.id != b->online.id || a->online.next != b->online.next ||
+                    a->online.n_users != b->online.n_users)
+                        return false;
+                for (size_t i = 0; i < a->online.n_users; i++)
+                        if (strcmp(a->online.users[i].user, b->online.users[i].user) != 0 ||
+                            strcmp(a->online.users[i].fingerprint, b->online.users[i].fingerprint) != 0)
+                                return false;
+                return true;
         case FRAME_ROTATE:
                 return a->rotate.id == b->rotate.id && rotation_eq(a->rotate.rotation, b->rotate.rotation);
         case FRAME_ROTATED:
