@@ -395,10 +395,9 @@ static void manager_update_status(Manager *m) {
         (void) sd_notifyf(false, "STATUS=%s", status);
 }
 
-/* After every session ready in this turn of the loop had its turn (the
- * post source has the lowest priority, and sd-event polls again only once
- * nothing is pending): commit and answer their sends in one transaction,
- * free what was closed, refresh STATUS=. */
+/* After the sessions ready in this turn of the loop had their turn:
+ * commit and answer their sends in one transaction, free what was closed,
+ * refresh STATUS=. */
 static int on_post(sd_event_source *es, void *userdata) {
         Manager *m = userdata;
 
@@ -609,11 +608,13 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the expiry timer: %m");
         (void) sd_event_source_set_enabled(m->expire_timer, SD_EVENT_ON);
+        /* At the sessions' priority, not below: while any source is
+         * pending sd-event polls epoll again without waiting, so senders
+         * that always have more to read would keep a lower-priority commit
+         * from ever running, and nobody would hear accepted. At the same
+         * priority the oldest pending source goes first, so the commit
+         * comes once per round of the sessions that were ready. */
         r = sd_event_add_post(m->event, &m->post, on_post, m);
-        if (r >= 0)
-                /* At the same priority it may come before sessions that
-                 * were ready in the same epoll round: smaller batches. */
-                r = sd_event_source_set_priority(m->post, SD_EVENT_PRIORITY_IDLE);
         if (r < 0)
                 return log_error_errno(r, "Failed to set up the event loop: %m");
         r = sd_event_set_watchdog(m->event, true);
