@@ -59,22 +59,6 @@ static int envelope_from_message(const Suite2Message *m, Envelope **ret) {
         return 0;
 }
 
-/* A view of e as a Suite2Message: borrowed pointers, never freed. */
-static Suite2Message message_view(const Envelope *e) {
-        Suite2Message m = {
-                .ts = e->ts,
-                .hdr = e->hdr, .hdr_len = e->hdr_len,
-                .ct = e->ct, .ct_len = e->ct_len,
-                .sig = e->sig, .sig_len = e->sig_len,
-        };
-
-        memcpy(m.id, e->id, MSG_ID_LEN);
-        memcpy(m.from, e->from, sizeof(m.from));
-        memcpy(m.to, e->to, sizeof(m.to));
-        memcpy(m.mac, e->mac, SUITE2_MAC_LEN);
-        return m;
-}
-
 int suite2_io_seal(RatchetStore *st, const char *me, const RsaKey *identity, const char *peer,
                    const RsaKey *peer_key, const PrekeyBundle *bundle, uint64_t now,
                    const char *text, size_t len, Envelope **ret) {
@@ -178,7 +162,7 @@ int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaK
                    const RsaKey *sender_key, const Envelope *e, uint64_t now, uint64_t window,
                    Suite2Opened *ret, const char **ret_error) {
         uint8_t digest[ENVELOPE_DIGEST_LEN];
-        Suite2Message m = message_view(e);
+        Suite2Message m = envelope_suite2_view(e);
         Suite2Opened o = {};
         RatchetHeader h;
         int r;

@@ -102,21 +102,6 @@ static int load_secrets(const char *path, Secrets *s) {
         return 0;
 }
 
-static Suite2Message view(const Envelope *e) {
-        Suite2Message m = {
-                .ts = e->ts,
-                .hdr = e->hdr, .hdr_len = e->hdr_len,
-                .ct = e->ct, .ct_len = e->ct_len,
-                .sig = e->sig, .sig_len = e->sig_len,
-        };
-
-        memcpy(m.id, e->id, MSG_ID_LEN);
-        memcpy(m.from, e->from, sizeof(m.from));
-        memcpy(m.to, e->to, sizeof(m.to));
-        memcpy(m.mac, e->mac, SUITE2_MAC_LEN);
-        return m;
-}
-
 static bool try_open(Ratchet *r, const Suite2Message *m, const RsaKey *sender) {
         Suite2Error error;
         char *text = NULL;
@@ -133,7 +118,7 @@ static bool try_open(Ratchet *r, const Suite2Message *m, const RsaKey *sender) {
  * with any private prekey of the right kind. */
 static bool attack(const Secrets *s, const char *user, const RsaKey *identity, const Envelope *e,
                    const RsaKey *sender) {
-        Suite2Message m = view(e);
+        Suite2Message m = envelope_suite2_view(e);
         RatchetHeader h;
 
         for (size_t i = 0; i < s->n_sessions; i++) {
