@@ -754,8 +754,10 @@ static int parse_watch(Frame *f, json_object *o, const char **reason) {
                         *reason = "bad users";
                         return -EBADMSG;
                 }
-                if (!username_valid(name))
+                if (!username_valid(name)) {
+                        *reason = "bad username";
                         return -EINVAL;         /* bad_username, as for lookup */
+                }
                 memcpy(f->watch.users[i], name, len + 1);
                 f->watch.n_users++;
         }
