@@ -92,9 +92,9 @@ int verb_rotate_key(int argc, char *argv[]) {
         while ((opt = getopt_long(argc, argv, "+:h", options, NULL)) >= 0)
                 switch (opt) {
                 case ARG_BITS:
-                        if (!streq(optarg, "2048") && !streq(optarg, "3072") && !streq(optarg, "4096"))
-                                return verb_usage_error(argv[0], "--bits takes 2048, 3072 or 4096");
-                        bits = (unsigned) atoi(optarg);
+                        r = verb_parse_key_bits(argv[0], optarg, &bits);
+                        if (r < 0)
+                                return r;
                         break;
                 default:
                         r = verb_option(argv[0], opt, argv);

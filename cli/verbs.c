@@ -140,6 +140,13 @@ int verb_usage_error(const char *verb, const char *fmt, ...) {
         return log_fail(EXIT_USAGE, 0, "%s: %s; see 'scctl %s --help'.", verb, message, verb);
 }
 
+int verb_parse_key_bits(const char *verb, const char *s, unsigned *ret) {
+        if (!streq(s, "2048") && !streq(s, "3072") && !streq(s, "4096"))
+                return verb_usage_error(verb, "--bits takes 2048, 3072 or 4096");
+        *ret = (unsigned) atoi(s);
+        return 0;
+}
+
 void user_name_explain(const char *name, char *buf, size_t size) {
         char lower[USERNAME_MAX + 1] = "", also[USERNAME_MAX + 32] = "";
         size_t n = strlen(name);

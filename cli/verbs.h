@@ -68,6 +68,9 @@ int verb_parse_no_arguments(int argc, char *argv[]);
 /* Print "scctl: VERB: message; see 'scctl VERB --help'." and return
  * -EINVAL (EXIT_USAGE). */
 int verb_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* --bits of init and rotate-key: 2048, 3072 or 4096 into *ret; 0, or the
+ * usage error reported. */
+int verb_parse_key_bits(const char *verb, const char *s, unsigned *ret);
 
 /* Why NAME is not a user name, with what one is (and, when NAME in lower
  * case would do, that one) and where scctl(1) defines it: the help of a
