@@ -35,6 +35,7 @@ struct Stream {
         bool wants_write;
         bool corked;
         size_t drained;
+        uint32_t io_events;     /* as last given to epoll */
 
         StreamOutput out;
         sd_event_source *io, *timer, *resume;
@@ -94,7 +95,20 @@ static void stream_update_io(Stream *s) {
         case STREAM_DEAD:
                 return;
         }
-        (void) sd_event_source_set_io_events(s->io, events);
+        /* Edge-triggered. sd-event polls epoll once per dispatched source
+         * (sd_event_prepare() waits with timeout 0 while any is pending),
+         * so level-triggered sockets that stay readable until their turn
+         * came back in every one of those polls: O(ready sockets) kernel
+         * work per dispatch, quadratic in a busy turn. Every path that
+         * stops before EAGAIN comes back on its own: the resume timer
+         * (more to read), or reading re-enabled, whose epoll_ctl() polls
+         * the socket again. */
+        if (events != 0)
+                events |= EPOLLET;
+        if (events == s->io_events)
+                return;
+        if (sd_event_source_set_io_events(s->io, events) >= 0)
+                s->io_events = events;
 }
 
 void stream_set_reading(Stream *s, bool reading) {
