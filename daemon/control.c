@@ -565,6 +565,13 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
         return TAKE_PTR(e);
 }
 
+/* An event below log-level is formatted only if this says so: Monitor's
+ * subscribers see every event, and a reload may have renamed the admin
+ * group (control_on_event()). */
+static bool control_wants_event(Control *ctl, EventKind kind) {
+        return kind == EVENT_RELOAD || varlink_server_n_subscribers(ctl->server) > 0;
+}
+
 static void control_on_event(Control *ctl, EventKind kind, const LogFields *fields, const char *message) {
         json_object *p, *event;
 
@@ -682,7 +689,7 @@ int control_start(Manager *m) {
         ctl->manager = m;
         /* Also what control_stop() frees, should the rest fail; events
          * before the socket is up find no subscriber: harmless. */
-        manager_set_event_hook(m, control_on_event, ctl);
+        manager_set_event_hook(m, control_on_event, control_wants_event, ctl);
 
         control_resolve_admin_group(ctl);
 
@@ -724,6 +731,6 @@ void control_stop(Manager *m) {
 
         if (!ctl)
                 return;
-        manager_set_event_hook(m, NULL, NULL);
+        manager_set_event_hook(m, NULL, NULL, NULL);
         control_free(ctl);
 }

@@ -31,6 +31,7 @@ const EventInfo *event_info(EventKind kind) {
 static int max_level = LOG_INFO;
 static bool to_journal = false;
 static LogEventHook event_hook = NULL;
+static LogEventWanted event_wanted = NULL;
 static void *event_hook_userdata = NULL;
 static bool in_hook = false;
 
@@ -65,8 +66,9 @@ int log_get_max_level(void) {
         return max_level;
 }
 
-void log_set_event_hook(LogEventHook hook, void *userdata) {
+void log_set_event_hook(LogEventHook hook, LogEventWanted wanted, void *userdata) {
         event_hook = hook;
+        event_wanted = wanted;
         event_hook_userdata = userdata;
 }
 
@@ -233,31 +235,38 @@ static void send_stderr(const Field *fields, size_t n, const char *message) {
 
 void log_emit(int priority, EventKind kind, const LogFields *fields, const char *format, ...) {
         const EventInfo *info = event_info(kind);
-        Field f[12];
         char message[1024];
         int saved_errno = errno;
-        size_t n;
+        bool to_log, to_hook;
         va_list ap;
 
         if (priority < 0)
                 priority = info ? info->priority : LOG_INFO;
 
-        /* Audit events reach the hook whatever the level; ordinary messages
-         * below the level are not even formatted. */
-        if (priority > max_level && (!info || !event_hook))
+        /* Audit events below the level still reach the hook when it wants
+         * them (someone is watching Monitor). Otherwise nothing is
+         * formatted: the routine per-message events are debug, and at the
+         * default level they must cost the relay nothing. */
+        to_log = priority <= max_level;
+        to_hook = info && event_hook && !in_hook &&
+                  (to_log || !event_wanted || event_wanted(event_hook_userdata, kind));
+        if (!to_log && !to_hook)
                 return;
 
+        errno = saved_errno;    /* for %m, whatever wanted() did */
         va_start(ap, format);
         vsnprintf(message, sizeof(message), format, ap);
         va_end(ap);
 
-        n = collect_fields(info, fields, f);
+        if (to_log) {
+                Field f[12];
+                size_t n = collect_fields(info, fields, f);
 
-        if (priority <= max_level)
                 if (!to_journal || !send_journal(priority, info, f, n, message))
                         send_stderr(f, n, message);
+        }
 
-        if (info && event_hook && !in_hook) {
+        if (to_hook) {
                 in_hook = true;
                 event_hook(event_hook_userdata, kind, fields, message);
                 in_hook = false;

@@ -38,18 +38,23 @@ typedef struct LogFields {
         uint64_t duration_usec;    /* SC_DURATION: session length, in seconds */
 } LogFields;
 
-/* Called for every audit event (whatever log-level says), after it was
- * logged, with the formatted message. Used to feed the control socket's
- * Monitor subscribers. The hook must not log audit events itself (such
- * events are not handed to it again). */
+/* Called for every audit event that log-level lets through, and for the
+ * others that wanted() asks for, after it was logged, with the formatted
+ * message. Used to feed the control socket's Monitor subscribers, who see
+ * every event. The hook must not log audit events itself (such events are
+ * not handed to it again). */
 typedef void (*LogEventHook)(void *userdata, EventKind kind, const LogFields *fields,
                              const char *message);
+/* Whether the hook wants an event below log-level. Asked before anything
+ * is formatted, so that an event nobody gets costs a call and no more;
+ * it must be cheap and must not log. NULL: every event. */
+typedef bool (*LogEventWanted)(void *userdata, EventKind kind);
 
 /* Decide once where lines go (journal or stderr). Safe to call again. */
 void log_open(void);
 void log_set_max_level(int level);       /* LOG_ERR ... LOG_DEBUG */
 int log_get_max_level(void);
-void log_set_event_hook(LogEventHook hook, void *userdata);
+void log_set_event_hook(LogEventHook hook, LogEventWanted wanted, void *userdata);
 
 /* "err", "warning", "notice", "info", "debug" (and the other syslog names,
  * "error" and "warn"): the level, or -EINVAL. */

@@ -37,8 +37,15 @@ static void manager_on_event(void *userdata, EventKind kind, const LogFields *fi
                 m->event_hook(m->control, kind, fields, message);
 }
 
-void manager_set_event_hook(Manager *m, ManagerEventHook hook, Control *c) {
+static bool manager_event_wanted(void *userdata, EventKind kind) {
+        Manager *m = userdata;
+
+        return m->event_wanted && m->event_wanted(m->control, kind);
+}
+
+void manager_set_event_hook(Manager *m, ManagerEventHook hook, ManagerEventWanted wanted, Control *c) {
         m->event_hook = hook;
+        m->event_wanted = wanted;
         m->control = c;
 }
 
@@ -96,7 +103,7 @@ int manager_new(const ConfigSources *sources, Config *config, Manager **ret) {
                 .hooks = &relay_hooks,
                 .userdata = m,
         };
-        log_set_event_hook(manager_on_event, m);
+        log_set_event_hook(manager_on_event, manager_event_wanted, m);
 
         *ret = TAKE_PTR(m);
         return 0;
@@ -126,7 +133,7 @@ Manager *manager_free(Manager *m) {
         sd_event_unref(m->event);
         config_free(m->config);
         free(m->status);
-        log_set_event_hook(NULL, NULL);
+        log_set_event_hook(NULL, NULL, NULL);
         free(m);
         return NULL;
 }

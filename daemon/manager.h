@@ -39,6 +39,7 @@
 
 typedef void (*ManagerEventHook)(Control *c, EventKind kind, const LogFields *fields,
                                  const char *message);
+typedef bool (*ManagerEventWanted)(Control *c, EventKind kind);
 
 typedef struct Manager {
         sd_event *event;
@@ -57,6 +58,7 @@ typedef struct Manager {
         int control_fd;
         Control *control;               /* set with the event hook, by control.c */
         ManagerEventHook event_hook;
+        ManagerEventWanted event_wanted;
 
         int lock_fd;
         Store *store;
@@ -152,9 +154,10 @@ int manager_kick_user(Manager *m, const char *user, const char *by);
 int manager_reset_key(Manager *m, const char *user, const char *by, char ret_code[RESET_CODE_LEN],
                       uint64_t *ret_dropped);
 
-/* Every audit event is handed to hook(c, ...) after it was logged,
- * whatever log-level says (NULL, NULL to remove). */
-void manager_set_event_hook(Manager *m, ManagerEventHook hook, Control *c);
+/* Every audit event that log-level lets through is handed to hook(c, ...)
+ * after it was logged, and so is every other one for which wanted(c, kind)
+ * says yes (NULL, NULL, NULL to remove). See LogEventWanted in log.h. */
+void manager_set_event_hook(Manager *m, ManagerEventHook hook, ManagerEventWanted wanted, Control *c);
 
 /* A limit refused something: count it and log a limit-hit audit event with
  * SC_REASON= the limit's name (fields may be NULL; its reason is
