@@ -7,6 +7,12 @@
  * a new id (generate one with `systemd-id128 new`).
  *
  * Columns: kind, name (SC_EVENT=), MESSAGE_ID, priority, description.
+ *
+ * Routine per-message events are LOG_DEBUG, so that the default log-level
+ * (info) leaves them out: three journal entries per message would also
+ * count against journald's rate limit, which would then drop the security
+ * events beside them under load. A message deleted undelivered
+ * (message-expired) is something an operator wants to see: NOTICE.
  */
 #pragma once
 
@@ -36,13 +42,13 @@
         X(EVENT_SESSION_END, "session-end", "eb2ec37e7e0b4b87af6068a3ebfb6b8a", \
           LOG_INFO, "An authenticated session ended")                            \
         X(EVENT_MESSAGE_ACCEPTED, "message-accepted", "88debe8cca25469fb237d83968138d3e", \
-          LOG_INFO, "A message was stored and is being forwarded to its online recipient") \
+          LOG_DEBUG, "A message was stored and is being forwarded to its online recipient") \
         X(EVENT_MESSAGE_QUEUED, "message-queued", "25b2843e22604809a9d9ef66b68d2222", \
-          LOG_INFO, "A message was stored for a recipient who is offline")      \
+          LOG_DEBUG, "A message was stored for a recipient who is offline")     \
         X(EVENT_MESSAGE_FORWARDED, "message-forwarded", "3a797ce9eddf41ca8ec75f7f2ac5833f", \
           LOG_DEBUG, "A stored message was sent to its recipient's session")    \
         X(EVENT_MESSAGE_DELIVERED, "message-delivered", "999d69d61d4f4066a03dbcf871ce4823", \
-          LOG_INFO, "The recipient acknowledged a message; it was deleted")     \
+          LOG_DEBUG, "The recipient acknowledged a message; it was deleted")     \
         X(EVENT_MESSAGE_EXPIRED, "message-expired", "7d0b075d53b74965bc0f2b71377cc19e", \
           LOG_NOTICE, "A queued message reached queue-ttl and was deleted undelivered") \
         X(EVENT_LIMIT_HIT, "limit-hit", "7647402bd2244ff48934b41318d70685", LOG_WARNING, \

@@ -39,7 +39,8 @@ db "UPDATE queue SET envelope = json_set(envelope, '\$.ct',
 	(CASE substr(json_extract(envelope, '\$.ct'), 1, 1) WHEN 'A' THEN 'B' ELSE 'A' END) ||
 	substr(json_extract(envelope, '\$.ct'), 2));"
 is "its ciphertext was changed" 1 "$(db "SELECT count(*) FROM queue WHERE json_extract(envelope, '\$.ct') LIKE 'A%' OR json_extract(envelope, '\$.ct') LIKE 'B%';")"
-check "relay starts" relay_start
+# At debug, for the message-delivered event below.
+check "relay starts (log-level=debug)" relay_start -o log-level=debug
 sc bob --json inbox >"$T/inbox1.json" 2>"$T/inbox1.err"
 is "bob's inbox exits 0" 0 $?
 is "...reporting the message as rejected: bad_signature" "alice bad_signature" \

@@ -4,7 +4,9 @@
 # Administration over /run/securechat/control under a real systemd (an
 # sdbox): the control socket alone activates the daemon; scctl status,
 # sessions, users --registered, monitor (sees a login), kick (the user is
-# gone), reset-key and reload (good and bad configuration) as root; a
+# gone), reset-key and reload (good and bad configuration) as root;
+# per-message events not in the journal at the default log-level, beside a
+# key-mismatch that is, and there after scctl reload to log-level=debug; a
 # member of the securechat group may, nobody else may: first the socket's
 # permissions refuse them, then, with the socket opened to everyone, the
 # daemon itself (SO_PEERCRED, SO_PEERGROUPS; this is why the unit has no
@@ -75,8 +77,33 @@ ok "scctl monitor connects (status counts it)" \
 ok "alice sends bob a message" sc alice send bob "hello from alice"
 ok "scctl monitor sees alice's login" \
 	wait_until box grep -qE ' handshake-ok: User alice logged in from 127\.0\.0\.1:' /run/monitor.out
+# A debug event, below the relay's level (info), which Monitor sees all the same.
 ok "...and her message" wait_until box grep -qE ' message-accepted: Message .* from alice to bob' /run/monitor.out
 box systemctl stop sc-monitor.service
+
+# ---- per-message events and log-level ----------------------------------------------
+
+# At the default level a message leaves nothing in the journal, while a
+# security event of the same run does. Entries of one process reach the
+# journal in order: once the later key-mismatch is there, the message's
+# entries would be too.
+out=$(sc alice send bob "at log-level info" 2>&1)
+is "alice sends bob a message at log-level info: delivered" "0 delivered" "$? $out"
+"$SCCTL" --server "127.0.0.1:$PORT" --user alice --home "$T/home-impostor" --timeout "$SC_WAIT" \
+	init --bits 2048 >/dev/null 2>&1
+is "a second alice with another key is refused (EXIT_AUTH)" "$EXIT_AUTH" "$?"
+ok "...and key-mismatch is in the journal" wait_until has_event key-mismatch SC_USER=alice
+is "...but none of the messages' events: accepted, queued, forwarded, delivered" "0 0 0 0" \
+	"$(journal_count message-accepted) $(journal_count message-queued) $(journal_count message-forwarded) $(journal_count message-delivered)"
+
+write_config "log-level = debug"
+out=$(admin reload 2>&1)
+is "scctl reload with log-level = debug" "0 The relay reloaded its configuration." "$? $out"
+out=$(sc alice send bob "at log-level debug" 2>&1)
+is "alice sends bob another message: delivered" "0 delivered" "$? $out"
+ok "...and message-delivered is in the journal" wait_until has_event message-delivered SC_USER=alice SC_RECIPIENT=bob
+is "...after message-accepted and message-forwarded, once each, at priority debug" "1 1 1" \
+	"$(journal_count message-accepted PRIORITY=7) $(journal_count message-forwarded PRIORITY=7) $(journal_count message-delivered PRIORITY=7)"
 
 # ---- kick, reset-key ------------------------------------------------------------------
 

@@ -43,6 +43,7 @@ SC_WAIT=${SC_WAIT:-30}
 exit_code() { # NAME
 	sed -n "s/^[[:space:]]*$1 = \([0-9]*\),.*/\1/p" "$SC_SRCDIR/cli/exit-codes.h"
 }
+EXIT_AUTH=$(exit_code EXIT_AUTH)
 EXIT_REFUSED=$(exit_code EXIT_REFUSED)
 EXIT_PERMISSION=$(exit_code EXIT_PERMISSION)
 

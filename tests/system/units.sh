@@ -38,6 +38,8 @@ ok "systemd-analyze security rates it 1.0 or better (${score:-no score})" \
 # A watchdog interval short enough for its pings to be seen here, long
 # enough for a busy machine.
 ok "the test's drop-in for the service" service_dropin "WatchdogSec=8s"
+# The message events checked below are debug.
+ok "a configuration with log-level = debug" write_config "log-level = debug"
 ok "the admin group exists after systemd-sysusers" box getent group securechat
 
 # ---- socket activation ---------------------------------------------------------
