@@ -569,7 +569,8 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
  * subscribers see every event, and a reload may have renamed the admin
  * group (control_on_event()). */
 static bool control_wants_event(Control *ctl, EventKind kind) {
-        return kind == EVENT_RELOAD || varlink_server_n_subscribers(ctl->server) > 0;
+        /* The hook is set before the server exists (control_start()). */
+        return kind == EVENT_RELOAD || (ctl->server && varlink_server_n_subscribers(ctl->server) > 0);
 }
 
 static void control_on_event(Control *ctl, EventKind kind, const LogFields *fields, const char *message) {
@@ -577,7 +578,7 @@ static void control_on_event(Control *ctl, EventKind kind, const LogFields *fiel
 
         if (kind == EVENT_RELOAD)
                 control_resolve_admin_group(ctl);
-        if (varlink_server_n_subscribers(ctl->server) == 0)
+        if (!ctl->server || varlink_server_n_subscribers(ctl->server) == 0)
                 return;
 
         event = event_to_json(kind, fields, message);
