@@ -13,7 +13,7 @@
  * floor of any durable TLS relay (the bare relay with TLS on every
  * connection, CPU per frame; SQLite inserting and deleting the load's batch
  * of queue rows, CPU per message and commits/s; the rate one core gets at
- * those costs).
+ * those costs), and the relay's own CPU bound in the fill rows' notes.
  *
  *   sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill LIST]
  *            [--sessions N] [--window N] [-o KEY=VALUE]...
@@ -1150,9 +1150,13 @@ fail:
         }
         row = row_add(figure, fill_rate, "msg/s", batched.rate, "SQLite commits of 64 rows, same file system",
                       true, 0.8);
+        /* What caps the relay below SQLite: its own CPU per message, on
+         * one core (the relay is one thread). */
         snprintf(row->note, sizeof(row->note),
-                 "relay CPU %.0f us/msg; SQLite 1-row commits %.0f/s (ratio %.2f); %u in flight",
-                 fill_cpu, one.rate, fill_rate / one.rate, FILL_WINDOW);
+                 "relay CPU %.0f us/msg, so at most %.0f msg/s on one core, against SQLite's %.0f msg/s "
+                 "(%.1f us CPU/msg); SQLite 1-row commits %.0f/s (ratio %.2f); %u in flight",
+                 fill_cpu, fill_cpu > 0 ? 1e6 / fill_cpu : 0, batched.rate, batched.cpu_us, one.rate,
+                 fill_rate / one.rate, FILL_WINDOW);
         if (drain_rate <= 0) {
                 row_failed(dfigure, error ?: strerror(-r));
                 return fill_rate;
