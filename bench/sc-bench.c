@@ -13,7 +13,9 @@
  * floor of any durable TLS relay (the bare relay with TLS on every
  * connection, CPU per frame; SQLite inserting and deleting the load's batch
  * of queue rows, CPU per message and commits/s; the rate one core gets at
- * those costs), and the relay's own CPU bound in the fill rows' notes.
+ * those costs), the relay's own CPU bound in the fill rows' notes, and the
+ * RSA private operations a message costs both clients under the
+ * end-to-end scctl row.
  *
  *   sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill LIST]
  *            [--sessions N] [--window N] [-o KEY=VALUE]...
@@ -1333,17 +1335,29 @@ static void bench_memory(bool receive, unsigned proto, double bare) {
 
 /* ---- handshakes and scctl --------------------------------------------------- */
 
-/* RSA-PSS signatures per second with key, for about seconds. */
-static int sign_rate(const RsaKey *key, double seconds, double *ret) {
+/* Private operations per second with key, for about seconds: RSA-PSS
+ * signatures, or with decrypt RSA-OAEP decryptions (a message's key, as
+ * suite 1 wraps it). */
+static int private_op_rate(const RsaKey *key, bool decrypt, double seconds, double *ret) {
+        _cleanup_(freep) uint8_t *ct = NULL;
         uint8_t msg[64] = {};
+        size_t ct_len = 0;
         unsigned n = 0;
-        double t0 = now_s();
+        double t0;
+        int r;
 
+        if (decrypt) {
+                r = rsa_oaep_encrypt(key, NULL, 0, msg, 32, &ct, &ct_len);
+                if (r < 0)
+                        return r;
+        }
+        t0 = now_s();
         while (now_s() - t0 < seconds || n == 0) {
-                _cleanup_(freep) uint8_t *sig = NULL;
+                _cleanup_(freep) uint8_t *out = NULL;
                 size_t len;
-                int r = rsa_pss_sign(key, msg, sizeof(msg), &sig, &len);
 
+                r = decrypt ? rsa_oaep_decrypt(key, NULL, 0, ct, ct_len, &out, &len) :
+                              rsa_pss_sign(key, msg, sizeof(msg), &out, &len);
                 if (r < 0)
                         return r;
                 n++;
@@ -1370,7 +1384,7 @@ static void bench_handshakes(void) {
         if (r < 0)
                 return (void) row_failed(figure, strerror(-r));
         if (asprintf(&path, "%s/identity.key", B.state) < 0 || rsa_key_load_private(path, &identity) < 0 ||
-            sign_rate(identity, B.quick ? 0.2 : 2, &signs) < 0) {
+            private_op_rate(identity, false, B.quick ? 0.2 : 2, &signs) < 0) {
                 relay_stop();
                 return (void) row_failed(figure, "cannot measure the RSA sign rate");
         }
@@ -1420,17 +1434,19 @@ static void bench_handshakes(void) {
                  CLIENT_KEY_BITS);
 }
 
-/* Run scctl with args for user in home; its wall time in seconds, or <0. */
-static double scctl_run(const char *home, const char *user, const char *const *args) {
-        _cleanup_(freep) char *exe = NULL, *server = NULL;
+/* Start scctl with args for user in home, its standard input from in_fd
+ * (-1: /dev/null) and output to out_fd (-1: scctl.log, which always gets
+ * its standard error). */
+static int scctl_spawn(const char *home, const char *user, const char *const *args, int in_fd, int out_fd,
+                       pid_t *ret) {
+        _cleanup_(freep) char *exe = NULL, *server = NULL, *log = NULL;
         char *argv[16];
         size_t n = 0;
-        int status;
-        double t0 = now_s();
         pid_t pid;
 
-        if (asprintf(&exe, "%s/scctl", B.builddir) < 0 || asprintf(&server, "127.0.0.1:%d", B.port) < 0)
-                return -1;
+        if (asprintf(&exe, "%s/scctl", B.builddir) < 0 || asprintf(&server, "127.0.0.1:%d", B.port) < 0 ||
+            asprintf(&log, "%s/scctl.log", B.tmp) < 0)
+                return -ENOMEM;
         argv[n++] = exe;
         argv[n++] = (char *) "--server";
         argv[n++] = server;
@@ -1443,21 +1459,37 @@ static double scctl_run(const char *home, const char *user, const char *const *a
         argv[n] = NULL;
         pid = fork();
         if (pid < 0)
-                return -1;
+                return -errno;
         if (pid == 0) {
-                _cleanup_(freep) char *log = NULL;
-                int fd = open("/dev/null", O_RDONLY | O_CLOEXEC), out;
+                int in = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
+                int err = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                int out = out_fd >= 0 ? out_fd : err;
 
-                if (asprintf(&log, "%s/scctl.log", B.tmp) < 0)
-                        _exit(127);
-                out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-                if (fd < 0 || out < 0 || dup2(fd, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
-                    dup2(out, STDERR_FILENO) < 0)
+                if (in < 0 || err < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+                    dup2(err, STDERR_FILENO) < 0 || prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
                         _exit(127);
                 execv(exe, argv);
                 _exit(127);
         }
-        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        *ret = pid;
+        return 0;
+}
+
+/* 0 when pid exited with status 0. */
+static int wait_success(pid_t pid) {
+        int status;
+
+        if (waitpid(pid, &status, 0) < 0)
+                return -errno;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EPROTO;
+}
+
+/* Run scctl with args for user in home; its wall time in seconds, or <0. */
+static double scctl_run(const char *home, const char *user, const char *const *args) {
+        double t0 = now_s();
+        pid_t pid;
+
+        if (scctl_spawn(home, user, args, -1, -1, &pid) < 0 || wait_success(pid) < 0)
                 return -1;
         return now_s() - t0;
 }
@@ -1497,11 +1529,173 @@ static void bench_scctl(void) {
         }
         relay_stop();
         qsort(times, runs, sizeof(times[0]), cmp_double);
-        if (sign_rate(B.key, B.quick ? 0.2 : 2, &signs) < 0)
+        if (private_op_rate(B.key, false, B.quick ? 0.2 : 2, &signs) < 0)
                 return (void) row_failed(figure, "cannot measure the RSA sign rate");
         row = row_add(figure, times[runs / 2] * 1000, "ms", 2 * 1000 / signs,
                       "its own 2 RSA-2048 private ops (auth, envelope)", false, 2.5);
         snprintf(row->note, sizeof(row->note), "median of %u; process start to exit", runs);
+}
+
+/* Lines of a child's output, read as they come. */
+typedef struct Lines {
+        int fd;
+        char buf[16384];
+        size_t len;
+} Lines;
+
+/* Read lines until count of them contained needle (what follows stays
+ * for the next call): 0, -ETIMEDOUT at deadline, -EPIPE at EOF. */
+static int lines_wait(Lines *l, const char *needle, size_t count, double deadline) {
+        size_t seen = 0;
+
+        for (;;) {
+                char *nl;
+
+                while (seen < count && (nl = memchr(l->buf, '\n', l->len))) {
+                        size_t n = (size_t) (nl - l->buf) + 1;
+
+                        if (memmem(l->buf, n, needle, strlen(needle)))
+                                seen++;
+                        memmove(l->buf, l->buf + n, l->len - n);
+                        l->len -= n;
+                }
+                if (seen == count)
+                        return 0;
+                /* A line longer than anything scctl prints here: not one
+                 * to count. */
+                if (l->len == sizeof(l->buf))
+                        l->len = 0;
+
+                struct pollfd p = { .fd = l->fd, .events = POLLIN };
+                double left = deadline - now_s();
+                ssize_t k;
+
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                if (poll(&p, 1, (int) (left * 1000) + 1) < 0 && errno != EINTR)
+                        return -errno;
+                k = read(l->fd, l->buf + l->len, sizeof(l->buf) - l->len);
+                if (k == 0)
+                        return -EPIPE;
+                if (k < 0 && errno != EAGAIN && errno != EINTR)
+                        return -errno;
+                if (k > 0)
+                        l->len += (size_t) k;
+        }
+}
+
+/* n lines "recipient: message" from scctl connect, until scctl listen
+ * printed them all; the time from connect's start, or -errno. */
+static int e2e_run(const char *home_s, const char *home_r, size_t n, double *ret) {
+        static const char *const listen_args[] = { "--json", "listen", NULL };
+        static const char *const connect_args[] = { "connect", NULL };
+        double deadline = now_s() + (B.quick ? 60 : 300), t0, dt = 0;
+        int out[2] = { -EBADF, -EBADF }, in[2] = { -EBADF, -EBADF };
+        pid_t listener = 0, sender = 0;
+        _cleanup_(freep) Lines *l = calloc(1, sizeof(*l));
+        int r;
+
+        if (!l)
+                return -ENOMEM;
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(in, O_CLOEXEC) < 0) {
+                r = -errno;
+                goto finish;
+        }
+        r = scctl_spawn(home_r, "recipient", listen_args, -1, out[1], &listener);
+        out[1] = safe_close(out[1]);
+        l->fd = out[0];
+        /* Messages sent before it is logged in would be queued, not routed. */
+        if (r >= 0)
+                r = lines_wait(l, "\"type\":\"connected\"", 1, deadline);
+        if (r < 0)
+                goto finish;
+
+        t0 = now_s();
+        r = scctl_spawn(home_s, "sender", connect_args, in[0], -1, &sender);
+        in[0] = safe_close(in[0]);
+        /* All at once: connect reads them in its own time, and how many it
+         * has in flight is its business (it may send one after the other or
+         * pipeline them). */
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                char line[64];
+                int len = snprintf(line, sizeof(line), "recipient: message %zu\n", i);
+
+                r = write_all(in[1], line, (size_t) len);
+        }
+        in[1] = safe_close(in[1]);
+        if (r >= 0)
+                r = lines_wait(l, "\"type\":\"message\"", n, deadline);
+        dt = now_s() - t0;
+        if (r >= 0) {
+                r = wait_success(sender);
+                sender = 0;
+        }
+
+finish:
+        if (sender > 0) {
+                (void) kill(sender, SIGTERM);
+                (void) waitpid(sender, NULL, 0);
+        }
+        if (listener > 0) {
+                (void) kill(listener, SIGTERM);
+                (void) waitpid(listener, NULL, 0);
+        }
+        safe_close(out[0]);
+        safe_close(out[1]);
+        safe_close(in[0]);
+        safe_close(in[1]);
+        if (r < 0)
+                return r;
+        *ret = dt;
+        return 0;
+}
+
+/* Two people chatting through scctl: what the relay, both clients and
+ * their cryptography make of a stream of messages. */
+static void bench_e2e(void) {
+        static const char *const init[] = { "init", "--bits", "2048", NULL };
+        static const char *const send[] = { "send", "recipient", "hello", NULL };
+        static const char *const inbox[] = { "inbox", NULL };
+        _cleanup_(freep) char *home_s = NULL, *home_r = NULL;
+        const char *figure = "end-to-end scctl connect -> scctl listen, 2048-bit";
+        size_t n = B.quick ? 20 : 500;
+        double dt = 0, signs = 0, decrypts = 0, per_msg;
+        char what[96];
+        Row *row;
+        int r;
+
+        note("%s: %zu messages", figure, n);
+        r = relay_start();
+        if (r < 0)
+                return (void) row_failed(figure, strerror(-r));
+        /* Registered, and pinned to each other: the sender pins the
+         * recipient's key when it sends, the recipient the sender's when it
+         * reads that message. */
+        if (asprintf(&home_s, "%s/home-e2e-sender", B.tmp) < 0 ||
+            asprintf(&home_r, "%s/home-e2e-recipient", B.tmp) < 0 ||
+            scctl_run(home_s, "sender", init) < 0 || scctl_run(home_r, "recipient", init) < 0 ||
+            scctl_run(home_s, "sender", send) < 0 || scctl_run(home_r, "recipient", inbox) < 0) {
+                relay_stop();
+                return (void) row_failed(figure, "scctl init, send or inbox failed");
+        }
+        r = e2e_run(home_s, home_r, n, &dt);
+        relay_stop();
+        if (r < 0)
+                return (void) row_failed(figure, strerror(-r));
+
+        /* Each message costs the sender a signature and the recipient an
+         * OAEP decryption of its key, both private RSA operations; on one
+         * core they take this long together. */
+        if (private_op_rate(B.key, false, B.quick ? 0.2 : 2, &signs) < 0 ||
+            private_op_rate(B.key, true, B.quick ? 0.2 : 2, &decrypts) < 0)
+                return (void) row_failed(figure, "cannot time the RSA private operations");
+        per_msg = 1 / signs + 1 / decrypts;
+        snprintf(what, sizeof(what), "sender+receiver crypto per core (RSA-%u sign + OAEP decrypt)",
+                 rsa_key_bits(B.key));
+        row = row_add(figure, (double) n / dt, "msg/s", 1 / per_msg, what, true, 0.8);
+        snprintf(row->note, sizeof(row->note), "%zu messages from connect's start until listen printed the last; "
+                 "limit = 1 / (%.2f ms PSS sign + %.2f ms OAEP decrypt), libcommon's rsa_pss_sign() and "
+                 "rsa_oaep_decrypt()", n, 1e3 / signs, 1e3 / decrypts);
 }
 
 /* ---- output ----------------------------------------------------------------- */
@@ -1748,6 +1942,7 @@ int main(int argc, char **argv) {
         }
         bench_handshakes();
         bench_scctl();
+        bench_e2e();
         relay_stop();
 
         if (B.json)
