@@ -1059,9 +1059,9 @@ static void bench_routing(size_t pairs) {
         snprintf(row->note, sizeof(row->note),
                  "limit = 1e6 / (2 x %.1f us, the bare TLS relay's CPU per frame (1 record in, 1 out) at the send "
                  "frame's size, + %.1f us, SQLite's CPU per insert + delete at %u per commit); relay CPU "
-                 "%.0f us/msg; commit latency bounds it at %u in flight (senders x window) per %.2f ms commit "
-                 "= %.0f msg/s (relay at %.2f of that)",
-                 tls.cpu_us, store.cpu_us, batch, relay.cpu_us, batch, commit_ms, commit_bound,
+                 "%.0f us/msg; commit latency bounds it at %u in flight (senders x window, at most %u) per "
+                 "%.2f ms commit = %.0f msg/s (relay at %.2f of that)",
+                 tls.cpu_us, store.cpu_us, batch, relay.cpu_us, batch, STORE_BATCH_MAX, commit_ms, commit_bound,
                  commit_bound > 0 ? relay.rate / commit_bound : 0);
 }
 
