@@ -1544,8 +1544,10 @@ typedef struct Lines {
 } Lines;
 
 /* Read lines until count of them contained needle (what follows stays
- * for the next call): 0, -ETIMEDOUT at deadline, -EPIPE at EOF. */
-static int lines_wait(Lines *l, const char *needle, size_t count, double deadline) {
+ * for the next call): 0, -ETIMEDOUT at deadline, -EPIPE at EOF. When
+ * *other is a child, its failure ends the wait at once (-ECHILD): nothing
+ * more would come; its success reaps it (*other = 0). */
+static int lines_wait(Lines *l, const char *needle, size_t count, double deadline, pid_t *other) {
         size_t seen = 0;
 
         for (;;) {
@@ -1568,12 +1570,22 @@ static int lines_wait(Lines *l, const char *needle, size_t count, double deadlin
 
                 struct pollfd p = { .fd = l->fd, .events = POLLIN };
                 double left = deadline - now_s();
+                int n, status;
                 ssize_t k;
 
                 if (left <= 0)
                         return -ETIMEDOUT;
-                if (poll(&p, 1, (int) (left * 1000) + 1) < 0 && errno != EINTR)
+                if (other && *other > 0 && waitpid(*other, &status, WNOHANG) == *other) {
+                        *other = 0;
+                        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                                return -ECHILD;
+                }
+                /* A tenth of a second at most while a child is watched. */
+                n = poll(&p, 1, other && *other > 0 ? MIN((int) (left * 1000) + 1, 100) : (int) (left * 1000) + 1);
+                if (n < 0 && errno != EINTR)
                         return -errno;
+                if (n <= 0)
+                        continue;
                 k = read(l->fd, l->buf + l->len, sizeof(l->buf) - l->len);
                 if (k == 0)
                         return -EPIPE;
@@ -1606,7 +1618,7 @@ static int e2e_run(const char *home_s, const char *home_r, size_t n, double *ret
         l->fd = out[0];
         /* Messages sent before it is logged in would be queued, not routed. */
         if (r >= 0)
-                r = lines_wait(l, "\"type\":\"connected\"", 1, deadline);
+                r = lines_wait(l, "\"type\":\"connected\"", 1, deadline, NULL);
         if (r < 0)
                 goto finish;
 
@@ -1624,9 +1636,10 @@ static int e2e_run(const char *home_s, const char *home_r, size_t n, double *ret
         }
         in[1] = safe_close(in[1]);
         if (r >= 0)
-                r = lines_wait(l, "\"type\":\"message\"", n, deadline);
+                r = lines_wait(l, "\"type\":\"message\"", n, deadline, &sender);
         dt = now_s() - t0;
-        if (r >= 0) {
+        /* Connect ends after the relay answered every message. */
+        if (r >= 0 && sender > 0) {
                 r = wait_success(sender);
                 sender = 0;
         }
@@ -1680,6 +1693,8 @@ static void bench_e2e(void) {
         }
         r = e2e_run(home_s, home_r, n, &dt);
         relay_stop();
+        if (r == -ECHILD)
+                return (void) row_failed(figure, "scctl connect failed (see scctl.log)");
         if (r < 0)
                 return (void) row_failed(figure, strerror(-r));
 
