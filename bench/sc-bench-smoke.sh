@@ -10,13 +10,18 @@ out=$("$BENCH" --builddir "$SC_BUILDDIR" --quick 2>&1)
 rc=$?
 is "sc-bench --quick exits 0 (every row measured)" 0 "$rc"
 [ "$rc" -eq 0 ] || diag "$out"
-for row in "routing, 1 sender -> 1 receiver" "routing, 2 senders -> 2 receivers" "offline fill" \
-	"queue drain on login" "offline fill rate, [0-9]+ queued against [0-9]+" "[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" \
-	"one-shot scctl send"; do
+for row in "routing, 1 sender -> 1 receiver" "routing, 2 senders -> 2 receivers" \
+	"bare TLS relay, 1 pair, CPU per frame" "SQLite insert \\+ delete per message, 2 rows per commit" \
+	"routing, 1 pair, against a TLS \\+ durable floor" "routing, 2 pairs, against a TLS \\+ durable floor" \
+	"offline fill" "queue drain on login" "offline fill rate, [0-9]+ queued against [0-9]+" \
+	"[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" "one-shot scctl send" \
+	"end-to-end scctl connect -> scctl listen, 2048-bit"; do
 	like "the table has: $row" "^\| $row.* \| [0-9.e+]+ [a-zA-Z/]+ \| .* \| [0-9.e+-]+x? \| " "$out"
 done
 like "it names the machine" "^machine: [0-9]+ CPUs, " "$out"
 json=$("$BENCH" --builddir "$SC_BUILDDIR" --quick --json --pairs 1 2>/dev/null)
 is "--json exits 0" 0 $?
 like "--json is one object with the rows" '^\{"cpus":[0-9]+,.*"rows":\[\{"figure":' "$json"
+like "--json has the floor row" '"figure":"routing, 1 pair, against a TLS \+ durable floor","measured":true' "$json"
+like "--json has the end-to-end row" '"figure":"end-to-end scctl connect -> scctl listen, 2048-bit","measured":true' "$json"
 done_testing

@@ -8,6 +8,15 @@
  * same file system, the RSA sign rate, a bare idle TLS session's memory.
  * It prints one table: figure, limit, ratio, target.
  *
+ * Where the relay is far from its target, the table also says what bounds
+ * it on this machine, measured in the same run: under each routing row the
+ * floor of any durable TLS relay (the bare relay with TLS on every
+ * connection, CPU per frame; SQLite inserting and deleting the load's batch
+ * of queue rows, CPU per message and commits/s; the rate one core gets at
+ * those costs), the relay's own CPU bound in the fill rows' notes, and the
+ * RSA private operations a message costs both clients under the
+ * end-to-end scctl row.
+ *
  *   sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill LIST]
  *            [--sessions N] [--window N] [-o KEY=VALUE]...
  *
@@ -86,7 +95,7 @@
 #define FILL_WINDOW 64          /* sends in flight while filling a queue */
 #define CLIENT_KEY_BITS 2048    /* scctl init's default */
 #define TEXT_LEN 100            /* makes a send frame of ~1 KB */
-#define MAX_ROWS 32
+#define MAX_ROWS 64
 
 typedef struct Row {
         char figure[96];
@@ -96,7 +105,7 @@ typedef struct Row {
         char limit_what[96];
         bool at_least;          /* target: ratio >= target, else <= */
         double target;          /* 0: no target */
-        char note[160];
+        char note[400];
         bool failed;
 } Row;
 
@@ -598,14 +607,72 @@ static int login_many(const char *prefix, size_t n, bool receive, unsigned proto
         return 0;
 }
 
-/* ---- the bare relay ------------------------------------------------------ */
+/* ---- the bare relays ------------------------------------------------------ */
 
-/* The reference: accepts connections in pairs (receiver, then sender) and
- * forwards every complete frame from a sender to its receiver. Nothing
- * else: no TLS, no parsing, no storage. Runs until killed. */
-_Noreturn static void bare_relay(int listen_fd);
-_Noreturn static void bare_relay(int listen_fd) {
-        struct Side { int fd, peer; uint8_t buf[65536]; size_t len; } *sides = NULL;
+/* Run one end's handshake to completion (blocking on its own fd; the other
+ * end is another process). */
+static int handshake_alone(Transport *t) {
+        int r;
+
+        while ((r = transport_handshake(t, NULL)) == -EAGAIN) {
+                struct pollfd p = { .fd = transport_fd(t), .events = transport_wants_write(t) ? POLLOUT : POLLIN };
+
+                if (poll(&p, 1, TIMEOUT_MS) <= 0)
+                        return -ETIMEDOUT;
+        }
+        return r;
+}
+
+/* Server credentials as the relay's: an Ed25519 key and a self-signed
+ * certificate, made once per run in the working directory. */
+static int bare_tls_credentials(gnutls_certificate_credentials_t *ret) {
+        _cleanup_(freep) char *key = NULL, *cert = NULL;
+        int r;
+
+        if (asprintf(&key, "%s/bare-tls.key", B.tmp) < 0 || asprintf(&cert, "%s/bare-tls.crt", B.tmp) < 0)
+                return -ENOMEM;
+        if (access(cert, F_OK) < 0) {
+                r = tls_key_generate(key);
+                if (r >= 0)
+                        r = tls_make_self_signed(key, "bench", cert);
+                if (r < 0)
+                        return r;
+        }
+        return tls_credentials_load(cert, key, ret);
+}
+
+/* Write all of len to t, waiting when its socket is full: the receiver's
+ * pace is the sender's back-pressure, as a blocking write would be. After
+ * -EAGAIN the same bytes are offered again (GnuTLS's rule). */
+static int bare_write_all(Transport *t, const uint8_t *p, size_t len) {
+        while (len > 0) {
+                ssize_t n = transport_write(t, p, len);
+
+                if (n == -EAGAIN) {
+                        struct pollfd pfd = { .fd = transport_fd(t),
+                                              .events = transport_wants_write(t) ? POLLOUT : POLLIN };
+
+                        if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
+                                return -errno;
+                        continue;
+                }
+                if (n < 0)
+                        return (int) n;
+                p += n;
+                len -= (size_t) n;
+        }
+        return 0;
+}
+
+/* The references: accept connections in pairs (receiver, then sender) and
+ * forward every complete frame from a sender to its receiver, one write
+ * (with TLS: one record) per frame. Nothing else: no parsing, no storage.
+ * creds NULL is plain TCP; with creds every connection is a TLS 1.3 server
+ * session, so each frame is decrypted and encrypted again. Runs until
+ * killed. */
+_Noreturn static void bare_relay(int listen_fd, gnutls_certificate_credentials_t creds);
+_Noreturn static void bare_relay(int listen_fd, gnutls_certificate_credentials_t creds) {
+        struct Side { Transport *t; size_t peer; uint8_t buf[65536]; size_t len; } *sides = NULL;
         size_t n_sides = 0;
         int ep = epoll_create1(EPOLL_CLOEXEC);
 
@@ -618,20 +685,23 @@ _Noreturn static void bare_relay(int listen_fd) {
 
                 for (int i = 0; i < n; i++) {
                         if (ev[i].data.u64 == UINT64_MAX) {
-                                int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+                                /* Non-blocking for the handshake, which
+                                 * the client runs at the same time. */
+                                int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                                Transport *t = NULL;
                                 struct Side *s;
 
                                 if (fd < 0)
                                         continue;
+                                if (transport_new_server(fd, creds, &t) < 0 || handshake_alone(t) < 0)
+                                        _exit(1);
                                 s = realloc(sides, (n_sides + 1) * sizeof(*sides));
                                 if (!s)
                                         _exit(1);
                                 sides = s;
-                                sides[n_sides] = (struct Side) { .fd = fd, .peer = -1 };
+                                sides[n_sides] = (struct Side) { .t = t, .peer = SIZE_MAX };
                                 if (n_sides % 2 == 1) {
-                                        /* The sender: blocking writes to its
-                                         * receiver are the back-pressure. */
-                                        sides[n_sides].peer = sides[n_sides - 1].fd;
+                                        sides[n_sides].peer = n_sides - 1;
                                         (void) epoll_ctl(ep, EPOLL_CTL_ADD, fd,
                                                          &(struct epoll_event) { .events = EPOLLIN, .data.u64 = n_sides });
                                 }
@@ -639,34 +709,42 @@ _Noreturn static void bare_relay(int listen_fd) {
                                 continue;
                         }
                         struct Side *s = &sides[ev[i].data.u64];
-                        ssize_t k = read(s->fd, s->buf + s->len, sizeof(s->buf) - s->len);
-                        size_t pos = 0;
 
-                        if (k <= 0) {
-                                (void) epoll_ctl(ep, EPOLL_CTL_DEL, s->fd, NULL);
-                                continue;
-                        }
-                        s->len += (size_t) k;
-                        /* Whole frames only, one write each, as a relay would. */
-                        while (s->len - pos >= 4) {
-                                uint32_t flen = (uint32_t) s->buf[pos] << 24 | (uint32_t) s->buf[pos + 1] << 16 |
-                                                (uint32_t) s->buf[pos + 2] << 8 | s->buf[pos + 3];
+                        /* One read per wakeup (epoll is level-triggered),
+                         * more only for records GnuTLS already holds,
+                         * which epoll cannot see. */
+                        do {
+                                ssize_t k = transport_read(s->t, s->buf + s->len, sizeof(s->buf) - s->len);
+                                size_t pos = 0;
 
-                                if (flen + 4 > sizeof(s->buf))
-                                        _exit(1);
-                                if (s->len - pos < flen + 4)
+                                if (k == -EAGAIN)
                                         break;
-                                if (write_all(s->peer, s->buf + pos, flen + 4) < 0)
-                                        _exit(1);
-                                pos += flen + 4;
-                        }
-                        memmove(s->buf, s->buf + pos, s->len - pos);
-                        s->len -= pos;
+                                if (k <= 0) {
+                                        (void) epoll_ctl(ep, EPOLL_CTL_DEL, transport_fd(s->t), NULL);
+                                        break;
+                                }
+                                s->len += (size_t) k;
+                                /* Whole frames only, one write each, as a relay would. */
+                                while (s->len - pos >= 4) {
+                                        uint32_t flen = (uint32_t) s->buf[pos] << 24 | (uint32_t) s->buf[pos + 1] << 16 |
+                                                        (uint32_t) s->buf[pos + 2] << 8 | s->buf[pos + 3];
+
+                                        if (flen + 4 > sizeof(s->buf))
+                                                _exit(1);
+                                        if (s->len - pos < flen + 4)
+                                                break;
+                                        if (bare_write_all(sides[s->peer].t, s->buf + pos, flen + 4) < 0)
+                                                _exit(1);
+                                        pos += flen + 4;
+                                }
+                                memmove(s->buf, s->buf + pos, s->len - pos);
+                                s->len -= pos;
+                        } while (transport_pending(s->t));
                 }
         }
 }
 
-static int bare_start(pid_t *ret_pid, int *ret_port) {
+static int bare_start(bool tls, pid_t *ret_pid, int *ret_port) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
         socklen_t sl = sizeof(sa);
         _cleanup_(closep) int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -679,13 +757,106 @@ static int bare_start(pid_t *ret_pid, int *ret_port) {
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
-                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+                gnutls_certificate_credentials_t creds = NULL;
+
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || (tls && bare_tls_credentials(&creds) < 0))
                         _exit(1);
-                bare_relay(fd);
+                bare_relay(fd, creds);
         }
         *ret_pid = pid;
         *ret_port = ntohs(sa.sin_port);
         return 0;
+}
+
+/* ---- SQLite on the same file system -------------------------------------- */
+
+typedef struct StoreRate {
+        double rate;            /* messages (inserted rows) per second */
+        double commits;         /* transactions per second */
+        double cpu_us;          /* this process's CPU per message */
+} StoreRate;
+
+static double cpu_now_us(void) {
+        struct timespec ts;
+
+        if (clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts) < 0)
+                return 0;
+        return (double) ts.tv_sec * 1e6 + (double) ts.tv_nsec / 1e3;
+}
+
+/* A queue table like the relay's (WAL, synchronous=FULL), batch rows
+ * inserted per transaction, for about seconds. With acks, each transaction
+ * also deletes the rows the one before inserted, as the relay's group
+ * commit carries the acks of earlier messages with the new sends: a
+ * message costs an insert and a delete, and the queue stays short. */
+static int sqlite_rate(const char *path, size_t row_size, unsigned batch, bool acks, double seconds,
+                       StoreRate *ret) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL, *del = NULL;
+        _cleanup_(freep) char *blob = malloc(row_size + 1);
+        uint64_t rows = 0, commits = 0;
+        double t0, dt, cpu0;
+        int rc;
+
+        if (!blob)
+                return -ENOMEM;
+        memset(blob, 'e', row_size);
+        blob[row_size] = '\0';
+        (void) unlink(path);
+        rc = sqlite3_open(path, &db);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                                  "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                                  " recipient TEXT NOT NULL, sender TEXT NOT NULL, msg_id TEXT NOT NULL,"
+                                  " envelope TEXT NOT NULL, size INTEGER NOT NULL, received INTEGER NOT NULL,"
+                                  " expires INTEGER NOT NULL, UNIQUE (sender, msg_id));"
+                                  "CREATE INDEX queue_by_recipient ON queue (recipient, seq);"
+                                  "CREATE INDEX queue_by_expiry ON queue (expires);", NULL, NULL, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(db, "INSERT INTO queue (recipient, sender, msg_id, envelope, size, "
+                                        "received, expires) VALUES ('r0', 's0', ?, ?, ?, 0, 0)", -1, &st, NULL);
+        if (rc == SQLITE_OK)
+                rc = sqlite3_prepare_v2(db, "DELETE FROM queue WHERE seq = ?", -1, &del, NULL);
+        t0 = now_s();
+        cpu0 = cpu_now_us();
+        while (rc == SQLITE_OK && ((dt = now_s() - t0) < seconds || rows == 0)) {
+                rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
+                for (unsigned i = 0; i < batch && rc == SQLITE_OK; i++) {
+                        char id[32];
+
+                        snprintf(id, sizeof(id), "%" PRIu64, rows + i);
+                        sqlite3_reset(st);
+                        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+                        sqlite3_bind_text(st, 2, blob, (int) row_size, SQLITE_STATIC);
+                        sqlite3_bind_int64(st, 3, (sqlite3_int64) row_size);
+                        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+                }
+                /* seq counts from 1: the previous batch is rows - batch + 1 .. rows. */
+                for (unsigned i = 0; acks && rows > 0 && i < batch && rc == SQLITE_OK; i++) {
+                        sqlite3_reset(del);
+                        sqlite3_bind_int64(del, 1, (sqlite3_int64) (rows - batch + 1 + i));
+                        rc = sqlite3_step(del) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+                }
+                if (rc == SQLITE_OK)
+                        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+                if (rc == SQLITE_OK) {
+                        rows += batch;
+                        commits++;
+                }
+        }
+        dt = now_s() - t0;
+        *ret = (StoreRate) {
+                .rate = (double) rows / dt,
+                .commits = (double) commits / dt,
+                .cpu_us = (cpu_now_us() - cpu0) / (double) MAX(rows, (uint64_t) 1),
+        };
+        if (rc != SQLITE_OK)
+                fprintf(stderr, "sc-bench: sqlite: %s\n", sqlite3_errmsg(db));
+        sqlite3_finalize(st);
+        sqlite3_finalize(del);
+        sqlite3_close(db);
+        (void) unlink(path);
+        return rc == SQLITE_OK ? 0 : -EIO;
 }
 
 /* ---- routing ------------------------------------------------------------- */
@@ -695,12 +866,20 @@ typedef struct Routing {
         size_t frame_size;
 } Routing;
 
+typedef enum Via {
+        VIA_RELAY,              /* securechatd: TLS, durable */
+        VIA_BARE,               /* bare_relay() over plain TCP */
+        VIA_BARE_TLS,           /* bare_relay() with TLS on every connection */
+} Via;
+
 /* pairs senders -> pairs receivers, per_pair messages each, through the
  * relay (TLS, durable: accepted after the commit, acked by the receiver)
- * or the bare relay. */
-static int routing_run(size_t pairs, size_t per_pair, bool bare, Routing *ret) {
+ * or a bare relay. */
+static int routing_run(size_t pairs, size_t per_pair, Via via, Routing *ret) {
         Peer *peers = calloc(2 * pairs, sizeof(*peers));
         Frames *frames = calloc(pairs, sizeof(*frames));
+        static const char *const via_name[] = { "", " (bare)", " (bare TLS)" };
+        bool bare = via != VIA_RELAY;
         Load l = { .peers = peers, .n = 2 * pairs, .bare = bare, .window = B.window };
         pid_t pid = 0;
         int port = B.port, r = 0;
@@ -722,14 +901,16 @@ static int routing_run(size_t pairs, size_t per_pair, bool bare, Routing *ret) {
                 goto finish;
 
         if (bare) {
-                r = bare_start(&pid, &port);
+                bool tls = via == VIA_BARE_TLS;
+
+                r = bare_start(tls, &pid, &port);
                 if (r < 0)
                         goto finish;
                 /* In pairs: receiver, then its sender (bare_relay()). */
                 for (size_t i = 0; i < pairs && r >= 0; i++) {
-                        r = conn_open(port, false, TIMEOUT_MS, &peers[2 * i].c);
+                        r = conn_open(port, tls, TIMEOUT_MS, &peers[2 * i].c);
                         if (r >= 0)
-                                r = conn_open(port, false, TIMEOUT_MS, &peers[2 * i + 1].c);
+                                r = conn_open(port, tls, TIMEOUT_MS, &peers[2 * i + 1].c);
                 }
                 /* Both ends of the last pair accepted before the clock. */
                 usleep(100 * 1000);
@@ -774,12 +955,12 @@ static int routing_run(size_t pairs, size_t per_pair, bool bare, Routing *ret) {
 
                 if (getenv("SC_BENCH_DEBUG"))
                         fprintf(stderr, "sc-bench: %zu pairs%s: %" PRIu64 " accepted, %" PRIu64 " delivered in %.1f s\n",
-                                pairs, bare ? " (bare)" : "", l.accepted, l.delivered, dt);
+                                pairs, via_name[via], l.accepted, l.delivered, dt);
                 ret->rate = (double) l.delivered / dt;
                 ret->cpu_us = (double) (proc_cpu_usec(bare ? pid : B.relay) - cpu0) / (double) l.delivered;
         } else
                 fprintf(stderr, "sc-bench: routing (%zu pairs%s): %s after %" PRIu64 " delivered, %" PRIu64
-                        " accepted\n", pairs, bare ? ", bare" : "", strerror(-r), l.delivered, l.accepted);
+                        " accepted\n", pairs, via_name[via], strerror(-r), l.delivered, l.accepted);
         if (l.errors > 0) {
                 fprintf(stderr, "sc-bench: %" PRIu64 " errors, the first: %s\n", l.errors, l.first_error);
                 if (r >= 0)
@@ -798,95 +979,96 @@ finish:
         return r;
 }
 
+/* Rows per commit at most: the relay's BATCH_MAX (daemon/relay.c). */
+#define STORE_BATCH_MAX 1024
+
 static void bench_routing(size_t pairs) {
         /* More messages than the relay routes in the run's 10 seconds
          * (so that the clock, not the supply, ends it), ~1 KB each, made
-         * beforehand; the bare relay sends its frames round and round. */
+         * beforehand; the bare relays send their frames round and round. */
         size_t total = B.quick ? 20 * pairs : MAX((size_t) 30000, 20 * pairs);
         size_t per_pair = MAX(total / pairs, (size_t) 5);
-        Routing relay = {}, bare = {};
+        /* What the load offers the store per commit: every sender's window. */
+        unsigned batch = (unsigned) MIN(pairs * B.window, (size_t) STORE_BATCH_MAX);
+        _cleanup_(freep) char *db = NULL;
+        Routing relay = {}, bare = {}, tls = {};
+        StoreRate store = {};
         char figure[96], what[96];
+        double cost, floor_rate, commit_ms, commit_bound;
         Row *row;
         int r;
 
         snprintf(figure, sizeof(figure), "routing, %zu sender%s -> %zu receiver%s, TLS, durable", pairs,
                  pairs == 1 ? "" : "s", pairs, pairs == 1 ? "" : "s");
         note("%s: %zu messages", figure, pairs * per_pair);
+        if (asprintf(&db, "%s/reference.db", B.tmp) < 0)
+                return (void) row_failed(figure, "out of memory");
         r = relay_start();
         if (r >= 0)
-                r = routing_run(pairs, per_pair, false, &relay);
+                r = routing_run(pairs, per_pair, VIA_RELAY, &relay);
         relay_stop();
         if (r >= 0)
-                r = routing_run(pairs, per_pair, true, &bare);
+                r = routing_run(pairs, per_pair, VIA_BARE, &bare);
+        if (r >= 0)
+                r = routing_run(pairs, per_pair, VIA_BARE_TLS, &tls);
+        if (r >= 0)
+                r = sqlite_rate(db, relay.frame_size, batch, true, B.quick ? 0.2 : 3, &store);
         if (r < 0) {
                 row_failed(figure, strerror(-r));
                 return;
         }
+        /* The floor: what one core routes if a message cost nothing but its
+         * TLS records and its row. A forwarded frame is one record in and
+         * one out, so a message's four records (send and ack in, accepted
+         * and deliver out) cost two of the TLS relay's frames. */
+        cost = 2 * tls.cpu_us + store.cpu_us;
+        floor_rate = cost > 0 ? 1e6 / cost : 0;
+
         snprintf(what, sizeof(what), "bare epoll relay, same frames and N");
         row = row_add(figure, relay.rate, "msg/s", bare.rate, what, true, 0.5);
         snprintf(row->note, sizeof(row->note), "relay CPU %.0f us/msg, bare %.1f us/frame; frames of %zu bytes; "
-                 "%u send%s in flight per sender", relay.cpu_us, bare.cpu_us, relay.frame_size, B.window,
-                 B.window == 1 ? "" : "s");
+                 "%u send%s in flight per sender; no relay with TLS and a durable queue gets above %.0f msg/s "
+                 "on one core here, %.3f of the bare relay (the next three rows)",
+                 relay.cpu_us, bare.cpu_us, relay.frame_size, B.window, B.window == 1 ? "" : "s", floor_rate,
+                 bare.rate > 0 ? floor_rate / bare.rate : 0);
+
+        /* (a) The cost of TLS alone: the bare relay's design, each frame
+         * decrypted from one record and encrypted into another. CPU of
+         * its process, not wall time: the load generator shares the
+         * cores. */
+        snprintf(figure, sizeof(figure), "bare TLS relay, %zu pair%s, CPU per frame forwarded", pairs,
+                 pairs == 1 ? "" : "s");
+        row = row_add(figure, tls.cpu_us, "us/frame", bare.cpu_us, "the bare epoll relay without TLS", false, 0);
+        snprintf(row->note, sizeof(row->note), "one TLS 1.3 record in and one out per %zu-byte frame (GnuTLS, "
+                 "an Ed25519 certificate as the relay's); %.0f frames/s", tls.frame_size, tls.rate);
+
+        /* (b) The cost of durability alone, at the batch the load offers. */
+        snprintf(figure, sizeof(figure), "SQLite insert + delete per message, %u row%s per commit", batch,
+                 batch == 1 ? "" : "s");
+        row = row_add(figure, store.cpu_us, "us/msg", store.rate > 0 ? 1e6 / store.rate : 0,
+                      "wall time per message, fsyncs included", false, 0);
+        commit_ms = store.commits > 0 ? 1e3 / store.commits : 0;
+        snprintf(row->note, sizeof(row->note), "a copy of the relay's queue table, WAL, synchronous=FULL, same file "
+                 "system; each commit inserts %u row%s and deletes the %u before: %.0f commits/s (%.2f ms each), "
+                 "%.0f msg/s", batch, batch == 1 ? "" : "s", batch, store.commits, commit_ms, store.rate);
+
+        /* With a window of 1 a sender waits for its accepted, which waits
+         * for the commit: at most every sender's window per commit. */
+        commit_bound = commit_ms > 0 ? (double) batch / commit_ms * 1e3 : 0;
+        snprintf(figure, sizeof(figure), "routing, %zu pair%s, against a TLS + durable floor", pairs,
+                 pairs == 1 ? "" : "s");
+        row = row_add(figure, relay.rate, "msg/s", floor_rate, "one core at 4 TLS records + 1 row per message",
+                      true, 0.5);
+        snprintf(row->note, sizeof(row->note),
+                 "limit = 1e6 / (2 x %.1f us, the bare TLS relay's CPU per frame (1 record in, 1 out) at the send "
+                 "frame's size, + %.1f us, SQLite's CPU per insert + delete at %u per commit); relay CPU "
+                 "%.0f us/msg; commit latency bounds it at %u in flight (senders x window, at most %u) per "
+                 "%.2f ms commit = %.0f msg/s (relay at %.2f of that)",
+                 tls.cpu_us, store.cpu_us, batch, relay.cpu_us, batch, STORE_BATCH_MAX, commit_ms, commit_bound,
+                 commit_bound > 0 ? relay.rate / commit_bound : 0);
 }
 
 /* ---- offline fill and drain ---------------------------------------------- */
-
-/* Inserts per second into a queue table like the relay's (WAL,
- * synchronous=FULL), batch rows per transaction, for about seconds. */
-static int sqlite_rate(const char *path, size_t row_size, unsigned batch, double seconds, double *ret) {
-        sqlite3 *db = NULL;
-        sqlite3_stmt *st = NULL;
-        _cleanup_(freep) char *blob = malloc(row_size + 1);
-        uint64_t rows = 0;
-        double t0, dt;
-        int rc;
-
-        if (!blob)
-                return -ENOMEM;
-        memset(blob, 'e', row_size);
-        blob[row_size] = '\0';
-        (void) unlink(path);
-        rc = sqlite3_open(path, &db);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_exec(db, "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
-                                  "CREATE TABLE queue (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-                                  " recipient TEXT NOT NULL, sender TEXT NOT NULL, msg_id TEXT NOT NULL,"
-                                  " envelope TEXT NOT NULL, size INTEGER NOT NULL, received INTEGER NOT NULL,"
-                                  " expires INTEGER NOT NULL, UNIQUE (sender, msg_id));"
-                                  "CREATE INDEX queue_by_recipient ON queue (recipient, seq);"
-                                  "CREATE INDEX queue_by_expiry ON queue (expires);", NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-                rc = sqlite3_prepare_v2(db, "INSERT INTO queue (recipient, sender, msg_id, envelope, size, "
-                                        "received, expires) VALUES ('r0', 's0', ?, ?, ?, 0, 0)", -1, &st, NULL);
-        t0 = now_s();
-        while (rc == SQLITE_OK && ((dt = now_s() - t0) < seconds || rows == 0)) {
-                rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-                for (unsigned i = 0; i < batch && rc == SQLITE_OK; i++) {
-                        char id[32];
-
-                        snprintf(id, sizeof(id), "%" PRIu64, rows + i);
-                        sqlite3_reset(st);
-                        sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-                        sqlite3_bind_text(st, 2, blob, (int) row_size, SQLITE_STATIC);
-                        sqlite3_bind_int64(st, 3, (sqlite3_int64) row_size);
-                        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
-                }
-                if (rc == SQLITE_OK)
-                        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-                if (rc == SQLITE_OK)
-                        rows += batch;
-        }
-        dt = now_s() - t0;
-        if (rc != SQLITE_OK)
-                fprintf(stderr, "sc-bench: sqlite: %s\n", sqlite3_errmsg(db));
-        sqlite3_finalize(st);
-        sqlite3_close(db);
-        (void) unlink(path);
-        if (rc != SQLITE_OK)
-                return -EIO;
-        *ret = (double) rows / dt;
-        return 0;
-}
 
 /* Fill a queue with n messages, then drain it on login: two rows. Returns
  * the fill rate (0 if not measured). */
@@ -895,9 +1077,11 @@ static double bench_fill(size_t n) {
         Peer sender = {}, receiver = {};
         Frames frames = {};
         Load fill = { .peers = &sender, .n = 1, .window = FILL_WINDOW }, drain_load = { .peers = &receiver, .n = 1 };
-        double one = 0, batched = 0, t0, fill_rate = 0, drain_rate = 0;
+        StoreRate one = {}, batched = {};
+        double t0, fill_rate = 0, drain_rate = 0;
         char figure[96], dfigure[96];
-        uint64_t cpu0, fill_cpu = 0;
+        uint64_t cpu0;
+        double fill_cpu = 0;
         const char *error = NULL;
         size_t env_size;
         Row *row;
@@ -912,9 +1096,9 @@ static double bench_fill(size_t n) {
         if (r < 0)
                 goto fail;
         env_size = frames.len[0];
-        r = sqlite_rate(db, env_size, 1, B.quick ? 0.2 : 3, &one);
+        r = sqlite_rate(db, env_size, 1, false, B.quick ? 0.2 : 3, &one);
         if (r >= 0)
-                r = sqlite_rate(db, env_size, 64, B.quick ? 0.2 : 3, &batched);
+                r = sqlite_rate(db, env_size, FILL_WINDOW, false, B.quick ? 0.2 : 3, &batched);
         if (r < 0)
                 goto fail;
 
@@ -945,7 +1129,7 @@ static double bench_fill(size_t n) {
         if (r < 0)
                 goto fail;
         fill_rate = (double) n / (now_s() - t0);
-        fill_cpu = (proc_cpu_usec(B.relay) - cpu0) / n;
+        fill_cpu = (double) (proc_cpu_usec(B.relay) - cpu0) / (double) n;
         sender.c = conn_free(sender.c);
 
         /* The clock runs from the connect: login and all. */
@@ -969,16 +1153,20 @@ fail:
                 row_failed(dfigure, "no fill");
                 return 0;
         }
-        row = row_add(figure, fill_rate, "msg/s", batched, "SQLite commits of 64 rows, same file system", true,
-                      0.8);
+        row = row_add(figure, fill_rate, "msg/s", batched.rate, "SQLite commits of 64 rows, same file system",
+                      true, 0.8);
+        /* What caps the relay below SQLite: its own CPU per message, on
+         * one core (the relay is one thread). */
         snprintf(row->note, sizeof(row->note),
-                 "relay CPU %" PRIu64 " us/msg; SQLite 1-row commits %.0f/s (ratio %.2f); %u in flight",
-                 fill_cpu, one, fill_rate / one, FILL_WINDOW);
+                 "relay CPU %.0f us/msg, so at most %.0f msg/s on one core, against SQLite's %.0f msg/s "
+                 "(%.1f us CPU/msg); SQLite 1-row commits %.0f/s (ratio %.2f); %u in flight",
+                 fill_cpu, fill_cpu > 0 ? 1e6 / fill_cpu : 0, batched.rate, batched.cpu_us, one.rate,
+                 fill_rate / one.rate, FILL_WINDOW);
         if (drain_rate <= 0) {
                 row_failed(dfigure, error ?: strerror(-r));
                 return fill_rate;
         }
-        row = row_add(dfigure, drain_rate, "msg/s", batched, "SQLite commits of 64 rows, same file system",
+        row = row_add(dfigure, drain_rate, "msg/s", batched.rate, "SQLite commits of 64 rows, same file system",
                       true, 0);
         snprintf(row->note, sizeof(row->note), "login included; every ack is a delete");
         return fill_rate;
@@ -1014,20 +1202,6 @@ static void bench_fills(void) {
 
 /* ---- memory ---------------------------------------------------------------- */
 
-/* Run one end's handshake to completion (blocking on its own fd; the other
- * end is another process). */
-static int handshake_alone(Transport *t) {
-        int r;
-
-        while ((r = transport_handshake(t, NULL)) == -EAGAIN) {
-                struct pollfd p = { .fd = transport_fd(t), .events = transport_wants_write(t) ? POLLOUT : POLLIN };
-
-                if (poll(&p, 1, TIMEOUT_MS) <= 0)
-                        return -ETIMEDOUT;
-        }
-        return r;
-}
-
 /* Bytes per idle TLS 1.3 session, server side (GnuTLS, an Ed25519
  * certificate as the relay's), after the handshake: RSS before and after
  * n of them in a child process, whose client ends live in a grandchild so
@@ -1043,7 +1217,6 @@ static int bare_tls_session_bytes(size_t n, double *ret) {
         if (pid < 0)
                 return -errno;
         if (pid == 0) {
-                _cleanup_(freep) char *key = NULL, *cert = NULL;
                 gnutls_certificate_credentials_t creds = NULL;
                 Transport **s = calloc(n, sizeof(*s));
                 int (*fds)[2] = calloc(n, sizeof(*fds));
@@ -1051,9 +1224,7 @@ static int bare_tls_session_bytes(size_t n, double *ret) {
                 double per;
                 pid_t client;
 
-                if (asprintf(&key, "%s/bare-tls.key", B.tmp) < 0 || asprintf(&cert, "%s/bare-tls.crt", B.tmp) < 0 ||
-                    !s || !fds || tls_key_generate(key) < 0 || tls_make_self_signed(key, "bench", cert) < 0 ||
-                    tls_credentials_load(cert, key, &creds) < 0)
+                if (!s || !fds || bare_tls_credentials(&creds) < 0)
                         _exit(1);
                 for (size_t i = 0; i < n; i++)
                         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds[i]) < 0)
@@ -1167,17 +1338,29 @@ static void bench_memory(bool receive, unsigned proto, double bare) {
 
 /* ---- handshakes and scctl --------------------------------------------------- */
 
-/* RSA-PSS signatures per second with key, for about seconds. */
-static int sign_rate(const RsaKey *key, double seconds, double *ret) {
+/* Private operations per second with key, for about seconds: RSA-PSS
+ * signatures, or with decrypt RSA-OAEP decryptions (a message's key, as
+ * suite 1 wraps it). */
+static int private_op_rate(const RsaKey *key, bool decrypt, double seconds, double *ret) {
+        _cleanup_(freep) uint8_t *ct = NULL;
         uint8_t msg[64] = {};
+        size_t ct_len = 0;
         unsigned n = 0;
-        double t0 = now_s();
+        double t0;
+        int r;
 
+        if (decrypt) {
+                r = rsa_oaep_encrypt(key, NULL, 0, msg, 32, &ct, &ct_len);
+                if (r < 0)
+                        return r;
+        }
+        t0 = now_s();
         while (now_s() - t0 < seconds || n == 0) {
-                _cleanup_(freep) uint8_t *sig = NULL;
+                _cleanup_(freep) uint8_t *out = NULL;
                 size_t len;
-                int r = rsa_pss_sign(key, msg, sizeof(msg), &sig, &len);
 
+                r = decrypt ? rsa_oaep_decrypt(key, NULL, 0, ct, ct_len, &out, &len) :
+                              rsa_pss_sign(key, msg, sizeof(msg), &out, &len);
                 if (r < 0)
                         return r;
                 n++;
@@ -1204,7 +1387,7 @@ static void bench_handshakes(void) {
         if (r < 0)
                 return (void) row_failed(figure, strerror(-r));
         if (asprintf(&path, "%s/identity.key", B.state) < 0 || rsa_key_load_private(path, &identity) < 0 ||
-            sign_rate(identity, B.quick ? 0.2 : 2, &signs) < 0) {
+            private_op_rate(identity, false, B.quick ? 0.2 : 2, &signs) < 0) {
                 relay_stop();
                 return (void) row_failed(figure, "cannot measure the RSA sign rate");
         }
@@ -1254,17 +1437,19 @@ static void bench_handshakes(void) {
                  CLIENT_KEY_BITS);
 }
 
-/* Run scctl with args for user in home; its wall time in seconds, or <0. */
-static double scctl_run(const char *home, const char *user, const char *const *args) {
-        _cleanup_(freep) char *exe = NULL, *server = NULL;
+/* Start scctl with args for user in home, its standard input from in_fd
+ * (-1: /dev/null) and output to out_fd (-1: scctl.log, which always gets
+ * its standard error). */
+static int scctl_spawn(const char *home, const char *user, const char *const *args, int in_fd, int out_fd,
+                       pid_t *ret) {
+        _cleanup_(freep) char *exe = NULL, *server = NULL, *log = NULL;
         char *argv[16];
         size_t n = 0;
-        int status;
-        double t0 = now_s();
         pid_t pid;
 
-        if (asprintf(&exe, "%s/scctl", B.builddir) < 0 || asprintf(&server, "127.0.0.1:%d", B.port) < 0)
-                return -1;
+        if (asprintf(&exe, "%s/scctl", B.builddir) < 0 || asprintf(&server, "127.0.0.1:%d", B.port) < 0 ||
+            asprintf(&log, "%s/scctl.log", B.tmp) < 0)
+                return -ENOMEM;
         argv[n++] = exe;
         argv[n++] = (char *) "--server";
         argv[n++] = server;
@@ -1277,21 +1462,37 @@ static double scctl_run(const char *home, const char *user, const char *const *a
         argv[n] = NULL;
         pid = fork();
         if (pid < 0)
-                return -1;
+                return -errno;
         if (pid == 0) {
-                _cleanup_(freep) char *log = NULL;
-                int fd = open("/dev/null", O_RDONLY | O_CLOEXEC), out;
+                int in = in_fd >= 0 ? in_fd : open("/dev/null", O_RDONLY | O_CLOEXEC);
+                int err = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+                int out = out_fd >= 0 ? out_fd : err;
 
-                if (asprintf(&log, "%s/scctl.log", B.tmp) < 0)
-                        _exit(127);
-                out = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-                if (fd < 0 || out < 0 || dup2(fd, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
-                    dup2(out, STDERR_FILENO) < 0)
+                if (in < 0 || err < 0 || dup2(in, STDIN_FILENO) < 0 || dup2(out, STDOUT_FILENO) < 0 ||
+                    dup2(err, STDERR_FILENO) < 0 || prctl(PR_SET_PDEATHSIG, SIGTERM) < 0)
                         _exit(127);
                 execv(exe, argv);
                 _exit(127);
         }
-        if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        *ret = pid;
+        return 0;
+}
+
+/* 0 when pid exited with status 0. */
+static int wait_success(pid_t pid) {
+        int status;
+
+        if (waitpid(pid, &status, 0) < 0)
+                return -errno;
+        return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EPROTO;
+}
+
+/* Run scctl with args for user in home; its wall time in seconds, or <0. */
+static double scctl_run(const char *home, const char *user, const char *const *args) {
+        double t0 = now_s();
+        pid_t pid;
+
+        if (scctl_spawn(home, user, args, -1, -1, &pid) < 0 || wait_success(pid) < 0)
                 return -1;
         return now_s() - t0;
 }
@@ -1331,11 +1532,188 @@ static void bench_scctl(void) {
         }
         relay_stop();
         qsort(times, runs, sizeof(times[0]), cmp_double);
-        if (sign_rate(B.key, B.quick ? 0.2 : 2, &signs) < 0)
+        if (private_op_rate(B.key, false, B.quick ? 0.2 : 2, &signs) < 0)
                 return (void) row_failed(figure, "cannot measure the RSA sign rate");
         row = row_add(figure, times[runs / 2] * 1000, "ms", 2 * 1000 / signs,
                       "its own 2 RSA-2048 private ops (auth, envelope)", false, 2.5);
         snprintf(row->note, sizeof(row->note), "median of %u; process start to exit", runs);
+}
+
+/* Lines of a child's output, read as they come. */
+typedef struct Lines {
+        int fd;
+        char buf[16384];
+        size_t len;
+} Lines;
+
+/* Read lines until count of them contained needle (what follows stays
+ * for the next call): 0, -ETIMEDOUT at deadline, -EPIPE at EOF. When
+ * *other is a child, its failure ends the wait at once (-ECHILD): nothing
+ * more would come; its success reaps it (*other = 0). */
+static int lines_wait(Lines *l, const char *needle, size_t count, double deadline, pid_t *other) {
+        size_t seen = 0;
+
+        for (;;) {
+                char *nl;
+
+                while (seen < count && (nl = memchr(l->buf, '\n', l->len))) {
+                        size_t n = (size_t) (nl - l->buf) + 1;
+
+                        if (memmem(l->buf, n, needle, strlen(needle)))
+                                seen++;
+                        memmove(l->buf, l->buf + n, l->len - n);
+                        l->len -= n;
+                }
+                if (seen == count)
+                        return 0;
+                /* A line longer than anything scctl prints here: not one
+                 * to count. */
+                if (l->len == sizeof(l->buf))
+                        l->len = 0;
+
+                struct pollfd p = { .fd = l->fd, .events = POLLIN };
+                double left = deadline - now_s();
+                int n, status;
+                ssize_t k;
+
+                if (left <= 0)
+                        return -ETIMEDOUT;
+                if (other && *other > 0 && waitpid(*other, &status, WNOHANG) == *other) {
+                        *other = 0;
+                        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                                return -ECHILD;
+                }
+                /* A tenth of a second at most while a child is watched. */
+                n = poll(&p, 1, other && *other > 0 ? MIN((int) (left * 1000) + 1, 100) : (int) (left * 1000) + 1);
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+                if (n <= 0)
+                        continue;
+                k = read(l->fd, l->buf + l->len, sizeof(l->buf) - l->len);
+                if (k == 0)
+                        return -EPIPE;
+                if (k < 0 && errno != EAGAIN && errno != EINTR)
+                        return -errno;
+                if (k > 0)
+                        l->len += (size_t) k;
+        }
+}
+
+/* n lines "recipient: message" from scctl connect, until scctl listen
+ * printed them all; the time from connect's start, or -errno. */
+static int e2e_run(const char *home_s, const char *home_r, size_t n, double *ret) {
+        static const char *const listen_args[] = { "--json", "listen", NULL };
+        static const char *const connect_args[] = { "connect", NULL };
+        double deadline = now_s() + (B.quick ? 60 : 300), t0, dt = 0;
+        int out[2] = { -EBADF, -EBADF }, in[2] = { -EBADF, -EBADF };
+        pid_t listener = 0, sender = 0;
+        _cleanup_(freep) Lines *l = calloc(1, sizeof(*l));
+        int r;
+
+        if (!l)
+                return -ENOMEM;
+        if (pipe2(out, O_CLOEXEC) < 0 || pipe2(in, O_CLOEXEC) < 0) {
+                r = -errno;
+                goto finish;
+        }
+        r = scctl_spawn(home_r, "recipient", listen_args, -1, out[1], &listener);
+        out[1] = safe_close(out[1]);
+        l->fd = out[0];
+        /* Messages sent before it is logged in would be queued, not routed. */
+        if (r >= 0)
+                r = lines_wait(l, "\"type\":\"connected\"", 1, deadline, NULL);
+        if (r < 0)
+                goto finish;
+
+        t0 = now_s();
+        r = scctl_spawn(home_s, "sender", connect_args, in[0], -1, &sender);
+        in[0] = safe_close(in[0]);
+        /* All at once: connect reads them in its own time, and how many it
+         * has in flight is its business (it may send one after the other or
+         * pipeline them). */
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                char line[64];
+                int len = snprintf(line, sizeof(line), "recipient: message %zu\n", i);
+
+                r = write_all(in[1], line, (size_t) len);
+        }
+        in[1] = safe_close(in[1]);
+        if (r >= 0)
+                r = lines_wait(l, "\"type\":\"message\"", n, deadline, &sender);
+        dt = now_s() - t0;
+        /* Connect ends after the relay answered every message. */
+        if (r >= 0 && sender > 0) {
+                r = wait_success(sender);
+                sender = 0;
+        }
+
+finish:
+        if (sender > 0) {
+                (void) kill(sender, SIGTERM);
+                (void) waitpid(sender, NULL, 0);
+        }
+        if (listener > 0) {
+                (void) kill(listener, SIGTERM);
+                (void) waitpid(listener, NULL, 0);
+        }
+        safe_close(out[0]);
+        safe_close(out[1]);
+        safe_close(in[0]);
+        safe_close(in[1]);
+        if (r < 0)
+                return r;
+        *ret = dt;
+        return 0;
+}
+
+/* Two people chatting through scctl: what the relay, both clients and
+ * their cryptography make of a stream of messages. */
+static void bench_e2e(void) {
+        static const char *const init[] = { "init", "--bits", "2048", NULL };
+        static const char *const send[] = { "send", "recipient", "hello", NULL };
+        static const char *const inbox[] = { "inbox", NULL };
+        _cleanup_(freep) char *home_s = NULL, *home_r = NULL;
+        const char *figure = "end-to-end scctl connect -> scctl listen, 2048-bit";
+        size_t n = B.quick ? 20 : 500;
+        double dt = 0, signs = 0, decrypts = 0, per_msg;
+        char what[96];
+        Row *row;
+        int r;
+
+        note("%s: %zu messages", figure, n);
+        r = relay_start();
+        if (r < 0)
+                return (void) row_failed(figure, strerror(-r));
+        /* Registered, and pinned to each other: the sender pins the
+         * recipient's key when it sends, the recipient the sender's when it
+         * reads that message. */
+        if (asprintf(&home_s, "%s/home-e2e-sender", B.tmp) < 0 ||
+            asprintf(&home_r, "%s/home-e2e-recipient", B.tmp) < 0 ||
+            scctl_run(home_s, "sender", init) < 0 || scctl_run(home_r, "recipient", init) < 0 ||
+            scctl_run(home_s, "sender", send) < 0 || scctl_run(home_r, "recipient", inbox) < 0) {
+                relay_stop();
+                return (void) row_failed(figure, "scctl init, send or inbox failed");
+        }
+        r = e2e_run(home_s, home_r, n, &dt);
+        relay_stop();
+        if (r == -ECHILD)
+                return (void) row_failed(figure, "scctl connect failed (see scctl.log)");
+        if (r < 0)
+                return (void) row_failed(figure, strerror(-r));
+
+        /* Each message costs the sender a signature and the recipient an
+         * OAEP decryption of its key, both private RSA operations; on one
+         * core they take this long together. */
+        if (private_op_rate(B.key, false, B.quick ? 0.2 : 2, &signs) < 0 ||
+            private_op_rate(B.key, true, B.quick ? 0.2 : 2, &decrypts) < 0)
+                return (void) row_failed(figure, "cannot time the RSA private operations");
+        per_msg = 1 / signs + 1 / decrypts;
+        snprintf(what, sizeof(what), "sender+receiver crypto per core (RSA-%u sign + OAEP decrypt)",
+                 rsa_key_bits(B.key));
+        row = row_add(figure, (double) n / dt, "msg/s", 1 / per_msg, what, true, 0.8);
+        snprintf(row->note, sizeof(row->note), "%zu messages from connect's start until listen printed the last; "
+                 "limit = 1 / (%.2f ms PSS sign + %.2f ms OAEP decrypt), libcommon's rsa_pss_sign() and "
+                 "rsa_oaep_decrypt()", n, 1e3 / signs, 1e3 / decrypts);
 }
 
 /* ---- output ----------------------------------------------------------------- */
@@ -1582,6 +1960,7 @@ int main(int argc, char **argv) {
         }
         bench_handshakes();
         bench_scctl();
+        bench_e2e();
         relay_stop();
 
         if (B.json)
