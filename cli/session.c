@@ -603,6 +603,42 @@ static int choose_suite(ChatSession *s, Outgoing *o, Peer *p) {
         return SUITE_1;
 }
 
+/* Before the first lookup of a peer: will the message need the peer's
+ * prekeys? It does when no session is kept under the pinned key (or none is
+ * pinned yet), and then the lookup asks for them at once rather than in a
+ * second round trip from choose_suite(). With a session kept the bundle is
+ * not asked for: every lookup with prekeys uses up one of the peer's OPKs.
+ * What arrives is checked as before: the package under the relay's key and
+ * against the pin, the SPK under the pinned key when a session starts. */
+static int peer_prefetch_bundle(ChatSession *s, const char *user) {
+        _cleanup_(key_package_freep) KeyPackage *pinned = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        Peer *p;
+        int r;
+
+        if (!s->client->suite2 || streq(user, s->ctx->settings->user))
+                return 0;
+        p = chat_session_peer(s, user);
+        if (!p || p->answered || p->lookup_id != 0 || p->bundle_answered || p->bundle_wanted)
+                return 0;       /* no memory is peer_key()'s to report */
+        r = client_state_peer_get(s->ctx->state, s->ctx->settings->address, user, &pinned);
+        if (r < 0 && r != -ENOENT)
+                return 0;       /* a damaged pin: peer_key() reports it */
+        if (r >= 0) {
+                r = ratchets_open(s);
+                if (r < 0)
+                        return r;
+                rsa_fingerprint_spki(pinned->key, pinned->key_len, fingerprint);
+                r = suite2_io_has_session(s->ratchets, user, fingerprint);
+                if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 session with %s: %m", user);
+                if (r > 0)
+                        return 0;
+        }
+        p->bundle_wanted = true;
+        return 0;
+}
+
 static int send_head(ChatSession *s) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
         Outgoing *o = s->outgoing;
@@ -612,6 +648,9 @@ static int send_head(ChatSession *s) {
 
         if (o->envelope)
                 return send_envelope(s, o);
+        r = peer_prefetch_bundle(s, o->to);
+        if (r < 0)
+                return r;
         r = peer_key(s, o->to, &p);
         if (r < 0)
                 return r;
