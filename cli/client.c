@@ -195,6 +195,10 @@ int client_send(Client *c, json_object *o) {
         return 0;
 }
 
+bool client_output_busy(const Client *c) {
+        return stream_output_pending(&c->out) > OUT_MAX(c) / 2;
+}
+
 /* One frame from the bytes already read, if they complete one. */
 static int client_decode(Client *c, Frame **ret) {
         while (c->in_start < c->in_end) {

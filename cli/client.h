@@ -95,6 +95,9 @@ uint64_t client_next_id(Client *c);
  * now. -EREMOTEIO (EXIT_REFUSED) if it is over the relay's max_frame. Write errors show
  * up in the next client_wait(). */
 int client_send(Client *c, json_object *o);
+/* More than half of the output bound waits for the socket: a sender that
+ * pipelines stops adding frames until the relay reads them. */
+bool client_output_busy(const Client *c);
 
 enum {
         CLIENT_TIMEOUT = 0,     /* the deadline passed */

@@ -12,9 +12,10 @@
  *   replay window and the seen-id store; a deliver whose sender's key is not
  *   known yet waits (in order) for the relay's answer to a lookup. Every
  *   deliver is acked, whatever the outcome.
- * - Sending: messages go out one at a time, in order; the next is sealed
- *   only when the relay accepted or refused the previous one. A message is
- *   sealed once: after a reconnection the same envelope goes out again.
+ * - Sending: messages are sealed and sent in order, up to window of them
+ *   in flight (one unless the owner sets more); their results are output
+ *   in that order whatever order the answers come in. A message is sealed
+ *   once: after a reconnection the same envelopes go out again, in order.
  */
 #pragma once
 
@@ -105,6 +106,8 @@ typedef struct ChatSession {
 
         Outgoing *outgoing, *outgoing_last;
         size_t n_outgoing;
+        unsigned window;                /* messages in flight at most (0: 1) */
+        unsigned n_in_flight;           /* sent, not answered */
         unsigned n_accepted, n_refused, n_receipts;
         unsigned n_retries;             /* messages sent again after rate_limited */
         int error;                      /* first failure of a message we sent, -errno */
