@@ -701,6 +701,8 @@ static int handshake(Client *c, const ClientParams *p) {
         r = client_send(c, auth);
         if (r < 0)
                 return r;
+        if (p->auth_sent)
+                p->auth_sent(p->userdata, hello_has_suite(hello, SUITE2_NAME));
 
         r = expect_frame(c, p, FRAME_WELCOME, deadline_in(p->timeout_usec), &welcome);
         if (r < 0)

@@ -50,6 +50,12 @@ typedef struct ClientParams {
         /* When set, a login refused with key_mismatch is not reported:
          * -EKEYREJECTED (rotate-key then tries its next key). */
         bool quiet_key_mismatch;
+        /* Called once the auth frame is out, before waiting for the
+         * welcome, with whether the relay's hello offers suite 2: the
+         * relay now checks our signature and signs its answer, which is
+         * time for local work that needs nothing from it. */
+        void (*auth_sent)(void *userdata, bool suite2);
+        void *userdata;
 } ClientParams;
 
 typedef struct Client {

@@ -38,6 +38,11 @@ struct Outgoing {
         /* Sealed once: every retry sends this very envelope (same id, same
          * bytes), so that the relay and the recipient see one message. */
         json_object *envelope;
+        /* Sealed in suite 1 to the pinned key before the relay was asked
+         * (chat_session_prepare()); used only if that is the key and the
+         * suite it gets. */
+        Envelope *presealed;
+        char presealed_key[RSA_FINGERPRINT_MAX];
         char *outbox;                   /* saved there before it is sent */
         uint8_t outbox_digest[OUTBOX_DIGEST_LEN];
         /* The outcome, kept until the messages before it have theirs:
@@ -110,6 +115,8 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 .abort_fd = abort_fd,
                 .code = st->arg_code,
                 .quiet_key_mismatch = ctx->quiet_key_mismatch,
+                .auth_sent = ctx->auth_sent,
+                .userdata = ctx->userdata,
         };
 
         uint64_t start = now_monotonic_usec();
@@ -173,6 +180,7 @@ static void outgoing_pop(ChatSession *s) {
         s->n_outgoing--;
         secure_free(o->text, o->len);
         json_object_put(o->envelope);
+        envelope_free(o->presealed);
         free(o->outbox);
         free(o);
 }
@@ -756,6 +764,9 @@ static int send_one(ChatSession *s, Outgoing *o) {
                                         "pinned key", o->to, o->to);
                         return 1;
                 }
+        } else if (o->presealed && streq(o->presealed_key, p->key->fingerprint)) {
+                e = TAKE_PTR(o->presealed);
+                r = 0;
         } else
                 r = envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, p->key, now_unix(),
                                   o->text, o->len, &e);
@@ -871,6 +882,46 @@ int chat_session_queue_outbox(ChatSession *s, const char *to, const char *text, 
         s->outgoing_last = o;
         s->n_outgoing++;
         return process_outgoing(s);
+}
+
+/* Would a message to o->to go in suite 1, as far as the local state tells?
+ * The key it would be sealed to in *ret_key (the pin, or our own). */
+static bool presumably_suite1(ChatSession *s, const Outgoing *o, bool suite2, RsaKey **ret_key) {
+        _cleanup_(key_package_freep) KeyPackage *pinned = NULL;
+        const Settings *set = s->ctx->settings;
+        char fingerprint[RSA_FINGERPRINT_MAX];
+
+        if (streq(o->to, set->user))
+                return rsa_key_from_spki(s->ctx->identity->spki, s->ctx->identity->spki_len, ret_key) >= 0;
+        if (set->require_suite2)
+                return false;
+        if (client_state_peer_get(s->ctx->state, set->address, o->to, &pinned) < 0)
+                return false;   /* not pinned yet: the relay's key is the one to check */
+        if (suite2) {
+                rsa_fingerprint_spki(pinned->key, pinned->key_len, fingerprint);
+                if (!s->ratchets || suite2_io_known_suite(s->ratchets, o->to, fingerprint) != 1)
+                        return false;
+        }
+        return rsa_key_from_spki(pinned->key, pinned->key_len, ret_key) >= 0;
+}
+
+void chat_session_prepare(ChatSession *s, bool suite2) {
+        assert(!s->client);
+
+        /* Silently: ratchets_open() says why when it is needed. */
+        if (suite2 && !s->ratchets &&
+            ratchet_store_open(s->ctx->state, s->ctx->settings->user, &s->ratchets) < 0)
+                s->ratchets = NULL;
+        for (Outgoing *o = s->outgoing; o; o = o->next) {
+                _cleanup_(rsa_key_freep) RsaKey *key = NULL;
+
+                if (o->envelope || o->presealed || !presumably_suite1(s, o, suite2, &key))
+                        continue;
+                if (envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, key, now_unix(), o->text,
+                                  o->len, &o->presealed) < 0)
+                        continue;
+                memcpy(o->presealed_key, key->fingerprint, sizeof(o->presealed_key));
+        }
 }
 
 bool chat_session_idle(const ChatSession *s) {
