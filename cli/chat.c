@@ -132,6 +132,10 @@ static int open_send_session(Context *ctx, Client **ret_client, ChatSession **re
         return 0;
 }
 
+static void send_prepare(void *userdata, bool suite2) {
+        chat_session_prepare(userdata, suite2);
+}
+
 int verb_init(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "bits", required_argument, NULL, ARG_BITS },
@@ -324,11 +328,20 @@ int verb_send(int argc, char *argv[]) {
                 }
         }
         deadline = deadline_in(arg_settings.timeout_usec);
-        r = open_send_session(&ctx, &c, &s);
+        /* Queued before connecting, so that it is sealed while the relay
+         * checks our login (chat_session_prepare()). */
+        r = chat_session_new(&ctx, false, &s);
+        if (r >= 0)
+                r = chat_session_queue_outbox(s, to, text, len, outbox, digest, saved);
+        secure_wipe(text, len);
         if (r < 0)
                 goto finish;
-        r = chat_session_queue_outbox(s, to, text, len, outbox, digest, saved);
-        secure_wipe(text, len);
+        ctx.auth_sent = send_prepare;
+        ctx.userdata = s;
+        r = context_connect(&ctx, false, -1, &c);
+        ctx.auth_sent = NULL;
+        if (r >= 0)
+                r = chat_session_attach(s, c);
         if (r < 0)
                 goto finish;
 

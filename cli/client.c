@@ -195,6 +195,10 @@ int client_send(Client *c, json_object *o) {
         return 0;
 }
 
+bool client_output_busy(const Client *c) {
+        return stream_output_pending(&c->out) > OUT_MAX(c) / 2;
+}
+
 /* One frame from the bytes already read, if they complete one. */
 static int client_decode(Client *c, Frame **ret) {
         while (c->in_start < c->in_end) {
@@ -697,6 +701,8 @@ static int handshake(Client *c, const ClientParams *p) {
         r = client_send(c, auth);
         if (r < 0)
                 return r;
+        if (p->auth_sent)
+                p->auth_sent(p->userdata, hello_has_suite(hello, SUITE2_NAME));
 
         r = expect_frame(c, p, FRAME_WELCOME, deadline_in(p->timeout_usec), &welcome);
         if (r < 0)

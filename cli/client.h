@@ -50,6 +50,12 @@ typedef struct ClientParams {
         /* When set, a login refused with key_mismatch is not reported:
          * -EKEYREJECTED (rotate-key then tries its next key). */
         bool quiet_key_mismatch;
+        /* Called once the auth frame is out, before waiting for the
+         * welcome, with whether the relay's hello offers suite 2: the
+         * relay now checks our signature and signs its answer, which is
+         * time for local work that needs nothing from it. */
+        void (*auth_sent)(void *userdata, bool suite2);
+        void *userdata;
 } ClientParams;
 
 typedef struct Client {
@@ -95,6 +101,9 @@ uint64_t client_next_id(Client *c);
  * now. -EREMOTEIO (EXIT_REFUSED) if it is over the relay's max_frame. Write errors show
  * up in the next client_wait(). */
 int client_send(Client *c, json_object *o);
+/* More than half of the output bound waits for the socket: a sender that
+ * pipelines stops adding frames until the relay reads them. */
+bool client_output_busy(const Client *c);
 
 enum {
         CLIENT_TIMEOUT = 0,     /* the deadline passed */

@@ -7,9 +7,12 @@
  * On a terminal the line is edited with libedit's readline interface in
  * callback mode, and every print first clears the line being typed and
  * draws it again afterwards (output_set_hooks), so nothing gets garbled.
- * With stdin from a pipe, lines are read as they come and sent in order;
- * at the end of input scctl waits for the relay's answers, says bye and
- * exits non-zero if any message was not accepted.
+ * With stdin from a pipe, lines are read as they come and sent in order,
+ * up to CONNECT_WINDOW messages ahead of the relay's answers, so that the
+ * next one is sealed while the relay handles the ones before; results come
+ * out in input order. At the end of input scctl waits for the relay's
+ * answers, says bye and exits with the status of the first message that
+ * was not accepted.
  */
 #include <errno.h>
 #include <poll.h>
@@ -34,6 +37,12 @@
 #define LINE_MAX_LEN (64 * 1024)
 /* Input read ahead of the line being sent (pipe mode). */
 #define PENDING_MAX (LINE_MAX_LEN + 4096)
+/* Pipe mode: messages queued at most, sealed and in flight or waiting for
+ * their turn. One at a time, a sender's throughput is one round trip plus
+ * the relay's work plus a signature per message; with enough in flight it
+ * is the signature alone. Each holds its text and envelope: with lines of
+ * LINE_MAX_LEN that stays within about 10 MiB. */
+#define CONNECT_WINDOW 64
 
 typedef struct Interactive {
         ChatSession *session;
@@ -42,6 +51,7 @@ typedef struct Interactive {
         char prompt[USERNAME_MAX + 4];
         char *pending;                  /* pipe mode: input not handled yet */
         size_t n_pending;
+        char *scratch;                  /* pipe mode: a line parsed ahead of its turn */
         bool input_closed;              /* pipe mode: read() said end of file */
         bool discarding;                /* the rest of a line that was too long */
 } Interactive;
@@ -88,15 +98,61 @@ static bool line_is(const char *line, const char *word) {
         return strncmp(line, word, n) == 0 && line[n + strspn(line + n, " \t")] == '\0';
 }
 
+/* A RECIPIENT:MESSAGE line: to and text point into line (which is
+ * changed), or why says what is wrong with it. 0 or -EINVAL. */
+static int parse_message(char *line, char **ret_to, char **ret_text, char *why, size_t size) {
+        char *colon = strchr(line, ':'), *to, *text;
+
+        if (!colon) {
+                snprintf(why, size, "Expected RECIPIENT:MESSAGE (or quit, /users, /help).");
+                return -EINVAL;
+        }
+        *colon = '\0';
+        to = strip(line);
+        text = colon + 1;
+        text += strspn(text, " \t");
+        if (!username_valid(to)) {
+                char reason[512];
+
+                user_name_explain(to, reason, sizeof(reason));
+                snprintf(why, size, "%s.", reason);
+                return -EINVAL;
+        }
+        if (!text[0]) {
+                snprintf(why, size, "The message to %s is empty.", to);
+                return -EINVAL;
+        }
+        if (!utf8_valid(text, strlen(text))) {
+                snprintf(why, size, "The message to %s is not valid UTF-8 text.", to);
+                return -EINVAL;
+        }
+        *ret_to = to;
+        *ret_text = text;
+        return 0;
+}
+
+static int queue_message(Interactive *in, const char *to, const char *text) {
+        int r;
+
+        /* Whoever we write to, we want to see come and go. */
+        r = chat_session_watch(in->session, (const char *const[]) { to }, 1, false);
+        if (r < 0)
+                return r;
+        return chat_session_queue_message(in->session, to, text, strlen(text));
+}
+
+static void chomp_cr(char *line, size_t n) {
+        if (n > 0 && line[n - 1] == '\r')
+                line[n - 1] = '\0';
+}
+
 /* One line of input. Returns -errno only for failures that end the
  * session; a bad line is reported and counted. */
 static int handle_line(Interactive *in, char *line) {
-        char *colon, *to, *text;
-        size_t n = strlen(line);
+        char *to, *text, why[600];
         int r;
 
-        if (n > 0 && line[n - 1] == '\r')
-                line[--n] = '\0';
+        chomp_cr(line, strlen(line));
         if (line[strspn(line, " \t")] == '\0')
                 return 0;
         if (line_is(line, "quit") || line_is(line, "/quit")) {
@@ -110,35 +166,39 @@ static int handle_line(Interactive *in, char *line) {
                 return 0;
         }
 
-        colon = strchr(line, ':');
-        if (!colon)
-                return line_error(in, "Expected RECIPIENT:MESSAGE (or quit, /users, /help).");
-        *colon = '\0';
-        to = strip(line);
-        text = colon + 1;
-        text += strspn(text, " \t");
-        if (!username_valid(to)) {
-                char why[512];
-
-                user_name_explain(to, why, sizeof(why));
-                return line_error(in, "%s.", why);
-        }
-        if (!text[0])
-                return line_error(in, "The message to %s is empty.", to);
-        if (!utf8_valid(text, strlen(text)))
-                return line_error(in, "The message to %s is not valid UTF-8 text.", to);
-        /* Whoever we write to, we want to see come and go. */
-        r = chat_session_watch(in->session, (const char *const[]) { to }, 1, false);
+        r = parse_message(line, &to, &text, why, sizeof(why));
         if (r < 0)
-                return r;
-        return chat_session_queue_message(in->session, to, text, strlen(text));
+                return line_error(in, "%s", why);
+        return queue_message(in, to, text);
 }
 
-/* Pipe mode: handle the next lines of input, one at a time: a line is
- * taken only when the relay has answered the message before it, so that
- * messages, their results and commands keep the order of the input. */
+/* Pipe mode: take a line (len bytes, NUL-terminated) if its turn has come:
+ * a well-formed message while fewer than CONNECT_WINDOW are queued; a
+ * command or a bad line only once every message before it has its result,
+ * so that results, commands' output and errors keep the order of the
+ * input. 1 when taken, 0 to come back when the relay has answered, or
+ * -errno. */
+static int take_line(Interactive *in, char *line, size_t len) {
+        char *to, *text, why[600];
+        int r;
+
+        if (in->session->outgoing) {
+                if (in->session->n_outgoing >= CONNECT_WINDOW)
+                        return 0;
+                /* Parsed on a copy: a line that has to wait stays as it is. */
+                memcpy(in->scratch, line, len + 1);
+                chomp_cr(in->scratch, len);
+                if (parse_message(in->scratch, &to, &text, why, sizeof(why)) < 0)
+                        return 0;
+                r = queue_message(in, to, text);
+        } else
+                r = handle_line(in, line);
+        return r < 0 ? r : 1;
+}
+
+/* Pipe mode: handle the next lines of input, in order (take_line()). */
 static int process_pending(Interactive *in) {
-        while (!in->eof && !in->session->outgoing) {
+        while (!in->eof) {
                 char *nl = memchr(in->pending, '\n', in->n_pending);
                 size_t len, used;
                 int r;
@@ -151,6 +211,8 @@ static int process_pending(Interactive *in) {
                         in->eof = true;
                         break;
                 } else if (in->n_pending >= LINE_MAX_LEN) {
+                        if (in->session->outgoing && !in->discarding)
+                                break;  /* said in its turn, like a bad line */
                         if (!in->discarding)
                                 line_error(in, "A line is longer than %d bytes; skipped it.", LINE_MAX_LEN);
                         in->discarding = true;
@@ -163,9 +225,14 @@ static int process_pending(Interactive *in) {
                         in->discarding = false;
                 else {
                         in->pending[len] = '\0';
-                        r = handle_line(in, in->pending);
+                        r = take_line(in, in->pending, len);
                         if (r < 0)
                                 return r;
+                        if (r == 0) {
+                                if (nl)
+                                        *nl = '\n';    /* the line stays for later */
+                                break;
+                        }
                 }
                 memmove(in->pending, in->pending + used, in->n_pending - used);
                 in->n_pending -= used;
@@ -235,7 +302,7 @@ int verb_connect(int argc, char *argv[]) {
         _cleanup_(chat_session_freep) ChatSession *s = NULL;
         _cleanup_(client_freep) Client *c = NULL;
         _cleanup_(closep) int sigfd = -EBADF;
-        _cleanup_(freep) char *buf = NULL;
+        _cleanup_(freep) char *buf = NULL, *scratch = NULL;
         Interactive in = {};
         uint64_t deadline = UINT64_MAX;
         Context ctx = {};
@@ -265,6 +332,7 @@ int verb_connect(int argc, char *argv[]) {
                 goto finish;
         s->show_presence = true;
         s->interactive = true;
+        s->window = CONNECT_WINDOW;
         r = chat_session_attach(s, c);
         if (r >= 0)
                 r = chat_session_watch(s, NULL, 0, true);      /* our contacts' presence */
@@ -283,11 +351,13 @@ int verb_connect(int argc, char *argv[]) {
                 rl_callback_handler_install(in.prompt, tty_line);
         } else {
                 buf = malloc(PENDING_MAX + 1);
-                if (!buf) {
+                scratch = malloc(PENDING_MAX + 1);
+                if (!buf || !scratch) {
                         r = log_fail(EXIT_FAIL, -ENOMEM, "%m");
                         goto finish;
                 }
                 in.pending = buf;
+                in.scratch = scratch;
         }
 
         for (;;) {

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <inttypes.h>
@@ -37,8 +38,22 @@ struct Outgoing {
         /* Sealed once: every retry sends this very envelope (same id, same
          * bytes), so that the relay and the recipient see one message. */
         json_object *envelope;
+        /* Sealed in suite 1 to the pinned key before the relay was asked
+         * (chat_session_prepare()); used only if that is the key and the
+         * suite it gets. */
+        Envelope *presealed;
+        char presealed_key[RSA_FINGERPRINT_MAX];
         char *outbox;                   /* saved there before it is sent */
         uint8_t outbox_digest[OUTBOX_DIGEST_LEN];
+        /* The outcome, kept until the messages before it have theirs:
+         * results are output in the order the messages were queued. */
+        bool answered;
+        bool refused;
+        bool queued;                    /* accepted: the relay queued it */
+        char msg[32];                   /* accepted: the envelope id */
+        int status;                     /* refused: the EXIT_* it stands for */
+        char reason[64];                /* refused: the code */
+        char why[512];                  /* refused: the sentence */
         Outgoing *next;
 };
 
@@ -100,6 +115,8 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 .abort_fd = abort_fd,
                 .code = st->arg_code,
                 .quiet_key_mismatch = ctx->quiet_key_mismatch,
+                .auth_sent = ctx->auth_sent,
+                .userdata = ctx->userdata,
         };
 
         uint64_t start = now_monotonic_usec();
@@ -163,6 +180,7 @@ static void outgoing_pop(ChatSession *s) {
         s->n_outgoing--;
         secure_free(o->text, o->len);
         json_object_put(o->envelope);
+        envelope_free(o->presealed);
         free(o->outbox);
         free(o);
 }
@@ -292,12 +310,14 @@ void chat_session_detach(ChatSession *s) {
                 s->peers[i].lookup_id = 0;
                 s->peers[i].lookup_prekeys = false;
         }
-        /* A message in flight has an unknown fate; send the same envelope
-         * again on the next connection rather than lose it (a relay that
-         * has it answers accepted again, and a recipient who was shown it
-         * acknowledges it without a word). */
-        if (s->outgoing)
-                s->outgoing->send_id = 0;
+        /* Messages in flight have an unknown fate; send the same envelopes
+         * again, in order, on the next connection rather than lose them (a
+         * relay that has one answers accepted again, and a recipient who
+         * was shown it acknowledges it without a word). */
+        for (Outgoing *o = s->outgoing; o; o = o->next)
+                if (!o->answered)
+                        o->send_id = 0;
+        s->n_in_flight = 0;
         s->client = NULL;
 }
 
@@ -492,27 +512,71 @@ static const char *recent_recipient(const ChatSession *s, const char *msg) {
         return NULL;
 }
 
-static void message_refused(ChatSession *s, const char *to, int status, const char *reason, const char *fmt, ...)
+/* The first message neither sent nor answered, in queue order. Those
+ * before it are in flight or answered. */
+static Outgoing *outgoing_next(const ChatSession *s) {
+        for (Outgoing *o = s->outgoing; o; o = o->next)
+                if (!o->answered && o->send_id == 0)
+                        return o;
+        return NULL;
+}
+
+/* The message in flight that the relay's answer id is for. */
+static Outgoing *outgoing_by_send_id(const ChatSession *s, uint64_t id) {
+        for (Outgoing *o = s->outgoing; o; o = o->next)
+                if (!o->answered && o->send_id != 0 && o->send_id == id)
+                        return o;
+        return NULL;
+}
+
+static void outgoing_answered(ChatSession *s, Outgoing *o) {
+        assert(!o->answered);
+        if (o->send_id != 0) {
+                assert(s->n_in_flight > 0);
+                s->n_in_flight--;
+        }
+        o->answered = true;
+}
+
+static void outgoing_refuse(ChatSession *s, Outgoing *o, int status, const char *reason, const char *fmt, ...)
         _printf_(5, 6);
 
-static void message_refused(ChatSession *s, const char *to, int status, const char *reason, const char *fmt, ...) {
-        char message[512];
+static void outgoing_refuse(ChatSession *s, Outgoing *o, int status, const char *reason, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
-        vsnprintf(message, sizeof(message), fmt, ap);
+        vsnprintf(o->why, sizeof(o->why), fmt, ap);
         va_end(ap);
-
-        if (s->interactive)
-                output->refused(to, reason, message);
-        else
-                log_fail(status, 0, "Not sent to %s: %s", to, message);
-        if (s->error == 0)
-                s->error = exit_status_to_errno(status);
-        s->n_refused++;
+        snprintf(o->reason, sizeof(o->reason), "%s", reason);
+        o->status = status;
+        o->refused = true;
+        outgoing_answered(s, o);
 }
 
-/* Send o's sealed envelope (again). */
+/* Output the results at the head of the queue that are in, in order, and
+ * drop those messages. The first failure in queue order is the one
+ * s->error keeps. */
+static void outgoing_settle(ChatSession *s) {
+        while (s->outgoing && s->outgoing->answered) {
+                Outgoing *o = s->outgoing;
+
+                if (o->refused) {
+                        if (s->interactive)
+                                output->refused(o->to, o->reason, o->why);
+                        else
+                                log_fail(o->status, 0, "Not sent to %s: %s", o->to, o->why);
+                        if (s->error == 0)
+                                s->error = exit_status_to_errno(o->status);
+                        s->n_refused++;
+                } else {
+                        output->sent(o->to, o->msg, o->queued, s->interactive);
+                        s->n_accepted++;
+                }
+                outgoing_pop(s);
+        }
+}
+
+/* Send o's sealed envelope (again). 1 when it went out, or -errno. */
 static int send_envelope(ChatSession *s, Outgoing *o) {
         json_object *id;
         int r;
@@ -520,18 +584,19 @@ static int send_envelope(ChatSession *s, Outgoing *o) {
         if (!json_object_object_get_ex(o->envelope, "id", &id))
                 return log_fail(EXIT_FAIL, -EINVAL, "The message to %s has no id.", o->to);
         o->send_id = client_next_id(s->client);
+        s->n_in_flight++;
         if (o->first_usec == 0)
                 o->first_usec = now_monotonic_usec();
         remember_sent(s, json_object_get_string(id), o->to);
         r = client_send(s->client, frame_new_send(o->send_id, o->envelope));
-        return r < 0 ? r : 0;
+        return r < 0 ? r : 1;
 }
 
 enum {
         SUITE_WAIT,             /* a lookup of prekeys is out */
         SUITE_1,
         SUITE_2,                /* a stored session, or the bundle the lookup gave */
-        SUITE_REFUSED,          /* the message was refused and popped */
+        SUITE_REFUSED,          /* the message was refused */
 };
 
 /* Which suite o goes in: a SUITE_* or -errno. With suite 2 required, a
@@ -546,10 +611,9 @@ static int choose_suite(ChatSession *s, Outgoing *o, Peer *p) {
         if (!s->client->suite2) {
                 if (!set->require_suite2)
                         return SUITE_1;
-                message_refused(s, o->to, EXIT_PEER_KEY, "no_suite2",
+                outgoing_refuse(s, o, EXIT_PEER_KEY, "no_suite2",
                                 "the relay at %s does not carry suite 2, which require-suite2= asks for",
                                 set->address);
-                outgoing_pop(s);
                 return SUITE_REFUSED;
         }
         r = ratchets_open(s);
@@ -588,10 +652,9 @@ static int choose_suite(ChatSession *s, Outgoing *o, Peer *p) {
         if (r < 0)
                 return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 keys: %m");
         if (set->require_suite2) {
-                message_refused(s, o->to, EXIT_PEER_KEY, "no_prekeys",
+                outgoing_refuse(s, o, EXIT_PEER_KEY, "no_prekeys",
                                 "the relay gave no prekeys for %s%s, and require-suite2= is set", o->to,
                                 r > 0 ? " although it did before" : "");
-                outgoing_pop(s);
                 return SUITE_REFUSED;
         }
         if (r > 0 && !p->warned_no_prekeys) {
@@ -603,15 +666,55 @@ static int choose_suite(ChatSession *s, Outgoing *o, Peer *p) {
         return SUITE_1;
 }
 
-static int send_head(ChatSession *s) {
+/* Before the first lookup of a peer: will the message need the peer's
+ * prekeys? It does when no session is kept under the pinned key (or none is
+ * pinned yet), and then the lookup asks for them at once rather than in a
+ * second round trip from choose_suite(). With a session kept the bundle is
+ * not asked for: every lookup with prekeys uses up one of the peer's OPKs.
+ * What arrives is checked as before: the package under the relay's key and
+ * against the pin, the SPK under the pinned key when a session starts. */
+static int peer_prefetch_bundle(ChatSession *s, const char *user) {
+        _cleanup_(key_package_freep) KeyPackage *pinned = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        Peer *p;
+        int r;
+
+        if (!s->client->suite2 || streq(user, s->ctx->settings->user))
+                return 0;
+        p = chat_session_peer(s, user);
+        if (!p || p->answered || p->lookup_id != 0 || p->bundle_answered || p->bundle_wanted)
+                return 0;       /* no memory is peer_key()'s to report */
+        r = client_state_peer_get(s->ctx->state, s->ctx->settings->address, user, &pinned);
+        if (r < 0 && r != -ENOENT)
+                return 0;       /* a damaged pin: peer_key() reports it */
+        if (r >= 0) {
+                r = ratchets_open(s);
+                if (r < 0)
+                        return r;
+                rsa_fingerprint_spki(pinned->key, pinned->key_len, fingerprint);
+                r = suite2_io_has_session(s->ratchets, user, fingerprint);
+                if (r < 0)
+                        return log_fail(EXIT_FAIL, r, "Cannot read the suite-2 session with %s: %m", user);
+                if (r > 0)
+                        return 0;
+        }
+        p->bundle_wanted = true;
+        return 0;
+}
+
+/* Seal o if it is not yet, and send it: 1 when it went out or was refused,
+ * 0 while a lookup is out, or -errno. */
+static int send_one(ChatSession *s, Outgoing *o) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
-        Outgoing *o = s->outgoing;
         json_object *env = NULL;
         Peer *p = NULL;
         int r;
 
         if (o->envelope)
                 return send_envelope(s, o);
+        r = peer_prefetch_bundle(s, o->to);
+        if (r < 0)
+                return r;
         r = peer_key(s, o->to, &p);
         if (r < 0)
                 return r;
@@ -622,29 +725,26 @@ static int send_head(ChatSession *s) {
                 const char *code = p->error[0] ? p->error : ERR_NO_SUCH_USER;
 
                 if (streq(code, ERR_NO_SUCH_USER))
-                        message_refused(s, o->to, EXIT_REFUSED, code, "no user %s at the relay (%s)", o->to,
+                        outgoing_refuse(s, o, EXIT_REFUSED, code, "no user %s at the relay (%s)", o->to,
                                         code);
                 else
-                        message_refused(s, o->to, relay_error_status(code), code,
+                        outgoing_refuse(s, o, relay_error_status(code), code,
                                         "the relay did not give %s's key (%s)", o->to, code);
-                outgoing_pop(s);
                 return 1;
         }
         case PEER_KEY_CHANGED: {
                 char fingerprint[RSA_FINGERPRINT_MAX];
 
                 rsa_fingerprint_spki(p->package->key, p->package->key_len, fingerprint);
-                message_refused(s, o->to, EXIT_PEER_KEY, "key_changed",
+                outgoing_refuse(s, o, EXIT_PEER_KEY, "key_changed",
                                 "%s's key changed: pinned %s, the relay now has %s; compare fingerprints "
                                 "with %s, then run 'scctl trust %s'",
                                 o->to, p->pinned, fingerprint, o->to, o->to);
-                outgoing_pop(s);
                 return 1;
         }
         case PEER_KEY_UNVERIFIABLE:
-                message_refused(s, o->to, EXIT_PEER_KEY, "unverifiable_key",
+                outgoing_refuse(s, o, EXIT_PEER_KEY, "unverifiable_key",
                                 "the relay's key package for %s does not verify", o->to);
-                outgoing_pop(s);
                 return 1;
         default:
                 break;
@@ -659,12 +759,14 @@ static int send_head(ChatSession *s) {
                 r = suite2_io_seal(s->ratchets, s->ctx->settings->user, s->ctx->identity, o->to, p->key,
                                    p->has_bundle ? &p->bundle : NULL, now_unix(), o->text, o->len, &e);
                 if (r == -EBADMSG) {
-                        message_refused(s, o->to, EXIT_PEER_KEY, "bad_prekey",
+                        outgoing_refuse(s, o, EXIT_PEER_KEY, "bad_prekey",
                                         "%s's signed prekey from the relay does not verify under %s's "
                                         "pinned key", o->to, o->to);
-                        outgoing_pop(s);
                         return 1;
                 }
+        } else if (o->presealed && streq(o->presealed_key, p->key->fingerprint)) {
+                e = TAKE_PTR(o->presealed);
+                r = 0;
         } else
                 r = envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, p->key, now_unix(),
                                   o->text, o->len, &e);
@@ -684,46 +786,63 @@ static int send_head(ChatSession *s) {
         return send_envelope(s, o);
 }
 
-/* Send what can be sent: the head of the queue, unless it is in flight. */
-static int process_outgoing(ChatSession *s) {
-        while (s->client && s->outgoing && s->outgoing->send_id == 0) {
-                Outgoing *o = s->outgoing;
+/* Seal and send messages in queue order while fewer than the window are
+ * in flight. One that waits (for a lookup, or out rate_limited) holds back
+ * those behind it, so that the relay gets them in order. */
+static int send_more(ChatSession *s) {
+        for (;;) {
+                Outgoing *o = outgoing_next(s);
                 int r;
 
+                if (!s->client || !o || s->n_in_flight >= MAX(s->window, 1u))
+                        return 0;
+                /* A relay that does not read: wait for the answers to
+                 * what is in flight rather than heap up envelopes in
+                 * memory (client_send() would give up on the connection). */
+                if (s->n_in_flight > 0 && client_output_busy(s->client))
+                        return 0;
                 if (o->not_before > now_monotonic_usec())
                         return 0;       /* chat_session_wait() comes back for it */
 
                 if (o->len > s->client->limits.max_text) {
-                        message_refused(s, o->to, EXIT_REFUSED, ERR_TOO_LARGE,
+                        outgoing_refuse(s, o, EXIT_REFUSED, ERR_TOO_LARGE,
                                         "the message has %zu bytes; the relay takes at most %" PRIu64,
                                         o->len, s->client->limits.max_text);
-                        outgoing_pop(s);
                         continue;
                 }
-                r = send_head(s);
+                r = send_one(s, o);
                 if (r <= 0)
                         return r;
         }
-        return 0;
 }
 
-/* The relay said rate_limited to the message in flight: send it again when
- * it says, unless that is beyond --timeout since the first attempt. */
-static int outgoing_rate_limited(ChatSession *s, uint64_t retry_after) {
-        Outgoing *o = s->outgoing;
+/* Send what can be sent, and output the results that are due. */
+static int process_outgoing(ChatSession *s) {
+        int r = send_more(s);
+
+        outgoing_settle(s);
+        return r;
+}
+
+/* The relay said rate_limited to a message in flight: send it again when
+ * it says, unless that is beyond --timeout since the first attempt. Those
+ * behind it that were not sent yet wait for it; those already in flight
+ * may reach the recipient before it. */
+static int outgoing_rate_limited(ChatSession *s, Outgoing *o, uint64_t retry_after) {
         uint64_t wait, now = now_monotonic_usec();
 
         retry_after = MAX(retry_after, (uint64_t) 1);
         wait = retry_after * USEC_PER_SEC;
         if (now + wait > o->first_usec + s->ctx->settings->timeout_usec) {
-                message_refused(s, o->to, EXIT_RATE_LIMITED, ERR_RATE_LIMITED,
+                outgoing_refuse(s, o, EXIT_RATE_LIMITED, ERR_RATE_LIMITED,
                                 "rate limited by the relay, which asks to wait %" PRIu64 " s, beyond "
                                 "--timeout; giving up", retry_after);
-                outgoing_pop(s);
                 return process_outgoing(s);
         }
         log_notice("rate limited by the relay; retrying in %" PRIu64 " s", retry_after);
         o->send_id = 0;
+        assert(s->n_in_flight > 0);
+        s->n_in_flight--;
         o->not_before = now + wait;
         return 0;
 }
@@ -763,6 +882,46 @@ int chat_session_queue_outbox(ChatSession *s, const char *to, const char *text, 
         s->outgoing_last = o;
         s->n_outgoing++;
         return process_outgoing(s);
+}
+
+/* Would a message to o->to go in suite 1, as far as the local state tells?
+ * The key it would be sealed to in *ret_key (the pin, or our own). */
+static bool presumably_suite1(ChatSession *s, const Outgoing *o, bool suite2, RsaKey **ret_key) {
+        _cleanup_(key_package_freep) KeyPackage *pinned = NULL;
+        const Settings *set = s->ctx->settings;
+        char fingerprint[RSA_FINGERPRINT_MAX];
+
+        if (streq(o->to, set->user))
+                return rsa_key_from_spki(s->ctx->identity->spki, s->ctx->identity->spki_len, ret_key) >= 0;
+        if (set->require_suite2)
+                return false;
+        if (client_state_peer_get(s->ctx->state, set->address, o->to, &pinned) < 0)
+                return false;   /* not pinned yet: the relay's key is the one to check */
+        if (suite2) {
+                rsa_fingerprint_spki(pinned->key, pinned->key_len, fingerprint);
+                if (!s->ratchets || suite2_io_known_suite(s->ratchets, o->to, fingerprint) != 1)
+                        return false;
+        }
+        return rsa_key_from_spki(pinned->key, pinned->key_len, ret_key) >= 0;
+}
+
+void chat_session_prepare(ChatSession *s, bool suite2) {
+        assert(!s->client);
+
+        /* Silently: ratchets_open() says why when it is needed. */
+        if (suite2 && !s->ratchets &&
+            ratchet_store_open(s->ctx->state, s->ctx->settings->user, &s->ratchets) < 0)
+                s->ratchets = NULL;
+        for (Outgoing *o = s->outgoing; o; o = o->next) {
+                _cleanup_(rsa_key_freep) RsaKey *key = NULL;
+
+                if (o->envelope || o->presealed || !presumably_suite1(s, o, suite2, &key))
+                        continue;
+                if (envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, key, now_unix(), o->text,
+                                  o->len, &o->presealed) < 0)
+                        continue;
+                memcpy(o->presealed_key, key->fingerprint, sizeof(o->presealed_key));
+        }
 }
 
 bool chat_session_idle(const ChatSession *s) {
@@ -1265,13 +1424,13 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
         }
 
         case FRAME_ACCEPTED: {
-                Outgoing *o = s->outgoing;
+                Outgoing *o = outgoing_by_send_id(s, f->accepted.id);
 
-                if (!o || o->send_id != f->accepted.id)
+                if (!o)
                         return 0;
-                output->sent(o->to, f->accepted.msg, f->accepted.queued, s->interactive);
-                s->n_accepted++;
-                outgoing_pop(s);
+                snprintf(o->msg, sizeof(o->msg), "%s", f->accepted.msg);
+                o->queued = f->accepted.queued;
+                outgoing_answered(s, o);
                 r = process_outgoing(s);
                 return r < 0 ? r : 1;
         }
@@ -1287,6 +1446,7 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
         }
 
         case FRAME_ERROR: {
+                Outgoing *o;
                 Peer *p;
 
                 if (!f->error.has_id)
@@ -1311,19 +1471,18 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                         r = progress(s);
                 return r < 0 ? r : 1;
                 }
-                if (s->outgoing && s->outgoing->send_id == f->error.id &&
-                    streq(f->error.code, ERR_RATE_LIMITED)) {
-                        r = outgoing_rate_limited(s, f->error.retry_after);
+                o = outgoing_by_send_id(s, f->error.id);
+                if (o && streq(f->error.code, ERR_RATE_LIMITED)) {
+                        r = outgoing_rate_limited(s, o, f->error.retry_after);
                         return r < 0 ? r : 1;
                 }
-                if (s->outgoing && s->outgoing->send_id == f->error.id) {
+                if (o) {
                         char message[200];
 
                         string_sanitize(f->error.message, message, sizeof(message));
-                        message_refused(s, s->outgoing->to, relay_error_status(f->error.code), f->error.code,
+                        outgoing_refuse(s, o, relay_error_status(f->error.code), f->error.code,
                                         "the relay refused it: %s%s%s", f->error.code,
                                         message[0] ? ": " : "", message);
-                        outgoing_pop(s);
                         r = process_outgoing(s);
                 return r < 0 ? r : 1;
                 }
@@ -1368,11 +1527,13 @@ int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint
                         const char *what) {
         _cleanup_(frame_freep) Frame *f = NULL;
         uint64_t wake = deadline;
+        Outgoing *o;
         int r;
 
         /* A message waiting out rate_limited goes when its time comes. */
-        if (s->outgoing && s->outgoing->send_id == 0 && s->outgoing->not_before > 0)
-                wake = MIN(wake, s->outgoing->not_before);
+        o = outgoing_next(s);
+        if (o && o->not_before > 0)
+                wake = MIN(wake, o->not_before);
         r = client_wait(s->client, extra, n_extra, wake, &f);
         if (r == CLIENT_TIMEOUT && wake < deadline) {
                 r = process_outgoing(s);

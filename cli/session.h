@@ -12,9 +12,10 @@
  *   replay window and the seen-id store; a deliver whose sender's key is not
  *   known yet waits (in order) for the relay's answer to a lookup. Every
  *   deliver is acked, whatever the outcome.
- * - Sending: messages go out one at a time, in order; the next is sealed
- *   only when the relay accepted or refused the previous one. A message is
- *   sealed once: after a reconnection the same envelope goes out again.
+ * - Sending: messages are sealed and sent in order, up to window of them
+ *   in flight (one unless the owner sets more); their results are output
+ *   in that order whatever order the answers come in. A message is sealed
+ *   once: after a reconnection the same envelopes go out again, in order.
  */
 #pragma once
 
@@ -39,6 +40,8 @@ typedef struct Context {
         RsaKey *identity;
         bool identity_created;
         bool quiet_key_mismatch;        /* ClientParams.quiet_key_mismatch */
+        void (*auth_sent)(void *userdata, bool suite2);  /* ClientParams.auth_sent */
+        void *userdata;
 } Context;
 
 /* Open the state directory; with identity, load the user's key, creating it
@@ -105,6 +108,8 @@ typedef struct ChatSession {
 
         Outgoing *outgoing, *outgoing_last;
         size_t n_outgoing;
+        unsigned window;                /* messages in flight at most (0: 1) */
+        unsigned n_in_flight;           /* sent, not answered */
         unsigned n_accepted, n_refused, n_receipts;
         unsigned n_retries;             /* messages sent again after rate_limited */
         int error;                      /* first failure of a message we sent, -errno */
@@ -145,6 +150,17 @@ int chat_session_queue_message(ChatSession *s, const char *to, const char *text,
 int chat_session_queue_outbox(ChatSession *s, const char *to, const char *text, size_t len, const char *outbox,
                          const uint8_t digest[OUTBOX_DIGEST_LEN], json_object *envelope);
 bool chat_session_idle(const ChatSession *s);     /* nothing outgoing or held */
+
+/* Before the session has a connection (a ClientParams.auth_sent hook, while
+ * the relay checks the login): what the queued messages need that nothing
+ * from the relay can change, done ahead. The suite-2 store is opened, and a
+ * message that goes in suite 1 as far as the local state tells (a note to
+ * self, a relay without suite 2, a pinned peer with no session and no
+ * prekeys seen) is sealed to the pinned key. That envelope is sent only if
+ * the relay's key for the peer turns out to be the pinned one and the
+ * message to go in suite 1 after all; otherwise it is dropped unsent.
+ * Best effort: what fails here is done, and reported, later. */
+void chat_session_prepare(ChatSession *s, bool suite2);
 
 /* Make what prekeys are due (all new with rotate) and publish them on the
  * session's connection; the answer comes as s->published. 1 when a publish

@@ -30,7 +30,8 @@ INTEGRATION_TESTS = \
 	tests/integration/disk.sh \
 	tests/integration/prekeys.sh \
 	tests/integration/suite2.sh \
-	tests/integration/rotate.sh
+	tests/integration/rotate.sh \
+	tests/integration/pipeline.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh

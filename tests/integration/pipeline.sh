@@ -1,0 +1,88 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# scctl connect with standard input from a pipe keeps several messages in
+# flight: 200 lines reach bob's listen all, once and in order, and connect
+# prints their 200 results in input order; a line in the middle naming an
+# unknown user, or a malformed one, is reported in its place while the
+# others still go, and the exit status is that of the first failure.
+
+SC_SCRIPT=pipeline
+. "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
+
+N=200
+
+# No message rate: a rate_limited answer is retried, which may reorder.
+check "relay starts (message-rate=0, tls=$SC_TLS)" relay_start -o message-rate=0 || done_testing
+
+ok "alice registers" sc_init alice
+ok "bob registers" sc_init bob
+check "bob listens" listen_start bob "$T/bob.json"
+BOB=$SC_BG
+
+# Lines "bob:MARKER-i" for i in FIRST..LAST.
+lines() { # FIRST LAST
+	local i
+	for ((i = $1; i <= $2; i++)); do
+		printf 'bob:%s\n' "$(marker "$i")"
+	done
+}
+
+# The texts bob was shown from message number FROM on, one per line.
+texts_from() { # FROM
+	"$SC_JSON" message text <"$T/bob.json" | tail -n "+$1"
+}
+
+# ---- 200 messages, all accepted ----------------------------------------------
+
+lines 1 "$N" >"$T/in1"
+sc alice --json connect <"$T/in1" >"$T/c1.json" 2>"$T/c1.err"
+is "connect of $N piped lines exits 0" 0 $?
+is "...and prints $N results" "$N" "$(json_count "$T/c1.json" sent)"
+is "...and no refusal" 0 "$(json_count "$T/c1.json" refused)"
+ok "bob's listen shows $N messages" wait_json "$T/bob.json" "$N" message
+is "...the texts of the input, in order, each once" "$(sed 's/^bob://' "$T/in1")" "$(texts_from 1)"
+# Results in input order: the ids connect printed are those bob was
+# shown, in the same order.
+is "connect's results are in input order (their ids are bob's, in order)" \
+	"$("$SC_JSON" message id <"$T/bob.json")" "$("$SC_JSON" sent id <"$T/c1.json")"
+
+# ---- an unknown user, then a malformed line, in the middle ---------------------
+
+{
+	lines 1001 1099
+	printf 'nobody:%s\n' "$(marker 1100)"
+	lines 1101 1149
+	printf 'no colon on this line\n'
+	lines 1151 1200
+} >"$T/in2"
+sc alice connect <"$T/in2" >"$T/c2.out" 2>"$T/c2.err"
+is "a refused message in the middle: connect exits with its status ($EXIT_REFUSED)" "$EXIT_REFUSED" $?
+# Result lines, not receipts ("-> bob: received") that come in between.
+grep -E '^-> [^:]*: (delivered|queued|refused)' "$T/c2.out" >"$T/c2.results"
+is "...prints a result for each of the 199 messages" 199 "$(wc -l <"$T/c2.results")"
+like "...the 100th says that nobody's message was refused" '^-> nobody: .*refused.*no_such_user' \
+	"$(sed -n 100p "$T/c2.results")"
+is "...and all the others went to bob" 198 "$(grep -c '^-> bob: \(delivered\|queued\)$' "$T/c2.results")"
+like "...the malformed line is reported" "Expected RECIPIENT:MESSAGE" "$(cat "$T/c2.err")"
+ok "bob's listen shows the 198 messages" wait_json "$T/bob.json" $((N + 198)) message
+is "...in order, each once" "$(grep '^bob:' "$T/in2" | sed 's/^bob://')" "$(texts_from $((N + 1)))"
+
+# The malformed line first: its status (usage, 2) is the exit status.
+{
+	lines 2001 2049
+	printf 'bob:\n'
+	lines 2051 2099
+	printf 'nobody:%s\n' "$(marker 2100)"
+	lines 2101 2120
+} >"$T/in3"
+sc alice connect <"$T/in3" >"$T/c3.out" 2>"$T/c3.err"
+is "a malformed line before a refused message: connect exits $EXIT_USAGE" "$EXIT_USAGE" $?
+like "...the empty message is reported" "The message to bob is empty" "$(cat "$T/c3.err")"
+is "...and the other 118 messages went to bob" 118 "$(grep -c '^-> bob: \(delivered\|queued\)$' "$T/c3.out")"
+ok "bob's listen shows them" wait_json "$T/bob.json" $((N + 198 + 118)) message
+
+bg_stop "$BOB"
+is "bob's listen exits 0 on SIGTERM" 0 $?
+check_privacy "$T/bob.json"
+done_testing
