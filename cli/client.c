@@ -253,7 +253,7 @@ static int client_fill(Client *c) {
 }
 
 int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadline, Frame **ret_frame) {
-        bool established = c->server_key != NULL;
+        bool established = c->server_key != NULL, polled = false;
 
         if (n_extra > EXTRA_FDS_MAX)
                 return log_fail(EXIT_FAIL, -EINVAL, "Too many descriptors to wait for.");
@@ -316,7 +316,7 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
                         wake = MIN(wake, c->last_tx + interval);
                         wake = MIN(wake, c->last_rx + interval + c->timeout_usec);
                 }
-                if (deadline != UINT64_MAX && now >= deadline)
+                if (deadline != UINT64_MAX && now >= deadline && (deadline != WAIT_NOW || polled))
                         return CLIENT_TIMEOUT;
 
                 p[0] = (struct pollfd) {
@@ -327,6 +327,7 @@ int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadli
                 for (size_t i = 0; i < n_extra; i++)
                         p[1 + i] = extra[i];
                 r = wait_fds(p, 1 + n_extra, -EBADF, wake);
+                polled = true;
                 if (r < 0)
                         return log_fail(EXIT_FAIL, r, "poll() failed: %m");
                 if (r == 0)

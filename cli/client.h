@@ -111,8 +111,9 @@ enum {
         CLIENT_READY = 2,       /* one of the extra descriptors has revents */
 };
 
-/* Wait until deadline (monotonic usec; UINT64_MAX for none). extra may be
- * NULL; its revents are set on CLIENT_READY. A frame that does not parse
+/* Wait until deadline (monotonic usec; UINT64_MAX for none; WAIT_NOW:
+ * a frame already received, or the socket read once if it has bytes, but
+ * no waiting). extra may be NULL; its revents are set on CLIENT_READY. A frame that does not parse
  * ends the connection (reported). -ENOTCONN when the connection is
  * lost (reported: "connection to ... lost"). */
 int client_wait(Client *c, struct pollfd *extra, size_t n_extra, uint64_t deadline, Frame **ret_frame);

@@ -24,6 +24,9 @@
  * 16 MiB, and 1024 such envelopes would not fit in memory. */
 #define DELIVERIES_MAX 1024
 #define DELIVERIES_SIZE_MAX (64u * 1024 * 1024)
+/* Deliveries opened, shown and acknowledged together at most
+ * (process_deliveries()): enough for every frame of one read. */
+#define DELIVERIES_BATCH 64
 /* Users a session keeps track of (presence and lookups). The relay decides
  * how many it tells us about; this keeps a hostile one from growing us. */
 #define PEERS_MAX 100000
@@ -60,6 +63,13 @@ struct Outgoing {
 struct Delivery {
         uint64_t seq;
         Envelope *envelope;
+        /* What its batch made of it (process_deliveries()): refused, a
+         * text to show, or neither (shown before: acknowledged silently). */
+        const char *refused;
+        char *text;                     /* wipe with secure_free(text, text_size) */
+        size_t len, text_size;
+        bool suite2;                    /* its text is kept in the store until shown */
+        uint8_t digest[ENVELOPE_DIGEST_LEN];
         Delivery *next;
 };
 
@@ -156,17 +166,33 @@ int chat_session_new(Context *ctx, bool receiving, ChatSession **ret) {
         return 0;
 }
 
-static void deliveries_clear(ChatSession *s) {
-        while (s->deliveries) {
-                Delivery *d = s->deliveries;
+/* Forget what a batch made of d: it is opened again (from the text the
+ * store kept, for suite 2) when its turn comes again. */
+static void delivery_reset(Delivery *d) {
+        if (d->text)
+                secure_free(d->text, d->text_size);
+        d->text = NULL;
+        d->refused = NULL;
+        d->suite2 = false;
+}
 
-                s->deliveries = d->next;
-                envelope_free(d->envelope);
-                free(d);
-        }
-        s->deliveries_last = NULL;
-        s->n_deliveries = 0;
-        s->deliveries_size = 0;
+static void delivery_pop(ChatSession *s) {
+        Delivery *d = s->deliveries;
+
+        s->deliveries = d->next;
+        if (!s->deliveries)
+                s->deliveries_last = NULL;
+        s->n_deliveries--;
+        s->deliveries_size -= d->envelope->ct_len;
+        delivery_reset(d);
+        envelope_free(d->envelope);
+        free(d);
+}
+
+static void deliveries_clear(ChatSession *s) {
+        while (s->deliveries)
+                delivery_pop(s);
+        s->deliveries_fresh = false;
 }
 
 static void outgoing_pop(ChatSession *s) {
@@ -935,9 +961,20 @@ static void id_string(const uint8_t id[MSG_ID_LEN], char out[32]) {
         snprintf(out, 32, "%s", b64_encode(id, MSG_ID_LEN, &b) >= 0 ? b : "?");
 }
 
-static int seen_cb(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts,
-                   const uint8_t digest[ENVELOPE_DIGEST_LEN]) {
-        return seen_check(userdata, from, id, ts, digest);
+/* The replay check of a batch: the store, and before it the messages of
+ * the batch opened already, which are recorded only once shown. Without
+ * them a second copy of a message in one burst would be shown twice (a
+ * suite-2 one from the text its first copy left in the store). */
+static int batch_seen(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts,
+                      const uint8_t digest[ENVELOPE_DIGEST_LEN]) {
+        ChatSession *s = userdata;
+
+        for (const Delivery *d = s->deliveries; d; d = d->next)
+                if (d->text && streq(d->envelope->from, from) &&
+                    memcmp(d->envelope->id, id, MSG_ID_LEN) == 0)
+                        return memcmp(d->digest, digest, ENVELOPE_DIGEST_LEN) == 0 ?
+                               ENVELOPE_SEEN_SAME : ENVELOPE_SEEN_OTHER;
+        return seen_check(s->seen, from, id, ts, digest);
 }
 
 static void show_message(ChatSession *s, const Envelope *e, const char *id, const char *text,
@@ -952,79 +989,58 @@ static void show_message(ChatSession *s, const Envelope *e, const char *id, cons
         });
 }
 
-/* The suite-2 half of open_delivery(): the ratchet's new state and the
- * text are committed before the text is shown, and the text is dropped
- * only once it is recorded as seen, so that a crash anywhere neither
- * loses the message (its key is gone) nor shows it twice. */
-static int open_delivery2(ChatSession *s, const Envelope *e, const RsaKey *sender_key) {
-        const char *reason = NULL;
-        Suite2Opened o = {};
-        char id[32];
-        int r;
-
-        id_string(e->id, id);
-        if (!s->ratchets) {
-                output->rejected(e->from, id, envelope_error_to_string(ENVELOPE_BAD_SUITE));
-                return 0;
-        }
-        r = suite2_io_open(s->ratchets, s->seen, s->ctx->settings->user, s->ctx->identity, sender_key, e,
-                           now_unix(), s->ctx->settings->replay_window, &o, &reason);
-        if (r == -EBADMSG) {
-                if (streq(reason, envelope_error_to_string(ENVELOPE_DUPLICATE)))
-                        log_debug("Message %s from %s was shown already; acknowledging it again.", id,
-                                  e->from);
-                else
-                        output->rejected(e->from, id, reason);
-                return 0;
-        }
-        if (r < 0)
-                return log_fail(EXIT_FAIL, r, "Cannot open the message %s from %s: %m", id, e->from);
-
-        show_message(s, e, id, o.text, o.len);
-        secure_free(o.text, o.len + 1);
-        if (output_broken())
-                return log_fail(EXIT_FAIL, 0, "Cannot write message %s from %s to standard output; "
-                                "leaving it with the relay.", id, e->from);
-        s->n_messages++;
-        r = suite2_io_shown(s->ratchets, s->seen, e);
-        if (r < 0)
-                log_warning("Cannot record message %s as seen: %s; a replay of it would be shown again.",
-                            id, strerror(-r));
-        return 0;
-}
-
-/* Open one envelope and show it (or why not). 0 to ack, -errno when our
- * own state failed (then we do not ack: the relay keeps the message). */
-static int open_delivery(ChatSession *s, const Envelope *e) {
-        const char *reason = NULL, *me = s->ctx->settings->user;
-        uint8_t digest[ENVELOPE_DIGEST_LEN];
-        char *text = NULL;
+/* Open d for its batch (see process_deliveries()). A suite-2 message is
+ * opened in the batch's transaction of the ratchet store, begun here for
+ * the first one (*in_transaction). 0 when done, 1 when the sender's key is
+ * being looked up, -errno when our own state failed (then nothing of the
+ * batch is acknowledged: the relay keeps the messages). */
+static int delivery_open(ChatSession *s, Delivery *d, bool *in_transaction) {
+        const char *me = s->ctx->settings->user;
+        const Envelope *e = d->envelope;
         EnvelopeError error = ENVELOPE_OK;
         char id[32];
-        size_t len = 0;
         Peer *p = NULL;
         int r;
 
-        id_string(e->id, id);
-        if (!streq(e->to, me))
-                reason = envelope_error_to_string(ENVELOPE_WRONG_RECIPIENT);
-        else {
-                r = peer_key(s, e->from, &p);
-                if (r < 0)
-                        return r;
-                if (r == PEER_KEY_WAIT)
-                        return 1;
-                if (r == PEER_KEY_UNKNOWN)
-                        reason = envelope_error_to_string(ENVELOPE_UNKNOWN_SENDER);
-                else if (r == PEER_KEY_CHANGED)
-                        reason = "key_changed";
-                else if (r == PEER_KEY_UNVERIFIABLE)
-                        reason = "unverifiable_key";
+        if (!streq(e->to, me)) {
+                d->refused = envelope_error_to_string(ENVELOPE_WRONG_RECIPIENT);
+                return 0;
+        }
+        r = peer_key(s, e->from, &p);
+        if (r < 0)
+                return r;
+        if (r == PEER_KEY_WAIT)
+                return 1;
+        if (r != PEER_KEY_READY) {
+                d->refused = r == PEER_KEY_UNKNOWN ? envelope_error_to_string(ENVELOPE_UNKNOWN_SENDER) :
+                             r == PEER_KEY_CHANGED ? "key_changed" : "unverifiable_key";
+                return 0;
         }
 
-        if (!reason && envelope_is_suite2(e))
-                return open_delivery2(s, e, p->key);
-        if (!reason) {
+        id_string(e->id, id);
+        if (envelope_is_suite2(e)) {
+                Suite2Opened o = {};
+
+                if (!s->ratchets) {
+                        d->refused = envelope_error_to_string(ENVELOPE_BAD_SUITE);
+                        return 0;
+                }
+                if (!*in_transaction) {
+                        r = ratchet_store_begin(s->ratchets);
+                        if (r < 0)
+                                return log_fail(EXIT_FAIL, r, "Cannot open the message %s from %s: %m", id,
+                                                e->from);
+                        *in_transaction = true;
+                }
+                r = suite2_io_open_in(s->ratchets, batch_seen, s, me, s->ctx->identity, p->key, e,
+                                      now_unix(), s->ctx->settings->replay_window, &o, &d->refused);
+                if (r >= 0) {
+                        d->text = o.text;
+                        d->len = o.len;
+                        d->text_size = o.len + 1;
+                        d->suite2 = true;
+                }
+        } else {
                 EnvelopeOpenParams params = {
                         .me = me,
                         .my_key = s->ctx->identity,
@@ -1032,62 +1048,152 @@ static int open_delivery(ChatSession *s, const Envelope *e) {
                         .now = now_unix(),
                         .window = s->ctx->settings->replay_window,
                         .max_text = (size_t) s->client->limits.max_text,
-                        .seen = seen_cb,
-                        .userdata = s->seen,
+                        .seen = batch_seen,
+                        .userdata = s,
                 };
 
-                r = envelope_open(e, &params, &text, &len, &error);
-                if (r == -EBADMSG && error == ENVELOPE_DUPLICATE) {
+                r = envelope_open(e, &params, &d->text, &d->len, &error);
+                if (r >= 0)
+                        d->text_size = d->len;
+                else if (r == -EBADMSG)
+                        d->refused = envelope_error_to_string(error);
+        }
+        if (r == -EBADMSG && d->refused) {
+                if (streq(d->refused, envelope_error_to_string(ENVELOPE_DUPLICATE))) {
                         /* Shown already and not acked in time (a relay
                          * restart, a lost ack): nothing to say. */
-                        log_debug("Message %s from %s was shown already; acknowledging it again.", id, e->from);
-                        return 0;
+                        log_debug("Message %s from %s was shown already; acknowledging it again.", id,
+                                  e->from);
+                        d->refused = NULL;
                 }
-                if (r == -EBADMSG)
-                        reason = envelope_error_to_string(error);
-                else if (r < 0)
-                        return log_fail(EXIT_FAIL, r, "Cannot open the message %s from %s: %m", id, e->from);
-        }
-
-        if (reason) {
-                output->rejected(e->from, id, reason);
                 return 0;
         }
-
-        show_message(s, e, id, text, len);
-        secure_free(text, len);
-        if (output_broken())
-                return log_fail(EXIT_FAIL, 0, "Cannot write message %s from %s to standard output; "
-                                "leaving it with the relay.", id, e->from);
-        s->n_messages++;
-        r = envelope_digest(e, digest);
         if (r >= 0)
-                r = seen_add(s->seen, e->from, e->id, e->ts, digest);
+                r = envelope_digest(e, d->digest);
         if (r < 0)
-                log_warning("Cannot record message %s as seen: %s; a replay of it would be shown again.",
-                            id, strerror(-r));
+                return log_fail(EXIT_FAIL, r, "Cannot open the message %s from %s: %m", id, e->from);
         return 0;
 }
 
+/* Open the first deliveries, up to the first whose sender's key is being
+ * looked up: all of them in one transaction of the ratchet store. */
+static int batch_open(ChatSession *s, size_t *ret_n) {
+        bool in_transaction = false;
+        size_t n = 0;
+        int r = 0;
+
+        for (Delivery *d = s->deliveries; d && n < DELIVERIES_BATCH; d = d->next) {
+                r = delivery_open(s, d, &in_transaction);
+                if (r != 0)
+                        break;
+                n++;
+        }
+        if (r >= 0 && in_transaction) {
+                r = ratchet_store_commit(s->ratchets);
+                if (r < 0)
+                        r = log_fail(EXIT_FAIL, r, "Cannot save the ratchet store: %m");
+        }
+        if (r < 0) {
+                ratchet_store_rollback(s->ratchets);
+                return r;
+        }
+        if (n > 1)
+                log_debug("Opened %zu deliveries as one batch.", n);
+        *ret_n = n;
+        return 0;
+}
+
+/* Show the first n deliveries (opened by batch_open()), record each as
+ * seen before the next is shown, erase their kept texts, acknowledge. */
+static int batch_show(ChatSession *s, size_t n) {
+        const Envelope *forget[DELIVERIES_BATCH];
+        size_t n_forget = 0, done = 0;
+        Delivery *d = s->deliveries;
+        int r = 0, q;
+
+        for (; done < n; d = d->next, done++) {
+                const Envelope *e = d->envelope;
+                char id[32];
+
+                id_string(e->id, id);
+                if (d->refused) {
+                        output->rejected(e->from, id, d->refused);
+                        continue;
+                }
+                if (!d->text)
+                        continue;
+                show_message(s, e, id, d->text, d->len);
+                secure_free(d->text, d->text_size);
+                d->text = NULL;
+                if (output_broken()) {
+                        r = log_fail(EXIT_FAIL, 0, "Cannot write message %s from %s to standard output; "
+                                     "leaving it with the relay.", id, e->from);
+                        break;
+                }
+                s->n_messages++;
+                q = seen_add(s->seen, e->from, e->id, e->ts, d->digest);
+                if (q < 0)
+                        log_warning("Cannot record message %s as seen: %s; a replay of it would be shown "
+                                    "again.", id, strerror(-q));
+                if (d->suite2)
+                        forget[n_forget++] = e;
+        }
+
+        q = n_forget > 0 ? suite2_io_forget(s->ratchets, forget, n_forget) : 0;
+        if (q < 0)
+                log_warning("Cannot erase the text of %zu shown messages from the ratchet store: %s; "
+                            "it stays there until they are delivered again.", n_forget, strerror(-q));
+        for (size_t i = 0; i < done; i++) {
+                q = s->client ? client_send(s->client, frame_new_ack(s->deliveries->seq)) : -ENOTCONN;
+                if (q < 0 && r >= 0)
+                        r = q;
+                delivery_pop(s);
+        }
+        return r;
+}
+
+/* Deliveries are opened, shown and acknowledged in batches: all that came
+ * in one read (chat_session_wait()), so that a burst costs one commit of
+ * the ratchet store, and one checkpoint of its log, to open it and one to
+ * erase its texts, instead of two of each per message. Per message the
+ * order is still the one that makes a crash harmless:
+ *
+ *   1. its new ratchet state and its text are committed, in the batch's
+ *      transaction: its key is gone, its text kept in the store;
+ *   2. it is shown;
+ *   3. it is recorded as seen, before the next one is shown;
+ *   4. its text is erased from the store, in one transaction per batch;
+ *   5. it is acknowledged, and the relay forgets it.
+ *
+ * Killed before 1, we keep the old state and the relay delivers the message
+ * again. Between 1 and 2 it is delivered again and shown from the kept
+ * text. Between 2 and 3 it is shown again: that one message, as before
+ * batching, since seen is written per message. One write for the batch
+ * would widen that: before showing, a crash would lose the batch (it
+ * would count as shown), after, show it all again; at one fdatasync per
+ * message that is not worth it. Between 3 and 5 it is a duplicate when
+ * delivered again, acknowledged silently, and its kept text erased then.
+ *
+ * What reaches the disk: the batch's intermediate ratchet states never
+ * do (only the state after its last message is committed), and the
+ * checkpoint after each commit empties the log, so that old chain keys
+ * stay in it at most until the end of the batch's commit; the texts stay
+ * in the store until the whole batch is shown, instead of one message. */
 static int process_deliveries(ChatSession *s) {
         while (s->client && s->deliveries) {
-                Delivery *d = s->deliveries;
+                size_t n = 0;
                 int r;
 
-                r = open_delivery(s, d->envelope);
-                if (r != 0)
-                        return r < 0 ? r : 0;   /* 1: waiting for a key */
-
-                r = client_send(s->client, frame_new_ack(d->seq));
-                s->deliveries = d->next;
-                if (!s->deliveries)
-                        s->deliveries_last = NULL;
-                s->n_deliveries--;
-                s->deliveries_size -= d->envelope->ct_len;
-                envelope_free(d->envelope);
-                free(d);
-                if (r < 0)
+                r = batch_open(s, &n);
+                if (r >= 0 && n > 0)
+                        r = batch_show(s, n);
+                if (r < 0) {
+                        for (Delivery *d = s->deliveries; d; d = d->next)
+                                delivery_reset(d);
                         return r;
+                }
+                if (n == 0)
+                        return 0;       /* the first waits for its sender's key */
         }
         return 0;
 }
@@ -1419,6 +1525,15 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                 s->deliveries_last = d;
                 s->n_deliveries++;
                 s->deliveries_size += d->envelope->ct_len;
+                /* The frames behind it in what we read come first, so
+                 * that a burst is opened as one batch (chat_session_wait()). */
+                if (s->n_deliveries < DELIVERIES_BATCH) {
+                        s->deliveries_fresh = true;
+                        return 1;
+                }
+                /* Full: open them now, and let the next wait poll
+                 * everything again (standard input, signals). */
+                s->deliveries_fresh = false;
                 r = progress(s);
                 return r < 0 ? r : 1;
         }
@@ -1530,11 +1645,22 @@ int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint
         Outgoing *o;
         int r;
 
-        /* A message waiting out rate_limited goes when its time comes. */
-        o = outgoing_next(s);
-        if (o && o->not_before > 0)
-                wake = MIN(wake, o->not_before);
-        r = client_wait(s->client, extra, n_extra, wake, &f);
+        /* Deliveries came in: take the frames already received first,
+         * without waiting, then open them as one batch. */
+        if (s->deliveries_fresh) {
+                r = client_wait(s->client, extra, n_extra, WAIT_NOW, &f);
+                if (r == CLIENT_TIMEOUT) {
+                        s->deliveries_fresh = false;
+                        r = progress(s);
+                        return r < 0 ? r : CLIENT_FRAME;
+                }
+        } else {
+                /* A message waiting out rate_limited goes when its time comes. */
+                o = outgoing_next(s);
+                if (o && o->not_before > 0)
+                        wake = MIN(wake, o->not_before);
+                r = client_wait(s->client, extra, n_extra, wake, &f);
+        }
         if (r == CLIENT_TIMEOUT && wake < deadline) {
                 r = process_outgoing(s);
                 if (r < 0)

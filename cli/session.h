@@ -103,6 +103,7 @@ typedef struct ChatSession {
         Delivery *deliveries, *deliveries_last;
         size_t n_deliveries;
         size_t deliveries_size;         /* ciphertext bytes held in deliveries */
+        bool deliveries_fresh;          /* came in, not opened yet: a batch is forming */
         unsigned n_messages;            /* messages shown */
         bool synced;
 

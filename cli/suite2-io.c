@@ -158,9 +158,14 @@ static int open_in_store(RatchetStore *st, const char *me, const RsaKey *identit
         return r;
 }
 
-int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaKey *identity,
-                   const RsaKey *sender_key, const Envelope *e, uint64_t now, uint64_t window,
-                   Suite2Opened *ret, const char **ret_error) {
+static int seen_store_check(void *userdata, const char *from, const uint8_t id[MSG_ID_LEN], uint64_t ts,
+                            const uint8_t digest[ENVELOPE_DIGEST_LEN]) {
+        return seen_check(userdata, from, id, ts, digest);
+}
+
+int suite2_io_open_in(RatchetStore *st, envelope_seen_fn seen, void *userdata, const char *me,
+                      const RsaKey *identity, const RsaKey *sender_key, const Envelope *e, uint64_t now,
+                      uint64_t window, Suite2Opened *ret, const char **ret_error) {
         uint8_t digest[ENVELOPE_DIGEST_LEN];
         Suite2Message m = envelope_suite2_view(e);
         Suite2Opened o = {};
@@ -188,9 +193,18 @@ int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaK
         r = envelope_digest(e, digest);
         if (r < 0)
                 return r;
-        r = seen_check(seen, e->from, e->id, e->ts, digest);
+        r = seen(userdata, e->from, e->id, e->ts, digest);
         if (r < 0)
                 return r;
+        if (r == ENVELOPE_SEEN_SAME) {
+                /* Shown and recorded, but the crash came before its text
+                 * was erased (suite2_io_forget()): erase it now, or it
+                 * would stay for good, as no delivery comes for it again
+                 * once this one is acknowledged. */
+                int q = ratchet_store_pending_erase(st, e->from, e->id);
+                if (q < 0)
+                        return q;
+        }
         if (r != ENVELOPE_SEEN_NO) {
                 *ret_error = envelope_error_to_string(
                         r == ENVELOPE_SEEN_SAME ? ENVELOPE_DUPLICATE :
@@ -212,20 +226,53 @@ int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaK
         if (r != -ENOENT)
                 return r;
 
-        r = ratchet_store_begin(st);
-        if (r < 0)
-                return r;
         r = open_in_store(st, me, identity, sender_key, e, &h, &m, digest, now, &o, ret_error);
-        if (r >= 0)
-                r = ratchet_store_commit(st);
         if (r < 0) {
-                ratchet_store_rollback(st);
                 if (o.text)
                         secure_free(o.text, o.len + 1);
                 return r;
         }
         *ret = o;
         return 0;
+}
+
+int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaKey *identity,
+                   const RsaKey *sender_key, const Envelope *e, uint64_t now, uint64_t window,
+                   Suite2Opened *ret, const char **ret_error) {
+        int r, q;
+
+        r = ratchet_store_begin(st);
+        if (r < 0)
+                return r;
+        r = suite2_io_open_in(st, seen_store_check, seen, me, identity, sender_key, e, now, window, ret,
+                              ret_error);
+        /* A refusal wrote nothing but the erasure of a leftover text. */
+        if (r >= 0 || r == -EBADMSG) {
+                q = ratchet_store_commit(st);
+                if (q < 0 && r >= 0) {
+                        secure_free(ret->text, ret->len + 1);
+                        *ret = (Suite2Opened) {};
+                        return q;
+                }
+                return r;
+        }
+        ratchet_store_rollback(st);
+        return r;
+}
+
+int suite2_io_forget(RatchetStore *st, const Envelope *const *e, size_t n) {
+        int r;
+
+        if (n == 0)
+                return 0;
+        r = ratchet_store_begin(st);
+        for (size_t i = 0; r >= 0 && i < n; i++)
+                r = ratchet_store_pending_erase(st, e[i]->from, e[i]->id);
+        if (r >= 0)
+                r = ratchet_store_commit(st);
+        if (r < 0)
+                ratchet_store_rollback(st);
+        return r;
 }
 
 int suite2_io_shown(RatchetStore *st, SeenStore *seen, const Envelope *e) {
@@ -237,13 +284,5 @@ int suite2_io_shown(RatchetStore *st, SeenStore *seen, const Envelope *e) {
                 r = seen_add(seen, e->from, e->id, e->ts, digest);
         if (r < 0)
                 return r;
-        r = ratchet_store_begin(st);
-        if (r < 0)
-                return r;
-        r = ratchet_store_pending_erase(st, e->from, e->id);
-        if (r >= 0)
-                r = ratchet_store_commit(st);
-        if (r < 0)
-                ratchet_store_rollback(st);
-        return r;
+        return suite2_io_forget(st, &e, 1);
 }

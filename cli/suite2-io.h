@@ -2,9 +2,11 @@
 /*
  * Suite-2 envelopes in and out of the ratchet store: suite2.h does the
  * cryptography, ratchet-store.h keeps the state, this module runs the
- * steps of securechat-protocol(7) "SUITE 2" between them, each message in
- * one transaction of the store, so that a state is committed before the
- * envelope it made leaves or the text it opened is shown.
+ * steps of securechat-protocol(7) "SUITE 2" between them, so that a state
+ * is committed before the envelope it made leaves or the text it opened is
+ * shown. A receiver may open a burst of messages in one transaction
+ * (suite2_io_open_in()): one commit, and one checkpoint of the store's
+ * log, for all of them.
  */
 #pragma once
 
@@ -49,11 +51,23 @@ typedef struct Suite2Opened {
  * (from, id) store seen, then the ratchet (a session start without a
  * matching session is accepted with our prekeys). On success the new
  * state and the text (in the store's pending table, until
- * suite2_io_shown()) are committed, and 0 is returned. On refusal
- * -EBADMSG with *ret_error; ENVELOPE_DUPLICATE means shown already. */
+ * suite2_io_forget()) are committed, and 0 is returned. On refusal
+ * -EBADMSG with *ret_error; ENVELOPE_DUPLICATE means shown already (and
+ * a text of it still kept, after a crash, is erased). */
 int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaKey *identity,
                    const RsaKey *sender_key, const Envelope *e, uint64_t now, uint64_t window,
                    Suite2Opened *ret, const char **ret_error);
-
-/* After the text was shown: record e in seen, then drop its pending text. */
+/* The same inside a transaction the caller began (ratchet_store_begin())
+ * and commits, so that a burst of messages costs one commit. seen answers
+ * the (from, id) check, so that the caller can count the messages of its
+ * burst that are not recorded yet. A refusal (-EBADMSG) wrote nothing but
+ * that erasure: the caller may go on in the same transaction. After any
+ * other error the caller rolls back. */
+int suite2_io_open_in(RatchetStore *st, envelope_seen_fn seen, void *userdata, const char *me,
+                      const RsaKey *identity, const RsaKey *sender_key, const Envelope *e, uint64_t now,
+                      uint64_t window, Suite2Opened *ret, const char **ret_error);
+/* Once the texts of the n opened messages e were shown and recorded as
+ * seen: erase them from the store, in one transaction. */
+int suite2_io_forget(RatchetStore *st, const Envelope *const *e, size_t n);
+/* After the text was shown: record e in seen, then forget its text. */
 int suite2_io_shown(RatchetStore *st, SeenStore *seen, const Envelope *e);

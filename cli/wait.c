@@ -15,7 +15,7 @@ uint64_t deadline_in(uint64_t usec) {
 
 int wait_fds(struct pollfd *fds, size_t n, int abort_fd, uint64_t deadline) {
         struct pollfd p[WAIT_FDS_MAX + 1];
-        bool with_abort = abort_fd >= 0;
+        bool with_abort = abort_fd >= 0, polled = false;
 
         if (n > WAIT_FDS_MAX)
                 return -EINVAL;
@@ -25,10 +25,11 @@ int wait_fds(struct pollfd *fds, size_t n, int abort_fd, uint64_t deadline) {
                 int timeout = -1, r;
 
                 if (deadline != WAIT_FOREVER) {
-                        if (now >= deadline)
+                        if (now >= deadline && (deadline != WAIT_NOW || polled))
                                 return 0;
                         /* Rounded up: waking a little early would spin. */
-                        timeout = (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT_MAX);
+                        timeout = now >= deadline ? 0 :
+                                  (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT_MAX);
                 }
                 for (size_t i = 0; i < n; i++)
                         p[i] = (struct pollfd) { .fd = fds[i].fd, .events = fds[i].events };
@@ -36,6 +37,7 @@ int wait_fds(struct pollfd *fds, size_t n, int abort_fd, uint64_t deadline) {
                         p[n] = (struct pollfd) { .fd = abort_fd, .events = POLLIN };
 
                 r = poll(p, n + with_abort, timeout);
+                polled = true;
                 if (r < 0) {
                         if (errno == EINTR)
                                 continue;

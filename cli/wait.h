@@ -18,6 +18,8 @@
 
 /* No deadline. */
 #define WAIT_FOREVER UINT64_MAX
+/* No waiting: poll once for what is ready now. */
+#define WAIT_NOW 0
 /* The most descriptors wait_fds() takes, the abort descriptor not counted. */
 #define WAIT_FDS_MAX 16
 
@@ -31,7 +33,7 @@ uint64_t deadline_in(uint64_t usec);
  * the wait early.
  *
  * Returns 1 with the revents of fds set, 0 when the deadline passed
- * (without polling when it already had), -ECANCELED when abort_fd is
+ * (without polling when it already had, except for WAIT_NOW), -ECANCELED when abort_fd is
  * readable (checked first: the user wants out even if data is there), or
  * -errno (-EINVAL: more than WAIT_FDS_MAX descriptors). */
 int wait_fds(struct pollfd *fds, size_t n, int abort_fd, uint64_t deadline);
