@@ -16,7 +16,7 @@ for row in "routing, 1 sender -> 1 receiver" "routing, 2 senders -> 2 receivers"
 	"offline fill" "queue drain on login" "offline fill rate, [0-9]+ queued against [0-9]+" \
 	"[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" "one-shot scctl send" \
 	"end-to-end scctl connect -> scctl listen, 2048-bit"; do
-	like "the table has: $row" "^\| $row.* \| [0-9.e+]+ [a-zA-Z/]+ \| .* \| [0-9.e+-]+x? \| " "$out"
+	like "the table has: $row" "^\| $row.* \| [0-9.e+]+ [a-zA-Z/-]+ \| .* \| [0-9.e+-]+x? \| " "$out"
 done
 like "it names the machine" "^machine: [0-9]+ CPUs, " "$out"
 json=$("$BENCH" --builddir "$SC_BUILDDIR" --quick --json --pairs 1 2>/dev/null)

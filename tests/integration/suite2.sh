@@ -212,8 +212,8 @@ blocked() {
 	wchan=$(cat "/proc/$kill_pid/wchan" 2>/dev/null)
 	case $wchan in
 	*pipe_write*) ;;
-	"" | 0) ;;      # not told: the texts kept will do
-	*) return 1 ;;
+	"") ;;          # not told: the texts kept will do
+	*) return 1 ;;  # "0" is running: maybe between a line and its seen record
 	esac
 	[ "$(sqlite3 "$T/home-bob/ratchet/bob.db" "SELECT count(*) FROM pending")" -gt 0 ]
 }
