@@ -1050,7 +1050,7 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         StoreMessage msg = {};
         const char *text;
         size_t text_len;
-        uint64_t count, now;
+        uint64_t count, count_from, now;
         Limit limit;
         LogFields lf;
         char detail[128];
@@ -1063,7 +1063,9 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 reply_error(s, id, ERR_BAD_REQUEST, "envelope.from is not the session's user");
                 return;
         }
-        r = store_user_exists(relay->store, e->to);
+        /* A user with an active session is registered (a key reset closes
+         * them): the store is asked only about users offline. */
+        r = session_index_first(relay->sessions, e->to) ? 1 : store_user_exists(relay->store, e->to);
         if (r == 0) {
                 reply_error(s, id, ERR_NO_SUCH_USER, "no such user");
                 return;
@@ -1086,21 +1088,18 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 reply_error(s, id, ERR_TOO_LARGE, "message text over max_text");
                 return;
         }
-        /* One sender's share first, so that a sender who filled it
-         * cannot fill the rest of the recipient's queue. */
-        r = store_queue_count_from(relay->store, e->to, s->user, &count);
+        r = store_queue_counts(relay->store, e->to, s->user, &count, &count_from);
         if (r < 0)
                 goto internal;
-        if (count >= s->limits.queue_limit_per_sender) {
+        /* One sender's share first, so that a sender who filled it
+         * cannot fill the rest of the recipient's queue. */
+        if (count_from >= s->limits.queue_limit_per_sender) {
                 relay_limit_hit(relay, LIMIT_QUEUE_LIMIT_PER_SENDER, s->user_entry, &lf,
                                 "Message %s from %s refused: %" PRIu64 " of its messages "
-                                "wait for %s already", msg_id, s->user, count, e->to);
+                                "wait for %s already", msg_id, s->user, count_from, e->to);
                 reply_error(s, id, ERR_QUEUE_FULL, "your share of the recipient's queue is full");
                 return;
         }
-        r = store_queue_count(relay->store, e->to, &count);
-        if (r < 0)
-                goto internal;
         if (count >= s->limits.queue_limit) {
                 relay_limit_hit(relay, LIMIT_QUEUE_LIMIT, NULL, &lf,
                                 "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
