@@ -163,8 +163,10 @@ static const char schema_prekeys[] =
 /* Made at every open when missing: indexes need no schema version, and
  * one dropped by hand comes back. */
 static const char schema_indexes[] =
-        /* queue-limit-per-sender counts (recipient, sender) at every send. */
-        "CREATE INDEX IF NOT EXISTS queue_by_recipient_sender ON queue (recipient, sender);"
+        /* Counted queue-limit-per-sender once; queue_senders (schema_counts)
+         * does now, and the index only cost every insert and delete. An
+         * older relay that makes it again is none the worse. */
+        "DROP INDEX IF EXISTS queue_by_recipient_sender;"
         /* The last key rotations of each user (the statements' JSON),
          * handed out with the key package; a key reset deletes them with
          * the user. A table that only adds to the schema needs no version

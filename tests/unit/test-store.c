@@ -220,31 +220,28 @@ START_TEST(test_rotate) {
 }
 END_TEST
 
-START_TEST(test_queue_count_from_indexed) {
+/* The per-sender count is a row of queue_senders: the index that counted
+ * it once would only slow every insert and delete, and goes at open. */
+START_TEST(test_queue_sender_index_dropped) {
         _cleanup_(store_freep) Store *s = NULL;
         sqlite3 *db = NULL;
         sqlite3_stmt *st = NULL;
-        bool indexed = false;
 
         ck_assert_int_eq(store_open(dbpath, &s), 0);
         s = store_free(s);
         ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(db, "DROP INDEX queue_by_recipient_sender", NULL, NULL, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "CREATE INDEX queue_by_recipient_sender ON queue (recipient, sender)",
+                                      NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
 
         ck_assert_int_eq(store_open(dbpath, &s), 0);
         ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_prepare_v2(db, "EXPLAIN QUERY PLAN SELECT count(*) FROM queue "
-                                            "WHERE recipient = 'bob' AND sender = 'alice'", -1, &st, NULL),
-                         SQLITE_OK);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-                const char *detail = (const char *) sqlite3_column_text(st, 3);
-                if (detail && strstr(detail, "queue_by_recipient_sender"))
-                        indexed = true;
-        }
+        ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND "
+                                            "name = 'queue_by_recipient_sender'", -1, &st, NULL), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+        ck_assert_int_eq(sqlite3_column_int(st, 0), 0);
         sqlite3_finalize(st);
         sqlite3_close(db);
-        ck_assert(indexed);
 }
 END_TEST
 
@@ -844,7 +841,7 @@ static Suite *store_suite(void) {
         tcase_add_test(tc, test_registry);
         tcase_add_test(tc, test_rotate);
         tcase_add_test(tc, test_queue);
-        tcase_add_test(tc, test_queue_count_from_indexed);
+        tcase_add_test(tc, test_queue_sender_index_dropped);
         tcase_add_test(tc, test_queue_counts);
         tcase_add_test(tc, test_send_statements_indexed);
         tcase_add_test(tc, test_seq_never_reused);
