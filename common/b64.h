@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Base64, RFC 4648 standard alphabet, through Nettle. */
+/* Base64, RFC 4648 standard alphabet: encoded by Nettle, decoded strictly
+ * here. */
 #pragma once
 
 #include <stddef.h>

@@ -6,7 +6,9 @@
  * nobody needs to check a JSON type, a base64 string or a size again.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -1305,4 +1307,25 @@ int frame_to_wire(json_object *o, size_t max_frame, uint8_t **ret, size_t *ret_l
         if (!s)
                 return -ENOMEM;
         return frame_encode(s, len, max_frame, ret, ret_len);
+}
+
+int frame_deliver_to_wire(uint64_t seq, const char *envelope, size_t envelope_len, size_t max_frame,
+                          uint8_t **ret, size_t *ret_len) {
+        /* What json-c writes for frame_new_deliver() (members in the order
+         * added, no spaces), so that both ways give the same bytes. The
+         * envelope is not checked here: the caller vouches that it is an
+         * envelope's JSON text (see codec.h). */
+        char head[sizeof("{\"type\":\"deliver\",\"seq\":,\"envelope\":") + 20];
+        int n;
+
+        n = snprintf(head, sizeof(head), "{\"type\":\"deliver\",\"seq\":%" PRIu64 ",\"envelope\":", seq);
+        if (n < 0 || (size_t) n >= sizeof(head))
+                return -EINVAL;
+
+        const struct iovec iov[] = {
+                { .iov_base = head, .iov_len = (size_t) n },
+                { .iov_base = (void *) envelope, .iov_len = envelope_len },
+                { .iov_base = (void *) "}", .iov_len = 1 },
+        };
+        return frame_encode_iov(iov, ELEMENTSOF(iov), max_frame, ret, ret_len);
 }

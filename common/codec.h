@@ -236,3 +236,11 @@ json_object *frame_new_simple(FrameType t);     /* ping, pong, bye, synced */
 /* Serialize compactly and frame it: u32be(N) || JSON. -EMSGSIZE if over
  * max_frame. */
 int frame_to_wire(json_object *o, size_t max_frame, uint8_t **ret, size_t *ret_len);
+/* A deliver frame on the wire around an envelope's JSON text, spliced as
+ * it is: the bytes frame_to_wire(frame_new_deliver(seq, o)) makes when
+ * envelope is o's compact serialization, without building or parsing an
+ * object (a relay forwards and drains what it stored this way). The text
+ * is not checked: only an envelope that passed envelope_from_json() and
+ * was serialized by json-c may be given. -EMSGSIZE if over max_frame. */
+int frame_deliver_to_wire(uint64_t seq, const char *envelope, size_t envelope_len, size_t max_frame,
+                          uint8_t **ret, size_t *ret_len);

@@ -102,8 +102,21 @@ int frame_decoder_pending(const FrameDecoder *d) {
 
 int frame_encode(const void *payload, size_t len, size_t max_frame,
                  uint8_t **ret, size_t *ret_len) {
-        uint8_t *p;
+        const struct iovec iov = { .iov_base = (void *) payload, .iov_len = len };
 
+        return frame_encode_iov(&iov, 1, max_frame, ret, ret_len);
+}
+
+int frame_encode_iov(const struct iovec *iov, size_t n, size_t max_frame,
+                     uint8_t **ret, size_t *ret_len) {
+        size_t len = 0;
+        uint8_t *p, *q;
+
+        for (size_t i = 0; i < n; i++) {
+                if (iov[i].iov_len > SIZE_MAX - FRAME_HEADER_LEN - len)
+                        return -EMSGSIZE;
+                len += iov[i].iov_len;
+        }
         if (len == 0 || len > max_frame || len > UINT32_MAX)
                 return -EMSGSIZE;
 
@@ -115,7 +128,12 @@ int frame_encode(const void *payload, size_t len, size_t max_frame,
         p[1] = (uint8_t) (len >> 16);
         p[2] = (uint8_t) (len >> 8);
         p[3] = (uint8_t) len;
-        memcpy(p + FRAME_HEADER_LEN, payload, len);
+        q = p + FRAME_HEADER_LEN;
+        for (size_t i = 0; i < n; i++)
+                if (iov[i].iov_len > 0) {
+                        memcpy(q, iov[i].iov_base, iov[i].iov_len);
+                        q += iov[i].iov_len;
+                }
 
         *ret = p;
         *ret_len = FRAME_HEADER_LEN + len;

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 typedef struct FrameDecoder {
         size_t max_frame;
@@ -42,3 +43,7 @@ int frame_decoder_pending(const FrameDecoder *d);
 /* u32be(len) || payload, allocated. -EMSGSIZE if len is 0 or > max_frame. */
 int frame_encode(const void *payload, size_t len, size_t max_frame,
                  uint8_t **ret, size_t *ret_len);
+/* The same for a payload given in n pieces, copied once: a frame built
+ * around bytes it takes as they are (frame_deliver_to_wire()). */
+int frame_encode_iov(const struct iovec *iov, size_t n, size_t max_frame,
+                     uint8_t **ret, size_t *ret_len);

@@ -33,8 +33,8 @@
 struct RelayPending {
         Session *session;       /* the sender's: sessions are freed only after relay_commit() */
         uint64_t id;            /* the send's request id */
-        StoreMessage msg;       /* its metadata (no envelope text) */
-        json_object *envelope;  /* as received: forwarded from memory */
+        StoreMessage msg;       /* as stored; .envelope is envelope's serialization */
+        json_object *envelope;  /* as received, holding the text: forwarded from memory */
         bool retry;             /* of a message queued already: "accepted" only */
 };
 
@@ -557,16 +557,26 @@ static void maybe_synced(Session *s) {
         (void) session_send(s, frame_new_synced());
 }
 
-/* Send s one queued message; its cursor moves past it whatever happens.
- * 0, or <0 when s can take nothing more. */
-static int deliver(Relay *relay, Session *s, const StoreMessage *m, json_object *envelope) {
+/* Send s one queued message, m->envelope's text of len bytes as the relay
+ * stored it; its cursor moves past it whatever happens. 0, or <0 when s
+ * can take nothing more. */
+static int deliver(Relay *relay, Session *s, const StoreMessage *m, size_t len) {
+        _cleanup_(freep) uint8_t *wire = NULL;
+        size_t wire_len;
         LogFields f;
         int r;
 
         message_fields(m, &f);
         f.session = s->id;
         s->cursor = m->seq;
-        r = session_send(s, frame_new_deliver(m->seq, envelope));
+        /* Spliced, not parsed and serialized again: the text is what
+         * handle_send() stored, json-c's serialization of an envelope that
+         * envelope_from_json() accepted (envelope_text()). A queue edited
+         * by hand goes out as it is: recipients check every frame and
+         * envelope they are sent, as from any relay. */
+        r = frame_deliver_to_wire(m->seq, m->envelope, len, s->limits.max_frame, &wire, &wire_len);
+        if (r >= 0)
+                r = session_send_wire(s, wire, wire_len);
         if (r == -EMSGSIZE) {
                 /* Stored under a larger max-frame than this session's; it
                  * stays until it expires. */
@@ -615,21 +625,9 @@ void relay_pump(Relay *relay, Session *s) {
                          * a backlog of envelopes of max-frame each goes out
                          * as the client reads it, never all at once. */
                 for (i = 0; i < n && s->state == SESSION_ACTIVE &&
-                            session_output_pending(s) < SESSION_PUMP_WATER; i++) {
-                        json_object *env = NULL;
-
-                        if (json_parse_strict(batch[i].envelope, strlen(batch[i].envelope), JSON_DEPTH_DEFAULT,
-                                              &env, NULL) < 0) {
-                                /* Cannot happen with what this daemon stored. */
-                                log_error("Queued message %" PRIu64 " is not JSON, skipped", batch[i].seq);
-                                s->cursor = batch[i].seq;
-                                continue;
-                        }
-                        r = deliver(relay, s, &batch[i], env);
-                        json_object_put(env);
-                        if (r < 0)
+                            session_output_pending(s) < SESSION_PUMP_WATER; i++)
+                        if (deliver(relay, s, &batch[i], strlen(batch[i].envelope)) < 0)
                                 break;
-                }
                 store_messages_free(batch, n);
                 if (i == n && n < PUMP_BATCH)
                         s->caught_up = true;
@@ -641,11 +639,11 @@ void relay_pump(Relay *relay, Session *s) {
 /* A message for s's user was committed: straight from memory when s
  * has nothing older to receive first and room for it; else the backlog
  * goes first, from the store, in order. */
-static void forward(Relay *relay, Session *s, const StoreMessage *m, json_object *envelope) {
+static void forward(Relay *relay, Session *s, const StoreMessage *m) {
         if (s->state != SESSION_ACTIVE || m->seq <= s->cursor)
                 return;         /* gone, or a pump already read it from the store */
         if (s->caught_up && !s->presence_pending && session_output_pending(s) < SESSION_PUMP_WATER) {
-                (void) deliver(relay, s, m, envelope);
+                (void) deliver(relay, s, m, m->size);
                 return;
         }
         s->caught_up = false;
@@ -857,9 +855,12 @@ static void storage_full(Relay *relay, Session *s, const uint64_t *id, Limit lim
 }
 
 /* An envelope as stored: as the client sent it (re-serialised by json-c,
- * without escaping '/': the same members, the same values). */
-static const char *envelope_text(json_object *envelope) {
-        return json_object_to_json_string_ext(envelope, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+ * without escaping '/': the same members, the same values), once per
+ * send. The text is kept by the object until it is freed: the batch
+ * forwards it from there. */
+static const char *envelope_text(json_object *envelope, size_t *ret_len) {
+        return json_object_to_json_string_length(envelope, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                 ret_len);
 }
 
 /* What a send whose write failed with r is told, also when the write was
@@ -914,7 +915,8 @@ static void batch_failed(Relay *relay, int r) {
 
 /* Answer the send id of s after the commit. A message the batch cannot
  * hold is still stored: without its accepted, the client sends it again
- * and hears "accepted" for the copy queued. */
+ * and hears "accepted" for the copy queued. msg->envelope is envelope's
+ * text (envelope_text()). */
 static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, json_object *envelope,
                       bool retry) {
         if (relay->n_pending == relay->n_pending_allocated) {
@@ -935,15 +937,13 @@ static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage 
                 .envelope = json_object_get(envelope),
                 .retry = retry,
         };
-        relay->pending[relay->n_pending++].msg.envelope = NULL;
+        relay->n_pending++;
         batch_hold(relay, s);
 }
 
 /* Is p's envelope queued (after a rollback: by an earlier commit)? */
 static bool is_queued(Relay *relay, const RelayPending *p) {
-        const char *text = envelope_text(p->envelope);
-
-        return text && store_queue_find(relay->store, p->msg.sender, p->msg.msg_id, text, NULL) >= 0;
+        return store_queue_find(relay->store, p->msg.sender, p->msg.msg_id, p->msg.envelope, NULL) >= 0;
 }
 
 static void send_committed(Relay *relay, const RelayPending *p) {
@@ -968,7 +968,7 @@ static void send_committed(Relay *relay, const RelayPending *p) {
         }
         (void) session_send(s, frame_new_accepted(p->id, p->msg.msg_id, !recipient));
         if (recipient && !p->retry)
-                forward(relay, recipient, &p->msg, p->envelope);
+                forward(relay, recipient, &p->msg);
 }
 
 /* The batch's transaction committed (r = 0) or is gone (r < 0): answer
@@ -1049,7 +1049,8 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         _cleanup_(freep) char *msg_id = NULL;
         StoreMessage msg = {};
         const char *text;
-        uint64_t count, now;
+        size_t text_len;
+        uint64_t count, count_from, now;
         Limit limit;
         LogFields lf;
         char detail[128];
@@ -1062,7 +1063,9 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 reply_error(s, id, ERR_BAD_REQUEST, "envelope.from is not the session's user");
                 return;
         }
-        r = store_user_exists(relay->store, e->to);
+        /* A user with an active session is registered (a key reset closes
+         * them): the store is asked only about users offline. */
+        r = session_index_first(relay->sessions, e->to) ? 1 : store_user_exists(relay->store, e->to);
         if (r == 0) {
                 reply_error(s, id, ERR_NO_SUCH_USER, "no such user");
                 return;
@@ -1085,21 +1088,18 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 reply_error(s, id, ERR_TOO_LARGE, "message text over max_text");
                 return;
         }
-        /* One sender's share first, so that a sender who filled it
-         * cannot fill the rest of the recipient's queue. */
-        r = store_queue_count_from(relay->store, e->to, s->user, &count);
+        r = store_queue_counts(relay->store, e->to, s->user, &count, &count_from);
         if (r < 0)
                 goto internal;
-        if (count >= s->limits.queue_limit_per_sender) {
+        /* One sender's share first, so that a sender who filled it
+         * cannot fill the rest of the recipient's queue. */
+        if (count_from >= s->limits.queue_limit_per_sender) {
                 relay_limit_hit(relay, LIMIT_QUEUE_LIMIT_PER_SENDER, s->user_entry, &lf,
                                 "Message %s from %s refused: %" PRIu64 " of its messages "
-                                "wait for %s already", msg_id, s->user, count, e->to);
+                                "wait for %s already", msg_id, s->user, count_from, e->to);
                 reply_error(s, id, ERR_QUEUE_FULL, "your share of the recipient's queue is full");
                 return;
         }
-        r = store_queue_count(relay->store, e->to, &count);
-        if (r < 0)
-                goto internal;
         if (count >= s->limits.queue_limit) {
                 relay_limit_hit(relay, LIMIT_QUEUE_LIMIT, NULL, &lf,
                                 "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
@@ -1108,7 +1108,7 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
 
-        text = envelope_text(f->send.raw);
+        text = envelope_text(f->send.raw, &text_len);
         if (!text)
                 goto internal;
         now = now_unix();
@@ -1116,7 +1116,7 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         snprintf(msg.sender, sizeof(msg.sender), "%s", s->user);
         snprintf(msg.msg_id, sizeof(msg.msg_id), "%s", msg_id);
         msg.envelope = (char *) text;
-        msg.size = strlen(text);
+        msg.size = text_len;
         msg.received = now;
         msg.expires = now + s->limits.queue_ttl_usec / 1000000;
 

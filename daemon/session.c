@@ -193,7 +193,14 @@ int session_send(Session *s, json_object *o) {
         json_object_put(o);
         if (r < 0)
                 return r;
+        return session_send_wire(s, wire, len);
+}
 
+int session_send_wire(Session *s, const uint8_t *wire, size_t len) {
+        int r;
+
+        if (s->state != SESSION_AUTH && s->state != SESSION_ACTIVE)
+                return 0;
         r = stream_append(s->stream, wire, len);
         if (r < 0) {
                 session_drop_output(s);

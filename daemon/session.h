@@ -192,6 +192,9 @@ Session *session_free(Session *s);
  * 0, or <0 when the frame could not be built or the session had to be
  * closed (output over its limit). */
 int session_send(Session *s, json_object *o);
+/* The same for a frame already on the wire (u32be length and payload,
+ * frame_deliver_to_wire()), which is copied. */
+int session_send_wire(Session *s, const uint8_t *wire, size_t len);
 
 /* Send error {code, message} and close after flushing it. reason is
  * for the log. Safe to call from anywhere, any number of times. The

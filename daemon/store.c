@@ -24,7 +24,7 @@ typedef enum StatementId {
         STMT_QUEUE_ADD,
         STMT_QUEUE_FIND,
         STMT_QUEUE_COUNT,
-        STMT_QUEUE_COUNT_FROM,
+        STMT_QUEUE_COUNTS,
         STMT_QUEUE_TOTAL,
         STMT_QUEUE_BYTES,
         STMT_QUEUE_MAX_SIZE,
@@ -69,8 +69,9 @@ static const char *const statement_sql[_STMT_MAX] = {
         /* The counts are rows kept by triggers (schema_counts): one
          * primary-key lookup, whatever the length of the queue. */
         [STMT_QUEUE_COUNT] = "SELECT coalesce((SELECT n FROM queue_recipients WHERE recipient = ?1), 0)",
-        [STMT_QUEUE_COUNT_FROM] = "SELECT coalesce((SELECT n FROM queue_senders "
-                                  "WHERE recipient = ?1 AND sender = ?2), 0)",
+        /* Both counts a send is checked against, in one step. */
+        [STMT_QUEUE_COUNTS] = "SELECT coalesce((SELECT n FROM queue_recipients WHERE recipient = ?1), 0), "
+                              "coalesce((SELECT n FROM queue_senders WHERE recipient = ?1 AND sender = ?2), 0)",
         [STMT_QUEUE_TOTAL] = "SELECT coalesce(sum(n), 0) FROM queue_recipients",
         [STMT_QUEUE_BYTES] = "SELECT coalesce(sum(bytes), 0) FROM queue_recipients",
         [STMT_QUEUE_MAX_SIZE] = "SELECT coalesce(max(size), 0) FROM queue",
@@ -162,8 +163,10 @@ static const char schema_prekeys[] =
 /* Made at every open when missing: indexes need no schema version, and
  * one dropped by hand comes back. */
 static const char schema_indexes[] =
-        /* queue-limit-per-sender counts (recipient, sender) at every send. */
-        "CREATE INDEX IF NOT EXISTS queue_by_recipient_sender ON queue (recipient, sender);"
+        /* Counted queue-limit-per-sender once; queue_senders (schema_counts)
+         * does now, and the index only cost every insert and delete. An
+         * older relay that makes it again is none the worse. */
+        "DROP INDEX IF EXISTS queue_by_recipient_sender;"
         /* The last key rotations of each user (the statements' JSON),
          * handed out with the key package; a key reset deletes them with
          * the user. A table that only adds to the schema needs no version
@@ -761,13 +764,20 @@ int store_queue_count(Store *s, const char *recipient, uint64_t *ret) {
         return r < 0 ? r : step_u64(st, ret);
 }
 
-int store_queue_count_from(Store *s, const char *recipient, const char *sender, uint64_t *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_COUNT_FROM);
-        int r;
+int store_queue_counts(Store *s, const char *recipient, const char *sender, uint64_t *ret_all,
+                       uint64_t *ret_from) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_COUNTS);
+        int rc, r;
 
         if ((r = bind_text(st, 1, recipient)) < 0 || (r = bind_text(st, 2, sender)) < 0)
                 return r;
-        return step_u64(st, ret);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+                *ret_all = (uint64_t) sqlite3_column_int64(st, 0);
+                *ret_from = (uint64_t) sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        return rc == SQLITE_ROW ? 0 : errno_from_sqlite(rc) ?: -EIO;
 }
 
 int store_queue_total(Store *s, uint64_t *ret) {

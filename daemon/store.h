@@ -102,8 +102,10 @@ int store_queue_find(Store *s, const char *sender, const char *msg_id, const cha
 /* The counts below are kept by the database as rows change: a lookup, not
  * a count over the queue. */
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
-/* Messages from sender queued for recipient. */
-int store_queue_count_from(Store *s, const char *recipient, const char *sender, uint64_t *ret);
+/* Messages queued for recipient, and those of them from sender: one
+ * query for what a send is checked against. */
+int store_queue_counts(Store *s, const char *recipient, const char *sender, uint64_t *ret_all,
+                       uint64_t *ret_from);
 /* Delete every message queued for recipient; how many in *ret_n. */
 int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n);
 int store_queue_total(Store *s, uint64_t *ret);

@@ -368,6 +368,32 @@ static bool same(const Frame *a, const Frame *b) {
         }
 }
 
+/* A relay stores an accepted envelope as its serialization and splices
+ * that text into deliver frames: the bytes must be those of the frame
+ * built from the object. */
+static void check_spliced(const Frame *f) {
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        _cleanup_(freep) uint8_t *wire = NULL, *spliced = NULL;
+        size_t wire_len = 0, spliced_len = 0, text_len;
+        const char *text;
+        int r, k;
+
+        if (f->type != FRAME_SEND)
+                return;
+        text = json_object_to_json_string_length(f->send.raw, JSON_C_TO_STRING_PLAIN |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE, &text_len);
+        o = frame_new_deliver(f->send.id, f->send.raw);
+        if (!text || !o)
+                return;
+        r = frame_to_wire(o, MAX_FRAME_LIMIT, &wire, &wire_len);
+        k = frame_deliver_to_wire(f->send.id, text, text_len, MAX_FRAME_LIMIT, &spliced, &spliced_len);
+        if (r == -ENOMEM || k == -ENOMEM)
+                return;
+        /* Over the limit both ways, or the same bytes. */
+        if (r != k || (r >= 0 && (spliced_len != wire_len || memcmp(spliced, wire, wire_len) != 0)))
+                abort();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_(frame_freep) Frame *f = NULL, *g = NULL;
         _cleanup_(json_object_unrefp) json_object *o = NULL;
@@ -388,6 +414,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         }
         check_invariants(f);
+        check_spliced(f);
 
         o = rebuild(f);
         if (!o)

@@ -1185,6 +1185,46 @@ static json_object *envelope2_json(size_t hdr_len) {
         return o;
 }
 
+/* The relay splices the text of an envelope it received into deliver
+ * frames (frame_deliver_to_wire()): the same bytes as the frame built from
+ * the object, which parse back to the same envelope. _i: suite 1 or 2,
+ * and the seq, from 0 to the largest. */
+START_TEST(test_deliver_spliced) {
+        static const uint64_t seqs[] = { 0, 1, 123456789, 9007199254740991 };
+        _cleanup_(json_object_unrefp) json_object *e = _i & 1 ? envelope2_json(ENVELOPE2_HDR_MAX)
+                                                             : json_object_get(envelope_json);
+        _cleanup_(json_object_unrefp) json_object *send = frame_new_send(1, e), *built = NULL;
+        _cleanup_(frame_freep) Frame *f = roundtrip(send, FRAME_SEND), *g = NULL;
+        _cleanup_(freep) uint8_t *wire = NULL, *expected = NULL;
+        size_t len = 0, expected_len = 0, text_len = 0;
+        uint64_t seq = seqs[_i / 2];
+        const char *text;
+
+        /* As the relay has it: the received object, serialized. */
+        text = json_object_to_json_string_length(f->send.raw, JSON_C_TO_STRING_PLAIN |
+                                                 JSON_C_TO_STRING_NOSLASHESCAPE, &text_len);
+        ck_assert_ptr_nonnull(text);
+        built = frame_new_deliver(seq, f->send.raw);
+        ck_assert_int_eq(frame_to_wire(built, DEFAULT_MAX_FRAME, &expected, &expected_len), 0);
+
+        ck_assert_int_eq(frame_deliver_to_wire(seq, text, text_len, DEFAULT_MAX_FRAME, &wire, &len), 0);
+        ck_assert_uint_eq(len, expected_len);
+        ck_assert_mem_eq(wire, expected, len);
+
+        ck_assert_int_eq(frame_parse(wire + 4, len - 4, &g, NULL), 0);
+        ck_assert_int_eq(g->type, FRAME_DELIVER);
+        ck_assert_uint_eq(g->deliver.seq, seq);
+        ck_assert(json_object_equal(g->deliver.raw, e));
+
+        /* max_frame holds for the payload, to the byte. */
+        free(wire);
+        wire = NULL;
+        ck_assert_int_eq(frame_deliver_to_wire(seq, text, text_len, len - 4 - 1, &wire, &len), -EMSGSIZE);
+        ck_assert_ptr_null(wire);
+        ck_assert_int_eq(frame_deliver_to_wire(seq, text, text_len, expected_len - 4, &wire, &len), 0);
+}
+END_TEST
+
 START_TEST(test_envelope2) {
         /* _i: the shortest and longest header. */
         size_t hdr_len = _i ? ENVELOPE2_HDR_MAX : ENVELOPE2_HDR_MIN;
@@ -1277,6 +1317,7 @@ static Suite *codec_suite(void) {
         tcase_add_test(tc, test_key);
         tcase_add_test(tc, test_send);
         tcase_add_test(tc, test_deliver);
+        tcase_add_loop_test(tc, test_deliver_spliced, 0, 8);
         tcase_add_test(tc, test_raw_outlives_payload);
         tcase_add_loop_test(tc, test_accepted, 0, 2);
         tcase_add_test(tc, test_ack);
