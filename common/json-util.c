@@ -20,23 +20,50 @@ static int refuse(const char **ret_reason, const char *why) {
         return -EBADMSG;
 }
 
-/* The lexical pass. Counts the members of all objects (a ':' outside
- * strings starts the value of one), so that duplicates can be found by
- * comparing with what the parser kept. */
-static bool json_lexically_strict(const char *s, size_t len, size_t *ret_members) {
-        bool in_string = false, escaped = false;
-        size_t members = 0;
+/* The bytes allowed outside strings: JSON's structural characters, white
+ * space, and those of numbers, true, false and null. */
+static const bool json_bare[256] = {
+        ['{'] = true, ['}'] = true, ['['] = true, [']'] = true, [','] = true, [':'] = true,
+        [' '] = true, ['\t'] = true, ['\r'] = true, ['\n'] = true,
+        ['0'] = true, ['1'] = true, ['2'] = true, ['3'] = true, ['4'] = true,
+        ['5'] = true, ['6'] = true, ['7'] = true, ['8'] = true, ['9'] = true,
+        ['+'] = true, ['-'] = true, ['.'] = true, ['e'] = true, ['E'] = true,
+        ['t'] = true, ['r'] = true, ['u'] = true, ['f'] = true, ['a'] = true,
+        ['l'] = true, ['s'] = true, ['n'] = true,
+};
 
-        for (size_t i = 0; i < len; i++) {
+/* The lexical pass, UTF-8 included, in one walk over the text: a frame
+ * is read once before json-c reads it. Counts the members of all objects
+ * (a ':' outside strings starts the value of one), so that duplicates can
+ * be found by comparing with what the parser kept. Invalid UTF-8 anywhere
+ * is reported as such, before any other fault, wherever the two are. */
+static int json_lexically_strict(const char *s, size_t len, size_t *ret_members,
+                                 const char **ret_reason) {
+        bool in_string = false, escaped = false;
+        size_t members = 0, i = 0;
+
+        while (i < len) {
                 unsigned char c = (unsigned char) s[i];
 
+                if (c >= 0x80) {
+                        uint32_t u;
+                        size_t n = utf8_char(s + i, len - i, &u);
+
+                        if (n == 0)
+                                return refuse(ret_reason, "invalid UTF-8");
+                        if (!in_string)
+                                goto invalid;
+                        escaped = false;
+                        i += n;
+                        continue;
+                }
                 if (in_string) {
                         if (c < 0x20)
-                                return false;
+                                goto invalid;   /* NUL among them: see below */
                         if (escaped) {
                                 escaped = false;
                                 if (c == 'u' && len - i > 4 && memcmp(s + i + 1, "0000", 4) == 0)
-                                        return false;
+                                        goto invalid;
                         } else if (c == '\\')
                                 escaped = true;
                         else if (c == '"')
@@ -45,11 +72,52 @@ static bool json_lexically_strict(const char *s, size_t len, size_t *ret_members
                         in_string = true;
                 else if (c == ':')
                         members++;
-                else if (c == 0 || !strchr("{}[], \t\r\n0123456789+-.eEtrufalsn", c))
-                        return false;
+                else if (!json_bare[c])
+                        goto invalid;
+                i++;
         }
+        if (in_string)
+                return refuse(ret_reason, "invalid JSON");
         *ret_members = members;
-        return !in_string;
+        return 0;
+
+invalid:
+        /* The bytes before i are valid UTF-8 and i starts a character: the
+         * rest decides whether the text was bad UTF-8 (a NUL included). */
+        return refuse(ret_reason, utf8_valid(s + i, len - i) ? "invalid JSON" : "invalid UTF-8");
+}
+
+/* One tokener for every parse: making one allocates its stack and string
+ * buffer, which took a pair of mallocs and frees per frame. The daemon and
+ * scctl each parse on one thread only. After a text longer than this the
+ * tokener is freed, so that its string buffer, which grows to the longest
+ * string seen, keeps no more than that. */
+#define JSON_TOKENER_KEEP_MAX (64 * 1024)
+
+static json_tokener *kept_tokener;
+static int kept_depth;
+
+static json_tokener *tokener_get(int depth) {
+        if (kept_tokener && kept_depth == depth)
+                return kept_tokener;
+        if (kept_tokener)
+                json_tokener_free(kept_tokener);
+        kept_tokener = json_tokener_new_ex(depth);
+        if (!kept_tokener)
+                return NULL;
+        kept_depth = depth;
+        json_tokener_set_flags(kept_tokener, JSON_TOKENER_STRICT);
+        return kept_tokener;
+}
+
+/* After a parse, failed ones too: what json-c built of a text it refused
+ * is released now, not at the next parse. */
+static void tokener_put(size_t len) {
+        json_tokener_reset(kept_tokener);
+        if (len > JSON_TOKENER_KEEP_MAX) {
+                json_tokener_free(kept_tokener);
+                kept_tokener = NULL;
+        }
 }
 
 /* Members of every object in the tree. json-c replaces a member that
@@ -80,21 +148,20 @@ int json_parse_strict(const char *s, size_t len, int depth, json_object **ret,
         _cleanup_(json_object_unrefp) json_object *o = NULL;
         json_tokener *tok;
         size_t end, members;
+        int r;
 
         if (len == 0 || len > INT32_MAX)
                 return refuse(ret_reason, "invalid JSON");
-        if (!utf8_valid(s, len))
-                return refuse(ret_reason, "invalid UTF-8");
-        if (!json_lexically_strict(s, len, &members))
-                return refuse(ret_reason, "invalid JSON");
+        r = json_lexically_strict(s, len, &members, ret_reason);
+        if (r < 0)
+                return r;
 
-        tok = json_tokener_new_ex(depth);
+        tok = tokener_get(depth);
         if (!tok)
                 return -ENOMEM;
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
         o = json_tokener_parse_ex(tok, s, (int) len);
         end = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
+        tokener_put(len);
 
         if (!o)
                 return refuse(ret_reason, "invalid JSON");

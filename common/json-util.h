@@ -41,7 +41,8 @@ static inline void json_object_unrefp(json_object **o) {
  * quotes, NaN or Infinity); raw control characters and "\u0000" inside
  * strings (json-c cuts names at a NUL, and C compares strings up to it);
  * an object with two members of the same name; trailing data; a value
- * that is not an object. -ENOMEM. */
+ * that is not an object. -ENOMEM. Uses one json-c tokener kept between
+ * calls: not for several threads at once. */
 int json_parse_strict(const char *s, size_t len, int depth, json_object **ret,
                       const char **ret_reason);
 

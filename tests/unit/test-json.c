@@ -52,6 +52,13 @@ static const struct {
         { "{\"a\":1", 0, "invalid JSON" },
         { "{\"a\":\"1}", 0, "invalid JSON" },
         { "/*c*/{}", 0, "invalid JSON" },
+        /* Bad UTF-8 is named as such wherever it is, even after a fault of
+         * another kind: the first one found is not the reason given. */
+        { "{'a':\"\xc3\x28\"}", 0, "invalid UTF-8" },
+        { "{\"a\":\"x\ty\",\"b\":\"\xff\"}", 0, "invalid UTF-8" },
+        { "{\"a\":\xc3\xa9}", 0, "invalid JSON" },
+        { "{\"a\":\xc3}", 0, "invalid UTF-8" },
+        { "{\"a\":\"\xc3\xa9", 0, "invalid JSON" },
 };
 
 START_TEST(test_parse_bad) {
@@ -77,6 +84,26 @@ START_TEST(test_parse_good) {
         /* The same name in two objects is no duplicate. */
         ck_assert(json_object_object_get_ex(o, "c", &v));
         ck_assert(json_object_object_get_ex(v, "a", NULL));
+}
+END_TEST
+
+/* One tokener serves every parse: a text it refused half-way, or a parse
+ * of another depth, leaves nothing behind for the next one. */
+START_TEST(test_parse_after_failure) {
+        static const char *const bad[] = { "{\"a\":[1,{\"b\":", "{\"a\":1,}", "{\"a\":{\"a\":{}}}" };
+        const char *good = "{\"b\":2,\"c\":\"d\"}", *reason = NULL;
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_(json_object_unrefp) json_object *o = NULL;
+                json_object *v;
+
+                ck_assert_int_eq(json_parse_strict(bad[i], strlen(bad[i]), 2, &o, &reason), -EBADMSG);
+                ck_assert_str_eq(reason, "invalid JSON");
+                ck_assert_int_eq(json_parse_strict(good, strlen(good), i == 1 ? 2 : 16, &o, &reason), 0);
+                ck_assert(json_object_object_get_ex(o, "c", &v));
+                ck_assert_str_eq(json_object_get_string(v), "d");
+                ck_assert_int_eq(json_object_object_length(o), 2);
+        }
 }
 END_TEST
 
@@ -401,6 +428,7 @@ static Suite *json_suite(void) {
         tc = tcase_create("parse");
         tcase_add_loop_test(tc, test_parse_bad, 0, (int) ELEMENTSOF(bad_texts));
         tcase_add_test(tc, test_parse_good);
+        tcase_add_test(tc, test_parse_after_failure);
         tcase_add_test(tc, test_parse_depth);
         suite_add_tcase(s, tc);
 
