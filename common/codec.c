@@ -186,7 +186,7 @@ static int dispatch_printable(json_object *v, const JsonDispatch *d, void *userd
 /* A message id: base64 of MSG_ID_LEN bytes, kept in its text form in
  * char[32]. */
 static int dispatch_msg_id(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
-        _cleanup_(freep) uint8_t *id = NULL;
+        uint8_t id[MSG_ID_LEN];
         const char *s;
         size_t len, id_len;
         int r;
@@ -195,9 +195,7 @@ static int dispatch_msg_id(json_object *v, const JsonDispatch *d, void *userdata
         r = json_string_get(v, 1, MSG_ID_B64_LEN, &s, &len);
         if (r < 0)
                 return r;
-        r = b64_decode(s, len, &id, &id_len);
-        if (r == -ENOMEM)
-                return r;
+        r = b64_decode_to(s, len, id, sizeof(id), &id_len);
         if (r < 0 || id_len != MSG_ID_LEN)
                 return -EBADMSG;
         memcpy(JSON_DISPATCH_FIELD(d, userdata), s, len + 1);

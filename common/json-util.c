@@ -463,17 +463,34 @@ int json_dispatch_borrow(json_object *v, const JsonDispatch *d, void *userdata, 
         return 0;
 }
 
-/* Strict base64 of min..max bytes. The encoded length is checked before
+/* A string member that should be base64 of at most max bytes. The
+ * decoder refuses every byte outside the alphabet, NUL and non-ASCII
+ * included, so json_string_get()'s walks for NUL and UTF-8 would only look
+ * at the same characters once more. The encoded length is checked before
  * decoding, so the decoder never works on more than it must. */
+static int b64_string_get(json_object *v, size_t max, const char **ret, size_t *ret_len) {
+        size_t len;
+
+        if (max == 0)
+                return -EINVAL;
+        if (!v || !json_object_is_type(v, json_type_string))
+                return -EBADMSG;
+        len = (size_t) json_object_get_string_len(v);
+        if (len < 1 || len > 4 * ((max + 2) / 3))
+                return -EBADMSG;
+        *ret = json_object_get_string(v);
+        *ret_len = len;
+        return 0;
+}
+
+/* Strict base64 of min..max bytes into a new buffer. */
 static int b64_get(json_object *v, size_t min, size_t max, uint8_t **ret, size_t *ret_len) {
         _cleanup_(freep) uint8_t *data = NULL;
         const char *s;
         size_t slen, len;
         int r;
 
-        if (max == 0)
-                return -EINVAL;
-        r = json_string_get(v, 1, 4 * ((max + 2) / 3), &s, &slen);
+        r = b64_string_get(v, max, &s, &slen);
         if (r < 0)
                 return r;
         r = b64_decode(s, slen, &data, &len);
@@ -503,15 +520,18 @@ int json_dispatch_b64(json_object *v, const JsonDispatch *d, void *userdata, con
         return 0;
 }
 
+/* Decoded in place: ids, IVs, MACs and nonces need no buffer of their own. */
 int json_dispatch_b64_fixed(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
-        _cleanup_(freep) uint8_t *data = NULL;
-        size_t len;
+        const char *s;
+        size_t slen, len;
         int r;
 
         (void) reason;
-        r = b64_get(v, d->max, d->max, &data, &len);
+        r = b64_string_get(v, d->max, &s, &slen);
         if (r < 0)
                 return r;
-        memcpy(JSON_DISPATCH_FIELD(d, userdata), data, len);
+        r = b64_decode_to(s, slen, JSON_DISPATCH_FIELD(d, userdata), d->max, &len);
+        if (r < 0 || len != d->max)
+                return -EBADMSG;
         return 0;
 }

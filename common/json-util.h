@@ -147,7 +147,8 @@ int json_dispatch_borrow(json_object *v, const JsonDispatch *d, void *userdata, 
 /* Strict base64 of min..max bytes (max must be set) into a new buffer:
  * uint8_t * at offset, size_t at len_offset. */
 int json_dispatch_b64(json_object *v, const JsonDispatch *d, void *userdata, const char **reason);
-/* Strict base64 of exactly max bytes into uint8_t[max]. */
+/* Strict base64 of exactly max bytes into uint8_t[max], decoded in place:
+ * after a failure the field holds unspecified bytes. */
 int json_dispatch_b64_fixed(json_object *v, const JsonDispatch *d, void *userdata, const char **reason);
 
 /* char[USERNAME_MAX + 1]: a string that is not a valid user name is

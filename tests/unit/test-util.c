@@ -569,6 +569,33 @@ START_TEST(test_b64_bad) {
                       "accepted malformed base64: %s", b64_bad[_i].what);
         ck_assert_str_eq((char *) p, "sentinel");
         ck_assert_uint_eq(n, 99);
+
+        /* Into a buffer, the same refusal, whatever room it has. */
+        uint8_t out[8];
+        ck_assert_int_eq(b64_decode_to(b64_bad[_i].s, b64_bad[_i].len, out, sizeof(out), &n), -EINVAL);
+        ck_assert_uint_eq(n, 99);
+}
+END_TEST
+
+/* Into a buffer: the exact number of bytes, known before decoding, must
+ * fit; nothing is written past it. */
+START_TEST(test_b64_decode_to) {
+        uint8_t out[8];
+        size_t n = 99;
+
+        memset(out, 0xaa, sizeof(out));
+        ck_assert_int_eq(b64_decode_to("Zm9vYg==", 8, out, 4, &n), 0);
+        ck_assert_uint_eq(n, 4);
+        ck_assert_mem_eq(out, "foob\xaa", 5);
+
+        ck_assert_int_eq(b64_decode_to("Zm9vYmE=", 8, out, 4, &n), -EMSGSIZE);
+        ck_assert_int_eq(b64_decode_to("Zm9vYmFy", 8, out, 5, &n), -EMSGSIZE);
+        ck_assert_int_eq(b64_decode_to("Zm9vYmFy", 8, out, 6, &n), 0);
+        ck_assert_uint_eq(n, 6);
+        ck_assert_mem_eq(out, "foobar\xaa", 7);
+
+        ck_assert_int_eq(b64_decode_to("", 0, out, 0, &n), 0);
+        ck_assert_uint_eq(n, 0);
 }
 END_TEST
 
@@ -659,6 +686,7 @@ static Suite *util_suite(void) {
         tcase_add_loop_test(tc, test_b64_rfc4648, 0, (int) ELEMENTSOF(rfc4648));
         tcase_add_loop_test(tc, test_b64_roundtrip, 0, 65);
         tcase_add_loop_test(tc, test_b64_bad, 0, (int) ELEMENTSOF(b64_bad));
+        tcase_add_test(tc, test_b64_decode_to);
         tcase_add_test(tc, test_b64_slen);
         tcase_add_test(tc, test_b64_canonical);
         suite_add_tcase(s, tc);
