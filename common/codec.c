@@ -1327,3 +1327,28 @@ int frame_deliver_to_wire(uint64_t seq, const char *envelope, size_t envelope_le
         };
         return frame_encode_iov(iov, ELEMENTSOF(iov), max_frame, ret, ret_len);
 }
+
+int frame_accepted_to_wire(uint64_t id, const char *msg, bool queued,
+                           uint8_t buf[static FRAME_ACCEPTED_WIRE_MAX]) {
+        char *payload = (char *) buf + 4;
+        size_t n;
+        int k;
+
+        /* What json-c writes for frame_new_accepted() (members in the
+         * order added, no spaces, '/' not escaped). Only base64 goes into
+         * the string unescaped. */
+        if (strlen(msg) != MSG_ID_B64_LEN || strspn(msg, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                           "0123456789+/=") != MSG_ID_B64_LEN)
+                return -EINVAL;
+        k = snprintf(payload, FRAME_ACCEPTED_WIRE_MAX - 4,
+                     "{\"type\":\"accepted\",\"id\":%" PRIu64 ",\"msg\":\"%s\",\"queued\":%s}", id, msg,
+                     queued ? "true" : "false");
+        if (k < 0 || (size_t) k >= FRAME_ACCEPTED_WIRE_MAX - 4)
+                return -EINVAL;
+        n = (size_t) k;
+        buf[0] = 0;
+        buf[1] = 0;
+        buf[2] = (uint8_t) (n >> 8);
+        buf[3] = (uint8_t) n;
+        return (int) (4 + n);
+}

@@ -244,3 +244,15 @@ int frame_to_wire(json_object *o, size_t max_frame, uint8_t **ret, size_t *ret_l
  * was serialized by json-c may be given. -EMSGSIZE if over max_frame. */
 int frame_deliver_to_wire(uint64_t seq, const char *envelope, size_t envelope_len, size_t max_frame,
                           uint8_t **ret, size_t *ret_len);
+/* Room for an accepted frame on the wire: the header, and the JSON around
+ * an id of up to 20 digits and a msg of MSG_ID_B64_LEN characters (96
+ * bytes at most), and snprintf()'s NUL. */
+#define FRAME_ACCEPTED_WIRE_MAX 128
+/* An accepted frame on the wire, written into buf: the bytes
+ * frame_to_wire(frame_new_accepted(id, msg, queued)) makes, without
+ * building an object or allocating (the relay answers every message with
+ * one). msg must be a message id, base64 of MSG_ID_LEN bytes, in which
+ * JSON escapes nothing: anything else is -EINVAL. Returns the length,
+ * which is under any max_frame the relay allows (4096 or more). */
+int frame_accepted_to_wire(uint64_t id, const char *msg, bool queued,
+                           uint8_t buf[static FRAME_ACCEPTED_WIRE_MAX]);

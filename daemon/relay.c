@@ -949,6 +949,8 @@ static bool is_queued(Relay *relay, const RelayPending *p) {
 static void send_committed(Relay *relay, const RelayPending *p) {
         Session *recipient = session_index_find_receiver(relay->sessions, p->msg.recipient);
         Session *s = p->session;
+        uint8_t wire[FRAME_ACCEPTED_WIRE_MAX];
+        int wire_len;
 
         if (!p->retry) {
                 LogFields lf = {
@@ -966,7 +968,12 @@ static void send_committed(Relay *relay, const RelayPending *p) {
                                   "Message %s from %s to %s queued, recipient offline (%" PRIu64 " bytes)",
                                   p->msg.msg_id, p->msg.sender, p->msg.recipient, p->msg.size);
         }
-        (void) session_send(s, frame_new_accepted(p->id, p->msg.msg_id, !recipient));
+        /* One per message: written as it goes on the wire, no object. */
+        wire_len = frame_accepted_to_wire(p->id, p->msg.msg_id, !recipient, wire);
+        if (wire_len >= 0)
+                (void) session_send_wire(s, wire, (size_t) wire_len);
+        else
+                log_error_errno(wire_len, "Failed to answer message %s: bad message id", p->msg.msg_id);
         if (recipient && !p->retry)
                 forward(relay, recipient, &p->msg);
 }

@@ -410,6 +410,43 @@ START_TEST(test_accepted) {
 }
 END_TEST
 
+/* The relay writes accepted straight into a buffer: the same bytes as the
+ * frame built from an object, for ids from 0 to the largest, with '+', '/'
+ * and '=' in msg. _i: queued. */
+START_TEST(test_accepted_to_wire) {
+        static const uint64_t ids[] = { 0, 7, 9007199254740991, UINT64_MAX };
+        static const char *const msgs[] = { NULL, "ab+/cd+/ef+/gh+/ij+/kQ==" };
+
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                for (size_t j = 0; j < ELEMENTSOF(msgs); j++) {
+                        const char *msg = msgs[j] ?: msg_id;
+                        _cleanup_(json_object_unrefp) json_object *o = frame_new_accepted(ids[i], msg, _i);
+                        _cleanup_(freep) uint8_t *expected = NULL;
+                        uint8_t wire[FRAME_ACCEPTED_WIRE_MAX];
+                        size_t expected_len;
+                        int len;
+
+                        ck_assert_int_eq(frame_to_wire(o, DEFAULT_MAX_FRAME, &expected, &expected_len), 0);
+                        len = frame_accepted_to_wire(ids[i], msg, _i, wire);
+                        ck_assert_int_eq(len, (int) expected_len);
+                        ck_assert_mem_eq(wire, expected, expected_len);
+                }
+}
+END_TEST
+
+/* What would need escaping, or is no message id, is refused. */
+START_TEST(test_accepted_to_wire_refused) {
+        static const char *const bad[] = {
+                "", "AAAAAAAAAAAAAAAAAAAAAA=", "AAAAAAAAAAAAAAAAAAAAAA===", "AAAAAAAAAAAAAAAAAAAAAA\"=",
+                "AAAAAAAAAAAAAAAAAAAAAA\\=", "AAAAAAAAAAAAAAAAAAAAAA\n=", "AAAAAAAAAAAAAAAAAAAAAA\xc3\xa9",
+        };
+        uint8_t wire[FRAME_ACCEPTED_WIRE_MAX];
+
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_int_eq(frame_accepted_to_wire(1, bad[i], true, wire), -EINVAL);
+}
+END_TEST
+
 START_TEST(test_ack) {
         _cleanup_(json_object_unrefp) json_object *o = frame_new_ack(99);
         _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_ACK);
@@ -1320,6 +1357,8 @@ static Suite *codec_suite(void) {
         tcase_add_loop_test(tc, test_deliver_spliced, 0, 8);
         tcase_add_test(tc, test_raw_outlives_payload);
         tcase_add_loop_test(tc, test_accepted, 0, 2);
+        tcase_add_loop_test(tc, test_accepted_to_wire, 0, 2);
+        tcase_add_test(tc, test_accepted_to_wire_refused);
         tcase_add_test(tc, test_ack);
         tcase_add_test(tc, test_receipt);
         tcase_add_loop_test(tc, test_simple, 0, (int) ELEMENTSOF(simple_types));
