@@ -30,7 +30,7 @@ typedef enum StatementId {
         STMT_QUEUE_MAX_SIZE,
         STMT_QUEUE_LAST,
         STMT_QUEUE_LIST,
-        STMT_QUEUE_GET,
+        STMT_QUEUE_TAKE,
         STMT_QUEUE_DELETE,
         STMT_QUEUE_EXPIRED,
         STMT_RESET_SET,
@@ -78,8 +78,9 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_LIST] = "SELECT seq, recipient, sender, msg_id, size, received, expires, envelope "
                             "FROM queue WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        [STMT_QUEUE_GET] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
-                           "FROM queue WHERE seq = ?1 AND recipient = ?2",
+        /* An ack: the row and what the log says of it, in one step. */
+        [STMT_QUEUE_TAKE] = "DELETE FROM queue WHERE seq = ?1 AND recipient = ?2 "
+                            "RETURNING seq, recipient, sender, msg_id, size, received, expires",
         [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE seq = ?1",
         [STMT_QUEUE_EXPIRED] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
                                "FROM queue WHERE expires <= ?1 ORDER BY expires, seq LIMIT ?2",
@@ -852,22 +853,26 @@ int store_queue_list(Store *s, const char *recipient, uint64_t after, size_t max
 }
 
 int store_queue_take(Store *s, const char *recipient, uint64_t seq, StoreMessage *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_GET);
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_TAKE);
         StoreMessage m;
+        bool found = false;
         int rc, r;
 
         if ((r = bind_u64(st, 1, seq)) < 0 || (r = bind_text(st, 2, recipient)) < 0)
                 return r;
+        /* The row is deleted by the first step; the second ends the
+         * statement (seq is the key: there is no other row). */
         rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
+        if (rc == SQLITE_ROW) {
                 row_to_message(st, &m);
+                found = true;
+                rc = sqlite3_step(st);
+        }
         sqlite3_reset(st);
-        if (rc != SQLITE_ROW)
-                return errno_from_sqlite(rc) ?: -ENOENT;
-
-        st = stmt(s, STMT_QUEUE_DELETE);
-        if ((r = bind_u64(st, 1, seq)) < 0 || (r = step_done(st)) < 0)
-                return r;
+        if (rc != SQLITE_DONE)
+                return errno_from_sqlite(rc) ?: -EIO;
+        if (!found)
+                return -ENOENT;
         if (ret)
                 *ret = m;
         return 0;

@@ -380,6 +380,7 @@ START_TEST(test_send_statements_indexed) {
                 "SELECT seq FROM queue WHERE sender = 'alice' AND msg_id = 'x' AND envelope = '{}'",
                 "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = 'bob'",
                 "DELETE FROM queue WHERE seq = 1",
+                "DELETE FROM queue WHERE seq = 1 AND recipient = 'bob' RETURNING sender, size",
         };
         _cleanup_(store_freep) Store *s = NULL;
         sqlite3 *db = NULL;
