@@ -251,3 +251,17 @@ int hex_decode(const char *hex, uint8_t **ret, size_t *ret_len) {
         *ret_len = len / 2;
         return 0;
 }
+
+uint64_t hash_seeded(uint64_t seed, const void *data, size_t len) {
+        const uint8_t *p = data;
+        uint64_t h = seed ^ UINT64_C(0xcbf29ce484222325);
+
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ p[i]) * UINT64_C(0x100000001b3);
+        h ^= h >> 33;
+        h *= UINT64_C(0xff51afd7ed558ccd);
+        h ^= h >> 33;
+        h *= UINT64_C(0xc4ceb9fe1a85ec53);
+        h ^= h >> 33;
+        return h;
+}

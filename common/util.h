@@ -10,6 +10,13 @@
  * reads. Returns 0 or -errno. Never falls back to a seeded PRNG. */
 int random_bytes(void *buf, size_t len);
 
+/* A 64-bit hash of len bytes for an in-memory table whose keys peers
+ * choose (addresses, user names): FNV-1a from a random, secret seed, then
+ * MurmurHash3's finaliser so that every key bit reaches the low bits
+ * used as a bucket index. Without the seed, a peer cannot aim its keys
+ * at one bucket. */
+uint64_t hash_seeded(uint64_t seed, const void *data, size_t len);
+
 /* Overwrite memory that held a secret; not optimised away. NULL is fine. */
 void secure_wipe(void *p, size_t len);
 

@@ -54,21 +54,10 @@ size_t anvil_size(const Anvil *a) {
         return a->n_entries;
 }
 
-/* FNV-1a from a random seed, then MurmurHash3's finaliser so that every
- * key bit reaches the low bits used as the bucket index. Keys are short
- * (17 or 33 bytes) and the seed is secret: a peer choosing addresses cannot
- * aim at one bucket without seeing the table. */
+/* Keys are short (17 or 33 bytes) and the seed is secret: a peer choosing
+ * addresses cannot aim at one bucket without seeing the table. */
 static uint64_t hash_key(const Anvil *a, const uint8_t *key, size_t len) {
-        uint64_t h = a->seed ^ UINT64_C(0xcbf29ce484222325);
-
-        for (size_t i = 0; i < len; i++)
-                h = (h ^ key[i]) * UINT64_C(0x100000001b3);
-        h ^= h >> 33;
-        h *= UINT64_C(0xff51afd7ed558ccd);
-        h ^= h >> 33;
-        h *= UINT64_C(0xc4ceb9fe1a85ec53);
-        h ^= h >> 33;
-        return h;
+        return hash_seeded(a->seed, key, len);
 }
 
 static void idle_unlink(Anvil *a, AnvilEntry *e) {

@@ -663,17 +663,8 @@ static void queue_removed(Relay *relay, uint64_t size) {
 }
 
 int relay_queue_recount(Relay *relay) {
-        uint64_t n, bytes;
-        int k;
-
-        k = store_queue_total(relay->store, &n);
-        if (k >= 0)
-                k = store_queue_bytes(relay->store, &bytes);
-        if (k < 0)
-                return k;
-        relay->n_queued = n;
-        relay->queue_bytes = bytes;
-        return 0;
+        /* Written only on success: a failure keeps the counts there were. */
+        return store_queue_totals(relay->store, &relay->n_queued, &relay->queue_bytes);
 }
 
 void relay_queue_expired(Relay *relay, uint64_t size) {

@@ -23,14 +23,11 @@ typedef enum StatementId {
         STMT_USER_ALL,
         STMT_QUEUE_ADD,
         STMT_QUEUE_FIND,
-        STMT_QUEUE_COUNT,
         STMT_QUEUE_COUNTS,
-        STMT_QUEUE_TOTAL,
-        STMT_QUEUE_BYTES,
         STMT_QUEUE_MAX_SIZE,
         STMT_QUEUE_LAST,
         STMT_QUEUE_LIST,
-        STMT_QUEUE_GET,
+        STMT_QUEUE_TAKE,
         STMT_QUEUE_DELETE,
         STMT_QUEUE_EXPIRED,
         STMT_RESET_SET,
@@ -66,20 +63,17 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_QUEUE_ADD] = "INSERT INTO queue (recipient, sender, msg_id, envelope, size, "
                            "received, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         [STMT_QUEUE_FIND] = "SELECT seq FROM queue WHERE sender = ?1 AND msg_id = ?2 AND envelope = ?3",
-        /* The counts are rows kept by triggers (schema_counts): one
-         * primary-key lookup, whatever the length of the queue. */
-        [STMT_QUEUE_COUNT] = "SELECT coalesce((SELECT n FROM queue_recipients WHERE recipient = ?1), 0)",
-        /* Both counts a send is checked against, in one step. */
-        [STMT_QUEUE_COUNTS] = "SELECT coalesce((SELECT n FROM queue_recipients WHERE recipient = ?1), 0), "
-                              "coalesce((SELECT n FROM queue_senders WHERE recipient = ?1 AND sender = ?2), 0)",
-        [STMT_QUEUE_TOTAL] = "SELECT coalesce(sum(n), 0) FROM queue_recipients",
-        [STMT_QUEUE_BYTES] = "SELECT coalesce(sum(bytes), 0) FROM queue_recipients",
+        /* Every count the store keeps in memory (QueueCount), at open
+         * and after a transaction that changed them was rolled back. */
+        [STMT_QUEUE_COUNTS] = "SELECT recipient, sender, count(*), sum(size) FROM queue "
+                              "GROUP BY recipient, sender",
         [STMT_QUEUE_MAX_SIZE] = "SELECT coalesce(max(size), 0) FROM queue",
         [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_LIST] = "SELECT seq, recipient, sender, msg_id, size, received, expires, envelope "
                             "FROM queue WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        [STMT_QUEUE_GET] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
-                           "FROM queue WHERE seq = ?1 AND recipient = ?2",
+        /* An ack: the row and what the log says of it, in one step. */
+        [STMT_QUEUE_TAKE] = "DELETE FROM queue WHERE seq = ?1 AND recipient = ?2 "
+                            "RETURNING seq, recipient, sender, msg_id, size, received, expires",
         [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE seq = ?1",
         [STMT_QUEUE_EXPIRED] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
                                "FROM queue WHERE expires <= ?1 ORDER BY expires, seq LIMIT ?2",
@@ -163,10 +157,17 @@ static const char schema_prekeys[] =
 /* Made at every open when missing: indexes need no schema version, and
  * one dropped by hand comes back. */
 static const char schema_indexes[] =
-        /* Counted queue-limit-per-sender once; queue_senders (schema_counts)
-         * does now, and the index only cost every insert and delete. An
-         * older relay that makes it again is none the worse. */
+        /* Counted queue-limit-per-sender once; the store's counts
+         * (QueueCount) do now, and the index only cost every insert and
+         * delete. An older relay that makes it again is none the worse. */
         "DROP INDEX IF EXISTS queue_by_recipient_sender;"
+        /* The counts were once tables kept by triggers, two b-tree writes
+         * more for every insert and delete; they are kept in memory now.
+         * An older relay makes them again, from the queue, at its open. */
+        "DROP TRIGGER IF EXISTS queue_counts_insert;"
+        "DROP TRIGGER IF EXISTS queue_counts_delete;"
+        "DROP TABLE IF EXISTS queue_recipients;"
+        "DROP TABLE IF EXISTS queue_senders;"
         /* The last key rotations of each user (the statements' JSON),
          * handed out with the key package; a key reset deletes them with
          * the user. A table that only adds to the schema needs no version
@@ -179,49 +180,51 @@ static const char schema_indexes[] =
         "CREATE INDEX IF NOT EXISTS rotations_by_name ON rotations (name, seq);";
 
 /* The queue's counts, which every send checks against queue-limit and
- * queue-limit-per-sender: counted at each send they made filling a queue
- * quadratic (a count over the index is linear in what is queued). Triggers
- * keep them in the same transaction as the rows they count, so they are
- * right after a crash, a rollback, or a change by another version of the
- * daemon (queue rows are inserted and deleted, never updated). Derived
- * data like the indexes: made at open when missing, from the queue as it
- * is, with no schema version of their own. */
-static const char schema_counts[] =
-        "CREATE TABLE queue_recipients ("
-        "  recipient TEXT PRIMARY KEY NOT NULL,"
-        "  n INTEGER NOT NULL,"
-        "  bytes INTEGER NOT NULL"
-        ") WITHOUT ROWID;"
-        "CREATE TABLE queue_senders ("
-        "  recipient TEXT NOT NULL,"
-        "  sender TEXT NOT NULL,"
-        "  n INTEGER NOT NULL,"
-        "  PRIMARY KEY (recipient, sender)"
-        ") WITHOUT ROWID;"
-        "INSERT INTO queue_recipients (recipient, n, bytes) "
-        "  SELECT recipient, count(*), sum(size) FROM queue GROUP BY recipient;"
-        "INSERT INTO queue_senders (recipient, sender, n) "
-        "  SELECT recipient, sender, count(*) FROM queue GROUP BY recipient, sender;"
-        "CREATE TRIGGER queue_counts_insert AFTER INSERT ON queue BEGIN"
-        "  INSERT INTO queue_recipients (recipient, n, bytes) VALUES (new.recipient, 1, new.size)"
-        "    ON CONFLICT (recipient) DO UPDATE SET n = n + 1, bytes = bytes + excluded.bytes;"
-        "  INSERT INTO queue_senders (recipient, sender, n) VALUES (new.recipient, new.sender, 1)"
-        "    ON CONFLICT (recipient, sender) DO UPDATE SET n = n + 1;"
-        "END;"
-        /* Rows at zero go, so that the tables hold only who has mail. */
-        "CREATE TRIGGER queue_counts_delete AFTER DELETE ON queue BEGIN"
-        "  UPDATE queue_recipients SET n = n - 1, bytes = bytes - old.size"
-        "    WHERE recipient = old.recipient;"
-        "  DELETE FROM queue_recipients WHERE recipient = old.recipient AND n <= 0;"
-        "  UPDATE queue_senders SET n = n - 1"
-        "    WHERE recipient = old.recipient AND sender = old.sender;"
-        "  DELETE FROM queue_senders WHERE recipient = old.recipient AND sender = old.sender AND n <= 0;"
-        "END;";
+ * queue-limit-per-sender (counted at each send they made filling a queue
+ * quadratic): one entry per recipient (all = true) and one per
+ * recipient and sender, in a hash table. They are derived from the queue
+ * table (one GROUP BY at open), so a crash cannot leave them wrong, and
+ * changed in step with the rows: after each insert or delete that
+ * succeeded. A transaction that changed them and was then rolled back,
+ * by us or by SQLite (a full disk, an I/O error), makes them stale, and
+ * the next use counts the queue again. Entries exist only for what is
+ * queued: their number is bounded by the queue's. */
+typedef struct QueueCount {
+        struct QueueCount *next;
+        uint64_t n, bytes;
+        bool all;
+        char recipient[USERNAME_MAX + 1];
+        char sender[USERNAME_MAX + 1];
+} QueueCount;
+
+#define COUNT_BUCKETS_MIN 64u
 
 struct Store {
         sqlite3 *db;
         sqlite3_stmt *stmt[_STMT_MAX];
+
+        QueueCount **buckets;
+        size_t n_buckets;               /* a power of two */
+        size_t n_counts;
+        uint64_t seed;                  /* keys the hash: user names are chosen by peers */
+        uint64_t total, total_bytes;
+        bool counts_stale;              /* count the queue again before the next use */
+        bool tx_counted;                /* the open transaction changed the counts */
 };
+
+static int counts_load(Store *s);
+
+static void counts_clear(Store *s) {
+        for (size_t i = 0; i < s->n_buckets; i++)
+                while (s->buckets[i]) {
+                        QueueCount *c = s->buckets[i];
+
+                        s->buckets[i] = c->next;
+                        free(c);
+                }
+        s->n_counts = 0;
+        s->total = s->total_bytes = 0;
+}
 
 const char *store_error(Store *s) {
         return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";
@@ -233,6 +236,8 @@ Store *store_free(Store *s) {
         for (size_t i = 0; i < _STMT_MAX; i++)
                 sqlite3_finalize(s->stmt[i]);
         sqlite3_close(s->db);
+        counts_clear(s);
+        free(s->buckets);
         free(s);
         return NULL;
 }
@@ -258,31 +263,6 @@ static int pragma_int(Store *s, const char *sql, int64_t *ret) {
         return errno_from_sqlite(rc);
 }
 
-/* Make the counts (schema_counts) unless they are there. */
-static int make_counts(Store *s) {
-        int64_t n = 0;
-        int r;
-
-        r = pragma_int(s, "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND "
-                          "name IN ('queue_counts_insert', 'queue_counts_delete')", &n);
-        if (r < 0 || n == 2)
-                return r;
-
-        /* Half of them (one dropped by hand): made again from scratch. */
-        r = exec(s, "BEGIN IMMEDIATE;"
-                    "DROP TRIGGER IF EXISTS queue_counts_insert;"
-                    "DROP TRIGGER IF EXISTS queue_counts_delete;"
-                    "DROP TABLE IF EXISTS queue_recipients;"
-                    "DROP TABLE IF EXISTS queue_senders;");
-        if (r >= 0)
-                r = exec(s, schema_counts);
-        if (r >= 0)
-                r = exec(s, "COMMIT");
-        if (r < 0)
-                (void) exec(s, "ROLLBACK");
-        return r;
-}
-
 static int migrate(Store *s) {
         int64_t version = 0;
         int r;
@@ -294,7 +274,7 @@ static int migrate(Store *s) {
                 r = exec(s, schema_prekeys);
                 if (r >= 0)
                         r = exec(s, schema_indexes);
-                return r < 0 ? r : make_counts(s);
+                return r;
         }
         if (version > STORE_SCHEMA_VERSION)
                 return -EPROTONOSUPPORT;
@@ -314,11 +294,9 @@ static int migrate(Store *s) {
                 r = exec(s, schema_indexes);
         if (r >= 0)
                 r = exec(s, "COMMIT");
-        if (r < 0) {
+        if (r < 0)
                 (void) exec(s, "ROLLBACK");
-                return r;
-        }
-        return make_counts(s);
+        return r;
 }
 
 int store_open(const char *path, Store **ret) {
@@ -330,6 +308,13 @@ int store_open(const char *path, Store **ret) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
+        s->n_buckets = COUNT_BUCKETS_MIN;
+        s->buckets = calloc(s->n_buckets, sizeof(*s->buckets));
+        if (!s->buckets)
+                return -ENOMEM;
+        r = random_bytes(&s->seed, sizeof(s->seed));
+        if (r < 0)
+                return r;
 
         rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
         if (rc != SQLITE_OK)
@@ -369,6 +354,9 @@ int store_open(const char *path, Store **ret) {
                 if (rc != SQLITE_OK)
                         return errno_from_sqlite(rc);
         }
+        r = counts_load(s);
+        if (r < 0)
+                return r;
 
         *ret = TAKE_PTR(s);
         return 0;
@@ -389,6 +377,45 @@ static int step_done(sqlite3_stmt *st) {
 
         sqlite3_reset(st);
         return rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc) ?: -EIO;
+}
+
+/* Transactions. The counts' bookkeeping (counts_changed()) learns here
+ * whether what it counted was committed. */
+
+/* A transaction that changed the counts and is over, though not by our
+ * commit: rolled back, by us or by SQLite. */
+static void counts_check_tx(Store *s) {
+        if (s->tx_counted && sqlite3_get_autocommit(s->db) != 0) {
+                s->counts_stale = true;
+                s->tx_counted = false;
+        }
+}
+
+static int begin(Store *s) {
+        counts_check_tx(s);
+        return step_done(stmt(s, STMT_BEGIN));
+}
+
+static int commit(Store *s) {
+        int r = step_done(stmt(s, STMT_COMMIT));
+
+        if (r >= 0)
+                s->tx_counted = false;
+        return r;
+}
+
+static void rollback(Store *s) {
+        (void) step_done(stmt(s, STMT_ROLLBACK));
+        counts_check_tx(s);
+}
+
+/* Commit when r >= 0, else roll back; returns r or the commit's error. */
+static int end(Store *s, int r) {
+        if (r >= 0)
+                r = commit(s);
+        if (r < 0)
+                rollback(s);
+        return r;
 }
 
 /* Step a statement that returns one integer. */
@@ -580,7 +607,7 @@ int store_user_rotate(Store *s, const KeyPackage *kp, const Rotation *rot) {
         rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
 
         /* The new key and the statement for it, or neither. */
-        r = step_done(stmt(s, STMT_BEGIN));
+        r = begin(s);
         if (r < 0)
                 return r;
         st = stmt(s, STMT_USER_ROTATE);
@@ -606,11 +633,7 @@ int store_user_rotate(Store *s, const KeyPackage *kp, const Rotation *rot) {
          * and the OPKs went with it: the owner publishes anew. */
         if (r >= 0)
                 r = prekeys_drop(s, kp->user);
-        if (r >= 0)
-                r = step_done(stmt(s, STMT_COMMIT));
-        if (r < 0)
-                (void) step_done(stmt(s, STMT_ROLLBACK));
-        return r;
+        return end(s, r);
 }
 
 int store_user_delete(Store *s, const char *user) {
@@ -662,18 +685,6 @@ int store_reset_delete(Store *s, const char *user) {
         return r < 0 ? r : step_done(st);
 }
 
-int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_DROP);
-        int r = bind_text(st, 1, recipient);
-
-        if (r >= 0)
-                r = step_done(st);
-        if (r < 0)
-                return r;
-        *ret_n = (uint64_t) sqlite3_changes(s->db);
-        return 0;
-}
-
 int store_user_count(Store *s, uint64_t *ret) {
         return step_u64(stmt(s, STMT_USER_COUNT), ret);
 }
@@ -702,6 +713,198 @@ int store_user_foreach(Store *s, store_user_fn fn, void *userdata) {
         return r < 0 ? r : 0;
 }
 
+/* ---- the queue's counts (QueueCount) ------------------------------------ */
+
+/* Seeded (hash_seeded()): a peer choosing user names cannot aim at one
+ * bucket without seeing the table. The key is both names with their NULs,
+ * which keep ("ab", "c") apart from ("a", "bc"); a recipient's total has
+ * no sender, and its own last byte. */
+static uint64_t count_hash(const Store *s, const char *recipient, const char *sender, bool all) {
+        char key[2 * (USERNAME_MAX + 1) + 1];
+        size_t r = strnlen(recipient, USERNAME_MAX), n = all ? 0 : strnlen(sender, USERNAME_MAX);
+
+        memcpy(key, recipient, r);
+        key[r] = '\0';
+        memcpy(key + r + 1, all ? "" : sender, n);
+        key[r + 1 + n] = '\0';
+        key[r + 2 + n] = (char) all;
+        return hash_seeded(s->seed, key, r + n + 3);
+}
+
+/* Where the entry is or would go in its chain. */
+static QueueCount **count_slot(Store *s, const char *recipient, const char *sender, bool all) {
+        QueueCount **p = &s->buckets[count_hash(s, recipient, sender, all) & (s->n_buckets - 1)];
+
+        for (; *p; p = &(*p)->next)
+                if ((*p)->all == all && strcmp((*p)->recipient, recipient) == 0 &&
+                    (all || strcmp((*p)->sender, sender) == 0))
+                        break;
+        return p;
+}
+
+static const QueueCount *count_get(Store *s, const char *recipient, const char *sender, bool all) {
+        return *count_slot(s, recipient, sender, all);
+}
+
+/* Double the buckets when entries outnumber them: chains stay short. */
+static void counts_grow(Store *s) {
+        QueueCount **nb;
+        size_t n;
+
+        if (s->n_counts <= s->n_buckets || s->n_buckets > SIZE_MAX / 2 / sizeof(*nb))
+                return;
+        n = s->n_buckets * 2;
+        nb = calloc(n, sizeof(*nb));
+        if (!nb)
+                return;         /* longer chains, still correct */
+        for (size_t i = 0; i < s->n_buckets; i++)
+                while (s->buckets[i]) {
+                        QueueCount *c = s->buckets[i];
+                        size_t j = count_hash(s, c->recipient, c->sender, c->all) & (n - 1);
+
+                        s->buckets[i] = c->next;
+                        c->next = nb[j];
+                        nb[j] = c;
+                }
+        free(s->buckets);
+        s->buckets = nb;
+        s->n_buckets = n;
+}
+
+/* Add n messages of bytes to an entry, made if missing. */
+static int count_add(Store *s, const char *recipient, const char *sender, bool all, uint64_t n,
+                     uint64_t bytes) {
+        QueueCount **p = count_slot(s, recipient, sender, all);
+
+        if (!*p) {
+                QueueCount *c = calloc(1, sizeof(*c));
+
+                if (!c)
+                        return -ENOMEM;
+                c->all = all;
+                snprintf(c->recipient, sizeof(c->recipient), "%s", recipient);
+                if (!all)
+                        snprintf(c->sender, sizeof(c->sender), "%s", sender);
+                *p = c;
+                s->n_counts++;
+                counts_grow(s);
+                p = count_slot(s, recipient, sender, all);
+        }
+        (*p)->n += n;
+        (*p)->bytes += bytes;
+        return 0;
+}
+
+/* Take one message of bytes from an entry; it goes at zero. */
+static void count_remove(Store *s, const char *recipient, const char *sender, bool all, uint64_t bytes) {
+        QueueCount **p = count_slot(s, recipient, sender, all), *c = *p;
+
+        if (!c)
+                return;
+        c->n -= MIN(c->n, (uint64_t) 1);
+        c->bytes -= MIN(c->bytes, bytes);
+        if (c->n == 0) {
+                *p = c->next;
+                free(c);
+                s->n_counts--;
+        }
+}
+
+/* A row was inserted (added) or deleted. Out of memory leaves the counts
+ * to be made again from the queue at their next use. */
+static void counts_changed(Store *s, const char *recipient, const char *sender, uint64_t size, bool added) {
+        counts_check_tx(s);
+        if (s->counts_stale)
+                return;
+        if (added) {
+                if (count_add(s, recipient, NULL, true, 1, size) < 0 ||
+                    count_add(s, recipient, sender, false, 1, size) < 0) {
+                        s->counts_stale = true;
+                        return;
+                }
+                s->total++;
+                s->total_bytes += size;
+        } else {
+                count_remove(s, recipient, NULL, true, size);
+                count_remove(s, recipient, sender, false, size);
+                s->total -= MIN(s->total, (uint64_t) 1);
+                s->total_bytes -= MIN(s->total_bytes, size);
+        }
+        if (store_in_transaction(s))
+                s->tx_counted = true;
+}
+
+/* Count the queue (as this connection sees it, the open transaction's
+ * changes included). */
+static int counts_load(Store *s) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_COUNTS);
+        int rc, r = 0;
+
+        counts_clear(s);
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                const char *recipient = (const char *) sqlite3_column_text(st, 0);
+                const char *sender = (const char *) sqlite3_column_text(st, 1);
+                uint64_t n = (uint64_t) sqlite3_column_int64(st, 2);
+                uint64_t bytes = (uint64_t) sqlite3_column_int64(st, 3);
+
+                if (!recipient || !sender) {
+                        r = -EBADMSG;   /* NOT NULL columns */
+                        break;
+                }
+                r = count_add(s, recipient, NULL, true, n, bytes);
+                if (r >= 0)
+                        r = count_add(s, recipient, sender, false, n, bytes);
+                if (r < 0)
+                        break;
+                s->total += n;
+                s->total_bytes += bytes;
+        }
+        if (r >= 0 && rc != SQLITE_DONE)
+                r = errno_from_sqlite(rc) ?: -EIO;
+        sqlite3_reset(st);
+        if (r < 0) {
+                counts_clear(s);
+                s->counts_stale = true;
+                return r;
+        }
+        s->counts_stale = false;
+        s->tx_counted = store_in_transaction(s);
+        return 0;
+}
+
+/* The counts, made again first if a rollback or a failure left them stale. */
+static int counts_sync(Store *s) {
+        counts_check_tx(s);
+        return s->counts_stale ? counts_load(s) : 0;
+}
+
+/* Every message queued for recipient was deleted. A walk over all the
+ * entries, in memory: rare (a key reset), and cheaper than counting the
+ * queue again. */
+static void counts_dropped(Store *s, const char *recipient) {
+        counts_check_tx(s);
+        if (s->counts_stale)
+                return;
+        for (size_t i = 0; i < s->n_buckets; i++)
+                for (QueueCount **p = &s->buckets[i]; *p;) {
+                        QueueCount *c = *p;
+
+                        if (strcmp(c->recipient, recipient) != 0) {
+                                p = &c->next;
+                                continue;
+                        }
+                        if (c->all) {
+                                s->total -= MIN(s->total, c->n);
+                                s->total_bytes -= MIN(s->total_bytes, c->bytes);
+                        }
+                        *p = c->next;
+                        free(c);
+                        s->n_counts--;
+                }
+        if (store_in_transaction(s))
+                s->tx_counted = true;
+}
+
 void store_message_done(StoreMessage *m) {
         if (!m)
                 return;
@@ -713,6 +916,20 @@ void store_messages_free(StoreMessage *m, size_t n) {
         for (size_t i = 0; i < n; i++)
                 store_message_done(&m[i]);
         free(m);
+}
+
+int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n) {
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_DROP);
+        int r = bind_text(st, 1, recipient);
+
+        if (r >= 0)
+                r = step_done(st);
+        if (r < 0)
+                return r;
+        *ret_n = (uint64_t) sqlite3_changes(s->db);
+        if (*ret_n > 0)
+                counts_dropped(s, recipient);
+        return 0;
 }
 
 int store_queue_find(Store *s, const char *sender, const char *msg_id, const char *envelope,
@@ -754,38 +971,41 @@ int store_queue_add(Store *s, StoreMessage *m) {
         if (r < 0)
                 return r;
         m->seq = (uint64_t) sqlite3_last_insert_rowid(s->db);
+        counts_changed(s, m->recipient, m->sender, m->size, true);
         return 0;
 }
 
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_COUNT);
-        int r = bind_text(st, 1, recipient);
-
-        return r < 0 ? r : step_u64(st, ret);
+        return store_queue_counts(s, recipient, NULL, ret, NULL);
 }
 
 int store_queue_counts(Store *s, const char *recipient, const char *sender, uint64_t *ret_all,
                        uint64_t *ret_from) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_COUNTS);
-        int rc, r;
+        const QueueCount *c;
+        int r;
 
-        if ((r = bind_text(st, 1, recipient)) < 0 || (r = bind_text(st, 2, sender)) < 0)
+        r = counts_sync(s);
+        if (r < 0)
                 return r;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-                *ret_all = (uint64_t) sqlite3_column_int64(st, 0);
-                *ret_from = (uint64_t) sqlite3_column_int64(st, 1);
+        c = count_get(s, recipient, NULL, true);
+        *ret_all = c ? c->n : 0;
+        if (ret_from) {
+                c = c ? count_get(s, recipient, sender, false) : NULL;
+                *ret_from = c ? c->n : 0;
         }
-        sqlite3_reset(st);
-        return rc == SQLITE_ROW ? 0 : errno_from_sqlite(rc) ?: -EIO;
+        return 0;
 }
 
-int store_queue_total(Store *s, uint64_t *ret) {
-        return step_u64(stmt(s, STMT_QUEUE_TOTAL), ret);
-}
+int store_queue_totals(Store *s, uint64_t *ret_n, uint64_t *ret_bytes) {
+        int r = counts_sync(s);
 
-int store_queue_bytes(Store *s, uint64_t *ret) {
-        return step_u64(stmt(s, STMT_QUEUE_BYTES), ret);
+        if (r < 0)
+                return r;
+        if (ret_n)
+                *ret_n = s->total;
+        if (ret_bytes)
+                *ret_bytes = s->total_bytes;
+        return 0;
 }
 
 int store_queue_max_size(Store *s, uint64_t *ret) {
@@ -852,38 +1072,44 @@ int store_queue_list(Store *s, const char *recipient, uint64_t after, size_t max
 }
 
 int store_queue_take(Store *s, const char *recipient, uint64_t seq, StoreMessage *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_GET);
+        sqlite3_stmt *st = stmt(s, STMT_QUEUE_TAKE);
         StoreMessage m;
+        bool found = false;
         int rc, r;
 
         if ((r = bind_u64(st, 1, seq)) < 0 || (r = bind_text(st, 2, recipient)) < 0)
                 return r;
+        /* The row is deleted by the first step; the second ends the
+         * statement (seq is the key: there is no other row). */
         rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
+        if (rc == SQLITE_ROW) {
                 row_to_message(st, &m);
+                found = true;
+                rc = sqlite3_step(st);
+        }
         sqlite3_reset(st);
-        if (rc != SQLITE_ROW)
-                return errno_from_sqlite(rc) ?: -ENOENT;
-
-        st = stmt(s, STMT_QUEUE_DELETE);
-        if ((r = bind_u64(st, 1, seq)) < 0 || (r = step_done(st)) < 0)
-                return r;
+        if (rc != SQLITE_DONE)
+                return errno_from_sqlite(rc) ?: -EIO;
+        if (!found)
+                return -ENOENT;
+        counts_changed(s, m.recipient, m.sender, m.size, false);
         if (ret)
                 *ret = m;
         return 0;
 }
 
 int store_begin(Store *s) {
-        return step_done(stmt(s, STMT_BEGIN));
+        return begin(s);
 }
 
 int store_commit(Store *s) {
-        return step_done(stmt(s, STMT_COMMIT));
+        return commit(s);
 }
 
 void store_rollback(Store *s) {
         if (store_in_transaction(s))
-                (void) step_done(stmt(s, STMT_ROLLBACK));
+                rollback(s);
+        counts_check_tx(s);
 }
 
 int store_checkpoint(Store *s) {
@@ -918,20 +1144,19 @@ int store_queue_expire(Store *s, uint64_t now, size_t max, store_message_fn fn, 
                 goto finish;
 
         /* One transaction, one sync, however many expired. */
-        r = step_done(stmt(s, STMT_BEGIN));
+        r = begin(s);
         if (r < 0)
                 goto finish;
         for (size_t i = 0; i < n; i++) {
                 st = stmt(s, STMT_QUEUE_DELETE);
                 if ((r = bind_u64(st, 1, batch[i].seq)) < 0 || (r = step_done(st)) < 0)
                         break;
+                if (sqlite3_changes(s->db) > 0)
+                        counts_changed(s, batch[i].recipient, batch[i].sender, batch[i].size, false);
         }
-        if (r >= 0)
-                r = step_done(stmt(s, STMT_COMMIT));
-        if (r < 0) {
-                (void) step_done(stmt(s, STMT_ROLLBACK));
+        r = end(s, r);
+        if (r < 0)
                 goto finish;
-        }
         if (fn)
                 for (size_t i = 0; i < n; i++)
                         fn(userdata, &batch[i]);
@@ -943,19 +1168,6 @@ finish:
 }
 
 /* Prekeys. */
-
-static int begin(Store *s) {
-        return step_done(stmt(s, STMT_BEGIN));
-}
-
-/* Commit when r >= 0, else roll back; returns r or the commit's error. */
-static int end(Store *s, int r) {
-        if (r >= 0)
-                r = step_done(stmt(s, STMT_COMMIT));
-        if (r < 0)
-                (void) step_done(stmt(s, STMT_ROLLBACK));
-        return r;
-}
 
 int store_prekeys_count(Store *s, const char *user, uint64_t *ret) {
         sqlite3_stmt *st = stmt(s, STMT_OPK_COUNT);

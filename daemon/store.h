@@ -99,19 +99,19 @@ int store_queue_add(Store *s, StoreMessage *m);
  * text, -ENOENT if none is. */
 int store_queue_find(Store *s, const char *sender, const char *msg_id, const char *envelope,
                      uint64_t *ret_seq);
-/* The counts below are kept by the database as rows change: a lookup, not
- * a count over the queue. */
+/* The counts below are kept in memory as rows change (counted from the
+ * queue at open and after a rollback): a lookup, not a count over the
+ * queue. */
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
-/* Messages queued for recipient, and those of them from sender: one
- * query for what a send is checked against. */
+/* Messages queued for recipient, and those of them from sender (without
+ * ret_from, sender may be NULL): what a send is checked against. */
 int store_queue_counts(Store *s, const char *recipient, const char *sender, uint64_t *ret_all,
                        uint64_t *ret_from);
 /* Delete every message queued for recipient; how many in *ret_n. */
 int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n);
-int store_queue_total(Store *s, uint64_t *ret);
-/* Bytes of envelope JSON in the whole queue (a walk over the recipients:
- * for the start; the daemon keeps the sum up to date itself). */
-int store_queue_bytes(Store *s, uint64_t *ret);
+/* Messages in the whole queue, and their bytes of envelope JSON (either
+ * may be NULL). */
+int store_queue_totals(Store *s, uint64_t *ret_n, uint64_t *ret_bytes);
 /* The largest envelope queued, in bytes (0 if none; a scan too). */
 int store_queue_max_size(Store *s, uint64_t *ret);
 /* Highest seq queued for recipient, 0 if none. */
