@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -188,25 +189,20 @@ static const char schema_indexes[] =
  * succeeded. A transaction that changed them and was then rolled back,
  * by us or by SQLite (a full disk, an I/O error), makes them stale, and
  * the next use counts the queue again. Entries exist only for what is
- * queued: their number is bounded by the queue's. */
+ * queued: their number is bounded by the queue's. They are kept in a
+ * balanced tree (tsearch(3)): O(log n) whatever names peers choose. */
 typedef struct QueueCount {
-        struct QueueCount *next;
         uint64_t n, bytes;
         bool all;
         char recipient[USERNAME_MAX + 1];
         char sender[USERNAME_MAX + 1];
 } QueueCount;
 
-#define COUNT_BUCKETS_MIN 64u
-
 struct Store {
         sqlite3 *db;
         sqlite3_stmt *stmt[_STMT_MAX];
 
-        QueueCount **buckets;
-        size_t n_buckets;               /* a power of two */
-        size_t n_counts;
-        uint64_t seed;                  /* keys the hash: user names are chosen by peers */
+        void *counts;                   /* of QueueCount, tsearch(3) */
         uint64_t total, total_bytes;
         bool counts_stale;              /* count the queue again before the next use */
         bool tx_counted;                /* the open transaction changed the counts */
@@ -215,14 +211,8 @@ struct Store {
 static int counts_load(Store *s);
 
 static void counts_clear(Store *s) {
-        for (size_t i = 0; i < s->n_buckets; i++)
-                while (s->buckets[i]) {
-                        QueueCount *c = s->buckets[i];
-
-                        s->buckets[i] = c->next;
-                        free(c);
-                }
-        s->n_counts = 0;
+        tdestroy(s->counts, free);
+        s->counts = NULL;
         s->total = s->total_bytes = 0;
 }
 
@@ -237,7 +227,6 @@ Store *store_free(Store *s) {
                 sqlite3_finalize(s->stmt[i]);
         sqlite3_close(s->db);
         counts_clear(s);
-        free(s->buckets);
         free(s);
         return NULL;
 }
@@ -308,13 +297,6 @@ int store_open(const char *path, Store **ret) {
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        s->n_buckets = COUNT_BUCKETS_MIN;
-        s->buckets = calloc(s->n_buckets, sizeof(*s->buckets));
-        if (!s->buckets)
-                return -ENOMEM;
-        r = random_bytes(&s->seed, sizeof(s->seed));
-        if (r < 0)
-                return r;
 
         rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
         if (rc != SQLITE_OK)
@@ -715,98 +697,68 @@ int store_user_foreach(Store *s, store_user_fn fn, void *userdata) {
 
 /* ---- the queue's counts (QueueCount) ------------------------------------ */
 
-/* Seeded (hash_seeded()): a peer choosing user names cannot aim at one
- * bucket without seeing the table. The key is both names with their NULs,
- * which keep ("ab", "c") apart from ("a", "bc"); a recipient's total has
- * no sender, and its own last byte. */
-static uint64_t count_hash(const Store *s, const char *recipient, const char *sender, bool all) {
-        char key[2 * (USERNAME_MAX + 1) + 1];
-        size_t r = strnlen(recipient, USERNAME_MAX), n = all ? 0 : strnlen(sender, USERNAME_MAX);
+/* Entries by recipient, then the recipient's total before its senders. */
+static int count_compare(const void *a, const void *b) {
+        const QueueCount *x = a, *y = b;
+        int r = strcmp(x->recipient, y->recipient);
 
-        memcpy(key, recipient, r);
-        key[r] = '\0';
-        memcpy(key + r + 1, all ? "" : sender, n);
-        key[r + 1 + n] = '\0';
-        key[r + 2 + n] = (char) all;
-        return hash_seeded(s->seed, key, r + n + 3);
+        if (r != 0)
+                return r;
+        if (x->all != y->all)
+                return x->all ? -1 : 1;
+        return x->all ? 0 : strcmp(x->sender, y->sender);
 }
 
-/* Where the entry is or would go in its chain. */
-static QueueCount **count_slot(Store *s, const char *recipient, const char *sender, bool all) {
-        QueueCount **p = &s->buckets[count_hash(s, recipient, sender, all) & (s->n_buckets - 1)];
+/* The entry, or NULL. */
+static QueueCount *count_find(Store *s, const char *recipient, const char *sender, bool all) {
+        QueueCount key = { .all = all };
+        void *node;
 
-        for (; *p; p = &(*p)->next)
-                if ((*p)->all == all && strcmp((*p)->recipient, recipient) == 0 &&
-                    (all || strcmp((*p)->sender, sender) == 0))
-                        break;
-        return p;
+        snprintf(key.recipient, sizeof(key.recipient), "%s", recipient);
+        if (!all)
+                snprintf(key.sender, sizeof(key.sender), "%s", sender);
+        node = tfind(&key, &s->counts, count_compare);
+        return node ? *(QueueCount **) node : NULL;
 }
 
 static const QueueCount *count_get(Store *s, const char *recipient, const char *sender, bool all) {
-        return *count_slot(s, recipient, sender, all);
-}
-
-/* Double the buckets when entries outnumber them: chains stay short. */
-static void counts_grow(Store *s) {
-        QueueCount **nb;
-        size_t n;
-
-        if (s->n_counts <= s->n_buckets || s->n_buckets > SIZE_MAX / 2 / sizeof(*nb))
-                return;
-        n = s->n_buckets * 2;
-        nb = calloc(n, sizeof(*nb));
-        if (!nb)
-                return;         /* longer chains, still correct */
-        for (size_t i = 0; i < s->n_buckets; i++)
-                while (s->buckets[i]) {
-                        QueueCount *c = s->buckets[i];
-                        size_t j = count_hash(s, c->recipient, c->sender, c->all) & (n - 1);
-
-                        s->buckets[i] = c->next;
-                        c->next = nb[j];
-                        nb[j] = c;
-                }
-        free(s->buckets);
-        s->buckets = nb;
-        s->n_buckets = n;
+        return count_find(s, recipient, sender, all);
 }
 
 /* Add n messages of bytes to an entry, made if missing. */
 static int count_add(Store *s, const char *recipient, const char *sender, bool all, uint64_t n,
                      uint64_t bytes) {
-        QueueCount **p = count_slot(s, recipient, sender, all);
+        QueueCount *c = count_find(s, recipient, sender, all);
 
-        if (!*p) {
-                QueueCount *c = calloc(1, sizeof(*c));
-
+        if (!c) {
+                c = calloc(1, sizeof(*c));
                 if (!c)
                         return -ENOMEM;
                 c->all = all;
                 snprintf(c->recipient, sizeof(c->recipient), "%s", recipient);
                 if (!all)
                         snprintf(c->sender, sizeof(c->sender), "%s", sender);
-                *p = c;
-                s->n_counts++;
-                counts_grow(s);
-                p = count_slot(s, recipient, sender, all);
+                if (!tsearch(c, &s->counts, count_compare)) {
+                        free(c);
+                        return -ENOMEM;
+                }
         }
-        (*p)->n += n;
-        (*p)->bytes += bytes;
+        c->n += n;
+        c->bytes += bytes;
         return 0;
 }
 
 /* Take one message of bytes from an entry; it goes at zero. */
 static void count_remove(Store *s, const char *recipient, const char *sender, bool all, uint64_t bytes) {
-        QueueCount **p = count_slot(s, recipient, sender, all), *c = *p;
+        QueueCount *c = count_find(s, recipient, sender, all);
 
         if (!c)
                 return;
         c->n -= MIN(c->n, (uint64_t) 1);
         c->bytes -= MIN(c->bytes, bytes);
         if (c->n == 0) {
-                *p = c->next;
+                (void) tdelete(c, &s->counts, count_compare);
                 free(c);
-                s->n_counts--;
         }
 }
 
@@ -878,31 +830,11 @@ static int counts_sync(Store *s) {
         return s->counts_stale ? counts_load(s) : 0;
 }
 
-/* Every message queued for recipient was deleted. A walk over all the
- * entries, in memory: rare (a key reset), and cheaper than counting the
- * queue again. */
-static void counts_dropped(Store *s, const char *recipient) {
-        counts_check_tx(s);
-        if (s->counts_stale)
-                return;
-        for (size_t i = 0; i < s->n_buckets; i++)
-                for (QueueCount **p = &s->buckets[i]; *p;) {
-                        QueueCount *c = *p;
-
-                        if (strcmp(c->recipient, recipient) != 0) {
-                                p = &c->next;
-                                continue;
-                        }
-                        if (c->all) {
-                                s->total -= MIN(s->total, c->n);
-                                s->total_bytes -= MIN(s->total_bytes, c->bytes);
-                        }
-                        *p = c->next;
-                        free(c);
-                        s->n_counts--;
-                }
-        if (store_in_transaction(s))
-                s->tx_counted = true;
+/* Every message queued for recipient was deleted: rare (an
+ * administrator's key reset), so the counts are made again at their next
+ * use rather than picked out of the tree. */
+static void counts_dropped(Store *s) {
+        s->counts_stale = true;
 }
 
 void store_message_done(StoreMessage *m) {
@@ -928,7 +860,7 @@ int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n) {
                 return r;
         *ret_n = (uint64_t) sqlite3_changes(s->db);
         if (*ret_n > 0)
-                counts_dropped(s, recipient);
+                counts_dropped(s);
         return 0;
 }
 
