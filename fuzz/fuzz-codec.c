@@ -130,7 +130,9 @@ static void check_invariants(const Frame *f) {
                 break;
         case FRAME_WATCH:
         case FRAME_UNWATCH:
-                if (f->watch.n_users == 0 || f->watch.n_users > WATCH_USERS_MAX)
+                /* Any number the frame holds: the relay answers more than
+                 * WATCH_USERS_MAX with too_large (relay.c), not the parser. */
+                if (f->watch.n_users == 0 || !f->watch.users)
                         abort();
                 for (size_t i = 0; i < f->watch.n_users; i++)
                         if (!username_valid(f->watch.users[i]))
@@ -221,8 +223,10 @@ static json_object *rebuild(const Frame *f) {
                 return frame_new_receipt(f->receipt.msg, f->receipt.status);
         case FRAME_WATCH:
         case FRAME_UNWATCH: {
-                const char *users[WATCH_USERS_MAX];
+                _cleanup_(freep) const char **users = calloc(f->watch.n_users, sizeof(*users));
 
+                if (!users)
+                        return NULL;
                 for (size_t i = 0; i < f->watch.n_users; i++)
                         users[i] = f->watch.users[i];
                 return frame_new_watch(f->type, f->watch.id, users, f->watch.n_users);
