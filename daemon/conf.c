@@ -3,14 +3,17 @@
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <ini.h>
+#include <libpq-fe.h>
 
 #include "conf.h"
 #include "log.h"
@@ -253,6 +256,66 @@ static int conf_parse_path(const ConfigItem *it, const char *value, Config *c, v
 static void conf_format_string(const void *data, char *buf, size_t size) {
         const char *s = *(char *const *) data;
         snprintf(buf, size, "%s", s ? s : "");
+}
+
+/* "sqlite" (the state directory's file) or a PostgreSQL URI as libpq reads
+ * it. Parsed here, never connected to: --check-config must say what is
+ * wrong with the string on a machine that cannot reach the server. A
+ * password has no place in a file many may read (database-password-file). */
+static int conf_parse_database(const ConfigItem *it, const char *value, Config *c, void *data,
+                               char *err, size_t errlen) {
+        _cleanup_(freep) char *libpq_error = NULL;
+        PQconninfoOption *opts;
+        bool password = false;
+        int r;
+
+        if (strcmp(value, "sqlite") == 0)
+                return set_string(data, value);
+        if (strncmp(value, "postgresql://", 13) != 0 && strncmp(value, "postgres://", 11) != 0) {
+                snprintf(err, errlen, "expected sqlite or a postgresql:// URI");
+                return -EINVAL;
+        }
+        r = conf_parse_path(it, value, c, data, err, errlen);   /* one line, no comment */
+        if (r < 0)
+                return r;
+        opts = PQconninfoParse(value, &libpq_error);
+        if (!opts) {
+                /* libpq quotes the URI, which may hold a password. */
+                if (libpq_error)
+                        libpq_error[strcspn(libpq_error, "\n")] = '\0';
+                if (libpq_error && strstr(libpq_error, " in URI"))
+                        *strstr(libpq_error, " in URI") = '\0';
+                snprintf(err, errlen, "not a PostgreSQL URI: %s",
+                         libpq_error ? libpq_error : "out of memory");
+                if (libpq_error)
+                        PQfreemem(TAKE_PTR(libpq_error));
+                return -EINVAL;
+        }
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+                if (strcmp(o->keyword, "password") == 0 && o->val && *o->val)
+                        password = true;
+        PQconninfoFree(opts);
+        if (password) {
+                snprintf(err, errlen, "the password belongs in database-password-file or the "
+                         "credential database-password, not in the configuration");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+/* A node's name goes into journal fields, notification channel names and
+ * scctl status: lower-case letters, digits and '-', at most 32. */
+static int conf_parse_node_name(const ConfigItem *it, const char *value, Config *c, void *data,
+                                char *err, size_t errlen) {
+        size_t n = strlen(value);
+
+        if (n == 0 || n > CONFIG_NODE_NAME_MAX || value[0] == '-' ||
+            strspn(value, "abcdefghijklmnopqrstuvwxyz0123456789-") != n) {
+                snprintf(err, errlen, "expected lower-case letters, digits and '-' (at most %d)",
+                         CONFIG_NODE_NAME_MAX);
+                return -EINVAL;
+        }
+        return set_string(data, value);
 }
 
 static int conf_parse_listen(const ConfigItem *it, const char *value, Config *c, void *data,
@@ -544,6 +607,16 @@ static const ConfigItem config_items[] = {
           offsetof(Config, control), 0, 0, DEFAULT_CONTROL_SOCKET },
         { "server", "state-directory", conf_parse_path, conf_format_string,
           offsetof(Config, state_directory), 0, 0, DEFAULT_STATE_DIRECTORY },
+        { "server", "database", conf_parse_database, conf_format_string,
+          offsetof(Config, database), 0, 0, "sqlite" },
+        { "server", "database-password-file", conf_parse_path, conf_format_string,
+          offsetof(Config, database_password_file), 0, 0, NULL },
+        { "server", "database-timeout", conf_parse_duration, conf_format_duration,
+          offsetof(Config, database_timeout_usec), USEC(1), USEC(300), "5s" },
+        { "server", "node-name", conf_parse_node_name, conf_format_string,
+          offsetof(Config, node_name), 0, 0, NULL },
+        { "server", "node-timeout", conf_parse_duration, conf_format_duration,
+          offsetof(Config, node_timeout_usec), USEC(3), USEC(3600), "15s" },
         { "server", "tls", conf_parse_bool, conf_format_bool,
           offsetof(Config, tls), 0, 0, "yes" },
         { "server", "tls-certificate", conf_parse_path, conf_format_string,
@@ -623,6 +696,29 @@ static int default_state_directory(char **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
+/* The host's name up to its first dot, lower-cased, other characters as
+ * '-': what node-name defaults to. */
+static int default_node_name(char **ret) {
+        char host[HOST_NAME_MAX + 1] = "";
+        size_t n;
+
+        if (gethostname(host, sizeof(host) - 1) < 0 || !*host)
+                strcpy(host, "localhost");
+        n = strcspn(host, ".");
+        if (n > CONFIG_NODE_NAME_MAX)
+                n = CONFIG_NODE_NAME_MAX;
+        host[n] = '\0';
+        for (char *p = host; *p; p++) {
+                *p = (char) tolower((unsigned char) *p);
+                if (!strchr("abcdefghijklmnopqrstuvwxyz0123456789", *p))
+                        *p = '-';
+        }
+        if (host[0] == '-')
+                host[0] = 'x';
+        *ret = strdup(host);
+        return *ret ? 0 : -ENOMEM;
+}
+
 static int item_set(const ConfigItem *it, Config *c, const char *value, char *err, size_t errlen) {
         _cleanup_(freep) char *def = NULL;
 
@@ -630,6 +726,10 @@ static int item_set(const ConfigItem *it, Config *c, const char *value, char *er
                 /* Reset to the default. */
                 if (it->offset == offsetof(Config, state_directory)) {
                         if (default_state_directory(&def) < 0)
+                                return -ENOMEM;
+                        value = def;
+                } else if (it->offset == offsetof(Config, node_name)) {
+                        if (default_node_name(&def) < 0)
                                 return -ENOMEM;
                         value = def;
                 } else
@@ -663,6 +763,9 @@ Config *config_free(Config *c) {
         free(c->tls_certificate);
         free(c->tls_key);
         free(c->admin_group);
+        free(c->database);
+        free(c->database_password_file);
+        free(c->node_name);
         free(c->trusted_networks.items);
         free(c);
         return NULL;
@@ -715,9 +818,13 @@ int config_set(Config *c, const char *section, const char *key, const char *valu
                 r = item_set(it, c, value, err, sizeof(err));
                 if (r == -ENOMEM)
                         return r;
-                if (r < 0) {
+                if (r < 0 && it->offset == offsetof(Config, database))
+                        /* It may hold a password: never repeated into a log. */
+                        config_error(ret_error, origin, line, "Invalid value for %s: %s", key, err);
+                else if (r < 0)
                         config_error(ret_error, origin, line, "Invalid value '%s' for %s: %s",
                                      value, key, err);
+                if (r < 0) {
                         return r;
                 }
                 return 0;

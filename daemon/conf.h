@@ -26,6 +26,7 @@
 #define DEFAULT_LISTEN "127.0.0.1:5000"
 #define DEFAULT_STATE_DIRECTORY "/var/lib/securechat"
 #define DEFAULT_ADMIN_GROUP "securechat"
+#define CONFIG_NODE_NAME_MAX 32
 
 /* A rate: count events per period ("10/s", "5/min"); count 0 is no limit. */
 typedef struct ConfigRate {
@@ -90,6 +91,16 @@ typedef struct Config {
         uint64_t min_free_disk;         /* bytes; below, sends are refused */
         char *admin_group;
         int log_level;                  /* LOG_ERR .. LOG_DEBUG */
+        /* Storage: "sqlite" (in the state directory) or a postgresql:// URI;
+         * the password, when the server wants one, from this file or the
+         * credential "database-password". A node's name tells it apart from
+         * the other relays sharing one database; one whose heartbeat is
+         * older than node-timeout counts as dead. */
+        char *database;
+        char *database_password_file;
+        uint64_t database_timeout_usec; /* one round trip, before the database counts as away */
+        char *node_name;
+        uint64_t node_timeout_usec;
 } Config;
 
 /* Where a configuration comes from; kept by the daemon so that a reload

@@ -4,9 +4,9 @@
 # unit tests link as well.
 
 DAEMON_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
-	$(JSONC_CFLAGS) $(SYSTEMD_CFLAGS) $(SQLITE_CFLAGS) $(INIH_CFLAGS)
+	$(JSONC_CFLAGS) $(SYSTEMD_CFLAGS) $(SQLITE_CFLAGS) $(LIBPQ_CFLAGS) $(INIH_CFLAGS)
 DAEMON_LIBS = daemon/libsecurechatd.a $(COMMON_LIBS) $(SYSTEMD_LIBS) $(SQLITE_LIBS) \
-	$(INIH_LIBS)
+	$(LIBPQ_LIBS) $(INIH_LIBS)
 
 noinst_LIBRARIES += daemon/libsecurechatd.a
 daemon_libsecurechatd_a_SOURCES = \
