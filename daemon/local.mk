@@ -14,7 +14,8 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/log.c daemon/log.h \
 	daemon/conf.c daemon/conf.h \
 	daemon/sockets.c daemon/sockets.h \
-	daemon/store.c daemon/store.h \
+	daemon/store.c daemon/store.h daemon/store-backend.h \
+	daemon/store-sqlite.c \
 	daemon/state.c daemon/state.h \
 	daemon/stream.c daemon/stream.h \
 	daemon/listener.c daemon/listener.h \

@@ -1,840 +1,34 @@
 /* SPDX-License-Identifier: MIT */
-#include <errno.h>
-#include <search.h>
-#include <stdio.h>
+/*
+ * The store's one interface (store.h) over its backends: each call goes
+ * to the table of the backend that opened the store. What is the same for
+ * every backend (freeing messages, the count of one queue) is here.
+ */
 #include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
+#include "store-backend.h"
 
-#include "json-util.h"
-#include "macro.h"
-#include "rotation.h"
-#include "rsa.h"
-#include "sqlite-errno.h"
-#include "store.h"
-#include "suite2.h"
-
-/* Every statement the daemon runs, prepared once at open. */
-typedef enum StatementId {
-        STMT_USER_GET,
-        STMT_USER_ADD,
-        STMT_USER_DELETE,
-        STMT_USER_COUNT,
-        STMT_USER_ALL,
-        STMT_QUEUE_ADD,
-        STMT_QUEUE_FIND,
-        STMT_QUEUE_COUNTS,
-        STMT_QUEUE_MAX_SIZE,
-        STMT_QUEUE_LAST,
-        STMT_QUEUE_LIST,
-        STMT_QUEUE_TAKE,
-        STMT_QUEUE_DELETE,
-        STMT_QUEUE_EXPIRED,
-        STMT_RESET_SET,
-        STMT_RESET_GET,
-        STMT_RESET_DELETE,
-        STMT_QUEUE_DROP,
-        STMT_SPK_SET,
-        STMT_SPK_GET,
-        STMT_OPK_ADD,
-        STMT_OPK_COUNT,
-        STMT_OPK_FIRST,
-        STMT_OPK_DELETE,
-        STMT_PREKEYS_DROP_SPK,
-        STMT_PREKEYS_DROP_OPKS,
-        STMT_USER_ROTATE,
-        STMT_ROTATION_ADD,
-        STMT_ROTATION_PRUNE,
-        STMT_ROTATION_LIST,
-        STMT_BEGIN,
-        STMT_COMMIT,
-        STMT_ROLLBACK,
-        _STMT_MAX,
-} StatementId;
-
-static const char *const statement_sql[_STMT_MAX] = {
-        [STMT_USER_GET] = "SELECT key, registered, signature FROM users WHERE name = ?1",
-        [STMT_USER_ADD] = "INSERT INTO users (name, key, fingerprint, registered, signature) "
-                          "VALUES (?1, ?2, ?3, ?4, ?5)",
-        [STMT_USER_DELETE] = "DELETE FROM users WHERE name = ?1",
-        [STMT_USER_COUNT] = "SELECT count(*) FROM users",
-        [STMT_USER_ALL] = "SELECT name, key, registered, signature, fingerprint FROM users "
-                          "ORDER BY name",
-        [STMT_QUEUE_ADD] = "INSERT INTO queue (recipient, sender, msg_id, envelope, size, "
-                           "received, expires) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        [STMT_QUEUE_FIND] = "SELECT seq FROM queue WHERE sender = ?1 AND msg_id = ?2 AND envelope = ?3",
-        /* Every count the store keeps in memory (QueueCount), at open
-         * and after a transaction that changed them was rolled back. */
-        [STMT_QUEUE_COUNTS] = "SELECT recipient, sender, count(*), sum(size) FROM queue "
-                              "GROUP BY recipient, sender",
-        [STMT_QUEUE_MAX_SIZE] = "SELECT coalesce(max(size), 0) FROM queue",
-        [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
-        [STMT_QUEUE_LIST] = "SELECT seq, recipient, sender, msg_id, size, received, expires, envelope "
-                            "FROM queue WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        /* An ack: the row and what the log says of it, in one step. */
-        [STMT_QUEUE_TAKE] = "DELETE FROM queue WHERE seq = ?1 AND recipient = ?2 "
-                            "RETURNING seq, recipient, sender, msg_id, size, received, expires",
-        [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE seq = ?1",
-        [STMT_QUEUE_EXPIRED] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
-                               "FROM queue WHERE expires <= ?1 ORDER BY expires, seq LIMIT ?2",
-        [STMT_RESET_SET] = "INSERT OR REPLACE INTO resets (name, code_hash, expires) VALUES (?1, ?2, ?3)",
-        [STMT_RESET_GET] = "SELECT code_hash, expires FROM resets WHERE name = ?1",
-        [STMT_RESET_DELETE] = "DELETE FROM resets WHERE name = ?1",
-        [STMT_QUEUE_DROP] = "DELETE FROM queue WHERE recipient = ?1",
-        [STMT_SPK_SET] = "INSERT OR REPLACE INTO signed_prekeys (name, spk) VALUES (?1, ?2)",
-        [STMT_SPK_GET] = "SELECT spk FROM signed_prekeys WHERE name = ?1",
-        [STMT_OPK_ADD] = "INSERT INTO one_time_prekeys (name, id, pub) VALUES (?1, ?2, ?3)",
-        [STMT_OPK_COUNT] = "SELECT count(*) FROM one_time_prekeys WHERE name = ?1",
-        /* The oldest first: the order they were published in. */
-        [STMT_OPK_FIRST] = "SELECT rowid, id, pub FROM one_time_prekeys WHERE name = ?1 "
-                           "ORDER BY rowid LIMIT 1",
-        [STMT_OPK_DELETE] = "DELETE FROM one_time_prekeys WHERE rowid = ?1",
-        [STMT_PREKEYS_DROP_SPK] = "DELETE FROM signed_prekeys WHERE name = ?1",
-        [STMT_PREKEYS_DROP_OPKS] = "DELETE FROM one_time_prekeys WHERE name = ?1",
-        /* Only while the old key is registered: a rotation never replaces
-         * a key it was not made for. */
-        [STMT_USER_ROTATE] = "UPDATE users SET key = ?2, fingerprint = ?3, registered = ?4, signature = ?5 "
-                             "WHERE name = ?1 AND key = ?6",
-        [STMT_ROTATION_ADD] = "INSERT INTO rotations (name, statement) VALUES (?1, ?2)",
-        [STMT_ROTATION_PRUNE] = "DELETE FROM rotations WHERE name = ?1 AND seq NOT IN "
-                                "(SELECT seq FROM rotations WHERE name = ?1 ORDER BY seq DESC LIMIT ?2)",
-        [STMT_ROTATION_LIST] = "SELECT statement FROM rotations WHERE name = ?1 ORDER BY seq DESC LIMIT ?2",
-        [STMT_BEGIN] = "BEGIN IMMEDIATE",
-        [STMT_COMMIT] = "COMMIT",
-        [STMT_ROLLBACK] = "ROLLBACK",
-};
-
-/* Version 1. A later version adds "ALTER ..." steps to migrate(). */
-static const char schema_v1[] =
-        "CREATE TABLE users ("
-        "  name TEXT PRIMARY KEY NOT NULL,"
-        "  key BLOB NOT NULL,"                  /* SPKI DER */
-        "  fingerprint TEXT NOT NULL,"          /* SHA256:... of key */
-        "  registered INTEGER NOT NULL,"        /* unix seconds */
-        "  signature BLOB NOT NULL"             /* server's key package signature */
-        ");"
-        "CREATE TABLE queue ("
-        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-        "  recipient TEXT NOT NULL,"
-        "  sender TEXT NOT NULL,"
-        "  msg_id TEXT NOT NULL,"               /* envelope id, base64 */
-        "  envelope TEXT NOT NULL,"             /* envelope JSON */
-        "  size INTEGER NOT NULL,"
-        "  received INTEGER NOT NULL,"
-        "  expires INTEGER NOT NULL,"
-        "  UNIQUE (sender, msg_id)"
-        ");"
-        "CREATE INDEX queue_by_recipient ON queue (recipient, seq);"
-        "CREATE INDEX queue_by_expiry ON queue (expires);";
-
-/* Version 2: names whose key an administrator reset, with the SHA-256 of
- * the one-time code that registers them again. */
-static const char schema_v2[] =
-        "CREATE TABLE resets ("
-        "  name TEXT PRIMARY KEY NOT NULL,"
-        "  code_hash BLOB NOT NULL,"
-        "  expires INTEGER NOT NULL"            /* unix seconds */
-        ");";
-
-/* The prekeys of suite 2: each user's SPK as published (its binary
- * encoding) and its OPKs. They go with the user's key: deleting the user
- * (a key reset) deletes them. Made at every open when missing, like the
- * indexes below, and without a schema version: nothing of versions 1 and 2
- * changes, and a relay that predates them works on a database that has
- * them (a version bump would make it refuse the database). */
-static const char schema_prekeys[] =
-        "CREATE TABLE IF NOT EXISTS signed_prekeys ("
-        "  name TEXT PRIMARY KEY NOT NULL REFERENCES users (name) ON DELETE CASCADE,"
-        "  spk BLOB NOT NULL"
-        ");"
-        "CREATE TABLE IF NOT EXISTS one_time_prekeys ("
-        "  name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,"
-        "  id INTEGER NOT NULL,"                /* the owner's, unique per user */
-        "  pub BLOB NOT NULL,"                  /* X25519 public key */
-        "  UNIQUE (name, id)"
-        ");";
-
-/* Made at every open when missing: indexes need no schema version, and
- * one dropped by hand comes back. */
-static const char schema_indexes[] =
-        /* Counted queue-limit-per-sender once; the store's counts
-         * (QueueCount) do now, and the index only cost every insert and
-         * delete. An older relay that makes it again is none the worse. */
-        "DROP INDEX IF EXISTS queue_by_recipient_sender;"
-        /* The counts were once tables kept by triggers, two b-tree writes
-         * more for every insert and delete; they are kept in memory now.
-         * An older relay makes them again, from the queue, at its open. */
-        "DROP TRIGGER IF EXISTS queue_counts_insert;"
-        "DROP TRIGGER IF EXISTS queue_counts_delete;"
-        "DROP TABLE IF EXISTS queue_recipients;"
-        "DROP TABLE IF EXISTS queue_senders;"
-        /* The last key rotations of each user (the statements' JSON),
-         * handed out with the key package; a key reset deletes them with
-         * the user. A table that only adds to the schema needs no version
-         * either: a relay that does not know it leaves it alone. */
-        "CREATE TABLE IF NOT EXISTS rotations ("
-        "  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
-        "  name TEXT NOT NULL REFERENCES users (name) ON DELETE CASCADE,"
-        "  statement TEXT NOT NULL"
-        ");"
-        "CREATE INDEX IF NOT EXISTS rotations_by_name ON rotations (name, seq);";
-
-/* The queue's counts, which every send checks against queue-limit and
- * queue-limit-per-sender (counted at each send they made filling a queue
- * quadratic): one entry per recipient (all = true) and one per
- * recipient and sender, in a hash table. They are derived from the queue
- * table (one GROUP BY at open), so a crash cannot leave them wrong, and
- * changed in step with the rows: after each insert or delete that
- * succeeded. A transaction that changed them and was then rolled back,
- * by us or by SQLite (a full disk, an I/O error), makes them stale, and
- * the next use counts the queue again. Entries exist only for what is
- * queued: their number is bounded by the queue's. They are kept in a
- * balanced tree (tsearch(3)): O(log n) whatever names peers choose. */
-typedef struct QueueCount {
-        uint64_t n, bytes;
-        bool all;
-        char recipient[USERNAME_MAX + 1];
-        char sender[USERNAME_MAX + 1];
-} QueueCount;
-
-struct Store {
-        sqlite3 *db;
-        sqlite3_stmt *stmt[_STMT_MAX];
-
-        void *counts;                   /* of QueueCount, tsearch(3) */
-        uint64_t total, total_bytes;
-        bool counts_stale;              /* count the queue again before the next use */
-        bool tx_counted;                /* the open transaction changed the counts */
-};
-
-static int counts_load(Store *s);
-
-static void counts_clear(Store *s) {
-        tdestroy(s->counts, free);
-        s->counts = NULL;
-        s->total = s->total_bytes = 0;
+int store_open(const char *path, Store **ret) {
+        return store_sqlite_open(path, ret);
 }
 
-const char *store_error(Store *s) {
-        return s && s->db ? sqlite3_errmsg(s->db) : "out of memory";
+bool store_is_postgresql(const char *where) {
+        return where && (strncmp(where, "postgresql://", 13) == 0 || strncmp(where, "postgres://", 11) == 0);
 }
 
 Store *store_free(Store *s) {
-        if (!s)
-                return NULL;
-        for (size_t i = 0; i < _STMT_MAX; i++)
-                sqlite3_finalize(s->stmt[i]);
-        sqlite3_close(s->db);
-        counts_clear(s);
-        free(s);
+        if (s)
+                s->ops->free(s);
         return NULL;
 }
 
-static int exec(Store *s, const char *sql) {
-        return errno_from_sqlite(sqlite3_exec(s->db, sql, NULL, NULL, NULL));
+const char *store_error(Store *s) {
+        return s ? s->ops->error(s) : "out of memory";
 }
 
-static int pragma_int(Store *s, const char *sql, int64_t *ret) {
-        sqlite3_stmt *st = NULL;
-        int rc;
-
-        rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
-        if (rc == SQLITE_OK) {
-                rc = sqlite3_step(st);
-                if (rc == SQLITE_ROW) {
-                        if (ret)
-                                *ret = sqlite3_column_int64(st, 0);
-                        rc = SQLITE_OK;
-                }
-        }
-        sqlite3_finalize(st);
-        return errno_from_sqlite(rc);
-}
-
-static int migrate(Store *s) {
-        int64_t version = 0;
-        int r;
-
-        r = pragma_int(s, "PRAGMA user_version", &version);
-        if (r < 0)
-                return r;
-        if (version == STORE_SCHEMA_VERSION) {
-                r = exec(s, schema_prekeys);
-                if (r >= 0)
-                        r = exec(s, schema_indexes);
-                return r;
-        }
-        if (version > STORE_SCHEMA_VERSION)
-                return -EPROTONOSUPPORT;
-
-        r = exec(s, "BEGIN IMMEDIATE");
-        if (r < 0)
-                return r;
-        if (version < 1)
-                r = exec(s, schema_v1);
-        if (r >= 0 && version < 2)
-                r = exec(s, schema_v2);
-        if (r >= 0)
-                r = exec(s, "PRAGMA user_version = 2");
-        if (r >= 0)
-                r = exec(s, schema_prekeys);
-        if (r >= 0)
-                r = exec(s, schema_indexes);
-        if (r >= 0)
-                r = exec(s, "COMMIT");
-        if (r < 0)
-                (void) exec(s, "ROLLBACK");
-        return r;
-}
-
-int store_open(const char *path, Store **ret) {
-        _cleanup_(store_freep) Store *s = NULL;
-        sqlite3_stmt *st = NULL;
-        const char *mode;
-        int rc, r;
-
-        s = calloc(1, sizeof(*s));
-        if (!s)
-                return -ENOMEM;
-
-        rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL);
-        if (rc != SQLITE_OK)
-                return errno_from_sqlite(rc);
-        sqlite3_extended_result_codes(s->db, 1);
-
-        /* WAL: readers never block the writer; synchronous=FULL: a commit is
-         * on disk when it returns, WAL or not. */
-        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode = WAL", -1, &st, NULL);
-        if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                mode = (const char *) sqlite3_column_text(st, 0);
-                rc = mode && strcmp(mode, "wal") == 0 ? SQLITE_OK : SQLITE_CANTOPEN;
-        }
-        sqlite3_finalize(st);
-        if (rc != SQLITE_OK)
-                return rc == SQLITE_CANTOPEN ? -EIO : errno_from_sqlite(rc);
-
-        r = exec(s, "PRAGMA synchronous = FULL");
-        if (r >= 0)
-                r = exec(s, "PRAGMA foreign_keys = ON");
-        if (r < 0)
-                return r;
-        r = migrate(s);
-        if (r < 0)
-                return r;
-        /* Prekeys whose user was deleted behind our back (by hand, with
-         * the sqlite3 tool, where foreign keys are off): a new user of that
-         * name must not be sealed to them. Best effort: on a full disk the
-         * next open tries again. */
-        (void) exec(s, "DELETE FROM signed_prekeys WHERE name NOT IN (SELECT name FROM users);"
-                       "DELETE FROM one_time_prekeys WHERE name NOT IN (SELECT name FROM users);"
-                       "DELETE FROM rotations WHERE name NOT IN (SELECT name FROM users)");
-
-        for (size_t i = 0; i < _STMT_MAX; i++) {
-                rc = sqlite3_prepare_v3(s->db, statement_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
-                                        &s->stmt[i], NULL);
-                if (rc != SQLITE_OK)
-                        return errno_from_sqlite(rc);
-        }
-        r = counts_load(s);
-        if (r < 0)
-                return r;
-
-        *ret = TAKE_PTR(s);
-        return 0;
-}
-
-/* A prepared statement, reset and with its bindings cleared, ready to bind. */
-static sqlite3_stmt *stmt(Store *s, StatementId id) {
-        sqlite3_stmt *st = s->stmt[id];
-
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        return st;
-}
-
-/* Step a statement that returns nothing, and reset it. */
-static int step_done(sqlite3_stmt *st) {
-        int rc = sqlite3_step(st);
-
-        sqlite3_reset(st);
-        return rc == SQLITE_DONE ? 0 : errno_from_sqlite(rc) ?: -EIO;
-}
-
-/* Transactions. The counts' bookkeeping (counts_changed()) learns here
- * whether what it counted was committed. */
-
-/* A transaction that changed the counts and is over, though not by our
- * commit: rolled back, by us or by SQLite. */
-static void counts_check_tx(Store *s) {
-        if (s->tx_counted && sqlite3_get_autocommit(s->db) != 0) {
-                s->counts_stale = true;
-                s->tx_counted = false;
-        }
-}
-
-static int begin(Store *s) {
-        counts_check_tx(s);
-        return step_done(stmt(s, STMT_BEGIN));
-}
-
-static int commit(Store *s) {
-        int r = step_done(stmt(s, STMT_COMMIT));
-
-        if (r >= 0)
-                s->tx_counted = false;
-        return r;
-}
-
-static void rollback(Store *s) {
-        (void) step_done(stmt(s, STMT_ROLLBACK));
-        counts_check_tx(s);
-}
-
-/* Commit when r >= 0, else roll back; returns r or the commit's error. */
-static int end(Store *s, int r) {
-        if (r >= 0)
-                r = commit(s);
-        if (r < 0)
-                rollback(s);
-        return r;
-}
-
-/* Step a statement that returns one integer. */
-static int step_u64(sqlite3_stmt *st, uint64_t *ret) {
-        int rc = sqlite3_step(st);
-
-        if (rc == SQLITE_ROW)
-                *ret = (uint64_t) sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-        return rc == SQLITE_ROW ? 0 : errno_from_sqlite(rc) ?: -ENOENT;
-}
-
-static int bind_text(sqlite3_stmt *st, int i, const char *s) {
-        return errno_from_sqlite(sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC));
-}
-
-static int bind_blob(sqlite3_stmt *st, int i, const void *p, size_t n) {
-        return errno_from_sqlite(sqlite3_bind_blob64(st, i, p, n, SQLITE_STATIC));
-}
-
-static int bind_u64(sqlite3_stmt *st, int i, uint64_t v) {
-        if (v > INT64_MAX)
-                return -ERANGE;
-        return errno_from_sqlite(sqlite3_bind_int64(st, i, (sqlite3_int64) v));
-}
-
-static int column_blob(sqlite3_stmt *st, int i, uint8_t **ret, size_t *ret_len) {
-        const void *p = sqlite3_column_blob(st, i);
-        int n = sqlite3_column_bytes(st, i);
-        uint8_t *copy;
-
-        if (!p || n <= 0)
-                return -EBADMSG;
-        copy = malloc((size_t) n);
-        if (!copy)
-                return -ENOMEM;
-        memcpy(copy, p, (size_t) n);
-        *ret = copy;
-        *ret_len = (size_t) n;
-        return 0;
-}
-
-static void column_name(sqlite3_stmt *st, int i, char out[static USERNAME_MAX + 1]) {
-        const char *t = (const char *) sqlite3_column_text(st, i);
-        snprintf(out, USERNAME_MAX + 1, "%s", t ? t : "");
-}
-
-/* A key package from the current row: name (given), key, registered, sig
- * in columns k, k+1, k+2. */
-static int row_to_package(sqlite3_stmt *st, const char *user, int k, KeyPackage **ret) {
-        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
-        int r;
-
-        kp = calloc(1, sizeof(*kp));
-        if (!kp)
-                return -ENOMEM;
-        snprintf(kp->user, sizeof(kp->user), "%s", user);
-        r = column_blob(st, k, &kp->key, &kp->key_len);
-        if (r < 0)
-                return r;
-        kp->registered = (uint64_t) sqlite3_column_int64(st, k + 1);
-        r = column_blob(st, k + 2, &kp->sig, &kp->sig_len);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(kp);
-        return 0;
-}
-
-/* The user's rotation statements, oldest first, into kp. A statement
- * that no longer parses is a damaged database: -EBADMSG. */
-static int rotations_get(Store *s, KeyPackage *kp) {
-        sqlite3_stmt *st = stmt(s, STMT_ROTATION_LIST);
-        Rotation *chain[ROTATION_CHAIN_MAX] = {};
-        size_t n = 0;
-        int rc = SQLITE_DONE, r;
-
-        if ((r = bind_text(st, 1, kp->user)) < 0 || (r = bind_u64(st, 2, ROTATION_CHAIN_MAX)) < 0)
-                return r;
-        /* Newest first from the query; filled in from the end. */
-        while (n < ROTATION_CHAIN_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                _cleanup_(json_object_unrefp) json_object *o = NULL;
-                const char *text = (const char *) sqlite3_column_text(st, 0);
-                int len = sqlite3_column_bytes(st, 0);
-
-                r = text ? json_parse_strict(text, (size_t) len, JSON_DEPTH_DEFAULT, &o, NULL) : -EBADMSG;
-                if (r >= 0)
-                        r = rotation_from_json(o, &chain[ROTATION_CHAIN_MAX - 1 - n]);
-                if (r < 0)
-                        break;
-                n++;
-        }
-        if (r >= 0 && n < ROTATION_CHAIN_MAX && rc != SQLITE_DONE)
-                r = errno_from_sqlite(rc) ?: -EIO;
-        sqlite3_reset(st);
-        if (r >= 0 && n > 0) {
-                kp->rotations = calloc(n, sizeof(Rotation *));
-                if (kp->rotations) {
-                        memcpy(kp->rotations, chain + ROTATION_CHAIN_MAX - n, n * sizeof(Rotation *));
-                        kp->n_rotations = n;
-                        return 0;
-                }
-                r = -ENOMEM;
-        }
-        for (size_t i = 0; i < ROTATION_CHAIN_MAX; i++)
-                rotation_free(chain[i]);
-        return r;
-}
-
-int store_user_get(Store *s, const char *user, KeyPackage **ret) {
-        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
-        sqlite3_stmt *st = stmt(s, STMT_USER_GET);
-        int rc, r;
-
-        r = bind_text(st, 1, user);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-                r = row_to_package(st, user, 0, &kp);
-        else
-                r = errno_from_sqlite(rc) ?: -ENOENT;
-        sqlite3_reset(st);
-        if (r < 0)
-                return r;
-        r = rotations_get(s, kp);
-        if (r < 0)
-                return r;
-        *ret = TAKE_PTR(kp);
-        return 0;
-}
-
-int store_user_exists(Store *s, const char *user) {
-        sqlite3_stmt *st = stmt(s, STMT_USER_GET);
-        int rc, r;
-
-        r = bind_text(st, 1, user);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_ROW)
-                return 1;
-        return errno_from_sqlite(rc);
-}
-
-int store_user_add(Store *s, const KeyPackage *kp) {
-        sqlite3_stmt *st = stmt(s, STMT_USER_ADD);
-        char fingerprint[RSA_FINGERPRINT_MAX];
-        int r;
-
-        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
-        if ((r = bind_text(st, 1, kp->user)) < 0 ||
-            (r = bind_blob(st, 2, kp->key, kp->key_len)) < 0 ||
-            (r = bind_text(st, 3, fingerprint)) < 0 ||
-            (r = bind_u64(st, 4, kp->registered)) < 0 ||
-            (r = bind_blob(st, 5, kp->sig, kp->sig_len)) < 0)
-                return r;
-        return step_done(st);
-}
-
-/* A user's prekeys, inside the caller's transaction. */
-static int prekeys_drop(Store *s, const char *user) {
-        static const StatementId drops[] = { STMT_PREKEYS_DROP_OPKS, STMT_PREKEYS_DROP_SPK };
-        int r = 0;
-
-        for (size_t i = 0; i < ELEMENTSOF(drops) && r >= 0; i++) {
-                sqlite3_stmt *st = stmt(s, drops[i]);
-
-                r = bind_text(st, 1, user);
-                if (r >= 0)
-                        r = step_done(st);
-        }
-        return r;
-}
-
-int store_user_rotate(Store *s, const KeyPackage *kp, const Rotation *rot) {
-        _cleanup_(json_object_unrefp) json_object *o = NULL;
-        char fingerprint[RSA_FINGERPRINT_MAX];
-        sqlite3_stmt *st;
-        const char *text;
-        int r;
-
-        r = rotation_to_json(rot, &o);
-        if (r < 0)
-                return r;
-        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-        if (!text)
-                return -ENOMEM;
-        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
-
-        /* The new key and the statement for it, or neither. */
-        r = begin(s);
-        if (r < 0)
-                return r;
-        st = stmt(s, STMT_USER_ROTATE);
-        if ((r = bind_text(st, 1, kp->user)) >= 0 &&
-            (r = bind_blob(st, 2, kp->key, kp->key_len)) >= 0 &&
-            (r = bind_text(st, 3, fingerprint)) >= 0 &&
-            (r = bind_u64(st, 4, kp->registered)) >= 0 &&
-            (r = bind_blob(st, 5, kp->sig, kp->sig_len)) >= 0 &&
-            (r = bind_blob(st, 6, rot->old_key, rot->old_key_len)) >= 0 &&
-            (r = step_done(st)) >= 0 && sqlite3_changes(s->db) != 1)
-                r = -ESTALE;
-        if (r >= 0) {
-                st = stmt(s, STMT_ROTATION_ADD);
-                if ((r = bind_text(st, 1, kp->user)) >= 0 && (r = bind_text(st, 2, text)) >= 0)
-                        r = step_done(st);
-        }
-        if (r >= 0) {
-                st = stmt(s, STMT_ROTATION_PRUNE);
-                if ((r = bind_text(st, 1, kp->user)) >= 0 && (r = bind_u64(st, 2, ROTATION_CHAIN_MAX)) >= 0)
-                        r = step_done(st);
-        }
-        /* The SPK was signed by the old key, which peers no longer pin,
-         * and the OPKs went with it: the owner publishes anew. */
-        if (r >= 0)
-                r = prekeys_drop(s, kp->user);
-        return end(s, r);
-}
-
-int store_user_delete(Store *s, const char *user) {
-        sqlite3_stmt *st = stmt(s, STMT_USER_DELETE);
-        int r;
-
-        r = bind_text(st, 1, user);
-        if (r < 0)
-                return r;
-        r = step_done(st);
-        if (r < 0)
-                return r;
-        return sqlite3_changes(s->db) > 0 ? 0 : -ENOENT;
-}
-
-int store_reset_set(Store *s, const char *user, const uint8_t hash[STORE_CODE_HASH_LEN], uint64_t expires) {
-        sqlite3_stmt *st = stmt(s, STMT_RESET_SET);
-        int r;
-
-        if ((r = bind_text(st, 1, user)) < 0 ||
-            (r = bind_blob(st, 2, hash, STORE_CODE_HASH_LEN)) < 0 ||
-            (r = bind_u64(st, 3, expires)) < 0)
-                return r;
-        return step_done(st);
-}
-
-int store_reset_get(Store *s, const char *user, uint8_t ret_hash[STORE_CODE_HASH_LEN], uint64_t *ret_expires) {
-        sqlite3_stmt *st = stmt(s, STMT_RESET_GET);
-        int rc, r;
-
-        r = bind_text(st, 1, user);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW && sqlite3_column_bytes(st, 0) == STORE_CODE_HASH_LEN) {
-                memcpy(ret_hash, sqlite3_column_blob(st, 0), STORE_CODE_HASH_LEN);
-                *ret_expires = (uint64_t) sqlite3_column_int64(st, 1);
-                r = 0;
-        } else
-                r = rc == SQLITE_ROW ? -EBADMSG : errno_from_sqlite(rc) ?: -ENOENT;
-        sqlite3_reset(st);
-        return r;
-}
-
-int store_reset_delete(Store *s, const char *user) {
-        sqlite3_stmt *st = stmt(s, STMT_RESET_DELETE);
-        int r = bind_text(st, 1, user);
-
-        return r < 0 ? r : step_done(st);
-}
-
-int store_user_count(Store *s, uint64_t *ret) {
-        return step_u64(stmt(s, STMT_USER_COUNT), ret);
-}
-
-int store_user_foreach(Store *s, store_user_fn fn, void *userdata) {
-        sqlite3_stmt *st = stmt(s, STMT_USER_ALL);
-        int rc, r = 0;
-
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                _cleanup_(key_package_freep) KeyPackage *kp = NULL;
-                char user[USERNAME_MAX + 1];
-                const char *fp;
-
-                column_name(st, 0, user);
-                r = row_to_package(st, user, 1, &kp);
-                if (r < 0)
-                        break;
-                fp = (const char *) sqlite3_column_text(st, 4);
-                r = fn(userdata, kp, fp ? fp : "");
-                if (r < 0)
-                        break;
-        }
-        if (r >= 0 && rc != SQLITE_DONE)
-                r = errno_from_sqlite(rc) ?: -EIO;
-        sqlite3_reset(st);
-        return r < 0 ? r : 0;
-}
-
-/* ---- the queue's counts (QueueCount) ------------------------------------ */
-
-/* Entries by recipient, then the recipient's total before its senders. */
-static int count_compare(const void *a, const void *b) {
-        const QueueCount *x = a, *y = b;
-        int r = strcmp(x->recipient, y->recipient);
-
-        if (r != 0)
-                return r;
-        if (x->all != y->all)
-                return x->all ? -1 : 1;
-        return x->all ? 0 : strcmp(x->sender, y->sender);
-}
-
-/* The entry, or NULL. */
-static QueueCount *count_find(Store *s, const char *recipient, const char *sender, bool all) {
-        QueueCount key = { .all = all };
-        void *node;
-
-        snprintf(key.recipient, sizeof(key.recipient), "%s", recipient);
-        if (!all)
-                snprintf(key.sender, sizeof(key.sender), "%s", sender);
-        node = tfind(&key, &s->counts, count_compare);
-        return node ? *(QueueCount **) node : NULL;
-}
-
-static const QueueCount *count_get(Store *s, const char *recipient, const char *sender, bool all) {
-        return count_find(s, recipient, sender, all);
-}
-
-/* Add n messages of bytes to an entry, made if missing. */
-static int count_add(Store *s, const char *recipient, const char *sender, bool all, uint64_t n,
-                     uint64_t bytes) {
-        QueueCount *c = count_find(s, recipient, sender, all);
-
-        if (!c) {
-                c = calloc(1, sizeof(*c));
-                if (!c)
-                        return -ENOMEM;
-                c->all = all;
-                snprintf(c->recipient, sizeof(c->recipient), "%s", recipient);
-                if (!all)
-                        snprintf(c->sender, sizeof(c->sender), "%s", sender);
-                if (!tsearch(c, &s->counts, count_compare)) {
-                        free(c);
-                        return -ENOMEM;
-                }
-        }
-        c->n += n;
-        c->bytes += bytes;
-        return 0;
-}
-
-/* Take one message of bytes from an entry; it goes at zero. */
-static void count_remove(Store *s, const char *recipient, const char *sender, bool all, uint64_t bytes) {
-        QueueCount *c = count_find(s, recipient, sender, all);
-
-        if (!c)
-                return;
-        c->n -= MIN(c->n, (uint64_t) 1);
-        c->bytes -= MIN(c->bytes, bytes);
-        if (c->n == 0) {
-                (void) tdelete(c, &s->counts, count_compare);
-                free(c);
-        }
-}
-
-/* A row was inserted (added) or deleted. Out of memory leaves the counts
- * to be made again from the queue at their next use. */
-static void counts_changed(Store *s, const char *recipient, const char *sender, uint64_t size, bool added) {
-        counts_check_tx(s);
-        if (s->counts_stale)
-                return;
-        if (added) {
-                if (count_add(s, recipient, NULL, true, 1, size) < 0 ||
-                    count_add(s, recipient, sender, false, 1, size) < 0) {
-                        s->counts_stale = true;
-                        return;
-                }
-                s->total++;
-                s->total_bytes += size;
-        } else {
-                count_remove(s, recipient, NULL, true, size);
-                count_remove(s, recipient, sender, false, size);
-                s->total -= MIN(s->total, (uint64_t) 1);
-                s->total_bytes -= MIN(s->total_bytes, size);
-        }
-        if (store_in_transaction(s))
-                s->tx_counted = true;
-}
-
-/* Count the queue (as this connection sees it, the open transaction's
- * changes included). */
-static int counts_load(Store *s) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_COUNTS);
-        int rc, r = 0;
-
-        counts_clear(s);
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-                const char *recipient = (const char *) sqlite3_column_text(st, 0);
-                const char *sender = (const char *) sqlite3_column_text(st, 1);
-                uint64_t n = (uint64_t) sqlite3_column_int64(st, 2);
-                uint64_t bytes = (uint64_t) sqlite3_column_int64(st, 3);
-
-                if (!recipient || !sender) {
-                        r = -EBADMSG;   /* NOT NULL columns */
-                        break;
-                }
-                r = count_add(s, recipient, NULL, true, n, bytes);
-                if (r >= 0)
-                        r = count_add(s, recipient, sender, false, n, bytes);
-                if (r < 0)
-                        break;
-                s->total += n;
-                s->total_bytes += bytes;
-        }
-        if (r >= 0 && rc != SQLITE_DONE)
-                r = errno_from_sqlite(rc) ?: -EIO;
-        sqlite3_reset(st);
-        if (r < 0) {
-                counts_clear(s);
-                s->counts_stale = true;
-                return r;
-        }
-        s->counts_stale = false;
-        s->tx_counted = store_in_transaction(s);
-        return 0;
-}
-
-/* The counts, made again first if a rollback or a failure left them stale. */
-static int counts_sync(Store *s) {
-        counts_check_tx(s);
-        return s->counts_stale ? counts_load(s) : 0;
-}
-
-/* Every message queued for recipient was deleted: rare (an
- * administrator's key reset), so the counts are made again at their next
- * use rather than picked out of the tree. */
-static void counts_dropped(Store *s) {
-        s->counts_stale = true;
+const char *store_backend(Store *s) {
+        return s->ops->name;
 }
 
 void store_message_done(StoreMessage *m) {
@@ -850,419 +44,126 @@ void store_messages_free(StoreMessage *m, size_t n) {
         free(m);
 }
 
-int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_DROP);
-        int r = bind_text(st, 1, recipient);
+int store_begin(Store *s) {
+        return s->ops->begin(s);
+}
 
-        if (r >= 0)
-                r = step_done(st);
-        if (r < 0)
-                return r;
-        *ret_n = (uint64_t) sqlite3_changes(s->db);
-        if (*ret_n > 0)
-                counts_dropped(s);
-        return 0;
+int store_commit(Store *s) {
+        return s->ops->commit(s);
+}
+
+void store_rollback(Store *s) {
+        s->ops->rollback(s);
+}
+
+bool store_in_transaction(Store *s) {
+        return s->ops->in_transaction(s);
+}
+
+int store_checkpoint(Store *s) {
+        return s->ops->checkpoint(s);
+}
+
+int store_user_get(Store *s, const char *user, KeyPackage **ret) {
+        return s->ops->user_get(s, user, ret);
+}
+
+int store_user_exists(Store *s, const char *user) {
+        return s->ops->user_exists(s, user);
+}
+
+int store_user_add(Store *s, const KeyPackage *kp) {
+        return s->ops->user_add(s, kp);
+}
+
+int store_user_delete(Store *s, const char *user) {
+        return s->ops->user_delete(s, user);
+}
+
+int store_user_rotate(Store *s, const KeyPackage *kp, const Rotation *rot) {
+        return s->ops->user_rotate(s, kp, rot);
+}
+
+int store_user_count(Store *s, uint64_t *ret) {
+        return s->ops->user_count(s, ret);
+}
+
+int store_user_foreach(Store *s, store_user_fn fn, void *userdata) {
+        return s->ops->user_foreach(s, fn, userdata);
+}
+
+int store_reset_set(Store *s, const char *user, const uint8_t hash[STORE_CODE_HASH_LEN], uint64_t expires) {
+        return s->ops->reset_set(s, user, hash, expires);
+}
+
+int store_reset_get(Store *s, const char *user, uint8_t ret_hash[STORE_CODE_HASH_LEN], uint64_t *ret_expires) {
+        return s->ops->reset_get(s, user, ret_hash, ret_expires);
+}
+
+int store_reset_delete(Store *s, const char *user) {
+        return s->ops->reset_delete(s, user);
+}
+
+int store_queue_add(Store *s, StoreMessage *m) {
+        return s->ops->queue_add(s, m);
 }
 
 int store_queue_find(Store *s, const char *sender, const char *msg_id, const char *envelope,
                      uint64_t *ret_seq) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_FIND);
-        uint64_t seq;
-        int r;
-
-        if ((r = bind_text(st, 1, sender)) < 0 || (r = bind_text(st, 2, msg_id)) < 0 ||
-            (r = bind_text(st, 3, envelope)) < 0 || (r = step_u64(st, &seq)) < 0)
-                return r;
-        if (ret_seq)
-                *ret_seq = seq;
-        return 0;
-}
-
-int store_queue_add(Store *s, StoreMessage *m) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_ADD);
-        int r;
-
-        if ((r = bind_text(st, 1, m->recipient)) < 0 ||
-            (r = bind_text(st, 2, m->sender)) < 0 ||
-            (r = bind_text(st, 3, m->msg_id)) < 0 ||
-            (r = bind_text(st, 4, m->envelope)) < 0 ||
-            (r = bind_u64(st, 5, m->size)) < 0 ||
-            (r = bind_u64(st, 6, m->received)) < 0 ||
-            (r = bind_u64(st, 7, m->expires)) < 0)
-                return r;
-        r = step_done(st);
-        if (r == -EEXIST) {
-                /* The same message again (a client retrying after a lost
-                 * "accepted"): report the one already queued. Another
-                 * envelope under that id is not the same message. */
-                r = store_queue_find(s, m->sender, m->msg_id, m->envelope, &m->seq);
-                if (r == -ENOENT)
-                        return -ENOTUNIQ;
-                return r < 0 ? -EIO : -EEXIST;
-        }
-        if (r < 0)
-                return r;
-        m->seq = (uint64_t) sqlite3_last_insert_rowid(s->db);
-        counts_changed(s, m->recipient, m->sender, m->size, true);
-        return 0;
+        return s->ops->queue_find(s, sender, msg_id, envelope, ret_seq);
 }
 
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret) {
-        return store_queue_counts(s, recipient, NULL, ret, NULL);
+        return s->ops->queue_counts(s, recipient, NULL, ret, NULL);
 }
 
 int store_queue_counts(Store *s, const char *recipient, const char *sender, uint64_t *ret_all,
                        uint64_t *ret_from) {
-        const QueueCount *c;
-        int r;
+        return s->ops->queue_counts(s, recipient, sender, ret_all, ret_from);
+}
 
-        r = counts_sync(s);
-        if (r < 0)
-                return r;
-        c = count_get(s, recipient, NULL, true);
-        *ret_all = c ? c->n : 0;
-        if (ret_from) {
-                c = c ? count_get(s, recipient, sender, false) : NULL;
-                *ret_from = c ? c->n : 0;
-        }
-        return 0;
+int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n) {
+        return s->ops->queue_drop(s, recipient, ret_n);
 }
 
 int store_queue_totals(Store *s, uint64_t *ret_n, uint64_t *ret_bytes) {
-        int r = counts_sync(s);
-
-        if (r < 0)
-                return r;
-        if (ret_n)
-                *ret_n = s->total;
-        if (ret_bytes)
-                *ret_bytes = s->total_bytes;
-        return 0;
+        return s->ops->queue_totals(s, ret_n, ret_bytes);
 }
 
 int store_queue_max_size(Store *s, uint64_t *ret) {
-        return step_u64(stmt(s, STMT_QUEUE_MAX_SIZE), ret);
+        return s->ops->queue_max_size(s, ret);
 }
 
 int store_queue_last_seq(Store *s, const char *recipient, uint64_t *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_LAST);
-        int r = bind_text(st, 1, recipient);
-
-        return r < 0 ? r : step_u64(st, ret);
-}
-
-/* Columns seq, recipient, sender, msg_id, size, received, expires. */
-static void row_to_message(sqlite3_stmt *st, StoreMessage *m) {
-        const char *id;
-
-        *m = (StoreMessage) { .seq = (uint64_t) sqlite3_column_int64(st, 0) };
-        column_name(st, 1, m->recipient);
-        column_name(st, 2, m->sender);
-        id = (const char *) sqlite3_column_text(st, 3);
-        snprintf(m->msg_id, sizeof(m->msg_id), "%s", id ? id : "");
-        m->size = (uint64_t) sqlite3_column_int64(st, 4);
-        m->received = (uint64_t) sqlite3_column_int64(st, 5);
-        m->expires = (uint64_t) sqlite3_column_int64(st, 6);
+        return s->ops->queue_last_seq(s, recipient, ret);
 }
 
 int store_queue_list(Store *s, const char *recipient, uint64_t after, size_t max,
                      StoreMessage **ret, size_t *ret_n) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_LIST);
-        StoreMessage *list = NULL;
-        size_t n = 0;
-        int rc = SQLITE_DONE, r;
-
-        if ((r = bind_text(st, 1, recipient)) < 0 || (r = bind_u64(st, 2, after)) < 0 ||
-            (r = bind_u64(st, 3, max)) < 0)
-                return r;
-        if (max > 0) {
-                list = calloc(max, sizeof(*list));
-                if (!list)
-                        return -ENOMEM;
-        }
-        while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                const char *env = (const char *) sqlite3_column_text(st, 7);
-
-                row_to_message(st, &list[n]);
-                list[n].envelope = strdup(env ? env : "");
-                if (!list[n].envelope) {
-                        r = -ENOMEM;
-                        break;
-                }
-                n++;
-        }
-        if (r >= 0 && n < max && rc != SQLITE_DONE)
-                r = errno_from_sqlite(rc) ?: -EIO;
-        sqlite3_reset(st);
-        if (r < 0) {
-                store_messages_free(list, n);
-                return r;
-        }
-        *ret = list;
-        *ret_n = n;
-        return 0;
+        return s->ops->queue_list(s, recipient, after, max, ret, ret_n);
 }
 
 int store_queue_take(Store *s, const char *recipient, uint64_t seq, StoreMessage *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_QUEUE_TAKE);
-        StoreMessage m;
-        bool found = false;
-        int rc, r;
-
-        if ((r = bind_u64(st, 1, seq)) < 0 || (r = bind_text(st, 2, recipient)) < 0)
-                return r;
-        /* The row is deleted by the first step; the second ends the
-         * statement (seq is the key: there is no other row). */
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-                row_to_message(st, &m);
-                found = true;
-                rc = sqlite3_step(st);
-        }
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE)
-                return errno_from_sqlite(rc) ?: -EIO;
-        if (!found)
-                return -ENOENT;
-        counts_changed(s, m.recipient, m.sender, m.size, false);
-        if (ret)
-                *ret = m;
-        return 0;
-}
-
-int store_begin(Store *s) {
-        return begin(s);
-}
-
-int store_commit(Store *s) {
-        return commit(s);
-}
-
-void store_rollback(Store *s) {
-        if (store_in_transaction(s))
-                rollback(s);
-        counts_check_tx(s);
-}
-
-int store_checkpoint(Store *s) {
-        return errno_from_sqlite(sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL));
-}
-
-bool store_in_transaction(Store *s) {
-        return sqlite3_get_autocommit(s->db) == 0;
+        return s->ops->queue_take(s, recipient, seq, ret);
 }
 
 int store_queue_expire(Store *s, uint64_t now, size_t max, store_message_fn fn, void *userdata) {
-        sqlite3_stmt *st;
-        StoreMessage *batch;
-        size_t n = 0;
-        int rc = SQLITE_DONE, r;
-
-        if (max == 0)
-                return 0;
-        batch = calloc(max, sizeof(*batch));
-        if (!batch)
-                return -ENOMEM;
-
-        st = stmt(s, STMT_QUEUE_EXPIRED);
-        if ((r = bind_u64(st, 1, now)) < 0 || (r = bind_u64(st, 2, max)) < 0)
-                goto finish;
-        while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
-                row_to_message(st, &batch[n++]);
-        if (n < max && rc != SQLITE_DONE)
-                r = errno_from_sqlite(rc) ?: -EIO;
-        sqlite3_reset(st);
-        if (r < 0 || n == 0)
-                goto finish;
-
-        /* One transaction, one sync, however many expired. */
-        r = begin(s);
-        if (r < 0)
-                goto finish;
-        for (size_t i = 0; i < n; i++) {
-                st = stmt(s, STMT_QUEUE_DELETE);
-                if ((r = bind_u64(st, 1, batch[i].seq)) < 0 || (r = step_done(st)) < 0)
-                        break;
-                if (sqlite3_changes(s->db) > 0)
-                        counts_changed(s, batch[i].recipient, batch[i].sender, batch[i].size, false);
-        }
-        r = end(s, r);
-        if (r < 0)
-                goto finish;
-        if (fn)
-                for (size_t i = 0; i < n; i++)
-                        fn(userdata, &batch[i]);
-        r = (int) n;
-
-finish:
-        free(batch);
-        return r;
-}
-
-/* Prekeys. */
-
-int store_prekeys_count(Store *s, const char *user, uint64_t *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_OPK_COUNT);
-        int r = bind_text(st, 1, user);
-
-        return r < 0 ? r : step_u64(st, ret);
-}
-
-static int spk_set(Store *s, const char *user, const SignedPrekey *spk) {
-        sqlite3_stmt *st = stmt(s, STMT_SPK_SET);
-        _cleanup_(freep) uint8_t *data = NULL;
-        size_t len;
-        int r;
-
-        r = signed_prekey_encode(spk, &data, &len);
-        if (r < 0)
-                return r;
-        if ((r = bind_text(st, 1, user)) < 0 || (r = bind_blob(st, 2, data, len)) < 0)
-                return r;
-        return step_done(st);
-}
-
-static int opk_add(Store *s, const char *user, const OneTimePrekey *opk) {
-        sqlite3_stmt *st = stmt(s, STMT_OPK_ADD);
-        int r;
-
-        if ((r = bind_text(st, 1, user)) < 0 || (r = bind_u64(st, 2, opk->id)) < 0 ||
-            (r = bind_blob(st, 3, opk->pub, X25519_KEY_LEN)) < 0)
-                return r;
-        r = step_done(st);
-        if (r == -EEXIST && sqlite3_extended_errcode(s->db) == SQLITE_CONSTRAINT_UNIQUE)
-                return -ENOTUNIQ;       /* (name, id) is held already */
-        return r;
-}
-
-static int prekeys_publish(Store *s, const char *user, const SignedPrekey *spk,
-                           const OneTimePrekey *opks, size_t n, uint64_t max, uint64_t *ret_count) {
-        uint64_t count;
-        int r;
-
-        r = store_prekeys_count(s, user, &count);
-        if (r < 0)
-                return r;
-        if (n > max || count > max - n)
-                return -E2BIG;
-        r = spk_set(s, user, spk);
-        for (size_t i = 0; r >= 0 && i < n; i++)
-                r = opk_add(s, user, &opks[i]);
-        if (r < 0)
-                return r;
-        *ret_count = count + n;
-        return 0;
+        return s->ops->queue_expire(s, now, max, fn, userdata);
 }
 
 int store_prekeys_publish(Store *s, const char *user, const SignedPrekey *spk,
                           const OneTimePrekey *opks, size_t n, uint64_t max, uint64_t *ret_count) {
-        uint64_t count = 0;
-        int r;
-
-        r = begin(s);
-        if (r < 0)
-                return r;
-        r = end(s, prekeys_publish(s, user, spk, opks, n, max, &count));
-        if (r < 0)
-                return r;
-        if (ret_count)
-                *ret_count = count;
-        return 0;
+        return s->ops->prekeys_publish(s, user, spk, opks, n, max, ret_count);
 }
 
-static int spk_get(Store *s, const char *user, SignedPrekey *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_SPK_GET);
-        int rc, r;
-
-        r = bind_text(st, 1, user);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW)
-                r = signed_prekey_parse(sqlite3_column_blob(st, 0), (size_t) sqlite3_column_bytes(st, 0), ret);
-        else
-                r = errno_from_sqlite(rc) ?: -ENOENT;
-        sqlite3_reset(st);
-        return r;
-}
-
-/* The oldest OPK, deleted; -ENOENT when none is left. */
-static int opk_take(Store *s, const char *user, OneTimePrekey *ret) {
-        sqlite3_stmt *st = stmt(s, STMT_OPK_FIRST);
-        OneTimePrekey opk = {};
-        int64_t rowid = 0;
-        int rc, r;
-
-        r = bind_text(st, 1, user);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(st);
-        if (rc == SQLITE_ROW) {
-                int64_t id = sqlite3_column_int64(st, 1);
-
-                rowid = sqlite3_column_int64(st, 0);
-                if (id < 0 || id > UINT32_MAX || sqlite3_column_bytes(st, 2) != X25519_KEY_LEN)
-                        r = -EBADMSG;
-                else {
-                        opk.id = (uint32_t) id;
-                        memcpy(opk.pub, sqlite3_column_blob(st, 2), X25519_KEY_LEN);
-                }
-        } else
-                r = errno_from_sqlite(rc) ?: -ENOENT;
-        sqlite3_reset(st);
-        if (r < 0)
-                return r;
-
-        st = stmt(s, STMT_OPK_DELETE);
-        r = errno_from_sqlite(sqlite3_bind_int64(st, 1, rowid));
-        if (r >= 0)
-                r = step_done(st);
-        if (r < 0)
-                return r;
-        *ret = opk;
-        return 0;
-}
-
-static int prekeys_take(Store *s, const char *user, bool take_opk, PrekeyBundle *ret) {
-        PrekeyBundle b = {};
-        int r;
-
-        r = spk_get(s, user, &b.spk);
-        if (r < 0)
-                return r;
-        if (take_opk) {
-                r = opk_take(s, user, &b.opk);
-                if (r < 0 && r != -ENOENT)
-                        return r;
-                b.has_opk = r >= 0;
-        }
-        *ret = b;
-        return 0;
+int store_prekeys_count(Store *s, const char *user, uint64_t *ret) {
+        return s->ops->prekeys_count(s, user, ret);
 }
 
 int store_prekeys_take(Store *s, const char *user, bool take_opk, PrekeyBundle *ret) {
-        PrekeyBundle b;
-        int r;
-
-        if (!take_opk)
-                return prekeys_take(s, user, false, ret);
-        /* The OPK read is the OPK deleted: one transaction, so that two
-         * lookups never get the same one. */
-        r = begin(s);
-        if (r < 0)
-                return r;
-        r = end(s, prekeys_take(s, user, true, &b));
-        if (r < 0)
-                return r;
-        *ret = b;
-        return 0;
+        return s->ops->prekeys_take(s, user, take_opk, ret);
 }
 
 int store_prekeys_drop(Store *s, const char *user) {
-        int r;
-
-        r = begin(s);
-        if (r < 0)
-                return r;
-        return end(s, prekeys_drop(s, user));
+        return s->ops->prekeys_drop(s, user);
 }

@@ -1,23 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The relay's durable state in SQLite: the registry of users (their key,
+ * The relay's durable state: the registry of users (their key,
  * fingerprint, registration time and the server's signature of the key
  * package), the prekeys of suite 2 the users published, and the queue of
  * envelopes not yet acknowledged by their recipient.
  *
- * The database runs in WAL mode with synchronous=FULL: when a write
- * returns, it survives a crash or power loss, which is what `accepted`
- * promises to the sender. Queue sequence numbers only ever grow
- * (AUTOINCREMENT), so "everything after seq N" is a sound cursor.
+ * Two backends (store.c dispatches): SQLite, one file in the state
+ * directory (store-sqlite.c), and PostgreSQL, one database that several
+ * relays may share (store-pg.c). Either way, when a write returns it
+ * survives a crash or power loss, which is what `accepted` promises to
+ * the sender, and queue sequence numbers only ever grow in the order
+ * messages are committed for their recipient, so "everything after seq N"
+ * is a sound cursor.
  *
- * Errors are negative errno; store_error() has SQLite's description of the
- * last one, for the log.
+ * Errors are negative errno; store_error() has the database's description
+ * of the last one, for the log. PostgreSQL only: -ENOTCONN while the
+ * database is away (every call says it at once until the store has
+ * reconnected on its own), -ETIMEDOUT for the call during which it went
+ * away by not answering within the timeout. Nothing was done then.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <systemd/sd-event.h>
 
 #include "handshake.h"
 #include "suite2.h"
@@ -43,13 +51,34 @@ typedef struct StoreMessage {
 void store_message_done(StoreMessage *m);
 void store_messages_free(StoreMessage *m, size_t n);
 
-/* Open or create the database at path, set it up (WAL, synchronous=FULL)
- * and bring the schema to STORE_SCHEMA_VERSION. -EPROTONOSUPPORT for a
- * database written by a newer version. */
+/* Open or create the SQLite database at path, set it up (WAL,
+ * synchronous=FULL) and bring the schema to STORE_SCHEMA_VERSION.
+ * -EPROTONOSUPPORT for a database written by a newer version. */
 int store_open(const char *path, Store **ret);
+
+/* For PostgreSQL. */
+typedef struct StoreOptions {
+        const char *password;           /* NULL: none (or what libpq finds itself) */
+        const char *application_name;   /* pg_stat_activity's */
+        uint64_t timeout_usec;          /* the longest wait for one answer; 0: 5 s */
+        sd_event *event;                /* where the store reconnects, not owned */
+} StoreOptions;
+
+/* Open the PostgreSQL database that the postgresql:// URI names: connect
+ * (waiting at most timeout_usec), create or migrate the tables under an
+ * advisory lock, so that relays starting at once on an empty database
+ * all come up. A connection lost later is made again on o->event, with
+ * a backoff, while every call says -ENOTCONN. */
+int store_open_postgresql(const char *uri, const StoreOptions *o, Store **ret);
+
+/* Is where a PostgreSQL URI (postgresql:// or postgres://)? */
+bool store_is_postgresql(const char *where);
+
 Store *store_free(Store *s);
 static inline void store_freep(Store **s) { store_free(*s); }
 const char *store_error(Store *s);
+/* "sqlite" or "postgresql". */
+const char *store_backend(Store *s);
 
 /* A transaction for many writes at once (the relay's group commit): one
  * sync for all of them at store_commit(). Writes and reads in between see
@@ -63,7 +92,8 @@ void store_rollback(Store *s);
 bool store_in_transaction(Store *s);
 /* Copy the WAL into the database and truncate it: the WAL keeps the size
  * of its largest stretch between checkpoints (megabytes), room a full
- * file system may need back. Not inside a transaction. */
+ * file system may need back. Not inside a transaction. SQLite only: 0
+ * and nothing done on PostgreSQL, whose server keeps its own WAL. */
 int store_checkpoint(Store *s);
 
 /* Registry. */
@@ -99,9 +129,10 @@ int store_queue_add(Store *s, StoreMessage *m);
  * text, -ENOENT if none is. */
 int store_queue_find(Store *s, const char *sender, const char *msg_id, const char *envelope,
                      uint64_t *ret_seq);
-/* The counts below are kept in memory as rows change (counted from the
- * queue at open and after a rollback): a lookup, not a count over the
- * queue. */
+/* SQLite keeps the counts below in memory as rows change (counted from
+ * the queue at open and after a rollback): a lookup, not a count over the
+ * queue. PostgreSQL counts in the database, over an index, since other
+ * relays change the queue too. */
 int store_queue_count(Store *s, const char *recipient, uint64_t *ret);
 /* Messages queued for recipient, and those of them from sender (without
  * ret_from, sender may be NULL): what a send is checked against. */
@@ -110,7 +141,7 @@ int store_queue_counts(Store *s, const char *recipient, const char *sender, uint
 /* Delete every message queued for recipient; how many in *ret_n. */
 int store_queue_drop(Store *s, const char *recipient, uint64_t *ret_n);
 /* Messages in the whole queue, and their bytes of envelope JSON (either
- * may be NULL). */
+ * may be NULL). A scan on PostgreSQL: for the open and the recounts. */
 int store_queue_totals(Store *s, uint64_t *ret_n, uint64_t *ret_bytes);
 /* The largest envelope queued, in bytes (0 if none; a scan too). */
 int store_queue_max_size(Store *s, uint64_t *ret);
@@ -125,7 +156,8 @@ int store_queue_list(Store *s, const char *recipient, uint64_t after, size_t max
 int store_queue_take(Store *s, const char *recipient, uint64_t seq, StoreMessage *ret);
 /* Delete up to max messages whose expiry is <= now, in one transaction,
  * then call fn (may be NULL) with each one's metadata. Returns the number
- * deleted. */
+ * deleted. Relays sharing a PostgreSQL database each delete different
+ * ones (rows another is deleting are skipped). */
 typedef void (*store_message_fn)(void *userdata, const StoreMessage *m);
 int store_queue_expire(Store *s, uint64_t now, size_t max, store_message_fn fn, void *userdata);
 

@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What a storage backend gives store.c, the dispatcher: one const table of
+ * operations, with the meaning store.h documents for each. Private to
+ * daemon/store*.c; the rest of the daemon sees store.h only.
+ *
+ * A backend's handle starts with a Store (the table), so that store.c
+ * finds the table and the backend finds its own struct with
+ * container_of().
+ */
+#pragma once
+
+#include <stddef.h>
+
+#include "store.h"
+
+#define container_of(ptr, type, member) ((type *) ((char *) (ptr) - offsetof(type, member)))
+
+typedef struct StoreOps {
+        const char *name;                       /* "sqlite", "postgresql" */
+
+        void (*free)(Store *s);
+        const char *(*error)(Store *s);
+
+        int (*begin)(Store *s);
+        int (*commit)(Store *s);
+        void (*rollback)(Store *s);
+        bool (*in_transaction)(Store *s);
+        int (*checkpoint)(Store *s);
+
+        int (*user_get)(Store *s, const char *user, KeyPackage **ret);
+        int (*user_exists)(Store *s, const char *user);
+        int (*user_add)(Store *s, const KeyPackage *kp);
+        int (*user_delete)(Store *s, const char *user);
+        int (*user_rotate)(Store *s, const KeyPackage *kp, const Rotation *rot);
+        int (*user_count)(Store *s, uint64_t *ret);
+        int (*user_foreach)(Store *s, store_user_fn fn, void *userdata);
+
+        int (*reset_set)(Store *s, const char *user, const uint8_t hash[STORE_CODE_HASH_LEN], uint64_t expires);
+        int (*reset_get)(Store *s, const char *user, uint8_t ret_hash[STORE_CODE_HASH_LEN], uint64_t *ret_expires);
+        int (*reset_delete)(Store *s, const char *user);
+
+        int (*queue_add)(Store *s, StoreMessage *m);
+        int (*queue_find)(Store *s, const char *sender, const char *msg_id, const char *envelope,
+                          uint64_t *ret_seq);
+        int (*queue_counts)(Store *s, const char *recipient, const char *sender, uint64_t *ret_all,
+                            uint64_t *ret_from);
+        int (*queue_drop)(Store *s, const char *recipient, uint64_t *ret_n);
+        int (*queue_totals)(Store *s, uint64_t *ret_n, uint64_t *ret_bytes);
+        int (*queue_max_size)(Store *s, uint64_t *ret);
+        int (*queue_last_seq)(Store *s, const char *recipient, uint64_t *ret);
+        int (*queue_list)(Store *s, const char *recipient, uint64_t after, size_t max, StoreMessage **ret,
+                          size_t *ret_n);
+        int (*queue_take)(Store *s, const char *recipient, uint64_t seq, StoreMessage *ret);
+        int (*queue_expire)(Store *s, uint64_t now, size_t max, store_message_fn fn, void *userdata);
+
+        int (*prekeys_publish)(Store *s, const char *user, const SignedPrekey *spk, const OneTimePrekey *opks,
+                               size_t n, uint64_t max, uint64_t *ret_count);
+        int (*prekeys_count)(Store *s, const char *user, uint64_t *ret);
+        int (*prekeys_take)(Store *s, const char *user, bool take_opk, PrekeyBundle *ret);
+        int (*prekeys_drop)(Store *s, const char *user);
+} StoreOps;
+
+struct Store {
+        const StoreOps *ops;
+};
+
+int store_sqlite_open(const char *path, Store **ret);
+int store_pg_open(const char *uri, const StoreOptions *o, Store **ret);
