@@ -69,7 +69,7 @@ int relay_error_status(const char *code) {
                 if (streq(code, table[i].code))
                         return table[i].status;
         /* no_such_user, too_large, queue_full, storage_full, server_busy,
-         * bad_username, bad_request, and codes newer than us. */
+         * unavailable, bad_username, bad_request, and codes newer than us. */
         return EXIT_REFUSED;
 }
 
@@ -93,6 +93,7 @@ static const char *relay_error_hint(const char *code) {
                 { ERR_RATE_LIMITED, "the relay limits how often one user or address may do this; "
                                     "try again later (or with a longer --timeout)" },
                 { ERR_SERVER_BUSY, "the relay is busy; try again later" },
+                { ERR_UNAVAILABLE, "the relay cannot reach its database; try again later" },
                 { ERR_REPLACED, "another receiving session of this user (listen, inbox or connect) "
                                 "took over" },
                 { ERR_KICKED, "an administrator ended this session" },

@@ -72,6 +72,7 @@
 #define ERR_RATE_LIMITED "rate_limited"
 #define ERR_SERVER_BUSY "server_busy"
 #define ERR_INTERNAL "internal"
+#define ERR_UNAVAILABLE "unavailable"    /* the relay cannot reach its database */
 #define ERR_KICKED "kicked"
 #define ERR_SHUTDOWN "shutdown"
 #define ERR_CODE_REQUIRED "code_required"

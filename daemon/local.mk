@@ -15,7 +15,7 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/conf.c daemon/conf.h \
 	daemon/sockets.c daemon/sockets.h \
 	daemon/store.c daemon/store.h daemon/store-backend.h \
-	daemon/store-sqlite.c \
+	daemon/store-sqlite.c daemon/store-pg.c \
 	daemon/state.c daemon/state.h \
 	daemon/stream.c daemon/stream.h \
 	daemon/listener.c daemon/listener.h \

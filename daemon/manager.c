@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "crypto.h"
+#include "fileio.h"
 #include "manager.h"
 #include "relay.h"
 #include "session-index.h"
@@ -26,6 +27,8 @@
 #define HANDSHAKE_SLACK 64
 /* Queue entries expired per database transaction. */
 #define EXPIRE_BATCH 256
+/* Longer is no password anyone types or generates. */
+#define DATABASE_PASSWORD_MAX 1024
 
 static const int handled_signals[] = { SIGTERM, SIGINT, SIGHUP };
 
@@ -55,6 +58,12 @@ static void on_relay_limit_hit(void *userdata, Limit limit, AnvilEntry *throttle
 }
 
 static int manager_disk_check(Manager *m, uint64_t size);
+
+/* SQLite writes to the state directory's file system, whose room the
+ * manager watches (min-free-disk, the reserve); PostgreSQL does not. */
+static bool store_on_state_disk(Manager *m) {
+        return strcmp(store_backend(m->store), "sqlite") == 0;
+}
 static int manager_store_full(Manager *m);
 
 static int on_relay_disk_check(void *userdata, uint64_t size) {
@@ -444,7 +453,7 @@ static void manager_restore_reserve(Manager *m) {
         uint64_t avail = 0;
         int r;
 
-        if (m->reserve)
+        if (m->reserve || !store_on_state_disk(m))
                 return;
         if (state_free_bytes(dir, &avail) < 0 || avail < m->config->min_free_disk + STATE_RESERVE_SIZE)
                 return;
@@ -477,6 +486,9 @@ static int manager_store_full(Manager *m) {
 static int manager_disk_check(Manager *m, uint64_t size) {
         uint64_t avail = 0;
 
+        /* PostgreSQL's disk is the server's, which says when it is full. */
+        if (!store_on_state_disk(m))
+                return 0;
         manager_restore_reserve(m);
         /* statvfs() is one system call: cheaper than any cache of it. */
         if (!m->reserve || state_free_bytes(m->config->state_directory, &avail) < 0 ||
@@ -495,7 +507,8 @@ static int on_expire_timer(sd_event_source *es, uint64_t usec, void *userdata) {
         r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
         if (r == -ENOSPC && manager_store_full(m) > 0)
                 r = store_queue_expire(m->store, now_unix(), EXPIRE_BATCH, on_expired, m);
-        if (r < 0)
+        /* The database away was said once, by the store. */
+        if (r < 0 && r != -ENOTCONN)
                 log_error_errno(r, "Failed to expire queued messages: %s", store_error(m->store));
         else if (r == EXPIRE_BATCH)
                 next = usec;   /* more are waiting: again right away */
@@ -519,6 +532,85 @@ static int on_reload(sd_event_source *es, const struct signalfd_siginfo *si, voi
 }
 
 /* ---- start and run -------------------------------------------------------- */
+
+/* The database password: database-password-file, else the credential
+ * systemd passes (LoadCredential=database-password), else none. Its
+ * first line; a file that group or others may read is refused, as the
+ * identity key is. */
+static int database_password(const Config *c, char **ret) {
+        _cleanup_(freep) char *cred = NULL;
+        const char *path = c->database_password_file, *dir;
+        char *buf = NULL, *copy;
+        size_t len;
+        int r;
+
+        *ret = NULL;
+        if (!path) {
+                dir = getenv("CREDENTIALS_DIRECTORY");
+                if (!dir || asprintf(&cred, "%s/database-password", dir) < 0)
+                        return 0;
+                if (access(cred, F_OK) < 0)
+                        return 0;
+                path = cred;
+        }
+        r = read_key_file(path, true, DATABASE_PASSWORD_MAX, &buf, &len);
+        if (r == -EPERM)
+                return log_error_errno(r, "Refusing %s: readable or writable by group or others "
+                                       "(chmod 600 %s)", path, path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to read the database password from %s: %m", path);
+        buf[strcspn(buf, "\r\n")] = 0;
+        copy = strdup(buf);
+        secure_free(buf, DATABASE_PASSWORD_MAX + 1);
+        if (!copy)
+                return log_error_errno(-ENOMEM, "Out of memory");
+        *ret = copy;
+        return 0;
+}
+
+static void password_freep(char **p) {
+        if (*p)
+                secure_free(*p, strlen(*p) + 1);
+}
+
+/* The store database= names: the state directory's SQLite file, or a
+ * PostgreSQL database. *ret_name: what the log calls it (never with a
+ * password: the configuration refuses one in the URI). */
+static int manager_open_store(Manager *m, char **ret_name) {
+        const Config *c = m->config;
+        _cleanup_(password_freep) char *password = NULL;
+        _cleanup_(freep) char *name = NULL, *app = NULL;
+        int r;
+
+        if (!store_is_postgresql(c->database)) {
+                name = state_path(c->state_directory, STATE_DATABASE_FILE);
+                if (!name)
+                        return log_error_errno(-ENOMEM, "Out of memory");
+                r = store_open(name, &m->store);
+        } else {
+                StoreOptions o = {
+                        .timeout_usec = c->database_timeout_usec,
+                        .event = m->event,
+                };
+
+                r = database_password(c, &password);
+                if (r < 0)
+                        return r;
+                name = strdup(c->database);
+                if (!name || asprintf(&app, "securechatd/%s", c->node_name ?: "") < 0)
+                        return log_error_errno(-ENOMEM, "Out of memory");
+                o.password = password;
+                o.application_name = app;
+                r = store_open_postgresql(name, &o, &m->store);
+        }
+        if (r == -EPROTONOSUPPORT)
+                return log_error_errno(r, "Database %s was written by a newer securechatd", name);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open database %s: %m", name);
+        log_info("Database: %s %s%s", store_backend(m->store), name, password ? " (with a password)" : "");
+        *ret_name = TAKE_PTR(name);
+        return 0;
+}
 
 int manager_start(Manager *m) {
         const Config *c = m->config;
@@ -579,14 +671,9 @@ int manager_start(Manager *m) {
                 log_warning("TLS is off (tls = no): traffic, including user names, is not encrypted "
                             "in transit. Use this for debugging only.");
 
-        db = state_path(c->state_directory, STATE_DATABASE_FILE);
-        if (!db)
-                return log_error_errno(-ENOMEM, "Out of memory");
-        r = store_open(db, &m->store);
-        if (r == -EPROTONOSUPPORT)
-                return log_error_errno(r, "Database %s was written by a newer securechatd", db);
+        r = manager_open_store(m, &db);
         if (r < 0)
-                return log_error_errno(r, "Failed to open database %s: %m", db);
+                return r;
         m->relay.store = m->store;
         m->relay.server_key = m->server_key;
         r = relay_queue_recount(&m->relay);
@@ -597,11 +684,13 @@ int manager_start(Manager *m) {
                 log_warning("The queue holds a message of %" PRIu64 " bytes, larger than max-frame "
                             "allows: it cannot be delivered until max-frame is raised again, and "
                             "expires after queue-ttl", largest);
-        r = state_reserve_create(c->state_directory);
-        if (r < 0)
-                log_warning_errno(r, "Failed to set aside %s/%s (new messages are refused until "
-                                  "there is room): %m", c->state_directory, STATE_RESERVE_FILE);
-        m->reserve = r >= 0;
+        if (store_on_state_disk(m)) {
+                r = state_reserve_create(c->state_directory);
+                if (r < 0)
+                        log_warning_errno(r, "Failed to set aside %s/%s (new messages are refused until "
+                                          "there is room): %m", c->state_directory, STATE_RESERVE_FILE);
+                m->reserve = r >= 0;
+        }
 
         for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++) {
                 r = sd_event_add_signal(m->event, &m->signal_sources[i], handled_signals[i],

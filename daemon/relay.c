@@ -51,6 +51,28 @@ static void reply_error(Session *s, const uint64_t *id, const char *code, const 
         (void) session_send(s, frame_new_error(id, code, message));
 }
 
+/* The database is away (PostgreSQL): nothing was done, and the store says
+ * so at once until it is back; the client may try again later. */
+static bool store_unavailable(int r) {
+        return r == -ENOTCONN || r == -ETIMEDOUT;
+}
+
+static void reply_store_error(Session *s, const uint64_t *id, int r) {
+        if (store_unavailable(r))
+                reply_error(s, id, ERR_UNAVAILABLE, "the relay cannot reach its database");
+        else
+                reply_error(s, id, ERR_INTERNAL, "internal error");
+}
+
+/* A store step of a login failed. */
+static void close_store_error(Session *s, int r) {
+        if (store_unavailable(r))
+                session_close(s, ERR_UNAVAILABLE, "the relay cannot reach its database",
+                              "unavailable: database away");
+        else
+                session_close(s, ERR_INTERNAL, "internal error", "store error");
+}
+
 /* The peer broke the protocol: say so (answering the request id, when the
  * frame had one), log it, close. */
 static void protocol_error_request(Session *s, const uint64_t *id, const char *code, const char *message) {
@@ -279,7 +301,7 @@ static int check_reset_code(Relay *relay, Session *s, const Frame *f) {
         if (r < 0) {
                 log_error_errno(r, "Failed to look up the key reset of %s: %s", f->auth.user,
                                 store_error(relay->store));
-                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                close_store_error(s, r);
                 return -EIO;
         }
         if (!f->auth.code[0]) {
@@ -388,7 +410,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 }
         } else {
                 log_error_errno(r, "Failed to look up user %s: %s", user, store_error(relay->store));
-                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                close_store_error(s, r);
                 return;
         }
 
@@ -453,7 +475,10 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 if (r < 0) {
                         log_error_errno(r, "Failed to register user %s: %s", user,
                                         r == -ENOMEM ? "out of memory" : store_error(relay->store));
-                        session_close(s, ERR_INTERNAL, "internal error", "registration failed");
+                        if (store_unavailable(r))
+                                close_store_error(s, r);
+                        else
+                                session_close(s, ERR_INTERNAL, "internal error", "registration failed");
                         return;
                 }
                 log_event(EVENT_USER_REGISTERED, &lf, "Registered new user %s with key %s%s", user,
@@ -469,7 +494,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         r = store_prekeys_count(relay->store, user, &opks);
         if (r < 0) {
                 log_error_errno(r, "Failed to count the prekeys of %s: %s", user, store_error(relay->store));
-                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                close_store_error(s, r);
                 return;
         }
 
@@ -530,7 +555,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         r = store_queue_last_seq(relay->store, user, &s->sync_target);
         if (r < 0) {
                 log_error_errno(r, "Failed to read the queue of %s: %s", user, store_error(relay->store));
-                session_close(s, ERR_INTERNAL, "internal error", "store error");
+                close_store_error(s, r);
                 return;
         }
         s->cursor = 0;
@@ -615,10 +640,12 @@ void relay_pump(Relay *relay, Session *s) {
                 int r;
 
                 r = store_queue_list(relay->store, s->user, s->cursor, PUMP_BATCH, &batch, &n);
+                if (store_unavailable(r))
+                        return;         /* not caught up: pumped again when a message comes */
                 if (r < 0) {
                         log_error_errno(r, "Failed to read the queue of %s: %s", s->user,
                                         store_error(relay->store));
-                        session_close(s, ERR_INTERNAL, "internal error", "store error");
+                        close_store_error(s, r);
                         return;
                 }
                 /* One envelope at a time while below the water mark:
@@ -765,7 +792,7 @@ static void handle_lookup(Relay *relay, Session *s, const Frame *f) {
 
 internal:
         log_error_errno(r, "Failed to look up user %s: %s", user, store_error(relay->store));
-        reply_error(s, &f->lookup.id, ERR_INTERNAL, "internal error");
+        reply_store_error(s, &f->lookup.id, r);
 }
 
 /* Bytes a publication may take in the database, at most: the SPK and the
@@ -831,7 +858,7 @@ static void handle_publish(Relay *relay, Session *s, const Frame *f) {
 
 internal:
         log_error_errno(r, "Failed to store the prekeys of %s: %s", s->user, store_error(relay->store));
-        reply_error(s, id, ERR_INTERNAL, "internal error");
+        reply_store_error(s, id, r);
 }
 
 static void storage_full(Relay *relay, Session *s, const uint64_t *id, Limit limit, LogFields *lf,
@@ -866,6 +893,8 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
                 /* The file system filled up under min-free-disk (something
                  * else wrote to it); the reserve is for deleting. */
                 storage_full(relay, s, &id, LIMIT_MIN_FREE_DISK, &lf, msg->msg_id);
+        else if (store_unavailable(r))
+                reply_error(s, &id, ERR_UNAVAILABLE, "the relay cannot reach its database");
         else
                 reply_error(s, &id, ERR_INTERNAL, "could not store the message");
 }
@@ -978,10 +1007,12 @@ static void batch_finish(Relay *relay, int r) {
         relay->n_pending = relay->n_pending_allocated = 0;
 
         if (r < 0) {
-                log_error_errno(r, "Failed to commit %zu messages and the acks with them: %s", n,
-                                store_error(relay->store));
+                /* The database away was logged once, by the store. */
+                if (!store_unavailable(r))
+                        log_error_errno(r, "Failed to commit %zu messages and the acks with them: %s", n,
+                                        store_error(relay->store));
                 /* The counts of what the rollback left. */
-                if (relay_queue_recount(relay) < 0)
+                if (relay_queue_recount(relay) < 0 && !store_unavailable(r))
                         log_error("Failed to count the queue: %s", store_error(relay->store));
         }
         for (size_t i = 0; i < n; i++) {
@@ -1142,7 +1173,7 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         }
         if (r < 0) {
                 batch_failed(relay, r);
-                if (r != -ENOSPC)
+                if (r != -ENOSPC && !store_unavailable(r))
                         log_error_errno(r, "Failed to queue message %s: %s", msg_id, store_error(relay->store));
                 send_failed(relay, s, *id, &msg, r);
                 return;
@@ -1154,8 +1185,9 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         return;
 
 internal:
-        log_error("Failed to handle a message from %s: %s", s->user, store_error(relay->store));
-        reply_error(s, id, ERR_INTERNAL, "internal error");
+        if (!store_unavailable(r))
+                log_error("Failed to handle a message from %s: %s", s->user, store_error(relay->store));
+        reply_store_error(s, id, r);
 }
 
 /* A key rotation (securechat-protocol(7), "Key rotation"): the session
@@ -1231,7 +1263,7 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         if (r < 0) {
                 log_error_errno(r, "Failed to rotate the key of %s: %s", s->user,
                                 r == -ENOMEM ? "out of memory" : store_error(relay->store));
-                reply_error(s, id, ERR_INTERNAL, "internal error");
+                reply_store_error(s, id, r);
                 return;
         }
 
@@ -1281,10 +1313,12 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
         r = queue_take(relay, s->user, seq, &msg);
         if (r == -ENOSPC && relay->hooks->store_full(relay->userdata) > 0)
                 r = queue_take(relay, s->user, seq, &msg);
-        if (r == -ENOENT) {
+        if (r == -ENOENT || store_unavailable(r)) {
                 /* Expired between deliver and ack (or acked twice): the
                  * outcome the client wanted. An error here would have no
-                 * id, which ends a well-behaved client's session. */
+                 * id, which ends a well-behaved client's session; an ack
+                 * the database was away for is not recorded, and the
+                 * message is delivered again (clients drop repeats). */
                 log_debug("Session %s: ack of seq %" PRIu64 ", which is no longer queued", s->id, seq);
                 return;
         }

@@ -4,13 +4,21 @@
  * to the table of the backend that opened the store. What is the same for
  * every backend (freeing messages, the count of one queue) is here.
  */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "json-util.h"
+#include "macro.h"
+#include "rotation.h"
 #include "store-backend.h"
 
 int store_open(const char *path, Store **ret) {
         return store_sqlite_open(path, ret);
+}
+
+int store_open_postgresql(const char *uri, const StoreOptions *o, Store **ret) {
+        return store_pg_open(uri, o, ret);
 }
 
 bool store_is_postgresql(const char *where) {
@@ -29,6 +37,34 @@ const char *store_error(Store *s) {
 
 const char *store_backend(Store *s) {
         return s->ops->name;
+}
+
+int store_package_set_rotations(KeyPackage *kp, const char *const *texts, size_t n) {
+        Rotation *chain[ROTATION_CHAIN_MAX] = {};
+        int r = 0;
+
+        if (n > ROTATION_CHAIN_MAX)
+                return -EINVAL;
+        /* Oldest first in the package. */
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                _cleanup_(json_object_unrefp) json_object *o = NULL;
+
+                r = json_parse_strict(texts[i], strlen(texts[i]), JSON_DEPTH_DEFAULT, &o, NULL);
+                if (r >= 0)
+                        r = rotation_from_json(o, &chain[n - 1 - i]);
+        }
+        if (r >= 0 && n > 0) {
+                kp->rotations = calloc(n, sizeof(Rotation *));
+                if (kp->rotations) {
+                        memcpy(kp->rotations, chain, n * sizeof(Rotation *));
+                        kp->n_rotations = n;
+                        return 0;
+                }
+                r = -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                rotation_free(chain[i]);
+        return r;
 }
 
 void store_message_done(StoreMessage *m) {

@@ -1,0 +1,1539 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The store on PostgreSQL (libpq): one database that several relays may
+ * share. store.h says what each operation means; this file says how it is
+ * done when other relays write to the same tables and the server may go
+ * away.
+ *
+ * Every round trip is bounded: the query is sent without blocking and the
+ * answer waited for on the socket until the store's timeout. A timeout or
+ * a lost connection drops the connection, and from then on every call
+ * says -ENOTCONN at once, until a reconnection, run on the event loop with
+ * a backoff, succeeds. The relay's loop is never held longer than one
+ * timeout by the database.
+ *
+ * PostgreSQL aborts a whole transaction at the first failed statement,
+ * where SQLite fails the statement only. The relay's group commit puts
+ * many writes in one transaction, so what is expected (the same message
+ * again, a name registered already) never raises an error here: the
+ * statements say ON CONFLICT DO NOTHING and look at what they changed. A
+ * statement that does fail leaves the transaction failed: every later
+ * call in it says the same error, and so does the commit, which ends it.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "json-util.h"
+#include "log.h"
+#include "macro.h"
+#include "rotation.h"
+#include "rsa.h"
+#include "store-backend.h"
+#include "suite2.h"
+#include "util.h"
+
+/* Keys of pg_advisory_xact_lock(). "SC" and a number: other users of the
+ * database are unlikely to pick them. */
+#define LOCK_SCHEMA "1396899841"        /* 0x53430001: creating or migrating the tables */
+#define LOCK_QUEUE "1396899842"         /* 0x53430002: giving queued messages their seq */
+
+#define PG_SCHEMA_VERSION 1
+#define RECONNECT_MIN_USEC (500 * 1000)
+#define RECONNECT_MAX_USEC (10 * 1000 * 1000)
+#define TIMEOUT_DEFAULT_USEC (5 * 1000 * 1000)
+
+/* Version 1 of the tables: the SQLite store's data, and the cluster's
+ * (sc_nodes, sc_presence), which daemon/cluster.c reads and writes. */
+static const char schema_v1[] =
+        "CREATE TABLE sc_users ("
+        "  name text PRIMARY KEY,"
+        "  key bytea NOT NULL,"                 /* SPKI DER */
+        "  fingerprint text NOT NULL,"          /* SHA256:... of key */
+        "  registered bigint NOT NULL,"         /* unix seconds */
+        "  signature bytea NOT NULL"            /* server's key package signature */
+        ");"
+        "CREATE TABLE sc_rotations ("
+        "  seq bigserial PRIMARY KEY,"
+        "  name text NOT NULL REFERENCES sc_users (name) ON DELETE CASCADE,"
+        "  statement text NOT NULL"             /* the rotation's JSON */
+        ");"
+        "CREATE INDEX sc_rotations_by_name ON sc_rotations (name, seq);"
+        "CREATE TABLE sc_resets ("
+        "  name text PRIMARY KEY,"
+        "  code_hash bytea NOT NULL,"
+        "  expires bigint NOT NULL"
+        ");"
+        "CREATE TABLE sc_signed_prekeys ("
+        "  name text PRIMARY KEY REFERENCES sc_users (name) ON DELETE CASCADE,"
+        "  spk bytea NOT NULL"
+        ");"
+        "CREATE TABLE sc_one_time_prekeys ("
+        "  seq bigserial PRIMARY KEY,"          /* the order they were published in */
+        "  name text NOT NULL REFERENCES sc_users (name) ON DELETE CASCADE,"
+        "  id bigint NOT NULL,"                 /* the owner's, unique per user */
+        "  pub bytea NOT NULL,"
+        "  UNIQUE (name, id)"
+        ");"
+        "CREATE INDEX sc_one_time_prekeys_by_name ON sc_one_time_prekeys (name, seq);"
+        "CREATE TABLE sc_queue ("
+        "  seq bigserial PRIMARY KEY,"
+        "  recipient text NOT NULL,"
+        "  sender text NOT NULL,"
+        "  msg_id text NOT NULL,"
+        "  envelope text NOT NULL,"             /* envelope JSON */
+        "  size bigint NOT NULL,"
+        "  received bigint NOT NULL,"
+        "  expires bigint NOT NULL,"
+        "  UNIQUE (sender, msg_id)"
+        ");"
+        "CREATE INDEX sc_queue_by_recipient ON sc_queue (recipient, seq);"
+        /* The counts every send is checked against, with several relays
+         * writing: counted over this index, not kept in memory. */
+        "CREATE INDEX sc_queue_by_recipient_sender ON sc_queue (recipient, sender);"
+        "CREATE INDEX sc_queue_by_expiry ON sc_queue (expires);"
+        "CREATE TABLE sc_nodes ("
+        "  name text PRIMARY KEY,"
+        "  started timestamptz NOT NULL,"
+        "  heartbeat timestamptz NOT NULL,"
+        "  status jsonb NOT NULL DEFAULT '{}'"
+        ");"
+        "CREATE TABLE sc_presence ("
+        "  username text PRIMARY KEY,"
+        "  node text NOT NULL,"
+        "  fingerprint text NOT NULL,"
+        "  since timestamptz NOT NULL DEFAULT now()"
+        ");"
+        "INSERT INTO sc_meta (key, value) VALUES ('schema_version', '1');";
+
+typedef enum StatementId {
+        STMT_USER_GET,
+        STMT_USER_ADD,
+        STMT_USER_DELETE,
+        STMT_USER_COUNT,
+        STMT_USER_ALL,
+        STMT_USER_LOCK,
+        STMT_USER_ROTATE,
+        STMT_ROTATION_ADD,
+        STMT_ROTATION_PRUNE,
+        STMT_ROTATION_LIST,
+        STMT_RESET_SET,
+        STMT_RESET_GET,
+        STMT_RESET_DELETE,
+        STMT_QUEUE_ADD,
+        STMT_QUEUE_FIND,
+        STMT_QUEUE_COUNTS,
+        STMT_QUEUE_TOTALS,
+        STMT_QUEUE_MAX_SIZE,
+        STMT_QUEUE_LAST,
+        STMT_QUEUE_LIST,
+        STMT_QUEUE_TAKE,
+        STMT_QUEUE_DROP,
+        STMT_QUEUE_EXPIRE,
+        STMT_SPK_SET,
+        STMT_SPK_GET,
+        STMT_OPK_ADD,
+        STMT_OPK_COUNT,
+        STMT_OPK_TAKE,
+        STMT_PREKEYS_DROP_SPK,
+        STMT_PREKEYS_DROP_OPKS,
+        STMT_BEGIN,
+        STMT_COMMIT,
+        STMT_ROLLBACK,
+        _STMT_MAX,
+} StatementId;
+
+#define QUEUE_COLUMNS "seq, recipient, sender, msg_id, size, received, expires"
+
+static const char *const statement_sql[_STMT_MAX] = {
+        [STMT_USER_GET] = "SELECT key, registered, signature FROM sc_users WHERE name = $1",
+        [STMT_USER_ADD] = "INSERT INTO sc_users (name, key, fingerprint, registered, signature) "
+                          "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name) DO NOTHING",
+        [STMT_USER_DELETE] = "DELETE FROM sc_users WHERE name = $1",
+        [STMT_USER_COUNT] = "SELECT count(*) FROM sc_users",
+        [STMT_USER_ALL] = "SELECT name, key, registered, signature, fingerprint FROM sc_users ORDER BY name",
+        /* Publications of one user one after the other, whichever relay
+         * they come to: the count checked is the count added to. */
+        [STMT_USER_LOCK] = "SELECT 1 FROM sc_users WHERE name = $1 FOR UPDATE",
+        /* Only while the old key is registered. */
+        [STMT_USER_ROTATE] = "UPDATE sc_users SET key = $2, fingerprint = $3, registered = $4, signature = $5 "
+                             "WHERE name = $1 AND key = $6",
+        [STMT_ROTATION_ADD] = "INSERT INTO sc_rotations (name, statement) VALUES ($1, $2)",
+        [STMT_ROTATION_PRUNE] = "DELETE FROM sc_rotations WHERE name = $1 AND seq NOT IN "
+                                "(SELECT seq FROM sc_rotations WHERE name = $1 ORDER BY seq DESC LIMIT $2)",
+        [STMT_ROTATION_LIST] = "SELECT statement FROM sc_rotations WHERE name = $1 ORDER BY seq DESC LIMIT $2",
+        [STMT_RESET_SET] = "INSERT INTO sc_resets (name, code_hash, expires) VALUES ($1, $2, $3) "
+                           "ON CONFLICT (name) DO UPDATE SET code_hash = excluded.code_hash, "
+                           "expires = excluded.expires",
+        [STMT_RESET_GET] = "SELECT code_hash, expires FROM sc_resets WHERE name = $1",
+        [STMT_RESET_DELETE] = "DELETE FROM sc_resets WHERE name = $1",
+        /* A bigserial is taken when a row is inserted, not when it is
+         * committed: without the lock, relay A could take seq 10, relay B
+         * seq 11 and commit first, and a reader that saw 11 would move its
+         * cursor past 10 before 10 is there. Every transaction that adds
+         * to the queue holds the lock from its first message to its end,
+         * so a seq taken is larger than every seq committed before it, and
+         * "after the cursor" holds what will come. The relay's group
+         * commit makes that one lock per batch, not per message. The same
+         * message again is no error (it would abort the batch): no row is
+         * returned, and store_queue_add() looks at what is queued. */
+        [STMT_QUEUE_ADD] = "INSERT INTO sc_queue (recipient, sender, msg_id, envelope, size, received, expires) "
+                           "SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, $6::bigint, $7::bigint "
+                           "FROM (SELECT pg_advisory_xact_lock(" LOCK_QUEUE ")) AS queue_lock "
+                           "ON CONFLICT (sender, msg_id) DO NOTHING RETURNING seq",
+        [STMT_QUEUE_FIND] = "SELECT seq FROM sc_queue WHERE sender = $1 AND msg_id = $2 AND envelope = $3",
+        [STMT_QUEUE_COUNTS] = "SELECT count(*), count(*) FILTER (WHERE sender = $2) FROM sc_queue "
+                              "WHERE recipient = $1",
+        [STMT_QUEUE_TOTALS] = "SELECT count(*), coalesce(sum(size), 0) FROM sc_queue",
+        [STMT_QUEUE_MAX_SIZE] = "SELECT coalesce(max(size), 0) FROM sc_queue",
+        [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM sc_queue WHERE recipient = $1",
+        [STMT_QUEUE_LIST] = "SELECT " QUEUE_COLUMNS ", envelope FROM sc_queue "
+                            "WHERE recipient = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+        [STMT_QUEUE_TAKE] = "DELETE FROM sc_queue WHERE seq = $1 AND recipient = $2 RETURNING " QUEUE_COLUMNS,
+        [STMT_QUEUE_DROP] = "DELETE FROM sc_queue WHERE recipient = $1",
+        /* Relays expiring at once each take rows the others have not
+         * locked: no waiting, nothing deleted twice. */
+        [STMT_QUEUE_EXPIRE] = "DELETE FROM sc_queue WHERE seq IN (SELECT seq FROM sc_queue WHERE expires <= $1 "
+                              "ORDER BY expires, seq LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING " QUEUE_COLUMNS,
+        [STMT_SPK_SET] = "INSERT INTO sc_signed_prekeys (name, spk) VALUES ($1, $2) "
+                         "ON CONFLICT (name) DO UPDATE SET spk = excluded.spk",
+        [STMT_SPK_GET] = "SELECT spk FROM sc_signed_prekeys WHERE name = $1",
+        /* All of a publication's OPKs in one statement, in their order;
+         * an id held already, or given twice, is a row not inserted. */
+        [STMT_OPK_ADD] = "INSERT INTO sc_one_time_prekeys (name, id, pub) "
+                         "SELECT $1::text, t.id, decode(t.pub, 'hex') "
+                         "FROM unnest($2::bigint[], $3::text[]) WITH ORDINALITY AS t(id, pub, n) ORDER BY t.n "
+                         "ON CONFLICT (name, id) DO NOTHING",
+        [STMT_OPK_COUNT] = "SELECT count(*) FROM sc_one_time_prekeys WHERE name = $1",
+        /* The oldest, deleted as it is read: two lookups, on any relays,
+         * never get the same one. */
+        [STMT_OPK_TAKE] = "DELETE FROM sc_one_time_prekeys WHERE seq = (SELECT seq FROM sc_one_time_prekeys "
+                          "WHERE name = $1 ORDER BY seq LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING id, pub",
+        [STMT_PREKEYS_DROP_SPK] = "DELETE FROM sc_signed_prekeys WHERE name = $1",
+        [STMT_PREKEYS_DROP_OPKS] = "DELETE FROM sc_one_time_prekeys WHERE name = $1",
+        [STMT_BEGIN] = "BEGIN",
+        [STMT_COMMIT] = "COMMIT",
+        [STMT_ROLLBACK] = "ROLLBACK",
+};
+
+typedef struct PgStore {
+        Store store;
+        char *uri;
+        char *password;
+        char *application_name;
+        uint64_t timeout_usec;
+        sd_event *event;
+
+        PGconn *conn;                   /* NULL while the database is away */
+        bool prepared[_STMT_MAX];       /* on this connection */
+        sd_event_source *conn_io;       /* its socket between queries: notices the server leaving */
+
+        PGconn *connecting;             /* a reconnection under way */
+        sd_event_source *connect_io;
+        sd_event_source *timer;         /* the next attempt, or the current one's deadline */
+        uint64_t backoff_usec;
+
+        bool in_tx;                     /* between store_begin() and its end */
+        int tx_error;                   /* a statement failed in it: PostgreSQL ended it */
+        char error[256];
+} PgStore;
+
+static PgStore *pg_store(Store *s) {
+        return container_of(s, PgStore, store);
+}
+
+static void pq_clearp(PGresult **r) {
+        PQclear(*r);
+}
+
+/* libpq's messages end in a newline; the log adds its own. */
+static void set_error(PgStore *s, const char *message) {
+        size_t n;
+
+        snprintf(s->error, sizeof(s->error), "%s", message && *message ? message : "unknown error");
+        n = strlen(s->error);
+        while (n > 0 && (s->error[n - 1] == '\n' || s->error[n - 1] == ' '))
+                s->error[--n] = 0;
+}
+
+/* SQLSTATE to errno: what the API promises callers (store.h), and the
+ * classes the relay tells apart (a full disk, the database away). */
+static int errno_from_sqlstate(const char *state) {
+        if (!state || strlen(state) != 5)
+                return -EIO;
+        if (strncmp(state, "08", 2) == 0 || strcmp(state, "57P01") == 0 || strcmp(state, "57P02") == 0 ||
+            strcmp(state, "57P03") == 0)
+                return -ENOTCONN;       /* connection exception, the server shutting down */
+        if (strcmp(state, "57014") == 0 || strcmp(state, "55P03") == 0)
+                return -ETIMEDOUT;      /* statement_timeout, lock_timeout */
+        if (strncmp(state, "53", 2) == 0)
+                return -ENOSPC;         /* disk_full, out of memory or connections */
+        if (strncmp(state, "23", 2) == 0)
+                return -EEXIST;         /* integrity constraint, as SQLite's CONSTRAINT */
+        if (strncmp(state, "40", 2) == 0)
+                return -EBUSY;          /* serialization failure, deadlock */
+        if (strcmp(state, "42501") == 0 || strncmp(state, "28", 2) == 0)
+                return -EACCES;
+        if (strncmp(state, "22", 2) == 0)
+                return -EINVAL;
+        return -EIO;
+}
+
+/* ---- connecting ----------------------------------------------------------- */
+
+/* A connection started with the URI as it is (expand_dbname), the
+ * password given apart, so that it is in no string that may be logged. */
+static PGconn *connect_start(PgStore *s) {
+        const char *keys[6], *values[6];
+        size_t n = 0;
+
+        /* Before the URI: an application_name in it wins. */
+        keys[n] = "application_name", values[n++] = s->application_name;
+        keys[n] = "dbname", values[n++] = s->uri;
+        keys[n] = "client_encoding", values[n++] = "UTF8";
+        if (s->password)
+                keys[n] = "password", values[n++] = s->password;
+        keys[n] = NULL, values[n] = NULL;
+        return PQconnectStartParams(keys, values, 1);
+}
+
+/* One step of PQconnectPoll(): 1 when connected, 0 with the events to wait
+ * for, -ECONNREFUSED when it failed (s->error says why). */
+static int connect_step(PgStore *s, PGconn *c, short *ret_events) {
+        switch (PQconnectPoll(c)) {
+        case PGRES_POLLING_OK:
+                return 1;
+        case PGRES_POLLING_READING:
+                *ret_events = POLLIN;
+                return 0;
+        case PGRES_POLLING_WRITING:
+                *ret_events = POLLOUT;
+                return 0;
+        default:
+                set_error(s, PQerrorMessage(c));
+                return -ECONNREFUSED;
+        }
+}
+
+static int wait_fd(int fd, short events, uint64_t deadline, short *ret_revents) {
+        for (;;) {
+                struct pollfd p = { .fd = fd, .events = events };
+                uint64_t now = now_monotonic_usec();
+                int r;
+
+                if (fd < 0)
+                        return -ENOTCONN;
+                if (now >= deadline)
+                        return -ETIMEDOUT;
+                r = poll(&p, 1, (int) MIN((deadline - now + 999) / 1000, (uint64_t) INT_MAX));
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return -errno;
+                if (r > 0) {
+                        if (ret_revents)
+                                *ret_revents = p.revents;
+                        return 0;
+                }
+        }
+}
+
+static void conn_close(PgStore *s) {
+        s->conn_io = sd_event_source_disable_unref(s->conn_io);
+        PQfinish(s->conn);
+        s->conn = NULL;
+        memset(s->prepared, 0, sizeof(s->prepared));
+}
+
+static int lost(PgStore *s, int r);
+
+/* The connection's socket between queries: the server closing it (a
+ * restart, pg_terminate_backend()) is seen now, not at the next send. */
+static int on_conn_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        PgStore *s = userdata;
+        PGnotify *n;
+
+        if (!PQconsumeInput(s->conn) || PQstatus(s->conn) == CONNECTION_BAD) {
+                set_error(s, PQerrorMessage(s->conn));
+                (void) lost(s, -ENOTCONN);
+                return 0;
+        }
+        while ((n = PQnotifies(s->conn)))
+                PQfreemem(n);
+        return 0;
+}
+
+/* A connection is made: set it up for bounded queries. */
+static int conn_ready(PgStore *s, PGconn *c) {
+        int r;
+
+        if (PQsetnonblocking(c, 1) < 0) {
+                set_error(s, PQerrorMessage(c));
+                PQfinish(c);
+                return -EIO;
+        }
+        s->conn = c;
+        memset(s->prepared, 0, sizeof(s->prepared));
+        if (s->event) {
+                r = sd_event_add_io(s->event, &s->conn_io, PQsocket(c), EPOLLIN, on_conn_io, s);
+                if (r < 0) {
+                        conn_close(s);
+                        return r;
+                }
+        }
+        return 0;
+}
+
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata);
+
+static void schedule(PgStore *s, uint64_t delay) {
+        uint64_t now;
+
+        if (!s->event || sd_event_now(s->event, CLOCK_MONOTONIC, &now) < 0)
+                return;
+        if (!s->timer) {
+                if (sd_event_add_time(s->event, &s->timer, CLOCK_MONOTONIC, now + delay, 0, on_timer, s) < 0)
+                        log_error("PostgreSQL: cannot schedule a reconnection: out of memory");
+                return;
+        }
+        (void) sd_event_source_set_time(s->timer, now + delay);
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_ONESHOT);
+}
+
+/* This attempt failed: the next one after the backoff, which doubles. */
+static void attempt_failed(PgStore *s) {
+        s->connect_io = sd_event_source_disable_unref(s->connect_io);
+        PQfinish(s->connecting);
+        s->connecting = NULL;
+        log_debug("PostgreSQL: reconnection failed (%s), next in %" PRIu64 " ms", s->error,
+                  s->backoff_usec / 1000);
+        schedule(s, s->backoff_usec);
+        s->backoff_usec = MIN(s->backoff_usec * 2, (uint64_t) RECONNECT_MAX_USEC);
+}
+
+static int on_connect_io(sd_event_source *source, int fd, uint32_t revents, void *userdata);
+
+static int watch_connecting(PgStore *s, short events) {
+        s->connect_io = sd_event_source_disable_unref(s->connect_io);
+        return sd_event_add_io(s->event, &s->connect_io, PQsocket(s->connecting),
+                               events == POLLIN ? EPOLLIN : EPOLLOUT, on_connect_io, s);
+}
+
+static int on_connect_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
+        PgStore *s = userdata;
+        short events = 0;
+        int r;
+
+        r = connect_step(s, s->connecting, &events);
+        if (r == 0) {
+                /* libpq may have moved to another address (another socket). */
+                if (watch_connecting(s, events) < 0)
+                        attempt_failed(s);
+                return 0;
+        }
+        if (r < 0) {
+                attempt_failed(s);
+                return 0;
+        }
+        s->connect_io = sd_event_source_disable_unref(s->connect_io);
+        if (conn_ready(s, TAKE_PTR(s->connecting)) < 0) {
+                schedule(s, s->backoff_usec);
+                return 0;
+        }
+        (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
+        s->backoff_usec = RECONNECT_MIN_USEC;
+        log_notice("PostgreSQL is back: connected to the database again");
+        return 0;
+}
+
+/* Time for the next attempt, or the current one took too long. */
+static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        PgStore *s = userdata;
+
+        if (s->connecting) {
+                set_error(s, "timed out connecting");
+                attempt_failed(s);
+                return 0;
+        }
+        s->connecting = connect_start(s);
+        if (!s->connecting || PQstatus(s->connecting) == CONNECTION_BAD) {
+                set_error(s, s->connecting ? PQerrorMessage(s->connecting) : "out of memory");
+                attempt_failed(s);
+                return 0;
+        }
+        /* libpq: start as if PQconnectPoll() had said "writing". */
+        if (watch_connecting(s, POLLOUT) < 0) {
+                attempt_failed(s);
+                return 0;
+        }
+        schedule(s, s->timeout_usec);   /* this attempt's deadline */
+        return 0;
+}
+
+/* The connection failed (r: why, s->error: what libpq said): drop it, say
+ * so once, and start reconnecting. A transaction open on it is failed. */
+static int lost(PgStore *s, int r) {
+        conn_close(s);
+        if (s->in_tx && !s->tx_error)
+                s->tx_error = -ENOTCONN;
+        log_warning("PostgreSQL is away (%s): refusing what needs the database until it is back",
+                    r == -ETIMEDOUT ? "no answer within database-timeout" : s->error);
+        if (r == -ETIMEDOUT)
+                set_error(s, "the database did not answer in time");
+        s->backoff_usec = RECONNECT_MIN_USEC;
+        schedule(s, 0);
+        return r;
+}
+
+/* The first connection, waited for (at most the timeout): the relay does
+ * not start without its database. */
+static int connect_blocking(PgStore *s) {
+        uint64_t deadline = now_monotonic_usec() + s->timeout_usec;
+        PGconn *c = connect_start(s);
+        short events = POLLOUT;
+        int r;
+
+        if (!c)
+                return -ENOMEM;
+        if (PQstatus(c) == CONNECTION_BAD) {
+                set_error(s, PQerrorMessage(c));
+                PQfinish(c);
+                return -ECONNREFUSED;
+        }
+        for (;;) {
+                r = wait_fd(PQsocket(c), events, deadline, NULL);
+                if (r == -ETIMEDOUT)
+                        set_error(s, "timed out connecting");
+                if (r >= 0)
+                        r = connect_step(s, c, &events);
+                if (r != 0)
+                        break;
+        }
+        if (r < 0) {
+                PQfinish(c);
+                return r;
+        }
+        return conn_ready(s, c);
+}
+
+/* ---- round trips ------------------------------------------------------------ */
+
+static bool result_failed(const PGresult *res) {
+        ExecStatusType st = PQresultStatus(res);
+        return st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK;
+}
+
+/* Wait for the answer to what was just sent, until deadline: its result
+ * (the first that failed, or the last), or an error, the connection
+ * dropped if it was the connection's. */
+static int await_result(PgStore *s, uint64_t deadline, PGresult **ret) {
+        _cleanup_(pq_clearp) PGresult *kept = NULL;
+        PGresult *res;
+        short revents = 0;
+        int r;
+
+        while ((r = PQflush(s->conn)) != 0) {
+                if (r < 0)
+                        goto broken;
+                r = wait_fd(PQsocket(s->conn), POLLIN | POLLOUT, deadline, &revents);
+                if (r < 0)
+                        return lost(s, r);
+                if ((revents & POLLIN) && !PQconsumeInput(s->conn))
+                        goto broken;
+        }
+        for (;;) {
+                while (PQisBusy(s->conn)) {
+                        r = wait_fd(PQsocket(s->conn), POLLIN, deadline, NULL);
+                        if (r < 0)
+                                return lost(s, r);
+                        if (!PQconsumeInput(s->conn))
+                                goto broken;
+                }
+                res = PQgetResult(s->conn);
+                if (!res)
+                        break;
+                if (kept && result_failed(kept))
+                        PQclear(res);
+                else {
+                        PQclear(kept);
+                        kept = res;
+                }
+        }
+        if (PQstatus(s->conn) == CONNECTION_BAD || !kept)
+                goto broken;
+        *ret = TAKE_PTR(kept);
+        return 0;
+
+broken:
+        set_error(s, PQerrorMessage(s->conn));
+        return lost(s, -ENOTCONN);
+}
+
+/* A result that failed: its error, the transaction failed with it. */
+static int result_error(PgStore *s, const PGresult *res) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        int r = errno_from_sqlstate(state);
+
+        set_error(s, PQresultErrorMessage(res));
+        if (r == -ENOTCONN)
+                return lost(s, r);
+        if (s->in_tx && !s->tx_error)
+                s->tx_error = r;
+        return r;
+}
+
+/* Before each round trip: the store away, or a transaction that failed,
+ * says so at once. */
+static int usable(PgStore *s) {
+        if (!s->conn) {
+                if (!s->error[0])
+                        set_error(s, "the database is away");
+                return -ENOTCONN;
+        }
+        if (s->in_tx && s->tx_error)
+                return s->tx_error;
+        return 0;
+}
+
+/* Text without parameters, possibly several statements (the schema). */
+static int exec_sql(PgStore *s, const char *sql, PGresult **ret) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        int r;
+
+        r = usable(s);
+        if (r < 0)
+                return r;
+        if (!PQsendQuery(s->conn, sql)) {
+                set_error(s, PQerrorMessage(s->conn));
+                return lost(s, -ENOTCONN);
+        }
+        r = await_result(s, now_monotonic_usec() + s->timeout_usec, &res);
+        if (r < 0)
+                return r;
+        if (result_failed(res))
+                return result_error(s, res);
+        if (ret)
+                *ret = TAKE_PTR(res);
+        return 0;
+}
+
+/* A statement's parameters: text, decimal numbers or binary bytea. */
+#define PARAMS_MAX 8
+typedef struct Params {
+        int n;
+        int r;                          /* a value that cannot be given */
+        const char *values[PARAMS_MAX];
+        int lengths[PARAMS_MAX];
+        int formats[PARAMS_MAX];
+        char numbers[PARAMS_MAX][24];
+} Params;
+
+static void param_text(Params *p, const char *v) {
+        p->values[p->n] = v;
+        p->lengths[p->n] = 0;
+        p->formats[p->n++] = 0;
+}
+
+static void param_u64(Params *p, uint64_t v) {
+        if (v > INT64_MAX)
+                p->r = -ERANGE;
+        snprintf(p->numbers[p->n], sizeof(p->numbers[0]), "%" PRIu64, v);
+        param_text(p, p->numbers[p->n]);
+}
+
+static void param_blob(Params *p, const void *v, size_t len) {
+        if (len > INT_MAX)
+                p->r = -E2BIG;
+        p->values[p->n] = v;
+        p->lengths[p->n] = (int) len;
+        p->formats[p->n++] = 1;
+}
+
+/* Run statement id (prepared on this connection at its first use) with p;
+ * its result in *ret (may be NULL). Bounded by the timeout, both round
+ * trips together. */
+static int run(PgStore *s, StatementId id, const Params *p, PGresult **ret) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        uint64_t deadline = now_monotonic_usec() + s->timeout_usec;
+        char name[16];
+        int r;
+
+        if (p && p->r < 0)
+                return p->r;
+        r = usable(s);
+        if (r < 0)
+                return r;
+        snprintf(name, sizeof(name), "sc_%d", (int) id);
+        if (!s->prepared[id]) {
+                if (!PQsendPrepare(s->conn, name, statement_sql[id], 0, NULL))
+                        goto broken;
+                r = await_result(s, deadline, &res);
+                if (r < 0)
+                        return r;
+                if (result_failed(res))
+                        return result_error(s, res);
+                s->prepared[id] = true;
+                res = (PQclear(res), NULL);
+        }
+        if (!PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
+                                 p ? p->formats : NULL, 0))
+                goto broken;
+        r = await_result(s, deadline, &res);
+        if (r < 0)
+                return r;
+        if (result_failed(res))
+                return result_error(s, res);
+        if (ret)
+                *ret = TAKE_PTR(res);
+        return 0;
+
+broken:
+        set_error(s, PQerrorMessage(s->conn));
+        return lost(s, -ENOTCONN);
+}
+
+/* Rows a statement changed. */
+static uint64_t changed(const PGresult *res) {
+        return strtoull(PQcmdTuples((PGresult *) res), NULL, 10);
+}
+
+static int get_u64(const PGresult *res, int row, int col, uint64_t *ret) {
+        const char *v = PQgetvalue(res, row, col);
+        char *end;
+        unsigned long long n;
+
+        if (PQgetisnull(res, row, col) || !v || *v < '0' || *v > '9')
+                return -EBADMSG;
+        errno = 0;
+        n = strtoull(v, &end, 10);
+        if (errno != 0 || *end)
+                return -EBADMSG;
+        *ret = n;
+        return 0;
+}
+
+/* A statement answering one row of one number. */
+static int run_u64(PgStore *s, StatementId id, const Params *p, uint64_t *ret) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        int r;
+
+        r = run(s, id, p, &res);
+        if (r < 0)
+                return r;
+        return PQntuples(res) == 1 ? get_u64(res, 0, 0, ret) : -EBADMSG;
+}
+
+/* A bytea column, in memory of its own (free()). */
+static int get_bytea(const PGresult *res, int row, int col, uint8_t **ret, size_t *ret_len) {
+        unsigned char *raw;
+        uint8_t *copy;
+        size_t n;
+
+        if (PQgetisnull(res, row, col))
+                return -EBADMSG;
+        raw = PQunescapeBytea((const unsigned char *) PQgetvalue(res, row, col), &n);
+        if (!raw)
+                return -ENOMEM;
+        copy = n > 0 ? malloc(n) : NULL;
+        if (copy)
+                memcpy(copy, raw, n);
+        PQfreemem(raw);
+        if (!copy)
+                return n > 0 ? -ENOMEM : -EBADMSG;
+        *ret = copy;
+        *ret_len = n;
+        return 0;
+}
+
+static void get_name(const PGresult *res, int row, int col, char out[static USERNAME_MAX + 1]) {
+        snprintf(out, USERNAME_MAX + 1, "%s", PQgetvalue(res, row, col));
+}
+
+/* ---- transactions ------------------------------------------------------------ */
+
+static int pg_begin(Store *store) {
+        PgStore *s = pg_store(store);
+        int r;
+
+        /* PostgreSQL only warns of a BEGIN inside a transaction, and the
+         * inner COMMIT would commit the outer one: refused, as SQLite does. */
+        if (s->in_tx)
+                return -EBUSY;
+        r = run(s, STMT_BEGIN, NULL, NULL);
+        if (r < 0)
+                return r;
+        s->in_tx = true;
+        s->tx_error = 0;
+        return 0;
+}
+
+static void pg_rollback(Store *store) {
+        PgStore *s = pg_store(store);
+
+        if (!s->in_tx)
+                return;
+        /* On a connection gone there is nothing to roll back: the server
+         * did it when the connection ended. */
+        s->tx_error = 0;
+        if (s->conn)
+                (void) run(s, STMT_ROLLBACK, NULL, NULL);
+        s->in_tx = false;
+}
+
+/* Ends the transaction whatever happens: a commit that fails in
+ * PostgreSQL leaves none open. One lost on the way may have committed
+ * or not; what it sent is sent again and found (store_queue_add()'s
+ * -EEXIST). */
+static int pg_commit(Store *store) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        PgStore *s = pg_store(store);
+        int r;
+
+        if (!s->in_tx)
+                return 0;
+        if (s->tx_error) {
+                r = s->tx_error;
+                pg_rollback(store);
+                return r;
+        }
+        r = run(s, STMT_COMMIT, NULL, &res);
+        if (r >= 0 && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+                set_error(s, "the transaction was rolled back");
+                r = -EIO;
+        }
+        s->in_tx = false;
+        s->tx_error = 0;
+        return r;
+}
+
+static bool pg_in_transaction(Store *store) {
+        return pg_store(store)->in_tx;
+}
+
+/* Commit when r >= 0, else roll back; r or the commit's error. */
+static int end(PgStore *s, int r) {
+        if (r >= 0)
+                return pg_commit(&s->store);
+        pg_rollback(&s->store);
+        return r;
+}
+
+static int pg_checkpoint(Store *store) {
+        return 0;       /* the server's WAL is the server's */
+}
+
+/* ---- registry ------------------------------------------------------------ */
+
+/* A key package from row 0: key, registered, sig in columns k, k+1, k+2. */
+static int row_to_package(const PGresult *res, int row, const char *user, int k, KeyPackage **ret) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        int r;
+
+        kp = calloc(1, sizeof(*kp));
+        if (!kp)
+                return -ENOMEM;
+        snprintf(kp->user, sizeof(kp->user), "%s", user);
+        if ((r = get_bytea(res, row, k, &kp->key, &kp->key_len)) < 0 ||
+            (r = get_u64(res, row, k + 1, &kp->registered)) < 0 ||
+            (r = get_bytea(res, row, k + 2, &kp->sig, &kp->sig_len)) < 0)
+                return r;
+        *ret = TAKE_PTR(kp);
+        return 0;
+}
+
+static int rotations_get(PgStore *s, KeyPackage *kp) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        const char *texts[ROTATION_CHAIN_MAX];
+        size_t n;
+        Params p = {};
+        int r;
+
+        param_text(&p, kp->user);
+        param_u64(&p, ROTATION_CHAIN_MAX);
+        r = run(s, STMT_ROTATION_LIST, &p, &res);
+        if (r < 0)
+                return r;
+        n = MIN((size_t) PQntuples(res), (size_t) ROTATION_CHAIN_MAX);
+        for (size_t i = 0; i < n; i++)
+                texts[i] = PQgetvalue(res, (int) i, 0);
+        return store_package_set_rotations(kp, texts, n);
+}
+
+static int pg_user_get(Store *store, const char *user, KeyPackage **ret) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        PgStore *s = pg_store(store);
+        Params p = {};
+        int r;
+
+        param_text(&p, user);
+        r = run(s, STMT_USER_GET, &p, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0)
+                return -ENOENT;
+        r = row_to_package(res, 0, user, 0, &kp);
+        if (r < 0)
+                return r;
+        r = rotations_get(s, kp);
+        if (r < 0)
+                return r;
+        *ret = TAKE_PTR(kp);
+        return 0;
+}
+
+static int pg_user_exists(Store *store, const char *user) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        Params p = {};
+        int r;
+
+        param_text(&p, user);
+        r = run(pg_store(store), STMT_USER_GET, &p, &res);
+        if (r < 0)
+                return r;
+        return PQntuples(res) > 0;
+}
+
+static int pg_user_add(Store *store, const KeyPackage *kp) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        Params p = {};
+        int r;
+
+        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+        param_text(&p, kp->user);
+        param_blob(&p, kp->key, kp->key_len);
+        param_text(&p, fingerprint);
+        param_u64(&p, kp->registered);
+        param_blob(&p, kp->sig, kp->sig_len);
+        r = run(pg_store(store), STMT_USER_ADD, &p, &res);
+        if (r < 0)
+                return r;
+        return changed(res) == 1 ? 0 : -EEXIST;
+}
+
+/* A statement of one text parameter; the rows it changed in *ret_n (may be
+ * NULL). */
+static int run_name(PgStore *s, StatementId id, const char *name, uint64_t *ret_n) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        Params p = {};
+        int r;
+
+        param_text(&p, name);
+        r = run(s, id, &p, &res);
+        if (r < 0)
+                return r;
+        if (ret_n)
+                *ret_n = changed(res);
+        return 0;
+}
+
+static int pg_user_delete(Store *store, const char *user) {
+        uint64_t n = 0;
+        int r;
+
+        r = run_name(pg_store(store), STMT_USER_DELETE, user, &n);
+        if (r < 0)
+                return r;
+        return n > 0 ? 0 : -ENOENT;
+}
+
+static int prekeys_drop(PgStore *s, const char *user) {
+        int r = run_name(s, STMT_PREKEYS_DROP_OPKS, user, NULL);
+
+        return r < 0 ? r : run_name(s, STMT_PREKEYS_DROP_SPK, user, NULL);
+}
+
+static int user_rotate(PgStore *s, const KeyPackage *kp, const Rotation *rot, const char *text) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        Params p = {}, q = {};
+        int r;
+
+        rsa_fingerprint_spki(kp->key, kp->key_len, fingerprint);
+        param_text(&p, kp->user);
+        param_blob(&p, kp->key, kp->key_len);
+        param_text(&p, fingerprint);
+        param_u64(&p, kp->registered);
+        param_blob(&p, kp->sig, kp->sig_len);
+        param_blob(&p, rot->old_key, rot->old_key_len);
+        r = run(s, STMT_USER_ROTATE, &p, &res);
+        if (r < 0)
+                return r;
+        if (changed(res) != 1)
+                return -ESTALE;
+        param_text(&q, kp->user);
+        param_text(&q, text);
+        r = run(s, STMT_ROTATION_ADD, &q, NULL);
+        if (r < 0)
+                return r;
+        q = (Params) {};
+        param_text(&q, kp->user);
+        param_u64(&q, ROTATION_CHAIN_MAX);
+        r = run(s, STMT_ROTATION_PRUNE, &q, NULL);
+        if (r < 0)
+                return r;
+        /* The SPK was signed by the old key: the owner publishes anew. */
+        return prekeys_drop(s, kp->user);
+}
+
+static int pg_user_rotate(Store *store, const KeyPackage *kp, const Rotation *rot) {
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+        PgStore *s = pg_store(store);
+        const char *text;
+        int r;
+
+        r = rotation_to_json(rot, &o);
+        if (r < 0)
+                return r;
+        text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
+        if (!text)
+                return -ENOMEM;
+        r = pg_begin(store);
+        if (r < 0)
+                return r;
+        return end(s, user_rotate(s, kp, rot, text));
+}
+
+static int pg_user_count(Store *store, uint64_t *ret) {
+        return run_u64(pg_store(store), STMT_USER_COUNT, NULL, ret);
+}
+
+static int pg_user_foreach(Store *store, store_user_fn fn, void *userdata) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        int r;
+
+        r = run(pg_store(store), STMT_USER_ALL, NULL, &res);
+        if (r < 0)
+                return r;
+        for (int i = 0; i < PQntuples(res); i++) {
+                _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+                char user[USERNAME_MAX + 1];
+
+                get_name(res, i, 0, user);
+                r = row_to_package(res, i, user, 1, &kp);
+                if (r >= 0)
+                        r = fn(userdata, kp, PQgetvalue(res, i, 4));
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int pg_reset_set(Store *store, const char *user, const uint8_t hash[STORE_CODE_HASH_LEN],
+                        uint64_t expires) {
+        Params p = {};
+
+        param_text(&p, user);
+        param_blob(&p, hash, STORE_CODE_HASH_LEN);
+        param_u64(&p, expires);
+        return run(pg_store(store), STMT_RESET_SET, &p, NULL);
+}
+
+static int pg_reset_get(Store *store, const char *user, uint8_t ret_hash[STORE_CODE_HASH_LEN],
+                        uint64_t *ret_expires) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        _cleanup_(freep) uint8_t *hash = NULL;
+        Params p = {};
+        size_t len;
+        int r;
+
+        param_text(&p, user);
+        r = run(pg_store(store), STMT_RESET_GET, &p, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0)
+                return -ENOENT;
+        r = get_bytea(res, 0, 0, &hash, &len);
+        if (r >= 0 && len != STORE_CODE_HASH_LEN)
+                r = -EBADMSG;
+        if (r >= 0)
+                r = get_u64(res, 0, 1, ret_expires);
+        if (r < 0)
+                return r;
+        memcpy(ret_hash, hash, STORE_CODE_HASH_LEN);
+        return 0;
+}
+
+static int pg_reset_delete(Store *store, const char *user) {
+        return run_name(pg_store(store), STMT_RESET_DELETE, user, NULL);
+}
+
+/* ---- queue ------------------------------------------------------------ */
+
+/* Columns QUEUE_COLUMNS of row i. */
+static int row_to_message(const PGresult *res, int i, StoreMessage *m) {
+        int r;
+
+        *m = (StoreMessage) {};
+        get_name(res, i, 1, m->recipient);
+        get_name(res, i, 2, m->sender);
+        snprintf(m->msg_id, sizeof(m->msg_id), "%s", PQgetvalue(res, i, 3));
+        if ((r = get_u64(res, i, 0, &m->seq)) < 0 || (r = get_u64(res, i, 4, &m->size)) < 0 ||
+            (r = get_u64(res, i, 5, &m->received)) < 0 || (r = get_u64(res, i, 6, &m->expires)) < 0)
+                return r;
+        return 0;
+}
+
+static int pg_queue_find(Store *store, const char *sender, const char *msg_id, const char *envelope,
+                         uint64_t *ret_seq) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        uint64_t seq;
+        Params p = {};
+        int r;
+
+        param_text(&p, sender);
+        param_text(&p, msg_id);
+        param_text(&p, envelope);
+        r = run(pg_store(store), STMT_QUEUE_FIND, &p, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0)
+                return -ENOENT;
+        r = get_u64(res, 0, 0, &seq);
+        if (r < 0)
+                return r;
+        if (ret_seq)
+                *ret_seq = seq;
+        return 0;
+}
+
+static int pg_queue_add(Store *store, StoreMessage *m) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        Params p = {};
+        int r;
+
+        param_text(&p, m->recipient);
+        param_text(&p, m->sender);
+        param_text(&p, m->msg_id);
+        param_text(&p, m->envelope);
+        param_u64(&p, m->size);
+        param_u64(&p, m->received);
+        param_u64(&p, m->expires);
+        r = run(pg_store(store), STMT_QUEUE_ADD, &p, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 1)
+                return get_u64(res, 0, 0, &m->seq);
+        /* (sender, msg_id) is queued: the same message again (a client
+         * retrying after a lost "accepted"), or another envelope under
+         * that id, which is not the same message. */
+        r = pg_queue_find(store, m->sender, m->msg_id, m->envelope, &m->seq);
+        if (r == -ENOENT)
+                return -ENOTUNIQ;
+        return r < 0 ? r : -EEXIST;
+}
+
+static int pg_queue_counts(Store *store, const char *recipient, const char *sender, uint64_t *ret_all,
+                           uint64_t *ret_from) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        uint64_t all, from;
+        Params p = {};
+        int r;
+
+        param_text(&p, recipient);
+        param_text(&p, ret_from ? sender : NULL);
+        r = run(pg_store(store), STMT_QUEUE_COUNTS, &p, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -EBADMSG;
+        if ((r = get_u64(res, 0, 0, &all)) < 0 || (r = get_u64(res, 0, 1, &from)) < 0)
+                return r;
+        *ret_all = all;
+        if (ret_from)
+                *ret_from = from;
+        return 0;
+}
+
+static int pg_queue_drop(Store *store, const char *recipient, uint64_t *ret_n) {
+        return run_name(pg_store(store), STMT_QUEUE_DROP, recipient, ret_n);
+}
+
+static int pg_queue_totals(Store *store, uint64_t *ret_n, uint64_t *ret_bytes) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        uint64_t n, bytes;
+        int r;
+
+        r = run(pg_store(store), STMT_QUEUE_TOTALS, NULL, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) != 1)
+                return -EBADMSG;
+        if ((r = get_u64(res, 0, 0, &n)) < 0 || (r = get_u64(res, 0, 1, &bytes)) < 0)
+                return r;
+        if (ret_n)
+                *ret_n = n;
+        if (ret_bytes)
+                *ret_bytes = bytes;
+        return 0;
+}
+
+static int pg_queue_max_size(Store *store, uint64_t *ret) {
+        return run_u64(pg_store(store), STMT_QUEUE_MAX_SIZE, NULL, ret);
+}
+
+static int pg_queue_last_seq(Store *store, const char *recipient, uint64_t *ret) {
+        Params p = {};
+
+        param_text(&p, recipient);
+        return run_u64(pg_store(store), STMT_QUEUE_LAST, &p, ret);
+}
+
+/* Every row of res as messages (with the envelope of column 7 when
+ * envelopes). */
+static int rows_to_messages(const PGresult *res, bool envelopes, StoreMessage **ret, size_t *ret_n) {
+        size_t n = (size_t) PQntuples(res);
+        StoreMessage *list;
+        int r = 0;
+
+        list = calloc(MAX(n, (size_t) 1), sizeof(*list));
+        if (!list)
+                return -ENOMEM;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                r = row_to_message(res, (int) i, &list[i]);
+                if (r >= 0 && envelopes) {
+                        list[i].envelope = strdup(PQgetvalue(res, (int) i, 7));
+                        if (!list[i].envelope)
+                                r = -ENOMEM;
+                }
+        }
+        if (r < 0) {
+                store_messages_free(list, n);
+                return r;
+        }
+        *ret = list;
+        *ret_n = n;
+        return 0;
+}
+
+static int pg_queue_list(Store *store, const char *recipient, uint64_t after, size_t max, StoreMessage **ret,
+                         size_t *ret_n) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        Params p = {};
+        int r;
+
+        param_text(&p, recipient);
+        param_u64(&p, after);
+        param_u64(&p, max);
+        r = run(pg_store(store), STMT_QUEUE_LIST, &p, &res);
+        if (r < 0)
+                return r;
+        return rows_to_messages(res, true, ret, ret_n);
+}
+
+static int pg_queue_take(Store *store, const char *recipient, uint64_t seq, StoreMessage *ret) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        StoreMessage m;
+        Params p = {};
+        int r;
+
+        param_u64(&p, seq);
+        param_text(&p, recipient);
+        r = run(pg_store(store), STMT_QUEUE_TAKE, &p, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0)
+                return -ENOENT;
+        r = row_to_message(res, 0, &m);
+        if (r < 0)
+                return r;
+        if (ret)
+                *ret = m;
+        return 0;
+}
+
+static int pg_queue_expire(Store *store, uint64_t now, size_t max, store_message_fn fn, void *userdata) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        StoreMessage *batch = NULL;
+        Params p = {};
+        size_t n = 0;
+        int r;
+
+        if (max == 0)
+                return 0;
+        param_u64(&p, now);
+        param_u64(&p, max);
+        /* One statement: its own transaction, unless the caller has one. */
+        r = run(pg_store(store), STMT_QUEUE_EXPIRE, &p, &res);
+        if (r >= 0)
+                r = rows_to_messages(res, false, &batch, &n);
+        if (r < 0)
+                return r;
+        if (fn)
+                for (size_t i = 0; i < n; i++)
+                        fn(userdata, &batch[i]);
+        store_messages_free(batch, n);
+        return (int) n;
+}
+
+/* ---- prekeys ------------------------------------------------------------ */
+
+static int pg_prekeys_count(Store *store, const char *user, uint64_t *ret) {
+        Params p = {};
+
+        param_text(&p, user);
+        return run_u64(pg_store(store), STMT_OPK_COUNT, &p, ret);
+}
+
+/* OPKs as the arrays of STMT_OPK_ADD: "{id,...}" and "{hex,...}". */
+static int opk_arrays(const OneTimePrekey *opks, size_t n, char **ret_ids, char **ret_pubs) {
+        _cleanup_(freep) char *ids = NULL, *pubs = NULL;
+        size_t ids_len = 0, pubs_len = 0;
+
+        ids = malloc(2 + n * 11);
+        pubs = malloc(2 + n * (2 * X25519_KEY_LEN + 1));
+        if (!ids || !pubs)
+                return -ENOMEM;
+        ids[ids_len++] = '{';
+        pubs[pubs_len++] = '{';
+        for (size_t i = 0; i < n; i++) {
+                ids_len += (size_t) sprintf(ids + ids_len, "%s%" PRIu32, i > 0 ? "," : "", opks[i].id);
+                if (i > 0)
+                        pubs[pubs_len++] = ',';
+                for (size_t j = 0; j < X25519_KEY_LEN; j++)
+                        pubs_len += (size_t) sprintf(pubs + pubs_len, "%02x", opks[i].pub[j]);
+        }
+        strcpy(ids + ids_len, "}");
+        strcpy(pubs + pubs_len, "}");
+        *ret_ids = TAKE_PTR(ids);
+        *ret_pubs = TAKE_PTR(pubs);
+        return 0;
+}
+
+static int prekeys_publish(PgStore *s, const char *user, const SignedPrekey *spk, const OneTimePrekey *opks,
+                           size_t n, uint64_t max, uint64_t *ret_count) {
+        _cleanup_(freep) uint8_t *data = NULL;
+        _cleanup_(freep) char *ids = NULL, *pubs = NULL;
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        uint64_t count;
+        size_t len;
+        Params p = {};
+        int r;
+
+        r = run_name(s, STMT_USER_LOCK, user, NULL);
+        if (r >= 0)
+                r = pg_prekeys_count(&s->store, user, &count);
+        if (r < 0)
+                return r;
+        if (n > max || count > max - n)
+                return -E2BIG;
+        r = signed_prekey_encode(spk, &data, &len);
+        if (r < 0)
+                return r;
+        param_text(&p, user);
+        param_blob(&p, data, len);
+        r = run(s, STMT_SPK_SET, &p, NULL);
+        if (r < 0 || n == 0)
+                goto done;
+        r = opk_arrays(opks, n, &ids, &pubs);
+        if (r < 0)
+                return r;
+        p = (Params) {};
+        param_text(&p, user);
+        param_text(&p, ids);
+        param_text(&p, pubs);
+        r = run(s, STMT_OPK_ADD, &p, &res);
+        if (r >= 0 && changed(res) != n)
+                r = -ENOTUNIQ;  /* an id held already or given twice */
+done:
+        if (r >= 0)
+                *ret_count = count + n;
+        return r;
+}
+
+static int pg_prekeys_publish(Store *store, const char *user, const SignedPrekey *spk,
+                              const OneTimePrekey *opks, size_t n, uint64_t max, uint64_t *ret_count) {
+        PgStore *s = pg_store(store);
+        uint64_t count = 0;
+        int r;
+
+        r = pg_begin(store);
+        if (r < 0)
+                return r;
+        r = end(s, prekeys_publish(s, user, spk, opks, n, max, &count));
+        if (r < 0)
+                return r;
+        if (ret_count)
+                *ret_count = count;
+        return 0;
+}
+
+static int pg_prekeys_take(Store *store, const char *user, bool take_opk, PrekeyBundle *ret) {
+        _cleanup_(pq_clearp) PGresult *res = NULL, *opk = NULL;
+        _cleanup_(freep) uint8_t *data = NULL, *pub = NULL;
+        PgStore *s = pg_store(store);
+        PrekeyBundle b = {};
+        uint64_t id;
+        size_t len;
+        Params p = {};
+        int r;
+
+        param_text(&p, user);
+        r = run(s, STMT_SPK_GET, &p, &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) == 0)
+                return -ENOENT;
+        r = get_bytea(res, 0, 0, &data, &len);
+        if (r >= 0)
+                r = signed_prekey_parse(data, len, &b.spk);
+        if (r < 0)
+                return r;
+        if (take_opk) {
+                /* Deleted as it is read, in one statement. */
+                r = run(s, STMT_OPK_TAKE, &p, &opk);
+                if (r < 0)
+                        return r;
+                if (PQntuples(opk) > 0) {
+                        r = get_u64(opk, 0, 0, &id);
+                        if (r >= 0)
+                                r = get_bytea(opk, 0, 1, &pub, &len);
+                        if (r >= 0 && (id > UINT32_MAX || len != X25519_KEY_LEN))
+                                r = -EBADMSG;
+                        if (r < 0)
+                                return r;
+                        b.opk.id = (uint32_t) id;
+                        memcpy(b.opk.pub, pub, X25519_KEY_LEN);
+                        b.has_opk = true;
+                }
+        }
+        *ret = b;
+        return 0;
+}
+
+static int pg_prekeys_drop(Store *store, const char *user) {
+        PgStore *s = pg_store(store);
+        int r;
+
+        r = pg_begin(store);
+        if (r < 0)
+                return r;
+        return end(s, prekeys_drop(s, user));
+}
+
+/* ---- open and close ---------------------------------------------------------- */
+
+static const char *pg_error(Store *store) {
+        PgStore *s = pg_store(store);
+
+        return s->error[0] ? s->error : "no error";
+}
+
+static void pg_free(Store *store) {
+        PgStore *s = pg_store(store);
+
+        conn_close(s);
+        s->connect_io = sd_event_source_disable_unref(s->connect_io);
+        PQfinish(s->connecting);
+        s->timer = sd_event_source_disable_unref(s->timer);
+        sd_event_unref(s->event);
+        free(s->uri);
+        if (s->password)
+                explicit_bzero(s->password, strlen(s->password));
+        free(s->password);
+        free(s->application_name);
+        free(s);
+}
+
+/* Create the tables or check their version: one transaction under an
+ * advisory lock, so that of relays starting at once on an empty
+ * database one creates them and the others find them. */
+static int schema_setup(PgStore *s) {
+        _cleanup_(pq_clearp) PGresult *res = NULL;
+        uint64_t version = 0;
+        int r;
+
+        r = exec_sql(s,
+                     "BEGIN;"
+                     "SELECT pg_advisory_xact_lock(" LOCK_SCHEMA ");"
+                     "CREATE TABLE IF NOT EXISTS sc_meta (key text PRIMARY KEY, value text NOT NULL);"
+                     "SELECT value FROM sc_meta WHERE key = 'schema_version'",
+                     &res);
+        if (r < 0)
+                return r;
+        if (PQntuples(res) > 0 && get_u64(res, 0, 0, &version) < 0)
+                r = -EBADMSG;
+        else if (version > PG_SCHEMA_VERSION)
+                r = -EPROTONOSUPPORT;
+        else if (version == 0)
+                r = exec_sql(s, schema_v1, NULL);
+        /* A later version adds its steps here, from version up. */
+        r = exec_sql(s, r >= 0 ? "COMMIT" : "ROLLBACK", NULL) ?: r;
+        if (r == -EPROTONOSUPPORT)
+                set_error(s, "the tables were made by a newer securechatd");
+        return r;
+}
+
+static const StoreOps pg_ops;
+
+int store_pg_open(const char *uri, const StoreOptions *o, Store **ret) {
+        _cleanup_(store_freep) Store *store = NULL;
+        PgStore *s;
+        int r;
+
+        s = calloc(1, sizeof(*s));
+        if (!s)
+                return -ENOMEM;
+        s->store.ops = &pg_ops;
+        store = &s->store;
+        s->uri = strdup(uri);
+        s->application_name = strdup(o && o->application_name ? o->application_name : "securechatd");
+        s->password = o && o->password ? strdup(o->password) : NULL;
+        if (!s->uri || !s->application_name || (o && o->password && !s->password))
+                return -ENOMEM;
+        s->timeout_usec = o && o->timeout_usec > 0 ? o->timeout_usec : TIMEOUT_DEFAULT_USEC;
+        s->event = o && o->event ? sd_event_ref(o->event) : NULL;
+        s->backoff_usec = RECONNECT_MIN_USEC;
+
+        r = connect_blocking(s);
+        if (r >= 0)
+                r = schema_setup(s);
+        if (r < 0) {
+                log_error("PostgreSQL: %s", s->error);
+                return r;
+        }
+        *ret = TAKE_PTR(store);
+        return 0;
+}
+
+static const StoreOps pg_ops = {
+        .name = "postgresql",
+        .free = pg_free,
+        .error = pg_error,
+        .begin = pg_begin,
+        .commit = pg_commit,
+        .rollback = pg_rollback,
+        .in_transaction = pg_in_transaction,
+        .checkpoint = pg_checkpoint,
+        .user_get = pg_user_get,
+        .user_exists = pg_user_exists,
+        .user_add = pg_user_add,
+        .user_delete = pg_user_delete,
+        .user_rotate = pg_user_rotate,
+        .user_count = pg_user_count,
+        .user_foreach = pg_user_foreach,
+        .reset_set = pg_reset_set,
+        .reset_get = pg_reset_get,
+        .reset_delete = pg_reset_delete,
+        .queue_add = pg_queue_add,
+        .queue_find = pg_queue_find,
+        .queue_counts = pg_queue_counts,
+        .queue_drop = pg_queue_drop,
+        .queue_totals = pg_queue_totals,
+        .queue_max_size = pg_queue_max_size,
+        .queue_last_seq = pg_queue_last_seq,
+        .queue_list = pg_queue_list,
+        .queue_take = pg_queue_take,
+        .queue_expire = pg_queue_expire,
+        .prekeys_publish = pg_prekeys_publish,
+        .prekeys_count = pg_prekeys_count,
+        .prekeys_take = pg_prekeys_take,
+        .prekeys_drop = pg_prekeys_drop,
+};
