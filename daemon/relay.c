@@ -57,6 +57,16 @@ static bool store_unavailable(int r) {
         return r == -ENOTCONN || r == -ETIMEDOUT;
 }
 
+/* The database away is logged once, by the store, not at every request
+ * it refuses. */
+#define log_store_error(r, ...)                                                 \
+        do {                                                                    \
+                if (store_unavailable(r))                                       \
+                        log_debug_errno((r), __VA_ARGS__);                      \
+                else                                                            \
+                        log_error_errno((r), __VA_ARGS__);                      \
+        } while (0)
+
 static void reply_store_error(Session *s, const uint64_t *id, int r) {
         if (store_unavailable(r))
                 reply_error(s, id, ERR_UNAVAILABLE, "the relay cannot reach its database");
@@ -299,7 +309,7 @@ static int check_reset_code(Relay *relay, Session *s, const Frame *f) {
         if (r == -ENOENT)
                 return 0;
         if (r < 0) {
-                log_error_errno(r, "Failed to look up the key reset of %s: %s", f->auth.user,
+                log_store_error(r, "Failed to look up the key reset of %s: %s", f->auth.user,
                                 store_error(relay->store));
                 close_store_error(s, r);
                 return -EIO;
@@ -409,7 +419,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                         return;
                 }
         } else {
-                log_error_errno(r, "Failed to look up user %s: %s", user, store_error(relay->store));
+                log_store_error(r, "Failed to look up user %s: %s", user, store_error(relay->store));
                 close_store_error(s, r);
                 return;
         }
@@ -473,7 +483,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                         return;
                 }
                 if (r < 0) {
-                        log_error_errno(r, "Failed to register user %s: %s", user,
+                        log_store_error(r, "Failed to register user %s: %s", user,
                                         r == -ENOMEM ? "out of memory" : store_error(relay->store));
                         if (store_unavailable(r))
                                 close_store_error(s, r);
@@ -493,7 +503,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         /* So that the client knows at once whether to top up. */
         r = store_prekeys_count(relay->store, user, &opks);
         if (r < 0) {
-                log_error_errno(r, "Failed to count the prekeys of %s: %s", user, store_error(relay->store));
+                log_store_error(r, "Failed to count the prekeys of %s: %s", user, store_error(relay->store));
                 close_store_error(s, r);
                 return;
         }
@@ -554,7 +564,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
 
         r = store_queue_last_seq(relay->store, user, &s->sync_target);
         if (r < 0) {
-                log_error_errno(r, "Failed to read the queue of %s: %s", user, store_error(relay->store));
+                log_store_error(r, "Failed to read the queue of %s: %s", user, store_error(relay->store));
                 close_store_error(s, r);
                 return;
         }
@@ -791,7 +801,7 @@ static void handle_lookup(Relay *relay, Session *s, const Frame *f) {
         return;
 
 internal:
-        log_error_errno(r, "Failed to look up user %s: %s", user, store_error(relay->store));
+        log_store_error(r, "Failed to look up user %s: %s", user, store_error(relay->store));
         reply_store_error(s, &f->lookup.id, r);
 }
 
@@ -857,7 +867,7 @@ static void handle_publish(Relay *relay, Session *s, const Frame *f) {
         return;
 
 internal:
-        log_error_errno(r, "Failed to store the prekeys of %s: %s", s->user, store_error(relay->store));
+        log_store_error(r, "Failed to store the prekeys of %s: %s", s->user, store_error(relay->store));
         reply_store_error(s, id, r);
 }
 
@@ -1261,7 +1271,7 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         if (r >= 0)
                 r = package_get(relay, s->user, &kp);      /* with its chain */
         if (r < 0) {
-                log_error_errno(r, "Failed to rotate the key of %s: %s", s->user,
+                log_store_error(r, "Failed to rotate the key of %s: %s", s->user,
                                 r == -ENOMEM ? "out of memory" : store_error(relay->store));
                 reply_store_error(s, id, r);
                 return;

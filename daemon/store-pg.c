@@ -260,6 +260,10 @@ static void set_error(PgStore *s, const char *message) {
         n = strlen(s->error);
         while (n > 0 && (s->error[n - 1] == '\n' || s->error[n - 1] == ' '))
                 s->error[--n] = 0;
+        /* Some are several lines, indented: one line in the log. */
+        for (char *p = s->error; *p; p++)
+                if ((unsigned char) *p < ' ')
+                        *p = ' ';
 }
 
 /* SQLSTATE to errno: what the API promises callers (store.h), and the
@@ -369,10 +373,17 @@ static int on_conn_io(sd_event_source *source, int fd, uint32_t revents, void *u
         return 0;
 }
 
+/* The server's notices ("already exists, skipping", the FATAL of a
+ * connection it ends) would go to stderr: the log has what matters. */
+static void on_notice(void *userdata, const char *message) {
+        log_debug("PostgreSQL: %.*s", (int) strcspn(message, "\n"), message);
+}
+
 /* A connection is made: set it up for bounded queries. */
 static int conn_ready(PgStore *s, PGconn *c) {
         int r;
 
+        (void) PQsetNoticeProcessor(c, on_notice, NULL);
         if (PQsetnonblocking(c, 1) < 0) {
                 set_error(s, PQerrorMessage(c));
                 PQfinish(c);
