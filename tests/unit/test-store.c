@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* The relay's SQLite store: registry, queue, expiry, durability across
- * close and reopen, schema versioning. */
+/* The relay's store: registry, queue, expiry, durability across close and
+ * reopen, schema versioning. Every case that is not about SQLite's file
+ * runs on SQLite and, when SC_TEST_DATABASE holds a postgresql:// URI, on
+ * that database too (emptied before each case: it is the test's own). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,27 +10,100 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <sqlite3.h>
+#include <sys/wait.h>
 
 #include "macro.h"
 #include "rsa.h"
 #include "store.h"
+#include "util.h"
 #include "test-main.h"
 
 static char tmpdir[256];
 static char dbpath[300];
+static const char *pg_uri;      /* SC_TEST_DATABASE */
+static sd_event *event;
+
+/* The backends a generic case runs on, its loop index _i. */
+enum { BACKEND_SQLITE, BACKEND_PG };
+#define N_BACKENDS (pg_uri ? 2 : 1)
+
+/* SQL on the test's own connection to the PostgreSQL database. */
+static void pg_exec(const char *sql) {
+        PGconn *c = PQconnectdb(pg_uri);
+        PGresult *res;
+
+        ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+        res = PQexec(c, sql);
+        ck_assert_msg(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK,
+                      "%s: %s", sql, PQresultErrorMessage(res));
+        PQclear(res);
+        PQfinish(c);
+}
 
 static void setup(void) {
         snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-store-XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(tmpdir));
         snprintf(dbpath, sizeof(dbpath), "%s/securechatd.db", tmpdir);
+        ck_assert_int_ge(sd_event_new(&event), 0);
+        if (pg_uri)
+                pg_exec("SET client_min_messages = warning; DROP SCHEMA public CASCADE; CREATE SCHEMA public");
 }
 
 static void teardown(void) {
         char cmd[300];
 
+        event = sd_event_unref(event);
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
         ck_assert_int_eq(system(cmd), 0);
+}
+
+static int open_pg(uint64_t timeout_usec, const char *name, Store **ret) {
+        StoreOptions o = { .timeout_usec = timeout_usec, .event = event, .application_name = name };
+
+        return store_open_postgresql(pg_uri, &o, ret);
+}
+
+static int open_backend(int backend, Store **ret) {
+        if (backend == BACKEND_PG)
+                return open_pg(5 * 1000 * 1000, "test-store", ret);
+        return store_open(dbpath, ret);
+}
+
+/* The first column of the first row of sql, a number, as the database
+ * itself says (not the store). */
+static uint64_t query_u64(int backend, const char *sql) {
+        uint64_t v;
+
+        if (backend == BACKEND_PG) {
+                PGconn *c = PQconnectdb(pg_uri);
+                PGresult *res;
+
+                ck_assert_msg(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+                res = PQexec(c, sql);
+                ck_assert_msg(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1, "%s: %s", sql,
+                              PQresultErrorMessage(res));
+                v = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+                PQclear(res);
+                PQfinish(c);
+        } else {
+                sqlite3 *db = NULL;
+                sqlite3_stmt *st = NULL;
+
+                ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+                ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+                ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+                v = (uint64_t) sqlite3_column_int64(st, 0);
+                sqlite3_finalize(st);
+                sqlite3_close(db);
+        }
+        return v;
+}
+
+/* The queue's table in each backend. */
+static const char *queue_table(int backend) {
+        return backend == BACKEND_PG ? "sc_queue" : "queue";
 }
 
 /* A key package with recognisable bytes; the store does not care whether
@@ -100,7 +175,7 @@ START_TEST(test_registry) {
         Seen seen = {};
         uint64_t n = 99;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_int_eq(store_user_count(s, &n), 0);
         ck_assert_uint_eq(n, 0);
         ck_assert_int_eq(store_user_get(s, "alice", &got), -ENOENT);
@@ -171,7 +246,7 @@ START_TEST(test_rotate) {
         _cleanup_(key_package_freep) KeyPackage *bob = package("bob", 0x20, 1700000000), *got = NULL;
         uint8_t key = 0x20;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_int_eq(store_user_add(s, bob), 0);
         ck_assert_int_eq(store_user_get(s, "bob", &got), 0);
         ck_assert_uint_eq(got->n_rotations, 0);
@@ -193,7 +268,7 @@ START_TEST(test_rotate) {
 
         store_free(s);
         s = NULL;
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         got = key_package_free(got);
         ck_assert_int_eq(store_user_get(s, "bob", &got), 0);
         ck_assert_uint_eq(got->n_rotations, ROTATION_CHAIN_MAX);
@@ -248,54 +323,37 @@ END_TEST
 /* The counts every send reads are kept in memory: after any mix of adds,
  * takes, expiry, drops and a rolled-back transaction they equal a count
  * over the queue itself. */
-static void assert_counts_exact(Store *s) {
+static void assert_counts_exact(Store *s, int backend) {
         static const char *const users[] = { "alice", "bob", "carol", "dave" };
-        sqlite3 *db = NULL;
+        const char *q = queue_table(backend);
+        uint64_t total, bytes;
+        char sql[160];
 
-        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
         for (const char *const *to = users; to < users + ELEMENTSOF(users); to++) {
                 uint64_t count, expected;
-                sqlite3_stmt *st = NULL;
-                char sql[160];
 
-                snprintf(sql, sizeof(sql), "SELECT count(*) FROM queue WHERE recipient = '%s'", *to);
-                ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-                ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-                expected = (uint64_t) sqlite3_column_int64(st, 0);
-                sqlite3_finalize(st);
+                snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE recipient = '%s'", q, *to);
+                expected = query_u64(backend, sql);
                 ck_assert_int_eq(store_queue_count(s, *to, &count), 0);
                 ck_assert_uint_eq(count, expected);
 
                 for (const char *const *from = users; from < users + ELEMENTSOF(users); from++) {
-                        snprintf(sql, sizeof(sql), "SELECT count(*) FROM queue WHERE recipient = '%s' "
-                                 "AND sender = '%s'", *to, *from);
-                        ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
-                        ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-                        expected = (uint64_t) sqlite3_column_int64(st, 0);
-                        sqlite3_finalize(st);
                         uint64_t all, n_from;
 
+                        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s WHERE recipient = '%s' "
+                                 "AND sender = '%s'", q, *to, *from);
+                        expected = query_u64(backend, sql);
                         ck_assert_int_eq(store_queue_counts(s, *to, *from, &all, &n_from), 0);
                         ck_assert_uint_eq(all, count);
                         ck_assert_uint_eq(n_from, expected);
                 }
         }
-        {
-                uint64_t total, bytes, expected_total, expected_bytes;
-                sqlite3_stmt *st = NULL;
-
-                ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*), coalesce(sum(size), 0) FROM queue",
-                                                    -1, &st, NULL), SQLITE_OK);
-                ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
-                expected_total = (uint64_t) sqlite3_column_int64(st, 0);
-                expected_bytes = (uint64_t) sqlite3_column_int64(st, 1);
-                sqlite3_finalize(st);
-                ck_assert_int_eq(store_queue_totals(s, &total, NULL), 0);
-                ck_assert_int_eq(store_queue_totals(s, NULL, &bytes), 0);
-                ck_assert_uint_eq(total, expected_total);
-                ck_assert_uint_eq(bytes, expected_bytes);
-        }
-        sqlite3_close(db);
+        ck_assert_int_eq(store_queue_totals(s, &total, NULL), 0);
+        ck_assert_int_eq(store_queue_totals(s, NULL, &bytes), 0);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", q);
+        ck_assert_uint_eq(total, query_u64(backend, sql));
+        snprintf(sql, sizeof(sql), "SELECT coalesce(sum(size), 0) FROM %s", q);
+        ck_assert_uint_eq(bytes, query_u64(backend, sql));
 }
 
 START_TEST(test_queue_counts) {
@@ -305,7 +363,7 @@ START_TEST(test_queue_counts) {
         size_t n_seqs = 0;
         unsigned state = 12345;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         for (unsigned round = 0; round < 600; round++) {
                 unsigned x;
 
@@ -358,13 +416,19 @@ START_TEST(test_queue_counts) {
                         ck_assert(!store_in_transaction(s));
                 }
                 if (round % 50 == 0)
-                        assert_counts_exact(s);
+                        assert_counts_exact(s, _i);
         }
-        assert_counts_exact(s);
+        assert_counts_exact(s, _i);
 
         /* Counted from the queue at open: rows changed while the relay was
          * down (by hand, or by an older relay, whose count tables and
-         * triggers go at open) are counted as they are. */
+         * triggers go at open) are counted as they are. On PostgreSQL,
+         * where other relays change the queue, counted at each use. */
+        if (_i == BACKEND_PG) {
+                pg_exec("DELETE FROM sc_queue WHERE seq % 3 = 0");
+                assert_counts_exact(s, _i);
+                return;
+        }
         s = store_free(s);
         {
                 sqlite3 *db = NULL;
@@ -379,7 +443,7 @@ START_TEST(test_queue_counts) {
                 sqlite3_close(db);
 
                 ck_assert_int_eq(store_open(dbpath, &s), 0);
-                assert_counts_exact(s);
+                assert_counts_exact(s, _i);
                 ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
                 ck_assert_int_eq(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE name IN "
                                                     "('queue_senders', 'queue_counts_insert')",
@@ -441,7 +505,7 @@ START_TEST(test_queue) {
         size_t n = 0;
         uint64_t count = 0, from = 0, last = 0;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         m[0] = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", 100, 1000);
         m[1] = message("carol", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{\"n\":1}", 101, 1001);
         m[2] = message("alice", "dave", "CCCCCCCCCCCCCCCCCCCCCC==", "{\"n\":2}", 102, 1002);
@@ -535,7 +599,7 @@ START_TEST(test_seq_never_reused) {
 
         /* A session's delivery cursor relies on seqs only growing, even
          * after the newest message was deleted. */
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_int_eq(store_queue_add(s, &a), 0);
         ck_assert_int_eq(store_queue_take(s, "bob", a.seq, NULL), 0);
         ck_assert_int_eq(store_queue_add(s, &b), 0);
@@ -562,7 +626,7 @@ START_TEST(test_expiry) {
         Expired e = {};
         uint64_t count = 0;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         m[0] = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 100, 500);
         m[1] = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 100, 2000);
         m[2] = message("alice", "carol", "CCCCCCCCCCCCCCCCCCCCCC==", "{}", 100, 400);
@@ -597,13 +661,13 @@ START_TEST(test_reopen) {
         Store *s = NULL;
         size_t n = 0;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_int_eq(store_user_add(s, alice), 0);
         ck_assert_int_eq(store_queue_add(s, &m), 0);
         store_free(s);
 
         /* What was written before close is there after reopening. */
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_int_eq(store_user_get(s, "alice", &got), 0);
         assert_same_package(got, alice);
         ck_assert_int_eq(store_queue_list(s, "bob", 0, 10, &list, &n), 0);
@@ -672,15 +736,17 @@ START_TEST(test_resets) {
         Store *s = NULL;
         sqlite3 *db = NULL;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         store_free(s);
-        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE resets; PRAGMA user_version = 1", NULL, NULL, NULL),
-                         SQLITE_OK);
-        sqlite3_close(db);
+        if (_i == BACKEND_SQLITE) {
+                ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+                ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE resets; PRAGMA user_version = 1", NULL, NULL, NULL),
+                                 SQLITE_OK);
+                sqlite3_close(db);
+        }
 
         s = NULL;
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_int_eq(store_reset_get(s, "bob", h, &expires), -ENOENT);
         ck_assert_int_eq(store_reset_set(s, "bob", h1, 1000), 0);
         ck_assert_int_eq(store_reset_set(s, "bob", h2, 2000), 0);
@@ -756,7 +822,7 @@ START_TEST(test_prekeys) {
         uint64_t n = 0;
         Store *s = NULL;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         add_user(s, "alice");
         ck_assert_uint_eq(opk_count(s, "alice"), 0);
         ck_assert_int_eq(store_prekeys_take(s, "alice", true, &b), -ENOENT);
@@ -817,18 +883,20 @@ START_TEST(test_prekeys_durable) {
         Store *s = NULL;
         sqlite3 *db = NULL;
 
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         add_user(s, "alice");
         add_user(s, "bob");
         ck_assert_int_eq(store_queue_add(s, &m), 0);
         store_free(s);
-        ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
-        ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE one_time_prekeys; DROP TABLE signed_prekeys",
-                                      NULL, NULL, NULL), SQLITE_OK);
-        sqlite3_close(db);
+        if (_i == BACKEND_SQLITE) {
+                ck_assert_int_eq(sqlite3_open(dbpath, &db), SQLITE_OK);
+                ck_assert_int_eq(sqlite3_exec(db, "DROP TABLE one_time_prekeys; DROP TABLE signed_prekeys",
+                                              NULL, NULL, NULL), SQLITE_OK);
+                sqlite3_close(db);
+        }
 
         s = NULL;
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_int_eq(store_queue_totals(s, &n, NULL), 0);
         ck_assert_uint_eq(n, 1);
         ck_assert_int_eq(store_prekeys_publish(s, "alice", &spk, opks, 2, 200, NULL), 0);
@@ -836,14 +904,14 @@ START_TEST(test_prekeys_durable) {
         store_free(s);
 
         s = NULL;
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_uint_eq(opk_count(s, "alice"), 2);
         ck_assert_int_eq(store_prekeys_take(s, "alice", true, &b), 0);
         ck_assert_uint_eq(b.opk.id, 1);
         store_free(s);
 
         s = NULL;
-        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(open_backend(_i, &s), 0);
         ck_assert_uint_eq(opk_count(s, "alice"), 1);
         ck_assert_int_eq(store_user_delete(s, "alice"), 0);
         ck_assert_uint_eq(opk_count(s, "alice"), 0);
@@ -853,30 +921,211 @@ START_TEST(test_prekeys_durable) {
 }
 END_TEST
 
+/* ---- PostgreSQL only ---------------------------------------------------- */
+
+/* Relays starting together on an empty database all come up: one makes the
+ * tables under the advisory lock, the others wait for it and find them. */
+START_TEST(test_pg_open_together) {
+        enum { N = 4 };
+        pid_t pids[N];
+        int barrier[2];
+
+        ck_assert_int_eq(pipe(barrier), 0);
+        for (int i = 0; i < N; i++) {
+                pids[i] = fork();
+                ck_assert_int_ge(pids[i], 0);
+                if (pids[i] == 0) {
+                        Store *s = NULL;
+                        char c;
+                        int r;
+
+                        close(barrier[1]);
+                        (void) read(barrier[0], &c, 1);         /* all at once, at EOF */
+                        event = NULL;   /* the parent's */
+                        r = open_pg(10 * 1000 * 1000, "test-store-together", &s);
+                        store_free(s);
+                        _exit(r == 0 ? 0 : 1);
+                }
+        }
+        close(barrier[0]);
+        close(barrier[1]);
+        for (int i = 0; i < N; i++) {
+                int status;
+
+                ck_assert_int_eq(waitpid(pids[i], &status, 0), pids[i]);
+                ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "store %d failed to open", i);
+        }
+        ck_assert_uint_eq(query_u64(BACKEND_PG, "SELECT value::bigint FROM sc_meta WHERE key = 'schema_version'"), 1);
+        /* The cluster's tables, for daemon/cluster.c. */
+        ck_assert_uint_eq(query_u64(BACKEND_PG, "SELECT count(*) FROM information_schema.tables "
+                                    "WHERE table_name IN ('sc_nodes', 'sc_presence')"), 2);
+}
+END_TEST
+
+START_TEST(test_pg_newer_schema_refused) {
+        Store *s = NULL;
+
+        ck_assert_int_eq(open_backend(BACKEND_PG, &s), 0);
+        store_free(s);
+        pg_exec("UPDATE sc_meta SET value = '99' WHERE key = 'schema_version'");
+        s = NULL;
+        ck_assert_int_eq(open_backend(BACKEND_PG, &s), -EPROTONOSUPPORT);
+        ck_assert_ptr_null(s);
+}
+END_TEST
+
+/* PostgreSQL aborts a transaction at its first error; the relay's batch
+ * puts many sends in one. What is expected (a retry, a name registered
+ * already, an id reused) fails no transaction. */
+START_TEST(test_pg_conflicts_keep_transaction) {
+        _cleanup_(store_freep) Store *s = NULL;
+        _cleanup_(key_package_freep) KeyPackage *alice = package("alice", 0x11, 1700000000);
+        StoreMessage m = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":0}", 100, 1000);
+        StoreMessage again = m, other = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"n\":1}", 100, 1000);
+        StoreMessage next = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{\"n\":2}", 100, 1000);
+        uint64_t n;
+
+        ck_assert_int_eq(open_backend(BACKEND_PG, &s), 0);
+        ck_assert_int_eq(store_user_add(s, alice), 0);
+        ck_assert_int_eq(store_begin(s), 0);
+        ck_assert_int_eq(store_begin(s), -EBUSY);       /* never nested */
+        ck_assert_int_eq(store_queue_add(s, &m), 0);
+        ck_assert_int_eq(store_queue_add(s, &again), -EEXIST);
+        ck_assert_uint_eq(again.seq, m.seq);
+        ck_assert_int_eq(store_queue_add(s, &other), -ENOTUNIQ);
+        ck_assert_int_eq(store_user_add(s, alice), -EEXIST);
+        ck_assert_int_eq(store_queue_add(s, &next), 0);
+        ck_assert(store_in_transaction(s));
+        ck_assert_int_eq(store_commit(s), 0);
+        ck_assert(!store_in_transaction(s));
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), 0);
+        ck_assert_uint_eq(n, 2);
+}
+END_TEST
+
+static uint64_t kill_store_connection(const char *name) {
+        char sql[200];
+
+        snprintf(sql, sizeof(sql), "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                 "WHERE application_name = '%s'", name);
+        return query_u64(BACKEND_PG, sql);
+}
+
+/* Run the event loop until the store answers again (it reconnects there);
+ * false if it did not within 10 s. */
+static bool wait_reconnected(Store *s) {
+        for (int i = 0; i < 200; i++) {
+                uint64_t n;
+
+                if (store_user_count(s, &n) == 0)
+                        return true;
+                ck_assert_int_ge(sd_event_run(event, 50 * 1000), 0);
+        }
+        return false;
+}
+
+/* The server ends the connection: the store says -ENOTCONN at once to
+ * every call, fails the transaction that was open, and is back by itself
+ * through the event loop, data intact. */
+START_TEST(test_pg_connection_killed) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage m = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 100, 1000);
+        StoreMessage lost = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 100, 1000);
+        uint64_t n = 0;
+
+        ck_assert_int_eq(open_pg(5 * 1000 * 1000, "test-store-killed", &s), 0);
+        ck_assert_int_eq(store_queue_add(s, &m), 0);
+
+        /* Between calls. */
+        ck_assert_uint_eq(kill_store_connection("test-store-killed"), 1);
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), -ENOTCONN);
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), -ENOTCONN);
+        ck_assert_int_eq(store_begin(s), -ENOTCONN);
+        ck_assert(!store_in_transaction(s));
+        ck_assert_msg(wait_reconnected(s), "no reconnection: %s", store_error(s));
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), 0);
+        ck_assert_uint_eq(n, 1);
+
+        /* Inside a transaction: what it wrote is gone, and the commit says
+         * so; the rollback after it is harmless. */
+        ck_assert_int_eq(store_begin(s), 0);
+        ck_assert_int_eq(store_queue_add(s, &lost), 0);
+        ck_assert_uint_eq(kill_store_connection("test-store-killed"), 1);
+        ck_assert_int_eq(store_queue_take(s, "bob", m.seq, NULL), -ENOTCONN);
+        ck_assert(store_in_transaction(s));
+        ck_assert_int_eq(store_commit(s), -ENOTCONN);
+        ck_assert(!store_in_transaction(s));
+        store_rollback(s);
+        ck_assert_msg(wait_reconnected(s), "no reconnection: %s", store_error(s));
+        ck_assert_int_eq(store_queue_find(s, "alice", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", NULL), -ENOENT);
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), 0);
+        ck_assert_uint_eq(n, 1);
+}
+END_TEST
+
+/* A server that does not answer: the call returns -ETIMEDOUT after the
+ * timeout, not later, and the store reconnects once it answers again. */
+START_TEST(test_pg_timeout) {
+        _cleanup_(store_freep) Store *s = NULL;
+        PGconn *locker;
+        PGresult *res;
+        uint64_t n = 0, start;
+
+        ck_assert_int_eq(open_pg(500 * 1000, "test-store-timeout", &s), 0);
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), 0);
+        locker = PQconnectdb(pg_uri);
+        ck_assert(PQstatus(locker) == CONNECTION_OK);
+        res = PQexec(locker, "BEGIN; LOCK TABLE sc_queue IN ACCESS EXCLUSIVE MODE");
+        ck_assert(PQresultStatus(res) == PGRES_COMMAND_OK);
+        PQclear(res);
+
+        start = now_monotonic_usec();
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), -ETIMEDOUT);
+        ck_assert_uint_lt(now_monotonic_usec() - start, 2 * 1000 * 1000);
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), -ENOTCONN);
+
+        res = PQexec(locker, "COMMIT");
+        PQclear(res);
+        PQfinish(locker);
+        ck_assert_msg(wait_reconnected(s), "no reconnection: %s", store_error(s));
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), 0);
+}
+END_TEST
+
 static Suite *store_suite(void) {
         Suite *s = suite_create("store");
         TCase *tc = tcase_create("store");
 
         tcase_add_checked_fixture(tc, setup, teardown);
-        tcase_add_test(tc, test_registry);
-        tcase_add_test(tc, test_rotate);
-        tcase_add_test(tc, test_queue);
+        tcase_add_loop_test(tc, test_registry, 0, N_BACKENDS);
+        tcase_add_loop_test(tc, test_rotate, 0, N_BACKENDS);
+        tcase_add_loop_test(tc, test_queue, 0, N_BACKENDS);
         tcase_add_test(tc, test_queue_sender_index_dropped);
-        tcase_add_test(tc, test_queue_counts);
+        tcase_add_loop_test(tc, test_queue_counts, 0, N_BACKENDS);
         tcase_add_test(tc, test_send_statements_indexed);
-        tcase_add_test(tc, test_seq_never_reused);
-        tcase_add_test(tc, test_expiry);
-        tcase_add_test(tc, test_reopen);
+        tcase_add_loop_test(tc, test_seq_never_reused, 0, N_BACKENDS);
+        tcase_add_loop_test(tc, test_expiry, 0, N_BACKENDS);
+        tcase_add_loop_test(tc, test_reopen, 0, N_BACKENDS);
         tcase_add_test(tc, test_database_setup);
         tcase_add_test(tc, test_newer_schema_refused);
-        tcase_add_test(tc, test_resets);
+        tcase_add_loop_test(tc, test_resets, 0, N_BACKENDS);
         tcase_add_test(tc, test_not_a_database);
-        tcase_add_test(tc, test_prekeys);
-        tcase_add_test(tc, test_prekeys_durable);
+        tcase_add_loop_test(tc, test_prekeys, 0, N_BACKENDS);
+        tcase_add_loop_test(tc, test_prekeys_durable, 0, N_BACKENDS);
+        if (pg_uri) {
+                tcase_add_test(tc, test_pg_open_together);
+                tcase_add_test(tc, test_pg_newer_schema_refused);
+                tcase_add_test(tc, test_pg_conflicts_keep_transaction);
+                tcase_add_test(tc, test_pg_connection_killed);
+                tcase_add_test(tc, test_pg_timeout);
+        }
         suite_add_tcase(s, tc);
         return s;
 }
 
 int main(void) {
+        pg_uri = getenv("SC_TEST_DATABASE");
+        if (pg_uri && !store_is_postgresql(pg_uri))
+                pg_uri = NULL;
         return run_suite(store_suite());
 }
