@@ -573,6 +573,20 @@ static void password_freep(char **p) {
                 secure_free(*p, strlen(*p) + 1);
 }
 
+/* PostgreSQL is back after it was away: the relay's count of the queue
+ * may have missed what a failed commit took back, and receiving sessions
+ * whose backlog could not be read are waiting for it. */
+static void on_store_back(void *userdata) {
+        Manager *m = userdata;
+
+        if (relay_queue_recount(&m->relay) < 0)
+                log_warning("Failed to count the queue: %s", store_error(m->store));
+        /* relay_pump() may close a session: see session-index.h. */
+        for (Session *s = m->sessions.receivers; s; s = s->receiver_next)
+                if (s->indexed && !s->caught_up)
+                        relay_pump(&m->relay, s);
+}
+
 /* The store database= names: the state directory's SQLite file, or a
  * PostgreSQL database. *ret_name: what the log calls it (never with a
  * password: the configuration refuses one in the URI). */
@@ -591,6 +605,8 @@ static int manager_open_store(Manager *m, char **ret_name) {
                 StoreOptions o = {
                         .timeout_usec = c->database_timeout_usec,
                         .event = m->event,
+                        .on_back = on_store_back,
+                        .userdata = m,
                 };
 
                 r = database_password(c, &password);

@@ -229,6 +229,8 @@ typedef struct PgStore {
         char *application_name;
         uint64_t timeout_usec;
         sd_event *event;
+        void (*on_back)(void *userdata);
+        void *userdata;
 
         PGconn *conn;                   /* NULL while the database is away */
         bool prepared[_STMT_MAX];       /* on this connection */
@@ -460,6 +462,8 @@ static int on_connect_io(sd_event_source *source, int fd, uint32_t revents, void
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
         s->backoff_usec = RECONNECT_MIN_USEC;
         log_notice("PostgreSQL is back: connected to the database again");
+        if (s->on_back)
+                s->on_back(s->userdata);
         return 0;
 }
 
@@ -1501,6 +1505,8 @@ int store_pg_open(const char *uri, const StoreOptions *o, Store **ret) {
                 return -ENOMEM;
         s->timeout_usec = o && o->timeout_usec > 0 ? o->timeout_usec : TIMEOUT_DEFAULT_USEC;
         s->event = o && o->event ? sd_event_ref(o->event) : NULL;
+        s->on_back = o ? o->on_back : NULL;
+        s->userdata = o ? o->userdata : NULL;
         s->backoff_usec = RECONNECT_MIN_USEC;
 
         r = connect_blocking(s);

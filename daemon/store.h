@@ -61,7 +61,11 @@ typedef struct StoreOptions {
         const char *password;           /* NULL: none (or what libpq finds itself) */
         const char *application_name;   /* pg_stat_activity's */
         uint64_t timeout_usec;          /* the longest wait for one answer; 0: 5 s */
-        sd_event *event;                /* where the store reconnects, not owned */
+        sd_event *event;                /* where the store reconnects; NULL: it never does */
+        /* Called (on event) when the database is back after it was away:
+         * what was refused meanwhile can be done again. May be NULL. */
+        void (*on_back)(void *userdata);
+        void *userdata;
 } StoreOptions;
 
 /* Open the PostgreSQL database that the postgresql:// URI names: connect

@@ -1024,16 +1024,24 @@ static bool wait_reconnected(Store *s) {
         return false;
 }
 
+static void count_back(void *userdata) {
+        (*(unsigned *) userdata)++;
+}
+
 /* The server ends the connection: the store says -ENOTCONN at once to
  * every call, fails the transaction that was open, and is back by itself
- * through the event loop, data intact. */
+ * through the event loop, data intact, and says so. */
 START_TEST(test_pg_connection_killed) {
         _cleanup_(store_freep) Store *s = NULL;
         StoreMessage m = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 100, 1000);
         StoreMessage lost = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 100, 1000);
+        unsigned back = 0;
+        StoreOptions o = {
+                .event = event, .application_name = "test-store-killed", .on_back = count_back, .userdata = &back,
+        };
         uint64_t n = 0;
 
-        ck_assert_int_eq(open_pg(5 * 1000 * 1000, "test-store-killed", &s), 0);
+        ck_assert_int_eq(store_open_postgresql(pg_uri, &o, &s), 0);
         ck_assert_int_eq(store_queue_add(s, &m), 0);
 
         /* Between calls. */
@@ -1043,6 +1051,7 @@ START_TEST(test_pg_connection_killed) {
         ck_assert_int_eq(store_begin(s), -ENOTCONN);
         ck_assert(!store_in_transaction(s));
         ck_assert_msg(wait_reconnected(s), "no reconnection: %s", store_error(s));
+        ck_assert_uint_eq(back, 1);
         ck_assert_int_eq(store_queue_count(s, "bob", &n), 0);
         ck_assert_uint_eq(n, 1);
 
@@ -1057,6 +1066,7 @@ START_TEST(test_pg_connection_killed) {
         ck_assert(!store_in_transaction(s));
         store_rollback(s);
         ck_assert_msg(wait_reconnected(s), "no reconnection: %s", store_error(s));
+        ck_assert_uint_eq(back, 2);
         ck_assert_int_eq(store_queue_find(s, "alice", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", NULL), -ENOENT);
         ck_assert_int_eq(store_queue_count(s, "bob", &n), 0);
         ck_assert_uint_eq(n, 1);
