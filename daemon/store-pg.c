@@ -280,8 +280,8 @@ static int errno_from_sqlstate(const char *state) {
                 return -ETIMEDOUT;      /* statement_timeout, lock_timeout */
         if (strncmp(state, "53", 2) == 0)
                 return -ENOSPC;         /* disk_full, out of memory or connections */
-        if (strncmp(state, "23", 2) == 0)
-                return -EEXIST;         /* integrity constraint, as SQLite's CONSTRAINT */
+        if (strcmp(state, "23505") == 0)
+                return -EEXIST;         /* unique_violation; the expected ones never raise */
         if (strncmp(state, "40", 2) == 0)
                 return -EBUSY;          /* serialization failure, deadlock */
         if (strcmp(state, "42501") == 0 || strncmp(state, "28", 2) == 0)
@@ -604,7 +604,11 @@ static int result_error(PgStore *s, const PGresult *res) {
 }
 
 /* Before each round trip: the store away, or a transaction that failed,
- * says so at once. */
+ * says so at once. In a failed transaction PostgreSQL refuses every
+ * statement ("current transaction is aborted"): -EIO, but for the errors
+ * the relay answers in their own words (the database away or full). An
+ * error that means something else for one statement (-EEXIST) must not
+ * reach the next. */
 static int usable(PgStore *s) {
         if (!s->conn) {
                 if (!s->error[0])
@@ -612,7 +616,9 @@ static int usable(PgStore *s) {
                 return -ENOTCONN;
         }
         if (s->in_tx && s->tx_error)
-                return s->tx_error;
+                return s->tx_error == -ENOTCONN || s->tx_error == -ETIMEDOUT || s->tx_error == -ENOSPC
+                               ? s->tx_error
+                               : -EIO;
         return 0;
 }
 

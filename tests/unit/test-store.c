@@ -1003,6 +1003,33 @@ START_TEST(test_pg_conflicts_keep_transaction) {
 }
 END_TEST
 
+/* An unexpected error fails the transaction, as PostgreSQL does: every
+ * later call in it fails (never with an error that means something else,
+ * such as -EEXIST), and so does the commit, which ends it; nothing of it
+ * is stored. */
+START_TEST(test_pg_failed_transaction) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage small = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 100, 1000);
+        StoreMessage big = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{\"n\":1}", 100, 1000);
+        StoreMessage next = message("alice", "bob", "CCCCCCCCCCCCCCCCCCCCCC==", "{}", 100, 1000);
+        uint64_t n;
+
+        ck_assert_int_eq(open_backend(BACKEND_PG, &s), 0);
+        pg_exec("ALTER TABLE sc_queue ADD CONSTRAINT test_small CHECK (size < 3) NOT VALID");
+        ck_assert_int_eq(store_begin(s), 0);
+        ck_assert_int_eq(store_queue_add(s, &small), 0);
+        ck_assert_int_eq(store_queue_add(s, &big), -EIO);
+        ck_assert_int_eq(store_queue_add(s, &small), -EIO);
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), -EIO);
+        ck_assert(store_in_transaction(s));
+        ck_assert_int_eq(store_commit(s), -EIO);
+        ck_assert(!store_in_transaction(s));
+        ck_assert_int_eq(store_queue_count(s, "bob", &n), 0);
+        ck_assert_uint_eq(n, 0);
+        ck_assert_int_eq(store_queue_add(s, &next), 0);
+}
+END_TEST
+
 static uint64_t kill_store_connection(const char *name) {
         char sql[200];
 
@@ -1126,6 +1153,7 @@ static Suite *store_suite(void) {
                 tcase_add_test(tc, test_pg_open_together);
                 tcase_add_test(tc, test_pg_newer_schema_refused);
                 tcase_add_test(tc, test_pg_conflicts_keep_transaction);
+                tcase_add_test(tc, test_pg_failed_transaction);
                 tcase_add_test(tc, test_pg_connection_killed);
                 tcase_add_test(tc, test_pg_timeout);
         }
