@@ -1030,6 +1030,50 @@ START_TEST(test_pg_failed_transaction) {
 }
 END_TEST
 
+/* Seqs grow in the order messages are committed, across relays: a relay
+ * that adds while another's batch is open waits for it, so a reader never
+ * sees a seq before a smaller one that is still to come (its cursor would
+ * skip that one). */
+START_TEST(test_pg_seq_in_commit_order) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage first = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 100, 1000);
+        uint64_t second_seq = 0;
+        int fds[2], status;
+        pid_t pid;
+
+        ck_assert_int_eq(open_backend(BACKEND_PG, &s), 0);
+        ck_assert_int_eq(store_begin(s), 0);
+        ck_assert_int_eq(store_queue_add(s, &first), 0);
+
+        ck_assert_int_eq(pipe(fds), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+                StoreMessage second = message("carol", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 100, 1000);
+                Store *other = NULL;
+                int ok;
+
+                event = NULL;   /* the parent's */
+                ok = open_pg(10 * 1000 * 1000, "test-store-other", &other) == 0 &&
+                     store_queue_add(other, &second) == 0;
+                if (!ok || write(fds[1], &second.seq, sizeof(second.seq)) != sizeof(second.seq))
+                        _exit(1);
+                store_free(other);
+                _exit(0);
+        }
+        close(fds[1]);
+        /* The other relay's message waits for this batch. */
+        usleep(500 * 1000);
+        ck_assert_uint_eq(query_u64(BACKEND_PG, "SELECT count(*) FROM sc_queue"), 0);
+        ck_assert_int_eq(store_commit(s), 0);
+        ck_assert_int_eq(read(fds[0], &second_seq, sizeof(second_seq)), (ssize_t) sizeof(second_seq));
+        close(fds[0]);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        ck_assert_uint_gt(second_seq, first.seq);
+}
+END_TEST
+
 static uint64_t kill_store_connection(const char *name) {
         char sql[200];
 
@@ -1154,6 +1198,7 @@ static Suite *store_suite(void) {
                 tcase_add_test(tc, test_pg_newer_schema_refused);
                 tcase_add_test(tc, test_pg_conflicts_keep_transaction);
                 tcase_add_test(tc, test_pg_failed_transaction);
+                tcase_add_test(tc, test_pg_seq_in_commit_order);
                 tcase_add_test(tc, test_pg_connection_killed);
                 tcase_add_test(tc, test_pg_timeout);
         }
