@@ -855,6 +855,13 @@ int manager_reload(Manager *m, char **ret_error) {
         keep_string(&c->state_directory, &old->state_directory, "state-directory");
         keep_string(&c->tls_certificate, &old->tls_certificate, "tls-certificate");
         keep_string(&c->tls_key, &old->tls_key, "tls-key");
+        /* The store was opened with them. */
+        keep_string(&c->database, &old->database, "database");
+        keep_string(&c->database_password_file, &old->database_password_file, "database-password-file");
+        if (c->database_timeout_usec != old->database_timeout_usec) {
+                log_warning("Changing database-timeout takes effect only after a restart");
+                c->database_timeout_usec = old->database_timeout_usec;
+        }
         if (c->tls != old->tls) {
                 log_warning("Changing tls takes effect only after a restart");
                 c->tls = old->tls;
