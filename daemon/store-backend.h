@@ -69,6 +69,6 @@ int store_sqlite_open(const char *path, Store **ret);
 int store_pg_open(const char *uri, const StoreOptions *o, Store **ret);
 
 /* kp's rotations from the n (at most ROTATION_CHAIN_MAX) statements' JSON
- * texts, newest first as the backends read them. A statement that no
- * longer parses is a damaged database: -EBADMSG. */
-int store_package_set_rotations(KeyPackage *kp, const char *const *texts, size_t n);
+ * texts of lens[i] bytes, newest first as the backends read them. A
+ * statement that no longer parses is a damaged database: -EBADMSG. */
+int store_package_set_rotations(KeyPackage *kp, const char *const *texts, const size_t *lens, size_t n);

@@ -871,7 +871,7 @@ static int row_to_package(const PGresult *res, int row, const char *user, int k,
 static int rotations_get(PgStore *s, KeyPackage *kp) {
         _cleanup_(pq_clearp) PGresult *res = NULL;
         const char *texts[ROTATION_CHAIN_MAX];
-        size_t n;
+        size_t lens[ROTATION_CHAIN_MAX], n;
         Params p = {};
         int r;
 
@@ -881,9 +881,11 @@ static int rotations_get(PgStore *s, KeyPackage *kp) {
         if (r < 0)
                 return r;
         n = MIN((size_t) PQntuples(res), (size_t) ROTATION_CHAIN_MAX);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
                 texts[i] = PQgetvalue(res, (int) i, 0);
-        return store_package_set_rotations(kp, texts, n);
+                lens[i] = (size_t) PQgetlength(res, (int) i, 0);
+        }
+        return store_package_set_rotations(kp, texts, lens, n);
 }
 
 static int pg_user_get(Store *store, const char *user, KeyPackage **ret) {

@@ -490,39 +490,34 @@ static int row_to_package(sqlite3_stmt *st, const char *user, int k, KeyPackage 
  * that no longer parses is a damaged database: -EBADMSG. */
 static int rotations_get(SqliteStore *s, KeyPackage *kp) {
         sqlite3_stmt *st = stmt(s, STMT_ROTATION_LIST);
-        Rotation *chain[ROTATION_CHAIN_MAX] = {};
-        size_t n = 0;
+        char *texts[ROTATION_CHAIN_MAX] = {};
+        size_t lens[ROTATION_CHAIN_MAX], n = 0;
         int rc = SQLITE_DONE, r;
 
         if ((r = bind_text(st, 1, kp->user)) < 0 || (r = bind_u64(st, 2, ROTATION_CHAIN_MAX)) < 0)
                 return r;
-        /* Newest first from the query; filled in from the end. */
+        /* Copied: a column's text lasts until the next step. */
         while (n < ROTATION_CHAIN_MAX && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-                _cleanup_(json_object_unrefp) json_object *o = NULL;
                 const char *text = (const char *) sqlite3_column_text(st, 0);
-                int len = sqlite3_column_bytes(st, 0);
 
-                r = text ? json_parse_strict(text, (size_t) len, JSON_DEPTH_DEFAULT, &o, NULL) : -EBADMSG;
-                if (r >= 0)
-                        r = rotation_from_json(o, &chain[ROTATION_CHAIN_MAX - 1 - n]);
-                if (r < 0)
-                        break;
+                lens[n] = (size_t) sqlite3_column_bytes(st, 0);
+                if (text) {
+                        texts[n] = malloc(lens[n] + 1);
+                        if (!texts[n]) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        memcpy(texts[n], text, lens[n] + 1);
+                }
                 n++;
         }
         if (r >= 0 && n < ROTATION_CHAIN_MAX && rc != SQLITE_DONE)
                 r = errno_from_sqlite(rc) ?: -EIO;
         sqlite3_reset(st);
-        if (r >= 0 && n > 0) {
-                kp->rotations = calloc(n, sizeof(Rotation *));
-                if (kp->rotations) {
-                        memcpy(kp->rotations, chain + ROTATION_CHAIN_MAX - n, n * sizeof(Rotation *));
-                        kp->n_rotations = n;
-                        return 0;
-                }
-                r = -ENOMEM;
-        }
-        for (size_t i = 0; i < ROTATION_CHAIN_MAX; i++)
-                rotation_free(chain[i]);
+        if (r >= 0)
+                r = store_package_set_rotations(kp, (const char *const *) texts, lens, n);
+        for (size_t i = 0; i < n; i++)
+                free(texts[i]);
         return r;
 }
 

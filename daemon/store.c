@@ -39,7 +39,7 @@ const char *store_backend(Store *s) {
         return s->ops->name;
 }
 
-int store_package_set_rotations(KeyPackage *kp, const char *const *texts, size_t n) {
+int store_package_set_rotations(KeyPackage *kp, const char *const *texts, const size_t *lens, size_t n) {
         Rotation *chain[ROTATION_CHAIN_MAX] = {};
         int r = 0;
 
@@ -49,7 +49,7 @@ int store_package_set_rotations(KeyPackage *kp, const char *const *texts, size_t
         for (size_t i = 0; i < n && r >= 0; i++) {
                 _cleanup_(json_object_unrefp) json_object *o = NULL;
 
-                r = json_parse_strict(texts[i], strlen(texts[i]), JSON_DEPTH_DEFAULT, &o, NULL);
+                r = texts[i] ? json_parse_strict(texts[i], lens[i], JSON_DEPTH_DEFAULT, &o, NULL) : -EBADMSG;
                 if (r >= 0)
                         r = rotation_from_json(o, &chain[n - 1 - i]);
         }
