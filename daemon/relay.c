@@ -1329,7 +1329,8 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                  * id, which ends a well-behaved client's session; an ack
                  * the database was away for is not recorded, and the
                  * message is delivered again (clients drop repeats). */
-                log_debug("Session %s: ack of seq %" PRIu64 ", which is no longer queued", s->id, seq);
+                log_debug("Session %s: ack of seq %" PRIu64 ", which is %s", s->id, seq,
+                          r == -ENOENT ? "no longer queued" : "not recorded: the database is away");
                 return;
         }
         if (r < 0) {
