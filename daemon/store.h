@@ -17,7 +17,10 @@
  * of the last one, for the log. PostgreSQL only: -ENOTCONN while the
  * database is away (every call says it at once until the store has
  * reconnected on its own), -ETIMEDOUT for the call during which it went
- * away by not answering within the timeout. Nothing was done then.
+ * away by not answering within the timeout. A transaction is then rolled
+ * back; a write outside one, or a commit, may have been done or not, as
+ * with any answer lost: what the relay writes is found again if it is
+ * written twice (store_queue_add()'s -EEXIST).
  */
 #pragma once
 
