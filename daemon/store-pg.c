@@ -655,13 +655,25 @@ typedef struct Params {
         char numbers[PARAMS_MAX][24];
 } Params;
 
+/* Room for the next parameter; a statement with more is a bug, refused. */
+static bool param_room(Params *p) {
+        if (p->n < PARAMS_MAX)
+                return true;
+        p->r = -E2BIG;
+        return false;
+}
+
 static void param_text(Params *p, const char *v) {
+        if (!param_room(p))
+                return;
         p->values[p->n] = v;
         p->lengths[p->n] = 0;
         p->formats[p->n++] = 0;
 }
 
 static void param_u64(Params *p, uint64_t v) {
+        if (!param_room(p))
+                return;
         if (v > INT64_MAX)
                 p->r = -ERANGE;
         snprintf(p->numbers[p->n], sizeof(p->numbers[0]), "%" PRIu64, v);
@@ -669,6 +681,8 @@ static void param_u64(Params *p, uint64_t v) {
 }
 
 static void param_blob(Params *p, const void *v, size_t len) {
+        if (!param_room(p))
+                return;
         if (len > INT_MAX)
                 p->r = -E2BIG;
         p->values[p->n] = v;
