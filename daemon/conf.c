@@ -1157,3 +1157,43 @@ void config_dump(const Config *c, FILE *f) {
                 fprintf(f, "%s =%s%s\n", it->key, buf[0] ? " " : "", buf);
         }
 }
+
+int config_database_password(const Config *c, char **ret) {
+        _cleanup_(freep) char *credential = NULL;
+        const char *path = c->database_password_file, *dir;
+        char *line = NULL;
+        size_t size = 0;
+        ssize_t n;
+        FILE *f;
+
+        *ret = NULL;
+        if (!path) {
+                dir = getenv("CREDENTIALS_DIRECTORY");
+                if (!dir || !*dir)
+                        return 0;
+                if (asprintf(&credential, "%s/database-password", dir) < 0)
+                        return -ENOMEM;
+                path = credential;
+        }
+        f = fopen(path, "re");
+        if (!f) {
+                /* The credential is optional; a file named in the
+                 * configuration is not. */
+                if (errno == ENOENT && !c->database_password_file)
+                        return 0;
+                return -errno;
+        }
+        n = getline(&line, &size, f);
+        fclose(f);
+        if (n < 0) {
+                free(line);
+                return 0;       /* empty file: no password */
+        }
+        line[strcspn(line, "\r\n")] = '\0';
+        if (!*line) {
+                free(line);
+                return 0;
+        }
+        *ret = line;
+        return 0;
+}

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "constants.h"
 #include "sockets.h"
@@ -172,6 +173,17 @@ static inline uint64_t config_queue_limit_per_sender(const Config *c) {
                 : c->queue_limit_per_sender.value;
         return v < 1 ? 1 : v > c->queue_limit ? c->queue_limit : v;
 }
+
+/* Is database= a PostgreSQL URI (not "sqlite")? */
+static inline bool config_database_is_postgresql(const Config *c) {
+        return c->database && strcmp(c->database, "sqlite") != 0;
+}
+
+/* The database password: the first line of database-password-file, else of
+ * $CREDENTIALS_DIRECTORY/database-password when that exists (systemd's
+ * LoadCredential=). *ret is NULL when there is none. The caller wipes and
+ * frees it; it is never logged. */
+int config_database_password(const Config *c, char **ret);
 
 /* Whether an address is in trusted-networks. */
 bool config_address_trusted(const Config *c, const struct sockaddr *sa);
