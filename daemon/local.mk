@@ -15,6 +15,7 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/conf.c daemon/conf.h \
 	daemon/sockets.c daemon/sockets.h \
 	daemon/store.c daemon/store.h \
+	daemon/cluster.c daemon/cluster.h \
 	daemon/state.c daemon/state.h \
 	daemon/stream.c daemon/stream.h \
 	daemon/listener.c daemon/listener.h \
