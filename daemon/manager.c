@@ -71,6 +71,92 @@ static const RelayHooks relay_hooks = {
         .store_full = on_relay_store_full,
 };
 
+/* ---- the other nodes: what the cluster reports ------------------------- */
+
+static void on_cluster_online(void *userdata, const ClusterUser *u) {
+        Manager *m = userdata;
+
+        relay_cluster_online(&m->relay, u);
+}
+
+static void on_cluster_offline(void *userdata, const ClusterUser *u) {
+        Manager *m = userdata;
+
+        relay_cluster_offline(&m->relay, u);
+}
+
+static void on_cluster_lost(void *userdata, const char *user) {
+        Manager *m = userdata;
+
+        relay_cluster_lost(&m->relay, user);
+}
+
+static void on_cluster_replace(void *userdata, const char *user) {
+        Manager *m = userdata;
+
+        relay_cluster_replace(&m->relay, user);
+}
+
+static void on_cluster_deliver(void *userdata, const char *user) {
+        Manager *m = userdata;
+
+        relay_cluster_deliver(&m->relay, user);
+}
+
+static void on_cluster_queued(void *userdata, const char *user, uint64_t last_seq) {
+        Manager *m = userdata;
+
+        relay_cluster_queued(&m->relay, user, last_seq);
+}
+
+static int close_user_sessions(Manager *m, const char *user, const char *message, const char *reason);
+
+static void on_cluster_kick(void *userdata, const char *user) {
+        Manager *m = userdata;
+        int n;
+
+        n = close_user_sessions(m, user, "kicked by an administrator", "kicked on another node");
+        log_event(EVENT_USER_KICKED, &(LogFields) { .user = user, .reason = "kicked on another node" },
+                  "User %s kicked by an administrator on another node (%d sessions closed here)", user, n);
+}
+
+static int on_cluster_foreach_receiver(void *userdata, ClusterReceiverFn fn, void *ctx) {
+        Manager *m = userdata;
+
+        for (Session *s = m->sessions.receivers; s; s = s->receiver_next) {
+                int r;
+
+                if (!s->indexed)
+                        continue;
+                r = fn(ctx, s->user, s->fingerprint);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void on_cluster_status(void *userdata, ClusterStatus *ret) {
+        Manager *m = userdata;
+
+        *ret = (ClusterStatus) {
+                .sessions = m->sessions.n_active,
+                .receiving = m->sessions.n_receiving,
+                .queued = m->relay.n_queued,
+        };
+}
+
+static const ClusterCallbacks cluster_callbacks = {
+        .online = on_cluster_online,
+        .offline = on_cluster_offline,
+        .lost = on_cluster_lost,
+        .replace = on_cluster_replace,
+        .deliver = on_cluster_deliver,
+        .kick = on_cluster_kick,
+        .queued = on_cluster_queued,
+        .foreach_receiver = on_cluster_foreach_receiver,
+        .status = on_cluster_status,
+};
+
 int manager_new(const ConfigSources *sources, Config *config, Manager **ret) {
         _cleanup_(manager_freep) Manager *m = NULL;
         int r;
@@ -125,6 +211,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->post);
         safe_close(m->control_fd);
 
+        cluster_free(m->cluster);
         store_free(m->store);
         if (m->tls_credentials)
                 gnutls_certificate_free_credentials(m->tls_credentials);
@@ -527,6 +614,10 @@ int manager_start(Manager *m) {
         uint64_t now, largest = 0;
         int r;
 
+        /* From the first event on, the journal says which node said it. */
+        if (config_database_is_postgresql(c))
+                log_set_node(c->node_name);
+
         r = state_directory_prepare(c->state_directory, &lax);
         if (r == -EACCES || r == -EPERM || r == -EROFS)
                 /* The default is the service's; someone trying the relay
@@ -603,6 +694,16 @@ int manager_start(Manager *m) {
                                   "there is room): %m", c->state_directory, STATE_RESERVE_FILE);
         m->reserve = r >= 0;
 
+        if (config_database_is_postgresql(c)) {
+                /* It connects in the background: the relay serves its own
+                 * users meanwhile, and announces them once connected. */
+                r = cluster_new(m->event, c, &cluster_callbacks, m, &m->cluster);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the cluster: %m");
+                m->relay.cluster = m->cluster;
+                log_info("Node %s: sharing presence with the other relays of the database", c->node_name);
+        }
+
         for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++) {
                 r = sd_event_add_signal(m->event, &m->signal_sources[i], handled_signals[i],
                                         handled_signals[i] == SIGHUP ? on_reload : on_terminate, m);
@@ -660,6 +761,9 @@ int manager_run(Manager *m) {
                 log_error_errno(r, "Event loop failed: %m");
 
         manager_shutdown(m);
+        /* The others hear at once that this node's users left. */
+        cluster_stop(m->cluster);
+        m->relay.cluster = m->cluster = cluster_free(m->cluster);
         m->store = m->relay.store = store_free(m->store);
         log_event(EVENT_STOP, NULL, "securechatd stopped");
         return r < 0 ? r : 0;
@@ -748,6 +852,7 @@ int manager_reload(Manager *m, char **ret_error) {
         c->listen_address = old->listen_address;
         keep_string(&c->control, &old->control, "control");
         keep_string(&c->state_directory, &old->state_directory, "state-directory");
+        keep_string(&c->node_name, &old->node_name, "node-name");
         keep_string(&c->tls_certificate, &old->tls_certificate, "tls-certificate");
         keep_string(&c->tls_key, &old->tls_key, "tls-key");
         if (c->tls != old->tls) {
@@ -864,6 +969,9 @@ int manager_kick_user(Manager *m, const char *user, const char *by) {
 
         snprintf(reason, sizeof(reason), "kicked by %s", by ? by : "an administrator");
         n = close_user_sessions(m, user, "kicked by an administrator", reason);
+        /* The user's sessions on the other nodes too. */
+        if (m->cluster && cluster_kick(m->cluster, user) < 0)
+                log_warning("Cannot tell the other nodes to kick %s: no database connection", user);
         log_event(EVENT_USER_KICKED, &(LogFields) { .user = user, .reason = reason },
                   "User %s kicked by %s (%d sessions closed)", user, by ? by : "an administrator", n);
         return n;
@@ -920,6 +1028,9 @@ int manager_reset_key(Manager *m, const char *user, const char *by, char ret_cod
 
         snprintf(reason, sizeof(reason), "key reset by %s", by ? by : "an administrator");
         n = close_user_sessions(m, user, "key reset by an administrator", reason);
+        if (m->cluster && cluster_kick(m->cluster, user) < 0)
+                log_warning("Cannot tell the other nodes to close the sessions of %s: no database "
+                            "connection", user);
         log_event(EVENT_KEY_RESET, &(LogFields) { .user = user, .fingerprint = fingerprint, .reason = reason },
                   "Key %s of user %s removed by %s (%d sessions closed); the name registers again "
                   "only with the one-time code", fingerprint, user, by ? by : "an administrator", n);

@@ -23,6 +23,7 @@
 #include <systemd/sd-event.h>
 
 #include "anvil.h"
+#include "cluster.h"
 #include "conf.h"
 #include "forward.h"
 #include "handshake.h"
@@ -62,6 +63,7 @@ typedef struct Manager {
 
         int lock_fd;
         Store *store;
+        Cluster *cluster;               /* database = postgresql://...: the other nodes; else NULL */
         RsaKey *server_key;
         gnutls_certificate_credentials_t tls_credentials;   /* NULL with tls = no */
 
