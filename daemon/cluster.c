@@ -23,6 +23,12 @@
 /* Nodes dead for this long leave sc_nodes (and scctl status). */
 #define NODE_FORGET "1 day"
 #define PARAMS_MAX 4
+/* Statements waiting at most: a database that answers, but slower than
+ * the node speaks, is treated as gone (the reconnect says everything
+ * again) rather than let the queue grow without bound. */
+#define QUEUE_MAX 4096
+/* A failing statement (a missing table) is logged at most this often. */
+#define ERROR_LOG_INTERVAL_USEC (60 * USEC_PER_SEC)
 
 typedef struct Command Command;
 /* res is NULL when the connection went away before the answer. */
@@ -66,7 +72,10 @@ struct Cluster {
         bool announce;                  /* announce every local user at the next heartbeat */
 
         Command *queue, *queue_tail;    /* queue is the one in flight when busy */
+        size_t n_queued;
         bool busy;
+        bool beating;                   /* a heartbeat's statements wait */
+        uint64_t error_logged_usec;
 
         struct lh_table *remote;        /* user -> ClusterUser */
         ClusterUser *first, *last;
@@ -77,7 +86,6 @@ struct Cluster {
         size_t n_nodes;
         uint64_t nodes_usec;            /* CLOCK_MONOTONIC when fetched */
 
-        bool warned_queue;              /* the safety net's query failed (logged once) */
 };
 
 static void cluster_drop(Cluster *c, const char *why);
@@ -197,6 +205,12 @@ static Command *command_free(Command *cmd) {
 }
 
 static void command_queue(Cluster *c, Command *cmd) {
+        if (c->n_queued >= QUEUE_MAX) {
+                command_free(cmd);
+                cluster_drop(c, "the database does not keep up with this node");
+                return;
+        }
+        c->n_queued++;
         if (c->queue_tail)
                 c->queue_tail->next = cmd;
         else
@@ -228,7 +242,7 @@ static Command *command_new(Cluster *c, const char *sql, CommandDone done, int n
         }
         cmd->n_params = n;
         command_queue(c, cmd);
-        return cmd;
+        return c->state == CLUSTER_UP ? cmd : NULL;
 }
 
 #define command(c, sql, done, ...)                                                      \
@@ -241,6 +255,7 @@ static void queue_pop(Cluster *c) {
         c->queue = cmd->next;
         if (!c->queue)
                 c->queue_tail = NULL;
+        c->n_queued--;
         c->busy = false;
         command_free(cmd);
 }
@@ -288,11 +303,19 @@ static bool result_ok(const PGresult *res) {
         return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK;
 }
 
-/* A statement failed without losing the connection (a missing table). */
-static void log_result_error(const PGresult *res, const char *what) {
+/* A statement failed without losing the connection (a missing table):
+ * a warning at most once per ERROR_LOG_INTERVAL_USEC, for a failure that
+ * repeats at every heartbeat. */
+static void log_result_error(Cluster *c, const PGresult *res, const char *what) {
+        uint64_t now = now_usec(c);
         char buf[256];
+        int level = LOG_DEBUG;
 
-        log_warning("Cluster: %s failed: %s", what, first_line(PQresultErrorMessage(res), buf, sizeof(buf)));
+        if (c->error_logged_usec == 0 || now - c->error_logged_usec >= ERROR_LOG_INTERVAL_USEC) {
+                level = LOG_WARNING;
+                c->error_logged_usec = now;
+        }
+        log_full(level, "Cluster: %s failed: %s", what, first_line(PQresultErrorMessage(res), buf, sizeof(buf)));
 }
 
 /* ---- notifications ------------------------------------------------------------ */
@@ -387,14 +410,14 @@ static int io_follow(Cluster *c, uint32_t events) {
 
 static void on_listened(Cluster *c, const PGresult *res, void *userdata) {
         if (!result_ok(res))
-                log_result_error(res, "LISTEN");
+                log_result_error(c, res, "LISTEN");
 }
 
 static void on_loaded(Cluster *c, const PGresult *res, void *userdata) {
         ClusterUser *u, *next;
 
         if (!result_ok(res)) {
-                log_result_error(res, "reading sc_presence");
+                log_result_error(c, res, "reading sc_presence");
                 return;
         }
         /* Users gone while the connection was away go offline now. */
@@ -472,6 +495,15 @@ static void cluster_connect_step(Cluster *c) {
         }
 }
 
+/* libpq writes notices (and the server's goodbye) to stderr unless told
+ * otherwise: into the log, one line, at debug (what matters is logged
+ * when the connection is lost). */
+static void on_notice(void *userdata, const char *message) {
+        char buf[256];
+
+        log_debug("Cluster: the database says: %s", first_line(message, buf, sizeof(buf)));
+}
+
 static void cluster_connect(Cluster *c) {
         const char *keywords[4] = { "dbname", "fallback_application_name", NULL, NULL };
         const char *values[4] = { c->database, "securechatd", NULL, NULL };
@@ -500,6 +532,7 @@ static void cluster_connect(Cluster *c) {
                 cluster_drop(c, "out of memory");
                 return;
         }
+        (void) PQsetNoticeProcessor(c->conn, on_notice, c);
         if (PQstatus(c->conn) == CONNECTION_BAD) {
                 cluster_drop(c, PQerrorMessage(c->conn));
                 return;
@@ -540,6 +573,8 @@ static void cluster_drop(Cluster *c, const char *why) {
                 command_free(cmd);
         }
         c->queue_tail = NULL;
+        c->n_queued = 0;
+        c->beating = false;
         for (ClusterUser *u = c->first; u; u = u->next)
                 u->deliver_queued = false;
 
@@ -594,7 +629,7 @@ static const char sql_online[] =
 
 static void on_done(Cluster *c, const PGresult *res, void *userdata) {
         if (!result_ok(res))
-                log_result_error(res, "a presence update");
+                log_result_error(c, res, "a presence update");
 }
 
 void cluster_online(Cluster *c, const char *user, const char *fingerprint) {
@@ -655,7 +690,7 @@ int cluster_kick(Cluster *c, const char *user) {
 
 static void on_beat(Cluster *c, const PGresult *res, void *userdata) {
         if (!result_ok(res)) {
-                log_result_error(res, "the heartbeat");
+                log_result_error(c, res, "the heartbeat");
                 return;
         }
         /* Gone or stale: another node may have taken this one for dead
@@ -671,7 +706,7 @@ static void on_beat(Cluster *c, const PGresult *res, void *userdata) {
 
 static void on_reaped(Cluster *c, const PGresult *res, void *userdata) {
         if (!result_ok(res)) {
-                log_result_error(res, "the dead nodes' cleanup");
+                log_result_error(c, res, "the dead nodes' cleanup");
                 return;
         }
         if (PQntuples(res) > 0)
@@ -694,8 +729,9 @@ static void on_nodes(Cluster *c, const PGresult *res, void *userdata) {
         ClusterNode *nodes;
         int n;
 
+        c->beating = false;     /* the last of the heartbeat's that is always sent */
         if (!result_ok(res)) {
-                log_result_error(res, "reading sc_nodes");
+                log_result_error(c, res, "reading sc_nodes");
                 return;
         }
         n = PQntuples(res);
@@ -719,11 +755,7 @@ static void on_nodes(Cluster *c, const PGresult *res, void *userdata) {
 
 static void on_queued(Cluster *c, const PGresult *res, void *userdata) {
         if (!result_ok(res)) {
-                /* Once: the queue is the store's table (and a store on
-                 * SQLite has none here). */
-                if (!c->warned_queue)
-                        log_result_error(res, "the delivery safety net (reading sc_queue)");
-                c->warned_queue = true;
+                log_result_error(c, res, "the delivery safety net (reading sc_queue)");
                 return;
         }
         for (int i = 0; i < PQntuples(res); i++)
@@ -792,6 +824,7 @@ static void cluster_heartbeat_now(Cluster *c) {
                        "(status->>'sessions')::bigint, (status->>'receiving')::bigint, "
                        "(status->>'queued')::bigint FROM sc_nodes ORDER BY name",
                        on_nodes, timeout);
+        c->beating = c->state == CLUSTER_UP;
 
         /* The safety net: local receivers with messages past their cursor
          * are pumped again (a deliver lost with a node killed between its
@@ -807,7 +840,9 @@ static void cluster_heartbeat_now(Cluster *c) {
 static int on_heartbeat(sd_event_source *s, uint64_t usec, void *userdata) {
         Cluster *c = userdata;
 
-        if (c->state == CLUSTER_UP)
+        /* A database slower than the heartbeat gets no second one
+         * before it answered the first. */
+        if (c->state == CLUSTER_UP && !c->beating)
                 cluster_heartbeat_now(c);
         (void) sd_event_source_set_time(s, usec + c->node_timeout_usec / 3);
         (void) sd_event_source_set_enabled(s, SD_EVENT_ON);
@@ -899,6 +934,7 @@ void cluster_stop(Cluster *c) {
                 command_free(cmd);
         }
         c->queue_tail = c->queue;
+        c->n_queued = c->queue ? 1 : 0;
         if (wait_answer(c) < 0)
                 goto fail;
         cluster_process(c);
