@@ -682,6 +682,38 @@ int cluster_deliver(Cluster *c, const char *user) {
         return 1;
 }
 
+static void on_claim_checked(Cluster *c, const PGresult *res, void *userdata) {
+        const Command *cmd = userdata;
+        ClusterUser *u;
+
+        if (!result_ok(res)) {
+                log_result_error(c, res, "reading a presence row");
+                return;
+        }
+        log_debug("Cluster: %s is claimed by another node too; the row names %s", cmd->user,
+                  PQntuples(res) > 0 ? PQgetvalue(res, 0, 0) : "nobody");
+        if (PQntuples(res) == 0) {
+                /* Gone meanwhile: ours, if we still have it. */
+                c->callbacks->lost(c->userdata, cmd->user);
+                return;
+        }
+        if (strcmp(PQgetvalue(res, 0, 0), c->node) != 0) {
+                c->callbacks->replace(c->userdata, cmd->user);
+                return;
+        }
+        /* Ours: the other node's claim came first, and it hears ours. */
+        u = (ClusterUser *) cluster_find(c, cmd->user);
+        if (u)
+                remote_remove(c, u, false);
+}
+
+void cluster_check_claim(Cluster *c, const char *user) {
+        Command *cmd = command(c, "SELECT node FROM sc_presence WHERE username = $1", on_claim_checked, user);
+
+        if (cmd)
+                snprintf(cmd->user, sizeof(cmd->user), "%s", user);
+}
+
 int cluster_kick(Cluster *c, const char *user) {
         return command(c, "SELECT pg_notify('" CHANNEL "', 'kick ' || $1)", on_done, user) ? 0 : -ENOTCONN;
 }

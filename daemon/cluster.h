@@ -114,6 +114,11 @@ bool cluster_connected(const Cluster *c);
 void cluster_online(Cluster *c, const char *user, const char *fingerprint);
 /* It closed (not replaced): release the user if still ours. */
 void cluster_offline(Cluster *c, const char *user);
+/* Another node claimed user, who receives here too (two logins in the
+ * same instant): the row decides, read once both claims are in. If it
+ * names another node, the session here is replaced (callbacks->replace);
+ * if this one, the other node hears the same and gives way. */
+void cluster_check_claim(Cluster *c, const char *user);
 /* A message for user was committed: 1 when user receives on another node,
  * which is told to deliver it; 0 when not. */
 int cluster_deliver(Cluster *c, const char *user);

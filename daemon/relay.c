@@ -285,6 +285,13 @@ void relay_session_closing(Relay *relay, Session *s, bool was_active) {
 void relay_cluster_online(Relay *relay, const ClusterUser *u) {
         if (relay->stopping)
                 return;
+        /* Receiving here too: the other login came at the same instant,
+         * or its "replace" is on its way. The database decides which
+         * stays; watchers here hear of it when it is not this one. */
+        if (session_index_find_receiver(relay->sessions, u->user)) {
+                cluster_check_claim(relay->cluster, u->user);
+                return;
+        }
         broadcast_presence_of(relay, u->user, u->fingerprint, NULL, NULL, true);
 }
 
@@ -304,6 +311,7 @@ void relay_cluster_lost(Relay *relay, const char *user) {
 
 void relay_cluster_replace(Relay *relay, const char *user) {
         Session *s = session_index_find_receiver(relay->sessions, user);
+        const ClusterUser *u;
 
         if (!s)
                 return;
@@ -311,6 +319,11 @@ void relay_cluster_replace(Relay *relay, const char *user) {
         s->replaced = true;
         session_close(s, ERR_REPLACED, "another receiving session logged in",
                       "replaced by a newer receiving session on another node");
+        /* Its online came first and was held back (relay_cluster_online()):
+         * the watchers hear it now, with the key of the new session. */
+        u = cluster_find(relay->cluster, user);
+        if (u && !relay->stopping)
+                broadcast_presence_of(relay, u->user, u->fingerprint, NULL, NULL, true);
 }
 
 /* The queue is shared: what the other node committed is there to read. */

@@ -190,7 +190,34 @@ is "alice sends bob a message on n1" 0 $? || diag "$out"
 ok "...n2 is told to deliver it to bob's session" \
 	wait_until grep -q "another node queued a message for bob: pumping its queue" "${NODE_LOG[n2]}"
 
+# ---- two claims at once ---------------------------------------------------------------
+
+# Two receiving logins of bob on two nodes in the same instant: each node
+# hears the other's online while it has bob, and the presence row, read
+# once both claims are in, decides. Played here by a node n9 that exists
+# only in the database.
+NODE9="INSERT INTO sc_nodes (name, started, heartbeat) VALUES ('n9', now(), now() + interval '1 hour')"
+check "a node n9 (a row alone)" sql "$NODE9"
+fp=$(sql "SELECT fingerprint FROM sc_presence WHERE username = 'bob'")
+sql "SELECT pg_notify('securechat', 'online n9 bob $fp')" >/dev/null
+ok "n9 says it has bob while the row names n2: n2 reads the row" \
+	wait_until grep -q "bob is claimed by another node too; the row names n2" "${NODE_LOG[n2]}"
+ok "...and keeps bob's session" eval '! sc_exited "$BOB5"'
+sql "UPDATE sc_presence SET node = 'n9' WHERE username = 'bob';
+	SELECT pg_notify('securechat', 'online n9 bob $fp')" >/dev/null
+bg_wait "$BOB5"
+ok "n9 says it again, and the row names n9: n2 gives way" test $? != 124
+like "...bob's session on n2 was told it was replaced" "replaced" "$(cat "$T/bob5.out" "$T/bob5.out.err")"
+sql "DELETE FROM sc_presence WHERE node = 'n9'; DELETE FROM sc_nodes WHERE name = 'n9';
+	SELECT pg_notify('securechat', 'offline n9 bob')" >/dev/null
+
 # ---- node death ---------------------------------------------------------------------
+
+on n2
+check "bob receives on n2" listen_start bob "$T/bob6.out"
+ok "alice hears he is online" wait_until eval \
+	'[ "$(json_count "$T/alice.out" -m user=bob -m event=online presence)" -gt \
+	   "$(json_count "$T/alice.out" -m user=bob -m event=offline presence)" ]'
 
 offline_before=$(json_count "$T/alice.out" -m user=bob -m event=offline presence)
 start=$(now_ms)
@@ -206,7 +233,6 @@ ok "scctl status on n1 shows n2 dead" wait_until node_shown n2 false
 
 # ---- a clean stop ---------------------------------------------------------------------
 
-bg_stop "$SC_BG" 2>/dev/null
 kill -TERM "${NODE_PID[n1]}"
 wait_exit "${NODE_PID[n1]}"
 is "n1 stops and deletes its rows" "0 0" \
