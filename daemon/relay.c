@@ -25,6 +25,10 @@
 /* Envelopes read from the store per query while pumping. */
 #define PUMP_BATCH 16
 
+/* Key packages of users of other nodes read from the store per piece of
+ * a version 1 online list, at most. */
+#define PRESENCE_REMOTE_MAX 64
+
 /* Sends answered per commit at most: a bound on the memory and the wait
  * of one batch when many sessions have much to say in the same turn. */
 #define BATCH_MAX 1024
@@ -175,34 +179,56 @@ static int package_get(Relay *relay, const char *user, KeyPackage **ret) {
 
 /* Version 1: the next frame of the online list: the users whose receiving
  * session became active after the last one listed, in that order (the
- * index keeps its receivers so), as many as fit in max_frame. Every frame
- * but the last carries "more": true (ignored by clients that do not know
- * it).
+ * index keeps its receivers so), then, on one of several relays, the
+ * users of the other nodes in the order this relay heard of them (see
+ * handle_who(); their packages come from the store), as many as fit in
+ * max_frame. Every frame but the last carries "more": true (ignored by
+ * clients that do not know it).
  * Users who come online meanwhile are listed too, so that none announced
  * by a presence frame is left out of the list; those who come online
  * after the last frame were announced. */
 static int send_presence_piece(Relay *relay, Session *s) {
-        _cleanup_(freep) KeyPackage **list = NULL;
-        Session *i, *last = NULL;
-        size_t n = 0, budget, used = 0;
+        size_t n_remote = relay->cluster ? cluster_n_remote(relay->cluster) : 0;
+        const ClusterUser *u = relay->cluster ? cluster_first(relay->cluster) : NULL;
+        size_t max = relay->sessions->n_receiving + n_remote, n = 0, n_fetched = 0, budget, used = 0;
+        _cleanup_(freep) KeyPackage **list = NULL, **fetched = NULL;
+        uint64_t cursor = s->presence_cursor;
+        Session *i;
+        int r = -ENOMEM;
 
-        list = calloc(relay->sessions->n_receiving + 1, sizeof(*list));
-        if (!list) {
-                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
-                return -ENOMEM;
-        }
-        for (i = relay->sessions->receivers; i && i->activation <= s->presence_cursor; i = i->receiver_next)
+        list = calloc(max + 1, sizeof(*list));
+        fetched = calloc(MIN(n_remote, (size_t) PRESENCE_REMOTE_MAX) + 1, sizeof(*fetched));
+        if (!list || !fetched)
+                goto fail;
+        for (i = relay->sessions->receivers; i && i->activation <= cursor; i = i->receiver_next)
+                ;
+        for (; u && u->position <= cursor; u = u->next)
                 ;
 
         budget = s->limits.max_frame > 1024 ? s->limits.max_frame - 1024 : s->limits.max_frame;
-        for (; i && n < relay->sessions->n_receiving; i = i->receiver_next) {
+        while ((i || u) && n < max) {
+                KeyPackage *kp = NULL;
                 json_object *o = NULL;
                 size_t size = 0;
 
-                if (key_package_to_json(i->package, &o) < 0) {
-                        session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
-                        return -ENOMEM;
+                if (i)
+                        kp = i->package;
+                else if (n_fetched == PRESENCE_REMOTE_MAX)
+                        break;          /* the next piece goes on */
+                else {
+                        r = package_get(relay, u->user, &kp);
+                        if (r == -ENOENT) {     /* not in this relay's store */
+                                cursor = u->position;
+                                u = u->next;
+                                continue;
+                        }
+                        if (r < 0)
+                                goto fail;
+                        fetched[n_fetched++] = kp;
                 }
+                r = key_package_to_json(kp, &o);
+                if (r < 0)
+                        goto fail;
                 if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
                                                               JSON_C_TO_STRING_NOSLASHESCAPE, &size))
                         size = s->limits.max_frame;
@@ -211,13 +237,28 @@ static int send_presence_piece(Relay *relay, Session *s) {
                 if (n > 0 && used + size > budget)
                         break;
                 used += size;
-                list[n++] = i->package;
-                last = i;
+                list[n++] = kp;
+                if (i) {
+                        cursor = i->activation;
+                        i = i->receiver_next;
+                } else {
+                        cursor = u->position;
+                        u = u->next;
+                }
         }
-        if (last)
-                s->presence_cursor = last->activation;
-        s->presence_pending = i != NULL;
-        return session_send(s, frame_new_presence_list(list, n, i != NULL));
+        s->presence_cursor = cursor;
+        s->presence_pending = i || u;
+        r = session_send(s, frame_new_presence_list(list, n, i || u));
+        for (size_t k = 0; k < n_fetched; k++)
+                key_package_free(fetched[k]);
+        return r;
+
+fail:
+        for (size_t k = 0; fetched && k < n_fetched; k++)
+                key_package_free(fetched[k]);
+        session_close(s, ERR_INTERNAL, r == -ENOMEM ? "out of memory" : "internal error",
+                      r == -ENOMEM ? "out of memory" : "store error");
+        return r < 0 ? r : -EIO;
 }
 
 /* Send the online list in pieces while the output is below the water

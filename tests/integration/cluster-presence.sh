@@ -160,6 +160,18 @@ ok "...n1's session ends" test $? != 124
 ok "n1 knows bob is on n2" wait_until eval \
 	"grep -q 'bob' <(admin n1 sessions --json 2>/dev/null | grep '\"node\":\"n2\"')"
 
+raw() { # COMMAND...: sc-raw on the current node, each argument a script line
+	local a=()
+	for c; do a+=(-e "$c"); done
+	"$SC_RAW" --timeout 15 127.0.0.1 "$SC_PORT" "${a[@]}"
+}
+on n1
+out=$(raw connect "key $T/carol.key 2048" "auth carol" "expect welcome" "expect presence" bye 2>&1)
+like "a version 1 session on n1: its online list has bob, of n2, with his key package" \
+	'^< \{"type":"presence","users":\[.*\{"user":"bob","key":' "$out"
+out=$(sc alice users 2>&1)
+like "scctl users (who) on n1 lists bob, of n2" "bob" "$out"
+
 # The nodes as of n1's last heartbeat (every third of node-timeout).
 node_shown() { # NAME ALIVE
 	admin n1 status --json 2>/dev/null | grep -q "\"name\":\"$1\",\"alive\":$2"
