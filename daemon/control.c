@@ -86,7 +86,7 @@ const char control_interface_description[] =
         ")\n"
         "\n"
         "# One audit event; time is in microseconds since the epoch, fields holds\n"
-        "# the event's SC_* fields by their lower-case names.\n"
+        "# the event's SC_* fields by their lower-case names (node: SC_NODE).\n"
         "type Event (\n"
         "  name: string,\n"
         "  message_id: string,\n"
@@ -607,6 +607,9 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
                 return NULL;
         }
         json_object_put(fields);        /* e holds it */
+        /* As the journal's SC_NODE: which of several relays said it. */
+        if (log_get_node() && json_add_string(fields, "node", log_get_node()) < 0)
+                return NULL;
         if (!f)
                 return TAKE_PTR(e);
 

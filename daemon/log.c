@@ -76,6 +76,10 @@ void log_set_node(const char *name) {
         }
 }
 
+const char *log_get_node(void) {
+        return node_name;
+}
+
 void log_set_event_hook(LogEventHook hook, LogEventWanted wanted, void *userdata) {
         event_hook = hook;
         event_wanted = wanted;

@@ -59,6 +59,7 @@ void log_set_event_hook(LogEventHook hook, LogEventWanted wanted, void *userdata
  * of several sharing a database); NULL: none. The name is copied (at most
  * 32 characters, as node-name allows). */
 void log_set_node(const char *name);
+const char *log_get_node(void);         /* NULL when none was set */
 
 /* "err", "warning", "notice", "info", "debug" (and the other syslog names,
  * "error" and "warn"): the level, or -EINVAL. */

@@ -938,7 +938,8 @@ static int user_iter(void *userdata, const KeyPackage *kp, const char *fingerpri
         UserInfo i = {
                 .package = kp,
                 .fingerprint = fingerprint,
-                .online = session_index_find_receiver(&it->manager->sessions, kp->user),
+                .online = session_index_find_receiver(&it->manager->sessions, kp->user) ||
+                          (it->manager->cluster && cluster_find(it->manager->cluster, kp->user)),
                 .n_sessions = session_index_count(&it->manager->sessions, kp->user),
         };
 

@@ -135,7 +135,7 @@ int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionI
 typedef struct UserInfo {
         const KeyPackage *package;
         const char *fingerprint;
-        bool online;                    /* has a receiving session */
+        bool online;                    /* has a receiving session (on any node) */
         unsigned n_sessions;
 } UserInfo;
 int manager_foreach_user(Manager *m, int (*fn)(void *userdata, const UserInfo *i),

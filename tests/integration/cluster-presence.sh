@@ -181,6 +181,8 @@ ok "...and node n2, alive" wait_until node_shown n2 true
 out=$(admin n1 status 2>&1)
 like "...in a table" "n2 +yes +[0-9]+s +[0-9]+ +[0-9]+" "$out"
 
+like "scctl users --registered on n1: bob is online (on n2)" "bob +yes" "$(admin n1 users --registered 2>&1)"
+
 out=$(admin n1 kick bob 2>&1)
 is "scctl kick bob on n1" 0 $? || diag "$out"
 bg_wait "$BOB4"
