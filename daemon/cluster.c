@@ -2,13 +2,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <time.h>
 
-#include <json-c/linkhash.h>
 #include <libpq-fe.h>
 
 #include "cluster.h"
@@ -31,7 +31,8 @@
 #define ERROR_LOG_INTERVAL_USEC (60 * USEC_PER_SEC)
 
 typedef struct Command Command;
-/* res is NULL when the connection went away before the answer. */
+/* Called with the statement's result; not when the connection went away
+ * before it (the reconnect says again what matters). */
 typedef void (*CommandDone)(Cluster *c, const PGresult *res, void *userdata);
 
 struct Command {
@@ -41,7 +42,7 @@ struct Command {
         char *params[PARAMS_MAX];
         int n_params;
         CommandDone done;
-        char user[USERNAME_MAX + 1];    /* for done: whose deliver it was */
+        char user[USERNAME_MAX + 1];    /* for done: the user it is about */
 };
 
 typedef enum ClusterState {
@@ -77,7 +78,7 @@ struct Cluster {
         bool beating;                   /* a heartbeat's statements wait */
         uint64_t error_logged_usec;
 
-        struct lh_table *remote;        /* user -> ClusterUser */
+        void *remote;                   /* of ClusterUser, by name, tsearch(3) */
         ClusterUser *first, *last;
         size_t n_remote;
         uint64_t next_position;
@@ -85,7 +86,6 @@ struct Cluster {
         ClusterNode *nodes;
         size_t n_nodes;
         uint64_t nodes_usec;            /* CLOCK_MONOTONIC when fetched */
-
 };
 
 static void cluster_drop(Cluster *c, const char *why);
@@ -100,6 +100,13 @@ static uint64_t now_usec(Cluster *c) {
 }
 
 /* ---- the remote users -------------------------------------------------------- */
+
+/* A balanced tree by name: O(log n) whatever names come and go (a hash
+ * table of json-c keeps a mark for every deletion). A ClusterUser starts
+ * with its name, so that a name is its own key. */
+static int remote_compare(const void *a, const void *b) {
+        return strcmp(a, b);
+}
 
 static void remote_unlink(Cluster *c, ClusterUser *u) {
         if (u->prev)
@@ -142,7 +149,7 @@ static void remote_set(Cluster *c, const char *node, const char *user, const cha
                 if (!u)
                         return;         /* not listed here; heard of again at the next reload */
                 snprintf(u->user, sizeof(u->user), "%s", user);
-                if (lh_table_insert(c->remote, u->user, u) < 0) {
+                if (!tsearch(u, &c->remote, remote_compare)) {
                         free(u);
                         return;
                 }
@@ -158,7 +165,7 @@ static void remote_set(Cluster *c, const char *node, const char *user, const cha
 /* Forget u; tell the relay it went offline, unless it is online here now. */
 static void remote_remove(Cluster *c, ClusterUser *u, bool offline) {
         remote_unlink(c, u);
-        (void) lh_table_delete(c->remote, u->user);
+        (void) tdelete(u, &c->remote, remote_compare);
         c->n_remote--;
         if (offline)
                 c->callbacks->offline(c->userdata, u);
@@ -179,9 +186,9 @@ static void remote_unset(Cluster *c, const char *node, const char *user) {
 }
 
 const ClusterUser *cluster_find(Cluster *c, const char *user) {
-        void *v = NULL;
+        ClusterUser **node = tfind(user, &c->remote, remote_compare);
 
-        return lh_table_lookup_ex(c->remote, user, &v) ? v : NULL;
+        return node ? *node : NULL;
 }
 
 const ClusterUser *cluster_first(Cluster *c) {
@@ -910,9 +917,6 @@ int cluster_new(sd_event *event, const Config *config, const ClusterCallbacks *c
                 if (!c->password_file)
                         return -ENOMEM;
         }
-        c->remote = lh_kchar_table_new(64, NULL);
-        if (!c->remote)
-                return -ENOMEM;
 
         (void) sd_event_now(event, CLOCK_MONOTONIC, &now);
         /* Armed when needed. */
@@ -987,7 +991,6 @@ fail:
 }
 
 Cluster *cluster_free(Cluster *c) {
-        ClusterUser *u;
         Command *cmd;
 
         if (!c)
@@ -1001,12 +1004,7 @@ Cluster *cluster_free(Cluster *c) {
                 c->queue = cmd->next;
                 command_free(cmd);
         }
-        while ((u = c->first)) {
-                c->first = u->next;
-                free(u);
-        }
-        if (c->remote)
-                lh_table_free(c->remote);
+        tdestroy(c->remote, free);
         free(c->nodes);
         free(c->database);
         free(c->password_file);

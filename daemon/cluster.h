@@ -47,7 +47,7 @@ typedef struct Cluster Cluster;
 /* A user whose receiving session is on another node. Read-only outside
  * cluster.c; valid until the next callback or return to the loop. */
 typedef struct ClusterUser {
-        char user[USERNAME_MAX + 1];
+        char user[USERNAME_MAX + 1];    /* first: cluster.c's tree finds it by name */
         char node[CLUSTER_NODE_MAX];
         char fingerprint[RSA_FINGERPRINT_MAX];
         uint64_t position;              /* CLUSTER_POSITION_BASE + n, in order of arrival */
