@@ -327,6 +327,21 @@ static void log_result_error(Cluster *c, const PGresult *res, const char *what) 
 
 /* ---- notifications ------------------------------------------------------------ */
 
+/* What the database says is checked as what a peer says: names and
+ * fingerprints go into frames, the log and scctl's output. */
+static bool node_name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        return n > 0 && n <= CONFIG_NODE_NAME_MAX && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n;
+}
+
+static bool fingerprint_valid(const char *s) {
+        size_t n = strlen(s);
+
+        return n < RSA_FINGERPRINT_MAX && strncmp(s, "SHA256:", 7) == 0 && n > 7 &&
+               strspn(s + 7, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/") == n - 7;
+}
+
 static void on_notify(Cluster *c, const PGnotify *n) {
         char verb[16], a[64], b[64], fp[RSA_FINGERPRINT_MAX + 1];
         bool own = n->be_pid == c->backend_pid;
@@ -334,32 +349,29 @@ static void on_notify(Cluster *c, const PGnotify *n) {
 
         /* User names, node names and fingerprints hold no spaces. */
         k = sscanf(n->extra, "%15s %63s %63s %51s", verb, a, b, fp);
-        if (k < 2 || strlen(a) > USERNAME_MAX)
-                goto bad;
         if (strcmp(n->relname, CHANNEL) == 0) {
                 if (own)
                         return;         /* said by this node, done here already */
-                if (strcmp(verb, "online") == 0 && k == 4 && strlen(b) <= USERNAME_MAX &&
-                    strlen(a) <= CONFIG_NODE_NAME_MAX)
+                if (k == 4 && strcmp(verb, "online") == 0 && node_name_valid(a) && username_valid(b) &&
+                    fingerprint_valid(fp))
                         remote_set(c, a, b, fp);
-                else if (strcmp(verb, "offline") == 0 && k == 3 && strlen(b) <= USERNAME_MAX &&
-                         strlen(a) <= CONFIG_NODE_NAME_MAX)
+                else if (k == 3 && strcmp(verb, "offline") == 0 && node_name_valid(a) && username_valid(b))
                         remote_unset(c, a, b);
-                else if (strcmp(verb, "kick") == 0 && k == 2)
+                else if (k == 2 && strcmp(verb, "kick") == 0 && username_valid(a))
                         c->callbacks->kick(c->userdata, a);
                 else
                         goto bad;
                 return;
         }
-        if (strcmp(verb, "deliver") == 0 && k == 2)
+        if (k == 2 && strcmp(verb, "deliver") == 0 && username_valid(a))
                 c->callbacks->deliver(c->userdata, a);
-        else if (strcmp(verb, "replace") == 0 && k == 2)
+        else if (k == 2 && strcmp(verb, "replace") == 0 && username_valid(a))
                 c->callbacks->replace(c->userdata, a);
         else
                 goto bad;
         return;
 bad:
-        log_debug("Cluster: ignoring notification on %s from pid %d", n->relname, n->be_pid);
+        log_debug("Cluster: ignoring a malformed notification on %s from pid %d", n->relname, n->be_pid);
 }
 
 /* ---- reading ------------------------------------------------------------------- */
@@ -434,8 +446,7 @@ static void on_loaded(Cluster *c, const PGresult *res, void *userdata) {
                 const char *user = PQgetvalue(res, i, 0), *node = PQgetvalue(res, i, 1),
                            *fp = PQgetvalue(res, i, 2);
 
-                if (strlen(user) <= USERNAME_MAX && strlen(node) <= CONFIG_NODE_NAME_MAX &&
-                    strlen(fp) < RSA_FINGERPRINT_MAX)
+                if (username_valid(user) && node_name_valid(node) && fingerprint_valid(fp))
                         remote_set(c, node, user, fp);
         }
         for (u = c->first; u; u = next) {
@@ -755,7 +766,7 @@ static void on_reaped(Cluster *c, const PGresult *res, void *userdata) {
         for (int i = 0; i < PQntuples(res); i++) {
                 const char *node = PQgetvalue(res, i, 0), *user = PQgetvalue(res, i, 1);
 
-                if (strlen(node) <= CONFIG_NODE_NAME_MAX && strlen(user) <= USERNAME_MAX)
+                if (node_name_valid(node) && username_valid(user))
                         remote_unset(c, node, user);
         }
 }

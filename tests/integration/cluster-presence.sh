@@ -225,6 +225,12 @@ like "...bob's session on n2 was told it was replaced" "replaced" "$(cat "$T/bob
 sql "DELETE FROM sc_presence WHERE node = 'n9'; DELETE FROM sc_nodes WHERE name = 'n9';
 	SELECT pg_notify('securechat', 'offline n9 bob')" >/dev/null
 
+# Whatever is said on the channels is checked as a peer's words are.
+sql "SELECT pg_notify('securechat', 'online n9 Not/Valid SHA256:abc'),
+	pg_notify('securechat', 'kick'), pg_notify('securechat_node_n1', 'deliver ' || repeat('x', 40))" >/dev/null
+ok "malformed notifications: n1 ignores all three" wait_until eval \
+	'[ "$(grep -c "ignoring a malformed notification" "${NODE_LOG[n1]}")" -ge 3 ]'
+
 # ---- node death ---------------------------------------------------------------------
 
 on n2
