@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <poll.h>
 #include <search.h>
 #include <stdio.h>
@@ -531,10 +532,12 @@ static void cluster_connect(Cluster *c) {
 
         r = config_database_password(&conf, &password);
         if (r < 0) {
-                errno = -r;
-                log_warning("Cluster: cannot read the database password from %s: %m",
-                            c->password_file ?: "$CREDENTIALS_DIRECTORY/database-password");
-                cluster_drop(c, NULL);
+                char why[PATH_MAX + 128];
+
+                /* Read again at each attempt: the file may be fixed. */
+                snprintf(why, sizeof(why), "cannot read the password from %s: %s",
+                         c->password_file ?: "$CREDENTIALS_DIRECTORY/database-password", strerror(-r));
+                cluster_drop(c, why);
                 return;
         }
         if (password) {
