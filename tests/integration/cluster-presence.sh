@@ -239,6 +239,36 @@ ok "alice hears he is online" wait_until eval \
 	'[ "$(json_count "$T/alice.out" -m user=bob -m event=online presence)" -gt \
 	   "$(json_count "$T/alice.out" -m user=bob -m event=offline presence)" ]'
 
+# A node whose rows are gone (taken for dead after a long stall) writes
+# them again at its next heartbeat.
+check "n2's rows deleted behind its back" \
+	sql "DELETE FROM sc_presence WHERE node = 'n2'; DELETE FROM sc_nodes WHERE name = 'n2'"
+ok "...n2 notices at its next heartbeat" wait_until grep -q "node n2 was taken for dead" "${NODE_LOG[n2]}"
+ok "...and writes bob's presence row again" wait_until eval \
+	'[ "$(sql "SELECT node FROM sc_presence WHERE username = '"'bob'"'")" = n2 ]'
+
+# Connections lost (the server ended them): both nodes connect again and
+# say everything again.
+check "the database ends both nodes' connections" \
+	sql "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'securechatd'"
+reconnected() { # NAME
+	[ "$(grep -c "Cluster: node $1 connected to the database" "${NODE_LOG[$1]}")" -ge 2 ]
+}
+ok "...they connect again" wait_until eval 'reconnected n1 && reconnected n2'
+like "...the loss was logged once, as a warning" "node n1 has no database connection" \
+	"$(grep "no database connection" "${NODE_LOG[n1]}")"
+ok "...n1 still lists bob on n2" wait_until eval \
+	"grep -q 'bob' <(admin n1 sessions --json 2>/dev/null | grep '\"node\":\"n2\"')"
+
+# The safety net: a message past the cursor of bob's session, of which no
+# deliver was heard (its node died between the commit and the
+# notification), is found at n2's next heartbeat.
+check "a message for bob in the shared queue, unannounced" \
+	sql "INSERT INTO sc_queue (seq, recipient) VALUES (1000000, 'bob')"
+ok "...n2 finds it at a heartbeat and pumps bob's queue" wait_until grep -q \
+	"the queue of bob holds seq 1000000 past its cursor" "${NODE_LOG[n2]}"
+sql "DELETE FROM sc_queue WHERE seq = 1000000"
+
 offline_before=$(json_count "$T/alice.out" -m user=bob -m event=offline presence)
 start=$(now_ms)
 kill -KILL "${NODE_PID[n2]}"
