@@ -453,6 +453,30 @@ static void text_limits(Text *t, json_object *limits) {
         fputs(n > 0 ? "\n" : "none\n", t->f);
 }
 
+/* A node of several relays: its name, and the table of every node. */
+static void text_nodes(Text *t, json_object *p) {
+        json_object *nodes = get_array(p, "nodes");
+
+        if (!json_object_object_get_ex(p, "node", NULL))
+                return;
+        fprintf(t->f, "%-18s", "Node:");
+        text_safe(t, get_str(p, "node"));
+        fprintf(t->f, "%s\n", get_bool(p, "database_connected") ? "" : " (no database connection)");
+        if (!nodes || json_object_array_length(nodes) == 0)
+                return;
+        fprintf(t->f, "\n%-32s %-5s %-9s %-8s %s\n", "NODE", "ALIVE", "HEARTBEAT", "SESSIONS", "RECEIVING");
+        for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+                json_object *n = json_object_array_get_idx(nodes, i);
+                char age[32];
+
+                text_safe(t, get_str(n, "name"));
+                fprintf(t->f, "%*s %-5s %-9s %-8" PRIu64 " %" PRIu64 "\n",
+                        (int) (32 - MIN(strlen(get_str(n, "name")), (size_t) 32)), "",
+                        get_bool(n, "alive") ? "yes" : "no", format_duration(get_u64(n, "heartbeat_age_sec"), age),
+                        get_u64(n, "sessions"), get_u64(n, "receiving"));
+        }
+}
+
 /* ---- the verbs --------------------------------------------------------------- */
 
 int verb_status(int argc, char *argv[]) {
@@ -492,10 +516,26 @@ int verb_status(int argc, char *argv[]) {
         fprintf(t.f, "%-18s%" PRIu64 "\n", "Queued messages:", get_u64(p, "queued_messages"));
         fprintf(t.f, "%-18s%" PRIu64 "\n", "Monitors:", get_u64(p, "monitors"));
         text_limits(&t, get_array(p, "limits"));
+        text_nodes(&t, p);
         r = text_close(&t);
         if (r < 0)
                 return r;
         return emit("status", p, t.s);
+}
+
+/* The users receiving on the other nodes of several relays. */
+static void text_remote(Text *t, json_object *remote) {
+        size_t n = remote ? json_object_array_length(remote) : 0;
+
+        if (n == 0)
+                return;
+        fprintf(t->f, "\nReceiving on other nodes:\n%-16s %-32s %s\n", "USER", "NODE", "FINGERPRINT");
+        for (size_t i = 0; i < n; i++) {
+                json_object *u = json_object_array_get_idx(remote, i);
+
+                fprintf(t->f, "%-16s %-32s %s\n", get_str(u, "user"), get_str(u, "node"),
+                        get_str(u, "fingerprint"));
+        }
 }
 
 int verb_sessions(int argc, char *argv[]) {
@@ -531,6 +571,7 @@ int verb_sessions(int argc, char *argv[]) {
                         format_time(get_u64(s, "since"), since), format_duration(get_u64(s, "idle_sec"), idle),
                         get_bool(s, "tls") ? "yes" : "no", get_str(s, "id"));
         }
+        text_remote(&t, get_array(p, "remote"));
         r = text_close(&t);
         if (r < 0)
                 return r;

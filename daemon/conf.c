@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "conf.h"
+#include "fileio.h"
 #include "log.h"
 #include "macro.h"
 #include "protocol.h"
@@ -1156,4 +1157,35 @@ void config_dump(const Config *c, FILE *f) {
                 it->format(FIELD(c, const void, it), buf, sizeof(buf));
                 fprintf(f, "%s =%s%s\n", it->key, buf[0] ? " " : "", buf);
         }
+}
+
+int config_database_password(const Config *c, char **ret) {
+        _cleanup_(freep) char *credential = NULL;
+        const char *path = c->database_password_file, *dir;
+        char *buf = NULL, *copy;
+        size_t len;
+        int r;
+
+        *ret = NULL;
+        if (!path) {
+                dir = getenv("CREDENTIALS_DIRECTORY");
+                if (!dir || !*dir)
+                        return 0;
+                if (asprintf(&credential, "%s/database-password", dir) < 0)
+                        return -ENOMEM;
+                /* The credential is optional; a file named in the
+                 * configuration is not. */
+                if (access(credential, F_OK) < 0)
+                        return 0;
+                path = credential;
+        }
+        r = read_key_file(path, true, CONFIG_DATABASE_PASSWORD_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        buf[strcspn(buf, "\r\n")] = '\0';
+        copy = *buf ? strdup(buf) : NULL;
+        r = *buf && !copy ? -ENOMEM : 0;
+        secure_free(buf, CONFIG_DATABASE_PASSWORD_MAX + 1);
+        *ret = copy;
+        return r;
 }

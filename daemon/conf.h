@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "constants.h"
 #include "sockets.h"
@@ -27,6 +28,7 @@
 #define DEFAULT_STATE_DIRECTORY "/var/lib/securechat"
 #define DEFAULT_ADMIN_GROUP "securechat"
 #define CONFIG_NODE_NAME_MAX 32
+#define CONFIG_DATABASE_PASSWORD_MAX 1024
 
 /* A rate: count events per period ("10/s", "5/min"); count 0 is no limit. */
 typedef struct ConfigRate {
@@ -172,6 +174,18 @@ static inline uint64_t config_queue_limit_per_sender(const Config *c) {
                 : c->queue_limit_per_sender.value;
         return v < 1 ? 1 : v > c->queue_limit ? c->queue_limit : v;
 }
+
+/* Is database= a PostgreSQL URI (not "sqlite")? */
+static inline bool config_database_is_postgresql(const Config *c) {
+        return c->database && strcmp(c->database, "sqlite") != 0;
+}
+
+/* The database password: the first line of database-password-file, else of
+ * $CREDENTIALS_DIRECTORY/database-password when that exists (systemd's
+ * LoadCredential=). *ret is NULL when there is none. The caller wipes and
+ * frees it; it is never logged. -EPERM when group or others may read or
+ * write the file (chmod 600), -EFBIG beyond CONFIG_DATABASE_PASSWORD_MAX. */
+int config_database_password(const Config *c, char **ret);
 
 /* Whether an address is in trusted-networks. */
 bool config_address_trusted(const Config *c, const struct sockaddr *sa);

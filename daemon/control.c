@@ -65,8 +65,28 @@ const char control_interface_description[] =
         "  queued: int\n"
         ")\n"
         "\n"
+        "# A relay sharing the database with this one (securechatd(8), SEVERAL\n"
+        "# RELAYS), as of this node's last heartbeat: alive when its own\n"
+        "# heartbeat is younger than node-timeout; the counts are its own.\n"
+        "type Node (\n"
+        "  name: string,\n"
+        "  alive: bool,\n"
+        "  heartbeat_age_sec: int,\n"
+        "  started: int,\n"
+        "  sessions: int,\n"
+        "  receiving: int,\n"
+        "  queued: int\n"
+        ")\n"
+        "\n"
+        "# A user receiving on another node.\n"
+        "type RemoteReceiver (\n"
+        "  user: string,\n"
+        "  node: string,\n"
+        "  fingerprint: string\n"
+        ")\n"
+        "\n"
         "# One audit event; time is in microseconds since the epoch, fields holds\n"
-        "# the event's SC_* fields by their lower-case names.\n"
+        "# the event's SC_* fields by their lower-case names (node: SC_NODE).\n"
         "type Event (\n"
         "  name: string,\n"
         "  message_id: string,\n"
@@ -86,6 +106,7 @@ const char control_interface_description[] =
         ")\n"
         "\n"
         "# The relay's state. users_online counts users with a receiving session.\n"
+        "# node, database_connected and nodes only on a node of several relays.\n"
         "method Status() -> (\n"
         "  version: string,\n"
         "  protocol: int,\n"
@@ -100,11 +121,15 @@ const char control_interface_description[] =
         "  server_fingerprint: string,\n"
         "  listen: []string,\n"
         "  tls: bool,\n"
-        "  limits: []Limit\n"
+        "  limits: []Limit,\n"
+        "  node: ?string,\n"
+        "  database_connected: ?bool,\n"
+        "  nodes: ?[]Node\n"
         ")\n"
         "\n"
-        "# Authenticated sessions.\n"
-        "method ListSessions() -> (sessions: []Session)\n"
+        "# Authenticated sessions. On a node of several relays: node is this\n"
+        "# one's name and remote the users receiving on the others.\n"
+        "method ListSessions() -> (sessions: []Session, node: ?string, remote: ?[]RemoteReceiver)\n"
         "\n"
         "# Registered users.\n"
         "method ListUsers() -> (users: []User)\n"
@@ -112,7 +137,7 @@ const char control_interface_description[] =
         "# Every audit event from now on, one reply each; needs \"more\".\n"
         "method Monitor() -> (event: Event)\n"
         "\n"
-        "# Close every session of a registered user.\n"
+        "# Close every session of a registered user (on every node).\n"
         "method Kick(user: string) -> (sessions_closed: int)\n"
         "\n"
         "# Forget a user's key, close their sessions and drop the messages\n"
@@ -278,6 +303,35 @@ static json_object *limits_to_json(Manager *m) {
         return TAKE_PTR(a);
 }
 
+/* Status's members of a node of several relays: its name, whether its
+ * connection to the database is up, and every node's row. */
+static int cluster_to_json(Cluster *cluster, json_object *p) {
+        json_object *a = json_object_new_array();
+        const ClusterNode *nodes;
+        uint64_t age;
+        size_t n;
+
+        if (json_add(p, "nodes", a) < 0 ||     /* a is p's from here on */
+            json_add_string(p, "node", cluster_node_name(cluster)) < 0 ||
+            json_add_bool(p, "database_connected", cluster_connected(cluster)) < 0)
+                return -ENOMEM;
+        nodes = cluster_nodes(cluster, &n, &age);
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = json_object_new_object();
+
+                if (json_array_add(a, o) < 0 ||
+                    json_add_string(o, "name", nodes[i].name) < 0 ||
+                    json_add_bool(o, "alive", nodes[i].alive) < 0 ||
+                    json_add_uint64(o, "heartbeat_age_sec", (nodes[i].heartbeat_age_usec + age) / USEC_PER_SEC) < 0 ||
+                    json_add_uint64(o, "started", nodes[i].started_realtime_usec / USEC_PER_SEC) < 0 ||
+                    json_add_uint64(o, "sessions", nodes[i].sessions) < 0 ||
+                    json_add_uint64(o, "receiving", nodes[i].receiving) < 0 ||
+                    json_add_uint64(o, "queued", nodes[i].queued) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 static int method_status(VarlinkConnection *link, json_object *parameters, VarlinkMethodFlags flags,
                          void *userdata) {
         Control *ctl = userdata;
@@ -319,7 +373,8 @@ static int method_status(VarlinkConnection *link, json_object *parameters, Varli
             json_add_string(p, "server_fingerprint", m->server_key->fingerprint) < 0 ||
             json_add(p, "listen", TAKE_PTR(listen)) < 0 ||
             json_add_bool(p, "tls", m->config->tls) < 0 ||
-            json_add(p, "limits", limits_to_json(m)) < 0) {
+            json_add(p, "limits", limits_to_json(m)) < 0 ||
+            (m->cluster && cluster_to_json(m->cluster, p) < 0)) {
                 json_object_put(listen);
                 return -ENOMEM;
         }
@@ -365,6 +420,22 @@ static int method_list_sessions(VarlinkConnection *link, json_object *parameters
         r = manager_foreach_session(l.manager, list_session, &l);
         if (r < 0)
                 return r;
+        if (l.manager->cluster) {
+                json_object *remote = json_object_new_array();
+
+                if (json_add(p, "remote", remote) < 0 ||
+                    json_add_string(p, "node", cluster_node_name(l.manager->cluster)) < 0)
+                        return -ENOMEM;
+                for (const ClusterUser *u = cluster_first(l.manager->cluster); u; u = u->next) {
+                        json_object *o = json_object_new_object();
+
+                        if (json_array_add(remote, o) < 0 ||
+                            json_add_string(o, "user", u->user) < 0 ||
+                            json_add_string(o, "node", u->node) < 0 ||
+                            json_add_string(o, "fingerprint", u->fingerprint) < 0)
+                                return -ENOMEM;
+                }
+        }
         varlink_reply(link, TAKE_PTR(p));
         return 0;
 }
@@ -536,6 +607,9 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
                 return NULL;
         }
         json_object_put(fields);        /* e holds it */
+        /* As the journal's SC_NODE: which of several relays said it. */
+        if (log_get_node() && json_add_string(fields, "node", log_get_node()) < 0)
+                return NULL;
         if (!f)
                 return TAKE_PTR(e);
 

@@ -34,6 +34,8 @@ static LogEventHook event_hook = NULL;
 static LogEventWanted event_wanted = NULL;
 static void *event_hook_userdata = NULL;
 static bool in_hook = false;
+static char node_buf[33];
+static const char *node_name = NULL;
 
 /* systemd sets $JOURNAL_STREAM to "device:inode" of the stream it connected
  * to stdout/stderr; if stderr is still that stream, journald is listening
@@ -64,6 +66,18 @@ void log_set_max_level(int level) {
 
 int log_get_max_level(void) {
         return max_level;
+}
+
+void log_set_node(const char *name) {
+        node_name = NULL;
+        if (name) {
+                snprintf(node_buf, sizeof(node_buf), "%s", name);
+                node_name = node_buf;
+        }
+}
+
+const char *log_get_node(void) {
+        return node_name;
 }
 
 void log_set_event_hook(LogEventHook hook, LogEventWanted wanted, void *userdata) {
@@ -146,7 +160,9 @@ typedef struct Field {
         const char *str;
 } Field;
 
-static size_t collect_fields(const EventInfo *info, const LogFields *f, Field out[static 12]) {
+#define FIELDS_MAX 13
+
+static size_t collect_fields(const EventInfo *info, const LogFields *f, Field out[static FIELDS_MAX]) {
         size_t n = 0;
 
 #define ADD_STR(j, k, v)                                                \
@@ -166,8 +182,10 @@ static size_t collect_fields(const EventInfo *info, const LogFields *f, Field ou
                 }                                                       \
         } while (0)
 
-        if (info)
+        if (info) {
                 ADD_STR("SC_EVENT", "event", info->name);
+                ADD_STR("SC_NODE", "node", node_name);
+        }
         if (f) {
                 ADD_STR("SC_USER", "user", f->user);
                 ADD_STR("SC_RECIPIENT", "to", f->recipient);
@@ -189,8 +207,8 @@ static size_t collect_fields(const EventInfo *info, const LogFields *f, Field ou
 
 static bool send_journal(int priority, const EventInfo *info, const Field *fields, size_t n,
                          const char *message) {
-        char *strings[16] = {};
-        struct iovec iov[16];
+        char *strings[4 + FIELDS_MAX] = {};
+        struct iovec iov[4 + FIELDS_MAX];
         size_t k = 0;
         int r = -ENOMEM;
 
@@ -259,7 +277,7 @@ void log_emit(int priority, EventKind kind, const LogFields *fields, const char 
         va_end(ap);
 
         if (to_log) {
-                Field f[12];
+                Field f[FIELDS_MAX];
                 size_t n = collect_fields(info, fields, f);
 
                 if (!to_journal || !send_journal(priority, info, f, n, message))

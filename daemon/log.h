@@ -55,6 +55,11 @@ void log_open(void);
 void log_set_max_level(int level);       /* LOG_ERR ... LOG_DEBUG */
 int log_get_max_level(void);
 void log_set_event_hook(LogEventHook hook, LogEventWanted wanted, void *userdata);
+/* Every audit event from now on carries SC_NODE=name (the relay is one node
+ * of several sharing a database); NULL: none. The name is copied (at most
+ * 32 characters, as node-name allows). */
+void log_set_node(const char *name);
+const char *log_get_node(void);         /* NULL when none was set */
 
 /* "err", "warning", "notice", "info", "debug" (and the other syslog names,
  * "error" and "warn"): the level, or -EINVAL. */

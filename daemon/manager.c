@@ -28,7 +28,6 @@
 /* Queue entries expired per database transaction. */
 #define EXPIRE_BATCH 256
 /* Longer is no password anyone types or generates. */
-#define DATABASE_PASSWORD_MAX 1024
 
 static const int handled_signals[] = { SIGTERM, SIGINT, SIGHUP };
 
@@ -78,6 +77,92 @@ static const RelayHooks relay_hooks = {
         .limit_hit = on_relay_limit_hit,
         .disk_check = on_relay_disk_check,
         .store_full = on_relay_store_full,
+};
+
+/* ---- the other nodes: what the cluster reports ------------------------- */
+
+static void on_cluster_online(void *userdata, const ClusterUser *u) {
+        Manager *m = userdata;
+
+        relay_cluster_online(&m->relay, u);
+}
+
+static void on_cluster_offline(void *userdata, const ClusterUser *u) {
+        Manager *m = userdata;
+
+        relay_cluster_offline(&m->relay, u);
+}
+
+static void on_cluster_lost(void *userdata, const char *user) {
+        Manager *m = userdata;
+
+        relay_cluster_lost(&m->relay, user);
+}
+
+static void on_cluster_replace(void *userdata, const char *user) {
+        Manager *m = userdata;
+
+        relay_cluster_replace(&m->relay, user);
+}
+
+static void on_cluster_deliver(void *userdata, const char *user) {
+        Manager *m = userdata;
+
+        relay_cluster_deliver(&m->relay, user);
+}
+
+static void on_cluster_queued(void *userdata, const char *user, uint64_t last_seq) {
+        Manager *m = userdata;
+
+        relay_cluster_queued(&m->relay, user, last_seq);
+}
+
+static int close_user_sessions(Manager *m, const char *user, const char *message, const char *reason);
+
+static void on_cluster_kick(void *userdata, const char *user) {
+        Manager *m = userdata;
+        int n;
+
+        n = close_user_sessions(m, user, "kicked by an administrator", "kicked on another node");
+        log_event(EVENT_USER_KICKED, &(LogFields) { .user = user, .reason = "kicked on another node" },
+                  "User %s kicked by an administrator on another node (%d sessions closed here)", user, n);
+}
+
+static int on_cluster_foreach_receiver(void *userdata, ClusterReceiverFn fn, void *ctx) {
+        Manager *m = userdata;
+
+        for (Session *s = m->sessions.receivers; s; s = s->receiver_next) {
+                int r;
+
+                if (!s->indexed)
+                        continue;
+                r = fn(ctx, s->user, s->fingerprint);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static void on_cluster_status(void *userdata, ClusterStatus *ret) {
+        Manager *m = userdata;
+
+        *ret = (ClusterStatus) {
+                .sessions = m->sessions.n_active,
+                .receiving = m->sessions.n_receiving,
+                .queued = m->relay.n_queued,
+        };
+}
+
+static const ClusterCallbacks cluster_callbacks = {
+        .online = on_cluster_online,
+        .offline = on_cluster_offline,
+        .lost = on_cluster_lost,
+        .replace = on_cluster_replace,
+        .deliver = on_cluster_deliver,
+        .kick = on_cluster_kick,
+        .queued = on_cluster_queued,
+        .foreach_receiver = on_cluster_foreach_receiver,
+        .status = on_cluster_status,
 };
 
 int manager_new(const ConfigSources *sources, Config *config, Manager **ret) {
@@ -134,6 +219,7 @@ Manager *manager_free(Manager *m) {
         sd_event_source_disable_unref(m->post);
         safe_close(m->control_fd);
 
+        cluster_free(m->cluster);
         store_free(m->store);
         if (m->tls_credentials)
                 gnutls_certificate_free_credentials(m->tls_credentials);
@@ -533,38 +619,18 @@ static int on_reload(sd_event_source *es, const struct signalfd_siginfo *si, voi
 
 /* ---- start and run -------------------------------------------------------- */
 
-/* The database password: database-password-file, else the credential
- * systemd passes (LoadCredential=database-password), else none. Its
- * first line; a file that group or others may read is refused, as the
- * identity key is. */
+/* config_database_password(), with the error in the log: the one reading
+ * of it the store and the cluster share. */
 static int database_password(const Config *c, char **ret) {
-        _cleanup_(freep) char *cred = NULL;
-        const char *path = c->database_password_file, *dir;
-        char *buf = NULL, *copy;
-        size_t len;
+        const char *path = c->database_password_file ?: "$CREDENTIALS_DIRECTORY/database-password";
         int r;
 
-        *ret = NULL;
-        if (!path) {
-                dir = getenv("CREDENTIALS_DIRECTORY");
-                if (!dir || asprintf(&cred, "%s/database-password", dir) < 0)
-                        return 0;
-                if (access(cred, F_OK) < 0)
-                        return 0;
-                path = cred;
-        }
-        r = read_key_file(path, true, DATABASE_PASSWORD_MAX, &buf, &len);
+        r = config_database_password(c, ret);
         if (r == -EPERM)
                 return log_error_errno(r, "Refusing %s: readable or writable by group or others "
-                                       "(chmod 600 %s)", path, path);
+                                       "(chmod 600 it)", path);
         if (r < 0)
                 return log_error_errno(r, "Failed to read the database password from %s: %m", path);
-        buf[strcspn(buf, "\r\n")] = 0;
-        copy = strdup(buf);
-        secure_free(buf, DATABASE_PASSWORD_MAX + 1);
-        if (!copy)
-                return log_error_errno(-ENOMEM, "Out of memory");
-        *ret = copy;
         return 0;
 }
 
@@ -634,6 +700,10 @@ int manager_start(Manager *m) {
         bool lax = false, created = false;
         uint64_t now, largest = 0;
         int r;
+
+        /* From the first event on, the journal says which node said it. */
+        if (config_database_is_postgresql(c))
+                log_set_node(c->node_name);
 
         r = state_directory_prepare(c->state_directory, &lax);
         if (r == -EACCES || r == -EPERM || r == -EROFS)
@@ -708,6 +778,16 @@ int manager_start(Manager *m) {
                 m->reserve = r >= 0;
         }
 
+        if (config_database_is_postgresql(c)) {
+                /* It connects in the background: the relay serves its own
+                 * users meanwhile, and announces them once connected. */
+                r = cluster_new(m->event, c, &cluster_callbacks, m, &m->cluster);
+                if (r < 0)
+                        return log_error_errno(r, "Failed to set up the cluster: %m");
+                m->relay.cluster = m->cluster;
+                log_info("Node %s: sharing presence with the other relays of the database", c->node_name);
+        }
+
         for (size_t i = 0; i < ELEMENTSOF(handled_signals); i++) {
                 r = sd_event_add_signal(m->event, &m->signal_sources[i], handled_signals[i],
                                         handled_signals[i] == SIGHUP ? on_reload : on_terminate, m);
@@ -765,6 +845,9 @@ int manager_run(Manager *m) {
                 log_error_errno(r, "Event loop failed: %m");
 
         manager_shutdown(m);
+        /* The others hear at once that this node's users left. */
+        cluster_stop(m->cluster);
+        m->relay.cluster = m->cluster = cluster_free(m->cluster);
         m->store = m->relay.store = store_free(m->store);
         log_event(EVENT_STOP, NULL, "securechatd stopped");
         return r < 0 ? r : 0;
@@ -853,6 +936,7 @@ int manager_reload(Manager *m, char **ret_error) {
         c->listen_address = old->listen_address;
         keep_string(&c->control, &old->control, "control");
         keep_string(&c->state_directory, &old->state_directory, "state-directory");
+        keep_string(&c->node_name, &old->node_name, "node-name");
         keep_string(&c->tls_certificate, &old->tls_certificate, "tls-certificate");
         keep_string(&c->tls_key, &old->tls_key, "tls-key");
         /* The store was opened with them. */
@@ -945,7 +1029,8 @@ static int user_iter(void *userdata, const KeyPackage *kp, const char *fingerpri
         UserInfo i = {
                 .package = kp,
                 .fingerprint = fingerprint,
-                .online = session_index_find_receiver(&it->manager->sessions, kp->user),
+                .online = session_index_find_receiver(&it->manager->sessions, kp->user) ||
+                          (it->manager->cluster && cluster_find(it->manager->cluster, kp->user)),
                 .n_sessions = session_index_count(&it->manager->sessions, kp->user),
         };
 
@@ -976,6 +1061,9 @@ int manager_kick_user(Manager *m, const char *user, const char *by) {
 
         snprintf(reason, sizeof(reason), "kicked by %s", by ? by : "an administrator");
         n = close_user_sessions(m, user, "kicked by an administrator", reason);
+        /* The user's sessions on the other nodes too. */
+        if (m->cluster && cluster_kick(m->cluster, user) < 0)
+                log_warning("Cannot tell the other nodes to kick %s: no database connection", user);
         log_event(EVENT_USER_KICKED, &(LogFields) { .user = user, .reason = reason },
                   "User %s kicked by %s (%d sessions closed)", user, by ? by : "an administrator", n);
         return n;
@@ -1032,6 +1120,9 @@ int manager_reset_key(Manager *m, const char *user, const char *by, char ret_cod
 
         snprintf(reason, sizeof(reason), "key reset by %s", by ? by : "an administrator");
         n = close_user_sessions(m, user, "key reset by an administrator", reason);
+        if (m->cluster && cluster_kick(m->cluster, user) < 0)
+                log_warning("Cannot tell the other nodes to close the sessions of %s: no database "
+                            "connection", user);
         log_event(EVENT_KEY_RESET, &(LogFields) { .user = user, .fingerprint = fingerprint, .reason = reason },
                   "Key %s of user %s removed by %s (%d sessions closed); the name registers again "
                   "only with the one-time code", fingerprint, user, by ? by : "an administrator", n);

@@ -23,6 +23,7 @@
 #include <systemd/sd-event.h>
 
 #include "anvil.h"
+#include "cluster.h"
 #include "conf.h"
 #include "forward.h"
 #include "handshake.h"
@@ -62,6 +63,7 @@ typedef struct Manager {
 
         int lock_fd;
         Store *store;
+        Cluster *cluster;               /* database = postgresql://...: the other nodes; else NULL */
         RsaKey *server_key;
         gnutls_certificate_credentials_t tls_credentials;   /* NULL with tls = no */
 
@@ -133,7 +135,7 @@ int manager_foreach_session(Manager *m, int (*fn)(void *userdata, const SessionI
 typedef struct UserInfo {
         const KeyPackage *package;
         const char *fingerprint;
-        bool online;                    /* has a receiving session */
+        bool online;                    /* has a receiving session (on any node) */
         unsigned n_sessions;
 } UserInfo;
 int manager_foreach_user(Manager *m, int (*fn)(void *userdata, const UserInfo *i),

@@ -25,6 +25,10 @@
 /* Envelopes read from the store per query while pumping. */
 #define PUMP_BATCH 16
 
+/* Key packages of users of other nodes read from the store per piece of
+ * a version 1 online list, at most. */
+#define PRESENCE_REMOTE_MAX 64
+
 /* Sends answered per commit at most: a bound on the memory and the wait
  * of one batch when many sessions have much to say in the same turn. */
 #define BATCH_MAX 1024
@@ -207,34 +211,56 @@ static int package_get(Relay *relay, const char *user, KeyPackage **ret) {
 
 /* Version 1: the next frame of the online list: the users whose receiving
  * session became active after the last one listed, in that order (the
- * index keeps its receivers so), as many as fit in max_frame. Every frame
- * but the last carries "more": true (ignored by clients that do not know
- * it).
+ * index keeps its receivers so), then, on one of several relays, the
+ * users of the other nodes in the order this relay heard of them (see
+ * handle_who(); their packages come from the store), as many as fit in
+ * max_frame. Every frame but the last carries "more": true (ignored by
+ * clients that do not know it).
  * Users who come online meanwhile are listed too, so that none announced
  * by a presence frame is left out of the list; those who come online
  * after the last frame were announced. */
 static int send_presence_piece(Relay *relay, Session *s) {
-        _cleanup_(freep) KeyPackage **list = NULL;
-        Session *i, *last = NULL;
-        size_t n = 0, budget, used = 0;
+        size_t n_remote = relay->cluster ? cluster_n_remote(relay->cluster) : 0;
+        const ClusterUser *u = relay->cluster ? cluster_first(relay->cluster) : NULL;
+        size_t max = relay->sessions->n_receiving + n_remote, n = 0, n_fetched = 0, budget, used = 0;
+        _cleanup_(freep) KeyPackage **list = NULL, **fetched = NULL;
+        uint64_t cursor = s->presence_cursor;
+        Session *i;
+        int r = -ENOMEM;
 
-        list = calloc(relay->sessions->n_receiving + 1, sizeof(*list));
-        if (!list) {
-                session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
-                return -ENOMEM;
-        }
-        for (i = relay->sessions->receivers; i && i->activation <= s->presence_cursor; i = i->receiver_next)
+        list = calloc(max + 1, sizeof(*list));
+        fetched = calloc(MIN(n_remote, (size_t) PRESENCE_REMOTE_MAX) + 1, sizeof(*fetched));
+        if (!list || !fetched)
+                goto fail;
+        for (i = relay->sessions->receivers; i && i->activation <= cursor; i = i->receiver_next)
+                ;
+        for (; u && u->position <= cursor; u = u->next)
                 ;
 
         budget = s->limits.max_frame > 1024 ? s->limits.max_frame - 1024 : s->limits.max_frame;
-        for (; i && n < relay->sessions->n_receiving; i = i->receiver_next) {
+        while ((i || u) && n < max) {
+                KeyPackage *kp = NULL;
                 json_object *o = NULL;
                 size_t size = 0;
 
-                if (key_package_to_json(i->package, &o) < 0) {
-                        session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
-                        return -ENOMEM;
+                if (i)
+                        kp = i->package;
+                else if (n_fetched == PRESENCE_REMOTE_MAX)
+                        break;          /* the next piece goes on */
+                else {
+                        r = package_get(relay, u->user, &kp);
+                        if (r == -ENOENT) {     /* not in this relay's store */
+                                cursor = u->position;
+                                u = u->next;
+                                continue;
+                        }
+                        if (r < 0)
+                                goto fail;
+                        fetched[n_fetched++] = kp;
                 }
+                r = key_package_to_json(kp, &o);
+                if (r < 0)
+                        goto fail;
                 if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
                                                               JSON_C_TO_STRING_NOSLASHESCAPE, &size))
                         size = s->limits.max_frame;
@@ -243,13 +269,28 @@ static int send_presence_piece(Relay *relay, Session *s) {
                 if (n > 0 && used + size > budget)
                         break;
                 used += size;
-                list[n++] = i->package;
-                last = i;
+                list[n++] = kp;
+                if (i) {
+                        cursor = i->activation;
+                        i = i->receiver_next;
+                } else {
+                        cursor = u->position;
+                        u = u->next;
+                }
         }
-        if (last)
-                s->presence_cursor = last->activation;
-        s->presence_pending = i != NULL;
-        return session_send(s, frame_new_presence_list(list, n, i != NULL));
+        s->presence_cursor = cursor;
+        s->presence_pending = i || u;
+        r = session_send(s, frame_new_presence_list(list, n, i || u));
+        for (size_t k = 0; k < n_fetched; k++)
+                key_package_free(fetched[k]);
+        return r;
+
+fail:
+        for (size_t k = 0; fetched && k < n_fetched; k++)
+                key_package_free(fetched[k]);
+        session_close(s, ERR_INTERNAL, r == -ENOMEM ? "out of memory" : "internal error",
+                      r == -ENOMEM ? "out of memory" : "store error");
+        return r < 0 ? r : -EIO;
 }
 
 /* Send the online list in pieces while the output is below the water
@@ -262,37 +303,129 @@ static void send_presence_list(Relay *relay, Session *s) {
                         return;
 }
 
-/* A user came online or went offline. Version 2 sessions hear it if they
- * watch the user: the cost is the user's watchers. Version 1 receiving
- * sessions hear of everyone, with the key package, as that version says;
- * the walk of all receivers is skipped when none of them is of version 1.
- * A send may close the session it goes to, or others: the walks go on past
- * them (see session-index.h). */
-static void broadcast_presence(Relay *relay, Session *about, bool online) {
-        for (Watch *w = session_index_watchers(relay->sessions, about->user); w; w = w->user_next) {
+/* A user came online or went offline, here or on another node. Version 2
+ * sessions hear it if they watch the user: the cost is the user's
+ * watchers. Version 1 receiving sessions hear of everyone, with the key
+ * package (package: NULL to read it from the store, for a user of another
+ * node), as that version says; the walk of all receivers is skipped when
+ * none of them is of version 1. A send may close the session it goes to,
+ * or others: the walks go on past them (see session-index.h). skip is
+ * the user's own session, told nothing. */
+static void broadcast_presence_of(Relay *relay, const char *user, const char *fingerprint,
+                                  const KeyPackage *package, const Session *skip, bool online) {
+        _cleanup_(key_package_freep) KeyPackage *kp = NULL;
+
+        for (Watch *w = session_index_watchers(relay->sessions, user); w; w = w->user_next) {
                 Session *i = w->session;
 
-                if (i == about || !i->indexed)
+                if (i == skip || !i->indexed)
                         continue;
-                (void) session_send(i, online ? frame_new_presence_user(about->user, about->fingerprint)
-                                              : frame_new_presence_offline(about->user));
+                (void) session_send(i, online ? frame_new_presence_user(user, fingerprint)
+                                              : frame_new_presence_offline(user));
         }
 
         if (relay->sessions->n_receiving_v1 == 0)
                 return;
-        for (Session *i = relay->sessions->receivers; i; i = i->receiver_next) {
-                if (i == about || !i->indexed || i->proto >= 2)
-                        continue;
-                (void) session_send(i, online ? frame_new_presence_online(about->package)
-                                              : frame_new_presence_offline(about->user));
+        if (online && !package) {
+                if (package_get(relay, user, &kp) < 0)
+                        return;         /* not registered as far as this store knows */
+                package = kp;
         }
+        for (Session *i = relay->sessions->receivers; i; i = i->receiver_next) {
+                if (i == skip || !i->indexed || i->proto >= 2)
+                        continue;
+                (void) session_send(i, online ? frame_new_presence_online(package)
+                                              : frame_new_presence_offline(user));
+        }
+}
+
+static void broadcast_presence(Relay *relay, Session *about, bool online) {
+        broadcast_presence_of(relay, about->user, about->fingerprint, about->package, about, online);
 }
 
 void relay_session_closing(Relay *relay, Session *s, bool was_active) {
         if (!was_active)
                 return;
-        if (s->receive && !s->replaced && !relay->stopping)
+        if (s->receive && !s->replaced && !relay->stopping) {
                 broadcast_presence(relay, s, false);
+                if (relay->cluster)
+                        cluster_offline(relay->cluster, s->user);
+        }
+}
+
+/* ---- the other nodes ------------------------------------------------------ */
+
+void relay_cluster_online(Relay *relay, const ClusterUser *u) {
+        if (relay->stopping)
+                return;
+        /* Receiving here too: the other login came at the same instant,
+         * or its "replace" is on its way. The database decides which
+         * stays; watchers here hear of it when it is not this one. */
+        if (session_index_find_receiver(relay->sessions, u->user)) {
+                cluster_check_claim(relay->cluster, u->user);
+                return;
+        }
+        broadcast_presence_of(relay, u->user, u->fingerprint, NULL, NULL, true);
+}
+
+void relay_cluster_offline(Relay *relay, const ClusterUser *u) {
+        /* Logged in here since: still online. */
+        if (relay->stopping || session_index_find_receiver(relay->sessions, u->user))
+                return;
+        broadcast_presence_of(relay, u->user, NULL, NULL, NULL, false);
+}
+
+void relay_cluster_lost(Relay *relay, const char *user) {
+        Session *s = session_index_find_receiver(relay->sessions, user);
+
+        if (s && relay->cluster && !relay->stopping)
+                cluster_online(relay->cluster, s->user, s->fingerprint);
+}
+
+void relay_cluster_replace(Relay *relay, const char *user) {
+        Session *s = session_index_find_receiver(relay->sessions, user);
+        const ClusterUser *u;
+
+        if (!s)
+                return;
+        /* As a replacement here: the user stays online, on the other node. */
+        s->replaced = true;
+        session_close(s, ERR_REPLACED, "another receiving session logged in",
+                      "replaced by a newer receiving session on another node");
+        /* Its online came first and was held back (relay_cluster_online()):
+         * the watchers hear it now, with the key of the new session. */
+        u = cluster_find(relay->cluster, user);
+        if (u && !relay->stopping)
+                broadcast_presence_of(relay, u->user, u->fingerprint, NULL, NULL, true);
+}
+
+/* The queue is shared: what the other node committed is there to read. */
+static void repump(Relay *relay, Session *s) {
+        if (s->state != SESSION_ACTIVE)
+                return;
+        s->caught_up = false;
+        relay_pump(relay, s);
+        if (s->state == SESSION_ACTIVE)
+                session_flush(s);
+}
+
+void relay_cluster_deliver(Relay *relay, const char *user) {
+        Session *s = session_index_find_receiver(relay->sessions, user);
+
+        log_debug("Cluster: another node queued a message for %s%s", user,
+                  s ? ": pumping its queue" : ", who no longer receives here");
+        if (s)
+                repump(relay, s);
+}
+
+void relay_cluster_queued(Relay *relay, const char *user, uint64_t last_seq) {
+        Session *s = session_index_find_receiver(relay->sessions, user);
+
+        if (!s || !s->caught_up || last_seq <= s->cursor)
+                return;
+        log_debug("Cluster: the queue of %s holds seq %" PRIu64 " past its cursor %" PRIu64
+                  " (a deliver notification was lost): pumping", user, last_seq, s->cursor);
+        repump(relay, s);
 }
 
 /* ---- handshake --------------------------------------------------------- */
@@ -355,7 +488,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         size_t sig_len;
         uint64_t opks;
         LogFields lf;
-        bool registered = false, reset = false;
+        bool registered = false, reset = false, announce;
         int r;
 
         HandshakeParams p = {
@@ -559,7 +692,17 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         send_presence_list(relay, s);
         if (!s->receive || s->state != SESSION_ACTIVE)
                 return;
-        if (!old)
+        announce = !old;
+        if (relay->cluster) {
+                const ClusterUser *u = cluster_find(relay->cluster, user);
+
+                /* Online on another node with this key: for the watchers
+                 * here, nothing changed (as a replacement on one node). */
+                if (u && strcmp(u->fingerprint, s->fingerprint) == 0)
+                        announce = false;
+                cluster_online(relay->cluster, user, s->fingerprint);
+        }
+        if (announce)
                 broadcast_presence(relay, s, true);
 
         r = store_queue_last_seq(relay->store, user, &s->sync_target);
@@ -980,7 +1123,13 @@ static void send_committed(Relay *relay, const RelayPending *p) {
         Session *recipient = session_index_find_receiver(relay->sessions, p->msg.recipient);
         Session *s = p->session;
         uint8_t wire[FRAME_ACCEPTED_WIRE_MAX];
+        bool online = recipient;
         int wire_len;
+
+        /* Receiving on another node: that node delivers it, told after
+         * the commit (the queue is shared). */
+        if (!recipient && relay->cluster && !p->retry)
+                online = cluster_deliver(relay->cluster, p->msg.recipient) > 0;
 
         if (!p->retry) {
                 LogFields lf = {
@@ -989,7 +1138,7 @@ static void send_committed(Relay *relay, const RelayPending *p) {
                         .has_size = true, .size = p->msg.size, .has_seq = true, .seq = p->msg.seq,
                 };
 
-                if (recipient)
+                if (online)
                         log_event(EVENT_MESSAGE_ACCEPTED, &lf,
                                   "Message %s from %s to %s accepted (%" PRIu64 " bytes)",
                                   p->msg.msg_id, p->msg.sender, p->msg.recipient, p->msg.size);
@@ -999,7 +1148,7 @@ static void send_committed(Relay *relay, const RelayPending *p) {
                                   p->msg.msg_id, p->msg.sender, p->msg.recipient, p->msg.size);
         }
         /* One per message: written as it goes on the wire, no object. */
-        wire_len = frame_accepted_to_wire(p->id, p->msg.msg_id, !recipient, wire);
+        wire_len = frame_accepted_to_wire(p->id, p->msg.msg_id, !online, wire);
         if (wire_len >= 0)
                 (void) session_send_wire(s, wire, (size_t) wire_len);
         else
@@ -1295,8 +1444,11 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         }
         (void) session_send(s, frame_new_rotated(*id, kp));
         receiver = session_index_find_receiver(relay->sessions, s->user);
-        if (receiver)
+        if (receiver) {
                 broadcast_presence(relay, receiver, true);
+                if (relay->cluster)
+                        cluster_online(relay->cluster, receiver->user, receiver->fingerprint);
+        }
 }
 
 /* Delete a message in the batch's transaction. */
@@ -1398,6 +1550,12 @@ static void handle_watch(Relay *relay, Session *s, const Frame *f) {
                 receiver = session_index_find_receiver(relay->sessions, user);
                 if (r > 0 && receiver)
                         r = online_add(o, receiver);
+                else if (r > 0 && relay->cluster) {
+                        const ClusterUser *u = cluster_find(relay->cluster, user);
+
+                        if (u)
+                                r = frame_online_add(o, u->user, u->fingerprint);
+                }
         }
         if (!o || r < 0) {
                 reply_error(s, &id, ERR_INTERNAL, "out of memory");
@@ -1420,16 +1578,19 @@ static void handle_unwatch(Relay *relay, Session *s, const Frame *f) {
         (void) session_send(s, frame_new_online(id, 0));
 }
 
-/* A page of the online list, in order of activation, from the session
- * index: the users whose receiving session became active after "after".
- * "next" is the activation of the last one listed when more follow. A
- * user who logs in again between pages has a new number and is listed
- * again later; one who leaves is not listed. The walk to the page is
- * over pointers of the index, copies nothing. */
+/* A page of the online list: the users receiving here in order of
+ * activation, from the session index, then those of the other nodes in
+ * the order this node heard of them (their positions start at
+ * CLUSTER_POSITION_BASE, above every activation): the users after
+ * "after". "next" is the position of the last one listed when more
+ * follow. A user who logs in again between pages has a new number and is
+ * listed again later; one who leaves is not listed. The walk to the page
+ * is over pointers, copies nothing. */
 static void handle_who(Relay *relay, Session *s, const Frame *f) {
         _cleanup_(json_object_unrefp) json_object *o = NULL;
-        uint64_t id = f->who.id, limit, n = 0;
-        Session *i, *last = NULL;
+        uint64_t id = f->who.id, limit, n = 0, last = 0;
+        const ClusterUser *u = relay->cluster ? cluster_first(relay->cluster) : NULL;
+        Session *i;
         int r = 0;
 
         if (!require_v2(s, id))
@@ -1441,13 +1602,19 @@ static void handle_who(Relay *relay, Session *s, const Frame *f) {
 
         for (i = relay->sessions->receivers; i && i->activation <= f->who.after; i = i->receiver_next)
                 ;
+        for (; u && u->position <= f->who.after; u = u->next)
+                ;
         o = frame_new_online(id, 0);
         for (; o && r >= 0 && i && n < limit; i = i->receiver_next, n++) {
                 r = online_add(o, i);
-                last = i;
+                last = i->activation;
         }
-        if (o && r >= 0 && i && last)
-                r = json_add_uint64(o, "next", last->activation);
+        for (; o && r >= 0 && u && n < limit; u = u->next, n++) {
+                r = frame_online_add(o, u->user, u->fingerprint);
+                last = u->position;
+        }
+        if (o && r >= 0 && (i || u) && last > 0)
+                r = json_add_uint64(o, "next", last);
         if (!o || r < 0) {
                 reply_error(s, &id, ERR_INTERNAL, "out of memory");
                 return;

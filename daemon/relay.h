@@ -16,6 +16,7 @@
 
 #include <systemd/sd-event.h>
 
+#include "cluster.h"
 #include "conf.h"
 #include "forward.h"
 #include "limit.h"
@@ -45,6 +46,7 @@ struct Relay {
         sd_event *event;
         const Config *config;           /* in force */
         Store *store;
+        Cluster *cluster;               /* NULL: one relay alone (database = sqlite) */
         const RsaKey *server_key;
         SessionIndex *sessions;
         bool stopping;                  /* shutting down: no presence updates */
@@ -86,6 +88,19 @@ void relay_frame(Relay *r, Session *s, const uint8_t *payload, size_t len);
 
 /* s started closing; was_active: it had authenticated. */
 void relay_session_closing(Relay *r, Session *s, bool was_active);
+
+/* What the other nodes of the cluster say (cluster.h): a user of theirs
+ * came online or went offline (local watchers hear of it), this node's
+ * presence row of user was deleted (said again if user still receives
+ * here), a newer receiving session elsewhere replaces ours, a message for
+ * a user receiving here was queued there, or, at a heartbeat, the last seq
+ * queued for a user receiving here (pumped if past its cursor). */
+void relay_cluster_online(Relay *r, const ClusterUser *u);
+void relay_cluster_offline(Relay *r, const ClusterUser *u);
+void relay_cluster_lost(Relay *r, const char *user);
+void relay_cluster_replace(Relay *r, const char *user);
+void relay_cluster_deliver(Relay *r, const char *user);
+void relay_cluster_queued(Relay *r, const char *user, uint64_t last_seq);
 
 /* Push the rest of the online list, then (to a receiving session) queued
  * envelopes, while less than SESSION_PUMP_WATER waits in its output;
