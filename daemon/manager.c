@@ -520,10 +520,47 @@ static int on_reload(sd_event_source *es, const struct signalfd_siginfo *si, voi
 
 /* ---- start and run -------------------------------------------------------- */
 
+/* The identity key clients pin: identity-key=, the credential, or the state
+ * directory's (made on the first start). Several relays sharing a database
+ * must present the same one, so the log says where it came from. */
+static int manager_load_identity(Manager *m) {
+        static const char *const source_names[] = {
+                [STATE_IDENTITY_CONFIGURED] = "identity-key=",
+                [STATE_IDENTITY_CREDENTIAL] = "credential " STATE_IDENTITY_CREDENTIAL_NAME,
+                [STATE_IDENTITY_STATE] = "state directory",
+        };
+        const Config *c = m->config;
+        _cleanup_(freep) char *path = NULL;
+        StateIdentitySource source;
+        bool created = false;
+        int r;
+
+        r = state_identity_locate(c, &source, &path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to look for the identity key: %m");
+        r = state_identity_load(path, source, c->key_bits, &m->server_key, &created);
+        if (r == -EPERM)
+                return log_error_errno(r, "Refusing identity key %s: readable or writable by group or others. "
+                                       "Fix its mode with: chmod 600 %s", path, path);
+        if (r == -ENOENT && source != STATE_IDENTITY_STATE)
+                return log_error_errno(r, "Identity key %s (%s) does not exist: copy the key every relay "
+                                       "shares there; it is never generated", path, source_names[source]);
+        if (r < 0)
+                return log_error_errno(r, "Failed to %s identity key %s (%s): %m",
+                                       source == STATE_IDENTITY_STATE ? "load or create the" : "load the",
+                                       path, source_names[source]);
+        if (created)
+                log_notice("Generated a new %u-bit identity key %s", rsa_key_bits(m->server_key),
+                           m->server_key->fingerprint);
+        log_info("Server identity %s (%u bits) from %s (%s)", m->server_key->fingerprint,
+                 rsa_key_bits(m->server_key), path, source_names[source]);
+        return 0;
+}
+
 int manager_start(Manager *m) {
         const Config *c = m->config;
         _cleanup_(freep) char *db = NULL;
-        bool lax = false, created = false;
+        bool lax = false;
         uint64_t now, largest = 0;
         int r;
 
@@ -545,18 +582,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to lock %s: %m", c->state_directory);
 
-        r = state_identity_load(c->state_directory, c->key_bits, &m->server_key, &created);
-        if (r == -EPERM)
-                return log_error_errno(r, "Refusing %s/%s: readable or writable by group or others. "
-                                       "Fix its mode with: chmod 600 %s/%s", c->state_directory,
-                                       STATE_IDENTITY_FILE, c->state_directory, STATE_IDENTITY_FILE);
+        r = manager_load_identity(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to load or create the identity key in %s: %m",
-                                       c->state_directory);
-        if (created)
-                log_notice("Generated a new %u-bit identity key %s", rsa_key_bits(m->server_key),
-                           m->server_key->fingerprint);
-        log_info("Server identity %s (%u bits)", m->server_key->fingerprint, rsa_key_bits(m->server_key));
+                return r;
 
         if (c->tls) {
                 StateTlsChange change;
@@ -750,6 +778,7 @@ int manager_reload(Manager *m, char **ret_error) {
         keep_string(&c->state_directory, &old->state_directory, "state-directory");
         keep_string(&c->tls_certificate, &old->tls_certificate, "tls-certificate");
         keep_string(&c->tls_key, &old->tls_key, "tls-key");
+        keep_string(&c->identity_key, &old->identity_key, "identity-key");
         if (c->tls != old->tls) {
                 log_warning("Changing tls takes effect only after a restart");
                 c->tls = old->tls;

@@ -31,7 +31,8 @@ INTEGRATION_TESTS = \
 	tests/integration/prekeys.sh \
 	tests/integration/suite2.sh \
 	tests/integration/rotate.sh \
-	tests/integration/pipeline.sh
+	tests/integration/pipeline.sh \
+	tests/integration/identity-key.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh
