@@ -531,6 +531,7 @@ static int manager_load_identity(Manager *m) {
         };
         const Config *c = m->config;
         _cleanup_(freep) char *path = NULL;
+        char old_fingerprint[RSA_FINGERPRINT_MAX];
         StateIdentitySource source;
         bool created = false;
         int r;
@@ -554,6 +555,11 @@ static int manager_load_identity(Manager *m) {
                            m->server_key->fingerprint);
         log_info("Server identity %s (%u bits) from %s (%s)", m->server_key->fingerprint,
                  rsa_key_bits(m->server_key), path, source_names[source]);
+        if (source != STATE_IDENTITY_STATE &&
+            state_identity_superseded(c->state_directory, m->server_key, old_fingerprint) > 0)
+                /* Clients that met this relay before pinned that one. */
+                log_warning("%s/%s holds another identity key, %s, no longer used: clients that pinned it "
+                            "refuse this relay", c->state_directory, STATE_IDENTITY_FILE, old_fingerprint);
         return 0;
 }
 

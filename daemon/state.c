@@ -185,6 +185,24 @@ int state_identity_load(const char *path, StateIdentitySource source, unsigned b
         return 0;
 }
 
+int state_identity_superseded(const char *dir, const RsaKey *key, char ret_fingerprint[RSA_FINGERPRINT_MAX]) {
+        _cleanup_(freep) char *path = state_path(dir, STATE_IDENTITY_FILE);
+        _cleanup_(rsa_key_freep) RsaKey *old = NULL;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = rsa_key_load_private(path, &old);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (strcmp(old->fingerprint, key->fingerprint) == 0)
+                return 0;
+        memcpy(ret_fingerprint, old->fingerprint, RSA_FINGERPRINT_MAX);
+        return 1;
+}
+
 /* A certificate in dir made for the key in dir; remade whenever in doubt,
  * since nothing but TLS itself looks at it. */
 static int make_certificate(const char *key, const char *cert) {

@@ -63,6 +63,12 @@ int state_identity_locate(const Config *c, StateIdentitySource *ret_source, char
 int state_identity_load(const char *path, StateIdentitySource source, unsigned bits,
                         RsaKey **ret, bool *ret_created);
 
+/* Whether the state directory holds an identity.key other than key (one
+ * a relay made before its key came from identity-key= or a credential):
+ * 1 with its fingerprint in ret_fingerprint, 0 when it holds none or the
+ * same, -errno when it cannot be read. */
+int state_identity_superseded(const char *dir, const RsaKey *key, char ret_fingerprint[RSA_FINGERPRINT_MAX]);
+
 typedef enum StateTlsChange {
         STATE_TLS_KEPT,         /* configured, or tls.key and tls.crt as they were */
         STATE_TLS_CREATED,      /* first start: new tls.key and tls.crt */

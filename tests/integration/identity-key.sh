@@ -6,7 +6,8 @@
 # comes from identity-key=, else the systemd credential "identity-key",
 # else the state directory (generated there on the first start). A key
 # named by the first two is never generated: a missing one stops the relay,
-# naming the file. The TLS certificate stays each relay's own.
+# naming the file, and a state directory's own key it replaces is pointed
+# out. The TLS certificate stays each relay's own.
 
 SC_SCRIPT=identity-key
 . "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
@@ -72,6 +73,16 @@ SC_STATE=$T/state3
 check "a relay with a state directory of its own starts there" relay_start
 out=$(sc alice users 2>&1)
 is "alice refuses its new identity key" "$EXIT_SERVER_KEY" "$?"
+check "relay stops" relay_stop
+OWN=$(logged_fingerprint "$SC_RELAY_LOG")
+check "the same relay given the shared key starts" relay_start -o identity-key="$KEY"
+ok "...and alice is accepted" login alice
+contains "...but the relay warns that its own key is no longer used" \
+	"$SC_STATE/identity.key holds another identity key, $OWN, no longer used" "$(cat "$SC_RELAY_LOG")"
+check "relay stops" relay_stop
+SC_STATE=$STATE1
+check "relay 1 with identity-key= naming a copy of its own key starts" relay_start -o identity-key="$KEY"
+ok "...without that warning" bash -c '! grep -q "no longer used" "$1"' - "$SC_RELAY_LOG"
 check "relay stops" relay_stop
 
 # ---- a named key that is not there, or that others may read ----------------------

@@ -736,6 +736,7 @@ START_TEST(test_identity_key_source) {
         _cleanup_(config_freep) Config *c = NULL;
         _cleanup_(rsa_key_freep) RsaKey *made = NULL, *shared = NULL, *k = NULL;
         char state[512], creds[512], own[512], cred_key[600], state_key[600];
+        char fingerprint[RSA_FINGERPRINT_MAX];
         bool created = true;
         const char *bad;
 
@@ -771,6 +772,12 @@ START_TEST(test_identity_key_source) {
         ck_assert(!created);
         ck_assert_str_eq(k->fingerprint, shared->fingerprint);
         k = rsa_key_free(k);
+        /* The state directory's own key, now unused, is pointed out; the
+         * same key, or none, is not. */
+        ck_assert_int_eq(state_identity_superseded(state, shared, fingerprint), 1);
+        ck_assert_str_eq(fingerprint, made->fingerprint);
+        ck_assert_int_eq(state_identity_superseded(state, made, fingerprint), 0);
+        ck_assert_int_eq(state_identity_superseded(creds, made, fingerprint), 0);
 
         /* identity-key= comes first, and a missing file is an error, never
          * a new key: relays sharing it must present the same one. */
