@@ -1262,16 +1262,18 @@ static int wait_exit(pid_t pid, double seconds) {
 /* A connection to uri with dbname replaced by db when not NULL; bounded:
  * connecting, and every statement. NULL (reported) when it fails. */
 static PGconn *pg_connect(const char *uri, const char *db) {
-        const char *keys[] = { "dbname", "dbname", "connect_timeout", "options", NULL };
-        const char *values[] = { uri, db, "10", "-c statement_timeout=60s", NULL };
+        const char *keys[5], *values[5];
+        size_t n = 0;
         PGconn *c;
 
-        if (!db) {
-                /* Only the URI: skip the override. */
-                keys[1] = "connect_timeout", values[1] = "10";
-                keys[2] = "options", values[2] = "-c statement_timeout=60s";
-                keys[3] = NULL, values[3] = NULL;
-        }
+        /* A later dbname overrides the one in the URI (libpq's rule for
+         * expand_dbname). */
+        keys[n] = "dbname", values[n++] = uri;
+        if (db)
+                keys[n] = "dbname", values[n++] = db;
+        keys[n] = "connect_timeout", values[n++] = "10";
+        keys[n] = "options", values[n++] = "-c statement_timeout=60s";
+        keys[n] = values[n] = NULL;
         c = PQconnectdbParams(keys, values, 1);
         if (!c || PQstatus(c) != CONNECTION_OK) {
                 fprintf(stderr, "sc-bench: PostgreSQL: %s", c ? PQerrorMessage(c) : "out of memory\n");
