@@ -85,6 +85,18 @@ check "relay 1 with identity-key= naming a copy of its own key starts" relay_sta
 ok "...without that warning" bash -c '! grep -q "no longer used" "$1"' - "$SC_RELAY_LOG"
 check "relay stops" relay_stop
 
+# ---- a reload keeps the key in use -------------------------------------------------
+
+printf '[server]\nidentity-key = %s\n' "$KEY" >"$T/sc.conf"
+check "relay 1 starts with identity-key= in its configuration file" relay_start -c "$T/sc.conf"
+printf '[server]\nidentity-key = %s\n' "$T/state3/identity.key" >"$T/sc.conf"
+ok "a reload naming another key succeeds" \
+	env SECURECHAT_CONTROL="$T/control" "$SCCTL" --timeout "$SC_WAIT" reload
+ok "...saying that the key changes only with a restart" \
+	wait_until relay_logged "Changing identity-key takes effect only after a restart"
+ok "...and alice is still accepted" login alice
+check "relay stops" relay_stop
+
 # ---- a named key that is not there, or that others may read ----------------------
 
 out=$(timeout "$SC_WAIT" "$SECURECHATD" --state-directory "$T/state4" --listen 127.0.0.1:0 \
