@@ -70,6 +70,7 @@
  * Exit status: 0 when every row was measured (below-target rows included:
  * the table says which), 2 when the benchmark itself failed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -913,6 +914,7 @@ static int sqlite_rate(const char *path, size_t row_size, unsigned batch, bool a
 
 typedef struct Routing {
         double rate, cpu_us;            /* msg/s, relay CPU per message (all relays) */
+        uint64_t delivered;
         size_t frame_size;
         char why[300];                  /* when it failed, what happened */
 } Routing;
@@ -1023,6 +1025,7 @@ static int routing_run(size_t pairs, size_t per_pair, Via via, const Relay *send
                         fprintf(stderr, "sc-bench: %zu pairs%s: %" PRIu64 " accepted, %" PRIu64 " delivered in %.1f s\n",
                                 pairs, via_name[via], l.accepted, l.delivered, dt);
                 ret->rate = (double) l.delivered / dt;
+                ret->delivered = l.delivered;
                 ret->cpu_us = (double) ((bare ? proc_cpu_usec(pid) : relays_cpu_usec(send_node, receive_node)) -
                                         cpu0) / (double) l.delivered;
         } else {
@@ -1435,6 +1438,40 @@ static void pg_database_drop(PgServer *pg, const char *name) {
         PQfinish(c);
 }
 
+/* CPU time of our own server: the postmaster and its processes (the
+ * relays' backends among them, alive while the relays are connected). 0
+ * for a server of --pg-uri, which may be on another machine. */
+static uint64_t pg_server_cpu_usec(const PgServer *pg) {
+        uint64_t sum;
+        DIR *d;
+
+        if (pg->pid <= 0)
+                return 0;
+        sum = proc_cpu_usec(pg->pid);
+        d = opendir("/proc");
+        if (!d)
+                return sum;
+        for (struct dirent *e; (e = readdir(d)); ) {
+                char path[64], buf[512], *p;
+                int pid = atoi(e->d_name), ppid = 0;
+                FILE *f;
+
+                if (pid <= 0)
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                p = fgets(buf, sizeof(buf), f);
+                fclose(f);
+                /* After "pid (comm)": state, then ppid. */
+                if (p && (p = strrchr(buf, ')')) && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pg->pid)
+                        sum += proc_cpu_usec(pid);
+        }
+        closedir(d);
+        return sum;
+}
+
 /* Whether the relays kept their tables (sc_...) in database name: a relay
  * that ignores database= would route through SQLite, and this row would
  * say nothing of PostgreSQL. */
@@ -1455,9 +1492,10 @@ static bool pg_database_used(PgServer *pg, const char *name) {
 /* PG_PAIRS pairs through nodes relays (1 or 2) sharing a new database:
  * senders on the first, receivers on the last. Every relay has the same
  * identity key (identity-key=), as a deployment's nodes must. */
-static int pg_routing(PgServer *pg, unsigned nodes, Routing *ret) {
+static int pg_routing(PgServer *pg, unsigned nodes, Routing *ret, double *ret_server_cpu_us) {
         _cleanup_(freep) char *database = NULL, *key = NULL;
         Relay relays[2] = {};
+        uint64_t server_cpu0;
         char name[64];
         int r;
 
@@ -1480,9 +1518,13 @@ static int pg_routing(PgServer *pg, unsigned nodes, Routing *ret) {
                         snprintf(ret->why, sizeof(ret->why), "relay n%u did not start; see %s", k + 1,
                                  relays[k].log ?: B.tmp);
         }
+        server_cpu0 = pg_server_cpu_usec(pg);
         if (r >= 0)
                 r = routing_run(PG_PAIRS, routing_per_pair(PG_PAIRS), VIA_RELAY, &relays[0], &relays[nodes - 1],
                                 ret);
+        /* Before the relays go: their backends' CPU goes with them. */
+        if (r >= 0 && ret->delivered > 0)
+                *ret_server_cpu_us = (double) (pg_server_cpu_usec(pg) - server_cpu0) / (double) ret->delivered;
         for (unsigned k = 0; k < nodes; k++)
                 relay_kill(&relays[k]);
         if (!pg_database_used(pg, name)) {
@@ -1550,18 +1592,23 @@ static void bench_pg(void) {
         snprintf(what, sizeof(what), "1 node on SQLite, the same %d pairs, this run", PG_PAIRS);
         for (unsigned nodes = 1; nodes <= 2; nodes++) {
                 Routing run = {};
+                double server_cpu_us = 0;
+                char server[64] = "";
                 Row *row;
 
-                r = pg_routing(&pg, nodes, &run);
+                r = pg_routing(&pg, nodes, &run, &server_cpu_us);
                 if (r < 0) {
                         row_failed(figures[nodes - 1], run.why[0] ? run.why : strerror(-r));
                         continue;
                 }
                 row = row_add(figures[nodes - 1], run.rate, "msg/s", B.sqlite_pg_pairs_rate, what, true, 0);
-                snprintf(row->note, sizeof(row->note), "PostgreSQL %s (%s), fsync=on, synchronous_commit=on, "
-                         "over a Unix socket; relay CPU %.0f us/msg%s; one identity key on every node",
-                         pg.version, B.pg_uri ? "--pg-uri" : "its own server in the working directory", run.cpu_us,
-                         nodes > 1 ? " (both relays)" : "");
+                if (server_cpu_us > 0)
+                        snprintf(server, sizeof(server), ", the database server's %.0f us/msg", server_cpu_us);
+                snprintf(row->note, sizeof(row->note), "PostgreSQL %s (%s); relay CPU %.0f us/msg%s%s; one "
+                         "identity key on every node", pg.version,
+                         B.pg_uri ? "the server of --pg-uri" : "its own server in the working directory, over a "
+                         "Unix socket, fsync=on, synchronous_commit=on", run.cpu_us,
+                         nodes > 1 ? " (both relays)" : "", server);
         }
         pg_server_stop(&pg);
 }
