@@ -185,7 +185,8 @@ int state_identity_load(const char *path, StateIdentitySource source, unsigned b
         return 0;
 }
 
-int state_identity_superseded(const char *dir, const RsaKey *key, char ret_fingerprint[RSA_FINGERPRINT_MAX]) {
+int state_identity_superseded(const char *dir, const RsaKey *key,
+                              char ret_fingerprint[RSA_FINGERPRINT_MAX]) {
         _cleanup_(freep) char *path = state_path(dir, STATE_IDENTITY_FILE);
         _cleanup_(rsa_key_freep) RsaKey *old = NULL;
         int r;

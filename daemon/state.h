@@ -2,8 +2,8 @@
 /*
  * The state directory: identity.key (the server's identity, generated on
  * first start unless it comes from identity-key= or a systemd credential,
- * so that several relays can share it), tls.key and tls.crt (an Ed25519 key for TLS only and a
- * self-signed certificate for it),
+ * so that several relays can share it), tls.key and tls.crt (an Ed25519
+ * key for TLS only and a self-signed certificate for it),
  * securechatd.db (registry and queue) and a lock file that keeps a second
  * daemon away from the same files. The directory is made 0700; files are
  * 0600 (the daemon runs with umask 077).
@@ -67,7 +67,8 @@ int state_identity_load(const char *path, StateIdentitySource source, unsigned b
  * a relay made before its key came from identity-key= or a credential):
  * 1 with its fingerprint in ret_fingerprint, 0 when it holds none or the
  * same, -errno when it cannot be read. */
-int state_identity_superseded(const char *dir, const RsaKey *key, char ret_fingerprint[RSA_FINGERPRINT_MAX]);
+int state_identity_superseded(const char *dir, const RsaKey *key,
+                              char ret_fingerprint[RSA_FINGERPRINT_MAX]);
 
 typedef enum StateTlsChange {
         STATE_TLS_KEPT,         /* configured, or tls.key and tls.crt as they were */
