@@ -18,8 +18,8 @@ EXTRA_DIST += bench/suite-cost-smoke.sh
 check_PROGRAMS += bench/sc-bench
 bench_sc_bench_SOURCES = bench/sc-bench.c bench/conn.c bench/conn.h
 bench_sc_bench_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
-	$(JSONC_CFLAGS) $(SQLITE_CFLAGS)
-bench_sc_bench_LDADD = $(COMMON_LIBS) $(SQLITE_LIBS) -lm
+	$(JSONC_CFLAGS) $(SQLITE_CFLAGS) $(LIBPQ_CFLAGS)
+bench_sc_bench_LDADD = $(COMMON_LIBS) $(SQLITE_LIBS) $(LIBPQ_LIBS) -lm
 TESTS += bench/sc-bench-smoke.sh
 EXTRA_DIST += bench/sc-bench-smoke.sh
 

@@ -18,7 +18,7 @@
  * end-to-end scctl row.
  *
  *   sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill LIST]
- *            [--sessions N] [--window N] [-o KEY=VALUE]...
+ *            [--sessions N] [--window N] [--pg-uri URI | --no-pg] [-o KEY=VALUE]...
  *
  * --builddir  where securechatd and scctl are (default: .)
  * --quick     a smoke run with tiny counts (make check): checks that every
@@ -36,6 +36,18 @@
  *             the always-readable sender first): measured at 64, 0 of
  *             3,435 accepted messages were delivered in 10 s. The offline
  *             fill keeps 64 in flight (no receiver to starve).
+ * --pg-uri    the PostgreSQL server for the rows of relays on PostgreSQL
+ *             (10 pairs through one node, then through two: senders on
+ *             one, receivers on the other), beside the same 10 pairs on
+ *             one node on SQLite. By default sc-bench runs a server of its
+ *             own (initdb in the working directory, a Unix socket only,
+ *             fsync=on, synchronous_commit=on; as root, as nobody). Each
+ *             run gets a new database (sc_bench_PID_N, dropped after), so
+ *             the URI's role needs CREATEDB; a password comes from
+ *             ~/.pgpass for sc-bench and -o database-password-file=FILE
+ *             for the relays, never from the URI
+ * --no-pg     skip those rows (they are also skipped, with the reason,
+ *             when no initdb is installed)
  * -o          passed to every securechatd started
  *
  * The load is what the relay's cost can be read from, not the clients':
@@ -58,14 +70,18 @@
  * Exit status: 0 when every row was measured (below-target rows included:
  * the table says which), 2 when the benchmark itself failed.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <glob.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <malloc.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -75,10 +91,12 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <json-c/json.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "codec.h"
@@ -96,6 +114,14 @@
 #define CLIENT_KEY_BITS 2048    /* scctl init's default */
 #define TEXT_LEN 100            /* makes a send frame of ~1 KB */
 #define MAX_ROWS 64
+#define PG_PAIRS 10             /* the PostgreSQL rows' pairs */
+
+/* A securechatd started here: its process, port, state directory, log. */
+typedef struct Relay {
+        pid_t pid;
+        int port;
+        char *state, *log;
+} Relay;
 
 typedef struct Row {
         char figure[96];
@@ -107,6 +133,7 @@ typedef struct Row {
         double target;          /* 0: no target */
         char note[400];
         bool failed;
+        bool skipped;           /* not measured, by choice or for want of a tool */
 } Row;
 
 static struct {
@@ -118,13 +145,14 @@ static struct {
         unsigned window;
         char **relay_opts;
         size_t n_relay_opts;
+        bool no_pg;
+        const char *pg_uri;             /* --pg-uri: a server to use instead of our own */
+        double sqlite_pg_pairs_rate;    /* routing at PG_PAIRS through one node on SQLite */
 
         char *tmp;
         RsaKey *key;                    /* every bench user's */
-        unsigned relay_n;
-        pid_t relay;
-        int port;
-        char *state, *log;
+        unsigned relay_n;               /* relays started, for their files' names */
+        Relay relay;                    /* the one most rows use */
 
         Row rows[MAX_ROWS];
         size_t n_rows;
@@ -186,30 +214,34 @@ static uint64_t proc_rss(pid_t pid) {
         return kb * 1024;
 }
 
-static int relay_stop(void) {
+static int relay_kill(Relay *relay) {
         int status = 0;
 
-        if (B.relay <= 0)
+        if (relay->pid <= 0)
                 return 0;
-        (void) kill(B.relay, SIGTERM);
+        (void) kill(relay->pid, SIGTERM);
         for (int i = 0; i < 300; i++) {
-                if (waitpid(B.relay, &status, WNOHANG) == B.relay) {
-                        B.relay = 0;
+                if (waitpid(relay->pid, &status, WNOHANG) == relay->pid) {
+                        relay->pid = 0;
                         return 0;
                 }
                 usleep(100 * 1000);
         }
-        (void) kill(B.relay, SIGKILL);
-        (void) waitpid(B.relay, &status, 0);
-        B.relay = 0;
+        (void) kill(relay->pid, SIGKILL);
+        (void) waitpid(relay->pid, &status, 0);
+        relay->pid = 0;
         return -ETIMEDOUT;
 }
 
+static int relay_stop(void) {
+        return relay_kill(&B.relay);
+}
+
 /* The port from "Listening on 127.0.0.1:PORT" in the log, 0 if not yet. */
-static int relay_log_port(void) {
+static int relay_log_port(const Relay *relay) {
         char line[512];
         int port = 0;
-        FILE *f = fopen(B.log, "re");
+        FILE *f = fopen(relay->log, "re");
 
         if (!f)
                 return 0;
@@ -239,27 +271,30 @@ static int copy_key_file(const char *from, const char *to) {
         return r;
 }
 
-/* A fresh relay on a random port, with a fresh database but the identity
- * key of the first one (generating an RSA key each time would dominate a
- * quick run). */
-static int relay_start(void) {
+/* A fresh relay on a random port, with a fresh state directory but the
+ * identity key of the first one (generating an RSA key each time would
+ * dominate a quick run), started with extra -o options after the
+ * benchmark's own. */
+static int relay_spawn(Relay *relay, char *const *extra, size_t n_extra) {
         _cleanup_(freep) char *exe = NULL, *control = NULL, *key_from = NULL, *key_to = NULL;
         char *argv[64];
         size_t n = 0;
         int status;
 
-        relay_stop();
+        relay_kill(relay);
         B.relay_n++;
-        free(B.state);
-        free(B.log);
-        if (asprintf(&B.state, "%s/state.%u", B.tmp, B.relay_n) < 0 ||
-            asprintf(&B.log, "%s/relay.%u.log", B.tmp, B.relay_n) < 0 ||
+        free(relay->state);
+        free(relay->log);
+        relay->state = relay->log = NULL;
+        relay->port = 0;
+        if (asprintf(&relay->state, "%s/state.%u", B.tmp, B.relay_n) < 0 ||
+            asprintf(&relay->log, "%s/relay.%u.log", B.tmp, B.relay_n) < 0 ||
             asprintf(&control, "control=%s/control.%u", B.tmp, B.relay_n) < 0 ||
             asprintf(&exe, "%s/securechatd", B.builddir) < 0 ||
             asprintf(&key_from, "%s/identity.key", B.tmp) < 0 ||
-            asprintf(&key_to, "%s/identity.key", B.state) < 0)
+            asprintf(&key_to, "%s/identity.key", relay->state) < 0)
                 return -ENOMEM;
-        if (mkdir(B.state, 0700) < 0)
+        if (mkdir(relay->state, 0700) < 0)
                 return -errno;
         if (access(key_from, F_OK) == 0) {
                 int r = copy_key_file(key_from, key_to);
@@ -270,7 +305,7 @@ static int relay_start(void) {
 
         argv[n++] = exe;
         argv[n++] = (char *) "--state-directory";
-        argv[n++] = B.state;
+        argv[n++] = relay->state;
         argv[n++] = (char *) "--listen";
         argv[n++] = (char *) "127.0.0.1:0";
         argv[n++] = (char *) "-o";
@@ -288,17 +323,21 @@ static int relay_start(void) {
                 argv[n++] = (char *) "-o";
                 argv[n++] = (char *) "key-bits=2048";
         }
+        for (size_t i = 0; i < n_extra && n < ELEMENTSOF(argv) - 3; i++) {
+                argv[n++] = (char *) "-o";
+                argv[n++] = extra[i];
+        }
         for (size_t i = 0; i < B.n_relay_opts && n < ELEMENTSOF(argv) - 3; i++) {
                 argv[n++] = (char *) "-o";
                 argv[n++] = B.relay_opts[i];
         }
         argv[n] = NULL;
 
-        B.relay = fork();
-        if (B.relay < 0)
+        relay->pid = fork();
+        if (relay->pid < 0)
                 return -errno;
-        if (B.relay == 0) {
-                int fd = open(B.log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (relay->pid == 0) {
+                int fd = open(relay->log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
                 /* No relay outlives a benchmark that was interrupted. */
                 if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0 ||
@@ -309,23 +348,27 @@ static int relay_start(void) {
         }
 
         for (int i = 0; i < TIMEOUT_MS / 50; i++) {
-                B.port = relay_log_port();
-                if (B.port > 0)
+                relay->port = relay_log_port(relay);
+                if (relay->port > 0)
                         break;
-                if (waitpid(B.relay, &status, WNOHANG) == B.relay) {
-                        B.relay = 0;
-                        fprintf(stderr, "sc-bench: securechatd exited; see %s\n", B.log);
+                if (waitpid(relay->pid, &status, WNOHANG) == relay->pid) {
+                        relay->pid = 0;
+                        fprintf(stderr, "sc-bench: securechatd exited; see %s\n", relay->log);
                         return -ECHILD;
                 }
                 usleep(50 * 1000);
         }
-        if (B.port <= 0) {
-                fprintf(stderr, "sc-bench: securechatd did not start listening; see %s\n", B.log);
+        if (relay->port <= 0) {
+                fprintf(stderr, "sc-bench: securechatd did not start listening; see %s\n", relay->log);
                 return -ETIMEDOUT;
         }
         if (access(key_from, F_OK) < 0)
                 return copy_key_file(key_to, key_from);
         return 0;
+}
+
+static int relay_start(void) {
+        return relay_spawn(&B.relay, NULL, 0);
 }
 
 /* ---- rows ------------------------------------------------------------------ */
@@ -348,6 +391,14 @@ static Row *row_failed(const char *figure, const char *why) {
 
         r->failed = true;
         snprintf(r->note, sizeof(r->note), "not measured: %s", why);
+        return r;
+}
+
+static Row *row_skipped(const char *figure, const char *why) {
+        Row *r = row_add(figure, 0, "", 0, "", true, 0);
+
+        r->skipped = true;
+        snprintf(r->note, sizeof(r->note), "skipped: %s", why);
         return r;
 }
 
@@ -583,15 +634,15 @@ static void peers_free(Peer *peers, size_t n) {
         free(peers);
 }
 
-/* n users logged in, named prefix0.., receiving or not. */
-static int login_many(const char *prefix, size_t n, bool receive, unsigned proto, Peer *peers) {
+/* n users logged in at port, named prefix0.., receiving or not. */
+static int login_many(int port, const char *prefix, size_t n, bool receive, unsigned proto, Peer *peers) {
         for (size_t i = 0; i < n; i++) {
                 const char *error = NULL;
                 char user[32];
                 int r;
 
                 snprintf(user, sizeof(user), "%s%zu", prefix, i);
-                r = conn_open(B.port, true, TIMEOUT_MS, &peers[i].c);
+                r = conn_open(port, true, TIMEOUT_MS, &peers[i].c);
                 if (r >= 0)
                         r = conn_login_proto(peers[i].c, user, B.key, receive, proto, TIMEOUT_MS, &error);
                 if (r < 0) {
@@ -862,8 +913,10 @@ static int sqlite_rate(const char *path, size_t row_size, unsigned batch, bool a
 /* ---- routing ------------------------------------------------------------- */
 
 typedef struct Routing {
-        double rate, cpu_us;            /* msg/s, relay CPU per message */
+        double rate, cpu_us;            /* msg/s, relay CPU per message (all relays) */
+        uint64_t delivered;
         size_t frame_size;
+        char why[300];                  /* when it failed, what happened */
 } Routing;
 
 typedef enum Via {
@@ -872,17 +925,24 @@ typedef enum Via {
         VIA_BARE_TLS,           /* bare_relay() with TLS on every connection */
 } Via;
 
+/* CPU time of one relay, or of two different ones together. */
+static uint64_t relays_cpu_usec(const Relay *a, const Relay *b) {
+        return proc_cpu_usec(a->pid) + (b->pid != a->pid ? proc_cpu_usec(b->pid) : 0);
+}
+
 /* pairs senders -> pairs receivers, per_pair messages each, through the
  * relay (TLS, durable: accepted after the commit, acked by the receiver)
- * or a bare relay. */
-static int routing_run(size_t pairs, size_t per_pair, Via via, Routing *ret) {
+ * or a bare relay. Through relays, senders log in to send_node and
+ * receivers to receive_node: the same relay, or two sharing a database. */
+static int routing_run(size_t pairs, size_t per_pair, Via via, const Relay *send_node,
+                       const Relay *receive_node, Routing *ret) {
         Peer *peers = calloc(2 * pairs, sizeof(*peers));
         Frames *frames = calloc(pairs, sizeof(*frames));
         static const char *const via_name[] = { "", " (bare)", " (bare TLS)" };
         bool bare = via != VIA_RELAY;
         Load l = { .peers = peers, .n = 2 * pairs, .bare = bare, .window = B.window };
         pid_t pid = 0;
-        int port = B.port, r = 0;
+        int port = 0, r = 0;
         uint64_t cpu0;
         double t0;
 
@@ -921,7 +981,7 @@ static int routing_run(size_t pairs, size_t per_pair, Via via, Routing *ret) {
                         r = -ENOMEM;
                         goto finish;
                 }
-                r = login_many("r", pairs, true, PROTOCOL_VERSION_MAX, tmp);
+                r = login_many(receive_node->port, "r", pairs, true, PROTOCOL_VERSION_MAX, tmp);
                 for (size_t i = 0; i < pairs; i++)
                         peers[2 * i].c = TAKE_PTR(tmp[i].c);
                 free(tmp);
@@ -930,7 +990,7 @@ static int routing_run(size_t pairs, size_t per_pair, Via via, Routing *ret) {
                         if (!tmp)
                                 r = -ENOMEM;
                         else
-                                r = login_many("s", pairs, false, PROTOCOL_VERSION_MAX, tmp);
+                                r = login_many(send_node->port, "s", pairs, false, PROTOCOL_VERSION_MAX, tmp);
                         for (size_t i = 0; tmp && i < pairs; i++)
                                 peers[2 * i + 1].c = TAKE_PTR(tmp[i].c);
                         free(tmp);
@@ -947,9 +1007,17 @@ static int routing_run(size_t pairs, size_t per_pair, Via via, Routing *ret) {
         l.want_delivered = bare ? UINT64_MAX : pairs * per_pair;
         l.want_accepted = bare ? 0 : pairs * per_pair;
         l.duration = bare ? (B.quick ? 0.3 : 3) : (B.quick ? 1 : 10);
-        cpu0 = proc_cpu_usec(bare ? pid : B.relay);
+        cpu0 = bare ? proc_cpu_usec(pid) : relays_cpu_usec(send_node, receive_node);
         t0 = now_s();
         r = load_run(&l, B.quick ? 60 : 300);
+        /* A relay that accepts but does not route (two nodes that do not
+         * tell each other) ends the run at its duration with nothing
+         * delivered. */
+        if (r >= 0 && l.delivered == 0) {
+                snprintf(ret->why, sizeof(ret->why), "no deliveries within %.0f s (%" PRIu64 " accepted, %" PRIu64
+                         " errors)", now_s() - t0, l.accepted, l.errors);
+                r = -ETIME;
+        }
         if (r >= 0) {
                 double dt = now_s() - t0;
 
@@ -957,14 +1025,21 @@ static int routing_run(size_t pairs, size_t per_pair, Via via, Routing *ret) {
                         fprintf(stderr, "sc-bench: %zu pairs%s: %" PRIu64 " accepted, %" PRIu64 " delivered in %.1f s\n",
                                 pairs, via_name[via], l.accepted, l.delivered, dt);
                 ret->rate = (double) l.delivered / dt;
-                ret->cpu_us = (double) (proc_cpu_usec(bare ? pid : B.relay) - cpu0) / (double) l.delivered;
-        } else
-                fprintf(stderr, "sc-bench: routing (%zu pairs%s): %s after %" PRIu64 " delivered, %" PRIu64
-                        " accepted\n", pairs, via_name[via], strerror(-r), l.delivered, l.accepted);
+                ret->delivered = l.delivered;
+                ret->cpu_us = (double) ((bare ? proc_cpu_usec(pid) : relays_cpu_usec(send_node, receive_node)) -
+                                        cpu0) / (double) l.delivered;
+        } else {
+                if (!ret->why[0])
+                        snprintf(ret->why, sizeof(ret->why), "%s after %" PRIu64 " delivered, %" PRIu64 " accepted",
+                                 strerror(-r), l.delivered, l.accepted);
+                fprintf(stderr, "sc-bench: routing (%zu pairs%s): %s\n", pairs, via_name[via], ret->why);
+        }
         if (l.errors > 0) {
                 fprintf(stderr, "sc-bench: %" PRIu64 " errors, the first: %s\n", l.errors, l.first_error);
                 if (r >= 0)
                         r = -EPROTO;
+                snprintf(ret->why, sizeof(ret->why), "%" PRIu64 " errors, the first: %.100s", l.errors,
+                         l.first_error);
         }
 
 finish:
@@ -982,12 +1057,17 @@ finish:
 /* Rows per commit at most: the relay's BATCH_MAX (daemon/relay.c). */
 #define STORE_BATCH_MAX 1024
 
-static void bench_routing(size_t pairs) {
-        /* More messages than the relay routes in the run's 10 seconds
-         * (so that the clock, not the supply, ends it), ~1 KB each, made
-         * beforehand; the bare relays send their frames round and round. */
+/* More messages than a relay routes in a run's 10 seconds (so that the
+ * clock, not the supply, ends it), ~1 KB each, made beforehand; the bare
+ * relays send their frames round and round. */
+static size_t routing_per_pair(size_t pairs) {
         size_t total = B.quick ? 20 * pairs : MAX((size_t) 30000, 20 * pairs);
-        size_t per_pair = MAX(total / pairs, (size_t) 5);
+
+        return MAX(total / pairs, (size_t) 5);
+}
+
+static void bench_routing(size_t pairs) {
+        size_t per_pair = routing_per_pair(pairs);
         /* What the load offers the store per commit: every sender's window. */
         unsigned batch = (unsigned) MIN(pairs * B.window, (size_t) STORE_BATCH_MAX);
         _cleanup_(freep) char *db = NULL;
@@ -1005,16 +1085,18 @@ static void bench_routing(size_t pairs) {
                 return (void) row_failed(figure, "out of memory");
         r = relay_start();
         if (r >= 0)
-                r = routing_run(pairs, per_pair, VIA_RELAY, &relay);
+                r = routing_run(pairs, per_pair, VIA_RELAY, &B.relay, &B.relay, &relay);
         relay_stop();
+        if (r >= 0 && pairs == PG_PAIRS)
+                B.sqlite_pg_pairs_rate = relay.rate;   /* the PostgreSQL rows' reference */
         if (r >= 0)
-                r = routing_run(pairs, per_pair, VIA_BARE, &bare);
+                r = routing_run(pairs, per_pair, VIA_BARE, NULL, NULL, &bare);
         if (r >= 0)
-                r = routing_run(pairs, per_pair, VIA_BARE_TLS, &tls);
+                r = routing_run(pairs, per_pair, VIA_BARE_TLS, NULL, NULL, &tls);
         if (r >= 0)
                 r = sqlite_rate(db, relay.frame_size, batch, true, B.quick ? 0.2 : 3, &store);
         if (r < 0) {
-                row_failed(figure, strerror(-r));
+                row_failed(figure, relay.why[0] ? relay.why : strerror(-r));
                 return;
         }
         /* The floor: what one core routes if a message cost nothing but its
@@ -1068,6 +1150,469 @@ static void bench_routing(size_t pairs) {
                  commit_bound > 0 ? relay.rate / commit_bound : 0);
 }
 
+/* ---- relays on PostgreSQL -------------------------------------------------- */
+
+/* A PostgreSQL server for the relays: our own (initdb in the working
+ * directory, a Unix socket only, fsync and synchronous_commit on: the
+ * relay's promise that "accepted" is on disk is what is measured), or the
+ * one --pg-uri names. Every run gets a database of its own, made here, so
+ * that nothing of a server named by --pg-uri is touched. */
+typedef struct PgServer {
+        pid_t pid;              /* our own server's postmaster, 0 with --pg-uri */
+        char *dir;              /* its data directory's parent and socket directory */
+        char *uri;              /* where to connect, without a database of ours */
+        char version[32];
+        unsigned n_databases;
+} PgServer;
+
+#define PG_START_S 120          /* initdb, or the server until it answers */
+
+/* The directory holding initdb and postgres: from PATH, else Debian's
+ * /usr/lib/postgresql/VERSION/bin (the newest). NULL when there is none. */
+static char *pg_find_bindir(void) {
+        const char *path = getenv("PATH");
+        _cleanup_(freep) char *copy = strdup(path && *path ? path : "/usr/bin:/bin");
+        char *state = NULL, *found = NULL;
+        glob_t g = {};
+
+        if (!copy)
+                return NULL;
+        for (char *d = strtok_r(copy, ":", &state); d; d = strtok_r(NULL, ":", &state)) {
+                _cleanup_(freep) char *initdb = NULL, *postgres = NULL;
+
+                if (asprintf(&initdb, "%s/initdb", d) < 0 || asprintf(&postgres, "%s/postgres", d) < 0)
+                        return NULL;
+                if (access(initdb, X_OK) == 0 && access(postgres, X_OK) == 0)
+                        return strdup(d);
+        }
+        if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0 && g.gl_pathc > 0) {
+                found = strdup(g.gl_pathv[g.gl_pathc - 1]);
+                if (found)
+                        *strrchr(found, '/') = '\0';
+        }
+        globfree(&g);
+        return found;
+}
+
+/* The server's programs refuse to run as root: as root, they run as
+ * nobody. */
+static int pg_server_user(uid_t *ret_uid, gid_t *ret_gid) {
+        const struct passwd *pw;
+
+        if (geteuid() != 0) {
+                *ret_uid = geteuid();
+                *ret_gid = getegid();
+                return 0;
+        }
+        pw = getpwnam("nobody");
+        if (!pw)
+                return -ESRCH;
+        *ret_uid = pw->pw_uid;
+        *ret_gid = pw->pw_gid;
+        return 0;
+}
+
+/* Run argv with its output in log, as the server's user; the postmaster
+ * gets SIGINT (fast shutdown) if we die. */
+static int pg_spawn(const char *log, char *const argv[], pid_t *ret) {
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        int r;
+
+        r = pg_server_user(&uid, &gid);
+        if (r < 0)
+                return r;
+        pid = fork();
+        if (pid < 0)
+                return -errno;
+        if (pid == 0) {
+                int fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+
+                if (fd < 0 || fchown(fd, uid, gid) < 0 || dup2(fd, STDOUT_FILENO) < 0 ||
+                    dup2(fd, STDERR_FILENO) < 0)
+                        _exit(127);
+                /* Groups first, while still allowed; PDEATHSIG after, as
+                 * changing credentials clears it. */
+                if (geteuid() == 0 && (setgroups(0, NULL) < 0 || setgid(gid) < 0 || setuid(uid) < 0))
+                        _exit(127);
+                if (prctl(PR_SET_PDEATHSIG, SIGINT) < 0)
+                        _exit(127);
+                execv(argv[0], argv);
+                _exit(127);
+        }
+        *ret = pid;
+        return 0;
+}
+
+/* Wait for pid to exit, at most seconds: its status, or -ETIMEDOUT. */
+static int wait_exit(pid_t pid, double seconds) {
+        double deadline = now_s() + seconds;
+        int status;
+
+        while (now_s() < deadline) {
+                pid_t p = waitpid(pid, &status, WNOHANG);
+
+                if (p == pid)
+                        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                if (p < 0)
+                        return -errno;
+                usleep(50 * 1000);
+        }
+        return -ETIMEDOUT;
+}
+
+/* A connection to uri with dbname replaced by db when not NULL; bounded:
+ * connecting, and every statement. NULL (reported) when it fails. */
+static PGconn *pg_connect(const char *uri, const char *db) {
+        const char *keys[5], *values[5];
+        size_t n = 0;
+        PGconn *c;
+
+        /* A later dbname overrides the one in the URI (libpq's rule for
+         * expand_dbname). */
+        keys[n] = "dbname", values[n++] = uri;
+        if (db)
+                keys[n] = "dbname", values[n++] = db;
+        keys[n] = "connect_timeout", values[n++] = "10";
+        keys[n] = "options", values[n++] = "-c statement_timeout=60s";
+        keys[n] = values[n] = NULL;
+        c = PQconnectdbParams(keys, values, 1);
+        if (!c || PQstatus(c) != CONNECTION_OK) {
+                fprintf(stderr, "sc-bench: PostgreSQL: %s", c ? PQerrorMessage(c) : "out of memory\n");
+                PQfinish(c);
+                return NULL;
+        }
+        return c;
+}
+
+/* One statement without parameters; 0, or -EIO (reported). */
+static int pg_exec(PGconn *c, const char *sql) {
+        PGresult *res = PQexec(c, sql);
+        ExecStatusType st = PQresultStatus(res);
+        int r = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK ? 0 : -EIO;
+
+        if (r < 0)
+                fprintf(stderr, "sc-bench: PostgreSQL: %s: %s", sql, PQerrorMessage(c));
+        PQclear(res);
+        return r;
+}
+
+static void pg_server_stop(PgServer *pg) {
+        if (pg->pid > 0) {
+                (void) kill(pg->pid, SIGINT);           /* fast shutdown */
+                if (wait_exit(pg->pid, 60) == -ETIMEDOUT) {
+                        (void) kill(pg->pid, SIGQUIT);  /* immediate */
+                        if (wait_exit(pg->pid, 10) == -ETIMEDOUT) {
+                                (void) kill(pg->pid, SIGKILL);
+                                (void) waitpid(pg->pid, NULL, 0);
+                        }
+                }
+                pg->pid = 0;
+        }
+        free(pg->dir);
+        free(pg->uri);
+        *pg = (PgServer) {};
+}
+
+/* Our own server: initdb, then postgres on a Unix socket in dir. */
+static int pg_server_own(PgServer *pg, const char *bindir, char *why, size_t whylen) {
+        _cleanup_(freep) char *initdb = NULL, *postgres = NULL, *data = NULL, *log = NULL, *socket = NULL;
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        int r;
+
+        if (asprintf(&pg->dir, "%s/pg", B.tmp) < 0 || asprintf(&data, "%s/data", pg->dir) < 0 ||
+            asprintf(&log, "%s/postgresql.log", B.tmp) < 0 || asprintf(&initdb, "%s/initdb", bindir) < 0 ||
+            asprintf(&postgres, "%s/postgres", bindir) < 0 ||
+            asprintf(&pg->uri, "postgresql:///postgres?host=%s&user=postgres", pg->dir) < 0 ||
+            asprintf(&socket, "%s/.s.PGSQL.5432", pg->dir) < 0)
+                return -ENOMEM;
+        r = pg_server_user(&uid, &gid);
+        if (r < 0) {
+                snprintf(why, whylen, "no user nobody to run PostgreSQL as");
+                return r;
+        }
+        /* As root, the server runs as nobody: it must reach its directory
+         * (the working directory is 0700, its files stay so). */
+        if (mkdir(pg->dir, 0700) < 0 || chown(pg->dir, uid, gid) < 0 ||
+            (geteuid() == 0 && chmod(B.tmp, 0711) < 0))
+                return -errno;
+        if (strlen(socket) >= sizeof(((struct sockaddr_un *) NULL)->sun_path)) {
+                snprintf(why, whylen, "the socket path %s is too long; set TMPDIR", socket);
+                return -ENAMETOOLONG;
+        }
+
+        note("PostgreSQL: initdb in %s", data);
+        r = pg_spawn(log, (char *[]) { initdb, (char *) "-D", data, (char *) "-A", (char *) "trust",
+                                       (char *) "-U", (char *) "postgres", (char *) "-E", (char *) "UTF8",
+                                       (char *) "--locale=C", (char *) "--no-sync", NULL }, &pid);
+        if (r >= 0) {
+                r = wait_exit(pid, PG_START_S);
+                if (r == -ETIMEDOUT) {
+                        (void) kill(pid, SIGKILL);
+                        (void) waitpid(pid, NULL, 0);
+                }
+        }
+        if (r != 0) {
+                snprintf(why, whylen, "initdb failed (%s); see %s", r < 0 ? strerror(-r) : "exit status", log);
+                return r < 0 ? r : -EIO;
+        }
+
+        /* --no-sync spares initdb's own fsyncs only; the server syncs every
+         * commit (fsync, synchronous_commit), as a production one must. */
+        r = pg_spawn(log, (char *[]) { postgres, (char *) "-D", data, (char *) "-k", pg->dir,
+                                       (char *) "-c", (char *) "listen_addresses=",
+                                       (char *) "-c", (char *) "fsync=on",
+                                       (char *) "-c", (char *) "synchronous_commit=on",
+                                       (char *) "-c", (char *) "max_connections=50", NULL }, &pg->pid);
+        if (r < 0)
+                return r;
+        for (double deadline = now_s() + PG_START_S; now_s() < deadline; usleep(100 * 1000)) {
+                _cleanup_(freep) char *conninfo = NULL;
+
+                if (waitpid(pg->pid, NULL, WNOHANG) == pg->pid) {
+                        pg->pid = 0;
+                        snprintf(why, whylen, "postgres exited at start; see %s", log);
+                        return -ECHILD;
+                }
+                if (access(socket, F_OK) < 0)
+                        continue;
+                if (asprintf(&conninfo, "host=%s user=postgres dbname=postgres connect_timeout=5", pg->dir) < 0)
+                        return -ENOMEM;
+                if (PQping(conninfo) == PQPING_OK)
+                        return 0;
+        }
+        snprintf(why, whylen, "postgres did not answer within %d s; see %s", PG_START_S, log);
+        return -ETIMEDOUT;
+}
+
+static int pg_server_start(PgServer *pg, char *why, size_t whylen) {
+        _cleanup_(freep) char *bindir = NULL;
+        PGconn *c;
+        int r;
+
+        if (B.pg_uri) {
+                pg->uri = strdup(B.pg_uri);
+                if (!pg->uri)
+                        return -ENOMEM;
+        } else {
+                bindir = pg_find_bindir();
+                if (!bindir)
+                        return -ENOENT;
+                r = pg_server_own(pg, bindir, why, whylen);
+                if (r < 0)
+                        return r;
+        }
+        c = pg_connect(pg->uri, NULL);
+        if (!c) {
+                snprintf(why, whylen, "cannot connect to PostgreSQL");
+                return -ECONNREFUSED;
+        }
+        snprintf(pg->version, sizeof(pg->version), "%s", PQparameterStatus(c, "server_version") ?: "?");
+        PQfinish(c);
+        return 0;
+}
+
+/* A new, empty database on the server: its name in name. */
+static int pg_database_new(PgServer *pg, char *name, size_t size) {
+        _cleanup_(freep) char *sql = NULL;
+        PGconn *c = pg_connect(pg->uri, NULL);
+        int r;
+
+        if (!c)
+                return -ECONNREFUSED;
+        snprintf(name, size, "sc_bench_%d_%u", (int) getpid(), ++pg->n_databases);
+        r = asprintf(&sql, "CREATE DATABASE %s", name) < 0 ? -ENOMEM : pg_exec(c, sql);
+        PQfinish(c);
+        return r;
+}
+
+static void pg_database_drop(PgServer *pg, const char *name) {
+        _cleanup_(freep) char *sql = NULL;
+        PGconn *c = pg_connect(pg->uri, NULL);
+
+        if (c && asprintf(&sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name) >= 0)
+                (void) pg_exec(c, sql);
+        PQfinish(c);
+}
+
+/* CPU time of our own server: the postmaster and its processes (the
+ * relays' backends among them, alive while the relays are connected). 0
+ * for a server of --pg-uri, which may be on another machine. */
+static uint64_t pg_server_cpu_usec(const PgServer *pg) {
+        uint64_t sum;
+        DIR *d;
+
+        if (pg->pid <= 0)
+                return 0;
+        sum = proc_cpu_usec(pg->pid);
+        d = opendir("/proc");
+        if (!d)
+                return sum;
+        for (struct dirent *e; (e = readdir(d)); ) {
+                char path[64], buf[512], *p;
+                int pid = atoi(e->d_name), ppid = 0;
+                FILE *f;
+
+                if (pid <= 0)
+                        continue;
+                snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+                f = fopen(path, "re");
+                if (!f)
+                        continue;
+                p = fgets(buf, sizeof(buf), f);
+                fclose(f);
+                /* After "pid (comm)": state, then ppid. */
+                if (p && (p = strrchr(buf, ')')) && sscanf(p + 2, "%*c %d", &ppid) == 1 && ppid == pg->pid)
+                        sum += proc_cpu_usec(pid);
+        }
+        closedir(d);
+        return sum;
+}
+
+/* Whether the relays kept their tables (sc_...) in database name: a relay
+ * that ignores database= would route through SQLite, and this row would
+ * say nothing of PostgreSQL. */
+static bool pg_database_used(PgServer *pg, const char *name) {
+        PGconn *c = pg_connect(pg->uri, name);
+        PGresult *res;
+        bool used;
+
+        if (!c)
+                return false;
+        res = PQexec(c, "SELECT count(*) FROM pg_catalog.pg_tables WHERE tablename LIKE 'sc\\_%'");
+        used = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 && atoi(PQgetvalue(res, 0, 0)) > 0;
+        PQclear(res);
+        PQfinish(c);
+        return used;
+}
+
+/* PG_PAIRS pairs through nodes relays (1 or 2) sharing a new database:
+ * senders on the first, receivers on the last. Every relay has the same
+ * identity key (identity-key=), as a deployment's nodes must. */
+static int pg_routing(PgServer *pg, unsigned nodes, Routing *ret, double *ret_server_cpu_us) {
+        _cleanup_(freep) char *database = NULL, *key = NULL;
+        Relay relays[2] = {};
+        uint64_t server_cpu0;
+        char name[64];
+        int r;
+
+        r = pg_database_new(pg, name, sizeof(name));
+        if (r < 0) {
+                snprintf(ret->why, sizeof(ret->why), "cannot create a database");
+                return r;
+        }
+        if (asprintf(&database, "database=%s%sdbname=%s", pg->uri, strchr(pg->uri, '?') ? "&" : "?", name) < 0 ||
+            asprintf(&key, "identity-key=%s/identity.key", B.tmp) < 0) {
+                r = -ENOMEM;
+                goto finish;
+        }
+        for (unsigned k = 0; k < nodes && r >= 0; k++) {
+                char node[32];
+
+                snprintf(node, sizeof(node), "node-name=n%u", k + 1);
+                r = relay_spawn(&relays[k], (char *[]) { database, node, key }, 3);
+                if (r < 0)
+                        snprintf(ret->why, sizeof(ret->why), "relay n%u did not start; see %s", k + 1,
+                                 relays[k].log ?: B.tmp);
+        }
+        server_cpu0 = pg_server_cpu_usec(pg);
+        if (r >= 0)
+                r = routing_run(PG_PAIRS, routing_per_pair(PG_PAIRS), VIA_RELAY, &relays[0], &relays[nodes - 1],
+                                ret);
+        /* Before the relays go: their backends' CPU goes with them. */
+        if (r >= 0 && ret->delivered > 0)
+                *ret_server_cpu_us = (double) (pg_server_cpu_usec(pg) - server_cpu0) / (double) ret->delivered;
+        for (unsigned k = 0; k < nodes; k++)
+                relay_kill(&relays[k]);
+        if (!pg_database_used(pg, name)) {
+                size_t len = strlen(ret->why);
+
+                snprintf(ret->why + len, sizeof(ret->why) - len, "%sthe relays made no tables in PostgreSQL "
+                         "(a securechatd without the PostgreSQL store?)", len > 0 ? "; " : "");
+                if (r >= 0)
+                        r = -EPROTO;
+        }
+finish:
+        for (unsigned k = 0; k < nodes; k++) {
+                free(relays[k].state);
+                free(relays[k].log);
+        }
+        pg_database_drop(pg, name);
+        return r;
+}
+
+static void bench_pg(void) {
+        static const char *const figures[] = {
+                "routing, 10 pairs, 1 node on PostgreSQL",
+                "routing, 10 pairs, 2 nodes on PostgreSQL (senders on node 1, receivers on node 2)",
+        };
+        char why[400] = "", what[96];
+        PgServer pg = {};
+        Routing sqlite = {};
+        int r;
+
+        if (B.no_pg) {
+                for (size_t i = 0; i < ELEMENTSOF(figures); i++)
+                        row_skipped(figures[i], "--no-pg");
+                return;
+        }
+        note("%s; %s", figures[0], figures[1]);
+        /* The reference: the same pairs on one node on SQLite, this run. */
+        if (B.sqlite_pg_pairs_rate <= 0) {
+                r = relay_start();
+                if (r >= 0)
+                        r = routing_run(PG_PAIRS, routing_per_pair(PG_PAIRS), VIA_RELAY, &B.relay, &B.relay, &sqlite);
+                relay_stop();
+                if (r < 0) {
+                        snprintf(why, sizeof(why), "the SQLite reference: %s", sqlite.why[0] ? sqlite.why : strerror(-r));
+                        for (size_t i = 0; i < ELEMENTSOF(figures); i++)
+                                row_failed(figures[i], why);
+                        return;
+                }
+                B.sqlite_pg_pairs_rate = sqlite.rate;
+        }
+
+        r = pg_server_start(&pg, why, sizeof(why));
+        if (r == -ENOENT) {
+                for (size_t i = 0; i < ELEMENTSOF(figures); i++)
+                        row_skipped(figures[i], "no PostgreSQL server installed (no initdb in PATH or "
+                                    "/usr/lib/postgresql/*/bin); --pg-uri URI names one");
+                pg_server_stop(&pg);
+                return;
+        }
+        if (r < 0) {
+                for (size_t i = 0; i < ELEMENTSOF(figures); i++)
+                        row_failed(figures[i], why[0] ? why : strerror(-r));
+                pg_server_stop(&pg);
+                return;
+        }
+        snprintf(what, sizeof(what), "1 node on SQLite, the same %d pairs, this run", PG_PAIRS);
+        for (unsigned nodes = 1; nodes <= 2; nodes++) {
+                Routing run = {};
+                double server_cpu_us = 0;
+                char server[64] = "";
+                Row *row;
+
+                r = pg_routing(&pg, nodes, &run, &server_cpu_us);
+                if (r < 0) {
+                        row_failed(figures[nodes - 1], run.why[0] ? run.why : strerror(-r));
+                        continue;
+                }
+                row = row_add(figures[nodes - 1], run.rate, "msg/s", B.sqlite_pg_pairs_rate, what, true, 0);
+                if (server_cpu_us > 0)
+                        snprintf(server, sizeof(server), ", the database server's %.0f us/msg", server_cpu_us);
+                snprintf(row->note, sizeof(row->note), "PostgreSQL %s (%s); relay CPU %.0f us/msg%s%s; one "
+                         "identity key on every node", pg.version,
+                         B.pg_uri ? "the server of --pg-uri" : "its own server in the working directory, over a "
+                         "Unix socket, fsync=on, synchronous_commit=on", run.cpu_us,
+                         nodes > 1 ? " (both relays)" : "", server);
+        }
+        pg_server_stop(&pg);
+}
+
 /* ---- offline fill and drain ---------------------------------------------- */
 
 /* Fill a queue with n messages, then drain it on login: two rows. Returns
@@ -1106,19 +1651,19 @@ static double bench_fill(size_t n) {
         if (r < 0)
                 goto fail;
         /* r0 registered, then gone: everything for it is queued. */
-        r = conn_open(B.port, true, TIMEOUT_MS, &receiver.c);
+        r = conn_open(B.relay.port, true, TIMEOUT_MS, &receiver.c);
         if (r >= 0)
                 r = conn_login(receiver.c, "r0", B.key, true, TIMEOUT_MS, &error);
         receiver.c = conn_free(receiver.c);
         if (r >= 0)
-                r = conn_open(B.port, true, TIMEOUT_MS, &sender.c);
+                r = conn_open(B.relay.port, true, TIMEOUT_MS, &sender.c);
         if (r >= 0)
                 r = conn_login(sender.c, "s0", B.key, false, TIMEOUT_MS, &error);
         if (r < 0)
                 goto fail;
         sender.frames = &frames;
         fill.want_accepted = n;
-        cpu0 = proc_cpu_usec(B.relay);
+        cpu0 = proc_cpu_usec(B.relay.pid);
         t0 = now_s();
         r = load_run(&fill, B.quick ? 60 : 600);
         if (r >= 0 && fill.errors > 0) {
@@ -1129,13 +1674,13 @@ static double bench_fill(size_t n) {
         if (r < 0)
                 goto fail;
         fill_rate = (double) n / (now_s() - t0);
-        fill_cpu = (double) (proc_cpu_usec(B.relay) - cpu0) / (double) n;
+        fill_cpu = (double) (proc_cpu_usec(B.relay.pid) - cpu0) / (double) n;
         sender.c = conn_free(sender.c);
 
         /* The clock runs from the connect: login and all. */
         drain_load.want_delivered = n;
         t0 = now_s();
-        r = conn_open(B.port, true, TIMEOUT_MS, &receiver.c);
+        r = conn_open(B.relay.port, true, TIMEOUT_MS, &receiver.c);
         if (r >= 0)
                 r = conn_login(receiver.c, "r0", B.key, true, TIMEOUT_MS, &error);
         if (r >= 0)
@@ -1313,19 +1858,19 @@ static void bench_memory(bool receive, unsigned proto, double bare) {
         /* One login first, so that what every relay allocates once (TLS,
          * SQLite caches) is in the baseline. */
         if (r >= 0)
-                r = conn_open(B.port, true, TIMEOUT_MS, &warm.c);
+                r = conn_open(B.relay.port, true, TIMEOUT_MS, &warm.c);
         if (r >= 0)
                 r = conn_login_proto(warm.c, "warm", B.key, receive, proto, TIMEOUT_MS, NULL);
         warm.c = conn_free(warm.c);
         usleep(200 * 1000);
-        rss0 = proc_rss(B.relay);
+        rss0 = proc_rss(B.relay.pid);
         if (r >= 0)
-                r = login_many(receive ? "r" : "s", B.sessions, receive, proto, peers);
+                r = login_many(B.relay.port, receive ? "r" : "s", B.sessions, receive, proto, peers);
         if (r >= 0 && receive && proto >= 2)
                 r = watch_contacts(peers, B.sessions);
         usleep(500 * 1000);
         drain(peers, B.sessions);
-        rss1 = proc_rss(B.relay);
+        rss1 = proc_rss(B.relay.pid);
         peers_free(peers, B.sessions);
         relay_stop();
         if (r < 0)
@@ -1402,7 +1947,7 @@ static void bench_handshakes(void) {
         r = relay_start();
         if (r < 0)
                 return (void) row_failed(figure, strerror(-r));
-        if (asprintf(&path, "%s/identity.key", B.state) < 0 || rsa_key_load_private(path, &identity) < 0 ||
+        if (asprintf(&path, "%s/identity.key", B.relay.state) < 0 || rsa_key_load_private(path, &identity) < 0 ||
             private_op_rate(identity, false, B.quick ? 0.2 : 2, &signs, &signs_cpu) < 0) {
                 relay_stop();
                 return (void) row_failed(figure, "cannot measure the RSA sign rate");
@@ -1412,7 +1957,7 @@ static void bench_handshakes(void) {
                 return (void) row_failed(figure, strerror(errno));
         }
         t0 = now_s();
-        cpu0 = proc_cpu_usec(B.relay);
+        cpu0 = proc_cpu_usec(B.relay.pid);
         for (unsigned i = 0; i < clients; i++) {
                 pids[i] = fork();
                 if (pids[i] == 0) {
@@ -1423,7 +1968,7 @@ static void bench_handshakes(void) {
                         while (now_s() - t0 < seconds) {
                                 _cleanup_(conn_freep) Conn *c = NULL;
 
-                                if (conn_open(B.port, true, TIMEOUT_MS, &c) < 0 ||
+                                if (conn_open(B.relay.port, true, TIMEOUT_MS, &c) < 0 ||
                                     conn_login(c, user, B.key, false, TIMEOUT_MS, NULL) < 0)
                                         _exit(1);
                                 n++;
@@ -1440,7 +1985,7 @@ static void bench_handshakes(void) {
                         total += n;
         }
         dt = now_s() - t0;
-        relay_cpu_s = (double) (proc_cpu_usec(B.relay) - cpu0) / 1e6;
+        relay_cpu_s = (double) (proc_cpu_usec(B.relay.pid) - cpu0) / 1e6;
         close(pfd[0]);
         for (unsigned i = 0; i < clients; i++)
                 if (pids[i] > 0)
@@ -1472,7 +2017,7 @@ static int scctl_spawn(const char *home, const char *user, const char *const *ar
         size_t n = 0;
         pid_t pid;
 
-        if (asprintf(&exe, "%s/scctl", B.builddir) < 0 || asprintf(&server, "127.0.0.1:%d", B.port) < 0 ||
+        if (asprintf(&exe, "%s/scctl", B.builddir) < 0 || asprintf(&server, "127.0.0.1:%d", B.relay.port) < 0 ||
             asprintf(&log, "%s/scctl.log", B.tmp) < 0)
                 return -ENOMEM;
         argv[n++] = exe;
@@ -1550,7 +2095,7 @@ static void bench_scctl(void) {
                 relay_stop();
                 return (void) row_failed(figure, "scctl init or send failed");
         }
-        if (asprintf(&path, "%s/identity.key", B.state) < 0 || rsa_key_load_private(path, &identity) < 0) {
+        if (asprintf(&path, "%s/identity.key", B.relay.state) < 0 || rsa_key_load_private(path, &identity) < 0) {
                 relay_stop();
                 return (void) row_failed(figure, "cannot load the relay's identity key");
         }
@@ -1799,6 +2344,8 @@ static void machine(unsigned *ret_cpus, char *model, size_t size) {
 static const char *row_status(const Row *r) {
         if (r->failed)
                 return "not measured";
+        if (r->skipped)
+                return "skipped";
         if (r->target <= 0)
                 return "";
         if (r->at_least ? row_ratio(r) >= r->target : row_ratio(r) <= r->target)
@@ -1816,7 +2363,7 @@ static void print_table(void) {
         for (size_t i = 0; i < B.n_rows; i++) {
                 const Row *r = &B.rows[i];
 
-                if (r->failed) {
+                if (r->failed || r->skipped) {
                         printf("| %s | - | - | - | - | %s |\n", r->figure, r->note);
                         continue;
                 }
@@ -1831,7 +2378,7 @@ static void print_table(void) {
         }
         printf("\n");
         for (size_t i = 0; i < B.n_rows; i++)
-                if (!B.rows[i].failed && B.rows[i].note[0])
+                if (!B.rows[i].failed && !B.rows[i].skipped && B.rows[i].note[0])
                         printf("%s: %s\n", B.rows[i].figure, B.rows[i].note);
 }
 
@@ -1849,8 +2396,10 @@ static void print_json(void) {
                 json_object *j = json_object_new_object();
 
                 json_object_object_add(j, "figure", json_object_new_string(r->figure));
-                json_object_object_add(j, "measured", json_object_new_boolean(!r->failed));
-                if (!r->failed) {
+                json_object_object_add(j, "measured", json_object_new_boolean(!r->failed && !r->skipped));
+                if (r->skipped)
+                        json_object_object_add(j, "skipped", json_object_new_boolean(true));
+                if (!r->failed && !r->skipped) {
                         json_object_object_add(j, "value", json_object_new_double(r->value));
                         json_object_object_add(j, "unit", json_object_new_string(r->unit));
                         json_object_object_add(j, "limit", json_object_new_double(r->limit));
@@ -1911,6 +2460,8 @@ static int parse_argv(int argc, char **argv) {
                 { "fill",     required_argument, NULL, 'f' },
                 { "sessions", required_argument, NULL, 's' },
                 { "window",   required_argument, NULL, 'w' },
+                { "pg-uri",   required_argument, NULL, 'P' },
+                { "no-pg",    no_argument,       NULL, 'N' },
                 { "help",     no_argument,       NULL, 'h' },
                 {}
         };
@@ -1953,6 +2504,16 @@ static int parse_argv(int argc, char **argv) {
                                 return -EINVAL;
                         }
                         break;
+                case 'P':
+                        if (strncmp(optarg, "postgresql://", 13) != 0 && strncmp(optarg, "postgres://", 11) != 0) {
+                                fprintf(stderr, "sc-bench: --pg-uri wants a postgresql:// URI: %s\n", optarg);
+                                return -EINVAL;
+                        }
+                        B.pg_uri = optarg;
+                        break;
+                case 'N':
+                        B.no_pg = true;
+                        break;
                 case 'o': {
                         char **o = realloc(B.relay_opts, (B.n_relay_opts + 1) * sizeof(*o));
 
@@ -1964,7 +2525,7 @@ static int parse_argv(int argc, char **argv) {
                 }
                 case 'h':
                         printf("sc-bench [--builddir DIR] [--quick] [--json] [--pairs LIST] [--fill LIST] "
-                               "[--sessions N] [--window N] [-o KEY=VALUE]...\n");
+                               "[--sessions N] [--window N] [--pg-uri URI | --no-pg] [-o KEY=VALUE]...\n");
                         return 0;
                 default:
                         return -EINVAL;
@@ -2005,6 +2566,7 @@ int main(int argc, char **argv) {
 
         for (size_t i = 0; i < B.n_pairs; i++)
                 bench_routing(B.pairs[i]);
+        bench_pg();
         bench_fills();
         r = bare_tls_session_bytes(B.sessions, &bare_tls);
         if (r < 0) {

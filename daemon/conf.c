@@ -624,6 +624,8 @@ static const ConfigItem config_items[] = {
           offsetof(Config, tls_certificate), 0, 0, NULL },
         { "server", "tls-key", conf_parse_path, conf_format_string,
           offsetof(Config, tls_key), 0, 0, NULL },
+        { "server", "identity-key", conf_parse_path, conf_format_string,
+          offsetof(Config, identity_key), 0, 0, NULL },
         { "server", "key-bits", conf_parse_key_bits, conf_format_unsigned,
           offsetof(Config, key_bits), 0, 0, "3072" },
         { "server", "registration", conf_parse_registration, conf_format_registration,
@@ -763,6 +765,7 @@ Config *config_free(Config *c) {
         free(c->state_directory);
         free(c->tls_certificate);
         free(c->tls_key);
+        free(c->identity_key);
         free(c->admin_group);
         free(c->database);
         free(c->database_password_file);

@@ -63,6 +63,7 @@ typedef struct Config {
         bool tls;
         char *tls_certificate;          /* NULL: self-signed in the state directory */
         char *tls_key;
+        char *identity_key;             /* NULL: the credential, else the state directory's */
         unsigned key_bits;
         bool registration_open;
         uint64_t handshake_timeout_usec;

@@ -694,10 +694,53 @@ static int manager_open_store(Manager *m, char **ret_name) {
         return 0;
 }
 
+/* The identity key clients pin: identity-key=, the credential, or the state
+ * directory's (made on the first start). Several relays sharing a database
+ * must present the same one, so the log says where it came from. */
+static int manager_load_identity(Manager *m) {
+        static const char *const source_names[] = {
+                [STATE_IDENTITY_CONFIGURED] = "identity-key=",
+                [STATE_IDENTITY_CREDENTIAL] = "credential " STATE_IDENTITY_CREDENTIAL_NAME,
+                [STATE_IDENTITY_STATE] = "state directory",
+        };
+        const Config *c = m->config;
+        _cleanup_(freep) char *path = NULL;
+        char old_fingerprint[RSA_FINGERPRINT_MAX];
+        StateIdentitySource source;
+        bool created = false;
+        int r;
+
+        r = state_identity_locate(c, &source, &path);
+        if (r < 0)
+                return log_error_errno(r, "Failed to look for the identity key: %m");
+        r = state_identity_load(path, source, c->key_bits, &m->server_key, &created);
+        if (r == -EPERM)
+                return log_error_errno(r, "Refusing identity key %s: readable or writable by group or others. "
+                                       "Fix its mode with: chmod 600 %s", path, path);
+        if (r == -ENOENT && source != STATE_IDENTITY_STATE)
+                return log_error_errno(r, "Identity key %s (%s) does not exist: copy the key every relay "
+                                       "shares there; it is never generated", path, source_names[source]);
+        if (r < 0)
+                return log_error_errno(r, "Failed to %s identity key %s (%s): %m",
+                                       source == STATE_IDENTITY_STATE ? "load or create the" : "load the",
+                                       path, source_names[source]);
+        if (created)
+                log_notice("Generated a new %u-bit identity key %s", rsa_key_bits(m->server_key),
+                           m->server_key->fingerprint);
+        log_info("Server identity %s (%u bits) from %s (%s)", m->server_key->fingerprint,
+                 rsa_key_bits(m->server_key), path, source_names[source]);
+        if (source != STATE_IDENTITY_STATE &&
+            state_identity_superseded(c->state_directory, m->server_key, old_fingerprint) > 0)
+                /* Clients that met this relay before pinned that one. */
+                log_warning("%s/%s holds another identity key, %s, no longer used: clients that pinned it "
+                            "refuse this relay", c->state_directory, STATE_IDENTITY_FILE, old_fingerprint);
+        return 0;
+}
+
 int manager_start(Manager *m) {
         const Config *c = m->config;
         _cleanup_(freep) char *db = NULL;
-        bool lax = false, created = false;
+        bool lax = false;
         uint64_t now, largest = 0;
         int r;
 
@@ -723,18 +766,9 @@ int manager_start(Manager *m) {
         if (r < 0)
                 return log_error_errno(r, "Failed to lock %s: %m", c->state_directory);
 
-        r = state_identity_load(c->state_directory, c->key_bits, &m->server_key, &created);
-        if (r == -EPERM)
-                return log_error_errno(r, "Refusing %s/%s: readable or writable by group or others. "
-                                       "Fix its mode with: chmod 600 %s/%s", c->state_directory,
-                                       STATE_IDENTITY_FILE, c->state_directory, STATE_IDENTITY_FILE);
+        r = manager_load_identity(m);
         if (r < 0)
-                return log_error_errno(r, "Failed to load or create the identity key in %s: %m",
-                                       c->state_directory);
-        if (created)
-                log_notice("Generated a new %u-bit identity key %s", rsa_key_bits(m->server_key),
-                           m->server_key->fingerprint);
-        log_info("Server identity %s (%u bits)", m->server_key->fingerprint, rsa_key_bits(m->server_key));
+                return r;
 
         if (c->tls) {
                 StateTlsChange change;
@@ -946,6 +980,7 @@ int manager_reload(Manager *m, char **ret_error) {
                 log_warning("Changing database-timeout takes effect only after a restart");
                 c->database_timeout_usec = old->database_timeout_usec;
         }
+        keep_string(&c->identity_key, &old->identity_key, "identity-key");
         if (c->tls != old->tls) {
                 log_warning("Changing tls takes effect only after a restart");
                 c->tls = old->tls;

@@ -114,13 +114,55 @@ int state_lock(const char *dir, int *ret_fd) {
         return 0;
 }
 
-int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_created) {
-        _cleanup_(freep) char *path = state_path(dir, STATE_IDENTITY_FILE);
+int state_credential_path(const char *name, char **ret) {
+        const char *dir = getenv("CREDENTIALS_DIRECTORY");
+        _cleanup_(freep) char *path = NULL;
+        struct stat st;
+
+        if (!dir || !*dir)
+                return -ENOENT;
+        path = state_path(dir, name);
+        if (!path)
+                return -ENOMEM;
+        if (lstat(path, &st) < 0 && errno == ENOENT)
+                return -ENOENT;
+        *ret = TAKE_PTR(path);
+        return 0;
+}
+
+int state_identity_locate(const Config *c, StateIdentitySource *ret_source, char **ret_path) {
+        char *path = NULL;
+        int r;
+
+        if (c->identity_key) {
+                path = strdup(c->identity_key);
+                if (!path)
+                        return -ENOMEM;
+                *ret_source = STATE_IDENTITY_CONFIGURED;
+                *ret_path = path;
+                return 0;
+        }
+        r = state_credential_path(STATE_IDENTITY_CREDENTIAL_NAME, &path);
+        if (r >= 0) {
+                *ret_source = STATE_IDENTITY_CREDENTIAL;
+                *ret_path = path;
+                return 0;
+        }
+        if (r != -ENOENT)
+                return r;
+        path = state_path(c->state_directory, STATE_IDENTITY_FILE);
+        if (!path)
+                return -ENOMEM;
+        *ret_source = STATE_IDENTITY_STATE;
+        *ret_path = path;
+        return 0;
+}
+
+int state_identity_load(const char *path, StateIdentitySource source, unsigned bits,
+                        RsaKey **ret, bool *ret_created) {
         _cleanup_(rsa_key_freep) RsaKey *k = NULL;
         int r;
 
-        if (!path)
-                return -ENOMEM;
         r = rsa_key_load_private(path, &k);
         if (r >= 0) {
                 *ret = TAKE_PTR(k);
@@ -128,7 +170,7 @@ int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_
                         *ret_created = false;
                 return 0;
         }
-        if (r != -ENOENT)
+        if (r != -ENOENT || source != STATE_IDENTITY_STATE)
                 return r;
 
         r = rsa_key_generate(bits, &k);
@@ -141,6 +183,25 @@ int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_
         if (ret_created)
                 *ret_created = true;
         return 0;
+}
+
+int state_identity_superseded(const char *dir, const RsaKey *key,
+                              char ret_fingerprint[RSA_FINGERPRINT_MAX]) {
+        _cleanup_(freep) char *path = state_path(dir, STATE_IDENTITY_FILE);
+        _cleanup_(rsa_key_freep) RsaKey *old = NULL;
+        int r;
+
+        if (!path)
+                return -ENOMEM;
+        r = rsa_key_load_private(path, &old);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        if (strcmp(old->fingerprint, key->fingerprint) == 0)
+                return 0;
+        memcpy(ret_fingerprint, old->fingerprint, RSA_FINGERPRINT_MAX);
+        return 1;
 }
 
 /* A certificate in dir made for the key in dir; remade whenever in doubt,

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The state directory: identity.key (the server's identity, generated on
- * first start), tls.key and tls.crt (an Ed25519 key for TLS only and a
- * self-signed certificate for it),
+ * first start unless it comes from identity-key= or a systemd credential,
+ * so that several relays can share it), tls.key and tls.crt (an Ed25519
+ * key for TLS only and a self-signed certificate for it),
  * securechatd.db (registry and queue) and a lock file that keeps a second
  * daemon away from the same files. The directory is made 0700; files are
  * 0600 (the daemon runs with umask 077).
@@ -35,9 +36,39 @@ int state_directory_prepare(const char *dir, bool *ret_lax);
  * it. The fd holds the lock until closed. */
 int state_lock(const char *dir, int *ret_fd);
 
-/* Load dir/identity.key, or generate a key of bits and save it (0600).
- * *ret_created says which happened. */
-int state_identity_load(const char *dir, unsigned bits, RsaKey **ret, bool *ret_created);
+/* The systemd credential that holds the identity key (LoadCredential=). */
+#define STATE_IDENTITY_CREDENTIAL_NAME "identity-key"
+
+typedef enum StateIdentitySource {
+        STATE_IDENTITY_CONFIGURED,      /* identity-key= */
+        STATE_IDENTITY_CREDENTIAL,      /* $CREDENTIALS_DIRECTORY/identity-key */
+        STATE_IDENTITY_STATE,           /* the state directory's identity.key */
+} StateIdentitySource;
+
+/* $CREDENTIALS_DIRECTORY/name, allocated, when systemd passed a
+ * credential of that name (or one that cannot be looked at: the reader
+ * reports why); -ENOENT when there is none. */
+int state_credential_path(const char *name, char **ret);
+
+/* Where the identity key comes from: identity-key= when set, else the
+ * credential "identity-key" when systemd passes one, else
+ * dir/identity.key. Looks at no key; *ret_path is allocated. */
+int state_identity_locate(const Config *c, StateIdentitySource *ret_source, char **ret_path);
+
+/* Load the identity key at path. Only the state directory's is generated
+ * (bits) and saved (0600) when missing, and *ret_created says so: a key
+ * that identity-key= or a credential names is the one every relay sharing
+ * it must present, so a missing one is an error (-ENOENT), never a new
+ * key. -EPERM when group or others may read or write the file. */
+int state_identity_load(const char *path, StateIdentitySource source, unsigned bits,
+                        RsaKey **ret, bool *ret_created);
+
+/* Whether the state directory holds an identity.key other than key (one
+ * a relay made before its key came from identity-key= or a credential):
+ * 1 with its fingerprint in ret_fingerprint, 0 when it holds none or the
+ * same, -errno when it cannot be read. */
+int state_identity_superseded(const char *dir, const RsaKey *key,
+                              char ret_fingerprint[RSA_FINGERPRINT_MAX]);
 
 typedef enum StateTlsChange {
         STATE_TLS_KEPT,         /* configured, or tls.key and tls.crt as they were */

@@ -32,7 +32,8 @@ INTEGRATION_TESTS = \
 	tests/integration/suite2.sh \
 	tests/integration/rotate.sh \
 	tests/integration/pipeline.sh \
-	tests/integration/cluster-presence.sh
+	tests/integration/cluster-presence.sh \
+	tests/integration/identity-key.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh

@@ -12,6 +12,7 @@
 
 #include "conf.h"
 #include "macro.h"
+#include "state.h"
 #include "test-main.h"
 
 #define SEC 1000000ull
@@ -151,6 +152,7 @@ START_TEST(test_defaults) {
         ck_assert(c->tls);
         ck_assert_ptr_null(c->tls_certificate);
         ck_assert_ptr_null(c->tls_key);
+        ck_assert_ptr_null(c->identity_key);
         ck_assert_uint_eq(c->key_bits, 3072);
         ck_assert(c->registration_open);
         ck_assert_uint_eq(c->handshake_timeout_usec, 30 * SEC);
@@ -208,6 +210,8 @@ static const struct {
         { "tls", { "yes", "no", "false", "on" }, { "yes", "no", "no", "yes" }, { "maybe", "2" } },
         { "tls-certificate", { "/etc/sc/cert.pem" }, { "/etc/sc/cert.pem" }, {} },
         { "tls-key", { "/etc/sc/key.pem" }, { "/etc/sc/key.pem" }, {} },
+        { "identity-key", { "/etc/securechat/identity.key", "/run/credentials/x/identity-key", "" },
+          { "/etc/securechat/identity.key", "/run/credentials/x/identity-key", "" }, {} },
         { "key-bits", { "2048", "3072", "4096" }, { "2048", "3072", "4096" },
           { "1024", "8192", "3000", "abc", "0" } },
         { "registration", { "open", "closed" }, { "open", "closed" }, { "yes", "Open", "close" } },
@@ -688,7 +692,7 @@ START_TEST(test_path_dump_safe) {
         };
         static const char *const bad_overrides[] = {
                 "control=a ;b", "state-directory=;x", "control=/a\nb", "tls-key=/a\tb",
-                "tls-certificate=/a\x7f",
+                "tls-certificate=/a\x7f", "identity-key=;x",
         };
         _cleanup_(config_freep) Config *c = NULL;
 
@@ -708,10 +712,101 @@ START_TEST(test_path_dump_safe) {
         }
         ck_assert_str_eq(c->control, "/run/securechat/control");
         ck_assert_ptr_null(c->tls_key);
+        ck_assert_ptr_null(c->identity_key);
 
         /* A ';' inside a word is no comment and stays allowed. */
         ck_assert_int_eq(config_parse_override(c, "control=/run/a;b", "-o", NULL), 0);
         ck_assert_str_eq(c->control, "/run/a;b");
+}
+END_TEST
+
+/* ---- identity-key: where the key comes from ------------------------------- */
+
+/* Where state_identity_locate() looks, and which source it says. */
+static void assert_located(const Config *c, StateIdentitySource source, const char *path) {
+        _cleanup_(freep) char *p = NULL;
+        StateIdentitySource s;
+
+        ck_assert_int_eq(state_identity_locate(c, &s, &p), 0);
+        ck_assert_int_eq(s, source);
+        ck_assert_str_eq(p, path);
+}
+
+START_TEST(test_identity_key_source) {
+        _cleanup_(config_freep) Config *c = NULL;
+        _cleanup_(rsa_key_freep) RsaKey *made = NULL, *shared = NULL, *k = NULL;
+        char state[512], creds[512], own[512], cred_key[600], state_key[600];
+        char fingerprint[RSA_FINGERPRINT_MAX];
+        bool created = true;
+        const char *bad;
+
+        snprintf(state, sizeof(state), "%s/state", tmpdir);
+        snprintf(creds, sizeof(creds), "%s/creds", tmpdir);
+        snprintf(own, sizeof(own), "%s/own.key", tmpdir);
+        snprintf(state_key, sizeof(state_key), "%s/identity.key", state);
+        snprintf(cred_key, sizeof(cred_key), "%s/identity-key", creds);
+        make_dir("state");
+        make_dir("creds");
+        unsetenv("CREDENTIALS_DIRECTORY");
+        ck_assert_int_eq(config_new(&c), 0);
+        ck_assert_int_eq(config_set(c, "server", "state-directory", state, "t", 1, NULL), 0);
+
+        /* Nothing configured, no credential: the state directory's, made
+         * at the first load and read at the second. */
+        assert_located(c, STATE_IDENTITY_STATE, state_key);
+        ck_assert_int_eq(state_identity_load(state_key, STATE_IDENTITY_STATE, 2048, &made, &created), 0);
+        ck_assert(created);
+        ck_assert_int_eq(state_identity_load(state_key, STATE_IDENTITY_STATE, 2048, &k, &created), 0);
+        ck_assert(!created);
+        ck_assert_str_eq(k->fingerprint, made->fingerprint);
+        k = rsa_key_free(k);
+
+        /* A credential directory without the credential changes nothing;
+         * with it, the credential is the key. */
+        setenv("CREDENTIALS_DIRECTORY", creds, 1);
+        assert_located(c, STATE_IDENTITY_STATE, state_key);
+        ck_assert_int_eq(rsa_key_generate(2048, &shared), 0);
+        ck_assert_int_eq(rsa_key_save_private(shared, cred_key), 0);
+        assert_located(c, STATE_IDENTITY_CREDENTIAL, cred_key);
+        ck_assert_int_eq(state_identity_load(cred_key, STATE_IDENTITY_CREDENTIAL, 2048, &k, &created), 0);
+        ck_assert(!created);
+        ck_assert_str_eq(k->fingerprint, shared->fingerprint);
+        k = rsa_key_free(k);
+        /* The state directory's own key, now unused, is pointed out; the
+         * same key, or none, is not. */
+        ck_assert_int_eq(state_identity_superseded(state, shared, fingerprint), 1);
+        ck_assert_str_eq(fingerprint, made->fingerprint);
+        ck_assert_int_eq(state_identity_superseded(state, made, fingerprint), 0);
+        ck_assert_int_eq(state_identity_superseded(creds, made, fingerprint), 0);
+
+        /* identity-key= comes first, and a missing file is an error, never
+         * a new key: relays sharing it must present the same one. */
+        ck_assert_int_eq(config_set(c, "server", "identity-key", own, "t", 1, NULL), 0);
+        assert_located(c, STATE_IDENTITY_CONFIGURED, own);
+        ck_assert_int_eq(state_identity_load(own, STATE_IDENTITY_CONFIGURED, 2048, &k, &created), -ENOENT);
+        ck_assert_ptr_null(k);
+        ck_assert_int_eq(access(own, F_OK), -1);
+        ck_assert_int_eq(state_identity_load(cred_key, STATE_IDENTITY_CONFIGURED, 2048, &k, NULL), 0);
+        ck_assert_str_eq(k->fingerprint, shared->fingerprint);
+        k = rsa_key_free(k);
+        /* ...nor for a credential that went away. */
+        ck_assert_int_eq(unlink(cred_key), 0);
+        ck_assert_int_eq(state_identity_load(cred_key, STATE_IDENTITY_CREDENTIAL, 2048, &k, NULL), -ENOENT);
+        ck_assert_int_eq(access(cred_key, F_OK), -1);
+
+        /* A key others may read, and a file that holds no key. */
+        ck_assert_int_eq(rsa_key_save_private(shared, own), 0);
+        ck_assert_int_eq(chmod(own, 0644), 0);
+        ck_assert_int_eq(state_identity_load(own, STATE_IDENTITY_CONFIGURED, 2048, &k, NULL), -EPERM);
+        bad = write_file("not-a-key", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+        ck_assert_int_eq(chmod(bad, 0600), 0);
+        ck_assert_int_lt(state_identity_load(bad, STATE_IDENTITY_CONFIGURED, 2048, &k, NULL), 0);
+        ck_assert_ptr_null(k);
+
+        /* Reset to unset: back to the state directory's key. */
+        ck_assert_int_eq(config_set(c, "server", "identity-key", "", "t", 1, NULL), 0);
+        assert_located(c, STATE_IDENTITY_STATE, state_key);
+        unsetenv("CREDENTIALS_DIRECTORY");
 }
 END_TEST
 
@@ -743,6 +838,14 @@ static Suite *config_suite(void) {
         tcase_add_test(tc, test_dump_round_trip);
         tcase_add_test(tc, test_parse_string);
         tcase_add_test(tc, test_path_dump_safe);
+        suite_add_tcase(s, tc);
+
+        /* Generates two RSA keys: more than check's default 4 s on a busy
+         * machine. */
+        tc = tcase_create("identity-key");
+        tcase_add_checked_fixture(tc, setup, teardown);
+        tcase_set_timeout(tc, 120);
+        tcase_add_test(tc, test_identity_key_source);
         suite_add_tcase(s, tc);
         return s;
 }
