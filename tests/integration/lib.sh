@@ -176,10 +176,10 @@ bg_start() { # OUT ERR COMMAND...
 	SC_PIDS="$SC_PIDS $SC_BG"
 }
 
-# Stop a background command (SIGTERM) and return its exit status.
-bg_stop() { # PID
+# Stop a background command (SIGTERM, or SIGNAL) and return its exit status.
+bg_stop() { # PID [SIGNAL]
 	local rc
-	sc_kill "$1"
+	sc_kill "$1" "${2:-TERM}"
 	rc=$?
 	SC_PIDS=$(echo "$SC_PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ')
 	return "$rc"
@@ -241,35 +241,47 @@ relay_database_options() {
 # options (-o KEY=VALUE), which may override those. Sets SC_RELAY_PID,
 # SC_RELAY_LOG (this run's stderr) and SC_PORT.
 relay_start() {
-	local log attempt
+	local attempt
 	relay_database_options || return 1
 	for attempt in 1 2 3 4 5; do
-		SC_RELAY_N=$((SC_RELAY_N + 1))
-		log=$T/relay.$SC_RELAY_N.log
-		"$SECURECHATD" --state-directory "$SC_STATE" --listen "127.0.0.1:$SC_PORT" \
-			-o key-bits=2048 -o tls="$SC_TLS" -o control="$T/control" "${SC_DB_OPTIONS[@]}" \
-			"$@" >"$log" 2>&1 &
-		SC_RELAY_PID=$!
-		SC_RELAY_LOG=$log
-		wait_until relay_listening "$SC_RELAY_PID" "$log"
-		if grep -q "Listening on" "$log"; then
-			SC_PORT=$(sed -n 's/.*Listening on 127\.0\.0\.1:\([0-9][0-9]*\) .*/\1/p' "$log" | head -n 1)
+		relay_spawn "$@"
+		if relay_listens; then
 			relay_on_database
 			return
 		fi
 		# Someone else took the port between two runs of the relay on a
 		# busy machine: try again, a few times.
-		if [ "$SC_PORT" != 0 ] && grep -q "in use" "$log"; then
+		if [ "$SC_PORT" != 0 ] && grep -q "in use" "$SC_RELAY_LOG"; then
 			wait "$SC_RELAY_PID" 2>/dev/null
 			sleep 0.5
 			continue
 		fi
 		break
 	done
-	diag "securechatd did not start listening:" "$(cat "$log")"
+	diag "securechatd did not start listening:" "$(cat "$SC_RELAY_LOG")"
 	sc_kill "$SC_RELAY_PID" KILL
 	SC_RELAY_PID=
 	return 1
+}
+
+# relay_start's first half, for a script that starts several relays at
+# once (after relay_database_options): the relay in the background, its
+# pid in SC_RELAY_PID and its log in SC_RELAY_LOG; no waiting.
+relay_spawn() { # OPTION...
+	SC_RELAY_N=$((SC_RELAY_N + 1))
+	SC_RELAY_LOG=$T/relay.$SC_RELAY_N.log
+	"$SECURECHATD" --state-directory "$SC_STATE" --listen "127.0.0.1:$SC_PORT" \
+		-o key-bits=2048 -o tls="$SC_TLS" -o control="$T/control" "${SC_DB_OPTIONS[@]}" \
+		"$@" >"$SC_RELAY_LOG" 2>&1 &
+	SC_RELAY_PID=$!
+}
+
+# The second half: wait until the relay SC_RELAY_PID listens (its port in
+# SC_PORT); fails if it exited first.
+relay_listens() {
+	wait_until relay_listening "$SC_RELAY_PID" "$SC_RELAY_LOG"
+	grep -q "Listening on" "$SC_RELAY_LOG" || return 1
+	SC_PORT=$(sed -n 's/.*Listening on 127\.0\.0\.1:\([0-9][0-9]*\) .*/\1/p' "$SC_RELAY_LOG" | head -n 1)
 }
 
 # A relay told to use PostgreSQL must not have made SQLite's file: the
