@@ -122,7 +122,8 @@ pg_start() { # DIR
 			log_connections = off
 		EOF
 	fi
-	if ! pg_ctl_ -s -l "$SC_PG_DIR/server.log" start >"$SC_PG_DIR/pg_ctl.log" 2>&1; then
+	# The server outlives us: it must not hold our standard input.
+	if ! pg_ctl_ -s -l "$SC_PG_DIR/server.log" start </dev/null >"$SC_PG_DIR/pg_ctl.log" 2>&1; then
 		echo "pg_start: the server did not start:" >&2
 		cat "$SC_PG_DIR/pg_ctl.log" >&2
 		pg_log_tail >&2
