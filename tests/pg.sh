@@ -12,6 +12,7 @@
 #   pg_createdb NAME          an empty database
 #   pg_uri NAME               postgresql:///NAME?host=SOCKDIR, for database=
 #   pg_sql NAME SQL           psql: rows unaligned, no headers, stop on error
+#   pg_psql                   the path of psql (fails if there is none)
 #   pg_cleanup                stop the server, remove what is outside DIR
 #   pg_log_tail               the end of the server's log, for diagnostics
 #
@@ -152,8 +153,14 @@ pg_uri() { # NAME
 	printf 'postgresql:///%s?host=%s\n' "$1" "$SC_PG_SOCK"
 }
 
+# psql: the server's own, else the PATH's (any version speaks to it).
+pg_psql() {
+	local bin=${SC_PG_BIN:-$(pg_bindir)}
+	if [ -x "$bin/psql" ]; then echo "$bin/psql"; else command -v psql; fi
+}
+
 pg_sql() { # NAME SQL
-	"$SC_PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -d "$(pg_uri "$1")" -c "$2"
+	"$(pg_psql)" -X -q -A -t -v ON_ERROR_STOP=1 -d "$(pg_uri "$1")" -c "$2"
 }
 
 pg_createdb() { # NAME

@@ -320,9 +320,9 @@ relay_logged() { # REGEX
 }
 
 # The relay's database, for the tests that play the attacker with sqlite3
-# or psql (changes only while the relay is stopped: it keeps counts of the
-# queue). The PostgreSQL tables have the names of SQLite's with the prefix
-# SC_TBL, for SQL that both understand ("SELECT ... FROM ${SC_TBL}queue").
+# or psql (changes only while the relay is stopped). The PostgreSQL tables
+# have the names of SQLite's with the prefix SC_TBL, for SQL that both
+# understand ("SELECT ... FROM ${SC_TBL}queue").
 SC_DB=$SC_STATE/securechatd.db
 if [ "$SC_DATABASE" = pg ]; then
 	SC_TBL=sc_
@@ -330,7 +330,7 @@ if [ "$SC_DATABASE" = pg ]; then
 		pg_sql "$SC_PG_DB" "$1"
 	}
 	db_available() {
-		[ -x "$SC_PG_BIN/psql" ] || [ -x "$(pg_bindir)/psql" ]
+		pg_psql >/dev/null
 	}
 else
 	SC_TBL=
