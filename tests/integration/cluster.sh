@@ -4,12 +4,13 @@
 # Several relays on one PostgreSQL database (issue 11): nodes n1, n2, n3
 # on their own ports and state directories, with the same identity key
 # and node-timeout=3s. alice on n1 and bob on n2 chat, online and offline,
-# and see each other come and go; bob's node is killed (SIGKILL) while
-# alice sends, and bob, back on n3, gets every message that alice was told
-# was accepted, once; the database crashes and comes back while alice
-# sends: the sends it cannot take are refused with "unavailable", none of
-# those it took is lost, and the relays carry on without a restart; two
-# nodes started at the same moment on an empty database both come up.
+# and alice sees bob come and go; bob's node is killed (SIGKILL) while
+# alice sends, carol on n1 sees him go within node-timeout, and bob, back
+# on n3, gets every message that alice was told was accepted, exactly
+# once; the database crashes and comes back while alice sends: the sends
+# it cannot take are refused with "unavailable", none of those it took is
+# lost, and the relays carry on without a restart; two nodes started at
+# the same moment on an empty database both come up.
 
 SC_SCRIPT=cluster
 SC_DATABASE=pg

@@ -8,6 +8,7 @@
 # with tls=no and clients with --no-tls; the *-pg.sh scripts run them
 # against a relay on PostgreSQL, on a private server each script starts
 # (tests/pg.sh), and cluster.sh runs several relays on one database.
+# hostile.sh has no -pg twin: its relays are fakes, with no database.
 
 INTEGRATION_TESTS = \
 	tests/integration/chat.sh \
@@ -47,7 +48,6 @@ INTEGRATION_TESTS = \
 	tests/integration/pipeline-pg.sh \
 	tests/integration/disk-pg.sh \
 	tests/integration/admin-pg.sh \
-	tests/integration/hostile-pg.sh \
 	tests/integration/cluster.sh
 
 TESTS += $(INTEGRATION_TESTS)
