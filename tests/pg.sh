@@ -6,9 +6,10 @@
 #
 #   pg_available              is initdb installed? (else the caller skips)
 #   pg_start DIR              a server in DIR (made there the first time),
-#                             listening on a Unix socket only
-#   pg_stop [MODE]            pg_ctl stop -m MODE (default fast)
-#   pg_restart [MODE]         stop, then start again on the same data
+#                             listening on a Unix socket only; after
+#                             pg_stop, the same server again
+#   pg_stop [MODE]            pg_ctl stop -m MODE (default fast; immediate
+#                             is a crash, which the next start recovers)
 #   pg_createdb NAME          an empty database
 #   pg_uri NAME               postgresql:///NAME?host=SOCKDIR, for database=
 #   pg_sql NAME SQL           psql: rows unaligned, no headers, stop on error
@@ -16,13 +17,14 @@
 #   pg_cleanup                stop the server, remove what is outside DIR
 #   pg_log_tail               the end of the server's log, for diagnostics
 #
-# The server checks durability, so fsync stays on; everything else is made
-# small (memory, WAL segments) and quick (initdb without fsync: a crash of
-# the machine during the test loses the test, not data that matters). Every
-# wait is bounded by SC_WAIT seconds (pg_ctl -w -t). initdb refuses to run
-# as root: as root the server runs as nobody (the caller's temporary
-# directory is opened for it to enter), and its superuser is named after
-# the caller, so that a connection without a user name gets in (trust).
+# Tests check durability (a crash must lose no accepted message), so fsync
+# stays on; everything else is made small (memory, WAL segments) and quick
+# (initdb without fsync: a crash of the machine during the test loses the
+# test, not data that matters). Every wait is bounded by SC_WAIT seconds
+# (pg_ctl -w -t). initdb refuses to run as root: as root the server runs
+# as nobody (the caller's temporary directory is opened for it to enter),
+# and its superuser is named after the caller, so that a connection
+# without a user name gets in (trust).
 
 SC_PG_DIR=
 SC_PG_BIN=
@@ -143,10 +145,6 @@ pg_stop() { # [MODE]
 	echo "pg_stop: pg_ctl stop failed:" >&2
 	tail -n 5 "$SC_PG_DIR/pg_ctl.log" >&2
 	return 1
-}
-
-pg_restart() { # [MODE]
-	pg_stop "${1:-fast}" && pg_start "$SC_PG_DIR"
 }
 
 pg_uri() { # NAME

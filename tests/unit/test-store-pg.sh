@@ -40,6 +40,8 @@ CK_TAP_LOG_FILE_NAME=- CK_VERBOSITY=silent SC_TEST_DATABASE=$(pg_uri store) \
 	timeout 600 "$TEST_STORE" >"$T/tap" 2>"$T/stderr"
 rc=$?
 grep -v '^1\.\.[0-9]*$' "$T/tap"
+# tap.sh's counts go on from test-store's.
+# shellcheck disable=SC2034
 tap_n=$(grep -cE '^(not )?ok ' "$T/tap")
 tap_failed=$(grep -c '^not ok ' "$T/tap")
 [ ! -s "$T/stderr" ] || diag "test-store's stderr:" "$(cat "$T/stderr")"
