@@ -173,13 +173,13 @@ out=$(sc alice send mallory "$(marker tomallory) for mallory" 2>/dev/null)
 is "alice sends mallory a message" "0 queued" "$? $out"
 out=$(sc alice send bob "$(marker notmallory) for bob" 2>/dev/null)
 is "alice sends bob a message" "0 queued" "$? $out"
-seq_m=$(db "SELECT max(seq) FROM queue WHERE recipient = 'mallory'")
-seq_b=$(db "SELECT max(seq) FROM queue WHERE recipient = 'bob'")
+seq_m=$(db "SELECT max(seq) FROM ${SC_TBL}queue WHERE recipient = 'mallory'")
+seq_b=$(db "SELECT max(seq) FROM ${SC_TBL}queue WHERE recipient = 'bob'")
 out=$(raw connect "key $T/raw.key" "auth mallory" "expect welcome" "wait synced" "ack $seq_b" \
 	"wait error bad_request" "ack $seq_m" "ack $seq_m" ping "expect pong" bye 2>&1)
 is "mallory acks bob's seq (refused), then his own twice: the second is ignored" 0 $? || diag "$out"
-is "...bob's message is still queued" 1 "$(db "SELECT count(*) FROM queue WHERE seq = $seq_b")"
-is "...mallory's is gone" 0 "$(db "SELECT count(*) FROM queue WHERE seq = $seq_m")"
+is "...bob's message is still queued" 1 "$(db "SELECT count(*) FROM ${SC_TBL}queue WHERE seq = $seq_b")"
+is "...mallory's is gone" 0 "$(db "SELECT count(*) FROM ${SC_TBL}queue WHERE seq = $seq_m")"
 
 # ---- duplicate JSON members -------------------------------------------------------------
 
@@ -204,13 +204,13 @@ raw_closes "...and with the send's id twice: bad_frame, then close" \
 msg=$(sed -n 's/.*"envelope":{[^}]*"id":"\([^"]*\)".*/\1/p' <<<"$recorded")
 out=$(raw connect "key $T/raw.key" "auth mallory send" "expect welcome" "frame $recorded" "wait accepted" bye 2>&1)
 is "the same send frame again: accepted again" 0 $? || diag "$out"
-is "...and stored once" 1 "$(db "SELECT count(*) FROM queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
+is "...and stored once" 1 "$(db "SELECT count(*) FROM ${SC_TBL}queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
 ts=$(sed -n 's/.*"ts":\([0-9]*\).*/\1/p' <<<"$recorded")
 answered "another envelope under the same message id: bad_request with the send's id" \
 	"$(sed -n 's/^{"type":"send","id":\([0-9]*\).*/\1/p' <<<"$recorded")" bad_request \
 	"key $T/raw.key" "auth mallory send" "expect welcome" "frame ${recorded/\"ts\":$ts/\"ts\":$((ts - 1))}" \
 	"wait error bad_request" ping "wait pong" bye
-is "...which is not stored" 1 "$(db "SELECT count(*) FROM queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
+is "...which is not stored" 1 "$(db "SELECT count(*) FROM ${SC_TBL}queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
 
 # ---- below the protocol -----------------------------------------------------------------
 

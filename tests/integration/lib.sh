@@ -10,6 +10,12 @@
 #
 # SC_TLS=no in the environment runs a script against a relay started with
 # -o tls=no and clients with --no-tls (the *-notls.sh wrappers do that).
+#
+# SC_DATABASE=pg runs every relay the script starts on PostgreSQL (the
+# *-pg.sh wrappers do that): on a private server (tests/pg.sh) that the
+# first relay_start starts, all on the same database unless the script
+# asks for a new one (relay_database_new). The default, SC_DATABASE=sqlite,
+# is the state directory's file.
 
 . "$SC_SRCDIR/tests/tap.sh"
 
@@ -55,6 +61,19 @@ for p in "$SECURECHATD" "$SCCTL" "$SC_RAW" "$SC_JSON"; do
 	[ -x "$p" ] || skip_all "$p is not built (make all && make check builds it)"
 done
 
+SC_DATABASE=${SC_DATABASE:-sqlite}
+case $SC_DATABASE in
+sqlite) ;;
+pg)
+	. "$SC_SRCDIR/tests/pg.sh"
+	pg_available || skip_all "PostgreSQL is not installed (no initdb)"
+	;;
+*)
+	echo "Bail out! SC_DATABASE=$SC_DATABASE: expected sqlite or pg"
+	exit 99
+	;;
+esac
+
 T=$(mktemp -d "${TMPDIR:-/tmp}/sc-integration.XXXXXX") || exit 99
 SC_STATE=$T/state
 
@@ -81,6 +100,10 @@ sc_cleanup() {
 	wait 2>/dev/null
 	if [ "$tap_failed" -gt 0 ] && [ -f "$SC_RELAY_LOG" ]; then
 		diag "the last lines of $SC_RELAY_LOG:" "$(tail -n 20 "$SC_RELAY_LOG")"
+	fi
+	if [ -n "${SC_PG_DIR:-}" ]; then
+		[ "$tap_failed" -eq 0 ] || diag "$(pg_log_tail)"
+		pg_cleanup
 	fi
 	if [ -n "$SC_KEEP" ]; then
 		diag "kept $T (SC_KEEP is set)"
@@ -153,10 +176,10 @@ bg_start() { # OUT ERR COMMAND...
 	SC_PIDS="$SC_PIDS $SC_BG"
 }
 
-# Stop a background command (SIGTERM) and return its exit status.
-bg_stop() { # PID
+# Stop a background command (SIGTERM, or SIGNAL) and return its exit status.
+bg_stop() { # PID [SIGNAL]
 	local rc
-	sc_kill "$1"
+	sc_kill "$1" "${2:-TERM}"
 	rc=$?
 	SC_PIDS=$(echo "$SC_PIDS" | tr ' ' '\n' | grep -vx "$1" | tr '\n' ' ')
 	return "$rc"
@@ -180,37 +203,92 @@ bg_wait() { # PID [SECONDS]
 
 # ---- the relay ------------------------------------------------------------
 
+# The PostgreSQL database of the relays (SC_DATABASE=pg): its name, and
+# those made so far on the script's server.
+SC_PG_DB=securechat
+SC_PG_MADE=
+
+# Start the script's server the first time, and make SC_PG_DB if it is new.
+relay_database() {
+	if [ -z "$SC_PG_DIR" ]; then
+		pg_start "$T/pg" || return 1
+	fi
+	case " $SC_PG_MADE " in
+	*" $SC_PG_DB "*) ;;
+	*) pg_createdb "$SC_PG_DB" && SC_PG_MADE="$SC_PG_MADE $SC_PG_DB" ;;
+	esac
+}
+
+# The relays started from now on get an empty database, as a new state
+# directory would give them with SQLite (where this does nothing).
+relay_database_new() {
+	[ "$SC_DATABASE" = pg ] || return 0
+	SC_PG_DB=securechat$(($(echo "$SC_PG_MADE" | wc -w) + 1))
+}
+
+# The options that put a relay on the script's database.
+relay_database_options() {
+	SC_DB_OPTIONS=()
+	if [ "$SC_DATABASE" = pg ]; then
+		relay_database || return 1
+		SC_DB_OPTIONS=(-o "database=$(pg_uri "$SC_PG_DB")")
+	fi
+}
+
 # Start securechatd on 127.0.0.1 with the state directory SC_STATE and its
 # control socket at $T/control (never the system's): on a port the kernel
 # picks the first time, on the same port afterwards. Arguments are more
 # options (-o KEY=VALUE), which may override those. Sets SC_RELAY_PID,
 # SC_RELAY_LOG (this run's stderr) and SC_PORT.
 relay_start() {
-	local log attempt
+	local attempt
+	relay_database_options || return 1
 	for attempt in 1 2 3 4 5; do
-		SC_RELAY_N=$((SC_RELAY_N + 1))
-		log=$T/relay.$SC_RELAY_N.log
-		"$SECURECHATD" --state-directory "$SC_STATE" --listen "127.0.0.1:$SC_PORT" \
-			-o key-bits=2048 -o tls="$SC_TLS" -o control="$T/control" "$@" >"$log" 2>&1 &
-		SC_RELAY_PID=$!
-		SC_RELAY_LOG=$log
-		wait_until relay_listening "$SC_RELAY_PID" "$log"
-		if grep -q "Listening on" "$log"; then
-			SC_PORT=$(sed -n 's/.*Listening on 127\.0\.0\.1:\([0-9][0-9]*\) .*/\1/p' "$log" | head -n 1)
-			return 0
+		relay_spawn "$@"
+		if relay_listens; then
+			relay_on_database
+			return
 		fi
 		# Someone else took the port between two runs of the relay on a
 		# busy machine: try again, a few times.
-		if [ "$SC_PORT" != 0 ] && grep -q "in use" "$log"; then
+		if [ "$SC_PORT" != 0 ] && grep -q "in use" "$SC_RELAY_LOG"; then
 			wait "$SC_RELAY_PID" 2>/dev/null
 			sleep 0.5
 			continue
 		fi
 		break
 	done
-	diag "securechatd did not start listening:" "$(cat "$log")"
+	diag "securechatd did not start listening:" "$(cat "$SC_RELAY_LOG")"
 	sc_kill "$SC_RELAY_PID" KILL
 	SC_RELAY_PID=
+	return 1
+}
+
+# relay_start's first half, for a script that starts several relays at
+# once (after relay_database_options): the relay in the background, its
+# pid in SC_RELAY_PID and its log in SC_RELAY_LOG; no waiting.
+relay_spawn() { # OPTION...
+	SC_RELAY_N=$((SC_RELAY_N + 1))
+	SC_RELAY_LOG=$T/relay.$SC_RELAY_N.log
+	"$SECURECHATD" --state-directory "$SC_STATE" --listen "127.0.0.1:$SC_PORT" \
+		-o key-bits=2048 -o tls="$SC_TLS" -o control="$T/control" "${SC_DB_OPTIONS[@]}" \
+		"$@" >"$SC_RELAY_LOG" 2>&1 &
+	SC_RELAY_PID=$!
+}
+
+# The second half: wait until the relay SC_RELAY_PID listens (its port in
+# SC_PORT); fails if it exited first.
+relay_listens() {
+	wait_until relay_listening "$SC_RELAY_PID" "$SC_RELAY_LOG"
+	grep -q "Listening on" "$SC_RELAY_LOG" || return 1
+	SC_PORT=$(sed -n 's/.*Listening on 127\.0\.0\.1:\([0-9][0-9]*\) .*/\1/p' "$SC_RELAY_LOG" | head -n 1)
+}
+
+# A relay told to use PostgreSQL must not have made SQLite's file: the
+# *-pg.sh scripts would pass without testing anything.
+relay_on_database() {
+	[ "$SC_DATABASE" = pg ] && [ -e "$SC_STATE/securechatd.db" ] || return 0
+	diag "securechatd made $SC_STATE/securechatd.db: it is not on PostgreSQL"
 	return 1
 }
 
@@ -242,11 +320,27 @@ relay_logged() { # REGEX
 }
 
 # The relay's database, for the tests that play the attacker with sqlite3
-# (only while the relay is stopped).
+# or psql (changes only while the relay is stopped). The PostgreSQL tables
+# have the names of SQLite's with the prefix SC_TBL, for SQL that both
+# understand ("SELECT ... FROM ${SC_TBL}queue").
 SC_DB=$SC_STATE/securechatd.db
-db() { # SQL
-	sqlite3 -batch "$SC_DB" "$1"
-}
+if [ "$SC_DATABASE" = pg ]; then
+	SC_TBL=sc_
+	db() { # SQL
+		pg_sql "$SC_PG_DB" "$1"
+	}
+	db_available() {
+		pg_psql >/dev/null
+	}
+else
+	SC_TBL=
+	db() { # SQL
+		sqlite3 -batch "$SC_DB" "$1"
+	}
+	db_available() {
+		command -v sqlite3 >/dev/null
+	}
+fi
 
 # ---- scctl ----------------------------------------------------------------
 
@@ -356,4 +450,8 @@ check_privacy() { # FILE-WHERE-MARKERS-SHOW...
 	ok "the markers are found in what the recipients printed" grep -qaF -- "$SC_MARK_PREFIX" "$@"
 	leaks=$(grep -rlaF -- "$SC_MARK_PREFIX" "$SC_STATE" "$T"/relay.*.log 2>&1)
 	is "no message text in the relay's state directory ($(cd "$SC_STATE" && echo *)) or log" "" "$leaks"
+	if [ -n "${SC_PG_DIR:-}" ]; then
+		leaks=$(grep -rlaF -- "$SC_MARK_PREFIX" "$SC_PG_DIR" 2>&1)
+		is "no message text in PostgreSQL's files (tables, WAL, log)" "" "$leaks"
+	fi
 }

@@ -5,7 +5,10 @@
 # (tests/integration/lib.sh). Each script speaks TAP. securechatd and scctl
 # come from "make all"; sc-raw (rule in daemon/local.mk) and sc-json from
 # "make check". The *-notls.sh scripts run the same scripts against a relay
-# with tls=no and clients with --no-tls.
+# with tls=no and clients with --no-tls; the *-pg.sh scripts run them
+# against a relay on PostgreSQL, on a private server each script starts
+# (tests/pg.sh), and cluster.sh runs several relays on one database.
+# hostile.sh has no -pg twin: its relays are fakes, with no database.
 
 INTEGRATION_TESTS = \
 	tests/integration/chat.sh \
@@ -33,10 +36,24 @@ INTEGRATION_TESTS = \
 	tests/integration/rotate.sh \
 	tests/integration/pipeline.sh \
 	tests/integration/cluster-presence.sh \
-	tests/integration/identity-key.sh
+	tests/integration/identity-key.sh \
+	tests/integration/chat-pg.sh \
+	tests/integration/offline-pg.sh \
+	tests/integration/limits-pg.sh \
+	tests/integration/frames-pg.sh \
+	tests/integration/refusals-pg.sh \
+	tests/integration/tamper-pg.sh \
+	tests/integration/prekeys-pg.sh \
+	tests/integration/rotate-pg.sh \
+	tests/integration/suite2-pg.sh \
+	tests/integration/close-pg.sh \
+	tests/integration/pipeline-pg.sh \
+	tests/integration/disk-pg.sh \
+	tests/integration/admin-pg.sh \
+	tests/integration/cluster.sh
 
 TESTS += $(INTEGRATION_TESTS)
-EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh
+EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh tests/pg.sh
 
 # Picks fields out of "scctl --json" output, for byte-exact comparisons.
 check_PROGRAMS += tests/integration/sc-json

@@ -95,7 +95,7 @@ ok "an administrator resets alice's key" "$SCCTL" --timeout "$SC_WAIT" reset-key
 relay_stop
 is "the relay exits 0 on SIGTERM" 0 $?
 is "alice's prekeys went with her key" "0 0" \
-	"$(db "SELECT count(*) FROM signed_prekeys WHERE name = 'alice'") $(db "SELECT count(*) FROM one_time_prekeys WHERE name = 'alice'")"
+	"$(db "SELECT count(*) FROM ${SC_TBL}signed_prekeys WHERE name = 'alice'") $(db "SELECT count(*) FROM ${SC_TBL}one_time_prekeys WHERE name = 'alice'")"
 unlike "the relay logged no sanitizer report" "AddressSanitizer|LeakSanitizer|runtime error" \
 	"$(cat "$T"/relay.*.log)"
 

@@ -80,13 +80,13 @@ is "bob receives it" "$(marker back) to the real relay" "$("$SC_JSON" message te
 # ---- a peer's key changed ------------------------------------------------------------
 #
 # bob lost his key: the administrator removes his registration (here with
-# sqlite3 on the stopped relay's database) and bob registers a new key.
-# alice pinned the old one.
+# sqlite3 or psql on the stopped relay's database) and bob registers a new
+# key. alice pinned the old one.
 
-if command -v sqlite3 >/dev/null; then
+if db_available; then
 	relay_stop
-	db "DELETE FROM users WHERE name = 'bob';"
-	is "bob's registration removed from the database" 0 "$(db "SELECT count(*) FROM users WHERE name = 'bob';")"
+	db "DELETE FROM ${SC_TBL}users WHERE name = 'bob';"
+	is "bob's registration removed from the database" 0 "$(db "SELECT count(*) FROM ${SC_TBL}users WHERE name = 'bob';")"
 	rm -rf "$T/home-bob"
 	check "relay starts" relay_start
 	ok "bob registers a new key" sc_init bob
@@ -129,7 +129,7 @@ if command -v sqlite3 >/dev/null; then
 		"$("$SC_JSON" message text <"$T/alice-inbox2.json")"
 	is "...rejecting nothing" 0 "$(json_count "$T/alice-inbox2.json" rejected)"
 else
-	diag "sqlite3 is not installed: skipping the peer-key change"
+	diag "no $SC_DATABASE client (sqlite3, psql) is installed: skipping the peer-key change"
 fi
 
 # ---- a key of a size the protocol does not allow ----------------------------------

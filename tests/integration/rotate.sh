@@ -164,13 +164,17 @@ is "...which still logs in" 0 $?
 # key alice pinned; then, edited to claim it does, the old signature is
 # not the pinned key's.
 
-if command -v sqlite3 >/dev/null; then
+if db_available; then
 	relay_stop
 	# As the relay's own deletes (scctl reset-key) do, with the foreign
-	# keys on: the rotations go with the user.
-	db "PRAGMA foreign_keys = ON; DELETE FROM users WHERE name = 'bob';"
+	# keys on (always on in PostgreSQL): the rotations go with the user.
+	if [ "$SC_DATABASE" = pg ]; then
+		db "DELETE FROM sc_users WHERE name = 'bob';"
+	else
+		db "PRAGMA foreign_keys = ON; DELETE FROM users WHERE name = 'bob';"
+	fi
 	is "bob's registration and rotations removed" "0 0" \
-		"$(db "SELECT count(*) FROM users WHERE name = 'bob';") $(db "SELECT count(*) FROM rotations WHERE name = 'bob';")"
+		"$(db "SELECT count(*) FROM ${SC_TBL}users WHERE name = 'bob';") $(db "SELECT count(*) FROM ${SC_TBL}rotations WHERE name = 'bob';")"
 	check "relay starts" relay_start
 	sc_at "$T/home-mallory" bob init --bits 2048 >/dev/null 2>&1
 	MALLORY_FP=$(sc_at "$T/home-mallory" bob rotate-key 2>/dev/null)
@@ -184,16 +188,22 @@ if command -v sqlite3 >/dev/null; then
 
 	pinned=$(sed -n 's/.*"key":"\([^"]*\)".*/\1/p' "$T/home-alice/peers/"*/bob)
 	relay_stop
-	db "UPDATE rotations SET statement = json_set(statement, '\$.old_key', '$pinned') WHERE name = 'bob';"
+	if [ "$SC_DATABASE" = pg ]; then
+		# The text of the statement, changed in place: PostgreSQL's
+		# JSON functions would write it in another form.
+		db "UPDATE sc_rotations SET statement = regexp_replace(statement, '\"old_key\":\"[^\"]*\"', '\"old_key\":\"$pinned\"') WHERE name = 'bob';"
+	else
+		db "UPDATE rotations SET statement = json_set(statement, '\$.old_key', '$pinned') WHERE name = 'bob';"
+	fi
 	is "the statement now claims to start at alice's pin" 1 \
-		"$(db "SELECT count(*) FROM rotations WHERE name = 'bob' AND statement LIKE '%$pinned%';")"
+		"$(db "SELECT count(*) FROM ${SC_TBL}rotations WHERE name = 'bob' AND statement LIKE '%$pinned%';")"
 	check "relay starts" relay_start
 	sc alice send bob "$(marker forged2) to the forged chain" >"$T/forged2.out" 2>"$T/forged2.err"
 	is "alice's send: EXIT_PEER_KEY (the pinned key did not sign it)" $EXIT_PEER_KEY $?
 	like "...as a key change" "key changed" "$(cat "$T/forged2.err")"
 	is "alice's pin is still unchanged" "$CAROL_FP" "$(sc alice fingerprint bob 2>/dev/null | sed -n 1p)"
 else
-	skip "forged rotations" "no sqlite3"
+	skip "forged rotations" "no $SC_DATABASE client (sqlite3, psql)"
 fi
 
 relay_stop

@@ -24,7 +24,7 @@ done
 
 # The relay's stored envelopes to USER, one JSON per line (relay stopped).
 queued_for() { # USER
-	db "SELECT envelope FROM queue WHERE recipient = '$1' ORDER BY seq"
+	db "SELECT envelope FROM ${SC_TBL}queue WHERE recipient = '$1' ORDER BY seq"
 }
 
 # scctl prekeys --json as USER [with more options]; the FIELD of its line.
@@ -258,7 +258,7 @@ for i in 1 2; do
 done
 relay_stop
 is "the relay has no OPK of bob's left: the last message started on the SPK alone" 0 \
-	"$(db "SELECT count(*) FROM one_time_prekeys WHERE name = 'bob'")"
+	"$(db "SELECT count(*) FROM ${SC_TBL}one_time_prekeys WHERE name = 'bob'")"
 check "relay restarts" relay_start -o max-prekeys=3 || done_testing
 sc bob --json inbox >"$T/inbox2.json" 2>"$T/inbox2.err"
 is "bob reads all four" 4 "$("$SC_JSON" -c message <"$T/inbox2.json")"
@@ -310,7 +310,7 @@ is "dave opens the suite-1 message after upgrading" "suite one" "$("$SC_JSON" -n
 printf 'require-suite2=yes\n' >"$T/strict.conf"
 sqlite3 "$T/home-erin/ratchet/erin.db" "DELETE FROM session"
 relay_stop
-db "DELETE FROM signed_prekeys WHERE name = 'bob'; DELETE FROM one_time_prekeys WHERE name = 'bob'"
+db "DELETE FROM ${SC_TBL}signed_prekeys WHERE name = 'bob'; DELETE FROM ${SC_TBL}one_time_prekeys WHERE name = 'bob'"
 check "relay restarts" relay_start -o max-prekeys=3 || done_testing
 # The relay would have bob publish again at his next login: strip before
 # any, and send from erin, who had a bundle for bob before.

@@ -70,3 +70,8 @@ TESTS += tests/unit/test-relay
 tests_unit_test_relay_SOURCES = tests/unit/test-relay.c
 tests_unit_test_relay_CFLAGS = $(DAEMON_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/daemon
 tests_unit_test_relay_LDADD = $(DAEMON_LIBS) $(CHECK_LIBS)
+
+# test-store (built in daemon/local.mk) once more with a PostgreSQL
+# database of its own besides SQLite (tests/pg.sh starts the server).
+TESTS += tests/unit/test-store-pg.sh
+EXTRA_DIST += tests/unit/test-store-pg.sh
