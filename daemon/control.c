@@ -607,11 +607,6 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
                 return NULL;
         }
         json_object_put(fields);        /* e holds it */
-        /* As the journal's SC_NODE: which of several relays said it. */
-        if (log_get_node() && json_add_string(fields, "node", log_get_node()) < 0)
-                return NULL;
-        if (!f)
-                return TAKE_PTR(e);
 
 #define FIELD_STR(name, v)                                                      \
         do {                                                                    \
@@ -623,17 +618,22 @@ static json_object *event_to_json(EventKind kind, const LogFields *f, const char
                 if ((cond) && json_add_uint64(fields, name, v) < 0)                     \
                         return NULL;                                            \
         } while (0)
-        FIELD_STR("user", f->user);
-        FIELD_STR("recipient", f->recipient);
-        FIELD_STR("peer", f->peer);
-        FIELD_STR("session", f->session);
-        FIELD_STR("fingerprint", f->fingerprint);
-        FIELD_STR("msg_id", f->msg_id);
-        FIELD_U64("seq", f->has_seq, f->seq);
-        FIELD_U64("size", f->has_size, f->size);
-        FIELD_U64("duration", f->has_duration, (f->duration_usec + USEC_PER_SEC / 2) / USEC_PER_SEC);
-        FIELD_STR("address", f->address);
-        FIELD_STR("reason", f->reason);
+        if (f) {
+                FIELD_STR("user", f->user);
+                FIELD_STR("recipient", f->recipient);
+                FIELD_STR("peer", f->peer);
+                FIELD_STR("session", f->session);
+                FIELD_STR("fingerprint", f->fingerprint);
+                FIELD_STR("msg_id", f->msg_id);
+                FIELD_U64("seq", f->has_seq, f->seq);
+                FIELD_U64("size", f->has_size, f->size);
+                FIELD_U64("duration", f->has_duration, (f->duration_usec + USEC_PER_SEC / 2) / USEC_PER_SEC);
+                FIELD_STR("address", f->address);
+                FIELD_STR("reason", f->reason);
+        }
+        /* As the journal's SC_NODE, last as there: which of several relays
+         * said it. */
+        FIELD_STR("node", log_get_node());
 #undef FIELD_STR
 #undef FIELD_U64
         return TAKE_PTR(e);

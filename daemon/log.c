@@ -182,10 +182,8 @@ static size_t collect_fields(const EventInfo *info, const LogFields *f, Field ou
                 }                                                       \
         } while (0)
 
-        if (info) {
+        if (info)
                 ADD_STR("SC_EVENT", "event", info->name);
-                ADD_STR("SC_NODE", "node", node_name);
-        }
         if (f) {
                 ADD_STR("SC_USER", "user", f->user);
                 ADD_STR("SC_RECIPIENT", "to", f->recipient);
@@ -200,6 +198,8 @@ static size_t collect_fields(const EventInfo *info, const LogFields *f, Field ou
                 ADD_STR("SC_ADDRESS", "address", f->address);
                 ADD_STR("SC_REASON", "reason", f->reason);
         }
+        if (info)
+                ADD_STR("SC_NODE", "node", node_name);
 #undef ADD_STR
 #undef ADD_U64
         return n;

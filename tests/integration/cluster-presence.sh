@@ -9,67 +9,27 @@
 # message for bob accepted on n1 makes n2 pump bob's queue; kill -9 of n2
 # makes bob offline for alice within node-timeout.
 #
-# The test starts its own PostgreSQL (as nobody when run as root: initdb
-# refuses root) on a Unix socket in its temporary directory, and creates
-# the cluster's tables itself. Each node keeps its own state directory
-# (the store of this tree is SQLite; both nodes have the one identity key,
-# as a cluster's nodes must). Skipped when initdb is not installed.
+# The test runs on a private PostgreSQL (tests/pg.sh, through lib.sh's
+# SC_DATABASE=pg), on an empty database whose tables the first relay makes.
+# Each node keeps its own state directory (both nodes have the one identity
+# key, as a cluster's nodes must). Skipped when initdb is not installed.
 
 SC_SCRIPT=cluster-presence
 SC_TLS=no
+SC_DATABASE=pg
 . "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
-
-PG_BIN=${PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
-if [ -x "$PG_BIN/initdb" ]; then
-	:
-elif command -v initdb >/dev/null; then
-	PG_BIN=$(dirname "$(command -v initdb)")
-else
-	skip_all "initdb (PostgreSQL) is not installed"
-fi
-PSQL=$PG_BIN/psql
-[ -x "$PSQL" ] || PSQL=$(command -v psql) || skip_all "psql is not installed"
 
 TIMEOUT=3       # node-timeout, seconds
 
-# ---- PostgreSQL ---------------------------------------------------------------
+# ---- PostgreSQL -----------------------------------------------------------------
 
-PG=$T/pg
-as_pg() { # COMMAND...: as nobody when we are root
-	if [ "$(id -u)" = 0 ]; then
-		setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$@"
-	else
-		"$@"
-	fi
-}
-
-pg_stop() {
-	[ -f "$PG/data/postmaster.pid" ] && as_pg "$PG_BIN/pg_ctl" -D "$PG/data" -m fast -w stop >/dev/null 2>&1
-}
-trap 'pg_stop; sc_cleanup' EXIT
-
-mkdir -p "$PG"
-if [ "$(id -u)" = 0 ]; then
-	chmod 711 "$T"
-	chown nobody:nogroup "$PG"
-fi
-check "initdb" as_pg "$PG_BIN/initdb" -D "$PG/data" -A trust -U postgres -E UTF8 --no-sync || done_testing
-check "PostgreSQL starts on a Unix socket in \$T" \
-	as_pg "$PG_BIN/pg_ctl" -D "$PG/data" -l "$PG/log" -w -t "$SC_WAIT" \
-	-o "-c listen_addresses='' -c unix_socket_directories=$PG -c fsync=off" start || done_testing
-
-DATABASE="postgresql:///postgres?host=$PG&user=postgres"
+# A private server (tests/pg.sh, started through lib.sh) and an empty
+# database, whose tables the first relay makes.
+check "PostgreSQL starts" relay_database || done_testing
+DATABASE=$(pg_uri "$SC_PG_DB")
 sql() { # SQL
-	"$PSQL" -X -q -A -t -v ON_ERROR_STOP=1 "$DATABASE" -c "$1"
+	db "$1"
 }
-# The tables the PostgreSQL store creates (its schema), made here by hand
-# while this tree's store is SQLite; sc_queue as far as the safety net reads it.
-check "the cluster's tables" sql "
-CREATE TABLE sc_nodes (name text PRIMARY KEY, started timestamptz NOT NULL,
-	heartbeat timestamptz NOT NULL, status jsonb NOT NULL DEFAULT '{}');
-CREATE TABLE sc_presence (username text PRIMARY KEY, node text NOT NULL,
-	fingerprint text NOT NULL, since timestamptz NOT NULL DEFAULT now());
-CREATE TABLE sc_queue (seq bigserial PRIMARY KEY, recipient text NOT NULL);" || done_testing
 
 # ---- the nodes ----------------------------------------------------------------
 
@@ -264,7 +224,8 @@ ok "...n1 still lists bob on n2" wait_until eval \
 # deliver was heard (its node died between the commit and the
 # notification), is found at n2's next heartbeat.
 check "a message for bob in the shared queue, unannounced" \
-	sql "INSERT INTO sc_queue (seq, recipient) VALUES (1000000, 'bob')"
+	sql "INSERT INTO sc_queue (seq, recipient, sender, msg_id, envelope, size, received, expires)
+		VALUES (1000000, 'bob', 'nobody', 'unannounced', '{}', 2, 0, 4102444800)"
 ok "...n2 finds it at a heartbeat and pumps bob's queue" wait_until grep -q \
 	"the queue of bob holds seq 1000000 past its cursor" "${NODE_LOG[n2]}"
 sql "DELETE FROM sc_queue WHERE seq = 1000000"
