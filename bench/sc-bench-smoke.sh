@@ -9,7 +9,14 @@
 
 BENCH=$SC_BUILDDIR/bench/sc-bench
 [ -x "$BENCH" ] || skip_all "$BENCH is not built (make check builds it)"
-out=$("$BENCH" --builddir "$SC_BUILDDIR" --quick --no-pg 2>&1)
+# With PostgreSQL (which CI installs) the quick run measures its rows too:
+# sc-bench starts its own server.
+if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+	pg=yes
+else
+	pg=no
+fi
+out=$("$BENCH" --builddir "$SC_BUILDDIR" --quick 2>&1)
 rc=$?
 is "sc-bench --quick exits 0 (every row measured)" 0 "$rc"
 [ "$rc" -eq 0 ] || diag "$out"
@@ -24,7 +31,11 @@ done
 like "it names the machine" "^machine: [0-9]+ CPUs, " "$out"
 for row in "routing, 10 pairs, 1 node on PostgreSQL" \
 	"routing, 10 pairs, 2 nodes on PostgreSQL \\(senders on node 1, receivers on node 2\\)"; do
-	like "the table lists, as skipped: $row" "^\| $row \| - \| - \| - \| - \| skipped: --no-pg \|" "$out"
+	if [ "$pg" = yes ]; then
+		like "the table has: $row" "^\| $row \| [0-9.e+]+ [a-zA-Z/-]+ \| .* \| [0-9.e+-]+x? \| " "$out"
+	else
+		like "the table lists, as skipped: $row" "^\| $row \| - \| - \| - \| - \| skipped: " "$out"
+	fi
 done
 json=$("$BENCH" --builddir "$SC_BUILDDIR" --quick --no-pg --json --pairs 1 2>/dev/null)
 is "--json exits 0" 0 $?
