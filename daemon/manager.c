@@ -504,6 +504,12 @@ static int on_post(sd_event_source *es, void *userdata) {
         Manager *m = userdata;
 
         relay_commit(&m->relay);
+        /* The answers of a batch in flight (PostgreSQL) come later: they
+         * must not reach a session freed now. */
+        if (m->sessions.n_dead > 0)
+                for (Session *s = m->sessions.all; s; s = s->next)
+                        if (session_is_dead(s))
+                                relay_session_free(&m->relay, s);
         session_index_free_dead(&m->sessions);
         manager_update_status(m);
         return 0;

@@ -33,11 +33,13 @@
  * of one batch when many sessions have much to say in the same turn. */
 #define BATCH_MAX 1024
 
-/* A send stored in the open transaction, answered after the commit. */
+/* A send stored in the open transaction, answered after the commit; on
+ * PostgreSQL, a send or an ack sent with the batch (w), answered when
+ * the batch is. */
 struct RelayPending {
-        Session *session;       /* the sender's: sessions are freed only after relay_commit() */
+        Session *session;       /* NULL: freed while its batch was in flight */
         uint64_t id;            /* the send's request id */
-        StoreMessage msg;       /* as stored; .envelope is envelope's serialization */
+        StoreWrite w;           /* .msg as stored; .msg.envelope is envelope's serialization */
         json_object *envelope;  /* as received, holding the text: forwarded from memory */
         bool retry;             /* of a message queued already: "accepted" only */
 };
@@ -1059,7 +1061,20 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
  * had its turn: one sync for all, where each had its own. Nothing is
  * answered "accepted" before its commit returned; receipts need not wait
  * (a lost delete only delivers a message again, which clients drop).
- * Reads that hand out queued messages commit first (relay_pump()). */
+ * Reads that hand out queued messages commit first (relay_pump()).
+ *
+ * On PostgreSQL nothing of this waits on the loop: the batch is collected
+ * in memory and relay_commit() sends it whole, pipelined in one
+ * transaction (store_batch_send()), with the checks a send made one round
+ * trip each (is the recipient registered, is its queue full) decided by
+ * the database as it inserts. The answers come on the event loop
+ * (batch_answered()). Meanwhile the next batch fills; a session with
+ * requests in flight processes no frame until they are answered, so that
+ * its answers go out in the order it asked. */
+
+static bool batch_async(Relay *relay) {
+        return store_batch_async(relay->store);
+}
 
 static int batch_begin(Relay *relay) {
         return store_in_transaction(relay->store) ? 0 : store_begin(relay->store);
@@ -1070,12 +1085,23 @@ static void batch_finish(Relay *relay, int r);
 /* s wrote to the batch: what it is sent from now on waits for the commit
  * (its accepted, and the pong of a ping after an ack, in order). */
 static void batch_hold(Relay *relay, Session *s) {
+        RelayBatch *b = &relay->batch;
+
         if (stream_is_corked(s->stream))
-                return;
-        if (relay->n_held == ELEMENTSOF(relay->held))
-                relay_commit(relay);
+                return;         /* held by this batch already: one in flight holds none */
+        if (b->n_held == b->n_held_allocated) {
+                size_t n = MAX(b->n_held_allocated * 2, (size_t) 64);
+                Session **h = reallocarray(b->held, n, sizeof(*h));
+
+                if (!h) {
+                        session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                        return;
+                }
+                b->held = h;
+                b->n_held_allocated = n;
+        }
         stream_cork(s->stream, true);
-        relay->held[relay->n_held++] = s;
+        b->held[b->n_held++] = s;
 }
 
 /* A write of the batch failed with r. If SQLite ended the transaction for
@@ -1086,41 +1112,67 @@ static void batch_failed(Relay *relay, int r) {
                 batch_finish(relay, r);
 }
 
-/* Answer the send id of s after the commit. A message the batch cannot
- * hold is still stored: without its accepted, the client sends it again
- * and hears "accepted" for the copy queued. msg->envelope is envelope's
- * text (envelope_text()). */
-static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, json_object *envelope,
-                      bool retry) {
-        if (relay->n_pending == relay->n_pending_allocated) {
-                size_t n = MAX(relay->n_pending_allocated * 2, (size_t) 64);
-                RelayPending *p = reallocarray(relay->pending, n, sizeof(*p));
+/* Room for one more request of s in the batch, NULL (s closed) when
+ * there is none. */
+static RelayPending *batch_push(Relay *relay, Session *s) {
+        RelayBatch *b = &relay->batch;
+
+        if (b->n_pending == b->n_pending_allocated) {
+                size_t n = MAX(b->n_pending_allocated * 2, (size_t) 64);
+                RelayPending *p = reallocarray(b->pending, n, sizeof(*p));
 
                 if (!p) {
                         session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
-                        return;
+                        return NULL;
                 }
-                relay->pending = p;
-                relay->n_pending_allocated = n;
+                b->pending = p;
+                b->n_pending_allocated = n;
         }
-        relay->pending[relay->n_pending] = (RelayPending) {
-                .session = s,
-                .id = id,
+        b->pending[b->n_pending] = (RelayPending) { .session = s };
+        return &b->pending[b->n_pending++];
+}
+
+/* Answer the send id of s after the commit. A message the batch cannot
+ * hold is still stored: without its accepted, the client sends it again
+ * and hears "accepted" for the copy queued. msg->envelope is envelope's
+ * text (envelope_text()). On PostgreSQL the message is stored with the
+ * batch (unless retry: it is queued already), and counted from now on. */
+static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, json_object *envelope,
+                      bool retry) {
+        RelayPending *p = batch_push(relay, s);
+
+        if (!p)
+                return;
+        p->id = id;
+        p->w = (StoreWrite) {
+                .type = STORE_WRITE_ADD,
                 .msg = *msg,
-                .envelope = json_object_get(envelope),
-                .retry = retry,
+                .limit = s->limits.queue_limit,
+                .limit_from = s->limits.queue_limit_per_sender,
         };
-        relay->n_pending++;
+        p->envelope = json_object_get(envelope);
+        p->retry = retry;
         batch_hold(relay, s);
+        if (relay->batch.n_pending < BATCH_MAX)
+                return;
+        if (!batch_async(relay))
+                relay_commit(relay);
+        else if (relay->flying)
+                /* The next batch is full while one is in flight: what
+                 * this session says next waits for its answers. */
+                session_wait(s, true);
 }
 
 /* Is p's envelope queued (after a rollback: by an earlier commit)? */
 static bool is_queued(Relay *relay, const RelayPending *p) {
-        return store_queue_find(relay->store, p->msg.sender, p->msg.msg_id, p->msg.envelope, NULL) >= 0;
+        return store_queue_find(relay->store, p->w.msg.sender, p->w.msg.msg_id, p->w.msg.envelope, NULL) >= 0;
 }
 
+/* p's message is queued: answered accepted (to its sender, unless it is
+ * gone), and forwarded to its recipient. */
 static void send_committed(Relay *relay, const RelayPending *p) {
-        Session *recipient = session_index_find_receiver(relay->sessions, p->msg.recipient);
+        const StoreMessage *m = &p->w.msg;
+        Session *recipient = session_index_find_receiver(relay->sessions, m->recipient);
         Session *s = p->session;
         uint8_t wire[FRAME_ACCEPTED_WIRE_MAX];
         bool online = recipient;
@@ -1129,88 +1181,234 @@ static void send_committed(Relay *relay, const RelayPending *p) {
         /* Receiving on another node: that node delivers it, told after
          * the commit (the queue is shared). */
         if (!recipient && relay->cluster && !p->retry)
-                online = cluster_deliver(relay->cluster, p->msg.recipient) > 0;
+                online = cluster_deliver(relay->cluster, m->recipient) > 0;
 
         if (!p->retry) {
                 LogFields lf = {
-                        .user = p->msg.sender, .recipient = p->msg.recipient, .peer = s->peer,
-                        .session = s->id, .msg_id = p->msg.msg_id,
-                        .has_size = true, .size = p->msg.size, .has_seq = true, .seq = p->msg.seq,
+                        .user = m->sender, .recipient = m->recipient, .peer = s ? s->peer : NULL,
+                        .session = s ? s->id : NULL, .msg_id = m->msg_id,
+                        .has_size = true, .size = m->size, .has_seq = true, .seq = m->seq,
                 };
 
                 if (online)
                         log_event(EVENT_MESSAGE_ACCEPTED, &lf,
                                   "Message %s from %s to %s accepted (%" PRIu64 " bytes)",
-                                  p->msg.msg_id, p->msg.sender, p->msg.recipient, p->msg.size);
+                                  m->msg_id, m->sender, m->recipient, m->size);
                 else
                         log_event(EVENT_MESSAGE_QUEUED, &lf,
                                   "Message %s from %s to %s queued, recipient offline (%" PRIu64 " bytes)",
-                                  p->msg.msg_id, p->msg.sender, p->msg.recipient, p->msg.size);
+                                  m->msg_id, m->sender, m->recipient, m->size);
         }
         /* One per message: written as it goes on the wire, no object. */
-        wire_len = frame_accepted_to_wire(p->id, p->msg.msg_id, !online, wire);
-        if (wire_len >= 0)
-                (void) session_send_wire(s, wire, (size_t) wire_len);
-        else
-                log_error_errno(wire_len, "Failed to answer message %s: bad message id", p->msg.msg_id);
+        if (s) {
+                wire_len = frame_accepted_to_wire(p->id, m->msg_id, !online, wire);
+                if (wire_len >= 0)
+                        (void) session_send_wire(s, wire, (size_t) wire_len);
+                else
+                        log_error_errno(wire_len, "Failed to answer message %s: bad message id", m->msg_id);
+        }
         if (recipient && !p->retry)
-                forward(relay, recipient, &p->msg);
+                forward(relay, recipient, m);
 }
 
-/* The batch's transaction committed (r = 0) or is gone (r < 0): answer
- * every send in it, then write to each session what it was given. */
-static void batch_finish(Relay *relay, int r) {
-        RelayPending *p = TAKE_PTR(relay->pending);
-        size_t n = relay->n_pending, allocated = relay->n_pending_allocated;
+static void refuse_queue_full(Relay *relay, Session *s, const uint64_t *id, LogFields *lf, uint64_t count,
+                              bool per_sender);
+static void acked(Relay *relay, Session *s, const StoreMessage *msg);
 
-        relay->n_pending = relay->n_pending_allocated = 0;
+/* What the database said of p's send, other than queued (PostgreSQL). */
+static void send_refused(Relay *relay, const RelayPending *p) {
+        const StoreMessage *m = &p->w.msg;
+        Session *s = p->session;
+        LogFields lf = {
+                .user = m->sender, .recipient = m->recipient, .peer = s->peer, .session = s->id,
+                .msg_id = m->msg_id,
+        };
 
+        switch (p->w.result) {
+        case -ENOENT:
+                reply_error(s, &p->id, ERR_NO_SUCH_USER, "no such user");
+                break;
+        case -EDQUOT:
+        case -EXFULL:
+                refuse_queue_full(relay, s, &p->id, &lf, p->w.count, p->w.result == -EDQUOT);
+                break;
+        case -ENOTUNIQ:
+                reply_error(s, &p->id, ERR_BAD_REQUEST, "this message id is queued with another envelope");
+                break;
+        default:
+                send_failed(relay, s, p->id, m, p->w.result);
+                break;
+        }
+}
+
+/* The database's answer to an ack sent with the batch (PostgreSQL):
+ * handle_ack()'s, had it waited. */
+static void ack_answered(Relay *relay, const RelayPending *p, int r) {
+        Session *s = p->session;
+
+        if (r >= 0)
+                r = p->w.result;
+        if (r >= 0) {
+                acked(relay, s, &p->w.msg);
+                return;
+        }
+        if (r == -ENOENT || store_unavailable(r)) {
+                log_debug("Ack of seq %" PRIu64 " by %s, which is %s", p->w.msg.seq, p->w.msg.recipient,
+                          r == -ENOENT ? "no longer queued" : "not recorded: the database is away");
+                return;
+        }
+        log_error_errno(r, "Failed to delete message %" PRIu64 ": %s", p->w.msg.seq, store_error(relay->store));
+        if (s)
+                reply_error(s, NULL, ERR_INTERNAL, "internal error");
+}
+
+/* Answer one request of a batch whose transaction committed (r = 0) or
+ * is gone (r < 0). */
+static void pending_answer(Relay *relay, RelayPending *p, int r) {
+        if (p->w.type == STORE_WRITE_TAKE) {
+                ack_answered(relay, p, r);
+                return;
+        }
+        if (r >= 0 && p->w.result < 0 && !p->retry) {
+                /* Counted when it was added (PostgreSQL): it was not. */
+                queue_removed(relay, p->w.msg.size);
+                if (p->w.result == -EEXIST)
+                        p->retry = true;        /* a copy queued before: same answer */
+                else {
+                        if (p->session)
+                                send_refused(relay, p);
+                        return;
+                }
+        }
+        /* A retry of a message committed before this batch was accepted
+         * then, and is now. */
+        if (r >= 0 || (p->retry && is_queued(relay, p)))
+                send_committed(relay, p);
+        else if (p->session)
+                send_failed(relay, p->session, p->id, &p->w.msg, r);
+}
+
+/* Answer every request of b, then write to each session what it was
+ * given; b is empty after. */
+static void batch_answer(Relay *relay, RelayBatch *b, int r) {
         if (r < 0) {
                 /* The database away was logged once, by the store. */
                 if (!store_unavailable(r))
-                        log_error_errno(r, "Failed to commit %zu messages and the acks with them: %s", n,
-                                        store_error(relay->store));
+                        log_error_errno(r, "Failed to commit %zu messages and the acks with them: %s",
+                                        b->n_pending, store_error(relay->store));
                 /* The counts of what the rollback left. */
                 if (relay_queue_recount(relay) < 0 && !store_unavailable(r))
                         log_error("Failed to count the queue: %s", store_error(relay->store));
         }
-        for (size_t i = 0; i < n; i++) {
-                /* A retry of a message committed before this batch was
-                 * accepted then, and is now. */
-                if (r >= 0 || (p[i].retry && is_queued(relay, &p[i])))
-                        send_committed(relay, &p[i]);
-                else
-                        send_failed(relay, p[i].session, p[i].id, &p[i].msg, r);
-        }
+        for (size_t i = 0; i < b->n_pending; i++)
+                pending_answer(relay, &b->pending[i], r);
         /* Everything a session was given this turn, in one write (and
          * as few TLS records as fit). */
-        for (size_t i = 0; i < relay->n_held; i++) {
-                Session *s = relay->held[i];
+        for (size_t i = 0; i < b->n_held; i++) {
+                Session *s = b->held[i];
 
+                if (!s)
+                        continue;       /* freed meanwhile */
                 stream_cork(s->stream, false);
+                session_wait(s, false);
                 if (s->state == SESSION_ACTIVE)
                         session_flush(s);
         }
-        relay->n_held = 0;
-        for (size_t i = 0; i < n; i++) {
-                Session *recipient = session_index_find_receiver(relay->sessions, p[i].msg.recipient);
+        b->n_held = 0;
+        for (size_t i = 0; i < b->n_pending; i++) {
+                Session *recipient = session_index_find_receiver(relay->sessions, b->pending[i].w.msg.recipient);
 
                 if (recipient && recipient->state == SESSION_ACTIVE)
                         session_flush(recipient);
-                json_object_put(p[i].envelope);
+                json_object_put(b->pending[i].envelope);
         }
+        b->n_pending = 0;
+}
 
-        /* The array serves the next batch, unless one began meanwhile. */
-        if (!relay->pending) {
-                relay->pending = p;
-                relay->n_pending_allocated = allocated;
-        } else
-                free(p);
+static void batch_free(RelayBatch *b) {
+        free(b->pending);
+        free(b->held);
+        free(b->writes);
+        *b = (RelayBatch) {};
+}
+
+/* The batch's transaction committed (r = 0) or is gone (r < 0). The
+ * batch is answered apart from relay->batch, which the answers may start
+ * again (a forward that pumps); its arrays serve the next batch, unless
+ * one began meanwhile. */
+static void batch_finish(Relay *relay, int r) {
+        RelayBatch done = relay->batch;
+
+        relay->batch = (RelayBatch) {};
+        batch_answer(relay, &done, r);
+        if (!relay->batch.pending && !relay->batch.held) {
+                relay->batch = done;
+                return;
+        }
+        batch_free(&done);
+}
+
+static void batch_send(Relay *relay);
+
+/* The batch in flight is answered (PostgreSQL; on the loop, from the
+ * store): answer it, and send the next one if it has requests already. */
+static void batch_answered(void *userdata, int r) {
+        Relay *relay = userdata;
+
+        relay->flying = false;
+        batch_answer(relay, &relay->flight, r);
+        batch_send(relay);
+}
+
+/* Send the batch (PostgreSQL), unless one is in flight: then it goes
+ * when that one is answered. */
+static void batch_send(Relay *relay) {
+        RelayBatch *b = &relay->batch, sent;
+        size_t n = 0;
+        int r = 0;
+
+        if (relay->flying || (b->n_pending == 0 && b->n_held == 0))
+                return;
+        if (b->n_writes_allocated < b->n_pending) {
+                StoreWrite **w = reallocarray(b->writes, b->n_pending, sizeof(*w));
+
+                if (w) {
+                        b->writes = w;
+                        b->n_writes_allocated = b->n_pending;
+                } else
+                        r = -ENOMEM;
+        }
+        /* A retry found queued before (relay_queue_check()) is not sent. */
+        for (size_t i = 0; r >= 0 && i < b->n_pending; i++)
+                if (!b->pending[i].retry)
+                        b->writes[n++] = &b->pending[i].w;
+
+        /* The batch flies; the arrays of the last one flown serve the next. */
+        sent = relay->flight;
+        relay->flight = *b;
+        *b = (RelayBatch) {
+                .pending = sent.pending, .n_pending_allocated = sent.n_pending_allocated,
+                .held = sent.held, .n_held_allocated = sent.n_held_allocated,
+                .writes = sent.writes, .n_writes_allocated = sent.n_writes_allocated,
+        };
+        relay->flying = true;
+        /* Until the answer, its sessions say nothing more. */
+        for (size_t i = 0; i < relay->flight.n_held; i++)
+                session_wait(relay->flight.held[i], true);
+
+        if (r >= 0 && n > 0)
+                r = store_batch_send(relay->store, relay->flight.writes, n, batch_answered, relay);
+        if (r < 0 || n == 0)
+                batch_answered(relay, r);
 }
 
 void relay_commit(Relay *relay) {
         int r = 0;
 
+        if (batch_async(relay)) {
+                batch_send(relay);
+                return;
+        }
         if (store_in_transaction(relay->store)) {
                 r = store_commit(relay->store);
                 /* A full disk: deleting (the acks) may make room, once. */
@@ -1219,16 +1417,53 @@ void relay_commit(Relay *relay) {
                         r = store_commit(relay->store);
                 if (r < 0)
                         store_rollback(relay->store);
-        } else if (relay->n_pending == 0 && relay->n_held == 0)
+        } else if (relay->batch.n_pending == 0 && relay->batch.n_held == 0)
                 return;
         batch_finish(relay, r);
 }
 
 void relay_done(Relay *relay) {
         relay_commit(relay);
-        free(relay->pending);
-        relay->pending = NULL;
-        relay->n_pending_allocated = 0;
+        /* At shutdown the answers are waited for: the batch in flight,
+         * then the one that filled meanwhile, which its answer sent. */
+        while (relay->flying) {
+                store_batch_wait(relay->store);
+                if (relay->flying)
+                        batch_answered(relay, -ETIMEDOUT);
+        }
+        batch_free(&relay->batch);
+        batch_free(&relay->flight);
+}
+
+static void batch_forget(RelayBatch *b, Session *s) {
+        for (size_t i = 0; i < b->n_pending; i++)
+                if (b->pending[i].session == s)
+                        b->pending[i].session = NULL;
+        for (size_t i = 0; i < b->n_held; i++)
+                if (b->held[i] == s)
+                        b->held[i] = NULL;
+}
+
+void relay_session_free(Relay *relay, Session *s) {
+        batch_forget(&relay->batch, s);
+        batch_forget(&relay->flight, s);
+}
+
+/* A send refused for the recipient's queue (per_sender: the sender's
+ * share of it), which holds count messages. */
+static void refuse_queue_full(Relay *relay, Session *s, const uint64_t *id, LogFields *lf, uint64_t count,
+                              bool per_sender) {
+        if (per_sender) {
+                relay_limit_hit(relay, LIMIT_QUEUE_LIMIT_PER_SENDER, s->user_entry, lf,
+                                "Message %s from %s refused: %" PRIu64 " of its messages "
+                                "wait for %s already", lf->msg_id, lf->user, count, lf->recipient);
+                reply_error(s, id, ERR_QUEUE_FULL, "your share of the recipient's queue is full");
+                return;
+        }
+        relay_limit_hit(relay, LIMIT_QUEUE_LIMIT, NULL, lf,
+                        "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
+                        lf->msg_id, lf->user, lf->recipient, count);
+        reply_error(s, id, ERR_QUEUE_FULL, "the recipient's queue is full");
 }
 
 static void handle_send(Relay *relay, Session *s, const Frame *f) {
@@ -1239,10 +1474,11 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         const char *text;
         size_t text_len;
         uint64_t count, count_from, now;
+        bool async = batch_async(relay);
         Limit limit;
         LogFields lf;
         char detail[128];
-        int r;
+        int r = -ENOMEM;
 
         if (!rate_take(relay, s, id, "Message", "too many messages"))
                 return;
@@ -1252,14 +1488,17 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
         /* A user with an active session is registered (a key reset closes
-         * them): the store is asked only about users offline. */
-        r = session_index_first(relay->sessions, e->to) ? 1 : store_user_exists(relay->store, e->to);
-        if (r == 0) {
-                reply_error(s, id, ERR_NO_SUCH_USER, "no such user");
-                return;
+         * them): the store is asked only about users offline. The batch
+         * on PostgreSQL asks as it stores the message. */
+        if (!async) {
+                r = session_index_first(relay->sessions, e->to) ? 1 : store_user_exists(relay->store, e->to);
+                if (r == 0) {
+                        reply_error(s, id, ERR_NO_SUCH_USER, "no such user");
+                        return;
+                }
+                if (r < 0)
+                        goto internal;
         }
-        if (r < 0)
-                goto internal;
         if (b64_encode(e->id, sizeof(e->id), &msg_id) < 0)
                 goto internal;
 
@@ -1276,24 +1515,20 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 reply_error(s, id, ERR_TOO_LARGE, "message text over max_text");
                 return;
         }
-        r = store_queue_counts(relay->store, e->to, s->user, &count, &count_from);
-        if (r < 0)
-                goto internal;
-        /* One sender's share first, so that a sender who filled it
-         * cannot fill the rest of the recipient's queue. */
-        if (count_from >= s->limits.queue_limit_per_sender) {
-                relay_limit_hit(relay, LIMIT_QUEUE_LIMIT_PER_SENDER, s->user_entry, &lf,
-                                "Message %s from %s refused: %" PRIu64 " of its messages "
-                                "wait for %s already", msg_id, s->user, count_from, e->to);
-                reply_error(s, id, ERR_QUEUE_FULL, "your share of the recipient's queue is full");
-                return;
-        }
-        if (count >= s->limits.queue_limit) {
-                relay_limit_hit(relay, LIMIT_QUEUE_LIMIT, NULL, &lf,
-                                "Message %s from %s refused: queue of %s is full (%" PRIu64 ")",
-                                msg_id, s->user, e->to, count);
-                reply_error(s, id, ERR_QUEUE_FULL, "the recipient's queue is full");
-                return;
+        if (!async) {
+                r = store_queue_counts(relay->store, e->to, s->user, &count, &count_from);
+                if (r < 0)
+                        goto internal;
+                /* One sender's share first, so that a sender who filled it
+                 * cannot fill the rest of the recipient's queue. */
+                if (count_from >= s->limits.queue_limit_per_sender) {
+                        refuse_queue_full(relay, s, id, &lf, count_from, true);
+                        return;
+                }
+                if (count >= s->limits.queue_limit) {
+                        refuse_queue_full(relay, s, id, &lf, count, false);
+                        return;
+                }
         }
 
         text = envelope_text(f->send.raw, &text_len);
@@ -1315,6 +1550,12 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                         batch_add(relay, s, *id, &msg, f->send.raw, true);
                 else
                         storage_full(relay, s, id, limit, &lf, msg_id);
+                return;
+        }
+        if (async) {
+                /* Stored with the batch, which checks the rest. */
+                queue_added(relay, msg.size);
+                batch_add(relay, s, *id, &msg, f->send.raw, false);
                 return;
         }
 
@@ -1339,8 +1580,6 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         }
         queue_added(relay, msg.size);
         batch_add(relay, s, *id, &msg, f->send.raw, false);
-        if (relay->n_pending >= BATCH_MAX)
-                relay_commit(relay);
         return;
 
 internal:
@@ -1462,14 +1701,42 @@ static int queue_take(Relay *relay, const char *user, uint64_t seq, StoreMessage
         return r;
 }
 
+/* msg was deleted for the ack of s (NULL: freed since): tell its sender. */
+static void acked(Relay *relay, Session *s, const StoreMessage *msg) {
+        LogFields lf;
+
+        queue_removed(relay, msg->size);
+        message_fields(msg, &lf);
+        lf.session = s ? s->id : NULL;
+        lf.peer = s ? s->peer : NULL;
+        log_event(EVENT_MESSAGE_DELIVERED, &lf, "Message %s from %s delivered to %s", msg->msg_id,
+                  msg->sender, msg->recipient);
+
+        /* A send may close the session it goes to: the walk goes on past
+         * it (see session-index.h). */
+        for (Session *i = session_index_first(relay->sessions, msg->sender); i; i = i->user_next)
+                if (i->indexed)
+                        (void) session_send(i, frame_new_receipt(msg->msg_id, "delivered"));
+}
+
 static void handle_ack(Relay *relay, Session *s, const Frame *f) {
         uint64_t seq = f->ack.seq;
         StoreMessage msg;
-        LogFields lf;
         int r;
 
         if (!s->receive || seq == 0 || seq > s->cursor) {
                 reply_error(s, NULL, ERR_BAD_REQUEST, "seq was not delivered to this session");
+                return;
+        }
+        if (batch_async(relay)) {
+                /* Deleted with the batch; the receipt goes with its answer. */
+                RelayPending *p = batch_push(relay, s);
+
+                if (!p)
+                        return;
+                p->w = (StoreWrite) { .type = STORE_WRITE_TAKE, .msg.seq = seq };
+                snprintf(p->w.msg.recipient, sizeof(p->w.msg.recipient), "%s", s->user);
+                batch_hold(relay, s);
                 return;
         }
         r = queue_take(relay, s->user, seq, &msg);
@@ -1490,20 +1757,8 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                 reply_error(s, NULL, ERR_INTERNAL, "internal error");
                 return;
         }
-        queue_removed(relay, msg.size);
         batch_hold(relay, s);
-
-        message_fields(&msg, &lf);
-        lf.session = s->id;
-        lf.peer = s->peer;
-        log_event(EVENT_MESSAGE_DELIVERED, &lf, "Message %s from %s delivered to %s", msg.msg_id,
-                  msg.sender, msg.recipient);
-
-        /* A send may close the session it goes to: the walk goes on past
-         * it (see session-index.h). */
-        for (Session *i = session_index_first(relay->sessions, msg.sender); i; i = i->user_next)
-                if (i->indexed)
-                        (void) session_send(i, frame_new_receipt(msg.msg_id, "delivered"));
+        acked(relay, s, &msg);
 }
 
 /* ---- watch, unwatch, who (version 2) ------------------------------------- */

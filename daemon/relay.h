@@ -41,6 +41,18 @@ typedef struct RelayHooks {
 
 typedef struct RelayPending RelayPending;
 
+/* One group commit's requests. Owned by relay.c. */
+typedef struct RelayBatch {
+        RelayPending *pending;
+        size_t n_pending, n_pending_allocated;
+        /* Sessions that wrote to the batch: their output is held (corked)
+         * until it is committed, so that no later answer overtakes it. */
+        Session **held;
+        size_t n_held, n_held_allocated;
+        StoreWrite **writes;            /* PostgreSQL: what store_batch_send() is given */
+        size_t n_writes_allocated;
+} RelayBatch;
+
 /* The owner fills this in and keeps it up to date (config on reload). */
 struct Relay {
         sd_event *event;
@@ -58,15 +70,13 @@ struct Relay {
         uint64_t n_queued;
         uint64_t queue_bytes;
 
-        /* The group commit (relay_commit()): the sends of this loop
-         * iteration, stored in the open transaction, waiting for it to
-         * be on disk before they are answered. Owned by relay.c. */
-        RelayPending *pending;
-        size_t n_pending, n_pending_allocated;
-        /* Sessions that wrote to the batch: their output is held (corked)
-         * until it is committed, so that no later answer overtakes it. */
-        Session *held[64];
-        size_t n_held;
+        /* The group commit (relay_commit()): the sends (and, on
+         * PostgreSQL, the acks) of this loop iteration, waiting for their
+         * commit before they are answered; on PostgreSQL, also the batch
+         * sent and not answered yet, while the next one fills. */
+        RelayBatch batch;
+        RelayBatch flight;
+        bool flying;                    /* flight was sent (store_batch_send()) */
 };
 
 /* Commit what sends and acks wrote since the last commit, in one
@@ -79,6 +89,8 @@ struct Relay {
 void relay_commit(Relay *r);
 /* At shutdown: commit, and free what the batch holds. */
 void relay_done(Relay *r);
+/* s is about to be freed: the answers of a batch in flight forget it. */
+void relay_session_free(Relay *r, Session *s);
 
 /* The transport is ready (TLS done, or at once for plain TCP): send hello. */
 void relay_session_ready(Relay *r, Session *s);

@@ -70,7 +70,8 @@ static bool session_may_read_later(const Session *s) {
 }
 
 static bool session_may_read(const Session *s) {
-        return session_may_read_later(s) && !s->throttled && session_output_pending(s) < SESSION_READ_PAUSE;
+        return session_may_read_later(s) && !s->throttled && !s->waiting &&
+               session_output_pending(s) < SESSION_READ_PAUSE;
 }
 
 void session_touch(Session *s) {
@@ -371,16 +372,31 @@ static void session_tls_step(Session *s) {
         s->callbacks->on_ready(s, s->userdata);
 }
 
+/* A pause in reading ended: what was read before it is processed now. */
+static void session_resume(Session *s) {
+        if (!session_may_read_later(s))
+                return;
+        /* GnuTLS may hold records that epoll will not report again. */
+        stream_resume_later(s->stream);
+        session_update_io(s);
+}
+
 static int session_on_throttle(sd_event_source *es, uint64_t usec, void *userdata) {
         Session *s = userdata;
 
         s->throttled = false;
-        if (!session_may_read_later(s))
-                return 0;
-        /* GnuTLS may hold records that epoll will not report again. */
-        stream_resume_later(s->stream);
-        session_update_io(s);
+        session_resume(s);
         return 0;
+}
+
+void session_wait(Session *s, bool waiting) {
+        if (s->waiting == waiting)
+                return;
+        s->waiting = waiting;
+        if (waiting)
+                session_update_io(s);
+        else
+                session_resume(s);
 }
 
 void session_throttle(Session *s, uint64_t usec) {

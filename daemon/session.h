@@ -166,6 +166,10 @@ typedef struct Session {
         uint64_t sync_target;           /* last seq queued at login */
         bool caught_up;                 /* nothing after cursor, as far as we know */
         bool synced;                    /* "synced" was sent */
+
+        /* The relay waits for the database's answer to a request of this
+         * session (session_wait()): no frame is processed meanwhile. */
+        bool waiting;
 } Session;
 
 /* What a new session is made of. */
@@ -215,6 +219,10 @@ void session_authenticated(Session *s);
  * still handled): a client over its rate waits in its own socket buffers
  * rather than in the relay's event loop. */
 void session_throttle(Session *s, uint64_t usec);
+/* Stop (waiting) or go on processing s's frames: the relay waits for the
+ * database on its behalf, and what s says next is answered after. What
+ * arrives meanwhile stays in the socket, or in s->in. */
+void session_wait(Session *s, bool waiting);
 
 /* Restart the idle timer (after every frame received). */
 void session_touch(Session *s);

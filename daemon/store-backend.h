@@ -27,6 +27,11 @@ typedef struct StoreOps {
         void (*rollback)(Store *s);
         bool (*in_transaction)(Store *s);
         int (*checkpoint)(Store *s);
+        /* NULL: no asynchronous batches (store.h). */
+        bool (*batch_async)(Store *s);
+        int (*batch_send)(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
+        bool (*batch_busy)(Store *s);
+        void (*batch_wait)(Store *s);
 
         int (*user_get)(Store *s, const char *user, KeyPackage **ret);
         int (*user_exists)(Store *s, const char *user);

@@ -127,6 +127,7 @@ typedef enum StatementId {
         STMT_RESET_GET,
         STMT_RESET_DELETE,
         STMT_QUEUE_ADD,
+        STMT_QUEUE_ADD_CHECKED,
         STMT_QUEUE_FIND,
         STMT_QUEUE_COUNTS,
         STMT_QUEUE_TOTALS,
@@ -187,6 +188,26 @@ static const char *const statement_sql[_STMT_MAX] = {
                            "SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, $6::bigint, $7::bigint "
                            "FROM (SELECT pg_advisory_xact_lock(" LOCK_QUEUE ")) AS queue_lock "
                            "ON CONFLICT (sender, msg_id) DO NOTHING RETURNING seq",
+        /* A send of the relay's pipelined batch, with the checks it had
+         * made one round trip each (store.h, StoreWrite): is the recipient
+         * registered, what is queued for it and from the sender, is the
+         * message queued already; inserted only when they allow it. One
+         * row answers. The counts see the batch's own earlier rows (each
+         * statement reads what its transaction wrote). */
+        [STMT_QUEUE_ADD_CHECKED] =
+                "WITH queue_lock AS (SELECT pg_advisory_xact_lock(" LOCK_QUEUE ")), "
+                "c AS (SELECT EXISTS (SELECT 1 FROM sc_users WHERE name = $1::text) AS known, "
+                "(SELECT count(*) FROM sc_queue WHERE recipient = $1::text) AS n_all, "
+                "(SELECT count(*) FROM sc_queue WHERE recipient = $1::text AND sender = $2::text) AS n_from, "
+                "(SELECT seq FROM sc_queue WHERE sender = $2::text AND msg_id = $3::text "
+                "AND envelope = $4::text) AS queued, "
+                "EXISTS (SELECT 1 FROM sc_queue WHERE sender = $2::text AND msg_id = $3::text) AS taken "
+                "FROM queue_lock), "
+                "ins AS (INSERT INTO sc_queue (recipient, sender, msg_id, envelope, size, received, expires) "
+                "SELECT $1::text, $2::text, $3::text, $4::text, $5::bigint, $6::bigint, $7::bigint FROM c "
+                "WHERE c.known AND NOT c.taken AND c.n_from < $8::bigint AND c.n_all < $9::bigint "
+                "ON CONFLICT (sender, msg_id) DO NOTHING RETURNING seq) "
+                "SELECT (SELECT seq FROM ins), c.known, c.n_all, c.n_from, c.queued FROM c",
         [STMT_QUEUE_FIND] = "SELECT seq FROM sc_queue WHERE sender = $1 AND msg_id = $2 AND envelope = $3",
         [STMT_QUEUE_COUNTS] = "SELECT count(*), count(*) FILTER (WHERE sender = $2) FROM sc_queue "
                               "WHERE recipient = $1",
@@ -222,6 +243,35 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_ROLLBACK] = "ROLLBACK",
 };
 
+/* What each result of a pipelined batch answers, in the order sent. */
+typedef enum PipeStepKind {
+        STEP_PREPARE,                   /* of statement arg */
+        STEP_PLAIN,                     /* BEGIN, ROLLBACK */
+        STEP_WRITE,                     /* of writes[arg] */
+        STEP_COMMIT,
+        STEP_SYNC,
+} PipeStepKind;
+
+typedef struct PipeStep {
+        PipeStepKind kind;
+        unsigned arg;
+} PipeStep;
+
+/* The relay's batch in flight (store.h, store_batch_send()). */
+typedef struct PgBatch {
+        bool active;                    /* sent, done() not called yet */
+        bool finished;                  /* answered or failed: done() is due (defer) */
+        StoreWrite *const *writes;
+        size_t n;
+        store_batch_fn done;
+        void *userdata;
+        int error;                      /* the first failure */
+        PipeStep *steps;
+        size_t n_steps, n_steps_allocated, next;
+        sd_event_source *timer;         /* the answer's deadline */
+        sd_event_source *defer;         /* calls done() from the loop */
+} PgBatch;
+
 typedef struct PgStore {
         Store store;
         char *uri;
@@ -240,6 +290,8 @@ typedef struct PgStore {
         sd_event_source *connect_io;
         sd_event_source *timer;         /* the next attempt, or the current one's deadline */
         uint64_t backoff_usec;
+
+        PgBatch batch;
 
         bool in_tx;                     /* between store_begin() and its end */
         int tx_error;                   /* a statement failed in it: PostgreSQL ended it */
@@ -358,13 +410,20 @@ static void conn_close(PgStore *s) {
 }
 
 static int lost(PgStore *s, int r);
+static void batch_fail(PgStore *s, int r);
+static void pipe_read(PgStore *s);
+static int pipe_flush(PgStore *s);
 
 /* The connection's socket between queries: the server closing it (a
- * restart, pg_terminate_backend()) is seen now, not at the next send. */
+ * restart, pg_terminate_backend()) is seen now, not at the next send;
+ * and while a batch is in flight, its answers as they come, and room to
+ * write the rest of it. */
 static int on_conn_io(sd_event_source *source, int fd, uint32_t revents, void *userdata) {
         PgStore *s = userdata;
         PGnotify *n;
 
+        if ((revents & EPOLLOUT) && pipe_flush(s) < 0)
+                return 0;
         if (!PQconsumeInput(s->conn) || PQstatus(s->conn) == CONNECTION_BAD) {
                 set_error(s, PQerrorMessage(s->conn));
                 (void) lost(s, -ENOTCONN);
@@ -372,6 +431,7 @@ static int on_conn_io(sd_event_source *source, int fd, uint32_t revents, void *u
         }
         while ((n = PQnotifies(s->conn)))
                 PQfreemem(n);
+        pipe_read(s);
         return 0;
 }
 
@@ -495,6 +555,7 @@ static int on_timer(sd_event_source *source, uint64_t usec, void *userdata) {
  * so once, and start reconnecting. A transaction open on it is failed. */
 static int lost(PgStore *s, int r) {
         conn_close(s);
+        batch_fail(s, r);
         if (s->in_tx && !s->tx_error)
                 s->tx_error = -ENOTCONN;
         log_warning("PostgreSQL is away (%s): refusing what needs the database until it is back",
@@ -622,12 +683,20 @@ static int usable(PgStore *s) {
         return 0;
 }
 
+static int batch_drain(PgStore *s, uint64_t deadline);
+
+static void statement_name(StatementId id, char name[static 16]) {
+        snprintf(name, 16, "sc_%d", (int) id);
+}
+
 /* Text without parameters, possibly several statements (the schema). */
 static int exec_sql(PgStore *s, const char *sql, PGresult **ret) {
         _cleanup_(pq_clearp) PGresult *res = NULL;
         int r;
 
-        r = usable(s);
+        r = batch_drain(s, now_monotonic_usec() + s->timeout_usec);
+        if (r >= 0)
+                r = usable(s);
         if (r < 0)
                 return r;
         if (!PQsendQuery(s->conn, sql)) {
@@ -645,7 +714,7 @@ static int exec_sql(PgStore *s, const char *sql, PGresult **ret) {
 }
 
 /* A statement's parameters: text, decimal numbers or binary bytea. */
-#define PARAMS_MAX 8
+#define PARAMS_MAX 9
 typedef struct Params {
         int n;
         int r;                          /* a value that cannot be given */
@@ -701,10 +770,12 @@ static int run(PgStore *s, StatementId id, const Params *p, PGresult **ret) {
 
         if (p && p->r < 0)
                 return p->r;
-        r = usable(s);
+        r = batch_drain(s, deadline);
+        if (r >= 0)
+                r = usable(s);
         if (r < 0)
                 return r;
-        snprintf(name, sizeof(name), "sc_%d", (int) id);
+        statement_name(id, name);
         if (!s->prepared[id]) {
                 if (!PQsendPrepare(s->conn, name, statement_sql[id], 0, NULL))
                         goto broken;
@@ -1455,6 +1526,416 @@ static int pg_prekeys_drop(Store *store, const char *user) {
         return end(s, prekeys_drop(s, user));
 }
 
+/* ---- the pipelined batch ------------------------------------------------------ */
+
+/* The relay's group commit without a wait on the loop: BEGIN, the
+ * writes, COMMIT and a sync are sent in one go (libpq's pipeline mode),
+ * and the answers are read as they come, from on_conn_io(). A statement
+ * that fails makes the server skip the rest up to the sync; the failed
+ * transaction is then rolled back in a second pipeline. Another store
+ * call meanwhile first reads the batch to its end (batch_drain()); done()
+ * is always called from a defer source, so that no store call ever
+ * re-enters the relay. */
+
+static int pipe_push(PgStore *s, PipeStepKind kind, unsigned arg) {
+        PgBatch *b = &s->batch;
+
+        if (b->n_steps == b->n_steps_allocated) {
+                size_t n = MAX(b->n_steps_allocated * 2, (size_t) 64);
+                PipeStep *p = reallocarray(b->steps, n, sizeof(*p));
+
+                if (!p)
+                        return -ENOMEM;
+                b->steps = p;
+                b->n_steps_allocated = n;
+        }
+        b->steps[b->n_steps++] = (PipeStep) { .kind = kind, .arg = arg };
+        return 0;
+}
+
+/* Queue statement id with p in the pipeline (prepared first, in the same
+ * pipeline, on its first use on this connection). */
+static int pipe_send(PgStore *s, StatementId id, const Params *p, PipeStepKind kind, unsigned arg) {
+        char name[16];
+        int r;
+
+        if (p && p->r < 0)
+                return p->r;
+        statement_name(id, name);
+        if (!s->prepared[id]) {
+                if (!PQsendPrepare(s->conn, name, statement_sql[id], 0, NULL))
+                        return -ENOTCONN;
+                /* Taken back if its answer says it failed. */
+                s->prepared[id] = true;
+                r = pipe_push(s, STEP_PREPARE, id);
+                if (r < 0)
+                        return r;
+        }
+        if (!PQsendQueryPrepared(s->conn, name, p ? p->n : 0, p ? p->values : NULL, p ? p->lengths : NULL,
+                                 p ? p->formats : NULL, 0))
+                return -ENOTCONN;
+        return pipe_push(s, kind, arg);
+}
+
+/* Send the sync that ends what was queued. */
+static int pipe_sync(PgStore *s) {
+        if (!PQpipelineSync(s->conn))
+                return -ENOTCONN;
+        return pipe_push(s, STEP_SYNC, 0);
+}
+
+/* Write what libpq holds; watch for room while some is left. <0: the
+ * connection was lost. */
+static int pipe_flush(PgStore *s) {
+        int r = PQflush(s->conn);
+
+        if (r < 0) {
+                set_error(s, PQerrorMessage(s->conn));
+                return lost(s, -ENOTCONN);
+        }
+        if (s->conn_io)
+                (void) sd_event_source_set_io_events(s->conn_io, r > 0 ? EPOLLIN | EPOLLOUT : EPOLLIN);
+        return 0;
+}
+
+/* The batch is answered or failed: done() on the next turn of the loop. */
+static void batch_finished(PgStore *s) {
+        PgBatch *b = &s->batch;
+
+        b->finished = true;
+        (void) sd_event_source_set_enabled(b->timer, SD_EVENT_OFF);
+        if (s->conn && PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
+                (void) PQexitPipelineMode(s->conn);
+        if (sd_event_source_set_enabled(b->defer, SD_EVENT_ONESHOT) < 0)
+                log_error("PostgreSQL: cannot schedule the batch's answers");
+}
+
+/* The connection is gone (lost()): the batch in flight failed with r. */
+static void batch_fail(PgStore *s, int r) {
+        PgBatch *b = &s->batch;
+
+        if (!b->active || b->finished)
+                return;
+        /* What the connection's end says, not a statement's earlier
+         * error: the relay answers "unavailable" for it. */
+        b->error = r;
+        batch_finished(s);
+}
+
+static void batch_complete(PgStore *s) {
+        PgBatch *b = &s->batch;
+        store_batch_fn done = b->done;
+        void *userdata = b->userdata;
+        int r = b->error;
+
+        (void) sd_event_source_set_enabled(b->defer, SD_EVENT_OFF);
+        b->active = b->finished = false;
+        b->writes = NULL;
+        b->n = 0;
+        done(userdata, r);
+}
+
+static int on_batch_defer(sd_event_source *source, void *userdata) {
+        batch_complete(userdata);
+        return 0;
+}
+
+static int on_batch_timer(sd_event_source *source, uint64_t usec, void *userdata) {
+        (void) lost(userdata, -ETIMEDOUT);
+        return 0;
+}
+
+/* An added message's answer (STMT_QUEUE_ADD_CHECKED's row). */
+static int add_result(StoreWrite *w, const PGresult *res) {
+        uint64_t all, from, seq;
+        int r;
+
+        if (PQntuples(res) != 1 || PQgetisnull(res, 0, 1))
+                return -EBADMSG;
+        if (PQgetvalue(res, 0, 1)[0] != 't') {
+                w->result = -ENOENT;
+                return 0;
+        }
+        if ((r = get_u64(res, 0, 2, &all)) < 0 || (r = get_u64(res, 0, 3, &from)) < 0)
+                return r;
+        /* In the order the relay checked them one by one. */
+        if (from >= w->limit_from) {
+                w->result = -EDQUOT;
+                w->count = from;
+        } else if (all >= w->limit) {
+                w->result = -EXFULL;
+                w->count = all;
+        } else if (!PQgetisnull(res, 0, 0)) {
+                r = get_u64(res, 0, 0, &seq);
+                if (r < 0)
+                        return r;
+                w->msg.seq = seq;
+                w->result = 0;
+        } else if (!PQgetisnull(res, 0, 4)) {
+                r = get_u64(res, 0, 4, &seq);
+                if (r < 0)
+                        return r;
+                w->msg.seq = seq;
+                w->result = -EEXIST;
+        } else
+                w->result = -ENOTUNIQ;
+        return 0;
+}
+
+static int take_result(StoreWrite *w, const PGresult *res) {
+        StoreMessage m;
+        int r;
+
+        if (PQntuples(res) == 0) {
+                w->result = -ENOENT;
+                return 0;
+        }
+        r = row_to_message(res, 0, &m);
+        if (r < 0)
+                return r;
+        w->msg = m;
+        w->result = 0;
+        return 0;
+}
+
+/* The first failure of the batch is what it failed with. */
+static void batch_error(PgStore *s, int r) {
+        if (!s->batch.error)
+                s->batch.error = r;
+}
+
+/* At the sync: a failed transaction is rolled back in a pipeline of its
+ * own, whose sync ends the batch; else the batch is done. */
+static void pipe_synced(PgStore *s) {
+        PgBatch *b = &s->batch;
+        int r;
+
+        if (b->next < b->n_steps)
+                return;
+        if (b->error && PQtransactionStatus(s->conn) == PQTRANS_INERROR) {
+                r = pipe_send(s, STMT_ROLLBACK, NULL, STEP_PLAIN, 0);
+                if (r >= 0)
+                        r = pipe_sync(s);
+                if (r == -ENOTCONN) {
+                        set_error(s, PQerrorMessage(s->conn));
+                        (void) lost(s, r);
+                } else if (r < 0)
+                        batch_finished(s);
+                else
+                        (void) pipe_flush(s);
+                return;
+        }
+        batch_finished(s);
+}
+
+/* One answer of the pipeline, to the step it answers. */
+static void pipe_result(PgStore *s, const PGresult *res) {
+        PgBatch *b = &s->batch;
+        ExecStatusType st = PQresultStatus(res);
+        const PipeStep *step;
+        int r;
+
+        if (b->next >= b->n_steps) {
+                set_error(s, "an answer to nothing sent");
+                (void) lost(s, -ENOTCONN);
+                return;
+        }
+        step = &b->steps[b->next++];
+        if (step->kind == STEP_SYNC) {
+                if (st == PGRES_PIPELINE_SYNC)
+                        pipe_synced(s);
+                else {
+                        set_error(s, "the pipeline's answers are out of step");
+                        (void) lost(s, -ENOTCONN);
+                }
+                return;
+        }
+        if (st == PGRES_PIPELINE_ABORTED || result_failed(res)) {
+                if (step->kind == STEP_PREPARE)
+                        s->prepared[step->arg] = false;
+                if (st == PGRES_PIPELINE_ABORTED)
+                        return;         /* skipped after the failure */
+                r = errno_from_sqlstate(PQresultErrorField(res, PG_DIAG_SQLSTATE));
+                set_error(s, PQresultErrorMessage(res));
+                if (r == -ENOTCONN)
+                        (void) lost(s, r);
+                else
+                        batch_error(s, r);
+                return;
+        }
+        switch (step->kind) {
+        case STEP_WRITE: {
+                StoreWrite *w = b->writes[step->arg];
+
+                r = w->type == STORE_WRITE_ADD ? add_result(w, res) : take_result(w, res);
+                if (r < 0) {
+                        set_error(s, "an answer that does not parse");
+                        batch_error(s, r);
+                }
+                break;
+        }
+        case STEP_COMMIT:
+                if (strcmp(PQcmdStatus((PGresult *) res), "COMMIT") != 0) {
+                        set_error(s, "the transaction was rolled back");
+                        batch_error(s, -EIO);
+                }
+                break;
+        default:
+                break;
+        }
+}
+
+/* Take what answers of the batch libpq has read. */
+static void pipe_read(PgStore *s) {
+        unsigned ends = 0;
+
+        while (s->batch.active && !s->batch.finished && s->conn && !PQisBusy(s->conn)) {
+                _cleanup_(pq_clearp) PGresult *res = PQgetResult(s->conn);
+
+                /* NULL ends each statement's answers; twice in a row:
+                 * nothing more has come yet. */
+                if (!res) {
+                        if (++ends > 1)
+                                break;
+                        continue;
+                }
+                ends = 0;
+                pipe_result(s, res);
+        }
+}
+
+/* Before a call that waits: the batch in flight first, read to its end
+ * (at most until deadline). */
+static int batch_drain(PgStore *s, uint64_t deadline) {
+        while (s->batch.active && !s->batch.finished) {
+                short revents = 0;
+                int r;
+
+                r = PQflush(s->conn);
+                if (r < 0) {
+                        set_error(s, PQerrorMessage(s->conn));
+                        return lost(s, -ENOTCONN);
+                }
+                r = wait_fd(PQsocket(s->conn), r > 0 ? POLLIN | POLLOUT : POLLIN, deadline, &revents);
+                if (r < 0)
+                        return lost(s, r);
+                if (revents & (POLLIN | POLLHUP | POLLERR)) {
+                        if (!PQconsumeInput(s->conn)) {
+                                set_error(s, PQerrorMessage(s->conn));
+                                return lost(s, -ENOTCONN);
+                        }
+                        pipe_read(s);
+                }
+        }
+        return 0;
+}
+
+static bool pg_batch_async(Store *store) {
+        return pg_store(store)->event;
+}
+
+static bool pg_batch_busy(Store *store) {
+        return pg_store(store)->batch.active;
+}
+
+static void write_params(const StoreWrite *w, Params *p) {
+        if (w->type == STORE_WRITE_TAKE) {
+                param_u64(p, w->msg.seq);
+                param_text(p, w->msg.recipient);
+                return;
+        }
+        param_text(p, w->msg.recipient);
+        param_text(p, w->msg.sender);
+        param_text(p, w->msg.msg_id);
+        param_text(p, w->msg.envelope);
+        param_u64(p, w->msg.size);
+        param_u64(p, w->msg.received);
+        param_u64(p, w->msg.expires);
+        param_u64(p, w->limit_from);
+        param_u64(p, w->limit);
+}
+
+static int pg_batch_send(Store *store, StoreWrite *const *writes, size_t n, store_batch_fn done,
+                         void *userdata) {
+        PgStore *s = pg_store(store);
+        PgBatch *b = &s->batch;
+        uint64_t now;
+        int r;
+
+        if (!s->event)
+                return -EOPNOTSUPP;
+        if (b->active || s->in_tx)
+                return -EBUSY;
+        r = usable(s);
+        if (r < 0)
+                return r;
+        if (!b->timer) {
+                r = sd_event_add_time(s->event, &b->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_batch_timer, s);
+                if (r < 0)
+                        return r;
+        }
+        if (!b->defer) {
+                r = sd_event_add_defer(s->event, &b->defer, on_batch_defer, s);
+                if (r < 0)
+                        return r;
+                (void) sd_event_source_set_enabled(b->defer, SD_EVENT_OFF);
+        }
+        if (PQenterPipelineMode(s->conn) != 1) {
+                set_error(s, PQerrorMessage(s->conn));
+                return lost(s, -ENOTCONN);
+        }
+        *b = (PgBatch) {
+                .active = true,
+                .writes = writes, .n = n,
+                .done = done, .userdata = userdata,
+                .steps = b->steps, .n_steps_allocated = b->n_steps_allocated,
+                .timer = b->timer, .defer = b->defer,
+        };
+
+        r = pipe_send(s, STMT_BEGIN, NULL, STEP_PLAIN, 0);
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                Params p = {};
+
+                writes[i]->result = 0;
+                write_params(writes[i], &p);
+                r = pipe_send(s, writes[i]->type == STORE_WRITE_ADD ? STMT_QUEUE_ADD_CHECKED : STMT_QUEUE_TAKE,
+                              &p, STEP_WRITE, (unsigned) i);
+        }
+        if (r >= 0)
+                r = pipe_send(s, STMT_COMMIT, NULL, STEP_COMMIT, 0);
+        else if (r != -ENOTCONN) {
+                /* A value that cannot be sent, or no memory for the steps:
+                 * what was sent is taken back. */
+                batch_error(s, r);
+                r = pipe_send(s, STMT_ROLLBACK, NULL, STEP_PLAIN, 0);
+        }
+        if (r >= 0)
+                r = pipe_sync(s);
+        if (r < 0) {
+                /* done() says it, from the loop, as for any batch sent. */
+                if (r == -ENOTCONN)
+                        set_error(s, PQerrorMessage(s->conn));
+                (void) lost(s, -ENOTCONN);
+                return 0;
+        }
+        if (sd_event_now(s->event, CLOCK_MONOTONIC, &now) >= 0) {
+                (void) sd_event_source_set_time(b->timer, now + s->timeout_usec);
+                (void) sd_event_source_set_enabled(b->timer, SD_EVENT_ONESHOT);
+        }
+        (void) pipe_flush(s);
+        return 0;
+}
+
+static void pg_batch_wait(Store *store) {
+        PgStore *s = pg_store(store);
+
+        if (!s->batch.active)
+                return;
+        (void) batch_drain(s, now_monotonic_usec() + s->timeout_usec);
+        if (s->batch.finished)
+                batch_complete(s);
+}
+
 /* ---- open and close ---------------------------------------------------------- */
 
 static const char *pg_error(Store *store) {
@@ -1467,6 +1948,9 @@ static void pg_free(Store *store) {
         PgStore *s = pg_store(store);
 
         conn_close(s);
+        s->batch.timer = sd_event_source_disable_unref(s->batch.timer);
+        s->batch.defer = sd_event_source_disable_unref(s->batch.defer);
+        free(s->batch.steps);
         s->connect_io = sd_event_source_disable_unref(s->connect_io);
         PQfinish(s->connecting);
         s->timer = sd_event_source_disable_unref(s->timer);
@@ -1551,6 +2035,10 @@ static const StoreOps pg_ops = {
         .rollback = pg_rollback,
         .in_transaction = pg_in_transaction,
         .checkpoint = pg_checkpoint,
+        .batch_async = pg_batch_async,
+        .batch_send = pg_batch_send,
+        .batch_busy = pg_batch_busy,
+        .batch_wait = pg_batch_wait,
         .user_get = pg_user_get,
         .user_exists = pg_user_exists,
         .user_add = pg_user_add,

@@ -100,6 +100,25 @@ int store_checkpoint(Store *s) {
         return s->ops->checkpoint(s);
 }
 
+bool store_batch_async(Store *s) {
+        return s->ops->batch_async && s->ops->batch_async(s);
+}
+
+int store_batch_send(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata) {
+        if (!s->ops->batch_send)
+                return -EOPNOTSUPP;
+        return s->ops->batch_send(s, writes, n, done, userdata);
+}
+
+bool store_batch_busy(Store *s) {
+        return s->ops->batch_busy && s->ops->batch_busy(s);
+}
+
+void store_batch_wait(Store *s) {
+        if (s->ops->batch_wait)
+                s->ops->batch_wait(s);
+}
+
 int store_user_get(Store *s, const char *user, KeyPackage **ret) {
         return s->ops->user_get(s, user, ret);
 }

@@ -103,6 +103,44 @@ bool store_in_transaction(Store *s);
  * and nothing done on PostgreSQL, whose server keeps its own WAL. */
 int store_checkpoint(Store *s);
 
+/* The relay's group commit without waiting (PostgreSQL with an event
+ * loop; store_batch_async() says whether the store has it). The writes
+ * are sent at once, pipelined in one transaction, and done() is called
+ * on the event loop, never from inside store_batch_send() or another
+ * store call, once the transaction committed (r = 0: every write's
+ * .result says what it did) or failed (r < 0: nothing of it is, or, for
+ * an answer lost on the way, may be; -ENOTCONN and -ETIMEDOUT as for any
+ * call). One batch at a time: -EBUSY while one is in flight. The writes
+ * (and the texts they point to) must stay until done() is called; another
+ * store call meanwhile waits for the batch first (bounded by the
+ * timeout). */
+typedef enum StoreWriteType {
+        STORE_WRITE_ADD,        /* queue msg: store_queue_add() with the send's checks */
+        STORE_WRITE_TAKE,       /* delete msg.seq of msg.recipient: store_queue_take() */
+} StoreWriteType;
+
+typedef struct StoreWrite {
+        StoreWriteType type;
+        StoreMessage msg;       /* in: as for add or take; out: seq (add), metadata (take) */
+        uint64_t limit;         /* add: refused when the recipient has this many queued */
+        uint64_t limit_from;    /* add: ... or this many of them from the sender */
+        /* add: 0 (msg.seq set), -ENOENT (no such recipient), -EDQUOT (the
+         * sender's share is full), -EXFULL (the queue is full), with the
+         * count that refused it in .count; -EEXIST (queued already with
+         * this envelope: msg.seq set), -ENOTUNIQ (with another). take: 0,
+         * -ENOENT. */
+        int result;
+        uint64_t count;
+} StoreWrite;
+
+typedef void (*store_batch_fn)(void *userdata, int r);
+bool store_batch_async(Store *s);
+int store_batch_send(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
+bool store_batch_busy(Store *s);
+/* Wait (bounded) for the batch in flight and call its done() now: at
+ * shutdown. */
+void store_batch_wait(Store *s);
+
 /* Registry. */
 /* The package comes with the user's last rotations (ROTATION_CHAIN_MAX). */
 int store_user_get(Store *s, const char *user, KeyPackage **ret);      /* -ENOENT */
