@@ -50,7 +50,8 @@ INTEGRATION_TESTS = \
 	tests/integration/pipeline-pg.sh \
 	tests/integration/disk-pg.sh \
 	tests/integration/admin-pg.sh \
-	tests/integration/cluster.sh
+	tests/integration/cluster.sh \
+	tests/integration/pg-nowait.sh
 
 TESTS += $(INTEGRATION_TESTS)
 EXTRA_DIST += $(INTEGRATION_TESTS) tests/integration/lib.sh tests/tap.sh tests/pg.sh
