@@ -1394,7 +1394,8 @@ static void batch_send(Relay *relay) {
         relay->flying = true;
         /* Until the answer, its sessions say nothing more. */
         for (size_t i = 0; i < relay->flight.n_held; i++)
-                session_wait(relay->flight.held[i], true);
+                if (relay->flight.held[i])      /* NULL: freed meanwhile */
+                        session_wait(relay->flight.held[i], true);
 
         if (r >= 0 && n > 0)
                 r = store_batch_send(relay->store, relay->flight.writes, n, batch_answered, relay);

@@ -1606,7 +1606,11 @@ static void batch_finished(PgStore *s) {
         (void) sd_event_source_set_enabled(b->timer, SD_EVENT_OFF);
         if (s->conn && PQpipelineStatus(s->conn) != PQ_PIPELINE_OFF)
                 (void) PQexitPipelineMode(s->conn);
-        if (sd_event_source_set_enabled(b->defer, SD_EVENT_ONESHOT) < 0)
+        /* At exit the loop runs no more: relay_done() waits and answers
+         * (pg_batch_wait()) instead. */
+        if (sd_event_source_set_enabled(b->defer, SD_EVENT_ONESHOT) < 0 &&
+            sd_event_get_state(s->event) != SD_EVENT_EXITING &&
+            sd_event_get_state(s->event) != SD_EVENT_FINISHED)
                 log_error("PostgreSQL: cannot schedule the batch's answers");
 }
 
