@@ -854,6 +854,10 @@ static void pump_read(Relay *relay, Session *s) {
          * drains must not, or a session would read forever. */
         if (s->reading)
                 return;
+        /* Shutting down: a page sent now would be answered after the
+         * sessions are gone. */
+        if (relay->stopping)
+                return;
         if (!s->caught_up && session_output_pending(s) < SESSION_PUMP_WATER) {
                 rd = malloc(sizeof(*rd));
                 if (!rd) {
