@@ -401,12 +401,20 @@ void relay_cluster_replace(Relay *relay, const char *user) {
                 broadcast_presence_of(relay, u->user, u->fingerprint, NULL, NULL, true);
 }
 
+/* Something new is in s's queue: read it. A page in flight (PostgreSQL)
+ * may have been read before it came: another is read after it. */
+static void pump_again(Relay *relay, Session *s) {
+        s->caught_up = false;
+        if (s->reading)
+                s->read_again = true;
+        relay_pump(relay, s);
+}
+
 /* The queue is shared: what the other node committed is there to read. */
 static void repump(Relay *relay, Session *s) {
         if (s->state != SESSION_ACTIVE)
                 return;
-        s->caught_up = false;
-        relay_pump(relay, s);
+        pump_again(relay, s);
         if (s->state == SESSION_ACTIVE)
                 session_flush(s);
 }
@@ -772,8 +780,102 @@ static int deliver(Relay *relay, Session *s, const StoreMessage *m, size_t len) 
 }
 
 bool relay_has_more(const Session *s) {
+        /* A page in flight: its answer pumps on, not the output draining. */
         return s->state == SESSION_ACTIVE &&
-               (s->presence_pending || (s->receive && !s->caught_up));
+               (s->presence_pending || (s->receive && !s->caught_up && !s->reading));
+}
+
+/* A page of the queue read for a session without waiting (PostgreSQL). */
+typedef struct RelayRead {
+        Relay *relay;
+        Session *session;       /* NULL: freed meanwhile */
+} RelayRead;
+
+/* Deliver what a page brought, as far as s takes it; true when the page
+ * was the last (s is caught up). */
+static bool deliver_page(Relay *relay, Session *s, StoreMessage *page, size_t n) {
+        size_t i;
+
+        /* One envelope at a time while below the water mark: a backlog
+         * of envelopes of max-frame each goes out as the client reads
+         * it, never all at once. */
+        for (i = 0; i < n && s->state == SESSION_ACTIVE && session_output_pending(s) < SESSION_PUMP_WATER; i++)
+                if (deliver(relay, s, &page[i], strlen(page[i].envelope)) < 0)
+                        break;
+        return i == n && n < PUMP_BATCH;
+}
+
+static void pump_failed(Relay *relay, Session *s, int r) {
+        if (store_unavailable(r))
+                return;         /* not caught up: pumped again when the database is back */
+        log_error_errno(r, "Failed to read the queue of %s: %s", s->user, store_error(relay->store));
+        close_store_error(s, r);
+}
+
+static void pump_read(Relay *relay, Session *s);
+
+static void pump_answered(void *userdata, int r, StoreMessage *page, size_t n) {
+        RelayRead *rd = userdata;
+        Relay *relay = rd->relay;
+        Session *s = rd->session;
+        bool last;
+
+        free(rd);
+        if (!s) {
+                store_messages_free(page, n);
+                return;
+        }
+        s->reading = NULL;
+        if (r < 0) {
+                pump_failed(relay, s, r);
+                return;
+        }
+        last = deliver_page(relay, s, page, n);
+        store_messages_free(page, n);
+        /* A message committed while the page was read may not be in it. */
+        if (last && !s->read_again)
+                s->caught_up = true;
+        s->read_again = false;
+        if (s->state != SESSION_ACTIVE)
+                return;
+        pump_read(relay, s);
+        if (s->state == SESSION_ACTIVE)
+                session_flush(s);
+}
+
+/* relay_pump()'s reads on PostgreSQL: one page at a time, the session
+ * pumped on from its answer; other sessions are served meanwhile. */
+static void pump_read(Relay *relay, Session *s) {
+        RelayRead *rd;
+        int r;
+
+        /* The answer pumps on. Only something new in the store asks for
+         * another read (pump_again()): a pump asked for as the output
+         * drains must not, or a session would read forever. */
+        if (s->reading)
+                return;
+        /* Shutting down: a page sent now would be answered after the
+         * sessions are gone. */
+        if (relay->stopping)
+                return;
+        if (!s->caught_up && session_output_pending(s) < SESSION_PUMP_WATER) {
+                rd = malloc(sizeof(*rd));
+                if (!rd) {
+                        session_close(s, ERR_INTERNAL, "out of memory", "out of memory");
+                        return;
+                }
+                *rd = (RelayRead) { .relay = relay, .session = s };
+                r = store_queue_list_async(relay->store, s->user, s->cursor, PUMP_BATCH, pump_answered, rd);
+                if (r < 0) {
+                        free(rd);
+                        pump_failed(relay, s, r);
+                        return;
+                }
+                s->reading = rd;
+                s->read_again = false;
+                return;
+        }
+        maybe_synced(s);
 }
 
 void relay_pump(Relay *relay, Session *s) {
@@ -787,32 +889,25 @@ void relay_pump(Relay *relay, Session *s) {
          * wrote is not, yet. */
         if (!s->caught_up && store_in_transaction(relay->store))
                 relay_commit(relay);
+        if (store_batch_async(relay->store)) {
+                pump_read(relay, s);
+                return;
+        }
 
         while (!s->caught_up && session_output_pending(s) < SESSION_PUMP_WATER &&
                s->state == SESSION_ACTIVE) {
                 StoreMessage *batch = NULL;
-                size_t n = 0, i;
+                size_t n = 0;
                 int r;
 
                 r = store_queue_list(relay->store, s->user, s->cursor, PUMP_BATCH, &batch, &n);
-                if (store_unavailable(r))
-                        return;         /* not caught up: pumped again when a message comes */
                 if (r < 0) {
-                        log_error_errno(r, "Failed to read the queue of %s: %s", s->user,
-                                        store_error(relay->store));
-                        close_store_error(s, r);
+                        pump_failed(relay, s, r);
                         return;
                 }
-                /* One envelope at a time while below the water mark:
-                         * a backlog of envelopes of max-frame each goes out
-                         * as the client reads it, never all at once. */
-                for (i = 0; i < n && s->state == SESSION_ACTIVE &&
-                            session_output_pending(s) < SESSION_PUMP_WATER; i++)
-                        if (deliver(relay, s, &batch[i], strlen(batch[i].envelope)) < 0)
-                                break;
-                store_messages_free(batch, n);
-                if (i == n && n < PUMP_BATCH)
+                if (deliver_page(relay, s, batch, n))
                         s->caught_up = true;
+                store_messages_free(batch, n);
         }
         if (s->state == SESSION_ACTIVE)
                 maybe_synced(s);
@@ -828,8 +923,7 @@ static void forward(Relay *relay, Session *s, const StoreMessage *m) {
                 (void) deliver(relay, s, m, m->size);
                 return;
         }
-        s->caught_up = false;
-        relay_pump(relay, s);
+        pump_again(relay, s);
 }
 
 /* ---- the queue's counts ------------------------------------------------ */
@@ -1448,6 +1542,10 @@ static void batch_forget(RelayBatch *b, Session *s) {
 void relay_session_free(Relay *relay, Session *s) {
         batch_forget(&relay->batch, s);
         batch_forget(&relay->flight, s);
+        if (s->reading) {
+                ((RelayRead *) s->reading)->session = NULL;
+                s->reading = NULL;
+        }
 }
 
 /* A send refused for the recipient's queue (per_sender: the sender's

@@ -166,6 +166,11 @@ typedef struct Session {
         uint64_t sync_target;           /* last seq queued at login */
         bool caught_up;                 /* nothing after cursor, as far as we know */
         bool synced;                    /* "synced" was sent */
+        /* PostgreSQL: a page of the queue is being read for this session
+         * (relay.c's, NULL if none); again: read once more after it, for
+         * a message committed meanwhile. */
+        void *reading;
+        bool read_again;
 
         /* The relay waits for the database's answer to a request of this
          * session (session_wait()): no frame is processed meanwhile. */

@@ -32,6 +32,8 @@ typedef struct StoreOps {
         int (*batch_send)(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
         bool (*batch_busy)(Store *s);
         void (*batch_wait)(Store *s);
+        int (*queue_list_async)(Store *s, const char *recipient, uint64_t after, size_t max, store_list_fn done,
+                                void *userdata);
 
         int (*user_get)(Store *s, const char *user, KeyPackage **ret);
         int (*user_exists)(Store *s, const char *user);

@@ -248,6 +248,7 @@ typedef enum PipeStepKind {
         STEP_PREPARE,                   /* of statement arg */
         STEP_PLAIN,                     /* BEGIN, ROLLBACK */
         STEP_WRITE,                     /* of writes[arg] */
+        STEP_LIST,                      /* the page of the queue read */
         STEP_COMMIT,
         STEP_SYNC,
 } PipeStepKind;
@@ -257,10 +258,24 @@ typedef struct PipeStep {
         unsigned arg;
 } PipeStep;
 
-/* The relay's batch in flight (store.h, store_batch_send()). */
+/* A page of the queue to read without waiting (store_queue_list_async()). */
+typedef struct PgList {
+        struct PgList *next;
+        char recipient[USERNAME_MAX + 1];
+        uint64_t after;
+        size_t max;
+        store_list_fn done;
+        void *userdata;
+        StoreMessage *messages;
+        size_t n_messages;
+} PgList;
+
+/* The request in flight: the relay's batch (store_batch_send()) or a page
+ * of the queue (list). One at a time; the others wait in PgStore. */
 typedef struct PgBatch {
         bool active;                    /* sent, done() not called yet */
         bool finished;                  /* answered or failed: done() is due (defer) */
+        PgList *list;                   /* a page, or NULL: the writes */
         StoreWrite *const *writes;
         size_t n;
         store_batch_fn done;
@@ -292,6 +307,15 @@ typedef struct PgStore {
         uint64_t backoff_usec;
 
         PgBatch batch;
+        /* Waiting for the one in flight: the next batch, then pages. */
+        struct {
+                StoreWrite *const *writes;
+                size_t n;
+                store_batch_fn done;
+                void *userdata;
+        } next_batch;
+        PgList *lists, **lists_tail;
+        bool last_was_batch;            /* the last request sent was the batch */
 
         bool in_tx;                     /* between store_begin() and its end */
         int tx_error;                   /* a statement failed in it: PostgreSQL ended it */
@@ -1532,9 +1556,12 @@ static int pg_prekeys_drop(Store *store, const char *user) {
  * writes, COMMIT and a sync are sent in one go (libpq's pipeline mode),
  * and the answers are read as they come, from on_conn_io(). A statement
  * that fails makes the server skip the rest up to the sync; the failed
- * transaction is then rolled back in a second pipeline. Another store
- * call meanwhile first reads the batch to its end (batch_drain()); done()
- * is always called from a defer source, so that no store call ever
+ * transaction is then rolled back in a second pipeline. The pump's pages
+ * of the queue (store_queue_list_async()) go the same way, one statement
+ * each: one request is in flight at a time, the batch and the pages
+ * waiting in turn, the pages in order. Another store call meanwhile first
+ * reads the request in flight to its end (batch_drain()); done() is
+ * always called from a defer source, so that no store call ever
  * re-enters the relay. */
 
 static int pipe_push(PgStore *s, PipeStepKind kind, unsigned arg) {
@@ -1618,6 +1645,8 @@ static void batch_finished(PgStore *s) {
 static void batch_fail(PgStore *s, int r) {
         PgBatch *b = &s->batch;
 
+        if (s->next_batch.done || s->lists)
+                (void) sd_event_source_set_enabled(b->defer, SD_EVENT_ONESHOT);
         if (!b->active || b->finished)
                 return;
         /* What the connection's end says, not a statement's earlier
@@ -1626,21 +1655,74 @@ static void batch_fail(PgStore *s, int r) {
         batch_finished(s);
 }
 
+static void list_complete(PgList *l, int r) {
+        if (r < 0) {
+                store_messages_free(l->messages, l->n_messages);
+                l->messages = NULL;
+                l->n_messages = 0;
+        }
+        if (l->done)
+                l->done(l->userdata, r, l->messages, l->n_messages);
+        else
+                store_messages_free(l->messages, l->n_messages);
+        free(l);
+}
+
+/* Call the callback of the request that finished. */
 static void batch_complete(PgStore *s) {
         PgBatch *b = &s->batch;
         store_batch_fn done = b->done;
         void *userdata = b->userdata;
+        PgList *l = b->list;
         int r = b->error;
 
-        (void) sd_event_source_set_enabled(b->defer, SD_EVENT_OFF);
         b->active = b->finished = false;
+        b->list = NULL;
         b->writes = NULL;
         b->n = 0;
-        done(userdata, r);
+        if (l)
+                list_complete(l, r);
+        else
+                done(userdata, r);
 }
 
+static int batch_start(PgStore *s);
+
+/* Send the next request waiting, if none is in flight. */
+static void pipe_kick(PgStore *s) {
+        if (s->batch.active || !s->conn || (!s->next_batch.done && !s->lists))
+                return;
+        /* Failing, it failed what waits: said from the loop. */
+        (void) batch_start(s);
+}
+
+/* The request in flight finished: its callback; then the next one is
+ * sent, or, with the connection gone, every one waiting fails. */
 static int on_batch_defer(sd_event_source *source, void *userdata) {
-        batch_complete(userdata);
+        PgStore *s = userdata;
+
+        if (s->batch.active && s->batch.finished)
+                batch_complete(s);
+        if (s->conn) {
+                pipe_kick(s);
+                return 0;
+        }
+        if (s->batch.active)
+                return 0;
+        if (s->next_batch.done) {
+                store_batch_fn done = s->next_batch.done;
+
+                s->next_batch.done = NULL;
+                done(s->next_batch.userdata, -ENOTCONN);
+        }
+        while (s->lists && !s->conn) {
+                PgList *l = s->lists;
+
+                s->lists = l->next;
+                if (!s->lists)
+                        s->lists_tail = &s->lists;
+                list_complete(l, -ENOTCONN);
+        }
         return 0;
 }
 
@@ -1778,6 +1860,13 @@ static void pipe_result(PgStore *s, const PGresult *res) {
                 }
                 break;
         }
+        case STEP_LIST:
+                r = rows_to_messages(res, true, &b->list->messages, &b->list->n_messages);
+                if (r < 0) {
+                        set_error(s, "an answer that does not parse");
+                        batch_error(s, r);
+                }
+                break;
         case STEP_COMMIT:
                 if (strcmp(PQcmdStatus((PGresult *) res), "COMMIT") != 0) {
                         set_error(s, "the transaction was rolled back");
@@ -1839,7 +1928,9 @@ static bool pg_batch_async(Store *store) {
 }
 
 static bool pg_batch_busy(Store *store) {
-        return pg_store(store)->batch.active;
+        PgStore *s = pg_store(store);
+
+        return (s->batch.active && !s->batch.list) || s->next_batch.done;
 }
 
 static void write_params(const StoreWrite *w, Params *p) {
@@ -1859,20 +1950,11 @@ static void write_params(const StoreWrite *w, Params *p) {
         param_u64(p, w->limit);
 }
 
-static int pg_batch_send(Store *store, StoreWrite *const *writes, size_t n, store_batch_fn done,
-                         void *userdata) {
-        PgStore *s = pg_store(store);
+/* The sources the requests in flight need, made at the first. */
+static int pipe_sources(PgStore *s) {
         PgBatch *b = &s->batch;
-        uint64_t now;
         int r;
 
-        if (!s->event)
-                return -EOPNOTSUPP;
-        if (b->active || s->in_tx)
-                return -EBUSY;
-        r = usable(s);
-        if (r < 0)
-                return r;
         if (!b->timer) {
                 r = sd_event_add_time(s->event, &b->timer, CLOCK_MONOTONIC, UINT64_MAX, 0, on_batch_timer, s);
                 if (r < 0)
@@ -1884,39 +1966,80 @@ static int pg_batch_send(Store *store, StoreWrite *const *writes, size_t n, stor
                         return r;
                 (void) sd_event_source_set_enabled(b->defer, SD_EVENT_OFF);
         }
+        return 0;
+}
+
+/* Send the next request waiting: the batch or a page. <0 when
+ * nothing was sent and the connection is gone (it failed at once). */
+static int batch_start(PgStore *s) {
+        PgBatch *b = &s->batch;
+        PgList *l = NULL;
+        uint64_t now;
+        int r;
+
         if (PQenterPipelineMode(s->conn) != 1) {
                 set_error(s, PQerrorMessage(s->conn));
                 return lost(s, -ENOTCONN);
         }
+        /* The batch and the pages take turns: a relay that always has
+         * a batch ready would hold every pump back. */
+        if (s->lists && (!s->next_batch.done || s->last_was_batch)) {
+                l = s->lists;
+                s->lists = l->next;
+                if (!s->lists)
+                        s->lists_tail = &s->lists;
+        }
         *b = (PgBatch) {
                 .active = true,
-                .writes = writes, .n = n,
-                .done = done, .userdata = userdata,
+                .list = l,
                 .steps = b->steps, .n_steps_allocated = b->n_steps_allocated,
                 .timer = b->timer, .defer = b->defer,
         };
+        if (!l) {
+                b->writes = s->next_batch.writes;
+                b->n = s->next_batch.n;
+                b->done = s->next_batch.done;
+                b->userdata = s->next_batch.userdata;
+                s->next_batch.done = NULL;
+        }
+        s->last_was_batch = !l;
 
-        r = pipe_send(s, STMT_BEGIN, NULL, STEP_PLAIN, 0);
-        for (size_t i = 0; i < n && r >= 0; i++) {
+        if (l) {
+                /* One statement: its own transaction, ended at the sync. */
                 Params p = {};
 
-                writes[i]->result = 0;
-                write_params(writes[i], &p);
-                r = pipe_send(s, writes[i]->type == STORE_WRITE_ADD ? STMT_QUEUE_ADD_CHECKED : STMT_QUEUE_TAKE,
-                              &p, STEP_WRITE, (unsigned) i);
+                param_text(&p, l->recipient);
+                param_u64(&p, l->after);
+                param_u64(&p, l->max);
+                r = pipe_send(s, STMT_QUEUE_LIST, &p, STEP_LIST, 0);
+        } else {
+                r = pipe_send(s, STMT_BEGIN, NULL, STEP_PLAIN, 0);
+                for (size_t i = 0; i < b->n && r >= 0; i++) {
+                        Params p = {};
+
+                        b->writes[i]->result = 0;
+                        write_params(b->writes[i], &p);
+                        r = pipe_send(s, b->writes[i]->type == STORE_WRITE_ADD ? STMT_QUEUE_ADD_CHECKED
+                                                                                : STMT_QUEUE_TAKE,
+                                      &p, STEP_WRITE, (unsigned) i);
+                }
+                if (r >= 0)
+                        r = pipe_send(s, STMT_COMMIT, NULL, STEP_COMMIT, 0);
+                else if (r != -ENOTCONN) {
+                        /* A value that cannot be sent, or no memory for the
+                         * steps: what was sent is taken back. */
+                        batch_error(s, r);
+                        r = pipe_send(s, STMT_ROLLBACK, NULL, STEP_PLAIN, 0);
+                }
         }
-        if (r >= 0)
-                r = pipe_send(s, STMT_COMMIT, NULL, STEP_COMMIT, 0);
-        else if (r != -ENOTCONN) {
-                /* A value that cannot be sent, or no memory for the steps:
-                 * what was sent is taken back. */
-                batch_error(s, r);
-                r = pipe_send(s, STMT_ROLLBACK, NULL, STEP_PLAIN, 0);
-        }
-        if (r >= 0)
+        if (r >= 0 || (l && r != -ENOTCONN)) {
+                if (r < 0)
+                        batch_error(s, r);
                 r = pipe_sync(s);
+        }
         if (r < 0) {
-                /* done() says it, from the loop, as for any batch sent. */
+                /* The callback says it, from the loop, as for any request
+                 * sent. */
                 if (r == -ENOTCONN)
                         set_error(s, PQerrorMessage(s->conn));
                 (void) lost(s, -ENOTCONN);
@@ -1930,14 +2053,81 @@ static int pg_batch_send(Store *store, StoreWrite *const *writes, size_t n, stor
         return 0;
 }
 
+/* A request may be sent now: the connection up, the sources made. */
+static int pipe_ready(PgStore *s) {
+        int r;
+
+        if (!s->event)
+                return -EOPNOTSUPP;
+        r = usable(s);
+        if (r < 0)
+                return r;
+        return pipe_sources(s);
+}
+
+static int pg_batch_send(Store *store, StoreWrite *const *writes, size_t n, store_batch_fn done,
+                         void *userdata) {
+        PgStore *s = pg_store(store);
+        int r;
+
+        if ((s->batch.active && !s->batch.list) || s->next_batch.done || s->in_tx)
+                return -EBUSY;
+        r = pipe_ready(s);
+        if (r < 0)
+                return r;
+        s->next_batch.writes = writes;
+        s->next_batch.n = n;
+        s->next_batch.done = done;
+        s->next_batch.userdata = userdata;
+        /* Failing, it failed the batch too: said from the loop. */
+        if (!s->batch.active)
+                (void) batch_start(s);
+        return 0;
+}
+
+static int pg_queue_list_async(Store *store, const char *recipient, uint64_t after, size_t max,
+                               store_list_fn done, void *userdata) {
+        PgStore *s = pg_store(store);
+        PgList *l;
+        int r;
+
+        r = pipe_ready(s);
+        if (r < 0)
+                return r;
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        snprintf(l->recipient, sizeof(l->recipient), "%s", recipient);
+        l->after = after;
+        l->max = max;
+        l->done = done;
+        l->userdata = userdata;
+        *s->lists_tail = l;
+        s->lists_tail = &l->next;
+        /* Failing, it failed the page too: said from the loop. */
+        if (!s->batch.active)
+                (void) batch_start(s);
+        return 0;
+}
+
 static void pg_batch_wait(Store *store) {
         PgStore *s = pg_store(store);
 
-        if (!s->batch.active)
-                return;
-        (void) batch_drain(s, now_monotonic_usec() + s->timeout_usec);
-        if (s->batch.finished)
+        /* The batch is sent after what is in flight: both are waited for. */
+        while (s->batch.active || (s->next_batch.done && s->conn)) {
+                if (!s->batch.active && batch_start(s) < 0)
+                        break;
+                (void) batch_drain(s, now_monotonic_usec() + s->timeout_usec);
+                if (!s->batch.finished)
+                        break;
                 batch_complete(s);
+        }
+        if (s->next_batch.done) {
+                store_batch_fn done = s->next_batch.done;
+
+                s->next_batch.done = NULL;
+                done(s->next_batch.userdata, -ENOTCONN);
+        }
 }
 
 /* ---- open and close ---------------------------------------------------------- */
@@ -1955,6 +2145,16 @@ static void pg_free(Store *store) {
         s->batch.timer = sd_event_source_disable_unref(s->batch.timer);
         s->batch.defer = sd_event_source_disable_unref(s->batch.defer);
         free(s->batch.steps);
+        if (s->batch.list)
+                store_messages_free(s->batch.list->messages, s->batch.list->n_messages);
+        free(s->batch.list);
+        while (s->lists) {
+                PgList *l = s->lists;
+
+                s->lists = l->next;
+                store_messages_free(l->messages, l->n_messages);
+                free(l);
+        }
         s->connect_io = sd_event_source_disable_unref(s->connect_io);
         PQfinish(s->connecting);
         s->timer = sd_event_source_disable_unref(s->timer);
@@ -2018,6 +2218,7 @@ int store_pg_open(const char *uri, const StoreOptions *o, Store **ret) {
         s->on_back = o ? o->on_back : NULL;
         s->userdata = o ? o->userdata : NULL;
         s->backoff_usec = RECONNECT_MIN_USEC;
+        s->lists_tail = &s->lists;
 
         r = connect_blocking(s);
         if (r >= 0)
@@ -2043,6 +2244,7 @@ static const StoreOps pg_ops = {
         .batch_send = pg_batch_send,
         .batch_busy = pg_batch_busy,
         .batch_wait = pg_batch_wait,
+        .queue_list_async = pg_queue_list_async,
         .user_get = pg_user_get,
         .user_exists = pg_user_exists,
         .user_add = pg_user_add,

@@ -119,6 +119,13 @@ void store_batch_wait(Store *s) {
                 s->ops->batch_wait(s);
 }
 
+int store_queue_list_async(Store *s, const char *recipient, uint64_t after, size_t max, store_list_fn done,
+                           void *userdata) {
+        if (!s->ops->queue_list_async)
+                return -EOPNOTSUPP;
+        return s->ops->queue_list_async(s, recipient, after, max, done, userdata);
+}
+
 int store_user_get(Store *s, const char *user, KeyPackage **ret) {
         return s->ops->user_get(s, user, ret);
 }

@@ -140,6 +140,14 @@ bool store_batch_busy(Store *s);
 /* Wait (bounded) for the batch in flight and call its done() now: at
  * shutdown. */
 void store_batch_wait(Store *s);
+/* store_queue_list() without waiting, where store_batch_async() says so:
+ * done() is called on the event loop with what store_queue_list() would
+ * have returned, the messages its own to free (NULL on error). Read after
+ * the batch in flight, if any, committed. -EOPNOTSUPP elsewhere; <0 when
+ * done() will not be called. */
+typedef void (*store_list_fn)(void *userdata, int r, StoreMessage *messages, size_t n);
+int store_queue_list_async(Store *s, const char *recipient, uint64_t after, size_t max, store_list_fn done,
+                           void *userdata);
 
 /* Registry. */
 /* The package comes with the user's last rotations (ROTATION_CHAIN_MAX). */

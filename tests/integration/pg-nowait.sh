@@ -7,7 +7,8 @@
 # with SIGSTOP, on the server this script started: alice's send then stays
 # unanswered, while carol, on the same relay, still has her ping answered
 # and hears at once that bob went offline. Once the backend goes on, the
-# send is accepted. Frozen past database-timeout, a send is answered
+# send is accepted. Likewise while dave's queue is read for a message a
+# second relay on the database queued for him. Frozen past database-timeout, a send is answered
 # "unavailable", alice's session stays, and once the database is back a
 # send is accepted again.
 
@@ -87,18 +88,23 @@ PID=$(backend)
 like "the relay's store connection is in pg_stat_activity" '^[0-9]+$' "$PID"
 [[ $PID =~ ^[0-9]+$ ]] || done_testing
 
+# carol pings: her pong must come within PROMPT_MS.
+carol_pings_promptly() { # WHILE
+	local before start elapsed
+	before=$(raw_count carol pong)
+	start=$(now_ms)
+	raw carol ping "wait pong"
+	raw_wait carol "$before" pong
+	elapsed=$(($(now_ms) - start))
+	ok "$1, carol's ping is answered within $PROMPT_MS ms (${elapsed} ms)" [ "$elapsed" -lt "$PROMPT_MS" ]
+}
+
 # ---- a send in flight does not hold the other sessions ----------------------------
 
 kill -STOP "$PID"
 raw alice "send bob $(marker frozen) in flight"
 sleep 0.5
-before=$(raw_count carol pong)
-start=$(now_ms)
-raw carol ping "wait pong"
-raw_wait carol "$before" pong
-elapsed=$(($(now_ms) - start))
-ok "with the store's backend frozen, carol's ping is answered within $PROMPT_MS ms (${elapsed} ms)" \
-	[ "$elapsed" -lt "$PROMPT_MS" ]
+carol_pings_promptly "with the store's backend frozen"
 
 presences=$(raw_count carol presence)
 start=$(now_ms)
@@ -116,6 +122,38 @@ is "...queued, bob being offline" 1 "$(raw_count alice accepted '"queued":true')
 is "...and the database was never counted as away" 0 "$(relay_count 'PostgreSQL is away')"
 is "...the message is in the queue" 1 \
 	"$(db "SELECT count(*) FROM sc_queue WHERE recipient = 'bob' AND sender = 'alice'")"
+
+# ---- a pump in flight does not hold the other sessions ----------------------------
+
+# A second relay on the same database queues a message for dave, who
+# receives here: this relay's cluster connection (not the frozen one)
+# hears of it and pumps dave's queue, a read that stays in flight while
+# carol's ping is answered.
+raw_open dave
+raw dave connect "key $T/dave.key 2048" "auth dave" "expect welcome" "wait synced"
+ok "dave logs in (sc-raw), receiving, and is synced" raw_wait dave 0 synced
+RELAY1=("$SC_RELAY_PID" "$SC_RELAY_LOG" "$SC_PORT" "$SC_STATE")
+SC_STATE=$T/state2
+mkdir -m 0700 "$SC_STATE" && cp -p "$T/state/identity.key" "$SC_STATE/"
+SC_PORT=0
+check "a second relay starts on the same database (node-name=nowait2)" \
+	relay_start -o node-name=nowait2 -o control="$T/control2" -o message-rate=0 || done_testing
+SC_PIDS="$SC_PIDS $SC_RELAY_PID"
+raw_open eve
+SC_RELAY_PID=${RELAY1[0]} SC_RELAY_LOG=${RELAY1[1]} SC_PORT=${RELAY1[2]} SC_STATE=${RELAY1[3]}
+raw eve connect "key $T/eve.key 2048" "auth eve send" "expect welcome" "lookup dave" "wait key"
+ok "eve logs in on the second relay (sc-raw) and looks dave up" raw_wait eve 0 key
+
+kill -STOP "$PID"
+raw eve "send dave $(marker pumped) from the other relay" "wait accepted"
+ok "eve's send is accepted by the second relay" raw_wait eve 0 accepted
+sleep 0.5
+carol_pings_promptly "with dave's queue being read from the frozen backend"
+is "...and dave has not been delivered it yet: the read is in flight" 0 "$(raw_count dave deliver)"
+kill -CONT "$PID"
+raw dave "wait deliver"
+ok "the backend continued: dave is delivered eve's message" raw_wait dave 0 deliver
+is "...and the database was never counted as away" 0 "$(relay_count 'PostgreSQL is away')"
 
 # ---- frozen past database-timeout: unavailable, and back -------------------------
 
@@ -141,6 +179,8 @@ ok "the queue has the two accepted messages ($n)" [ "$n" -ge 2 ]
 
 raw alice bye
 raw carol bye
+raw dave bye
+raw eve bye
 check "relay stops cleanly" relay_stop
 unlike "the relay logged no internal error" "internal|assert" "$(cat "$SC_RELAY_LOG")"
 
