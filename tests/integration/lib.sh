@@ -102,6 +102,10 @@ sc_cleanup() {
 		diag "the last lines of $SC_RELAY_LOG:" "$(tail -n 20 "$SC_RELAY_LOG")"
 	fi
 	if [ -n "${SC_PG_DIR:-}" ]; then
+		# A backend a script froze (SC_PG_STOPPED) would outlive its
+		# server, stopped for good, if the script ended before it
+		# continued it.
+		[ -z "${SC_PG_STOPPED:-}" ] || kill -CONT $SC_PG_STOPPED 2>/dev/null
 		[ "$tap_failed" -eq 0 ] || diag "$(pg_log_tail)"
 		pg_cleanup
 	fi

@@ -102,6 +102,7 @@ carol_pings_promptly() { # WHILE
 # ---- a send in flight does not hold the other sessions ----------------------------
 
 kill -STOP "$PID"
+SC_PG_STOPPED=$PID
 raw alice "send bob $(marker frozen) in flight"
 sleep 0.5
 carol_pings_promptly "with the store's backend frozen"
@@ -116,6 +117,7 @@ ok "...and she hears that bob left within $PROMPT_MS ms (${elapsed} ms)" [ "$ela
 is "alice's send is still in flight: no answer yet" 0 "$(raw_count alice accepted)"
 
 kill -CONT "$PID"
+SC_PG_STOPPED=
 raw alice "wait accepted"
 ok "the backend continued: alice's send is accepted" raw_wait alice 0 accepted
 is "...queued, bob being offline" 1 "$(raw_count alice accepted '"queued":true')"
@@ -145,12 +147,14 @@ raw eve connect "key $T/eve.key 2048" "auth eve send" "expect welcome" "lookup d
 ok "eve logs in on the second relay (sc-raw) and looks dave up" raw_wait eve 0 key
 
 kill -STOP "$PID"
+SC_PG_STOPPED=$PID
 raw eve "send dave $(marker pumped) from the other relay" "wait accepted"
 ok "eve's send is accepted by the second relay" raw_wait eve 0 accepted
 sleep 0.5
 carol_pings_promptly "with dave's queue being read from the frozen backend"
 is "...and dave has not been delivered it yet: the read is in flight" 0 "$(raw_count dave deliver)"
 kill -CONT "$PID"
+SC_PG_STOPPED=
 raw dave "wait deliver"
 ok "the backend continued: dave is delivered eve's message" raw_wait dave 0 deliver
 is "...and the database was never counted as away" 0 "$(relay_count 'PostgreSQL is away')"
@@ -158,6 +162,7 @@ is "...and the database was never counted as away" 0 "$(relay_count 'PostgreSQL 
 # ---- frozen past database-timeout: unavailable, and back -------------------------
 
 kill -STOP "$PID"
+SC_PG_STOPPED=$PID
 start=$(now_ms)
 raw alice "send bob $(marker timeout) frozen too long" "wait error unavailable"
 before=$(raw_count carol pong)
@@ -168,6 +173,7 @@ elapsed=$(($(now_ms) - start))
 ok "...after database-timeout (${elapsed} ms)" [ "$elapsed" -ge $((TIMEOUT * 1000 - 500)) ]
 ok "...the relay said the database is away" relay_logged 'PostgreSQL is away \(no answer within database-timeout\)'
 kill -CONT "$PID"
+SC_PG_STOPPED=
 ok "the relay reconnects" wait_until relay_logged 'PostgreSQL is back'
 raw alice "send bob $(marker back) after the database came back" "wait accepted"
 ok "alice's session was kept: her next send is accepted" raw_wait alice 1 accepted
