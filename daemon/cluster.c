@@ -16,6 +16,7 @@
 #include "constants.h"
 #include "log.h"
 #include "macro.h"
+#include "state.h"
 
 #define RETRY_MIN_USEC (USEC_PER_SEC / 2)
 #define RETRY_MAX_USEC (10 * USEC_PER_SEC)
@@ -530,7 +531,7 @@ static void cluster_connect(Cluster *c) {
         char *password = NULL;
         int r;
 
-        r = config_database_password(&conf, &password);
+        r = state_database_password(&conf, &password);
         if (r < 0) {
                 char why[PATH_MAX + 128];
 

@@ -16,7 +16,6 @@
 #include <libpq-fe.h>
 
 #include "conf.h"
-#include "fileio.h"
 #include "log.h"
 #include "macro.h"
 #include "protocol.h"
@@ -265,10 +264,9 @@ static void conf_format_string(const void *data, char *buf, size_t size) {
  * password has no place in a file many may read (database-password-file). */
 static int conf_parse_database(const ConfigItem *it, const char *value, Config *c, void *data,
                                char *err, size_t errlen) {
-        _cleanup_(freep) char *libpq_error = NULL;
         PQconninfoOption *opts;
+        char *libpq_error = NULL;
         bool password = false;
-        int r;
 
         if (strcmp(value, "sqlite") == 0)
                 return set_string(data, value);
@@ -276,20 +274,17 @@ static int conf_parse_database(const ConfigItem *it, const char *value, Config *
                 snprintf(err, errlen, "expected sqlite or a postgresql:// URI");
                 return -EINVAL;
         }
-        r = conf_parse_path(it, value, c, data, err, errlen);   /* one line, no comment */
-        if (r < 0)
-                return r;
         opts = PQconninfoParse(value, &libpq_error);
         if (!opts) {
-                /* libpq quotes the URI, which may hold a password. */
-                if (libpq_error)
+                /* Its first line, without the URI libpq quotes after " in
+                 * URI", which may hold a password. */
+                if (libpq_error) {
                         libpq_error[strcspn(libpq_error, "\n")] = '\0';
-                if (libpq_error && strstr(libpq_error, " in URI"))
-                        *strstr(libpq_error, " in URI") = '\0';
-                snprintf(err, errlen, "not a PostgreSQL URI: %s",
-                         libpq_error ? libpq_error : "out of memory");
-                if (libpq_error)
-                        PQfreemem(TAKE_PTR(libpq_error));
+                        if (strstr(libpq_error, " in URI"))
+                                *strstr(libpq_error, " in URI") = '\0';
+                }
+                snprintf(err, errlen, "not a PostgreSQL URI: %s", libpq_error ?: "out of memory");
+                PQfreemem(libpq_error);
                 return -EINVAL;
         }
         for (PQconninfoOption *o = opts; o->keyword; o++)
@@ -301,7 +296,8 @@ static int conf_parse_database(const ConfigItem *it, const char *value, Config *
                          "credential database-password, not in the configuration");
                 return -EINVAL;
         }
-        return 0;
+        /* Last, as it sets the value: one line, no comment. */
+        return conf_parse_path(it, value, c, data, err, errlen);
 }
 
 /* A node's name goes into journal fields, notification channel names and
@@ -1160,35 +1156,4 @@ void config_dump(const Config *c, FILE *f) {
                 it->format(FIELD(c, const void, it), buf, sizeof(buf));
                 fprintf(f, "%s =%s%s\n", it->key, buf[0] ? " " : "", buf);
         }
-}
-
-int config_database_password(const Config *c, char **ret) {
-        _cleanup_(freep) char *credential = NULL;
-        const char *path = c->database_password_file, *dir;
-        char *buf = NULL, *copy;
-        size_t len;
-        int r;
-
-        *ret = NULL;
-        if (!path) {
-                dir = getenv("CREDENTIALS_DIRECTORY");
-                if (!dir || !*dir)
-                        return 0;
-                if (asprintf(&credential, "%s/database-password", dir) < 0)
-                        return -ENOMEM;
-                /* The credential is optional; a file named in the
-                 * configuration is not. */
-                if (access(credential, F_OK) < 0)
-                        return 0;
-                path = credential;
-        }
-        r = read_key_file(path, true, CONFIG_DATABASE_PASSWORD_MAX, &buf, &len);
-        if (r < 0)
-                return r;
-        buf[strcspn(buf, "\r\n")] = '\0';
-        copy = *buf ? strdup(buf) : NULL;
-        r = *buf && !copy ? -ENOMEM : 0;
-        secure_free(buf, CONFIG_DATABASE_PASSWORD_MAX + 1);
-        *ret = copy;
-        return r;
 }

@@ -28,7 +28,6 @@
 #define DEFAULT_STATE_DIRECTORY "/var/lib/securechat"
 #define DEFAULT_ADMIN_GROUP "securechat"
 #define CONFIG_NODE_NAME_MAX 32
-#define CONFIG_DATABASE_PASSWORD_MAX 1024
 
 /* A rate: count events per period ("10/s", "5/min"); count 0 is no limit. */
 typedef struct ConfigRate {
@@ -181,12 +180,6 @@ static inline bool config_database_is_postgresql(const Config *c) {
         return c->database && strcmp(c->database, "sqlite") != 0;
 }
 
-/* The database password: the first line of database-password-file, else of
- * $CREDENTIALS_DIRECTORY/database-password when that exists (systemd's
- * LoadCredential=). *ret is NULL when there is none. The caller wipes and
- * frees it; it is never logged. -EPERM when group or others may read or
- * write the file (chmod 600), -EFBIG beyond CONFIG_DATABASE_PASSWORD_MAX. */
-int config_database_password(const Config *c, char **ret);
 
 /* Whether an address is in trusted-networks. */
 bool config_address_trusted(const Config *c, const struct sockaddr *sa);

@@ -625,13 +625,13 @@ static int on_reload(sd_event_source *es, const struct signalfd_siginfo *si, voi
 
 /* ---- start and run -------------------------------------------------------- */
 
-/* config_database_password(), with the error in the log: the one reading
+/* state_database_password(), with the error in the log: the one reading
  * of it the store and the cluster share. */
 static int database_password(const Config *c, char **ret) {
         const char *path = c->database_password_file ?: "$CREDENTIALS_DIRECTORY/database-password";
         int r;
 
-        r = config_database_password(c, ret);
+        r = state_database_password(c, ret);
         if (r == -EPERM)
                 return log_error_errno(r, "Refusing %s: readable or writable by group or others "
                                        "(chmod 600 it)", path);

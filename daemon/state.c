@@ -9,9 +9,11 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "macro.h"
 #include "state.h"
 #include "transport.h"
+#include "util.h"
 
 char *state_path(const char *dir, const char *name) {
         char *p = NULL;
@@ -128,6 +130,35 @@ int state_credential_path(const char *name, char **ret) {
                 return -ENOENT;
         *ret = TAKE_PTR(path);
         return 0;
+}
+
+int state_database_password(const Config *c, char **ret) {
+        _cleanup_(freep) char *credential = NULL;
+        const char *path = c->database_password_file;
+        char *buf = NULL, *copy;
+        size_t len;
+        int r;
+
+        *ret = NULL;
+        if (!path) {
+                /* The credential is optional; a file named in the
+                 * configuration is not. */
+                r = state_credential_path(STATE_DATABASE_PASSWORD_CREDENTIAL_NAME, &credential);
+                if (r == -ENOENT)
+                        return 0;
+                if (r < 0)
+                        return r;
+                path = credential;
+        }
+        r = read_key_file(path, true, STATE_DATABASE_PASSWORD_MAX, &buf, &len);
+        if (r < 0)
+                return r;
+        buf[strcspn(buf, "\r\n")] = '\0';
+        copy = *buf ? strdup(buf) : NULL;
+        r = *buf && !copy ? -ENOMEM : 0;
+        secure_free(buf, STATE_DATABASE_PASSWORD_MAX + 1);
+        *ret = copy;
+        return r;
 }
 
 int state_identity_locate(const Config *c, StateIdentitySource *ret_source, char **ret_path) {

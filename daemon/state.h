@@ -50,6 +50,16 @@ typedef enum StateIdentitySource {
  * reports why); -ENOENT when there is none. */
 int state_credential_path(const char *name, char **ret);
 
+#define STATE_DATABASE_PASSWORD_CREDENTIAL_NAME "database-password"
+#define STATE_DATABASE_PASSWORD_MAX 1024
+
+/* The database password: the first line of database-password-file, else of
+ * the credential "database-password" when systemd passes one. *ret is NULL
+ * when there is none. The caller wipes and frees it; it is never logged.
+ * -EPERM when group or others may read or write the file (chmod 600),
+ * -EFBIG beyond STATE_DATABASE_PASSWORD_MAX. */
+int state_database_password(const Config *c, char **ret);
+
 /* Where the identity key comes from: identity-key= when set, else the
  * credential "identity-key" when systemd passes one, else
  * dir/identity.key. Looks at no key; *ret_path is allocated. */

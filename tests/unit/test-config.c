@@ -810,6 +810,109 @@ START_TEST(test_identity_key_source) {
 }
 END_TEST
 
+/* database=: sqlite or a URI libpq parses; a password in it is refused
+ * and never repeated in the error, which ends up in the journal. */
+START_TEST(test_database_key) {
+        static const char *const good[] = {
+                "sqlite", "postgresql:///securechat?host=/run/postgresql",
+                "postgres://relay@db.example:5433/securechat?sslmode=require",
+        };
+        static const char *const bad[] = { "", "mysql://x", "sqlite3", "postgresql://[bad" };
+
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                _cleanup_(config_freep) Config *c = NULL;
+
+                ck_assert_int_eq(config_new(&c), 0);
+                ck_assert_msg(config_set(c, "server", "database", good[i], "t", 1, NULL) == 0, "%s", good[i]);
+                ck_assert_str_eq(c->database, good[i]);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                _cleanup_(config_freep) Config *c = NULL;
+                _cleanup_(freep) char *error = NULL;
+
+                ck_assert_int_eq(config_new(&c), 0);
+                if (!*bad[i])
+                        continue;       /* empty: the default, tested elsewhere */
+                ck_assert_msg(config_set(c, "server", "database", bad[i], "t", 1, &error) < 0, "%s", bad[i]);
+                ck_assert_str_eq(c->database, "sqlite");
+        }
+        for (size_t i = 0; i < 2; i++) {
+                static const char *const secret[] = {
+                        "postgresql://relay:hunter2secret@db/securechat",
+                        "postgresql:///securechat?password=hunter2secret",
+                };
+                _cleanup_(config_freep) Config *c = NULL;
+                _cleanup_(freep) char *error = NULL;
+
+                ck_assert_int_eq(config_new(&c), 0);
+                ck_assert_int_lt(config_set(c, "server", "database", secret[i], "f.conf", 3, &error), 0);
+                ck_assert_ptr_nonnull(strstr(error, "database-password-file"));
+                ck_assert_msg(!strstr(error, "hunter2secret"), "%s", error);
+        }
+}
+END_TEST
+
+START_TEST(test_node_name) {
+        static const char *const good[] = { "n1", "relay-a", "abcdefghijklmnopqrstuvwxyz012345" };
+        static const char *const bad[] = { "N1", "-a", "a_b", "a.b", "abcdefghijklmnopqrstuvwxyz0123456" };
+        _cleanup_(config_freep) Config *c = NULL;
+
+        ck_assert_int_eq(config_new(&c), 0);
+        /* The default: the host name, made to fit the same rules. */
+        ck_assert_ptr_nonnull(c->node_name);
+        ck_assert_int_eq(config_set(c, "server", "node-name", c->node_name, "t", 1, NULL), 0);
+        for (size_t i = 0; i < ELEMENTSOF(good); i++) {
+                ck_assert_int_eq(config_set(c, "server", "node-name", good[i], "t", 1, NULL), 0);
+                ck_assert_str_eq(c->node_name, good[i]);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                ck_assert_msg(config_set(c, "server", "node-name", bad[i], "t", 1, NULL) < 0, "%s", bad[i]);
+}
+END_TEST
+
+/* The database password: the file named, else the credential, first line
+ * only, never a file others may read. */
+START_TEST(test_database_password) {
+        _cleanup_(config_freep) Config *c = NULL;
+        char creds[512], cred[600];
+        const char *file;
+        char *pw = NULL;
+
+        snprintf(creds, sizeof(creds), "%s/pwcreds", tmpdir);
+        snprintf(cred, sizeof(cred), "%s/database-password", creds);
+        make_dir("pwcreds");
+        ck_assert_int_eq(config_new(&c), 0);
+
+        unsetenv("CREDENTIALS_DIRECTORY");
+        ck_assert_int_eq(state_database_password(c, &pw), 0);
+        ck_assert_ptr_null(pw);
+        setenv("CREDENTIALS_DIRECTORY", creds, 1);
+        ck_assert_int_eq(state_database_password(c, &pw), 0);
+        ck_assert_ptr_null(pw);         /* no such credential: none */
+
+        file = write_file("pwcreds/database-password", "from-credential\nsecond line\n");
+        ck_assert_int_eq(chmod(file, 0600), 0);
+        ck_assert_int_eq(state_database_password(c, &pw), 0);
+        ck_assert_str_eq(pw, "from-credential");
+        free(pw);
+
+        file = write_file("db-password", "from-file\r\n");
+        ck_assert_int_eq(chmod(file, 0600), 0);
+        ck_assert_int_eq(config_set(c, "server", "database-password-file", file, "t", 1, NULL), 0);
+        ck_assert_int_eq(state_database_password(c, &pw), 0);
+        ck_assert_str_eq(pw, "from-file");
+        free(pw);
+
+        ck_assert_int_eq(chmod(file, 0640), 0);
+        ck_assert_int_eq(state_database_password(c, &pw), -EPERM);
+        ck_assert_ptr_null(pw);
+        ck_assert_int_eq(unlink(file), 0);
+        ck_assert_int_eq(state_database_password(c, &pw), -ENOENT);   /* named: required */
+        ck_assert_int_eq(unlink(cred), 0);
+        unsetenv("CREDENTIALS_DIRECTORY");
+}
+END_TEST
+
 static Suite *config_suite(void) {
         Suite *s = suite_create("config");
         TCase *tc = tcase_create("config");
@@ -846,6 +949,9 @@ static Suite *config_suite(void) {
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 120);
         tcase_add_test(tc, test_identity_key_source);
+        tcase_add_test(tc, test_database_key);
+        tcase_add_test(tc, test_node_name);
+        tcase_add_test(tc, test_database_password);
         suite_add_tcase(s, tc);
         return s;
 }
