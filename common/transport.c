@@ -20,6 +20,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,13 +43,29 @@
 #define CERT_VALIDITY ((time_t) 3650 * 24 * 3600)      /* ten years */
 #define CERT_SERIAL_LEN 16
 
+/* One recv() takes up to this much: a TLS 1.3 record of the largest size
+ * (5 bytes of header, 2^14 of plain text, at most 256 of expansion), or
+ * the several small ones a client sends at once. */
+#define TRANSPORT_READ_MAX (5 + 16384 + 256)
+
 struct Transport {
         int fd;
+        /* Bytes a recv() returned beyond what GnuTLS asked for, in[in_head]
+         * to in[in_len], served to it before the socket is read again (see
+         * transport_pull()). in is NULL whenever none are left, so that an
+         * idle session holds nothing; the sizes are 16 bits so that they
+         * fit beside fd and the struct stays in the malloc size class it
+         * had without them (thousands of idle sessions). */
+        uint16_t in_head, in_len;
+        uint8_t *in;
         gnutls_session_t session;                   /* NULL: plain TCP */
         gnutls_certificate_credentials_t own_creds; /* client side only */
         bool handshake_done;
         bool wants_write;
+        bool pull_enomem;       /* the last pull failed for want of memory */
 };
+
+_Static_assert(TRANSPORT_READ_MAX <= UINT16_MAX, "Transport.in_len is 16 bits");
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(gnutls_x509_crt_t, gnutls_x509_crt_deinit);
 DEFINE_TRIVIAL_CLEANUP_FUNC(gnutls_x509_privkey_t, gnutls_x509_privkey_deinit);
@@ -65,6 +83,7 @@ Transport *transport_free(Transport *t) {
                         (void) gnutls_bye(t->session, GNUTLS_SHUT_WR);
                 gnutls_deinit(t->session);
         }
+        free(t->in);
         if (t->own_creds)
                 gnutls_certificate_free_credentials(t->own_creds);
         safe_close(t->fd);
@@ -86,6 +105,96 @@ static int transport_alloc(int fd, Transport **ret) {
         return 0;
 }
 
+static size_t transport_buffered(const Transport *t) {
+        return (size_t) t->in_len - t->in_head;
+}
+
+/* GnuTLS's pull function. Its default reads a record in two recv() calls,
+ * the 5-byte header and then the body, and needs a third to learn that
+ * nothing is left: most of a relay's system calls. Here one recv() takes
+ * what is waiting, up to TRANSPORT_READ_MAX, into a scratch buffer shared
+ * by every transport of the thread; GnuTLS gets what it asked for and only
+ * the rest is kept, in memory of its size, until GnuTLS has taken it.
+ *
+ * The kept bytes are invisible to poll and epoll, like the records GnuTLS
+ * decrypted but not yet returned: transport_pending() counts them, and a
+ * pull returns EAGAIN only with none kept, so a reader that stops at
+ * -EAGAIN (edge-triggered or not) leaves nothing behind.
+ *
+ * Until the handshake is done, a pull reads exactly what GnuTLS asks for,
+ * as the default does: whatever the peer sends after its last handshake
+ * message then stays in the kernel, where the poll or epoll_ctl() of the
+ * caller that turns from the handshake to reading finds it. */
+static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *data, size_t len) {
+        static _Thread_local uint8_t scratch[TRANSPORT_READ_MAX];
+        Transport *t = ptr;
+        size_t take;
+        ssize_t n;
+
+        t->pull_enomem = false;
+
+        if (transport_buffered(t) > 0) {
+                take = MIN(len, transport_buffered(t));
+                memcpy(data, t->in + t->in_head, take);
+                t->in_head += (uint16_t) take;
+                if (t->in_head == t->in_len) {
+                        free(t->in);
+                        t->in = NULL;
+                        t->in_head = t->in_len = 0;
+                }
+                return (ssize_t) take;
+        }
+
+        if (!t->handshake_done) {
+                n = recv(t->fd, data, len, 0);
+                if (n < 0)
+                        gnutls_transport_set_errno(t->session, errno);
+                return n;
+        }
+
+        n = recv(t->fd, scratch, sizeof(scratch), 0);
+        if (n <= 0) {
+                /* EAGAIN, EINTR and the rest go to GnuTLS as they came, as
+                 * its default pull leaves them; 0 is EOF. */
+                if (n < 0)
+                        gnutls_transport_set_errno(t->session, errno);
+                return n;
+        }
+
+        take = MIN(len, (size_t) n);
+        memcpy(data, scratch, take);
+        if (take < (size_t) n) {
+                t->in = malloc((size_t) n - take);
+                if (!t->in) {
+                        /* The bytes are gone from the kernel: the
+                         * connection cannot go on. */
+                        t->pull_enomem = true;
+                        gnutls_transport_set_errno(t->session, ENOMEM);
+                        return -1;
+                }
+                memcpy(t->in, scratch + take, (size_t) n - take);
+                t->in_head = 0;
+                t->in_len = (uint16_t) (n - (ssize_t) take);
+        }
+        return (ssize_t) take;
+}
+
+/* Required with a custom pull function (GnuTLS calls it only for blocking
+ * sessions or with timeouts set, neither of which happens here): ready at
+ * once with bytes kept, otherwise the socket decides. */
+static int transport_pull_timeout(gnutls_transport_ptr_t ptr, unsigned ms) {
+        Transport *t = ptr;
+        struct pollfd p = { .fd = t->fd, .events = POLLIN };
+        int r;
+
+        if (transport_buffered(t) > 0)
+                return 1;
+        r = poll(&p, 1, ms == GNUTLS_INDEFINITE_TIMEOUT ? -1 : (int) MIN(ms, (unsigned) INT_MAX));
+        if (r < 0)
+                gnutls_transport_set_errno(t->session, errno);
+        return r;
+}
+
 static int session_setup(Transport *t, unsigned flags, gnutls_certificate_credentials_t creds) {
         int r;
 
@@ -104,7 +213,12 @@ static int session_setup(Transport *t, unsigned flags, gnutls_certificate_creden
         if (r < 0)
                 return r == GNUTLS_E_MEMORY_ERROR ? -ENOMEM : -EPROTO;
 
-        gnutls_transport_set_int(t->session, t->fd);
+        /* GnuTLS's own push functions write to the fd, which they take as
+         * the pointer gnutls_transport_set_int() would make of it; reads
+         * go through transport_pull(). */
+        gnutls_transport_set_ptr2(t->session, t, (gnutls_transport_ptr_t) (intptr_t) t->fd);
+        gnutls_transport_set_pull_function(t->session, transport_pull);
+        gnutls_transport_set_pull_timeout_function(t->session, transport_pull_timeout);
         return 0;
 }
 
@@ -250,7 +364,7 @@ static ssize_t map_gnutls_io_error(Transport *t, ssize_t r) {
         case GNUTLS_E_PUSH_ERROR:
                 return -EPIPE;
         case GNUTLS_E_PULL_ERROR:
-                return -ECONNRESET;
+                return t->pull_enomem ? -ENOMEM : -ECONNRESET;
         case GNUTLS_E_MEMORY_ERROR:
                 return -ENOMEM;
         default:
@@ -317,7 +431,7 @@ int transport_shutdown(Transport *t) {
 }
 
 bool transport_pending(const Transport *t) {
-        return t->session && gnutls_record_check_pending(t->session) > 0;
+        return t->session && (gnutls_record_check_pending(t->session) > 0 || transport_buffered(t) > 0);
 }
 
 bool transport_wants_write(const Transport *t) {

@@ -51,7 +51,9 @@ ssize_t transport_write(Transport *t, const void *buf, size_t len);
  * shutdown(SHUT_WR). 0 when done, -EAGAIN to be called again when the fd
  * is ready (transport_wants_write()), or -errno. Reading still works. */
 int transport_shutdown(Transport *t);
-/* Data already decrypted and buffered inside GnuTLS (poll will not say). */
+/* Data already taken from the socket, decrypted inside GnuTLS or read
+ * ahead of it, that poll will not report. A read after true may still give
+ * -EAGAIN (the bytes were part of a record), and then this is false. */
 bool transport_pending(const Transport *t);
 /* After -EAGAIN: does the transport wait for writability? */
 bool transport_wants_write(const Transport *t);
