@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -507,6 +508,290 @@ START_TEST(test_ed25519_session) {
 }
 END_TEST
 
+
+/* ---- reading ahead: the test stands between the two ends ---------------- *
+ *
+ * The client's socket goes to the test (raw[0]), the server's comes from it
+ * (raw[1]), so that the test decides how the client's records reach the
+ * server: whole, several in one piece, split anywhere, a byte at a time. */
+
+typedef struct Middle {
+        Transport *s, *c;
+        int raw[2];             /* the client's peer, the server's peer */
+} Middle;
+
+#define MIDDLE_NULL { .raw = { -EBADF, -EBADF } }
+
+static void middle_done(Middle *m) {
+        m->s = transport_free(m->s);
+        m->c = transport_free(m->c);
+        m->raw[0] = safe_close(m->raw[0]);
+        m->raw[1] = safe_close(m->raw[1]);
+}
+
+/* All that is waiting on fd (up to its EOF), appended to buf (at most cap). */
+static size_t take_all(int fd, uint8_t *buf, size_t cap) {
+        size_t have = 0;
+
+        for (;;) {
+                ssize_t n = read(fd, buf + have, cap - have);
+
+                if ((n < 0 && errno == EAGAIN) || n == 0)
+                        return have;
+                ck_assert_int_gt(n, 0);
+                have += (size_t) n;
+                ck_assert_uint_lt(have, cap);
+        }
+}
+
+static void put_all(int fd, const uint8_t *p, size_t len) {
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+
+                if (n < 0 && errno == EAGAIN) {
+                        struct pollfd pf = { .fd = fd, .events = POLLOUT };
+
+                        ck_assert_int_gt(poll(&pf, 1, POLL_TIMEOUT_MS), 0);
+                        continue;
+                }
+                ck_assert_int_gt(n, 0);
+                p += n;
+                len -= (size_t) n;
+        }
+}
+
+/* Move what either end wrote to the other, in one piece. */
+static void middle_shuttle(Middle *m) {
+        static uint8_t buf[256 * 1024];
+        size_t n;
+
+        n = take_all(m->raw[0], buf, sizeof(buf));
+        put_all(m->raw[1], buf, n);
+        n = take_all(m->raw[1], buf, sizeof(buf));
+        put_all(m->raw[0], buf, n);
+}
+
+/* Connect through the middle; once the client is done, it writes early
+ * (may be NULL), which reaches the server together with the client's last
+ * handshake message. */
+static void middle_setup(Middle *m, const char *early) {
+        bool s_done = false, c_done = false;
+        int a[2], b[2];
+
+        make_pair(a);
+        make_pair(b);
+        *m = (Middle) { .raw = { a[1], b[0] } };
+        ck_assert_int_eq(transport_new_server(b[1], creds, &m->s), 0);
+        ck_assert_int_eq(transport_new_client(a[0], true, "relay.example", &m->c), 0);
+
+        while (!s_done || !c_done) {
+                int r;
+
+                if (!s_done) {
+                        r = transport_handshake(m->s, NULL);
+                        ck_assert(r == 0 || r == -EAGAIN);
+                        s_done = r == 0;
+                }
+                if (!c_done) {
+                        r = transport_handshake(m->c, NULL);
+                        ck_assert(r == 0 || r == -EAGAIN);
+                        c_done = r == 0;
+                        if (c_done && early)
+                                ck_assert_int_eq(transport_write(m->c, early, strlen(early)),
+                                                 (ssize_t) strlen(early));
+                }
+                middle_shuttle(m);
+        }
+}
+
+/* The records the client makes of each message, as bytes on the wire. */
+static size_t middle_records(Middle *m, const char *const *msgs, size_t n_msgs,
+                             uint8_t *wire, size_t cap) {
+        for (size_t i = 0; i < n_msgs; i++)
+                ck_assert_int_eq(transport_write(m->c, msgs[i], strlen(msgs[i])),
+                                 (ssize_t) strlen(msgs[i]));
+        return take_all(m->raw[0], wire, cap);
+}
+
+static int kernel_queued(Transport *t) {
+        int n = -1;
+
+        ck_assert_int_eq(ioctl(transport_fd(t), FIONREAD, &n), 0);
+        return n;
+}
+
+/* One read by the server: the message expected, or -EAGAIN (msg NULL). */
+static void expect_read(Transport *s, const char *msg) {
+        char buf[64];
+        ssize_t n = transport_read(s, buf, sizeof(buf));
+
+        if (!msg) {
+                ck_assert_int_eq(n, -EAGAIN);
+                /* Nothing is left where epoll cannot see it. */
+                ck_assert(!transport_pending(s));
+                return;
+        }
+        ck_assert_int_eq(n, (ssize_t) strlen(msg));
+        ck_assert_mem_eq(buf, msg, strlen(msg));
+}
+
+static const char *const three[] = { "send one", "ack", "send three, a little longer" };
+
+#define WIRE_MAX 4096
+
+/* Connected, and the client's records of three[] taken off the wire. */
+static size_t middle_three(Middle *m, uint8_t wire[static WIRE_MAX]) {
+        middle_setup(m, NULL);
+        return middle_records(m, three, ELEMENTSOF(three), wire, WIRE_MAX);
+}
+
+START_TEST(test_read_ahead_several) {
+        _cleanup_(middle_done) Middle m = MIDDLE_NULL;
+        uint8_t wire[WIRE_MAX];
+        size_t len = middle_three(&m, wire);
+
+        put_all(m.raw[1], wire, len);
+
+        /* The first read took all three records from the kernel; the other
+         * two are pending, which poll would not say. */
+        expect_read(m.s, three[0]);
+        ck_assert_int_eq(kernel_queued(m.s), 0);
+        ck_assert(transport_pending(m.s));
+        expect_read(m.s, three[1]);
+        ck_assert(transport_pending(m.s));
+        expect_read(m.s, three[2]);
+        ck_assert(!transport_pending(m.s));
+        expect_read(m.s, NULL);
+}
+END_TEST
+
+START_TEST(test_read_ahead_split) {
+        _cleanup_(middle_done) Middle m = MIDDLE_NULL;
+        uint8_t wire[WIRE_MAX];
+        size_t len, first, cut;
+
+        middle_setup(&m, NULL);
+        first = middle_records(&m, three, 1, wire, sizeof(wire));
+        len = first + middle_records(&m, three + 1, 2, wire + first, sizeof(wire) - first);
+
+        /* Half of the first record: nothing to return yet, and nothing
+         * kept back from GnuTLS. */
+        put_all(m.raw[1], wire, first / 2);
+        expect_read(m.s, NULL);
+        /* Its rest and the next record's header but one byte. */
+        cut = first + 4;
+        put_all(m.raw[1], wire + first / 2, cut - first / 2);
+        expect_read(m.s, three[0]);
+        expect_read(m.s, NULL);
+        /* The rest, cut inside the last record. */
+        put_all(m.raw[1], wire + cut, len - cut - 3);
+        expect_read(m.s, three[1]);
+        expect_read(m.s, NULL);
+        put_all(m.raw[1], wire + len - 3, 3);
+        expect_read(m.s, three[2]);
+        expect_read(m.s, NULL);
+}
+END_TEST
+
+/* A peer that sends its records a byte at a time: each comes out with its
+ * last byte, and nothing before. */
+START_TEST(test_read_ahead_dribble) {
+        _cleanup_(middle_done) Middle m = MIDDLE_NULL;
+        uint8_t wire[WIRE_MAX];
+        size_t first, len;
+
+        middle_setup(&m, NULL);
+        first = middle_records(&m, three, 1, wire, sizeof(wire));
+        len = first + middle_records(&m, three + 1, 1, wire + first, sizeof(wire) - first);
+
+        for (size_t i = 0; i < len; i++) {
+                put_all(m.raw[1], wire + i, 1);
+                if (i + 1 == first)
+                        expect_read(m.s, three[0]);
+                else if (i + 1 == len)
+                        expect_read(m.s, three[1]);
+                expect_read(m.s, NULL);
+                ck_assert_int_eq(kernel_queued(m.s), 0);
+        }
+}
+END_TEST
+
+/* The peer's records, then (_i = 0) its close_notify and EOF or (_i = 1)
+ * EOF alone, all in one piece: every record is read before the orderly
+ * EOF or the truncation. */
+START_TEST(test_read_ahead_eof) {
+        _cleanup_(middle_done) Middle m = MIDDLE_NULL;
+        uint8_t wire[WIRE_MAX];
+        size_t len = middle_three(&m, wire);
+
+        if (_i == 0) {
+                ck_assert_int_eq(transport_shutdown(m.c), 0);
+                len += take_all(m.raw[0], wire + len, sizeof(wire) - len);
+        }
+        put_all(m.raw[1], wire, len);
+        ck_assert_int_eq(shutdown(m.raw[1], SHUT_WR), 0);
+
+        for (size_t i = 0; i < ELEMENTSOF(three); i++)
+                expect_read(m.s, three[i]);
+        if (_i == 0)
+                expect_eof(m.s);
+        else
+                ck_assert_int_eq(transport_read(m.s, wire, sizeof(wire)), -ECONNRESET);
+}
+END_TEST
+
+/* What the client sends right after its handshake arrives with its last
+ * handshake message; the server's handshake must leave it in the kernel,
+ * where the poll or epoll_ctl() of whoever turns to reading next sees it
+ * (the relay's sockets are edge-triggered). */
+START_TEST(test_read_ahead_not_in_handshake) {
+        _cleanup_(middle_done) Middle m = MIDDLE_NULL;
+        struct pollfd p;
+
+        middle_setup(&m, "auth");
+        ck_assert(!transport_pending(m.s));
+        ck_assert_int_gt(kernel_queued(m.s), 0);
+        p = (struct pollfd) { .fd = transport_fd(m.s), .events = POLLIN };
+        ck_assert_int_eq(poll(&p, 1, 0), 1);
+        expect_read(m.s, "auth");
+        expect_read(m.s, NULL);
+}
+END_TEST
+
+/* Records larger than one read, both ways, and the client's side of the
+ * read-ahead, through the middle. */
+START_TEST(test_read_ahead_bulk) {
+        _cleanup_(middle_done) Middle m = MIDDLE_NULL;
+        _cleanup_(freep) uint8_t *out = malloc(BIG), *in = malloc(BIG);
+        size_t sent = 0, got = 0;
+
+        ck_assert_ptr_nonnull(out);
+        ck_assert_ptr_nonnull(in);
+        ck_assert_int_eq(random_bytes(out, BIG), 0);
+        middle_setup(&m, NULL);
+
+        while (got < BIG) {
+                ssize_t n;
+
+                if (sent < BIG) {
+                        n = transport_write(m.s, out + sent, MIN((size_t) 50000, BIG - sent));
+                        ck_assert(n > 0 || n == -EAGAIN);
+                        if (n > 0)
+                                sent += (size_t) n;
+                }
+                middle_shuttle(&m);
+                do {
+                        n = transport_read(m.c, in + got, BIG - got);
+                        ck_assert(n > 0 || n == -EAGAIN);
+                        if (n > 0)
+                                got += (size_t) n;
+                } while (n > 0 && got < BIG);
+        }
+        ck_assert_mem_eq(in, out, BIG);
+        ck_assert(!transport_pending(m.c));
+}
+END_TEST
+
 static Suite *transport_suite(void) {
         Suite *s = suite_create("transport");
         TCase *tc;
@@ -522,6 +807,12 @@ static Suite *transport_suite(void) {
         tcase_add_test(tc, test_tls_peer_vanishes);
         tcase_add_loop_test(tc, test_tls_garbage_client, 0, 4);
         tcase_add_test(tc, test_tls_client_vs_garbage_server);
+        tcase_add_test(tc, test_read_ahead_several);
+        tcase_add_test(tc, test_read_ahead_split);
+        tcase_add_test(tc, test_read_ahead_dribble);
+        tcase_add_loop_test(tc, test_read_ahead_eof, 0, 2);
+        tcase_add_test(tc, test_read_ahead_not_in_handshake);
+        tcase_add_test(tc, test_read_ahead_bulk);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("plain");
