@@ -193,6 +193,188 @@ int json_parse_strict(const char *s, size_t len, int depth, json_object **ret,
         return 0;
 }
 
+/* ---- texts as received ----------------------------------------------------- */
+
+const char *json_plain_text(json_object *o, size_t *ret_len) {
+        return json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+                                                 ret_len);
+}
+
+static bool json_space(char c) {
+        return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+static size_t skip_space(const char *s, size_t len, size_t i) {
+        while (i < len && json_space(s[i]))
+                i++;
+        return i;
+}
+
+static bool json_digit(char c) {
+        return c >= '0' && c <= '9';
+}
+
+/* The index after the string that starts at s[i] (a quote), or 0 when it
+ * does not end. *plain is cleared when it holds a backslash: json-c
+ * writes the character escaped or not, as it sees fit, and the text
+ * decides nothing. Most of an envelope is the inside of strings (base64):
+ * memchr() finds their end, where a loop over the bytes cost more than
+ * json-c's serialization it is there to save. */
+static size_t string_end(const char *s, size_t len, size_t i, bool *plain) {
+        for (i++; i < len;) {
+                const char *quote = memchr(s + i, '"', len - i), *backslash;
+
+                if (!quote)
+                        return 0;
+                backslash = memchr(s + i, '\\', (size_t) (quote - s) - i);
+                if (!backslash)
+                        return (size_t) (quote - s) + 1;
+                /* Past the escaped character, which may be a quote. */
+                *plain = false;
+                i = (size_t) (backslash - s) + 2;
+        }
+        return 0;
+}
+
+/* The index after the number at s[i]. *plain is cleared unless it is an
+ * integer json-c writes with the same digits: no "-0", no leading zero,
+ * no fraction or exponent (json-c may write those otherwise), and at
+ * most 18 digits, which any int64 holds, where json-c saturates. */
+static size_t number_end(const char *s, size_t len, size_t i, bool *plain) {
+        size_t start = i, digits;
+
+        if (s[i] == '-')
+                i++;
+        digits = i;
+        while (i < len && json_digit(s[i]))
+                i++;
+        digits = i - digits;
+        if (digits == 0 || digits > 18 || (s[i - digits] == '0' && (digits > 1 || s[start] == '-')))
+                *plain = false;
+        while (i < len && (json_digit(s[i]) || s[i] == '.' || s[i] == 'e' || s[i] == 'E' || s[i] == '+' ||
+                           s[i] == '-')) {
+                *plain = false;
+                i++;
+        }
+        return i;
+}
+
+/* The index after true, false or null at s[i] (json-c writes them as
+ * they are), or 0. */
+static size_t literal_end(const char *s, size_t len, size_t i) {
+        static const char *const words[] = { "true", "false", "null" };
+
+        for (size_t k = 0; k < ELEMENTSOF(words); k++) {
+                size_t n = strlen(words[k]);
+
+                if (len - i >= n && memcmp(s + i, words[k], n) == 0)
+                        return i + n;
+        }
+        return 0;
+}
+
+/* The index after the value that starts at s[i], or 0 when none does.
+ * *plain is cleared when json-c would write it otherwise (see
+ * json_plain_text()): white space, a backslash, a number as number_end()
+ * says. Objects and arrays are followed to their end without recursion:
+ * a text past json_parse_strict()'s depth bound is walked all the same. */
+static size_t value_end(const char *s, size_t len, size_t i, bool *plain) {
+        size_t depth = 0;
+
+        do {
+                if (i >= len)
+                        return 0;
+                switch (s[i]) {
+                case '"':
+                        i = string_end(s, len, i, plain);
+                        if (i == 0)
+                                return 0;
+                        break;
+                case '{':
+                case '[':
+                        depth++;
+                        i++;
+                        break;
+                case '}':
+                case ']':
+                        if (depth == 0)
+                                return 0;
+                        depth--;
+                        i++;
+                        break;
+                case ',':
+                case ':':
+                        if (depth == 0)
+                                return 0;
+                        i++;
+                        break;
+                case ' ':
+                case '\t':
+                case '\r':
+                case '\n':
+                        if (depth == 0)
+                                return 0;
+                        *plain = false;
+                        i++;
+                        break;
+                case 't':
+                case 'f':
+                case 'n':
+                        i = literal_end(s, len, i);
+                        if (i == 0)
+                                return 0;
+                        break;
+                default:
+                        if (s[i] != '-' && !json_digit(s[i]))
+                                return 0;
+                        i = number_end(s, len, i, plain);
+                        break;
+                }
+        } while (depth > 0);
+        return i;
+}
+
+bool json_member_plain(const char *s, size_t len, const char *key, const char **ret, size_t *ret_len) {
+        size_t key_len = strlen(key), i;
+
+        i = skip_space(s, len, 0);
+        if (i >= len || s[i] != '{')
+                return false;
+        for (i++;;) {
+                size_t name, name_end, value;
+                bool name_plain = true, plain = true;
+
+                /* A name, ':', a value, then ',' or the end of the object. */
+                name = skip_space(s, len, i);
+                if (name >= len || s[name] != '"')
+                        return false;
+                name_end = string_end(s, len, name, &name_plain);
+                if (name_end == 0)
+                        return false;
+                i = skip_space(s, len, name_end);
+                if (i >= len || s[i] != ':')
+                        return false;
+                value = skip_space(s, len, i + 1);
+                i = value_end(s, len, value, &plain);
+                if (i == 0)
+                        return false;
+                /* The name as it is written: one with an escape is another
+                 * spelling json-c reads as the same, and json_parse_strict()
+                 * let no object have a member twice. */
+                if (name_end - name - 2 == key_len && memcmp(s + name + 1, key, key_len) == 0) {
+                        if (!plain)
+                                return false;
+                        *ret = s + value;
+                        *ret_len = i - value;
+                        return true;
+                }
+                i = skip_space(s, len, i);
+                if (i >= len || s[i] != ',')
+                        return false;
+                i++;
+        }
+}
+
 /* ---- builders -------------------------------------------------------------- */
 
 int json_add(json_object *o, const char *key, json_object *v) {

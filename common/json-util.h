@@ -46,6 +46,25 @@ static inline void json_object_unrefp(json_object **o) {
 int json_parse_strict(const char *s, size_t len, int depth, json_object **ret,
                       const char **ret_reason);
 
+/* o as json-c writes it without white space and without escaping '/'
+ * (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE): the form
+ * the relay stores and forwards envelopes in. The text, *ret_len bytes
+ * and a NUL, is o's until o is freed or changed; NULL on ENOMEM. */
+const char *json_plain_text(json_object *o, size_t *ret_len);
+
+/* The value of the member key of the object text s (len bytes), when its
+ * bytes there are exactly json_plain_text() of the value json-c parsed from
+ * them: true with *ret pointing into s and *ret_len set. The test is
+ * conservative, for the caller to serialize instead (false): no member
+ * whose name is written literally as key, or in its value white space,
+ * a backslash, or a number other than an integer of at most 18 digits
+ * without "-0" or leading zeros. key holds no '"' or '\\'. Meant for a
+ * text that json_parse_strict() accepted (which let no object have a
+ * member twice); any other is read within its len bytes and gives false,
+ * or a span whose value json-c would not have parsed. A walk over the
+ * members up to key and over its value, without recursion. */
+bool json_member_plain(const char *s, size_t len, const char *key, const char **ret, size_t *ret_len);
+
 /*
  * Builders. Each adds one member to o and returns 0 or -ENOMEM. Values
  * are taken: on failure they are released here, never leaked or left

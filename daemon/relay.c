@@ -39,8 +39,8 @@
 struct RelayPending {
         Session *session;       /* NULL: freed while its batch was in flight */
         uint64_t id;            /* the send's request id */
-        StoreWrite w;           /* .msg as stored; .msg.envelope is envelope's serialization */
-        json_object *envelope;  /* as received, holding the text: forwarded from memory */
+        StoreWrite w;           /* .msg as stored; .msg.envelope, the text (envelope_text()),
+                                 * is the batch's: stored and forwarded from memory */
         bool retry;             /* of a message queued already: "accepted" only */
 };
 
@@ -1121,13 +1121,30 @@ static void storage_full(Relay *relay, Session *s, const uint64_t *id, Limit lim
                                                    : "the relay is out of disk space");
 }
 
-/* An envelope as stored: as the client sent it (re-serialised by json-c,
- * without escaping '/': the same members, the same values), once per
- * send. The text is kept by the object until it is freed: the batch
- * forwards it from there. */
-static const char *envelope_text(json_object *envelope, size_t *ret_len) {
-        return json_object_to_json_string_length(envelope, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                 ret_len);
+/* An envelope as stored: json-c's serialization of what the client sent
+ * (json_plain_text(): the same members, the same values), which is the
+ * bytes it sent as they are when it wrote them that way, as clients do;
+ * serializing cost more than anything else the relay does with a send.
+ * The text must not depend on which way it was found: the store tells a
+ * retry from another envelope under the same id by comparing texts. A
+ * copy of its own (NUL-terminated, for the store), since the frame's
+ * buffer and object are freed before the batch stores and forwards it;
+ * NULL on ENOMEM. */
+static char *envelope_text(const Frame *f, const uint8_t *payload, size_t len, size_t *ret_len) {
+        const char *text;
+        char *copy;
+
+        if (!json_member_plain((const char *) payload, len, "envelope", &text, ret_len)) {
+                text = json_plain_text(f->send.raw, ret_len);
+                if (!text)
+                        return NULL;
+        }
+        copy = malloc(*ret_len + 1);
+        if (!copy)
+                return NULL;
+        memcpy(copy, text, *ret_len);
+        copy[*ret_len] = 0;
+        return copy;
 }
 
 /* What a send whose write failed with r is told, also when the write was
@@ -1228,11 +1245,11 @@ static RelayPending *batch_push(Relay *relay, Session *s) {
 
 /* Answer the send id of s after the commit. A message the batch cannot
  * hold is still stored: without its accepted, the client sends it again
- * and hears "accepted" for the copy queued. msg->envelope is envelope's
- * text (envelope_text()). On PostgreSQL the message is stored with the
- * batch (unless retry: it is queued already), and counted from now on. */
-static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, json_object *envelope,
-                      bool retry) {
+ * and hears "accepted" for the copy queued. The batch takes *text, the
+ * envelope's text (envelope_text()) that msg->envelope points to: NULL
+ * after. On PostgreSQL the message is stored with the batch (unless
+ * retry: it is queued already), and counted from now on. */
+static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, char **text, bool retry) {
         RelayPending *p = batch_push(relay, s);
 
         if (!p)
@@ -1244,7 +1261,7 @@ static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage 
                 .limit = s->limits.queue_limit,
                 .limit_from = s->limits.queue_limit_per_sender,
         };
-        p->envelope = json_object_get(envelope);
+        p->w.msg.envelope = TAKE_PTR(*text);
         p->retry = retry;
         batch_hold(relay, s);
         if (relay->batch.n_pending < BATCH_MAX)
@@ -1414,7 +1431,7 @@ static void batch_answer(Relay *relay, RelayBatch *b, int r) {
 
                 if (recipient && recipient->state == SESSION_ACTIVE)
                         session_flush(recipient);
-                json_object_put(b->pending[i].envelope);
+                free(b->pending[i].w.msg.envelope);
         }
         b->n_pending = 0;
 }
@@ -1565,12 +1582,13 @@ static void refuse_queue_full(Relay *relay, Session *s, const uint64_t *id, LogF
         reply_error(s, id, ERR_QUEUE_FULL, "the recipient's queue is full");
 }
 
-static void handle_send(Relay *relay, Session *s, const Frame *f) {
+/* f was parsed from payload (len bytes), which holds its envelope as the
+ * client wrote it. */
+static void handle_send(Relay *relay, Session *s, const Frame *f, const uint8_t *payload, size_t len) {
         const Envelope *e = f->send.envelope;
         const uint64_t *id = &f->send.id;
-        _cleanup_(freep) char *msg_id = NULL;
+        _cleanup_(freep) char *msg_id = NULL, *text = NULL;
         StoreMessage msg = {};
-        const char *text;
         size_t text_len;
         uint64_t count, count_from, now;
         bool async = batch_async(relay);
@@ -1630,14 +1648,14 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 }
         }
 
-        text = envelope_text(f->send.raw, &text_len);
+        text = envelope_text(f, payload, len, &text_len);
         if (!text)
                 goto internal;
         now = now_unix();
         snprintf(msg.recipient, sizeof(msg.recipient), "%s", e->to);
         snprintf(msg.sender, sizeof(msg.sender), "%s", s->user);
         snprintf(msg.msg_id, sizeof(msg.msg_id), "%s", msg_id);
-        msg.envelope = (char *) text;
+        msg.envelope = text;
         msg.size = text_len;
         msg.received = now;
         msg.expires = now + s->limits.queue_ttl_usec / 1000000;
@@ -1646,7 +1664,7 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 /* A retry of a message accepted before the store filled
                  * up gets the same answer as the first time. */
                 if (store_queue_find(relay->store, s->user, msg_id, text, NULL) >= 0)
-                        batch_add(relay, s, *id, &msg, f->send.raw, true);
+                        batch_add(relay, s, *id, &msg, &text, true);
                 else
                         storage_full(relay, s, id, limit, &lf, msg_id);
                 return;
@@ -1654,7 +1672,7 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
         if (async) {
                 /* Stored with the batch, which checks the rest. */
                 queue_added(relay, msg.size);
-                batch_add(relay, s, *id, &msg, f->send.raw, false);
+                batch_add(relay, s, *id, &msg, &text, false);
                 return;
         }
 
@@ -1663,7 +1681,7 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 r = store_queue_add(relay->store, &msg);
         if (r == -EEXIST) {
                 /* A retry of a message already queued: same answer, no copy. */
-                batch_add(relay, s, *id, &msg, f->send.raw, true);
+                batch_add(relay, s, *id, &msg, &text, true);
                 return;
         }
         if (r == -ENOTUNIQ) {
@@ -1678,7 +1696,7 @@ static void handle_send(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
         queue_added(relay, msg.size);
-        batch_add(relay, s, *id, &msg, f->send.raw, false);
+        batch_add(relay, s, *id, &msg, &text, false);
         return;
 
 internal:
@@ -2019,7 +2037,7 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 handle_lookup(relay, s, f);
                 break;
         case FRAME_SEND:
-                handle_send(relay, s, f);
+                handle_send(relay, s, f, payload, len);
                 break;
         case FRAME_PUBLISH:
                 handle_publish(relay, s, f);

@@ -6,7 +6,9 @@
  * Besides the sanitizers: a refusal must come with a reason and only with
  * the documented errors; whatever is accepted must hold the invariants the
  * rest of the code relies on, and must survive being rebuilt with the
- * builders and parsed again.
+ * builders and parsed again. Of any text the strict parser takes, a member
+ * json_member_plain() takes as written must be json-c's serialization of
+ * what was parsed: the relay stores a send's envelope that way.
  */
 #include <errno.h>
 #include <stdint.h>
@@ -384,8 +386,7 @@ static void check_spliced(const Frame *f) {
 
         if (f->type != FRAME_SEND)
                 return;
-        text = json_object_to_json_string_length(f->send.raw, JSON_C_TO_STRING_PLAIN |
-                                                 JSON_C_TO_STRING_NOSLASHESCAPE, &text_len);
+        text = json_plain_text(f->send.raw, &text_len);
         o = frame_new_deliver(f->send.id, f->send.raw);
         if (!text || !o)
                 return;
@@ -396,6 +397,37 @@ static void check_spliced(const Frame *f) {
         /* Over the limit both ways, or the same bytes. */
         if (r != k || (r >= 0 && (spliced_len != wire_len || memcmp(spliced, wire, wire_len) != 0)))
                 abort();
+}
+
+/* The span json_member_plain() gives for a member is the text the relay
+ * stores instead of its serialization: it must be that, byte for byte. */
+static void check_span(const uint8_t *data, size_t size, const char *key, json_object *value) {
+        const char *span, *text;
+        size_t span_len, text_len;
+
+        if (!json_member_plain((const char *) data, size, key, &span, &span_len))
+                return;
+        text = json_plain_text(value, &text_len);
+        if (!text)
+                return;         /* ENOMEM */
+        if ((const uint8_t *) span < data || span_len > size - (size_t) ((const uint8_t *) span - data) ||
+            span_len != text_len || memcmp(span, text, text_len) != 0)
+                abort();
+}
+
+/* Every member of every text the strict parser accepts, whatever the
+ * codec makes of it, and the envelope of a send as the relay takes it. */
+static void check_as_received(const uint8_t *data, size_t size, const Frame *f) {
+        _cleanup_(json_object_unrefp) json_object *o = NULL;
+
+        if (f && f->type == FRAME_SEND)
+                check_span(data, size, "envelope", f->send.raw);
+        if (json_parse_strict((const char *) data, size, JSON_DEPTH_DEFAULT, &o, NULL) < 0)
+                return;
+        json_object_object_foreach(o, key, value)
+                /* Names the function is not for: see json-util.h. */
+                if (!strpbrk(key, "\"\\"))
+                        check_span(data, size, key, value);
 }
 
 /* The relay writes accepted without an object: every msg the parser takes
@@ -431,6 +463,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         r = frame_parse(data, size, &f, &reason);
         if (r == -ENOMEM)
                 return 0;
+        check_as_received(data, size, f);
         if (r < 0) {
                 if ((r != -EBADMSG && r != -EINVAL) || !reason || f)
                         abort();

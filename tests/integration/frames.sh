@@ -205,6 +205,20 @@ msg=$(sed -n 's/.*"envelope":{[^}]*"id":"\([^"]*\)".*/\1/p' <<<"$recorded")
 out=$(raw connect "key $T/raw.key" "auth mallory send" "expect welcome" "frame $recorded" "wait accepted" bye 2>&1)
 is "the same send frame again: accepted again" 0 $? || diag "$out"
 is "...and stored once" 1 "$(db "SELECT count(*) FROM ${SC_TBL}queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
+# The relay stores an envelope as the bytes received when they are json-c's
+# own text of it, as from sc-raw, and serializes it otherwise: spelled with
+# escapes and white space, the same envelope is the same text, a retry.
+envelope=$(sed -n 's/.*"envelope":\({.*}\)}$/\1/p' <<<"$recorded")
+is "...stored as the bytes sent" "$envelope" \
+	"$(db "SELECT envelope FROM ${SC_TBL}queue WHERE sender = 'mallory' AND msg_id = '$msg'")"
+respelled=${recorded//\//\\/}
+respelled=${respelled//\",\"/\", \"}
+respelled=${respelled/\"from\":\"mallory\"/\"from\":\"\\u006dallory\"}
+like "...respelled: escapes and spaces in the envelope" '"from":"\\u006dallory", "to"' "$respelled"
+out=$(raw connect "key $T/raw.key" "auth mallory send" "expect welcome" "frame $respelled" "wait accepted" bye 2>&1)
+is "...sent so: accepted again" 0 $? || diag "$out"
+is "...still stored once, as it was" "1 $envelope" \
+	"$(db "SELECT count(*), min(envelope) FROM ${SC_TBL}queue WHERE sender = 'mallory' AND msg_id = '$msg'" | tr '|' ' ')"
 ts=$(sed -n 's/.*"ts":\([0-9]*\).*/\1/p' <<<"$recorded")
 answered "another envelope under the same message id: bad_request with the send's id" \
 	"$(sed -n 's/^{"type":"send","id":\([0-9]*\).*/\1/p' <<<"$recorded")" bad_request \

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Unit tests for json.c: the strict parser against texts json-c alone
- * would take, the builders, and json_dispatch() with every standard
+ * would take, a member's text as received against json-c's own, the
+ * builders, and json_dispatch() with every standard
  * callback, both unknown-member policies, mandatory and nullable members,
  * type mismatches, integers at and beyond their bounds, hostile strings.
  */
@@ -116,6 +117,136 @@ START_TEST(test_parse_depth) {
         ck_assert_str_eq(reason, "invalid JSON");
         ck_assert_int_eq(json_parse_strict(deep, strlen(deep), 4, &o, &reason), 0);
         json_object_put(o);
+}
+END_TEST
+
+/* ---- texts as received ----------------------------------------------------- */
+
+/* Frames whose "envelope" member json_member_plain() takes as written:
+ * its bytes there must be json_plain_text() of what json-c parsed, which
+ * is what the relay stores either way. */
+static const char *const plain_texts[] = {
+        /* As clients write them: base64 with '/', '+' and '='. */
+        "{\"type\":\"send\",\"id\":2,\"envelope\":{\"v\":1,\"suite\":\"rsa-oaep-sha256+des-ede3-cbc+hmac-sha256\","
+        "\"id\":\"iBOPkLB0itLR5Nb6/ZMvaw==\",\"from\":\"alice\",\"to\":\"bob\",\"ts\":1700000000,"
+        "\"ek\":\"sB8hLJ7czw+aRPE1/zwk==\",\"iv\":\"zUrcoHBu25o=\",\"ct\":\"8F4NU0jcIoo=\"}}",
+        /* Members in other orders, in the frame and in the envelope. */
+        "{\"envelope\":{\"to\":\"bob\",\"v\":1,\"from\":\"alice\"},\"type\":\"send\",\"id\":2}",
+        "{\"id\":2,\"envelope\":{\"from\":\"alice\",\"to\":\"bob\",\"v\":1},\"type\":\"send\"}",
+        /* White space and escapes outside the envelope are not its bytes. */
+        " { \"type\" : \"send\" ,\n\t\"envelope\" : {\"v\":1,\"to\":\"bob\"} , \"id\" : 2 }\r\n",
+        "{\"type\":\"se\\u006ed\",\"note\":\"a\\\"b\\\\\",\"envelope\":{\"v\":1},\"x\":\"\\/\"}",
+        /* UTF-8 as it is, DEL and the quote's neighbours included. */
+        "{\"envelope\":{\"from\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\",\"x\":\"\x7f!#[]{}:,\",\"/\":\"/\"}}",
+        /* Integers json-c writes with the same digits. */
+        "{\"envelope\":{\"a\":0,\"b\":-1,\"c\":123456789012345678,\"d\":-123456789012345678,\"e\":[10,-20]}}",
+        /* Nesting, empty containers, literals. */
+        "{\"envelope\":{\"a\":{\"b\":[1,\"x\",{\"c\":null}],\"e\":[]},\"f\":{},\"t\":true,\"u\":false,\"n\":null}}",
+        "{\"envelope\":[[],[{}],\"]\",\"}\"]}",
+        "{\"envelope\":\"x\"}",
+        "{\"envelope\":7}",
+        "{\"envelope\":\"\"}",
+        /* The name elsewhere: inside another member, in a string. */
+        "{\"a\":{\"envelope\":{\"v\":2}},\"b\":\"\\\"envelope\\\":{}\",\"envelope\":{\"v\":1}}",
+};
+
+/* Frames it declines, for json-c's serialization to be stored instead. */
+static const char *const unplain_texts[] = {
+        /* Escapes: json-c writes some of them otherwise, and the text
+         * decides none. */
+        "{\"envelope\":{\"a\":\"x\\\"y\"}}",
+        "{\"envelope\":{\"a\":\"x\\\\y\"}}",
+        "{\"envelope\":{\"a\":\"x\\/y\"}}",
+        "{\"envelope\":{\"a\":\"caf\\u00e9\"}}",
+        "{\"envelope\":{\"a\":\"x\\ny\"}}",
+        "{\"envelope\":{\"a\":\"\\t\"}}",
+        "{\"envelope\":{\"\\u0061\":1}}",
+        /* White space inside the value. */
+        "{\"envelope\":{\"a\":1, \"b\":2}}",
+        "{\"envelope\":{ \"a\":1}}",
+        "{\"envelope\":{\"a\":1 }}",
+        "{\"envelope\":{\"a\" :1}}",
+        "{\"envelope\":{\"a\":\n1}}",
+        "{\"envelope\":{\"a\":[1\t,2]}}",
+        "{\"envelope\":[ ]}",
+        /* Numbers json-c may write otherwise. */
+        "{\"envelope\":{\"a\":-0}}",
+        "{\"envelope\":{\"a\":1.5}}",
+        "{\"envelope\":{\"a\":10.0}}",
+        "{\"envelope\":{\"a\":1e3}}",
+        "{\"envelope\":{\"a\":1E3}}",
+        "{\"envelope\":{\"a\":-0.0}}",
+        "{\"envelope\":{\"a\":1234567890123456789}}",
+        "{\"envelope\":{\"a\":-1234567890123456789}}",
+        "{\"envelope\":{\"a\":99999999999999999999}}",
+        "{\"envelope\":-0}",
+        /* No member named literally "envelope" at the top. */
+        "{\"envel\\u006fpe\":{\"v\":1}}",
+        "{\"type\":\"send\"}",
+        "{}",
+        "{\"a\":{\"envelope\":{\"v\":1}}}",
+        "{\"a\":[\"envelope\",{\"v\":1}]}",
+};
+
+/* json_plain_text() of the top-level member "envelope" of the text,
+ * which must parse. */
+static const char *serialized(json_object *o, size_t *ret_len) {
+        json_object *v;
+        const char *text;
+
+        ck_assert(json_object_object_get_ex(o, "envelope", &v));
+        text = json_plain_text(v, ret_len);
+        ck_assert_ptr_nonnull(text);
+        ck_assert_uint_eq(strlen(text), *ret_len);
+        return text;
+}
+
+START_TEST(test_member_plain) {
+        const char *text = plain_texts[_i], *span = NULL, *expect;
+        _cleanup_(json_object_unrefp) json_object *o = parse(text);
+        size_t span_len = 0, expect_len;
+
+        expect = serialized(o, &expect_len);
+        ck_assert_msg(json_member_plain(text, strlen(text), "envelope", &span, &span_len), "declined: %s", text);
+        ck_assert_ptr_nonnull(span);
+        ck_assert(span >= text && span + span_len <= text + strlen(text));
+        ck_assert_msg(span_len == expect_len && memcmp(span, expect, expect_len) == 0,
+                      "span %.*s, json-c %s", (int) span_len, span, expect);
+}
+END_TEST
+
+START_TEST(test_member_unplain) {
+        const char *text = unplain_texts[_i], *span = NULL;
+        _cleanup_(json_object_unrefp) json_object *o = parse(text);
+        size_t span_len = 0;
+
+        ck_assert_msg(!json_member_plain(text, strlen(text), "envelope", &span, &span_len), "taken: %s", text);
+        ck_assert_ptr_null(span);
+}
+END_TEST
+
+/* Cut anywhere, a text is read within its bytes, and what is taken from
+ * it is whole: a prefix holds the member only when the member ended. */
+START_TEST(test_member_plain_cut) {
+        const char *text = plain_texts[0];
+        const char *member = strstr(text, "\"envelope\":") + strlen("\"envelope\":");
+        size_t len = strlen(text), end = len - 1;  /* the envelope closes before the frame does */
+
+        for (size_t cut = 0; cut <= len; cut++) {
+                _cleanup_(freep) char *copy = malloc(cut ?: 1);
+                const char *span = NULL;
+                size_t span_len = 0;
+                bool taken;
+
+                ck_assert_ptr_nonnull(copy);
+                memcpy(copy, text, cut);
+                taken = json_member_plain(copy, cut, "envelope", &span, &span_len);
+                ck_assert_int_eq(taken, cut >= end);
+                if (taken) {
+                        ck_assert_ptr_eq(span, copy + (member - text));
+                        ck_assert_uint_eq(span_len, end - (size_t) (member - text));
+                }
+        }
 }
 END_TEST
 
@@ -430,6 +561,12 @@ static Suite *json_suite(void) {
         tcase_add_test(tc, test_parse_good);
         tcase_add_test(tc, test_parse_after_failure);
         tcase_add_test(tc, test_parse_depth);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_create("as received");
+        tcase_add_loop_test(tc, test_member_plain, 0, (int) ELEMENTSOF(plain_texts));
+        tcase_add_loop_test(tc, test_member_unplain, 0, (int) ELEMENTSOF(unplain_texts));
+        tcase_add_test(tc, test_member_plain_cut);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("build");
