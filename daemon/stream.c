@@ -232,9 +232,10 @@ static void stream_update_io(Stream *s) {
          * so level-triggered sockets that stay readable until their turn
          * came back in every one of those polls: O(ready sockets) kernel
          * work per dispatch, quadratic in a busy turn. Every path that
-         * stops before EAGAIN comes back on its own: the resume timer
-         * (more to read), or reading re-enabled, whose epoll_ctl() polls
-         * the socket again. */
+         * stops reading before EAGAIN comes back through the resume
+         * timer: bytes GnuTLS or the transport read ahead are in no
+         * socket that epoll_ctl() could poll again. Output needs EPOLLOUT
+         * only once a write stopped at EAGAIN (the flusher above). */
         if (events != 0)
                 events |= EPOLLET;
         if (events == s->io_events)
