@@ -34,8 +34,11 @@ struct Stream {
         bool reading;
         bool wants_write;
         bool corked;
+        bool blocked;           /* the last write stopped at EAGAIN */
+        bool flusher_held;
         size_t drained;
         uint32_t io_events;     /* as last given to epoll */
+        Stream *flush_next, **flush_prev;       /* queued for the end of the turn */
 
         StreamOutput out;
         sd_event_source *io, *timer, *resume;
@@ -44,6 +47,128 @@ struct Stream {
         void *userdata;
 };
 
+
+/* ---- writing at the end of the turn ------------------------------------------ */
+
+/* Output is written when its owner flushes (the relay does at the end of
+ * every turn) or, for what nobody flushed, after the other ready sources
+ * had their turn. That used to be EPOLLOUT, asked for when output was
+ * queued and dropped when it was written: two epoll_ctl() per frame, most
+ * of them for output the owner wrote itself a moment later. Now a stream
+ * asks epoll only when a write stopped at EAGAIN; otherwise it joins its
+ * loop's list of streams to flush, which an always-due timer (noticed at
+ * the next epoll round, as EPOLLOUT was) walks, calling the owner as a
+ * writable socket would have. A stream leaves the list when its output is
+ * written, so the usual turn costs no system call at all.
+ *
+ * One list per event loop: the relay has one; tests may run several. */
+typedef struct Flusher Flusher;
+struct Flusher {
+        sd_event *event;
+        sd_event_source *timer;
+        Stream *queued;
+        size_t n_streams;
+        Flusher *next;
+};
+
+static Flusher *flushers;
+
+static Flusher *flusher_find(sd_event *e) {
+        for (Flusher *f = flushers; f; f = f->next)
+                if (f->event == e)
+                        return f;
+        return NULL;
+}
+
+static Flusher *stream_flusher(const Stream *s) {
+        return flusher_find(sd_event_source_get_event(s->io));
+}
+
+static void flush_unqueue(Stream *s) {
+        Flusher *f;
+
+        if (!s->flush_prev)
+                return;
+        *s->flush_prev = s->flush_next;
+        if (s->flush_next)
+                s->flush_next->flush_prev = s->flush_prev;
+        s->flush_next = NULL;
+        s->flush_prev = NULL;
+        /* Nobody left to write for: no wake-up for nothing. */
+        f = stream_flusher(s);
+        if (f && !f->queued)
+                (void) sd_event_source_set_enabled(f->timer, SD_EVENT_OFF);
+}
+
+static void flush_queue(Stream *s) {
+        Flusher *f;
+
+        if (s->flush_prev)
+                return;
+        f = stream_flusher(s);
+        s->flush_next = f->queued;
+        if (s->flush_next)
+                s->flush_next->flush_prev = &s->flush_next;
+        s->flush_prev = &f->queued;
+        f->queued = s;
+        (void) sd_event_source_set_enabled(f->timer, SD_EVENT_ONESHOT);
+}
+
+static int flusher_on_timer(sd_event_source *es, uint64_t usec, void *userdata) {
+        Flusher *f = userdata;
+        Stream *run = f->queued, *s;
+
+        /* Those queued now: a callback may queue streams again (they wait
+         * for the next turn) or free some of these (they leave this list). */
+        f->queued = NULL;
+        if (run)
+                run->flush_prev = &run;
+        while ((s = run)) {
+                flush_unqueue(s);
+                if (s->state == STREAM_OPEN)
+                        s->callbacks->io(s, EPOLLOUT, s->userdata);
+        }
+        return 0;
+}
+
+static int flusher_ref(sd_event *e) {
+        Flusher *f = flusher_find(e);
+        int r;
+
+        if (f) {
+                f->n_streams++;
+                return 0;
+        }
+        f = calloc(1, sizeof(*f));
+        if (!f)
+                return -ENOMEM;
+        r = sd_event_add_time(e, &f->timer, CLOCK_MONOTONIC, 0, 1, flusher_on_timer, f);
+        if (r < 0) {
+                free(f);
+                return r;
+        }
+        (void) sd_event_source_set_enabled(f->timer, SD_EVENT_OFF);
+        f->event = e;
+        f->n_streams = 1;
+        f->next = flushers;
+        flushers = f;
+        return 0;
+}
+
+static void flusher_unref(sd_event *e) {
+        Flusher **p;
+
+        for (p = &flushers; *p && (*p)->event != e; p = &(*p)->next)
+                ;
+        if (!*p || --(*p)->n_streams > 0)
+                return;
+        Flusher *f = *p;
+
+        *p = f->next;
+        /* The timer's reference to the loop goes with the last stream. */
+        sd_event_source_disable_unref(f->timer);
+        free(f);
+}
 
 /* ---- the connection --------------------------------------------------------- */
 
@@ -78,12 +203,19 @@ size_t stream_allocated(const Stream *s) {
 static void stream_update_io(Stream *s) {
         uint32_t events = 0;
 
+        if (s->state != STREAM_OPEN || stream_pending(s) == 0 || s->corked || s->blocked)
+                flush_unqueue(s);
+
         switch (s->state) {
         case STREAM_OPEN:
                 if (s->reading)
                         events |= s->wants_write ? EPOLLOUT : EPOLLIN;
-                if (stream_pending(s) > 0 && !s->corked)
-                        events |= EPOLLOUT;
+                if (stream_pending(s) > 0 && !s->corked) {
+                        if (s->blocked)
+                                events |= EPOLLOUT;
+                        else
+                                flush_queue(s);
+                }
                 break;
         case STREAM_FLUSHING:
                 events = EPOLLOUT;
@@ -100,9 +232,10 @@ static void stream_update_io(Stream *s) {
          * so level-triggered sockets that stay readable until their turn
          * came back in every one of those polls: O(ready sockets) kernel
          * work per dispatch, quadratic in a busy turn. Every path that
-         * stops before EAGAIN comes back on its own: the resume timer
-         * (more to read), or reading re-enabled, whose epoll_ctl() polls
-         * the socket again. */
+         * stops reading before EAGAIN comes back through the resume
+         * timer: bytes GnuTLS or the transport read ahead are in no
+         * socket that epoll_ctl() could poll again. Output needs EPOLLOUT
+         * only once a write stopped at EAGAIN (the flusher above). */
         if (events != 0)
                 events |= EPOLLET;
         if (events == s->io_events)
@@ -137,6 +270,7 @@ static void stream_kill(Stream *s) {
         if (s->state == STREAM_DEAD)
                 return;
         s->state = STREAM_DEAD;
+        flush_unqueue(s);
         (void) sd_event_source_set_enabled(s->io, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(s->timer, SD_EVENT_OFF);
         (void) sd_event_source_set_enabled(s->resume, SD_EVENT_OFF);
@@ -158,11 +292,14 @@ static void stream_die(Stream *s) {
 /* Write what waits: 0 (all of it, or the rest when the fd is ready), or
  * the -errno of a failed write, with the output dropped. */
 static int stream_write(Stream *s) {
+        s->blocked = false;
         while (stream_pending(s) > 0) {
                 ssize_t n = transport_write(s->transport, stream_output_head(&s->out), stream_pending(s));
 
-                if (n == -EAGAIN)
+                if (n == -EAGAIN) {
+                        s->blocked = true;
                         break;
+                }
                 if (n < 0) {
                         stream_output_clear(&s->out);
                         return (int) n;
@@ -345,6 +482,10 @@ int stream_new(sd_event *e, Transport *t, size_t output_max, size_t output_keep,
         r = sd_event_add_io(e, &s->io, transport_fd(t), 0, stream_on_io, s);
         if (r < 0)
                 goto fail;
+        r = flusher_ref(e);
+        if (r < 0)
+                goto fail;
+        s->flusher_held = true;
         r = sd_event_add_time_relative(e, &s->timer, CLOCK_MONOTONIC, 0, 0,
                                        stream_on_timer, s);
         if (r < 0)
@@ -374,6 +515,9 @@ fail:
 Stream *stream_free(Stream *s) {
         if (!s)
                 return NULL;
+        flush_unqueue(s);
+        if (s->flusher_held)
+                flusher_unref(sd_event_source_get_event(s->io));
         sd_event_source_disable_unref(s->io);
         sd_event_source_disable_unref(s->timer);
         sd_event_source_disable_unref(s->resume);

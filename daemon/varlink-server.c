@@ -457,12 +457,18 @@ static void connection_flush(VarlinkConnection *c) {
 }
 
 static void connection_read(VarlinkConnection *c) {
-        for (unsigned i = 0; i < VARLINK_SERVER_READS_PER_WAKEUP && !c->dead && connection_may_read(c); i++) {
+        for (unsigned i = 0; !c->dead && connection_may_read(c); i++) {
                 size_t size;
                 ssize_t n;
                 void *p;
                 int r;
 
+                if (i == VARLINK_SERVER_READS_PER_WAKEUP) {
+                        /* The socket is edge-triggered and may hold more:
+                         * come back after the others had their turn. */
+                        stream_resume_later(c->stream);
+                        return;
+                }
                 r = varlink_reader_space(&c->in, &p, &size);
                 if (r < 0) {
                         log_debug("%s connection %s: %s; closing", c->server->limits.name, c->label,
@@ -507,6 +513,14 @@ static void connection_on_io(Stream *stream, uint32_t revents, void *userdata) {
                 connection_flush(c);    /* the replies just made, at once */
 }
 
+static void connection_on_resume(Stream *stream, void *userdata) {
+        VarlinkConnection *c = userdata;
+
+        connection_read(c);
+        if (!c->dead)
+                connection_flush(c);
+}
+
 static void connection_on_timeout(Stream *stream, void *userdata) {
         VarlinkConnection *c = userdata;
 
@@ -520,6 +534,7 @@ static void connection_on_stream_dead(Stream *stream, void *userdata) {
 
 static const StreamCallbacks connection_stream_callbacks = {
         .io = connection_on_io,
+        .resume = connection_on_resume,
         .timeout = connection_on_timeout,
         .dead = connection_on_stream_dead,
 };

@@ -5,7 +5,9 @@
  * transport (the last bytes arrive, then EOF, and the stream waits for
  * the peer's EOF, or for its deadline, before it is dead). */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -267,6 +269,110 @@ START_TEST(test_abort) {
 }
 END_TEST
 
+/* An owner that writes whenever the stream says it may. */
+static void on_io_flush(Stream *s, uint32_t revents, void *userdata) {
+        ((Peer *) userdata)->io++;
+        if (revents & EPOLLOUT)
+                ck_assert_int_eq(stream_flush(s), 0);
+}
+
+static const StreamCallbacks flushing_callbacks = {
+        .io = on_io_flush,
+        .dead = on_dead,
+};
+
+/* Read exactly n bytes from fd, running the loop while the peer writes. */
+static void read_running(sd_event *e, int fd, uint8_t *buf, size_t n) {
+        size_t got = 0;
+
+        for (int i = 0; got < n && i < 100000; i++) {
+                ssize_t k = read(fd, buf + got, n - got);
+
+                if (k > 0)
+                        got += (size_t) k;
+                else
+                        ck_assert(k < 0 && errno == EAGAIN);
+                ck_assert_int_ge(sd_event_run(e, 1000), 0);
+        }
+        ck_assert_uint_eq(got, n);
+}
+
+/* Output the owner did not flush goes out at the next turn; output it
+ * flushed leaves nothing to wake up for. */
+START_TEST(test_flush_next_turn) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        Transport *t = NULL;
+        Peer peer = {};
+        char buf[16] = {};
+        Stream *s;
+        int fds[2];
+
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+        ck_assert_int_eq(transport_new_server(fds[0], NULL, &t), 0);
+        ck_assert_int_eq(stream_new(e, t, 1024 * 1024, 4096, &flushing_callbacks, &peer, &s), 0);
+        stream_set_reading(s, false);
+
+        ck_assert_int_eq(stream_append(s, "hello", 5), 0);
+        ck_assert_int_eq(read(fds[1], buf, sizeof(buf)), -1);
+        ck_assert_int_eq(sd_event_run(e, 0), 1);
+        ck_assert_uint_eq(peer.io, 1);
+        ck_assert_uint_eq(stream_pending(s), 0);
+        ck_assert_int_eq(read(fds[1], buf, sizeof(buf)), 5);
+        ck_assert_str_eq(buf, "hello");
+
+        ck_assert_int_eq(stream_append(s, "again", 5), 0);
+        ck_assert_int_eq(stream_flush(s), 0);
+        ck_assert_int_eq(sd_event_run(e, 0), 0);
+        ck_assert_uint_eq(peer.io, 1);
+
+        /* Corked output waits for the uncork, then goes out the same way. */
+        stream_cork(s, true);
+        ck_assert_int_eq(stream_append(s, "later", 5), 0);
+        ck_assert_int_eq(sd_event_run(e, 0), 0);
+        stream_cork(s, false);
+        ck_assert_int_eq(sd_event_run(e, 0), 1);
+        ck_assert_int_eq(read(fds[1], buf, sizeof(buf)), 10);
+        ck_assert(memcmp(buf, "againlater", 10) == 0);
+
+        stream_free(s);
+        ck_assert_int_eq(sd_event_run(e, 0), 0);
+        close(fds[1]);
+}
+END_TEST
+
+/* More than the socket takes: the rest goes out as the peer reads. */
+START_TEST(test_flush_blocked) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(freep) uint8_t *out = NULL, *in = NULL;
+        const size_t n = 900 * 1024;
+        Transport *t = NULL;
+        Peer peer = {};
+        Stream *s;
+        int fds[2];
+
+        out = malloc(n);
+        in = malloc(n);
+        ck_assert(out && in);
+        fill(out, n, 7);
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+        ck_assert_int_eq(transport_new_server(fds[0], NULL, &t), 0);
+        ck_assert_int_eq(stream_new(e, t, 1024 * 1024, 4096, &flushing_callbacks, &peer, &s), 0);
+        stream_set_reading(s, false);
+
+        ck_assert_int_eq(stream_append(s, out, n), 0);
+        ck_assert_int_eq(stream_flush(s), 0);
+        ck_assert_uint_gt(stream_pending(s), 0);       /* the socket is full */
+        read_running(e, fds[1], in, n);
+        ck_assert(memcmp(in, out, n) == 0);
+        ck_assert_uint_eq(stream_pending(s), 0);
+
+        stream_free(s);
+        close(fds[1]);
+}
+END_TEST
+
 static Suite *stream_suite(void) {
         Suite *s = suite_create("stream");
         TCase *tc = tcase_create("output");
@@ -281,6 +387,8 @@ static Suite *stream_suite(void) {
         tcase_add_test(tc_close, test_close_graceful);
         tcase_add_test(tc_close, test_close_drain_deadline);
         tcase_add_test(tc_close, test_abort);
+        tcase_add_test(tc_close, test_flush_next_turn);
+        tcase_add_test(tc_close, test_flush_blocked);
         suite_add_tcase(s, tc_close);
         return s;
 }
