@@ -576,16 +576,31 @@ static int manager_store_full(Manager *m) {
 }
 
 static int manager_disk_check(Manager *m, uint64_t size) {
-        uint64_t avail = 0;
+        uint64_t avail = 0, turn = 0;
 
         /* PostgreSQL's disk is the server's, which says when it is full. */
         if (!store_on_state_disk(m))
                 return 0;
         manager_restore_reserve(m);
-        /* statvfs() is one system call: cheaper than any cache of it. */
-        if (!m->reserve || state_free_bytes(m->config->state_directory, &avail) < 0 ||
-            avail < m->config->min_free_disk + size)
+        if (!m->reserve)
                 return -ENOSPC;
+        /* One statvfs() per loop turn, not one per send (a turn of a busy
+         * sender holds dozens, and nothing reaches the disk before the
+         * commit that ends the turn): the room measured at the turn's
+         * first check, less what the turn let in since, is enough to say
+         * yes. A no is always measured afresh (after a checkpoint gave
+         * room back, say). */
+        if (sd_event_now(m->event, CLOCK_MONOTONIC, &turn) < 0)
+                turn = 0;
+        if (turn != 0 && turn == m->disk_room_turn && m->disk_room >= m->config->min_free_disk + size) {
+                m->disk_room -= size;
+                return 0;
+        }
+        m->disk_room_turn = 0;
+        if (state_free_bytes(m->config->state_directory, &avail) < 0 || avail < m->config->min_free_disk + size)
+                return -ENOSPC;
+        m->disk_room = avail - size;
+        m->disk_room_turn = turn;
         return 0;
 }
 
