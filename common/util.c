@@ -139,6 +139,17 @@ bool unichar_unsafe(uint32_t c) {
                c == 0x2028 || c == 0x2029;              /* line and paragraph separators */
 }
 
+bool string_copy(char *dst, size_t size, const char *src) {
+        size_t n = strnlen(src ?: "", size);
+        bool fits = n < size;
+
+        if (!fits)
+                n = size - 1;
+        memcpy(dst, src ?: "", n);
+        dst[n] = 0;
+        return fits;
+}
+
 char *string_sanitize(const char *s, char *buf, size_t size) {
         size_t len = s ? strlen(s) : 0, i = 0;
 

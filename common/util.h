@@ -49,6 +49,11 @@ bool unichar_unsafe(uint32_t c);
  * a printf argument. */
 char *string_sanitize(const char *s, char *buf, size_t size);
 
+/* src (NULL is "") copied into dst of size bytes (> 0), NUL-terminated and
+ * cut short to fit; false when it was cut. snprintf(dst, size, "%s", src)
+ * without the format parser, for hot paths (glibc 2.36 has no strlcpy). */
+bool string_copy(char *dst, size_t size, const char *src);
+
 /* "yes", "y", "true", "on", "1" (1) and "no", "n", "false", "off", "0"
  * (0), in any case; -EINVAL for anything else, NULL included. */
 int parse_boolean(const char *s);

@@ -19,6 +19,7 @@
 #include "sqlite-errno.h"
 #include "store-backend.h"
 #include "suite2.h"
+#include "util.h"
 
 /* Every statement the daemon runs, prepared once at open. */
 typedef enum StatementId {
@@ -462,7 +463,7 @@ static int column_blob(sqlite3_stmt *st, int i, uint8_t **ret, size_t *ret_len) 
 
 static void column_name(sqlite3_stmt *st, int i, char out[static USERNAME_MAX + 1]) {
         const char *t = (const char *) sqlite3_column_text(st, i);
-        snprintf(out, USERNAME_MAX + 1, "%s", t ? t : "");
+        (void) string_copy(out, USERNAME_MAX + 1, t);
 }
 
 /* A key package from the current row: name (given), key, registered, sig
@@ -749,9 +750,9 @@ static QueueCount *count_find(SqliteStore *s, const char *recipient, const char 
         QueueCount key = { .all = all };
         void *node;
 
-        snprintf(key.recipient, sizeof(key.recipient), "%s", recipient);
+        (void) string_copy(key.recipient, sizeof(key.recipient), recipient);
         if (!all)
-                snprintf(key.sender, sizeof(key.sender), "%s", sender);
+                (void) string_copy(key.sender, sizeof(key.sender), sender);
         node = tfind(&key, &s->counts, count_compare);
         return node ? *(QueueCount **) node : NULL;
 }
@@ -770,9 +771,9 @@ static int count_add(SqliteStore *s, const char *recipient, const char *sender, 
                 if (!c)
                         return -ENOMEM;
                 c->all = all;
-                snprintf(c->recipient, sizeof(c->recipient), "%s", recipient);
+                (void) string_copy(c->recipient, sizeof(c->recipient), recipient);
                 if (!all)
-                        snprintf(c->sender, sizeof(c->sender), "%s", sender);
+                        (void) string_copy(c->sender, sizeof(c->sender), sender);
                 if (!tsearch(c, &s->counts, count_compare)) {
                         free(c);
                         return -ENOMEM;
@@ -991,7 +992,7 @@ static void row_to_message(sqlite3_stmt *st, StoreMessage *m) {
         column_name(st, 1, m->recipient);
         column_name(st, 2, m->sender);
         id = (const char *) sqlite3_column_text(st, 3);
-        snprintf(m->msg_id, sizeof(m->msg_id), "%s", id ? id : "");
+        (void) string_copy(m->msg_id, sizeof(m->msg_id), id);
         m->size = (uint64_t) sqlite3_column_int64(st, 4);
         m->received = (uint64_t) sqlite3_column_int64(st, 5);
         m->expires = (uint64_t) sqlite3_column_int64(st, 6);

@@ -146,6 +146,20 @@ static bool utf8_valid_heap(const char *s, size_t len) {
         return utf8_valid(p, len);
 }
 
+START_TEST(test_string_copy) {
+        char buf[6];
+
+        ck_assert(string_copy(buf, sizeof(buf), "alice"));
+        ck_assert_str_eq(buf, "alice");
+        ck_assert(!string_copy(buf, sizeof(buf), "mallory"));
+        ck_assert_str_eq(buf, "mallo");
+        ck_assert(string_copy(buf, sizeof(buf), NULL));
+        ck_assert_str_eq(buf, "");
+        ck_assert(!string_copy(buf, 1, "x"));
+        ck_assert_str_eq(buf, "");
+}
+END_TEST
+
 START_TEST(test_utf8_good) {
         ck_assert_msg(utf8_valid_heap(utf8_good[_i].s, utf8_good[_i].len),
                       "valid UTF-8 refused: %s", utf8_good[_i].what);
@@ -654,6 +668,7 @@ static Suite *util_suite(void) {
         tcase_add_test(tc, test_random_bytes);
         tcase_add_test(tc, test_wipe);
         tcase_add_test(tc, test_memeq_ct);
+        tcase_add_test(tc, test_string_copy);
         tcase_add_test(tc, test_clocks);
         tcase_add_test(tc, test_hex_decode);
         suite_add_tcase(s, tc);
