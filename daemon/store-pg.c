@@ -903,6 +903,22 @@ static int pg_begin(Store *store) {
         return 0;
 }
 
+static void pg_rollback(Store *store);
+
+/* The commit does not wait for the server's WAL to reach its disk: a
+ * crash of the server may lose the transaction, never a part of it, and
+ * nothing committed before it. */
+static int pg_begin_nosync(Store *store) {
+        int r = pg_begin(store);
+
+        if (r < 0)
+                return r;
+        r = exec_sql(pg_store(store), "SET LOCAL synchronous_commit = off", NULL);
+        if (r < 0)
+                pg_rollback(store);
+        return r;
+}
+
 static void pg_rollback(Store *store) {
         PgStore *s = pg_store(store);
 
@@ -2236,6 +2252,7 @@ static const StoreOps pg_ops = {
         .free = pg_free,
         .error = pg_error,
         .begin = pg_begin,
+        .begin_nosync = pg_begin_nosync,
         .commit = pg_commit,
         .rollback = pg_rollback,
         .in_transaction = pg_in_transaction,
