@@ -1425,13 +1425,21 @@ static void send_refused(Relay *relay, const RelayPending *p) {
         }
 }
 
-/* The database's answer to an ack sent with the batch (PostgreSQL):
- * handle_ack()'s, had it waited. */
+/* The store's answer to an ack recorded in the batch: handle_ack()'s, had
+ * it waited. A transaction that failed (r < 0, logged with the batch) did
+ * not record it: not answered, as for the database away; the message
+ * stays queued and is delivered again, which clients drop. An error here
+ * has no id and would end a well-behaved client's session for what it
+ * cannot change (a full disk whose reserve is spent). */
 static void ack_answered(Relay *relay, const RelayPending *p, int r) {
         Session *s = p->session;
 
-        if (r >= 0)
-                r = p->w.result;
+        if (r < 0) {
+                log_debug_errno(r, "Ack of seq %" PRIu64 " by %s not recorded: %m", p->w.msg.seq,
+                                p->w.msg.recipient);
+                return;
+        }
+        r = p->w.result;
         if (r >= 0) {
                 acked(relay, s, &p->w.msg);
                 return;

@@ -44,6 +44,7 @@ static size_t n_peers;
 static unsigned limit_hits[_LIMIT_MAX];
 static int disk_answer;         /* what the disk_check hook says */
 static unsigned store_full_calls;
+static bool reserve;            /* the store_full hook has a reserve to release */
 
 static void on_ready(Session *s, void *userdata) {
         relay_session_ready(userdata, s);
@@ -102,6 +103,9 @@ static int hook_disk_check(void *userdata, uint64_t size) {
 /* The manager released its reserve, which ends the test VFS's full disk. */
 static int hook_store_full(void *userdata) {
         store_full_calls++;
+        if (!reserve)
+                return 0;
+        reserve = false;
         full_writes = 0;
         return 1;
 }
@@ -136,6 +140,7 @@ static void setup(void) {
         memset(limit_hits, 0, sizeof(limit_hits));
         disk_answer = 0;
         store_full_calls = 0;
+        reserve = true;
         full_writes = 0;
         n_peers = 0;
 }
@@ -1006,26 +1011,33 @@ START_TEST(test_ack_recorded_not_read_again) {
 }
 END_TEST
 
-/* A full disk when the acks commit: the manager is asked to release its
- * reserve, and the deletes go through; the receipts with them. */
-START_TEST(test_acks_alone_disk_full) {
+/* A full disk when the acks commit. With no reserve left the acks are
+ * not recorded, and not answered either (an error without an id would end
+ * bob's session): the messages stay queued. With one, the manager is asked
+ * to release it, and the deletes go through; the receipts with them. */
+START_TEST(test_acks_disk_full) {
         Session *alice, *bob;
         uint64_t seq[3];
         char *out;
 
         bob = acks_setup(&alice, seq);
-        feed_ack(bob, seq[0]);
-        feed_ack(bob, seq[1]);
-        full_writes = 1000;                     /* until the reserve is released */
-        relay_commit(&relay);
-        ck_assert_uint_eq(store_full_calls, 1);
-        ck_assert(!store_in_transaction(store));
-        ck_assert_uint_eq(committed_rows(), 1);
-        ck_assert_uint_eq(relay.n_queued, 1);
-        out = take_sent(bob);
-        ck_assert_str_eq(out, "");
-        free(out);
-        assert_sent(alice, "\"receipt\"", 2);
+        for (unsigned turn = 0; turn < 2; turn++) {
+                reserve = turn == 1;
+                feed_ack(bob, seq[0]);
+                feed_ack(bob, seq[1]);
+                full_writes = 1000;             /* until the reserve is released */
+                relay_commit(&relay);
+                ck_assert_uint_eq(store_full_calls, turn + 1);
+                ck_assert(!store_in_transaction(store));
+                ck_assert_uint_eq(committed_rows(), turn == 0 ? 3 : 1);
+                ck_assert_uint_eq(relay.n_queued, turn == 0 ? 3 : 1);
+                out = take_sent(bob);
+                ck_assert_str_eq(out, "");
+                free(out);
+                out = take_sent(alice);
+                ck_assert_uint_eq(count_of(out, "\"receipt\""), turn == 0 ? 0 : 2);
+                free(out);
+        }
         relay_done(&relay);
 }
 END_TEST
@@ -1228,7 +1240,7 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_acks_and_sends_one_transaction);
         tcase_add_test(tc, test_ack_recorded_of_seq_gone_is_silent);
         tcase_add_test(tc, test_ack_recorded_not_read_again);
-        tcase_add_test(tc, test_acks_alone_disk_full);
+        tcase_add_test(tc, test_acks_disk_full);
         suite_add_tcase(s, tc);
         return s;
 }
