@@ -878,22 +878,6 @@ static void pump_read(Relay *relay, Session *s) {
         maybe_synced(s);
 }
 
-/* Does the batch hold an ack not deleted yet (SQLite) that a read of s's
- * queue would see? An ack is of a seq its session was sent (at most its
- * cursor), so only another session of the same user may: a login reads
- * from the start. */
-static bool takes_ahead(Relay *relay, const Session *s) {
-        const RelayBatch *b = &relay->batch;
-
-        for (size_t i = 0; b->n_takes > 0 && i < b->n_pending; i++) {
-                const StoreWrite *w = &b->pending[i].w;
-
-                if (w->type == STORE_WRITE_TAKE && w->msg.seq > s->cursor && strcmp(w->msg.recipient, s->user) == 0)
-                        return true;
-        }
-        return false;
-}
-
 void relay_pump(Relay *relay, Session *s) {
         if (s->state != SESSION_ACTIVE)
                 return;
@@ -903,8 +887,11 @@ void relay_pump(Relay *relay, Session *s) {
                 return;
         /* What the store hands out must be on disk: what the open batch
          * wrote is not, yet. Nor may it hand out again what an ack the
-         * batch holds deletes. */
-        if (!s->caught_up && (store_in_transaction(relay->store) || takes_ahead(relay, s)))
+         * batch holds deletes (another session of the user, logging in,
+         * reads from the start); and the output of the session that
+         * acked waits for that commit: made first (without a sync), the
+         * page read now goes out at once, not at the end of the turn. */
+        if (!s->caught_up && (store_in_transaction(relay->store) || relay->batch.n_takes > 0))
                 relay_commit(relay);
         if (store_batch_async(relay->store)) {
                 pump_read(relay, s);
