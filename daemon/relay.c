@@ -886,8 +886,12 @@ void relay_pump(Relay *relay, Session *s) {
         if (s->presence_pending || !s->receive)
                 return;
         /* What the store hands out must be on disk: what the open batch
-         * wrote is not, yet. */
-        if (!s->caught_up && store_in_transaction(relay->store))
+         * wrote is not, yet. Nor may it hand out again what an ack the
+         * batch holds deletes (another session of the user, logging in,
+         * reads from the start); and the output of the session that
+         * acked waits for that commit: made first (without a sync), the
+         * page read now goes out at once, not at the end of the turn. */
+        if (!s->caught_up && (store_in_transaction(relay->store) || relay->batch.n_takes > 0))
                 relay_commit(relay);
         if (store_batch_async(relay->store)) {
                 pump_read(relay, s);
@@ -1168,11 +1172,22 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
 /* ---- the group commit ---------------------------------------------------- */
 
 /* Sends and acks of one loop iteration write in one transaction, opened
- * by the first of them and committed by relay_commit() once every session
+ * by the first send and committed by relay_commit() once every session
  * had its turn: one sync for all, where each had its own. Nothing is
  * answered "accepted" before its commit returned; receipts need not wait
  * (a lost delete only delivers a message again, which clients drop).
  * Reads that hand out queued messages commit first (relay_pump()).
+ *
+ * So a turn of acks alone need not wait for the disk either, which stalls
+ * every session: an ack before the turn's first send is only recorded in
+ * the batch (as on PostgreSQL). A send then deletes them in its
+ * transaction before its own write (batch_open()); with none,
+ * relay_commit() deletes them in one that commits without a sync
+ * (store_begin_nosync(): SQLite must be told before BEGIN). In WAL mode
+ * that commit is appended to the WAL, made durable by the next commit's
+ * sync (of the whole WAL) or the next checkpoint: a crash before that
+ * may forget the deletes, which delivers the messages again, never a
+ * message accepted, and no later commit survives without them.
  *
  * On PostgreSQL nothing of this waits on the loop: the batch is collected
  * in memory and relay_commit() sends it whole, pipelined in one
@@ -1187,8 +1202,53 @@ static bool batch_async(Relay *relay) {
         return store_batch_async(relay->store);
 }
 
+/* Delete the acks recorded in the batch (SQLite) in the transaction just
+ * begun: none of them was deleted before, as none is while one is open.
+ * Each one's result is answered with the commit, as on PostgreSQL. */
+static int batch_takes(Relay *relay) {
+        RelayBatch *b = &relay->batch;
+
+        for (size_t i = 0; i < b->n_pending; i++) {
+                StoreWrite *w = &b->pending[i].w;
+                int r;
+
+                if (w->type != STORE_WRITE_TAKE)
+                        continue;
+                r = store_queue_take(relay->store, w->msg.recipient, w->msg.seq, &w->msg);
+                if (r < 0 && r != -ENOENT)
+                        return r;
+                w->result = r;
+        }
+        return 0;
+}
+
+/* Begin the batch's transaction, which deletes first what acks the batch
+ * recorded; on failure, none of them is. */
+static int batch_open(Relay *relay, bool nosync) {
+        int r = nosync ? store_begin_nosync(relay->store) : store_begin(relay->store);
+
+        if (r >= 0 && relay->batch.n_takes > 0)
+                r = batch_takes(relay);
+        if (r < 0) {
+                store_rollback(relay->store);
+                return r;
+        }
+        relay->batch.n_takes = 0;
+        return 0;
+}
+
+/* A full disk while the acks recorded are deleted: deleting may make
+ * room, so the manager releases its reserve and all is tried again, once
+ * (nothing else was written). */
 static int batch_begin(Relay *relay) {
-        return store_in_transaction(relay->store) ? 0 : store_begin(relay->store);
+        int r;
+
+        if (store_in_transaction(relay->store))
+                return 0;
+        r = batch_open(relay, false);
+        if (r == -ENOSPC && relay->hooks->store_full(relay->userdata) > 0)
+                r = batch_open(relay, false);
+        return r;
 }
 
 static void batch_finish(Relay *relay, int r);
@@ -1352,13 +1412,21 @@ static void send_refused(Relay *relay, const RelayPending *p) {
         }
 }
 
-/* The database's answer to an ack sent with the batch (PostgreSQL):
- * handle_ack()'s, had it waited. */
+/* The store's answer to an ack recorded in the batch: handle_ack()'s, had
+ * it waited. A transaction that failed (r < 0, logged with the batch) did
+ * not record it: not answered, as for the database away; the message
+ * stays queued and is delivered again, which clients drop. An error here
+ * has no id and would end a well-behaved client's session for what it
+ * cannot change (a full disk whose reserve is spent). */
 static void ack_answered(Relay *relay, const RelayPending *p, int r) {
         Session *s = p->session;
 
-        if (r >= 0)
-                r = p->w.result;
+        if (r < 0) {
+                log_debug_errno(r, "Ack of seq %" PRIu64 " by %s not recorded: %m", p->w.msg.seq,
+                                p->w.msg.recipient);
+                return;
+        }
+        r = p->w.result;
         if (r >= 0) {
                 acked(relay, s, &p->w.msg);
                 return;
@@ -1434,6 +1502,7 @@ static void batch_answer(Relay *relay, RelayBatch *b, int r) {
                 free(b->pending[i].w.msg.envelope);
         }
         b->n_pending = 0;
+        b->n_takes = 0;
 }
 
 static void batch_free(RelayBatch *b) {
@@ -1514,6 +1583,31 @@ static void batch_send(Relay *relay) {
                 batch_answered(relay, r);
 }
 
+static int takes_commit_once(Relay *relay) {
+        size_t n = relay->batch.n_takes;
+        int r = batch_open(relay, true);
+
+        if (r >= 0)
+                r = store_commit(relay->store);
+        if (r < 0) {
+                store_rollback(relay->store);
+                relay->batch.n_takes = n;       /* none of them is deleted */
+        }
+        return r;
+}
+
+/* Acks alone (a send would have begun the transaction): deleted in one of
+ * their own, which commits without a sync. It holds nothing but what the
+ * batch recorded, so a full disk, which makes SQLite end it, is no loss:
+ * the manager releases its reserve and it is done again, once. */
+static int takes_commit(Relay *relay) {
+        int r = takes_commit_once(relay);
+
+        if (r == -ENOSPC && relay->hooks->store_full(relay->userdata) > 0)
+                r = takes_commit_once(relay);
+        return r;
+}
+
 void relay_commit(Relay *relay) {
         int r = 0;
 
@@ -1521,7 +1615,9 @@ void relay_commit(Relay *relay) {
                 batch_send(relay);
                 return;
         }
-        if (store_in_transaction(relay->store)) {
+        if (relay->batch.n_takes > 0 && !store_in_transaction(relay->store))
+                r = takes_commit(relay);
+        else if (store_in_transaction(relay->store)) {
                 r = store_commit(relay->store);
                 /* A full disk: deleting (the acks) may make room, once. */
                 if (r == -ENOSPC && store_in_transaction(relay->store) &&
@@ -1845,8 +1941,10 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                 reply_error(s, NULL, ERR_BAD_REQUEST, "seq was not delivered to this session");
                 return;
         }
-        if (batch_async(relay)) {
-                /* Deleted with the batch; the receipt goes with its answer. */
+        if (batch_async(relay) || !store_in_transaction(relay->store)) {
+                /* Deleted with the batch; the receipt goes with its
+                 * answer. On SQLite: by the turn's first send, or at
+                 * relay_commit() without a sync (see the group commit). */
                 RelayPending *p = batch_push(relay, s);
 
                 if (!p)
@@ -1854,6 +1952,11 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                 p->w = (StoreWrite) { .type = STORE_WRITE_TAKE, .msg.seq = seq };
                 snprintf(p->w.msg.recipient, sizeof(p->w.msg.recipient), "%s", s->user);
                 batch_hold(relay, s);
+                if (batch_async(relay))
+                        return;
+                relay->batch.n_takes++;
+                if (relay->batch.n_pending >= BATCH_MAX)
+                        relay_commit(relay);
                 return;
         }
         r = queue_take(relay, s->user, seq, &msg);

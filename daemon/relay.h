@@ -45,6 +45,7 @@ typedef struct RelayPending RelayPending;
 typedef struct RelayBatch {
         RelayPending *pending;
         size_t n_pending, n_pending_allocated;
+        size_t n_takes;                 /* SQLite: acks in pending not deleted yet (batch_open()) */
         /* Sessions that wrote to the batch: their output is held (corked)
          * until it is committed, so that no later answer overtakes it. */
         Session **held;

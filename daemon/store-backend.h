@@ -23,6 +23,7 @@ typedef struct StoreOps {
         const char *(*error)(Store *s);
 
         int (*begin)(Store *s);
+        int (*begin_nosync)(Store *s);
         int (*commit)(Store *s);
         void (*rollback)(Store *s);
         bool (*in_transaction)(Store *s);

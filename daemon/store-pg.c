@@ -147,6 +147,7 @@ typedef enum StatementId {
         STMT_BEGIN,
         STMT_COMMIT,
         STMT_ROLLBACK,
+        STMT_NOSYNC,
         _STMT_MAX,
 } StatementId;
 
@@ -241,6 +242,8 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_BEGIN] = "BEGIN",
         [STMT_COMMIT] = "COMMIT",
         [STMT_ROLLBACK] = "ROLLBACK",
+        /* SET LOCAL, as a statement that can be prepared. */
+        [STMT_NOSYNC] = "SELECT set_config('synchronous_commit', 'off', true)",
 };
 
 /* What each result of a pipelined batch answers, in the order sent. */
@@ -901,6 +904,22 @@ static int pg_begin(Store *store) {
         s->in_tx = true;
         s->tx_error = 0;
         return 0;
+}
+
+static void pg_rollback(Store *store);
+
+/* The commit does not wait for the server's WAL to reach its disk: a
+ * crash of the server may lose the transaction, never a part of it, and
+ * nothing committed before it. */
+static int pg_begin_nosync(Store *store) {
+        int r = pg_begin(store);
+
+        if (r < 0)
+                return r;
+        r = run(pg_store(store), STMT_NOSYNC, NULL, NULL);
+        if (r < 0)
+                pg_rollback(store);
+        return r;
 }
 
 static void pg_rollback(Store *store) {
@@ -1971,6 +1990,13 @@ static int pipe_sources(PgStore *s) {
 
 /* Send the next request waiting: the batch or a page. <0 when
  * nothing was sent and the connection is gone (it failed at once). */
+static bool takes_only(const PgBatch *b) {
+        for (size_t i = 0; i < b->n; i++)
+                if (b->writes[i]->type != STORE_WRITE_TAKE)
+                        return false;
+        return true;
+}
+
 static int batch_start(PgStore *s) {
         PgBatch *b = &s->batch;
         PgList *l = NULL;
@@ -2014,6 +2040,11 @@ static int batch_start(PgStore *s) {
                 r = pipe_send(s, STMT_QUEUE_LIST, &p, STEP_LIST, 0);
         } else {
                 r = pipe_send(s, STMT_BEGIN, NULL, STEP_PLAIN, 0);
+                /* Deletes alone need not wait for the server's disk
+                 * (pg_begin_nosync()): a crash forgets them, which only
+                 * delivers the messages again. */
+                if (r >= 0 && takes_only(b))
+                        r = pipe_send(s, STMT_NOSYNC, NULL, STEP_PLAIN, 0);
                 for (size_t i = 0; i < b->n && r >= 0; i++) {
                         Params p = {};
 
@@ -2236,6 +2267,7 @@ static const StoreOps pg_ops = {
         .free = pg_free,
         .error = pg_error,
         .begin = pg_begin,
+        .begin_nosync = pg_begin_nosync,
         .commit = pg_commit,
         .rollback = pg_rollback,
         .in_transaction = pg_in_transaction,

@@ -213,6 +213,7 @@ typedef struct SqliteStore {
         uint64_t total, total_bytes;
         bool counts_stale;              /* count the queue again before the next use */
         bool tx_counted;                /* the open transaction changed the counts */
+        bool nosync;                    /* synchronous=NORMAL, for sqlite_begin_nosync() */
 } SqliteStore;
 
 static SqliteStore *sqlite_store(Store *s) {
@@ -394,9 +395,31 @@ static void counts_check_tx(SqliteStore *s) {
         }
 }
 
-static int begin(SqliteStore *s) {
+static int begin_tx(SqliteStore *s) {
         counts_check_tx(s);
         return step_done(stmt(s, STMT_BEGIN));
+}
+
+/* synchronous=FULL again once the transaction sqlite_begin_nosync() began
+ * is over, whichever way it ended (SQLite ends one itself for a full disk
+ * or an I/O error). SQLite refuses the change inside a transaction. A
+ * failure keeps nosync: begin() tries again, and begins nothing at
+ * NORMAL. */
+static int sync_restore(SqliteStore *s) {
+        int r;
+
+        if (!s->nosync || in_transaction(s))
+                return 0;
+        r = exec(s, "PRAGMA synchronous = FULL");
+        if (r >= 0)
+                s->nosync = false;
+        return r;
+}
+
+static int begin(SqliteStore *s) {
+        int r = sync_restore(s);
+
+        return r < 0 ? r : begin_tx(s);
 }
 
 static int commit(SqliteStore *s) {
@@ -1073,10 +1096,34 @@ static int sqlite_begin(Store *store) {
         return begin(s);
 }
 
+/* In WAL mode a commit at synchronous=NORMAL appends the transaction to
+ * the WAL without an fsync: a crash may lose it, but only with everything
+ * after it (the WAL is replayed in order, up to its first frame that does
+ * not check out), and the next commit at FULL, whose fsync of the WAL
+ * covers every frame before its own, or the next checkpoint makes it
+ * durable. What committed at FULL before it stays durable. */
+static int sqlite_begin_nosync(Store *store) {
+        SqliteStore *s = sqlite_store(store);
+        int r;
+
+        if (in_transaction(s))
+                return -EBUSY;
+        r = exec(s, "PRAGMA synchronous = NORMAL");
+        if (r < 0)
+                return r;
+        s->nosync = true;
+        r = begin_tx(s);
+        if (r < 0)
+                (void) sync_restore(s);
+        return r;
+}
+
 static int sqlite_commit(Store *store) {
         SqliteStore *s = sqlite_store(store);
+        int r = commit(s);
 
-        return commit(s);
+        (void) sync_restore(s);         /* a commit that failed may leave it open */
+        return r;
 }
 
 static void sqlite_rollback(Store *store) {
@@ -1085,6 +1132,7 @@ static void sqlite_rollback(Store *store) {
         if (in_transaction(s))
                 rollback(s);
         counts_check_tx(s);
+        (void) sync_restore(s);
 }
 
 static int sqlite_checkpoint(Store *store) {
@@ -1327,6 +1375,7 @@ static const StoreOps sqlite_ops = {
         .free = sqlite_free,
         .error = sqlite_error,
         .begin = sqlite_begin,
+        .begin_nosync = sqlite_begin_nosync,
         .commit = sqlite_commit,
         .rollback = sqlite_rollback,
         .in_transaction = sqlite_in_transaction,

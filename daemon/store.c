@@ -84,6 +84,10 @@ int store_begin(Store *s) {
         return s->ops->begin(s);
 }
 
+int store_begin_nosync(Store *s) {
+        return s->ops->begin_nosync(s);
+}
+
 int store_commit(Store *s) {
         return s->ops->commit(s);
 }

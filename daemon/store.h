@@ -94,6 +94,14 @@ const char *store_backend(Store *s);
  * I/O error) or not (store_in_transaction() says): the caller may try
  * again, or store_rollback(), after which nothing of it is. */
 int store_begin(Store *s);
+/* The same, for a transaction that may be lost in a crash after its
+ * commit returned, but never half of it and never before what was
+ * committed ahead of it: its commit does not wait for the disk (the
+ * relay's deletes for acks, which a crash only delivers again). SQLite
+ * sets synchronous=NORMAL before BEGIN and FULL again when the
+ * transaction ends, whichever way; PostgreSQL, synchronous_commit=off
+ * for the transaction. */
+int store_begin_nosync(Store *s);
 int store_commit(Store *s);
 void store_rollback(Store *s);
 bool store_in_transaction(Store *s);

@@ -16,7 +16,7 @@ TESTS += $(UNIT_TESTS)
 UNIT_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) \
 	$(GNUTLS_CFLAGS) $(JSONC_CFLAGS)
 UNIT_LDADD = $(COMMON_LIBS) $(CHECK_LIBS)
-EXTRA_DIST += tests/unit/test-main.h
+EXTRA_DIST += tests/unit/test-main.h tests/unit/sqlite-vfs.h
 
 tests_unit_test_util_SOURCES = tests/unit/test-util.c
 tests_unit_test_util_CFLAGS = $(UNIT_CFLAGS)

@@ -29,6 +29,7 @@
 #include "store.h"
 #include "suite2.h"
 #include "test-main.h"
+#include "sqlite-vfs.h"
 
 static sd_event *event;
 static Anvil *anvil;
@@ -42,6 +43,8 @@ static Session *peer_sessions[16];      /* ...and whose end each is */
 static size_t n_peers;
 static unsigned limit_hits[_LIMIT_MAX];
 static int disk_answer;         /* what the disk_check hook says */
+static unsigned store_full_calls;
+static bool reserve;            /* the store_full hook has a reserve to release */
 
 static void on_ready(Session *s, void *userdata) {
         relay_session_ready(userdata, s);
@@ -97,8 +100,14 @@ static int hook_disk_check(void *userdata, uint64_t size) {
         return disk_answer;
 }
 
+/* The manager released its reserve, which ends the test VFS's full disk. */
 static int hook_store_full(void *userdata) {
-        return 0;
+        store_full_calls++;
+        if (!reserve)
+                return 0;
+        reserve = false;
+        full_writes = 0;
+        return 1;
 }
 
 static const RelayHooks hooks = {
@@ -117,6 +126,7 @@ static void setup(void) {
         snprintf(tmpdir, sizeof(tmpdir), "/tmp/test-relay-XXXXXX");
         ck_assert_ptr_nonnull(mkdtemp(tmpdir));
         snprintf(path, sizeof(path), "%s/securechatd.db", tmpdir);
+        sync_count_register();
         ck_assert_int_eq(store_open(path, &store), 0);
         relay = (Relay) {
                 .event = event,
@@ -129,6 +139,9 @@ static void setup(void) {
         ck_assert_int_eq(relay_queue_recount(&relay), 0);
         memset(limit_hits, 0, sizeof(limit_hits));
         disk_answer = 0;
+        store_full_calls = 0;
+        reserve = true;
+        full_writes = 0;
         n_peers = 0;
 }
 
@@ -389,6 +402,7 @@ START_TEST(test_receipt_to_every_session_of_the_sender) {
 
         b->cursor = seq;
         feed(b, ack);
+        relay_commit(&relay);           /* the delete, answered with the turn's commit */
         ck_assert_uint_eq(relay.n_queued, 0);
         ck_assert_uint_eq(relay.queue_bytes, 0);
         for (Session *s = a1; s; s = s == a1 ? a2 : NULL) {
@@ -727,6 +741,13 @@ static void register_users(void) {
         }
 }
 
+static void feed_ack(Session *s, uint64_t seq) {
+        char ack[64];
+
+        snprintf(ack, sizeof(ack), "{\"type\":\"ack\",\"seq\":%llu}", (unsigned long long) seq);
+        feed(s, ack);
+}
+
 /* Sends of one turn are stored in one transaction and answered only once
  * it is committed; the online recipient gets them from memory, in order,
  * at the commit; a retry in the same turn is the same message. */
@@ -777,24 +798,7 @@ START_TEST(test_group_commit) {
         ck_assert(bob->caught_up);
         free(out);
 
-        /* The acks of a turn share a transaction too; the receipts need not
-         * wait for it. */
-        for (uint64_t seq = 1; seq <= 5; seq += 2) {
-                char ack[64];
-
-                snprintf(ack, sizeof(ack), "{\"type\":\"ack\",\"seq\":%llu}", (unsigned long long) seq);
-                feed(bob, ack);
-        }
-        ck_assert(store_in_transaction(store));
-        ck_assert_uint_eq(relay.n_queued, 2);
-        /* Nor does an answer to bob overtake his acks' commit. */
-        feed(bob, "{\"type\":\"ping\"}");
-        session_flush(bob);
-        assert_nothing_written(bob);
-        relay_commit(&relay);
-        assert_sent(bob, "\"pong\"", 1);
-        ck_assert_uint_eq(committed_rows(), 2);
-        assert_sent(alice, "\"receipt\"", 3);
+        /* The acks of a turn: test_acks_alone_do_not_sync. */
         relay_done(&relay);
 }
 END_TEST
@@ -866,6 +870,174 @@ START_TEST(test_group_commit_failure) {
         relay_commit(&relay);
         ck_assert_uint_eq(committed_rows(), 1);
         assert_sent(alice, "\"accepted\"", 1);
+        relay_done(&relay);
+}
+END_TEST
+
+/* bob receives three messages from alice, queued and sent to him. */
+static Session *acks_setup(Session **alice, uint64_t seq[3]) {
+        static const char *const ids[] = { "bXNnMQ", "bXNnMg", "bXNnMw" };
+        Session *bob;
+
+        register_users();
+        *alice = login("alice", false);
+        bob = login("bob", true);
+        for (size_t i = 0; i < 3; i++)
+                seq[i] = queue("alice", "bob", ids[i], "{}");
+        ck_assert_int_eq(relay_queue_recount(&relay), 0);
+        bob->cursor = seq[2];
+        return bob;
+}
+
+/* relay_commit(), and the syncs it asked of the disk. */
+static unsigned commit_syncs(void) {
+        unsigned n = sync_count;
+
+        relay_commit(&relay);
+        ck_assert(!store_in_transaction(store));
+        return sync_count - n;
+}
+
+/* A turn of acks alone: recorded, nothing deleted, until the commit,
+ * which deletes them in a transaction that does not wait for the disk;
+ * the receipts, the pong after them and the counts go with it. The next
+ * send's commit waits for the disk again. */
+START_TEST(test_acks_alone_do_not_sync) {
+        Session *alice, *bob;
+        uint64_t seq[3];
+
+        bob = acks_setup(&alice, seq);
+        for (size_t i = 0; i < 3; i++)
+                feed_ack(bob, seq[i]);
+        feed(bob, "{\"type\":\"ping\"}");
+        ck_assert(!store_in_transaction(store));
+        ck_assert_uint_eq(committed_rows(), 3);
+        ck_assert_uint_eq(relay.n_queued, 3);
+        session_flush(bob);
+        assert_nothing_written(bob);            /* the pong waits for the acks */
+
+        ck_assert_uint_eq(commit_syncs(), 0);
+        ck_assert_uint_eq(committed_rows(), 0);
+        ck_assert_uint_eq(relay.n_queued, 0);
+        ck_assert_uint_eq(relay.queue_bytes, 0);
+        assert_sent(bob, "\"pong\"", 1);
+        assert_sent(alice, "\"receipt\"", 3);
+
+        feed_send(alice, "bob", 1, 1);
+        ck_assert_uint_gt(commit_syncs(), 0);
+        assert_sent(alice, "\"accepted\"", 1);
+        relay_done(&relay);
+}
+END_TEST
+
+/* Acks before the turn's first send are deleted in its transaction, ahead
+ * of its write, and those after it at once: one commit, which waits for
+ * the disk, for all. */
+START_TEST(test_acks_and_sends_one_transaction) {
+        Session *alice, *bob;
+        uint64_t seq[3], count = 0;
+        char *out;
+
+        bob = acks_setup(&alice, seq);
+        feed_ack(bob, seq[0]);
+        ck_assert(!store_in_transaction(store));
+        feed_send(alice, "carol", 1, 1);
+        ck_assert(store_in_transaction(store));
+        ck_assert_int_eq(store_queue_totals(store, &count, NULL), 0);
+        ck_assert_uint_eq(count, 3);            /* one deleted, one added */
+        feed_ack(bob, seq[1]);
+        ck_assert_int_eq(store_queue_totals(store, &count, NULL), 0);
+        ck_assert_uint_eq(count, 2);
+        ck_assert_uint_eq(committed_rows(), 3);
+
+        ck_assert_uint_gt(commit_syncs(), 0);
+        ck_assert_uint_eq(committed_rows(), 2);
+        ck_assert_uint_eq(relay.n_queued, 2);
+        out = take_sent(alice);
+        ck_assert_uint_eq(count_of(out, "\"receipt\""), 2);
+        ck_assert_uint_eq(count_of(out, "\"accepted\""), 1);
+        free(out);
+        relay_done(&relay);
+}
+END_TEST
+
+/* An ack recorded for a message deleted before the commit (expired, or
+ * acked twice) is what the client wanted: no error, no second receipt. */
+START_TEST(test_ack_recorded_of_seq_gone_is_silent) {
+        Session *alice, *bob;
+        uint64_t seq[3];
+        char *out;
+
+        bob = acks_setup(&alice, seq);
+        ck_assert_int_eq(store_queue_take(store, "bob", seq[0], NULL), 0);
+        ck_assert_int_eq(relay_queue_recount(&relay), 0);
+        feed_ack(bob, seq[0]);
+        feed_ack(bob, seq[1]);
+        feed_ack(bob, seq[1]);
+        relay_commit(&relay);
+        ck_assert_uint_eq(committed_rows(), 1);
+        ck_assert_uint_eq(relay.n_queued, 1);
+        out = take_sent(bob);
+        ck_assert_str_eq(out, "");
+        free(out);
+        out = take_sent(alice);
+        ck_assert_uint_eq(count_of(out, "\"receipt\""), 1);
+        ck_assert_ptr_nonnull(strstr(out, "bXNnMg"));
+        free(out);
+        relay_done(&relay);
+}
+END_TEST
+
+/* Another session of the same user that reads the queue from the start
+ * (a login) is not handed what an ack recorded in the batch deletes. */
+START_TEST(test_ack_recorded_not_read_again) {
+        Session *alice, *bob, *bob2;
+        uint64_t seq[3];
+        char want[32], *out;
+
+        bob = acks_setup(&alice, seq);
+        feed_ack(bob, seq[0]);
+        feed_ack(bob, seq[2]);
+        bob2 = login("bob", true);
+        bob2->caught_up = false;                /* as handle_auth() leaves it */
+        relay_pump(&relay, bob2);
+        snprintf(want, sizeof(want), "\"seq\":%llu,", (unsigned long long) seq[1]);
+        out = take_sent(bob2);
+        ck_assert_uint_eq(count_of(out, "\"deliver\""), 1);
+        ck_assert_ptr_nonnull(strstr(out, want));
+        free(out);
+        ck_assert_uint_eq(committed_rows(), 1);
+        relay_done(&relay);
+}
+END_TEST
+
+/* A full disk when the acks commit. With no reserve left the acks are
+ * not recorded, and not answered either (an error without an id would end
+ * bob's session): the messages stay queued. With one, the manager is asked
+ * to release it, and the deletes go through; the receipts with them. */
+START_TEST(test_acks_disk_full) {
+        Session *alice, *bob;
+        uint64_t seq[3];
+        char *out;
+
+        bob = acks_setup(&alice, seq);
+        for (unsigned turn = 0; turn < 2; turn++) {
+                reserve = turn == 1;
+                feed_ack(bob, seq[0]);
+                feed_ack(bob, seq[1]);
+                full_writes = 1000;             /* until the reserve is released */
+                relay_commit(&relay);
+                ck_assert_uint_eq(store_full_calls, turn + 1);
+                ck_assert(!store_in_transaction(store));
+                ck_assert_uint_eq(committed_rows(), turn == 0 ? 3 : 1);
+                ck_assert_uint_eq(relay.n_queued, turn == 0 ? 3 : 1);
+                out = take_sent(bob);
+                ck_assert_str_eq(out, "");
+                free(out);
+                out = take_sent(alice);
+                ck_assert_uint_eq(count_of(out, "\"receipt\""), turn == 0 ? 0 : 2);
+                free(out);
+        }
         relay_done(&relay);
 }
 END_TEST
@@ -1064,6 +1236,11 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_group_commit);
         tcase_add_test(tc, test_group_commit_login_reads_committed);
         tcase_add_test(tc, test_group_commit_failure);
+        tcase_add_test(tc, test_acks_alone_do_not_sync);
+        tcase_add_test(tc, test_acks_and_sends_one_transaction);
+        tcase_add_test(tc, test_ack_recorded_of_seq_gone_is_silent);
+        tcase_add_test(tc, test_ack_recorded_not_read_again);
+        tcase_add_test(tc, test_acks_disk_full);
         suite_add_tcase(s, tc);
         return s;
 }

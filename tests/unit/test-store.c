@@ -18,6 +18,7 @@
 #include "rsa.h"
 #include "store.h"
 #include "util.h"
+#include "sqlite-vfs.h"
 #include "test-main.h"
 
 static char tmpdir[256];
@@ -607,6 +608,57 @@ START_TEST(test_seq_never_reused) {
 }
 END_TEST
 
+/* A transaction begun by store_begin_nosync() commits what it wrote (as
+ * another connection sees it), on SQLite without a sync; the next plain
+ * transaction syncs again, whether that one committed or was rolled
+ * back. */
+START_TEST(test_begin_nosync) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 1, 2);
+        StoreMessage b = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 1, 2);
+        char sql[64];
+        unsigned n;
+
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", queue_table(_i));
+        if (_i == BACKEND_SQLITE)
+                sync_count_register();
+        ck_assert_int_eq(open_backend(_i, &s), 0);
+        ck_assert_int_eq(store_queue_add(s, &a), 0);
+        ck_assert_int_eq(store_queue_add(s, &b), 0);
+
+        ck_assert_int_eq(store_begin_nosync(s), 0);
+        ck_assert(store_in_transaction(s));
+        ck_assert_int_eq(store_begin_nosync(s), -EBUSY);
+        ck_assert(store_in_transaction(s));
+        ck_assert_int_eq(store_queue_take(s, "bob", a.seq, NULL), 0);
+        n = sync_count;
+        ck_assert_int_eq(store_commit(s), 0);
+        ck_assert(!store_in_transaction(s));
+        ck_assert_uint_eq(query_u64(_i, sql), 1);
+        if (_i != BACKEND_SQLITE)
+                return;
+        ck_assert_uint_eq(sync_count, n);
+
+        /* FULL again: a commit waits for the WAL on disk. */
+        ck_assert_int_eq(store_begin(s), 0);
+        ck_assert_int_eq(store_queue_take(s, "bob", b.seq, NULL), 0);
+        n = sync_count;
+        ck_assert_int_eq(store_commit(s), 0);
+        ck_assert_uint_gt(sync_count, n);
+
+        /* ... and after a rollback. */
+        ck_assert_int_eq(store_begin_nosync(s), 0);
+        store_rollback(s);
+        ck_assert_int_eq(store_queue_add(s, &a), 0);
+        ck_assert_int_eq(store_begin(s), 0);
+        ck_assert_int_eq(store_queue_take(s, "bob", a.seq, NULL), 0);
+        n = sync_count;
+        ck_assert_int_eq(store_commit(s), 0);
+        ck_assert_uint_gt(sync_count, n);
+        ck_assert_uint_eq(query_u64(_i, sql), 0);
+}
+END_TEST
+
 typedef struct Expired {
         unsigned n;
         uint64_t seqs[8];
@@ -1185,6 +1237,7 @@ static Suite *store_suite(void) {
         tcase_add_loop_test(tc, test_queue_counts, 0, N_BACKENDS);
         tcase_add_test(tc, test_send_statements_indexed);
         tcase_add_loop_test(tc, test_seq_never_reused, 0, N_BACKENDS);
+        tcase_add_loop_test(tc, test_begin_nosync, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_expiry, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_reopen, 0, N_BACKENDS);
         tcase_add_test(tc, test_database_setup);

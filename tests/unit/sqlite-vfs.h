@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A VFS for tests, made the default: the default one, but its files
+ * count the syncs SQLite asks of them (sync_count: did a commit wait for
+ * the disk?) and refuse the next full_writes writes as a full disk would,
+ * without a hook in the store. Call sync_count_register() before the
+ * store opens its database.
+ */
+#pragma once
+
+#include <check.h>
+#include <sqlite3.h>
+
+static unsigned sync_count;
+static unsigned full_writes;
+static sqlite3_vfs sync_count_vfs;
+static sqlite3_vfs *sync_count_real;    /* the default VFS it wraps */
+/* Each set of methods its files have (unix has one per kind of locking)
+ * and the same but for xSync and xWrite. */
+#define SYNC_COUNT_IO_MAX 8
+static const sqlite3_io_methods *sync_count_real_io[SYNC_COUNT_IO_MAX];
+static sqlite3_io_methods sync_count_io[SYNC_COUNT_IO_MAX];
+
+static int sync_count_sync(sqlite3_file *f, int flags) {
+        size_t i = (size_t) (f->pMethods - sync_count_io);
+
+        sync_count++;
+        return sync_count_real_io[i]->xSync(f, flags);
+}
+
+static int full_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 offset) {
+        size_t i = (size_t) (f->pMethods - sync_count_io);
+
+        if (full_writes > 0) {
+                full_writes--;
+                return SQLITE_FULL;
+        }
+        return sync_count_real_io[i]->xWrite(f, p, n, offset);
+}
+
+static int sync_count_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flags, int *out_flags) {
+        int rc = sync_count_real->xOpen(sync_count_real, name, f, flags, out_flags);
+        size_t i;
+
+        if (rc != SQLITE_OK || !f->pMethods)
+                return rc;
+        for (i = 0; i < SYNC_COUNT_IO_MAX && sync_count_real_io[i] != f->pMethods; i++)
+                if (!sync_count_real_io[i]) {
+                        sync_count_real_io[i] = f->pMethods;
+                        sync_count_io[i] = *f->pMethods;
+                        sync_count_io[i].xSync = sync_count_sync;
+                        sync_count_io[i].xWrite = full_write;
+                        break;
+                }
+        ck_assert_uint_lt(i, SYNC_COUNT_IO_MAX);
+        f->pMethods = &sync_count_io[i];
+        return rc;
+}
+
+static inline void sync_count_register(void) {
+        if (sync_count_real)
+                return;
+        sync_count_real = sqlite3_vfs_find(NULL);
+        ck_assert_ptr_nonnull(sync_count_real);
+        /* Its methods see the same pAppData as with the real one. */
+        sync_count_vfs = *sync_count_real;
+        sync_count_vfs.pNext = NULL;
+        sync_count_vfs.zName = "sync-count";
+        sync_count_vfs.xOpen = sync_count_open;
+        ck_assert_int_eq(sqlite3_vfs_register(&sync_count_vfs, 1), SQLITE_OK);
+}
