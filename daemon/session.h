@@ -63,8 +63,12 @@ typedef struct SessionLimits {
 /* ...and queued envelopes and presence lists are pushed only while less
  * than this waits: the rest follows as the output drains. */
 #define SESSION_PUMP_WATER (64u * 1024)
-/* What the output buffer keeps allocated once it is empty again. */
-#define SESSION_OUTPUT_KEEP (64u * 1024)
+/* What the output buffer keeps allocated once it is empty again: a few
+ * frames' worth, what a busy session reuses turn after turn. More is
+ * given back, since the output is written at the end of every turn and
+ * thousands of idle sessions would each keep their largest burst (a
+ * protocol 1 receiver, every login's key package: 21 KiB of its 46). */
+#define SESSION_OUTPUT_KEEP (4u * 1024)
 /* The least memory budget a session that reads gets, whatever
  * max-session-memory says: one incoming frame (max_frame), the output
  * while it is over one of the marks above by one frame of max_frame,
