@@ -1300,8 +1300,7 @@ int frame_to_wire(json_object *o, size_t max_frame, uint8_t **ret, size_t *ret_l
         const char *s;
         size_t len;
 
-        s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
-                                                 JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        s = json_plain_text(o, &len);
         if (!s)
                 return -ENOMEM;
         return frame_encode(s, len, max_frame, ret, ret_len);

@@ -223,7 +223,7 @@ int varlink_append(Buf *b, json_object *o) {
                 return -ENOMEM;
         /* json-c writes a NUL inside a string as \u0000, so the only NUL
          * on the wire is the terminator. */
-        s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        s = json_plain_text(o, &len);
         if (!s)
                 return -ENOMEM;
         buf_put(b, s, len);

@@ -183,8 +183,7 @@ static int package_fit(Relay *relay, KeyPackage *kp) {
                 r = key_package_to_json(kp, &o);
                 if (r < 0)
                         return r;
-                if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
-                                                          JSON_C_TO_STRING_NOSLASHESCAPE, &size))
+                if (!json_plain_text(o, &size))
                         return -ENOMEM;
                 if (size <= budget)
                         break;
@@ -263,8 +262,7 @@ static int send_presence_piece(Relay *relay, Session *s) {
                 r = key_package_to_json(kp, &o);
                 if (r < 0)
                         goto fail;
-                if (!json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
-                                                              JSON_C_TO_STRING_NOSLASHESCAPE, &size))
+                if (!json_plain_text(o, &size))
                         size = s->limits.max_frame;
                 size += 1;      /* the comma */
                 json_object_put(o);

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "json-util.h"
 #include "listener.h"
 #include "log.h"
 #include "macro.h"
@@ -169,9 +170,7 @@ static void connection_send(VarlinkConnection *c, json_object *o) {
         }
         /* json-c writes a NUL inside a string as \u0000, so the only NUL
          * on the wire is the terminator, which goes out with the text. */
-        text = o ? json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
-                                                     &len)
-                 : NULL;
+        text = o ? json_plain_text(o, &len) : NULL;
         if (text)
                 r = stream_append(c->stream, text, len + 1);
         json_object_put(o);
@@ -675,7 +674,7 @@ void varlink_server_notify(VarlinkServer *s, json_object *parameters) {
         if (!msg)
                 return;
         /* Formatted once, whatever the number of subscribers. */
-        text = json_object_to_json_string_length(msg, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
+        text = json_plain_text(msg, &len);
         if (!text)
                 return;
 
