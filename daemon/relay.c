@@ -1746,9 +1746,9 @@ static void handle_send(Relay *relay, Session *s, const Frame *f, const uint8_t 
         if (!text)
                 goto internal;
         now = now_unix();
-        snprintf(msg.recipient, sizeof(msg.recipient), "%s", e->to);
-        snprintf(msg.sender, sizeof(msg.sender), "%s", s->user);
-        snprintf(msg.msg_id, sizeof(msg.msg_id), "%s", msg_id);
+        (void) string_copy(msg.recipient, sizeof(msg.recipient), e->to);
+        (void) string_copy(msg.sender, sizeof(msg.sender), s->user);
+        (void) string_copy(msg.msg_id, sizeof(msg.msg_id), msg_id);
         msg.envelope = text;
         msg.size = text_len;
         msg.received = now;
@@ -1948,7 +1948,7 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                 if (!p)
                         return;
                 p->w = (StoreWrite) { .type = STORE_WRITE_TAKE, .msg.seq = seq };
-                snprintf(p->w.msg.recipient, sizeof(p->w.msg.recipient), "%s", s->user);
+                (void) string_copy(p->w.msg.recipient, sizeof(p->w.msg.recipient), s->user);
                 batch_hold(relay, s);
                 if (batch_async(relay))
                         return;
