@@ -73,8 +73,8 @@ typedef struct Manager {
         /* The protocol over them, with the queue's counts (relay.h). */
         Relay relay;
         bool reserve;                   /* STATE_RESERVE_FILE is in place */
-        uint64_t disk_room;             /* free bytes above this turn's sends (manager_disk_check()) */
-        uint64_t disk_room_turn;        /* the turn it was measured in (sd_event_now()), 0: none */
+        uint64_t disk_room;             /* free bytes less what was let in since (manager_disk_check()) */
+        uint64_t disk_room_turn;        /* when it was measured (sd_event_now()), 0: never */
         uint64_t limit_hits[_LIMIT_MAX];  /* refusals per limit since start */
         Anvil *anvil;                   /* per address and per user rates and counts */
         AnvilEntry busy_log;            /* throttles the log of max-sessions refusals at accept */
