@@ -78,9 +78,12 @@ static const char *const statement_sql[_STMT_MAX] = {
         [STMT_QUEUE_LAST] = "SELECT coalesce(max(seq), 0) FROM queue WHERE recipient = ?1",
         [STMT_QUEUE_LIST] = "SELECT seq, recipient, sender, msg_id, size, received, expires, envelope "
                             "FROM queue WHERE recipient = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-        /* An ack: the row and what the log says of it, in one step. */
-        [STMT_QUEUE_TAKE] = "DELETE FROM queue WHERE seq = ?1 AND recipient = ?2 "
-                            "RETURNING seq, recipient, sender, msg_id, size, received, expires",
+        /* An ack: the row and what the log says of it, then
+         * STMT_QUEUE_DELETE. Not DELETE ... RETURNING, which opens a
+         * temporary b-tree (a pager of its own) at every step: a third of
+         * an ack's time in the database. */
+        [STMT_QUEUE_TAKE] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
+                            "FROM queue WHERE seq = ?1 AND recipient = ?2",
         [STMT_QUEUE_DELETE] = "DELETE FROM queue WHERE seq = ?1",
         [STMT_QUEUE_EXPIRED] = "SELECT seq, recipient, sender, msg_id, size, received, expires "
                                "FROM queue WHERE expires <= ?1 ORDER BY expires, seq LIMIT ?2",
@@ -1071,8 +1074,7 @@ static int sqlite_queue_take(Store *store, const char *recipient, uint64_t seq, 
 
         if ((r = bind_u64(st, 1, seq)) < 0 || (r = bind_text(st, 2, recipient)) < 0)
                 return r;
-        /* The row is deleted by the first step; the second ends the
-         * statement (seq is the key: there is no other row). */
+        /* seq is the key: one row or none. */
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {
                 row_to_message(st, &m);
@@ -1084,6 +1086,9 @@ static int sqlite_queue_take(Store *store, const char *recipient, uint64_t seq, 
                 return errno_from_sqlite(rc) ?: -EIO;
         if (!found)
                 return -ENOENT;
+        st = stmt(s, STMT_QUEUE_DELETE);
+        if ((r = bind_u64(st, 1, seq)) < 0 || (r = step_done(st)) < 0)
+                return r;
         counts_changed(s, m.recipient, m.sender, m.size, false);
         if (ret)
                 *ret = m;
