@@ -15,7 +15,7 @@
 /* Version 3 changes the welcome only: the relay signs T_server with an
  * Ed25519 key that its identity key certified (the welcome key), so that a
  * login costs it no RSA operation. Everything version 2 does, 3 does too. */
-#define PROTOCOL_VERSION_MAX 2
+#define PROTOCOL_VERSION_MAX 3
 #define PROTOCOL_VERSION_WELCOME_KEY 3           /* the first with the welcome key */
 /* How long a welcome key's statement is valid (seconds); the relay makes a
  * new one when less than half of it is left. */
