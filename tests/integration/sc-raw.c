@@ -78,6 +78,8 @@
  *                           as USER's (also for the client's own name)
  *   accept TTL              take the next connection, send hello, check
  *                           its auth and answer welcome with queue_ttl TTL
+ *   offer N                 hello's proto_max in the next accepts (a relay
+ *                           of version N)
  *   welcome MODE            how accept signs a welcome of version 3 (when
  *                           the client asks 3): good (the default), or a
  *                           bad one: uncertified (welcome_key names the
@@ -181,6 +183,7 @@ typedef struct Raw {
         uint8_t delivered_id[MAX_KNOWN][MSG_ID_LEN];
         size_t n_delivered;
         unsigned welcome_mode;          /* WelcomeMode */
+        unsigned offer;                 /* hello's proto_max; 0: PROTOCOL_VERSION_MAX */
 } Raw;
 
 typedef enum WelcomeMode {
@@ -1128,7 +1131,7 @@ static int cmd_accept(uint64_t ttl) {
         _cleanup_(frame_freep) Frame *f = NULL;
         _cleanup_(key_package_freep) KeyPackage *self = NULL;
         _cleanup_(welcome_key_freep) WelcomeKey *wk = NULL;
-        json_object *welcome;
+        json_object *hello, *welcome;
         unsigned proto;
         _cleanup_(freep) uint8_t *sig = NULL;
         struct pollfd pfd = { .fd = raw.listen_fd, .events = POLLIN };
@@ -1157,7 +1160,10 @@ static int cmd_accept(uint64_t ttl) {
         if (transport_channel_binding(raw.t, binding, &blen) < 0 ||
             random_bytes(raw.server_nonce, NONCE_LEN) < 0)
                 return fail("no channel binding or randomness");
-        r = send_json(frame_new_hello(raw.server_key->spki, raw.server_key->spki_len, raw.server_nonce));
+        hello = frame_new_hello(raw.server_key->spki, raw.server_key->spki_len, raw.server_nonce);
+        if (hello && raw.offer > 0)
+                json_object_object_add(hello, "proto_max", json_object_new_int((int) raw.offer));
+        r = send_json(hello);
         if (r < 0)
                 return r;
 
@@ -1440,6 +1446,10 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
                 return cmd_listen();
         if (strcmp(c, "persona") == 0 && n >= 3)
                 return cmd_persona(w[1], w[2], n >= 4 ? w[3] : NULL);
+        if (strcmp(c, "offer") == 0 && n >= 2) {
+                raw.offer = (unsigned) strtoul(w[1], NULL, 10);
+                return 0;
+        }
         if (strcmp(c, "welcome") == 0 && n >= 2)
                 return cmd_welcome(w[1]);
         if (strcmp(c, "accept") == 0 && n >= 2)

@@ -7,7 +7,8 @@
 # welcome signed by a key the statement is not on, by another key than
 # the certified one, under an expired statement, over version 1's context,
 # or without the statement at all (never falling back to the RSA welcome
-# once the session is version 3). Then the real relay: scctl logs in with
+# once the session is version 3); with a relay that offers only version 2
+# it uses 2, and its RSA welcome. Then the real relay: scctl logs in with
 # version 3, and a client of version 2 still gets the RSA welcome.
 
 SC_SCRIPT=welcome-key
@@ -33,6 +34,10 @@ modes="good good uncertified other-key expired v1-context no-key"
 		echo "accept $((7 * DAY))"
 		echo eof
 	done
+	# A relay of version 2, whose welcome is RSA's.
+	echo "offer 2"
+	echo "accept $((7 * DAY))"
+	echo eof
 } >"$T/fake.script"
 SC_BG_IN=$T/fake.script bg_start "$T/fake.out" "$T/fake.err" "$SC_RAW" $SC_RAW_TLS \
 	--timeout "$SC_WAIT" 127.0.0.1 0
@@ -71,6 +76,12 @@ refused other-key "does not verify under its welcome key \(certified by its key 
 refused expired "welcome key expired at .* UTC \(it is .* UTC here\): check the clock of this machine and the relay's"
 refused v1-context "does not verify under its welcome key \(certified by its key SHA256:.*someone may be in the middle"
 refused no-key "welcome for protocol version 3 carries no welcome key: someone may be in the middle\. Not continuing\."
+
+out=$(alice send bob "$(marker v2) to a relay of version 2" 2>&1)
+is "a relay that offers version 2: scctl send exits 0" 0 $?
+is "...having asked for protocol 2" 1 "$(grep -c '^# client speaks protocol 2$' "$T/fake.out")"
+contains "...and the fake relay opened the message" "# opened send to bob: $(marker v2) to a relay of version 2" \
+	"$(cat "$T/fake.out")"
 
 bg_wait "$FAKE_PID"
 is "the fake relay ran its whole script" 0 $?
