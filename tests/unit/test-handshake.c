@@ -308,41 +308,76 @@ START_TEST(test_sign_needs_private) {
 }
 END_TEST
 
+/* A scratch directory for openssl's files. */
+static void scratch_dir(char dir[static 256]) {
+        const char *tmp = getenv("TMPDIR");
+
+        snprintf(dir, 256, "%s/test-handshake.XXXXXX", tmp ? tmp : "/tmp");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void write_bytes(const char *dir, const char *name, const void *p, size_t len) {
+        char path[512];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        ck_assert_ptr_nonnull(f = fopen(path, "we"));
+        ck_assert_uint_eq(fwrite(p, 1, len, f), len);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Run the openssl command line args in dir (which is removed after);
+ * it must succeed. */
+static void openssl_in(const char *dir, const char *args) {
+        char cmd[1024];
+        int status;
+
+        snprintf(cmd, sizeof(cmd), "cd '%s' && openssl %s >log 2>&1", dir, args);
+        status = system(cmd);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "openssl refused the signature");
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
 /* openssl verifies the user's signature over T_client as written here. */
 START_TEST(test_openssl_verifies) {
         static const char expect[] = "\x00\x00\x00\x18" "securechat/1 client-auth" T_TAIL(NO_BINDING);
         HandshakeParams p = fixed_params(false);
         _cleanup_(freep) uint8_t *sig = NULL;
-        const char *tmp = getenv("TMPDIR");
-        char dir[256], path[512], cmd[1024];
+        char dir[256], path[512];
         size_t sig_len;
-        FILE *f;
-        int status;
 
-        snprintf(dir, sizeof(dir), "%s/test-handshake.XXXXXX", tmp ? tmp : "/tmp");
-        ck_assert_ptr_nonnull(mkdtemp(dir));
+        scratch_dir(dir);
         ck_assert_int_eq(handshake_sign(HANDSHAKE_CLIENT, &p, keys[ALICE], &sig, &sig_len), 0);
-
         snprintf(path, sizeof(path), "%s/alice.pub", dir);
         ck_assert_int_eq(rsa_key_save_public(keys[ALICE], path), 0);
-        snprintf(path, sizeof(path), "%s/t.bin", dir);
-        ck_assert_ptr_nonnull(f = fopen(path, "we"));
-        ck_assert_uint_eq(fwrite(expect, 1, sizeof(expect) - 1, f), sizeof(expect) - 1);
-        ck_assert_int_eq(fclose(f), 0);
-        snprintf(path, sizeof(path), "%s/sig.bin", dir);
-        ck_assert_ptr_nonnull(f = fopen(path, "we"));
-        ck_assert_uint_eq(fwrite(sig, 1, sig_len, f), sig_len);
-        ck_assert_int_eq(fclose(f), 0);
+        write_bytes(dir, "t.bin", expect, sizeof(expect) - 1);
+        write_bytes(dir, "sig.bin", sig, sig_len);
+        openssl_in(dir, "dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32 "
+                   "-sigopt rsa_mgf1_md:sha256 -verify alice.pub -signature sig.bin t.bin");
+}
+END_TEST
 
-        snprintf(cmd, sizeof(cmd),
-                 "cd '%s' && openssl dgst -sha256 -sigopt rsa_padding_mode:pss "
-                 "-sigopt rsa_pss_saltlen:32 -sigopt rsa_mgf1_md:sha256 "
-                 "-verify alice.pub -signature sig.bin t.bin >log 2>&1", dir);
-        status = system(cmd);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "openssl refused the signature");
+/* openssl verifies the welcome key's Ed25519 signature over T_server3 as
+ * written here (RFC 8032's Ed25519, no prehash). */
+START_TEST(test_openssl_verifies_ed25519) {
+        static const char expect[] = "\x00\x00\x00\x18" "securechat/3 server-auth" T_TAIL(WITH_BINDING);
+        /* SubjectPublicKeyInfo of an Ed25519 key (RFC 8410), before the key */
+        static const uint8_t spki_head[] = { 0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00 };
+        _cleanup_(ed25519_key_freep) Ed25519Key *k = NULL;
+        HandshakeParams p = fixed_params(true);
+        uint8_t sig[ED25519_SIG_LEN], spki[sizeof(spki_head) + ED25519_KEY_LEN];
+        char dir[256];
 
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        ck_assert_int_eq(system(cmd), 0);
+        scratch_dir(dir);
+        ck_assert_int_eq(ed25519_key_generate(&k), 0);
+        ck_assert_int_eq(handshake_sign_ed25519(HANDSHAKE_SERVER3, &p, k, sig), 0);
+        memcpy(spki, spki_head, sizeof(spki_head));
+        memcpy(spki + sizeof(spki_head), k->pub, ED25519_KEY_LEN);
+        write_bytes(dir, "wk.der", spki, sizeof(spki));
+        write_bytes(dir, "t3.bin", expect, sizeof(expect) - 1);
+        write_bytes(dir, "sig.bin", sig, sizeof(sig));
+        openssl_in(dir, "pkeyutl -verify -pubin -keyform DER -inkey wk.der -rawin -in t3.bin -sigfile sig.bin");
 }
 END_TEST
 
@@ -690,6 +725,7 @@ static Suite *handshake_suite(void) {
         tcase_add_loop_test(tc, test_changed_input, 0, 2 * _CHANGE_MAX);
         tcase_add_test(tc, test_sign_needs_private);
         tcase_add_test(tc, test_openssl_verifies);
+        tcase_add_test(tc, test_openssl_verifies_ed25519);
         suite_add_tcase(s, tc);
 
         tc = tcase_new("welcome-key");
