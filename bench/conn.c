@@ -238,8 +238,8 @@ int conn_login_proto(Conn *c, const char *user, const RsaKey *key, bool receive,
         if (r < 0)
                 return r;
         auth = frame_new_auth(user, key->spki, key->spki_len, client_nonce, receive, sig, sig_len);
-        if (auth && MIN(proto, MAX(hello->hello.proto_max, hello->hello.proto)) >= 2 &&
-            frame_auth_add_proto(auth, 2) < 0) {
+        proto = MIN(proto, MAX(hello->hello.proto_max, hello->hello.proto));
+        if (auth && proto >= 2 && frame_auth_add_proto(auth, proto) < 0) {
                 json_object_put(auth);
                 auth = NULL;    /* conn_queue_json() says -ENOMEM */
         }

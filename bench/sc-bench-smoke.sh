@@ -24,7 +24,8 @@ for row in "routing, 1 sender -> 1 receiver" "routing, 2 senders -> 2 receivers"
 	"bare TLS relay, 1 pair, CPU per frame" "SQLite insert \\+ delete per message, 2 rows per commit" \
 	"routing, 1 pair, against a TLS \\+ durable floor" "routing, 2 pairs, against a TLS \\+ durable floor" \
 	"offline fill" "queue drain on login" "offline fill rate, [0-9]+ queued against [0-9]+" \
-	"[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" "one-shot scctl send" \
+	"[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" \
+	"logins/s \\(TLS \\+ auth \\+ welcome\\), [0-9]+ clients \\(protocol 2 clients\\)" "one-shot scctl send" \
 	"end-to-end scctl connect -> scctl listen, 2048-bit"; do
 	like "the table has: $row" "^\| $row.* \| [0-9.e+]+ [a-zA-Z/-]+ \| .* \| [0-9.e+-]+x? \| " "$out"
 done

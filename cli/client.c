@@ -642,6 +642,44 @@ static int probe_tls(Client *c, const ClientParams *p, uint64_t deadline) {
         }
 }
 
+/* Version 3: welcome's "sig" is the Ed25519 signature over T_server3 of the
+ * key that welcome_key certifies; the certificate must be the pinned server
+ * key's and current. Without welcome_key nothing is accepted instead: the
+ * session is version 3, and a weaker welcome would be a downgrade. */
+static int verify_welcome_key(const HandshakeParams *hp, const RsaKey *server_key, const Frame *welcome) {
+        const WelcomeKey *wk = welcome->welcome.welcome_key;
+        char when[FORMAT_UTC_MAX], now_s[FORMAT_UTC_MAX];
+        uint64_t now = now_unix();
+        int r;
+
+        if (!wk)
+                return log_fail(EXIT_AUTH, 0,
+                                "The relay's welcome for protocol version 3 carries no welcome key: "
+                                "someone may be in the middle. Not continuing.");
+        r = welcome_key_verify(wk, server_key, now);
+        if (r == -ENOMEM)
+                return log_fail(EXIT_FAIL, r, "%m");
+        if (r == -EKEYEXPIRED)
+                return log_fail(EXIT_AUTH, 0,
+                                "The relay's welcome key expired at %s (it is %s here): check the clock of "
+                                "this machine and the relay's. Not continuing.",
+                                format_utc(wk->not_after, when), format_utc(now, now_s));
+        if (r < 0)
+                return log_fail(EXIT_AUTH, 0,
+                                "The relay's welcome key is not certified by its key %s: someone may be in "
+                                "the middle. Not continuing.", server_key->fingerprint);
+        r = handshake_verify_ed25519(HANDSHAKE_SERVER3, hp, wk->key, welcome->welcome.sig,
+                                     welcome->welcome.sig_len);
+        if (r == -ENOMEM)
+                return log_fail(EXIT_FAIL, r, "%m");
+        if (r < 0)
+                return log_fail(EXIT_AUTH, 0,
+                                "The relay's signature on the handshake does not verify under its welcome "
+                                "key (certified by its key %s): someone may be in the middle. Not continuing.",
+                                server_key->fingerprint);
+        return 0;
+}
+
 static int handshake(Client *c, const ClientParams *p) {
         _cleanup_(frame_freep) Frame *hello = NULL, *welcome = NULL;
         _cleanup_(rsa_key_freep) RsaKey *server_key = NULL;
@@ -693,7 +731,8 @@ static int handshake(Client *c, const ClientParams *p) {
                 return log_fail(EXIT_FAIL, r, "Cannot sign the handshake: %m");
         auth = frame_new_auth(p->user, p->identity->spki, p->identity->spki_len, client_nonce, p->receive,
                               sig, sig_len);
-        /* Version 2 (presence by watch) when the relay offers it. */
+        /* Version 2 (presence by watch) or 3 (and the welcome key) when the
+         * relay offers it. */
         c->proto = MIN(MAX(hello->hello.proto_max, hello->hello.proto), (unsigned) PROTOCOL_VERSION_MAX);
         if (auth && ((p->code && frame_auth_add_code(auth, p->code) < 0) ||
                      (c->proto >= 2 && frame_auth_add_proto(auth, c->proto) < 0))) {
@@ -709,8 +748,12 @@ static int handshake(Client *c, const ClientParams *p) {
         r = expect_frame(c, p, FRAME_WELCOME, deadline_in(p->timeout_usec), &welcome);
         if (r < 0)
                 return r;
-        if (handshake_verify(HANDSHAKE_SERVER, &hp, server_key, welcome->welcome.sig,
-                             welcome->welcome.sig_len) < 0)
+        if (c->proto >= PROTOCOL_VERSION_WELCOME_KEY) {
+                r = verify_welcome_key(&hp, server_key, welcome);
+                if (r < 0)
+                        return r;
+        } else if (handshake_verify(HANDSHAKE_SERVER, &hp, server_key, welcome->welcome.sig,
+                                    welcome->welcome.sig_len) < 0)
                 return log_fail(EXIT_AUTH, 0,
                                 "The relay's signature on the handshake does not verify under its key %s: "
                                 "someone may be in the middle. Not continuing.", server_key->fingerprint);

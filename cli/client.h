@@ -85,7 +85,7 @@ typedef struct Client {
         bool suite2;                    /* hello listed suite 2: prekeys and its envelopes */
         int opks_left;                  /* the relay's count of our OPKs (welcome, then
                                          * each published); -1 unknown */
-        unsigned proto;                 /* 1, or 2 when the relay offered it */
+        unsigned proto;                 /* 1, or 2 or 3 when the relay offered it */
 } Client;
 
 /* Connect, run TLS and the handshake. -ECANCELED when p->abort_fd became

@@ -95,6 +95,7 @@ Frame *frame_free(Frame *f) {
         case FRAME_WELCOME:
                 free(f->welcome.sig);
                 key_package_free(f->welcome.self);
+                welcome_key_free(f->welcome.welcome_key);
                 break;
         case FRAME_ERROR:
                 free(f->error.message);
@@ -349,6 +350,36 @@ static int dispatch_welcome_opks(json_object *v, const JsonDispatch *d, void *us
         return 0;
 }
 
+static const JsonDispatch welcome_key_table[] = {
+        { "key", json_type_string, json_dispatch_b64_fixed, offsetof(WelcomeKey, key), JSON_MANDATORY,
+          .max = ED25519_KEY_LEN },
+        { "not_after", json_type_int, json_dispatch_uint64, offsetof(WelcomeKey, not_after), JSON_MANDATORY },
+        { "sig", json_type_string, json_dispatch_b64, offsetof(WelcomeKey, sig), JSON_MANDATORY,
+          .min = 1, .max = SIG_MAX, .len_offset = offsetof(WelcomeKey, sig_len) },
+        {}
+};
+
+/* welcome.welcome_key: strict (every member, nothing else: it is signed);
+ * whatever is wrong inside, the reason is "bad welcome_key". */
+static int dispatch_welcome_key(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
+        _cleanup_(welcome_key_freep) WelcomeKey *wk = NULL;
+        WelcomeKey **ret = JSON_DISPATCH_FIELD(d, userdata);
+        int r;
+
+        (void) reason;
+        wk = calloc(1, sizeof(*wk));
+        if (!wk)
+                return -ENOMEM;
+        r = json_dispatch(v, welcome_key_table, JSON_REFUSE_UNKNOWN, wk, NULL);
+        if (r == -ENOMEM)
+                return r;
+        if (r < 0)
+                return -EBADMSG;
+        welcome_key_free(*ret);
+        *ret = TAKE_PTR(wk);
+        return 0;
+}
+
 /* hello.suites: 1..SUITES_MAX printable names. */
 static int dispatch_suites(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
         Frame *f = userdata;
@@ -442,6 +473,8 @@ static const JsonDispatch welcome_table[] = {
           .reason = "bad session", .min = 1, .max = SESSION_MAX },
         { "limits", json_type_object, dispatch_limits, F(welcome.limits), M, .reason = "bad limits" },
         { "opks", json_type_int, dispatch_welcome_opks, F(welcome.opks), 0, .reason = "bad opks" },
+        { "welcome_key", json_type_object, dispatch_welcome_key, F(welcome.welcome_key), 0,
+          .reason = "bad welcome_key" },
         {}
 };
 
@@ -1008,6 +1041,17 @@ json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPack
 
 int frame_welcome_add_opks(json_object *welcome, uint64_t opks) {
         return json_add_uint64(welcome, "opks", opks);
+}
+
+int frame_welcome_add_welcome_key(json_object *welcome, const WelcomeKey *wk) {
+        json_object *o = json_object_new_object();
+
+        if (json_add(welcome, "welcome_key", o) < 0 ||
+            json_add_b64(o, "key", wk->key, ED25519_KEY_LEN) < 0 ||
+            json_add_uint64(o, "not_after", wk->not_after) < 0 ||
+            json_add_b64(o, "sig", wk->sig, wk->sig_len) < 0)
+                return -ENOMEM;
+        return 0;
 }
 
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message) {

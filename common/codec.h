@@ -104,6 +104,7 @@ typedef struct Frame {
                         char session[65];
                         FrameLimits limits;
                         bool has_opks; uint64_t opks;   /* OPKs the relay holds (suite 2) */
+                        WelcomeKey *welcome_key;        /* optional (version 3); not verified */
                 } welcome;
                 struct {
                         bool has_id; uint64_t id;
@@ -191,6 +192,9 @@ json_object *frame_new_welcome(const uint8_t *sig, size_t sig_len, const KeyPack
                                const char *session, const FrameLimits *limits);
 /* welcome's "opks" (a relay of suite 2). 0 or -ENOMEM. */
 int frame_welcome_add_opks(json_object *welcome, uint64_t opks);
+/* welcome's "welcome_key" (version 3): the statement that certifies the
+ * Ed25519 key whose signature is welcome's "sig". 0 or -ENOMEM. */
+int frame_welcome_add_welcome_key(json_object *welcome, const WelcomeKey *wk);
 json_object *frame_new_error(const uint64_t *id, const char *code, const char *message);
 /* rate_limited, with the seconds to wait before trying again (>= 1). */
 json_object *frame_new_rate_limited(const uint64_t *id, const char *message, uint64_t retry_after);

@@ -12,7 +12,14 @@
  * those of version 1, and hello keeps "proto":1, which clients of version 1
  * require: the relay offers 2 with hello's "proto_max", and a client takes
  * it with auth's "proto". */
-#define PROTOCOL_VERSION_MAX 2
+/* Version 3 changes the welcome only: the relay signs T_server with an
+ * Ed25519 key that its identity key certified (the welcome key), so that a
+ * login costs it no RSA operation. Everything version 2 does, 3 does too. */
+#define PROTOCOL_VERSION_MAX 3
+#define PROTOCOL_VERSION_WELCOME_KEY 3           /* the first with the welcome key */
+/* How long a welcome key's statement is valid (seconds); the relay makes a
+ * new one when less than half of it is left. */
+#define WELCOME_KEY_LIFETIME (7u * 24 * 3600)
 #define WATCH_USERS_MAX 32                       /* names in one watch or unwatch */
 #define WHO_PAGE_MAX 256                         /* users in one answer to who */
 /* An "online" answer's bytes: its members, and each user's
@@ -51,6 +58,8 @@
 /* Domain separation strings (exact). */
 #define CTX_CLIENT_AUTH "securechat/1 client-auth"
 #define CTX_SERVER_AUTH "securechat/1 server-auth"
+#define CTX_SERVER_AUTH3 "securechat/3 server-auth"   /* Ed25519, version 3 */
+#define CTX_WELCOME_KEY "securechat/3 welcome-key"
 #define CTX_KEY_PACKAGE "securechat/1 key-package"
 #define CTX_ENVELOPE "securechat/1 envelope"
 #define CTX_ENVELOPE_KEY "securechat/1 envelope-key"   /* OAEP label */

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <inttypes.h>
 #include <nettle/memops.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -221,6 +223,16 @@ static uint64_t clock_usec(clockid_t clock) {
 
 uint64_t now_unix(void) {
         return clock_usec(CLOCK_REALTIME) / USEC_PER_SEC;
+}
+
+const char *format_utc(uint64_t t, char buf[static FORMAT_UTC_MAX]) {
+        time_t tt = (time_t) t;
+        struct tm tm;
+
+        if (t > (uint64_t) INT64_MAX || !gmtime_r(&tt, &tm) ||
+            strftime(buf, FORMAT_UTC_MAX, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+                snprintf(buf, FORMAT_UTC_MAX, "%" PRIu64, t);
+        return buf;
 }
 
 uint64_t now_monotonic_usec(void) {

@@ -64,6 +64,10 @@ bool username_valid(const char *s);
 
 /* Wall clock in unix seconds; monotonic in microseconds. */
 uint64_t now_unix(void);
+/* t (unix seconds) as "2026-12-13 16:40:00 UTC" for a message, or as the
+ * number should the calendar not hold it. Returns buf. */
+#define FORMAT_UTC_MAX 64
+const char *format_utc(uint64_t t, char buf[static FORMAT_UTC_MAX]);
 uint64_t now_monotonic_usec(void);
 
 /* Hex helpers (tests and vectors). hex_decode returns -EINVAL on bad input. */

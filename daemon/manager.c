@@ -226,6 +226,7 @@ Manager *manager_free(Manager *m) {
         store_free(m->store);
         if (m->tls_credentials)
                 gnutls_certificate_free_credentials(m->tls_credentials);
+        relay_welcome_key_free(&m->relay);
         rsa_key_free(m->server_key);
         safe_close(m->lock_fd);
         sd_event_unref(m->event);
@@ -823,6 +824,9 @@ int manager_start(Manager *m) {
                 return r;
         m->relay.store = m->store;
         m->relay.server_key = m->server_key;
+        r = relay_welcome_key_renew(&m->relay, now_unix());
+        if (r < 0)
+                return r;       /* logged */
         r = relay_queue_recount(&m->relay);
         if (r < 0)
                 return log_error_errno(r, "Failed to read database %s: %s", db, store_error(m->store));

@@ -485,6 +485,61 @@ static uint64_t registration_wait(Relay *relay, Session *s) {
                           relay->config->registration_burst, relay_now(relay));
 }
 
+int relay_welcome_key_renew(Relay *relay, uint64_t now) {
+        _cleanup_(ed25519_key_freep) Ed25519Key *secret = NULL;
+        _cleanup_(welcome_key_freep) WelcomeKey *wk = NULL;
+        char when[FORMAT_UTC_MAX];
+        int r;
+
+        if (relay->welcome_key && relay->welcome_key->not_after >= now &&
+            relay->welcome_key->not_after - now >= WELCOME_KEY_LIFETIME / 2)
+                return 0;
+
+        r = ed25519_key_generate(&secret);
+        if (r < 0)
+                return log_error_errno(r, "Failed to make a welcome key: %m");
+        r = welcome_key_sign(relay->server_key, secret->pub, now + WELCOME_KEY_LIFETIME, &wk);
+        if (r < 0)
+                return log_error_errno(r, "Failed to sign the welcome key: %m");
+
+        relay_welcome_key_free(relay);
+        relay->welcome_secret = TAKE_PTR(secret);
+        relay->welcome_key = TAKE_PTR(wk);
+        log_info("Made a new welcome key for protocol version 3 logins, certified until %s",
+                 format_utc(relay->welcome_key->not_after, when));
+        return 0;
+}
+
+void relay_welcome_key_free(Relay *relay) {
+        relay->welcome_secret = ed25519_key_free(relay->welcome_secret);
+        relay->welcome_key = welcome_key_free(relay->welcome_key);
+}
+
+/* The welcome's signature over p: version 3 signs T_server3 with the
+ * welcome key (no RSA operation, but for a renewal every 3.5 days),
+ * versions 1 and 2 T_server with the identity key. */
+static int sign_welcome(Relay *relay, unsigned proto, const HandshakeParams *p, uint8_t **ret_sig,
+                        size_t *ret_sig_len) {
+        _cleanup_(freep) uint8_t *sig = NULL;
+        int r;
+
+        if (proto < PROTOCOL_VERSION_WELCOME_KEY)
+                return handshake_sign(HANDSHAKE_SERVER, p, relay->server_key, ret_sig, ret_sig_len);
+
+        r = relay_welcome_key_renew(relay, now_unix());
+        if (r < 0)
+                return r;
+        sig = malloc(ED25519_SIG_LEN);
+        if (!sig)
+                return -ENOMEM;
+        r = handshake_sign_ed25519(HANDSHAKE_SERVER3, p, relay->welcome_secret, sig);
+        if (r < 0)
+                return r;
+        *ret_sig = TAKE_PTR(sig);
+        *ret_sig_len = ED25519_SIG_LEN;
+        return 0;
+}
+
 static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         const char *user = f->auth.user;
         _cleanup_(rsa_key_freep) RsaKey *key = NULL;
@@ -497,6 +552,8 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         uint64_t opks;
         LogFields lf;
         bool registered = false, reset = false, announce;
+        /* The lower of the two versions; absent is 1. */
+        unsigned proto = MIN(MAX(f->auth.proto, 1u), (unsigned) PROTOCOL_VERSION_MAX);
         int r;
 
         HandshakeParams p = {
@@ -649,7 +706,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 return;
         }
 
-        r = handshake_sign(HANDSHAKE_SERVER, &p, relay->server_key, &sig, &sig_len);
+        r = sign_welcome(relay, proto, &p, &sig, &sig_len);
         if (r < 0) {
                 log_error_errno(r, "Failed to sign the handshake: %m");
                 session_close(s, ERR_INTERNAL, "internal error", "signing failed");
@@ -671,7 +728,9 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
                 .max_opks = s->limits.max_prekeys,
         };
         welcome = frame_new_welcome(sig, sig_len, kp, s->id, &limits);
-        if (frame_welcome_add_opks(welcome, opks) < 0) {
+        if (frame_welcome_add_opks(welcome, opks) < 0 ||
+            (proto >= PROTOCOL_VERSION_WELCOME_KEY &&
+             frame_welcome_add_welcome_key(welcome, relay->welcome_key) < 0)) {
                 json_object_put(welcome);
                 welcome = NULL;
         }
@@ -680,8 +739,7 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
 
         s->package = TAKE_PTR(kp);
         s->receive = f->auth.receive;
-        /* The lower of the two versions; absent is 1. */
-        s->proto = MIN(MAX(f->auth.proto, 1u), (unsigned) PROTOCOL_VERSION_MAX);
+        s->proto = proto;
         memcpy(s->fingerprint, fingerprint, sizeof(s->fingerprint));
         r = session_index_activate(relay->sessions, s);
         if (r < 0) {
@@ -694,8 +752,8 @@ static void handle_auth(Relay *relay, Session *s, const Frame *f) {
         s->presence_cursor = 0;
         session_authenticated(s);
         session_touch(s);
-        log_event(EVENT_HANDSHAKE_OK, &lf, "User %s logged in from %s (%s session %s)", user,
-                  s->peer, s->receive ? "receiving" : "sending", s->id);
+        log_event(EVENT_HANDSHAKE_OK, &lf, "User %s logged in from %s (%s session %s, protocol %u)", user,
+                  s->peer, s->receive ? "receiving" : "sending", s->id, s->proto);
 
         send_presence_list(relay, s);
         if (!s->receive || s->state != SESSION_ACTIVE)

@@ -19,6 +19,7 @@
 #include "cluster.h"
 #include "conf.h"
 #include "forward.h"
+#include "handshake.h"
 #include "limit.h"
 #include "log.h"
 #include "rsa.h"
@@ -61,6 +62,11 @@ struct Relay {
         Store *store;
         Cluster *cluster;               /* NULL: one relay alone (database = sqlite) */
         const RsaKey *server_key;
+        /* Version 3: the Ed25519 key that signs the welcome and the server
+         * key's statement on it, made by relay_welcome_key_renew(); in
+         * memory only. */
+        Ed25519Key *welcome_secret;
+        WelcomeKey *welcome_key;
         SessionIndex *sessions;
         bool stopping;                  /* shutting down: no presence updates */
         const RelayHooks *hooks;
@@ -88,6 +94,15 @@ struct Relay {
  * store or frees sessions. Sessions that had frames go out now, each in
  * one write. */
 void relay_commit(Relay *r);
+/* Make a new welcome key and have server_key certify it for
+ * WELCOME_KEY_LIFETIME, if there is none or less than half of its validity
+ * is left at now (unix seconds); the old one is wiped. The owner calls it
+ * at start, so that a relay that cannot do it does not start; logins call
+ * it too. 0 or -errno. */
+int relay_welcome_key_renew(Relay *r, uint64_t now);
+/* Wipe and free the welcome key. */
+void relay_welcome_key_free(Relay *r);
+
 /* At shutdown: commit, and free what the batch holds. */
 void relay_done(Relay *r);
 /* s is about to be freed: the answers of a batch in flight forget it. */

@@ -143,7 +143,7 @@ typedef struct Session {
         bool receive;
         bool replaced;                  /* closed for a newer receiving session */
         uint64_t activation;            /* when it became active (SessionIndex.activations) */
-        unsigned proto;                 /* the version auth asked for: 1 or 2 */
+        unsigned proto;                 /* the version auth asked for: 1, 2 or 3 */
         char fingerprint[RSA_FINGERPRINT_MAX];  /* of the user's key */
 
         /* Version 2: the users whose presence this session follows

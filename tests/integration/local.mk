@@ -37,6 +37,7 @@ INTEGRATION_TESTS = \
 	tests/integration/pipeline.sh \
 	tests/integration/cluster-presence.sh \
 	tests/integration/identity-key.sh \
+	tests/integration/welcome-key.sh \
 	tests/integration/chat-pg.sh \
 	tests/integration/offline-pg.sh \
 	tests/integration/limits-pg.sh \

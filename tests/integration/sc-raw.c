@@ -22,9 +22,15 @@
  *                           hello (TLS with --tls), then closed; prints
  *                           "# handshakes: OK of N"
  *   key FILE [BITS]         load a private key, or generate and save one
+ *   proto N                 the protocol version the next auth asks for
+ *                           ("proto" in auth, sent as it is; 1, the
+ *                           default, sends none)
  *   auth USER [send]        read hello, send a signed auth (receive:true
  *                           unless "send"); check welcome's signature
- *                           when it comes
+ *                           when it comes: the RSA one, or in a session
+ *                           of version 3 the welcome key's statement and
+ *                           its Ed25519 signature ("# welcome signature
+ *                           verified (...)")
  *   expect TYPE [CODE]      the next frame is TYPE (an error: with CODE)
  *   wait TYPE [CODE]        read frames until TYPE (with CODE) arrives
  *   eof                     read frames until the server closes
@@ -72,6 +78,18 @@
  *                           as USER's (also for the client's own name)
  *   accept TTL              take the next connection, send hello, check
  *                           its auth and answer welcome with queue_ttl TTL
+ *   offer N                 hello's proto_max in the next accepts (a relay
+ *                           of version N)
+ *   welcome MODE            how accept signs a welcome of version 3 (when
+ *                           the client asks 3): good (the default), or a
+ *                           bad one: uncertified (welcome_key names the
+ *                           Ed25519 key that signed, but the statement is
+ *                           on another), other-key (a good statement, the
+ *                           signature by another key), expired (a good
+ *                           statement past its not_after), v1-context
+ *                           (the Ed25519 signature over T_server of
+ *                           version 1), no-key (the RSA welcome of version
+ *                           2, no welcome_key)
  *   deliver FROM AGE TEXT...  seal TEXT as persona FROM to the client,
  *                           dated AGE seconds ago, and deliver it
  *   redeliver N             deliver the N-th envelope (from 1) again, unchanged
@@ -141,6 +159,8 @@ typedef struct Raw {
         RsaKey *server_key;
         uint8_t server_nonce[NONCE_LEN], client_nonce[NONCE_LEN];
         bool auth_sent;
+        unsigned proto;                 /* what auth asks for ("proto") */
+        unsigned session_proto;         /* the version of the session: the lower */
         KeyPackage *known[MAX_KNOWN];
         size_t n_known;
         bool autoack;
@@ -162,9 +182,30 @@ typedef struct Raw {
         json_object *delivered[MAX_KNOWN];     /* what deliver sealed, in order */
         uint8_t delivered_id[MAX_KNOWN][MSG_ID_LEN];
         size_t n_delivered;
+        unsigned welcome_mode;          /* WelcomeMode */
+        unsigned offer;                 /* hello's proto_max; 0: PROTOCOL_VERSION_MAX */
 } Raw;
 
-static Raw raw = { .timeout_ms = 10000, .next_id = 1, .listen_fd = -EBADF, .next_seq = 1 };
+typedef enum WelcomeMode {
+        WELCOME_GOOD,
+        WELCOME_UNCERTIFIED,
+        WELCOME_OTHER_KEY,
+        WELCOME_EXPIRED,
+        WELCOME_V1_CONTEXT,
+        WELCOME_NO_KEY,
+        _WELCOME_MODE_MAX,
+} WelcomeMode;
+
+static const char *const welcome_modes[_WELCOME_MODE_MAX] = {
+        [WELCOME_GOOD] = "good",
+        [WELCOME_UNCERTIFIED] = "uncertified",
+        [WELCOME_OTHER_KEY] = "other-key",
+        [WELCOME_EXPIRED] = "expired",
+        [WELCOME_V1_CONTEXT] = "v1-context",
+        [WELCOME_NO_KEY] = "no-key",
+};
+
+static Raw raw = { .timeout_ms = 10000, .next_id = 1, .listen_fd = -EBADF, .next_seq = 1, .proto = 1 };
 
 static int fail(const char *fmt, ...) _printf_(1, 2);
 static int fail(const char *fmt, ...) {
@@ -404,6 +445,45 @@ static int print_bundle(const Frame *f) {
         return 0;
 }
 
+/* welcome's signature, as scctl checks it: in a session of version 3 the
+ * server key's statement on the welcome key (and its time), then the
+ * Ed25519 signature over T_server3; before, the RSA one over T_server. */
+static int verify_welcome(const Frame *f) {
+        const WelcomeKey *wk = f->welcome.welcome_key;
+        uint8_t binding[CHANNEL_BINDING_LEN];
+        size_t blen = 0;
+        int r;
+
+        if (transport_channel_binding(raw.t, binding, &blen) < 0)
+                return fail("no channel binding");
+        HandshakeParams p = {
+                .server_nonce = raw.server_nonce, .server_nonce_len = NONCE_LEN,
+                .client_nonce = raw.client_nonce, .client_nonce_len = NONCE_LEN,
+                .user = raw.user,
+                .client_key = raw.key->spki, .client_key_len = raw.key->spki_len,
+                .server_key = raw.server_key->spki, .server_key_len = raw.server_key->spki_len,
+                .binding = binding, .binding_len = blen,
+        };
+
+        if (raw.session_proto < PROTOCOL_VERSION_WELCOME_KEY) {
+                if (handshake_verify(HANDSHAKE_SERVER, &p, raw.server_key, f->welcome.sig,
+                                     f->welcome.sig_len) < 0)
+                        return fail("welcome signature does not verify");
+                printf("# welcome signature verified (RSA, protocol %u)\n", raw.session_proto);
+                return 0;
+        }
+        if (!wk)
+                return fail("a welcome of protocol %u without welcome_key", raw.session_proto);
+        r = welcome_key_verify(wk, raw.server_key, now_unix());
+        if (r < 0)
+                return fail("the welcome key's statement: %s", strerror(-r));
+        if (handshake_verify_ed25519(HANDSHAKE_SERVER3, &p, wk->key, f->welcome.sig, f->welcome.sig_len) < 0)
+                return fail("welcome signature does not verify under the welcome key");
+        printf("# welcome signature verified (Ed25519 welcome key until %" PRIu64 ", protocol %u)\n",
+               wk->not_after, raw.session_proto);
+        return 0;
+}
+
 static int receive(int timeout_ms, Frame **ret) {
         _cleanup_(freep) uint8_t *payload = NULL;
         _cleanup_(frame_freep) Frame *f = NULL;
@@ -425,24 +505,9 @@ static int receive(int timeout_ms, Frame **ret) {
         switch (f->type) {
         case FRAME_WELCOME:
                 if (raw.auth_sent) {
-                        HandshakeParams p = {
-                                .server_nonce = raw.server_nonce, .server_nonce_len = NONCE_LEN,
-                                .client_nonce = raw.client_nonce, .client_nonce_len = NONCE_LEN,
-                                .user = raw.user,
-                                .client_key = raw.key->spki, .client_key_len = raw.key->spki_len,
-                                .server_key = raw.server_key->spki, .server_key_len = raw.server_key->spki_len,
-                        };
-                        uint8_t binding[CHANNEL_BINDING_LEN];
-                        size_t blen = 0;
-
-                        if (transport_channel_binding(raw.t, binding, &blen) < 0)
-                                return fail("no channel binding");
-                        p.binding = binding;
-                        p.binding_len = blen;
-                        if (handshake_verify(HANDSHAKE_SERVER, &p, raw.server_key, f->welcome.sig,
-                                             f->welcome.sig_len) < 0)
-                                return fail("welcome signature does not verify");
-                        printf("# welcome signature verified\n");
+                        r = verify_welcome(f);
+                        if (r < 0)
+                                return r;
                 }
                 learn_package(f->welcome.self);
                 break;
@@ -728,6 +793,7 @@ static int cmd_publish(uint32_t spk_id, uint32_t first, size_t n, bool forged) {
 static int cmd_auth(const char *user, bool receive_flag) {
         _cleanup_(frame_freep) Frame *f = NULL;
         _cleanup_(freep) uint8_t *sig = NULL;
+        json_object *auth;
         uint8_t binding[CHANNEL_BINDING_LEN];
         size_t sig_len, blen = 0;
         int r;
@@ -760,9 +826,13 @@ static int cmd_auth(const char *user, bool receive_flag) {
         r = handshake_sign(HANDSHAKE_CLIENT, &p, raw.key, &sig, &sig_len);
         if (r < 0)
                 return fail("signing: %s", strerror(-r));
+        raw.session_proto = MAX(MIN(raw.proto, MAX(f->hello.proto_max, f->hello.proto)), 1u);
+        auth = frame_new_auth(user, raw.key->spki, raw.key->spki_len, raw.client_nonce, receive_flag, sig,
+                              sig_len);
+        if (auth && raw.proto > 1 && frame_auth_add_proto(auth, raw.proto) < 0)
+                return fail("out of memory");
         raw.auth_sent = true;
-        return send_json(frame_new_auth(user, raw.key->spki, raw.key->spki_len, raw.client_nonce,
-                                        receive_flag, sig, sig_len));
+        return send_json(auth);
 }
 
 /* USER's key, from presence or a lookup (printing what comes meanwhile). */
@@ -1006,9 +1076,63 @@ static int cmd_persona(const char *user, const char *path, const char *bits) {
         return 0;
 }
 
+/* The welcome's signature of the session's version proto (and the
+ * statement, in version 3), as raw.welcome_mode says. */
+static int welcome_sign(const HandshakeParams *p, unsigned proto, uint8_t **ret_sig, size_t *ret_sig_len,
+                        WelcomeKey **ret_wk) {
+        _cleanup_(ed25519_key_freep) Ed25519Key *signer = NULL, *other = NULL;
+        _cleanup_(welcome_key_freep) WelcomeKey *wk = NULL;
+        _cleanup_(freep) uint8_t *sig = NULL;
+        WelcomeMode mode = raw.welcome_mode;
+        uint64_t not_after = now_unix() + WELCOME_KEY_LIFETIME;
+        int r;
+
+        if (proto < PROTOCOL_VERSION_WELCOME_KEY || mode == WELCOME_NO_KEY)
+                return handshake_sign(HANDSHAKE_SERVER, p, raw.server_key, ret_sig, ret_sig_len);
+
+        if (mode == WELCOME_EXPIRED)
+                not_after = now_unix() - 60;
+        r = ed25519_key_generate(&signer);
+        if (r >= 0)
+                r = ed25519_key_generate(&other);
+        if (r < 0)
+                return r;
+        /* The statement is on the key that signs, but for these two. */
+        r = welcome_key_sign(raw.server_key,
+                             mode == WELCOME_UNCERTIFIED || mode == WELCOME_OTHER_KEY ? other->pub : signer->pub,
+                             not_after, &wk);
+        if (r < 0)
+                return r;
+        if (mode == WELCOME_UNCERTIFIED)
+                memcpy(wk->key, signer->pub, ED25519_KEY_LEN);
+        sig = malloc(ED25519_SIG_LEN);
+        if (!sig)
+                return -ENOMEM;
+        r = handshake_sign_ed25519(mode == WELCOME_V1_CONTEXT ? HANDSHAKE_SERVER : HANDSHAKE_SERVER3, p, signer,
+                                   sig);
+        if (r < 0)
+                return r;
+        *ret_sig = TAKE_PTR(sig);
+        *ret_sig_len = ED25519_SIG_LEN;
+        *ret_wk = TAKE_PTR(wk);
+        return 0;
+}
+
+static int cmd_welcome(const char *mode) {
+        for (unsigned i = 0; i < _WELCOME_MODE_MAX; i++)
+                if (strcmp(mode, welcome_modes[i]) == 0) {
+                        raw.welcome_mode = i;
+                        return 0;
+                }
+        return fail("no welcome mode %s", mode);
+}
+
 static int cmd_accept(uint64_t ttl) {
         _cleanup_(frame_freep) Frame *f = NULL;
         _cleanup_(key_package_freep) KeyPackage *self = NULL;
+        _cleanup_(welcome_key_freep) WelcomeKey *wk = NULL;
+        json_object *hello, *welcome;
+        unsigned proto;
         _cleanup_(freep) uint8_t *sig = NULL;
         struct pollfd pfd = { .fd = raw.listen_fd, .events = POLLIN };
         const char *what = NULL;
@@ -1036,7 +1160,10 @@ static int cmd_accept(uint64_t ttl) {
         if (transport_channel_binding(raw.t, binding, &blen) < 0 ||
             random_bytes(raw.server_nonce, NONCE_LEN) < 0)
                 return fail("no channel binding or randomness");
-        r = send_json(frame_new_hello(raw.server_key->spki, raw.server_key->spki_len, raw.server_nonce));
+        hello = frame_new_hello(raw.server_key->spki, raw.server_key->spki_len, raw.server_nonce);
+        if (hello && raw.offer > 0)
+                json_object_object_add(hello, "proto_max", json_object_new_int((int) raw.offer));
+        r = send_json(hello);
         if (r < 0)
                 return r;
 
@@ -1056,7 +1183,10 @@ static int cmd_accept(uint64_t ttl) {
         };
         if (handshake_verify(HANDSHAKE_CLIENT, &p, raw.peer_key, f->auth.sig, f->auth.sig_len) < 0)
                 return fail("the client's auth does not verify");
-        r = handshake_sign(HANDSHAKE_SERVER, &p, raw.server_key, &sig, &sig_len);
+        /* The lower of the two versions, as the relay takes it. */
+        proto = MIN(MAX(f->auth.proto, 1u), (unsigned) PROTOCOL_VERSION_MAX);
+        printf("# client speaks protocol %u\n", proto);
+        r = welcome_sign(&p, proto, &sig, &sig_len, &wk);
         if (r >= 0)
                 r = key_package_sign(raw.server_key, raw.user, f->auth.key, f->auth.key_len, now_unix(), &self);
         if (r < 0)
@@ -1065,7 +1195,10 @@ static int cmd_accept(uint64_t ttl) {
                 .max_frame = DEFAULT_MAX_FRAME, .max_text = DEFAULT_MAX_TEXT,
                 .queue_ttl = ttl, .idle_timeout = 300,
         };
-        return send_json(frame_new_welcome(sig, sig_len, self, "0123456789abcdef", &limits));
+        welcome = frame_new_welcome(sig, sig_len, self, "0123456789abcdef", &limits);
+        if (welcome && wk && frame_welcome_add_welcome_key(welcome, wk) < 0)
+                return fail("out of memory");
+        return send_json(welcome);
 }
 
 static int deliver_json(json_object *env) {
@@ -1246,6 +1379,10 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
         }
         if (strcmp(c, "key") == 0 && n >= 2)
                 return cmd_key(w[1], n >= 3 ? w[2] : NULL);
+        if (strcmp(c, "proto") == 0 && n >= 2) {
+                raw.proto = (unsigned) strtoul(w[1], NULL, 10);
+                return 0;
+        }
         if (strcmp(c, "auth") == 0 && n >= 2)
                 return cmd_auth(w[1], !(n >= 3 && strcmp(w[2], "send") == 0));
         if ((strcmp(c, "expect") == 0 || strcmp(c, "wait") == 0) && n >= 2)
@@ -1309,6 +1446,12 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
                 return cmd_listen();
         if (strcmp(c, "persona") == 0 && n >= 3)
                 return cmd_persona(w[1], w[2], n >= 4 ? w[3] : NULL);
+        if (strcmp(c, "offer") == 0 && n >= 2) {
+                raw.offer = (unsigned) strtoul(w[1], NULL, 10);
+                return 0;
+        }
+        if (strcmp(c, "welcome") == 0 && n >= 2)
+                return cmd_welcome(w[1]);
         if (strcmp(c, "accept") == 0 && n >= 2)
                 return cmd_accept(strtoull(w[1], NULL, 10));
         if (strcmp(c, "deliver") == 0 && n >= 4)

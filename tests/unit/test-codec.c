@@ -181,6 +181,42 @@ START_TEST(test_welcome) {
         ck_assert_uint_eq(f->welcome.limits.max_frame, 65536);
         ck_assert_uint_eq(f->welcome.limits.max_text, 16384);
         ck_assert_uint_eq(f->welcome.limits.queue_ttl, 604800);
+        /* a welcome of versions 1 and 2 */
+        ck_assert_ptr_null(f->welcome.welcome_key);
+}
+END_TEST
+
+/* Version 3: the Ed25519 signature and the statement on its key. */
+static const WelcomeKey fixed_welcome_key = {
+        .key = { 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44,
+                 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x44, 0x45 },
+        .not_after = 1700604800,
+        .sig = (uint8_t *) "a statement's signature", .sig_len = 23,
+};
+
+static json_object *welcome3(void) {
+        const FrameLimits limits = { .max_frame = 65536, .max_text = 16384, .queue_ttl = 604800 };
+        static const uint8_t ed_sig[ED25519_SIG_LEN] = { 1, 2, 3, [63] = 0x7f };
+        json_object *o = frame_new_welcome(ed_sig, sizeof(ed_sig), pkg_alice, SESSION, &limits);
+
+        ck_assert_ptr_nonnull(o);
+        ck_assert_int_eq(frame_welcome_add_welcome_key(o, &fixed_welcome_key), 0);
+        return o;
+}
+
+START_TEST(test_welcome3) {
+        _cleanup_(json_object_unrefp) json_object *o = welcome3();
+        _cleanup_(frame_freep) Frame *f = roundtrip(o, FRAME_WELCOME);
+        const WelcomeKey *wk = f->welcome.welcome_key;
+
+        ck_assert_uint_eq(f->welcome.sig_len, ED25519_SIG_LEN);
+        ck_assert_uint_eq(f->welcome.sig[63], 0x7f);
+        assert_package_eq(f->welcome.self, pkg_alice);
+        ck_assert_ptr_nonnull(wk);
+        ck_assert_mem_eq(wk->key, fixed_welcome_key.key, ED25519_KEY_LEN);
+        ck_assert_uint_eq(wk->not_after, fixed_welcome_key.not_after);
+        ck_assert_uint_eq(wk->sig_len, fixed_welcome_key.sig_len);
+        ck_assert_mem_eq(wk->sig, fixed_welcome_key.sig, wk->sig_len);
 }
 END_TEST
 
@@ -681,7 +717,9 @@ static json_object *valid_frame(FrameType t) {
                 return frame_new_ack(1);
         case FRAME_RECEIPT:
                 return frame_new_receipt(msg_id, "delivered");
-        /* Variants of presence. */
+        /* Variants of presence, and welcome of version 3. */
+        case 102:
+                return welcome3();
         case 100:
                 return frame_new_presence_online(pkg_bob);
         case 101:
@@ -693,6 +731,7 @@ static json_object *valid_frame(FrameType t) {
 
 #define PRESENCE_ONLINE_FRAME 100
 #define PRESENCE_OFFLINE_FRAME 101
+#define WELCOME3_FRAME 102
 
 #define A10 "AAAAAAAAAA"
 #define A40 A10 A10 A10 A10
@@ -793,6 +832,32 @@ static const Mutation mutations[] = {
         { FRAME_WELCOME, "limits.max_frame", "\"65536\"", -EBADMSG },
         { FRAME_WELCOME, "limits.max_text", "16384.0", -EBADMSG },
         { FRAME_WELCOME, "limits.queue_ttl", NULL, -EBADMSG },
+
+        { WELCOME3_FRAME, "welcome_key.key", B64_32, 0 },
+        { WELCOME3_FRAME, "welcome_key.key", B64_31, -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.key", B64_33, -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.key", NULL, -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.key", "\"\"", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.key", "[" B64_32 "]", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.not_after", NULL, -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.not_after", "\"1700604800\"", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.not_after", "-1", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.not_after", "1.5", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.not_after", "null", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.not_after", "0", 0 },
+        { WELCOME3_FRAME, "welcome_key.sig", NULL, -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.sig", "\"\"", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.sig", "\"AA=A\"", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.sig", "5", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key.extra", "1", -EBADMSG },        /* it is signed */
+        { WELCOME3_FRAME, "welcome_key", "{}", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key", "[]", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key", B64_32, -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key", "null", -EBADMSG },
+        { WELCOME3_FRAME, "welcome_key", NULL, 0 },     /* the client requires it in version 3 */
+        { WELCOME3_FRAME, "sig", NULL, -EBADMSG },
+        { FRAME_AUTH, "proto", "3", 0 },
+        { FRAME_AUTH, "proto", "4", 0 },               /* the relay takes the lower */
 
         { FRAME_ERROR, "code", NULL, -EBADMSG },
         { FRAME_ERROR, "code", "\"\"", -EBADMSG },
@@ -1341,6 +1406,7 @@ static Suite *codec_suite(void) {
         tcase_add_test(tc, test_hello);
         tcase_add_loop_test(tc, test_auth, 0, 2);
         tcase_add_test(tc, test_welcome);
+        tcase_add_test(tc, test_welcome3);
         tcase_add_test(tc, test_error);
         tcase_add_test(tc, test_error_minimal);
         tcase_add_test(tc, test_error_rate_limited);

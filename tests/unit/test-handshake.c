@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nettle/eddsa.h>
+
 #include "handshake.h"
 #include "macro.h"
 #include "protocol.h"
@@ -67,6 +69,11 @@ static const struct {
           "\x00\x00\x00\x18" "securechat/1 client-auth" T_TAIL(NO_BINDING), 28 + 36 + 36 + 9 + 9 + 9 + 4 },
         { HANDSHAKE_SERVER, false,
           "\x00\x00\x00\x18" "securechat/1 server-auth" T_TAIL(NO_BINDING), 28 + 36 + 36 + 9 + 9 + 9 + 4 },
+        /* Version 3: the same T under its own context. */
+        { HANDSHAKE_SERVER3, true,
+          "\x00\x00\x00\x18" "securechat/3 server-auth" T_TAIL(WITH_BINDING), 28 + 36 + 36 + 9 + 9 + 9 + 36 },
+        { HANDSHAKE_SERVER3, false,
+          "\x00\x00\x00\x18" "securechat/3 server-auth" T_TAIL(NO_BINDING), 28 + 36 + 36 + 9 + 9 + 9 + 4 },
 };
 
 static HandshakeParams fixed_params(bool binding) {
@@ -118,7 +125,7 @@ START_TEST(test_transcript_invalid) {
         uint8_t *t = NULL;
         size_t len;
 
-        ck_assert_int_eq(handshake_transcript((HandshakeRole) 2, &p, &t, &len), -EINVAL);
+        ck_assert_int_eq(handshake_transcript((HandshakeRole) (HANDSHAKE_SERVER3 + 1), &p, &t, &len), -EINVAL);
         ck_assert_int_eq(handshake_transcript(HANDSHAKE_CLIENT, NULL, &t, &len), -EINVAL);
         p.user = NULL;
         ck_assert_int_eq(handshake_transcript(HANDSHAKE_CLIENT, &p, &t, &len), -EINVAL);
@@ -301,41 +308,235 @@ START_TEST(test_sign_needs_private) {
 }
 END_TEST
 
+/* A scratch directory for openssl's files. */
+static void scratch_dir(char dir[static 256]) {
+        const char *tmp = getenv("TMPDIR");
+
+        snprintf(dir, 256, "%s/test-handshake.XXXXXX", tmp ? tmp : "/tmp");
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void write_bytes(const char *dir, const char *name, const void *p, size_t len) {
+        char path[512];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        ck_assert_ptr_nonnull(f = fopen(path, "we"));
+        ck_assert_uint_eq(fwrite(p, 1, len, f), len);
+        ck_assert_int_eq(fclose(f), 0);
+}
+
+/* Run the openssl command line args in dir (which is removed after);
+ * it must succeed. */
+static void openssl_in(const char *dir, const char *args) {
+        char cmd[1024];
+        int status;
+
+        snprintf(cmd, sizeof(cmd), "cd '%s' && openssl %s >log 2>&1", dir, args);
+        status = system(cmd);
+        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "openssl refused the signature");
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        ck_assert_int_eq(system(cmd), 0);
+}
+
 /* openssl verifies the user's signature over T_client as written here. */
 START_TEST(test_openssl_verifies) {
         static const char expect[] = "\x00\x00\x00\x18" "securechat/1 client-auth" T_TAIL(NO_BINDING);
         HandshakeParams p = fixed_params(false);
         _cleanup_(freep) uint8_t *sig = NULL;
-        const char *tmp = getenv("TMPDIR");
-        char dir[256], path[512], cmd[1024];
+        char dir[256], path[512];
         size_t sig_len;
-        FILE *f;
-        int status;
 
-        snprintf(dir, sizeof(dir), "%s/test-handshake.XXXXXX", tmp ? tmp : "/tmp");
-        ck_assert_ptr_nonnull(mkdtemp(dir));
+        scratch_dir(dir);
         ck_assert_int_eq(handshake_sign(HANDSHAKE_CLIENT, &p, keys[ALICE], &sig, &sig_len), 0);
-
         snprintf(path, sizeof(path), "%s/alice.pub", dir);
         ck_assert_int_eq(rsa_key_save_public(keys[ALICE], path), 0);
-        snprintf(path, sizeof(path), "%s/t.bin", dir);
-        ck_assert_ptr_nonnull(f = fopen(path, "we"));
-        ck_assert_uint_eq(fwrite(expect, 1, sizeof(expect) - 1, f), sizeof(expect) - 1);
-        ck_assert_int_eq(fclose(f), 0);
-        snprintf(path, sizeof(path), "%s/sig.bin", dir);
-        ck_assert_ptr_nonnull(f = fopen(path, "we"));
-        ck_assert_uint_eq(fwrite(sig, 1, sig_len, f), sig_len);
-        ck_assert_int_eq(fclose(f), 0);
+        write_bytes(dir, "t.bin", expect, sizeof(expect) - 1);
+        write_bytes(dir, "sig.bin", sig, sig_len);
+        openssl_in(dir, "dgst -sha256 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:32 "
+                   "-sigopt rsa_mgf1_md:sha256 -verify alice.pub -signature sig.bin t.bin");
+}
+END_TEST
 
-        snprintf(cmd, sizeof(cmd),
-                 "cd '%s' && openssl dgst -sha256 -sigopt rsa_padding_mode:pss "
-                 "-sigopt rsa_pss_saltlen:32 -sigopt rsa_mgf1_md:sha256 "
-                 "-verify alice.pub -signature sig.bin t.bin >log 2>&1", dir);
-        status = system(cmd);
-        ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "openssl refused the signature");
+/* openssl verifies the welcome key's Ed25519 signature over T_server3 as
+ * written here (RFC 8032's Ed25519, no prehash). */
+START_TEST(test_openssl_verifies_ed25519) {
+        static const char expect[] = "\x00\x00\x00\x18" "securechat/3 server-auth" T_TAIL(WITH_BINDING);
+        /* SubjectPublicKeyInfo of an Ed25519 key (RFC 8410), before the key */
+        static const uint8_t spki_head[] = { 0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00 };
+        _cleanup_(ed25519_key_freep) Ed25519Key *k = NULL;
+        HandshakeParams p = fixed_params(true);
+        uint8_t sig[ED25519_SIG_LEN], spki[sizeof(spki_head) + ED25519_KEY_LEN];
+        char dir[256];
 
-        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-        ck_assert_int_eq(system(cmd), 0);
+        scratch_dir(dir);
+        ck_assert_int_eq(ed25519_key_generate(&k), 0);
+        ck_assert_int_eq(handshake_sign_ed25519(HANDSHAKE_SERVER3, &p, k, sig), 0);
+        memcpy(spki, spki_head, sizeof(spki_head));
+        memcpy(spki + sizeof(spki_head), k->pub, ED25519_KEY_LEN);
+        write_bytes(dir, "wk.der", spki, sizeof(spki));
+        write_bytes(dir, "t3.bin", expect, sizeof(expect) - 1);
+        write_bytes(dir, "sig.bin", sig, sizeof(sig));
+        openssl_in(dir, "pkeyutl -verify -pubin -keyform DER -inkey wk.der -rawin -in t3.bin -sigfile sig.bin");
+}
+END_TEST
+
+/* ---- Version 3: the welcome key ---- */
+
+START_TEST(test_welcome_key_input_bytes) {
+        static const char expect[] =
+                "\x00\x00\x00\x18" "securechat/3 welcome-key"
+                "\x00\x00\x00\x20" RUN32("\x44")
+                "\x01\x02\x03\x04\x05\x06\x07\x08";
+        static const uint8_t *const key = (const uint8_t *) RUN32("\x44");
+        _cleanup_(freep) uint8_t *input = NULL;
+        size_t len;
+
+        ck_assert_int_eq(welcome_key_input(key, UINT64_C(0x0102030405060708), &input, &len), 0);
+        ck_assert_uint_eq(len, sizeof(expect) - 1);
+        ck_assert_uint_eq(len, 28 + 36 + 8);
+        ck_assert_mem_eq(input, expect, len);
+}
+END_TEST
+
+/* RFC 8032 section 7.1, TEST 2: our use of Nettle is Ed25519's. */
+START_TEST(test_ed25519_rfc8032) {
+        static const uint8_t seed[32] = {
+                0x4c, 0xcd, 0x08, 0x9b, 0x28, 0xff, 0x96, 0xda, 0x9d, 0xb6, 0xc3, 0x46, 0xec, 0x11, 0x4e, 0x0f,
+                0x5b, 0x8a, 0x31, 0x9f, 0x35, 0xab, 0xa6, 0x24, 0xda, 0x8c, 0xf6, 0xed, 0x4f, 0xb8, 0xa6, 0xfb,
+        };
+        static const uint8_t pub[32] = {
+                0x3d, 0x40, 0x17, 0xc3, 0xe8, 0x43, 0x89, 0x5a, 0x92, 0xb7, 0x0a, 0xa7, 0x4d, 0x1b, 0x7e, 0xbc,
+                0x9c, 0x98, 0x2c, 0xcf, 0x2e, 0xc4, 0x96, 0x8c, 0xc0, 0xcd, 0x55, 0xf1, 0x2a, 0xf4, 0x66, 0x0c,
+        };
+        static const uint8_t expect_sig[64] = {
+                0x92, 0xa0, 0x09, 0xa9, 0xf0, 0xd4, 0xca, 0xb8, 0x72, 0x0e, 0x82, 0x0b, 0x5f, 0x64, 0x25, 0x40,
+                0xa2, 0xb2, 0x7b, 0x54, 0x16, 0x50, 0x3f, 0x8f, 0xb3, 0x76, 0x22, 0x23, 0xeb, 0xdb, 0x69, 0xda,
+                0x08, 0x5a, 0xc1, 0xe4, 0x3e, 0x15, 0x99, 0x6e, 0x45, 0x8f, 0x36, 0x13, 0xd0, 0xf1, 0x1d, 0x8c,
+                0x38, 0x7b, 0x2e, 0xae, 0xb4, 0x30, 0x2a, 0xee, 0xb0, 0x0d, 0x29, 0x16, 0x12, 0xbb, 0x0c, 0x00,
+        };
+        uint8_t got[32], sig[64], msg = 0x72;
+
+        ed25519_sha512_public_key(got, seed);
+        ck_assert_mem_eq(got, pub, 32);
+        ed25519_sha512_sign(pub, seed, 1, &msg, sig);
+        ck_assert_mem_eq(sig, expect_sig, sizeof(expect_sig));
+        ck_assert_int_eq(ed25519_sha512_verify(pub, 1, &msg, sig), 1);
+}
+END_TEST
+
+START_TEST(test_ed25519_sign_verify) {
+        _cleanup_(ed25519_key_freep) Ed25519Key *k = NULL, *other = NULL;
+        uint8_t sig[ED25519_SIG_LEN], pub[ED25519_KEY_LEN];
+        HandshakeParams p;
+        Inputs in;
+
+        ck_assert_int_eq(ed25519_key_generate(&k), 0);
+        ck_assert_int_eq(ed25519_key_generate(&other), 0);
+        ck_assert(memcmp(k->seed, other->seed, ED25519_KEY_LEN) != 0);
+        ed25519_sha512_public_key(pub, k->seed);
+        ck_assert_mem_eq(pub, k->pub, ED25519_KEY_LEN);
+
+        inputs_random(&in);
+        p = real_params(&in);
+        ck_assert_int_eq(handshake_sign_ed25519(HANDSHAKE_SERVER3, &p, k, sig), 0);
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER3, &p, k->pub, sig, sizeof(sig)), 0);
+        /* another key, a truncated or a longer signature, a changed T */
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER3, &p, other->pub, sig, sizeof(sig)),
+                         -EBADMSG);
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER3, &p, k->pub, sig, sizeof(sig) - 1),
+                         -EBADMSG);
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER3, &p, k->pub, NULL, 0), -EBADMSG);
+        p.user = "mallory";
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER3, &p, k->pub, sig, sizeof(sig)), -EBADMSG);
+        p = real_params(&in);
+        sig[10] ^= 1;
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER3, &p, k->pub, sig, sizeof(sig)), -EBADMSG);
+}
+END_TEST
+
+/* Version 3's context keeps a signature over T_server3 from passing for
+ * one over T_server and the other way round, whatever the key type. */
+START_TEST(test_v3_context) {
+        _cleanup_(ed25519_key_freep) Ed25519Key *k = NULL;
+        _cleanup_(freep) uint8_t *rsa_sig = NULL;
+        uint8_t sig[ED25519_SIG_LEN];
+        HandshakeParams p;
+        size_t rsa_sig_len;
+        Inputs in;
+
+        inputs_random(&in);
+        p = real_params(&in);
+        ck_assert_int_eq(ed25519_key_generate(&k), 0);
+
+        ck_assert_int_eq(handshake_sign_ed25519(HANDSHAKE_SERVER, &p, k, sig), 0);
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER, &p, k->pub, sig, sizeof(sig)), 0);
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER3, &p, k->pub, sig, sizeof(sig)), -EBADMSG);
+        ck_assert_int_eq(handshake_sign_ed25519(HANDSHAKE_SERVER3, &p, k, sig), 0);
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_SERVER, &p, k->pub, sig, sizeof(sig)), -EBADMSG);
+        ck_assert_int_eq(handshake_verify_ed25519(HANDSHAKE_CLIENT, &p, k->pub, sig, sizeof(sig)), -EBADMSG);
+
+        ck_assert_int_eq(handshake_sign(HANDSHAKE_SERVER3, &p, keys[SERVER], &rsa_sig, &rsa_sig_len), 0);
+        ck_assert_int_eq(handshake_verify(HANDSHAKE_SERVER3, &p, keys[SERVER], rsa_sig, rsa_sig_len), 0);
+        ck_assert_int_eq(handshake_verify(HANDSHAKE_SERVER, &p, keys[SERVER], rsa_sig, rsa_sig_len), -EBADMSG);
+}
+END_TEST
+
+START_TEST(test_welcome_key_sign_verify) {
+        _cleanup_(ed25519_key_freep) Ed25519Key *k = NULL;
+        _cleanup_(welcome_key_freep) WelcomeKey *wk = NULL;
+        _cleanup_(rsa_key_freep) RsaKey *pub = NULL;
+        const uint64_t not_after = 1700000000 + WELCOME_KEY_LIFETIME;
+
+        ck_assert_int_eq(ed25519_key_generate(&k), 0);
+        ck_assert_int_eq(welcome_key_sign(keys[SERVER], k->pub, not_after, &wk), 0);
+        ck_assert_mem_eq(wk->key, k->pub, ED25519_KEY_LEN);
+        ck_assert_uint_eq(wk->not_after, not_after);
+        ck_assert_uint_eq(wk->sig_len, rsa_key_size(keys[SERVER]));
+
+        /* the public half is all a client needs */
+        ck_assert_int_eq(rsa_key_from_spki(keys[SERVER]->spki, keys[SERVER]->spki_len, &pub), 0);
+        ck_assert_int_eq(welcome_key_verify(wk, pub, 1700000000), 0);
+        ck_assert_int_eq(welcome_key_verify(wk, pub, not_after), 0);
+        ck_assert_int_eq(welcome_key_verify(wk, pub, not_after + 1), -EKEYEXPIRED);
+        ck_assert_int_eq(welcome_key_verify(wk, keys[OTHER], 1700000000), -EBADMSG);
+
+        /* a statement needs the private key */
+        welcome_key_free(TAKE_PTR(wk));
+        ck_assert_int_eq(welcome_key_sign(pub, k->pub, not_after, &wk), -EINVAL);
+        ck_assert_ptr_null(wk);
+}
+END_TEST
+
+enum { WK_KEY, WK_NOT_AFTER, WK_SIG, WK_NO_SIG, _WK_MAX };
+
+/* Any change to a statement breaks it: a later not_after, another key. */
+START_TEST(test_welcome_key_altered) {
+        _cleanup_(ed25519_key_freep) Ed25519Key *k = NULL;
+        _cleanup_(welcome_key_freep) WelcomeKey *wk = NULL;
+
+        ck_assert_int_eq(ed25519_key_generate(&k), 0);
+        ck_assert_int_eq(welcome_key_sign(keys[SERVER], k->pub, 2000000000, &wk), 0);
+        ck_assert_int_eq(welcome_key_verify(wk, keys[SERVER], 1900000000), 0);
+        switch (_i) {
+        case WK_KEY:
+                wk->key[31] ^= 0x01;
+                break;
+        case WK_NOT_AFTER:
+                wk->not_after += 1;
+                break;
+        case WK_SIG:
+                wk->sig[0] ^= 0x80;
+                break;
+        case WK_NO_SIG:
+                free(wk->sig);
+                wk->sig = NULL;
+                wk->sig_len = 0;
+                break;
+        }
+        ck_assert_int_eq(welcome_key_verify(wk, keys[SERVER], 1900000000), -EBADMSG);
+        /* a bad statement is bad, not expired, at any time */
+        ck_assert_int_eq(welcome_key_verify(wk, keys[SERVER], 2100000000), -EBADMSG);
 }
 END_TEST
 
@@ -524,6 +725,16 @@ static Suite *handshake_suite(void) {
         tcase_add_loop_test(tc, test_changed_input, 0, 2 * _CHANGE_MAX);
         tcase_add_test(tc, test_sign_needs_private);
         tcase_add_test(tc, test_openssl_verifies);
+        tcase_add_test(tc, test_openssl_verifies_ed25519);
+        suite_add_tcase(s, tc);
+
+        tc = tcase_new("welcome-key");
+        tcase_add_test(tc, test_welcome_key_input_bytes);
+        tcase_add_test(tc, test_ed25519_rfc8032);
+        tcase_add_test(tc, test_ed25519_sign_verify);
+        tcase_add_test(tc, test_v3_context);
+        tcase_add_test(tc, test_welcome_key_sign_verify);
+        tcase_add_loop_test(tc, test_welcome_key_altered, 0, _WK_MAX);
         suite_add_tcase(s, tc);
 
         tc = tcase_new("key-package");

@@ -20,6 +20,7 @@
 #include "conf.h"
 #include "envelope.h"
 #include "frame.h"
+#include "handshake.h"
 #include "json-util.h"
 #include "macro.h"
 #include "manager.h"
@@ -1215,6 +1216,47 @@ START_TEST(test_who_pages_in_order_of_activation) {
 }
 END_TEST
 
+/* The welcome key of version 3: made when there is none, kept while more
+ * than half of its statement's time is left, replaced after. */
+START_TEST(test_welcome_key_renewal) {
+        _cleanup_(rsa_key_freep) RsaKey *server = NULL;
+        const uint64_t t0 = 1700000000;
+        uint8_t first[ED25519_KEY_LEN];
+
+        ck_assert_int_eq(rsa_key_generate(2048, &server), 0);
+        relay.server_key = server;
+        ck_assert_ptr_null(relay.welcome_key);
+
+        ck_assert_int_eq(relay_welcome_key_renew(&relay, t0), 0);
+        ck_assert_ptr_nonnull(relay.welcome_secret);
+        ck_assert_ptr_nonnull(relay.welcome_key);
+        ck_assert_uint_eq(relay.welcome_key->not_after, t0 + WELCOME_KEY_LIFETIME);
+        ck_assert_mem_eq(relay.welcome_key->key, relay.welcome_secret->pub, ED25519_KEY_LEN);
+        ck_assert_int_eq(welcome_key_verify(relay.welcome_key, server, t0), 0);
+        memcpy(first, relay.welcome_key->key, ED25519_KEY_LEN);
+
+        /* exactly half left: kept */
+        ck_assert_int_eq(relay_welcome_key_renew(&relay, t0 + WELCOME_KEY_LIFETIME / 2), 0);
+        ck_assert_mem_eq(relay.welcome_key->key, first, ED25519_KEY_LEN);
+        ck_assert_uint_eq(relay.welcome_key->not_after, t0 + WELCOME_KEY_LIFETIME);
+
+        /* less than half: a new key, certified from now */
+        ck_assert_int_eq(relay_welcome_key_renew(&relay, t0 + WELCOME_KEY_LIFETIME / 2 + 1), 0);
+        ck_assert(memcmp(relay.welcome_key->key, first, ED25519_KEY_LEN) != 0);
+        ck_assert_uint_eq(relay.welcome_key->not_after, t0 + WELCOME_KEY_LIFETIME / 2 + 1 + WELCOME_KEY_LIFETIME);
+        ck_assert_int_eq(welcome_key_verify(relay.welcome_key, server, t0 + WELCOME_KEY_LIFETIME), 0);
+        memcpy(first, relay.welcome_key->key, ED25519_KEY_LEN);
+
+        /* a clock that jumped past the end: a new one too */
+        ck_assert_int_eq(relay_welcome_key_renew(&relay, t0 + 10 * WELCOME_KEY_LIFETIME), 0);
+        ck_assert(memcmp(relay.welcome_key->key, first, ED25519_KEY_LEN) != 0);
+
+        relay_welcome_key_free(&relay);
+        ck_assert_ptr_null(relay.welcome_key);
+        ck_assert_ptr_null(relay.welcome_secret);
+}
+END_TEST
+
 static Suite *relay_suite(void) {
         Suite *s = suite_create("relay");
         TCase *tc = tcase_create("relay");
@@ -1241,6 +1283,7 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_ack_recorded_of_seq_gone_is_silent);
         tcase_add_test(tc, test_ack_recorded_not_read_again);
         tcase_add_test(tc, test_acks_disk_full);
+        tcase_add_test(tc, test_welcome_key_renewal);
         suite_add_tcase(s, tc);
         return s;
 }
