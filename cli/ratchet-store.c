@@ -16,6 +16,9 @@
 /* How long a process waits for another one's transaction: a `listen`
  * opening a burst must not make a `send` fail. */
 #define RATCHET_BUSY_TIMEOUT_MS 10000
+/* PRAGMA user_version once ratchet_schema is made (a new store says 0).
+ * Bump it when the schema changes; the schema stays IF NOT EXISTS. */
+#define RATCHET_SCHEMA_VERSION 1
 
 struct RatchetStore {
         sqlite3 *db;
@@ -125,6 +128,7 @@ static int query_key(RatchetStore *st, const char *sql, uint32_t id, uint8_t ret
 int ratchet_store_open(ClientState *s, const char *user, RatchetStore **ret) {
         _cleanup_(ratchet_store_freep) RatchetStore *st = NULL;
         _cleanup_(freep) char *dir = NULL, *path = NULL;
+        int64_t version = 0;
         int fd, r;
 
         if (!username_valid(user))
@@ -151,16 +155,31 @@ int ratchet_store_open(ClientState *s, const char *user, RatchetStore **ret) {
         /* secure_delete first: it must hold for every page freed later. */
         if (r >= 0)
                 r = exec(st, "PRAGMA secure_delete = ON");
+        /* The -wal and -shm files stay from one run to the next: making
+         * them again at each open (and deleting them at each close) was
+         * most of the time a one-shot send spent opening this store. The
+         * WAL is emptied at every checkpoint, the one at the last close
+         * included, so that no frame of a deleted key stays in it. */
+        if (r >= 0)
+                r = errno_from_sqlite(sqlite3_file_control(st->db, "main", SQLITE_FCNTL_PERSIST_WAL, &(int) { 1 }));
+        if (r >= 0)
+                r = exec(st, "PRAGMA journal_size_limit = 0");
         if (r >= 0)
                 r = exec(st, "PRAGMA journal_mode = WAL");
         if (r >= 0)
                 r = exec(st, "PRAGMA synchronous = FULL");
+        /* A write transaction for the schema only when it is not there. */
         if (r >= 0)
+                r = query_int(st, "PRAGMA user_version", NULL, 0, &version);
+        if (r >= 0 && version < RATCHET_SCHEMA_VERSION) {
                 r = ratchet_store_begin(st);
-        if (r >= 0)
-                r = exec(st, ratchet_schema);
-        if (r >= 0)
-                r = ratchet_store_commit(st);
+                if (r >= 0)
+                        r = exec(st, ratchet_schema);
+                if (r >= 0)
+                        r = exec(st, "PRAGMA user_version = " STRINGIFY(RATCHET_SCHEMA_VERSION));
+                if (r >= 0)
+                        r = ratchet_store_commit(st);
+        }
         if (r < 0)
                 return r;
         *ret = TAKE_PTR(st);

@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sqlite3.h>
+
 #include "macro.h"
 #include "prekeys.h"
 #include "ratchet-store.h"
@@ -82,9 +84,65 @@ START_TEST(test_mode_and_reopen) {
         ck_assert_int_eq(stat(path, &sb), 0);
         ck_assert_int_eq(sb.st_mode & 0777, 0600);
         ratchet_store_free(st);
+        /* The -wal stays from one open to the next (making it again cost
+         * every one-shot send), emptied, and as private as the store. */
+        snprintf(path, sizeof(path), "%s/ratchet/bob.db-wal", tmpdir);
+        ck_assert_int_eq(stat(path, &sb), 0);
+        ck_assert_int_eq(sb.st_size, 0);
+        ck_assert_int_eq(sb.st_mode & 0777, 0600);
         /* The schema is created once; a second open finds it. */
         ck_assert_int_eq(ratchet_store_open(s, "bob", &st), 0);
         ck_assert_int_eq(ratchet_store_open(s, "../x", &(RatchetStore *){ NULL }), -EINVAL);
+        ratchet_store_free(st);
+        client_state_free(s);
+}
+END_TEST
+
+static int user_version_cb(void *userdata, int n, char **values, char **names) {
+        (void) names;
+        if (n == 1 && values[0])
+                *(int *) userdata = atoi(values[0]);
+        return 0;
+}
+
+static int user_version(const char *path) {
+        sqlite3 *db = NULL;
+        int v = -1;
+
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version", user_version_cb, &v, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        return v;
+}
+
+/* A store made before its schema had a version (user_version 0), here
+ * missing a table too: the next open makes what is missing, keeps the
+ * rest and records the version, which later opens trust. */
+START_TEST(test_schema_version) {
+        static const uint8_t id[MSG_ID_LEN] = "0123456789abcde", digest[ENVELOPE_DIGEST_LEN] = { 1 };
+        ClientState *s = NULL;
+        RatchetStore *st = open_store(&s);
+        char path[400], *text = NULL;
+        size_t len;
+        sqlite3 *db = NULL;
+
+        snprintf(path, sizeof(path), "%s/ratchet/bob.db", tmpdir);
+        ck_assert_int_eq(user_version(path), 1);
+        ck_assert_int_eq(ratchet_store_begin(st), 0);
+        ck_assert_int_eq(ratchet_store_pending_put(st, "alice", id, digest, "hi", 2), 0);
+        ck_assert_int_eq(ratchet_store_commit(st), 0);
+        ratchet_store_free(st);
+
+        ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 0; DROP TABLE opk;", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+
+        ck_assert_int_eq(ratchet_store_open(s, "bob", &st), 0);
+        ck_assert_int_eq(user_version(path), 1);
+        ck_assert_int_eq(ratchet_store_opk_count(st), 0);
+        ck_assert_int_eq(ratchet_store_pending_get(st, "alice", id, digest, &text, &len), 0);
+        ck_assert_str_eq(text, "hi");
+        secure_free(text, len + 1);
         ratchet_store_free(st);
         client_state_free(s);
 }
@@ -620,6 +678,7 @@ static Suite *ratchetstore_suite(void) {
         tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_mode_and_reopen);
+        tcase_add_test(tc, test_schema_version);
         tcase_add_test(tc, test_spk_rotation);
         tcase_add_test(tc, test_opk);
         tcase_add_test(tc, test_sessions);
