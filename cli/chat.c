@@ -328,8 +328,8 @@ int verb_send(int argc, char *argv[]) {
                 }
         }
         deadline = deadline_in(arg_settings.timeout_usec);
-        /* Queued before connecting, so that it is sealed while the relay
-         * checks our login (chat_session_prepare()). */
+        /* Queued before connecting, so that it is sealed while we connect
+         * and log in (chat_session_preseal()). */
         r = chat_session_new(&ctx, false, &s);
         if (r >= 0)
                 r = chat_session_queue_outbox(s, to, text, len, outbox, digest, saved);
@@ -338,6 +338,7 @@ int verb_send(int argc, char *argv[]) {
                 goto finish;
         ctx.auth_sent = send_prepare;
         ctx.userdata = s;
+        chat_session_preseal(s);
         r = context_connect(&ctx, false, -1, &c);
         ctx.auth_sent = NULL;
         if (r >= 0)

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,7 @@ struct Outgoing {
          * suite it gets. */
         Envelope *presealed;
         char presealed_key[RSA_FINGERPRINT_MAX];
+        RsaKey *preseal_key;            /* the presealer's key (chat_session_preseal()) */
         char *outbox;                   /* saved there before it is sent */
         uint8_t outbox_digest[OUTBOX_DIGEST_LEN];
         /* The outcome, kept until the messages before it have theirs:
@@ -207,13 +209,17 @@ static void outgoing_pop(ChatSession *s) {
         secure_free(o->text, o->len);
         json_object_put(o->envelope);
         envelope_free(o->presealed);
+        rsa_key_free(o->preseal_key);
         free(o->outbox);
         free(o);
 }
 
+static void preseal_join(ChatSession *s);
+
 ChatSession *chat_session_free(ChatSession *s) {
         if (!s)
                 return NULL;
+        preseal_join(s);
         deliveries_clear(s);
         while (s->outgoing)
                 outgoing_pop(s);
@@ -910,43 +916,94 @@ int chat_session_queue_outbox(ChatSession *s, const char *to, const char *text, 
         return process_outgoing(s);
 }
 
-/* Would a message to o->to go in suite 1, as far as the local state tells?
- * The key it would be sealed to in *ret_key (the pin, or our own). */
-static bool presumably_suite1(ChatSession *s, const Outgoing *o, bool suite2, RsaKey **ret_key) {
+/* The key a message to o->to would be sealed to in suite 1, as far as the
+ * local state tells: our own for a note to ourselves, else the pinned one
+ * (none yet: the relay's is the one to check). */
+static bool suite1_key(ChatSession *s, const Outgoing *o, RsaKey **ret_key) {
         _cleanup_(key_package_freep) KeyPackage *pinned = NULL;
         const Settings *set = s->ctx->settings;
-        char fingerprint[RSA_FINGERPRINT_MAX];
 
         if (streq(o->to, set->user))
                 return rsa_key_from_spki(s->ctx->identity->spki, s->ctx->identity->spki_len, ret_key) >= 0;
         if (set->require_suite2)
                 return false;
         if (client_state_peer_get(s->ctx->state, set->address, o->to, &pinned) < 0)
-                return false;   /* not pinned yet: the relay's key is the one to check */
-        if (suite2) {
-                rsa_fingerprint_spki(pinned->key, pinned->key_len, fingerprint);
-                if (!s->ratchets || suite2_io_known_suite(s->ratchets, o->to, fingerprint) != 1)
-                        return false;
-        }
+                return false;
         return rsa_key_from_spki(pinned->key, pinned->key_len, ret_key) >= 0;
+}
+
+/* And whether it goes in suite 1 with that key: a note to ourselves does,
+ * and so does a message through a relay without suite 2, or to a peer the
+ * suite-2 store knows to speak suite 1 only. Touches nothing but the
+ * store, so that the presealer may ask. */
+static bool suite1_known(ChatSession *s, const Outgoing *o, bool suite2, const RsaKey *key) {
+        if (streq(o->to, s->ctx->settings->user) || !suite2)
+                return true;
+        return s->ratchets && suite2_io_known_suite(s->ratchets, o->to, key->fingerprint) == 1;
+}
+
+static void ratchets_open_quietly(ChatSession *s) {
+        /* Silently: ratchets_open() says why when it is needed. */
+        if (!s->ratchets && ratchet_store_open(s->ctx->state, s->ctx->settings->user, &s->ratchets) < 0)
+                s->ratchets = NULL;
+}
+
+static void preseal(ChatSession *s, Outgoing *o, const RsaKey *key) {
+        if (envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, key, now_unix(), o->text, o->len,
+                          &o->presealed) >= 0)
+                memcpy(o->presealed_key, key->fingerprint, sizeof(o->presealed_key));
+}
+
+/* The presealer thread. It touches the suite-2 store (opened in the
+ * thread, handed over at the join) and each outgoing message's presealed
+ * envelope, and reads the rest; the main thread leaves them alone until
+ * preseal_join(). ClientState's lock nests by a counter, which is not for
+ * two threads: suite1_key() was asked before the thread started. It
+ * presumes a relay with suite 2, the usual one; chat_session_prepare()
+ * seals what that presumption left out should the relay have none. */
+static void *presealer(void *userdata) {
+        ChatSession *s = userdata;
+
+        ratchets_open_quietly(s);
+        for (Outgoing *o = s->outgoing; o; o = o->next)
+                if (o->preseal_key && suite1_known(s, o, true, o->preseal_key))
+                        preseal(s, o, o->preseal_key);
+        return NULL;
+}
+
+void chat_session_preseal(ChatSession *s) {
+        bool any = false;
+
+        assert(!s->client && !s->presealing);
+        for (Outgoing *o = s->outgoing; o; o = o->next)
+                if (!o->envelope && !o->presealed && !o->preseal_key && suite1_key(s, o, &o->preseal_key))
+                        any = true;
+        /* Should no thread start, chat_session_prepare() does it all. */
+        if (any && pthread_create(&s->presealer_thread, NULL, presealer, s) == 0)
+                s->presealing = true;
+}
+
+static void preseal_join(ChatSession *s) {
+        if (s->presealing) {
+                (void) pthread_join(s->presealer_thread, NULL);
+                s->presealing = false;
+        }
+        for (Outgoing *o = s->outgoing; o; o = o->next)
+                o->preseal_key = rsa_key_free(o->preseal_key);
 }
 
 void chat_session_prepare(ChatSession *s, bool suite2) {
         assert(!s->client);
 
-        /* Silently: ratchets_open() says why when it is needed. */
-        if (suite2 && !s->ratchets &&
-            ratchet_store_open(s->ctx->state, s->ctx->settings->user, &s->ratchets) < 0)
-                s->ratchets = NULL;
+        preseal_join(s);
+        if (suite2)
+                ratchets_open_quietly(s);
         for (Outgoing *o = s->outgoing; o; o = o->next) {
                 _cleanup_(rsa_key_freep) RsaKey *key = NULL;
 
-                if (o->envelope || o->presealed || !presumably_suite1(s, o, suite2, &key))
+                if (o->envelope || o->presealed || !suite1_key(s, o, &key) || !suite1_known(s, o, suite2, key))
                         continue;
-                if (envelope_seal(s->ctx->settings->user, s->ctx->identity, o->to, key, now_unix(), o->text,
-                                  o->len, &o->presealed) < 0)
-                        continue;
-                memcpy(o->presealed_key, key->fingerprint, sizeof(o->presealed_key));
+                preseal(s, o, key);
         }
 }
 

@@ -19,6 +19,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -96,6 +97,9 @@ typedef struct ChatSession {
 
         SeenStore *seen;
         RatchetStore *ratchets;         /* suite 2; open once the relay carries it */
+        /* chat_session_preseal()'s thread, running until preseal_join(). */
+        pthread_t presealer_thread;
+        bool presealing;
         uint64_t publish_id;            /* outstanding publish, 0 if none */
         bool published;                 /* the relay answered it */
         uint64_t relay_opks;            /* the OPKs the relay holds, from published */
@@ -162,6 +166,15 @@ bool chat_session_idle(const ChatSession *s);     /* nothing outgoing or held */
  * message to go in suite 1 after all; otherwise it is dropped unsent.
  * Best effort: what fails here is done, and reported, later. */
 void chat_session_prepare(ChatSession *s, bool suite2);
+
+/* Before connecting: start what chat_session_prepare() does on a thread of
+ * its own, presuming a relay with suite 2, so that sealing (an RSA
+ * signature per message) runs beside the TLS handshake and the login
+ * rather than after it: with protocol 3 the relay answers a login at
+ * once, and the seal would be the longest wait of a one-shot send.
+ * chat_session_prepare() (or freeing the session) waits for the thread
+ * and does what it left. Nothing else may touch the session meanwhile. */
+void chat_session_preseal(ChatSession *s);
 
 /* Make what prekeys are due (all new with rotate) and publish them on the
  * session's connection; the answer comes as s->published. 1 when a publish
