@@ -373,6 +373,9 @@ int verb_send(int argc, char *argv[]) {
 finish:
         if (s)
                 chat_session_detach(s);
+        /* Before ctx goes: the presealer thread may still be reading it
+         * (a connection that failed before the login). */
+        s = chat_session_free(s);
         context_done(&ctx);
         return r;
 }

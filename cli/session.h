@@ -173,7 +173,9 @@ void chat_session_prepare(ChatSession *s, bool suite2);
  * rather than after it: with protocol 3 the relay answers a login at
  * once, and the seal would be the longest wait of a one-shot send.
  * chat_session_prepare() (or freeing the session) waits for the thread
- * and does what it left. Nothing else may touch the session meanwhile. */
+ * and does what it left. Nothing else may touch the session meanwhile,
+ * and its Context must outlive the thread: free the session before
+ * context_done(). */
 void chat_session_preseal(ChatSession *s);
 
 /* Make what prekeys are due (all new with rotate) and publish them on the
