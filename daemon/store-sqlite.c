@@ -2,7 +2,8 @@
 /*
  * The store on SQLite: one file in the state directory, for one relay.
  * store.h says what each operation means; this file says how SQLite does
- * it (WAL, synchronous=FULL, the queue's counts kept in memory).
+ * it (WAL, synchronous=FULL, checkpoints on a thread of their own in
+ * wal-checkpointer.c, the queue's counts kept in memory).
  */
 #include <errno.h>
 #include <search.h>
@@ -20,6 +21,7 @@
 #include "store-backend.h"
 #include "suite2.h"
 #include "util.h"
+#include "wal-checkpointer.h"
 
 /* Every statement the daemon runs, prepared once at open. */
 typedef enum StatementId {
@@ -211,6 +213,7 @@ typedef struct SqliteStore {
         Store store;
         sqlite3 *db;
         sqlite3_stmt *stmt[_STMT_MAX];
+        WalCheckpointer *checkpointer;  /* the thread that checkpoints db's write-ahead log */
 
         void *counts;                   /* of QueueCount, tsearch(3) */
         uint64_t total, total_bytes;
@@ -244,6 +247,9 @@ static const char *sqlite_error(Store *store) {
 static void sqlite_free(Store *store) {
         SqliteStore *s = sqlite_store(store);
 
+        /* Before db closes, which checkpoints what is left, as the last
+         * connection to the database. */
+        wal_checkpointer_free(s->checkpointer);
         for (size_t i = 0; i < _STMT_MAX; i++)
                 sqlite3_finalize(s->stmt[i]);
         sqlite3_close(s->db);
@@ -362,6 +368,9 @@ int store_sqlite_open(const char *path, Store **ret) {
                         return errno_from_sqlite(rc);
         }
         r = counts_load(s);
+        if (r < 0)
+                return r;
+        r = wal_checkpointer_new(s->db, path, &s->checkpointer);
         if (r < 0)
                 return r;
 
@@ -1140,10 +1149,18 @@ static void sqlite_rollback(Store *store) {
         (void) sync_restore(s);
 }
 
+/* On the loop's connection, as before the thread: the relay looks at the
+ * disk again once it returns. A checkpoint of the thread's under way would
+ * make it fail (SQLite runs one at a time, and the second does not wait
+ * for the first): it waits for that one instead. */
 static int sqlite_checkpoint(Store *store) {
         SqliteStore *s = sqlite_store(store);
+        int rc;
 
-        return errno_from_sqlite(sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL));
+        wal_checkpointer_pause(s->checkpointer);
+        rc = sqlite3_wal_checkpoint_v2(s->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+        wal_checkpointer_resume(s->checkpointer);
+        return errno_from_sqlite(rc);
 }
 
 static bool sqlite_in_transaction(Store *store) {

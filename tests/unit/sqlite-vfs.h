@@ -5,14 +5,28 @@
  * the disk?) and refuse the next full_writes writes as a full disk would,
  * without a hook in the store. Call sync_count_register() before the
  * store opens its database.
+ *
+ * For the store's checkpointer thread, it also tells the syncs of a main
+ * database file (not its WAL) made on the thread that registered the VFS
+ * (the store's event loop, in the tests) from those made on any other,
+ * counts the WAL headers written (a WAL started, or started again from its
+ * beginning), and makes the other threads' syncs of a database file as
+ * slow as db_sync_delay_usec says, with db_sync_sleeping set meanwhile.
  */
 #pragma once
 
 #include <check.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
+#include <unistd.h>
 
-static unsigned sync_count;
+static _Atomic unsigned sync_count;
 static unsigned full_writes;
+static _Atomic unsigned db_syncs_here, db_syncs_other, wal_starts;
+static _Atomic unsigned db_sync_delay_usec;
+static atomic_bool db_sync_sleeping;
+static pthread_t sync_count_thread;     /* the one that registered the VFS */
 static sqlite3_vfs sync_count_vfs;
 static sqlite3_vfs *sync_count_real;    /* the default VFS it wraps */
 /* Each set of methods its files have (unix has one per kind of locking)
@@ -21,11 +35,30 @@ static sqlite3_vfs *sync_count_real;    /* the default VFS it wraps */
 static const sqlite3_io_methods *sync_count_real_io[SYNC_COUNT_IO_MAX];
 static sqlite3_io_methods sync_count_io[SYNC_COUNT_IO_MAX];
 
+/* The flags a file was opened with, after the real VFS's part of it. */
+static size_t sync_count_tail;
+
+static int *open_flags(sqlite3_file *f) {
+        return (int *) ((char *) f + sync_count_tail);
+}
+
 static int sync_count_sync(sqlite3_file *f, int flags) {
         size_t i = (size_t) (f->pMethods - sync_count_io);
+        int rc;
 
         sync_count++;
-        return sync_count_real_io[i]->xSync(f, flags);
+        if (!(*open_flags(f) & SQLITE_OPEN_MAIN_DB))
+                return sync_count_real_io[i]->xSync(f, flags);
+        if (pthread_equal(pthread_self(), sync_count_thread)) {
+                db_syncs_here++;
+                return sync_count_real_io[i]->xSync(f, flags);
+        }
+        db_sync_sleeping = true;
+        (void) usleep(db_sync_delay_usec);
+        rc = sync_count_real_io[i]->xSync(f, flags);
+        db_syncs_other++;
+        db_sync_sleeping = false;
+        return rc;
 }
 
 static int full_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 offset) {
@@ -35,6 +68,8 @@ static int full_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 offse
                 full_writes--;
                 return SQLITE_FULL;
         }
+        if ((*open_flags(f) & SQLITE_OPEN_WAL) && offset == 0)
+                wal_starts++;
         return sync_count_real_io[i]->xWrite(f, p, n, offset);
 }
 
@@ -44,6 +79,7 @@ static int sync_count_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, 
 
         if (rc != SQLITE_OK || !f->pMethods)
                 return rc;
+        *open_flags(f) = flags;
         for (i = 0; i < SYNC_COUNT_IO_MAX && sync_count_real_io[i] != f->pMethods; i++)
                 if (!sync_count_real_io[i]) {
                         sync_count_real_io[i] = f->pMethods;
@@ -64,6 +100,9 @@ static inline void sync_count_register(void) {
         ck_assert_ptr_nonnull(sync_count_real);
         /* Its methods see the same pAppData as with the real one. */
         sync_count_vfs = *sync_count_real;
+        sync_count_tail = ((size_t) sync_count_real->szOsFile + sizeof(int) - 1) / sizeof(int) * sizeof(int);
+        sync_count_vfs.szOsFile = (int) (sync_count_tail + sizeof(int));
+        sync_count_thread = pthread_self();
         sync_count_vfs.pNext = NULL;
         sync_count_vfs.zName = "sync-count";
         sync_count_vfs.xOpen = sync_count_open;

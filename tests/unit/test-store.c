@@ -973,6 +973,131 @@ START_TEST(test_prekeys_durable) {
 }
 END_TEST
 
+/* ---- SQLite's checkpoints, on the store's thread ------------------------- */
+
+/* SQLite's default page size, which the store keeps, and a WAL frame's
+ * header: the -wal file's pages from its size (it only grows until it is
+ * truncated, so this is how far its longest stretch went). */
+#define PAGE_SIZE 4096
+#define WAL_HEADER 32
+#define WAL_FRAME_HEADER 24
+
+static uint64_t wal_pages(void) {
+        char path[320];
+        struct stat st;
+
+        snprintf(path, sizeof(path), "%s-wal", dbpath);
+        if (stat(path, &st) < 0 || st.st_size < WAL_HEADER)
+                return 0;
+        return ((uint64_t) st.st_size - WAL_HEADER) / (PAGE_SIZE + WAL_FRAME_HEADER);
+}
+
+/* One message of about 3 KB (a page of the WAL each), its id from n. */
+static void add_big(Store *s, unsigned n) {
+        static char envelope[3000];
+        char id[STORE_MSG_ID_MAX + 1];
+        StoreMessage m;
+
+        if (!envelope[0])
+                memset(envelope, 'e', sizeof(envelope) - 1);
+        snprintf(id, sizeof(id), "%022u==", n);
+        m = message("alice", "bob", id, envelope, 1, 2);
+        ck_assert_int_eq(store_queue_add(s, &m), 0);
+}
+
+/* Commit messages, 50 a transaction, until the WAL holds at least the 1000
+ * pages after which the thread is asked to checkpoint it, and no more: the
+ * commit that asked is the last, so that the checkpoint copies all of it. */
+static unsigned fill_wal(Store *s, unsigned n) {
+        while (wal_pages() < 1000) {
+                ck_assert_int_eq(store_begin(s), 0);
+                for (unsigned i = 0; i < 50; i++)
+                        add_big(s, n++);
+                ck_assert_int_eq(store_commit(s), 0);
+        }
+        return n;
+}
+
+/* Wait, at most 10 s, for flag. */
+static bool wait_for(atomic_bool *flag) {
+        for (unsigned i = 0; i < 1000 && !*flag; i++)
+                (void) usleep(10 * 1000);
+        return *flag;
+}
+
+/* The loop's commits sync the WAL, never the database file: the thread
+ * copies the WAL into it and syncs it, and the next transaction after
+ * that starts the WAL again from its beginning. */
+START_TEST(test_checkpoint_thread) {
+        _cleanup_(store_freep) Store *s = NULL;
+        unsigned n, starts;
+
+        sync_count_register();
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        db_syncs_here = db_syncs_other = 0;
+        starts = wal_starts;
+        n = fill_wal(s, 0);
+
+        /* Small commits meanwhile, as the relay's: the first that begins
+         * after the checkpoint restarts the WAL. */
+        for (unsigned i = 0; i < 1000 && wal_starts == starts; i++) {
+                (void) usleep(10 * 1000);
+                add_big(s, n++);
+        }
+        ck_assert_uint_gt(wal_starts, starts);
+        ck_assert_uint_gt(db_syncs_other, 0);
+        ck_assert_uint_eq(db_syncs_here, 0);
+}
+END_TEST
+
+/* store_checkpoint() while the thread is checkpointing (in its slow sync
+ * of the database file) waits for it, instead of failing as busy, and
+ * truncates the WAL. */
+START_TEST(test_checkpoint_while_thread_busy) {
+        _cleanup_(store_freep) Store *s = NULL;
+        char path[320];
+        struct stat st;
+
+        sync_count_register();
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        db_sync_delay_usec = 300 * 1000;
+        (void) fill_wal(s, 0);
+        ck_assert(wait_for(&db_sync_sleeping));
+        ck_assert_int_eq(store_checkpoint(s), 0);
+        ck_assert(!db_sync_sleeping);
+        snprintf(path, sizeof(path), "%s-wal", dbpath);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(st.st_size, 0);
+}
+END_TEST
+
+/* Closing the store while the thread is checkpointing joins it; the last
+ * connection's checkpoint at close then copies what is left and removes
+ * the WAL, and everything committed is there at the next open. */
+START_TEST(test_free_while_thread_busy) {
+        Store *s = NULL;
+        char path[320];
+        uint64_t count;
+        unsigned n;
+
+        sync_count_register();
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        db_sync_delay_usec = 300 * 1000;
+        n = fill_wal(s, 0);
+        ck_assert(wait_for(&db_sync_sleeping));
+        store_free(s);
+        ck_assert(!db_sync_sleeping);
+        snprintf(path, sizeof(path), "%s-wal", dbpath);
+        ck_assert_int_eq(access(path, F_OK), -1);
+
+        s = NULL;
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert_int_eq(store_queue_totals(s, &count, NULL), 0);
+        ck_assert_uint_eq(count, n);
+        store_free(s);
+}
+END_TEST
+
 /* ---- PostgreSQL only ---------------------------------------------------- */
 
 /* Relays starting together on an empty database all come up: one makes the
@@ -1230,6 +1355,8 @@ static Suite *store_suite(void) {
         TCase *tc = tcase_create("store");
 
         tcase_add_checked_fixture(tc, setup, teardown);
+        /* The checkpoint cases wait up to 10 s for the thread (a slow disk, ASan). */
+        tcase_set_timeout(tc, 60);
         tcase_add_loop_test(tc, test_registry, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_rotate, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_queue, 0, N_BACKENDS);
@@ -1246,6 +1373,9 @@ static Suite *store_suite(void) {
         tcase_add_test(tc, test_not_a_database);
         tcase_add_loop_test(tc, test_prekeys, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_prekeys_durable, 0, N_BACKENDS);
+        tcase_add_test(tc, test_checkpoint_thread);
+        tcase_add_test(tc, test_checkpoint_while_thread_busy);
+        tcase_add_test(tc, test_free_while_thread_busy);
         if (pg_uri) {
                 tcase_add_test(tc, test_pg_open_together);
                 tcase_add_test(tc, test_pg_newer_schema_refused);
