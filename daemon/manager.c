@@ -695,6 +695,9 @@ static int manager_open_store(Manager *m, char **ret_name) {
                 if (!name)
                         return log_error_errno(-ENOMEM, "Out of memory");
                 r = store_open(name, &m->store);
+                /* Commits off the loop, on the store's writer thread. */
+                if (r >= 0)
+                        r = store_set_event(m->store, m->event);
         } else {
                 StoreOptions o = {
                         .timeout_usec = c->database_timeout_usec,

@@ -1245,14 +1245,16 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
  * may forget the deletes, which delivers the messages again, never a
  * message accepted, and no later commit survives without them.
  *
- * On PostgreSQL nothing of this waits on the loop: the batch is collected
- * in memory and relay_commit() sends it whole, pipelined in one
- * transaction (store_batch_send()), with the checks a send made one round
- * trip each (is the recipient registered, is its queue full) decided by
- * the database as it inserts. The answers come on the event loop
- * (batch_answered()). Meanwhile the next batch fills; a session with
- * requests in flight processes no frame until they are answered, so that
- * its answers go out in the order it asked. */
+ * With an asynchronous store (store_batch_async(): PostgreSQL, and SQLite
+ * given the event loop) nothing of this waits on the loop: the batch is
+ * collected in memory and relay_commit() sends it whole, in one
+ * transaction (store_batch_send(): pipelined to PostgreSQL, run on
+ * SQLite's writer thread), with the checks a send made one by one (is
+ * the recipient registered, is its queue full) decided by the store as
+ * it inserts. The answers come on the event loop (batch_answered()),
+ * after the commit is durable. Meanwhile the next batch fills; a session
+ * with requests in flight processes no frame until they are answered, so
+ * that its answers go out in the order it asked. */
 
 static bool batch_async(Relay *relay) {
         return store_batch_async(relay->store);
@@ -1586,18 +1588,29 @@ static void batch_finish(Relay *relay, int r) {
 
 static void batch_send(Relay *relay);
 
-/* The batch in flight is answered (PostgreSQL; on the loop, from the
- * store): answer it, and send the next one if it has requests already. */
+/* The batch in flight is answered (on the loop, from the store): answer
+ * it, and send the next one if it has requests already. A full disk
+ * stored nothing of it: as relay_commit() does on the synchronous path,
+ * the manager releases its reserve (deleting, the acks, may need room)
+ * and the same batch goes again, once, before anything is answered. */
 static void batch_answered(void *userdata, int r) {
         Relay *relay = userdata;
 
+        if (r == -ENOSPC && !relay->flight_again && relay->hooks->store_full(relay->userdata) > 0) {
+                relay->flight_again = true;
+                r = store_batch_send(relay->store, relay->flight.writes, relay->n_flight_writes,
+                                     batch_answered, relay);
+                if (r >= 0)
+                        return;
+        }
+        relay->flight_again = false;
         relay->flying = false;
         batch_answer(relay, &relay->flight, r);
         batch_send(relay);
 }
 
-/* Send the batch (PostgreSQL), unless one is in flight: then it goes
- * when that one is answered. */
+/* Send the batch (asynchronous store), unless one is in flight: then it
+ * goes when that one is answered. */
 static void batch_send(Relay *relay) {
         RelayBatch *b = &relay->batch, sent;
         size_t n = 0;
@@ -1633,6 +1646,7 @@ static void batch_send(Relay *relay) {
                 if (relay->flight.held[i])      /* NULL: freed meanwhile */
                         session_wait(relay->flight.held[i], true);
 
+        relay->n_flight_writes = n;
         if (r >= 0 && n > 0)
                 r = store_batch_send(relay->store, relay->flight.writes, n, batch_answered, relay);
         if (r < 0 || n == 0)
