@@ -33,9 +33,9 @@
  * of one batch when many sessions have much to say in the same turn. */
 #define BATCH_MAX 1024
 
-/* A send stored in the open transaction, answered after the commit; on
- * PostgreSQL, a send or an ack sent with the batch (w), answered when
- * the batch is. */
+/* A send stored in the open transaction, answered after the commit; with
+ * an asynchronous store, a send or an ack sent with the batch (w),
+ * answered when the batch is. */
 struct RelayPending {
         Session *session;       /* NULL: freed while its batch was in flight */
         uint64_t id;            /* the send's request id */
@@ -399,7 +399,7 @@ void relay_cluster_replace(Relay *relay, const char *user) {
                 broadcast_presence_of(relay, u->user, u->fingerprint, NULL, NULL, true);
 }
 
-/* Something new is in s's queue: read it. A page in flight (PostgreSQL)
+/* Something new is in s's queue: read it. A page in flight (asynchronous)
  * may have been read before it came: another is read after it. */
 static void pump_again(Relay *relay, Session *s) {
         s->caught_up = false;
@@ -841,7 +841,8 @@ bool relay_has_more(const Session *s) {
                (s->presence_pending || (s->receive && !s->caught_up && !s->reading));
 }
 
-/* A page of the queue read for a session without waiting (PostgreSQL). */
+/* A page of the queue read for a session without waiting (asynchronous
+ * store). */
 typedef struct RelayRead {
         Relay *relay;
         Session *session;       /* NULL: freed meanwhile */
@@ -899,8 +900,9 @@ static void pump_answered(void *userdata, int r, StoreMessage *page, size_t n) {
                 session_flush(s);
 }
 
-/* relay_pump()'s reads on PostgreSQL: one page at a time, the session
- * pumped on from its answer; other sessions are served meanwhile. */
+/* relay_pump()'s reads with an asynchronous store: one page at a time,
+ * the session pumped on from its answer; other sessions are served
+ * meanwhile. */
 static void pump_read(Relay *relay, Session *s) {
         RelayRead *rd;
         int r;
@@ -1236,7 +1238,7 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
  *
  * So a turn of acks alone need not wait for the disk either, which stalls
  * every session: an ack before the turn's first send is only recorded in
- * the batch (as on PostgreSQL). A send then deletes them in its
+ * the batch (as with an asynchronous store). A send then deletes them in its
  * transaction before its own write (batch_open()); with none,
  * relay_commit() deletes them in one that commits without a sync
  * (store_begin_nosync(): SQLite must be told before BEGIN). In WAL mode
@@ -1260,9 +1262,10 @@ static bool batch_async(Relay *relay) {
         return store_batch_async(relay->store);
 }
 
-/* Delete the acks recorded in the batch (SQLite) in the transaction just
- * begun: none of them was deleted before, as none is while one is open.
- * Each one's result is answered with the commit, as on PostgreSQL. */
+/* Delete the acks recorded in the batch (synchronous store) in the
+ * transaction just begun: none of them was deleted before, as none is
+ * while one is open. Each one's result is answered with the commit, as
+ * with an asynchronous store. */
 static int batch_takes(Relay *relay) {
         RelayBatch *b = &relay->batch;
 
@@ -1365,8 +1368,8 @@ static RelayPending *batch_push(Relay *relay, Session *s) {
  * hold is still stored: without its accepted, the client sends it again
  * and hears "accepted" for the copy queued. The batch takes *text, the
  * envelope's text (envelope_text()) that msg->envelope points to: NULL
- * after. On PostgreSQL the message is stored with the batch (unless
- * retry: it is queued already), and counted from now on. */
+ * after. With an asynchronous store the message is stored with the batch
+ * (unless retry: it is queued already), and counted from now on. */
 static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, char **text, bool retry) {
         RelayPending *p = batch_push(relay, s);
 
@@ -1444,7 +1447,7 @@ static void refuse_queue_full(Relay *relay, Session *s, const uint64_t *id, LogF
                               bool per_sender);
 static void acked(Relay *relay, Session *s, const StoreMessage *msg);
 
-/* What the database said of p's send, other than queued (PostgreSQL). */
+/* What the store said of p's send, other than queued (asynchronous). */
 static void send_refused(Relay *relay, const RelayPending *p) {
         const StoreMessage *m = &p->w.msg;
         Session *s = p->session;
@@ -1507,7 +1510,7 @@ static void pending_answer(Relay *relay, RelayPending *p, int r) {
                 return;
         }
         if (r >= 0 && p->w.result < 0 && !p->retry) {
-                /* Counted when it was added (PostgreSQL): it was not. */
+                /* Counted when it was added (asynchronous): it was not. */
                 queue_removed(relay, p->w.msg.size);
                 if (p->w.result == -EEXIST)
                         p->retry = true;        /* a copy queued before: same answer */
@@ -1771,8 +1774,8 @@ static void handle_send(Relay *relay, Session *s, const Frame *f, const uint8_t 
                 return;
         }
         /* A user with an active session is registered (a key reset closes
-         * them): the store is asked only about users offline. The batch
-         * on PostgreSQL asks as it stores the message. */
+         * them): the store is asked only about users offline. An
+         * asynchronous batch asks as it stores the message. */
         if (!async) {
                 r = session_index_first(relay->sessions, e->to) ? 1 : store_user_exists(relay->store, e->to);
                 if (r == 0) {

@@ -1604,7 +1604,7 @@ static void sqlite_batch_wait(Store *store) {
 }
 
 /* On the thread, after the jobs queued before it: what a batch queued
- * before committed is read. */
+ * before committed is read. Or on the loop, with the writer idle. */
 static int list_run(StoreJob *job) {
         SqliteList *l = container_of(job, SqliteList, job.job);
         int r;
@@ -1644,7 +1644,10 @@ static int sqlite_queue_list_async(Store *store, const char *recipient, uint64_t
                 .store = s,
         };
         store_list_request_init(&l->q, recipient, after, max, done, userdata);
-        store_writer_push(s->writer, &l->job.job);
+        /* On the loop when the writer is idle: pages read one after the
+         * other (a queue drained at login) each cost a thread switch
+         * there and back otherwise. */
+        store_writer_push_or_run(s->writer, &l->job.job);
         return 0;
 }
 

@@ -32,9 +32,21 @@ struct StoreWriter {
         bool running, stop;
 };
 
+/* Under lock: j ran and returned r; its finish() is due, on the loop. */
+static void ran(StoreWriter *w, StoreJob *j, int r) {
+        const uint64_t one = 1;
+
+        j->r = r;
+        j->next = NULL;
+        *w->done_tail = j;
+        w->done_tail = &j->next;
+        /* Cannot fail but at a count of 2^64 - 1 (the loop reads it back
+         * to 0 at each wakeup); the thread blocks every signal. */
+        (void) write(w->efd, &one, sizeof(one));
+}
+
 static void *writer_thread(void *userdata) {
         StoreWriter *w = userdata;
-        const uint64_t one = 1;
 
         pthread_mutex_lock(&w->lock);
         for (;;) {
@@ -57,16 +69,10 @@ static void *writer_thread(void *userdata) {
                 r = j->run(j);
 
                 pthread_mutex_lock(&w->lock);
-                j->r = r;
-                j->next = NULL;
-                *w->done_tail = j;
-                w->done_tail = &j->next;
+                ran(w, j, r);
                 w->running = false;
                 if (!w->queue)
                         pthread_cond_broadcast(&w->idle);
-                /* Cannot fail but at a count of 2^64 - 1 (the loop reads
-                 * it back to 0 at each wakeup); signals are blocked. */
-                (void) write(w->efd, &one, sizeof(one));
         }
         pthread_mutex_unlock(&w->lock);
         return NULL;
@@ -170,6 +176,24 @@ void store_writer_push(StoreWriter *w, StoreJob *j) {
 
 bool store_writer_on_thread(StoreWriter *w) {
         return w && pthread_equal(pthread_self(), w->thread);
+}
+
+void store_writer_push_or_run(StoreWriter *w, StoreJob *j) {
+        bool idle;
+        int r;
+
+        pthread_mutex_lock(&w->lock);
+        idle = !w->queue && !w->running;
+        pthread_mutex_unlock(&w->lock);
+        if (!idle) {
+                store_writer_push(w, j);
+                return;
+        }
+        /* Only the loop queues jobs: the writer stays idle meanwhile. */
+        r = j->run(j);
+        pthread_mutex_lock(&w->lock);
+        ran(w, j, r);
+        pthread_mutex_unlock(&w->lock);
 }
 
 void store_writer_wait(StoreWriter *w) {

@@ -43,6 +43,11 @@ StoreWriter *store_writer_free(StoreWriter *w);
 
 /* Queue j: run() on the thread after the jobs queued before it. */
 void store_writer_push(StoreWriter *w, StoreJob *j);
+/* The same, but with no job queued or running, run() is called now, on
+ * the caller's thread (the loop, which has the connection then): a read
+ * that waits for nothing is not worth two thread switches. finish()
+ * still comes from the loop, later, in order. */
+void store_writer_push_or_run(StoreWriter *w, StoreJob *j);
 /* Until no job is queued or running: the connection is the loop's. On
  * the writer's own thread (a job's run() that calls a store function),
  * nothing to wait for. The jobs' finish() still comes from the loop. */
