@@ -3,7 +3,9 @@
  * The store on SQLite: one file in the state directory, for one relay.
  * store.h says what each operation means; this file says how SQLite does
  * it (WAL, synchronous=FULL, checkpoints on a thread of their own in
- * wal-checkpointer.c, the queue's counts kept in memory).
+ * wal-checkpointer.c, the relay's batches on a writer thread in
+ * store-writer.c when given an event loop, the queue's counts kept in
+ * memory).
  */
 #include <errno.h>
 #include <search.h>
@@ -19,9 +21,9 @@
 #include "rsa.h"
 #include "sqlite-errno.h"
 #include "store-backend.h"
+#include "store-writer.h"
 #include "suite2.h"
 #include "util.h"
-#include "store-writer.h"
 #include "wal-checkpointer.h"
 
 /* Every statement the daemon runs, prepared once at open. */
@@ -253,7 +255,7 @@ struct SqliteStore {
         StoreWriter *writer;
         SqliteBatch batch;
         char job_error[256];            /* the loop's copy of a finished job's failure */
-        bool job_error_shown;           /* ... which store_error() says until the next call */
+        bool job_error_shown;           /* ... which store_error() says meanwhile */
 };
 
 static SqliteStore *sqlite_store(Store *s) {
@@ -1470,7 +1472,7 @@ static void job_failed(SqliteJob *j) {
 }
 
 /* The loop's turn after a job: its failure is what store_error() says
- * during its callback. */
+ * during its callback (until the callback calls the store again). */
 static void job_show_error(SqliteJob *j, int r) {
         SqliteStore *s = j->store;
 
@@ -1558,12 +1560,14 @@ static int batch_run(StoreJob *job) {
 
 static void batch_finish(StoreJob *job, int r, bool call) {
         SqliteBatch *b = container_of(job, SqliteBatch, job.job);
+        SqliteStore *s = b->job.store;
 
         b->active = false;
         if (!call)
                 return;
         job_show_error(&b->job, r);
-        b->done(b->userdata, r);
+        b->done(b->userdata, r);        /* which may send the next batch in b */
+        s->job_error_shown = false;
 }
 
 static bool sqlite_batch_async(Store *store) {
@@ -1622,6 +1626,7 @@ static void list_finish(StoreJob *job, int r, bool call) {
         if (call) {
                 job_show_error(&l->job, r);
                 l->q.done(l->q.userdata, r, l->q.messages, l->q.n_messages);   /* its own to free */
+                l->job.store->job_error_shown = false;
         } else
                 store_messages_free(l->q.messages, l->q.n_messages);
         free(l);
