@@ -245,10 +245,10 @@ static void on_session_ready(Session *s, void *userdata) {
         relay_session_ready(&m->relay, s);
 }
 
-static void on_session_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
+static bool on_session_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
         Manager *m = userdata;
 
-        relay_frame(&m->relay, s, payload, len);
+        return relay_frame(&m->relay, s, payload, len);
 }
 
 static void on_session_pump(Session *s, void *userdata) {

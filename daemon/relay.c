@@ -1254,9 +1254,11 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
  * SQLite's writer thread), with the checks a send made one by one (is
  * the recipient registered, is its queue full) decided by the store as
  * it inserts. The answers come on the event loop (batch_answered()),
- * after the commit is durable. Meanwhile the next batch fills; a session
- * with requests in flight processes no frame until they are answered, so
- * that its answers go out in the order it asked. */
+ * after the commit is durable. Meanwhile the next batch fills, from the
+ * sessions of the batch in flight too: their sends and acks go in it,
+ * answered after the first. Any other frame of a session owed answers
+ * waits, set aside, until they are all out (relay_frame()), so that its
+ * answers go out in the order it asked. */
 
 static bool batch_async(Relay *relay) {
         return store_batch_async(relay->store);
@@ -1314,13 +1316,25 @@ static int batch_begin(Relay *relay) {
 
 static void batch_finish(Relay *relay, int r);
 
+/* The number of relay->batch, which Session.held_by names. */
+static uint64_t batch_number(const Relay *relay) {
+        return relay->n_batches + 1;
+}
+
+/* relay->batch goes to its commit; the next one fills. */
+static void batch_taken(Relay *relay) {
+        relay->n_batches++;
+}
+
 /* s wrote to the batch: what it is sent from now on waits for the commit
- * (its accepted, and the pong of a ping after an ack, in order). */
+ * (its accepted, and the pong of a ping after an ack, in order). A
+ * session whose batch is in flight (asynchronous) may be held by the next
+ * one too. */
 static void batch_hold(Relay *relay, Session *s) {
         RelayBatch *b = &relay->batch;
 
-        if (stream_is_corked(s->stream))
-                return;         /* held by this batch already: one in flight holds none */
+        if (s->held_by == batch_number(relay))
+                return;         /* held by this batch already */
         if (b->n_held == b->n_held_allocated) {
                 size_t n = MAX(b->n_held_allocated * 2, (size_t) 64);
                 Session **h = reallocarray(b->held, n, sizeof(*h));
@@ -1333,6 +1347,7 @@ static void batch_hold(Relay *relay, Session *s) {
                 b->n_held_allocated = n;
         }
         stream_cork(s->stream, true);
+        s->held_by = batch_number(relay);
         b->held[b->n_held++] = s;
 }
 
@@ -1361,6 +1376,7 @@ static RelayPending *batch_push(Relay *relay, Session *s) {
                 b->n_pending_allocated = n;
         }
         b->pending[b->n_pending] = (RelayPending) { .session = s };
+        s->n_requests++;
         return &b->pending[b->n_pending++];
 }
 
@@ -1505,6 +1521,8 @@ static void ack_answered(Relay *relay, const RelayPending *p, int r) {
 /* Answer one request of a batch whose transaction committed (r = 0) or
  * is gone (r < 0). */
 static void pending_answer(Relay *relay, RelayPending *p, int r) {
+        if (p->session)
+                p->session->n_requests--;
         if (p->w.type == STORE_WRITE_TAKE) {
                 ack_answered(relay, p, r);
                 return;
@@ -1553,6 +1571,10 @@ static void batch_answer(Relay *relay, RelayBatch *b, int r) {
                 session_wait(s, false);
                 if (s->state == SESSION_ACTIVE)
                         session_flush(s);
+                /* Held by the batch filling too (it went on sending while
+                 * this one committed): the rest waits for that one. */
+                if (s->held_by == batch_number(relay))
+                        stream_cork(s->stream, true);
         }
         b->n_held = 0;
         for (size_t i = 0; i < b->n_pending; i++) {
@@ -1581,6 +1603,7 @@ static void batch_finish(Relay *relay, int r) {
         RelayBatch done = relay->batch;
 
         relay->batch = (RelayBatch) {};
+        batch_taken(relay);
         batch_answer(relay, &done, r);
         if (!relay->batch.pending && !relay->batch.held) {
                 relay->batch = done;
@@ -1601,9 +1624,9 @@ static void batch_answered(void *userdata, int r) {
 
         if (r == -ENOSPC && !relay->flight_again && relay->hooks->store_full(relay->userdata) > 0) {
                 relay->flight_again = true;
-                r = store_batch_send(relay->store, relay->flight.writes, relay->n_flight_writes,
-                                     batch_answered, relay);
-                if (r >= 0)
+                /* Failing, the batch is answered with the full disk. */
+                if (store_batch_send(relay->store, relay->flight.writes, relay->n_flight_writes, batch_answered,
+                                     relay) >= 0)
                         return;
         }
         relay->flight_again = false;
@@ -1643,11 +1666,11 @@ static void batch_send(Relay *relay) {
                 .held = sent.held, .n_held_allocated = sent.n_held_allocated,
                 .writes = sent.writes, .n_writes_allocated = sent.n_writes_allocated,
         };
+        batch_taken(relay);
         relay->flying = true;
-        /* Until the answer, its sessions say nothing more. */
-        for (size_t i = 0; i < relay->flight.n_held; i++)
-                if (relay->flight.held[i])      /* NULL: freed meanwhile */
-                        session_wait(relay->flight.held[i], true);
+        /* Its sessions go on reading: their sends and acks fill the next
+         * batch, answered after this one; anything else waits for every
+         * answer they are owed (relay_frame()). */
 
         relay->n_flight_writes = n;
         if (r >= 0 && n > 0)
@@ -2170,7 +2193,7 @@ static void handle_who(Relay *relay, Session *s, const Frame *f) {
         (void) session_send(s, TAKE_PTR(o));
 }
 
-void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
+bool relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL;
         char what[96];
@@ -2184,15 +2207,15 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                         protocol_error(s, ERR_BAD_USERNAME, "invalid user name");
                 else
                         reply_error(s, has_id ? &id : NULL, ERR_BAD_USERNAME, "invalid user name");
-                return;
+                return true;
         }
         if (r == -ENOMEM) {
                 session_close_request(s, has_id ? &id : NULL, ERR_INTERNAL, "out of memory", "out of memory");
-                return;
+                return true;
         }
         if (r < 0) {
                 protocol_error_request(s, has_id ? &id : NULL, ERR_BAD_FRAME, reason ? reason : "malformed frame");
-                return;
+                return true;
         }
 
         if (s->state == SESSION_AUTH) {
@@ -2201,10 +2224,20 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                         /* The parser found the id of any request. */
                         protocol_error_request(s, has_id ? &id : NULL,
                                                ERR_BAD_REQUEST, what);
-                        return;
+                        return true;
                 }
                 handle_auth(relay, s, f);
-                return;
+                return true;
+        }
+
+        /* A session goes on sending and acking while its batch commits
+         * (asynchronous store): those fill the next batch, answered after
+         * it. Anything else waits until every answer it is owed went out,
+         * so that none is overtaken: the session keeps the frame and gives
+         * it again once batch_answer() lets it read. */
+        if (s->n_requests > 0 && f->type != FRAME_SEND && f->type != FRAME_ACK && batch_async(relay)) {
+                session_wait(s, true);
+                return false;
         }
 
         session_touch(s);
@@ -2251,4 +2284,5 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 protocol_error(s, ERR_BAD_REQUEST, what);
                 break;
         }
+        return true;
 }

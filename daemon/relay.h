@@ -85,6 +85,7 @@ struct Relay {
         RelayBatch batch;
         RelayBatch flight;
         size_t n_flight_writes;         /* what store_batch_send() was given */
+        uint64_t n_batches;             /* batches taken for their commit: batch is the next one */
         bool flying;                    /* flight was sent (store_batch_send()) */
         bool flight_again;              /* ... and sent again after a full disk */
 };
@@ -114,8 +115,9 @@ void relay_session_free(Relay *r, Session *s);
 /* The transport is ready (TLS done, or at once for plain TCP): send hello. */
 void relay_session_ready(Relay *r, Session *s);
 
-/* One complete frame's payload arrived. */
-void relay_frame(Relay *r, Session *s, const uint8_t *payload, size_t len);
+/* One complete frame's payload arrived. False: not now (s waits for the
+ * answers it is owed first; SessionCallbacks.on_frame). */
+bool relay_frame(Relay *r, Session *s, const uint8_t *payload, size_t len);
 
 /* s started closing; was_active: it had authenticated. */
 void relay_session_closing(Relay *r, Session *s, bool was_active);

@@ -51,8 +51,8 @@ static void on_ready(Session *s, void *userdata) {
         relay_session_ready(userdata, s);
 }
 
-static void on_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
-        relay_frame(userdata, s, payload, len);
+static bool on_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
+        return relay_frame(userdata, s, payload, len);
 }
 
 static void on_pump(Session *s, void *userdata) {
@@ -632,7 +632,7 @@ END_TEST
 
 /* A send frame from one user to another whose envelope id is n repeated:
  * of the right form; nothing checks its cryptography on the way. */
-static void feed_send(Session *s, const char *to, uint64_t id, uint8_t n) {
+static char *send_text(Session *s, const char *to, uint64_t id, uint8_t n) {
         _cleanup_(json_object_unrefp) json_object *env = NULL, *frame = NULL;
         uint8_t ek[256], ct[16], sig[256];
         Envelope e = {
@@ -654,7 +654,14 @@ static void feed_send(Session *s, const char *to, uint64_t id, uint8_t n) {
         ck_assert_int_eq(envelope_to_json(&e, &env), 0);
         frame = frame_new_send(id, env);
         ck_assert_ptr_nonnull(frame);
-        text = json_object_to_json_string_ext(frame, JSON_C_TO_STRING_PLAIN);
+        text = strdup(json_object_to_json_string_ext(frame, JSON_C_TO_STRING_PLAIN));
+        ck_assert_ptr_nonnull(text);
+        return (char *) text;
+}
+
+static void feed_send(Session *s, const char *to, uint64_t id, uint8_t n) {
+        _cleanup_(freep) char *text = send_text(s, to, id, n);
+
         feed(s, text);
 }
 
@@ -1183,6 +1190,70 @@ START_TEST(test_writer_disk_full) {
 }
 END_TEST
 
+/* A frame as the network brings it: written to s's peer, for the session
+ * to read (session.c) when the loop runs. */
+static void write_frame(Session *s, const char *json) {
+        _cleanup_(freep) uint8_t *wire = NULL;
+        size_t len;
+
+        ck_assert_int_eq(frame_encode(json, strlen(json), s->limits.max_frame, &wire, &len), 0);
+        ck_assert_int_eq(write(peer_of(s), wire, len), (ssize_t) len);
+}
+
+/* A session whose batch commits goes on sending: its next send is read
+ * and fills the next batch meanwhile, answered after the first; a ping
+ * after it waits, set aside by the session, until both are answered, so
+ * that its pong overtakes neither. */
+START_TEST(test_writer_pipelined) {
+        _cleanup_(freep) char *second = NULL, *out = NULL;
+        const char *a1, *a2, *pong;
+        Session *alice;
+
+        use_writer();
+        register_users();
+        alice = login("alice", false);
+        /* login() skips the handshake, after which a session reads its
+         * socket: a wait and its end start that. */
+        session_wait(alice, true);
+        session_wait(alice, false);
+        feed_send(alice, "bob", 1, 1);
+        wal_sync_delay_usec = 200 * 1000;
+        relay_commit(&relay);
+        ck_assert(relay.flying);
+
+        second = send_text(alice, "bob", 2, 2);
+        write_frame(alice, second);
+        write_frame(alice, "{\"type\":\"ping\"}");
+        /* Read while the first commits: the second is in the next batch,
+         * the ping set aside. */
+        for (unsigned i = 0; i < 100 && relay.batch.n_pending == 0; i++)
+                ck_assert_int_ge(sd_event_run(event, 1000), 0);
+        ck_assert(relay.flying);
+        ck_assert_uint_eq(relay.batch.n_pending, 1);
+        ck_assert_ptr_nonnull(alice->aside);
+        out = take_sent(alice);
+        ck_assert_ptr_null(strstr(out, "\"pong\""));
+        ck_assert_ptr_null(strstr(out, "\"accepted\""));
+        free(out);
+        out = NULL;
+
+        for (unsigned i = 0; i < 1000 && (relay.flying || relay.batch.n_pending > 0 || alice->aside); i++)
+                ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
+        wal_sync_delay_usec = 0;
+        ck_assert_ptr_null(alice->aside);
+        ck_assert_uint_eq(alice->n_requests, 0);
+        ck_assert_uint_eq(committed_rows(), 2);
+        out = take_sent(alice);
+        a1 = strstr(out, "\"id\":1,");
+        a2 = strstr(out, "\"id\":2,");
+        pong = strstr(out, "\"pong\"");
+        ck_assert(a1 && a2 && pong);
+        ck_assert(a1 < a2 && a2 < pong);
+        ck_assert_uint_eq(count_of(out, "\"accepted\""), 2);
+        relay_done(&relay);
+}
+END_TEST
+
 /* At shutdown the batch in flight is waited for and answered. */
 START_TEST(test_writer_done_waits) {
         Session *alice;
@@ -1442,6 +1513,7 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_writer_group_commit);
         tcase_add_test(tc, test_writer_refusals);
         tcase_add_test(tc, test_writer_disk_full);
+        tcase_add_test(tc, test_writer_pipelined);
         tcase_add_test(tc, test_writer_done_waits);
         tcase_add_test(tc, test_welcome_key_renewal);
         suite_add_tcase(s, tc);
