@@ -16,6 +16,7 @@ daemon_libsecurechatd_a_SOURCES = \
 	daemon/sockets.c daemon/sockets.h \
 	daemon/store.c daemon/store.h daemon/store-backend.h \
 	daemon/store-sqlite.c daemon/store-pg.c \
+	daemon/store-writer.c daemon/store-writer.h \
 	daemon/wal-checkpointer.c daemon/wal-checkpointer.h \
 	daemon/cluster.c daemon/cluster.h \
 	daemon/state.c daemon/state.h \

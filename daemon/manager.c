@@ -245,10 +245,10 @@ static void on_session_ready(Session *s, void *userdata) {
         relay_session_ready(&m->relay, s);
 }
 
-static void on_session_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
+static bool on_session_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
         Manager *m = userdata;
 
-        relay_frame(&m->relay, s, payload, len);
+        return relay_frame(&m->relay, s, payload, len);
 }
 
 static void on_session_pump(Session *s, void *userdata) {
@@ -695,6 +695,9 @@ static int manager_open_store(Manager *m, char **ret_name) {
                 if (!name)
                         return log_error_errno(-ENOMEM, "Out of memory");
                 r = store_open(name, &m->store);
+                /* Commits off the loop, on the store's writer thread. */
+                if (r >= 0)
+                        r = store_set_event(m->store, m->event);
         } else {
                 StoreOptions o = {
                         .timeout_usec = c->database_timeout_usec,

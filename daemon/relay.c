@@ -33,9 +33,9 @@
  * of one batch when many sessions have much to say in the same turn. */
 #define BATCH_MAX 1024
 
-/* A send stored in the open transaction, answered after the commit; on
- * PostgreSQL, a send or an ack sent with the batch (w), answered when
- * the batch is. */
+/* A send stored in the open transaction, answered after the commit; with
+ * an asynchronous store, a send or an ack sent with the batch (w),
+ * answered when the batch is. */
 struct RelayPending {
         Session *session;       /* NULL: freed while its batch was in flight */
         uint64_t id;            /* the send's request id */
@@ -399,7 +399,7 @@ void relay_cluster_replace(Relay *relay, const char *user) {
                 broadcast_presence_of(relay, u->user, u->fingerprint, NULL, NULL, true);
 }
 
-/* Something new is in s's queue: read it. A page in flight (PostgreSQL)
+/* Something new is in s's queue: read it. A page in flight (asynchronous)
  * may have been read before it came: another is read after it. */
 static void pump_again(Relay *relay, Session *s) {
         s->caught_up = false;
@@ -841,7 +841,8 @@ bool relay_has_more(const Session *s) {
                (s->presence_pending || (s->receive && !s->caught_up && !s->reading));
 }
 
-/* A page of the queue read for a session without waiting (PostgreSQL). */
+/* A page of the queue read for a session without waiting (asynchronous
+ * store). */
 typedef struct RelayRead {
         Relay *relay;
         Session *session;       /* NULL: freed meanwhile */
@@ -899,8 +900,9 @@ static void pump_answered(void *userdata, int r, StoreMessage *page, size_t n) {
                 session_flush(s);
 }
 
-/* relay_pump()'s reads on PostgreSQL: one page at a time, the session
- * pumped on from its answer; other sessions are served meanwhile. */
+/* relay_pump()'s reads with an asynchronous store: one page at a time,
+ * the session pumped on from its answer; other sessions are served
+ * meanwhile. */
 static void pump_read(Relay *relay, Session *s) {
         RelayRead *rd;
         int r;
@@ -1236,7 +1238,7 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
  *
  * So a turn of acks alone need not wait for the disk either, which stalls
  * every session: an ack before the turn's first send is only recorded in
- * the batch (as on PostgreSQL). A send then deletes them in its
+ * the batch (as with an asynchronous store). A send then deletes them in its
  * transaction before its own write (batch_open()); with none,
  * relay_commit() deletes them in one that commits without a sync
  * (store_begin_nosync(): SQLite must be told before BEGIN). In WAL mode
@@ -1245,22 +1247,27 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
  * may forget the deletes, which delivers the messages again, never a
  * message accepted, and no later commit survives without them.
  *
- * On PostgreSQL nothing of this waits on the loop: the batch is collected
- * in memory and relay_commit() sends it whole, pipelined in one
- * transaction (store_batch_send()), with the checks a send made one round
- * trip each (is the recipient registered, is its queue full) decided by
- * the database as it inserts. The answers come on the event loop
- * (batch_answered()). Meanwhile the next batch fills; a session with
- * requests in flight processes no frame until they are answered, so that
- * its answers go out in the order it asked. */
+ * With an asynchronous store (store_batch_async(): PostgreSQL, and SQLite
+ * given the event loop) nothing of this waits on the loop: the batch is
+ * collected in memory and relay_commit() sends it whole, in one
+ * transaction (store_batch_send(): pipelined to PostgreSQL, run on
+ * SQLite's writer thread), with the checks a send made one by one (is
+ * the recipient registered, is its queue full) decided by the store as
+ * it inserts. The answers come on the event loop (batch_answered()),
+ * after the commit is durable. Meanwhile the next batch fills, from the
+ * sessions of the batch in flight too: their sends and acks go in it,
+ * answered after the first. Any other frame of a session owed answers
+ * waits, set aside, until they are all out (relay_frame()), so that its
+ * answers go out in the order it asked. */
 
 static bool batch_async(Relay *relay) {
         return store_batch_async(relay->store);
 }
 
-/* Delete the acks recorded in the batch (SQLite) in the transaction just
- * begun: none of them was deleted before, as none is while one is open.
- * Each one's result is answered with the commit, as on PostgreSQL. */
+/* Delete the acks recorded in the batch (synchronous store) in the
+ * transaction just begun: none of them was deleted before, as none is
+ * while one is open. Each one's result is answered with the commit, as
+ * with an asynchronous store. */
 static int batch_takes(Relay *relay) {
         RelayBatch *b = &relay->batch;
 
@@ -1309,13 +1316,25 @@ static int batch_begin(Relay *relay) {
 
 static void batch_finish(Relay *relay, int r);
 
+/* The number of relay->batch, which Session.held_by names. */
+static uint64_t batch_number(const Relay *relay) {
+        return relay->n_batches + 1;
+}
+
+/* relay->batch goes to its commit; the next one fills. */
+static void batch_taken(Relay *relay) {
+        relay->n_batches++;
+}
+
 /* s wrote to the batch: what it is sent from now on waits for the commit
- * (its accepted, and the pong of a ping after an ack, in order). */
+ * (its accepted, and the pong of a ping after an ack, in order). A
+ * session whose batch is in flight (asynchronous) may be held by the next
+ * one too. */
 static void batch_hold(Relay *relay, Session *s) {
         RelayBatch *b = &relay->batch;
 
-        if (stream_is_corked(s->stream))
-                return;         /* held by this batch already: one in flight holds none */
+        if (s->held_by == batch_number(relay))
+                return;         /* held by this batch already */
         if (b->n_held == b->n_held_allocated) {
                 size_t n = MAX(b->n_held_allocated * 2, (size_t) 64);
                 Session **h = reallocarray(b->held, n, sizeof(*h));
@@ -1328,6 +1347,7 @@ static void batch_hold(Relay *relay, Session *s) {
                 b->n_held_allocated = n;
         }
         stream_cork(s->stream, true);
+        s->held_by = batch_number(relay);
         b->held[b->n_held++] = s;
 }
 
@@ -1356,6 +1376,7 @@ static RelayPending *batch_push(Relay *relay, Session *s) {
                 b->n_pending_allocated = n;
         }
         b->pending[b->n_pending] = (RelayPending) { .session = s };
+        s->n_requests++;
         return &b->pending[b->n_pending++];
 }
 
@@ -1363,8 +1384,8 @@ static RelayPending *batch_push(Relay *relay, Session *s) {
  * hold is still stored: without its accepted, the client sends it again
  * and hears "accepted" for the copy queued. The batch takes *text, the
  * envelope's text (envelope_text()) that msg->envelope points to: NULL
- * after. On PostgreSQL the message is stored with the batch (unless
- * retry: it is queued already), and counted from now on. */
+ * after. With an asynchronous store the message is stored with the batch
+ * (unless retry: it is queued already), and counted from now on. */
 static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage *msg, char **text, bool retry) {
         RelayPending *p = batch_push(relay, s);
 
@@ -1442,7 +1463,7 @@ static void refuse_queue_full(Relay *relay, Session *s, const uint64_t *id, LogF
                               bool per_sender);
 static void acked(Relay *relay, Session *s, const StoreMessage *msg);
 
-/* What the database said of p's send, other than queued (PostgreSQL). */
+/* What the store said of p's send, other than queued (asynchronous). */
 static void send_refused(Relay *relay, const RelayPending *p) {
         const StoreMessage *m = &p->w.msg;
         Session *s = p->session;
@@ -1500,12 +1521,14 @@ static void ack_answered(Relay *relay, const RelayPending *p, int r) {
 /* Answer one request of a batch whose transaction committed (r = 0) or
  * is gone (r < 0). */
 static void pending_answer(Relay *relay, RelayPending *p, int r) {
+        if (p->session)
+                p->session->n_requests--;
         if (p->w.type == STORE_WRITE_TAKE) {
                 ack_answered(relay, p, r);
                 return;
         }
         if (r >= 0 && p->w.result < 0 && !p->retry) {
-                /* Counted when it was added (PostgreSQL): it was not. */
+                /* Counted when it was added (asynchronous): it was not. */
                 queue_removed(relay, p->w.msg.size);
                 if (p->w.result == -EEXIST)
                         p->retry = true;        /* a copy queued before: same answer */
@@ -1548,6 +1571,10 @@ static void batch_answer(Relay *relay, RelayBatch *b, int r) {
                 session_wait(s, false);
                 if (s->state == SESSION_ACTIVE)
                         session_flush(s);
+                /* Held by the batch filling too (it went on sending while
+                 * this one committed): the rest waits for that one. */
+                if (s->held_by == batch_number(relay))
+                        stream_cork(s->stream, true);
         }
         b->n_held = 0;
         for (size_t i = 0; i < b->n_pending; i++) {
@@ -1576,6 +1603,7 @@ static void batch_finish(Relay *relay, int r) {
         RelayBatch done = relay->batch;
 
         relay->batch = (RelayBatch) {};
+        batch_taken(relay);
         batch_answer(relay, &done, r);
         if (!relay->batch.pending && !relay->batch.held) {
                 relay->batch = done;
@@ -1586,18 +1614,29 @@ static void batch_finish(Relay *relay, int r) {
 
 static void batch_send(Relay *relay);
 
-/* The batch in flight is answered (PostgreSQL; on the loop, from the
- * store): answer it, and send the next one if it has requests already. */
+/* The batch in flight is answered (on the loop, from the store): answer
+ * it, and send the next one if it has requests already. A full disk
+ * stored nothing of it: as relay_commit() does on the synchronous path,
+ * the manager releases its reserve (deleting, the acks, may need room)
+ * and the same batch goes again, once, before anything is answered. */
 static void batch_answered(void *userdata, int r) {
         Relay *relay = userdata;
 
+        if (r == -ENOSPC && !relay->flight_again && relay->hooks->store_full(relay->userdata) > 0) {
+                relay->flight_again = true;
+                /* Failing, the batch is answered with the full disk. */
+                if (store_batch_send(relay->store, relay->flight.writes, relay->n_flight_writes, batch_answered,
+                                     relay) >= 0)
+                        return;
+        }
+        relay->flight_again = false;
         relay->flying = false;
         batch_answer(relay, &relay->flight, r);
         batch_send(relay);
 }
 
-/* Send the batch (PostgreSQL), unless one is in flight: then it goes
- * when that one is answered. */
+/* Send the batch (asynchronous store), unless one is in flight: then it
+ * goes when that one is answered. */
 static void batch_send(Relay *relay) {
         RelayBatch *b = &relay->batch, sent;
         size_t n = 0;
@@ -1627,12 +1666,13 @@ static void batch_send(Relay *relay) {
                 .held = sent.held, .n_held_allocated = sent.n_held_allocated,
                 .writes = sent.writes, .n_writes_allocated = sent.n_writes_allocated,
         };
+        batch_taken(relay);
         relay->flying = true;
-        /* Until the answer, its sessions say nothing more. */
-        for (size_t i = 0; i < relay->flight.n_held; i++)
-                if (relay->flight.held[i])      /* NULL: freed meanwhile */
-                        session_wait(relay->flight.held[i], true);
+        /* Its sessions go on reading: their sends and acks fill the next
+         * batch, answered after this one; anything else waits for every
+         * answer they are owed (relay_frame()). */
 
+        relay->n_flight_writes = n;
         if (r >= 0 && n > 0)
                 r = store_batch_send(relay->store, relay->flight.writes, n, batch_answered, relay);
         if (r < 0 || n == 0)
@@ -1757,8 +1797,8 @@ static void handle_send(Relay *relay, Session *s, const Frame *f, const uint8_t 
                 return;
         }
         /* A user with an active session is registered (a key reset closes
-         * them): the store is asked only about users offline. The batch
-         * on PostgreSQL asks as it stores the message. */
+         * them): the store is asked only about users offline. An
+         * asynchronous batch asks as it stores the message. */
         if (!async) {
                 r = session_index_first(relay->sessions, e->to) ? 1 : store_user_exists(relay->store, e->to);
                 if (r == 0) {
@@ -2153,7 +2193,7 @@ static void handle_who(Relay *relay, Session *s, const Frame *f) {
         (void) session_send(s, TAKE_PTR(o));
 }
 
-void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
+bool relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
         _cleanup_(frame_freep) Frame *f = NULL;
         const char *reason = NULL;
         char what[96];
@@ -2167,15 +2207,15 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                         protocol_error(s, ERR_BAD_USERNAME, "invalid user name");
                 else
                         reply_error(s, has_id ? &id : NULL, ERR_BAD_USERNAME, "invalid user name");
-                return;
+                return true;
         }
         if (r == -ENOMEM) {
                 session_close_request(s, has_id ? &id : NULL, ERR_INTERNAL, "out of memory", "out of memory");
-                return;
+                return true;
         }
         if (r < 0) {
                 protocol_error_request(s, has_id ? &id : NULL, ERR_BAD_FRAME, reason ? reason : "malformed frame");
-                return;
+                return true;
         }
 
         if (s->state == SESSION_AUTH) {
@@ -2184,10 +2224,20 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                         /* The parser found the id of any request. */
                         protocol_error_request(s, has_id ? &id : NULL,
                                                ERR_BAD_REQUEST, what);
-                        return;
+                        return true;
                 }
                 handle_auth(relay, s, f);
-                return;
+                return true;
+        }
+
+        /* A session goes on sending and acking while its batch commits
+         * (asynchronous store): those fill the next batch, answered after
+         * it. Anything else waits until every answer it is owed went out,
+         * so that none is overtaken: the session keeps the frame and gives
+         * it again once batch_answer() lets it read. */
+        if (s->n_requests > 0 && f->type != FRAME_SEND && f->type != FRAME_ACK && batch_async(relay)) {
+                session_wait(s, true);
+                return false;
         }
 
         session_touch(s);
@@ -2234,4 +2284,5 @@ void relay_frame(Relay *relay, Session *s, const uint8_t *payload, size_t len) {
                 protocol_error(s, ERR_BAD_REQUEST, what);
                 break;
         }
+        return true;
 }

@@ -46,12 +46,12 @@ typedef struct RelayPending RelayPending;
 typedef struct RelayBatch {
         RelayPending *pending;
         size_t n_pending, n_pending_allocated;
-        size_t n_takes;                 /* SQLite: acks in pending not deleted yet (batch_open()) */
+        size_t n_takes;                 /* synchronous: acks in pending not deleted yet (batch_open()) */
         /* Sessions that wrote to the batch: their output is held (corked)
          * until it is committed, so that no later answer overtakes it. */
         Session **held;
         size_t n_held, n_held_allocated;
-        StoreWrite **writes;            /* PostgreSQL: what store_batch_send() is given */
+        StoreWrite **writes;            /* asynchronous: what store_batch_send() is given */
         size_t n_writes_allocated;
 } RelayBatch;
 
@@ -77,13 +77,17 @@ struct Relay {
         uint64_t n_queued;
         uint64_t queue_bytes;
 
-        /* The group commit (relay_commit()): the sends (and, on
-         * PostgreSQL, the acks) of this loop iteration, waiting for their
-         * commit before they are answered; on PostgreSQL, also the batch
-         * sent and not answered yet, while the next one fills. */
+        /* The group commit (relay_commit()): the sends (and, with an
+         * asynchronous store, the acks) of this loop iteration, waiting
+         * for their commit before they are answered; with an asynchronous
+         * store, also the batch sent and not answered yet, while the next
+         * one fills. */
         RelayBatch batch;
         RelayBatch flight;
+        size_t n_flight_writes;         /* what store_batch_send() was given */
+        uint64_t n_batches;             /* batches taken for their commit: batch is the next one */
         bool flying;                    /* flight was sent (store_batch_send()) */
+        bool flight_again;              /* ... and sent again after a full disk */
 };
 
 /* Commit what sends and acks wrote since the last commit, in one
@@ -111,8 +115,9 @@ void relay_session_free(Relay *r, Session *s);
 /* The transport is ready (TLS done, or at once for plain TCP): send hello. */
 void relay_session_ready(Relay *r, Session *s);
 
-/* One complete frame's payload arrived. */
-void relay_frame(Relay *r, Session *s, const uint8_t *payload, size_t len);
+/* One complete frame's payload arrived. False: not now (s waits for the
+ * answers it is owed first; SessionCallbacks.on_frame). */
+bool relay_frame(Relay *r, Session *s, const uint8_t *payload, size_t len);
 
 /* s started closing; was_active: it had authenticated. */
 void relay_session_closing(Relay *r, Session *s, bool was_active);

@@ -31,7 +31,7 @@ size_t session_output_pending(const Session *s) {
 }
 
 size_t session_memory(const Session *s) {
-        return (s->stream ? stream_allocated(s->stream) : 0) + s->in.cap +
+        return (s->stream ? stream_allocated(s->stream) : 0) + s->in.cap + s->aside_len +
                 (s->decoder.payload ? s->decoder.payload_len + 1 : 0);
 }
 
@@ -292,16 +292,28 @@ static size_t session_feed(Session *s, const uint8_t *data, size_t len) {
                 }
                 if (r == 0)
                         break;
-                s->callbacks->on_frame(s, frame, flen, s->userdata);
+                if (!s->callbacks->on_frame(s, frame, flen, s->userdata)) {
+                        s->aside = TAKE_PTR(frame);
+                        s->aside_len = flen;
+                        break;
+                }
         }
         return total - len;
 }
 
-/* Process what an earlier read left for later. True when none is left. */
+/* Process what an earlier read left for later: the frame set aside
+ * first, then the bytes. True when none is left. */
 static bool session_feed_saved(Session *s) {
+        if (s->aside) {
+                if (!session_may_read(s) || !s->callbacks->on_frame(s, s->aside, s->aside_len, s->userdata))
+                        return false;
+                free(s->aside);
+                s->aside = NULL;
+                s->aside_len = 0;
+        }
         if (s->in_head < s->in.len)
                 s->in_head += session_feed(s, s->in.data + s->in_head, s->in.len - s->in_head);
-        if (s->in_head < s->in.len)
+        if (s->in_head < s->in.len || s->aside)
                 return false;
         buf_done(&s->in);
         s->in_head = 0;
@@ -586,6 +598,7 @@ Session *session_free(Session *s) {
         s->stream = stream_free(s->stream);     /* and the transport */
         frame_decoder_done(&s->decoder);
         buf_done(&s->in);
+        free(s->aside);
         key_package_free(s->package);
         if (s->address_entry) {
                 if (s->preauth && s->address_entry->preauth > 0)

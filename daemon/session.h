@@ -84,8 +84,10 @@ typedef struct SessionLimits {
 struct SessionCallbacks {
         /* The transport is ready (TLS done, or at once for plain TCP). */
         void (*on_ready)(Session *s, void *userdata);
-        /* One complete frame's payload arrived. */
-        void (*on_frame)(Session *s, const uint8_t *payload, size_t len, void *userdata);
+        /* One complete frame's payload arrived. False: not now (the owner
+         * made the session wait, session_wait()): the session keeps it
+         * and gives it again, first, once it may read. */
+        bool (*on_frame)(Session *s, const uint8_t *payload, size_t len, void *userdata);
         /* The output went below SESSION_PUMP_WATER: push more, if any... */
         void (*on_pump)(Session *s, void *userdata);
         /* ...and is there more to push as soon as it drains? */
@@ -123,6 +125,8 @@ typedef struct Session {
         SessionLimits limits;
         FrameDecoder decoder;
         Buf in;                         /* read, not yet processed (paused) */
+        uint8_t *aside;                 /* a frame on_frame() did not take yet */
+        size_t aside_len;
         size_t in_head;                 /* bytes of in already processed */
         size_t memory;                  /* session_memory() as the manager counts it */
 
@@ -179,6 +183,11 @@ typedef struct Session {
         /* The relay waits for the database's answer to a request of this
          * session (session_wait()): no frame is processed meanwhile. */
         bool waiting;
+        /* relay.c's: requests of this session in a batch, not answered
+         * yet; and the batch (relay.c's count of them) that holds its
+         * output. */
+        unsigned n_requests;
+        uint64_t held_by;
 } Session;
 
 /* What a new session is made of. */

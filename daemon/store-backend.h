@@ -2,7 +2,8 @@
 /*
  * What a storage backend gives store.c, the dispatcher: one const table of
  * operations, with the meaning store.h documents for each. Private to
- * daemon/store*.c; the rest of the daemon sees store.h only.
+ * daemon/store*.c and the SQLite store's threads (wal-checkpointer.c);
+ * the rest of the daemon sees store.h only.
  *
  * A backend's handle starts with a Store (the table), so that store.c
  * finds the table and the backend finds its own struct with
@@ -10,6 +11,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stddef.h>
 
 #include "store.h"
@@ -28,6 +30,8 @@ typedef struct StoreOps {
         void (*rollback)(Store *s);
         bool (*in_transaction)(Store *s);
         int (*checkpoint)(Store *s);
+        /* NULL: nothing to do with an event loop given after the open. */
+        int (*set_event)(Store *s, sd_event *event);
         /* NULL: no asynchronous batches (store.h). */
         bool (*batch_async)(Store *s);
         int (*batch_send)(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
@@ -72,6 +76,28 @@ typedef struct StoreOps {
 struct Store {
         const StoreOps *ops;
 };
+
+/* A thread of the store's (the SQLite checkpointer, the writer), which
+ * takes no signal: the daemon's are for its event loop. */
+int store_thread_create(pthread_t *ret, void *(*fn)(void *), void *arg);
+
+/* A page of the queue asked for without waiting
+ * (store_queue_list_async()): the question, then the answer. */
+typedef struct StoreListRequest {
+        char recipient[USERNAME_MAX + 1];
+        uint64_t after;
+        size_t max;
+        store_list_fn done;
+        void *userdata;
+        StoreMessage *messages;
+        size_t n_messages;
+} StoreListRequest;
+
+void store_list_request_init(StoreListRequest *q, const char *recipient, uint64_t after, size_t max,
+                             store_list_fn done, void *userdata);
+
+/* Are the n writes of a batch all takes (deletes that need no sync)? */
+bool store_writes_takes_only(StoreWrite *const *writes, size_t n);
 
 int store_sqlite_open(const char *path, Store **ret);
 int store_pg_open(const char *uri, const StoreOptions *o, Store **ret);

@@ -264,13 +264,7 @@ typedef struct PipeStep {
 /* A page of the queue to read without waiting (store_queue_list_async()). */
 typedef struct PgList {
         struct PgList *next;
-        char recipient[USERNAME_MAX + 1];
-        uint64_t after;
-        size_t max;
-        store_list_fn done;
-        void *userdata;
-        StoreMessage *messages;
-        size_t n_messages;
+        StoreListRequest q;
 } PgList;
 
 /* The request in flight: the relay's batch (store_batch_send()) or a page
@@ -1676,14 +1670,14 @@ static void batch_fail(PgStore *s, int r) {
 
 static void list_complete(PgList *l, int r) {
         if (r < 0) {
-                store_messages_free(l->messages, l->n_messages);
-                l->messages = NULL;
-                l->n_messages = 0;
+                store_messages_free(l->q.messages, l->q.n_messages);
+                l->q.messages = NULL;
+                l->q.n_messages = 0;
         }
-        if (l->done)
-                l->done(l->userdata, r, l->messages, l->n_messages);
+        if (l->q.done)
+                l->q.done(l->q.userdata, r, l->q.messages, l->q.n_messages);
         else
-                store_messages_free(l->messages, l->n_messages);
+                store_messages_free(l->q.messages, l->q.n_messages);
         free(l);
 }
 
@@ -1880,7 +1874,7 @@ static void pipe_result(PgStore *s, const PGresult *res) {
                 break;
         }
         case STEP_LIST:
-                r = rows_to_messages(res, true, &b->list->messages, &b->list->n_messages);
+                r = rows_to_messages(res, true, &b->list->q.messages, &b->list->q.n_messages);
                 if (r < 0) {
                         set_error(s, "an answer that does not parse");
                         batch_error(s, r);
@@ -1990,13 +1984,6 @@ static int pipe_sources(PgStore *s) {
 
 /* Send the next request waiting: the batch or a page. <0 when
  * nothing was sent and the connection is gone (it failed at once). */
-static bool takes_only(const PgBatch *b) {
-        for (size_t i = 0; i < b->n; i++)
-                if (b->writes[i]->type != STORE_WRITE_TAKE)
-                        return false;
-        return true;
-}
-
 static int batch_start(PgStore *s) {
         PgBatch *b = &s->batch;
         PgList *l = NULL;
@@ -2034,16 +2021,16 @@ static int batch_start(PgStore *s) {
                 /* One statement: its own transaction, ended at the sync. */
                 Params p = {};
 
-                param_text(&p, l->recipient);
-                param_u64(&p, l->after);
-                param_u64(&p, l->max);
+                param_text(&p, l->q.recipient);
+                param_u64(&p, l->q.after);
+                param_u64(&p, l->q.max);
                 r = pipe_send(s, STMT_QUEUE_LIST, &p, STEP_LIST, 0);
         } else {
                 r = pipe_send(s, STMT_BEGIN, NULL, STEP_PLAIN, 0);
                 /* Deletes alone need not wait for the server's disk
                  * (pg_begin_nosync()): a crash forgets them, which only
                  * delivers the messages again. */
-                if (r >= 0 && takes_only(b))
+                if (r >= 0 && store_writes_takes_only(b->writes, b->n))
                         r = pipe_send(s, STMT_NOSYNC, NULL, STEP_PLAIN, 0);
                 for (size_t i = 0; i < b->n && r >= 0; i++) {
                         Params p = {};
@@ -2128,11 +2115,7 @@ static int pg_queue_list_async(Store *store, const char *recipient, uint64_t aft
         l = calloc(1, sizeof(*l));
         if (!l)
                 return -ENOMEM;
-        snprintf(l->recipient, sizeof(l->recipient), "%s", recipient);
-        l->after = after;
-        l->max = max;
-        l->done = done;
-        l->userdata = userdata;
+        store_list_request_init(&l->q, recipient, after, max, done, userdata);
         *s->lists_tail = l;
         s->lists_tail = &l->next;
         /* Failing, it failed the page too: said from the loop. */
@@ -2177,13 +2160,13 @@ static void pg_free(Store *store) {
         s->batch.defer = sd_event_source_disable_unref(s->batch.defer);
         free(s->batch.steps);
         if (s->batch.list)
-                store_messages_free(s->batch.list->messages, s->batch.list->n_messages);
+                store_messages_free(s->batch.list->q.messages, s->batch.list->q.n_messages);
         free(s->batch.list);
         while (s->lists) {
                 PgList *l = s->lists;
 
                 s->lists = l->next;
-                store_messages_free(l->messages, l->n_messages);
+                store_messages_free(l->q.messages, l->q.n_messages);
                 free(l);
         }
         s->connect_io = sd_event_source_disable_unref(s->connect_io);

@@ -3,7 +3,9 @@
  * The store on SQLite: one file in the state directory, for one relay.
  * store.h says what each operation means; this file says how SQLite does
  * it (WAL, synchronous=FULL, checkpoints on a thread of their own in
- * wal-checkpointer.c, the queue's counts kept in memory).
+ * wal-checkpointer.c, the relay's batches on a writer thread in
+ * store-writer.c when given an event loop, the queue's counts kept in
+ * memory).
  */
 #include <errno.h>
 #include <search.h>
@@ -19,6 +21,7 @@
 #include "rsa.h"
 #include "sqlite-errno.h"
 #include "store-backend.h"
+#include "store-writer.h"
 #include "suite2.h"
 #include "util.h"
 #include "wal-checkpointer.h"
@@ -209,7 +212,33 @@ typedef struct QueueCount {
         char sender[USERNAME_MAX + 1];
 } QueueCount;
 
-typedef struct SqliteStore {
+typedef struct SqliteStore SqliteStore;
+
+/* A job for the writer thread, and what failed in it, copied on the
+ * thread (store_error() on the loop cannot ask the connection then). */
+typedef struct SqliteJob {
+        StoreJob job;
+        SqliteStore *store;
+        char error[256];
+} SqliteJob;
+
+/* The relay's group commit (store_batch_send()): one at a time. */
+typedef struct SqliteBatch {
+        SqliteJob job;
+        StoreWrite *const *writes;
+        size_t n;
+        store_batch_fn done;
+        void *userdata;
+        bool active;                    /* sent, done() not called yet */
+} SqliteBatch;
+
+/* A page of the queue for the pump (store_queue_list_async()). */
+typedef struct SqliteList {
+        SqliteJob job;
+        StoreListRequest q;
+} SqliteList;
+
+struct SqliteStore {
         Store store;
         sqlite3 *db;
         sqlite3_stmt *stmt[_STMT_MAX];
@@ -220,7 +249,14 @@ typedef struct SqliteStore {
         bool counts_stale;              /* count the queue again before the next use */
         bool tx_counted;                /* the open transaction changed the counts */
         bool nosync;                    /* synchronous=NORMAL, for sqlite_begin_nosync() */
-} SqliteStore;
+
+        /* With an event loop (store_set_event()): the relay's batches and
+         * the pump's pages run on a thread of their own. */
+        StoreWriter *writer;
+        SqliteBatch batch;
+        char job_error[256];            /* the loop's copy of a finished job's failure */
+        bool job_error_shown;           /* ... which store_error() says meanwhile */
+};
 
 static SqliteStore *sqlite_store(Store *s) {
         return container_of(s, SqliteStore, store);
@@ -228,6 +264,21 @@ static SqliteStore *sqlite_store(Store *s) {
 
 static bool in_transaction(SqliteStore *s) {
         return sqlite3_get_autocommit(s->db) == 0;
+}
+
+/* The connection for a store call: the loop takes it back from the
+ * writer thread first (store-writer.h), which waits for the jobs queued;
+ * their finish() still comes later, from the loop. A job's run() calling
+ * a store function is on the thread already: nothing to wait for, and
+ * nothing of the loop's to touch. */
+static SqliteStore *loop_store(Store *store) {
+        SqliteStore *s = sqlite_store(store);
+
+        if (s->writer && !store_writer_on_thread(s->writer)) {
+                store_writer_wait(s->writer);
+                s->job_error_shown = false;
+        }
+        return s;
 }
 
 static int counts_load(SqliteStore *s);
@@ -238,15 +289,22 @@ static void counts_clear(SqliteStore *s) {
         s->total = s->total_bytes = 0;
 }
 
+/* During a job's finish(), what failed in it: the connection's own
+ * message may be a later job's by then. */
 static const char *sqlite_error(Store *store) {
         SqliteStore *s = sqlite_store(store);
 
+        if (s->job_error_shown)
+                return s->job_error;
+        store_writer_wait(s->writer);
         return s->db ? sqlite3_errmsg(s->db) : "out of memory";
 }
 
 static void sqlite_free(Store *store) {
         SqliteStore *s = sqlite_store(store);
 
+        /* First: its jobs use the connection. */
+        store_writer_free(s->writer);
         /* Before db closes, which checkpoints what is left, as the last
          * connection to the database. */
         wal_checkpointer_free(s->checkpointer);
@@ -558,7 +616,7 @@ static int rotations_get(SqliteStore *s, KeyPackage *kp) {
 }
 
 static int sqlite_user_get(Store *store, const char *user, KeyPackage **ret) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         _cleanup_(key_package_freep) KeyPackage *kp = NULL;
         sqlite3_stmt *st = stmt(s, STMT_USER_GET);
@@ -583,7 +641,7 @@ static int sqlite_user_get(Store *store, const char *user, KeyPackage **ret) {
 }
 
 static int sqlite_user_exists(Store *store, const char *user) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_USER_GET);
         int rc, r;
@@ -599,7 +657,7 @@ static int sqlite_user_exists(Store *store, const char *user) {
 }
 
 static int sqlite_user_add(Store *store, const KeyPackage *kp) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_USER_ADD);
         char fingerprint[RSA_FINGERPRINT_MAX];
@@ -631,7 +689,7 @@ static int prekeys_drop(SqliteStore *s, const char *user) {
 }
 
 static int sqlite_user_rotate(Store *store, const KeyPackage *kp, const Rotation *rot) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         _cleanup_(json_object_unrefp) json_object *o = NULL;
         char fingerprint[RSA_FINGERPRINT_MAX];
@@ -678,7 +736,7 @@ static int sqlite_user_rotate(Store *store, const KeyPackage *kp, const Rotation
 }
 
 static int sqlite_user_delete(Store *store, const char *user) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_USER_DELETE);
         int r;
@@ -693,7 +751,7 @@ static int sqlite_user_delete(Store *store, const char *user) {
 }
 
 static int sqlite_reset_set(Store *store, const char *user, const uint8_t hash[STORE_CODE_HASH_LEN], uint64_t expires) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_RESET_SET);
         int r;
@@ -706,7 +764,7 @@ static int sqlite_reset_set(Store *store, const char *user, const uint8_t hash[S
 }
 
 static int sqlite_reset_get(Store *store, const char *user, uint8_t ret_hash[STORE_CODE_HASH_LEN], uint64_t *ret_expires) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_RESET_GET);
         int rc, r;
@@ -726,7 +784,7 @@ static int sqlite_reset_get(Store *store, const char *user, uint8_t ret_hash[STO
 }
 
 static int sqlite_reset_delete(Store *store, const char *user) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_RESET_DELETE);
         int r = bind_text(st, 1, user);
@@ -735,13 +793,13 @@ static int sqlite_reset_delete(Store *store, const char *user) {
 }
 
 static int sqlite_user_count(Store *store, uint64_t *ret) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         return step_u64(stmt(s, STMT_USER_COUNT), ret);
 }
 
 static int sqlite_user_foreach(Store *store, store_user_fn fn, void *userdata) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_USER_ALL);
         int rc, r = 0;
@@ -909,7 +967,7 @@ static void counts_dropped(SqliteStore *s) {
 }
 
 static int sqlite_queue_drop(Store *store, const char *recipient, uint64_t *ret_n) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_QUEUE_DROP);
         int r = bind_text(st, 1, recipient);
@@ -926,7 +984,7 @@ static int sqlite_queue_drop(Store *store, const char *recipient, uint64_t *ret_
 
 static int sqlite_queue_find(Store *store, const char *sender, const char *msg_id, const char *envelope,
                              uint64_t *ret_seq) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_QUEUE_FIND);
         uint64_t seq;
@@ -941,7 +999,7 @@ static int sqlite_queue_find(Store *store, const char *sender, const char *msg_i
 }
 
 static int sqlite_queue_add(Store *store, StoreMessage *m) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_QUEUE_ADD);
         int r;
@@ -973,7 +1031,7 @@ static int sqlite_queue_add(Store *store, StoreMessage *m) {
 
 static int sqlite_queue_counts(Store *store, const char *recipient, const char *sender, uint64_t *ret_all,
                                uint64_t *ret_from) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         const QueueCount *c;
         int r;
@@ -991,7 +1049,7 @@ static int sqlite_queue_counts(Store *store, const char *recipient, const char *
 }
 
 static int sqlite_queue_totals(Store *store, uint64_t *ret_n, uint64_t *ret_bytes) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         int r = counts_sync(s);
 
@@ -1005,13 +1063,13 @@ static int sqlite_queue_totals(Store *store, uint64_t *ret_n, uint64_t *ret_byte
 }
 
 static int sqlite_queue_max_size(Store *store, uint64_t *ret) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         return step_u64(stmt(s, STMT_QUEUE_MAX_SIZE), ret);
 }
 
 static int sqlite_queue_last_seq(Store *store, const char *recipient, uint64_t *ret) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_QUEUE_LAST);
         int r = bind_text(st, 1, recipient);
@@ -1035,7 +1093,7 @@ static void row_to_message(sqlite3_stmt *st, StoreMessage *m) {
 
 static int sqlite_queue_list(Store *store, const char *recipient, uint64_t after, size_t max,
                              StoreMessage **ret, size_t *ret_n) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_QUEUE_LIST);
         StoreMessage *list = NULL;
@@ -1074,7 +1132,7 @@ static int sqlite_queue_list(Store *store, const char *recipient, uint64_t after
 }
 
 static int sqlite_queue_take(Store *store, const char *recipient, uint64_t seq, StoreMessage *ret) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_QUEUE_TAKE);
         StoreMessage m;
@@ -1105,7 +1163,7 @@ static int sqlite_queue_take(Store *store, const char *recipient, uint64_t seq, 
 }
 
 static int sqlite_begin(Store *store) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         return begin(s);
 }
@@ -1116,8 +1174,7 @@ static int sqlite_begin(Store *store) {
  * not check out), and the next commit at FULL, whose fsync of the WAL
  * covers every frame before its own, or the next checkpoint makes it
  * durable. What committed at FULL before it stays durable. */
-static int sqlite_begin_nosync(Store *store) {
-        SqliteStore *s = sqlite_store(store);
+static int begin_nosync(SqliteStore *s) {
         int r;
 
         if (in_transaction(s))
@@ -1132,8 +1189,14 @@ static int sqlite_begin_nosync(Store *store) {
         return r;
 }
 
+static int sqlite_begin_nosync(Store *store) {
+        SqliteStore *s = loop_store(store);
+
+        return begin_nosync(s);
+}
+
 static int sqlite_commit(Store *store) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
         int r = commit(s);
 
         (void) sync_restore(s);         /* a commit that failed may leave it open */
@@ -1141,7 +1204,7 @@ static int sqlite_commit(Store *store) {
 }
 
 static void sqlite_rollback(Store *store) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         if (in_transaction(s))
                 rollback(s);
@@ -1154,7 +1217,7 @@ static void sqlite_rollback(Store *store) {
  * make it fail (SQLite runs one at a time, and the second does not wait
  * for the first): it waits for that one instead. */
 static int sqlite_checkpoint(Store *store) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
         int rc;
 
         wal_checkpointer_pause(s->checkpointer);
@@ -1163,12 +1226,16 @@ static int sqlite_checkpoint(Store *store) {
         return errno_from_sqlite(rc);
 }
 
+/* The loop's transaction: a job of the writer's never leaves one open,
+ * and none is queued while the loop has one (sqlite_batch_send()). */
 static bool sqlite_in_transaction(Store *store) {
-        return in_transaction(sqlite_store(store));
+        SqliteStore *s = sqlite_store(store);
+
+        return !store_writer_busy(s->writer) && in_transaction(s);
 }
 
 static int sqlite_queue_expire(Store *store, uint64_t now, size_t max, store_message_fn fn, void *userdata) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st;
         StoreMessage *batch;
@@ -1219,7 +1286,7 @@ finish:
 /* Prekeys. */
 
 static int sqlite_prekeys_count(Store *store, const char *user, uint64_t *ret) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         sqlite3_stmt *st = stmt(s, STMT_OPK_COUNT);
         int r = bind_text(st, 1, user);
@@ -1275,7 +1342,7 @@ static int prekeys_publish(SqliteStore *s, const char *user, const SignedPrekey 
 
 static int sqlite_prekeys_publish(Store *store, const char *user, const SignedPrekey *spk,
                                   const OneTimePrekey *opks, size_t n, uint64_t max, uint64_t *ret_count) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         uint64_t count = 0;
         int r;
@@ -1362,7 +1429,7 @@ static int prekeys_take(SqliteStore *s, const char *user, bool take_opk, PrekeyB
 }
 
 static int sqlite_prekeys_take(Store *store, const char *user, bool take_opk, PrekeyBundle *ret) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         PrekeyBundle b;
         int r;
@@ -1382,7 +1449,7 @@ static int sqlite_prekeys_take(Store *store, const char *user, bool take_opk, Pr
 }
 
 static int sqlite_prekeys_drop(Store *store, const char *user) {
-        SqliteStore *s = sqlite_store(store);
+        SqliteStore *s = loop_store(store);
 
         int r;
 
@@ -1390,6 +1457,215 @@ static int sqlite_prekeys_drop(Store *store, const char *user) {
         if (r < 0)
                 return r;
         return end(s, prekeys_drop(s, user));
+}
+
+/* ---- the writer thread's jobs ------------------------------------------ */
+
+/* The relay's group commit off the loop (store_batch_send()): the batch's
+ * transaction runs on the writer thread, with the checks relay.c makes
+ * one by one on the synchronous path, in its order, and done() comes
+ * from the loop once the commit returned: synchronous=FULL as ever,
+ * so nothing is answered before it is on disk. */
+
+static void job_failed(SqliteJob *j) {
+        (void) string_copy(j->error, sizeof(j->error), sqlite3_errmsg(j->store->db));
+}
+
+/* The loop's turn after a job: its failure is what store_error() says
+ * during its callback (until the callback calls the store again). */
+static void job_show_error(SqliteJob *j, int r) {
+        SqliteStore *s = j->store;
+
+        if (r < 0) {
+                memcpy(s->job_error, j->error, sizeof(s->job_error));
+                s->job_error_shown = true;
+        }
+}
+
+/* A send, as handle_send() checks it on the synchronous path: the
+ * recipient registered, the sender's share, the recipient's queue, then
+ * the insert (a retry, or another envelope under the id). */
+static int write_add(SqliteStore *s, StoreWrite *w) {
+        uint64_t all, from;
+        int r;
+
+        r = sqlite_user_exists(&s->store, w->msg.recipient);
+        if (r < 0)
+                return r;
+        if (r == 0) {
+                w->result = -ENOENT;
+                return 0;
+        }
+        r = sqlite_queue_counts(&s->store, w->msg.recipient, w->msg.sender, &all, &from);
+        if (r < 0)
+                return r;
+        if (from >= w->limit_from) {
+                w->result = -EDQUOT;
+                w->count = from;
+                return 0;
+        }
+        if (all >= w->limit) {
+                w->result = -EXFULL;
+                w->count = all;
+                return 0;
+        }
+        r = sqlite_queue_add(&s->store, &w->msg);
+        if (r < 0 && r != -EEXIST && r != -ENOTUNIQ)
+                return r;
+        w->result = r;
+        return 0;
+}
+
+static int write_take(SqliteStore *s, StoreWrite *w) {
+        int r = sqlite_queue_take(&s->store, w->msg.recipient, w->msg.seq, &w->msg);
+
+        if (r < 0 && r != -ENOENT)
+                return r;
+        w->result = r;
+        return 0;
+}
+
+/* On the thread. Deletes alone commit without a sync, as
+ * store_begin_nosync() does. A failure rolls all of it back; the counts
+ * that the rollback made stale are counted again here, off the loop. */
+static int batch_run(StoreJob *job) {
+        SqliteBatch *b = container_of(job, SqliteBatch, job.job);
+        SqliteStore *s = b->job.store;
+        int r;
+
+        r = store_writes_takes_only(b->writes, b->n) ? begin_nosync(s) : begin(s);
+        for (size_t i = 0; r >= 0 && i < b->n; i++) {
+                StoreWrite *w = b->writes[i];
+
+                w->result = 0;
+                w->count = 0;
+                r = w->type == STORE_WRITE_ADD ? write_add(s, w) : write_take(s, w);
+        }
+        if (r < 0)
+                job_failed(&b->job);    /* before ROLLBACK, which would say "not an error" */
+        else {
+                r = commit(s);
+                if (r < 0)
+                        job_failed(&b->job);
+        }
+        if (r < 0) {
+                if (in_transaction(s))
+                        rollback(s);
+                counts_check_tx(s);
+                (void) counts_sync(s);
+        }
+        (void) sync_restore(s);
+        return r;
+}
+
+static void batch_finish(StoreJob *job, int r, bool call) {
+        SqliteBatch *b = container_of(job, SqliteBatch, job.job);
+        SqliteStore *s = b->job.store;
+
+        b->active = false;
+        if (!call)
+                return;
+        job_show_error(&b->job, r);
+        b->done(b->userdata, r);        /* which may send the next batch in b */
+        s->job_error_shown = false;
+}
+
+static bool sqlite_batch_async(Store *store) {
+        return sqlite_store(store)->writer;
+}
+
+static bool sqlite_batch_busy(Store *store) {
+        return sqlite_store(store)->batch.active;
+}
+
+static int sqlite_batch_send(Store *store, StoreWrite *const *writes, size_t n, store_batch_fn done,
+                             void *userdata) {
+        SqliteStore *s = sqlite_store(store);
+
+        if (!s->writer)
+                return -EOPNOTSUPP;
+        /* Jobs are queued only while the loop has no transaction open. */
+        if (s->batch.active || sqlite_in_transaction(store))
+                return -EBUSY;
+        s->batch = (SqliteBatch) {
+                .job = {
+                        .job = { .run = batch_run, .finish = batch_finish },
+                        .store = s,
+                },
+                .writes = writes,
+                .n = n,
+                .done = done,
+                .userdata = userdata,
+                .active = true,
+        };
+        store_writer_push(s->writer, &s->batch.job.job);
+        return 0;
+}
+
+/* Shutdown (relay_done()): the loop runs no more. */
+static void sqlite_batch_wait(Store *store) {
+        store_writer_flush(sqlite_store(store)->writer);
+}
+
+/* On the thread, after the jobs queued before it: what a batch queued
+ * before committed is read. Or on the loop, with the writer idle. */
+static int list_run(StoreJob *job) {
+        SqliteList *l = container_of(job, SqliteList, job.job);
+        int r;
+
+        r = sqlite_queue_list(&l->job.store->store, l->q.recipient, l->q.after, l->q.max, &l->q.messages,
+                              &l->q.n_messages);
+        if (r < 0)
+                job_failed(&l->job);
+        return r;
+}
+
+static void list_finish(StoreJob *job, int r, bool call) {
+        SqliteList *l = container_of(job, SqliteList, job.job);
+
+        if (call) {
+                job_show_error(&l->job, r);
+                l->q.done(l->q.userdata, r, l->q.messages, l->q.n_messages);   /* its own to free */
+                l->job.store->job_error_shown = false;
+        } else
+                store_messages_free(l->q.messages, l->q.n_messages);
+        free(l);
+}
+
+static int sqlite_queue_list_async(Store *store, const char *recipient, uint64_t after, size_t max,
+                                   store_list_fn done, void *userdata) {
+        SqliteStore *s = sqlite_store(store);
+        SqliteList *l;
+
+        if (!s->writer)
+                return -EOPNOTSUPP;
+        if (sqlite_in_transaction(store))
+                return -EBUSY;
+        l = calloc(1, sizeof(*l));
+        if (!l)
+                return -ENOMEM;
+        l->job = (SqliteJob) {
+                .job = { .run = list_run, .finish = list_finish },
+                .store = s,
+        };
+        store_list_request_init(&l->q, recipient, after, max, done, userdata);
+        /* On the loop when the writer is idle: pages read one after the
+         * other (a queue drained at login) each cost a thread switch
+         * there and back otherwise. */
+        store_writer_push_or_run(s->writer, &l->job.job);
+        return 0;
+}
+
+/* The connection goes to the writer thread with each job: SQLite must
+ * allow a connection to change threads (not built single-threaded). */
+static int sqlite_set_event(Store *store, sd_event *event) {
+        SqliteStore *s = loop_store(store);
+
+        if (s->writer)
+                return -EBUSY;
+        if (!sqlite3_threadsafe())
+                return -EOPNOTSUPP;
+        return store_writer_new(event, &s->writer);
 }
 
 static const StoreOps sqlite_ops = {
@@ -1402,6 +1678,12 @@ static const StoreOps sqlite_ops = {
         .rollback = sqlite_rollback,
         .in_transaction = sqlite_in_transaction,
         .checkpoint = sqlite_checkpoint,
+        .set_event = sqlite_set_event,
+        .batch_async = sqlite_batch_async,
+        .batch_send = sqlite_batch_send,
+        .batch_busy = sqlite_batch_busy,
+        .batch_wait = sqlite_batch_wait,
+        .queue_list_async = sqlite_queue_list_async,
         .user_get = sqlite_user_get,
         .user_exists = sqlite_user_exists,
         .user_add = sqlite_user_add,

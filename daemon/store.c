@@ -5,6 +5,7 @@
  * every backend (freeing messages, the count of one queue) is here.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,6 +103,36 @@ bool store_in_transaction(Store *s) {
 
 int store_checkpoint(Store *s) {
         return s->ops->checkpoint(s);
+}
+
+int store_thread_create(pthread_t *ret, void *(*fn)(void *), void *arg) {
+        sigset_t all, saved;
+        int r;
+
+        sigfillset(&all);
+        r = -pthread_sigmask(SIG_SETMASK, &all, &saved);
+        if (r < 0)
+                return r;
+        r = -pthread_create(ret, NULL, fn, arg);
+        (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
+        return r;
+}
+
+void store_list_request_init(StoreListRequest *q, const char *recipient, uint64_t after, size_t max,
+                             store_list_fn done, void *userdata) {
+        *q = (StoreListRequest) { .after = after, .max = max, .done = done, .userdata = userdata };
+        (void) string_copy(q->recipient, sizeof(q->recipient), recipient);
+}
+
+bool store_writes_takes_only(StoreWrite *const *writes, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (writes[i]->type != STORE_WRITE_TAKE)
+                        return false;
+        return true;
+}
+
+int store_set_event(Store *s, sd_event *event) {
+        return s->ops->set_event ? s->ops->set_event(s, event) : 0;
 }
 
 bool store_batch_async(Store *s) {

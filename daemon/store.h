@@ -111,17 +111,29 @@ bool store_in_transaction(Store *s);
  * and nothing done on PostgreSQL, whose server keeps its own WAL. */
 int store_checkpoint(Store *s);
 
-/* The relay's group commit without waiting (PostgreSQL with an event
- * loop; store_batch_async() says whether the store has it). The writes
- * are sent at once, pipelined in one transaction, and done() is called
- * on the event loop, never from inside store_batch_send() or another
- * store call, once the transaction committed (r = 0: every write's
- * .result says what it did) or failed (r < 0: nothing of it is, or, for
- * an answer lost on the way, may be; -ENOTCONN and -ETIMEDOUT as for any
- * call). One batch at a time: -EBUSY while one is in flight. The writes
- * (and the texts they point to) must stay until done() is called; another
- * store call meanwhile waits for the batch first (bounded by the
- * timeout). */
+/* The event loop of the store's callbacks (SQLite: once, before the
+ * first batch; PostgreSQL takes it at the open: 0, nothing done). With
+ * it, SQLite runs the relay's batches and the pump's pages on a writer
+ * thread of its own, off the loop; without it, everything is done in the
+ * call, and store_batch_async() is false. */
+int store_set_event(Store *s, sd_event *event);
+
+/* The relay's group commit without waiting (with an event loop;
+ * store_batch_async() says whether the store has it). PostgreSQL sends
+ * the writes at once, pipelined in one transaction; SQLite runs them in
+ * one on its writer thread. done() is called on the event loop, never
+ * from inside store_batch_send() or another store call, once the
+ * transaction committed (r = 0: every write's .result says what it did)
+ * or failed (r < 0: nothing of it is, or, for an answer lost on the way
+ * to PostgreSQL, may be; -ENOTCONN and -ETIMEDOUT as for any call; a
+ * full disk is -ENOSPC, with nothing of it stored). A batch of takes
+ * alone commits without waiting for the disk, as store_begin_nosync().
+ * One batch at a time: -EBUSY while one is in flight, or while a
+ * transaction of store_begin() is open. The writes (and the texts they
+ * point to) must stay until done() is called; another store call
+ * meanwhile waits for the batch first (bounded by the timeout on
+ * PostgreSQL, by the batch itself on SQLite), and done() still comes
+ * later, from the loop. */
 typedef enum StoreWriteType {
         STORE_WRITE_ADD,        /* queue msg: store_queue_add() with the send's checks */
         STORE_WRITE_TAKE,       /* delete msg.seq of msg.recipient: store_queue_take() */
@@ -145,8 +157,8 @@ typedef void (*store_batch_fn)(void *userdata, int r);
 bool store_batch_async(Store *s);
 int store_batch_send(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
 bool store_batch_busy(Store *s);
-/* Wait (bounded) for the batch in flight and call its done() now: at
- * shutdown. */
+/* Wait (bounded) for the batch in flight and call its done() now (and,
+ * on SQLite, those of the pages read before it): at shutdown. */
 void store_batch_wait(Store *s);
 /* store_queue_list() without waiting, where store_batch_async() says so:
  * done() is called on the event loop with what store_queue_list() would

@@ -2,23 +2,27 @@
 /*
  * The store's checkpointer thread: wal-checkpointer.h says what and why.
  *
- * The loop and the thread share only the state under `lock`: the loop
- * asks for a checkpoint (asked) and may wait for one to be over (done);
- * the thread holds the lock only to read and write those flags, never
- * while it checkpoints, so the loop never waits for the lock longer than
- * that. The loop waits for the thread's checkpoint in two places only:
- * store_checkpoint() (rare: the disk is nearly full), and when the log
- * has grown to WAIT_PAGES (below), once each time.
+ * The committer (the thread that commits on the store's connection: the
+ * event loop, or the store's writer thread while it runs the relay's
+ * batch, store-writer.h) and this thread share only the state under
+ * `lock`: the committer asks for a checkpoint (asked) and may wait for
+ * one to be over (done); the thread holds the lock only to read and write
+ * those flags, never while it checkpoints, so the committer never waits
+ * for the lock longer than that. It waits for the thread's checkpoint in
+ * two places only: store_checkpoint() (the loop; rare: the disk is nearly
+ * full, and after the writer's batch), and when the log has grown to
+ * WAIT_PAGES (below), once each time: with a writer thread that is the
+ * writer's wait, not the loop's.
  */
 #include <errno.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 
 #include "log.h"
 #include "sqlite-errno.h"
+#include "store-backend.h"
 #include "wal-checkpointer.h"
 
 /* A checkpoint for every this many pages committed: SQLite's default
@@ -28,7 +32,7 @@
 /* The writer restarts the log only at a transaction that begins after a
  * checkpoint copied all of it. Under writes that never pause, one commits
  * while each checkpoint runs, so none ever copies all: the log would grow
- * by every page written, without end. When it has this many pages the loop
+ * by every page written, without end. When it has this many pages the committer
  * waits, once, for a checkpoint that begins after its commit: the pages
  * since the last one and a sync of the database file, and then the next
  * transaction restarts the log. 16 MiB with 4 KiB pages; a log of that
@@ -46,7 +50,12 @@ struct WalCheckpointer {
         pthread_t thread;
         bool started;                   /* the thread runs, and the lock and conditions exist */
 
-        /* The loop's alone (the hook runs on it). */
+        /* The hook's alone. It runs on whichever thread commits on the
+         * store's connection: the loop, or the store's writer thread
+         * (store-writer.h) while it has a job. Never both at once: the
+         * connection changes hands only under the writer's lock, which
+         * also makes these fields' last values visible to the next
+         * thread to commit. */
         int last_pages;                 /* in the log after the last commit */
         int ask_at, wait_at;            /* ask for a checkpoint / wait for one at this many */
 
@@ -116,7 +125,8 @@ static void ask(WalCheckpointer *c, bool wait) {
         pthread_mutex_unlock(&c->lock);
 }
 
-/* After each commit of the loop's connection that wrote pages, with the
+/* After each commit of the store's connection that wrote pages (on the
+ * committer's thread), with the
  * number in the log (SQLite's autocheckpoint hook is called the same way). */
 static int wal_hook(void *userdata, sqlite3 *db, const char *name, int pages) {
         WalCheckpointer *c = userdata;
@@ -167,20 +177,6 @@ static int open_connection(const char *path, sqlite3 **ret) {
         return 0;
 }
 
-/* The thread takes no signal: the daemon's are for its event loop. */
-static int start(WalCheckpointer *c) {
-        sigset_t all, saved;
-        int r;
-
-        sigfillset(&all);
-        r = -pthread_sigmask(SIG_SETMASK, &all, &saved);
-        if (r < 0)
-                return r;
-        r = -pthread_create(&c->thread, NULL, checkpointer_thread, c);
-        (void) pthread_sigmask(SIG_SETMASK, &saved, NULL);
-        return r;
-}
-
 int wal_checkpointer_new(sqlite3 *db, const char *path, WalCheckpointer **ret) {
         WalCheckpointer *c;
         int r;
@@ -201,7 +197,7 @@ int wal_checkpointer_new(sqlite3 *db, const char *path, WalCheckpointer **ret) {
         pthread_mutex_init(&c->lock, NULL);
         pthread_cond_init(&c->wake, NULL);
         pthread_cond_init(&c->done, NULL);
-        r = start(c);
+        r = store_thread_create(&c->thread, checkpointer_thread, c);
         c->started = r >= 0;
         if (r < 0) {
                 wal_checkpointer_free(c);

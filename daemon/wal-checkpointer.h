@@ -6,9 +6,10 @@
  * while the relay's event loop waits. Here a thread with a connection of
  * its own to the same file does it instead (a PASSIVE checkpoint, which
  * never blocks the writer nor waits for it), asked after every 1000 pages
- * the loop's connection commits. The writer starts the log again from its
- * beginning by itself, at its next transaction after a checkpoint that
- * copied all of it.
+ * the store's connection commits (on the loop, or on the store's writer
+ * thread, store-writer.h: the hook runs on the thread that commits).
+ * SQLite's writer starts the log again from its beginning by itself, at
+ * its next transaction after a checkpoint that copied all of it.
  *
  * The thread only checkpoints: its connection takes part in no
  * transaction and keeps no read open, and it touches nothing of the

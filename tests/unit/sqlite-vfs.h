@@ -12,6 +12,13 @@
  * counts the WAL headers written (a WAL started, or started again from its
  * beginning), and makes the other threads' syncs of a database file as
  * slow as db_sync_delay_usec says, with db_sync_sleeping set meanwhile.
+ *
+ * With the store's writer thread, the commits are not the registering
+ * thread's: whichever thread commits (writes the WAL) is a committer from
+ * then on, and its syncs of a database file count in db_syncs_committer
+ * too, whichever thread it is. Those of a WAL by other threads than the
+ * registering one (the writer's commits) are as slow as
+ * wal_sync_delay_usec says, with wal_sync_sleeping set meanwhile.
  */
 #pragma once
 
@@ -26,6 +33,9 @@ static unsigned full_writes;
 static _Atomic unsigned db_syncs_here, db_syncs_other, wal_starts;
 static _Atomic unsigned db_sync_delay_usec;
 static atomic_bool db_sync_sleeping;
+static _Atomic unsigned db_syncs_committer, wal_sync_delay_usec;
+static atomic_bool wal_sync_sleeping;
+static _Thread_local bool sync_count_committer;       /* this thread wrote a WAL */
 static pthread_t sync_count_thread;     /* the one that registered the VFS */
 static sqlite3_vfs sync_count_vfs;
 static sqlite3_vfs *sync_count_real;    /* the default VFS it wraps */
@@ -47,8 +57,17 @@ static int sync_count_sync(sqlite3_file *f, int flags) {
         int rc;
 
         sync_count++;
+        if ((*open_flags(f) & SQLITE_OPEN_WAL) && !pthread_equal(pthread_self(), sync_count_thread)) {
+                wal_sync_sleeping = true;
+                (void) usleep(wal_sync_delay_usec);
+                rc = sync_count_real_io[i]->xSync(f, flags);
+                wal_sync_sleeping = false;
+                return rc;
+        }
         if (!(*open_flags(f) & SQLITE_OPEN_MAIN_DB))
                 return sync_count_real_io[i]->xSync(f, flags);
+        if (sync_count_committer)
+                db_syncs_committer++;
         if (pthread_equal(pthread_self(), sync_count_thread)) {
                 db_syncs_here++;
                 return sync_count_real_io[i]->xSync(f, flags);
@@ -70,6 +89,8 @@ static int full_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 offse
         }
         if ((*open_flags(f) & SQLITE_OPEN_WAL) && offset == 0)
                 wal_starts++;
+        if (*open_flags(f) & SQLITE_OPEN_WAL)
+                sync_count_committer = true;
         return sync_count_real_io[i]->xWrite(f, p, n, offset);
 }
 

@@ -51,8 +51,8 @@ static void on_ready(Session *s, void *userdata) {
         relay_session_ready(userdata, s);
 }
 
-static void on_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
-        relay_frame(userdata, s, payload, len);
+static bool on_frame(Session *s, const uint8_t *payload, size_t len, void *userdata) {
+        return relay_frame(userdata, s, payload, len);
 }
 
 static void on_pump(Session *s, void *userdata) {
@@ -632,7 +632,7 @@ END_TEST
 
 /* A send frame from one user to another whose envelope id is n repeated:
  * of the right form; nothing checks its cryptography on the way. */
-static void feed_send(Session *s, const char *to, uint64_t id, uint8_t n) {
+static char *send_text(Session *s, const char *to, uint64_t id, uint8_t n) {
         _cleanup_(json_object_unrefp) json_object *env = NULL, *frame = NULL;
         uint8_t ek[256], ct[16], sig[256];
         Envelope e = {
@@ -654,7 +654,14 @@ static void feed_send(Session *s, const char *to, uint64_t id, uint8_t n) {
         ck_assert_int_eq(envelope_to_json(&e, &env), 0);
         frame = frame_new_send(id, env);
         ck_assert_ptr_nonnull(frame);
-        text = json_object_to_json_string_ext(frame, JSON_C_TO_STRING_PLAIN);
+        text = strdup(json_object_to_json_string_ext(frame, JSON_C_TO_STRING_PLAIN));
+        ck_assert_ptr_nonnull(text);
+        return (char *) text;
+}
+
+static void feed_send(Session *s, const char *to, uint64_t id, uint8_t n) {
+        _cleanup_(freep) char *text = send_text(s, to, id, n);
+
         feed(s, text);
 }
 
@@ -1043,6 +1050,226 @@ START_TEST(test_acks_disk_full) {
 }
 END_TEST
 
+/* ---- the group commit on SQLite's writer thread ------------------------- */
+
+/* The store as the manager opens it: with the event loop, the batch runs
+ * on the store's writer thread (store_batch_async()). */
+static void use_writer(void) {
+        ck_assert_int_eq(store_set_event(store, event), 0);
+        ck_assert(store_batch_async(store));
+}
+
+/* Run the loop until no batch is in flight, at most 10 s. */
+static void run_until_answered(void) {
+        for (unsigned i = 0; i < 1000 && relay.flying; i++)
+                ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
+        ck_assert(!relay.flying);
+}
+
+/* The writer commits (slowly: its sync of the WAL takes 200 ms) while the
+ * loop goes on: nothing is accepted before the commit, a session not in
+ * the batch is served meanwhile and fills the next one; then everything
+ * is answered, in order, and delivered to the online recipient. */
+START_TEST(test_writer_group_commit) {
+        Session *alice, *bob, *carol;
+        char *out, *a, *b;
+
+        use_writer();
+        register_users();
+        alice = login("alice", false);
+        bob = login("bob", true);
+        carol = login("carol", false);
+
+        for (uint8_t i = 1; i <= 5; i++)
+                feed_send(alice, i % 2 ? "bob" : "carol", i, i);
+        feed_send(alice, "bob", 6, 1);          /* the first again */
+        /* Counted at once, the retry too: the store finds it queued, and
+         * it is taken back with its answer. */
+        ck_assert_uint_eq(relay.n_queued, 6);
+        wal_sync_delay_usec = 200 * 1000;
+        relay_commit(&relay);
+        ck_assert(relay.flying);
+        ck_assert(store_batch_busy(store));
+
+        feed_send(carol, "bob", 1, 7);          /* the next batch */
+        relay_commit(&relay);                   /* waits for the one in flight */
+        ck_assert_uint_eq(committed_rows(), 0);
+        out = take_sent(alice);
+        ck_assert_ptr_null(strstr(out, "\"accepted\""));
+        free(out);
+        assert_sent(bob, "\"deliver\"", 0);
+
+        run_until_answered();
+        wal_sync_delay_usec = 0;
+        ck_assert_uint_eq(committed_rows(), 6);
+        ck_assert_uint_eq(relay.n_queued, 6);
+        out = take_sent(alice);
+        ck_assert_uint_eq(count_of(out, "\"accepted\""), 6);
+        a = strstr(out, "\"id\":1,");
+        b = strstr(out, "\"id\":6,");
+        ck_assert(a && b && a < b);
+        free(out);
+        assert_sent(carol, "\"accepted\"", 1);
+        out = take_sent(bob);
+        ck_assert_uint_eq(count_of(out, "\"deliver\""), 4);
+        free(out);
+        relay_done(&relay);
+}
+END_TEST
+
+/* What the store checks for a batch is answered as on the synchronous
+ * path: no such user, the sender's share of the recipient's queue
+ * (queue-limit-per-sender), then the whole queue (queue-limit), counted
+ * with the batch's own sends. */
+START_TEST(test_writer_refusals) {
+        Session *alice, *carol, *dave;
+        char *out;
+
+        use_writer();
+        register_users();
+        config->queue_limit = 2;
+        alice = login("alice", false);
+        carol = login("carol", false);
+        dave = login("dave", false);
+        ck_assert_uint_eq(alice->limits.queue_limit_per_sender, 1);
+        feed_send(alice, "nobody", 1, 1);
+        feed_send(alice, "bob", 2, 2);
+        feed_send(alice, "bob", 3, 3);          /* alice's share is full */
+        feed_send(dave, "bob", 1, 4);
+        feed_send(carol, "bob", 1, 5);          /* bob's queue is full */
+        relay_commit(&relay);
+        run_until_answered();
+        out = take_sent(alice);
+        ck_assert_uint_eq(count_of(out, "\"" ERR_NO_SUCH_USER "\""), 1);
+        ck_assert_uint_eq(count_of(out, "\"accepted\""), 1);
+        ck_assert_uint_eq(count_of(out, "\"" ERR_QUEUE_FULL "\""), 1);
+        free(out);
+        assert_sent(dave, "\"accepted\"", 1);
+        assert_sent(carol, "\"" ERR_QUEUE_FULL "\"", 1);
+        ck_assert_uint_eq(committed_rows(), 2);
+        ck_assert_uint_eq(relay.n_queued, 2);
+        ck_assert_uint_eq(limit_hits[LIMIT_QUEUE_LIMIT_PER_SENDER], 1);
+        ck_assert_uint_eq(limit_hits[LIMIT_QUEUE_LIMIT], 1);
+        relay_done(&relay);
+}
+END_TEST
+
+/* A full disk at the writer's commit of acks and a send: nothing of it is
+ * stored. Without a reserve it is answered so (storage_full for the send,
+ * the acks not recorded); with one, the manager releases it and the same
+ * batch goes again, once, before anything is answered. */
+START_TEST(test_writer_disk_full) {
+        Session *alice, *bob;
+        uint64_t seq[3];
+        char *out;
+
+        use_writer();
+        bob = acks_setup(&alice, seq);
+        for (unsigned turn = 0; turn < 2; turn++) {
+                reserve = turn == 1;
+                feed_ack(bob, seq[0]);
+                feed_ack(bob, seq[1]);
+                feed_send(alice, "carol", 1, 1);
+                full_writes = 1000;             /* until the reserve is released */
+                relay_commit(&relay);
+                run_until_answered();
+                full_writes = 0;
+                ck_assert_uint_eq(store_full_calls, turn + 1);
+                ck_assert_uint_eq(committed_rows(), turn == 0 ? 3 : 2);
+                ck_assert_uint_eq(relay.n_queued, turn == 0 ? 3 : 2);
+                out = take_sent(bob);           /* no error, whose lack of an id would end it */
+                ck_assert_ptr_null(strstr(out, "\"error\""));
+                free(out);
+                out = take_sent(alice);
+                ck_assert_uint_eq(count_of(out, "\"receipt\""), turn == 0 ? 0 : 2);
+                ck_assert_uint_eq(count_of(out, "\"accepted\""), turn == 0 ? 0 : 1);
+                ck_assert_uint_eq(count_of(out, "\"" ERR_STORAGE_FULL "\""), turn == 0 ? 1 : 0);
+                free(out);
+        }
+        relay_done(&relay);
+}
+END_TEST
+
+/* A frame as the network brings it: written to s's peer, for the session
+ * to read (session.c) when the loop runs. */
+static void write_frame(Session *s, const char *json) {
+        _cleanup_(freep) uint8_t *wire = NULL;
+        size_t len;
+
+        ck_assert_int_eq(frame_encode(json, strlen(json), s->limits.max_frame, &wire, &len), 0);
+        ck_assert_int_eq(write(peer_of(s), wire, len), (ssize_t) len);
+}
+
+/* A session whose batch commits goes on sending: its next send is read
+ * and fills the next batch meanwhile, answered after the first; a ping
+ * after it waits, set aside by the session, until both are answered, so
+ * that its pong overtakes neither. */
+START_TEST(test_writer_pipelined) {
+        _cleanup_(freep) char *second = NULL, *out = NULL;
+        const char *a1, *a2, *pong;
+        Session *alice;
+
+        use_writer();
+        register_users();
+        alice = login("alice", false);
+        /* login() skips the handshake, after which a session reads its
+         * socket: a wait and its end start that. */
+        session_wait(alice, true);
+        session_wait(alice, false);
+        feed_send(alice, "bob", 1, 1);
+        wal_sync_delay_usec = 200 * 1000;
+        relay_commit(&relay);
+        ck_assert(relay.flying);
+
+        second = send_text(alice, "bob", 2, 2);
+        write_frame(alice, second);
+        write_frame(alice, "{\"type\":\"ping\"}");
+        /* Read while the first commits: the second is in the next batch,
+         * the ping set aside. */
+        for (unsigned i = 0; i < 100 && relay.batch.n_pending == 0; i++)
+                ck_assert_int_ge(sd_event_run(event, 1000), 0);
+        ck_assert(relay.flying);
+        ck_assert_uint_eq(relay.batch.n_pending, 1);
+        ck_assert_ptr_nonnull(alice->aside);
+        out = take_sent(alice);
+        ck_assert_ptr_null(strstr(out, "\"pong\""));
+        ck_assert_ptr_null(strstr(out, "\"accepted\""));
+        free(out);
+        out = NULL;
+
+        for (unsigned i = 0; i < 1000 && (relay.flying || relay.batch.n_pending > 0 || alice->aside); i++)
+                ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
+        wal_sync_delay_usec = 0;
+        ck_assert_ptr_null(alice->aside);
+        ck_assert_uint_eq(alice->n_requests, 0);
+        ck_assert_uint_eq(committed_rows(), 2);
+        out = take_sent(alice);
+        a1 = strstr(out, "\"id\":1,");
+        a2 = strstr(out, "\"id\":2,");
+        pong = strstr(out, "\"pong\"");
+        ck_assert(a1 && a2 && pong);
+        ck_assert(a1 < a2 && a2 < pong);
+        ck_assert_uint_eq(count_of(out, "\"accepted\""), 2);
+        relay_done(&relay);
+}
+END_TEST
+
+/* At shutdown the batch in flight is waited for and answered. */
+START_TEST(test_writer_done_waits) {
+        Session *alice;
+
+        use_writer();
+        register_users();
+        alice = login("alice", false);
+        feed_send(alice, "bob", 1, 1);
+        relay_done(&relay);
+        ck_assert(!relay.flying);
+        ck_assert(!store_batch_busy(store));
+        ck_assert_uint_eq(committed_rows(), 1);
+        assert_sent(alice, "\"accepted\"", 1);
+}
+END_TEST
+
 /* Is user named (as a JSON string) in text? */
 static bool names(const char *text, const char *user) {
         char quoted[64];
@@ -1283,6 +1510,11 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_ack_recorded_of_seq_gone_is_silent);
         tcase_add_test(tc, test_ack_recorded_not_read_again);
         tcase_add_test(tc, test_acks_disk_full);
+        tcase_add_test(tc, test_writer_group_commit);
+        tcase_add_test(tc, test_writer_refusals);
+        tcase_add_test(tc, test_writer_disk_full);
+        tcase_add_test(tc, test_writer_pipelined);
+        tcase_add_test(tc, test_writer_done_waits);
         tcase_add_test(tc, test_welcome_key_renewal);
         suite_add_tcase(s, tc);
         return s;

@@ -1034,7 +1034,7 @@ START_TEST(test_checkpoint_thread) {
 
         sync_count_register();
         ck_assert_int_eq(store_open(dbpath, &s), 0);
-        db_syncs_here = db_syncs_other = 0;
+        db_syncs_here = db_syncs_other = db_syncs_committer = 0;
         starts = wal_starts;
         n = fill_wal(s, 0);
 
@@ -1047,6 +1047,7 @@ START_TEST(test_checkpoint_thread) {
         ck_assert_uint_gt(wal_starts, starts);
         ck_assert_uint_gt(db_syncs_other, 0);
         ck_assert_uint_eq(db_syncs_here, 0);
+        ck_assert_uint_eq(db_syncs_committer, 0);
 }
 END_TEST
 
@@ -1095,6 +1096,347 @@ START_TEST(test_free_while_thread_busy) {
         ck_assert_int_eq(store_queue_totals(s, &count, NULL), 0);
         ck_assert_uint_eq(count, n);
         store_free(s);
+}
+END_TEST
+
+/* ---- asynchronous batches (store_batch_send()) ---------------------------- */
+
+/* The backend as the relay opens it: with the event loop, which gives
+ * SQLite its writer thread and PostgreSQL its pipelined batches. */
+static int open_async(int backend, Store **ret) {
+        int r = open_backend(backend, ret);
+
+        if (r >= 0)
+                r = store_set_event(*ret, event);
+        return r;
+}
+
+typedef struct Answer {
+        unsigned called;        /* at the nth answer of the test (1, 2...) */
+        int r;
+        StoreMessage *messages;
+        size_t n;
+} Answer;
+
+static unsigned answers;        /* answers so far, in order */
+
+static void batch_done(void *userdata, int r) {
+        Answer *a = userdata;
+
+        ck_assert_uint_eq(a->called, 0);
+        a->called = ++answers;
+        a->r = r;
+}
+
+static void list_done(void *userdata, int r, StoreMessage *messages, size_t n) {
+        Answer *a = userdata;
+
+        ck_assert_uint_eq(a->called, 0);
+        a->called = ++answers;
+        a->r = r;
+        a->messages = messages;
+        a->n = n;
+}
+
+/* Run the loop until a is answered, at most 10 s. */
+static void run_until(const Answer *a) {
+        for (unsigned i = 0; i < 1000 && !a->called; i++)
+                ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
+        ck_assert_uint_gt(a->called, 0);
+}
+
+static StoreWrite write_add(const StoreMessage *m, uint64_t limit, uint64_t limit_from) {
+        return (StoreWrite) { .type = STORE_WRITE_ADD, .msg = *m, .limit = limit, .limit_from = limit_from };
+}
+
+static StoreWrite write_take(const char *recipient, uint64_t seq) {
+        StoreWrite w = { .type = STORE_WRITE_TAKE, .msg.seq = seq };
+
+        snprintf(w.msg.recipient, sizeof(w.msg.recipient), "%s", recipient);
+        return w;
+}
+
+/* Send the n writes and wait for their answer; done() never comes from
+ * inside the call, and a second batch meanwhile is refused. */
+static int batch_run(Store *s, StoreWrite *w, size_t n) {
+        StoreWrite *writes[64];
+        Answer a = {};
+
+        ck_assert_uint_le(n, ELEMENTSOF(writes));
+        for (size_t i = 0; i < n; i++)
+                writes[i] = &w[i];
+        ck_assert_int_eq(store_batch_send(s, writes, n, batch_done, &a), 0);
+        ck_assert_uint_eq(a.called, 0);
+        ck_assert(store_batch_busy(s));
+        ck_assert_int_eq(store_batch_send(s, writes, n, batch_done, &a), -EBUSY);
+        run_until(&a);
+        ck_assert(!store_batch_busy(s));
+        return a.r;
+}
+
+static void add_users(Store *s) {
+        static const char *const users[] = { "bob", "carol" };
+
+        for (size_t i = 0; i < ELEMENTSOF(users); i++) {
+                _cleanup_(key_package_freep) KeyPackage *kp = package(users[i], (uint8_t) i, 1);
+
+                ck_assert_int_eq(store_user_add(s, kp), 0);
+        }
+}
+
+/* Without an event loop, the SQLite store does everything in the call. */
+START_TEST(test_batch_needs_event) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage m = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 1, 2);
+        StoreWrite w = write_add(&m, 10, 10), *writes[] = { &w };
+        Answer a = {};
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        ck_assert(!store_batch_async(s));
+        ck_assert_int_eq(store_batch_send(s, writes, 1, batch_done, &a), -EOPNOTSUPP);
+        ck_assert_int_eq(store_queue_list_async(s, "bob", 0, 16, list_done, &a), -EOPNOTSUPP);
+        ck_assert_uint_eq(a.called, 0);
+}
+END_TEST
+
+/* Every result a write of a batch has (store.h, StoreWrite), in one
+ * transaction that sees its own earlier writes, committed when done()
+ * comes (another connection sees it). */
+START_TEST(test_batch_results) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage queued = message("alice", "bob", "XXXXXXXXXXXXXXXXXXXXXX==", "{\"x\":1}", 1, 2);
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"a\":1}", 1, 2);
+        StoreMessage b = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{\"b\":1}", 1, 2);
+        StoreMessage c = message("dave", "bob", "CCCCCCCCCCCCCCCCCCCCCC==", "{\"c\":1}", 1, 2);
+        StoreMessage d = message("alice", "nobody", "DDDDDDDDDDDDDDDDDDDDDD==", "{\"d\":1}", 1, 2);
+        StoreMessage other = message("alice", "bob", "XXXXXXXXXXXXXXXXXXXXXX==", "{\"y\":1}", 1, 2);
+        StoreWrite w[8];
+        uint64_t all, from;
+        char sql[64];
+
+        ck_assert_int_eq(open_async(_i, &s), 0);
+        ck_assert(store_batch_async(s));
+        add_users(s);
+        ck_assert_int_eq(store_queue_add(s, &queued), 0);
+
+        w[0] = write_add(&a, 10, 10);           /* queued */
+        w[1] = write_add(&d, 10, 10);           /* no such recipient */
+        w[2] = write_add(&b, 10, 2);            /* alice's share: queued and a */
+        w[3] = write_add(&c, 2, 10);            /* bob's queue: the same two */
+        w[4] = write_add(&queued, 10, 10);      /* the same envelope again */
+        w[5] = write_add(&other, 10, 10);       /* another under its id */
+        w[6] = write_take("bob", queued.seq);
+        w[7] = write_take("bob", queued.seq + 1000);
+        ck_assert_int_eq(batch_run(s, w, 8), 0);
+
+        ck_assert_int_eq(w[0].result, 0);
+        ck_assert_uint_gt(w[0].msg.seq, queued.seq);
+        ck_assert_int_eq(w[1].result, -ENOENT);
+        ck_assert_int_eq(w[2].result, -EDQUOT);
+        ck_assert_uint_eq(w[2].count, 2);
+        ck_assert_int_eq(w[3].result, -EXFULL);
+        ck_assert_uint_eq(w[3].count, 2);
+        ck_assert_int_eq(w[4].result, -EEXIST);
+        ck_assert_uint_eq(w[4].msg.seq, queued.seq);
+        ck_assert_int_eq(w[5].result, -ENOTUNIQ);
+        ck_assert_int_eq(w[6].result, 0);
+        ck_assert_str_eq(w[6].msg.sender, "alice");
+        ck_assert_str_eq(w[6].msg.msg_id, queued.msg_id);
+        ck_assert_uint_eq(w[6].msg.size, queued.size);
+        ck_assert_int_eq(w[7].result, -ENOENT);
+
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", queue_table(_i));
+        ck_assert_uint_eq(query_u64(_i, sql), 1);
+        ck_assert_int_eq(store_queue_counts(s, "bob", "alice", &all, &from), 0);
+        ck_assert_uint_eq(all, 1);
+        ck_assert_uint_eq(from, 1);
+        ck_assert_int_eq(store_queue_totals(s, &all, NULL), 0);
+        ck_assert_uint_eq(all, 1);
+}
+END_TEST
+
+/* A batch of takes alone commits without a sync (a crash only delivers
+ * them again); one with a send waits for the disk. */
+START_TEST(test_batch_takes_only_nosync) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 1, 2);
+        StoreMessage b = message("alice", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 1, 2);
+        StoreWrite w[2];
+        unsigned n;
+
+        sync_count_register();
+        ck_assert_int_eq(open_async(BACKEND_SQLITE, &s), 0);
+        add_users(s);
+        ck_assert_int_eq(store_queue_add(s, &a), 0);
+
+        w[0] = write_take("bob", a.seq);
+        n = sync_count;
+        ck_assert_int_eq(batch_run(s, w, 1), 0);
+        ck_assert_int_eq(w[0].result, 0);
+        ck_assert_uint_eq(sync_count, n);
+        ck_assert_uint_eq(query_u64(BACKEND_SQLITE, "SELECT count(*) FROM queue"), 0);
+
+        w[0] = write_add(&b, 10, 10);
+        ck_assert_int_eq(batch_run(s, w, 1), 0);
+        ck_assert_int_eq(w[0].result, 0);
+        ck_assert_uint_gt(sync_count, n);
+}
+END_TEST
+
+/* A store call while a batch flies waits for its commit, and sees it;
+ * the batch's done() still comes from the loop, after. The writer's
+ * commit is slowed down (its sync of the WAL), so that a call that did
+ * not wait would find it not committed. */
+START_TEST(test_batch_call_waits) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 1, 2);
+        StoreWrite w = write_add(&a, 10, 10), *writes[] = { &w };
+        Answer answer = {};
+        uint64_t count;
+
+        if (_i == BACKEND_SQLITE)
+                sync_count_register();
+        ck_assert_int_eq(open_async(_i, &s), 0);
+        add_users(s);
+        wal_sync_delay_usec = 200 * 1000;
+        ck_assert_int_eq(store_batch_send(s, writes, 1, batch_done, &answer), 0);
+        ck_assert_int_eq(store_queue_count(s, "bob", &count), 0);
+        ck_assert_uint_eq(count, 1);
+        ck_assert_uint_eq(query_u64(_i, _i == BACKEND_PG ? "SELECT count(*) FROM sc_queue"
+                                                          : "SELECT count(*) FROM queue"), 1);
+        ck_assert_uint_eq(answer.called, 0);
+        ck_assert(store_batch_busy(s));
+        run_until(&answer);
+        ck_assert_int_eq(answer.r, 0);
+        ck_assert_int_eq(w.result, 0);
+}
+END_TEST
+
+/* A page asked for after a batch reads what the batch committed, and is
+ * answered from the loop, after the batch. */
+START_TEST(test_list_async_after_batch) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{\"a\":1}", 1, 2);
+        StoreWrite w = write_add(&a, 10, 10), *writes[] = { &w };
+        Answer batch = {}, page = {};
+
+        ck_assert_int_eq(open_async(_i, &s), 0);
+        add_users(s);
+        answers = 0;
+        ck_assert_int_eq(store_batch_send(s, writes, 1, batch_done, &batch), 0);
+        ck_assert_int_eq(store_queue_list_async(s, "bob", 0, 16, list_done, &page), 0);
+        ck_assert_uint_eq(page.called, 0);
+        run_until(&page);
+        ck_assert_uint_eq(batch.called, 1);
+        ck_assert_uint_eq(page.called, 2);
+        ck_assert_int_eq(batch.r, 0);
+        ck_assert_int_eq(page.r, 0);
+        ck_assert_uint_eq(page.n, 1);
+        ck_assert_uint_eq(page.messages[0].seq, w.msg.seq);
+        ck_assert_str_eq(page.messages[0].envelope, "{\"a\":1}");
+        store_messages_free(page.messages, page.n);
+}
+END_TEST
+
+/* A full disk at the commit (the test VFS refuses the WAL's writes):
+ * nothing of the batch is stored, -ENOSPC, and the counts are those of
+ * what was queued before, on the store and in the database. */
+START_TEST(test_batch_disk_full) {
+        _cleanup_(store_freep) Store *s = NULL;
+        StoreMessage queued = message("alice", "bob", "XXXXXXXXXXXXXXXXXXXXXX==", "{}", 1, 2);
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 1, 2);
+        StoreMessage b = message("carol", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 1, 2);
+        StoreWrite w[3];
+        uint64_t all, from;
+
+        sync_count_register();
+        ck_assert_int_eq(open_async(BACKEND_SQLITE, &s), 0);
+        add_users(s);
+        ck_assert_int_eq(store_queue_add(s, &queued), 0);
+
+        w[0] = write_add(&a, 10, 10);
+        w[1] = write_take("bob", queued.seq);
+        w[2] = write_add(&b, 10, 10);
+        full_writes = 1000;
+        ck_assert_int_eq(batch_run(s, w, 3), -ENOSPC);
+        full_writes = 0;
+        ck_assert_uint_eq(query_u64(BACKEND_SQLITE, "SELECT count(*) FROM queue"), 1);
+        ck_assert_int_eq(store_queue_counts(s, "bob", "alice", &all, &from), 0);
+        ck_assert_uint_eq(all, 1);
+        ck_assert_uint_eq(from, 1);
+        ck_assert_int_eq(store_queue_counts(s, "bob", "carol", &all, &from), 0);
+        ck_assert_uint_eq(from, 0);
+        ck_assert_int_eq(store_queue_totals(s, &all, NULL), 0);
+        ck_assert_uint_eq(all, 1);
+
+        /* The same batch again, with room: all of it. */
+        ck_assert_int_eq(batch_run(s, w, 3), 0);
+        ck_assert_int_eq(w[0].result, 0);
+        ck_assert_int_eq(w[1].result, 0);
+        ck_assert_int_eq(w[2].result, 0);
+        ck_assert_uint_eq(query_u64(BACKEND_SQLITE, "SELECT count(*) FROM queue"), 2);
+        ck_assert_int_eq(store_queue_totals(s, &all, NULL), 0);
+        ck_assert_uint_eq(all, 2);
+}
+END_TEST
+
+/* At shutdown (the loop runs no more), store_batch_wait() calls done()
+ * itself, once the batch committed. */
+START_TEST(test_batch_wait) {
+        Store *s = NULL;
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 1, 2);
+        StoreWrite w = write_add(&a, 10, 10), *writes[] = { &w };
+        Answer answer = {};
+        char sql[64];
+
+        ck_assert_int_eq(open_async(_i, &s), 0);
+        add_users(s);
+        ck_assert_int_eq(store_batch_send(s, writes, 1, batch_done, &answer), 0);
+        store_batch_wait(s);
+        ck_assert_uint_gt(answer.called, 0);
+        ck_assert_int_eq(answer.r, 0);
+        ck_assert(!store_batch_busy(s));
+        store_free(s);
+        snprintf(sql, sizeof(sql), "SELECT count(*) FROM %s", queue_table(_i));
+        ck_assert_uint_eq(query_u64(_i, sql), 1);
+}
+END_TEST
+
+/* With the writer thread, the commits are its own, and they too sync the
+ * WAL only, never the database file: the checkpointer does that, and the
+ * WAL starts again from its beginning after. */
+START_TEST(test_checkpoint_thread_writer) {
+        _cleanup_(store_freep) Store *s = NULL;
+        unsigned n = 0, starts;
+        StoreMessage m[50];
+        StoreWrite w[50];
+        static char envelope[3000];
+        char ids[50][STORE_MSG_ID_MAX + 1];
+
+        memset(envelope, 'e', sizeof(envelope) - 1);
+        sync_count_register();
+        ck_assert_int_eq(open_async(BACKEND_SQLITE, &s), 0);
+        add_users(s);
+        db_syncs_here = db_syncs_other = db_syncs_committer = 0;
+        starts = wal_starts;
+        /* Batches of 50 messages of a page each until the thread is asked
+         * to checkpoint, then batches of one until the WAL restarts. */
+        for (unsigned k = 0; k < 2000 && wal_starts == starts; k++) {
+                size_t size = wal_pages() < 1000 ? 50 : 1;
+
+                if (size == 1)
+                        (void) usleep(10 * 1000);
+                for (size_t i = 0; i < size; i++) {
+                        snprintf(ids[i], sizeof(ids[i]), "%022u==", n++);
+                        m[i] = message("alice", "bob", ids[i], envelope, 1, 2);
+                        w[i] = write_add(&m[i], UINT32_MAX, UINT32_MAX);
+                }
+                ck_assert_int_eq(batch_run(s, w, size), 0);
+        }
+        ck_assert_uint_gt(wal_starts, starts);
+        ck_assert_uint_gt(db_syncs_other, 0);
+        ck_assert_uint_eq(db_syncs_committer, 0);
+        ck_assert_uint_eq(db_syncs_here, 0);
 }
 END_TEST
 
@@ -1376,6 +1718,14 @@ static Suite *store_suite(void) {
         tcase_add_test(tc, test_checkpoint_thread);
         tcase_add_test(tc, test_checkpoint_while_thread_busy);
         tcase_add_test(tc, test_free_while_thread_busy);
+        tcase_add_test(tc, test_batch_needs_event);
+        tcase_add_loop_test(tc, test_batch_results, 0, N_BACKENDS);
+        tcase_add_test(tc, test_batch_takes_only_nosync);
+        tcase_add_loop_test(tc, test_batch_call_waits, 0, N_BACKENDS);
+        tcase_add_loop_test(tc, test_list_async_after_batch, 0, N_BACKENDS);
+        tcase_add_test(tc, test_batch_disk_full);
+        tcase_add_loop_test(tc, test_batch_wait, 0, N_BACKENDS);
+        tcase_add_test(tc, test_checkpoint_thread_writer);
         if (pg_uri) {
                 tcase_add_test(tc, test_pg_open_together);
                 tcase_add_test(tc, test_pg_newer_schema_refused);
