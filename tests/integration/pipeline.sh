@@ -5,7 +5,8 @@
 # flight: 200 lines reach bob's listen all, once and in order, and connect
 # prints their 200 results in input order; a line in the middle naming an
 # unknown user, or a malformed one, is reported in its place while the
-# others still go, and the exit status is that of the first failure.
+# others still go, and the exit status is that of the first failure. A
+# raw client's sends and a ping after them are answered in that order.
 
 SC_SCRIPT=pipeline
 . "${SC_SRCDIR:?run this from make check}/tests/integration/lib.sh" || exit 99
@@ -81,6 +82,19 @@ is "a malformed line before a refused message: connect exits $EXIT_USAGE" "$EXIT
 like "...the empty message is reported" "The message to bob is empty" "$(cat "$T/c3.err")"
 is "...and the other 118 messages went to bob" 118 "$(grep -c '^-> bob: \(delivered\|queued\)$' "$T/c3.out")"
 ok "bob's listen shows them" wait_json "$T/bob.json" $((N + 198 + 118)) message
+
+# ---- a raw client's answers keep its order --------------------------------------
+
+# 30 sends written one after the other, then a ping, to carol (offline: no
+# receipt comes in between), in a session of version 3 (no presence
+# either). While the first sends commit (on SQLite's writer thread, or
+# pipelined to PostgreSQL) the relay reads the next ones into the next
+# transaction, and keeps the ping until every accepted has gone out.
+ok "carol registers" sc_init carol
+"$SC_RAW" $SC_RAW_TLS --timeout "$SC_WAIT" 127.0.0.1 "$SC_PORT" -e "key $T/order.key 2048" -e "proto 3" \
+	-e connect -e "auth order send" -e "expect welcome" -e "repeat 30 send carol $(marker order)" -e ping \
+	-e "repeat 30 expect accepted" -e "expect pong" -e bye >"$T/order.out" 2>"$T/order.err"
+is "30 sends, then a ping: 30 accepted, then the pong" 0 $? || diag "$(cat "$T/order.err")"
 
 bg_stop "$BOB"
 is "bob's listen exits 0 on SIGTERM" 0 $?
