@@ -1622,14 +1622,13 @@ static void batch_send(Relay *relay);
 static void batch_answered(void *userdata, int r) {
         Relay *relay = userdata;
 
-        if (r == -ENOSPC && !relay->flight_again && relay->hooks->store_full(relay->userdata) > 0) {
-                relay->flight_again = true;
+        if (r == -ENOSPC && !relay->flight.resent && relay->hooks->store_full(relay->userdata) > 0) {
+                relay->flight.resent = true;
                 /* Failing, the batch is answered with the full disk. */
-                if (store_batch_send(relay->store, relay->flight.writes, relay->n_flight_writes, batch_answered,
+                if (store_batch_send(relay->store, relay->flight.writes, relay->flight.n_writes, batch_answered,
                                      relay) >= 0)
                         return;
         }
-        relay->flight_again = false;
         relay->flying = false;
         batch_answer(relay, &relay->flight, r);
         batch_send(relay);
@@ -1657,6 +1656,7 @@ static void batch_send(Relay *relay) {
         for (size_t i = 0; r >= 0 && i < b->n_pending; i++)
                 if (!b->pending[i].retry)
                         b->writes[n++] = &b->pending[i].w;
+        b->n_writes = n;
 
         /* The batch flies; the arrays of the last one flown serve the next. */
         sent = relay->flight;
@@ -1672,7 +1672,6 @@ static void batch_send(Relay *relay) {
          * batch, answered after this one; anything else waits for every
          * answer they are owed (relay_frame()). */
 
-        relay->n_flight_writes = n;
         if (r >= 0 && n > 0)
                 r = store_batch_send(relay->store, relay->flight.writes, n, batch_answered, relay);
         if (r < 0 || n == 0)

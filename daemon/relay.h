@@ -52,7 +52,8 @@ typedef struct RelayBatch {
         Session **held;
         size_t n_held, n_held_allocated;
         StoreWrite **writes;            /* asynchronous: what store_batch_send() is given */
-        size_t n_writes_allocated;
+        size_t n_writes, n_writes_allocated;
+        bool resent;                    /* ... and given again after a full disk */
 } RelayBatch;
 
 /* The owner fills this in and keeps it up to date (config on reload). */
@@ -84,10 +85,8 @@ struct Relay {
          * one fills. */
         RelayBatch batch;
         RelayBatch flight;
-        size_t n_flight_writes;         /* what store_batch_send() was given */
         uint64_t n_batches;             /* batches taken for their commit: batch is the next one */
         bool flying;                    /* flight was sent (store_batch_send()) */
-        bool flight_again;              /* ... and sent again after a full disk */
 };
 
 /* Commit what sends and acks wrote since the last commit, in one
