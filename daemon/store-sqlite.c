@@ -1541,18 +1541,13 @@ static int batch_run(StoreJob *job) {
                 w->count = 0;
                 r = w->type == STORE_WRITE_ADD ? write_add(s, w) : write_take(s, w);
         }
-        if (r < 0)
-                job_failed(&b->job);    /* before ROLLBACK, which would say "not an error" */
-        else {
+        if (r >= 0)
                 r = commit(s);
-                if (r < 0)
-                        job_failed(&b->job);
-        }
         if (r < 0) {
+                job_failed(&b->job);    /* before ROLLBACK, which would say "not an error" */
                 if (in_transaction(s))
                         rollback(s);
-                counts_check_tx(s);
-                (void) counts_sync(s);
+                (void) counts_sync(s);  /* what the rollback (or SQLite) undid */
         }
         (void) sync_restore(s);
         return r;
