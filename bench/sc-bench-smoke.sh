@@ -23,6 +23,8 @@ is "sc-bench --quick exits 0 (every row measured)" 0 "$rc"
 for row in "routing, 1 sender -> 1 receiver" "routing, 2 senders -> 2 receivers" \
 	"bare TLS relay, 1 pair, CPU per frame" "SQLite insert \\+ delete per message, 2 rows per commit" \
 	"routing, 1 pair, against a TLS \\+ durable floor" "routing, 2 pairs, against a TLS \\+ durable floor" \
+	"bare TLS relay, 2 pairs, CPU per message at 1 send in flight per sender" \
+	"routing, 2 pairs, against a TLS \\+ durable floor under the same load" \
 	"offline fill" "queue drain on login" "offline fill rate, [0-9]+ queued against [0-9]+" \
 	"[0-9]+ idle receiving sessions" "[0-9]+ idle sending sessions" "logins/s" \
 	"logins/s \\(TLS \\+ auth \\+ welcome\\), [0-9]+ clients \\(protocol 2 clients\\)" "one-shot scctl send" \
