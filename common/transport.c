@@ -63,6 +63,7 @@ struct Transport {
         bool handshake_done;
         bool wants_write;
         bool pull_enomem;       /* the last pull failed for want of memory */
+        bool recv_short;        /* the last recv() took less than it could */
 };
 
 _Static_assert(TRANSPORT_READ_MAX <= UINT16_MAX, "Transport.in_len is 16 bits");
@@ -153,6 +154,7 @@ static ssize_t transport_pull(gnutls_transport_ptr_t ptr, void *data, size_t len
         }
 
         n = recv(t->fd, scratch, sizeof(scratch), 0);
+        t->recv_short = n > 0 && (size_t) n < sizeof(scratch);
         if (n <= 0) {
                 /* EAGAIN, EINTR and the rest go to GnuTLS as they came, as
                  * its default pull leaves them; 0 is EOF. */
@@ -432,6 +434,10 @@ int transport_shutdown(Transport *t) {
 
 bool transport_pending(const Transport *t) {
         return t->session && (gnutls_record_check_pending(t->session) > 0 || transport_buffered(t) > 0);
+}
+
+bool transport_read_all(const Transport *t) {
+        return t->session && t->handshake_done && t->recv_short && !transport_pending(t);
 }
 
 bool transport_wants_write(const Transport *t) {

@@ -35,6 +35,8 @@ struct Stream {
         bool wants_write;
         bool corked;
         bool blocked;           /* the last write stopped at EAGAIN */
+        bool read_all;          /* the socket was empty at the last read */
+        bool peer_shut;         /* epoll said EPOLLRDHUP (or worse) */
         bool flusher_held;
         size_t drained;
         uint32_t io_events;     /* as last given to epoll */
@@ -238,6 +240,8 @@ static void stream_update_io(Stream *s) {
          * only once a write stopped at EAGAIN (the flusher above). */
         if (events != 0)
                 events |= EPOLLET;
+        if (events & EPOLLIN)
+                events |= EPOLLRDHUP;   /* see stream_read() */
         if (events == s->io_events)
                 return;
         if (sd_event_source_set_io_events(s->io, events) >= 0)
@@ -259,10 +263,22 @@ int stream_handshake(Stream *s, const char **ret_error) {
         return r;
 }
 
+/* A read whose recv() came back short emptied the socket: until epoll
+ * says more arrived (stream_on_io(), edge-triggered), asking the kernel
+ * would only hear EAGAIN, one system call per record a session reads.
+ * Not once the peer shut its side: a recv() stops short at the FIN too,
+ * and the EOF after the last bytes is only seen by asking again, with no
+ * edge to come. */
 ssize_t stream_read(Stream *s, void *buf, size_t len) {
-        ssize_t n = transport_read(s->transport, buf, len);
+        ssize_t n;
 
+        if (s->read_all) {
+                s->wants_write = false;
+                return -EAGAIN;
+        }
+        n = transport_read(s->transport, buf, len);
         s->wants_write = n == -EAGAIN && transport_wants_write(s->transport);
+        s->read_all = n > 0 && !s->peer_shut && transport_read_all(s->transport);
         return n;
 }
 
@@ -440,6 +456,10 @@ void stream_resume_later(Stream *s) {
 static int stream_on_io(sd_event_source *es, int fd, uint32_t revents, void *userdata) {
         Stream *s = userdata;
 
+        /* Whatever epoll says, a read asks the kernel again. */
+        s->read_all = false;
+        if (revents & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                s->peer_shut = true;
         if (s->state == STREAM_OPEN)
                 s->callbacks->io(s, revents, s->userdata);
         else

@@ -3,11 +3,13 @@
  * head, compacting only for room, giving memory back after a burst,
  * truncating) and the graceful close on a socketpair with a plain
  * transport (the last bytes arrive, then EOF, and the stream waits for
- * the peer's EOF, or for its deadline, before it is dead). */
+ * the peer's EOF, or for its deadline, before it is dead), and a TLS
+ * stream's one recv() per EPOLLIN. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -373,6 +375,91 @@ START_TEST(test_flush_blocked) {
 }
 END_TEST
 
+/* A TLS stream asks the kernel once per EPOLLIN: after a read that left
+ * the socket empty (transport_read_all()), stream_read() says -EAGAIN
+ * without a recv() until the loop reports more, edge-triggered, and then
+ * reads what came; but not after the peer shut its side, whose EOF has no
+ * edge of its own after the last bytes. */
+START_TEST(test_read_once_per_edge) {
+        _cleanup_(sd_event_unrefp) sd_event *e = NULL;
+        _cleanup_(transport_freep) Transport *c = NULL;
+        gnutls_certificate_credentials_t creds = NULL;
+        char dir[] = "/tmp/test-stream-XXXXXX", key[64], cert[64], buf[64];
+        bool s_done = false, c_done = false;
+        Transport *t = NULL;
+        Peer peer = {};
+        Stream *s = NULL;
+        int fds[2], queued = 0;
+
+        ck_assert_ptr_nonnull(mkdtemp(dir));
+        snprintf(key, sizeof(key), "%s/key.pem", dir);
+        snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+        ck_assert_int_eq(tls_key_generate(key), 0);
+        ck_assert_int_eq(tls_make_self_signed(key, "relay.example", cert), 0);
+        ck_assert_int_eq(tls_credentials_load(cert, key, &creds), 0);
+
+        ck_assert_int_eq(sd_event_new(&e), 0);
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds), 0);
+        ck_assert_int_eq(transport_new_server(fds[0], creds, &t), 0);
+        ck_assert_int_eq(transport_new_client(fds[1], true, "relay.example", &c), 0);
+        ck_assert_int_eq(stream_new(e, t, 1024 * 1024, 4096, &callbacks, &peer, &s), 0);
+        for (int i = 0; i < 1000 && !(s_done && c_done); i++) {
+                int r;
+
+                if (!s_done) {
+                        r = stream_handshake(s, NULL);
+                        ck_assert(r == 0 || r == -EAGAIN);
+                        s_done = r == 0;
+                }
+                if (!c_done) {
+                        r = transport_handshake(c, NULL);
+                        ck_assert(r == 0 || r == -EAGAIN);
+                        c_done = r == 0;
+                }
+                usleep(100);
+        }
+        ck_assert(s_done && c_done);
+        stream_set_reading(s, true);
+
+        ck_assert_int_eq(transport_write(c, "one", 3), 3);
+        for (int i = 0; i < 100 && peer.io == 0; i++)
+                ck_assert_int_ge(sd_event_run(e, 100000), 0);
+        ck_assert_uint_eq(peer.io, 1);
+        ck_assert_int_eq(stream_read(s, buf, sizeof(buf)), 3);
+        ck_assert(memcmp(buf, "one", 3) == 0);
+
+        /* In the kernel, but no recv() is made for it before epoll said. */
+        ck_assert_int_eq(transport_write(c, "two", 3), 3);
+        ck_assert_int_eq(ioctl(fds[0], FIONREAD, &queued), 0);
+        ck_assert_int_gt(queued, 0);
+        ck_assert_int_eq(stream_read(s, buf, sizeof(buf)), -EAGAIN);
+
+        for (int i = 0; i < 100 && peer.io == 1; i++)
+                ck_assert_int_ge(sd_event_run(e, 100000), 0);
+        ck_assert_uint_eq(peer.io, 2);
+        ck_assert_int_eq(stream_read(s, buf, sizeof(buf)), 3);
+        ck_assert(memcmp(buf, "two", 3) == 0);
+        ck_assert_int_eq(stream_read(s, buf, sizeof(buf)), -EAGAIN);
+
+        /* The last bytes and the FIN (no close_notify) in one wakeup: the
+         * short read stops at the FIN, and no edge comes after it. The
+         * EOF is still read. */
+        ck_assert_int_eq(transport_write(c, "end", 3), 3);
+        ck_assert_int_eq(shutdown(fds[1], SHUT_WR), 0);
+        for (int i = 0; i < 100 && peer.io == 2; i++)
+                ck_assert_int_ge(sd_event_run(e, 100000), 0);
+        ck_assert_uint_eq(peer.io, 3);
+        ck_assert_int_eq(stream_read(s, buf, sizeof(buf)), 3);
+        ck_assert_int_eq(stream_read(s, buf, sizeof(buf)), -ECONNRESET);
+
+        stream_free(s);
+        gnutls_certificate_free_credentials(creds);
+        (void) unlink(key);
+        (void) unlink(cert);
+        (void) rmdir(dir);
+}
+END_TEST
+
 static Suite *stream_suite(void) {
         Suite *s = suite_create("stream");
         TCase *tc = tcase_create("output");
@@ -389,6 +476,7 @@ static Suite *stream_suite(void) {
         tcase_add_test(tc_close, test_abort);
         tcase_add_test(tc_close, test_flush_next_turn);
         tcase_add_test(tc_close, test_flush_blocked);
+        tcase_add_test(tc_close, test_read_once_per_edge);
         suite_add_tcase(s, tc_close);
         return s;
 }

@@ -665,6 +665,51 @@ START_TEST(test_read_ahead_several) {
 }
 END_TEST
 
+/* transport_read_all(): a read left the socket empty and nothing pending,
+ * so that an edge-triggered reader (daemon/stream.c) may stop without the
+ * recv() that would only say EAGAIN. A recv() that filled the read-ahead
+ * buffer may have left more in the kernel: not then. */
+START_TEST(test_read_all) {
+        _cleanup_(middle_done) Middle m = MIDDLE_NULL;
+        _cleanup_(freep) uint8_t *big = NULL, *bulk = malloc(64 * 1024);
+        uint8_t wire[WIRE_MAX], buf[20000];
+        size_t len = middle_three(&m, wire), n_bulk;
+
+        ck_assert(!transport_read_all(m.s));
+        put_all(m.raw[1], wire, len);
+        expect_read(m.s, three[0]);
+        ck_assert(!transport_read_all(m.s));    /* two records pending */
+        expect_read(m.s, three[1]);
+        ck_assert(!transport_read_all(m.s));
+        expect_read(m.s, three[2]);
+        ck_assert(transport_read_all(m.s));
+
+        /* It tells of the last read only: what came after is read when
+         * asked, as before. */
+        len = middle_records(&m, three, 1, wire, sizeof(wire));
+        put_all(m.raw[1], wire, len);
+        ck_assert(transport_read_all(m.s));
+        expect_read(m.s, three[0]);
+        ck_assert(transport_read_all(m.s));
+
+        /* Records of 16 KiB: a recv() takes no more than one and a bit. */
+        ck_assert_ptr_nonnull(bulk);
+        big = calloc(1, 40000);
+        ck_assert_ptr_nonnull(big);
+        for (size_t sent = 0; sent < 40000;) {
+                ssize_t n = transport_write(m.c, big + sent, 40000 - sent);
+
+                ck_assert_int_gt(n, 0);
+                sent += (size_t) n;
+        }
+        n_bulk = take_all(m.raw[0], bulk, 64 * 1024);
+        put_all(m.raw[1], bulk, n_bulk);
+        ck_assert_int_eq(transport_read(m.s, buf, sizeof(buf)), 16384);
+        ck_assert(!transport_read_all(m.s));
+        ck_assert_int_gt(kernel_queued(m.s), 0);
+}
+END_TEST
+
 START_TEST(test_read_ahead_split) {
         _cleanup_(middle_done) Middle m = MIDDLE_NULL;
         uint8_t wire[WIRE_MAX];
@@ -808,6 +853,7 @@ static Suite *transport_suite(void) {
         tcase_add_loop_test(tc, test_tls_garbage_client, 0, 4);
         tcase_add_test(tc, test_tls_client_vs_garbage_server);
         tcase_add_test(tc, test_read_ahead_several);
+        tcase_add_test(tc, test_read_all);
         tcase_add_test(tc, test_read_ahead_split);
         tcase_add_test(tc, test_read_ahead_dribble);
         tcase_add_loop_test(tc, test_read_ahead_eof, 0, 2);
