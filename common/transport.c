@@ -437,7 +437,8 @@ bool transport_pending(const Transport *t) {
 }
 
 bool transport_read_all(const Transport *t) {
-        return t->session && t->handshake_done && t->recv_short && !transport_pending(t);
+        /* Set by a pull after the handshake only. */
+        return t->recv_short && !transport_pending(t);
 }
 
 bool transport_wants_write(const Transport *t) {
