@@ -63,7 +63,7 @@ struct Transport {
         bool handshake_done;
         bool wants_write;
         bool pull_enomem;       /* the last pull failed for want of memory */
-        bool recv_short;        /* the last recv() took less than it could */
+        bool recv_short;        /* this read's recv() took less than it could */
 };
 
 _Static_assert(TRANSPORT_READ_MAX <= UINT16_MAX, "Transport.in_len is 16 bits");
@@ -388,6 +388,11 @@ ssize_t transport_read(Transport *t, void *buf, size_t len) {
                 return -errno;
         }
 
+        /* Only a recv() of this read tells that the socket is empty: one of
+         * an earlier read says nothing of bytes that came since, and the
+         * EPOLLIN they raised may have been dispatched already, before
+         * this read took a record that recv() had kept. */
+        t->recv_short = false;
         for (;;) {
                 n = gnutls_record_recv(t->session, buf, len);
                 if (n >= 0)

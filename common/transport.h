@@ -55,10 +55,11 @@ int transport_shutdown(Transport *t);
  * ahead of it, that poll will not report. A read after true may still give
  * -EAGAIN (the bytes were part of a record), and then this is false. */
 bool transport_pending(const Transport *t);
-/* True after a read (TLS, handshake done) whose recv() returned less than
- * it asked for, with nothing pending: the socket was empty then, so the
- * next read would give -EAGAIN unless bytes arrived since, which an
- * edge-triggered epoll reports as a new EPOLLIN. */
+/* True after a read (TLS, handshake done) that made a recv() which returned
+ * less than it asked for, with nothing pending: the socket was empty then,
+ * so the next read would give -EAGAIN unless bytes arrived since, which an
+ * edge-triggered epoll reports as a new EPOLLIN. A read served from what
+ * an earlier one kept back leaves it false. */
 bool transport_read_all(const Transport *t);
 /* After -EAGAIN: does the transport wait for writability? */
 bool transport_wants_write(const Transport *t);
