@@ -197,7 +197,7 @@ static int take_line(Interactive *in, char *line, size_t len) {
 }
 
 /* Pipe mode: handle the next lines of input, in order (take_line()). */
-static int process_pending(Interactive *in) {
+static int take_lines(Interactive *in) {
         while (!in->eof) {
                 char *nl = memchr(in->pending, '\n', in->n_pending);
                 size_t len, used;
@@ -238,6 +238,18 @@ static int process_pending(Interactive *in) {
                 in->n_pending -= used;
         }
         return 0;
+}
+
+/* The messages of the lines read so far are all queued before any is
+ * sealed: the session seals a burst in one transaction of the suite-2
+ * store, where line by line each would be a commit of its own. */
+static int process_pending(Interactive *in) {
+        int r, q;
+
+        (void) chat_session_hold(in->session, true);
+        r = take_lines(in);
+        q = chat_session_hold(in->session, false);
+        return r < 0 ? r : q;
 }
 
 static int read_input(Interactive *in) {

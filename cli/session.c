@@ -734,16 +734,15 @@ static int peer_prefetch_bundle(ChatSession *s, const char *user) {
         return 0;
 }
 
-/* Seal o if it is not yet, and send it: 1 when it went out or was refused,
- * 0 while a lookup is out, or -errno. */
-static int send_one(ChatSession *s, Outgoing *o) {
+/* Seal o: 1 when it has its envelope or was refused, 0 while a lookup is
+ * out, or -errno. In seal_ahead()'s transaction (s->sealing_batch) a
+ * suite-2 seal joins it, and the envelope waits for its commit. */
+static int seal_one(ChatSession *s, Outgoing *o) {
         _cleanup_(envelope_freep) Envelope *e = NULL;
         json_object *env = NULL;
         Peer *p = NULL;
         int r;
 
-        if (o->envelope)
-                return send_envelope(s, o);
         r = peer_prefetch_bundle(s, o->to);
         if (r < 0)
                 return r;
@@ -788,8 +787,9 @@ static int send_one(ChatSession *s, Outgoing *o) {
         if (r == SUITE_REFUSED)
                 return 1;
         if (r == SUITE_2) {
-                r = suite2_io_seal(s->ratchets, s->ctx->settings->user, s->ctx->identity, o->to, p->key,
-                                   p->has_bundle ? &p->bundle : NULL, now_unix(), o->text, o->len, &e);
+                r = (s->sealing_batch ? suite2_io_seal_in : suite2_io_seal)(
+                        s->ratchets, s->ctx->settings->user, s->ctx->identity, o->to, p->key,
+                        p->has_bundle ? &p->bundle : NULL, now_unix(), o->text, o->len, &e);
                 if (r == -EBADMSG) {
                         outgoing_refuse(s, o, EXIT_PEER_KEY, "bad_prekey",
                                         "%s's signed prekey from the relay does not verify under %s's "
@@ -815,7 +815,78 @@ static int send_one(ChatSession *s, Outgoing *o) {
                 }
         }
         o->envelope = env;
+        return 1;
+}
+
+/* Seal o if it is not yet, and send it: 1 when it went out or was refused,
+ * 0 while a lookup is out, or -errno. */
+static int send_one(ChatSession *s, Outgoing *o) {
+        int r = o->envelope ? 1 : seal_one(s, o);
+
+        if (r <= 0 || o->answered)
+                return r;
         return send_envelope(s, o);
+}
+
+/* The messages at the head of the queue that the window lets go now, when
+ * there are several (connect reads lines faster than it seals them), are
+ * sealed together in one transaction of the suite-2 store: one commit,
+ * with its syncs and the checkpoint that erases the old chain keys, for
+ * all of them rather than one each. None leaves before that commit: should
+ * it fail, their envelopes go with the rollback. One to be saved in an
+ * outbox is sealed alone, as seal_one() writes it there at once, and that
+ * file must not keep an envelope whose state a rollback could undo. */
+#define SEAL_BATCH_MAX 16
+
+/* 1 when the head of the queue moved on (sealed, or refused), 0 when
+ * there was nothing to seal together or it waits, or -errno. */
+static int seal_ahead(ChatSession *s) {
+        Outgoing *batch[SEAL_BATCH_MAX];
+        unsigned window = MAX(s->window, 1u), room;
+        size_t n = 0, done = 0;
+        int r = 0;
+
+        if (!s->client || !s->client->suite2 || !s->ratchets || s->n_in_flight >= window)
+                return 0;
+        room = window - s->n_in_flight;
+        for (Outgoing *o = s->outgoing; o && room > 0 && n < ELEMENTSOF(batch); o = o->next) {
+                if (o->answered || o->send_id != 0)
+                        continue;
+                if (o->outbox || o->not_before > now_monotonic_usec() || o->len > s->client->limits.max_text)
+                        break;
+                room--;
+                if (!o->envelope)
+                        batch[n++] = o;
+        }
+        /* One alone seals as it always did; a transaction already open
+         * (a batch of deliveries) is not ours to commit. */
+        if (n < 2 || ratchet_store_begin(s->ratchets) < 0)
+                return 0;
+        s->sealing_batch = true;
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                r = seal_one(s, batch[i]);
+                if (r == 0)
+                        break;          /* a lookup is out: it holds back those behind */
+                done++;
+        }
+        s->sealing_batch = false;
+        if (r < 0)
+                ratchet_store_rollback(s->ratchets);    /* seal_one() said why */
+        else {
+                r = ratchet_store_commit(s->ratchets);  /* which rolls back when it fails */
+                if (r < 0)
+                        r = log_fail(EXIT_FAIL, r, "Cannot write the suite-2 sessions: %m");
+        }
+        if (r >= 0) {
+                if (done > 1)
+                        log_debug("Sealed %zu messages as one batch.", done);
+                return done > 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+                json_object_put(batch[i]->envelope);
+                batch[i]->envelope = NULL;
+        }
+        return r;
 }
 
 /* Seal and send messages in queue order while fewer than the window are
@@ -841,6 +912,20 @@ static int send_more(ChatSession *s) {
                                         "the message has %zu bytes; the relay takes at most %" PRIu64,
                                         o->len, s->client->limits.max_text);
                         continue;
+                }
+                if (!o->envelope) {
+                        /* With plenty in flight, room for a whole batch is
+                         * waited for: answers come one by one, and a slot
+                         * filled as soon as it is free would make every
+                         * batch a single message again. */
+                        if (s->client->suite2 && s->ratchets && s->n_in_flight >= SEAL_BATCH_MAX &&
+                            MAX(s->window, 1u) - s->n_in_flight < SEAL_BATCH_MAX)
+                                return 0;
+                        r = seal_ahead(s);
+                        if (r < 0)
+                                return r;
+                        if (r > 0)
+                                continue;       /* o may have been refused */
                 }
                 r = send_one(s, o);
                 if (r <= 0)
@@ -913,7 +998,12 @@ int chat_session_queue_outbox(ChatSession *s, const char *to, const char *text, 
                 s->outgoing = o;
         s->outgoing_last = o;
         s->n_outgoing++;
-        return process_outgoing(s);
+        return s->holding ? 0 : process_outgoing(s);
+}
+
+int chat_session_hold(ChatSession *s, bool hold) {
+        s->holding = hold;
+        return hold ? 0 : process_outgoing(s);
 }
 
 /* The key a message to o->to would be sealed to in suite 1, as far as the

@@ -16,6 +16,8 @@
  *   in flight (one unless the owner sets more); their results are output
  *   in that order whatever order the answers come in. A message is sealed
  *   once: after a reconnection the same envelopes go out again, in order.
+ *   Several queued at once are sealed in one transaction of the suite-2
+ *   store, committed before any of them goes out.
  */
 #pragma once
 
@@ -97,6 +99,8 @@ typedef struct ChatSession {
 
         SeenStore *seen;
         RatchetStore *ratchets;         /* suite 2; open once the relay carries it */
+        bool sealing_batch;             /* seals join seal_ahead()'s transaction of ratchets */
+        bool holding;                   /* chat_session_hold(): queued messages wait */
         /* chat_session_preseal()'s thread, running until preseal_join(). */
         pthread_t presealer_thread;
         bool presealing;
@@ -148,6 +152,10 @@ int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint
 
 /* Queue one message; it goes out when its turn comes. */
 int chat_session_queue_message(ChatSession *s, const char *to, const char *text, size_t len);
+/* While held, messages queued wait: a burst queued at once is then sealed
+ * together (one transaction of the suite-2 store) when it is released,
+ * which sends what may go. */
+int chat_session_hold(ChatSession *s, bool hold);
 /* The same for send --idempotency-key: with envelope (from the outbox file)
  * that envelope goes out as it is; without, the message is sealed and
  * saved in the file outbox (with the digest of recipient and text) before

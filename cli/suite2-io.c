@@ -59,33 +59,46 @@ static int envelope_from_message(const Suite2Message *m, Envelope **ret) {
         return 0;
 }
 
-int suite2_io_seal(RatchetStore *st, const char *me, const RsaKey *identity, const char *peer,
-                   const RsaKey *peer_key, const PrekeyBundle *bundle, uint64_t now,
-                   const char *text, size_t len, Envelope **ret) {
+int suite2_io_seal_in(RatchetStore *st, const char *me, const RsaKey *identity, const char *peer,
+                      const RsaKey *peer_key, const PrekeyBundle *bundle, uint64_t now,
+                      const char *text, size_t len, Envelope **ret) {
         _cleanup_(suite2_message_freep) Suite2Message *m = NULL;
         _cleanup_(ratchet_freep) Ratchet *r = NULL;
         int q;
 
-        q = ratchet_store_begin(st);
-        if (q < 0)
-                return q;
         q = ratchet_store_session_get(st, peer, RATCHET_DEVICE_DEFAULT, peer_key->fingerprint, &r);
         if (q == -ENOENT && bundle)
                 q = ratchet_start(me, peer, peer_key, bundle, NULL, &r);
         if (q >= 0)
                 q = suite2_seal(r, identity, now, NULL, text, len, NULL, &m);
-        /* The advanced state is committed before the envelope exists for
-         * anyone: a message key is never used twice, even by a crash. */
         if (q >= 0)
                 q = ratchet_store_session_put(st, peer, RATCHET_DEVICE_DEFAULT, peer_key->fingerprint, r,
                                               now);
+        if (q < 0)
+                return q;
+        return envelope_from_message(m, ret);
+}
+
+int suite2_io_seal(RatchetStore *st, const char *me, const RsaKey *identity, const char *peer,
+                   const RsaKey *peer_key, const PrekeyBundle *bundle, uint64_t now,
+                   const char *text, size_t len, Envelope **ret) {
+        _cleanup_(envelope_freep) Envelope *e = NULL;
+        int q;
+
+        q = ratchet_store_begin(st);
+        if (q < 0)
+                return q;
+        q = suite2_io_seal_in(st, me, identity, peer, peer_key, bundle, now, text, len, &e);
+        /* The advanced state is committed before the envelope exists for
+         * anyone: a message key is never used twice, even by a crash. */
         if (q >= 0)
                 q = ratchet_store_commit(st);
         if (q < 0) {
                 ratchet_store_rollback(st);
                 return q;
         }
-        return envelope_from_message(m, ret);
+        *ret = TAKE_PTR(e);
+        return 0;
 }
 
 /* The private halves a session start names: -ENOENT when one is gone (an

@@ -5,8 +5,8 @@
  * steps of securechat-protocol(7) "SUITE 2" between them, so that a state
  * is committed before the envelope it made leaves or the text it opened is
  * shown. A receiver may open a burst of messages in one transaction
- * (suite2_io_open_in()): one commit, and one checkpoint of the store's
- * log, for all of them.
+ * (suite2_io_open_in()), and a sender seal one (suite2_io_seal_in()): one
+ * commit, and one checkpoint of the store's log, for all of them.
  */
 #pragma once
 
@@ -38,6 +38,14 @@ int suite2_io_known_suite(RatchetStore *st, const char *peer, const char *peer_k
 int suite2_io_seal(RatchetStore *st, const char *me, const RsaKey *identity, const char *peer,
                    const RsaKey *peer_key, const PrekeyBundle *bundle, uint64_t now,
                    const char *text, size_t len, Envelope **ret);
+/* The same inside a transaction the caller began (ratchet_store_begin()),
+ * so that a burst of messages costs one commit. The advanced state is only
+ * written: no envelope sealed in the transaction may leave before the
+ * caller committed it, or its message key could be used again after a
+ * rollback or a crash. After an error the caller rolls back. */
+int suite2_io_seal_in(RatchetStore *st, const char *me, const RsaKey *identity, const char *peer,
+                      const RsaKey *peer_key, const PrekeyBundle *bundle, uint64_t now,
+                      const char *text, size_t len, Envelope **ret);
 
 typedef struct Suite2Opened {
         char *text;             /* NUL-terminated; wipe with secure_free(text, len + 1) */

@@ -163,7 +163,7 @@ ok "...and no opened text is left in the store" \
 listen_start bob "$T/listen.json" || done_testing
 bob_listen=$SC_BG
 
-# ---- a burst, opened in batches ------------------------------------------------
+# ---- a burst, sealed and opened in batches --------------------------------------
 
 # While bob is away, alice's connect queues 100 messages; bob's next listen
 # gets them in a burst at login and opens the deliveries of each read as
@@ -182,7 +182,10 @@ burst_lines() { # NAME N: N lines "bob:MARKER" of NAME1..NAMEN
 }
 burst_lines burst 100 >"$T/burst.in"
 is "alice's connect queues 100 messages for bob" 0 \
-	"$(sc alice connect <"$T/burst.in" >/dev/null 2>"$T/burst.err"; echo $?)"
+	"$(SECURECHAT_DEBUG=1 sc alice connect <"$T/burst.in" >/dev/null 2>"$T/burst.err"; echo $?)"
+# Read at once, they are sealed in batches: one transaction of her ratchet
+# store each, committed before any of them leaves.
+ok "...sealing several as one batch" grep -q 'Sealed [0-9]* messages as one batch' "$T/burst.err"
 SECURECHAT_DEBUG=1 listen_start bob "$T/burst.json" || done_testing
 ok "bob's listen shows 100 messages" wait_json "$T/burst.json" 100 message
 bg_stop "$SC_BG"

@@ -626,6 +626,64 @@ START_TEST(test_io_session) {
 }
 END_TEST
 
+/* A burst sealed in one transaction (suite2_io_seal_in()): nothing of it
+ * is written before the commit, so that after a rollback the session
+ * starts again from the bundle; once committed, the messages open in
+ * order, the first starting the session, and the next seal goes on from
+ * the last of them. */
+START_TEST(test_io_seal_batch) {
+        static const char *const texts[] = { "one", "two", "three" };
+        Side alice = {}, bob = {};
+        PrekeysUpdate u = {};
+        PrekeyBundle b;
+        Envelope *e[ELEMENTSOF(texts)] = {}, *after;
+
+        if (!alice_key)
+                ck_assert_int_eq(rsa_key_generate(2048, &alice_key), 0);
+        if (!bob_key)
+                ck_assert_int_eq(rsa_key_generate(2048, &bob_key), 0);
+        side_open(&alice, "alice", alice_key);
+        side_open(&bob, "bob", bob_key);
+        ck_assert_int_eq(prekeys_maintain(bob.st, "bob", bob_key, now_unix(), 3600, false, 0, 0, NULL, &u),
+                         0);
+        bob_bundle(&bob, &u, 0, &b);
+
+        ck_assert_int_eq(ratchet_store_begin(alice.st), 0);
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                ck_assert_int_eq(suite2_io_seal_in(alice.st, "alice", alice_key, "bob", bob_key,
+                                                   i == 0 ? &b : NULL, now_unix(), texts[i],
+                                                   strlen(texts[i]), &e[i]), 0);
+                envelope_free(e[i]);
+        }
+        ratchet_store_rollback(alice.st);
+        ck_assert_int_eq(suite2_io_has_session(alice.st, "bob", bob_key->fingerprint), 0);
+
+        ck_assert_int_eq(ratchet_store_begin(alice.st), 0);
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                ck_assert_int_eq(suite2_io_seal_in(alice.st, "alice", alice_key, "bob", bob_key,
+                                                   i == 0 ? &b : NULL, now_unix(), texts[i],
+                                                   strlen(texts[i]), &e[i]), 0);
+                /* Within the transaction the next seal sees this one's state. */
+                ck_assert_int_eq(suite2_io_has_session(alice.st, "bob", bob_key->fingerprint), 1);
+        }
+        ck_assert_int_eq(ratchet_store_commit(alice.st), 0);
+        after = seal(&alice, NULL, "four");
+
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                bool pending = true;
+
+                ck_assert_ptr_null(open_as_bob(&bob, e[i], texts[i], &pending));
+                ck_assert(!pending);
+                envelope_free(e[i]);
+        }
+        ck_assert_ptr_null(open_as_bob(&bob, after, "four", NULL));
+        envelope_free(after);
+        prekeys_update_done(&u);
+        side_close(&alice);
+        side_close(&bob);
+}
+END_TEST
+
 /* The recipient's SPK erased after rotation: a session start sealed to it
  * no longer opens; with the OPK used up, another start naming it fails. */
 START_TEST(test_io_erased_prekeys) {
@@ -686,6 +744,7 @@ static Suite *ratchetstore_suite(void) {
         tcase_add_test(tc, test_two_processes);
         tcase_add_test(tc, test_prekeys_maintain);
         tcase_add_test(tc, test_io_session);
+        tcase_add_test(tc, test_io_seal_batch);
         tcase_add_test(tc, test_io_erased_prekeys);
         suite_add_tcase(s, tc);
         return s;
