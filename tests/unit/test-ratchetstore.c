@@ -493,6 +493,17 @@ static void side_close(Side *x) {
         client_state_free(x->state);
 }
 
+/* Alice and Bob with their keys and stores, Bob's prekeys made (u). */
+static void alice_and_bob(Side *alice, Side *bob, PrekeysUpdate *u) {
+        if (!alice_key)
+                ck_assert_int_eq(rsa_key_generate(2048, &alice_key), 0);
+        if (!bob_key)
+                ck_assert_int_eq(rsa_key_generate(2048, &bob_key), 0);
+        side_open(alice, "alice", alice_key);
+        side_open(bob, "bob", bob_key);
+        ck_assert_int_eq(prekeys_maintain(bob->st, "bob", bob_key, now_unix(), 3600, false, 0, 0, NULL, u), 0);
+}
+
 /* Bob's bundle as the relay would hand it out: his SPK and OPK number n of
  * the batch (none when n < 0). */
 static void bob_bundle(Side *bob, const PrekeysUpdate *u, int n, PrekeyBundle *ret) {
@@ -540,14 +551,7 @@ START_TEST(test_io_session) {
         bool pending = true;
         uint8_t k[X25519_KEY_LEN];
 
-        if (!alice_key)
-                ck_assert_int_eq(rsa_key_generate(2048, &alice_key), 0);
-        if (!bob_key)
-                ck_assert_int_eq(rsa_key_generate(2048, &bob_key), 0);
-        side_open(&alice, "alice", alice_key);
-        side_open(&bob, "bob", bob_key);
-        ck_assert_int_eq(prekeys_maintain(bob.st, "bob", bob_key, now_unix(), 3600, false, 0, 0, NULL, &u),
-                         0);
+        alice_and_bob(&alice, &bob, &u);
         bob_bundle(&bob, &u, 3, &b);
 
         /* Without a session or a bundle there is nothing to seal with. */
@@ -638,14 +642,7 @@ START_TEST(test_io_seal_batch) {
         PrekeyBundle b;
         Envelope *e[ELEMENTSOF(texts)] = {}, *after;
 
-        if (!alice_key)
-                ck_assert_int_eq(rsa_key_generate(2048, &alice_key), 0);
-        if (!bob_key)
-                ck_assert_int_eq(rsa_key_generate(2048, &bob_key), 0);
-        side_open(&alice, "alice", alice_key);
-        side_open(&bob, "bob", bob_key);
-        ck_assert_int_eq(prekeys_maintain(bob.st, "bob", bob_key, now_unix(), 3600, false, 0, 0, NULL, &u),
-                         0);
+        alice_and_bob(&alice, &bob, &u);
         bob_bundle(&bob, &u, 0, &b);
 
         ck_assert_int_eq(ratchet_store_begin(alice.st), 0);
