@@ -97,15 +97,22 @@ int conn_queue(Conn *c, const void *wire, size_t len) {
         return c->out.error;
 }
 
+int conn_wire(json_object *o, uint8_t **ret, size_t *ret_len) {
+        int r;
+
+        if (!o)
+                return -ENOMEM;
+        r = frame_to_wire(o, MAX_FRAME_LIMIT, ret, ret_len);
+        json_object_put(o);
+        return r;
+}
+
 int conn_queue_json(Conn *c, json_object *o) {
         _cleanup_(freep) uint8_t *wire = NULL;
         size_t len;
         int r;
 
-        if (!o)
-                return -ENOMEM;
-        r = frame_to_wire(o, MAX_FRAME_LIMIT, &wire, &len);
-        json_object_put(o);
+        r = conn_wire(o, &wire, &len);
         if (r < 0)
                 return r;
         return conn_queue(c, wire, len);

@@ -48,6 +48,9 @@ int conn_login(Conn *c, const char *user, const RsaKey *key, bool receive, int t
 int conn_login_proto(Conn *c, const char *user, const RsaKey *key, bool receive, unsigned proto,
                      int timeout_ms, const char **ret_error);
 
+/* The wire bytes of a frame built with the codec's frame_new_*() (o is
+ * consumed; NULL is -ENOMEM, for frame_new_*()'s failure). */
+int conn_wire(json_object *o, uint8_t **ret, size_t *ret_len);
 /* Queue a frame (wire bytes) for writing. */
 int conn_queue(Conn *c, const void *wire, size_t len);
 /* Queue a frame built with the codec's frame_new_*() (o is consumed; NULL

@@ -462,12 +462,7 @@ static int frames_make(const char *from, const char *to, size_t n, Frames *ret) 
                         break;
                 o = frame_new_send(i + 1, env);
                 json_object_put(env);
-                if (!o) {
-                        r = -ENOMEM;
-                        break;
-                }
-                r = frame_to_wire(o, MAX_FRAME_LIMIT, &f.wire[i], &f.len[i]);
-                json_object_put(o);
+                r = conn_wire(o, &f.wire[i], &f.len[i]);
                 if (r < 0)
                         break;
                 f.n = i + 1;
@@ -977,15 +972,11 @@ static int sqlite_rate(const char *path, size_t row_size, unsigned batch, bool a
  * measured alone. */
 static int parse_cost_us(const Frames *f, bool with_ack, double *ret) {
         _cleanup_(freep) uint8_t *ack = NULL;
-        json_object *o = frame_new_ack(1);
         size_t ack_len, n = 0;
         double t0, dt;
         int r;
 
-        if (!o)
-                return -ENOMEM;
-        r = frame_to_wire(o, MAX_FRAME_LIMIT, &ack, &ack_len);
-        json_object_put(o);
+        r = conn_wire(frame_new_ack(1), &ack, &ack_len);
         if (r < 0)
                 return r;
         t0 = cpu_now_us();

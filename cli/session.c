@@ -838,21 +838,26 @@ static int send_one(ChatSession *s, Outgoing *o) {
  * file must not keep an envelope whose state a rollback could undo. */
 #define SEAL_BATCH_MAX 16
 
+static bool seals_in_batches(const ChatSession *s) {
+        return s->client && s->client->suite2 && s->ratchets;
+}
+
 /* 1 when the head of the queue moved on (sealed, or refused), 0 when
  * there was nothing to seal together or it waits, or -errno. */
 static int seal_ahead(ChatSession *s) {
         Outgoing *batch[SEAL_BATCH_MAX];
         unsigned window = MAX(s->window, 1u), room;
+        uint64_t now = now_monotonic_usec();
         size_t n = 0, done = 0;
         int r = 0;
 
-        if (!s->client || !s->client->suite2 || !s->ratchets || s->n_in_flight >= window)
+        if (!seals_in_batches(s) || s->n_in_flight >= window)
                 return 0;
         room = window - s->n_in_flight;
         for (Outgoing *o = s->outgoing; o && room > 0 && n < ELEMENTSOF(batch); o = o->next) {
                 if (o->answered || o->send_id != 0)
                         continue;
-                if (o->outbox || o->not_before > now_monotonic_usec() || o->len > s->client->limits.max_text)
+                if (o->outbox || o->not_before > now || o->len > s->client->limits.max_text)
                         break;
                 room--;
                 if (!o->envelope)
@@ -918,7 +923,7 @@ static int send_more(ChatSession *s) {
                          * waited for: answers come one by one, and a slot
                          * filled as soon as it is free would make every
                          * batch a single message again. */
-                        if (s->client->suite2 && s->ratchets && s->n_in_flight >= SEAL_BATCH_MAX &&
+                        if (seals_in_batches(s) && s->n_in_flight >= SEAL_BATCH_MAX &&
                             MAX(s->window, 1u) - s->n_in_flight < SEAL_BATCH_MAX)
                                 return 0;
                         r = seal_ahead(s);
