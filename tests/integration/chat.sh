@@ -154,7 +154,9 @@ is "connect printed one line per message sent, in order" "-> bob: delivered
 -> bob: delivered" "$(grep '^-> bob: \(delivered\|queued\|refused\)' "$T/connect.out")"
 ok "/users listed bob with his fingerprint, in suite 2 since alice wrote to him" \
 	grep -qx "bob  *$BOB_FP  suite 2 (forward secrecy)" "$T/connect.out"
-unlike "connect reported no error" "refused|rror" "$(cat "$T/connect.out" "$T/connect.err")"
+# Without the fingerprints: base64 spells "rror" now and then.
+unlike "connect reported no error" "refused|rror" \
+	"$(sed 's|SHA256:[A-Za-z0-9+/]*|SHA256:-|g' "$T/connect.out" "$T/connect.err")"
 
 # ---- receipts ------------------------------------------------------------------
 
