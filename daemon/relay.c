@@ -1321,8 +1321,9 @@ static uint64_t batch_number(const Relay *relay) {
         return relay->n_batches + 1;
 }
 
-/* relay->batch goes to its commit; the next one fills. */
-static void batch_taken(Relay *relay) {
+/* relay->batch, now b, goes to its commit; the next one fills. */
+static void batch_taken(Relay *relay, RelayBatch *b) {
+        b->number = batch_number(relay);
         relay->n_batches++;
 }
 
@@ -1571,9 +1572,9 @@ static void batch_answer(Relay *relay, RelayBatch *b, int r) {
                 session_wait(s, false);
                 if (s->state == SESSION_ACTIVE)
                         session_flush(s);
-                /* Held by the batch filling too (it went on sending while
+                /* Held by a later batch too (it went on sending while
                  * this one committed): the rest waits for that one. */
-                if (s->held_by == batch_number(relay))
+                if (s->held_by > b->number)
                         stream_cork(s->stream, true);
         }
         b->n_held = 0;
@@ -1595,6 +1596,21 @@ static void batch_free(RelayBatch *b) {
         *b = (RelayBatch) {};
 }
 
+/* b is answered: its arrays serve the batch filling, unless the answers
+ * began that one with arrays of its own. */
+static void batch_recycle(Relay *relay, RelayBatch *b) {
+        if (relay->batch.pending || relay->batch.held || relay->batch.writes) {
+                batch_free(b);
+                return;
+        }
+        relay->batch = (RelayBatch) {
+                .pending = b->pending, .n_pending_allocated = b->n_pending_allocated,
+                .held = b->held, .n_held_allocated = b->n_held_allocated,
+                .writes = b->writes, .n_writes_allocated = b->n_writes_allocated,
+        };
+        *b = (RelayBatch) {};
+}
+
 /* The batch's transaction committed (r = 0) or is gone (r < 0). The
  * batch is answered apart from relay->batch, which the answers may start
  * again (a forward that pumps); its arrays serve the next batch, unless
@@ -1603,13 +1619,9 @@ static void batch_finish(Relay *relay, int r) {
         RelayBatch done = relay->batch;
 
         relay->batch = (RelayBatch) {};
-        batch_taken(relay);
+        batch_taken(relay, &done);
         batch_answer(relay, &done, r);
-        if (!relay->batch.pending && !relay->batch.held) {
-                relay->batch = done;
-                return;
-        }
-        batch_free(&done);
+        batch_recycle(relay, &done);
 }
 
 static void batch_send(Relay *relay);
@@ -1621,6 +1633,7 @@ static void batch_send(Relay *relay);
  * and the same batch goes again, once, before anything is answered. */
 static void batch_answered(void *userdata, int r) {
         Relay *relay = userdata;
+        RelayBatch done;
 
         if (r == -ENOSPC && !relay->flight.resent && relay->hooks->store_full(relay->userdata) > 0) {
                 relay->flight.resent = true;
@@ -1630,8 +1643,23 @@ static void batch_answered(void *userdata, int r) {
                         return;
         }
         relay->flying = false;
-        batch_answer(relay, &relay->flight, r);
+        if (r < 0) {
+                /* Answered first: the answers read the store again
+                 * (relay_queue_recount(), is_queued()), which the next
+                 * batch would be writing. */
+                batch_answer(relay, &relay->flight, r);
+                batch_send(relay);
+                return;
+        }
+        /* The next batch goes first, so that its commit runs while this
+         * one is answered: the writer does not wait for the answers, nor
+         * they for it. Its answers come later on the loop, so they still
+         * follow these. */
+        done = relay->flight;
+        relay->flight = (RelayBatch) {};
         batch_send(relay);
+        batch_answer(relay, &done, r);
+        batch_recycle(relay, &done);
 }
 
 /* Send the batch (asynchronous store), unless one is in flight: then it
@@ -1666,7 +1694,7 @@ static void batch_send(Relay *relay) {
                 .held = sent.held, .n_held_allocated = sent.n_held_allocated,
                 .writes = sent.writes, .n_writes_allocated = sent.n_writes_allocated,
         };
-        batch_taken(relay);
+        batch_taken(relay, &relay->flight);
         relay->flying = true;
         /* Its sessions go on reading: their sends and acks fill the next
          * batch, answered after this one; anything else waits for every

@@ -54,6 +54,7 @@ typedef struct RelayBatch {
         StoreWrite **writes;            /* asynchronous: what store_batch_send() is given */
         size_t n_writes, n_writes_allocated;
         bool resent;                    /* ... and given again after a full disk */
+        uint64_t number;                /* taken for its commit as the relay's n-th (Session.held_by) */
 } RelayBatch;
 
 /* The owner fills this in and keeps it up to date (config on reload). */
