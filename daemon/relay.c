@@ -1624,6 +1624,7 @@ static void batch_finish(Relay *relay, int r) {
         batch_recycle(relay, &done);
 }
 
+static bool batch_take_off(Relay *relay, int *ret);
 static void batch_send(Relay *relay);
 
 /* The batch in flight is answered (on the loop, from the store): answer
@@ -1634,6 +1635,8 @@ static void batch_send(Relay *relay);
 static void batch_answered(void *userdata, int r) {
         Relay *relay = userdata;
         RelayBatch done;
+        bool now;
+        int next_r;
 
         if (r == -ENOSPC && !relay->flight.resent && relay->hooks->store_full(relay->userdata) > 0) {
                 relay->flight.resent = true;
@@ -1653,24 +1656,28 @@ static void batch_answered(void *userdata, int r) {
         }
         /* The next batch goes first, so that its commit runs while this
          * one is answered: the writer does not wait for the answers, nor
-         * they for it. Its answers come later on the loop, so they still
-         * follow these. */
+         * they for it. Its answers come after these: later on the loop,
+         * or, for one with nothing the store could take, right after. */
         done = relay->flight;
         relay->flight = (RelayBatch) {};
-        batch_send(relay);
+        now = batch_take_off(relay, &next_r);
         batch_answer(relay, &done, r);
         batch_recycle(relay, &done);
+        if (now)
+                batch_answered(relay, next_r);
 }
 
-/* Send the batch (asynchronous store), unless one is in flight: then it
- * goes when that one is answered. */
-static void batch_send(Relay *relay) {
+/* The batch (asynchronous store) takes off, unless one is in flight: then
+ * it goes when that one is answered. True when it is to be answered at
+ * once, with *ret: it has nothing to store (retries alone), or the store
+ * refused it. */
+static bool batch_take_off(Relay *relay, int *ret) {
         RelayBatch *b = &relay->batch, sent;
         size_t n = 0;
         int r = 0;
 
         if (relay->flying || (b->n_pending == 0 && b->n_held == 0))
-                return;
+                return false;
         if (b->n_writes_allocated < b->n_pending) {
                 StoreWrite **w = reallocarray(b->writes, b->n_pending, sizeof(*w));
 
@@ -1702,7 +1709,14 @@ static void batch_send(Relay *relay) {
 
         if (r >= 0 && n > 0)
                 r = store_batch_send(relay->store, relay->flight.writes, n, batch_answered, relay);
-        if (r < 0 || n == 0)
+        *ret = r;
+        return r < 0 || n == 0;
+}
+
+static void batch_send(Relay *relay) {
+        int r;
+
+        if (batch_take_off(relay, &r))
                 batch_answered(relay, r);
 }
 

@@ -1200,6 +1200,20 @@ static void write_frame(Session *s, const char *json) {
         ck_assert_int_eq(write(peer_of(s), wire, len), (ssize_t) len);
 }
 
+/* The writer thread on, the users registered, and alice logged in and
+ * reading her socket (login() skips the handshake, after which a session
+ * reads: a wait and its end start that). */
+static Session *writer_and_reading_alice(void) {
+        Session *alice;
+
+        use_writer();
+        register_users();
+        alice = login("alice", false);
+        session_wait(alice, true);
+        session_wait(alice, false);
+        return alice;
+}
+
 /* A session whose batch commits goes on sending: its next send is read
  * and fills the next batch meanwhile, answered after the first; a ping
  * after it waits, set aside by the session, until both are answered, so
@@ -1209,13 +1223,7 @@ START_TEST(test_writer_pipelined) {
         const char *a1, *a2, *pong;
         Session *alice;
 
-        use_writer();
-        register_users();
-        alice = login("alice", false);
-        /* login() skips the handshake, after which a session reads its
-         * socket: a wait and its end start that. */
-        session_wait(alice, true);
-        session_wait(alice, false);
+        alice = writer_and_reading_alice();
         feed_send(alice, "bob", 1, 1);
         wal_sync_delay_usec = 200 * 1000;
         relay_commit(&relay);
@@ -1250,6 +1258,49 @@ START_TEST(test_writer_pipelined) {
         ck_assert(a1 && a2 && pong);
         ck_assert(a1 < a2 && a2 < pong);
         ck_assert_uint_eq(count_of(out, "\"accepted\""), 2);
+        relay_done(&relay);
+}
+END_TEST
+
+/* A batch with nothing to store (a retry, with the disk full, of a
+ * message committed before) is answered as it takes off, which is while
+ * the batch before it is answered: its answers still come after that
+ * one's. */
+START_TEST(test_writer_retry_answered_after) {
+        _cleanup_(freep) char *again = NULL, *out = NULL;
+        const char *a2, *a3;
+        Session *alice;
+
+        alice = writer_and_reading_alice();
+        feed_send(alice, "bob", 1, 1);
+        relay_commit(&relay);
+        run_until_answered();
+        free(take_sent(alice));
+
+        feed_send(alice, "bob", 2, 2);
+        wal_sync_delay_usec = 200 * 1000;
+        relay_commit(&relay);
+        ck_assert(relay.flying);
+        /* The first message again, the disk full: found queued, a retry,
+         * alone in the next batch. */
+        disk_answer = -ENOSPC;
+        again = send_text(alice, "bob", 3, 1);
+        write_frame(alice, again);
+        for (unsigned i = 0; i < 100 && relay.batch.n_pending == 0; i++)
+                ck_assert_int_ge(sd_event_run(event, 1000), 0);
+        ck_assert_uint_eq(relay.batch.n_pending, 1);
+
+        for (unsigned i = 0; i < 1000 && (relay.flying || relay.batch.n_pending > 0); i++)
+                ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
+        wal_sync_delay_usec = 0;
+        disk_answer = 0;
+        ck_assert_uint_eq(alice->n_requests, 0);
+        ck_assert_uint_eq(committed_rows(), 2);
+        out = take_sent(alice);
+        ck_assert_uint_eq(count_of(out, "\"accepted\""), 2);
+        a2 = strstr(out, "\"id\":2,");
+        a3 = strstr(out, "\"id\":3,");
+        ck_assert(a2 && a3 && a2 < a3);
         relay_done(&relay);
 }
 END_TEST
@@ -1514,6 +1565,7 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_writer_refusals);
         tcase_add_test(tc, test_writer_disk_full);
         tcase_add_test(tc, test_writer_pipelined);
+        tcase_add_test(tc, test_writer_retry_answered_after);
         tcase_add_test(tc, test_writer_done_waits);
         tcase_add_test(tc, test_welcome_key_renewal);
         suite_add_tcase(s, tc);
