@@ -1646,24 +1646,21 @@ static void batch_answered(void *userdata, int r) {
                         return;
         }
         relay->flying = false;
-        if (r < 0) {
-                /* Answered first: the answers read the store again
-                 * (relay_queue_recount(), is_queued()), which the next
-                 * batch would be writing. */
-                batch_answer(relay, &relay->flight, r);
-                batch_send(relay);
-                return;
-        }
-        /* The next batch goes first, so that its commit runs while this
-         * one is answered: the writer does not wait for the answers, nor
-         * they for it. Its answers come after these: later on the loop,
-         * or, for one with nothing the store could take, right after. */
         done = relay->flight;
         relay->flight = (RelayBatch) {};
-        now = batch_take_off(relay, &next_r);
+        /* Committed, the next batch goes first, so that its commit runs
+         * while this one is answered: the writer does not wait for the
+         * answers, nor they for it. Its answers come after these: later
+         * on the loop, or, for one with nothing the store could take,
+         * right after. Failed, this one is answered first: its answers
+         * read the store again (relay_queue_recount(), is_queued()), which
+         * the next batch would be writing. */
+        now = r >= 0 && batch_take_off(relay, &next_r);
         batch_answer(relay, &done, r);
         batch_recycle(relay, &done);
-        if (now)
+        if (r < 0)
+                batch_send(relay);
+        else if (now)
                 batch_answered(relay, next_r);
 }
 
@@ -1672,7 +1669,7 @@ static void batch_answered(void *userdata, int r) {
  * once, with *ret: it has nothing to store (retries alone), or the store
  * refused it. */
 static bool batch_take_off(Relay *relay, int *ret) {
-        RelayBatch *b = &relay->batch, sent;
+        RelayBatch *b = &relay->batch;
         size_t n = 0;
         int r = 0;
 
@@ -1693,14 +1690,10 @@ static bool batch_take_off(Relay *relay, int *ret) {
                         b->writes[n++] = &b->pending[i].w;
         b->n_writes = n;
 
-        /* The batch flies; the arrays of the last one flown serve the next. */
-        sent = relay->flight;
+        /* The batch flies; the next one fills in the arrays of the last
+         * one answered (batch_recycle()). */
         relay->flight = *b;
-        *b = (RelayBatch) {
-                .pending = sent.pending, .n_pending_allocated = sent.n_pending_allocated,
-                .held = sent.held, .n_held_allocated = sent.n_held_allocated,
-                .writes = sent.writes, .n_writes_allocated = sent.n_writes_allocated,
-        };
+        *b = (RelayBatch) {};
         batch_taken(relay, &relay->flight);
         relay->flying = true;
         /* Its sessions go on reading: their sends and acks fill the next
