@@ -1258,7 +1258,14 @@ static void send_failed(Relay *relay, Session *s, uint64_t id, const StoreMessag
  * sessions of the batch in flight too: their sends and acks go in it,
  * answered after the first. Any other frame of a session owed answers
  * waits, set aside, until they are all out (relay_frame()), so that its
- * answers go out in the order it asked. */
+ * answers go out in the order it asked.
+ *
+ * SQLite's writer can start that next batch the moment the one in
+ * flight committed, instead of idling until the loop has its turn to
+ * send it: after each turn the batch filling is queued behind the flight
+ * (store_batch_queue()), and taken back before anything is added to it
+ * (batch_reopen()). Taken back late, it has started: it flies next, and
+ * a new one fills. */
 
 static bool batch_async(Relay *relay) {
         return store_batch_async(relay->store);
@@ -1360,10 +1367,26 @@ static void batch_failed(Relay *relay, int r) {
                 batch_finish(relay, r);
 }
 
+/* relay->batch was queued behind the flight: take it back to change it.
+ * Started meanwhile, it is relay->next, and a new batch fills. */
+static void batch_reopen(Relay *relay) {
+        if (!relay->queued)
+                return;
+        relay->queued = false;
+        if (store_batch_unqueue(relay->store) != -EBUSY)
+                return;
+        relay->next = relay->batch;
+        relay->batch = (RelayBatch) {};
+        batch_taken(relay, &relay->next);
+        relay->next_flying = true;
+}
+
 /* Room for one more request of s in the batch, NULL (s closed) when
  * there is none. */
 static RelayPending *batch_push(Relay *relay, Session *s) {
         RelayBatch *b = &relay->batch;
+
+        batch_reopen(relay);
 
         if (b->n_pending == b->n_pending_allocated) {
                 size_t n = MAX(b->n_pending_allocated * 2, (size_t) 64);
@@ -1587,6 +1610,7 @@ static void batch_answer(Relay *relay, RelayBatch *b, int r) {
         }
         b->n_pending = 0;
         b->n_takes = 0;
+        b->n_writes = b->n_scanned = 0;
 }
 
 static void batch_free(RelayBatch *b) {
@@ -1635,27 +1659,39 @@ static void batch_send(Relay *relay);
 static void batch_answered(void *userdata, int r) {
         Relay *relay = userdata;
         RelayBatch done;
-        bool now;
+        bool now = false;
         int next_r;
 
-        if (r == -ENOSPC && !relay->flight.resent && relay->hooks->store_full(relay->userdata) > 0) {
+        /* The batch queued behind is taken back, unless the writer
+         * started it after this one committed. After a failure it waits
+         * (store_batch_queue()), and goes after what that needs. */
+        batch_reopen(relay);
+        if (r == -ENOSPC && !relay->flight.resent && !relay->next_flying &&
+            relay->hooks->store_full(relay->userdata) > 0) {
                 relay->flight.resent = true;
                 /* Failing, the batch is answered with the full disk. */
                 if (store_batch_send(relay->store, relay->flight.writes, relay->flight.n_writes, batch_answered,
                                      relay) >= 0)
                         return;
         }
-        relay->flying = false;
         done = relay->flight;
         relay->flight = (RelayBatch) {};
-        /* Committed, the next batch goes first, so that its commit runs
-         * while this one is answered: the writer does not wait for the
-         * answers, nor they for it. Its answers come after these: later
-         * on the loop, or, for one with nothing the store could take,
-         * right after. Failed, this one is answered first: its answers
-         * read the store again (relay_queue_recount(), is_queued()), which
-         * the next batch would be writing. */
-        now = r >= 0 && batch_take_off(relay, &next_r);
+        relay->flying = relay->next_flying;
+        if (relay->next_flying) {
+                /* Started by the writer: the flight now, answered next. */
+                relay->flight = relay->next;
+                relay->next = (RelayBatch) {};
+                relay->next_flying = false;
+        } else if (r >= 0)
+                /* Committed, the next batch goes first, so that its
+                 * commit runs while this one is answered: the writer
+                 * does not wait for the answers, nor they for it. Its
+                 * answers come after these: later on the loop, or, for
+                 * one with nothing the store could take, right after. */
+                now = batch_take_off(relay, &next_r);
+        /* Failed, this one is answered first: its answers read the store
+         * again (relay_queue_recount(), is_queued()), which the next
+         * batch would be writing. */
         batch_answer(relay, &done, r);
         batch_recycle(relay, &done);
         if (r < 0)
@@ -1664,31 +1700,40 @@ static void batch_answered(void *userdata, int r) {
                 batch_answered(relay, next_r);
 }
 
+/* The writes b gives the store, in b->writes: all but the retries found
+ * queued before (relay_queue_check()). Made again at every turn's end
+ * while a batch fills (batch_queue()), so only the requests added since
+ * are looked at, unless pending moved. */
+static int batch_writes(RelayBatch *b) {
+        if (b->n_writes_allocated < b->n_pending) {
+                StoreWrite **w = reallocarray(b->writes, b->n_pending, sizeof(*w));
+
+                if (!w)
+                        return -ENOMEM;
+                b->writes = w;
+                b->n_writes_allocated = b->n_pending;
+        }
+        if (b->scanned != b->pending || b->n_scanned > b->n_pending)
+                b->n_scanned = b->n_writes = 0;
+        for (size_t i = b->n_scanned; i < b->n_pending; i++)
+                if (!b->pending[i].retry)
+                        b->writes[b->n_writes++] = &b->pending[i].w;
+        b->scanned = b->pending;
+        b->n_scanned = b->n_pending;
+        return 0;
+}
+
 /* The batch (asynchronous store) takes off, unless one is in flight: then
  * it goes when that one is answered. True when it is to be answered at
  * once, with *ret: it has nothing to store (retries alone), or the store
  * refused it. */
 static bool batch_take_off(Relay *relay, int *ret) {
         RelayBatch *b = &relay->batch;
-        size_t n = 0;
-        int r = 0;
+        int r;
 
         if (relay->flying || (b->n_pending == 0 && b->n_held == 0))
                 return false;
-        if (b->n_writes_allocated < b->n_pending) {
-                StoreWrite **w = reallocarray(b->writes, b->n_pending, sizeof(*w));
-
-                if (w) {
-                        b->writes = w;
-                        b->n_writes_allocated = b->n_pending;
-                } else
-                        r = -ENOMEM;
-        }
-        /* A retry found queued before (relay_queue_check()) is not sent. */
-        for (size_t i = 0; r >= 0 && i < b->n_pending; i++)
-                if (!b->pending[i].retry)
-                        b->writes[n++] = &b->pending[i].w;
-        b->n_writes = n;
+        r = batch_writes(b);
 
         /* The batch flies; the next one fills in the arrays of the last
          * one answered (batch_recycle()). */
@@ -1700,10 +1745,11 @@ static bool batch_take_off(Relay *relay, int *ret) {
          * batch, answered after this one; anything else waits for every
          * answer they are owed (relay_frame()). */
 
-        if (r >= 0 && n > 0)
-                r = store_batch_send(relay->store, relay->flight.writes, n, batch_answered, relay);
+        if (r >= 0 && relay->flight.n_writes > 0)
+                r = store_batch_send(relay->store, relay->flight.writes, relay->flight.n_writes, batch_answered,
+                                     relay);
         *ret = r;
-        return r < 0 || n == 0;
+        return r < 0 || relay->flight.n_writes == 0;
 }
 
 static void batch_send(Relay *relay) {
@@ -1711,6 +1757,20 @@ static void batch_send(Relay *relay) {
 
         if (batch_take_off(relay, &r))
                 batch_answered(relay, r);
+}
+
+/* With one in flight, and none started behind it, the batch is queued
+ * for the writer to start when the flight committed (store_batch_queue();
+ * not every store can). One of retries alone, or that the store refuses,
+ * waits to take off after the flight. */
+static void batch_queue(Relay *relay) {
+        RelayBatch *b = &relay->batch;
+
+        if (!relay->flying || relay->next_flying || relay->queued || b->n_pending == 0)
+                return;
+        if (batch_writes(b) < 0 || b->n_writes == 0)
+                return;
+        relay->queued = store_batch_queue(relay->store, b->writes, b->n_writes, batch_answered, relay) >= 0;
 }
 
 static int takes_commit_once(Relay *relay) {
@@ -1743,6 +1803,7 @@ void relay_commit(Relay *relay) {
 
         if (batch_async(relay)) {
                 batch_send(relay);
+                batch_queue(relay);
                 return;
         }
         if (relay->batch.n_takes > 0 && !store_in_transaction(relay->store))
@@ -1771,6 +1832,7 @@ void relay_done(Relay *relay) {
         }
         batch_free(&relay->batch);
         batch_free(&relay->flight);
+        batch_free(&relay->next);
 }
 
 static void batch_forget(RelayBatch *b, Session *s) {
@@ -1785,6 +1847,7 @@ static void batch_forget(RelayBatch *b, Session *s) {
 void relay_session_free(Relay *relay, Session *s) {
         batch_forget(&relay->batch, s);
         batch_forget(&relay->flight, s);
+        batch_forget(&relay->next, s);
         if (s->reading) {
                 ((RelayRead *) s->reading)->session = NULL;
                 s->reading = NULL;

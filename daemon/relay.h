@@ -53,6 +53,10 @@ typedef struct RelayBatch {
         size_t n_held, n_held_allocated;
         StoreWrite **writes;            /* asynchronous: what store_batch_send() is given */
         size_t n_writes, n_writes_allocated;
+        /* ... made of pending[0..n_scanned) while pending was there
+         * (batch_writes() adds only what came since). */
+        const RelayPending *scanned;
+        size_t n_scanned;
         bool resent;                    /* ... and given again after a full disk */
         uint64_t number;                /* taken for its commit as the relay's n-th (Session.held_by) */
 } RelayBatch;
@@ -83,11 +87,14 @@ struct Relay {
          * asynchronous store, the acks) of this loop iteration, waiting
          * for their commit before they are answered; with an asynchronous
          * store, also the batch sent and not answered yet, while the next
-         * one fills. */
+         * one fills, and (SQLite) the one the writer took after it. */
         RelayBatch batch;
         RelayBatch flight;
+        RelayBatch next;
         uint64_t n_batches;             /* batches taken for their commit: batch is the next one */
         bool flying;                    /* flight was sent (store_batch_send()) */
+        bool next_flying;               /* next was started behind flight */
+        bool queued;                    /* batch was queued behind flight (store_batch_queue()) */
 };
 
 /* Commit what sends and acks wrote since the last commit, in one

@@ -36,6 +36,9 @@ typedef struct StoreOps {
         bool (*batch_async)(Store *s);
         int (*batch_send)(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
         bool (*batch_busy)(Store *s);
+        /* NULL: batches are not queued (store_batch_queue()). */
+        int (*batch_queue)(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
+        int (*batch_unqueue)(Store *s);
         void (*batch_wait)(Store *s);
         int (*queue_list_async)(Store *s, const char *recipient, uint64_t after, size_t max, store_list_fn done,
                                 void *userdata);

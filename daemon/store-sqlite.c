@@ -222,7 +222,8 @@ typedef struct SqliteJob {
         char error[256];
 } SqliteJob;
 
-/* The relay's group commit (store_batch_send()): one at a time. */
+/* The relay's group commit (store_batch_send()): one at a time, and the
+ * next one queued behind it (store_batch_queue()). */
 typedef struct SqliteBatch {
         SqliteJob job;
         StoreWrite *const *writes;
@@ -253,7 +254,8 @@ struct SqliteStore {
         /* With an event loop (store_set_event()): the relay's batches and
          * the pump's pages run on a thread of their own. */
         StoreWriter *writer;
-        SqliteBatch batch;
+        SqliteBatch batches[2];
+        SqliteBatch *queued;            /* queued behind the other, maybe started */
         char job_error[256];            /* the loop's copy of a finished job's failure */
         bool job_error_shown;           /* ... which store_error() says meanwhile */
 };
@@ -1562,6 +1564,8 @@ static void batch_finish(StoreJob *job, int r, bool call) {
         SqliteStore *s = b->job.store;
 
         b->active = false;
+        if (s->queued == b)
+                s->queued = NULL;
         if (!call)
                 return;
         job_show_error(&b->job, r);
@@ -1574,19 +1578,21 @@ static bool sqlite_batch_async(Store *store) {
 }
 
 static bool sqlite_batch_busy(Store *store) {
-        return sqlite_store(store)->batch.active;
+        SqliteStore *s = sqlite_store(store);
+
+        return s->batches[0].active || s->batches[1].active;
 }
 
-static int sqlite_batch_send(Store *store, StoreWrite *const *writes, size_t n, store_batch_fn done,
-                             void *userdata) {
-        SqliteStore *s = sqlite_store(store);
+/* Jobs are queued only while the loop has no transaction open. */
+static int batch_push(SqliteStore *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata,
+                      SqliteBatch **ret) {
+        SqliteBatch *b = &s->batches[s->batches[0].active];
 
         if (!s->writer)
                 return -EOPNOTSUPP;
-        /* Jobs are queued only while the loop has no transaction open. */
-        if (s->batch.active || sqlite_in_transaction(store))
+        if (b->active || sqlite_in_transaction(&s->store))
                 return -EBUSY;
-        s->batch = (SqliteBatch) {
+        *b = (SqliteBatch) {
                 .job = {
                         .job = { .run = batch_run, .finish = batch_finish },
                         .store = s,
@@ -1597,7 +1603,39 @@ static int sqlite_batch_send(Store *store, StoreWrite *const *writes, size_t n, 
                 .userdata = userdata,
                 .active = true,
         };
-        store_writer_push(s->writer, &s->batch.job.job);
+        store_writer_push(s->writer, &b->job.job);
+        if (ret)
+                *ret = b;
+        return 0;
+}
+
+static int sqlite_batch_send(Store *store, StoreWrite *const *writes, size_t n, store_batch_fn done,
+                             void *userdata) {
+        if (sqlite_batch_busy(store))
+                return -EBUSY;
+        return batch_push(sqlite_store(store), writes, n, done, userdata, NULL);
+}
+
+/* The writer thread starts it when the one before committed. */
+static int sqlite_batch_queue(Store *store, StoreWrite *const *writes, size_t n, store_batch_fn done,
+                              void *userdata) {
+        SqliteStore *s = sqlite_store(store);
+
+        if (s->queued)
+                return -EBUSY;
+        return batch_push(s, writes, n, done, userdata, &s->queued);
+}
+
+static int sqlite_batch_unqueue(Store *store) {
+        SqliteStore *s = sqlite_store(store);
+        SqliteBatch *b = s->queued;
+
+        if (!b)
+                return -ENOENT;
+        s->queued = NULL;
+        if (!store_writer_retract(s->writer, &b->job.job))
+                return -EBUSY;
+        b->active = false;
         return 0;
 }
 
@@ -1681,6 +1719,8 @@ static const StoreOps sqlite_ops = {
         .batch_async = sqlite_batch_async,
         .batch_send = sqlite_batch_send,
         .batch_busy = sqlite_batch_busy,
+        .batch_queue = sqlite_batch_queue,
+        .batch_unqueue = sqlite_batch_unqueue,
         .batch_wait = sqlite_batch_wait,
         .queue_list_async = sqlite_queue_list_async,
         .user_get = sqlite_user_get,

@@ -3,7 +3,8 @@
  * The SQLite store's writer thread: store-writer.h says what and why.
  *
  * Under `lock`: the jobs to run (queue), those run whose finish() is due
- * (done), whether the thread runs one (running) and stop. The thread
+ * (done), whether the thread runs one (running), whether it waits for a
+ * failed job's finish() (paused) and stop. The thread
  * holds the lock only to take a job and to give it back, never while a
  * job runs; the loop waits on `idle` only in store_writer_wait().
  */
@@ -29,8 +30,13 @@ struct StoreWriter {
         /* Under lock. */
         StoreJob *queue, **queue_tail;
         StoreJob *done, **done_tail;
-        bool running, stop;
+        bool running, paused, stop;
 };
+
+/* Under lock: what the loop waits for in store_writer_wait(). */
+static bool busy(StoreWriter *w) {
+        return w->running || (w->queue && !w->paused);
+}
 
 /* Under lock: j ran and returned r; its finish() is due, on the loop. */
 static void ran(StoreWriter *w, StoreJob *j, int r) {
@@ -38,6 +44,8 @@ static void ran(StoreWriter *w, StoreJob *j, int r) {
 
         j->r = r;
         j->next = NULL;
+        if (r < 0)
+                w->paused = true;
         *w->done_tail = j;
         w->done_tail = &j->next;
         /* Cannot fail but at a count of 2^64 - 1 (the loop reads it back
@@ -53,7 +61,7 @@ static void *writer_thread(void *userdata) {
                 StoreJob *j;
                 int r;
 
-                while (!w->stop && !w->queue)
+                while (!w->stop && (!w->queue || w->paused))
                         pthread_cond_wait(&w->wake, &w->lock);
                 /* Stopping runs what is queued first: the store waits
                  * for it before it closes, as every call does. */
@@ -71,7 +79,7 @@ static void *writer_thread(void *userdata) {
                 pthread_mutex_lock(&w->lock);
                 ran(w, j, r);
                 w->running = false;
-                if (!w->queue)
+                if (!busy(w))
                         pthread_cond_broadcast(&w->idle);
         }
         pthread_mutex_unlock(&w->lock);
@@ -90,13 +98,22 @@ static StoreJob *take_done(StoreWriter *w) {
         return list;
 }
 
-/* In the order they ran. finish() may free its job, and queue more. */
-static void finish_all(StoreJob *list, bool call) {
+/* In the order they ran. finish() may free its job, and queue more. A
+ * failed one is the last (the thread paused after it): once it is
+ * finished, the thread may go on with what is queued. */
+static void finish_all(StoreWriter *w, StoreJob *list, bool call) {
         while (list) {
                 StoreJob *j = list;
+                bool failed = j->r < 0;
 
                 list = j->next;
                 j->finish(j, j->r, call);
+                if (failed) {
+                        pthread_mutex_lock(&w->lock);
+                        w->paused = false;
+                        pthread_cond_signal(&w->wake);
+                        pthread_mutex_unlock(&w->lock);
+                }
         }
 }
 
@@ -106,7 +123,7 @@ static int on_writer_io(sd_event_source *source, int fd, uint32_t revents, void 
 
         /* Nonblocking: EAGAIN when a flush took them all already. */
         (void) read(fd, &n, sizeof(n));
-        finish_all(take_done(w), true);
+        finish_all(w, take_done(w), true);
         return 0;
 }
 
@@ -153,7 +170,7 @@ StoreWriter *store_writer_free(StoreWriter *w) {
                 pthread_cond_signal(&w->wake);
                 pthread_mutex_unlock(&w->lock);
                 (void) pthread_join(w->thread, NULL);
-                finish_all(take_done(w), false);
+                finish_all(w, take_done(w), false);
                 pthread_cond_destroy(&w->idle);
                 pthread_cond_destroy(&w->wake);
                 pthread_mutex_destroy(&w->lock);
@@ -172,6 +189,22 @@ void store_writer_push(StoreWriter *w, StoreJob *j) {
         w->queue_tail = &j->next;
         pthread_cond_signal(&w->wake);
         pthread_mutex_unlock(&w->lock);
+}
+
+bool store_writer_retract(StoreWriter *w, StoreJob *j) {
+        bool found = false;
+
+        pthread_mutex_lock(&w->lock);
+        for (StoreJob **p = &w->queue; *p; p = &(*p)->next)
+                if (*p == j) {
+                        *p = j->next;
+                        if (!*p)
+                                w->queue_tail = p;
+                        found = true;
+                        break;
+                }
+        pthread_mutex_unlock(&w->lock);
+        return found;
 }
 
 bool store_writer_on_thread(StoreWriter *w) {
@@ -200,25 +233,25 @@ void store_writer_wait(StoreWriter *w) {
         if (!w || store_writer_on_thread(w))
                 return;
         pthread_mutex_lock(&w->lock);
-        while (w->queue || w->running)
+        while (busy(w))
                 pthread_cond_wait(&w->idle, &w->lock);
         pthread_mutex_unlock(&w->lock);
 }
 
 bool store_writer_busy(StoreWriter *w) {
-        bool busy;
+        bool b;
 
         if (!w)
                 return false;
         pthread_mutex_lock(&w->lock);
-        busy = w->queue || w->running;
+        b = busy(w);
         pthread_mutex_unlock(&w->lock);
-        return busy;
+        return b;
 }
 
 void store_writer_flush(StoreWriter *w) {
         if (!w)
                 return;
         store_writer_wait(w);
-        finish_all(take_done(w), true);
+        finish_all(w, take_done(w), true);
 }

@@ -16,6 +16,11 @@
  * It says a job is over by writing to an eventfd, which an io source on
  * the loop reads; finish() runs there, never from inside a store call.
  * It logs nothing: a job keeps what failed for its finish().
+ *
+ * After a job failed (run() < 0), the thread starts no other until the
+ * loop has called that one's finish(): a failure is answered before
+ * anything queued behind it runs, and the loop may take that back
+ * (store_writer_retract()) to run it after whatever the failure needs.
  */
 #pragma once
 
@@ -48,13 +53,18 @@ void store_writer_push(StoreWriter *w, StoreJob *j);
  * that waits for nothing is not worth two thread switches. finish()
  * still comes from the loop, later, in order. */
 void store_writer_push_or_run(StoreWriter *w, StoreJob *j);
-/* Until no job is queued or running: the connection is the loop's. On
+/* Take back j, queued and not started: true when it was (neither its
+ * run() nor its finish() is called), false when it has started. */
+bool store_writer_retract(StoreWriter *w, StoreJob *j);
+/* Until no job is queued or running (or those queued wait for a failed
+ * one's finish()): the connection is the loop's. On
  * the writer's own thread (a job's run() that calls a store function),
  * nothing to wait for. The jobs' finish() still comes from the loop. */
 void store_writer_wait(StoreWriter *w);
 /* Is this the writer's thread (a job's run() calling store functions)? */
 bool store_writer_on_thread(StoreWriter *w);
-/* Is a job queued or running? Never waits (for the lock only). */
+/* Is a job queued or running (as store_writer_wait() sees it)? Never
+ * waits (for the lock only). */
 bool store_writer_busy(StoreWriter *w);
 /* store_writer_wait(), then finish() every job run, now: at shutdown,
  * when the loop runs no more. */

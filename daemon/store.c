@@ -149,6 +149,16 @@ bool store_batch_busy(Store *s) {
         return s->ops->batch_busy && s->ops->batch_busy(s);
 }
 
+int store_batch_queue(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata) {
+        if (!s->ops->batch_queue)
+                return -EOPNOTSUPP;
+        return s->ops->batch_queue(s, writes, n, done, userdata);
+}
+
+int store_batch_unqueue(Store *s) {
+        return s->ops->batch_unqueue ? s->ops->batch_unqueue(s) : -ENOENT;
+}
+
 void store_batch_wait(Store *s) {
         if (s->ops->batch_wait)
                 s->ops->batch_wait(s);

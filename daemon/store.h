@@ -157,6 +157,19 @@ typedef void (*store_batch_fn)(void *userdata, int r);
 bool store_batch_async(Store *s);
 int store_batch_send(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
 bool store_batch_busy(Store *s);
+/* The next batch, queued behind the one in flight, for a store that can
+ * start it as soon as that one committed, without a turn of the loop in
+ * between (SQLite's writer thread; -EOPNOTSUPP elsewhere: send it once
+ * the first is done). As store_batch_send(), with one batch in flight
+ * allowed (-EBUSY with one queued already); its done() comes after that
+ * one's. The writes are read when it starts: until then the caller may
+ * take it back with store_batch_unqueue(), and may change it only after.
+ * It does not start after a batch that failed: that one's done() may
+ * take it back, and send it again after what the failure needs. */
+int store_batch_queue(Store *s, StoreWrite *const *writes, size_t n, store_batch_fn done, void *userdata);
+/* Take back the batch queued: 0 (its done() will not be called), -EBUSY
+ * when it started (done() will come), -ENOENT when none is queued. */
+int store_batch_unqueue(Store *s);
 /* Wait (bounded) for the batch in flight and call its done() now (and,
  * on SQLite, those of the pages read before it): at shutdown. */
 void store_batch_wait(Store *s);

@@ -1214,6 +1214,18 @@ static Session *writer_and_reading_alice(void) {
         return alice;
 }
 
+/* writer_and_reading_alice(), whose first send commits, its sync of the
+ * WAL slowed down to delay_ms. */
+static Session *alice_committing(unsigned delay_ms) {
+        Session *alice = writer_and_reading_alice();
+
+        feed_send(alice, "bob", 1, 1);
+        wal_sync_delay_usec = delay_ms * 1000;
+        relay_commit(&relay);
+        ck_assert(relay.flying);
+        return alice;
+}
+
 /* A session whose batch commits goes on sending: its next send is read
  * and fills the next batch meanwhile, answered after the first; a ping
  * after it waits, set aside by the session, until both are answered, so
@@ -1223,11 +1235,7 @@ START_TEST(test_writer_pipelined) {
         const char *a1, *a2, *pong;
         Session *alice;
 
-        alice = writer_and_reading_alice();
-        feed_send(alice, "bob", 1, 1);
-        wal_sync_delay_usec = 200 * 1000;
-        relay_commit(&relay);
-        ck_assert(relay.flying);
+        alice = alice_committing(200);
 
         second = send_text(alice, "bob", 2, 2);
         write_frame(alice, second);
@@ -1301,6 +1309,101 @@ START_TEST(test_writer_retry_answered_after) {
         a2 = strstr(out, "\"id\":2,");
         a3 = strstr(out, "\"id\":3,");
         ck_assert(a2 && a3 && a2 < a3);
+        relay_done(&relay);
+}
+END_TEST
+
+/* s was sent accepted for the sends of ids 1 to n, in that order. */
+static void assert_accepted_in_order(Session *s, unsigned n) {
+        _cleanup_(freep) char *out = take_sent(s);
+        const char *last = out;
+
+        ck_assert_uint_eq(count_of(out, "\"accepted\""), n);
+        for (unsigned id = 1; id <= n; id++) {
+                char needle[32];
+                const char *at;
+
+                snprintf(needle, sizeof(needle), "\"id\":%u,", id);
+                at = strstr(out, needle);
+                ck_assert_ptr_nonnull(at);
+                ck_assert(at >= last);
+                last = at;
+        }
+}
+
+/* Until the committed rows are n, without a turn of the loop, at most
+ * 10 s. */
+static void until_committed(unsigned n) {
+        for (unsigned i = 0; i < 1000 && committed_rows() < n; i++)
+                usleep(10 * 1000);
+        ck_assert_uint_eq(committed_rows(), n);
+}
+
+/* The turn's end queues the batch that filled behind the one in flight,
+ * a send after that takes it back to add to it, and the next turn's end
+ * queues it again: the writer commits it after the first with no turn of
+ * the loop in between. The answers still come in order. */
+START_TEST(test_writer_queued) {
+        char *out;
+        Session *alice;
+
+        alice = alice_committing(200);
+
+        for (unsigned id = 2; id <= 3; id++) {
+                _cleanup_(freep) char *text = send_text(alice, "bob", id, (uint8_t) id);
+
+                write_frame(alice, text);
+                for (unsigned i = 0; i < 100 && relay.batch.n_pending < id - 1; i++)
+                        ck_assert_int_ge(sd_event_run(event, 1000), 0);
+                ck_assert_uint_eq(relay.batch.n_pending, id - 1);
+                /* Taken back to add the third (the first still commits). */
+                ck_assert(!relay.queued);
+                relay_commit(&relay);   /* the end of the turn */
+                ck_assert(relay.queued);
+        }
+        ck_assert(relay.flying);
+        until_committed(3);
+        wal_sync_delay_usec = 0;
+        out = take_sent(alice);
+        ck_assert_ptr_null(strstr(out, "\"accepted\""));
+        free(out);
+
+        for (unsigned i = 0; i < 1000 && (relay.flying || relay.batch.n_pending > 0); i++)
+                ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
+        ck_assert(!relay.queued && !relay.next_flying);
+        ck_assert_uint_eq(alice->n_requests, 0);
+        assert_accepted_in_order(alice, 3);
+        relay_done(&relay);
+}
+END_TEST
+
+/* A send read after the writer started the batch queued (the loop had
+ * no turn meanwhile) fills a new one: the queued one flies after the
+ * first, and the three are answered in order. */
+START_TEST(test_writer_queued_started) {
+        _cleanup_(freep) char *second = NULL, *third = NULL;
+        Session *alice;
+
+        alice = alice_committing(100);
+        second = send_text(alice, "bob", 2, 2);
+        write_frame(alice, second);
+        for (unsigned i = 0; i < 100 && relay.batch.n_pending == 0; i++)
+                ck_assert_int_ge(sd_event_run(event, 1000), 0);
+        relay_commit(&relay);
+        ck_assert(relay.queued);
+        until_committed(2);
+        wal_sync_delay_usec = 0;
+
+        /* Whichever the loop sees first, the send or the first answer,
+         * the second batch has started: it is not taken back. */
+        third = send_text(alice, "bob", 3, 3);
+        write_frame(alice, third);
+        for (unsigned i = 0; i < 1000 && (relay.flying || relay.batch.n_pending > 0 || alice->n_requests > 0); i++) {
+                ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
+                relay_commit(&relay);
+        }
+        ck_assert_uint_eq(committed_rows(), 3);
+        assert_accepted_in_order(alice, 3);
         relay_done(&relay);
 }
 END_TEST
@@ -1566,6 +1669,8 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_writer_disk_full);
         tcase_add_test(tc, test_writer_pipelined);
         tcase_add_test(tc, test_writer_retry_answered_after);
+        tcase_add_test(tc, test_writer_queued);
+        tcase_add_test(tc, test_writer_queued_started);
         tcase_add_test(tc, test_writer_done_waits);
         tcase_add_test(tc, test_welcome_key_renewal);
         suite_add_tcase(s, tc);

@@ -1380,6 +1380,111 @@ START_TEST(test_batch_disk_full) {
 }
 END_TEST
 
+/* Until the writer's sync of the WAL sleeps (wal_sync_delay_usec), at
+ * most 10 s. */
+static void until_syncing(void) {
+        for (unsigned i = 0; i < 10000 && !wal_sync_sleeping; i++)
+                usleep(1000);
+        ck_assert(wal_sync_sleeping);
+}
+
+/* Two batches of one send each to bob, from alice and from carol, for
+ * SQLite with its writer. */
+typedef struct TwoBatches {
+        StoreWrite wa, wb;
+        StoreWrite *first[1], *second[1];
+        Answer answer_a, answer_b;
+} TwoBatches;
+
+static Store *two_batches(TwoBatches *t) {
+        StoreMessage a = message("alice", "bob", "AAAAAAAAAAAAAAAAAAAAAA==", "{}", 1, 2);
+        StoreMessage b = message("carol", "bob", "BBBBBBBBBBBBBBBBBBBBBB==", "{}", 1, 2);
+        Store *s = NULL;
+
+        *t = (TwoBatches) { .wa = write_add(&a, 10, 10), .wb = write_add(&b, 10, 10) };
+        t->first[0] = &t->wa;
+        t->second[0] = &t->wb;
+        sync_count_register();
+        ck_assert_int_eq(open_async(BACKEND_SQLITE, &s), 0);
+        add_users(s);
+        answers = 0;
+        return s;
+}
+
+/* A batch queued behind the one in flight is the caller's to take back
+ * until it starts; queued again, the writer starts it when the first
+ * committed, with no turn of the loop in between, and the answers come
+ * in order. */
+START_TEST(test_batch_queued) {
+        TwoBatches t;
+        _cleanup_(store_freep) Store *s = two_batches(&t);
+        uint64_t count;
+
+        ck_assert_int_eq(store_batch_unqueue(s), -ENOENT);
+
+        wal_sync_delay_usec = 200 * 1000;
+        ck_assert_int_eq(store_batch_send(s, t.first, 1, batch_done, &t.answer_a), 0);
+        until_syncing();
+        ck_assert_int_eq(store_batch_queue(s, t.second, 1, batch_done, &t.answer_b), 0);
+        ck_assert_int_eq(store_batch_queue(s, t.second, 1, batch_done, &t.answer_b), -EBUSY);
+        ck_assert_int_eq(store_batch_send(s, t.second, 1, batch_done, &t.answer_b), -EBUSY);
+        /* The first still syncs: the second has not started. */
+        ck_assert_int_eq(store_batch_unqueue(s), 0);
+        ck_assert_int_eq(store_batch_unqueue(s), -ENOENT);
+        ck_assert(store_batch_busy(s));
+
+        ck_assert_int_eq(store_batch_queue(s, t.second, 1, batch_done, &t.answer_b), 0);
+        /* A call from the loop waits for both, which the loop never ran. */
+        ck_assert_int_eq(store_queue_count(s, "bob", &count), 0);
+        ck_assert_uint_eq(count, 2);
+        ck_assert_uint_eq(query_u64(BACKEND_SQLITE, "SELECT count(*) FROM queue"), 2);
+        ck_assert_uint_eq(t.answer_a.called, 0);
+        ck_assert_uint_eq(t.answer_b.called, 0);
+        ck_assert_int_eq(store_batch_unqueue(s), -EBUSY);
+        wal_sync_delay_usec = 0;
+
+        run_until(&t.answer_b);
+        ck_assert_uint_eq(t.answer_a.called, 1);
+        ck_assert_uint_eq(t.answer_b.called, 2);
+        ck_assert_int_eq(t.answer_a.r, 0);
+        ck_assert_int_eq(t.answer_b.r, 0);
+        ck_assert_int_eq(t.wa.result, 0);
+        ck_assert_int_eq(t.wb.result, 0);
+        ck_assert(!store_batch_busy(s));
+}
+END_TEST
+
+/* A batch queued behind one that fails does not start until that one's
+ * done() is called: until then it can be taken back, unchanged, and a
+ * call from the loop does not wait for it. After, it runs. */
+START_TEST(test_batch_queued_after_failure) {
+        TwoBatches t;
+        _cleanup_(store_freep) Store *s = two_batches(&t);
+        uint64_t count;
+
+        full_writes = 1000;
+        t.wb.result = 12345;
+        ck_assert_int_eq(store_batch_send(s, t.first, 1, batch_done, &t.answer_a), 0);
+        ck_assert_int_eq(store_batch_queue(s, t.second, 1, batch_done, &t.answer_b), 0);
+        ck_assert_int_eq(store_queue_count(s, "bob", &count), 0);
+        ck_assert_uint_eq(count, 0);
+        full_writes = 0;
+        /* Failed, the first waits for the loop; the t.second, behind it. */
+        usleep(50 * 1000);
+        ck_assert_int_eq(t.wb.result, 12345);
+        ck_assert_int_eq(store_batch_unqueue(s), 0);
+        ck_assert_int_eq(store_batch_queue(s, t.second, 1, batch_done, &t.answer_b), 0);
+
+        run_until(&t.answer_b);
+        ck_assert_uint_eq(t.answer_a.called, 1);
+        ck_assert_int_eq(t.answer_a.r, -ENOSPC);
+        ck_assert_uint_eq(t.answer_b.called, 2);
+        ck_assert_int_eq(t.answer_b.r, 0);
+        ck_assert_int_eq(t.wb.result, 0);
+        ck_assert_uint_eq(query_u64(BACKEND_SQLITE, "SELECT count(*) FROM queue"), 1);
+}
+END_TEST
+
 /* At shutdown (the loop runs no more), store_batch_wait() calls done()
  * itself, once the batch committed. */
 START_TEST(test_batch_wait) {
@@ -1724,6 +1829,8 @@ static Suite *store_suite(void) {
         tcase_add_loop_test(tc, test_batch_call_waits, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_list_async_after_batch, 0, N_BACKENDS);
         tcase_add_test(tc, test_batch_disk_full);
+        tcase_add_test(tc, test_batch_queued);
+        tcase_add_test(tc, test_batch_queued_after_failure);
         tcase_add_loop_test(tc, test_batch_wait, 0, N_BACKENDS);
         tcase_add_test(tc, test_checkpoint_thread_writer);
         if (pg_uri) {
