@@ -1328,7 +1328,8 @@ static uint64_t batch_number(const Relay *relay) {
         return relay->n_batches + 1;
 }
 
-/* relay->batch, now b, goes to its commit; the next one fills. */
+/* relay->batch, now b, goes to its commit (its number is never 0); the
+ * next one fills. */
 static void batch_taken(Relay *relay, RelayBatch *b) {
         b->number = batch_number(relay);
         relay->n_batches++;
@@ -1378,7 +1379,6 @@ static void batch_reopen(Relay *relay) {
         relay->next = relay->batch;
         relay->batch = (RelayBatch) {};
         batch_taken(relay, &relay->next);
-        relay->next_flying = true;
 }
 
 /* Room for one more request of s in the batch, NULL (s closed) when
@@ -1570,8 +1570,30 @@ static void pending_answer(Relay *relay, RelayPending *p, int r) {
                 send_failed(relay, p->session, p->id, &p->w.msg, r);
 }
 
-/* Answer every request of b, then write to each session what it was
- * given; b is empty after. */
+static void batch_free(RelayBatch *b) {
+        free(b->pending);
+        free(b->held);
+        free(b->writes);
+        *b = (RelayBatch) {};
+}
+
+/* b is answered: its arrays serve the batch filling, unless the answers
+ * began that one with arrays of its own. */
+static void batch_recycle(Relay *relay, RelayBatch *b) {
+        if (relay->batch.pending || relay->batch.held || relay->batch.writes) {
+                batch_free(b);
+                return;
+        }
+        relay->batch = (RelayBatch) {
+                .pending = b->pending, .n_pending_allocated = b->n_pending_allocated,
+                .held = b->held, .n_held_allocated = b->n_held_allocated,
+                .writes = b->writes, .n_writes_allocated = b->n_writes_allocated,
+        };
+        *b = (RelayBatch) {};
+}
+
+/* Answer every request of b (taken off relay->batch), then write to each
+ * session what it was given; b is empty after, its arrays recycled. */
 static void batch_answer(Relay *relay, RelayBatch *b, int r) {
         if (r < 0) {
                 /* The database away was logged once, by the store. */
@@ -1600,7 +1622,6 @@ static void batch_answer(Relay *relay, RelayBatch *b, int r) {
                 if (s->held_by > b->number)
                         stream_cork(s->stream, true);
         }
-        b->n_held = 0;
         for (size_t i = 0; i < b->n_pending; i++) {
                 Session *recipient = session_index_find_receiver(relay->sessions, b->pending[i].w.msg.recipient);
 
@@ -1608,31 +1629,7 @@ static void batch_answer(Relay *relay, RelayBatch *b, int r) {
                         session_flush(recipient);
                 free(b->pending[i].w.msg.envelope);
         }
-        b->n_pending = 0;
-        b->n_takes = 0;
-        b->n_writes = b->n_scanned = 0;
-}
-
-static void batch_free(RelayBatch *b) {
-        free(b->pending);
-        free(b->held);
-        free(b->writes);
-        *b = (RelayBatch) {};
-}
-
-/* b is answered: its arrays serve the batch filling, unless the answers
- * began that one with arrays of its own. */
-static void batch_recycle(Relay *relay, RelayBatch *b) {
-        if (relay->batch.pending || relay->batch.held || relay->batch.writes) {
-                batch_free(b);
-                return;
-        }
-        relay->batch = (RelayBatch) {
-                .pending = b->pending, .n_pending_allocated = b->n_pending_allocated,
-                .held = b->held, .n_held_allocated = b->n_held_allocated,
-                .writes = b->writes, .n_writes_allocated = b->n_writes_allocated,
-        };
-        *b = (RelayBatch) {};
+        batch_recycle(relay, b);
 }
 
 /* The batch's transaction committed (r = 0) or is gone (r < 0). The
@@ -1645,7 +1642,6 @@ static void batch_finish(Relay *relay, int r) {
         relay->batch = (RelayBatch) {};
         batch_taken(relay, &done);
         batch_answer(relay, &done, r);
-        batch_recycle(relay, &done);
 }
 
 static bool batch_take_off(Relay *relay, int *ret);
@@ -1666,8 +1662,7 @@ static void batch_answered(void *userdata, int r) {
          * started it after this one committed. After a failure it waits
          * (store_batch_queue()), and goes after what that needs. */
         batch_reopen(relay);
-        if (r == -ENOSPC && !relay->flight.resent && !relay->next_flying &&
-            relay->hooks->store_full(relay->userdata) > 0) {
+        if (r == -ENOSPC && !relay->flight.resent && relay->hooks->store_full(relay->userdata) > 0) {
                 relay->flight.resent = true;
                 /* Failing, the batch is answered with the full disk. */
                 if (store_batch_send(relay->store, relay->flight.writes, relay->flight.n_writes, batch_answered,
@@ -1676,12 +1671,11 @@ static void batch_answered(void *userdata, int r) {
         }
         done = relay->flight;
         relay->flight = (RelayBatch) {};
-        relay->flying = relay->next_flying;
-        if (relay->next_flying) {
+        relay->flying = relay->next.number > 0;
+        if (relay->flying) {
                 /* Started by the writer: the flight now, answered next. */
                 relay->flight = relay->next;
                 relay->next = (RelayBatch) {};
-                relay->next_flying = false;
         } else if (r >= 0)
                 /* Committed, the next batch goes first, so that its
                  * commit runs while this one is answered: the writer
@@ -1693,7 +1687,6 @@ static void batch_answered(void *userdata, int r) {
          * again (relay_queue_recount(), is_queued()), which the next
          * batch would be writing. */
         batch_answer(relay, &done, r);
-        batch_recycle(relay, &done);
         if (r < 0)
                 batch_send(relay);
         else if (now)
@@ -1766,7 +1759,7 @@ static void batch_send(Relay *relay) {
 static void batch_queue(Relay *relay) {
         RelayBatch *b = &relay->batch;
 
-        if (!relay->flying || relay->next_flying || relay->queued || b->n_pending == 0)
+        if (!relay->flying || relay->next.number > 0 || relay->queued || b->n_pending == 0)
                 return;
         if (batch_writes(b) < 0 || b->n_writes == 0)
                 return;

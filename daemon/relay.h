@@ -90,10 +90,9 @@ struct Relay {
          * one fills, and (SQLite) the one the writer took after it. */
         RelayBatch batch;
         RelayBatch flight;
-        RelayBatch next;
+        RelayBatch next;                /* number 0: none started behind flight */
         uint64_t n_batches;             /* batches taken for their commit: batch is the next one */
         bool flying;                    /* flight was sent (store_batch_send()) */
-        bool next_flying;               /* next was started behind flight */
         bool queued;                    /* batch was queued behind flight (store_batch_queue()) */
 };
 

@@ -1370,7 +1370,7 @@ START_TEST(test_writer_queued) {
 
         for (unsigned i = 0; i < 1000 && (relay.flying || relay.batch.n_pending > 0); i++)
                 ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
-        ck_assert(!relay.queued && !relay.next_flying);
+        ck_assert(!relay.queued && relay.next.number == 0);
         ck_assert_uint_eq(alice->n_requests, 0);
         assert_accepted_in_order(alice, 3);
         relay_done(&relay);
