@@ -29,9 +29,6 @@
  * a version 1 online list, at most. */
 #define PRESENCE_REMOTE_MAX 64
 
-/* Sends answered per commit at most: a bound on the memory and the wait
- * of one batch when many sessions have much to say in the same turn. */
-#define BATCH_MAX 1024
 
 /* A send stored in the open transaction, answered after the commit; with
  * an asynchronous store, a send or an ack sent with the batch (w),
@@ -1404,6 +1401,18 @@ static RelayPending *batch_push(Relay *relay, Session *s) {
         return &b->pending[b->n_pending++];
 }
 
+/* s put a request in the batch, which holds RELAY_BATCH_MAX at most:
+ * full, it commits now (synchronous store), or, with one in flight, what
+ * s says next waits for its answers. */
+static void batch_bound(Relay *relay, Session *s) {
+        if (relay->batch.n_pending < RELAY_BATCH_MAX)
+                return;
+        if (!batch_async(relay))
+                relay_commit(relay);
+        else if (relay->flying)
+                session_wait(s, true);
+}
+
 /* Answer the send id of s after the commit. A message the batch cannot
  * hold is still stored: without its accepted, the client sends it again
  * and hears "accepted" for the copy queued. The batch takes *text, the
@@ -1425,14 +1434,7 @@ static void batch_add(Relay *relay, Session *s, uint64_t id, const StoreMessage 
         p->w.msg.envelope = TAKE_PTR(*text);
         p->retry = retry;
         batch_hold(relay, s);
-        if (relay->batch.n_pending < BATCH_MAX)
-                return;
-        if (!batch_async(relay))
-                relay_commit(relay);
-        else if (relay->flying)
-                /* The next batch is full while one is in flight: what
-                 * this session says next waits for its answers. */
-                session_wait(s, true);
+        batch_bound(relay, s);
 }
 
 /* Is p's envelope queued (after a rollback: by an earlier commit)? */
@@ -2138,11 +2140,9 @@ static void handle_ack(Relay *relay, Session *s, const Frame *f) {
                 p->w = (StoreWrite) { .type = STORE_WRITE_TAKE, .msg.seq = seq };
                 (void) string_copy(p->w.msg.recipient, sizeof(p->w.msg.recipient), s->user);
                 batch_hold(relay, s);
-                if (batch_async(relay))
-                        return;
-                relay->batch.n_takes++;
-                if (relay->batch.n_pending >= BATCH_MAX)
-                        relay_commit(relay);
+                if (!batch_async(relay))
+                        relay->batch.n_takes++;
+                batch_bound(relay, s);
                 return;
         }
         r = queue_take(relay, s->user, seq, &msg);

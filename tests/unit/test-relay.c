@@ -1408,6 +1408,62 @@ START_TEST(test_writer_queued_started) {
 }
 END_TEST
 
+/* Acks, like sends, fill a batch to RELAY_BATCH_MAX at most while one
+ * commits: past that the session reads no more until its answers are out
+ * (a client repeating one ack cannot grow the relay's memory for as long
+ * as a slow disk takes). Then every ack is read and answered. */
+START_TEST(test_writer_acks_bounded) {
+        _cleanup_(freep) uint8_t *all = NULL, *wire = NULL;
+        size_t len, n = RELAY_BATCH_MAX + 100, written = 0;
+        Session *alice, *bob;
+        uint64_t seq[3];
+        char ack[64];
+
+        use_writer();
+        bob = acks_setup(&alice, seq);
+        session_wait(bob, true);
+        session_wait(bob, false);
+        feed_send(alice, "bob", 1, 1);
+        wal_sync_delay_usec = 300 * 1000;
+        relay_commit(&relay);
+        ck_assert(relay.flying);
+
+        /* The same ack n times, written as the socket takes it. */
+        snprintf(ack, sizeof(ack), "{\"type\":\"ack\",\"seq\":%llu}", (unsigned long long) seq[0]);
+        ck_assert_int_eq(frame_encode(ack, strlen(ack), bob->limits.max_frame, &wire, &len), 0);
+        all = malloc(n * len);
+        ck_assert_ptr_nonnull(all);
+        for (size_t i = 0; i < n; i++)
+                memcpy(all + i * len, wire, len);
+        for (unsigned i = 0; i < 1000 && !bob->waiting; i++) {
+                ssize_t r = send(peer_of(bob), all + written, n * len - written, MSG_DONTWAIT);
+
+                if (r > 0)
+                        written += (size_t) r;
+                ck_assert_int_ge(sd_event_run(event, 1000), 0);
+        }
+        ck_assert(relay.flying);
+        ck_assert(bob->waiting);
+        ck_assert_uint_eq(relay.batch.n_pending, RELAY_BATCH_MAX);
+
+        wal_sync_delay_usec = 0;
+        for (unsigned i = 0; i < 2000 && (written < n * len || relay.flying || relay.batch.n_pending > 0 ||
+                                          bob->n_requests > 0); i++) {
+                ssize_t r = send(peer_of(bob), all + written, n * len - written, MSG_DONTWAIT);
+
+                if (r > 0)
+                        written += (size_t) r;
+                ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
+                relay_commit(&relay);
+        }
+        ck_assert_uint_eq(written, n * len);
+        ck_assert(!bob->waiting);
+        ck_assert_uint_eq(bob->n_requests, 0);
+        ck_assert_uint_eq(committed_rows(), 3);         /* seq[0] gone, alice's queued for bob */
+        relay_done(&relay);
+}
+END_TEST
+
 /* At shutdown the batch in flight is waited for and answered. */
 START_TEST(test_writer_done_waits) {
         Session *alice;
@@ -1671,6 +1727,7 @@ static Suite *relay_suite(void) {
         tcase_add_test(tc, test_writer_retry_answered_after);
         tcase_add_test(tc, test_writer_queued);
         tcase_add_test(tc, test_writer_queued_started);
+        tcase_add_test(tc, test_writer_acks_bounded);
         tcase_add_test(tc, test_writer_done_waits);
         tcase_add_test(tc, test_welcome_key_renewal);
         suite_add_tcase(s, tc);
