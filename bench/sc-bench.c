@@ -118,6 +118,7 @@ void __sanitizer_purge_allocator(void);
 #include "rsa.h"
 #include "transport.h"
 #include "util.h"
+#include "varlink.h"
 
 #define TIMEOUT_MS 60000        /* any one login, connect or wait */
 #define FILL_WINDOW 64          /* sends in flight while filling a queue */
@@ -130,7 +131,7 @@ void __sanitizer_purge_allocator(void);
 typedef struct Relay {
         pid_t pid;
         int port;
-        char *state, *log;
+        char *state, *log, *control;
 } Relay;
 
 typedef struct Row {
@@ -141,7 +142,7 @@ typedef struct Row {
         char limit_what[96];
         bool at_least;          /* target: ratio >= target, else <= */
         double target;          /* 0: no target */
-        char note[400];
+        char note[512];
         bool failed;
         bool skipped;           /* not measured, by choice or for want of a tool */
 } Row;
@@ -296,11 +297,13 @@ static int relay_spawn(Relay *relay, char *const *extra, size_t n_extra) {
         B.relay_n++;
         free(relay->state);
         free(relay->log);
-        relay->state = relay->log = NULL;
+        free(relay->control);
+        relay->state = relay->log = relay->control = NULL;
         relay->port = 0;
         if (asprintf(&relay->state, "%s/state.%u", B.tmp, B.relay_n) < 0 ||
             asprintf(&relay->log, "%s/relay.%u.log", B.tmp, B.relay_n) < 0 ||
-            asprintf(&control, "control=%s/control.%u", B.tmp, B.relay_n) < 0 ||
+            asprintf(&relay->control, "%s/control.%u", B.tmp, B.relay_n) < 0 ||
+            asprintf(&control, "control=%s", relay->control) < 0 ||
             asprintf(&exe, "%s/securechatd", B.builddir) < 0 ||
             asprintf(&key_from, "%s/identity.key", B.tmp) < 0 ||
             asprintf(&key_to, "%s/identity.key", relay->state) < 0)
@@ -380,6 +383,89 @@ static int relay_spawn(Relay *relay, char *const *extra, size_t n_extra) {
 
 static int relay_start(void) {
         return relay_spawn(&B.relay, NULL, 0);
+}
+
+static int status_u64(json_object *parameters, const char *key, uint64_t *ret) {
+        json_object *v;
+
+        if (!json_object_object_get_ex(parameters, key, &v) || !json_object_is_type(v, json_type_int))
+                return -EBADMSG;
+        *ret = json_object_get_uint64(v);
+        return 0;
+}
+
+/* The relay's commits so far and the sends and acks they held, from
+ * Status on its control socket (securechat-protocol(7)), or -errno. */
+static int relay_commits(const Relay *relay, uint64_t *ret_commits, uint64_t *ret_requests) {
+        _cleanup_(varlink_reader_done) VarlinkReader rd = {};
+        _cleanup_(json_object_unrefp) json_object *call = NULL, *msg = NULL;
+        _cleanup_(closep) int fd = -EBADF;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timeval timeout = { .tv_sec = TIMEOUT_MS / 1000 };
+        VarlinkReply reply;
+        const char *text;
+        int r;
+
+        varlink_reader_init(&rd, 1024 * 1024);
+        if (!relay->control || strlen(relay->control) >= sizeof(sa.sun_path))
+                return -EINVAL;
+        memcpy(sa.sun_path, relay->control, strlen(relay->control));
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) < 0 ||
+            connect(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0)
+                return -errno;
+        call = varlink_new_call("io.securechat.Control.Status", NULL, false);
+        text = call ? json_object_to_json_string_ext(call, JSON_C_TO_STRING_PLAIN) : NULL;
+        if (!text)
+                return -ENOMEM;
+        r = write_all(fd, text, strlen(text) + 1);      /* and its NUL */
+        while (r >= 0 && (r = varlink_reader_next(&rd, &msg)) == 0) {
+                void *p;
+                size_t n;
+                ssize_t k;
+
+                r = varlink_reader_space(&rd, &p, &n);
+                if (r < 0)
+                        break;
+                k = read(fd, p, n);
+                if (k <= 0)
+                        return k < 0 ? -errno : -EPIPE;
+                varlink_reader_commit(&rd, (size_t) k);
+        }
+        if (r < 0)
+                return r;
+        if (varlink_reply_parse(msg, &reply) < 0 || reply.error || !reply.parameters)
+                return -EBADMSG;
+        r = status_u64(reply.parameters, "commits", ret_commits);
+        if (r >= 0)
+                r = status_u64(reply.parameters, "committed_requests", ret_requests);
+        return r;
+}
+
+/* Sends and acks per commit between two readings of relay_commits() (0:
+ * none, or not read). */
+typedef struct Commits {
+        uint64_t commits, requests;
+        bool read;
+} Commits;
+
+static Commits commits_read(const Relay *a, const Relay *b) {
+        Commits c = {};
+        uint64_t n, k;
+
+        c.read = relay_commits(a, &c.commits, &c.requests) >= 0;
+        if (c.read && b && b->pid != a->pid) {
+                c.read = relay_commits(b, &n, &k) >= 0;
+                c.commits += n;
+                c.requests += k;
+        }
+        return c;
+}
+
+static double commits_per(Commits before, Commits after) {
+        if (!before.read || !after.read || after.commits <= before.commits)
+                return 0;
+        return (double) (after.requests - before.requests) / (double) (after.commits - before.commits);
 }
 
 /* ---- rows ------------------------------------------------------------------ */
@@ -1000,6 +1086,7 @@ static int parse_cost_us(const Frames *f, bool with_ack, double *ret) {
 
 typedef struct Routing {
         double rate, cpu_us;            /* msg/s, relay CPU per message (all relays) */
+        double per_commit;              /* sends and acks per commit (relays; 0: unknown) */
         double parse_us;                /* the relay's codec alone on a send and an ack */
         uint64_t delivered;
         size_t frame_size;
@@ -1033,6 +1120,7 @@ static int routing_run(size_t pairs, size_t per_pair, Via via, const Relay *send
                    .window = B.window };
         pid_t pid = 0;
         int port = 0, r = 0;
+        Commits commits0 = {};
         uint64_t cpu0;
         double t0;
 
@@ -1102,9 +1190,13 @@ static int routing_run(size_t pairs, size_t per_pair, Via via, const Relay *send
         l.want_delivered = bare ? UINT64_MAX : pairs * per_pair;
         l.want_accepted = bare ? 0 : pairs * per_pair;
         l.duration = bare ? (B.quick ? 0.3 : 3) : (B.quick ? 1 : 10);
+        if (!bare)
+                commits0 = commits_read(send_node, receive_node);
         cpu0 = bare ? proc_cpu_usec(pid) : relays_cpu_usec(send_node, receive_node);
         t0 = now_s();
         r = load_run(&l, B.quick ? 60 : 300);
+        if (!bare)
+                ret->per_commit = commits_per(commits0, commits_read(send_node, receive_node));
         /* A relay that accepts but does not route (two nodes that do not
          * tell each other) ends the run at its duration with nothing
          * delivered. */
@@ -1207,10 +1299,11 @@ static void bench_routing(size_t pairs) {
         snprintf(what, sizeof(what), "bare epoll relay, same frames and N");
         row = row_add(figure, relay.rate, "msg/s", bare.rate, what, true, 0.5);
         snprintf(row->note, sizeof(row->note), "relay CPU %.0f us/msg, bare %.1f us/frame; frames of %zu bytes; "
-                 "%u send%s in flight per sender; no relay with TLS and a durable queue gets above %.0f msg/s "
-                 "on one core here, %.3f of the bare relay (the next three rows)",
-                 relay.cpu_us, bare.cpu_us, relay.frame_size, B.window, B.window == 1 ? "" : "s", floor_rate,
-                 bare.rate > 0 ? floor_rate / bare.rate : 0);
+                 "%u send%s in flight per sender; %.1f sends and acks per commit, of %zu going round; no relay "
+                 "with TLS and a durable queue gets above %.0f msg/s on one core here, %.3f of the bare relay "
+                 "(the next three rows)",
+                 relay.cpu_us, bare.cpu_us, relay.frame_size, B.window, B.window == 1 ? "" : "s", relay.per_commit,
+                 2 * pairs * B.window, floor_rate, bare.rate > 0 ? floor_rate / bare.rate : 0);
 
         /* (a) The cost of TLS alone: the bare relay's design, each frame
          * decrypted from one record and encrypted into another. CPU of
@@ -1755,7 +1848,8 @@ static double bench_fill(size_t n, double *ret_sqlite_rate) {
         double t0, fill_rate = 0, drain_rate = 0;
         char figure[96], dfigure[96], limit_what[128];
         uint64_t cpu0;
-        double fill_cpu = 0, parse_us = 0;
+        double fill_cpu = 0, fill_per_commit = 0, parse_us = 0;
+        Commits commits0 = {};
         const char *error = NULL;
         size_t env_size;
         Row *row;
@@ -1794,6 +1888,7 @@ static double bench_fill(size_t n, double *ret_sqlite_rate) {
                 goto fail;
         sender.frames = &frames;
         fill.want_accepted = n;
+        commits0 = commits_read(&B.relay, NULL);
         cpu0 = proc_cpu_usec(B.relay.pid);
         t0 = now_s();
         r = load_run(&fill, B.quick ? 60 : 600);
@@ -1806,6 +1901,7 @@ static double bench_fill(size_t n, double *ret_sqlite_rate) {
                 goto fail;
         fill_rate = (double) n / (now_s() - t0);
         fill_cpu = (double) (proc_cpu_usec(B.relay.pid) - cpu0) / (double) n;
+        fill_per_commit = commits_per(commits0, commits_read(&B.relay, NULL));
         sender.c = conn_free(sender.c);
 
         /* The clock runs from the connect: login and all. */
@@ -1838,9 +1934,9 @@ fail:
         snprintf(row->note, sizeof(row->note),
                  "relay CPU %.0f us/msg (its threads together: %.0f msg/s on one core; %.1f us of it parsing and "
                  "checking the send, the relay's codec alone), against SQLite's %.0f msg/s (%.1f us CPU/msg); "
-                 "SQLite 1-row commits %.0f/s (ratio %.2f); %u in flight",
+                 "SQLite 1-row commits %.0f/s (ratio %.2f); %u in flight, %.1f per commit",
                  fill_cpu, fill_cpu > 0 ? 1e6 / fill_cpu : 0, parse_us, batched.rate, batched.cpu_us, one.rate,
-                 fill_rate / one.rate, FILL_WINDOW);
+                 fill_rate / one.rate, FILL_WINDOW, fill_per_commit);
         /* The limit leaves out TLS, which no relay here may: a send in
          * and its accepted out are one forwarded frame of the bare TLS
          * relay (routing rows), on the thread that also waits for the

@@ -106,6 +106,9 @@ const char control_interface_description[] =
         ")\n"
         "\n"
         "# The relay's state. users_online counts users with a receiving session.\n"
+        "# commits: the transactions that stored sends and deleted acknowledged\n"
+        "# messages since the start, and committed_requests the sends and acks\n"
+        "# they held (several sessions' requests share one commit).\n"
         "# node, database_connected and nodes only on a node of several relays.\n"
         "method Status() -> (\n"
         "  version: string,\n"
@@ -117,6 +120,8 @@ const char control_interface_description[] =
         "  users_online: int,\n"
         "  users_registered: int,\n"
         "  queued_messages: int,\n"
+        "  commits: int,\n"
+        "  committed_requests: int,\n"
         "  monitors: int,\n"
         "  server_fingerprint: string,\n"
         "  listen: []string,\n"
@@ -369,6 +374,8 @@ static int method_status(VarlinkConnection *link, json_object *parameters, Varli
             json_add_uint64(p, "users_online", st.receiving) < 0 ||
             json_add_uint64(p, "users_registered", st.users_registered) < 0 ||
             json_add_uint64(p, "queued_messages", st.queued) < 0 ||
+            json_add_uint64(p, "commits", st.commits) < 0 ||
+            json_add_uint64(p, "committed_requests", st.committed) < 0 ||
             json_add_uint64(p, "monitors", varlink_server_n_subscribers(ctl->server)) < 0 ||
             json_add_string(p, "server_fingerprint", m->server_key->fingerprint) < 0 ||
             json_add(p, "listen", TAKE_PTR(listen)) < 0 ||

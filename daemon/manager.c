@@ -1045,6 +1045,8 @@ int manager_get_stats(Manager *m, ManagerStats *ret) {
                 .sessions = m->sessions.n_active,
                 .receiving = m->sessions.n_receiving,
                 .queued = m->relay.n_queued,
+                .commits = m->relay.n_commits,
+                .committed = m->relay.n_committed,
         };
         uint64_t now = 0;
         int r;

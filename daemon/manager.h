@@ -117,6 +117,8 @@ typedef struct ManagerStats {
         uint64_t users_registered;
         uint64_t queued;
         uint64_t uptime_usec;
+        uint64_t commits;               /* the relay's batches committed */
+        uint64_t committed;             /* ... and the sends and acks in them */
 } ManagerStats;
 int manager_get_stats(Manager *m, ManagerStats *ret);
 

@@ -1597,6 +1597,10 @@ static void batch_recycle(Relay *relay, RelayBatch *b) {
 /* Answer every request of b (taken off relay->batch), then write to each
  * session what it was given; b is empty after, its arrays recycled. */
 static void batch_answer(Relay *relay, RelayBatch *b, int r) {
+        if (r >= 0 && b->n_pending > 0) {
+                relay->n_commits++;
+                relay->n_committed += b->n_pending;
+        }
         if (r < 0) {
                 /* The database away was logged once, by the store. */
                 if (!store_unavailable(r))

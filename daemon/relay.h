@@ -99,6 +99,10 @@ struct Relay {
         uint64_t n_batches;             /* batches taken for their commit: batch is the next one */
         bool flying;                    /* flight was sent (store_batch_send()) */
         bool queued;                    /* batch was queued behind flight (store_batch_queue()) */
+        /* Since the start: batches committed, and the sends and acks they
+         * held (the control socket's Status, the benchmark's notes). */
+        uint64_t n_commits;
+        uint64_t n_committed;
 };
 
 /* Commit what sends and acks wrote since the last commit, in one

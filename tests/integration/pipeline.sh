@@ -96,6 +96,19 @@ ok "carol registers" sc_init carol
 	-e "repeat 30 expect accepted" -e "expect pong" -e bye >"$T/order.out" 2>"$T/order.err"
 is "30 sends, then a ping: 30 accepted, then the pong" 0 $? || diag "$(cat "$T/order.err")"
 
+# What the relay's Status counts of its commits: every send accepted above
+# (and bob's acks) was in one, and pipelined requests share them.
+status_u64() { # KEY
+	SECURECHAT_CONTROL=$T/control "$SCCTL" --timeout "$SC_WAIT" status --json |
+		sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+}
+commits=$(status_u64 commits)
+requests=$(status_u64 committed_requests)
+ok "Status: the commits held every send accepted ($requests requests)" [ "${requests:-0}" -ge $((N + 198 + 118 + 30)) ]
+ok "...in fewer commits than requests ($commits)" [ "${commits:-0}" -ge 1 -a "${commits:-0}" -lt "${requests:-0}" ]
+SECURECHAT_CONTROL=$T/control "$SCCTL" --timeout "$SC_WAIT" status >"$T/status.txt"
+ok "...and scctl status says so" grep -q "^Commits: *$commits ([0-9.]* sends and acks each)$" "$T/status.txt"
+
 bg_stop "$BOB"
 is "bob's listen exits 0 on SIGTERM" 0 $?
 check_privacy "$T/bob.json"

@@ -1372,6 +1372,9 @@ START_TEST(test_writer_queued) {
                 ck_assert_int_ge(sd_event_run(event, 10 * 1000), 0);
         ck_assert(!relay.queued && relay.next.number == 0);
         ck_assert_uint_eq(alice->n_requests, 0);
+        /* Two commits held the three (Status' commits). */
+        ck_assert_uint_eq(relay.n_commits, 2);
+        ck_assert_uint_eq(relay.n_committed, 3);
         assert_accepted_in_order(alice, 3);
         relay_done(&relay);
 }
