@@ -1757,6 +1757,7 @@ finish:
         for (unsigned k = 0; k < nodes; k++) {
                 free(relays[k].state);
                 free(relays[k].log);
+                free(relays[k].control);
         }
         pg_database_drop(pg, name);
         return r;
