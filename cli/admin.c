@@ -515,11 +515,15 @@ int verb_status(int argc, char *argv[]) {
         fprintf(t.f, "%-18s%" PRIu64 " online, %" PRIu64 " registered\n", "Users:", get_u64(p, "users_online"),
                 get_u64(p, "users_registered"));
         fprintf(t.f, "%-18s%" PRIu64 "\n", "Queued messages:", get_u64(p, "queued_messages"));
-        commits = get_u64(p, "commits");
-        fprintf(t.f, "%-18s%" PRIu64, "Commits:", commits);
-        if (commits > 0)
-                fprintf(t.f, " (%.1f sends and acks each)", (double) get_u64(p, "committed_requests") / (double) commits);
-        fputc('\n', t.f);
+        /* A relay older than the counts says nothing of them. */
+        if (json_object_object_get_ex(p, "commits", NULL)) {
+                commits = get_u64(p, "commits");
+                fprintf(t.f, "%-18s%" PRIu64, "Commits:", commits);
+                if (commits > 0)
+                        fprintf(t.f, " (%.1f sends and acks each)",
+                                (double) get_u64(p, "committed_requests") / (double) commits);
+                fputc('\n', t.f);
+        }
         fprintf(t.f, "%-18s%" PRIu64 "\n", "Monitors:", get_u64(p, "monitors"));
         text_limits(&t, get_array(p, "limits"));
         text_nodes(&t, p);
