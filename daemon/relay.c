@@ -1594,13 +1594,16 @@ static void batch_recycle(Relay *relay, RelayBatch *b) {
         *b = (RelayBatch) {};
 }
 
+/* A transaction committed n requests (Status' counts). A batch of retries
+ * alone, found queued before, committed none. */
+static void batch_counted(Relay *relay, size_t n) {
+        relay->n_commits++;
+        relay->n_committed += n;
+}
+
 /* Answer every request of b (taken off relay->batch), then write to each
  * session what it was given; b is empty after, its arrays recycled. */
 static void batch_answer(Relay *relay, RelayBatch *b, int r) {
-        if (r >= 0 && b->n_pending > 0) {
-                relay->n_commits++;
-                relay->n_committed += b->n_pending;
-        }
         if (r < 0) {
                 /* The database away was logged once, by the store. */
                 if (!store_unavailable(r))
@@ -1677,6 +1680,8 @@ static void batch_answered(void *userdata, int r) {
         }
         done = relay->flight;
         relay->flight = (RelayBatch) {};
+        if (r >= 0 && done.n_writes > 0)
+                batch_counted(relay, done.n_writes);
         relay->flying = relay->next.number > 0;
         if (relay->flying) {
                 /* Started by the writer: the flight now, answered next. */
@@ -1798,6 +1803,7 @@ static int takes_commit(Relay *relay) {
 }
 
 void relay_commit(Relay *relay) {
+        bool transaction = true;
         int r = 0;
 
         if (batch_async(relay)) {
@@ -1817,6 +1823,10 @@ void relay_commit(Relay *relay) {
                         store_rollback(relay->store);
         } else if (relay->batch.n_pending == 0 && relay->batch.n_held == 0)
                 return;
+        else
+                transaction = false;    /* retries alone, found queued */
+        if (transaction && r >= 0)
+                batch_counted(relay, relay->batch.n_pending);
         batch_finish(relay, r);
 }
 

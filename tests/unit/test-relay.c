@@ -1304,6 +1304,9 @@ START_TEST(test_writer_retry_answered_after) {
         disk_answer = 0;
         ck_assert_uint_eq(alice->n_requests, 0);
         ck_assert_uint_eq(committed_rows(), 2);
+        /* The retry's batch stored nothing: not a commit in Status. */
+        ck_assert_uint_eq(relay.n_commits, 2);
+        ck_assert_uint_eq(relay.n_committed, 2);
         out = take_sent(alice);
         ck_assert_uint_eq(count_of(out, "\"accepted\""), 2);
         a2 = strstr(out, "\"id\":2,");
