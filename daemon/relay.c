@@ -29,7 +29,6 @@
  * a version 1 online list, at most. */
 #define PRESENCE_REMOTE_MAX 64
 
-
 /* A send stored in the open transaction, answered after the commit; with
  * an asynchronous store, a send or an ack sent with the batch (w),
  * answered when the batch is. */

@@ -42,12 +42,12 @@ typedef struct RelayHooks {
 
 typedef struct RelayPending RelayPending;
 
-/* One group commit's requests. Owned by relay.c. */
 /* Requests (sends and acks) answered per commit at most: a bound on the
  * memory and the wait of one batch when many sessions have much to say
  * while one commits. */
 #define RELAY_BATCH_MAX 1024
 
+/* One group commit's requests. Owned by relay.c. */
 typedef struct RelayBatch {
         RelayPending *pending;
         size_t n_pending, n_pending_allocated;

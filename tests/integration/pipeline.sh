@@ -99,8 +99,7 @@ is "30 sends, then a ping: 30 accepted, then the pong" 0 $? || diag "$(cat "$T/o
 # What the relay's Status counts of its commits: every send accepted above
 # (and bob's acks) was in one, and pipelined requests share them.
 status_u64() { # KEY
-	SECURECHAT_CONTROL=$T/control "$SCCTL" --timeout "$SC_WAIT" status --json |
-		sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
+	SECURECHAT_CONTROL=$T/control "$SCCTL" --timeout "$SC_WAIT" status --json | "$SC_JSON" status "$1"
 }
 commits=$(status_u64 commits)
 requests=$(status_u64 committed_requests)
