@@ -5,8 +5,9 @@
  * incoming messages and presence changes show as they happen.
  *
  * On a terminal the line is edited with libedit's readline interface in
- * callback mode, and every print first clears the line being typed and
- * draws it again afterwards (output_set_hooks), so nothing gets garbled.
+ * callback mode (loaded only then: line-edit.h), and every print first
+ * clears the line being typed and draws it again afterwards
+ * (output_set_hooks), so nothing gets garbled.
  * With stdin from a pipe, lines are read as they come and sent in order,
  * up to CONNECT_WINDOW messages ahead of the relay's answers, so that the
  * next one is sealed while the relay handles the ones before; results come
@@ -23,10 +24,9 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <editline/readline.h>
-
 #include "cli.h"
 #include "exit-codes.h"
+#include "line-edit.h"
 #include "output.h"
 #include "protocol.h"
 #include "session.h"
@@ -278,12 +278,12 @@ static void tty_line(char *line) {
 
         if (!line) {
                 in->eof = true;
-                rl_callback_handler_remove();
+                sym_rl_callback_handler_remove();
                 fputc('\n', stdout);
                 return;
         }
         if (line[0])
-                add_history(line);
+                sym_add_history(line);
         tty_in_callback = true;
         if (tty_result >= 0)
                 tty_result = handle_line(in, line);
@@ -292,10 +292,10 @@ static void tty_line(char *line) {
         /* libedit keeps the accepted line on display until the next key;
          * installing the handler again starts a fresh, empty prompt. */
         if (!in->eof) {
-                rl_callback_handler_remove();
-                rl_callback_handler_install(in->prompt, tty_line);
+                sym_rl_callback_handler_remove();
+                sym_rl_callback_handler_install(in->prompt, tty_line);
         } else
-                rl_callback_handler_remove();
+                sym_rl_callback_handler_remove();
 }
 
 static void tty_before(void) {
@@ -307,7 +307,7 @@ static void tty_before(void) {
 
 static void tty_after(void) {
         if (current && current->tty && !current->eof && !tty_in_callback)
-                rl_forced_update_display();
+                sym_rl_forced_update_display();
 }
 
 int verb_connect(int argc, char *argv[]) {
@@ -353,14 +353,24 @@ int verb_connect(int argc, char *argv[]) {
 
         in.session = s;
         in.tty = isatty(STDIN_FILENO) && isatty(STDOUT_FILENO) && !arg_settings.json;
+        if (in.tty) {
+                const char *why;
+
+                /* Without libedit, lines are read as from a pipe: editing
+                 * and history are lost, nothing else. */
+                if (line_edit_load(&why) < 0) {
+                        log_warning("Line editing is off (%s); lines are read as typed.", why);
+                        in.tty = false;
+                }
+        }
         snprintf(in.prompt, sizeof(in.prompt), "%s> ", arg_settings.user);
         current = &in;
         output->connected(arg_settings.user, arg_settings.address, c->session);
         if (in.tty) {
-                rl_catch_signals = 0;   /* SIGINT and SIGTERM come through the signalfd */
+                *sym_rl_catch_signals = 0;   /* SIGINT and SIGTERM come through the signalfd */
                 output_set_hooks(tty_before, tty_after);
                 log_notice("Type RECIPIENT:MESSAGE, /help, or quit.");
-                rl_callback_handler_install(in.prompt, tty_line);
+                sym_rl_callback_handler_install(in.prompt, tty_line);
         } else {
                 buf = malloc(PENDING_MAX + 1);
                 scratch = malloc(PENDING_MAX + 1);
@@ -416,7 +426,7 @@ int verb_connect(int argc, char *argv[]) {
                 if (want_input && p[1].revents) {
                         if (in.tty) {
                                 tty_result = 0;
-                                rl_callback_read_char();
+                                sym_rl_callback_read_char();
                                 r = tty_result;
                         } else
                                 r = read_input(&in);
@@ -429,7 +439,7 @@ int verb_connect(int argc, char *argv[]) {
         r = s->error;
 finish:
         if (in.tty && !in.eof)
-                rl_callback_handler_remove();
+                sym_rl_callback_handler_remove();
         output_set_hooks(NULL, NULL);
         current = NULL;
         if (s)

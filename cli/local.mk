@@ -17,13 +17,15 @@ SCCTL_VERBS = \
 	cli/session.c cli/session.h \
 	cli/chat.c \
 	cli/connect.c \
+	cli/line-edit.c cli/line-edit.h \
 	cli/rotate.c \
 	cli/admin.c cli/admin.h
 scctl_SOURCES = $(SCCTL_CORE) $(SCCTL_VERBS) cli/main.c
 SCCTL_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
 	$(JSONC_CFLAGS) $(INIH_CFLAGS) $(SQLITE_CFLAGS)
 scctl_CFLAGS = $(SCCTL_CFLAGS) $(LIBEDIT_CFLAGS)
-scctl_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(LIBEDIT_LIBS)
+# libedit is not linked: connect loads it (line-edit.h).
+scctl_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS)
 
 # Unit tests of the client's state directory and settings.
 check_PROGRAMS += tests/unit/test-clistate
@@ -63,4 +65,4 @@ check_PROGRAMS += tests/unit/test-cliverbs
 TESTS += tests/unit/test-cliverbs
 tests_unit_test_cliverbs_SOURCES = tests/unit/test-cliverbs.c $(SCCTL_CORE) $(SCCTL_VERBS)
 tests_unit_test_cliverbs_CFLAGS = $(SCCTL_CFLAGS) $(LIBEDIT_CFLAGS) $(CHECK_CFLAGS) -I$(top_srcdir)/cli
-tests_unit_test_cliverbs_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(LIBEDIT_LIBS) $(CHECK_LIBS)
+tests_unit_test_cliverbs_LDADD = $(COMMON_LIBS) $(INIH_LIBS) $(SQLITE_LIBS) $(CHECK_LIBS)

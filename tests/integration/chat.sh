@@ -158,6 +158,47 @@ ok "/users listed bob with his fingerprint, in suite 2 since alice wrote to him"
 unlike "connect reported no error" "refused|rror" \
 	"$(sed 's|SHA256:[A-Za-z0-9+/]*|SHA256:-|g' "$T/connect.out" "$T/connect.err")"
 
+# ---- connect on a terminal -----------------------------------------------------
+
+# script(1) gives connect a terminal, where lines are edited with libedit:
+# scctl loads it only then (cli/line-edit.h), and reads lines as typed
+# when it cannot.
+tty_connect() { # OUT TEXT [VAR=VALUE...]: alice types TEXT to bob, then quit
+	local out=$1 text=$2 pid rc
+	shift 2
+	rm -f "$T/tty.in"
+	mkfifo "$T/tty.in"
+	sc_argv alice
+	SC_BG_IN=$T/tty.in bg_start "$out" "$out.err" \
+		env "$@" script -qec "$(printf '%q ' "${SC_ARGV[@]}")connect" /dev/null
+	pid=$SC_BG
+	exec 8>"$T/tty.in"
+	printf 'bob:%s\n' "$text" >&8
+	wait_json "$T/bob.json" $((n + 1)) message
+	rc=$?
+	printf 'quit\n' >&8
+	exec 8>&-
+	bg_wait "$pid" || return
+	return "$rc"
+}
+TT="$(marker tty) typed on a terminal"
+ok "connect on a terminal: bob gets the typed line, and quit exits 0" tty_connect "$T/tty.out" "$TT"
+n=$((n + 1))
+is "...exactly that text" "$TT" "$("$SC_JSON" -n $n message text <"$T/bob.json")"
+like "...the line was edited with libedit (its prompt)" "alice> " "$(cat "$T/tty.out")"
+contains "...and the message is reported" "-> bob: delivered" "$(cat "$T/tty.out")"
+
+mkdir -p "$T/noedit"
+: >"$T/noedit/libedit.so.2"
+TN="$(marker notty) typed without libedit"
+ok "connect on a terminal without libedit: the line still goes" \
+	tty_connect "$T/noedit.out" "$TN" LD_LIBRARY_PATH="$T/noedit"
+n=$((n + 1))
+is "...exactly that text" "$TN" "$("$SC_JSON" -n $n message text <"$T/bob.json")"
+like "...saying that line editing is off, and why" \
+	"Line editing is off \(.*libedit\.so\.2.*\); lines are read as typed" "$(cat "$T/noedit.out")"
+contains "...and the message is reported" "-> bob: delivered" "$(cat "$T/noedit.out")"
+
 # ---- receipts ------------------------------------------------------------------
 
 out=$(sc alice send --wait bob "$(marker receipt) with a receipt" 2>"$T/wait.err")
