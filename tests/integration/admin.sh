@@ -91,6 +91,21 @@ ok "a frame over max-frame is counted under its limit" \
 	wait_until eval '[[ $(admin status --json | field status limits) =~ \{\"name\":\"max-frame\",\"hits\":1, ]]'
 like "...and status in words names it" "Limits hit: +max-frame \([0-9]+[KM]?\) 1x" "$(admin status)"
 
+# A relay from before the commit counts (d9de75d) has no commits in its
+# Status: scctl prints no Commits line for it rather than "0".
+like "status in words counts the commits" "Commits: +[0-9]+" "$(admin status)"
+old_status=$(vl '{"method":"io.securechat.Control.Status"}' |
+	sed -E 's/"commits":[0-9]+,//; s/"committed_requests":[0-9]+,//')
+bg_start "$T/old.out" "$T/old.err" "$SC_VARLINK" --serve -t "$SC_WAIT" "$T/old-control" "$old_status"
+OLD=$SC_BG
+wait_until test -S "$T/old-control"
+out=$(SECURECHAT_CONTROL=$T/old-control admin status)
+is "status of a relay without commit counts exits 0" 0 $?
+like "...says the rest" "Queued messages: +[0-9]+" "$out"
+unlike "...but no Commits line" "Commits:" "$out"
+bg_wait "$OLD"
+like "...having asked for Status" '"method":"io.securechat.Control.Status"' "$(cat "$T/old.out")"
+
 like "GetInfo: both interfaces, vendor, product, version" \
 	'^\{"parameters":\{"interfaces":\["org.varlink.service","io.securechat.Control"\],"vendor":"SecureChat","product":"securechatd","version":"[^"]+","url":' \
 	"$(vl '{"method":"org.varlink.service.GetInfo"}')"

@@ -16,6 +16,11 @@
  * With -c it opens that many connections and sends the messages on each,
  * but reads only the first; the others stay open, unread, until it exits.
  *
+ * With --serve it is the server instead, for a client's tests: it listens
+ * on SOCKET, takes one connection, prints the first message that comes,
+ * answers it with the MESSAGEs (a relay of another version, say) and
+ * exits.
+ *
  * Exit status: 0; 1 when connecting or writing fails or a message
  * received is not a JSON object; 2 on usage errors; 124 when SECONDS
  * (default 10) pass first.
@@ -63,19 +68,21 @@ static int write_all(int fd, const void *data, size_t len) {
 
 static void usage(void) {
         fprintf(stderr, "Usage: sc-varlink [-n N] [-t SECONDS] [-c CONNECTIONS] [--junk BYTES] [--hold] "
-                "SOCKET [MESSAGE...]\n");
+                "SOCKET [MESSAGE...]\n"
+                "       sc-varlink --serve [-t SECONDS] SOCKET [MESSAGE...]\n");
 }
 
 int main(int argc, char *argv[]) {
         static const struct option options[] = {
                 { "junk", required_argument, NULL, 'j' },
                 { "hold", no_argument, NULL, 'h' },
+                { "serve", no_argument, NULL, 's' },
                 {}
         };
         struct sockaddr_un sa = { .sun_family = AF_UNIX };
         long want = -1, timeout = 10, junk = 0, got = 0, n_fds = 1;
         int fds[CONNECTIONS_MAX];
-        bool hold = false;
+        bool hold = false, serve = false;
         long long deadline;
         VarlinkReader r;
         Buf messages = {};
@@ -98,6 +105,9 @@ int main(int argc, char *argv[]) {
                 case 'h':
                         hold = true;
                         break;
+                case 's':
+                        serve = true;
+                        break;
                 default:
                         usage();
                         return 2;
@@ -108,7 +118,7 @@ int main(int argc, char *argv[]) {
                 return 2;
         }
         if (want < 0)
-                want = argc - optind - 1;
+                want = serve ? 1 : argc - optind - 1;
         memcpy(sa.sun_path, argv[optind], strlen(argv[optind]));
         for (int i = optind + 1; i < argc; i++)
                 buf_put(&messages, argv[i], strlen(argv[i]) + 1);
@@ -117,7 +127,27 @@ int main(int argc, char *argv[]) {
                 return 1;
         }
 
-        for (long k = 0; k < n_fds; k++) {
+        deadline = now_ms() + timeout * 1000;
+        if (serve) {
+                struct pollfd p;
+                int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+                (void) unlink(sa.sun_path);
+                if (l < 0 || bind(l, (struct sockaddr *) &sa, sizeof(sa)) < 0 || listen(l, 1) < 0) {
+                        fprintf(stderr, "sc-varlink: %s: %m\n", argv[optind]);
+                        return 1;
+                }
+                p = (struct pollfd) { .fd = l, .events = POLLIN };
+                if (poll(&p, 1, (int) timeout * 1000) <= 0)
+                        return 124;
+                fds[0] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+                close(l);
+                if (fds[0] < 0) {
+                        fprintf(stderr, "sc-varlink: accept: %m\n");
+                        return 1;
+                }
+        }
+        for (long k = 0; !serve && k < n_fds; k++) {
                 fds[k] = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
                 if (fds[k] < 0 || connect(fds[k], (struct sockaddr *) &sa, sizeof(sa)) < 0) {
                         fprintf(stderr, "sc-varlink: %s: %m\n", argv[optind]);
@@ -142,7 +172,6 @@ int main(int argc, char *argv[]) {
         }
 
         varlink_reader_init(&r, REPLY_MAX);
-        deadline = now_ms() + timeout * 1000;
         while (want == 0 || got < want) {
                 struct pollfd p = { .fd = fds[0], .events = POLLIN };
                 json_object *o = NULL;
@@ -181,6 +210,10 @@ int main(int argc, char *argv[]) {
                         break;
                 }
                 varlink_reader_commit(&r, (size_t) n);
+        }
+        if (serve && write_all(fds[0], messages.data, messages.len) < 0) {
+                fprintf(stderr, "sc-varlink: write: %m\n");
+                return 1;
         }
         varlink_reader_done(&r);
         buf_done(&messages);
