@@ -1802,7 +1802,6 @@ static int takes_commit(Relay *relay) {
 }
 
 void relay_commit(Relay *relay) {
-        bool transaction = true;
         int r = 0;
 
         if (batch_async(relay)) {
@@ -1820,11 +1819,14 @@ void relay_commit(Relay *relay) {
                         r = store_commit(relay->store);
                 if (r < 0)
                         store_rollback(relay->store);
-        } else if (relay->batch.n_pending == 0 && relay->batch.n_held == 0)
+        } else {
+                /* Nothing written: nothing to answer, or retries alone,
+                 * found queued before, and no commit to count. */
+                if (relay->batch.n_pending > 0 || relay->batch.n_held > 0)
+                        batch_finish(relay, 0);
                 return;
-        else
-                transaction = false;    /* retries alone, found queued */
-        if (transaction && r >= 0)
+        }
+        if (r >= 0)
                 batch_counted(relay, relay->batch.n_pending);
         batch_finish(relay, r);
 }
