@@ -15,12 +15,17 @@
  * writer's wait, not the loop's.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "macro.h"
 #include "sqlite-errno.h"
 #include "store-backend.h"
 #include "wal-checkpointer.h"
@@ -39,6 +44,12 @@
  * size is megabytes the disk-full checkpoint (store_checkpoint()) gives
  * back. */
 #define WAIT_PAGES (4 * CHECKPOINT_PAGES)
+
+/* The log's file: a 32-byte header, then frames of a page and a 24-byte
+ * header each (SQLite's file format). */
+#define LOG_HEADER_BYTES 32
+#define FRAME_HEADER_BYTES 24
+#define PREWRITE_CHUNK (1024 * 1024)
 
 /* For the thread's first read, which another process holding the
  * database (the sqlite3 tool) may hold up; checkpoints never wait. */
@@ -177,6 +188,85 @@ static int open_connection(const char *path, sqlite3 **ret) {
         return 0;
 }
 
+/* The log's size at WAIT_PAGES frames: what it grows to under writes that
+ * never pause (and one transaction more, the one that crosses it). */
+static int log_bound(sqlite3 *db, off_t *ret) {
+        sqlite3_stmt *st = NULL;
+        sqlite3_int64 page = 0;
+
+        if (sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL) == SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+                page = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        if (page <= 0)
+                return -EIO;
+        *ret = LOG_HEADER_BYTES + (off_t) WAIT_PAGES * (page + FRAME_HEADER_BYTES);
+        return 0;
+}
+
+static int write_zeros(int fd, off_t from, off_t to) {
+        _cleanup_(freep) void *zeros = calloc(1, PREWRITE_CHUNK);
+
+        if (!zeros)
+                return -ENOMEM;
+        while (from < to) {
+                ssize_t n = pwrite(fd, zeros, (size_t) MIN((off_t) PREWRITE_CHUNK, to - from), from);
+
+                if (n < 0)
+                        return -errno;
+                if (n == 0)
+                        return -EIO;
+                from += n;
+        }
+        return fdatasync(fd) < 0 ? -errno : 0;
+}
+
+/* Before the first commit, the log's file is given the size it grows to,
+ * in zeros, written and synced. A commit that makes the file longer also
+ * changes its size, which the commit's sync must then write too: on ext4,
+ * a second write and wait for the disk in every commit, until the log
+ * has grown to its full size, after every start (SQLite removes the log
+ * when its last connection closes). Within the file's size a sync writes
+ * the log's pages alone. Recovery reads frames until the first that is
+ * not valid (each carries the header's salts and a running checksum), so
+ * zeros end the log as the stale frames past its end do once it started
+ * again.
+ *
+ * Best effort, and never where the log would take more than half of the
+ * room left: slower commits are better than a fuller disk (which the
+ * disk-full checkpoint, store_checkpoint(), truncates the log for). 1 when
+ * written, 0 when it was that large already. */
+static int log_prewrite(sqlite3 *db) {
+        const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+        _cleanup_(closep) int fd = -EBADF;
+        struct statvfs vfs;
+        struct stat st;
+        off_t want;
+        int r;
+
+        r = log_bound(db, &want);
+        if (r < 0)
+                return r;
+        /* SQLite made it at the store's first write, with the database's
+         * owner and mode. */
+        fd = open(wal, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0 || fstatvfs(fd, &vfs) < 0)
+                return -errno;
+        if (st.st_size >= want)
+                return 0;
+        if ((uint64_t) vfs.f_bavail * vfs.f_frsize < 2 * (uint64_t) (want - st.st_size))
+                return -ENOSPC;
+        r = write_zeros(fd, st.st_size, want);
+        if (r < 0) {
+                /* Nothing of SQLite's is past the size it had. */
+                (void) ftruncate(fd, st.st_size);
+                return r;
+        }
+        return 1;
+}
+
 int wal_checkpointer_new(sqlite3 *db, const char *path, WalCheckpointer **ret) {
         WalCheckpointer *c;
         int r;
@@ -187,6 +277,10 @@ int wal_checkpointer_new(sqlite3 *db, const char *path, WalCheckpointer **ret) {
         c->loop_db = db;
         c->ask_at = CHECKPOINT_PAGES;
         c->wait_at = WAIT_PAGES;
+
+        r = log_prewrite(db);
+        if (r < 0)
+                log_debug_errno(r, "SQLite: the write-ahead log is not written ahead (%m); commits grow it");
 
         r = open_connection(path, &c->db);
         if (r < 0) {

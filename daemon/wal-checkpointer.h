@@ -24,9 +24,11 @@
 typedef struct WalCheckpointer WalCheckpointer;
 
 /* Take over the checkpoints of db, the event loop's connection to the
- * database at path (in WAL mode): open the thread's connection, start the
+ * database at path (in WAL mode): write the log's file out to the size it
+ * grows to (in zeros, past its end, where the file system has room for
+ * twice that; best effort), open the thread's connection, start the
  * thread and hook db's commits (sqlite3_wal_hook(), which replaces
- * SQLite's automatic checkpoint). */
+ * SQLite's automatic checkpoint). Nothing else may use db meanwhile. */
 int wal_checkpointer_new(sqlite3 *db, const char *path, WalCheckpointer **ret);
 
 /* Stop the thread (a checkpoint under way ends early), join it, close its

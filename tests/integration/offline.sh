@@ -70,6 +70,30 @@ inbox "$T/inbox4.json"
 is "inbox after the restart exits 0" 0 $?
 ok "...with the 3 messages, in order, exactly" texts_are "$T/inbox4.json" "$T/q4" "$T/q5" "$T/q6"
 
+# ---- the write-ahead log, written ahead, and a crash ---------------------------
+
+if [ "$SC_DATABASE" = sqlite ]; then
+	# 4000 frames (the page and its 24-byte header) after the 32-byte
+	# header: what the log grows to under writes that never pause.
+	bound=$((32 + 4000 * ($(db "PRAGMA page_size") + 24)))
+	size=$(stat -c %s "$SC_DB-wal")
+	is "the relay gave its write-ahead log its full size at start" "$bound" "$size"
+	for i in 7 8; do
+		printf '%s message %s, before the crash' "$(marker crash$i)" $i >"$T/q$i"
+		is "message $i queued before the crash" "0 queued" "$(send_file "$T/q$i")"
+	done
+	sc_kill "$SC_RELAY_PID" KILL
+	SC_RELAY_PID=
+	ok "after SIGKILL, the accepted messages are in the log alone" test -s "$SC_DB-wal"
+	check "relay starts again after the crash" relay_start
+	ok "...and counts the 2 messages" grep -q "started (2 queued messages)" "$SC_RELAY_LOG"
+	inbox "$T/inbox5.json"
+	ok "...which inbox delivers, in order, exactly" texts_are "$T/inbox5.json" "$T/q7" "$T/q8"
+	is "...in a log of the same size" "$bound" "$(stat -c %s "$SC_DB-wal")"
+else
+	skip "the write-ahead log written ahead, and a crash" "the database is PostgreSQL"
+fi
+
 # ---- the default max-text ------------------------------------------------------
 
 text_of_size max16k 16384 "$T/max"

@@ -10,7 +10,8 @@
  * database file (not its WAL) made on the thread that registered the VFS
  * (the store's event loop, in the tests) from those made on any other,
  * counts the WAL headers written (a WAL started, or started again from its
- * beginning), and makes the other threads' syncs of a database file as
+ * beginning) and keeps how far SQLite has written the WAL since (its file
+ * is longer: the store writes it out at open), and makes the other threads' syncs of a database file as
  * slow as db_sync_delay_usec says, with db_sync_sleeping set meanwhile.
  *
  * With the store's writer thread, the commits are not the registering
@@ -31,6 +32,7 @@
 static _Atomic unsigned sync_count;
 static unsigned full_writes;
 static _Atomic unsigned db_syncs_here, db_syncs_other, wal_starts;
+static _Atomic sqlite3_int64 wal_written;       /* the end of SQLite's last write to a WAL since it started */
 static _Atomic unsigned db_sync_delay_usec;
 static atomic_bool db_sync_sleeping;
 static _Atomic unsigned db_syncs_committer, wal_sync_delay_usec;
@@ -87,10 +89,15 @@ static int full_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 offse
                 full_writes--;
                 return SQLITE_FULL;
         }
-        if ((*open_flags(f) & SQLITE_OPEN_WAL) && offset == 0)
+        if ((*open_flags(f) & SQLITE_OPEN_WAL) && offset == 0) {
                 wal_starts++;
-        if (*open_flags(f) & SQLITE_OPEN_WAL)
+                wal_written = 0;
+        }
+        if (*open_flags(f) & SQLITE_OPEN_WAL) {
                 sync_count_committer = true;
+                if (offset + n > wal_written)
+                        wal_written = offset + n;
+        }
         return sync_count_real_io[i]->xWrite(f, p, n, offset);
 }
 

@@ -976,21 +976,21 @@ END_TEST
 /* ---- SQLite's checkpoints, on the store's thread ------------------------- */
 
 /* SQLite's default page size, which the store keeps, and a WAL frame's
- * header: the -wal file's pages from its size (it only grows until it is
- * truncated, so this is how far its longest stretch went). */
+ * header: the pages SQLite wrote to the WAL since it last started it from
+ * its beginning (sqlite-vfs.h; not the file's size, which the store makes
+ * the most the log grows to at open). */
 #define PAGE_SIZE 4096
 #define WAL_HEADER 32
 #define WAL_FRAME_HEADER 24
 
 static uint64_t wal_pages(void) {
-        char path[320];
-        struct stat st;
+        sqlite3_int64 end = wal_written;
 
-        snprintf(path, sizeof(path), "%s-wal", dbpath);
-        if (stat(path, &st) < 0 || st.st_size < WAL_HEADER)
+        if (end < WAL_HEADER)
                 return 0;
-        return ((uint64_t) st.st_size - WAL_HEADER) / (PAGE_SIZE + WAL_FRAME_HEADER);
+        return ((uint64_t) end - WAL_HEADER) / (PAGE_SIZE + WAL_FRAME_HEADER);
 }
+
 
 /* One message of about 3 KB (a page of the WAL each), its id from n. */
 static void add_big(Store *s, unsigned n) {
@@ -1024,6 +1024,24 @@ static bool wait_for(atomic_bool *flag) {
                 (void) usleep(10 * 1000);
         return *flag;
 }
+
+/* The store writes the WAL out at open to the 4000 pages it grows to
+ * (wal-checkpointer.c): a commit then syncs no new file size. */
+START_TEST(test_wal_written_ahead) {
+        _cleanup_(store_freep) Store *s = NULL;
+        char path[320];
+        struct stat st;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        snprintf(path, sizeof(path), "%s-wal", dbpath);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(st.st_size, WAL_HEADER + 4000 * (PAGE_SIZE + WAL_FRAME_HEADER));
+        add_big(s, 1);
+        add_big(s, 2);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_eq(st.st_size, WAL_HEADER + 4000 * (PAGE_SIZE + WAL_FRAME_HEADER));
+}
+END_TEST
 
 /* The loop's commits sync the WAL, never the database file: the thread
  * copies the WAL into it and syncs it, and the next transaction after
@@ -1820,6 +1838,7 @@ static Suite *store_suite(void) {
         tcase_add_test(tc, test_not_a_database);
         tcase_add_loop_test(tc, test_prekeys, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_prekeys_durable, 0, N_BACKENDS);
+        tcase_add_test(tc, test_wal_written_ahead);
         tcase_add_test(tc, test_checkpoint_thread);
         tcase_add_test(tc, test_checkpoint_while_thread_busy);
         tcase_add_test(tc, test_free_while_thread_busy);
