@@ -236,17 +236,12 @@ static int write_zeros(int fd, off_t from, off_t to) {
  * room left: slower commits are better than a fuller disk (which the
  * disk-full checkpoint, store_checkpoint(), truncates the log for). 1 when
  * written, 0 when it was that large already. */
-static int log_prewrite(sqlite3 *db) {
-        const char *wal = sqlite3_filename_wal(sqlite3_db_filename(db, "main"));
+static int log_extend(const char *wal, off_t want) {
         _cleanup_(closep) int fd = -EBADF;
         struct statvfs vfs;
         struct stat st;
-        off_t want;
         int r;
 
-        r = log_bound(db, &want);
-        if (r < 0)
-                return r;
         /* SQLite made it at the store's first write, with the database's
          * owner and mode. */
         fd = open(wal, O_WRONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
@@ -265,6 +260,24 @@ static int log_prewrite(sqlite3 *db) {
                 return r;
         }
         return 1;
+}
+
+static int log_prewrite(sqlite3 *db) {
+        off_t want;
+        int r;
+
+        r = log_bound(db, &want);
+        if (r < 0)
+                return r;
+        /* Under SQLite's write lock: another connection (the sqlite3 tool)
+         * appending to the log meanwhile would have its frames overwritten
+         * by the zeros. Held by such a connection, no waiting: the log
+         * grows as it did. */
+        if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+                return -EBUSY;
+        r = log_extend(sqlite3_filename_wal(sqlite3_db_filename(db, "main")), want);
+        (void) sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+        return r;
 }
 
 int wal_checkpointer_new(sqlite3 *db, const char *path, WalCheckpointer **ret) {
