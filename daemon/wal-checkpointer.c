@@ -24,6 +24,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "fileio.h"
 #include "log.h"
 #include "macro.h"
 #include "sqlite-errno.h"
@@ -206,17 +207,16 @@ static int log_bound(sqlite3 *db, off_t *ret) {
 
 static int write_zeros(int fd, off_t from, off_t to) {
         _cleanup_(freep) void *zeros = calloc(1, PREWRITE_CHUNK);
+        int r;
 
         if (!zeros)
                 return -ENOMEM;
-        while (from < to) {
-                ssize_t n = pwrite(fd, zeros, (size_t) MIN((off_t) PREWRITE_CHUNK, to - from), from);
-
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        return -EIO;
-                from += n;
+        if (lseek(fd, from, SEEK_SET) < 0)
+                return -errno;
+        for (; from < to; from += PREWRITE_CHUNK) {
+                r = write_all(fd, zeros, (size_t) MIN((off_t) PREWRITE_CHUNK, to - from));
+                if (r < 0)
+                        return r;
         }
         return fdatasync(fd) < 0 ? -errno : 0;
 }

@@ -11,8 +11,9 @@
  * (the store's event loop, in the tests) from those made on any other,
  * counts the WAL headers written (a WAL started, or started again from its
  * beginning) and keeps how far SQLite has written the WAL since (its file
- * is longer: the store writes it out at open), and makes the other threads' syncs of a database file as
- * slow as db_sync_delay_usec says, with db_sync_sleeping set meanwhile.
+ * is longer: the store writes it out at open), and makes the other
+ * threads' syncs of a database file as slow as db_sync_delay_usec says,
+ * with db_sync_sleeping set meanwhile.
  *
  * With the store's writer thread, the commits are not the registering
  * thread's: whichever thread commits (writes the WAL) is a committer from

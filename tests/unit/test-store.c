@@ -991,7 +991,6 @@ static uint64_t wal_pages(void) {
         return ((uint64_t) end - WAL_HEADER) / (PAGE_SIZE + WAL_FRAME_HEADER);
 }
 
-
 /* One message of about 3 KB (a page of the WAL each), its id from n. */
 static void add_big(Store *s, unsigned n) {
         static char envelope[3000];
