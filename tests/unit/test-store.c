@@ -1042,6 +1042,29 @@ START_TEST(test_wal_written_ahead) {
 }
 END_TEST
 
+/* Not while another connection (the sqlite3 tool) holds the write lock:
+ * frames it appended meanwhile would be overwritten. */
+START_TEST(test_wal_not_written_ahead_under_lock) {
+        _cleanup_(store_freep) Store *s = NULL;
+        sqlite3 *other = NULL;
+        char path[320];
+        struct stat st;
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        s = store_free(s);              /* the database exists; its WAL is gone */
+        ck_assert_int_eq(sqlite3_open(dbpath, &other), SQLITE_OK);
+        ck_assert_int_eq(sqlite3_exec(other, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+
+        ck_assert_int_eq(store_open(dbpath, &s), 0);
+        snprintf(path, sizeof(path), "%s-wal", dbpath);
+        ck_assert_int_eq(stat(path, &st), 0);
+        ck_assert_int_lt(st.st_size, WAL_HEADER + 4000 * (PAGE_SIZE + WAL_FRAME_HEADER));
+
+        ck_assert_int_eq(sqlite3_exec(other, "ROLLBACK", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(other);
+}
+END_TEST
+
 /* The loop's commits sync the WAL, never the database file: the thread
  * copies the WAL into it and syncs it, and the next transaction after
  * that starts the WAL again from its beginning. */
@@ -1838,6 +1861,7 @@ static Suite *store_suite(void) {
         tcase_add_loop_test(tc, test_prekeys, 0, N_BACKENDS);
         tcase_add_loop_test(tc, test_prekeys_durable, 0, N_BACKENDS);
         tcase_add_test(tc, test_wal_written_ahead);
+        tcase_add_test(tc, test_wal_not_written_ahead_under_lock);
         tcase_add_test(tc, test_checkpoint_thread);
         tcase_add_test(tc, test_checkpoint_while_thread_busy);
         tcase_add_test(tc, test_free_while_thread_busy);
