@@ -35,8 +35,7 @@ static uint64_t deadline_after(int timeout_ms) {
         return now_monotonic_usec() + (uint64_t) timeout_ms * 1000;
 }
 
-/* Poll the fd in the direction the transport waits for, until deadline. */
-static int conn_wait(Conn *c, uint64_t deadline) {
+int conn_wait(Conn *c, uint64_t deadline) {
         struct pollfd p = { .fd = conn_fd(c), .events = transport_wants_write(c->t) ? POLLOUT : POLLIN };
         uint64_t now = now_monotonic_usec();
         int n;
@@ -140,8 +139,7 @@ int conn_flush(Conn *c) {
         return 0;
 }
 
-/* Blocking flush until deadline. */
-static int conn_flush_wait(Conn *c, uint64_t deadline) {
+int conn_flush_wait(Conn *c, uint64_t deadline) {
         int r;
 
         while ((r = conn_flush(c)) == -EAGAIN) {

@@ -59,6 +59,11 @@ int conn_queue_json(Conn *c, json_object *o);
 /* Write what is queued: 0 when all went out, -EAGAIN when the socket is
  * full (poll for conn_wants_write()), or -errno. */
 int conn_flush(Conn *c);
+/* The same, waiting until deadline (now_monotonic_usec()'s clock). */
+int conn_flush_wait(Conn *c, uint64_t deadline);
+/* Poll c's socket in the direction its transport waits for, until
+ * deadline: 0 when ready (or interrupted), -ETIMEDOUT. */
+int conn_wait(Conn *c, uint64_t deadline);
 bool conn_has_output(const Conn *c);
 bool conn_wants_write(const Conn *c);
 

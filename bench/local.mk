@@ -16,7 +16,7 @@ EXTRA_DIST += bench/suite-cost-smoke.sh
 # sc-bench: the relay against the machine's limits, one table (issue 10).
 # Built by make check (for its smoke run) and by make bench.
 check_PROGRAMS += bench/sc-bench
-bench_sc_bench_SOURCES = bench/sc-bench.c bench/conn.c bench/conn.h
+bench_sc_bench_SOURCES = bench/sc-bench.c bench/conn.c bench/conn.h bench/xmpp.c bench/xmpp.h
 bench_sc_bench_CFLAGS = $(AM_CFLAGS) $(NETTLE_CFLAGS) $(HOGWEED_CFLAGS) $(GNUTLS_CFLAGS) \
 	$(JSONC_CFLAGS) $(SQLITE_CFLAGS) $(LIBPQ_CFLAGS)
 bench_sc_bench_LDADD = $(COMMON_LIBS) $(SQLITE_LIBS) $(LIBPQ_LIBS) -lm

@@ -16,6 +16,12 @@ if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/nul
 else
 	pg=no
 fi
+# Prosody, the reference of issue 10, where it is installed (CI does not).
+if command -v prosody >/dev/null; then
+	prosody=yes
+else
+	prosody=no
+fi
 out=$("$BENCH" --builddir "$SC_BUILDDIR" --quick 2>&1)
 rc=$?
 is "sc-bench --quick exits 0 (every row measured)" 0 "$rc"
@@ -38,6 +44,15 @@ for row in "routing, 10 pairs, 1 node on PostgreSQL" \
 		like "the table has: $row" "^\| $row \| [0-9.e+]+ [a-zA-Z/-]+ \| .* \| [0-9.e+-]+x? \| " "$out"
 	else
 		like "the table lists, as skipped: $row" "^\| $row \| - \| - \| - \| - \| skipped: " "$out"
+	fi
+done
+for row in "routing, 10 pairs, Prosody \\(XMPP, reference\\)" \
+	"[0-9]+ idle receiving sessions, Prosody's memory per session \\(XMPP, reference\\)"; do
+	if [ "$prosody" = yes ]; then
+		like "the table has: $row" "^\| $row \| [0-9.e+]+ [a-zA-Z/-]+ \| .* \| [0-9.e+-]+x? \| " "$out"
+	else
+		like "the table lists, as skipped: $row" \
+			"^\| $row \| - \| - \| - \| - \| skipped: Prosody is not installed" "$out"
 	fi
 done
 json=$("$BENCH" --builddir "$SC_BUILDDIR" --quick --no-pg --json --pairs 1 2>/dev/null)

@@ -51,6 +51,14 @@
  *             when no initdb is installed)
  * -o          passed to every securechatd started
  *
+ * Where Prosody (the XMPP server issue 10 compares the relay with) is
+ * installed, two reference rows put it beside the relay in the same run:
+ * the same 10 pairs routing ~1 KB chat messages over direct TLS, one in
+ * flight per sender until Prosody's stream-management ack, and the memory
+ * of its idle receiving sessions. Prosody runs from the working directory
+ * (as nobody, as root), with its defaults but for s2s and offline storage.
+ * Without it the rows are skipped, saying so.
+ *
  * The load is what the relay's cost can be read from, not the clients':
  * envelopes are sealed before the clock starts, one per sender/recipient
  * pair, and copied with fresh ids for every message (the relay checks an
@@ -119,6 +127,7 @@ void __sanitizer_purge_allocator(void);
 #include "transport.h"
 #include "util.h"
 #include "varlink.h"
+#include "xmpp.h"
 
 #define TIMEOUT_MS 60000        /* any one login, connect or wait */
 #define FILL_WINDOW 64          /* sends in flight while filling a queue */
@@ -159,6 +168,8 @@ static struct {
         bool no_pg;
         const char *pg_uri;             /* --pg-uri: a server to use instead of our own */
         double sqlite_pg_pairs_rate;    /* routing at PG_PAIRS through one node on SQLite */
+        double sqlite_pg_pairs_cpu_us;  /* and the relay's CPU per message there */
+        double relay_session_bytes;     /* an idle receiving session's, newest protocol */
         double tls_frame_us;            /* the bare TLS relay's CPU per frame, last routing row */
 
         char *tmp;
@@ -1274,8 +1285,11 @@ static void bench_routing(size_t pairs) {
         if (r >= 0)
                 r = routing_run(pairs, per_pair, VIA_RELAY, &B.relay, &B.relay, &relay);
         relay_stop();
-        if (r >= 0 && pairs == PG_PAIRS)
-                B.sqlite_pg_pairs_rate = relay.rate;   /* the PostgreSQL rows' reference */
+        if (r >= 0 && pairs == PG_PAIRS) {
+                /* The PostgreSQL and Prosody rows' reference. */
+                B.sqlite_pg_pairs_rate = relay.rate;
+                B.sqlite_pg_pairs_cpu_us = relay.cpu_us;
+        }
         if (r >= 0)
                 r = routing_run(pairs, per_pair, VIA_BARE, NULL, NULL, &bare);
         if (r >= 0)
@@ -1412,9 +1426,9 @@ static char *pg_find_bindir(void) {
         return found;
 }
 
-/* The server's programs refuse to run as root: as root, they run as
- * nobody. */
-static int pg_server_user(uid_t *ret_uid, gid_t *ret_gid) {
+/* The reference servers (PostgreSQL's programs refuse to run as root,
+ * Prosody warns): as root, they run as nobody. */
+static int server_user(uid_t *ret_uid, gid_t *ret_gid) {
         const struct passwd *pw;
 
         if (geteuid() != 0) {
@@ -1430,15 +1444,15 @@ static int pg_server_user(uid_t *ret_uid, gid_t *ret_gid) {
         return 0;
 }
 
-/* Run argv with its output in log, as the server's user; the postmaster
- * gets SIGINT (fast shutdown) if we die. */
-static int pg_spawn(const char *log, char *const argv[], pid_t *ret) {
+/* Run argv with its output in log, as the server's user (above); it gets
+ * SIGINT if we die (PostgreSQL's fast shutdown, Prosody's shutdown). */
+static int server_spawn(const char *log, char *const argv[], pid_t *ret) {
         uid_t uid;
         gid_t gid;
         pid_t pid;
         int r;
 
-        r = pg_server_user(&uid, &gid);
+        r = server_user(&uid, &gid);
         if (r < 0)
                 return r;
         pid = fork();
@@ -1547,7 +1561,7 @@ static int pg_server_own(PgServer *pg, const char *bindir, char *why, size_t why
             asprintf(&pg->uri, "postgresql:///postgres?host=%s&user=postgres", pg->dir) < 0 ||
             asprintf(&socket, "%s/.s.PGSQL.5432", pg->dir) < 0)
                 return -ENOMEM;
-        r = pg_server_user(&uid, &gid);
+        r = server_user(&uid, &gid);
         if (r < 0) {
                 snprintf(why, whylen, "no user nobody to run PostgreSQL as");
                 return r;
@@ -1563,7 +1577,7 @@ static int pg_server_own(PgServer *pg, const char *bindir, char *why, size_t why
         }
 
         note("PostgreSQL: initdb in %s", data);
-        r = pg_spawn(log, (char *[]) { initdb, (char *) "-D", data, (char *) "-A", (char *) "trust",
+        r = server_spawn(log, (char *[]) { initdb, (char *) "-D", data, (char *) "-A", (char *) "trust",
                                        (char *) "-U", (char *) "postgres", (char *) "-E", (char *) "UTF8",
                                        (char *) "--locale=C", (char *) "--no-sync", NULL }, &pid);
         if (r >= 0) {
@@ -1580,7 +1594,7 @@ static int pg_server_own(PgServer *pg, const char *bindir, char *why, size_t why
 
         /* --no-sync spares initdb's own fsyncs only; the server syncs every
          * commit (fsync, synchronous_commit), as a production one must. */
-        r = pg_spawn(log, (char *[]) { postgres, (char *) "-D", data, (char *) "-k", pg->dir,
+        r = server_spawn(log, (char *[]) { postgres, (char *) "-D", data, (char *) "-k", pg->dir,
                                        (char *) "-c", (char *) "listen_addresses=",
                                        (char *) "-c", (char *) "fsync=on",
                                        (char *) "-c", (char *) "synchronous_commit=on",
@@ -1763,6 +1777,27 @@ finish:
         return r;
 }
 
+/* The reference of the PostgreSQL and Prosody rows: PG_PAIRS pairs through
+ * one relay on SQLite in this run, from the routing rows or measured now. */
+static int sqlite_pairs_reference(char *why, size_t whylen) {
+        Routing sqlite = {};
+        int r;
+
+        if (B.sqlite_pg_pairs_rate > 0)
+                return 0;
+        r = relay_start();
+        if (r >= 0)
+                r = routing_run(PG_PAIRS, routing_per_pair(PG_PAIRS), VIA_RELAY, &B.relay, &B.relay, &sqlite);
+        relay_stop();
+        if (r < 0) {
+                snprintf(why, whylen, "the SQLite reference: %s", sqlite.why[0] ? sqlite.why : strerror(-r));
+                return r;
+        }
+        B.sqlite_pg_pairs_rate = sqlite.rate;
+        B.sqlite_pg_pairs_cpu_us = sqlite.cpu_us;
+        return 0;
+}
+
 static void bench_pg(void) {
         static const char *const figures[] = {
                 "routing, 10 pairs, 1 node on PostgreSQL",
@@ -1770,7 +1805,6 @@ static void bench_pg(void) {
         };
         char why[400] = "", what[96];
         PgServer pg = {};
-        Routing sqlite = {};
         int r;
 
         if (B.no_pg) {
@@ -1779,19 +1813,11 @@ static void bench_pg(void) {
                 return;
         }
         note("%s; %s", figures[0], figures[1]);
-        /* The reference: the same pairs on one node on SQLite, this run. */
-        if (B.sqlite_pg_pairs_rate <= 0) {
-                r = relay_start();
-                if (r >= 0)
-                        r = routing_run(PG_PAIRS, routing_per_pair(PG_PAIRS), VIA_RELAY, &B.relay, &B.relay, &sqlite);
-                relay_stop();
-                if (r < 0) {
-                        snprintf(why, sizeof(why), "the SQLite reference: %s", sqlite.why[0] ? sqlite.why : strerror(-r));
-                        for (size_t i = 0; i < ELEMENTSOF(figures); i++)
-                                row_failed(figures[i], why);
-                        return;
-                }
-                B.sqlite_pg_pairs_rate = sqlite.rate;
+        r = sqlite_pairs_reference(why, sizeof(why));
+        if (r < 0) {
+                for (size_t i = 0; i < ELEMENTSOF(figures); i++)
+                        row_failed(figures[i], why);
+                return;
         }
 
         r = pg_server_start(&pg, why, sizeof(why));
@@ -1830,6 +1856,384 @@ static void bench_pg(void) {
                          nodes > 1 ? " (both relays)" : "", server);
         }
         pg_server_stop(&pg);
+}
+
+/* ---- Prosody, the XMPP server an administrator would pick instead ------- */
+
+/* Issue 10 asks for the relay beside Prosody where it is installed: the
+ * same pairs, 1 KB messages, TLS 1.3, one message in flight per sender.
+ * Prosody stores nothing for a recipient who is online and answers a
+ * sender's stream-management request once it has routed what came before
+ * (the nearest thing XMPP has to accepted); the relay commits every
+ * message and its ack to disk. A reference, so no target. */
+
+#define PROSODY_DOMAIN "localhost"
+#define PROSODY_PASSWORD "bench"
+#define PROSODY_START_S 30
+
+typedef struct Prosody {
+        pid_t pid;
+        int port;
+        char version[32];
+} Prosody;
+
+/* name in PATH, or NULL. */
+static char *path_find(const char *name) {
+        const char *path = getenv("PATH");
+        _cleanup_(freep) char *copy = strdup(path && *path ? path : "/usr/bin:/bin");
+        char *state = NULL;
+
+        if (!copy)
+                return NULL;
+        for (char *d = strtok_r(copy, ":", &state); d; d = strtok_r(NULL, ":", &state)) {
+                char *exe;
+
+                if (asprintf(&exe, "%s/%s", d, name) < 0)
+                        return NULL;
+                if (access(exe, X_OK) == 0)
+                        return exe;
+                free(exe);
+        }
+        return NULL;
+}
+
+/* A loopback port free now, for a server that takes its port from a file. */
+static int free_port(void) {
+        struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t sl = sizeof(sa);
+        _cleanup_(closep) int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        if (fd < 0 || bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0 ||
+            getsockname(fd, (struct sockaddr *) &sa, &sl) < 0)
+                return -errno;
+        return ntohs(sa.sin_port);
+}
+
+/* Write text to path, owned by uid:gid (the server reads it as them). */
+static int write_owned(const char *path, const char *text, uid_t uid, gid_t gid) {
+        int r = write_file_atomic(path, text, strlen(text), 0600);
+
+        if (r >= 0 && chown(path, uid, gid) < 0)
+                r = -errno;
+        return r;
+}
+
+/* Our own Prosody in the working directory: its TLS key and certificate
+ * (Ed25519, as the relay's), one account per user (plain-text passwords in
+ * its internal store: SASL PLAIN over TLS, the cheapest login), direct TLS
+ * on a loopback port only, no server-to-server. */
+static int prosody_start(Prosody *p, const char *const *users, size_t n_users, char *why, size_t whylen) {
+        _cleanup_(freep) char *exe = NULL, *dir = NULL, *cfg = NULL, *key = NULL, *cert = NULL, *log = NULL,
+                             *accounts = NULL, *config = NULL,
+                             *data = NULL, *host = NULL;
+        static const char account[] = "return {\n\t[\"password\"] = \"" PROSODY_PASSWORD "\";\n};\n";
+        FILE *version;
+        uid_t uid;
+        gid_t gid;
+        int r;
+
+        exe = path_find("prosody");
+        if (!exe)
+                return -ENOENT;
+        r = server_user(&uid, &gid);
+        if (r < 0) {
+                snprintf(why, whylen, "no user nobody to run Prosody as");
+                return r;
+        }
+        p->port = free_port();
+        if (p->port < 0)
+                return p->port;
+        if (asprintf(&dir, "%s/prosody", B.tmp) < 0 || asprintf(&data, "%s/data", dir) < 0 ||
+            asprintf(&host, "%s/" PROSODY_DOMAIN, data) < 0 || asprintf(&accounts, "%s/accounts", host) < 0 ||
+            asprintf(&cfg, "%s/prosody.cfg.lua", dir) < 0 || asprintf(&key, "%s/tls.key", dir) < 0 ||
+            asprintf(&cert, "%s/tls.crt", dir) < 0 || asprintf(&log, "%s/prosody.log", B.tmp) < 0)
+                return -ENOMEM;
+        /* Its directories its own; as root, the working directory (0700)
+         * passable, as for PostgreSQL. */
+        const char *const dirs[] = { dir, data, host, accounts };
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if (mkdir(dirs[i], 0700) < 0 || chown(dirs[i], uid, gid) < 0)
+                        return -errno;
+        if (geteuid() == 0 && chmod(B.tmp, 0711) < 0)
+                return -errno;
+        r = tls_key_generate(key);
+        if (r >= 0)
+                r = tls_make_self_signed(key, PROSODY_DOMAIN, cert);
+        if (r < 0 || chown(key, uid, gid) < 0 || chown(cert, uid, gid) < 0) {
+                snprintf(why, whylen, "cannot make Prosody's TLS certificate");
+                return r < 0 ? r : -errno;
+        }
+        if (asprintf(&config,
+                     "pidfile = \"%1$s/prosody.pid\"\n"
+                     "data_path = \"%1$s/data\"\n"
+                     "daemonize = false\n"
+                     "log = { error = \"*stderr\" }\n"
+                     "modules_enabled = { \"saslauth\", \"tls\", \"smacks\" }\n"
+                     "modules_disabled = { \"s2s\", \"offline\" }\n"
+                     "interfaces = { \"127.0.0.1\" }\n"
+                     "c2s_ports = { }\n"
+                     "c2s_direct_tls_ports = { %2$d }\n"
+                     "s2s_ports = { }\n"
+                     "authentication = \"internal_plain\"\n"
+                     "storage = \"internal\"\n"
+                     "c2s_require_encryption = true\n"
+                     "ssl = { certificate = \"%3$s\", key = \"%4$s\" }\n"
+                     "VirtualHost \"" PROSODY_DOMAIN "\"\n", dir, p->port, cert, key) < 0)
+                return -ENOMEM;
+        r = write_owned(cfg, config, uid, gid);
+        for (size_t i = 0; r >= 0 && i < n_users; i++) {
+                _cleanup_(freep) char *path = NULL;
+
+                if (asprintf(&path, "%s/%s.dat", accounts, users[i]) < 0)
+                        return -ENOMEM;
+                r = write_owned(path, account, uid, gid);
+        }
+        if (r < 0)
+                return r;
+
+        r = server_spawn(log, (char *[]) { exe, (char *) "--config", cfg, NULL }, &p->pid);
+        if (r < 0)
+                return r;
+        for (double deadline = now_s() + PROSODY_START_S; now_s() < deadline; usleep(100 * 1000)) {
+                struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t) p->port),
+                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+                _cleanup_(closep) int fd = -EBADF;
+
+                if (waitpid(p->pid, NULL, WNOHANG) == p->pid) {
+                        p->pid = 0;
+                        snprintf(why, whylen, "prosody exited at start; see %s", log);
+                        return -ECHILD;
+                }
+                fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                if (fd < 0)
+                        return -errno;
+                if (connect(fd, (struct sockaddr *) &sa, sizeof(sa)) == 0) {
+                        /* Debian's package says which version it is. */
+                        version = fopen("/usr/lib/prosody/prosody.version", "re");
+                        if (!version || !fgets(p->version, sizeof(p->version), version))
+                                snprintf(p->version, sizeof(p->version), "?");
+                        p->version[strcspn(p->version, "\n")] = '\0';
+                        if (version)
+                                fclose(version);
+                        return 0;
+                }
+        }
+        snprintf(why, whylen, "prosody did not listen within %d s; see %s", PROSODY_START_S, log);
+        return -ETIMEDOUT;
+}
+
+static void prosody_stop(Prosody *p) {
+        if (p->pid > 0) {
+                (void) kill(p->pid, SIGTERM);
+                if (wait_exit(p->pid, 10) == -ETIMEDOUT) {
+                        (void) kill(p->pid, SIGKILL);
+                        (void) waitpid(p->pid, NULL, 0);
+                }
+        }
+        *p = (Prosody) {};
+}
+
+/* pairs senders -> pairs receivers through Prosody, for the routing
+ * rows' duration: every sender keeps B.window messages in flight, each a
+ * chat message of size bytes to its receiver's full JID and a request
+ * for an ack (XEP-0198), in flight until the ack comes. The rate is what
+ * the receivers got, the CPU Prosody's. */
+static int prosody_routing(const Prosody *p, size_t pairs, size_t size, Routing *ret) {
+        _cleanup_(freep) struct pollfd *pfd = calloc(2 * pairs, sizeof(*pfd));
+        _cleanup_(freep) Xmpp **x = calloc(2 * pairs, sizeof(*x));
+        _cleanup_(freep) uint64_t *in_flight = calloc(pairs, sizeof(*in_flight));
+        _cleanup_(freep) char **stanza = calloc(pairs, sizeof(*stanza));
+        _cleanup_(freep) char *body = malloc(size + 1);
+        double duration = B.quick ? 1 : 10, t0 = 0, t1;
+        uint64_t delivered = 0, cpu0 = 0;
+        int r = 0;
+
+        if (!pfd || !x || !in_flight || !stanza || !body)
+                return -ENOMEM;
+        /* Text a chat client would send: printable, nothing to escape. */
+        for (size_t i = 0; i < size; i++)
+                body[i] = (char) ('a' + i % 26);
+        body[size] = '\0';
+        for (size_t i = 0; i < 2 * pairs && r >= 0; i++) {
+                char user[32];
+
+                snprintf(user, sizeof(user), "%c%zu", i < pairs ? 'r' : 's', i % pairs);
+                r = xmpp_open(p->port, PROSODY_DOMAIN, user, PROSODY_PASSWORD, i >= pairs, TIMEOUT_MS, &x[i]);
+                if (r >= 0)
+                        pfd[i] = (struct pollfd) { .fd = conn_fd(x[i]->c), .events = POLLIN };
+                if (r >= 0 && i < pairs &&
+                    asprintf(&stanza[i], "<message to='r%zu@" PROSODY_DOMAIN "/bench' type='chat'><body>%s</body>"
+                             "</message><r xmlns='urn:xmpp:sm:3'/>", i, body) < 0) {
+                        stanza[i] = NULL;
+                        r = -ENOMEM;
+                }
+        }
+        if (r < 0) {
+                snprintf(ret->why, sizeof(ret->why), "XMPP login: %s", strerror(-r));
+                goto finish;
+        }
+        ret->frame_size = strlen(stanza[0]);
+
+        cpu0 = proc_cpu_usec(p->pid);
+        t0 = now_s();
+        while (r >= 0 && (t1 = now_s()) < t0 + duration) {
+                for (size_t i = 0; i < pairs && r >= 0; i++) {
+                        Xmpp *s = x[pairs + i];
+
+                        for (; r >= 0 && in_flight[i] < B.window; in_flight[i]++)
+                                r = conn_queue(s->c, stanza[i], strlen(stanza[i]));
+                        if (r >= 0 && conn_has_output(s->c)) {
+                                r = conn_flush(s->c);
+                                if (r == -EAGAIN)
+                                        r = 0;
+                        }
+                        pfd[pairs + i].events = conn_has_output(s->c) && conn_wants_write(s->c) ? POLLOUT : POLLIN;
+                }
+                if (r < 0)
+                        break;
+                if (poll(pfd, 2 * pairs, 100) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                for (size_t i = 0; i < 2 * pairs && r >= 0; i++) {
+                        uint64_t acks = 0;
+
+                        if (!(pfd[i].revents & (POLLIN | POLLHUP | POLLERR)))
+                                continue;
+                        if (i < pairs)
+                                r = xmpp_read_count(x[i], "<message ", &delivered);
+                        else {
+                                r = xmpp_read_count(x[i], "<a ", &acks);
+                                in_flight[i - pairs] -= MIN(acks, in_flight[i - pairs]);
+                        }
+                        if (r == -EAGAIN)
+                                r = 0;
+                }
+        }
+        if (r < 0) {
+                snprintf(ret->why, sizeof(ret->why), "%s after %" PRIu64 " delivered", strerror(-r), delivered);
+                goto finish;
+        }
+        if (delivered == 0) {
+                snprintf(ret->why, sizeof(ret->why), "no deliveries within %.0f s", duration);
+                r = -ETIME;
+                goto finish;
+        }
+        ret->rate = (double) delivered / (t1 - t0);
+        ret->delivered = delivered;
+        ret->cpu_us = (double) (proc_cpu_usec(p->pid) - cpu0) / (double) delivered;
+
+finish:
+        for (size_t i = 0; i < 2 * pairs; i++)
+                xmpp_free(x[i]);
+        for (size_t i = 0; i < pairs; i++)
+                free(stanza[i]);
+        return r;
+}
+
+/* sessions idle receiving sessions (initial presence sent) on Prosody:
+ * its RSS delta per session, in bytes, after one login to warm it up. */
+static int prosody_memory(const Prosody *p, size_t sessions, double *ret) {
+        _cleanup_(freep) Xmpp **x = calloc(sessions + 1, sizeof(*x));
+        uint64_t rss0 = 0, rss1;
+        int r = 0;
+
+        if (!x)
+                return -ENOMEM;
+        for (size_t i = 0; i <= sessions && r >= 0; i++) {
+                char user[32];
+
+                snprintf(user, sizeof(user), "i%zu", i);
+                r = xmpp_open(p->port, PROSODY_DOMAIN, user, PROSODY_PASSWORD, false, TIMEOUT_MS, &x[i]);
+                if (r >= 0 && i == 0) {
+                        usleep(200 * 1000);
+                        rss0 = proc_rss(p->pid);
+                }
+        }
+        usleep(500 * 1000);
+        rss1 = proc_rss(p->pid);
+        for (size_t i = 0; i <= sessions; i++)
+                xmpp_free(x[i]);
+        /* Until Prosody has seen them all go (its CPU time stands still
+         * for 200 ms), so that what is measured next does not pay for it. */
+        for (uint64_t cpu = UINT64_MAX, deadline = now_monotonic_usec() + 10 * 1000000ULL;
+             cpu != proc_cpu_usec(p->pid) && now_monotonic_usec() < deadline; usleep(200 * 1000))
+                cpu = proc_cpu_usec(p->pid);
+        if (r < 0)
+                return r;
+        *ret = ((double) rss1 - (double) rss0) / (double) sessions;
+        return 0;
+}
+
+static void bench_prosody(void) {
+        char routing[96], memory[128];
+        size_t n_users = 2 * PG_PAIRS + B.sessions + 1;
+        char **users = calloc(n_users, sizeof(*users));
+        Prosody p = {};
+        Routing run = {};
+        char why[400] = "", what[96];
+        double bytes;
+        Row *row;
+        int r = 0;
+
+        snprintf(routing, sizeof(routing), "routing, %d pairs, Prosody (XMPP, reference)", PG_PAIRS);
+        snprintf(memory, sizeof(memory), "%zu idle receiving sessions, Prosody's memory per session (XMPP, "
+                 "reference)", B.sessions);
+        note("%s; %s", routing, memory);
+        for (size_t i = 0; users && i < n_users && r >= 0; i++)
+                if (i < 2 * PG_PAIRS ? asprintf(&users[i], "%c%zu", i < PG_PAIRS ? 'r' : 's', i % PG_PAIRS) < 0 :
+                    asprintf(&users[i], "i%zu", i - 2 * PG_PAIRS) < 0) {
+                        users[i] = NULL;
+                        r = -ENOMEM;
+                }
+        if (!users || r < 0)
+                r = -ENOMEM;
+        else
+                r = prosody_start(&p, (const char *const *) users, n_users, why, sizeof(why));
+        if (r == -ENOENT) {
+                row_skipped(routing, "Prosody is not installed (no prosody in PATH)");
+                row_skipped(memory, "Prosody is not installed (no prosody in PATH)");
+        } else if (r < 0) {
+                row_failed(routing, why[0] ? why : strerror(-r));
+                row_failed(memory, why[0] ? why : strerror(-r));
+        } else {
+                /* Memory first, on a fresh heap: after the routing load
+                 * Lua's has room to spare and small counts would not move
+                 * the RSS. */
+                r = prosody_memory(&p, B.sessions, &bytes);
+                if (r < 0)
+                        row_failed(memory, strerror(-r));
+                else if (B.relay_session_bytes <= 0)
+                        row_failed(memory, "the relay's receiving sessions were not measured in this run");
+                else {
+                        row = row_add(memory, bytes / 1024, "KiB", B.relay_session_bytes / 1024,
+                                      "the relay's receiving session, this run", false, 0);
+                        snprintf(row->note, sizeof(row->note), "Prosody %s: RSS delta over %zu logins, each "
+                                 "available (initial presence), no roster", p.version, B.sessions);
+                }
+                r = prosody_routing(&p, PG_PAIRS, 1000, &run);
+                if (r < 0)
+                        row_failed(routing, run.why[0] ? run.why : strerror(-r));
+                else if (sqlite_pairs_reference(why, sizeof(why)) < 0)
+                        row_failed(routing, why);
+                else {
+                        snprintf(what, sizeof(what), "the relay (SQLite), the same %d pairs, this run", PG_PAIRS);
+                        row = row_add(routing, run.rate, "msg/s", B.sqlite_pg_pairs_rate, what, true, 0);
+                        snprintf(row->note, sizeof(row->note),
+                                 "Prosody %s, its defaults but for its own directory, direct TLS on loopback, "
+                                 "plain-text passwords; stanzas of %zu bytes to the receiver's full JID, %u "
+                                 "in flight per sender until the server's stream-management ack; "
+                                 "Prosody's CPU %.0f us/msg against the relay's %.0f; nothing stored, nothing "
+                                 "synced", p.version, run.frame_size, B.window, run.cpu_us,
+                                 B.sqlite_pg_pairs_cpu_us);
+                }
+        }
+        prosody_stop(&p);
+        for (size_t i = 0; users && i < n_users; i++)
+                free(users[i]);
+        free(users);
 }
 
 /* ---- offline fill and drain ---------------------------------------------- */
@@ -2146,6 +2550,8 @@ static void bench_memory(bool receive, unsigned proto, double bare) {
         relay_stop();
         if (r < 0)
                 return (void) row_failed(figure, strerror(-r));
+        if (receive && proto == PROTOCOL_VERSION_MAX)
+                B.relay_session_bytes = ((double) rss1 - (double) rss0) / (double) B.sessions;
         row = row_add(figure, ((double) rss1 - (double) rss0) / (double) B.sessions / 1024, "KiB", bare / 1024,
                       "a bare idle TLS 1.3 session (GnuTLS, server side)", false, 2.5);
         snprintf(row->note, sizeof(row->note), "relay RSS delta over %zu logins%s", B.sessions,
@@ -2866,6 +3272,7 @@ int main(int argc, char **argv) {
                 bench_memory(true, 1, bare_tls);
                 bench_memory(false, PROTOCOL_VERSION_MAX, bare_tls);
         }
+        bench_prosody();
         bench_handshakes(PROTOCOL_VERSION_MAX);
         bench_handshakes(2);
         bench_scctl();
