@@ -397,9 +397,13 @@ ssize_t transport_read(Transport *t, void *buf, size_t len) {
                 n = gnutls_record_recv(t->session, buf, len);
                 if (n >= 0)
                         return n;
-                /* Non-fatal conditions (a warning alert, a post-handshake
-                 * message) consumed a record: try the next one. */
-                if (!gnutls_again((int) n) && !gnutls_error_is_fatal((int) n))
+                /* Non-fatal conditions (a warning alert) consumed a record:
+                 * try the next one. So did "again" after a post-handshake
+                 * message (a session ticket, a KeyUpdate: other stacks send
+                 * them) when the next record is read ahead already, which
+                 * no poll would report. Each turn takes a record or kept
+                 * bytes, so this ends. */
+                if (gnutls_again((int) n) ? transport_pending(t) : !gnutls_error_is_fatal((int) n))
                         continue;
                 return map_gnutls_io_error(t, n);
         }

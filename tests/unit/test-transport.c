@@ -844,6 +844,102 @@ START_TEST(test_read_ahead_bulk) {
 }
 END_TEST
 
+/* ---- post-handshake messages: a peer that is not this transport -------- *
+ *
+ * Other TLS stacks send handshake messages after the handshake: a TLS 1.3
+ * server its session tickets (OpenSSL two, at once), either end a
+ * KeyUpdate. GnuTLS handles one and says "again", though the record after
+ * it may already be read ahead: a reader that polls then waits for bytes
+ * that have come. The peer here is a bare GnuTLS session. */
+
+static gnutls_session_t raw_session(int fd, unsigned flags, gnutls_datum_t *ticket_key) {
+        gnutls_session_t g;
+
+        ck_assert_int_eq(gnutls_init(&g, flags | GNUTLS_NONBLOCK), 0);
+        ck_assert_int_eq(gnutls_priority_set_direct(g, "NORMAL:-VERS-ALL:+VERS-TLS1.3", NULL), 0);
+        if (flags & GNUTLS_SERVER) {
+                ck_assert_int_eq(gnutls_credentials_set(g, GNUTLS_CRD_CERTIFICATE, creds), 0);
+                ck_assert_int_eq(gnutls_session_ticket_enable_server(g, ticket_key), 0);
+        } else {
+                gnutls_certificate_credentials_t none;
+
+                /* The client checks nothing: the transport's end is what
+                 * is tested. Freed with the test's process. */
+                ck_assert_int_eq(gnutls_certificate_allocate_credentials(&none), 0);
+                ck_assert_int_eq(gnutls_credentials_set(g, GNUTLS_CRD_CERTIFICATE, none), 0);
+        }
+        gnutls_transport_set_int(g, fd);
+        return g;
+}
+
+/* Both handshakes, the transport's t and the bare g's. */
+static void handshake_raw(Transport *t, gnutls_session_t g) {
+        bool t_done = false, g_done = false;
+
+        while (!t_done || !g_done) {
+                /* Each waits for what the other writes. */
+                struct pollfd p[2] = {
+                        { .fd = transport_fd(t), .events = t_done ? 0 : POLLIN },
+                        { .fd = gnutls_transport_get_int(g), .events = g_done ? 0 : POLLIN },
+                };
+                int r;
+
+                if (!g_done) {
+                        r = gnutls_handshake(g);
+                        ck_assert_msg(r == 0 || r == GNUTLS_E_AGAIN, "bare handshake: %s", gnutls_strerror(r));
+                        g_done = r == 0;
+                }
+                if (!t_done) {
+                        r = transport_handshake(t, NULL);
+                        ck_assert(r == 0 || r == -EAGAIN);
+                        t_done = r == 0;
+                }
+                if (!t_done || !g_done)
+                        ck_assert_int_gt(poll(p, 2, POLL_TIMEOUT_MS), 0);
+        }
+}
+
+/* _i == 0: a bare server sends session tickets and then a frame, as the
+ * relay's hello comes after them; _i == 1: a bare client sends a
+ * KeyUpdate and then a frame. Both reach the transport in one piece: one
+ * read returns the frame, not -EAGAIN. */
+START_TEST(test_post_handshake_message) {
+        static const char msg[] = "hello after the handshake";
+        gnutls_datum_t ticket_key = {};
+        gnutls_session_t g;
+        Transport *t = NULL;
+        char buf[64];
+        int fds[2], queued = 0;
+
+        make_pair(fds);
+        ck_assert_int_eq(gnutls_session_ticket_key_generate(&ticket_key), 0);
+        if (_i == 0) {
+                ck_assert_int_eq(transport_new_client(fds[0], true, "relay.example", &t), 0);
+                g = raw_session(fds[1], GNUTLS_SERVER, &ticket_key);
+        } else {
+                ck_assert_int_eq(transport_new_server(fds[0], creds, &t), 0);
+                g = raw_session(fds[1], GNUTLS_CLIENT, NULL);
+        }
+        handshake_raw(t, g);
+        if (_i == 1)
+                ck_assert_int_eq(gnutls_session_key_update(g, 0), 0);
+        ck_assert_int_eq(gnutls_record_send(g, msg, strlen(msg)), (ssize_t) strlen(msg));
+        /* All of it in the transport's socket before it reads. */
+        ck_assert_int_eq(ioctl(fds[0], FIONREAD, &queued), 0);
+        ck_assert_int_gt(queued, (int) strlen(msg) + 22);
+
+        ck_assert_int_eq(transport_read(t, buf, sizeof(buf)), (ssize_t) strlen(msg));
+        ck_assert_mem_eq(buf, msg, strlen(msg));
+        ck_assert_int_eq(transport_read(t, buf, sizeof(buf)), -EAGAIN);
+        ck_assert(!transport_pending(t));
+
+        gnutls_deinit(g);
+        transport_free(t);
+        safe_close(fds[1]);
+        gnutls_free(ticket_key.data);
+}
+END_TEST
+
 static Suite *transport_suite(void) {
         Suite *s = suite_create("transport");
         TCase *tc;
@@ -866,6 +962,7 @@ static Suite *transport_suite(void) {
         tcase_add_loop_test(tc, test_read_ahead_eof, 0, 2);
         tcase_add_test(tc, test_read_ahead_not_in_handshake);
         tcase_add_test(tc, test_read_ahead_bulk);
+        tcase_add_loop_test(tc, test_post_handshake_message, 0, 2);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("plain");
