@@ -61,12 +61,8 @@ static int xmpp_wait_for(Xmpp *x, const char *needle, const char *failure, uint6
                         return 0;
                 }
                 r = xmpp_fill(x);
-                /* Records GnuTLS holds already (after a session ticket,
-                 * say), poll() does not see. */
-                if (r == -EAGAIN && !transport_pending(x->c->t))
+                if (r == -EAGAIN)
                         r = conn_wait(x->c, deadline);
-                else if (r == -EAGAIN)
-                        r = 0;
                 if (r < 0)
                         return r;
         }
