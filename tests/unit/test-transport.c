@@ -852,7 +852,11 @@ END_TEST
  * it may already be read ahead: a reader that polls then waits for bytes
  * that have come. The peer here is a bare GnuTLS session. */
 
-static gnutls_session_t raw_session(int fd, unsigned flags, gnutls_datum_t *ticket_key) {
+/* A server with the test's credentials and session tickets, or a client
+ * with empty credentials (*client_creds, the caller's to free): it checks
+ * nothing, the transport's end is what is tested. */
+static gnutls_session_t raw_session(int fd, unsigned flags, gnutls_datum_t *ticket_key,
+                                    gnutls_certificate_credentials_t *client_creds) {
         gnutls_session_t g;
 
         ck_assert_int_eq(gnutls_init(&g, flags | GNUTLS_NONBLOCK), 0);
@@ -861,12 +865,8 @@ static gnutls_session_t raw_session(int fd, unsigned flags, gnutls_datum_t *tick
                 ck_assert_int_eq(gnutls_credentials_set(g, GNUTLS_CRD_CERTIFICATE, creds), 0);
                 ck_assert_int_eq(gnutls_session_ticket_enable_server(g, ticket_key), 0);
         } else {
-                gnutls_certificate_credentials_t none;
-
-                /* The client checks nothing: the transport's end is what
-                 * is tested. Freed with the test's process. */
-                ck_assert_int_eq(gnutls_certificate_allocate_credentials(&none), 0);
-                ck_assert_int_eq(gnutls_credentials_set(g, GNUTLS_CRD_CERTIFICATE, none), 0);
+                ck_assert_int_eq(gnutls_certificate_allocate_credentials(client_creds), 0);
+                ck_assert_int_eq(gnutls_credentials_set(g, GNUTLS_CRD_CERTIFICATE, *client_creds), 0);
         }
         gnutls_transport_set_int(g, fd);
         return g;
@@ -906,6 +906,7 @@ static void handshake_raw(Transport *t, gnutls_session_t g) {
 START_TEST(test_post_handshake_message) {
         static const char msg[] = "hello after the handshake";
         gnutls_datum_t ticket_key = {};
+        gnutls_certificate_credentials_t client_creds = NULL;
         gnutls_session_t g;
         Transport *t = NULL;
         char buf[64];
@@ -915,10 +916,10 @@ START_TEST(test_post_handshake_message) {
         ck_assert_int_eq(gnutls_session_ticket_key_generate(&ticket_key), 0);
         if (_i == 0) {
                 ck_assert_int_eq(transport_new_client(fds[0], true, "relay.example", &t), 0);
-                g = raw_session(fds[1], GNUTLS_SERVER, &ticket_key);
+                g = raw_session(fds[1], GNUTLS_SERVER, &ticket_key, NULL);
         } else {
                 ck_assert_int_eq(transport_new_server(fds[0], creds, &t), 0);
-                g = raw_session(fds[1], GNUTLS_CLIENT, NULL);
+                g = raw_session(fds[1], GNUTLS_CLIENT, NULL, &client_creds);
         }
         handshake_raw(t, g);
         if (_i == 1)
@@ -934,6 +935,8 @@ START_TEST(test_post_handshake_message) {
         ck_assert(!transport_pending(t));
 
         gnutls_deinit(g);
+        if (client_creds)
+                gnutls_certificate_free_credentials(client_creds);
         transport_free(t);
         safe_close(fds[1]);
         gnutls_free(ticket_key.data);
