@@ -48,6 +48,10 @@
  * the several small ones a client sends at once. */
 #define TRANSPORT_READ_MAX (5 + 16384 + 256)
 
+/* Records one read may pass over (warning alerts, post-handshake messages)
+ * before it calls the peer a flood: OpenSSL sends two session tickets. */
+#define TRANSPORT_SKIP_MAX 16
+
 struct Transport {
         int fd;
         /* Bytes a recv() returned beyond what GnuTLS asked for, in[in_head]
@@ -393,7 +397,7 @@ ssize_t transport_read(Transport *t, void *buf, size_t len) {
          * EPOLLIN they raised may have been dispatched already, before
          * this read took a record that recv() had kept. */
         t->recv_short = false;
-        for (;;) {
+        for (unsigned skipped = 0;; skipped++) {
                 n = gnutls_record_recv(t->session, buf, len);
                 if (n >= 0)
                         return n;
@@ -401,10 +405,14 @@ ssize_t transport_read(Transport *t, void *buf, size_t len) {
                  * try the next one. So did "again" after a post-handshake
                  * message (a session ticket, a KeyUpdate: other stacks send
                  * them) when the next record is read ahead already, which
-                 * no poll would report. Each turn takes a record or kept
-                 * bytes, so this ends. */
-                if (gnutls_again((int) n) ? transport_pending(t) : !gnutls_error_is_fatal((int) n))
-                        continue;
+                 * no poll would report. A peer sends a few of those; one
+                 * that sends nothing else would keep the reader here for
+                 * as long as it likes, so a flood is an error. */
+                if (gnutls_again((int) n) ? transport_pending(t) : !gnutls_error_is_fatal((int) n)) {
+                        if (skipped < TRANSPORT_SKIP_MAX)
+                                continue;
+                        return -EPROTO;
+                }
                 return map_gnutls_io_error(t, n);
         }
 }

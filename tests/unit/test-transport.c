@@ -902,7 +902,11 @@ static void handshake_raw(Transport *t, gnutls_session_t g) {
 /* _i == 0: a bare server sends session tickets and then a frame, as the
  * relay's hello comes after them; _i == 1: a bare client sends a
  * KeyUpdate and then a frame. Both reach the transport in one piece: one
- * read returns the frame, not -EAGAIN. */
+ * read returns the frame, not -EAGAIN. A flood instead ends the read in
+ * an error (the relay closes such a session, scctl gives up) rather than
+ * keeping the reader: _i == 2, a hundred KeyUpdates from a client (GnuTLS
+ * refuses them itself), _i == 3, a hundred session tickets from a server
+ * (the transport's own bound). */
 START_TEST(test_post_handshake_message) {
         static const char msg[] = "hello after the handshake";
         gnutls_datum_t ticket_key = {};
@@ -911,10 +915,11 @@ START_TEST(test_post_handshake_message) {
         Transport *t = NULL;
         char buf[64];
         int fds[2], queued = 0;
+        int key_updates = _i == 1 ? 1 : _i == 2 ? 100 : 0, tickets = _i == 3 ? 100 : 0;
 
         make_pair(fds);
         ck_assert_int_eq(gnutls_session_ticket_key_generate(&ticket_key), 0);
-        if (_i == 0) {
+        if (_i == 0 || _i == 3) {
                 ck_assert_int_eq(transport_new_client(fds[0], true, "relay.example", &t), 0);
                 g = raw_session(fds[1], GNUTLS_SERVER, &ticket_key, NULL);
         } else {
@@ -922,17 +927,23 @@ START_TEST(test_post_handshake_message) {
                 g = raw_session(fds[1], GNUTLS_CLIENT, NULL, &client_creds);
         }
         handshake_raw(t, g);
-        if (_i == 1)
+        for (int k = 0; k < key_updates; k++)
                 ck_assert_int_eq(gnutls_session_key_update(g, 0), 0);
+        for (int k = 0; k < tickets; k++)
+                ck_assert_int_eq(gnutls_session_ticket_send(g, 1, 0), 0);
         ck_assert_int_eq(gnutls_record_send(g, msg, strlen(msg)), (ssize_t) strlen(msg));
         /* All of it in the transport's socket before it reads. */
         ck_assert_int_eq(ioctl(fds[0], FIONREAD, &queued), 0);
         ck_assert_int_gt(queued, (int) strlen(msg) + 22);
 
-        ck_assert_int_eq(transport_read(t, buf, sizeof(buf)), (ssize_t) strlen(msg));
-        ck_assert_mem_eq(buf, msg, strlen(msg));
-        ck_assert_int_eq(transport_read(t, buf, sizeof(buf)), -EAGAIN);
-        ck_assert(!transport_pending(t));
+        if (_i >= 2)
+                ck_assert_int_eq(transport_read(t, buf, sizeof(buf)), -EPROTO);
+        else {
+                ck_assert_int_eq(transport_read(t, buf, sizeof(buf)), (ssize_t) strlen(msg));
+                ck_assert_mem_eq(buf, msg, strlen(msg));
+                ck_assert_int_eq(transport_read(t, buf, sizeof(buf)), -EAGAIN);
+                ck_assert(!transport_pending(t));
+        }
 
         gnutls_deinit(g);
         if (client_creds)
@@ -965,7 +976,7 @@ static Suite *transport_suite(void) {
         tcase_add_loop_test(tc, test_read_ahead_eof, 0, 2);
         tcase_add_test(tc, test_read_ahead_not_in_handshake);
         tcase_add_test(tc, test_read_ahead_bulk);
-        tcase_add_loop_test(tc, test_post_handshake_message, 0, 2);
+        tcase_add_loop_test(tc, test_post_handshake_message, 0, 4);
         suite_add_tcase(s, tc);
 
         tc = tcase_create("plain");
