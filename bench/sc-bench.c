@@ -1399,24 +1399,39 @@ typedef struct PgServer {
 
 #define PG_START_S 120          /* initdb, or the server until it answers */
 
-/* The directory holding initdb and postgres: from PATH, else Debian's
- * /usr/lib/postgresql/VERSION/bin (the newest). NULL when there is none. */
-static char *pg_find_bindir(void) {
+/* The first directory in PATH that holds every one of names (a NULL-ended
+ * list) as an executable, or NULL. */
+static char *path_dir_with(const char *const *names) {
         const char *path = getenv("PATH");
         _cleanup_(freep) char *copy = strdup(path && *path ? path : "/usr/bin:/bin");
-        char *state = NULL, *found = NULL;
-        glob_t g = {};
+        char *state = NULL;
 
         if (!copy)
                 return NULL;
         for (char *d = strtok_r(copy, ":", &state); d; d = strtok_r(NULL, ":", &state)) {
-                _cleanup_(freep) char *initdb = NULL, *postgres = NULL;
+                bool all = true;
 
-                if (asprintf(&initdb, "%s/initdb", d) < 0 || asprintf(&postgres, "%s/postgres", d) < 0)
-                        return NULL;
-                if (access(initdb, X_OK) == 0 && access(postgres, X_OK) == 0)
+                for (size_t i = 0; all && names[i]; i++) {
+                        _cleanup_(freep) char *exe = NULL;
+
+                        if (asprintf(&exe, "%s/%s", d, names[i]) < 0)
+                                return NULL;
+                        all = access(exe, X_OK) == 0;
+                }
+                if (all)
                         return strdup(d);
         }
+        return NULL;
+}
+
+/* The directory holding initdb and postgres: from PATH, else Debian's
+ * /usr/lib/postgresql/VERSION/bin (the newest). NULL when there is none. */
+static char *pg_find_bindir(void) {
+        char *found = path_dir_with((const char *const[]) { "initdb", "postgres", NULL });
+        glob_t g = {};
+
+        if (found)
+                return found;
         if (glob("/usr/lib/postgresql/*/bin/initdb", 0, NULL, &g) == 0 && g.gl_pathc > 0) {
                 found = strdup(g.gl_pathv[g.gl_pathc - 1]);
                 if (found)
@@ -1878,26 +1893,6 @@ typedef struct Prosody {
         char version[32];
 } Prosody;
 
-/* name in PATH, or NULL. */
-static char *path_find(const char *name) {
-        const char *path = getenv("PATH");
-        _cleanup_(freep) char *copy = strdup(path && *path ? path : "/usr/bin:/bin");
-        char *state = NULL;
-
-        if (!copy)
-                return NULL;
-        for (char *d = strtok_r(copy, ":", &state); d; d = strtok_r(NULL, ":", &state)) {
-                char *exe;
-
-                if (asprintf(&exe, "%s/%s", d, name) < 0)
-                        return NULL;
-                if (access(exe, X_OK) == 0)
-                        return exe;
-                free(exe);
-        }
-        return NULL;
-}
-
 /* A loopback port free now, for a server that takes its port from a file. */
 static int free_port(void) {
         struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -1924,17 +1919,26 @@ static int write_owned(const char *path, const char *text, uid_t uid, gid_t gid)
  * passwords in its internal store: SASL PLAIN over TLS, the cheapest
  * login), direct TLS on a loopback port only, no server-to-server.
  * -ENOENT when Prosody is not installed. */
-static int prosody_prepare(Prosody *p, const char *const *users, size_t n_users, char *why, size_t whylen) {
-        _cleanup_(freep) char *dir = NULL, *key = NULL, *cert = NULL, *accounts = NULL, *config = NULL,
-                             *data = NULL, *host = NULL;
+/* The load's users: receivers r0.., senders s0.., idle sessions i0.. */
+static void prosody_user(char out[static 32], char kind, size_t i) {
+        snprintf(out, 32, "%c%zu", kind, i);
+}
+
+static int prosody_prepare(Prosody *p, size_t pairs, size_t idle, char *why, size_t whylen) {
+        _cleanup_(freep) char *bindir = NULL, *dir = NULL, *key = NULL, *cert = NULL, *accounts = NULL,
+                             *config = NULL, *data = NULL, *host = NULL;
         static const char account[] = "return {\n\t[\"password\"] = \"" PROSODY_PASSWORD "\";\n};\n";
         uid_t uid;
         gid_t gid;
         int r;
 
-        p->exe = path_find("prosody");
-        if (!p->exe)
+        bindir = path_dir_with((const char *const[]) { "prosody", NULL });
+        if (!bindir)
                 return -ENOENT;
+        if (asprintf(&p->exe, "%s/prosody", bindir) < 0) {
+                p->exe = NULL;
+                return -ENOMEM;
+        }
         r = server_user(&uid, &gid);
         if (r < 0) {
                 snprintf(why, whylen, "no user nobody to run Prosody as");
@@ -1981,13 +1985,16 @@ static int prosody_prepare(Prosody *p, const char *const *users, size_t n_users,
                      "VirtualHost \"" PROSODY_DOMAIN "\"\n", dir, p->port, cert, key) < 0)
                 return -ENOMEM;
         r = write_owned(p->cfg, config, uid, gid);
-        for (size_t i = 0; r >= 0 && i < n_users; i++) {
-                _cleanup_(freep) char *path = NULL;
+        for (const char *kind = "rsi"; r >= 0 && *kind; kind++)
+                for (size_t i = 0; r >= 0 && i < (*kind == 'i' ? idle : pairs); i++) {
+                        _cleanup_(freep) char *path = NULL;
+                        char user[32];
 
-                if (asprintf(&path, "%s/%s.dat", accounts, users[i]) < 0)
-                        return -ENOMEM;
-                r = write_owned(path, account, uid, gid);
-        }
+                        prosody_user(user, *kind, i);
+                        if (asprintf(&path, "%s/%s.dat", accounts, user) < 0)
+                                return -ENOMEM;
+                        r = write_owned(path, account, uid, gid);
+                }
         return r;
 }
 
@@ -2071,7 +2078,7 @@ static int prosody_routing(const Prosody *p, size_t pairs, size_t size, Routing 
         for (size_t i = 0; i < 2 * pairs && r >= 0; i++) {
                 char user[32];
 
-                snprintf(user, sizeof(user), "%c%zu", i < pairs ? 'r' : 's', i % pairs);
+                prosody_user(user, i < pairs ? 'r' : 's', i % pairs);
                 r = xmpp_open(p->port, PROSODY_DOMAIN, user, PROSODY_PASSWORD, i >= pairs, TIMEOUT_MS, &x[i]);
                 if (r >= 0)
                         pfd[i] = (struct pollfd) { .fd = conn_fd(x[i]->c), .events = POLLIN };
@@ -2159,7 +2166,7 @@ static int prosody_memory(const Prosody *p, size_t sessions, double *ret) {
         for (size_t i = 0; i <= sessions && r >= 0; i++) {
                 char user[32];
 
-                snprintf(user, sizeof(user), "i%zu", i);
+                prosody_user(user, 'i', i);
                 r = xmpp_open(p->port, PROSODY_DOMAIN, user, PROSODY_PASSWORD, false, TIMEOUT_MS, &x[i]);
                 if (r >= 0 && i == 0) {
                         usleep(200 * 1000);
@@ -2181,29 +2188,19 @@ static int prosody_memory(const Prosody *p, size_t sessions, double *ret) {
  * that a thousand sessions would not move. */
 static void bench_prosody(void) {
         char routing[96], memory[128];
-        size_t n_users = 2 * PG_PAIRS + B.sessions + 1;
-        char **users = calloc(n_users, sizeof(*users));
         Prosody p = {};
         Routing run = {};
         char why[400] = "", what[96];
         double bytes;
         Row *row;
-        int r = 0;
+        int r;
 
         snprintf(routing, sizeof(routing), "routing, %d pairs, Prosody (XMPP, reference)", PG_PAIRS);
         snprintf(memory, sizeof(memory), "%zu idle receiving sessions, Prosody's memory per session (XMPP, "
                  "reference)", B.sessions);
         note("%s; %s", routing, memory);
-        for (size_t i = 0; users && i < n_users && r >= 0; i++)
-                if (i < 2 * PG_PAIRS ? asprintf(&users[i], "%c%zu", i < PG_PAIRS ? 'r' : 's', i % PG_PAIRS) < 0 :
-                    asprintf(&users[i], "i%zu", i - 2 * PG_PAIRS) < 0) {
-                        users[i] = NULL;
-                        r = -ENOMEM;
-                }
-        if (!users || r < 0)
-                r = -ENOMEM;
-        else
-                r = prosody_prepare(&p, (const char *const *) users, n_users, why, sizeof(why));
+        /* The idle sessions and the one that warms Prosody up. */
+        r = prosody_prepare(&p, PG_PAIRS, B.sessions + 1, why, sizeof(why));
         if (r == -ENOENT) {
                 row_skipped(routing, "Prosody is not installed (no prosody in PATH)");
                 row_skipped(memory, "Prosody is not installed (no prosody in PATH)");
@@ -2252,9 +2249,6 @@ static void bench_prosody(void) {
 
 finish:
         prosody_done(&p);
-        for (size_t i = 0; users && i < n_users; i++)
-                free(users[i]);
-        free(users);
 }
 
 /* ---- offline fill and drain ---------------------------------------------- */
