@@ -191,7 +191,7 @@ int envelope_seal_id(const char *from, const RsaKey *sender, const char *to,
         if (id)
                 memcpy(e->id, id, sizeof(e->id));
         else {
-                r = random_bytes(e->id, sizeof(e->id));
+                r = message_id_new(e->id);
                 if (r < 0)
                         goto finish;
         }

@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <assert.h>
 #include <sys/random.h>
 #include <time.h>
 
 #include "constants.h"
 #include "macro.h"
+#include "protocol.h"
 #include "util.h"
 
 int random_bytes(void *buf, size_t len) {
@@ -29,6 +31,19 @@ int random_bytes(void *buf, size_t len) {
                 len -= (size_t) n;
         }
         return 0;
+}
+
+int message_id_new(uint8_t *id) {
+        struct timespec ts;
+        uint64_t ms;
+
+        static_assert(MSG_ID_LEN == 16, "6 bytes of time and 10 random");
+        if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
+                return -errno;
+        ms = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+        for (size_t i = 0; i < 6; i++)
+                id[i] = (uint8_t) (ms >> (8 * (5 - i)));
+        return random_bytes(id + 6, MSG_ID_LEN - 6);
 }
 
 void secure_wipe(void *p, size_t len) {

@@ -10,6 +10,14 @@
  * reads. Returns 0 or -errno. Never falls back to a seeded PRNG. */
 int random_bytes(void *buf, size_t len);
 
+/* A fresh message id of MSG_ID_LEN (16) bytes: the time in milliseconds
+ * since the epoch, 6 bytes big-endian, then 10 random bytes. Ids that grow
+ * with time keep a store's index of queued ids (the relay's, by sender and
+ * id) growing at one end: a batch of inserts writes a page or two of it,
+ * not a page per id, however long the queue. 80 random bits keep two ids of
+ * one millisecond apart. 0 or random_bytes()' error. */
+int message_id_new(uint8_t *id);
+
 /* A 64-bit hash of len bytes for an in-memory table whose keys peers
  * choose (addresses, user names): FNV-1a from a random, secret seed, then
  * MurmurHash3's finaliser so that every key bit reaches the low bits

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "b64.h"
 #include "buf.h"
 #include "macro.h"
+#include "protocol.h"
 #include "test-main.h"
 #include "util.h"
 
@@ -28,6 +30,36 @@ START_TEST(test_random_bytes) {
         ck_assert_ptr_nonnull(big);
         ck_assert_int_eq(random_bytes(big, 1 << 20), 0);
         ck_assert_mem_ne(big + (1 << 20) - 32, zero, 32);
+}
+END_TEST
+
+/* Ids in time order (the relay's index of queued ids grows at one end),
+ * yet never the same: 6 bytes of milliseconds, big-endian, then random. */
+START_TEST(test_message_id) {
+        uint8_t ids[64][MSG_ID_LEN];
+        struct timespec ts;
+        uint64_t before, after, prev = 0;
+
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &ts), 0);
+        before = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++)
+                ck_assert_int_eq(message_id_new(ids[i]), 0);
+        ck_assert_int_eq(clock_gettime(CLOCK_REALTIME, &ts), 0);
+        after = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+
+        for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
+                uint64_t ms = 0;
+
+                for (size_t k = 0; k < 6; k++)
+                        ms = ms << 8 | ids[i][k];
+                ck_assert_uint_ge(ms, before);
+                ck_assert_uint_le(ms, after);
+                ck_assert_uint_ge(ms, prev);
+                prev = ms;
+                /* 2^-80 chance of a false failure for each pair. */
+                for (size_t j = 0; j < i; j++)
+                        ck_assert_mem_ne(ids[i] + 6, ids[j] + 6, MSG_ID_LEN - 6);
+        }
 }
 END_TEST
 
@@ -666,6 +698,7 @@ static Suite *util_suite(void) {
 
         tc = tcase_create("util");
         tcase_add_test(tc, test_random_bytes);
+        tcase_add_test(tc, test_message_id);
         tcase_add_test(tc, test_wipe);
         tcase_add_test(tc, test_memeq_ct);
         tcase_add_test(tc, test_string_copy);
