@@ -54,10 +54,14 @@ static void usage(FILE *f) {
               "\n"
               "Commands:\n", f);
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++) {
-                char synopsis[64];
+                int width = 40 - (int) strlen(verbs[i].name) - 1;
 
-                snprintf(synopsis, sizeof(synopsis), "%s %s", verbs[i].name, verbs[i].args);
-                fprintf(f, "  %-40s %s\n", synopsis, verbs[i].help);
+                /* Printed whole, never cut: a synopsis wider than the
+                 * column (send's) puts its help on a line of its own. */
+                if ((int) strlen(verbs[i].args) > width)
+                        fprintf(f, "  %s %s\n  %-40s %s\n", verbs[i].name, verbs[i].args, "", verbs[i].help);
+                else
+                        fprintf(f, "  %s %-*s %s\n", verbs[i].name, width, verbs[i].args, verbs[i].help);
         }
         fputs("\n"
               "Options (before or after the command):\n"

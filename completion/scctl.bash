@@ -62,9 +62,15 @@ _scctl() {
 	fi
 
 	# Find the command and the options that matter for completion.
-	local n_args=0 skip=
+	local n_args=0 skip= text= v
+	local -a matches
 	for ((i = 1; i < ${#words[@]}; i++)); do
 		local w=${words[i]}
+		# send reads no options after the recipient: the rest is text.
+		if [[ -n $text ]]; then
+			n_args=$((n_args + 1))
+			continue
+		fi
 		if [[ -n $skip ]]; then
 			case $skip in
 			--home) opt_home=$w ;;
@@ -81,9 +87,21 @@ _scctl() {
 		-*) ;;
 		*)
 			if [[ -z $verb ]]; then
+				# scctl takes any prefix that names only one
+				# command (or the command's full name).
 				verb=$w
+				matches=()
+				for v in $verbs; do
+					if [[ $v == "$w" ]]; then
+						matches=("$v")
+						break
+					fi
+					[[ $v == "$w"* ]] && matches+=("$v")
+				done
+				[[ ${#matches[@]} -eq 1 ]] && verb=${matches[0]}
 			else
 				n_args=$((n_args + 1))
+				[[ $verb == send ]] && text=1
 			fi
 			;;
 		esac
@@ -91,7 +109,7 @@ _scctl() {
 	prev=$skip
 
 	local value=$cur
-	if [[ -z $prev && $cur == --*=* ]]; then
+	if [[ -z $prev && -z $text && $cur == --*=* ]]; then
 		prev=${cur%%=*}
 		value=${cur#*=}
 	fi
@@ -126,7 +144,9 @@ _scctl() {
 		;;
 	--server-fingerprint | --timeout | --idempotency-key | --code) ;;
 	*)
-		if [[ $cur == -* ]]; then
+		if [[ -n $text ]]; then
+			: # send's text: neither options nor names
+		elif [[ $cur == -* ]]; then
 			local opts=$global_opts
 			case $verb in
 			'') opts="$opts --version --control" ;;

@@ -1019,8 +1019,16 @@ int manager_reload(Manager *m, char **ret_error) {
                 log_warning("Changing tls takes effect only after a restart");
                 c->tls = old->tls;
         }
-        if (c->key_bits != old->key_bits)
-                c->key_bits = old->key_bits;   /* only used when generating the first key */
+        /* The cluster copied it when it started and is never told again. */
+        if (c->node_timeout_usec != old->node_timeout_usec) {
+                log_warning("Changing node-timeout takes effect only after a restart");
+                c->node_timeout_usec = old->node_timeout_usec;
+        }
+        /* Only used when generating the first key, at start. */
+        if (c->key_bits != old->key_bits) {
+                log_warning("Changing key-bits takes effect only after a restart, for a new identity key");
+                c->key_bits = old->key_bits;
+        }
 
         m->config = TAKE_PTR(c);
         m->relay.config = m->config;

@@ -89,11 +89,13 @@ check "relay stops" relay_stop
 
 printf '[server]\nidentity-key = %s\n' "$KEY" >"$T/sc.conf"
 check "relay 1 starts with identity-key= in its configuration file" relay_start -c "$T/sc.conf"
-printf '[server]\nidentity-key = %s\n' "$T/state3/identity.key" >"$T/sc.conf"
+printf '[server]\nidentity-key = %s\nnode-timeout = 20s\n' "$T/state3/identity.key" >"$T/sc.conf"
 ok "a reload naming another key succeeds" \
 	env SECURECHAT_CONTROL="$T/control" "$SCCTL" --timeout "$SC_WAIT" reload
 ok "...saying that the key changes only with a restart" \
 	wait_until relay_logged "Changing identity-key takes effect only after a restart"
+ok "...and so does node-timeout" \
+	wait_until relay_logged "Changing node-timeout takes effect only after a restart"
 ok "...and alice is still accepted" login alice
 check "relay stops" relay_stop
 

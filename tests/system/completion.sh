@@ -71,6 +71,13 @@ is "...and a prefix" "dave" "$(complete_line "scctl --home $H --server localhost
 is "kick, reset-key, trust, fingerprint complete user names too" "erin|erin|erin|erin" \
 	"$(for v in kick reset-key trust fingerprint; do complete_line "scctl --home $H $v e"; echo; done | paste -sd'|')"
 is "nothing after send's user (the text)" "" "$(complete_line "scctl --home $H send carol ")"
+is "...no options either: send reads none there" "" "$(complete_line "scctl --home $H send carol --")"
+is "...nor option values" "" "$(complete_line "scctl --home $H send carol --home ")"
+is "...nor after =" "" "$(complete_line "scctl --home $H send carol --home=$T/")"
+is "a command's unique prefix: its options" "--registered" "$(complete_line "scctl us --reg")"
+is "...and its user names" "carol dave" "$(complete_line "scctl --home $H --server localhost ki ")"
+is "...and send's text" "" "$(complete_line "scctl --home $H sen carol --")"
+is "an ambiguous prefix: no user names" "" "$(complete_line "scctl --home $H --server localhost se ")"
 is "help: commands" "kick" "$(complete_line "scctl help ki")"
 is "SECURECHAT_HOME when there is no --home" "carol dave" \
 	"$(SECURECHAT_HOME=$H complete_line "scctl --server localhost:5000 send ")"
