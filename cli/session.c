@@ -1185,7 +1185,8 @@ static int delivery_open(ChatSession *s, Delivery *d, bool *in_transaction) {
                         *in_transaction = true;
                 }
                 r = suite2_io_open_in(s->ratchets, batch_seen, s, me, s->ctx->identity, p->key, e,
-                                      now_unix(), s->ctx->settings->replay_window, &o, &d->refused);
+                                      now_unix(), s->ctx->settings->replay_window,
+                                      (size_t) s->client->limits.max_text, &o, &d->refused);
                 if (r >= 0) {
                         d->text = o.text;
                         d->len = o.len;
@@ -1651,6 +1652,16 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
 
                 if (!s->receiving)
                         return 0;
+                if (!f->deliver.envelope) {
+                        /* It failed step 1 of opening in the codec (the
+                         * shape, version or suite): refused and
+                         * acknowledged like any other, never left queued. */
+                        output->rejected(f->deliver.from[0] ? f->deliver.from : "?",
+                                         f->deliver.msg[0] ? f->deliver.msg : "?",
+                                         envelope_error_to_string(f->deliver.error));
+                        r = client_send(s->client, frame_new_ack(f->deliver.seq));
+                        return r < 0 ? r : 1;
+                }
                 if (s->n_deliveries >= DELIVERIES_MAX ||
                     (s->n_deliveries > 0 &&
                      s->deliveries_size + f->deliver.envelope->ct_len > DELIVERIES_SIZE_MAX)) {

@@ -122,7 +122,7 @@ static int accept_start(RatchetStore *st, const char *me, const RsaKey *identity
 static int open_in_store(RatchetStore *st, const char *me, const RsaKey *identity,
                          const RsaKey *sender_key, const Envelope *e, const RatchetHeader *h,
                          const Suite2Message *m, const uint8_t digest[ENVELOPE_DIGEST_LEN],
-                         uint64_t now, Suite2Opened *ret, const char **ret_error) {
+                         uint64_t now, size_t max_text, Suite2Opened *ret, const char **ret_error) {
         _cleanup_(ratchet_freep) Ratchet *cur = NULL, *fresh = NULL;
         Suite2Error error = SUITE2_OK;
         Ratchet *use;
@@ -138,19 +138,18 @@ static int open_in_store(RatchetStore *st, const char *me, const RsaKey *identit
                  * lost its state and started again): it replaces ours only
                  * once a message of it opened. */
                 r = accept_start(st, me, identity, e->from, h, &fresh);
-                if (r == -ENOENT) {
-                        *ret_error = "unknown_prekey";
-                        return -EBADMSG;
-                }
-                if (r == -EBADMSG) {
-                        *ret_error = "bad_key";
+                if (r == -ENOENT || r == -EBADMSG) {
+                        /* A prekey we do not hold (or no longer: an OPK
+                         * used, an SPK erased) is bad_key like a secret
+                         * that does not decrypt. */
+                        *ret_error = envelope_error_to_string(ENVELOPE_BAD_KEY);
                         return -EBADMSG;
                 }
                 if (r < 0)
                         return r;
                 use = fresh;
         } else {
-                *ret_error = "no_session";
+                *ret_error = suite2_error_to_string(SUITE2_WRONG_SESSION);
                 return -EBADMSG;
         }
 
@@ -161,6 +160,12 @@ static int open_in_store(RatchetStore *st, const char *me, const RsaKey *identit
         }
         if (r < 0)
                 return r;
+        /* Step 4's last check. Only use changed: nothing is stored, the
+         * session stays as it was and the OPK is not used up. */
+        if (max_text > 0 && ret->len > max_text) {
+                *ret_error = envelope_error_to_string(ENVELOPE_TOO_LARGE);
+                return -EBADMSG;
+        }
         ret->used_opk = fresh && h->has_opk;
         r = ratchet_store_session_put(st, e->from, RATCHET_DEVICE_DEFAULT, sender_key->fingerprint, use,
                                       now);
@@ -178,17 +183,13 @@ static int seen_store_check(void *userdata, const char *from, const uint8_t id[M
 
 int suite2_io_open_in(RatchetStore *st, envelope_seen_fn seen, void *userdata, const char *me,
                       const RsaKey *identity, const RsaKey *sender_key, const Envelope *e, uint64_t now,
-                      uint64_t window, Suite2Opened *ret, const char **ret_error) {
+                      uint64_t window, size_t max_text, Suite2Opened *ret, const char **ret_error) {
         uint8_t digest[ENVELOPE_DIGEST_LEN];
         Suite2Message m = envelope_suite2_view(e);
         Suite2Opened o = {};
         RatchetHeader h;
         int r;
 
-        if (ratchet_header_parse(e->hdr, e->hdr_len, &h) < 0) {
-                *ret_error = envelope_error_to_string(ENVELOPE_MALFORMED);
-                return -EBADMSG;
-        }
         if (suite2_verify(&m, sender_key) < 0) {
                 *ret_error = envelope_error_to_string(ENVELOPE_BAD_SIGNATURE);
                 return -EBADMSG;
@@ -224,6 +225,12 @@ int suite2_io_open_in(RatchetStore *st, envelope_seen_fn seen, void *userdata, c
                         r == ENVELOPE_SEEN_OTHER ? ENVELOPE_REPLAY : ENVELOPE_EXPIRED);
                 return -EBADMSG;
         }
+        /* Step 2: nothing looks at the header before the signature over
+         * it verified. */
+        if (ratchet_header_parse(e->hdr, e->hdr_len, &h) < 0) {
+                *ret_error = envelope_error_to_string(ENVELOPE_MALFORMED);
+                return -EBADMSG;
+        }
 
         /* Opened before and never shown: its key is gone, its text kept. */
         r = ratchet_store_pending_get(st, e->from, e->id, digest, &o.text, &o.len);
@@ -239,7 +246,7 @@ int suite2_io_open_in(RatchetStore *st, envelope_seen_fn seen, void *userdata, c
         if (r != -ENOENT)
                 return r;
 
-        r = open_in_store(st, me, identity, sender_key, e, &h, &m, digest, now, &o, ret_error);
+        r = open_in_store(st, me, identity, sender_key, e, &h, &m, digest, now, max_text, &o, ret_error);
         if (r < 0) {
                 if (o.text)
                         secure_free(o.text, o.len + 1);
@@ -251,14 +258,14 @@ int suite2_io_open_in(RatchetStore *st, envelope_seen_fn seen, void *userdata, c
 
 int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaKey *identity,
                    const RsaKey *sender_key, const Envelope *e, uint64_t now, uint64_t window,
-                   Suite2Opened *ret, const char **ret_error) {
+                   size_t max_text, Suite2Opened *ret, const char **ret_error) {
         int r, q;
 
         r = ratchet_store_begin(st);
         if (r < 0)
                 return r;
-        r = suite2_io_open_in(st, seen_store_check, seen, me, identity, sender_key, e, now, window, ret,
-                              ret_error);
+        r = suite2_io_open_in(st, seen_store_check, seen, me, identity, sender_key, e, now, window, max_text,
+                              ret, ret_error);
         /* A refusal wrote nothing but the erasure of a leftover text. */
         if (r >= 0 || r == -EBADMSG) {
                 q = ratchet_store_commit(st);

@@ -55,16 +55,17 @@ typedef struct Suite2Opened {
 } Suite2Opened;
 
 /* Open e (suite 2, to me) from the sender whose pinned key is sender_key,
- * in the order of the page: header, signature, time (now, window), the
- * (from, id) store seen, then the ratchet (a session start without a
- * matching session is accepted with our prekeys). On success the new
- * state and the text (in the store's pending table, until
- * suite2_io_forget()) are committed, and 0 is returned. On refusal
- * -EBADMSG with *ret_error; ENVELOPE_DUPLICATE means shown already (and
- * a text of it still kept, after a crash, is erased). */
+ * in the order of the page: signature, time (now, window), the (from, id)
+ * store seen, header, then the ratchet (a session start without a
+ * matching session is accepted with our prekeys), and a text of at most
+ * max_text bytes (0: no limit). On success the new state and the text (in
+ * the store's pending table, until suite2_io_forget()) are committed, and
+ * 0 is returned. On refusal -EBADMSG with *ret_error; ENVELOPE_DUPLICATE
+ * means shown already (and a text of it still kept, after a crash, is
+ * erased). */
 int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaKey *identity,
                    const RsaKey *sender_key, const Envelope *e, uint64_t now, uint64_t window,
-                   Suite2Opened *ret, const char **ret_error);
+                   size_t max_text, Suite2Opened *ret, const char **ret_error);
 /* The same inside a transaction the caller began (ratchet_store_begin())
  * and commits, so that a burst of messages costs one commit. seen answers
  * the (from, id) check, so that the caller can count the messages of its
@@ -73,7 +74,7 @@ int suite2_io_open(RatchetStore *st, SeenStore *seen, const char *me, const RsaK
  * other error the caller rolls back. */
 int suite2_io_open_in(RatchetStore *st, envelope_seen_fn seen, void *userdata, const char *me,
                       const RsaKey *identity, const RsaKey *sender_key, const Envelope *e, uint64_t now,
-                      uint64_t window, Suite2Opened *ret, const char **ret_error);
+                      uint64_t window, size_t max_text, Suite2Opened *ret, const char **ret_error);
 /* Once the texts of the n opened messages e were shown and recorded as
  * seen: erase them from the store, in one transaction. */
 int suite2_io_forget(RatchetStore *st, const Envelope *const *e, size_t n);

@@ -236,20 +236,43 @@ static int dispatch_fingerprint(json_object *v, const JsonDispatch *d, void *use
         return 0;
 }
 
+/* The sender and id of a delivered envelope that failed the shape checks,
+ * each where it is valid, for the client's report. */
+static const JsonDispatch refused_from_table[] = {
+        { "from", json_type_string, json_dispatch_user, offsetof(Frame, deliver.from), 0 },
+        {}
+};
+
+static const JsonDispatch refused_id_table[] = {
+        { "id", json_type_string, dispatch_msg_id, offsetof(Frame, deliver.msg), 0 },
+        {}
+};
+
 /* The envelope of send and deliver: parsed, and the object itself kept
  * (.raw) so that a relay can store it unchanged. */
 static int dispatch_envelope(json_object *v, const JsonDispatch *d, void *userdata, const char **reason) {
         Frame *f = userdata;
         Envelope **p = JSON_DISPATCH_FIELD(d, userdata);
         json_object **raw = f->type == FRAME_SEND ? &f->send.raw : &f->deliver.raw;
+        EnvelopeError error = ENVELOPE_MALFORMED;
         int r;
 
         (void) reason;
-        r = envelope_from_json(v, p, NULL);
+        r = envelope_from_json(v, p, &error);
         if (r == -ENOMEM)
                 return r;
-        if (r < 0)
-                return -EBADMSG;
+        if (r < 0) {
+                /* In a send the relay refuses it. In a deliver it is
+                 * step 1 of opening failing, which the client reports and
+                 * acknowledges like any other step: failing the frame
+                 * would end the session without the ack, and the message,
+                 * still queued, would end every later one too. */
+                if (f->type != FRAME_DELIVER)
+                        return -EBADMSG;
+                f->deliver.error = error;
+                (void) json_dispatch(v, refused_from_table, 0, f, NULL);
+                (void) json_dispatch(v, refused_id_table, 0, f, NULL);
+        }
         *raw = json_object_get(v);
         return 0;
 }
@@ -782,12 +805,13 @@ static int parse_watch(Frame *f, json_object *o, const char **reason) {
                 const char *name;
                 size_t len;
 
-                if (!json_object_is_type(v, json_type_string) ||
-                    json_string_get(v, 1, USERNAME_MAX, &name, &len) < 0) {
+                if (!json_object_is_type(v, json_type_string)) {
                         *reason = "bad users";
                         return -EBADMSG;
                 }
-                if (!username_valid(name)) {
+                /* Any string that is no valid name, also one of the
+                 * wrong length, as json_dispatch_user() has it. */
+                if (json_string_get(v, 1, USERNAME_MAX, &name, &len) < 0 || !username_valid(name)) {
                         *reason = "bad username";
                         return -EINVAL;         /* bad_username, as for lookup */
                 }

@@ -136,7 +136,16 @@ typedef struct Frame {
                 } key;
                 struct { uint64_t id; Envelope *envelope; json_object *raw; } send;
                 struct { uint64_t id; char msg[32]; bool queued; } accepted;
-                struct { uint64_t seq; Envelope *envelope; json_object *raw; } deliver;
+                /* An envelope that fails envelope_from_json() does not fail
+                 * the frame: envelope is NULL, error says why (malformed,
+                 * bad_version, bad_suite), and from and msg hold its from
+                 * and id where those are valid (else ""), so that the
+                 * client reports it and acknowledges it. */
+                struct {
+                        uint64_t seq; Envelope *envelope; json_object *raw;
+                        EnvelopeError error;
+                        char from[USERNAME_MAX + 1]; char msg[32];
+                } deliver;
                 struct { uint64_t seq; } ack;
                 struct { char msg[32]; char status[32]; } receipt;
                 struct {
@@ -159,7 +168,8 @@ static inline void frame_freep(Frame **f) { frame_free(*f); }
  * *ret_reason (if not NULL) points to a static string. For send/deliver the
  * envelope is parsed with envelope_from_json() and the original JSON object
  * is kept in .raw (a reference the Frame owns) so a relay can store it
- * unchanged. */
+ * unchanged. A send whose envelope fails that is -EBADMSG; a deliver is
+ * not (see Frame.deliver). */
 int frame_parse(const void *payload, size_t len, Frame **ret, const char **ret_reason);
 /* The same, and when parsing fails on a request that carries an id (lookup,
  * send, publish, rotate, watch, unwatch, who) whose "id" is valid, that id (so that the error answers it);

@@ -2088,10 +2088,13 @@ static void handle_rotate(Relay *relay, Session *s, const Frame *f) {
         lf.reason = reason;
         log_event(EVENT_KEY_ROTATED, &lf, "User %s rotated their key from %s to %s", s->user, old_fp, new_fp);
 
-        /* Every session of the user shows the new package from now on. */
+        /* Every session of the user shows the new package from now on, and
+         * the new key's fingerprint (presence, watch and who answers, the
+         * other nodes). */
         for (Session *i = session_index_first(relay->sessions, s->user); i; i = i->user_next) {
                 KeyPackage *copy = NULL;
 
+                memcpy(i->fingerprint, new_fp, sizeof(i->fingerprint));
                 if (key_package_dup(kp, &copy) < 0)
                         continue;       /* keeps the old one; lookups have the new */
                 key_package_free(i->package);

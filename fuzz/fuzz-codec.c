@@ -115,7 +115,8 @@ static void check_invariants(const Frame *f) {
                         abort();
                 break;
         case FRAME_DELIVER:
-                if (!f->deliver.envelope || !f->deliver.raw)
+                /* An envelope, or the reason there is none. */
+                if (!f->deliver.raw || (f->deliver.envelope != NULL) != (f->deliver.error == ENVELOPE_OK))
                         abort();
                 break;
         case FRAME_ACCEPTED:

@@ -144,6 +144,19 @@ answered "lookup of an invalid name: bad_username with the lookup's id" 7 bad_us
 	"key $T/raw.key" "auth mallory send" "expect welcome" \
 	'frame {"type":"lookup","id":7,"user":"Not Valid"}' "wait error bad_username" \
 	ping "wait pong" bye
+# Names of the wrong length too, in watch and unwatch (version 2); a name
+# that is not a string is still bad_frame.
+out=$(raw connect "key $T/raw.key" "proto 2" "auth mallory send" "expect welcome" \
+	'frame {"type":"watch","id":23,"users":["bob",""]}' "wait error bad_username" \
+	'frame {"type":"unwatch","id":24,"users":["abcdefghijklmnopqrstuvwxyz0123456"]}' \
+	"wait error bad_username" ping "wait pong" bye 2>&1)
+is "watch of an empty name, unwatch of a 33-byte one: bad_username, the session goes on" 0 $? ||
+	diag "$out"
+like "...each answering its request" '"id":23,"code":"bad_username".*"id":24,"code":"bad_username"' \
+	"$(echo "$out" | grep '^< {"type":"error"' | tr '\n' ' ')"
+answered "watch of a name that is not a string: bad_frame with the watch's id" 25 bad_frame \
+	"key $T/raw.key" "proto 2" "auth mallory send" "expect welcome" \
+	'frame {"type":"watch","id":25,"users":[7]}' "wait error bad_frame" eof
 # A client of protocol version 1 (sc-raw's auth has no "proto") keeps what
 # version 1 had, and is refused version 2's frames, with their id; the
 # session goes on.

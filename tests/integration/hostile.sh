@@ -209,6 +209,47 @@ like "...saying why" "idempotency key job-42 was used for another message" "$(ca
 bg_wait "$FAKE_PID"
 is "the fake relay ran its whole script" 0 $?
 
+# ---- envelopes that fail the shape checks: refused, acknowledged ----------------------
+
+# A version or suite from the future, and a member missing: each is
+# reported as the page names it and acknowledged, so that it leaves the
+# queue; the session goes on to the message after them, and the next
+# login finds nothing left over.
+cat >"$T/shape.script" <<EOF
+serverkey $T/fake5.key
+listen
+persona bob $T/bob.key
+accept $((7 * DAY))
+frame {"type":"deliver","seq":101,"envelope":{"v":2,"suite":"x","from":"bob","to":"alice","id":"AAAAAAAAAAAAAAAAAAAAAA=="}}
+frame {"type":"deliver","seq":102,"envelope":{"v":1,"suite":"rot13","from":"bob","to":"alice","id":"AAAAAAAAAAAAAAAAAAAAAQ=="}}
+frame {"type":"deliver","seq":103,"envelope":{"v":1,"suite":"rsa-oaep-sha256+des-ede3-cbc+hmac-sha256","from":"bob","to":"alice"}}
+deliver bob 0 $(marker aftershape) after three bad envelopes
+synced
+wait ack
+wait ack
+wait ack
+wait ack
+eof
+accept $((7 * DAY))
+synced
+eof
+EOF
+check "a fifth fake relay listens" fake_start "$T/shape.script" || done_testing
+alice --json inbox >"$T/shape1.json" 2>"$T/shape1.err"
+is "inbox with three envelopes that fail the shape checks exits 0" 0 $? || diag "$(cat "$T/shape1.err")"
+is "...refusing the one of version 2 as bad_version, naming its sender and id" \
+	"bob AAAAAAAAAAAAAAAAAAAAAA==" \
+	"$("$SC_JSON" -m reason=bad_version rejected from <"$T/shape1.json") $("$SC_JSON" -m reason=bad_version rejected id <"$T/shape1.json")"
+is "...the one of an unknown suite as bad_suite" 1 "$(json_count "$T/shape1.json" -m reason=bad_suite rejected)"
+is "...the one without most members as malformed" 1 "$(json_count "$T/shape1.json" -m reason=malformed rejected)"
+is "...showing the message after them" "$(marker aftershape) after three bad envelopes" \
+	"$("$SC_JSON" -n 1 message text <"$T/shape1.json")"
+is "...acknowledging all four" "101 102 103 1" "$(sed -n 's/^# ack //p' "$FAKE_OUT" | tr '\n' ' ' | sed 's/ $//')"
+alice --json inbox >"$T/shape2.json" 2>"$T/shape2.err"
+is "the next inbox exits 0" 0 $?
+bg_wait "$FAKE_PID"
+is "the fake relay ran its whole script" 0 $?
+
 # ---- the seen list: bounded, and never too large to start ------------------------------
 
 SEEN_DB=$T/home-alice/seen/alice.db

@@ -23,6 +23,21 @@ is "bob reads it" "$(marker first) to the first key" "$("$SC_JSON" message text 
 
 # ---- a rotation ------------------------------------------------------------------
 
+# bob is online (listen) while he rotates, and alice watches him from a
+# session of version 2: the online event the rotation sends, and a who
+# after it, carry the new key's fingerprint.
+check "bob listens" listen_start bob "$T/bob-listen.json"
+BOB_LISTEN=$SC_BG
+printf '%s\n' connect "key $T/home-alice/identity/alice.key" "proto 2" "auth alice send" "expect welcome" \
+	'frame {"type":"watch","id":1,"users":["bob"]}' "wait online" "wait presence" \
+	'frame {"type":"who","id":2}' "wait online" bye >"$T/watch.script"
+SC_BG_IN=$T/watch.script bg_start "$T/watch.out" "$T/watch.err" "$SC_RAW" $SC_RAW_TLS \
+	--timeout $((SC_WAIT * 2)) 127.0.0.1 "$SC_PORT"
+WATCH_PID=$SC_BG
+wait_until grep -q '^< {"type":"online"' "$T/watch.out"
+contains "alice watches bob, online with his first key" "\"user\":\"bob\",\"fingerprint\":\"$BOB_FP0\"" \
+	"$(grep '^< {"type":"online"' "$T/watch.out")"
+
 cp -a "$T/home-bob" "$T/home-bob-old"
 BOB_FP1=$(sc bob rotate-key 2>"$T/rotate1.err")
 is "bob's rotate-key exits 0" 0 $?
@@ -31,6 +46,15 @@ is "...which is now bob's key" "$BOB_FP1" "$(sc bob fingerprint 2>/dev/null)"
 ok "...leaving no next key behind" test ! -e "$T/home-bob/identity/bob.key.next"
 contains "the relay logged the key-rotated event, with the new key" "fingerprint=$BOB_FP1" \
 	"$(grep "event=key-rotated user=bob " "$SC_RELAY_LOG")"
+bg_wait "$WATCH_PID"
+is "alice's watching session got the event and the who answer" 0 $? || diag "$(cat "$T/watch.err")"
+is "...the online event with bob's new fingerprint" \
+	"< {\"type\":\"presence\",\"event\":\"online\",\"user\":\"bob\",\"fingerprint\":\"$BOB_FP1\"}" \
+	"$(grep '^< {"type":"presence"' "$T/watch.out")"
+contains "...and so has who" "\"user\":\"bob\",\"fingerprint\":\"$BOB_FP1\"" \
+	"$(grep '^< {"type":"online","id":2' "$T/watch.out")"
+unlike "...nothing of the old one after the rotation" "$BOB_FP0" "$(sed -n '/"type":"presence"/,$p' "$T/watch.out")"
+bg_stop "$BOB_LISTEN"
 
 out=$(sc alice send bob "$(marker second) to the rotated key" 2>"$T/send1.err")
 is "alice sends to bob's new key without a key-changed refusal" "0 queued" "$? $out"

@@ -339,14 +339,17 @@ static void learn_package(const KeyPackage *kp) {
 
 static int handle_deliver(const Frame *f) {
         const Envelope *e = f->deliver.envelope;
-        const KeyPackage *kp = known_package(e->from);
+        const KeyPackage *kp = e ? known_package(e->from) : NULL;
         _cleanup_(rsa_key_freep) RsaKey *sender = NULL;
         _cleanup_(freep) char *text = NULL;
         EnvelopeError err = ENVELOPE_OK;
         size_t len;
         int r;
 
-        if (!kp || rsa_key_from_spki(kp->key, kp->key_len, &sender) < 0)
+        if (!e)
+                printf("# cannot open seq %" PRIu64 ": %s\n", f->deliver.seq,
+                       envelope_error_to_string(f->deliver.error));
+        else if (!kp || rsa_key_from_spki(kp->key, kp->key_len, &sender) < 0)
                 printf("# cannot open seq %" PRIu64 ": key of %s unknown (lookup first)\n",
                        f->deliver.seq, e->from);
         else {

@@ -228,6 +228,46 @@ START_TEST(test_watch_and_who) {
 }
 END_TEST
 
+/* A delivery whose envelope fails the shape checks (here a version from
+ * the future) is refused and acknowledged at once, like any envelope that
+ * does not open: left unacknowledged, it would stay queued for good. */
+START_TEST(test_deliver_refused_acked) {
+        static const char deliver[] =
+                "{\"type\":\"deliver\",\"seq\":7,\"envelope\":{\"v\":2,\"suite\":\"x\","
+                "\"from\":\"alice\",\"to\":\"bob\",\"id\":\"AAAAAAAAAAAAAAAAAAAAAA==\"}}";
+        Settings settings = SETTINGS_INIT;
+        Context ctx = { .settings = &settings };
+        ChatSession *s = NULL;
+        FrameDecoder d;
+        Frame *f = NULL;
+        Client *c;
+        int peer_fd;
+
+        settings.user = strdup("bob");
+        ck_assert_ptr_nonnull(settings.user);
+        c = fake_client(&peer_fd);
+        frame_decoder_init(&d, MAX_FRAME_LIMIT);
+        ck_assert_int_eq(chat_session_new(&ctx, true, &s), 0);
+        s->client = c;
+
+        ck_assert_int_eq(frame_parse(deliver, strlen(deliver), &f, NULL), 0);
+        ck_assert_int_eq(chat_session_handle(s, f), 1);
+        frame_free(f);
+        ck_assert_uint_eq(s->n_deliveries, 0);
+        f = next_sent(peer_fd, &d);
+        ck_assert_int_eq(f->type, FRAME_ACK);
+        ck_assert_uint_eq(f->ack.seq, 7);
+        frame_free(f);
+
+        frame_decoder_done(&d);
+        s->client = NULL;
+        chat_session_free(s);
+        client_free(c);
+        close(peer_fd);
+        free(settings.user);
+}
+END_TEST
+
 static Suite *clisession_suite(void) {
         Suite *s = suite_create("clisession");
         TCase *tc = tcase_create("core");
@@ -235,6 +275,7 @@ static Suite *clisession_suite(void) {
         tcase_set_timeout(tc, 60);
         tcase_add_test(tc, test_deliveries_bounded_by_size);
         tcase_add_test(tc, test_watch_and_who);
+        tcase_add_test(tc, test_deliver_refused_acked);
         suite_add_tcase(s, tc);
         return s;
 }

@@ -325,9 +325,17 @@ START_TEST(test_watch) {
                 "{\"type\":\"watch\",\"id\":1,\"users\":\"bob\"}",
                 "{\"type\":\"watch\",\"users\":[\"bob\"]}",
         };
-        const char *invalid = "{\"type\":\"watch\",\"id\":4,\"users\":[\"bob\",\"Bob\"]}";
+        /* Names that break the rule, of any length: bad_username. */
+        static const char *const invalid[] = {
+                "{\"type\":\"watch\",\"id\":4,\"users\":[\"bob\",\"Bob\"]}",
+                "{\"type\":\"watch\",\"id\":4,\"users\":[\"bob\",\"\"]}",
+                "{\"type\":\"watch\",\"id\":4,\"users\":[\"abcdefghijklmnopqrstuvwxyz0123456\"]}",
+                "{\"type\":\"unwatch\",\"id\":4,\"users\":[\"\"]}",
+                "{\"type\":\"unwatch\",\"id\":4,\"users\":[\"bob\",\"abcdefghijklmnopqrstuvwxyz0123456\"]}",
+        };
         uint64_t id = 0;
         bool has_id = false;
+        const char *reason = NULL;
         Frame *g = NULL;
 
         ck_assert_uint_eq(f->watch.id, 9);
@@ -337,9 +345,15 @@ START_TEST(test_watch) {
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 ck_assert_int_eq(frame_parse(bad[i], strlen(bad[i]), &g, NULL), -EBADMSG);
         /* An invalid name is bad_username, answering the request. */
-        ck_assert_int_eq(frame_parse_request(invalid, strlen(invalid), &g, NULL, &has_id, &id), -EINVAL);
-        ck_assert(has_id);
-        ck_assert_uint_eq(id, 4);
+        for (size_t i = 0; i < ELEMENTSOF(invalid); i++) {
+                has_id = false;
+                id = 0;
+                ck_assert_int_eq(frame_parse_request(invalid[i], strlen(invalid[i]), &g, &reason, &has_id,
+                                                     &id), -EINVAL);
+                ck_assert_str_eq(reason, "bad username");
+                ck_assert(has_id);
+                ck_assert_uint_eq(id, 4);
+        }
 }
 END_TEST
 
@@ -933,7 +947,9 @@ static const Mutation mutations[] = {
 
         { FRAME_DELIVER, "seq", "-1", -EBADMSG },
         { FRAME_DELIVER, "seq", NULL, -EBADMSG },
-        { FRAME_DELIVER, "envelope.ct", "\"AAAA\"", -EBADMSG },
+        { FRAME_DELIVER, "envelope", NULL, -EBADMSG },
+        { FRAME_DELIVER, "envelope", "\"x\"", -EBADMSG },
+        { FRAME_DELIVER, "envelope.ct", "\"AAAA\"", 0 },             /* test_deliver_refused */
 
         { FRAME_ACK, "seq", "\"1\"", -EBADMSG },
         { FRAME_ACK, "seq", "false", -EBADMSG },
@@ -1002,6 +1018,57 @@ START_TEST(test_mutation) {
         }
         if (r == -EINVAL)
                 ck_assert_str_eq(reason, "bad username");
+}
+END_TEST
+
+/* A deliver whose envelope fails the shape checks is still a frame: the
+ * client reports the envelope (from and id where valid) and acks it. The
+ * same envelope in a send is refused. _i: the case. */
+static const struct {
+        const char *path, *value;
+        EnvelopeError error;
+        bool from, msg;
+} refused_envelopes[] = {
+        { "v", "2", ENVELOPE_BAD_VERSION, true, true },
+        { "v", NULL, ENVELOPE_MALFORMED, true, true },
+        { "suite", "\"rot13\"", ENVELOPE_BAD_SUITE, true, true },
+        { "mac", NULL, ENVELOPE_MALFORMED, true, true },
+        { "ct", "\"AAAA\"", ENVELOPE_MALFORMED, true, true },
+        { "extra", "1", ENVELOPE_MALFORMED, true, true },
+        { "to", "\"Bob\"", ENVELOPE_MALFORMED, true, true },
+        { "from", "\"Alice\"", ENVELOPE_MALFORMED, false, true },
+        { "from", "5", ENVELOPE_MALFORMED, false, true },
+        { "id", "\"AAAA\"", ENVELOPE_MALFORMED, true, false },
+        { "id", NULL, ENVELOPE_MALFORMED, true, false },
+};
+
+START_TEST(test_deliver_refused) {
+        _cleanup_(json_object_unrefp) json_object *o = valid_frame(FRAME_DELIVER), *send = NULL;
+        _cleanup_(frame_freep) Frame *f = NULL, *g = NULL;
+        const char *reason = NULL, *s;
+        json_object *env = NULL;
+        char path[32];
+
+        ck_assert_ptr_nonnull(o);
+        snprintf(path, sizeof(path), "envelope.%s", refused_envelopes[_i].path);
+        mutate(o, path, refused_envelopes[_i].value);
+        s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+        ck_assert_int_eq(frame_parse(s, strlen(s), &f, &reason), 0);
+        ck_assert_int_eq(f->type, FRAME_DELIVER);
+        ck_assert_uint_eq(f->deliver.seq, 1);
+        ck_assert_ptr_null(f->deliver.envelope);
+        ck_assert_int_eq(f->deliver.error, refused_envelopes[_i].error);
+        ck_assert(json_object_object_get_ex(o, "envelope", &env));
+        ck_assert_ptr_nonnull(f->deliver.raw);
+        ck_assert(json_object_equal(f->deliver.raw, env));
+        ck_assert_str_eq(f->deliver.from, refused_envelopes[_i].from ? "alice" : "");
+        ck_assert_str_eq(f->deliver.msg, refused_envelopes[_i].msg ? msg_id : "");
+
+        /* A relay refuses it. */
+        send = frame_new_send(1, env);
+        s = json_object_to_json_string_ext(send, JSON_C_TO_STRING_PLAIN);
+        ck_assert_int_eq(frame_parse(s, strlen(s), &g, &reason), -EBADMSG);
+        ck_assert_ptr_null(g);
 }
 END_TEST
 
@@ -1420,6 +1487,7 @@ static Suite *codec_suite(void) {
         tcase_add_test(tc, test_key);
         tcase_add_test(tc, test_send);
         tcase_add_test(tc, test_deliver);
+        tcase_add_loop_test(tc, test_deliver_refused, 0, (int) ELEMENTSOF(refused_envelopes));
         tcase_add_loop_test(tc, test_deliver_spliced, 0, 8);
         tcase_add_test(tc, test_raw_outlives_payload);
         tcase_add_loop_test(tc, test_accepted, 0, 2);

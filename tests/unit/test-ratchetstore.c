@@ -524,14 +524,16 @@ static Envelope *seal(Side *alice, const PrekeyBundle *b, const char *text) {
         return e;
 }
 
-/* Open as bob; NULL on success with the text checked, else the reason. */
-static const char *open_as_bob(Side *bob, const Envelope *e, const char *want, bool *ret_pending) {
+/* Open as bob, taking texts of at most max_text bytes (0: any); NULL on
+ * success with the text checked, else the reason. */
+static const char *open_as_bob_max(Side *bob, const Envelope *e, size_t max_text, const char *want,
+                                   bool *ret_pending) {
         const char *reason = NULL;
         Suite2Opened o = {};
         int r;
 
-        r = suite2_io_open(bob->st, bob->seen, "bob", bob->key, alice_key, e, now_unix(), 86400, &o,
-                           &reason);
+        r = suite2_io_open(bob->st, bob->seen, "bob", bob->key, alice_key, e, now_unix(), 86400, max_text,
+                           &o, &reason);
         if (r == -EBADMSG)
                 return reason;
         ck_assert_int_eq(r, 0);
@@ -540,6 +542,10 @@ static const char *open_as_bob(Side *bob, const Envelope *e, const char *want, b
                 *ret_pending = o.from_pending;
         secure_free(o.text, o.len + 1);
         return NULL;
+}
+
+static const char *open_as_bob(Side *bob, const Envelope *e, const char *want, bool *ret_pending) {
+        return open_as_bob_max(bob, e, 0, want, ret_pending);
 }
 
 START_TEST(test_io_session) {
@@ -616,7 +622,7 @@ START_TEST(test_io_session) {
                 Suite2Opened o = {};
 
                 ck_assert_int_eq(suite2_io_open(alice.st, alice.seen, "alice", alice_key, bob_key, back,
-                                                now_unix(), 86400, &o, &reason), 0);
+                                                now_unix(), 86400, 0, &o, &reason), 0);
                 ck_assert_str_eq(o.text, "hi");
                 secure_free(o.text, o.len + 1);
         }
@@ -705,7 +711,7 @@ START_TEST(test_io_erased_prekeys) {
         e2 = seal(&carol, &b, "second");
         ck_assert_ptr_null(open_as_bob(&bob, e1, "first", NULL));
         ck_assert_int_eq(suite2_io_shown(bob.st, bob.seen, e1), 0);
-        ck_assert_str_eq(open_as_bob(&bob, e2, NULL, NULL), "unknown_prekey");
+        ck_assert_str_eq(open_as_bob(&bob, e2, NULL, NULL), "bad_key");
         envelope_free(e2);
 
         /* Without an OPK: the SPK alone, until it is rotated and erased. */
@@ -715,13 +721,95 @@ START_TEST(test_io_erased_prekeys) {
         prekeys_update_done(&u);
         ck_assert_int_eq(prekeys_maintain(bob.st, "bob", bob_key, now_unix(), 0, true, -1, 0, NULL, &u), 0);
         ck_assert_int_eq(ratchet_store_session_erase(bob.st, "alice", RATCHET_DEVICE_DEFAULT), 0);
-        ck_assert_str_eq(open_as_bob(&bob, e2, NULL, NULL), "unknown_prekey");
+        ck_assert_str_eq(open_as_bob(&bob, e2, NULL, NULL), "bad_key");
 
         envelope_free(e1);
         envelope_free(e2);
         prekeys_update_done(&u);
         side_close(&alice);
         side_close(&carol);
+        side_close(&bob);
+}
+END_TEST
+
+/* A message without a session start, for a session the recipient does not
+ * have (lost its state, say): wrong_session, the page's name. */
+START_TEST(test_io_wrong_session) {
+        Side alice = {}, bob = {};
+        PrekeysUpdate u = {};
+        PrekeyBundle b;
+        Envelope *e, *back;
+        const char *reason = NULL;
+        Suite2Opened o = {};
+
+        alice_and_bob(&alice, &bob, &u);
+        bob_bundle(&bob, &u, 0, &b);
+        e = seal(&alice, &b, "one");
+        ck_assert_ptr_null(open_as_bob(&bob, e, "one", NULL));
+        ck_assert_int_eq(suite2_io_shown(bob.st, bob.seen, e), 0);
+        /* Bob's answer carries no start: the session is alice's. */
+        ck_assert_int_eq(suite2_io_seal(bob.st, "bob", bob_key, "alice", alice_key, NULL, now_unix(),
+                                        "hi", 2, &back), 0);
+        ck_assert_int_eq(ratchet_store_session_erase(alice.st, "bob", RATCHET_DEVICE_DEFAULT), 0);
+        ck_assert_int_eq(suite2_io_open(alice.st, alice.seen, "alice", alice_key, bob_key, back, now_unix(),
+                                        86400, 0, &o, &reason), -EBADMSG);
+        ck_assert_str_eq(reason, "wrong_session");
+
+        envelope_free(e);
+        envelope_free(back);
+        prekeys_update_done(&u);
+        side_close(&alice);
+        side_close(&bob);
+}
+END_TEST
+
+/* A text over max_text is too_large (step 4), and refusing it changes
+ * nothing: the session start opens afterwards, with its OPK. */
+START_TEST(test_io_too_large) {
+        Side alice = {}, bob = {};
+        PrekeysUpdate u = {};
+        PrekeyBundle b;
+        Envelope *e;
+        uint8_t k[X25519_KEY_LEN];
+        bool pending = true;
+
+        alice_and_bob(&alice, &bob, &u);
+        bob_bundle(&bob, &u, 0, &b);
+        e = seal(&alice, &b, "twelve bytes");
+        ck_assert_str_eq(open_as_bob_max(&bob, e, 11, NULL, NULL), "too_large");
+        ck_assert_int_eq(suite2_io_has_session(bob.st, "alice", alice_key->fingerprint), 0);
+        ck_assert_int_eq(ratchet_store_opk_private(bob.st, u.opks[0].id, k), 0);
+        ck_assert_ptr_null(open_as_bob_max(&bob, e, 12, "twelve bytes", &pending));
+        ck_assert(!pending);
+        ck_assert_int_eq(ratchet_store_opk_private(bob.st, u.opks[0].id, k), -ENOENT);
+
+        envelope_free(e);
+        prekeys_update_done(&u);
+        side_close(&alice);
+        side_close(&bob);
+}
+END_TEST
+
+/* The signature is checked before anything looks at the header it covers:
+ * a header that does not parse, in an envelope whose signature does not
+ * verify (it covers the header), is bad_signature. */
+START_TEST(test_io_signature_first) {
+        Side alice = {}, bob = {};
+        PrekeysUpdate u = {};
+        PrekeyBundle b;
+        Envelope *e;
+
+        alice_and_bob(&alice, &bob, &u);
+        bob_bundle(&bob, &u, 0, &b);
+        e = seal(&alice, &b, "one");
+        e->hdr[0] = 2;          /* the start flag: 0 or 1 */
+        ck_assert_str_eq(open_as_bob(&bob, e, NULL, NULL), "bad_signature");
+        e->hdr[0] = 1;
+        ck_assert_ptr_null(open_as_bob(&bob, e, "one", NULL));
+
+        envelope_free(e);
+        prekeys_update_done(&u);
+        side_close(&alice);
         side_close(&bob);
 }
 END_TEST
@@ -743,6 +831,9 @@ static Suite *ratchetstore_suite(void) {
         tcase_add_test(tc, test_io_session);
         tcase_add_test(tc, test_io_seal_batch);
         tcase_add_test(tc, test_io_erased_prekeys);
+        tcase_add_test(tc, test_io_wrong_session);
+        tcase_add_test(tc, test_io_too_large);
+        tcase_add_test(tc, test_io_signature_first);
         suite_add_tcase(s, tc);
         return s;
 }
