@@ -1772,7 +1772,16 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
                         watch_answered(s);
                         return 1;
                 }
-                return 0;
+                /* A refused who is the caller's (scctl users). */
+                if (s->who_id != 0 && f->error.id == s->who_id)
+                        return 0;
+                /* An id we never used, or one answered already: it refuses
+                 * nothing of ours, and only an error without an id ends the
+                 * session. Passed on, it would end it for a word that
+                 * concerns nothing. */
+                log_debug("The relay answered %s to request %" PRIu64 ", which waits for no answer; ignored.",
+                          f->error.code, f->error.id);
+                return 1;
         }
 
         case FRAME_SYNCED:

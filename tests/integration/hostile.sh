@@ -250,6 +250,31 @@ is "the next inbox exits 0" 0 $?
 bg_wait "$FAKE_PID"
 is "the fake relay ran its whole script" 0 $?
 
+# ---- an answer to a request scctl never made: ignored ----------------------------------
+
+# Errors naming ids scctl never used refuse nothing of its, and only an
+# error without an id ends a session: the inbox goes on to the message
+# after them.
+cat >"$T/stray.script" <<EOF
+serverkey $T/fake6.key
+listen
+persona bob $T/bob.key
+accept $((7 * DAY))
+frame {"type":"error","id":77,"code":"queue_full","message":"not yours"}
+frame {"type":"error","id":78,"code":"frobnicated"}
+deliver bob 0 $(marker stray) after two stray errors
+synced
+wait ack
+eof
+EOF
+check "a sixth fake relay listens" fake_start "$T/stray.script" || done_testing
+alice --json inbox >"$T/stray.json" 2>"$T/stray.err"
+is "inbox past two errors answering requests it never made exits 0" 0 $? || diag "$(cat "$T/stray.err")"
+is "...showing the message after them" "$(marker stray) after two stray errors" \
+	"$("$SC_JSON" -n 1 message text <"$T/stray.json")"
+bg_wait "$FAKE_PID"
+is "the sixth fake relay ran its whole script" 0 $?
+
 # ---- the seen list: bounded, and never too large to start ------------------------------
 
 SEEN_DB=$T/home-alice/seen/alice.db
