@@ -353,12 +353,18 @@ void chat_session_detach(ChatSession *s) {
         s->client = NULL;
 }
 
-Peer *chat_session_peer(ChatSession *s, const char *user) {
-        Peer *p;
-
+static Peer *peer_find(ChatSession *s, const char *user) {
         for (size_t i = 0; i < s->n_peers; i++)
                 if (streq(s->peers[i].user, user))
                         return &s->peers[i];
+        return NULL;
+}
+
+Peer *chat_session_peer(ChatSession *s, const char *user) {
+        Peer *p = peer_find(s, user);
+
+        if (p)
+                return p;
         if (!username_valid(user) || s->n_peers >= PEERS_MAX)
                 return NULL;
         /* One entry per user the relay told us about or we asked about:
@@ -1524,6 +1530,16 @@ static int handle_online(ChatSession *s, const Frame *f) {
         return 1;
 }
 
+/* Version 2 sends events about the users a session watches. One about
+ * anybody else is the relay's mistake or malice: it would cost a peer
+ * entry (and a search of all of them for every event after) and a line
+ * nobody asked for. */
+static bool watching(ChatSession *s, const char *user) {
+        Peer *p = peer_find(s, user);
+
+        return p && p->watched;
+}
+
 static int handle_presence(ChatSession *s, const Frame *f) {
         const char *me = s->ctx->settings->user;
 
@@ -1565,6 +1581,8 @@ static int handle_presence(ChatSession *s, const Frame *f) {
 
                 if (!f->presence.package) {
                         /* Version 2: who and which key, no package. */
+                        if (!watching(s, f->presence.user))
+                                break;
                         peer_online(s, f->presence.user, f->presence.fingerprint, true);
                         break;
                 }
@@ -1577,8 +1595,11 @@ static int handle_presence(ChatSession *s, const Frame *f) {
                 break;
         }
         case PRESENCE_OFFLINE: {
-                Peer *p = chat_session_peer(s, f->presence.user);
+                Peer *p;
 
+                if (s->client && s->client->proto >= 2 && !watching(s, f->presence.user))
+                        break;
+                p = chat_session_peer(s, f->presence.user);
                 if (p)
                         show_offline(s, p);
                 break;

@@ -275,6 +275,35 @@ is "...showing the message after them" "$(marker stray) after two stray errors" 
 bg_wait "$FAKE_PID"
 is "the sixth fake relay ran its whole script" 0 $?
 
+# ---- presence of users nobody watches: not shown --------------------------------------
+
+# Version 2 sends a session events about the users it watches; scctl
+# watches its pinned contacts only, and here it has none. Events about
+# others are neither shown nor kept (each would be an entry more to search
+# at every event after).
+cat >"$T/presence.script" <<EOF
+serverkey $T/fake7.key
+listen
+persona bob $T/bob.key
+accept $((7 * DAY))
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+frame {"type":"presence","event":"online","user":"dave","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+frame {"type":"presence","event":"offline","user":"carol"}
+deliver bob 0 $(marker presence) after presence of strangers
+wait ack
+frame {"type":"error","code":"kicked"}
+eof
+EOF
+check "a seventh fake relay listens" fake_start "$T/presence.script" || done_testing
+alice --json listen >"$T/presence.json" 2>"$T/presence.err"
+is "listen, kicked after presence events about users it does not watch, exits 3" 3 $? ||
+	diag "$(cat "$T/presence.err")"
+is "...showing none of them" 0 "$(json_count "$T/presence.json" presence)"
+is "...and the message after them" "$(marker presence) after presence of strangers" \
+	"$("$SC_JSON" -n 1 message text <"$T/presence.json")"
+bg_wait "$FAKE_PID"
+is "the seventh fake relay ran its whole script" 0 $?
+
 # ---- the seen list: bounded, and never too large to start ------------------------------
 
 SEEN_DB=$T/home-alice/seen/alice.db
