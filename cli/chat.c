@@ -461,9 +461,12 @@ static int receive(bool inbox) {
                         chat_session_detach(s);
                 }
 
-                /* Connection problems are worth retrying; being refused,
-                 * a changed key, or another session taking over are not. */
-                if (inbox || (r != -ENOTCONN && r != -ETIMEDOUT) ||
+                /* Connection problems are worth retrying, and so is a
+                 * relay that is busy or cannot reach its database, at the
+                 * login or later; being refused, a changed key, or another
+                 * session taking over are not. */
+                if (inbox ||
+                    (r != -ENOTCONN && r != -ETIMEDOUT && !ctx.refused_later && !relay_error_later(s->ended)) ||
                     streq(s->ended, ERR_REPLACED) || streq(s->ended, ERR_KICKED))
                         goto finish;
                 s->ended[0] = '\0';

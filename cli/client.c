@@ -73,6 +73,10 @@ int relay_error_status(const char *code) {
         return EXIT_REFUSED;
 }
 
+bool relay_error_later(const char *code) {
+        return streq(code, ERR_SERVER_BUSY) || streq(code, ERR_UNAVAILABLE);
+}
+
 static const char *relay_error_hint(const char *code) {
         static const struct {
                 const char *code;
@@ -490,6 +494,8 @@ static int expect_frame(Client *c, const ClientParams *p, FrameType type, uint64
                         frame_free(f);
                         return -EKEYREJECTED;
                 }
+                if (p->ret_later)
+                        *p->ret_later = relay_error_later(f->error.code);
                 r = log_relay_error(f, "Cannot log in");
                 frame_free(f);
                 return r;

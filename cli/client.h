@@ -47,6 +47,9 @@ typedef struct ClientParams {
          * client_connect() returns -EBUSY (EXIT_RATE_LIMITED) with the seconds the
          * relay asks to wait here, for the caller to retry. */
         uint64_t *ret_retry_after;
+        /* When set, whether a login the relay refused was refused for now
+         * only (relay_error_later()), for listen to try again. */
+        bool *ret_later;
         /* When set, a login refused with key_mismatch is not reported:
          * -EKEYREJECTED (rotate-key then tries its next key). */
         bool quiet_key_mismatch;
@@ -126,4 +129,7 @@ void client_bye(Client *c);
  * table, the only mapping to exit statuses. log_relay_error() reports the
  * error and returns the errno that stands for that status. */
 int relay_error_status(const char *code);
+/* Whether the relay refused for now only: it is busy (server_busy) or
+ * cannot reach its database (unavailable), and asks to try again later. */
+bool relay_error_later(const char *code);
 int log_relay_error(const Frame *f, const char *what);

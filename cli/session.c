@@ -138,6 +138,8 @@ int context_connect(Context *ctx, bool receive, int abort_fd, Client **ret) {
                 int r;
 
                 p.ret_retry_after = &retry_after;
+                ctx->refused_later = false;
+                p.ret_later = &ctx->refused_later;
                 r = client_connect(&p, ret);
                 if (r != -EBUSY)
                         return r;

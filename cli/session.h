@@ -45,6 +45,7 @@ typedef struct Context {
         bool quiet_key_mismatch;        /* ClientParams.quiet_key_mismatch */
         void (*auth_sent)(void *userdata, bool suite2);  /* ClientParams.auth_sent */
         void *userdata;
+        bool refused_later;             /* the last login was refused for now only */
 } Context;
 
 /* Open the state directory; with identity, load the user's key, creating it

@@ -304,6 +304,35 @@ is "...and the message after them" "$(marker presence) after presence of strange
 bg_wait "$FAKE_PID"
 is "the seventh fake relay ran its whole script" 0 $?
 
+# ---- refused for now: listen tries again ---------------------------------------------
+
+# A relay that is busy (server_busy) or cannot reach its database
+# (unavailable) asks to be tried again later, at the login or in a session
+# already going: listen connects again, as after a lost connection.
+cat >"$T/later.script" <<EOF
+serverkey $T/fake8.key
+listen
+persona bob $T/bob.key
+refuse server_busy
+eof
+accept $((7 * DAY))
+frame {"type":"error","code":"unavailable"}
+eof
+accept $((7 * DAY))
+deliver bob 0 $(marker later) after two refusals for now
+wait ack
+frame {"type":"error","code":"kicked"}
+eof
+EOF
+check "an eighth fake relay listens" fake_start "$T/later.script" || done_testing
+alice --json listen >"$T/later.json" 2>"$T/later.err"
+is "listen, refused for now twice then kicked, exits 3" 3 $? || diag "$(cat "$T/later.err")"
+is "...having connected again after each refusal" 2 "$(grep -c 'Reconnecting' "$T/later.err")"
+is "...and shown the message of the third session" "$(marker later) after two refusals for now" \
+	"$("$SC_JSON" -n 1 message text <"$T/later.json")"
+bg_wait "$FAKE_PID"
+is "the eighth fake relay ran its whole script" 0 $?
+
 # ---- the seen list: bounded, and never too large to start ------------------------------
 
 SEEN_DB=$T/home-alice/seen/alice.db

@@ -78,6 +78,8 @@
  *                           as USER's (also for the client's own name)
  *   accept TTL              take the next connection, send hello, check
  *                           its auth and answer welcome with queue_ttl TTL
+ *   refuse CODE             the same, but answer the auth with error CODE
+ *                           (no id: the login refused)
  *   offer N                 hello's proto_max in the next accepts (a relay
  *                           of version N)
  *   welcome MODE            how accept signs a welcome of version 3 (when
@@ -1130,7 +1132,7 @@ static int cmd_welcome(const char *mode) {
         return fail("no welcome mode %s", mode);
 }
 
-static int cmd_accept(uint64_t ttl) {
+static int cmd_accept(uint64_t ttl, const char *refuse) {
         _cleanup_(frame_freep) Frame *f = NULL;
         _cleanup_(key_package_freep) KeyPackage *self = NULL;
         _cleanup_(welcome_key_freep) WelcomeKey *wk = NULL;
@@ -1186,6 +1188,8 @@ static int cmd_accept(uint64_t ttl) {
         };
         if (handshake_verify(HANDSHAKE_CLIENT, &p, raw.peer_key, f->auth.sig, f->auth.sig_len) < 0)
                 return fail("the client's auth does not verify");
+        if (refuse)
+                return send_json(frame_new_error(NULL, refuse, "refused by the script"));
         /* The lower of the two versions, as the relay takes it. */
         proto = MIN(MAX(f->auth.proto, 1u), (unsigned) PROTOCOL_VERSION_MAX);
         printf("# client speaks protocol %u\n", proto);
@@ -1456,7 +1460,9 @@ static int run_words(char **w, size_t n, char *rest_after[]) {
         if (strcmp(c, "welcome") == 0 && n >= 2)
                 return cmd_welcome(w[1]);
         if (strcmp(c, "accept") == 0 && n >= 2)
-                return cmd_accept(strtoull(w[1], NULL, 10));
+                return cmd_accept(strtoull(w[1], NULL, 10), NULL);
+        if (strcmp(c, "refuse") == 0 && n >= 2)
+                return cmd_accept(0, w[1]);
         if (strcmp(c, "deliver") == 0 && n >= 4)
                 return cmd_deliver(w[1], strtoull(w[2], NULL, 10), NULL, rest_after[3]);
         if (strcmp(c, "redeliver") == 0 && n >= 2) {
