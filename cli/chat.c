@@ -438,6 +438,8 @@ static int receive(bool inbox) {
                         }
                         deadline = inbox ? deadline_in(arg_settings.timeout_usec) : UINT64_MAX;
                         for (;;) {
+                                unsigned progress = s->n_progress;
+
                                 if (inbox && s->synced && chat_session_idle(s)) {
                                         output->synced(s->n_messages);
                                         client_bye(c);
@@ -455,7 +457,7 @@ static int receive(bool inbox) {
                                         r = timed_out(s);
                                 if (r < 0)
                                         break;
-                                if (inbox)
+                                if (inbox && s->n_progress != progress)
                                         deadline = deadline_in(arg_settings.timeout_usec);
                         }
                         chat_session_detach(s);

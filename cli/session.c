@@ -1865,6 +1865,14 @@ int chat_session_wait(ChatSession *s, struct pollfd *extra, size_t n_extra, uint
         }
         if (r != CLIENT_FRAME)
                 return r;
+        switch (f->type) {
+        case FRAME_DELIVER: case FRAME_SYNCED: case FRAME_KEY: case FRAME_ACCEPTED: case FRAME_PUBLISHED:
+        case FRAME_ONLINE:
+                s->n_progress++;
+                break;
+        default:
+                break;
+        }
         r = chat_session_handle(s, f);
         if (r != 0)
                 return r < 0 ? r : CLIENT_FRAME;

@@ -121,6 +121,11 @@ typedef struct ChatSession {
         unsigned window;                /* messages in flight at most (0: 1) */
         unsigned n_in_flight;           /* sent, not answered */
         unsigned n_accepted, n_refused, n_receipts;
+        /* Frames that moved the session on (a delivery, synced, an answer
+         * to a request of ours), not those a relay can send at will
+         * (presence, receipts, stray errors): inbox's --timeout restarts
+         * with these only. */
+        unsigned n_progress;
         unsigned n_retries;             /* messages sent again after rate_limited */
         int error;                      /* first failure of a message we sent, -errno */
         char ended[64];                 /* the relay's error code that ended the session */

@@ -333,6 +333,73 @@ is "...and shown the message of the third session" "$(marker later) after two re
 bg_wait "$FAKE_PID"
 is "the eighth fake relay ran its whole script" 0 $?
 
+# ---- a relay that says nothing worth waiting for: inbox's --timeout holds ---------------
+
+# Presence events (here about a user nobody watches), two a second, never
+# synced: none of them moves the inbox on, so its --timeout of 2 s ends it
+# long before the 12 s of events do.
+cat >"$T/trickle.script" <<EOF
+serverkey $T/fake9.key
+listen
+persona bob $T/bob.key
+accept $((7 * DAY))
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+sleep 500
+frame {"type":"presence","event":"online","user":"carol","fingerprint":"SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}
+sleep 500
+frame {"type":"presence","event":"offline","user":"carol"}
+eof
+EOF
+check "a ninth fake relay listens" fake_start "$T/trickle.script" || done_testing
+START=$(date +%s)
+alice --json inbox --timeout 2 >"$T/trickle.json" 2>"$T/trickle.err"
+is "inbox under a trickle of presence events and no synced exits 8" 8 $? || diag "$(cat "$T/trickle.err")"
+ok "...before the events end" test $(($(date +%s) - START)) -lt 10
+bg_stop "$FAKE_PID"
+
 # ---- the seen list: bounded, and never too large to start ------------------------------
 
 SEEN_DB=$T/home-alice/seen/alice.db
