@@ -1726,9 +1726,18 @@ int chat_session_handle(ChatSession *s, const Frame *f) {
 
         case FRAME_ACCEPTED: {
                 Outgoing *o = outgoing_by_send_id(s, f->accepted.id);
+                json_object *id = NULL;
 
                 if (!o)
                         return 0;
+                /* The relay names the envelope it stored: ours, or it did
+                 * not store ours, whatever it says. */
+                if (!json_object_object_get_ex(o->envelope, "id", &id) ||
+                    !streq(json_object_get_string(id), f->accepted.msg))
+                        return log_fail(EXIT_CONNECT, 0,
+                                        "The relay at %s answered our message to %s with the id of "
+                                        "another (%s); giving up.",
+                                        s->client->address, o->to, f->accepted.msg);
                 snprintf(o->msg, sizeof(o->msg), "%s", f->accepted.msg);
                 o->queued = f->accepted.queued;
                 outgoing_answered(s, o);

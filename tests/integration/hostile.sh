@@ -400,6 +400,29 @@ is "inbox under a trickle of presence events and no synced exits 8" 8 $? || diag
 ok "...before the events end" test $(($(date +%s) - START)) -lt 10
 bg_stop "$FAKE_PID"
 
+# ---- accepted, naming another envelope: not a success ---------------------------------
+
+# The relay's accepted names the envelope it stored. One naming another
+# than ours says ours was not stored, whatever else it says: send fails
+# (status 3) instead of printing queued.
+cat >"$T/otherid.script" <<EOF
+serverkey $T/fake10.key
+listen
+persona bob $T/bob.key
+accept $((7 * DAY))
+mute on
+wait send
+frame {"type":"accepted","id":2,"msg":"AAAAAAAAAAAAAAAAAAAAAA==","queued":true}
+eof
+EOF
+check "a tenth fake relay listens" fake_start "$T/otherid.script" || done_testing
+alice send bob "$(marker otherid) answered with another id" >"$T/otherid.out" 2>"$T/otherid.err"
+is "send answered accepted with another envelope's id exits 3" 3 $? || diag "$(cat "$T/otherid.err")"
+ok "...saying so" grep -q "with the id of another" "$T/otherid.err"
+ok "...printing no queued" test ! -s "$T/otherid.out"
+bg_wait "$FAKE_PID"
+is "the tenth fake relay ran its whole script" 0 $?
+
 # ---- the seen list: bounded, and never too large to start ------------------------------
 
 SEEN_DB=$T/home-alice/seen/alice.db
