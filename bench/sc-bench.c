@@ -967,13 +967,8 @@ static double cpu_now_us(void) {
  * getrandom(): the floor's CPU should be SQLite's. */
 static void bench_msg_id(uint64_t *state, char out[BASE64_ENCODE_RAW_LENGTH(MSG_ID_LEN) + 1]) {
         uint8_t id[MSG_ID_LEN];
-        struct timespec ts;
-        uint64_t ms;
 
-        (void) clock_gettime(CLOCK_REALTIME, &ts);
-        ms = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
-        for (size_t i = 0; i < 6; i++)
-                id[i] = (uint8_t) (ms >> (8 * (5 - i)));
+        (void) message_id_stamp(id);
         for (size_t i = 6; i < sizeof(id); i += sizeof(uint64_t)) {
                 uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
 

@@ -33,16 +33,25 @@ int random_bytes(void *buf, size_t len) {
         return 0;
 }
 
-int message_id_new(uint8_t *id) {
+int message_id_stamp(uint8_t *id) {
         struct timespec ts;
         uint64_t ms;
 
-        static_assert(MSG_ID_LEN == 16, "6 bytes of time and 10 random");
         if (clock_gettime(CLOCK_REALTIME, &ts) < 0)
                 return -errno;
         ms = (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
         for (size_t i = 0; i < 6; i++)
                 id[i] = (uint8_t) (ms >> (8 * (5 - i)));
+        return 0;
+}
+
+int message_id_new(uint8_t *id) {
+        int r;
+
+        static_assert(MSG_ID_LEN == 16, "6 bytes of time and 10 random");
+        r = message_id_stamp(id);
+        if (r < 0)
+                return r;
         return random_bytes(id + 6, MSG_ID_LEN - 6);
 }
 

@@ -17,6 +17,9 @@ int random_bytes(void *buf, size_t len);
  * not a page per id, however long the queue. 80 random bits keep two ids of
  * one millisecond apart. 0 or random_bytes()' error. */
 int message_id_new(uint8_t *id);
+/* Its first 6 bytes only, the time: for a caller with its own randomness
+ * for the rest (sc-bench's floor, whose CPU should be SQLite's). */
+int message_id_stamp(uint8_t *id);
 
 /* A 64-bit hash of len bytes for an in-memory table whose keys peers
  * choose (addresses, user names): FNV-1a from a random, secret seed, then

@@ -136,6 +136,28 @@ static Frame *online_frame(uint64_t id, const char *user, uint64_t next) {
 
 /* Protocol version 2: watches go out in frames of WATCH_USERS_MAX names,
  * their answers and refusals are taken, and users pages through who. */
+/* A receiving session of bob's on a fake client (protocol proto), whose
+ * frames the test reads from peer_fd with d. */
+static void bob_session(Settings *settings, Context *ctx, unsigned proto, ChatSession **ret_s, Client **ret_c,
+                        int *ret_peer_fd, FrameDecoder *d) {
+        settings->user = strdup("bob");
+        ck_assert_ptr_nonnull(settings->user);
+        *ret_c = fake_client(ret_peer_fd);
+        (*ret_c)->proto = proto;
+        frame_decoder_init(d, MAX_FRAME_LIMIT);
+        ck_assert_int_eq(chat_session_new(ctx, true, ret_s), 0);
+        (*ret_s)->client = *ret_c;
+}
+
+static void bob_session_done(Settings *settings, ChatSession *s, Client *c, int peer_fd, FrameDecoder *d) {
+        frame_decoder_done(d);
+        s->client = NULL;
+        chat_session_free(s);
+        client_free(c);
+        close(peer_fd);
+        free(settings->user);
+}
+
 START_TEST(test_watch_and_who) {
         Settings settings = SETTINGS_INIT;
         Context ctx = { .settings = &settings };
@@ -148,13 +170,7 @@ START_TEST(test_watch_and_who) {
         Client *c;
         int peer_fd;
 
-        settings.user = strdup("bob");
-        ck_assert_ptr_nonnull(settings.user);
-        c = fake_client(&peer_fd);
-        c->proto = 2;
-        frame_decoder_init(&d, MAX_FRAME_LIMIT);
-        ck_assert_int_eq(chat_session_new(&ctx, true, &s), 0);
-        s->client = c;
+        bob_session(&settings, &ctx, 2, &s, &c, &peer_fd, &d);
 
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
                 snprintf(buf[i], sizeof(buf[i]), "u%zu", i);
@@ -219,12 +235,7 @@ START_TEST(test_watch_and_who) {
         /* u1 is watched: the list asked for does not put it offline. */
         ck_assert(chat_session_peer(s, "u1")->online);
 
-        frame_decoder_done(&d);
-        s->client = NULL;
-        chat_session_free(s);
-        client_free(c);
-        close(peer_fd);
-        free(settings.user);
+        bob_session_done(&settings, s, c, peer_fd, &d);
 }
 END_TEST
 
@@ -243,12 +254,7 @@ START_TEST(test_deliver_refused_acked) {
         Client *c;
         int peer_fd;
 
-        settings.user = strdup("bob");
-        ck_assert_ptr_nonnull(settings.user);
-        c = fake_client(&peer_fd);
-        frame_decoder_init(&d, MAX_FRAME_LIMIT);
-        ck_assert_int_eq(chat_session_new(&ctx, true, &s), 0);
-        s->client = c;
+        bob_session(&settings, &ctx, 0, &s, &c, &peer_fd, &d);
 
         ck_assert_int_eq(frame_parse(deliver, strlen(deliver), &f, NULL), 0);
         ck_assert_int_eq(chat_session_handle(s, f), 1);
@@ -259,12 +265,7 @@ START_TEST(test_deliver_refused_acked) {
         ck_assert_uint_eq(f->ack.seq, 7);
         frame_free(f);
 
-        frame_decoder_done(&d);
-        s->client = NULL;
-        chat_session_free(s);
-        client_free(c);
-        close(peer_fd);
-        free(settings.user);
+        bob_session_done(&settings, s, c, peer_fd, &d);
 }
 END_TEST
 
